@@ -1,0 +1,62 @@
+#include "bg_jobs/adapters/db_adapter.hpp"
+
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+caf::expected<void> db_adapter::check_schema() {
+  auto v = schema_version();
+  if (!v)
+    return std::move(v.error());
+  if (*v == 0)
+    return make_error(errc::schema_missing,
+                      "the bg_jobs tables do not exist: run migrate_up");
+  if (*v < schema_version_current)
+    return make_error(errc::schema_missing,
+                      "schema version " + std::to_string(*v)
+                        + " is older than "
+                        + std::to_string(schema_version_current)
+                        + ": run migrate_up");
+  if (*v > schema_version_current)
+    return make_error(errc::schema_too_new,
+                      "schema version " + std::to_string(*v)
+                        + " is newer than this bg_jobs understands ("
+                        + std::to_string(schema_version_current) + ")");
+  return caf::unit;
+}
+
+namespace {
+
+caf::expected<void> complete_one(db_adapter& db, completion c) {
+  std::vector<completion> cs{std::move(c)};
+  auto applied = db.complete_jobs(cs);
+  if (!applied)
+    return std::move(applied.error());
+  if (applied->empty() || !applied->front())
+    return make_error(errc::reservation_lost,
+                      "job " + std::to_string(cs.front().job_id)
+                        + " is not in jobs with the expected reservation");
+  return caf::unit;
+}
+
+} // namespace
+
+caf::expected<void> db_adapter::move_job_to_succeeded(const job& j) {
+  completion c;
+  c.what = completion::kind::succeeded;
+  c.job_id = j.id;
+  c.reserved_by = j.reserved_by;
+  return complete_one(*this, std::move(c));
+}
+
+caf::expected<void> db_adapter::move_job_to_failed(const job& j,
+                                                   const std::string& exc) {
+  completion c;
+  c.what = completion::kind::failed;
+  c.job_id = j.id;
+  c.reserved_by = j.reserved_by;
+  c.error = exc;
+  return complete_one(*this, std::move(c));
+}
+
+} // namespace bg_jobs

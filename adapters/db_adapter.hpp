@@ -1,0 +1,165 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "bg_jobs/core/job.hpp"
+#include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/timestamp.hpp"
+
+namespace bg_jobs {
+
+/// What an adapter's store can do beyond the common contract.
+struct capabilities {
+  /// Concurrent claimers skip each other's rows instead of waiting.
+  bool supports_skip_locked = false;
+  /// Other processes can be woken by a notification from the store.
+  bool supports_listen_notify = false;
+};
+
+/// Arguments of `db_adapter::reserve_jobs`.
+struct reserve_params {
+  /// Only jobs with one of these names are reserved.
+  std::vector<std::string> job_names;
+  /// The most jobs to reserve; must be positive.
+  int limit = 1;
+  /// The owner recorded on each reserved job.
+  std::string reserved_by;
+};
+
+/// How one reserved job ends, as persisted by `db_adapter::complete_jobs`.
+struct completion {
+  enum class kind {
+    /// Move the job to `jobs_succeeded`.
+    succeeded,
+    /// Move the job to `jobs_failed` with `error`.
+    failed,
+    /// Release the job, available again at `available_at`, keeping `error`.
+    retry,
+    /// Like retry, but the attempt does not count.
+    snooze,
+  };
+
+  kind what = kind::succeeded;
+  int64_t job_id = 0;
+  /// The reservation the caller believes it holds; the change applies only
+  /// while the job is still reserved by exactly this owner.
+  std::optional<std::string> reserved_by;
+  std::string error;
+  timestamp available_at;
+};
+
+/// Row counts of the three tables, read in one consistent snapshot.
+struct job_stats {
+  int64_t available = 0;
+  int64_t scheduled = 0;
+  int64_t reserved = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+
+  int64_t pending() const { return available + scheduled; }
+  int64_t total() const {
+    return available + scheduled + reserved + succeeded + failed;
+  }
+};
+
+/// The one seam between the engine and SQL. Each implementation owns its
+/// statements and migrations; one instance is one connection and is used by
+/// one thread at a time. Errors are `errc` values with a message.
+class db_adapter {
+public:
+  virtual ~db_adapter() = default;
+
+  /// The schema version this code writes and understands.
+  static constexpr int schema_version_current = 1;
+
+  virtual capabilities caps() const = 0;
+
+  // -- schema --------------------------------------------------------------
+
+  /// Creates or upgrades the schema; running it again is harmless.
+  virtual caf::expected<void> migrate_up() = 0;
+
+  /// Removes every table, index and the version record.
+  virtual caf::expected<void> migrate_down() = 0;
+
+  /// Returns the applied schema version, 0 when there is none.
+  virtual caf::expected<int> schema_version() = 0;
+
+  /// Succeeds when the schema is exactly the version this code knows.
+  caf::expected<void> check_schema();
+
+  // -- writes --------------------------------------------------------------
+
+  /// Validates and stores one job; returns it as stored.
+  virtual caf::expected<job> enqueue_job(const job_request& request) = 0;
+
+  /// Validates all requests, then stores them in one transaction (all or
+  /// none); returns the new ids in request order.
+  virtual caf::expected<std::vector<int64_t>>
+  enqueue_jobs(const std::vector<job_request>& requests) = 0;
+
+  /// Reserves up to `limit` available jobs with one of the names, oldest
+  /// `available_at` first, then lowest id; counts the attempt.
+  virtual caf::expected<std::vector<job>>
+  reserve_jobs(const reserve_params& params) = 0;
+
+  /// Clears the reservation of one job; returns the job.
+  virtual caf::expected<job> release_reservation(int64_t job_id) = 0;
+
+  /// Clears every reservation held by `reserved_by`; returns those jobs.
+  virtual caf::expected<std::vector<job>>
+  release_jobs_reserved_by(const std::string& reserved_by) = 0;
+
+  /// Persists outcomes in one transaction. Returns, per completion, whether
+  /// it applied (false: the reservation was no longer the caller's).
+  virtual caf::expected<std::vector<bool>>
+  complete_jobs(const std::vector<completion>& completions) = 0;
+
+  /// Moves `j` to `jobs_succeeded` if it is still reserved as `j` says.
+  caf::expected<void> move_job_to_succeeded(const job& j);
+
+  /// Moves `j` to `jobs_failed` if it is still reserved as `j` says.
+  caf::expected<void> move_job_to_failed(const job& j,
+                                         const std::string& exception);
+
+  /// Adds one to the attempts of a job in `jobs`; returns the job.
+  virtual caf::expected<job> increment_attempts(const job& j) = 0;
+
+  // -- reads ---------------------------------------------------------------
+
+  /// Unreserved jobs with that name, whether available yet or not.
+  virtual caf::expected<std::vector<job>>
+  get_enqueued_jobs(const std::string& job_name) = 0;
+
+  /// All reserved jobs.
+  virtual caf::expected<std::vector<job>> get_running_jobs() = 0;
+
+  /// Jobs reserved by `reserved_by`.
+  virtual caf::expected<std::vector<job>>
+  get_running_jobs_by_queue_name(const std::string& reserved_by) = 0;
+
+  /// Up to `limit` succeeded jobs, most recent first.
+  virtual caf::expected<std::vector<succeeded_job>>
+  get_succeeded_jobs(int limit) = 0;
+
+  /// Up to `limit` failed jobs, most recent first.
+  virtual caf::expected<std::vector<failed_job>> get_failed_jobs(int limit)
+    = 0;
+
+  /// Counts of every state in one snapshot.
+  virtual caf::expected<job_stats> stats() = 0;
+};
+
+/// Opens a new connection each time it is called; the runtime gives every
+/// actor that talks to the store its own connection.
+using adapter_factory
+  = std::function<caf::expected<std::unique_ptr<db_adapter>>()>;
+
+} // namespace bg_jobs

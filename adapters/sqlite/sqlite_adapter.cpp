@@ -1,0 +1,754 @@
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <sqlite3.h>
+
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+// -- SQL ---------------------------------------------------------------------
+
+namespace {
+
+#define BG_JOBS_JOB_COLUMNS                                                    \
+  "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
+  "reserved_by, last_error"
+
+// Each entry upgrades the schema by one version; applied in order.
+const char* const migrations[] = {
+  // version 1
+  "CREATE TABLE jobs ("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL DEFAULT 0,"
+  "  created_at INTEGER NOT NULL,"
+  "  available_at INTEGER NOT NULL,"
+  "  reserved_at INTEGER,"
+  "  reserved_by TEXT,"
+  "  last_error TEXT);"
+  // Serves the claim query and holds only what can be claimed.
+  "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+  "  WHERE reserved_by IS NULL;"
+  "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+  "  WHERE reserved_by IS NOT NULL;"
+  "CREATE TABLE jobs_succeeded ("
+  "  id INTEGER PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  available_at INTEGER NOT NULL,"
+  "  succeeded_at INTEGER NOT NULL);"
+  "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+  "CREATE TABLE jobs_failed ("
+  "  id INTEGER PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL,"
+  "  exception TEXT NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  available_at INTEGER NOT NULL,"
+  "  failed_at INTEGER NOT NULL);"
+  "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+};
+
+constexpr int known_version = std::size(migrations);
+static_assert(known_version == db_adapter::schema_version_current);
+
+const char sql_begin[] = "BEGIN IMMEDIATE";
+const char sql_commit[] = "COMMIT";
+
+const char sql_has_version_table[]
+  = "SELECT count(*) FROM sqlite_master"
+    " WHERE type = 'table' AND name = 'bg_jobs_migrations'";
+const char sql_version[]
+  = "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations";
+const char sql_insert_version[]
+  = "INSERT INTO bg_jobs_migrations (version, applied_at) VALUES (?1, ?2)";
+
+const char sql_enqueue[]
+  = "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
+    " VALUES (?1, ?2, 0, ?3, ?4) RETURNING id";
+
+const char sql_reserve[]
+  = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
+    " attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM jobs"
+    "   WHERE reserved_by IS NULL AND available_at <= ?1"
+    "     AND name IN (SELECT value FROM json_each(?3))"
+    "   ORDER BY available_at, id LIMIT ?4)"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_release_one[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = ?1"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_release_by[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+    " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_copy_succeeded[]
+  = "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+    " available_at, succeeded_at)"
+    " SELECT id, name, payload, attempts, created_at, available_at, ?2"
+    " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
+
+const char sql_copy_failed[]
+  = "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at)"
+    " SELECT id, name, payload, attempts, ?4, created_at, available_at, ?2"
+    " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
+
+const char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
+
+const char sql_retry[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+    " available_at = ?2, last_error = ?4"
+    " WHERE id = ?1 AND reserved_by IS ?3";
+
+const char sql_snooze[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+    " available_at = ?2, attempts = max(attempts - 1, 0)"
+    " WHERE id = ?1 AND reserved_by IS ?3";
+
+const char sql_increment[]
+  = "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_enqueued[]
+  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+    " WHERE name = ?1 AND reserved_by IS NULL ORDER BY available_at, id";
+
+const char sql_running[]
+  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+    " WHERE reserved_by IS NOT NULL ORDER BY id";
+
+const char sql_running_by[]
+  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+    " WHERE reserved_by = ?1 ORDER BY id";
+
+const char sql_succeeded[]
+  = "SELECT id, name, payload, attempts, created_at, available_at,"
+    " succeeded_at FROM jobs_succeeded"
+    " ORDER BY succeeded_at DESC, id DESC LIMIT ?1";
+
+const char sql_failed[]
+  = "SELECT id, name, payload, attempts, exception, created_at,"
+    " available_at, failed_at FROM jobs_failed"
+    " ORDER BY failed_at DESC, id DESC LIMIT ?1";
+
+const char sql_stats[]
+  = "SELECT"
+    " (SELECT count(*) FROM jobs"
+    "   WHERE reserved_by IS NULL AND available_at <= ?1),"
+    " (SELECT count(*) FROM jobs"
+    "   WHERE reserved_by IS NULL AND available_at > ?1),"
+    " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
+    " (SELECT count(*) FROM jobs_succeeded),"
+    " (SELECT count(*) FROM jobs_failed)";
+
+nlohmann::json parse_payload(const unsigned char* text, int size) {
+  auto first = reinterpret_cast<const char*>(text);
+  auto result = nlohmann::json::parse(first, first + size, nullptr, false);
+  if (result.is_discarded()) // written by hand outside bg_jobs: keep the text
+    return nlohmann::json(std::string{first, static_cast<size_t>(size)});
+  return result;
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  auto p = sqlite3_column_text(s, i);
+  return p ? std::string{reinterpret_cast<const char*>(p),
+                         static_cast<size_t>(sqlite3_column_bytes(s, i))}
+           : std::string{};
+}
+
+timestamp column_time(sqlite3_stmt* s, int i) {
+  return from_unix_ms(sqlite3_column_int64(s, i));
+}
+
+job read_job(sqlite3_stmt* s) {
+  job j;
+  j.id = sqlite3_column_int64(s, 0);
+  j.name = column_text(s, 1);
+  j.payload = parse_payload(sqlite3_column_text(s, 2),
+                            sqlite3_column_bytes(s, 2));
+  j.attempts = sqlite3_column_int(s, 3);
+  j.created_at = column_time(s, 4);
+  j.available_at = column_time(s, 5);
+  if (sqlite3_column_type(s, 6) != SQLITE_NULL)
+    j.reserved_at = column_time(s, 6);
+  if (sqlite3_column_type(s, 7) != SQLITE_NULL)
+    j.reserved_by = column_text(s, 7);
+  if (sqlite3_column_type(s, 8) != SQLITE_NULL)
+    j.last_error = column_text(s, 8);
+  return j;
+}
+
+void sort_claim_order(std::vector<job>& jobs) {
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
+  });
+}
+
+} // namespace
+
+// -- statement and transaction guards ----------------------------------------
+
+/// Binds parameters to a cached statement and resets it when done.
+class sqlite_adapter::statement {
+public:
+  explicit statement(sqlite3_stmt* s) : s_(s) {}
+
+  ~statement() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+  statement& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+
+  statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_STATIC);
+    return *this;
+  }
+
+  statement& bind(int i, const std::optional<std::string>& v) {
+    if (v)
+      return bind(i, *v);
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+
+  int step() { return sqlite3_step(s_); }
+
+  sqlite3_stmt* get() const { return s_; }
+
+private:
+  sqlite3_stmt* s_;
+};
+
+/// `BEGIN IMMEDIATE` on construction; rolls back unless committed.
+class sqlite_adapter::transaction {
+public:
+  explicit transaction(sqlite_adapter& db) : db_(db) {}
+
+  caf::expected<void> begin() {
+    if (auto r = db_.exec(sql_begin); !r)
+      return r;
+    active_ = true;
+    return caf::unit;
+  }
+
+  caf::expected<void> commit() {
+    auto r = db_.exec(sql_commit);
+    if (r)
+      active_ = false;
+    return r;
+  }
+
+  ~transaction() {
+    if (active_)
+      sqlite3_exec(db_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+private:
+  sqlite_adapter& db_;
+  bool active_ = false;
+};
+
+// -- connection ----------------------------------------------------------------
+
+sqlite_adapter::sqlite_adapter(sqlite_options options)
+  : options_(std::move(options)) {
+  if (!options_.clock)
+    options_.clock = clock::system();
+}
+
+sqlite_adapter::~sqlite_adapter() {
+  for (auto& kvp : statements_)
+    sqlite3_finalize(kvp.second);
+  sqlite3_close_v2(db_);
+}
+
+caf::expected<std::unique_ptr<sqlite_adapter>>
+sqlite_adapter::open(sqlite_options options) {
+  if (options.path.empty() || options.path == ":memory:"
+      || options.path.rfind("file::memory:", 0) == 0)
+    return make_error(errc::database_unavailable,
+                      "a SQLite store needs a file path, got '" + options.path
+                        + "'");
+  std::unique_ptr<sqlite_adapter> self{new sqlite_adapter(std::move(options))};
+  auto& path = self->options_.path;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+              | SQLITE_OPEN_NOMUTEX;
+  if (int rc = sqlite3_open_v2(path.c_str(), &self->db_, flags, nullptr);
+      rc != SQLITE_OK) {
+    std::string msg = self->db_ ? sqlite3_errmsg(self->db_)
+                                : sqlite3_errstr(rc);
+    return make_error(errc::database_unavailable,
+                      "cannot open SQLite database '" + path + "': " + msg);
+  }
+  sqlite3_extended_result_codes(self->db_, 1);
+  sqlite3_busy_timeout(self->db_,
+                       static_cast<int>(self->options_.busy_timeout.count()));
+  if (auto r = self->exec("PRAGMA journal_mode = WAL"); !r)
+    return std::move(r.error());
+  if (auto r = self->exec(self->options_.synchronous_full
+                            ? "PRAGMA synchronous = FULL"
+                            : "PRAGMA synchronous = NORMAL");
+      !r)
+    return std::move(r.error());
+  auto version = self->schema_version();
+  if (!version)
+    return std::move(version.error());
+  if (*version > known_version)
+    return make_error(errc::schema_too_new,
+                      "'" + path + "' has bg_jobs schema version "
+                        + std::to_string(*version)
+                        + "; this bg_jobs understands up to "
+                        + std::to_string(known_version));
+  return self;
+}
+
+adapter_factory sqlite_adapter::factory(sqlite_options options) {
+  return [options]() -> caf::expected<std::unique_ptr<db_adapter>> {
+    auto db = open(options);
+    if (!db)
+      return std::move(db.error());
+    return std::unique_ptr<db_adapter>{std::move(*db)};
+  };
+}
+
+capabilities sqlite_adapter::caps() const {
+  return {};
+}
+
+caf::error sqlite_adapter::failure(int rc, const char* what) const {
+  std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  std::string where = std::string{what} + " on '" + options_.path + "'";
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return make_error(errc::database_locked,
+                        where + ": database is locked by another connection"
+                          + " for longer than the busy timeout of "
+                          + std::to_string(options_.busy_timeout.count())
+                          + " ms");
+    case SQLITE_NOTADB:
+      return make_error(errc::not_a_database,
+                        "'" + options_.path + "' is not a SQLite database");
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_PERM:
+      return make_error(errc::database_unavailable, where + ": " + msg);
+    default:
+      if (msg.rfind("no such table", 0) == 0)
+        return make_error(errc::schema_missing,
+                          where + ": " + msg + " (run migrate_up)");
+      return make_error(errc::database_error, where + ": " + msg);
+  }
+}
+
+caf::expected<sqlite3_stmt*> sqlite_adapter::prepare(const char* sql) {
+  if (auto i = statements_.find(sql); i != statements_.end())
+    return i->second;
+  sqlite3_stmt* s = nullptr;
+  if (int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
+                                  nullptr);
+      rc != SQLITE_OK)
+    return failure(rc, "preparing a statement");
+  statements_.emplace(sql, s);
+  return s;
+}
+
+caf::expected<void> sqlite_adapter::exec(const char* sql) {
+  char* err = nullptr;
+  if (int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+      rc != SQLITE_OK) {
+    sqlite3_free(err);
+    return failure(rc, sql);
+  }
+  return caf::unit;
+}
+
+// -- schema ----------------------------------------------------------------------
+
+caf::expected<int> sqlite_adapter::schema_version() {
+  auto has = prepare(sql_has_version_table);
+  if (!has)
+    return std::move(has.error());
+  statement q{*has};
+  if (int rc = q.step(); rc != SQLITE_ROW)
+    return failure(rc, "reading the schema version");
+  if (sqlite3_column_int(q.get(), 0) == 0)
+    return 0;
+  // Not cached: the table comes and goes with the migrations.
+  sqlite3_stmt* s = nullptr;
+  if (int rc = sqlite3_prepare_v2(db_, sql_version, -1, &s, nullptr);
+      rc != SQLITE_OK)
+    return failure(rc, "reading the schema version");
+  int rc = sqlite3_step(s);
+  int version = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+  sqlite3_finalize(s);
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading the schema version");
+  return version;
+}
+
+caf::expected<void> sqlite_adapter::migrate_up() {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  if (auto r = exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
+                    " version INTEGER PRIMARY KEY,"
+                    " applied_at INTEGER NOT NULL)");
+      !r)
+    return r;
+  auto current = schema_version();
+  if (!current)
+    return std::move(current.error());
+  if (*current > known_version)
+    return make_error(errc::schema_too_new,
+                      "schema version " + std::to_string(*current)
+                        + " is newer than this bg_jobs understands");
+  for (int v = *current + 1; v <= known_version; ++v) {
+    if (auto r = exec(migrations[v - 1]); !r)
+      return r;
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db_, sql_insert_version, -1, &s, nullptr);
+    sqlite3_bind_int(s, 1, v);
+    sqlite3_bind_int64(s, 2, to_unix_ms(options_.clock->now()));
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+      return failure(rc, "recording the schema version");
+  }
+  return tx.commit();
+}
+
+caf::expected<void> sqlite_adapter::migrate_down() {
+  // Finalize first: a pending statement on a dropped table would hold locks.
+  for (auto& kvp : statements_)
+    sqlite3_finalize(kvp.second);
+  statements_.clear();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  if (auto r = exec("DROP TABLE IF EXISTS jobs;"
+                    "DROP TABLE IF EXISTS jobs_succeeded;"
+                    "DROP TABLE IF EXISTS jobs_failed;"
+                    "DROP TABLE IF EXISTS bg_jobs_migrations;");
+      !r)
+    return r;
+  return tx.commit();
+}
+
+// -- writes ----------------------------------------------------------------------
+
+caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
+  auto text = request.validate();
+  if (!text)
+    return std::move(text.error());
+  auto now = options_.clock->now();
+  job j;
+  j.name = request.name();
+  j.payload = request.payload();
+  j.created_at = now;
+  j.available_at = request.resolve_available_at(now);
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto s = prepare(sql_enqueue);
+  if (!s)
+    return std::move(s.error());
+  {
+    statement q{*s};
+    q.bind(1, j.name).bind(2, *text).bind(3, to_unix_ms(now));
+    q.bind(4, to_unix_ms(j.available_at));
+    if (int rc = q.step(); rc != SQLITE_ROW)
+      return failure(rc, "enqueueing a job");
+    j.id = sqlite3_column_int64(q.get(), 0);
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return j;
+}
+
+caf::expected<std::vector<int64_t>>
+sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
+  std::vector<std::string> texts;
+  texts.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto text = requests[i].validate();
+    if (!text)
+      return make_error(static_cast<errc>(text.error().code()),
+                        "request " + std::to_string(i) + ": "
+                          + describe(text.error()));
+    texts.emplace_back(std::move(*text));
+  }
+  std::vector<int64_t> ids;
+  ids.reserve(requests.size());
+  auto now = options_.clock->now();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto s = prepare(sql_enqueue);
+  if (!s)
+    return std::move(s.error());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    statement q{*s};
+    q.bind(1, requests[i].name()).bind(2, texts[i]).bind(3, to_unix_ms(now));
+    q.bind(4, to_unix_ms(requests[i].resolve_available_at(now)));
+    if (int rc = q.step(); rc != SQLITE_ROW)
+      return failure(rc, "enqueueing jobs");
+    ids.push_back(sqlite3_column_int64(q.get(), 0));
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return ids;
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::reserve_jobs(const reserve_params& params) {
+  if (params.limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "reserve limit must be positive, got "
+                        + std::to_string(params.limit));
+  if (params.reserved_by.empty())
+    return make_error(errc::invalid_argument, "reserved_by is empty");
+  std::vector<job> result;
+  if (params.job_names.empty())
+    return result;
+  auto names = nlohmann::json(params.job_names).dump();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto s = prepare(sql_reserve);
+  if (!s)
+    return std::move(s.error());
+  {
+    statement q{*s};
+    q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
+    q.bind(3, names).bind(4, int64_t{params.limit});
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      result.emplace_back(read_job(q.get()));
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reserving jobs");
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  sort_claim_order(result);
+  return result;
+}
+
+caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {
+  auto jobs = query_jobs(
+    sql_release_one, [&](statement& q) { q.bind(1, job_id); }, true);
+  if (!jobs)
+    return std::move(jobs.error());
+  if (jobs->empty())
+    return make_error(errc::job_not_found,
+                      "job " + std::to_string(job_id) + " is not in jobs");
+  return std::move(jobs->front());
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
+  return query_jobs(
+    sql_release_by, [&](statement& q) { q.bind(1, reserved_by); }, true);
+}
+
+caf::expected<std::vector<bool>>
+sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
+  std::vector<bool> applied;
+  applied.reserve(completions.size());
+  auto now = to_unix_ms(options_.clock->now());
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  for (auto& c : completions) {
+    const char* sql = nullptr;
+    switch (c.what) {
+      case completion::kind::succeeded: sql = sql_copy_succeeded; break;
+      case completion::kind::failed: sql = sql_copy_failed; break;
+      case completion::kind::retry: sql = sql_retry; break;
+      case completion::kind::snooze: sql = sql_snooze; break;
+    }
+    auto s = prepare(sql);
+    if (!s)
+      return std::move(s.error());
+    bool moved = false;
+    {
+      statement q{*s};
+      q.bind(1, c.job_id).bind(3, c.reserved_by);
+      bool is_move = c.what == completion::kind::succeeded
+                     || c.what == completion::kind::failed;
+      q.bind(2, is_move ? now : to_unix_ms(c.available_at));
+      if (c.what == completion::kind::failed
+          || c.what == completion::kind::retry)
+        q.bind(4, c.error);
+      if (int rc = q.step(); rc != SQLITE_DONE)
+        return failure(rc, "completing a job");
+      moved = sqlite3_changes(db_) == 1;
+      applied.push_back(moved);
+      if (!moved || !is_move)
+        continue;
+    }
+    auto del = prepare(sql_delete);
+    if (!del)
+      return std::move(del.error());
+    statement q{*del};
+    q.bind(1, c.job_id);
+    if (int rc = q.step(); rc != SQLITE_DONE)
+      return failure(rc, "completing a job");
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return applied;
+}
+
+caf::expected<job> sqlite_adapter::increment_attempts(const job& j) {
+  auto jobs = query_jobs(
+    sql_increment, [&](statement& q) { q.bind(1, j.id); }, true);
+  if (!jobs)
+    return std::move(jobs.error());
+  if (jobs->empty())
+    return make_error(errc::job_not_found,
+                      "job " + std::to_string(j.id) + " is not in jobs");
+  return std::move(jobs->front());
+}
+
+// -- reads -----------------------------------------------------------------------
+
+caf::expected<std::vector<job>>
+sqlite_adapter::query_jobs(const char* sql,
+                           const std::function<void(statement&)>& bind,
+                           bool write) {
+  transaction tx{*this};
+  if (write)
+    if (auto r = tx.begin(); !r)
+      return std::move(r.error());
+  auto s = prepare(sql);
+  if (!s)
+    return std::move(s.error());
+  std::vector<job> result;
+  {
+    statement q{*s};
+    bind(q);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      result.emplace_back(read_job(q.get()));
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reading jobs");
+  }
+  if (write)
+    if (auto r = tx.commit(); !r)
+      return std::move(r.error());
+  return result;
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::get_enqueued_jobs(const std::string& job_name) {
+  return query_jobs(
+    sql_enqueued, [&](statement& q) { q.bind(1, job_name); }, false);
+}
+
+caf::expected<std::vector<job>> sqlite_adapter::get_running_jobs() {
+  return query_jobs(sql_running, [](statement&) {}, false);
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
+  return query_jobs(
+    sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
+}
+
+caf::expected<std::vector<succeeded_job>>
+sqlite_adapter::get_succeeded_jobs(int limit) {
+  if (limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "limit must be positive, got " + std::to_string(limit));
+  auto s = prepare(sql_succeeded);
+  if (!s)
+    return std::move(s.error());
+  std::vector<succeeded_job> result;
+  statement q{*s};
+  q.bind(1, int64_t{limit});
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    auto st = q.get();
+    succeeded_job j;
+    j.id = sqlite3_column_int64(st, 0);
+    j.name = column_text(st, 1);
+    j.payload = parse_payload(sqlite3_column_text(st, 2),
+                              sqlite3_column_bytes(st, 2));
+    j.attempts = sqlite3_column_int(st, 3);
+    j.created_at = column_time(st, 4);
+    j.available_at = column_time(st, 5);
+    j.succeeded_at = column_time(st, 6);
+    result.emplace_back(std::move(j));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading succeeded jobs");
+  return result;
+}
+
+caf::expected<std::vector<failed_job>>
+sqlite_adapter::get_failed_jobs(int limit) {
+  if (limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "limit must be positive, got " + std::to_string(limit));
+  auto s = prepare(sql_failed);
+  if (!s)
+    return std::move(s.error());
+  std::vector<failed_job> result;
+  statement q{*s};
+  q.bind(1, int64_t{limit});
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    auto st = q.get();
+    failed_job j;
+    j.id = sqlite3_column_int64(st, 0);
+    j.name = column_text(st, 1);
+    j.payload = parse_payload(sqlite3_column_text(st, 2),
+                              sqlite3_column_bytes(st, 2));
+    j.attempts = sqlite3_column_int(st, 3);
+    j.exception = column_text(st, 4);
+    j.created_at = column_time(st, 5);
+    j.available_at = column_time(st, 6);
+    j.failed_at = column_time(st, 7);
+    result.emplace_back(std::move(j));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading failed jobs");
+  return result;
+}
+
+caf::expected<job_stats> sqlite_adapter::stats() {
+  auto s = prepare(sql_stats);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, to_unix_ms(options_.clock->now()));
+  if (int rc = q.step(); rc != SQLITE_ROW)
+    return failure(rc, "reading job counts");
+  job_stats st;
+  st.available = sqlite3_column_int64(q.get(), 0);
+  st.scheduled = sqlite3_column_int64(q.get(), 1);
+  st.reserved = sqlite3_column_int64(q.get(), 2);
+  st.succeeded = sqlite3_column_int64(q.get(), 3);
+  st.failed = sqlite3_column_int64(q.get(), 4);
+  return st;
+}
+
+} // namespace bg_jobs

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/clock.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace bg_jobs {
+
+/// How to open a SQLite store.
+struct sqlite_options {
+  /// The database file; created if missing. `:memory:` is not supported
+  /// since every actor opens its own connection.
+  std::string path;
+  /// How long a statement waits for another connection's lock.
+  std::chrono::milliseconds busy_timeout{5000};
+  /// `FULL` (default) makes every commit durable across power loss;
+  /// `NORMAL` is durable across process crashes only, and faster.
+  bool synchronous_full = true;
+  /// The source of "now"; the system clock unless a test pins it.
+  std::shared_ptr<bg_jobs::clock> clock = clock::system();
+};
+
+/// The SQLite adapter: one connection in WAL mode with a busy timeout;
+/// claims under `BEGIN IMMEDIATE` with `UPDATE ... RETURNING`; statements
+/// are prepared once per connection.
+class sqlite_adapter : public db_adapter {
+public:
+  /// Opens (and creates) the database; fails with `database_unavailable`,
+  /// `not_a_database`, `database_locked` or `schema_too_new`.
+  static caf::expected<std::unique_ptr<sqlite_adapter>>
+  open(sqlite_options options);
+
+  /// Returns a factory that opens a new connection with `options` per call.
+  static adapter_factory factory(sqlite_options options);
+
+  ~sqlite_adapter() override;
+
+  sqlite_adapter(const sqlite_adapter&) = delete;
+  sqlite_adapter& operator=(const sqlite_adapter&) = delete;
+
+  capabilities caps() const override;
+
+  caf::expected<void> migrate_up() override;
+  caf::expected<void> migrate_down() override;
+  caf::expected<int> schema_version() override;
+
+  caf::expected<job> enqueue_job(const job_request& request) override;
+  caf::expected<std::vector<int64_t>>
+  enqueue_jobs(const std::vector<job_request>& requests) override;
+  caf::expected<std::vector<job>>
+  reserve_jobs(const reserve_params& params) override;
+  caf::expected<job> release_reservation(int64_t job_id) override;
+  caf::expected<std::vector<job>>
+  release_jobs_reserved_by(const std::string& reserved_by) override;
+  caf::expected<std::vector<bool>>
+  complete_jobs(const std::vector<completion>& completions) override;
+  caf::expected<job> increment_attempts(const job& j) override;
+
+  caf::expected<std::vector<job>>
+  get_enqueued_jobs(const std::string& job_name) override;
+  caf::expected<std::vector<job>> get_running_jobs() override;
+  caf::expected<std::vector<job>>
+  get_running_jobs_by_queue_name(const std::string& reserved_by) override;
+  caf::expected<std::vector<succeeded_job>>
+  get_succeeded_jobs(int limit) override;
+  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
+  caf::expected<job_stats> stats() override;
+
+  const sqlite_options& options() const { return options_; }
+
+private:
+  class statement;
+  class transaction;
+
+  explicit sqlite_adapter(sqlite_options options);
+
+  /// Returns the cached statement for `sql`, prepared on first use.
+  caf::expected<sqlite3_stmt*> prepare(const char* sql);
+
+  /// Runs SQL without results (pragmas, DDL, transaction control).
+  caf::expected<void> exec(const char* sql);
+
+  /// Turns the connection's last error into an `errc` error.
+  caf::error failure(int rc, const char* what) const;
+
+  /// Runs a statement that returns job rows, in a write transaction when
+  /// `write` is set.
+  caf::expected<std::vector<job>>
+  query_jobs(const char* sql, const std::function<void(statement&)>& bind,
+             bool write);
+
+  sqlite_options options_;
+  sqlite3* db_ = nullptr;
+  std::unordered_map<const char*, sqlite3_stmt*> statements_;
+};
+
+} // namespace bg_jobs

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "bg_jobs/core/job.hpp"
+#include "bg_jobs/core/timestamp.hpp"
+
+namespace bg_jobs {
+
+/// Every lifecycle point bg_jobs reports.
+enum class event_kind {
+  job_enqueued,
+  job_reserved,
+  job_started,
+  job_succeeded,
+  /// An attempt failed and the job will be retried.
+  job_retry,
+  /// An attempt failed and no retries are left: the job moved to failed.
+  job_failed,
+  job_snoozed,
+  job_cancelled,
+  /// A reservation was released (its holder died or shut down).
+  job_released,
+  /// A job held by a dead node was taken back by a live one.
+  job_rescued,
+  no_worker_for_job,
+  queue_polling_started,
+  queue_polling_stopped,
+  queue_error,
+  db_error,
+  migrate_up,
+  migrate_down,
+  /// An actor died; `message` names it and says how many jobs it held.
+  actor_down,
+  supervisor_restart,
+  supervisor_gave_up,
+  listener_error,
+  shutdown_started,
+  shutdown_complete,
+};
+
+/// How loud an event is when logged.
+enum class log_level { debug, info, warning, error };
+
+/// One event, as delivered to listeners. Fields that do not apply to a kind
+/// are empty.
+struct event {
+  explicit event(event_kind k = event_kind::job_enqueued) : kind(k) {}
+
+  event_kind kind;
+  timestamp at = utc_now();
+  /// The queue or scheduled job that emitted the event.
+  std::string queue;
+  std::optional<bg_jobs::job> job;
+  /// Error text, actor name or other detail.
+  std::string message;
+  /// How long the handler ran (succeeded, retry, failed).
+  std::chrono::microseconds duration{0};
+  /// How long the job waited between becoming available and starting.
+  std::chrono::milliseconds queue_time{0};
+
+  /// The telemetry name, e.g. `"bg_jobs.job.start"`.
+  const char* name() const;
+
+  /// The level the logger listener uses.
+  log_level level() const;
+};
+
+/// A function that receives events. It runs in the emitting actor; an
+/// exception it throws is reported once and otherwise ignored.
+using event_listener = std::function<void(const event&)>;
+
+/// Returns the telemetry name of `k`.
+const char* to_string(event_kind k);
+
+/// Returns `"debug"`, `"info"`, `"warning"` or `"error"`.
+const char* to_string(log_level l);
+
+/// Renders an event as one log line: `level name key=value ...`.
+std::string to_log_line(const event& e);
+
+} // namespace bg_jobs

@@ -1,0 +1,91 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+#include "bg_jobs/core/job.hpp"
+#include "bg_jobs/core/outcome.hpp"
+
+namespace bg_jobs {
+
+/// What a handler sees of its run besides the job: whether the runtime has
+/// given up on it (timeout or shutdown), so that a long handler can stop.
+class job_context {
+public:
+  explicit job_context(const std::atomic<bool>* cancelled = nullptr)
+    : cancelled_(cancelled) {}
+
+  /// True once the attempt was abandoned; its result will be ignored.
+  bool cancelled() const { return cancelled_ && cancelled_->load(); }
+
+private:
+  const std::atomic<bool>* cancelled_;
+};
+
+/// Runs jobs of one name. A handler returns an `outcome`; a handler that
+/// returns `void` succeeds unless it throws; an exception is a failure that
+/// carries its `what()`.
+class worker {
+public:
+  using handler_type = std::function<outcome(const job&, const job_context&)>;
+
+  template <class F>
+  worker(std::string job_name, F handler)
+    : job_name_(std::move(job_name)), handler_(wrap(std::move(handler))) {}
+
+  const std::string& job_name() const { return job_name_; }
+
+  /// Abandons an attempt that runs longer than `t`; the attempt counts as a
+  /// failure and the handler's cancellation flag is raised.
+  worker& with_timeout(std::chrono::milliseconds t) {
+    timeout_ = t;
+    return *this;
+  }
+
+  const std::optional<std::chrono::milliseconds>& timeout() const {
+    return timeout_;
+  }
+
+  /// Runs the handler and turns every exception into a failure outcome.
+  outcome run(const job& j, const job_context& ctx = job_context{}) const
+    noexcept;
+
+private:
+  template <class F>
+  static handler_type wrap(F f) {
+    if constexpr (std::is_invocable_v<F&, const job&, const job_context&>) {
+      using result = std::invoke_result_t<F&, const job&, const job_context&>;
+      if constexpr (std::is_void_v<result>)
+        return [f = std::move(f)](const job& j, const job_context& c) mutable {
+          f(j, c);
+          return outcome::success();
+        };
+      else
+        return handler_type{std::move(f)};
+    } else {
+      static_assert(std::is_invocable_v<F&, const job&>,
+                    "a handler takes (const job&) or "
+                    "(const job&, const job_context&)");
+      using result = std::invoke_result_t<F&, const job&>;
+      if constexpr (std::is_void_v<result>)
+        return [f = std::move(f)](const job& j, const job_context&) mutable {
+          f(j);
+          return outcome::success();
+        };
+      else
+        return [f = std::move(f)](const job& j, const job_context&) mutable {
+          return outcome{f(j)};
+        };
+    }
+  }
+
+  std::string job_name_;
+  handler_type handler_;
+  std::optional<std::chrono::milliseconds> timeout_;
+};
+
+} // namespace bg_jobs

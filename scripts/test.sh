@@ -1,0 +1,7 @@
+#!/bin/sh
+# Sets up, builds and runs every test through ctest.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/build.sh"
+cd "$root/build"
+ctest -j2 --output-on-failure --timeout 300 "$@"

@@ -1,0 +1,165 @@
+// Cases only the SQLite adapter has: files, locks and pragmas.
+#include <csignal>
+#include <fstream>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait.hpp"
+
+extern char** environ;
+
+using namespace bg_jobs;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string query_text(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_stmt* s = nullptr;
+  std::string result;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(s) == SQLITE_ROW)
+      for (int i = 0; i < sqlite3_column_count(s); ++i) {
+        auto p = sqlite3_column_text(s, i);
+        result += p ? reinterpret_cast<const char*>(p) : "NULL";
+        result += '|';
+      }
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return result;
+}
+
+std::unique_ptr<sqlite_adapter> open_migrated(const std::string& path) {
+  auto db = sqlite_adapter::open({path});
+  REQUIRE_MESSAGE(db, describe(db.error()));
+  auto up = (*db)->migrate_up();
+  REQUIRE_MESSAGE(up, describe(up.error()));
+  return std::move(*db);
+}
+
+} // namespace
+
+TEST_SUITE("sqlite") {
+
+TEST_CASE("a path that cannot be created is a clear error") {
+  auto db = sqlite_adapter::open({"/nonexistent-dir/sub/jobs.db"});
+  REQUIRE_FALSE(db);
+  CHECK(code_of(db.error()) == errc::database_unavailable);
+  CHECK(describe(db.error()).find("/nonexistent-dir/sub/jobs.db")
+        != std::string::npos);
+  auto mem = sqlite_adapter::open({":memory:"});
+  REQUIRE_FALSE(mem);
+  CHECK(code_of(mem.error()) == errc::database_unavailable);
+}
+
+TEST_CASE("a file that is not a SQLite database is a clear error") {
+  test::temp_dir dir;
+  auto path = dir.file("notes.txt");
+  std::ofstream{path} << "these are not the tables you are looking for\n"
+                      << std::string(4096, 'x');
+  auto db = sqlite_adapter::open({path});
+  REQUIRE_FALSE(db);
+  CHECK(code_of(db.error()) == errc::not_a_database);
+  CHECK(describe(db.error()).find("is not a SQLite database")
+        != std::string::npos);
+}
+
+TEST_CASE("a database locked by another process fails after the timeout") {
+  test::temp_dir dir;
+  auto path = dir.file("jobs.db");
+  sqlite_options opts{path};
+  opts.busy_timeout = 200ms;
+  auto db = sqlite_adapter::open(opts);
+  REQUIRE(db);
+  REQUIRE((*db)->migrate_up());
+  auto ready = dir.file("ready");
+  std::string hold_ms = "20000";
+  const char* argv[] = {BG_JOBS_LOCK_HOLDER, path.c_str(), ready.c_str(),
+                        hold_ms.c_str(), nullptr};
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, BG_JOBS_LOCK_HOLDER, nullptr, nullptr,
+                      const_cast<char**>(argv), environ)
+          == 0);
+  REQUIRE(test::eventually([&] { return std::filesystem::exists(ready); }));
+  auto started = std::chrono::steady_clock::now();
+  auto j = (*db)->enqueue_job(job_request{"j"});
+  auto waited = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(j);
+  CHECK(code_of(j.error()) == errc::database_locked);
+  CHECK(describe(j.error()).find("busy timeout of 200 ms")
+        != std::string::npos);
+  CHECK(waited >= 150ms);
+  auto r = (*db)->reserve_jobs({{"j"}, 1, "o"});
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::database_locked);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  // The lock is gone and nothing half-written is left behind.
+  auto st = (*db)->stats();
+  REQUIRE(st);
+  CHECK(st->total() == 0);
+  CHECK((*db)->enqueue_job(job_request{"j"}));
+}
+
+TEST_CASE("the store runs in WAL mode") {
+  test::temp_dir dir;
+  auto db = open_migrated(dir.file("jobs.db"));
+  CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
+}
+
+TEST_CASE("the claim query is served by the partial index") {
+  test::temp_dir dir;
+  auto db = open_migrated(dir.file("jobs.db"));
+  auto plan = query_text(
+    dir.file("jobs.db"),
+    "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE reserved_by IS NULL"
+    " AND available_at <= 5 AND name IN (SELECT value FROM json_each('[]'))"
+    " ORDER BY available_at, id LIMIT 10");
+  CHECK(plan.find("jobs_claim_idx") != std::string::npos);
+}
+
+TEST_CASE("a schema newer than the code is refused") {
+  test::temp_dir dir;
+  auto path = dir.file("jobs.db");
+  open_migrated(path);
+  query_text(path, "INSERT INTO bg_jobs_migrations VALUES (99, 0)");
+  auto db = sqlite_adapter::open({path});
+  REQUIRE_FALSE(db);
+  CHECK(code_of(db.error()) == errc::schema_too_new);
+}
+
+TEST_CASE("migrate_down removes every bg_jobs table") {
+  test::temp_dir dir;
+  auto path = dir.file("jobs.db");
+  auto db = open_migrated(path);
+  CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                         " AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        == "bg_jobs_migrations|jobs|jobs_failed|jobs_succeeded|");
+  REQUIRE(db->migrate_down());
+  CHECK(query_text(path, "SELECT name FROM sqlite_master"
+                         " WHERE name NOT LIKE 'sqlite_%'")
+        == "");
+}
+
+TEST_CASE("a payload written outside bg_jobs that is not JSON is kept as text") {
+  test::temp_dir dir;
+  auto path = dir.file("jobs.db");
+  auto db = open_migrated(path);
+  query_text(path, "INSERT INTO jobs (name, payload, created_at, available_at)"
+                   " VALUES ('j', 'not {json', 0, 0)");
+  auto r = db->reserve_jobs({{"j"}, 1, "o"});
+  REQUIRE(r);
+  REQUIRE(r->size() == 1);
+  CHECK(r->front().payload == "not {json");
+}
+
+} // TEST_SUITE

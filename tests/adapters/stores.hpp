@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "support/temp_dir.hpp"
+
+namespace bg_jobs::test {
+
+/// A fresh, migrated SQLite file per test.
+class sqlite_store {
+public:
+  static constexpr const char* name = "sqlite";
+
+  /// Opens one more connection to this test's store.
+  std::unique_ptr<db_adapter>
+  connect(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
+    sqlite_options opts;
+    opts.path = dir_.file("jobs.db");
+    opts.synchronous_full = false;
+    if (clk)
+      opts.clock = std::move(clk);
+    auto db = sqlite_adapter::open(opts);
+    REQUIRE_MESSAGE(db, describe(db.error()));
+    return std::move(*db);
+  }
+
+  /// Opens the store with an empty, current schema.
+  std::unique_ptr<db_adapter>
+  fresh(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
+    auto db = connect(std::move(clk));
+    auto up = db->migrate_up();
+    REQUIRE_MESSAGE(up, describe(up.error()));
+    return db;
+  }
+
+private:
+  temp_dir dir_;
+};
+
+} // namespace bg_jobs::test
+
+/// Every store the conformance suite runs against.
+#define BG_JOBS_STORES bg_jobs::test::sqlite_store
