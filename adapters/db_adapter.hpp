@@ -117,6 +117,11 @@ public:
   virtual caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) = 0;
 
+  /// Clears every reservation whose owner belongs to `node` (owners are
+  /// `<node>/...`); used when a node restarts. Returns those jobs.
+  virtual caf::expected<std::vector<job>>
+  release_jobs_of_node(const std::string& node) = 0;
+
   /// Persists outcomes in one transaction. Returns, per completion, whether
   /// it applied (false: the reservation was no longer the caller's).
   virtual caf::expected<std::vector<bool>>

@@ -25,6 +25,7 @@ const char* to_string(errc x) {
     case errc::invalid_config: return "invalid_config";
     case errc::shutting_down: return "shutting_down";
     case errc::timeout: return "timeout";
+    case errc::restart_limit_exceeded: return "restart_limit_exceeded";
   }
   return "unknown";
 }

@@ -47,6 +47,8 @@ enum class errc : uint8_t {
   shutting_down,
   /// An operation did not complete in time.
   timeout,
+  /// The supervisor restarted children too often and gave up.
+  restart_limit_exceeded,
 };
 
 /// The CAF error category of `errc` values.

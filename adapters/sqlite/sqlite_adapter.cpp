@@ -91,6 +91,12 @@ const char sql_release_by[]
   = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
 
+const char sql_release_node[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+    " WHERE reserved_by IS NOT NULL"
+    "   AND substr(reserved_by, 1, length(?1)) = ?1"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
 const char sql_copy_succeeded[]
   = "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
     " available_at, succeeded_at)"
@@ -566,6 +572,16 @@ caf::expected<std::vector<job>>
 sqlite_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
   return query_jobs(
     sql_release_by, [&](statement& q) { q.bind(1, reserved_by); }, true);
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::release_jobs_of_node(const std::string& node) {
+  auto prefix = node + "/";
+  auto jobs = query_jobs(
+    sql_release_node, [&](statement& q) { q.bind(1, prefix); }, true);
+  if (jobs)
+    sort_claim_order(*jobs);
+  return jobs;
 }
 
 caf::expected<std::vector<bool>>

@@ -60,6 +60,8 @@ public:
   caf::expected<job> release_reservation(int64_t job_id) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
+  caf::expected<std::vector<job>>
+  release_jobs_of_node(const std::string& node) override;
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) override;
   caf::expected<job> increment_attempts(const job& j) override;

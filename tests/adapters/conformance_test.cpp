@@ -395,6 +395,22 @@ TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
   CHECK(value_of(db->release_jobs_reserved_by("nobody")).empty());
 }
 
+TEST_CASE_TEMPLATE("release_jobs_of_node releases only that node's jobs", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh();
+  for (int i = 0; i < 4; ++i)
+    value_of(db->enqueue_job(job_request{"j"}));
+  auto a = reserve(*db, {"j"}, 1, "node_1/q/1");
+  auto b = reserve(*db, {"j"}, 1, "node_1/other/7");
+  auto c = reserve(*db, {"j"}, 1, "node_10/q/1");
+  auto d = reserve(*db, {"j"}, 1, "node_%/q/1");
+  auto released = value_of(db->release_jobs_of_node("node_1"));
+  CHECK(ids_of(released) == std::vector<int64_t>{a[0].id, b[0].id});
+  auto running = value_of(db->get_running_jobs());
+  CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
+}
+
 TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_STORES) {
   S store;
   auto clk = pinned();

@@ -1,0 +1,138 @@
+#include "bg_jobs/actors/builder.hpp"
+
+#include <set>
+
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/actors/supervisor_actor.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0')
+    return "localhost";
+  return buf;
+}
+
+} // namespace
+
+builder::builder(adapter_factory connect)
+  : connect_(std::move(connect)), node_(host_name()) {}
+
+builder& builder::with_queue(queue_spec q) {
+  queues_.push_back(std::move(q));
+  return *this;
+}
+
+builder& builder::with_event_listener(event_listener l) {
+  listeners_.push_back(std::move(l));
+  return *this;
+}
+
+builder& builder::with_supervisor_max_frequency(int n) {
+  max_frequency_ = n;
+  return *this;
+}
+
+builder& builder::with_supervisor_frequency_period(std::chrono::milliseconds d) {
+  frequency_period_ = d;
+  return *this;
+}
+
+builder& builder::with_node_name(std::string name) {
+  node_ = std::move(name);
+  return *this;
+}
+
+builder& builder::with_shutdown_grace_period(std::chrono::milliseconds d) {
+  grace_ = d;
+  return *this;
+}
+
+builder& builder::with_migrations(bool on) {
+  migrate_ = on;
+  return *this;
+}
+
+caf::error builder::validate() const {
+  auto fail = [](std::string msg) {
+    return make_error(errc::invalid_config, std::move(msg));
+  };
+  if (!connect_)
+    return fail("no store: pass an adapter factory to the builder");
+  if (node_.empty() || node_.find('/') != std::string::npos)
+    return fail("the node name must be non-empty and free of '/', got '"
+                + node_ + "'");
+  if (max_frequency_ < 0)
+    return fail("supervisor max frequency may not be negative, got "
+                + std::to_string(max_frequency_));
+  if (frequency_period_.count() <= 0)
+    return fail("supervisor frequency period must be positive, got "
+                + std::to_string(frequency_period_.count()) + " ms");
+  if (grace_.count() < 0)
+    return fail("shutdown grace period may not be negative");
+  for (size_t i = 0; i < listeners_.size(); ++i)
+    if (!listeners_[i])
+      return fail("event listener " + std::to_string(i) + " is empty");
+  std::set<std::string> names;
+  for (auto& q : queues_) {
+    if (auto err = q.validate())
+      return err;
+    if (!names.insert(q.name()).second)
+      return fail("two queues are named '" + q.name() + "'");
+  }
+  return caf::none;
+}
+
+caf::expected<instance> builder::build(caf::actor_system& sys) const {
+  if (auto err = validate())
+    return err;
+  {
+    auto db = connect_();
+    if (!db)
+      return std::move(db.error());
+    if (migrate_) {
+      if (auto up = (*db)->migrate_up(); !up)
+        return std::move(up.error());
+      event e{event_kind::migrate_up};
+      for (auto& l : listeners_)
+        try {
+          l(e);
+        } catch (...) {
+          // A throwing listener never stops the runtime.
+        }
+    }
+    if (auto ok = (*db)->check_schema(); !ok)
+      return std::move(ok.error());
+  }
+  auto root = spawn_supervisor(sys, *this);
+  auto timeout = std::chrono::milliseconds{30000};
+  for (auto& q : queues_)
+    timeout += q.init_timeout();
+  caf::error failure;
+  {
+    caf::scoped_actor self{sys};
+    self->request(root, timeout, ready_atom::value)
+      .receive([]() {},
+               [&](caf::error& err) { failure = std::move(err); });
+    if (failure) {
+      self->monitor(root);
+      self->send_exit(root, caf::exit_reason::user_shutdown);
+      self->receive([](caf::down_msg&) {},
+                    caf::after(std::chrono::seconds{30}) >> [] {});
+    }
+  }
+  if (failure)
+    return failure;
+  return instance{sys, std::move(root)};
+}
+
+} // namespace bg_jobs

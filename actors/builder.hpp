@@ -1,0 +1,80 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "bg_jobs/actors/instance.hpp"
+#include "bg_jobs/actors/queue_spec.hpp"
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/event.hpp"
+
+namespace bg_jobs {
+
+/// Assembles a bg_jobs runtime: the store, its queues and listeners, and
+/// how the supervisor behaves. `build` validates and starts the actor tree.
+class builder {
+public:
+  /// `connect` opens one connection to the store per call, e.g.
+  /// `sqlite_adapter::factory({"app.db"})`.
+  explicit builder(adapter_factory connect);
+
+  builder& with_queue(queue_spec q);
+
+  /// A listener for every event of every queue.
+  builder& with_event_listener(event_listener l);
+
+  /// Restarts the supervisor allows within the frequency period (5).
+  builder& with_supervisor_max_frequency(int n);
+
+  /// The window of the restart intensity (1 s).
+  builder& with_supervisor_frequency_period(std::chrono::milliseconds d);
+
+  /// The stable name of this process in reservation owners. Default: the
+  /// host name. Several processes on one host that share a store need
+  /// distinct names; on start a node releases what its name left reserved.
+  builder& with_node_name(std::string name);
+
+  /// How long shutdown waits for running jobs before releasing them (5 s).
+  builder& with_shutdown_grace_period(std::chrono::milliseconds d);
+
+  /// Runs `migrate_up` during `build` (off: the application migrates).
+  builder& with_migrations(bool on = true);
+
+  /// Checks the whole configuration without starting anything.
+  caf::error validate() const;
+
+  /// Validates, checks the store (reachable, schema current), starts the
+  /// actor tree in `sys` and waits until every actor has started.
+  caf::expected<instance> build(caf::actor_system& sys) const;
+
+  // -- accessors --------------------------------------------------------------
+
+  const adapter_factory& connect() const { return connect_; }
+  const std::vector<queue_spec>& queues() const { return queues_; }
+  const std::vector<event_listener>& event_listeners() const {
+    return listeners_;
+  }
+  int supervisor_max_frequency() const { return max_frequency_; }
+  std::chrono::milliseconds supervisor_frequency_period() const {
+    return frequency_period_;
+  }
+  const std::string& node_name() const { return node_; }
+  std::chrono::milliseconds shutdown_grace_period() const { return grace_; }
+  bool migrations() const { return migrate_; }
+
+private:
+  adapter_factory connect_;
+  std::vector<queue_spec> queues_;
+  std::vector<event_listener> listeners_;
+  int max_frequency_ = 5;
+  std::chrono::milliseconds frequency_period_{1000};
+  std::string node_;
+  std::chrono::milliseconds grace_{5000};
+  bool migrate_ = false;
+};
+
+} // namespace bg_jobs

@@ -1,0 +1,138 @@
+#include "bg_jobs/actors/instance.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+instance::instance(caf::actor_system& sys, caf::actor root)
+  : sys_(&sys), root_(std::move(root)) {}
+
+instance::instance(instance&& other) noexcept
+  : sys_(other.sys_), root_(std::move(other.root_)) {
+  other.root_ = nullptr;
+}
+
+instance& instance::operator=(instance&& other) noexcept {
+  if (this != &other) {
+    if (root_)
+      shutdown();
+    sys_ = other.sys_;
+    root_ = std::move(other.root_);
+    other.root_ = nullptr;
+  }
+  return *this;
+}
+
+instance::~instance() {
+  if (root_)
+    shutdown();
+}
+
+namespace {
+
+/// Sends a request and waits for its answer; a `void` answer is the empty
+/// message that CAF sends for a handler returning `caf::unit`.
+template <class T, class... Ts>
+caf::expected<T> ask(caf::actor_system& sys, const caf::actor& dest,
+                     std::chrono::milliseconds timeout, Ts&&... xs) {
+  if (!dest)
+    return make_error(errc::shutting_down, "bg_jobs is not running");
+  caf::expected<T> result = make_error(errc::timeout, "no answer");
+  caf::scoped_actor self{sys};
+  auto on_error = [&](caf::error& err) { result = std::move(err); };
+  if constexpr (std::is_void_v<T>)
+    self->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive([&]() { result = caf::unit; }, on_error);
+  else
+    self->request(dest, timeout, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); }, on_error);
+  return result;
+}
+
+} // namespace
+
+caf::expected<job> instance::enqueue(const job_request& request,
+                                     std::chrono::milliseconds timeout) {
+  return ask<job>(*sys_, root_, timeout, enqueue_atom::value, request);
+}
+
+caf::expected<std::vector<int64_t>>
+instance::enqueue_many(const std::vector<job_request>& requests,
+                       std::chrono::milliseconds timeout) {
+  return ask<std::vector<int64_t>>(*sys_, root_, timeout, enqueue_atom::value,
+                                   requests);
+}
+
+caf::actor instance::lookup(const std::string& name) {
+  auto x = ask<caf::actor>(*sys_, root_, std::chrono::seconds{10},
+                           lookup_atom::value, name);
+  return x ? *x : caf::actor{};
+}
+
+std::vector<std::string> instance::registered_names() {
+  auto x = ask<std::vector<std::string>>(*sys_, root_, std::chrono::seconds{10},
+                                         names_atom::value);
+  return x ? *x : std::vector<std::string>{};
+}
+
+void instance::flush_events() {
+  ask<void>(*sys_, root_, std::chrono::seconds{30}, flush_atom::value);
+}
+
+caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
+  if (!root_)
+    return caf::unit;
+  caf::error failure;
+  {
+    caf::scoped_actor self{*sys_};
+    self->monitor(root_);
+    self->request(root_, timeout, shutdown_atom::value)
+      .receive([]() {},
+               [&](caf::error& err) {
+                 if (err != caf::sec::request_receiver_down)
+                   failure = std::move(err);
+               });
+    bool down = false;
+    self->receive_while([&] { return !down; })(
+      [&](caf::down_msg& dm) { down = dm.source == root_.address(); },
+      caf::after(timeout) >> [&] {
+        failure = make_error(errc::timeout, "bg_jobs did not stop in time");
+        self->send_exit(root_, caf::exit_reason::kill);
+        down = true;
+      });
+  }
+  root_ = nullptr;
+  if (failure)
+    return failure;
+  return caf::unit;
+}
+
+caf::error instance::await_exit(std::chrono::milliseconds timeout) {
+  if (!root_)
+    return caf::none;
+  caf::error reason = make_error(errc::timeout, "bg_jobs is still running");
+  {
+    caf::scoped_actor self{*sys_};
+    self->monitor(root_);
+    self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
+                  caf::after(timeout) >> [] {});
+  }
+  if (code_of(reason) != errc::timeout)
+    root_ = nullptr;
+  return reason;
+}
+
+caf::actor lookup(caf::actor_system& sys, const std::string& name) {
+  auto root = sys.registry().get<caf::actor>(system_registry_key);
+  if (!root)
+    return {};
+  auto x = ask<caf::actor>(sys, root, std::chrono::seconds{10},
+                           lookup_atom::value, name);
+  return x ? *x : caf::actor{};
+}
+
+} // namespace bg_jobs

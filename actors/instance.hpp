@@ -1,0 +1,68 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "bg_jobs/core/job.hpp"
+#include "bg_jobs/core/job_request.hpp"
+
+namespace bg_jobs {
+
+/// A running bg_jobs actor tree. Actors talk to `actor()` with messages
+/// (see `messages.hpp`); the member functions are blocking conveniences for
+/// code outside actors, built on the same messages. Shut it down (or let it
+/// go out of scope) before its `caf::actor_system`.
+class instance {
+public:
+  instance(caf::actor_system& sys, caf::actor root);
+  instance(instance&&) noexcept;
+  instance& operator=(instance&&) noexcept;
+  ~instance();
+
+  /// The bg_jobs actor: send it `(enqueue_atom, job_request)`.
+  const caf::actor& actor() const { return root_; }
+
+  /// Stores one job and wakes the queue that runs it.
+  caf::expected<job> enqueue(const job_request& request,
+                             std::chrono::milliseconds timeout
+                             = std::chrono::seconds{10});
+
+  /// Stores many jobs in one transaction; returns their ids.
+  caf::expected<std::vector<int64_t>>
+  enqueue_many(const std::vector<job_request>& requests,
+               std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
+  /// Finds a queue (by queue name), a scheduled job (by job name) or an
+  /// executor (`<queue>/executor/<n>`); an invalid handle if unknown.
+  caf::actor lookup(const std::string& name);
+
+  /// Every registered name.
+  std::vector<std::string> registered_names();
+
+  /// Returns once every event emitted so far has reached the listeners.
+  void flush_events();
+
+  /// Stops reserving, lets running jobs finish within the grace period,
+  /// releases what remains, and waits until every actor has exited.
+  caf::expected<void> shutdown(std::chrono::milliseconds timeout
+                               = std::chrono::seconds{60});
+
+  /// Blocks until the tree exits by itself (e.g. the supervisor gave up) or
+  /// `timeout` passes; returns the exit reason, or `errc::timeout`.
+  caf::error await_exit(std::chrono::milliseconds timeout);
+
+private:
+  caf::actor_system* sys_;
+  caf::actor root_;
+};
+
+/// Finds a bg_jobs actor by name through `sys.registry()`; an invalid
+/// handle when there is no bg_jobs in `sys` or no actor of that name.
+caf::actor lookup(caf::actor_system& sys, const std::string& name);
+
+} // namespace bg_jobs
