@@ -186,14 +186,23 @@ struct queue_state {
     pending.push_back(std::move(p));
   }
 
-  /// Gives a job back to the table without counting the attempt.
-  void release(job j, std::string why) {
+  /// Gives a job back to the table at once. A crash counts the attempt
+  /// (past `max_retries` the job fails); a shutdown does not.
+  void release(job j, std::string why, bool count_attempt) {
     pending_outcome p;
-    p.change.what = completion::kind::snooze;
     p.change.job_id = j.id;
     p.change.reserved_by = owner;
     p.change.available_at = utc_now();
+    p.change.error = why;
     p.report.kind = event_kind::job_released;
+    if (!count_attempt) {
+      p.change.what = completion::kind::snooze;
+    } else if (j.attempts <= spec.max_retries()) {
+      p.change.what = completion::kind::retry;
+    } else {
+      p.change.what = completion::kind::failed;
+      p.report.kind = event_kind::job_failed;
+    }
     p.report.message = std::move(why);
     p.report.job = std::move(j);
     pending.push_back(std::move(p));
@@ -202,7 +211,7 @@ struct queue_state {
   void finish(caf::event_based_actor* self) {
     for (auto& s : slots)
       if (s.running) {
-        release(std::move(*s.running), "shutdown: grace period over");
+        release(std::move(*s.running), "shutdown: grace period over", false);
         s.running.reset();
       }
     flush();
@@ -237,8 +246,9 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       if (st.slots[i].executor.address() != em.source)
         continue;
       if (auto& j = st.slots[i].running) {
-        st.release(std::move(*j), "executor died: "
-                                    + self->system().render(em.reason));
+        st.release(std::move(*j),
+                   "executor died: " + self->system().render(em.reason),
+                   true);
         j.reset();
         st.flush();
       } else {

@@ -23,12 +23,12 @@ std::shared_ptr<manual_clock> pinned() {
 
 template <class T>
 T value_of(caf::expected<T> x) {
-  REQUIRE_MESSAGE(x, describe(x.error()));
+  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
   return std::move(*x);
 }
 
 void require_ok(const caf::expected<void>& x) {
-  REQUIRE_MESSAGE(x, describe(x.error()));
+  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
 }
 
 std::vector<job> reserve(db_adapter& db, std::vector<std::string> names,
@@ -523,7 +523,7 @@ TEST_CASE_TEMPLATE("a move leaves jobs in the same transaction", S,
   for (size_t i = 0; i < r.size(); ++i) {
     auto res = i % 2 == 0 ? db->move_job_to_succeeded(r[i])
                           : db->move_job_to_failed(r[i], "e");
-    REQUIRE_MESSAGE(res, describe(res.error()));
+    REQUIRE_MESSAGE(res, bg_jobs::test::why(res));
   }
   done = true;
   watcher.join();

@@ -10,6 +10,7 @@
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "support/temp_dir.hpp"
+#include "support/why.hpp"
 #include "support/wait.hpp"
 
 extern char** environ;
@@ -39,9 +40,9 @@ std::string query_text(const std::string& path, const char* sql) {
 
 std::unique_ptr<sqlite_adapter> open_migrated(const std::string& path) {
   auto db = sqlite_adapter::open({path});
-  REQUIRE_MESSAGE(db, describe(db.error()));
+  REQUIRE_MESSAGE(db, bg_jobs::test::why(db));
   auto up = (*db)->migrate_up();
-  REQUIRE_MESSAGE(up, describe(up.error()));
+  REQUIRE_MESSAGE(up, bg_jobs::test::why(up));
   return std::move(*db);
 }
 

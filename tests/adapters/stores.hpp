@@ -9,6 +9,7 @@
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "support/temp_dir.hpp"
+#include "support/why.hpp"
 
 namespace bg_jobs::test {
 
@@ -26,7 +27,7 @@ public:
     if (clk)
       opts.clock = std::move(clk);
     auto db = sqlite_adapter::open(opts);
-    REQUIRE_MESSAGE(db, describe(db.error()));
+    REQUIRE_MESSAGE(db, bg_jobs::test::why(db));
     return std::move(*db);
   }
 
@@ -35,7 +36,7 @@ public:
   fresh(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
     auto db = connect(std::move(clk));
     auto up = db->migrate_up();
-    REQUIRE_MESSAGE(up, describe(up.error()));
+    REQUIRE_MESSAGE(up, bg_jobs::test::why(up));
     return db;
   }
 
