@@ -70,7 +70,10 @@ caf::behavior event_actor(caf::stateful_actor<event_state>* self,
   return {
     [=](const event& e) { self->state.deliver(e); },
     [=](flush_atom) { return caf::unit; },
-    [=](shutdown_atom) { self->quit(); },
+    [=](shutdown_atom) {
+      self->quit();
+      return caf::unit;
+    },
   };
 }
 

@@ -199,13 +199,28 @@ struct supervisor_state {
       finish_shutdown(self);
   }
 
+  /// Stops the remaining children; the supervisor exits once the event
+  /// actor has delivered every event, so that no listener runs after
+  /// `shutdown` returned.
   void finish_shutdown(self_ptr self) {
     emit(event{event_kind::shutdown_complete});
-    stop_children(self);
-    for (auto& rp : stop_waiters)
-      rp.deliver(caf::unit);
-    stop_waiters.clear();
-    self->quit(stop_reason);
+    for (auto it = children.rbegin(); it != children.rend(); ++it)
+      if (it->actor && it->kind != child_kind::events)
+        self->send_exit(it->actor, caf::exit_reason::user_shutdown);
+    auto done = [self] {
+      auto& st = self->state;
+      for (auto& rp : st.stop_waiters)
+        rp.deliver(caf::unit);
+      st.stop_waiters.clear();
+      self->quit(st.stop_reason);
+    };
+    auto ev = find(child_kind::events);
+    if (!ev || !ev->actor) {
+      done();
+      return;
+    }
+    self->request(ev->actor, std::chrono::seconds{30}, shutdown_atom::value)
+      .then([done]() { done(); }, [done](caf::error&) { done(); });
   }
 };
 
