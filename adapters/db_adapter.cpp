@@ -25,6 +25,12 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
+caf::expected<std::vector<std::string>>
+db_adapter::await_wakeups(std::chrono::milliseconds) {
+  return make_error(errc::invalid_argument,
+                    "this store cannot notify other processes");
+}
+
 namespace {
 
 caf::expected<void> complete_one(db_adapter& db, completion c) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -160,6 +161,14 @@ public:
 
   /// Counts of every state in one snapshot.
   virtual caf::expected<job_stats> stats() = 0;
+
+  // -- wake-ups across processes ---------------------------------------------
+
+  /// Waits up to `timeout` for other connections to enqueue; returns the job
+  /// names they enqueued (empty on timeout). Only for stores that declare
+  /// `supports_listen_notify`; the first call starts listening.
+  virtual caf::expected<std::vector<std::string>>
+  await_wakeups(std::chrono::milliseconds timeout);
 };
 
 /// Opens a new connection each time it is called; the runtime gives every

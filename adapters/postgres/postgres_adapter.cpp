@@ -1,0 +1,709 @@
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <libpq-fe.h>
+#include <pqxx/pqxx>
+
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+// -- SQL ---------------------------------------------------------------------
+
+namespace {
+
+#define BG_JOBS_MS(col) "(extract(epoch from " col ") * 1000)::bigint"
+#define BG_JOBS_TS(param) "(timestamptz 'epoch' + " param "::bigint * interval '1 millisecond')"
+#define BG_JOBS_PG_JOB_COLUMNS                                                 \
+  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
+  BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by, "  \
+  "last_error"
+
+const char* const migrations[] = {
+  // version 1
+  "CREATE TABLE jobs ("
+  "  id BIGSERIAL PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL DEFAULT 0,"
+  "  created_at TIMESTAMPTZ NOT NULL,"
+  "  available_at TIMESTAMPTZ NOT NULL,"
+  "  reserved_at TIMESTAMPTZ,"
+  "  reserved_by TEXT,"
+  "  last_error TEXT);"
+  "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+  "  WHERE reserved_by IS NULL;"
+  "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+  "  WHERE reserved_by IS NOT NULL;"
+  "CREATE TABLE jobs_succeeded ("
+  "  id BIGINT PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL,"
+  "  created_at TIMESTAMPTZ NOT NULL,"
+  "  available_at TIMESTAMPTZ NOT NULL,"
+  "  succeeded_at TIMESTAMPTZ NOT NULL);"
+  "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+  "CREATE TABLE jobs_failed ("
+  "  id BIGINT PRIMARY KEY,"
+  "  name TEXT NOT NULL,"
+  "  payload TEXT NOT NULL,"
+  "  attempts INTEGER NOT NULL,"
+  "  exception TEXT NOT NULL,"
+  "  created_at TIMESTAMPTZ NOT NULL,"
+  "  available_at TIMESTAMPTZ NOT NULL,"
+  "  failed_at TIMESTAMPTZ NOT NULL);"
+  "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+};
+
+constexpr int known_version = std::size(migrations);
+static_assert(known_version == db_adapter::schema_version_current);
+
+const char notify_channel[] = "bg_jobs";
+
+struct statement_def {
+  const char* name;
+  const char* sql;
+};
+
+const statement_def statements[] = {
+  {"bgj_enqueue",
+   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ") RETURNING id)"
+   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+  {"bgj_enqueue_many",
+   "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
+   "   AS x(name text, payload text, at bigint)),"
+   " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   "   available_at) SELECT name, payload, 0, " BG_JOBS_TS("$2") ", "
+   BG_JOBS_TS("at") " FROM r RETURNING id),"
+   " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
+   "   FROM r) d)"
+   " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
+  {"bgj_reserve",
+   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
+   " attempts = attempts + 1"
+   " WHERE id IN (SELECT id FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
+   "     AND name IN (SELECT json_array_elements_text($3::json))"
+   "   ORDER BY available_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_one",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_by",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_node",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by IS NOT NULL"
+   "   AND substr(reserved_by, 1, length($1)) = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_succeed",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+   "   available_at, succeeded_at)"
+   " SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m"},
+  {"bgj_fail",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+   "   created_at, available_at, failed_at)"
+   " SELECT id, name, payload, attempts, $4, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m"},
+  {"bgj_retry",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " available_at = " BG_JOBS_TS("$2") ", last_error = $4"
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+  {"bgj_snooze",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " available_at = " BG_JOBS_TS("$2") ", attempts = greatest(attempts - 1, 0)"
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+  {"bgj_increment",
+   "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_enqueued",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE name = $1 AND reserved_by IS NULL ORDER BY available_at, id"},
+  {"bgj_running",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE reserved_by IS NOT NULL ORDER BY id"},
+  {"bgj_running_by",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE reserved_by = $1 ORDER BY id"},
+  {"bgj_succeeded",
+   "SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "
+   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("succeeded_at")
+   " FROM jobs_succeeded ORDER BY succeeded_at DESC, id DESC LIMIT $1"},
+  {"bgj_failed",
+   "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS("created_at")
+   ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_at")
+   " FROM jobs_failed ORDER BY failed_at DESC, id DESC LIMIT $1"},
+  {"bgj_stats",
+   "SELECT"
+   " (SELECT count(*) FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1") "),"
+   " (SELECT count(*) FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
+   " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
+   " (SELECT count(*) FROM jobs_succeeded),"
+   " (SELECT count(*) FROM jobs_failed)"},
+};
+
+nlohmann::json parse_payload(const pqxx::field& f) {
+  auto text = f.c_str();
+  auto result = nlohmann::json::parse(text, text + f.size(), nullptr, false);
+  if (result.is_discarded())
+    return nlohmann::json(std::string{text, f.size()});
+  return result;
+}
+
+timestamp field_time(const pqxx::field& f) {
+  return from_unix_ms(f.as<int64_t>());
+}
+
+job read_job(const pqxx::row& r) {
+  job j;
+  j.id = r[0].as<int64_t>();
+  j.name = r[1].as<std::string>();
+  j.payload = parse_payload(r[2]);
+  j.attempts = r[3].as<int>();
+  j.created_at = field_time(r[4]);
+  j.available_at = field_time(r[5]);
+  if (!r[6].is_null())
+    j.reserved_at = field_time(r[6]);
+  if (!r[7].is_null())
+    j.reserved_by = r[7].as<std::string>();
+  if (!r[8].is_null())
+    j.last_error = r[8].as<std::string>();
+  return j;
+}
+
+std::vector<job> read_jobs(const pqxx::result& res) {
+  std::vector<job> jobs;
+  jobs.reserve(res.size());
+  for (const auto& r : res)
+    jobs.emplace_back(read_job(r));
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
+  });
+  return jobs;
+}
+
+const char* nullable(const std::optional<std::string>& x) {
+  return x ? x->c_str() : nullptr;
+}
+
+/// Validates a connection string with libpq and adds a connect timeout.
+caf::expected<std::string> prepare_url(const std::string& url) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  if (!opts) {
+    std::string msg = err ? err : "unknown error";
+    PQfreemem(err);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+      msg.pop_back();
+    return make_error(errc::invalid_argument,
+                      "malformed PostgreSQL connection string: " + msg);
+  }
+  bool has_timeout = false;
+  for (auto o = opts; o->keyword; ++o)
+    if (std::string{o->keyword} == "connect_timeout" && o->val)
+      has_timeout = true;
+  PQconninfoFree(opts);
+  if (has_timeout)
+    return url;
+  bool is_uri = url.rfind("postgresql://", 0) == 0
+                || url.rfind("postgres://", 0) == 0;
+  if (!is_uri)
+    return url + " connect_timeout=10";
+  return url + (url.find('?') == std::string::npos ? "?" : "&")
+         + "connect_timeout=10";
+}
+
+/// Turns a libpqxx exception into an `errc` error.
+caf::error failure(const char* what) {
+  try {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    return make_error(errc::connection_lost,
+                      std::string{what} + ": connection lost: " + e.what());
+  } catch (const pqxx::sql_error& e) {
+    std::string msg = std::string{what} + ": " + e.what();
+    while (!msg.empty() && msg.back() == '\n')
+      msg.pop_back();
+    const auto& state = e.sqlstate();
+    if (state == "42P01")
+      return make_error(errc::schema_missing, msg + " (run migrate_up)");
+    if (state.rfind("57P", 0) == 0 || state.rfind("08", 0) == 0)
+      return make_error(errc::connection_lost, msg);
+    if (state == "40001" || state == "40P01" || state == "55P03")
+      return make_error(errc::database_locked, msg);
+    return make_error(errc::database_error, msg);
+  } catch (const pqxx::in_doubt_error& e) {
+    return make_error(errc::connection_lost,
+                      std::string{what} + ": outcome unknown: " + e.what());
+  } catch (const std::exception& e) {
+    return make_error(errc::database_error, std::string{what} + ": " + e.what());
+  }
+}
+
+} // namespace
+
+// -- connection ----------------------------------------------------------------
+
+/// Collects the job names of `bg_jobs` notifications.
+class wakeup_receiver : public pqxx::notification_receiver {
+public:
+  wakeup_receiver(pqxx::connection_base& c, std::vector<std::string>& out)
+    : pqxx::notification_receiver(c, notify_channel), out_(out) {}
+
+  void operator()(const std::string& payload, int) override {
+    out_.push_back(payload);
+  }
+
+private:
+  std::vector<std::string>& out_;
+};
+
+struct postgres_adapter::impl {
+  postgres_options options;
+  std::unique_ptr<pqxx::connection> conn;
+  std::vector<std::string> wakeups;
+  std::unique_ptr<wakeup_receiver> receiver;
+
+  int64_t now_ms() const { return to_unix_ms(options.clock->now()); }
+
+  void prepare_all() {
+    for (auto& s : statements)
+      conn->prepare(s.name, s.sql);
+  }
+
+  /// Runs `f` in a transaction and commits; maps exceptions to errors.
+  template <class F>
+  auto in_transaction(const char* what, F f)
+    -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
+    try {
+      pqxx::work tx{*conn};
+      auto result = f(tx);
+      tx.commit();
+      return result;
+    } catch (...) {
+      return failure(what);
+    }
+  }
+
+  caf::expected<std::vector<job>> jobs_of(const char* what, const char* stmt,
+                                          const std::string* arg) {
+    return in_transaction(what, [&](pqxx::work& tx) {
+      return read_jobs(arg ? tx.exec_prepared(stmt, *arg)
+                           : tx.exec_prepared(stmt));
+    });
+  }
+};
+
+postgres_adapter::postgres_adapter(std::unique_ptr<impl> p)
+  : impl_(std::move(p)) {}
+
+postgres_adapter::~postgres_adapter() {
+  impl_->receiver.reset();
+}
+
+caf::expected<std::unique_ptr<postgres_adapter>>
+postgres_adapter::open(postgres_options options) {
+  auto url = prepare_url(options.url);
+  if (!url)
+    return std::move(url.error());
+  auto p = std::make_unique<impl>();
+  p->options = std::move(options);
+  if (!p->options.clock)
+    p->options.clock = clock::system();
+  try {
+    p->conn = std::make_unique<pqxx::connection>(*url);
+    pqxx::nontransaction tx{*p->conn};
+    tx.exec("SET application_name = 'bg_jobs'");
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    while (!msg.empty() && msg.back() == '\n')
+      msg.pop_back();
+    return make_error(errc::database_unavailable,
+                      "cannot connect to PostgreSQL: " + msg);
+  }
+  std::unique_ptr<postgres_adapter> self{new postgres_adapter(std::move(p))};
+  auto version = self->schema_version();
+  if (!version)
+    return std::move(version.error());
+  if (*version > known_version)
+    return make_error(errc::schema_too_new,
+                      "the database has bg_jobs schema version "
+                        + std::to_string(*version)
+                        + "; this bg_jobs understands up to "
+                        + std::to_string(known_version));
+  try {
+    self->impl_->prepare_all();
+  } catch (...) {
+    return failure("preparing statements");
+  }
+  return self;
+}
+
+adapter_factory postgres_adapter::factory(postgres_options options) {
+  return [options]() -> caf::expected<std::unique_ptr<db_adapter>> {
+    auto db = open(options);
+    if (!db)
+      return std::move(db.error());
+    return std::unique_ptr<db_adapter>{std::move(*db)};
+  };
+}
+
+capabilities postgres_adapter::caps() const {
+  capabilities c;
+  c.supports_skip_locked = true;
+  c.supports_listen_notify = true;
+  return c;
+}
+
+int postgres_adapter::backend_pid() const {
+  return impl_->conn->backendpid();
+}
+
+// -- schema ----------------------------------------------------------------------
+
+caf::expected<int> postgres_adapter::schema_version() {
+  return impl_->in_transaction("reading the schema version",
+                               [](pqxx::work& tx) {
+    auto r = tx.exec("SELECT to_regclass('bg_jobs_migrations') IS NOT NULL");
+    if (!r[0][0].as<bool>())
+      return 0;
+    return tx.exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")
+      [0][0]
+      .as<int>();
+  });
+}
+
+caf::expected<void> postgres_adapter::migrate_up() {
+  auto r = impl_->in_transaction("migrating up", [&](pqxx::work& tx) {
+    // One migration at a time, even with several nodes starting at once.
+    tx.exec("SELECT pg_advisory_xact_lock(7220157)");
+    tx.exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
+            " version INTEGER PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+    auto current
+      = tx.exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")
+          [0][0]
+          .as<int>();
+    for (int v = current + 1; v <= known_version; ++v) {
+      tx.exec(migrations[v - 1]);
+      tx.exec_params("INSERT INTO bg_jobs_migrations (version) VALUES ($1)",
+                     v);
+    }
+    return current;
+  });
+  if (!r)
+    return std::move(r.error());
+  if (*r > known_version)
+    return make_error(errc::schema_too_new,
+                      "schema version " + std::to_string(*r)
+                        + " is newer than this bg_jobs understands");
+  try {
+    impl_->prepare_all();
+  } catch (...) {
+    // Already prepared on this connection.
+  }
+  return caf::unit;
+}
+
+caf::expected<void> postgres_adapter::migrate_down() {
+  auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
+    tx.exec("SELECT pg_advisory_xact_lock(7220157)");
+    tx.exec("DROP TABLE IF EXISTS jobs, jobs_succeeded, jobs_failed,"
+            " bg_jobs_migrations");
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+// -- writes ----------------------------------------------------------------------
+
+caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
+  auto text = request.validate();
+  if (!text)
+    return std::move(text.error());
+  auto now = impl_->options.clock->now();
+  job j;
+  j.name = request.name();
+  j.payload = request.payload();
+  j.created_at = now;
+  j.available_at = request.resolve_available_at(now);
+  auto id = impl_->in_transaction("enqueueing a job", [&](pqxx::work& tx) {
+    return tx
+      .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
+                     to_unix_ms(j.available_at))[0][0]
+      .as<int64_t>();
+  });
+  if (!id)
+    return std::move(id.error());
+  j.id = *id;
+  return j;
+}
+
+caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
+                                                const job_request& request) {
+  auto text = request.validate();
+  if (!text)
+    return std::move(text.error());
+  auto now = utc_now();
+  job j;
+  j.name = request.name();
+  j.payload = request.payload();
+  j.created_at = now;
+  j.available_at = request.resolve_available_at(now);
+  try {
+    j.id = tx.exec_params(
+               "INSERT INTO jobs (name, payload, attempts, created_at,"
+               " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+               BG_JOBS_TS("$4") ") RETURNING id",
+               j.name, *text, to_unix_ms(now), to_unix_ms(j.available_at))
+             [0][0]
+             .as<int64_t>();
+    tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
+  } catch (...) {
+    return failure("enqueueing a job in the caller's transaction");
+  }
+  return j;
+}
+
+caf::expected<std::vector<int64_t>>
+postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
+  auto now = impl_->options.clock->now();
+  std::string rows = "[";
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto text = requests[i].validate();
+    if (!text)
+      return make_error(code_of(text.error()),
+                        "request " + std::to_string(i) + ": "
+                          + describe(text.error()));
+    if (i > 0)
+      rows += ',';
+    nlohmann::json row = {
+      {"name", requests[i].name()},
+      {"payload", std::move(*text)},
+      {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
+    rows += row.dump();
+  }
+  rows += ']';
+  if (requests.empty())
+    return std::vector<int64_t>{};
+  return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
+    std::vector<int64_t> ids;
+    ids.reserve(requests.size());
+    for (const auto& r : tx.exec_prepared("bgj_enqueue_many", rows,
+                                          to_unix_ms(now)))
+      ids.push_back(r[0].as<int64_t>());
+    return ids;
+  });
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::reserve_jobs(const reserve_params& params) {
+  if (params.limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "reserve limit must be positive, got "
+                        + std::to_string(params.limit));
+  if (params.reserved_by.empty())
+    return make_error(errc::invalid_argument, "reserved_by is empty");
+  if (params.job_names.empty())
+    return std::vector<job>{};
+  auto names = nlohmann::json(params.job_names).dump();
+  return impl_->in_transaction("reserving jobs", [&](pqxx::work& tx) {
+    return read_jobs(tx.exec_prepared("bgj_reserve", impl_->now_ms(),
+                                      params.reserved_by, names,
+                                      params.limit));
+  });
+}
+
+caf::expected<job> postgres_adapter::release_reservation(int64_t job_id) {
+  auto jobs
+    = impl_->in_transaction("releasing a reservation", [&](pqxx::work& tx) {
+        return read_jobs(tx.exec_prepared("bgj_release_one", job_id));
+      });
+  if (!jobs)
+    return std::move(jobs.error());
+  if (jobs->empty())
+    return make_error(errc::job_not_found,
+                      "job " + std::to_string(job_id) + " is not in jobs");
+  return std::move(jobs->front());
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
+  return impl_->jobs_of("releasing reservations", "bgj_release_by",
+                        &reserved_by);
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::release_jobs_of_node(const std::string& node) {
+  auto prefix = node + "/";
+  return impl_->jobs_of("releasing a node's reservations", "bgj_release_node",
+                        &prefix);
+}
+
+caf::expected<std::vector<bool>>
+postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
+  auto now = impl_->now_ms();
+  return impl_->in_transaction("completing jobs", [&](pqxx::work& tx) {
+    std::vector<bool> applied;
+    applied.reserve(completions.size());
+    for (auto& c : completions) {
+      pqxx::result r;
+      auto owner = nullable(c.reserved_by);
+      auto at = to_unix_ms(c.available_at);
+      switch (c.what) {
+        case completion::kind::succeeded:
+          r = tx.exec_prepared("bgj_succeed", c.job_id, now, owner);
+          break;
+        case completion::kind::failed:
+          r = tx.exec_prepared("bgj_fail", c.job_id, now, owner, c.error);
+          break;
+        case completion::kind::retry:
+          r = tx.exec_prepared("bgj_retry", c.job_id, at, owner, c.error);
+          break;
+        case completion::kind::snooze:
+          r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
+          break;
+      }
+      applied.push_back(r.affected_rows() == 1);
+    }
+    return applied;
+  });
+}
+
+caf::expected<job> postgres_adapter::increment_attempts(const job& j) {
+  auto jobs
+    = impl_->in_transaction("incrementing attempts", [&](pqxx::work& tx) {
+        return read_jobs(tx.exec_prepared("bgj_increment", j.id));
+      });
+  if (!jobs)
+    return std::move(jobs.error());
+  if (jobs->empty())
+    return make_error(errc::job_not_found,
+                      "job " + std::to_string(j.id) + " is not in jobs");
+  return std::move(jobs->front());
+}
+
+// -- reads -----------------------------------------------------------------------
+
+caf::expected<std::vector<job>>
+postgres_adapter::get_enqueued_jobs(const std::string& job_name) {
+  return impl_->jobs_of("reading jobs", "bgj_enqueued", &job_name);
+}
+
+caf::expected<std::vector<job>> postgres_adapter::get_running_jobs() {
+  auto jobs = impl_->jobs_of("reading jobs", "bgj_running", nullptr);
+  if (jobs)
+    std::sort(jobs->begin(), jobs->end(),
+              [](const job& a, const job& b) { return a.id < b.id; });
+  return jobs;
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
+  auto jobs = impl_->jobs_of("reading jobs", "bgj_running_by", &owner);
+  if (jobs)
+    std::sort(jobs->begin(), jobs->end(),
+              [](const job& a, const job& b) { return a.id < b.id; });
+  return jobs;
+}
+
+caf::expected<std::vector<succeeded_job>>
+postgres_adapter::get_succeeded_jobs(int limit) {
+  if (limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "limit must be positive, got " + std::to_string(limit));
+  return impl_->in_transaction("reading succeeded jobs", [&](pqxx::work& tx) {
+    std::vector<succeeded_job> result;
+    for (const auto& r : tx.exec_prepared("bgj_succeeded", limit)) {
+      succeeded_job j;
+      j.id = r[0].as<int64_t>();
+      j.name = r[1].as<std::string>();
+      j.payload = parse_payload(r[2]);
+      j.attempts = r[3].as<int>();
+      j.created_at = field_time(r[4]);
+      j.available_at = field_time(r[5]);
+      j.succeeded_at = field_time(r[6]);
+      result.emplace_back(std::move(j));
+    }
+    return result;
+  });
+}
+
+caf::expected<std::vector<failed_job>>
+postgres_adapter::get_failed_jobs(int limit) {
+  if (limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "limit must be positive, got " + std::to_string(limit));
+  return impl_->in_transaction("reading failed jobs", [&](pqxx::work& tx) {
+    std::vector<failed_job> result;
+    for (const auto& r : tx.exec_prepared("bgj_failed", limit)) {
+      failed_job j;
+      j.id = r[0].as<int64_t>();
+      j.name = r[1].as<std::string>();
+      j.payload = parse_payload(r[2]);
+      j.attempts = r[3].as<int>();
+      j.exception = r[4].as<std::string>();
+      j.created_at = field_time(r[5]);
+      j.available_at = field_time(r[6]);
+      j.failed_at = field_time(r[7]);
+      result.emplace_back(std::move(j));
+    }
+    return result;
+  });
+}
+
+caf::expected<job_stats> postgres_adapter::stats() {
+  return impl_->in_transaction("reading job counts", [&](pqxx::work& tx) {
+    auto r = tx.exec_prepared("bgj_stats", impl_->now_ms())[0];
+    job_stats st;
+    st.available = r[0].as<int64_t>();
+    st.scheduled = r[1].as<int64_t>();
+    st.reserved = r[2].as<int64_t>();
+    st.succeeded = r[3].as<int64_t>();
+    st.failed = r[4].as<int64_t>();
+    return st;
+  });
+}
+
+// -- wake-ups ----------------------------------------------------------------------
+
+caf::expected<std::vector<std::string>>
+postgres_adapter::await_wakeups(std::chrono::milliseconds timeout) {
+  try {
+    if (!impl_->receiver)
+      impl_->receiver
+        = std::make_unique<wakeup_receiver>(*impl_->conn, impl_->wakeups);
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout)
+                .count();
+    if (impl_->conn->get_notifs() == 0)
+      impl_->conn->await_notification(us / 1000000, us % 1000000);
+    impl_->conn->get_notifs();
+    if (!impl_->conn->is_open())
+      return make_error(errc::connection_lost,
+                        "waiting for notifications: connection lost");
+  } catch (...) {
+    return failure("waiting for notifications");
+  }
+  std::vector<std::string> names;
+  names.swap(impl_->wakeups);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+} // namespace bg_jobs

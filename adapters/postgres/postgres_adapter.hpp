@@ -1,0 +1,92 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/clock.hpp"
+
+namespace pqxx {
+class transaction_base;
+} // namespace pqxx
+
+namespace bg_jobs {
+
+/// How to reach a PostgreSQL store.
+struct postgres_options {
+  /// A libpq connection string: `host=... port=... dbname=... user=...` or
+  /// `postgresql://user@host:port/db`. A connect timeout of 10 s is added
+  /// unless the string sets one.
+  std::string url;
+  /// The source of "now"; the system clock unless a test pins it.
+  std::shared_ptr<bg_jobs::clock> clock = clock::system();
+};
+
+/// The PostgreSQL adapter on libpqxx 6: one connection; claims in one
+/// statement with `FOR UPDATE SKIP LOCKED`; every enqueue notifies the
+/// channel `bg_jobs` with the job name (delivered on commit); hot
+/// statements are prepared once per connection.
+class postgres_adapter : public db_adapter {
+public:
+  /// Connects; fails with `invalid_argument` for a malformed connection
+  /// string, `database_unavailable` for a server that is down or refuses
+  /// the credentials, `schema_too_new` for a schema from a newer bg_jobs.
+  static caf::expected<std::unique_ptr<postgres_adapter>>
+  open(postgres_options options);
+
+  /// Returns a factory that opens a new connection with `options` per call.
+  static adapter_factory factory(postgres_options options);
+
+  /// Enqueues inside the application's own transaction: the job exists if
+  /// and only if `tx` commits, and queues are notified on that commit.
+  static caf::expected<job> enqueue_in(pqxx::transaction_base& tx,
+                                       const job_request& request);
+
+  ~postgres_adapter() override;
+
+  capabilities caps() const override;
+
+  caf::expected<void> migrate_up() override;
+  caf::expected<void> migrate_down() override;
+  caf::expected<int> schema_version() override;
+
+  caf::expected<job> enqueue_job(const job_request& request) override;
+  caf::expected<std::vector<int64_t>>
+  enqueue_jobs(const std::vector<job_request>& requests) override;
+  caf::expected<std::vector<job>>
+  reserve_jobs(const reserve_params& params) override;
+  caf::expected<job> release_reservation(int64_t job_id) override;
+  caf::expected<std::vector<job>>
+  release_jobs_reserved_by(const std::string& reserved_by) override;
+  caf::expected<std::vector<job>>
+  release_jobs_of_node(const std::string& node) override;
+  caf::expected<std::vector<bool>>
+  complete_jobs(const std::vector<completion>& completions) override;
+  caf::expected<job> increment_attempts(const job& j) override;
+
+  caf::expected<std::vector<job>>
+  get_enqueued_jobs(const std::string& job_name) override;
+  caf::expected<std::vector<job>> get_running_jobs() override;
+  caf::expected<std::vector<job>>
+  get_running_jobs_by_queue_name(const std::string& reserved_by) override;
+  caf::expected<std::vector<succeeded_job>>
+  get_succeeded_jobs(int limit) override;
+  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
+  caf::expected<job_stats> stats() override;
+
+  caf::expected<std::vector<std::string>>
+  await_wakeups(std::chrono::milliseconds timeout) override;
+
+  /// The server process id of this connection.
+  int backend_pid() const;
+
+private:
+  struct impl;
+
+  explicit postgres_adapter(std::unique_ptr<impl> p);
+
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace bg_jobs
