@@ -62,6 +62,11 @@ builder& builder::with_migrations(bool on) {
   return *this;
 }
 
+builder& builder::with_poll_only(bool on) {
+  poll_only_ = on;
+  return *this;
+}
+
 caf::error builder::validate() const {
   auto fail = [](std::string msg) {
     return make_error(errc::invalid_config, std::move(msg));
@@ -95,6 +100,7 @@ caf::error builder::validate() const {
 caf::expected<instance> builder::build(caf::actor_system& sys) const {
   if (auto err = validate())
     return err;
+  bool listen = false;
   {
     auto db = connect_();
     if (!db)
@@ -112,8 +118,9 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     }
     if (auto ok = (*db)->check_schema(); !ok)
       return std::move(ok.error());
+    listen = (*db)->caps().supports_listen_notify && !poll_only_;
   }
-  auto root = spawn_supervisor(sys, *this);
+  auto root = spawn_supervisor(sys, *this, listen);
   auto timeout = std::chrono::milliseconds{30000};
   for (auto& q : queues_)
     timeout += q.init_timeout();

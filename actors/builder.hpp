@@ -44,6 +44,10 @@ public:
   /// Runs `migrate_up` during `build` (off: the application migrates).
   builder& with_migrations(bool on = true);
 
+  /// Queues only poll and never listen for other processes' enqueues, for
+  /// connection poolers that break PostgreSQL's LISTEN (off).
+  builder& with_poll_only(bool on = true);
+
   /// Checks the whole configuration without starting anything.
   caf::error validate() const;
 
@@ -65,6 +69,7 @@ public:
   const std::string& node_name() const { return node_; }
   std::chrono::milliseconds shutdown_grace_period() const { return grace_; }
   bool migrations() const { return migrate_; }
+  bool poll_only() const { return poll_only_; }
 
 private:
   adapter_factory connect_;
@@ -75,6 +80,7 @@ private:
   std::string node_;
   std::chrono::milliseconds grace_{5000};
   bool migrate_ = false;
+  bool poll_only_ = false;
 };
 
 } // namespace bg_jobs

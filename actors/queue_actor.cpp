@@ -43,6 +43,8 @@ struct queue_state {
   bool backlog = false;
   bool stopping = false;
   caf::response_promise stopped;
+  std::chrono::steady_clock::time_point next_connect;
+  std::chrono::milliseconds connect_backoff{50};
   std::minstd_rand rng{std::random_device{}()};
 
   static inline const char* name = "bg_jobs.queue";
@@ -60,15 +62,26 @@ struct queue_state {
 
   size_t busy() const { return slots.size() - idle.size(); }
 
+  /// Opens the connection if there is none, at most once per backoff
+  /// period while the store is unreachable.
   bool connect() {
     if (db)
       return true;
+    auto now = std::chrono::steady_clock::now();
+    if (now < next_connect)
+      return false;
     auto conn = ctx.connect();
     if (!conn) {
       emit_error(event_kind::db_error,
-                 "queue cannot connect: " + describe(conn.error()));
+                 "queue cannot connect: " + describe(conn.error())
+                   + "; retrying in "
+                   + std::to_string(connect_backoff.count()) + " ms");
+      next_connect = now + connect_backoff;
+      connect_backoff = std::min(connect_backoff * 2,
+                                 std::chrono::milliseconds{5000});
       return false;
     }
+    connect_backoff = std::chrono::milliseconds{50};
     db = std::move(*conn);
     return true;
   }

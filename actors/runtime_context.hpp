@@ -15,6 +15,8 @@ struct runtime_context {
   /// This process's node name, the first part of every reservation owner.
   std::string node;
   std::shared_ptr<event_bus> bus;
+  /// Whether a listener wakes queues on enqueues from other processes.
+  bool listen = false;
 };
 
 } // namespace bg_jobs

@@ -12,6 +12,7 @@
 #include "bg_jobs/actors/builder.hpp"
 #include "bg_jobs/actors/enqueue_actor.hpp"
 #include "bg_jobs/actors/event_actor.hpp"
+#include "bg_jobs/actors/listener_actor.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/actors/queue_actor.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -21,7 +22,7 @@ namespace bg_jobs {
 
 namespace {
 
-enum class child_kind { events, registry, enqueue, queue };
+enum class child_kind { events, registry, enqueue, listener, queue };
 
 struct child {
   child_kind kind;
@@ -110,6 +111,9 @@ struct supervisor_state {
       }
       case child_kind::enqueue:
         c.actor = spawn_enqueue_actor(self, ctx, job_names);
+        break;
+      case child_kind::listener:
+        c.actor = spawn_listener(self, ctx);
         break;
       case child_kind::queue:
         c.owner = ctx.node + "/" + c.name + "/"
@@ -225,11 +229,12 @@ struct supervisor_state {
 };
 
 caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
-                               builder config) {
+                               builder config, bool listen) {
   auto& st = self->state;
   st.config = std::move(config);
   st.ctx.connect = st.config.connect();
   st.ctx.node = st.config.node_name();
+  st.ctx.listen = listen;
   bool any_listener = !st.config.event_listeners().empty();
   for (auto& q : st.config.queues()) {
     any_listener = any_listener || !q.event_listeners().empty();
@@ -246,7 +251,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
     sys.registry().erase(registry_registry_key);
     bus->retarget(caf::actor{});
   });
-  st.children.reserve(3 + st.config.queues().size());
+  st.children.reserve(4 + st.config.queues().size());
   st.children.push_back({child_kind::events, "events", {}, {}, 0});
   st.children.push_back({child_kind::registry, "registry", {}, {}, 0});
   st.start(self, st.children[0]);
@@ -259,6 +264,10 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
         auto& st = self->state;
         st.children.push_back({child_kind::enqueue, "enqueue", {}, {}, 0});
         st.start(self, st.children.back());
+        if (st.ctx.listen && !st.config.queues().empty()) {
+          st.children.push_back({child_kind::listener, "listener", {}, {}, 0});
+          st.start(self, st.children.back());
+        }
         auto& qs = st.config.queues();
         auto pending = std::make_shared<size_t>(qs.size());
         auto mark_ready = [self] {
@@ -351,6 +360,9 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
       return self->delegate(self->state.registry(), a, name);
     },
     [=](names_atom a) { return self->delegate(self->state.registry(), a); },
+    [=](wake_atom, const std::string& job_name) {
+      self->state.wake(self, job_name);
+    },
     [=](register_atom a, const std::string& name, const std::string& owner,
         const caf::actor& x) {
       if (auto reg = self->state.registry())
@@ -379,8 +391,9 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
 
 } // namespace
 
-caf::actor spawn_supervisor(caf::actor_system& sys, const builder& config) {
-  return sys.spawn(supervisor_actor, config);
+caf::actor spawn_supervisor(caf::actor_system& sys, const builder& config,
+                            bool listen) {
+  return sys.spawn(supervisor_actor, config, listen);
 }
 
 } // namespace bg_jobs

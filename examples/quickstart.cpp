@@ -4,6 +4,7 @@
 // gracefully and exits 0.
 //
 //   quickstart [path/to/jobs.db]
+//   quickstart --pg "host=... dbname=..."    (or set BG_JOBS_PG_URL)
 #include <condition_variable>
 #include <cstdlib>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include <bg_jobs/actors/builder.hpp>
 #include <bg_jobs/actors/logger_listener.hpp>
 #include <bg_jobs/actors/messages.hpp>
+#include <bg_jobs/adapters/postgres/postgres_adapter.hpp>
 #include <bg_jobs/adapters/sqlite/sqlite_adapter.hpp>
 #include <bg_jobs/core/errc.hpp>
 
@@ -44,7 +46,7 @@ struct finished_jobs {
   }
 };
 
-int run(caf::actor_system& sys, const std::string& path) {
+int run(caf::actor_system& sys, const bg_jobs::adapter_factory& store) {
   finished_jobs finished;
   int attempts_of_flaky = 0;
   auto spec
@@ -64,7 +66,7 @@ int run(caf::actor_system& sys, const std::string& path) {
               return bg_jobs::outcome::failure("the mail server is busy");
             return bg_jobs::outcome::success();
           }});
-  auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
+  auto bg = bg_jobs::builder{store}
               .with_node_name("quickstart")
               .with_migrations()
               .with_event_listener(bg_jobs::logger_listener(std::cout))
@@ -114,14 +116,30 @@ int run(caf::actor_system& sys, const std::string& path) {
 } // namespace
 
 int main(int argc, char** argv) {
-  std::string path = argc > 1 ? argv[1] : "bg_jobs_quickstart.db";
+  std::string path = "bg_jobs_quickstart.db";
+  std::string pg_url;
+  if (auto env = std::getenv("BG_JOBS_PG_URL"))
+    pg_url = env;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--pg" && i + 1 < argc)
+      pg_url = argv[++i];
+    else
+      path = arg;
+  }
+  auto store = pg_url.empty()
+                 ? bg_jobs::sqlite_adapter::factory({path})
+                 : bg_jobs::postgres_adapter::factory({pg_url});
+  std::cout << "store: " << (pg_url.empty() ? "SQLite file " + path
+                                            : std::string{"PostgreSQL"})
+            << std::endl;
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
   bg_jobs::add_error_category(cfg);
   int rc;
   {
     caf::actor_system sys{cfg};
-    rc = run(sys, path);
+    rc = run(sys, store);
   }
   return rc;
 }
