@@ -33,10 +33,18 @@ struct listener_state {
 
 caf::behavior listener_actor(caf::stateful_actor<listener_state>* self,
                              runtime_context ctx, caf::actor_addr parent) {
-  self->state.ctx = std::move(ctx);
-  self->state.parent = std::move(parent);
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.parent = std::move(parent);
+  // Listen before answering ready: an enqueue right after build() wakes.
+  if (auto conn = st.ctx.connect()) {
+    st.db = std::move(*conn);
+    if (!st.db->await_wakeups(std::chrono::milliseconds{0}))
+      st.db.reset();
+  }
   self->send(self, listen_atom::value);
   return {
+    [=](ready_atom) { return caf::unit; },
     [=](listen_atom) {
       auto& st = self->state;
       if (!st.db) {

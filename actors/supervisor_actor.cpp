@@ -264,12 +264,13 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
         auto& st = self->state;
         st.children.push_back({child_kind::enqueue, "enqueue", {}, {}, 0});
         st.start(self, st.children.back());
-        if (st.ctx.listen && !st.config.queues().empty()) {
+        bool listens = st.ctx.listen && !st.config.queues().empty();
+        if (listens) {
           st.children.push_back({child_kind::listener, "listener", {}, {}, 0});
           st.start(self, st.children.back());
         }
         auto& qs = st.config.queues();
-        auto pending = std::make_shared<size_t>(qs.size());
+        auto pending = std::make_shared<size_t>(qs.size() + (listens ? 1 : 0));
         auto mark_ready = [self] {
           self->state.ready = true;
           for (auto& rp : self->state.ready_waiters)
@@ -293,7 +294,21 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
                                         + self->system().render(err)));
               });
         }
-        if (qs.empty())
+        if (listens)
+          self
+            ->request(st.find(child_kind::listener)->actor,
+                      std::chrono::seconds{30}, ready_atom::value)
+            .then(
+              [pending, mark_ready]() {
+                if (--*pending == 0)
+                  mark_ready();
+              },
+              [self](caf::error& err) {
+                self->quit(make_error(errc::timeout,
+                                      "the listener did not start: "
+                                        + self->system().render(err)));
+              });
+        if (*pending == 0)
           mark_ready();
       },
       [self](caf::error& err) {

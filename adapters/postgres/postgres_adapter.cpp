@@ -326,7 +326,7 @@ postgres_adapter::open(postgres_options options) {
   try {
     p->conn = std::make_unique<pqxx::connection>(*url);
     pqxx::nontransaction tx{*p->conn};
-    tx.exec("SET application_name = 'bg_jobs'");
+    tx.exec("SET application_name = " + tx.quote(p->options.application_name));
   } catch (const std::exception& e) {
     std::string msg = e.what();
     while (!msg.empty() && msg.back() == '\n')

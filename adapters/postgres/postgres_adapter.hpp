@@ -21,6 +21,8 @@ struct postgres_options {
   std::string url;
   /// The source of "now"; the system clock unless a test pins it.
   std::shared_ptr<bg_jobs::clock> clock = clock::system();
+  /// How the connections show in `pg_stat_activity`.
+  std::string application_name = "bg_jobs";
 };
 
 /// The PostgreSQL adapter on libpqxx 6: one connection; claims in one

@@ -1,0 +1,254 @@
+// The actor runtime on a real PostgreSQL server: wake-ups across
+// processes, dropped connections, and several nodes on one database.
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <doctest/doctest.h>
+#include <pqxx/pqxx>
+
+#include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "support/event_log.hpp"
+#include "support/pg.hpp"
+#include "support/process.hpp"
+#include "support/wait.hpp"
+#include "support/why.hpp"
+
+using namespace bg_jobs;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A migrated schema, an event log and an actor system per test.
+class pg_fixture {
+public:
+  pg_fixture() {
+    cfg.set("scheduler.max-threads", 2);
+    add_error_category(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    auto db = store();
+    auto up = db->migrate_up();
+    REQUIRE_MESSAGE(up, test::why(up));
+  }
+
+  postgres_options options() const {
+    postgres_options opts{schema.url()};
+    opts.application_name = "bg_jobs_" + schema.name();
+    return opts;
+  }
+
+  std::unique_ptr<postgres_adapter> store() const {
+    auto db = postgres_adapter::open(options());
+    REQUIRE_MESSAGE(db, test::why(db));
+    return std::move(*db);
+  }
+
+  /// Job counts through a plain connection that the tests never terminate.
+  int64_t count(const std::string& table) const {
+    pqxx::connection c{schema.url()};
+    pqxx::work tx{c};
+    return tx.exec("SELECT count(*) FROM " + table)[0][0].as<int64_t>();
+  }
+
+  builder make_builder() {
+    return builder{postgres_adapter::factory(options())}
+      .with_node_name("pg-node")
+      .with_event_listener(log.listener());
+  }
+
+  instance start(const builder& b) {
+    auto bg = b.build(*sys);
+    REQUIRE_MESSAGE(bg, test::why(bg));
+    return std::move(*bg);
+  }
+
+  /// Terminates every connection of this test's bg_jobs runtime.
+  int terminate_backends() const {
+    pqxx::connection c{test::pg_url()};
+    pqxx::work tx{c};
+    auto r = tx.exec_params(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+      " WHERE application_name = $1",
+      options().application_name);
+    tx.commit();
+    return r[0][0].as<int>();
+  }
+
+  test::pg_schema schema;
+  test::event_log log;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+};
+
+/// A handler that counts how often each job ran.
+struct run_counter {
+  std::mutex mtx;
+  std::map<int64_t, int> runs;
+
+  worker make(std::string name, std::chrono::milliseconds pause = 0ms) {
+    return worker{std::move(name), [this, pause](const job& j) {
+                    if (pause.count() > 0)
+                      std::this_thread::sleep_for(pause);
+                    std::lock_guard<std::mutex> guard{mtx};
+                    ++runs[j.id];
+                  }};
+  }
+
+  size_t more_than_once() {
+    std::lock_guard<std::mutex> guard{mtx};
+    size_t n = 0;
+    for (auto& kvp : runs)
+      n += kvp.second > 1 ? 1 : 0;
+    return n;
+  }
+
+  size_t distinct() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return runs.size();
+  }
+};
+
+queue_spec pg_queue(std::string name) {
+  return queue_spec{std::move(name)}
+    .with_poll_interval(50ms)
+    .with_backoff(backoff::immediate());
+}
+
+} // namespace
+
+TEST_SUITE("postgres runtime") {
+
+TEST_CASE_FIXTURE(pg_fixture, "jobs run on PostgreSQL") {
+  run_counter counter;
+  auto bg = start(make_builder().with_queue(
+    pg_queue("default").with_worker(counter.make("j"))));
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(bg.enqueue(job_request{"j", {{"i", i}}}));
+  REQUIRE(log.wait_for(event_kind::job_succeeded, 20));
+  CHECK(counter.distinct() == 20);
+  CHECK(count("jobs_succeeded") == 20);
+}
+
+TEST_CASE_FIXTURE(pg_fixture,
+                  "an enqueue from another process wakes an idle queue at "
+                  "once") {
+  std::atomic<int64_t> started_us{0};
+  auto bg = start(make_builder().with_queue(
+    pg_queue("q").with_poll_interval(10s).with_worker(
+      worker{"j", [&](const job&) {
+               started_us
+                 = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count();
+             }})));
+  REQUIRE(log.wait_for(event_kind::queue_polling_started));
+  // Another connection stands for another process: only the database and
+  // its notifications connect it to the runtime.
+  auto producer = store();
+  auto j = producer->enqueue_job(job_request{"j"});
+  auto returned = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  REQUIRE(j);
+  REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 5s));
+  auto latency_us = started_us.load() - returned;
+  MESSAGE("cross-connection enqueue-to-start latency: " << latency_us << " us");
+  CHECK(latency_us < 2'000'000);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {
+  run_counter counter;
+  auto bg = start(make_builder().with_poll_only().with_queue(
+    pg_queue("q").with_poll_interval(100ms).with_worker(counter.make("j"))));
+  auto producer = store();
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(producer->enqueue_job(job_request{"j"}));
+  REQUIRE(log.wait_for(event_kind::job_succeeded, 5));
+  CHECK(counter.distinct() == 5);
+}
+
+TEST_CASE_FIXTURE(pg_fixture,
+                  "terminated backends mid-drain lose no job and run none "
+                  "twice") {
+  run_counter counter;
+  auto bg = start(make_builder().with_queue(
+    pg_queue("q").with_max_concurrent_jobs(4).with_worker(
+      counter.make("j", 2ms))));
+  constexpr int n = 400;
+  REQUIRE(store()->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
+  REQUIRE(test::eventually([&] { return count("jobs_succeeded") >= 50; }));
+  int terminated = terminate_backends();
+  MESSAGE("terminated " << terminated << " backends mid-drain");
+  CHECK(terminated >= 2);
+  REQUIRE(test::eventually([&] { return count("jobs_succeeded") == n; },
+                           60s));
+  CHECK(count("jobs") == 0);
+  CHECK(counter.distinct() == n);
+  CHECK(counter.more_than_once() == 0);
+  CHECK(log.count(event_kind::db_error) >= 1);
+}
+
+TEST_CASE_FIXTURE(pg_fixture,
+                  "two nodes on one database split the work and run each job "
+                  "once") {
+  {
+    pqxx::connection c{schema.url()};
+    pqxx::work tx{c};
+    tx.exec("CREATE TABLE runs (job_id BIGINT NOT NULL, node TEXT NOT NULL)");
+    tx.commit();
+  }
+  constexpr int n = 2000;
+  std::vector<job_request> reqs;
+  for (int i = 0; i < n; ++i)
+    reqs.emplace_back("work", nlohmann::json{{"seq", i}});
+  REQUIRE(store()->enqueue_jobs(reqs));
+  std::vector<std::unique_ptr<test::child_process>> nodes;
+  for (auto name : {"node-a", "node-b"})
+    nodes.push_back(std::make_unique<test::child_process>(std::vector<std::string>{
+      BG_JOBS_TEST_NODE, "--store", schema.url(), "--node", name, "--record",
+      "--sleep-ms", "1", "--concurrency", "4", "--timeout-ms", "90000"}));
+  for (auto& p : nodes)
+    REQUIRE(p->started());
+  for (auto& p : nodes)
+    CHECK(p->wait(120s) == 0);
+  pqxx::connection c{schema.url()};
+  pqxx::work tx{c};
+  auto totals = tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
+  CHECK(totals[0].as<int>() == n);
+  CHECK(totals[1].as<int>() == n);
+  auto per_node = tx.exec("SELECT node, count(*) FROM runs GROUP BY node"
+                          " ORDER BY node");
+  REQUIRE(per_node.size() == 2);
+  for (const auto& row : per_node) {
+    MESSAGE(row[0].as<std::string>() << " ran " << row[1].as<int>() << " jobs");
+    CHECK(row[1].as<int>() > 0);
+  }
+  CHECK(tx.exec("SELECT count(*) FROM jobs_succeeded")[0][0].as<int>() == n);
+}
+
+TEST_CASE_FIXTURE(pg_fixture, "build reports PostgreSQL problems clearly") {
+  auto w = worker{"j", [](const job&) {}};
+  auto malformed = builder{postgres_adapter::factory({"host=x port"})}
+                     .with_queue(pg_queue("q").with_worker(w))
+                     .build(*sys);
+  REQUIRE_FALSE(malformed);
+  CHECK(code_of(malformed.error()) == errc::invalid_argument);
+  auto down = builder{postgres_adapter::factory(
+                        {"host=127.0.0.1 port=1 dbname=x user=postgres"})}
+                .with_queue(pg_queue("q").with_worker(w))
+                .build(*sys);
+  REQUIRE_FALSE(down);
+  CHECK(code_of(down.error()) == errc::database_unavailable);
+  test::pg_schema empty;
+  auto unmigrated = builder{postgres_adapter::factory({empty.url()})}
+                      .with_queue(pg_queue("q").with_worker(w))
+                      .build(*sys);
+  REQUIRE_FALSE(unmigrated);
+  CHECK(code_of(unmigrated.error()) == errc::schema_missing);
+}
+
+} // TEST_SUITE

@@ -1,0 +1,131 @@
+// A bg_jobs node for tests that need several processes on one store. It runs
+// queue "work" (job name "work") until the store holds no pending or
+// reserved job, then shuts down and exits 0 (3 on timeout).
+//
+//   test_node --store <sqlite-path | postgres-url> --node NAME
+//             [--concurrency N] [--record] [--sleep-ms N] [--timeout-ms N]
+//
+// --record makes each run insert (job_id, node) into the table `runs` of the
+// same store, so that a test can count how often each job ran.
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <pqxx/pqxx>
+#include <sqlite3.h>
+
+#include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+bool is_postgres(const std::string& store) {
+  return store.rfind("host=", 0) == 0 || store.rfind("postgres", 0) == 0
+         || store.find("dbname=") != std::string::npos;
+}
+
+void record_run(const std::string& store, const std::string& node,
+                int64_t job_id) {
+  if (is_postgres(store)) {
+    thread_local std::unique_ptr<pqxx::connection> conn;
+    if (!conn)
+      conn = std::make_unique<pqxx::connection>(store);
+    pqxx::work tx{*conn};
+    tx.exec_params("INSERT INTO runs (job_id, node) VALUES ($1, $2)", job_id,
+                   node);
+    tx.commit();
+    return;
+  }
+  thread_local sqlite3* db = nullptr;
+  if (!db) {
+    sqlite3_open(store.c_str(), &db);
+    sqlite3_busy_timeout(db, 10000);
+  }
+  auto sql = "INSERT INTO runs (job_id, node) VALUES ("
+             + std::to_string(job_id) + ", '" + node + "')";
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
+    throw std::runtime_error(sqlite3_errmsg(db));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string store, node = "node";
+  int concurrency = 10, sleep_ms = 0;
+  bool record = false;
+  std::chrono::milliseconds timeout{60000};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string{argv[++i]} : ""; };
+    if (arg == "--store")
+      store = next();
+    else if (arg == "--node")
+      node = next();
+    else if (arg == "--concurrency")
+      concurrency = std::stoi(next());
+    else if (arg == "--sleep-ms")
+      sleep_ms = std::stoi(next());
+    else if (arg == "--timeout-ms")
+      timeout = std::chrono::milliseconds{std::stol(next())};
+    else if (arg == "--record")
+      record = true;
+  }
+  if (store.empty()) {
+    std::cerr << "usage: test_node --store <path|url> --node NAME ..." << std::endl;
+    return 2;
+  }
+  auto factory = is_postgres(store)
+                   ? bg_jobs::postgres_adapter::factory({store})
+                   : bg_jobs::sqlite_adapter::factory({store});
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  int rc = 0;
+  {
+    caf::actor_system sys{cfg};
+    auto spec = bg_jobs::queue_spec{"work"}
+                  .with_max_concurrent_jobs(concurrency)
+                  .with_poll_interval(50ms)
+                  .with_worker(bg_jobs::worker{
+                    "work", [&](const bg_jobs::job& j) {
+                      if (sleep_ms > 0)
+                        std::this_thread::sleep_for(
+                          std::chrono::milliseconds{sleep_ms});
+                      if (record)
+                        record_run(store, node, j.id);
+                    }});
+    auto bg = bg_jobs::builder{factory}
+                .with_node_name(node)
+                .with_queue(spec)
+                .build(sys);
+    if (!bg) {
+      std::cerr << node << ": " << bg_jobs::describe(bg.error()) << std::endl;
+      return 1;
+    }
+    auto db = factory();
+    if (!db) {
+      std::cerr << node << ": " << bg_jobs::describe(db.error()) << std::endl;
+      return 1;
+    }
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int idle_checks = 0;
+    while (idle_checks < 2) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        rc = 3;
+        break;
+      }
+      std::this_thread::sleep_for(50ms);
+      auto st = (*db)->stats();
+      idle_checks = st && st->pending() + st->reserved == 0 ? idle_checks + 1
+                                                             : 0;
+    }
+    bg->shutdown();
+  }
+  std::cerr << node << (rc == 0 ? ": done" : ": timed out") << std::endl;
+  return rc;
+}
