@@ -56,6 +56,28 @@ struct completion {
   timestamp available_at;
 };
 
+/// Arguments of `db_adapter::enqueue_scheduled`.
+struct scheduled_params {
+  /// The job to enqueue; its availability is replaced by `occurrence`.
+  job_request request{""};
+  /// The time this occurrence is due.
+  timestamp occurrence;
+  /// The latest occurrence the caller saw for this job name (none: it saw
+  /// none). The job is enqueued only if that is still the latest, so that
+  /// nodes racing to schedule the same job enqueue it once.
+  std::optional<timestamp> previous;
+};
+
+/// The latest occurrence of a scheduled job.
+struct scheduled_run {
+  timestamp scheduled_at;
+  int64_t job_id = 0;
+  /// The job is still in `jobs` (waiting or running).
+  bool pending = false;
+  /// When the job succeeded or failed for good, if it did and is still kept.
+  std::optional<timestamp> finished_at;
+};
+
 /// Row counts of the three tables, read in one consistent snapshot.
 struct job_stats {
   int64_t available = 0;
@@ -78,7 +100,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 1;
+  static constexpr int schema_version_current = 2;
 
   virtual capabilities caps() const = 0;
 
@@ -134,6 +156,16 @@ public:
   /// Moves `j` to `jobs_failed` if it is still reserved as `j` says.
   caf::expected<void> move_job_to_failed(const job& j,
                                          const std::string& exception);
+
+  /// Enqueues one occurrence of a scheduled job unless another caller
+  /// already scheduled past `previous`; returns the job, or none when it
+  /// lost that race. The pair (job name, occurrence) is unique.
+  virtual caf::expected<std::optional<job>>
+  enqueue_scheduled(const scheduled_params& params) = 0;
+
+  /// The latest occurrence of the scheduled job `name`, if any.
+  virtual caf::expected<std::optional<scheduled_run>>
+  last_scheduled_run(const std::string& name) = 0;
 
   /// Adds one to the attempts of a job in `jobs`; returns the job.
   virtual caf::expected<job> increment_attempts(const job& j) = 0;

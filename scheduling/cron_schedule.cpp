@@ -247,8 +247,8 @@ caf::expected<cron_schedule> cron_schedule::from_fields(fields f,
   if (!result.next_after(probe))
     return make_error(errc::invalid_schedule,
                       "'" + result.expr_
-                        + "' never fires: its day-of-month and month fields "
-                          "never meet (day-of-month/day-of-week)");
+                        + "' never fires: no date matches its day-of-month, "
+                          "month and day-of-week fields");
   return result;
 }
 

@@ -56,6 +56,12 @@ const char* const migrations[] = {
   "  available_at TIMESTAMPTZ NOT NULL,"
   "  failed_at TIMESTAMPTZ NOT NULL);"
   "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+  // version 2: occurrences of scheduled jobs, one per name and time
+  "CREATE TABLE bg_jobs_schedule ("
+  "  name TEXT NOT NULL,"
+  "  scheduled_at TIMESTAMPTZ NOT NULL,"
+  "  job_id BIGINT NOT NULL,"
+  "  PRIMARY KEY (name, scheduled_at));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -124,6 +130,30 @@ const statement_def statements[] = {
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
    " available_at = " BG_JOBS_TS("$2") ", attempts = greatest(attempts - 1, 0)"
    " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+  {"bgj_schedule_lock",
+   "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
+  {"bgj_schedule_latest",
+   "SELECT " BG_JOBS_MS("scheduled_at") " FROM bg_jobs_schedule"
+   " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
+  {"bgj_schedule_insert",
+   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ") RETURNING id),"
+   " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
+   "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
+   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+  {"bgj_schedule_prune",
+   "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
+   " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = $1"
+   "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
+  {"bgj_schedule_state",
+   "SELECT " BG_JOBS_MS("s.scheduled_at") ", s.job_id,"
+   " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
+   " " BG_JOBS_MS("coalesce((SELECT succeeded_at FROM jobs_succeeded"
+   "   WHERE id = s.job_id), (SELECT failed_at FROM jobs_failed"
+   "   WHERE id = s.job_id))")
+   " FROM bg_jobs_schedule s WHERE s.name = $1"
+   " ORDER BY s.scheduled_at DESC LIMIT 1"},
   {"bgj_increment",
    "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -421,8 +451,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS jobs, jobs_succeeded, jobs_failed,"
-            " bg_jobs_migrations");
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_schedule, jobs, jobs_succeeded,"
+            " jobs_failed, bg_jobs_migrations");
     return 0;
   });
   if (!r)
@@ -583,6 +613,56 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
     }
     return applied;
   });
+}
+
+caf::expected<std::optional<job>>
+postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
+  auto text = params.request.validate();
+  if (!text)
+    return std::move(text.error());
+  auto now = impl_->now_ms();
+  auto& name = params.request.name();
+  return impl_->in_transaction(
+    "enqueueing a scheduled job", [&](pqxx::work& tx) -> std::optional<job> {
+      // Serializes nodes scheduling the same job; released on commit.
+      tx.exec_prepared("bgj_schedule_lock", name);
+      auto latest = tx.exec_prepared("bgj_schedule_latest", name);
+      bool as_seen = latest.empty() != params.previous.has_value()
+                     && (latest.empty()
+                         || latest[0][0].as<int64_t>()
+                              == to_unix_ms(*params.previous));
+      if (!as_seen)
+        return std::nullopt;
+      job j;
+      j.name = name;
+      j.payload = params.request.payload();
+      j.created_at = from_unix_ms(now);
+      j.available_at = params.occurrence;
+      j.id = tx
+               .exec_prepared("bgj_schedule_insert", name, *text, now,
+                              to_unix_ms(params.occurrence))[0][0]
+               .as<int64_t>();
+      tx.exec_prepared("bgj_schedule_prune", name);
+      return j;
+    });
+}
+
+caf::expected<std::optional<scheduled_run>>
+postgres_adapter::last_scheduled_run(const std::string& name) {
+  return impl_->in_transaction(
+    "reading the schedule",
+    [&](pqxx::work& tx) -> std::optional<scheduled_run> {
+      auto r = tx.exec_prepared("bgj_schedule_state", name);
+      if (r.empty())
+        return std::nullopt;
+      scheduled_run run;
+      run.scheduled_at = field_time(r[0][0]);
+      run.job_id = r[0][1].as<int64_t>();
+      run.pending = r[0][2].as<bool>();
+      if (!r[0][3].is_null())
+        run.finished_at = field_time(r[0][3]);
+      return run;
+    });
 }
 
 caf::expected<job> postgres_adapter::increment_attempts(const job& j) {

@@ -65,6 +65,10 @@ public:
   release_jobs_of_node(const std::string& node) override;
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) override;
+  caf::expected<std::optional<job>>
+  enqueue_scheduled(const scheduled_params& params) override;
+  caf::expected<std::optional<scheduled_run>>
+  last_scheduled_run(const std::string& name) override;
   caf::expected<job> increment_attempts(const job& j) override;
 
   caf::expected<std::vector<job>>

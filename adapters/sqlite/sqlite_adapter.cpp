@@ -54,6 +54,12 @@ const char* const migrations[] = {
   "  available_at INTEGER NOT NULL,"
   "  failed_at INTEGER NOT NULL);"
   "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+  // version 2: occurrences of scheduled jobs, one per name and time
+  "CREATE TABLE bg_jobs_schedule ("
+  "  name TEXT NOT NULL,"
+  "  scheduled_at INTEGER NOT NULL,"
+  "  job_id INTEGER NOT NULL,"
+  "  PRIMARY KEY (name, scheduled_at));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -120,6 +126,28 @@ const char sql_snooze[]
   = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
     " available_at = ?2, attempts = max(attempts - 1, 0)"
     " WHERE id = ?1 AND reserved_by IS ?3";
+
+const char sql_schedule_latest[]
+  = "SELECT scheduled_at, job_id FROM bg_jobs_schedule WHERE name = ?1"
+    " ORDER BY scheduled_at DESC LIMIT 1";
+
+const char sql_schedule_insert[]
+  = "INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
+    " VALUES (?1, ?2, ?3)";
+
+// Keeps the newest 100 occurrences per name; uniqueness matters only there.
+const char sql_schedule_prune[]
+  = "DELETE FROM bg_jobs_schedule WHERE name = ?1 AND scheduled_at <"
+    " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = ?1"
+    "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)";
+
+const char sql_schedule_state[]
+  = "SELECT s.scheduled_at, s.job_id,"
+    " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
+    " coalesce((SELECT succeeded_at FROM jobs_succeeded WHERE id = s.job_id),"
+    "          (SELECT failed_at FROM jobs_failed WHERE id = s.job_id))"
+    " FROM bg_jobs_schedule s WHERE s.name = ?1"
+    " ORDER BY s.scheduled_at DESC LIMIT 1";
 
 const char sql_increment[]
   = "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
@@ -449,7 +477,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS jobs;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_schedule;"
+                    "DROP TABLE IF EXISTS jobs;"
                     "DROP TABLE IF EXISTS jobs_succeeded;"
                     "DROP TABLE IF EXISTS jobs_failed;"
                     "DROP TABLE IF EXISTS bg_jobs_migrations;");
@@ -631,6 +660,89 @@ sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
   return applied;
+}
+
+caf::expected<std::optional<job>>
+sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
+  auto text = params.request.validate();
+  if (!text)
+    return std::move(text.error());
+  auto now = options_.clock->now();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto& name = params.request.name();
+  std::optional<int64_t> latest;
+  {
+    auto s = prepare(sql_schedule_latest);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, name);
+    int rc = q.step();
+    if (rc == SQLITE_ROW)
+      latest = sqlite3_column_int64(q.get(), 0);
+    else if (rc != SQLITE_DONE)
+      return failure(rc, "reading the schedule");
+  }
+  bool as_seen = latest.has_value() == params.previous.has_value()
+                 && (!latest || *latest == to_unix_ms(*params.previous));
+  if (!as_seen)
+    return std::optional<job>{};
+  job j;
+  j.name = name;
+  j.payload = params.request.payload();
+  j.created_at = now;
+  j.available_at = params.occurrence;
+  {
+    auto s = prepare(sql_enqueue);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, j.name).bind(2, *text).bind(3, to_unix_ms(now));
+    q.bind(4, to_unix_ms(j.available_at));
+    if (int rc = q.step(); rc != SQLITE_ROW)
+      return failure(rc, "enqueueing a scheduled job");
+    j.id = sqlite3_column_int64(q.get(), 0);
+  }
+  for (auto sql : {sql_schedule_insert, sql_schedule_prune}) {
+    auto s = prepare(sql);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, name);
+    if (sql == sql_schedule_insert)
+      q.bind(2, to_unix_ms(params.occurrence)).bind(3, j.id);
+    int rc = q.step();
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+      return std::optional<job>{};
+    if (rc != SQLITE_DONE)
+      return failure(rc, "recording a scheduled occurrence");
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return std::optional<job>{std::move(j)};
+}
+
+caf::expected<std::optional<scheduled_run>>
+sqlite_adapter::last_scheduled_run(const std::string& name) {
+  auto s = prepare(sql_schedule_state);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, name);
+  int rc = q.step();
+  if (rc == SQLITE_DONE)
+    return std::optional<scheduled_run>{};
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading the schedule");
+  scheduled_run run;
+  run.scheduled_at = column_time(q.get(), 0);
+  run.job_id = sqlite3_column_int64(q.get(), 1);
+  run.pending = sqlite3_column_int(q.get(), 2) != 0;
+  if (sqlite3_column_type(q.get(), 3) != SQLITE_NULL)
+    run.finished_at = column_time(q.get(), 3);
+  return std::optional<scheduled_run>{run};
 }
 
 caf::expected<job> sqlite_adapter::increment_attempts(const job& j) {

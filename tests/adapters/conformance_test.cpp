@@ -625,4 +625,82 @@ TEST_CASE_TEMPLATE("bad input is refused and writes nothing", S,
   CHECK(value_of(db->stats()).total() == 0);
 }
 
+TEST_CASE_TEMPLATE("a scheduled occurrence is enqueued once", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto clk = pinned();
+  auto db = store.fresh(clk);
+  CHECK_FALSE(value_of(db->last_scheduled_run("tick")));
+  scheduled_params p{job_request{"tick", {{"k", 1}}}, t0 + 1min, std::nullopt};
+  auto first = value_of(db->enqueue_scheduled(p));
+  REQUIRE(first);
+  CHECK(first->available_at == t0 + 1min);
+  CHECK(first->payload == nlohmann::json{{"k", 1}});
+  // Another node that saw no occurrence yet loses the race.
+  CHECK_FALSE(value_of(db->enqueue_scheduled(p)));
+  auto run = value_of(db->last_scheduled_run("tick"));
+  REQUIRE(run);
+  CHECK(run->scheduled_at == t0 + 1min);
+  CHECK(run->job_id == first->id);
+  CHECK(run->pending);
+  CHECK_FALSE(run->finished_at);
+  // The next occurrence needs the latest one as its previous.
+  scheduled_params next{job_request{"tick"}, t0 + 2min, t0};
+  CHECK_FALSE(value_of(db->enqueue_scheduled(next)));
+  next.previous = t0 + 1min;
+  auto second = value_of(db->enqueue_scheduled(next));
+  REQUIRE(second);
+  CHECK(value_of(db->get_enqueued_jobs("tick")).size() == 2);
+  clk->advance(2min);
+  auto r = reserve(*db, {"tick"}, 5);
+  REQUIRE(r.size() == 2);
+  clk->advance(3s);
+  require_ok(db->move_job_to_succeeded(r[1]));
+  run = value_of(db->last_scheduled_run("tick"));
+  REQUIRE(run);
+  CHECK(run->job_id == second->id);
+  CHECK_FALSE(run->pending);
+  CHECK(run->finished_at == t0 + 2min + 3s);
+  CHECK_FALSE(value_of(db->last_scheduled_run("other")));
+}
+
+TEST_CASE_TEMPLATE("racing schedulers enqueue an occurrence once", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh();
+  std::atomic<int> won{0};
+  std::atomic<int> errors{0};
+  auto race = [&] {
+    auto conn = store.connect();
+    for (int i = 0; i < 20; ++i) {
+      auto last = conn->last_scheduled_run("tick");
+      if (!last) {
+        ++errors;
+        return;
+      }
+      std::optional<timestamp> previous;
+      if (*last)
+        previous = (*last)->scheduled_at;
+      auto at = previous ? *previous + 1s : t0;
+      auto r = conn->enqueue_scheduled({job_request{"tick"}, at, previous});
+      if (!r)
+        ++errors;
+      else if (*r)
+        ++won;
+    }
+  };
+  std::thread a{race};
+  std::thread b{race};
+  a.join();
+  b.join();
+  CHECK(errors == 0);
+  auto jobs = value_of(db->get_enqueued_jobs("tick"));
+  CHECK(static_cast<int>(jobs.size()) == won.load());
+  std::set<timestamp> times;
+  for (auto& j : jobs)
+    times.insert(j.available_at);
+  CHECK(times.size() == jobs.size());
+  CHECK(won >= 20);
+}
+
 } // TEST_SUITE
