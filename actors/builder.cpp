@@ -32,6 +32,11 @@ builder& builder::with_queue(queue_spec q) {
   return *this;
 }
 
+builder& builder::with_scheduled_job(scheduled_job_spec s) {
+  scheduled_.push_back(std::move(s));
+  return *this;
+}
+
 builder& builder::with_event_listener(event_listener l) {
   listeners_.push_back(std::move(l));
   return *this;
@@ -94,6 +99,13 @@ caf::error builder::validate() const {
     if (!names.insert(q.name()).second)
       return fail("two queues are named '" + q.name() + "'");
   }
+  for (auto& s : scheduled_) {
+    if (auto err = s.validate())
+      return err;
+    if (!names.insert(s.job_name()).second)
+      return fail("scheduled job '" + s.job_name()
+                  + "' has the name of a queue or another scheduled job");
+  }
   return caf::none;
 }
 
@@ -124,6 +136,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   auto timeout = std::chrono::milliseconds{30000};
   for (auto& q : queues_)
     timeout += q.init_timeout();
+  timeout += std::chrono::milliseconds{1000} * scheduled_.size();
   caf::error failure;
   {
     caf::scoped_actor self{sys};

@@ -11,6 +11,7 @@
 #include "bg_jobs/actors/queue_spec.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
+#include "bg_jobs/scheduling/scheduled_job_spec.hpp"
 
 namespace bg_jobs {
 
@@ -23,6 +24,10 @@ public:
   explicit builder(adapter_factory connect);
 
   builder& with_queue(queue_spec q);
+
+  /// A job that runs on a schedule; its job name must differ from every
+  /// queue name.
+  builder& with_scheduled_job(scheduled_job_spec s);
 
   /// A listener for every event of every queue.
   builder& with_event_listener(event_listener l);
@@ -59,6 +64,9 @@ public:
 
   const adapter_factory& connect() const { return connect_; }
   const std::vector<queue_spec>& queues() const { return queues_; }
+  const std::vector<scheduled_job_spec>& scheduled_jobs() const {
+    return scheduled_;
+  }
   const std::vector<event_listener>& event_listeners() const {
     return listeners_;
   }
@@ -74,6 +82,7 @@ public:
 private:
   adapter_factory connect_;
   std::vector<queue_spec> queues_;
+  std::vector<scheduled_job_spec> scheduled_;
   std::vector<event_listener> listeners_;
   int max_frequency_ = 5;
   std::chrono::milliseconds frequency_period_{1000};

@@ -17,12 +17,20 @@
 #include "bg_jobs/actors/queue_actor.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/registry/registry_actor.hpp"
+#include "bg_jobs/scheduling/scheduler_actor.hpp"
 
 namespace bg_jobs {
 
 namespace {
 
-enum class child_kind { events, registry, enqueue, listener, queue };
+enum class child_kind {
+  events,
+  registry,
+  enqueue,
+  listener,
+  queue,
+  scheduler,
+};
 
 struct child {
   child_kind kind;
@@ -39,6 +47,8 @@ std::atomic<uint64_t> next_incarnation{1};
 
 struct supervisor_state {
   builder config{adapter_factory{}};
+  /// The configured queues, then one per scheduled job.
+  std::vector<queue_spec> queues;
   runtime_context ctx;
   std::set<std::string> job_names;
   std::map<std::string, std::vector<std::string>> queues_by_job;
@@ -77,7 +87,7 @@ struct supervisor_state {
   listener_set listeners() const {
     listener_set ls;
     ls.global = config.event_listeners();
-    for (auto& q : config.queues())
+    for (auto& q : queues)
       if (!q.event_listeners().empty())
         ls.per_queue[q.name()] = q.event_listeners();
     return ls;
@@ -118,7 +128,11 @@ struct supervisor_state {
       case child_kind::queue:
         c.owner = ctx.node + "/" + c.name + "/"
                   + std::to_string(next_incarnation++);
-        c.actor = spawn_queue(self, config.queues()[c.spec], ctx, c.owner);
+        c.actor = spawn_queue(self, queues[c.spec], ctx, c.owner);
+        register_queue(self, c);
+        break;
+      case child_kind::scheduler:
+        c.actor = spawn_scheduler(self, config.scheduled_jobs()[c.spec], ctx);
         register_queue(self, c);
         break;
     }
@@ -232,11 +246,14 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
                                builder config, bool listen) {
   auto& st = self->state;
   st.config = std::move(config);
+  st.queues = st.config.queues();
+  for (auto& sj : st.config.scheduled_jobs())
+    st.queues.push_back(sj.to_queue_spec());
   st.ctx.connect = st.config.connect();
   st.ctx.node = st.config.node_name();
   st.ctx.listen = listen;
   bool any_listener = !st.config.event_listeners().empty();
-  for (auto& q : st.config.queues()) {
+  for (auto& q : st.queues) {
     any_listener = any_listener || !q.event_listeners().empty();
     for (auto& w : q.workers()) {
       st.job_names.insert(w.job_name());
@@ -251,7 +268,8 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
     sys.registry().erase(registry_registry_key);
     bus->retarget(caf::actor{});
   });
-  st.children.reserve(4 + st.config.queues().size());
+  st.children.reserve(4 + st.queues.size()
+                      + st.config.scheduled_jobs().size());
   st.children.push_back({child_kind::events, "events", {}, {}, 0});
   st.children.push_back({child_kind::registry, "registry", {}, {}, 0});
   st.start(self, st.children[0]);
@@ -264,12 +282,12 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
         auto& st = self->state;
         st.children.push_back({child_kind::enqueue, "enqueue", {}, {}, 0});
         st.start(self, st.children.back());
-        bool listens = st.ctx.listen && !st.config.queues().empty();
+        bool listens = st.ctx.listen && !st.queues.empty();
         if (listens) {
           st.children.push_back({child_kind::listener, "listener", {}, {}, 0});
           st.start(self, st.children.back());
         }
-        auto& qs = st.config.queues();
+        auto& qs = st.queues;
         auto pending = std::make_shared<size_t>(qs.size() + (listens ? 1 : 0));
         auto mark_ready = [self] {
           self->state.ready = true;
@@ -293,6 +311,12 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
                                       "queue '" + name + "' did not start: "
                                         + self->system().render(err)));
               });
+        }
+        auto& sjs = st.config.scheduled_jobs();
+        for (size_t i = 0; i < sjs.size(); ++i) {
+          st.children.push_back({child_kind::scheduler,
+                                 sjs[i].job_name() + "/scheduler", {}, {}, i});
+          st.start(self, st.children.back());
         }
         if (listens)
           self

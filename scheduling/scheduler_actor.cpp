@@ -1,0 +1,155 @@
+#include "bg_jobs/scheduling/scheduler_actor.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs {
+
+namespace {
+
+using tick_atom = caf::atom_constant<caf::atom("schedtick")>;
+
+using std::chrono::milliseconds;
+
+struct scheduler_state {
+  scheduled_job_spec spec{worker{"", [](const job&) {}}, std::string{}};
+  std::optional<schedule> plan;
+  runtime_context ctx;
+  caf::actor_addr parent;
+  std::unique_ptr<db_adapter> db;
+  milliseconds check{1000};
+  milliseconds backoff{100};
+  /// The occurrence the queue was last woken for.
+  std::optional<timestamp> woken_for;
+
+  static inline const char* name = "bg_jobs.scheduler";
+
+  void report(event_kind k, std::string msg) {
+    event e{k};
+    e.queue = spec.job_name();
+    e.message = std::move(msg);
+    ctx.bus->emit(std::move(e));
+  }
+
+  /// The occurrence to enqueue after `last`, if one is due to be enqueued.
+  std::optional<timestamp> next_occurrence(const std::optional<scheduled_run>& last,
+                                           timestamp now) const {
+    if (!plan->is_interval()) {
+      if (last && last->scheduled_at > now)
+        return std::nullopt; // the next run is already enqueued
+      auto from = last ? std::max(last->scheduled_at, now) : now;
+      return plan->next_after(from);
+    }
+    auto every = plan->interval();
+    if (!last) {
+      // Aligned to multiples of the interval, so that nodes starting in the
+      // same window pick the same first occurrence.
+      auto n = (to_unix_ms(now) / every.count() + 1) * every.count();
+      return from_unix_ms(n);
+    }
+    if (last->pending)
+      return std::nullopt;
+    auto end = last->finished_at.value_or(now);
+    return std::max(end + every, last->scheduled_at + milliseconds{1});
+  }
+
+  /// Runs one round; returns when to run the next.
+  milliseconds run_once(caf::event_based_actor* self) {
+    if (!db) {
+      auto conn = ctx.connect();
+      if (!conn) {
+        report(event_kind::db_error, "scheduler cannot connect: "
+                                       + describe(conn.error()));
+        backoff = std::min(backoff * 2, milliseconds{5000});
+        return backoff;
+      }
+      db = std::move(*conn);
+      backoff = milliseconds{100};
+    }
+    auto last = db->last_scheduled_run(spec.job_name());
+    if (!last) {
+      report(event_kind::db_error, "reading the schedule: "
+                                     + describe(last.error()));
+      db.reset();
+      return backoff;
+    }
+    auto now = utc_now();
+    std::optional<timestamp> upcoming;
+    if (*last && (*last)->pending)
+      upcoming = (*last)->scheduled_at;
+    if (auto occ = next_occurrence(*last, now)) {
+      std::optional<timestamp> previous;
+      if (*last)
+        previous = (*last)->scheduled_at;
+      scheduled_params p{job_request{spec.job_name(), spec.payload()}, *occ,
+                         previous};
+      auto j = db->enqueue_scheduled(p);
+      if (!j) {
+        report(event_kind::db_error, "enqueueing the next occurrence: "
+                                       + describe(j.error()));
+        db.reset();
+        return backoff;
+      }
+      if (*j) {
+        if (ctx.bus->active()) {
+          event e{event_kind::job_enqueued};
+          e.queue = spec.job_name();
+          e.job = **j;
+          e.message = "scheduled " + plan->to_string();
+          ctx.bus->emit(std::move(e));
+        }
+        upcoming = *occ;
+      } else {
+        return milliseconds{1}; // another node scheduled it: look again
+      }
+    }
+    if (upcoming && *upcoming <= now && woken_for != upcoming) {
+      woken_for = upcoming;
+      if (auto sup = caf::actor_cast<caf::actor>(parent))
+        self->send(sup, wake_atom::value, spec.job_name());
+    }
+    if (upcoming && *upcoming > now)
+      return std::clamp(std::chrono::duration_cast<milliseconds>(*upcoming - now),
+                        milliseconds{1}, check);
+    return check;
+  }
+};
+
+caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
+                              scheduled_job_spec spec, runtime_context ctx,
+                              caf::actor_addr parent) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.ctx = std::move(ctx);
+  st.parent = std::move(parent);
+  auto plan = st.spec.build_schedule();
+  if (!plan) {
+    self->quit(std::move(plan.error()));
+    return {};
+  }
+  st.plan = std::move(*plan);
+  st.check = st.spec.poll_interval();
+  if (st.plan->is_interval())
+    st.check = std::min(st.check, st.plan->interval());
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      auto delay = self->state.run_once(self);
+      self->delayed_send(self, delay, tick_atom::value);
+    },
+    [=](ready_atom) { return caf::unit; },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_scheduler(caf::event_based_actor* parent,
+                           scheduled_job_spec spec, runtime_context ctx) {
+  return parent->spawn<caf::linked + caf::detached>(
+    scheduler_actor, std::move(spec), std::move(ctx), parent->address());
+}
+
+} // namespace bg_jobs

@@ -1,0 +1,232 @@
+// Scheduled jobs in the runtime: intervals, cron schedules, restarts and
+// several nodes sharing one store.
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "actors/runtime_fixture.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "support/pg.hpp"
+#include "support/wait.hpp"
+
+using namespace bg_jobs;
+using namespace std::chrono_literals;
+using test::runtime_fixture;
+
+namespace {
+
+/// Records when each run of a scheduled job started and ended.
+struct run_log {
+  std::mutex mtx;
+  std::vector<std::pair<timestamp, timestamp>> runs;
+  std::vector<job> jobs;
+
+  worker make(std::string name, std::chrono::milliseconds pause = 0ms) {
+    return worker{std::move(name), [this, pause](const job& j) {
+                    auto start = utc_now();
+                    std::this_thread::sleep_for(pause);
+                    std::lock_guard<std::mutex> guard{mtx};
+                    runs.emplace_back(start, utc_now());
+                    jobs.push_back(j);
+                  }};
+  }
+
+  size_t size() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return runs.size();
+  }
+};
+
+} // namespace
+
+TEST_SUITE("scheduler") {
+
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "an interval job runs again an interval after its last run "
+                  "ended") {
+  run_log log_runs;
+  auto bg = start(make_builder().with_scheduled_job(
+    scheduled_job_spec{log_runs.make("tick", 30ms), new_interval_milliseconds(100)}
+      .with_poll_interval(50ms)));
+  REQUIRE(test::eventually([&] { return log_runs.size() >= 4; }));
+  REQUIRE(bg.shutdown());
+  std::lock_guard<std::mutex> guard{log_runs.mtx};
+  for (size_t i = 1; i < log_runs.runs.size(); ++i) {
+    auto gap = log_runs.runs[i].first - log_runs.runs[i - 1].second;
+    CAPTURE(i);
+    CHECK(gap >= 99ms);
+  }
+}
+
+TEST_CASE_FIXTURE(runtime_fixture, "a cron job runs at its matching times") {
+  run_log log_runs;
+  auto bg = start(make_builder().with_scheduled_job(
+    scheduled_job_spec{log_runs.make("every_second"), std::string{"* * * * * *"}}
+      .with_poll_interval(200ms)));
+  REQUIRE(test::eventually([&] { return log_runs.size() >= 2; }));
+  REQUIRE(bg.shutdown());
+  std::lock_guard<std::mutex> guard{log_runs.mtx};
+  std::set<timestamp> occurrences;
+  for (size_t i = 0; i < log_runs.jobs.size(); ++i) {
+    auto due = log_runs.jobs[i].available_at;
+    CHECK(due.time_since_epoch() % 1000ms == 0ms);
+    CHECK(log_runs.runs[i].first >= due);
+    CHECK(log_runs.runs[i].first - due < 1s);
+    occurrences.insert(due);
+  }
+  CHECK(occurrences.size() == log_runs.jobs.size());
+}
+
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "a restart neither skips nor doubles the next occurrence") {
+  auto spec = scheduled_job_spec{worker{"hourly", [](const job&) {}},
+                                 new_interval_hours(1)};
+  {
+    auto bg = start(make_builder().with_scheduled_job(spec));
+    REQUIRE(log.wait_for(event_kind::job_enqueued));
+    REQUIRE(bg.shutdown());
+  }
+  auto pending = store()->get_enqueued_jobs("hourly");
+  REQUIRE(pending);
+  REQUIRE(pending->size() == 1);
+  auto due = pending->front().available_at;
+  {
+    auto bg = start(make_builder().with_scheduled_job(spec));
+    // The scheduler has looked at the store once its queue polled.
+    REQUIRE(log.wait_for(event_kind::queue_polling_started, 2));
+    REQUIRE(test::eventually([&] {
+      auto run = store()->last_scheduled_run("hourly");
+      return run && *run && (*run)->scheduled_at == due;
+    }));
+    bg.flush_events();
+    REQUIRE(bg.shutdown());
+  }
+  pending = store()->get_enqueued_jobs("hourly");
+  REQUIRE(pending);
+  REQUIRE(pending->size() == 1);
+  CHECK(pending->front().available_at == due);
+  CHECK(log.count(event_kind::job_enqueued) == 1);
+}
+
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "two nodes on one SQLite file run each occurrence once") {
+  run_log runs_a, runs_b;
+  auto node = [&](const char* name, run_log& r) {
+    return builder{sqlite_adapter::factory(options())}
+      .with_node_name(name)
+      .with_scheduled_job(
+        scheduled_job_spec{r.make("shared", 5ms), new_interval_milliseconds(50)}
+          .with_poll_interval(20ms));
+  };
+  caf::actor_system_config cfg_b;
+  cfg_b.set("scheduler.max-threads", 2);
+  caf::actor_system sys_b{cfg_b};
+  auto a = node("node-a", runs_a).build(*sys);
+  auto b = node("node-b", runs_b).build(sys_b);
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(test::eventually([&] { return runs_a.size() + runs_b.size() >= 12; }));
+  REQUIRE(a->shutdown());
+  REQUIRE(b->shutdown());
+  std::set<timestamp> due;
+  size_t total = 0;
+  for (auto* r : {&runs_a, &runs_b}) {
+    std::lock_guard<std::mutex> guard{r->mtx};
+    for (auto& j : r->jobs)
+      due.insert(j.available_at);
+    total += r->jobs.size();
+  }
+  MESSAGE("node-a ran " << runs_a.size() << ", node-b ran " << runs_b.size());
+  CHECK(due.size() == total);
+}
+
+TEST_CASE("two nodes on PostgreSQL run each cron occurrence once") {
+  test::pg_schema schema;
+  {
+    auto db = postgres_adapter::open({schema.url()});
+    REQUIRE(db);
+    REQUIRE((*db)->migrate_up());
+  }
+  run_log runs_a, runs_b;
+  caf::actor_system_config cfg_a, cfg_b;
+  cfg_a.set("scheduler.max-threads", 2);
+  cfg_b.set("scheduler.max-threads", 2);
+  caf::actor_system sys_a{cfg_a};
+  caf::actor_system sys_b{cfg_b};
+  auto node = [&](const char* name, run_log& r) {
+    return builder{postgres_adapter::factory({schema.url()})}
+      .with_node_name(name)
+      .with_scheduled_job(
+        scheduled_job_spec{r.make("pg_shared"), std::string{"* * * * * *"}}
+          .with_poll_interval(100ms));
+  };
+  auto a = node("node-a", runs_a).build(sys_a);
+  auto b = node("node-b", runs_b).build(sys_b);
+  REQUIRE_MESSAGE(a, test::why(a));
+  REQUIRE_MESSAGE(b, test::why(b));
+  REQUIRE(test::eventually([&] { return runs_a.size() + runs_b.size() >= 3; }));
+  REQUIRE(a->shutdown());
+  REQUIRE(b->shutdown());
+  std::set<timestamp> due;
+  size_t total = 0;
+  for (auto* r : {&runs_a, &runs_b}) {
+    std::lock_guard<std::mutex> guard{r->mtx};
+    for (auto& j : r->jobs)
+      due.insert(j.available_at);
+    total += r->jobs.size();
+  }
+  CHECK(due.size() == total);
+  pqxx::connection c{schema.url()};
+  pqxx::work tx{c};
+  auto dup = tx.exec("SELECT count(*) FROM (SELECT available_at FROM"
+                     " (SELECT available_at FROM jobs UNION ALL"
+                     "  SELECT available_at FROM jobs_succeeded) x"
+                     " GROUP BY available_at HAVING count(*) > 1) d");
+  CHECK(dup[0][0].as<int>() == 0);
+}
+
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "a scheduled job has its own listeners and is found by "
+                  "name") {
+  test::event_log mine;
+  run_log runs;
+  auto bg = start(make_builder().with_scheduled_job(
+    scheduled_job_spec{runs.make("report"), new_interval_milliseconds(50)}
+      .with_poll_interval(20ms)
+      .with_event_listener(mine.listener())));
+  REQUIRE(mine.wait_for(event_kind::job_succeeded));
+  CHECK(mine.wait_for(event_kind::job_enqueued));
+  for (auto& e : mine.of(event_kind::job_succeeded))
+    CHECK(e.queue == "report");
+  CHECK(bg.lookup("report"));
+  CHECK(bg.lookup("report/scheduler"));
+  REQUIRE(bg.shutdown());
+}
+
+TEST_CASE_FIXTURE(runtime_fixture, "an invalid schedule fails the build") {
+  auto w = worker{"job", [](const job&) {}};
+  auto bad = make_builder()
+               .with_scheduled_job(scheduled_job_spec{w, std::string{"0 0 30 2 *"}})
+               .build(*sys);
+  REQUIRE_FALSE(bad);
+  CHECK(code_of(bad.error()) == errc::invalid_schedule);
+  CHECK(describe(bad.error()).find("scheduled job 'job'") != std::string::npos);
+  auto range = make_builder()
+                 .with_scheduled_job(
+                   scheduled_job_spec{w, new_schedule().between_hours(5, 2)})
+                 .validate();
+  CHECK(code_of(range) == errc::invalid_schedule);
+  auto zero = make_builder()
+                .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(0)})
+                .validate();
+  CHECK(code_of(zero) == errc::invalid_schedule);
+  auto clash = make_builder()
+                 .with_queue(queue_spec{"job"}.with_worker(w))
+                 .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(1)})
+                 .validate();
+  CHECK(code_of(clash) == errc::invalid_config);
+}
+
+} // TEST_SUITE
