@@ -16,6 +16,7 @@ namespace {
 
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
 
 struct slot {
   caf::actor executor;
@@ -121,6 +122,12 @@ struct queue_state {
     }
     backlog = static_cast<int>(jobs->size()) == want;
     for (auto& j : *jobs) {
+      // Attempts beyond the limit come from crashes (rescued or released
+      // jobs): fail them instead of running them again.
+      if (j.attempts > spec.max_retries() + 1) {
+        give_up(std::move(j));
+        continue;
+      }
       auto i = idle.back();
       idle.pop_back();
       if (ctx.bus->active()) {
@@ -128,9 +135,51 @@ struct queue_state {
         e.job = j;
         emit(std::move(e));
       }
+      if (auto t = timeout_of(j.name))
+        self->delayed_send(self, *t, timeout_atom::value, i, j.id);
       slots[i].running = j;
       self->send(slots[i].executor, run_atom::value, std::move(j));
     }
+  }
+
+  std::optional<std::chrono::milliseconds>
+  timeout_of(const std::string& job_name) const {
+    if (auto i = workers->find(job_name);
+        i != workers->end() && i->second.timeout())
+      return i->second.timeout();
+    return spec.job_timeout();
+  }
+
+  void give_up(job j) {
+    pending_outcome p;
+    p.change.what = completion::kind::failed;
+    p.change.job_id = j.id;
+    p.change.reserved_by = owner;
+    p.change.error = "gave up after " + std::to_string(j.attempts - 1)
+                     + " attempts"
+                     + (j.last_error ? ": " + *j.last_error : std::string{});
+    p.report.kind = event_kind::job_failed;
+    p.report.message = p.change.error;
+    p.report.job = std::move(j);
+    pending.push_back(std::move(p));
+  }
+
+  /// Abandons the attempt running in slot `i`: it counts as failed, and a
+  /// fresh executor takes the slot at once.
+  void time_out(caf::event_based_actor* self, size_t i) {
+    auto j = std::move(*slots[i].running);
+    slots[i].running.reset();
+    auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
+    auto old = slots[i].executor;
+    self->unlink_from(old);
+    self->send_exit(old, caf::exit_reason::kill);
+    record(std::move(j),
+           outcome::failure("timed out after " + std::to_string(limit.count())
+                            + " ms"),
+           std::chrono::duration_cast<std::chrono::microseconds>(limit)
+             .count());
+    start_executor(self, i);
+    idle.push_back(i);
   }
 
   void flush() {
@@ -229,6 +278,9 @@ struct queue_state {
       }
     flush();
     emit(event{event_kind::queue_polling_stopped});
+    // Executors ignore the normal exit of their queue: stop them explicitly.
+    for (auto& s : slots)
+      self->send_exit(s.executor, caf::exit_reason::user_shutdown);
     stopped.deliver(caf::unit);
     self->quit();
   }
@@ -334,6 +386,20 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       return st.stopped;
     },
     [=](deadline_atom) { self->state.finish(self); },
+    [=](timeout_atom, size_t i, int64_t job_id) {
+      auto& st = self->state;
+      if (i >= st.slots.size() || !st.slots[i].running
+          || st.slots[i].running->id != job_id)
+        return;
+      st.time_out(self, i);
+      st.flush();
+      if (st.stopping) {
+        if (st.busy() == 0)
+          st.finish(self);
+      } else {
+        st.poll(self);
+      }
+    },
   };
 }
 

@@ -30,12 +30,17 @@ caf::error queue_spec::validate() const {
   if (init_timeout_.count() <= 0)
     return fail("init_timeout must be positive, got "
                 + std::to_string(init_timeout_.count()) + " ms");
+  if (job_timeout_ && job_timeout_->count() <= 0)
+    return fail("job_timeout must be positive, got "
+                + std::to_string(job_timeout_->count()) + " ms");
   std::set<std::string> names;
   for (auto& w : workers_) {
     if (w.job_name().empty())
       return fail("a worker has an empty job name");
     if (w.job_name().size() > max_job_name_length)
       return fail("worker job name '" + w.job_name() + "' is too long");
+    if (w.timeout() && w.timeout()->count() <= 0)
+      return fail("worker '" + w.job_name() + "' has a non-positive timeout");
     if (!names.insert(w.job_name()).second)
       return fail("two workers handle job '" + w.job_name() + "'");
   }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ public:
     return *this;
   }
 
+  /// Abandons an attempt that runs longer than `d` (default: no limit); a
+  /// worker's own timeout takes precedence. The attempt counts as failed,
+  /// its executor is replaced at once and its handler's cancellation flag
+  /// is raised.
+  queue_spec& with_job_timeout(std::chrono::milliseconds d) {
+    job_timeout_ = d;
+    return *this;
+  }
+
   /// The wait before a retry (default: exponential with jitter).
   queue_spec& with_backoff(backoff b) {
     backoff_ = b;
@@ -76,6 +86,9 @@ public:
   int max_retries() const { return max_retries_; }
   std::chrono::milliseconds init_timeout() const { return init_timeout_; }
   const bg_jobs::backoff& retry_backoff() const { return backoff_; }
+  const std::optional<std::chrono::milliseconds>& job_timeout() const {
+    return job_timeout_;
+  }
   const std::vector<worker>& workers() const { return workers_; }
   const std::vector<event_listener>& event_listeners() const {
     return listeners_;
@@ -91,6 +104,7 @@ private:
   int max_retries_ = 3;
   std::chrono::milliseconds init_timeout_{1000};
   bg_jobs::backoff backoff_ = backoff::exponential();
+  std::optional<std::chrono::milliseconds> job_timeout_;
   std::vector<worker> workers_;
   std::vector<event_listener> listeners_;
 };

@@ -78,6 +78,17 @@ struct scheduled_run {
   std::optional<timestamp> finished_at;
 };
 
+/// How much history `db_adapter::prune_jobs` keeps.
+struct prune_params {
+  std::chrono::milliseconds succeeded_max_age{std::chrono::hours{24}};
+  std::chrono::milliseconds failed_max_age{std::chrono::hours{24 * 7}};
+  int64_t max_succeeded = 100000;
+  int64_t max_failed = 100000;
+  /// Rows deleted per table and call, so that pruning never holds the
+  /// store for long.
+  int batch = 1000;
+};
+
 /// Row counts of the three tables, read in one consistent snapshot.
 struct job_stats {
   int64_t available = 0;
@@ -100,7 +111,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 2;
+  static constexpr int schema_version_current = 3;
 
   virtual capabilities caps() const = 0;
 
@@ -144,6 +155,19 @@ public:
   /// `<node>/...`); used when a node restarts. Returns those jobs.
   virtual caf::expected<std::vector<job>>
   release_jobs_of_node(const std::string& node) = 0;
+
+  /// Records that `node` is alive now.
+  virtual caf::expected<void> heartbeat(const std::string& node) = 0;
+
+  /// Releases the jobs held by nodes without a heartbeat within `lease`
+  /// (and reserved longer ago than that); returns them. A late completion
+  /// by the presumed-dead node no longer applies.
+  virtual caf::expected<std::vector<job>>
+  rescue_jobs(std::chrono::milliseconds lease) = 0;
+
+  /// Deletes up to one batch per table of succeeded and failed jobs older
+  /// than their maximum age or beyond their maximum count; returns how many.
+  virtual caf::expected<int64_t> prune_jobs(const prune_params& params) = 0;
 
   /// Persists outcomes in one transaction. Returns, per completion, whether
   /// it applied (false: the reservation was no longer the caller's).

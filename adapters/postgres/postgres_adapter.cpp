@@ -62,6 +62,10 @@ const char* const migrations[] = {
   "  scheduled_at TIMESTAMPTZ NOT NULL,"
   "  job_id BIGINT NOT NULL,"
   "  PRIMARY KEY (name, scheduled_at));",
+  // version 3: node heartbeats for leases
+  "CREATE TABLE bg_jobs_nodes ("
+  "  node TEXT PRIMARY KEY,"
+  "  heartbeat_at TIMESTAMPTZ NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -154,6 +158,31 @@ const statement_def statements[] = {
    "   WHERE id = s.job_id))")
    " FROM bg_jobs_schedule s WHERE s.name = $1"
    " ORDER BY s.scheduled_at DESC LIMIT 1"},
+  {"bgj_heartbeat",
+   "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, "
+   BG_JOBS_TS("$2") ") ON CONFLICT (node) DO UPDATE"
+   " SET heartbeat_at = excluded.heartbeat_at"},
+  {"bgj_rescue",
+   "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
+   "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by IS NOT NULL AND reserved_at < " BG_JOBS_TS("$1")
+   "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
+   "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
+   "       AND n.heartbeat_at >= " BG_JOBS_TS("$1") ")"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_prune_succeeded_age",
+   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+   " WHERE succeeded_at < " BG_JOBS_TS("$1")
+   " ORDER BY succeeded_at LIMIT $2)"},
+  {"bgj_prune_failed_age",
+   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
+  {"bgj_prune_succeeded_count",
+   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+  {"bgj_prune_failed_count",
+   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
   {"bgj_increment",
    "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -451,7 +480,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_schedule, jobs, jobs_succeeded,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_nodes, bg_jobs_schedule, jobs,"
+            " jobs_succeeded,"
             " jobs_failed, bg_jobs_migrations");
     return 0;
   });
@@ -583,6 +613,44 @@ postgres_adapter::release_jobs_of_node(const std::string& node) {
   auto prefix = node + "/";
   return impl_->jobs_of("releasing a node's reservations", "bgj_release_node",
                         &prefix);
+}
+
+caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
+  auto r = impl_->in_transaction("recording a heartbeat", [&](pqxx::work& tx) {
+    tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
+  auto cutoff = impl_->now_ms() - lease.count();
+  return impl_->in_transaction("rescuing jobs", [&](pqxx::work& tx) {
+    return read_jobs(tx.exec_prepared("bgj_rescue", cutoff));
+  });
+}
+
+caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
+  auto now = impl_->now_ms();
+  return impl_->in_transaction("pruning history", [&](pqxx::work& tx) {
+    int64_t deleted = 0;
+    deleted += tx.exec_prepared("bgj_prune_succeeded_age",
+                                now - p.succeeded_max_age.count(), p.batch)
+                 .affected_rows();
+    deleted += tx.exec_prepared("bgj_prune_failed_age",
+                                now - p.failed_max_age.count(), p.batch)
+                 .affected_rows();
+    deleted += tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded,
+                                p.batch)
+                 .affected_rows();
+    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed,
+                                p.batch)
+                 .affected_rows();
+    return deleted;
+  });
 }
 
 caf::expected<std::vector<bool>>

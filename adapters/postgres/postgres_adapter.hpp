@@ -63,6 +63,10 @@ public:
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
   release_jobs_of_node(const std::string& node) override;
+  caf::expected<void> heartbeat(const std::string& node) override;
+  caf::expected<std::vector<job>>
+  rescue_jobs(std::chrono::milliseconds lease) override;
+  caf::expected<int64_t> prune_jobs(const prune_params& params) override;
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) override;
   caf::expected<std::optional<job>>

@@ -60,6 +60,10 @@ const char* const migrations[] = {
   "  scheduled_at INTEGER NOT NULL,"
   "  job_id INTEGER NOT NULL,"
   "  PRIMARY KEY (name, scheduled_at));",
+  // version 3: node heartbeats for leases
+  "CREATE TABLE bg_jobs_nodes ("
+  "  node TEXT PRIMARY KEY,"
+  "  heartbeat_at INTEGER NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -148,6 +152,33 @@ const char sql_schedule_state[]
     "          (SELECT failed_at FROM jobs_failed WHERE id = s.job_id))"
     " FROM bg_jobs_schedule s WHERE s.name = ?1"
     " ORDER BY s.scheduled_at DESC LIMIT 1";
+
+const char sql_heartbeat[]
+  = "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES (?1, ?2)"
+    " ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+
+const char sql_rescue[]
+  = "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
+    "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
+    " WHERE reserved_by IS NOT NULL AND reserved_at < ?1"
+    "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
+    "     WHERE n.node = substr(jobs.reserved_by, 1,"
+    "                           instr(jobs.reserved_by, '/') - 1)"
+    "       AND n.heartbeat_at >= ?1)"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_prune_succeeded_age[]
+  = "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+    " WHERE succeeded_at < ?1 ORDER BY succeeded_at LIMIT ?2)";
+const char sql_prune_failed_age[]
+  = "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+    " WHERE failed_at < ?1 ORDER BY failed_at LIMIT ?2)";
+const char sql_prune_succeeded_count[]
+  = "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+    " ORDER BY succeeded_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
+const char sql_prune_failed_count[]
+  = "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+    " ORDER BY failed_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
 
 const char sql_increment[]
   = "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
@@ -477,7 +508,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_schedule;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_nodes;"
+                    "DROP TABLE IF EXISTS bg_jobs_schedule;"
                     "DROP TABLE IF EXISTS jobs;"
                     "DROP TABLE IF EXISTS jobs_succeeded;"
                     "DROP TABLE IF EXISTS jobs_failed;"
@@ -611,6 +643,63 @@ sqlite_adapter::release_jobs_of_node(const std::string& node) {
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
+}
+
+caf::expected<void> sqlite_adapter::heartbeat(const std::string& node) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  auto s = prepare(sql_heartbeat);
+  if (!s)
+    return std::move(s.error());
+  {
+    statement q{*s};
+    q.bind(1, node).bind(2, to_unix_ms(options_.clock->now()));
+    if (int rc = q.step(); rc != SQLITE_DONE)
+      return failure(rc, "recording a heartbeat");
+  }
+  return tx.commit();
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::rescue_jobs(std::chrono::milliseconds lease) {
+  auto cutoff = to_unix_ms(options_.clock->now() - lease);
+  auto jobs = query_jobs(
+    sql_rescue, [&](statement& q) { q.bind(1, cutoff); }, true);
+  if (jobs)
+    sort_claim_order(*jobs);
+  return jobs;
+}
+
+caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
+  auto now = options_.clock->now();
+  int64_t deleted = 0;
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  struct step {
+    const char* sql;
+    int64_t first;
+  };
+  const step steps[] = {
+    {sql_prune_succeeded_age, to_unix_ms(now - p.succeeded_max_age)},
+    {sql_prune_failed_age, to_unix_ms(now - p.failed_max_age)},
+    {sql_prune_succeeded_count, p.max_succeeded},
+    {sql_prune_failed_count, p.max_failed},
+  };
+  for (auto& st : steps) {
+    auto s = prepare(st.sql);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, st.first).bind(2, int64_t{p.batch});
+    if (int rc = q.step(); rc != SQLITE_DONE)
+      return failure(rc, "pruning history");
+    deleted += sqlite3_changes(db_);
+  }
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return deleted;
 }
 
 caf::expected<std::vector<bool>>

@@ -703,4 +703,74 @@ TEST_CASE_TEMPLATE("racing schedulers enqueue an occurrence once", S,
   CHECK(won >= 20);
 }
 
+TEST_CASE_TEMPLATE("jobs of a node without a heartbeat are rescued", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto clk = pinned();
+  auto db = store.fresh(clk);
+  for (int i = 0; i < 4; ++i)
+    value_of(db->enqueue_job(job_request{"j"}));
+  require_ok(db->heartbeat("alive"));
+  require_ok(db->heartbeat("dead"));
+  auto alive = reserve(*db, {"j"}, 1, "alive/q/1");
+  auto dead = reserve(*db, {"j"}, 2, "dead/q/1");
+  auto never = reserve(*db, {"j"}, 1, "ghost/q/1");
+  // Within the lease nothing is rescued.
+  clk->advance(20s);
+  require_ok(db->heartbeat("alive"));
+  CHECK(value_of(db->rescue_jobs(30s)).empty());
+  clk->advance(20s);
+  require_ok(db->heartbeat("alive"));
+  auto rescued = value_of(db->rescue_jobs(30s));
+  std::vector<int64_t> want{dead[0].id, dead[1].id, never[0].id};
+  std::sort(want.begin(), want.end());
+  auto got = ids_of(rescued);
+  std::sort(got.begin(), got.end());
+  CHECK(got == want);
+  for (auto& j : rescued) {
+    CHECK_FALSE(j.reserved_by);
+    REQUIRE(j.last_error);
+    CHECK(j.last_error->find("rescued from") != std::string::npos);
+  }
+  auto running = value_of(db->get_running_jobs());
+  CHECK(ids_of(running) == std::vector<int64_t>{alive[0].id});
+  // A late completion by the presumed-dead node does not apply.
+  auto late = db->move_job_to_succeeded(dead[0]);
+  REQUIRE_FALSE(late);
+  CHECK(code_of(late.error()) == errc::reservation_lost);
+  CHECK(value_of(db->stats()).available == 3);
+}
+
+TEST_CASE_TEMPLATE("pruning keeps history within age and count", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto clk = pinned();
+  auto db = store.fresh(clk);
+  for (int i = 0; i < 6; ++i) {
+    auto j = value_of(db->enqueue_job(job_request{"j"}));
+    require_ok(db->move_job_to_succeeded(j));
+    auto k = value_of(db->enqueue_job(job_request{"k"}));
+    require_ok(db->move_job_to_failed(k, "e"));
+    clk->advance(1h);
+  }
+  prune_params p;
+  p.succeeded_max_age = std::chrono::hours{3};
+  p.failed_max_age = std::chrono::hours{24};
+  p.max_succeeded = 100;
+  p.max_failed = 2;
+  p.batch = 2;
+  // Now is t0 + 6 h: three succeeded jobs are older than 3 h, and four
+  // failed jobs are beyond the newest two; each call deletes at most two
+  // rows per rule.
+  CHECK(value_of(db->prune_jobs(p)) == 4);
+  CHECK(value_of(db->prune_jobs(p)) == 3);
+  CHECK(value_of(db->prune_jobs(p)) == 0);
+  auto st = value_of(db->stats());
+  CHECK(st.succeeded == 3);
+  CHECK(st.failed == 2);
+  auto newest = value_of(db->get_failed_jobs(10));
+  REQUIRE(newest.size() == 2);
+  CHECK(newest[0].failed_at == t0 + 5h);
+}
+
 } // TEST_SUITE

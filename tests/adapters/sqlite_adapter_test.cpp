@@ -144,7 +144,7 @@ TEST_CASE("migrate_down removes every bg_jobs table") {
   auto db = open_migrated(path);
   CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
                          " AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        == "bg_jobs_migrations|bg_jobs_schedule|jobs|jobs_failed|jobs_succeeded|");
+        == "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_schedule|jobs|jobs_failed|jobs_succeeded|");
   REQUIRE(db->migrate_down());
   CHECK(query_text(path, "SELECT name FROM sqlite_master"
                          " WHERE name NOT LIKE 'sqlite_%'")
