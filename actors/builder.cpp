@@ -67,6 +67,18 @@ builder& builder::with_migrations(bool on) {
   return *this;
 }
 
+builder& builder::with_node_lease(std::chrono::milliseconds d) {
+  maintenance_.lease = d;
+  return *this;
+}
+
+builder& builder::with_retention(prune_params retention,
+                                 std::chrono::milliseconds prune_every) {
+  maintenance_.retention = retention;
+  maintenance_.prune_every = prune_every;
+  return *this;
+}
+
 builder& builder::with_poll_only(bool on) {
   poll_only_ = on;
   return *this;
@@ -89,6 +101,8 @@ caf::error builder::validate() const {
                 + std::to_string(frequency_period_.count()) + " ms");
   if (grace_.count() < 0)
     return fail("shutdown grace period may not be negative");
+  if (auto err = maintenance_.validate())
+    return err;
   for (size_t i = 0; i < listeners_.size(); ++i)
     if (!listeners_[i])
       return fail("event listener " + std::to_string(i) + " is empty");

@@ -11,6 +11,7 @@
 #include "bg_jobs/actors/queue_spec.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
+#include "bg_jobs/scheduling/rescuer_actor.hpp"
 #include "bg_jobs/scheduling/scheduled_job_spec.hpp"
 
 namespace bg_jobs {
@@ -46,6 +47,16 @@ public:
   /// How long shutdown waits for running jobs before releasing them (5 s).
   builder& with_shutdown_grace_period(std::chrono::milliseconds d);
 
+  /// How long a node may go without a heartbeat before live nodes rescue
+  /// its jobs (30 s); heartbeats come every third of it.
+  builder& with_node_lease(std::chrono::milliseconds d);
+
+  /// What history of succeeded and failed jobs to keep, and how often to
+  /// prune it.
+  builder& with_retention(prune_params retention,
+                          std::chrono::milliseconds prune_every
+                          = std::chrono::seconds{60});
+
   /// Runs `migrate_up` during `build` (off: the application migrates).
   builder& with_migrations(bool on = true);
 
@@ -78,6 +89,7 @@ public:
   std::chrono::milliseconds shutdown_grace_period() const { return grace_; }
   bool migrations() const { return migrate_; }
   bool poll_only() const { return poll_only_; }
+  const maintenance_config& maintenance() const { return maintenance_; }
 
 private:
   adapter_factory connect_;
@@ -90,6 +102,7 @@ private:
   std::chrono::milliseconds grace_{5000};
   bool migrate_ = false;
   bool poll_only_ = false;
+  maintenance_config maintenance_;
 };
 
 } // namespace bg_jobs

@@ -17,6 +17,7 @@
 #include "bg_jobs/actors/queue_actor.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/registry/registry_actor.hpp"
+#include "bg_jobs/scheduling/rescuer_actor.hpp"
 #include "bg_jobs/scheduling/scheduler_actor.hpp"
 
 namespace bg_jobs {
@@ -30,6 +31,7 @@ enum class child_kind {
   listener,
   queue,
   scheduler,
+  rescuer,
 };
 
 struct child {
@@ -124,6 +126,9 @@ struct supervisor_state {
         break;
       case child_kind::listener:
         c.actor = spawn_listener(self, ctx);
+        break;
+      case child_kind::rescuer:
+        c.actor = spawn_rescuer(self, ctx, config.maintenance());
         break;
       case child_kind::queue:
         c.owner = ctx.node + "/" + c.name + "/"
@@ -268,7 +273,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
     sys.registry().erase(registry_registry_key);
     bus->retarget(caf::actor{});
   });
-  st.children.reserve(4 + st.queues.size()
+  st.children.reserve(5 + st.queues.size()
                       + st.config.scheduled_jobs().size());
   st.children.push_back({child_kind::events, "events", {}, {}, 0});
   st.children.push_back({child_kind::registry, "registry", {}, {}, 0});
@@ -281,6 +286,8 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
       [self]() {
         auto& st = self->state;
         st.children.push_back({child_kind::enqueue, "enqueue", {}, {}, 0});
+        st.start(self, st.children.back());
+        st.children.push_back({child_kind::rescuer, "rescuer", {}, {}, 0});
         st.start(self, st.children.back());
         bool listens = st.ctx.listen && !st.queues.empty();
         if (listens) {
