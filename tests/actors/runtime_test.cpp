@@ -508,6 +508,64 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(bg.lookup("q") == q);
 }
 
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "a hung handler is timed out and the queue goes on at full "
+                  "concurrency") {
+  auto gate = std::make_shared<test::gate>();
+  auto saw_cancel = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> active{0};
+  std::atomic<int> peak{0};
+  auto bg = start(make_builder().with_queue(
+    test_queue("q")
+      .with_max_concurrent_jobs(2)
+      .with_max_retries(0)
+      .with_worker(worker{"hang",
+                          [gate, saw_cancel](const job&,
+                                             const job_context& ctx) {
+                            gate->wait(60s);
+                            *saw_cancel = ctx.cancelled();
+                          }}
+                     .with_timeout(200ms))
+      .with_worker(worker{"quick", [&](const job&) {
+                            int now = ++active;
+                            int seen = peak;
+                            while (now > seen
+                                   && !peak.compare_exchange_weak(seen, now))
+                              ;
+                            std::this_thread::sleep_for(5ms);
+                            --active;
+                          }})));
+  REQUIRE(bg.enqueue(job_request{"hang"}));
+  REQUIRE(log.wait_for(event_kind::job_started));
+  REQUIRE(bg.enqueue_many(std::vector<job_request>(40, job_request{"quick"})));
+  REQUIRE(log.wait_for(event_kind::job_failed));
+  REQUIRE(log.wait_for(event_kind::job_succeeded, 40));
+  auto failed = store()->get_failed_jobs(1);
+  REQUIRE(failed);
+  CHECK(failed->front().name == "hang");
+  CHECK(failed->front().exception == "timed out after 200 ms");
+  CHECK(peak.load() == 2);
+  gate->open();
+  CHECK(test::eventually([&] { return saw_cancel->load(); }));
+}
+
+TEST_CASE_FIXTURE(runtime_fixture,
+                  "a handler that throws a non-standard exception is "
+                  "contained") {
+  auto bg = start(make_builder().with_queue(
+    test_queue("q")
+      .with_max_retries(0)
+      .with_worker(worker{"odd", [](const job&) { throw 42; }})
+      .with_worker(worker{"ok", [](const job&) {}})));
+  REQUIRE(bg.enqueue(job_request{"odd"}));
+  REQUIRE(log.wait_for(event_kind::job_failed));
+  REQUIRE(bg.enqueue(job_request{"ok"}));
+  REQUIRE(log.wait_for(event_kind::job_succeeded));
+  auto failed = store()->get_failed_jobs(1);
+  REQUIRE(failed);
+  CHECK(failed->front().exception == "handler threw a non-standard exception");
+}
+
 TEST_CASE_FIXTURE(runtime_fixture, "the builder refuses invalid settings") {
   auto code = [&](const builder& b) {
     auto err = b.validate();

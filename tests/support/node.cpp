@@ -4,10 +4,14 @@
 //
 //   test_node --store <sqlite-path | postgres-url> --node NAME
 //             [--concurrency N] [--record] [--sleep-ms N] [--timeout-ms N]
+//             [--lease-ms N] [--report FILE]
 //
 // --record makes each run insert (job_id, node) into the table `runs` of the
-// same store, so that a test can count how often each job ran.
+// same store, so that a test can count how often each job ran. --report
+// writes "rescued <n>" (jobs this node rescued from dead nodes) to FILE.
+#include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -56,7 +60,8 @@ void record_run(const std::string& store, const std::string& node,
 } // namespace
 
 int main(int argc, char** argv) {
-  std::string store, node = "node";
+  std::string store, node = "node", report;
+  std::chrono::milliseconds lease{30000};
   int concurrency = 10, sleep_ms = 0;
   bool record = false;
   std::chrono::milliseconds timeout{60000};
@@ -73,6 +78,10 @@ int main(int argc, char** argv) {
       sleep_ms = std::stoi(next());
     else if (arg == "--timeout-ms")
       timeout = std::chrono::milliseconds{std::stol(next())};
+    else if (arg == "--lease-ms")
+      lease = std::chrono::milliseconds{std::stol(next())};
+    else if (arg == "--report")
+      report = next();
     else if (arg == "--record")
       record = true;
   }
@@ -86,6 +95,7 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
   int rc = 0;
+  std::atomic<int> rescued{0};
   {
     caf::actor_system sys{cfg};
     auto spec = bg_jobs::queue_spec{"work"}
@@ -101,6 +111,11 @@ int main(int argc, char** argv) {
                     }});
     auto bg = bg_jobs::builder{factory}
                 .with_node_name(node)
+                .with_node_lease(lease)
+                .with_event_listener([&](const bg_jobs::event& e) {
+                  if (e.kind == bg_jobs::event_kind::job_rescued)
+                    ++rescued;
+                })
                 .with_queue(spec)
                 .build(sys);
     if (!bg) {
@@ -126,6 +141,8 @@ int main(int argc, char** argv) {
     }
     bg->shutdown();
   }
+  if (!report.empty())
+    std::ofstream{report} << "rescued " << rescued.load() << "\n";
   std::cerr << node << (rc == 0 ? ": done" : ": timed out") << std::endl;
   return rc;
 }
