@@ -1,0 +1,372 @@
+// The bg_jobs benchmark.
+//
+//   bg_jobs_bench <drain|latency|enqueue> <default|fast>
+//
+// Parameters come from the environment: BENCH_N (20000), BENCH_CONCURRENCY
+// (10), BENCH_LAT_JOBS (500), BENCH_LAT_RATE (100 jobs/s), BENCH_LAT_IDLE_MS
+// (2000), BENCH_LAT_GRACE_MS (15000), BENCH_ENQ_JOBS (5000),
+// BENCH_TIMEOUT_MS (60000), and the store: BENCH_PG_URL (an empty
+// PostgreSQL database) or BENCH_SQLITE_PATH (a file in an empty directory).
+// Logs go to stderr; the last line on stdout is `RESULT {json}`.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/config.hpp>
+#include <nlohmann/json.hpp>
+#include <pqxx/version>
+#include <sqlite3.h>
+
+#include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+using namespace std::chrono;
+using nlohmann::json;
+
+namespace {
+
+long env(const char* name, long fallback) {
+  auto v = std::getenv(name);
+  return v && *v ? std::atol(v) : fallback;
+}
+
+std::string env_text(const char* name) {
+  auto v = std::getenv(name);
+  return v ? v : "";
+}
+
+int64_t now_us() {
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch())
+    .count();
+}
+
+double cpu_ms() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+}
+
+struct settings {
+  bool fast = false;
+  bool postgres = false;
+  std::string url;
+  std::string path;
+  long concurrency = 10;
+
+  bg_jobs::adapter_factory factory() const {
+    if (postgres)
+      return bg_jobs::postgres_adapter::factory({url});
+    bg_jobs::sqlite_options opts{path};
+    // Durable across process crashes; FULL adds an fsync per commit.
+    opts.synchronous_full = !fast;
+    return bg_jobs::sqlite_adapter::factory(opts);
+  }
+
+  bg_jobs::queue_spec queue(bg_jobs::worker w) const {
+    auto q = bg_jobs::queue_spec{"bench"}
+               .with_max_concurrent_jobs(static_cast<int>(concurrency))
+               .with_worker(std::move(w));
+    if (fast)
+      q.with_poll_interval(milliseconds{20});
+    return q;
+  }
+
+  json describe() const {
+    return {{"mode", fast ? "fast" : "default"},
+            {"store", postgres ? "postgres" : "sqlite"},
+            {"concurrency", concurrency},
+            {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
+            {"poll_interval_ms", fast ? 20 : 100}};
+  }
+};
+
+json versions() {
+  return {{"bg_jobs", "0.1.0"},
+          {"caf", CAF_VERSION},
+          {"libpqxx", PQXX_VERSION},
+          {"sqlite", sqlite3_libversion()}};
+}
+
+std::unique_ptr<bg_jobs::db_adapter> connect(const settings& s) {
+  auto db = s.factory()();
+  if (!db) {
+    std::cerr << "bench: " << bg_jobs::describe(db.error()) << std::endl;
+    std::exit(1);
+  }
+  return std::move(*db);
+}
+
+caf::actor_system_config& system_config() {
+  static caf::actor_system_config cfg;
+  static bool once = [] {
+    cfg.set("scheduler.max-threads", 2);
+    return true;
+  }();
+  (void) once;
+  return cfg;
+}
+
+// -- drain ------------------------------------------------------------------
+
+json drain(const settings& s) {
+  long n = env("BENCH_N", 20000);
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  auto db = connect(s);
+  if (!db->migrate_up()) {
+    std::cerr << "bench: migration failed" << std::endl;
+    std::exit(1);
+  }
+  constexpr long batch = 10000;
+  auto t0 = steady_clock::now();
+  for (long i = 0; i < n; i += batch) {
+    std::vector<bg_jobs::job_request> reqs;
+    for (long k = i; k < std::min(n, i + batch); ++k)
+      reqs.emplace_back("bench", json{{"seq", k}});
+    if (auto ids = db->enqueue_jobs(reqs); !ids) {
+      std::cerr << "bench: " << bg_jobs::describe(ids.error()) << std::endl;
+      std::exit(1);
+    }
+  }
+  double insert_ms = duration<double, std::milli>(steady_clock::now() - t0)
+                       .count();
+  std::cerr << "inserted " << n << " jobs in " << insert_ms << " ms"
+            << std::endl;
+  int64_t done = 0;
+  bool partial = true;
+  double drain_ms = 0;
+  {
+    caf::actor_system sys{system_config()};
+    auto started = steady_clock::now();
+    auto bg = bg_jobs::builder{s.factory()}
+                .with_node_name("bench")
+                .with_queue(s.queue(bg_jobs::worker{"bench", [](const bg_jobs::job&) {}}))
+                .build(sys);
+    if (!bg) {
+      std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
+      std::exit(1);
+    }
+    auto deadline = started + timeout;
+    for (;;) {
+      auto st = db->stats();
+      if (st && st->pending() + st->reserved == 0) {
+        partial = false;
+        done = st->succeeded;
+        break;
+      }
+      if (st)
+        done = st->succeeded;
+      if (steady_clock::now() > deadline)
+        break;
+      std::this_thread::sleep_for(milliseconds{5});
+    }
+    drain_ms = duration<double, std::milli>(steady_clock::now() - started)
+                 .count();
+    bg->shutdown();
+  }
+  std::cerr << "drained " << done << " jobs in " << drain_ms << " ms"
+            << std::endl;
+  return {{"insert",
+           {{"jobs", n},
+            {"ms", insert_ms},
+            {"rate", n / (insert_ms / 1000.0)},
+            {"method", "bulk: enqueue_jobs, one transaction per 10000 jobs"
+                         + std::string{s.postgres ? " (one INSERT ... SELECT "
+                                                    "FROM json_to_recordset)"
+                                                  : " (prepared INSERT)"}}}},
+          {"drain",
+           {{"jobs", n},
+            {"completed", done},
+            {"partial", partial},
+            {"ms", drain_ms},
+            {"rate", done / (drain_ms / 1000.0)}}}};
+}
+
+// -- latency ------------------------------------------------------------------
+
+/// The worker process: reports READY, its CPU while idle, then the start
+/// time of each job.
+int latency_worker(const settings& s) {
+  long jobs = env("BENCH_LAT_JOBS", 500);
+  auto idle = milliseconds{env("BENCH_LAT_IDLE_MS", 2000)};
+  auto grace = milliseconds{env("BENCH_LAT_GRACE_MS", 15000)};
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  std::mutex mtx;
+  std::map<int64_t, int64_t> starts;
+  caf::actor_system sys{system_config()};
+  auto bg = bg_jobs::builder{s.factory()}
+              .with_node_name("bench-worker")
+              .with_queue(s.queue(bg_jobs::worker{
+                "bench", [&](const bg_jobs::job& j) {
+                  auto t = now_us();
+                  std::lock_guard<std::mutex> guard{mtx};
+                  starts.emplace(j.id, t);
+                }}))
+              .build(sys);
+  if (!bg) {
+    std::cerr << "bench worker: " << bg_jobs::describe(bg.error()) << std::endl;
+    return 1;
+  }
+  std::cout << "READY" << std::endl;
+  auto c0 = cpu_ms();
+  auto t0 = steady_clock::now();
+  std::this_thread::sleep_for(idle);
+  auto secs = duration<double>(steady_clock::now() - t0).count();
+  std::cout << "IDLE_CPU " << (cpu_ms() - c0) / secs << std::endl;
+  auto deadline = steady_clock::now() + timeout + grace;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (static_cast<long>(starts.size()) >= jobs)
+        break;
+    }
+    if (steady_clock::now() > deadline)
+      break;
+    std::this_thread::sleep_for(milliseconds{10});
+  }
+  bg->shutdown();
+  std::lock_guard<std::mutex> guard{mtx};
+  for (auto& [id, t] : starts)
+    std::cout << "START " << id << ' ' << t << '\n';
+  std::cout << "END" << std::endl;
+  return 0;
+}
+
+json latency(const settings& s, const char* self_path, const char* mode) {
+  long jobs = env("BENCH_LAT_JOBS", 500);
+  double rate = static_cast<double>(env("BENCH_LAT_RATE", 100));
+  auto db = connect(s);
+  if (!db->migrate_up())
+    std::exit(1);
+  std::string cmd = std::string{self_path} + " latency-worker " + mode;
+  FILE* worker = popen(cmd.c_str(), "r");
+  if (!worker)
+    std::exit(1);
+  char line[256];
+  double idle_cpu = -1;
+  while (std::fgets(line, sizeof(line), worker)) {
+    std::string l{line};
+    if (l.rfind("IDLE_CPU ", 0) == 0) {
+      idle_cpu = std::atof(l.c_str() + 9);
+      break;
+    }
+  }
+  std::cerr << "worker idle CPU: " << idle_cpu << " ms/s" << std::endl;
+  std::map<int64_t, int64_t> returned;
+  auto start = steady_clock::now();
+  for (long i = 0; i < jobs; ++i) {
+    auto due = start + duration_cast<nanoseconds>(duration<double>(i / rate));
+    std::this_thread::sleep_until(due);
+    auto j = db->enqueue_job(bg_jobs::job_request{"bench", json{{"seq", i}}});
+    auto t = now_us();
+    if (j)
+      returned.emplace(j->id, t);
+  }
+  std::vector<double> lat;
+  while (std::fgets(line, sizeof(line), worker)) {
+    long long id = 0, t = 0;
+    if (std::sscanf(line, "START %lld %lld", &id, &t) == 2)
+      if (auto i = returned.find(id); i != returned.end())
+        lat.push_back((t - i->second) / 1000.0);
+  }
+  pclose(worker);
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) {
+    if (lat.empty())
+      return -1.0;
+    auto idx = static_cast<size_t>(p * (lat.size() - 1) + 0.5);
+    return lat[std::min(idx, lat.size() - 1)];
+  };
+  return {{"latency",
+           {{"jobs", jobs},
+            {"started", lat.size()},
+            {"partial", static_cast<long>(lat.size()) < jobs},
+            {"latency_ms", {{"p50", pct(0.50)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}},
+            {"worker_idle_cpu_ms_per_s", idle_cpu}}}};
+}
+
+// -- enqueue ---------------------------------------------------------------------
+
+json enqueue(const settings& s) {
+  long jobs = env("BENCH_ENQ_JOBS", 5000);
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  auto db = connect(s);
+  if (!db->migrate_up())
+    std::exit(1);
+  long done = 0;
+  auto t0 = steady_clock::now();
+  auto deadline = t0 + timeout;
+  for (; done < jobs && steady_clock::now() < deadline; ++done) {
+    auto j = db->enqueue_job(bg_jobs::job_request{"bench", json{{"seq", done}}});
+    if (!j) {
+      std::cerr << "bench: " << bg_jobs::describe(j.error()) << std::endl;
+      break;
+    }
+  }
+  double ms = duration<double, std::milli>(steady_clock::now() - t0).count();
+  return {{"enqueue",
+           {{"jobs", jobs},
+            {"done", done},
+            {"partial", done < jobs},
+            {"ms", ms},
+            {"rate", done / (ms / 1000.0)},
+            {"method", "db_adapter::enqueue_job, one transaction per job"}}}};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue> <default|fast>"
+              << std::endl;
+    return 2;
+  }
+  std::string workload = argv[1];
+  std::string mode = argv[2];
+  if (mode != "default" && mode != "fast") {
+    std::cerr << "bench: mode must be default or fast" << std::endl;
+    return 2;
+  }
+  settings s;
+  s.fast = mode == "fast";
+  s.url = env_text("BENCH_PG_URL");
+  s.path = env_text("BENCH_SQLITE_PATH");
+  s.postgres = !s.url.empty();
+  s.concurrency = env("BENCH_CONCURRENCY", 10);
+  if (!s.postgres && s.path.empty()) {
+    std::cerr << "bench: set BENCH_PG_URL or BENCH_SQLITE_PATH" << std::endl;
+    return 2;
+  }
+  if (workload == "latency-worker")
+    return latency_worker(s);
+  json result;
+  if (workload == "drain")
+    result = drain(s);
+  else if (workload == "latency")
+    result = latency(s, argv[0], argv[2]);
+  else if (workload == "enqueue")
+    result = enqueue(s);
+  else {
+    std::cerr << "bench: unknown workload " << workload << std::endl;
+    return 2;
+  }
+  result["versions"] = versions();
+  result["settings"] = s.describe();
+  std::cout << "RESULT " << result.dump() << std::endl;
+  return 0;
+}
