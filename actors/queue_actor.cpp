@@ -17,6 +17,7 @@ namespace {
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 struct slot {
   caf::actor executor;
@@ -43,6 +44,9 @@ struct queue_state {
   /// The last reservation filled every idle slot: more jobs may be waiting.
   bool backlog = false;
   bool stopping = false;
+  /// A settle message is on its way: results that arrive before it are
+  /// persisted together, in one transaction, followed by one reservation.
+  bool settling = false;
   caf::response_promise stopped;
   std::chrono::steady_clock::time_point next_connect;
   std::chrono::milliseconds connect_backoff{50};
@@ -359,6 +363,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       st.record(std::move(*st.slots[i].running), o, duration_us);
       st.slots[i].running.reset();
       st.idle.push_back(i);
+      if (!st.settling) {
+        st.settling = true;
+        self->send(self, settle_atom::value);
+      }
+    },
+    [=](settle_atom) {
+      auto& st = self->state;
+      st.settling = false;
       st.flush();
       if (st.stopping) {
         if (st.busy() == 0)

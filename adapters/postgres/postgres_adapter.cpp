@@ -119,6 +119,13 @@ const statement_def statements[] = {
    "   available_at, succeeded_at)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
    BG_JOBS_TS("$2") " FROM m"},
+  {"bgj_succeed_many",
+   "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+   "   available_at, succeeded_at)"
+   " SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m RETURNING id"},
   {"bgj_fail",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
@@ -357,9 +364,22 @@ struct postgres_adapter::impl {
     }
   }
 
+  /// Runs `f`, a single statement, outside a transaction block: it is
+  /// atomic by itself, and BEGIN and COMMIT would cost two round trips.
+  template <class F>
+  auto in_statement(const char* what, F f)
+    -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
+    try {
+      pqxx::nontransaction tx{*conn};
+      return f(tx);
+    } catch (...) {
+      return failure(what);
+    }
+  }
+
   caf::expected<std::vector<job>> jobs_of(const char* what, const char* stmt,
                                           const std::string* arg) {
-    return in_transaction(what, [&](pqxx::work& tx) {
+    return in_statement(what, [&](pqxx::transaction_base& tx) {
       return read_jobs(arg ? tx.exec_prepared(stmt, *arg)
                            : tx.exec_prepared(stmt));
     });
@@ -502,7 +522,7 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
-  auto id = impl_->in_transaction("enqueueing a job", [&](pqxx::work& tx) {
+  auto id = impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
     return tx
       .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
                      to_unix_ms(j.available_at))[0][0]
@@ -561,7 +581,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   rows += ']';
   if (requests.empty())
     return std::vector<int64_t>{};
-  return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
+  return impl_->in_statement("enqueueing jobs", [&](pqxx::transaction_base& tx) {
     std::vector<int64_t> ids;
     ids.reserve(requests.size());
     for (const auto& r : tx.exec_prepared("bgj_enqueue_many", rows,
@@ -582,7 +602,7 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   if (params.job_names.empty())
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
-  return impl_->in_transaction("reserving jobs", [&](pqxx::work& tx) {
+  return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
     return read_jobs(tx.exec_prepared("bgj_reserve", impl_->now_ms(),
                                       params.reserved_by, names,
                                       params.limit));
@@ -591,7 +611,7 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
 
 caf::expected<job> postgres_adapter::release_reservation(int64_t job_id) {
   auto jobs
-    = impl_->in_transaction("releasing a reservation", [&](pqxx::work& tx) {
+    = impl_->in_statement("releasing a reservation", [&](pqxx::transaction_base& tx) {
         return read_jobs(tx.exec_prepared("bgj_release_one", job_id));
       });
   if (!jobs)
@@ -616,7 +636,7 @@ postgres_adapter::release_jobs_of_node(const std::string& node) {
 }
 
 caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
-  auto r = impl_->in_transaction("recording a heartbeat", [&](pqxx::work& tx) {
+  auto r = impl_->in_statement("recording a heartbeat", [&](pqxx::transaction_base& tx) {
     tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());
     return 0;
   });
@@ -628,7 +648,7 @@ caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
 caf::expected<std::vector<job>>
 postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
   auto cutoff = impl_->now_ms() - lease.count();
-  return impl_->in_transaction("rescuing jobs", [&](pqxx::work& tx) {
+  return impl_->in_statement("rescuing jobs", [&](pqxx::transaction_base& tx) {
     return read_jobs(tx.exec_prepared("bgj_rescue", cutoff));
   });
 }
@@ -656,6 +676,30 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
 caf::expected<std::vector<bool>>
 postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
   auto now = impl_->now_ms();
+  // The common case, a batch of successes by one owner: one statement.
+  bool same = !completions.empty();
+  for (auto& c : completions)
+    same = same && c.what == completion::kind::succeeded
+           && c.reserved_by == completions.front().reserved_by;
+  if (same) {
+    std::string ids = "{";
+    for (auto& c : completions)
+      ids += (ids.size() > 1 ? "," : "") + std::to_string(c.job_id);
+    ids += '}';
+    auto owner = nullable(completions.front().reserved_by);
+    return impl_->in_statement(
+      "completing jobs", [&](pqxx::transaction_base& tx) {
+        std::set<int64_t> moved;
+        for (const auto& r : tx.exec_prepared("bgj_succeed_many", ids, now,
+                                              owner))
+          moved.insert(r[0].as<int64_t>());
+        std::vector<bool> applied;
+        applied.reserve(completions.size());
+        for (auto& c : completions)
+          applied.push_back(moved.count(c.job_id) > 0);
+        return applied;
+      });
+  }
   return impl_->in_transaction("completing jobs", [&](pqxx::work& tx) {
     std::vector<bool> applied;
     applied.reserve(completions.size());
@@ -735,7 +779,7 @@ postgres_adapter::last_scheduled_run(const std::string& name) {
 
 caf::expected<job> postgres_adapter::increment_attempts(const job& j) {
   auto jobs
-    = impl_->in_transaction("incrementing attempts", [&](pqxx::work& tx) {
+    = impl_->in_statement("incrementing attempts", [&](pqxx::transaction_base& tx) {
         return read_jobs(tx.exec_prepared("bgj_increment", j.id));
       });
   if (!jobs)
@@ -775,7 +819,7 @@ postgres_adapter::get_succeeded_jobs(int limit) {
   if (limit <= 0)
     return make_error(errc::invalid_argument,
                       "limit must be positive, got " + std::to_string(limit));
-  return impl_->in_transaction("reading succeeded jobs", [&](pqxx::work& tx) {
+  return impl_->in_statement("reading succeeded jobs", [&](pqxx::transaction_base& tx) {
     std::vector<succeeded_job> result;
     for (const auto& r : tx.exec_prepared("bgj_succeeded", limit)) {
       succeeded_job j;
@@ -797,7 +841,7 @@ postgres_adapter::get_failed_jobs(int limit) {
   if (limit <= 0)
     return make_error(errc::invalid_argument,
                       "limit must be positive, got " + std::to_string(limit));
-  return impl_->in_transaction("reading failed jobs", [&](pqxx::work& tx) {
+  return impl_->in_statement("reading failed jobs", [&](pqxx::transaction_base& tx) {
     std::vector<failed_job> result;
     for (const auto& r : tx.exec_prepared("bgj_failed", limit)) {
       failed_job j;
@@ -816,7 +860,7 @@ postgres_adapter::get_failed_jobs(int limit) {
 }
 
 caf::expected<job_stats> postgres_adapter::stats() {
-  return impl_->in_transaction("reading job counts", [&](pqxx::work& tx) {
+  return impl_->in_statement("reading job counts", [&](pqxx::transaction_base& tx) {
     auto r = tx.exec_prepared("bgj_stats", impl_->now_ms())[0];
     job_stats st;
     st.available = r[0].as<int64_t>();
