@@ -353,7 +353,13 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         self->delayed_send(self, self->state.spec.poll_interval(),
                            poll_atom::value);
     },
-    [=](wake_atom, const std::string&) { self->state.poll(self); },
+    [=](wake_atom, const std::string& job_name) {
+      // "*" is a hint that some process wrote to the store: a busy queue
+      // polls after its next batch anyway, so only an idle one looks now.
+      if (job_name == "*" && self->state.busy() > 0)
+        return;
+      self->state.poll(self);
+    },
     [=](result_atom, size_t i, int64_t job_id, outcome& o,
         int64_t duration_us) {
       auto& st = self->state;

@@ -143,7 +143,14 @@ struct supervisor_state {
     }
   }
 
+  /// Wakes the queues that run `job_name`; `"*"` wakes every queue.
   void wake(self_ptr self, const std::string& job_name) {
+    if (job_name == "*") {
+      for (auto& c : children)
+        if (c.kind == child_kind::queue && c.actor)
+          self->send(c.actor, wake_atom::value, job_name);
+      return;
+    }
     auto i = queues_by_job.find(job_name);
     if (i == queues_by_job.end())
       return;

@@ -82,8 +82,10 @@ struct settings {
     auto q = bg_jobs::queue_spec{"bench"}
                .with_max_concurrent_jobs(static_cast<int>(concurrency))
                .with_worker(std::move(w));
+    // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch):
+    // polling is only the fallback, so "fast" polls less often.
     if (fast)
-      q.with_poll_interval(milliseconds{20});
+      q.with_poll_interval(milliseconds{1000});
     return q;
   }
 
@@ -92,7 +94,7 @@ struct settings {
             {"store", postgres ? "postgres" : "sqlite"},
             {"concurrency", concurrency},
             {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
-            {"poll_interval_ms", fast ? 20 : 100}};
+            {"poll_interval_ms", fast ? 1000 : 100}};
   }
 };
 
@@ -116,6 +118,10 @@ caf::actor_system_config& system_config() {
   static caf::actor_system_config cfg;
   static bool once = [] {
     cfg.set("scheduler.max-threads", 2);
+    if (std::string{env_text("BENCH_MODE")} == "fast")
+      // Idle scheduler threads wake up less often.
+      cfg.set("work-stealing.relaxed-sleep-duration",
+              caf::timespan{std::chrono::milliseconds{100}});
     return true;
   }();
   (void) once;
@@ -344,6 +350,7 @@ int main(int argc, char** argv) {
   }
   settings s;
   s.fast = mode == "fast";
+  setenv("BENCH_MODE", mode.c_str(), 1);
   s.url = env_text("BENCH_PG_URL");
   s.path = env_text("BENCH_SQLITE_PATH");
   s.postgres = !s.url.empty();

@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include <filesystem>
+
+#include <poll.h>
 #include <sqlite3.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "bg_jobs/core/errc.hpp"
 
@@ -337,6 +342,8 @@ sqlite_adapter::sqlite_adapter(sqlite_options options)
 }
 
 sqlite_adapter::~sqlite_adapter() {
+  if (inotify_fd_ >= 0)
+    ::close(inotify_fd_);
   for (auto& kvp : statements_)
     sqlite3_finalize(kvp.second);
   sqlite3_close_v2(db_);
@@ -392,7 +399,41 @@ adapter_factory sqlite_adapter::factory(sqlite_options options) {
 }
 
 capabilities sqlite_adapter::caps() const {
-  return {};
+  capabilities c;
+  c.supports_listen_notify = true; // by watching the WAL file
+  return c;
+}
+
+caf::expected<std::vector<std::string>>
+sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout) {
+  namespace fs = std::filesystem;
+  auto file = fs::absolute(options_.path);
+  auto wal = file.filename().string() + "-wal";
+  if (inotify_fd_ < 0) {
+    inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd_ < 0
+        || inotify_add_watch(inotify_fd_, file.parent_path().c_str(),
+                             IN_MODIFY | IN_CREATE)
+             < 0)
+      return make_error(errc::database_unavailable,
+                        "cannot watch the directory of '" + options_.path
+                          + "' for writes");
+  }
+  pollfd pfd{inotify_fd_, POLLIN, 0};
+  std::vector<std::string> result;
+  if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0)
+    return result;
+  alignas(inotify_event) char buf[4096];
+  ssize_t n;
+  while ((n = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
+    for (char* p = buf; p < buf + n;) {
+      auto ev = reinterpret_cast<inotify_event*>(p);
+      if (ev->len > 0 && wal == ev->name)
+        result = {"*"};
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+  return result;
 }
 
 caf::error sqlite_adapter::failure(int rc, const char* what) const {

@@ -84,6 +84,12 @@ public:
   caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
 
+  /// Waits for writes to the database's WAL file by any process (inotify
+  /// on its directory); returns `{"*"}` (every job name may have new jobs)
+  /// when one happened.
+  caf::expected<std::vector<std::string>>
+  await_wakeups(std::chrono::milliseconds timeout) override;
+
   const sqlite_options& options() const { return options_; }
 
 private:
@@ -110,6 +116,7 @@ private:
   sqlite_options options_;
   sqlite3* db_ = nullptr;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
+  int inotify_fd_ = -1;
 };
 
 } // namespace bg_jobs
