@@ -9,7 +9,8 @@ runs=${RUNS:-3}
 state=$(mktemp -d)
 work=$(mktemp -d)
 trap '"$root/scripts/pg_stop.sh" "$state"; rm -rf "$state" "$work"' EXIT
-"$root/scripts/pg_start.sh" "$state"
+# A durable server: fsync and synchronous commits on.
+PG_DURABLE=1 "$root/scripts/pg_start.sh" "$state"
 url=$(cat "$state/url")
 
 run() { # store workload mode -> RESULT json
@@ -25,7 +26,7 @@ run() { # store workload mode -> RESULT json
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for store in postgres sqlite; do
+for store in ${STORES:-postgres sqlite}; do
   for mode in default fast; do
     for workload in drain latency enqueue; do
       : > "$work/out"

@@ -2,6 +2,8 @@
 # Starts a throwaway PostgreSQL 15 server for the tests and writes its
 # connection string to STATE/url. With BG_JOBS_PG_URL set, records that
 # server instead and starts nothing.
+# With PG_DURABLE=1 the server keeps fsync and synchronous commits on (for
+# benchmarks); otherwise they are off, which tests do not need.
 # usage: pg_start.sh STATE_DIR
 set -eu
 state=${1:?usage: pg_start.sh STATE_DIR}
@@ -24,11 +26,16 @@ else
 fi
 $as "$bin/initdb" -D "$base/data" -U postgres -A trust -E UTF8 --no-sync \
   >"$base/initdb.log" 2>&1 || { cat "$base/initdb.log" >&2; exit 1; }
+if [ "${PG_DURABLE:-0}" = 1 ]; then
+  durability=""
+else
+  durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
 for attempt in $(seq 1 20); do
   port=$((20000 + RANDOM % 20000))
   (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && continue
   if $as "$bin/pg_ctl" -D "$base/data" -l "$base/server.log" -w -t 30 -o \
-    "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$base -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$base $durability -c max_connections=200" \
     start >/dev/null 2>&1; then
     echo "$port" > "$state/port"
     $as "$bin/createdb" -h "$base" -p "$port" -U postgres bg_jobs_test
