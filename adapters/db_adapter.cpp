@@ -25,6 +25,13 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
+caf::error db_adapter::check_limit(int limit) {
+  if (limit > 0)
+    return caf::none;
+  return make_error(errc::invalid_argument,
+                    "limit must be positive, got " + std::to_string(limit));
+}
+
 caf::expected<std::vector<std::string>>
 db_adapter::await_wakeups(std::chrono::milliseconds) {
   return make_error(errc::invalid_argument,

@@ -225,6 +225,10 @@ public:
   /// `supports_listen_notify`; the first call starts listening.
   virtual caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout);
+
+protected:
+  /// An `invalid_argument` error unless `limit` is positive.
+  static caf::error check_limit(int limit);
 };
 
 /// Opens a new connection each time it is called; the runtime gives every

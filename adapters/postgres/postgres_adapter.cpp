@@ -250,14 +250,18 @@ job read_job(const pqxx::row& r) {
   return j;
 }
 
-std::vector<job> read_jobs(const pqxx::result& res) {
+/// Reads job rows; `claim_order` sorts them by available_at, then id (the
+/// order of a claim, which RETURNING does not keep), else they stay in the
+/// statement's order.
+std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = true) {
   std::vector<job> jobs;
   jobs.reserve(res.size());
   for (const auto& r : res)
     jobs.emplace_back(read_job(r));
-  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
-    return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
-  });
+  if (claim_order)
+    std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+      return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
+    });
   return jobs;
 }
 
@@ -378,10 +382,12 @@ struct postgres_adapter::impl {
   }
 
   caf::expected<std::vector<job>> jobs_of(const char* what, const char* stmt,
-                                          const std::string* arg) {
+                                          const std::string* arg,
+                                          bool claim_order = true) {
     return in_statement(what, [&](pqxx::transaction_base& tx) {
       return read_jobs(arg ? tx.exec_prepared(stmt, *arg)
-                           : tx.exec_prepared(stmt));
+                           : tx.exec_prepared(stmt),
+                       claim_order);
     });
   }
 };
@@ -798,65 +804,67 @@ postgres_adapter::get_enqueued_jobs(const std::string& job_name) {
 }
 
 caf::expected<std::vector<job>> postgres_adapter::get_running_jobs() {
-  auto jobs = impl_->jobs_of("reading jobs", "bgj_running", nullptr);
-  if (jobs)
-    std::sort(jobs->begin(), jobs->end(),
-              [](const job& a, const job& b) { return a.id < b.id; });
-  return jobs;
+  return impl_->jobs_of("reading jobs", "bgj_running", nullptr, false);
 }
 
 caf::expected<std::vector<job>>
 postgres_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
-  auto jobs = impl_->jobs_of("reading jobs", "bgj_running_by", &owner);
-  if (jobs)
-    std::sort(jobs->begin(), jobs->end(),
-              [](const job& a, const job& b) { return a.id < b.id; });
-  return jobs;
+  return impl_->jobs_of("reading jobs", "bgj_running_by", &owner, false);
 }
+
+namespace {
+
+succeeded_job read_succeeded(const pqxx::row& r) {
+  succeeded_job j;
+  j.id = r[0].as<int64_t>();
+  j.name = r[1].as<std::string>();
+  j.payload = parse_payload(r[2]);
+  j.attempts = r[3].as<int>();
+  j.created_at = field_time(r[4]);
+  j.available_at = field_time(r[5]);
+  j.succeeded_at = field_time(r[6]);
+  return j;
+}
+
+failed_job read_failed(const pqxx::row& r) {
+  failed_job j;
+  j.id = r[0].as<int64_t>();
+  j.name = r[1].as<std::string>();
+  j.payload = parse_payload(r[2]);
+  j.attempts = r[3].as<int>();
+  j.exception = r[4].as<std::string>();
+  j.created_at = field_time(r[5]);
+  j.available_at = field_time(r[6]);
+  j.failed_at = field_time(r[7]);
+  return j;
+}
+
+} // namespace
 
 caf::expected<std::vector<succeeded_job>>
 postgres_adapter::get_succeeded_jobs(int limit) {
-  if (limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "limit must be positive, got " + std::to_string(limit));
-  return impl_->in_statement("reading succeeded jobs", [&](pqxx::transaction_base& tx) {
-    std::vector<succeeded_job> result;
-    for (const auto& r : tx.exec_prepared("bgj_succeeded", limit)) {
-      succeeded_job j;
-      j.id = r[0].as<int64_t>();
-      j.name = r[1].as<std::string>();
-      j.payload = parse_payload(r[2]);
-      j.attempts = r[3].as<int>();
-      j.created_at = field_time(r[4]);
-      j.available_at = field_time(r[5]);
-      j.succeeded_at = field_time(r[6]);
-      result.emplace_back(std::move(j));
-    }
-    return result;
-  });
+  if (auto err = check_limit(limit))
+    return err;
+  return impl_->in_statement(
+    "reading succeeded jobs", [&](pqxx::transaction_base& tx) {
+      std::vector<succeeded_job> result;
+      for (const auto& r : tx.exec_prepared("bgj_succeeded", limit))
+        result.emplace_back(read_succeeded(r));
+      return result;
+    });
 }
 
 caf::expected<std::vector<failed_job>>
 postgres_adapter::get_failed_jobs(int limit) {
-  if (limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "limit must be positive, got " + std::to_string(limit));
-  return impl_->in_statement("reading failed jobs", [&](pqxx::transaction_base& tx) {
-    std::vector<failed_job> result;
-    for (const auto& r : tx.exec_prepared("bgj_failed", limit)) {
-      failed_job j;
-      j.id = r[0].as<int64_t>();
-      j.name = r[1].as<std::string>();
-      j.payload = parse_payload(r[2]);
-      j.attempts = r[3].as<int>();
-      j.exception = r[4].as<std::string>();
-      j.created_at = field_time(r[5]);
-      j.available_at = field_time(r[6]);
-      j.failed_at = field_time(r[7]);
-      result.emplace_back(std::move(j));
-    }
-    return result;
-  });
+  if (auto err = check_limit(limit))
+    return err;
+  return impl_->in_statement(
+    "reading failed jobs", [&](pqxx::transaction_base& tx) {
+      std::vector<failed_job> result;
+      for (const auto& r : tx.exec_prepared("bgj_failed", limit))
+        result.emplace_back(read_failed(r));
+      return result;
+    });
 }
 
 caf::expected<job_stats> postgres_adapter::stats() {

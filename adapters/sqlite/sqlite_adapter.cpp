@@ -931,65 +931,75 @@ sqlite_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
     sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
 }
 
+namespace {
+
+/// Reads up to `limit` history rows with `read`, one per result row.
+template <class T, class Read>
+caf::expected<std::vector<T>> read_history(sqlite3_stmt* st, int limit,
+                                           Read read, int& rc) {
+  std::vector<T> result;
+  sqlite3_bind_int64(st, 1, limit);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    result.emplace_back(read(st));
+  sqlite3_reset(st);
+  return result;
+}
+
+succeeded_job read_succeeded(sqlite3_stmt* st) {
+  succeeded_job j;
+  j.id = sqlite3_column_int64(st, 0);
+  j.name = column_text(st, 1);
+  j.payload = parse_payload(sqlite3_column_text(st, 2),
+                            sqlite3_column_bytes(st, 2));
+  j.attempts = sqlite3_column_int(st, 3);
+  j.created_at = column_time(st, 4);
+  j.available_at = column_time(st, 5);
+  j.succeeded_at = column_time(st, 6);
+  return j;
+}
+
+failed_job read_failed(sqlite3_stmt* st) {
+  failed_job j;
+  j.id = sqlite3_column_int64(st, 0);
+  j.name = column_text(st, 1);
+  j.payload = parse_payload(sqlite3_column_text(st, 2),
+                            sqlite3_column_bytes(st, 2));
+  j.attempts = sqlite3_column_int(st, 3);
+  j.exception = column_text(st, 4);
+  j.created_at = column_time(st, 5);
+  j.available_at = column_time(st, 6);
+  j.failed_at = column_time(st, 7);
+  return j;
+}
+
+} // namespace
+
 caf::expected<std::vector<succeeded_job>>
 sqlite_adapter::get_succeeded_jobs(int limit) {
-  if (limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "limit must be positive, got " + std::to_string(limit));
+  if (auto err = check_limit(limit))
+    return err;
   auto s = prepare(sql_succeeded);
   if (!s)
     return std::move(s.error());
-  std::vector<succeeded_job> result;
-  statement q{*s};
-  q.bind(1, int64_t{limit});
-  int rc;
-  while ((rc = q.step()) == SQLITE_ROW) {
-    auto st = q.get();
-    succeeded_job j;
-    j.id = sqlite3_column_int64(st, 0);
-    j.name = column_text(st, 1);
-    j.payload = parse_payload(sqlite3_column_text(st, 2),
-                              sqlite3_column_bytes(st, 2));
-    j.attempts = sqlite3_column_int(st, 3);
-    j.created_at = column_time(st, 4);
-    j.available_at = column_time(st, 5);
-    j.succeeded_at = column_time(st, 6);
-    result.emplace_back(std::move(j));
-  }
+  int rc = SQLITE_DONE;
+  auto rows = read_history<succeeded_job>(*s, limit, read_succeeded, rc);
   if (rc != SQLITE_DONE)
     return failure(rc, "reading succeeded jobs");
-  return result;
+  return rows;
 }
 
 caf::expected<std::vector<failed_job>>
 sqlite_adapter::get_failed_jobs(int limit) {
-  if (limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "limit must be positive, got " + std::to_string(limit));
+  if (auto err = check_limit(limit))
+    return err;
   auto s = prepare(sql_failed);
   if (!s)
     return std::move(s.error());
-  std::vector<failed_job> result;
-  statement q{*s};
-  q.bind(1, int64_t{limit});
-  int rc;
-  while ((rc = q.step()) == SQLITE_ROW) {
-    auto st = q.get();
-    failed_job j;
-    j.id = sqlite3_column_int64(st, 0);
-    j.name = column_text(st, 1);
-    j.payload = parse_payload(sqlite3_column_text(st, 2),
-                              sqlite3_column_bytes(st, 2));
-    j.attempts = sqlite3_column_int(st, 3);
-    j.exception = column_text(st, 4);
-    j.created_at = column_time(st, 5);
-    j.available_at = column_time(st, 6);
-    j.failed_at = column_time(st, 7);
-    result.emplace_back(std::move(j));
-  }
+  int rc = SQLITE_DONE;
+  auto rows = read_history<failed_job>(*s, limit, read_failed, rc);
   if (rc != SQLITE_DONE)
     return failure(rc, "reading failed jobs");
-  return result;
+  return rows;
 }
 
 caf::expected<job_stats> sqlite_adapter::stats() {
