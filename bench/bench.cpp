@@ -169,14 +169,15 @@ json drain(const settings& s) {
     }
     auto deadline = started + timeout;
     for (;;) {
+      // Done means out of `jobs`: pruning may already have removed some
+      // succeeded rows of a long drain.
       auto st = db->stats();
+      if (st)
+        done = n - (st->pending() + st->reserved);
       if (st && st->pending() + st->reserved == 0) {
         partial = false;
-        done = st->succeeded;
         break;
       }
-      if (st)
-        done = st->succeeded;
       if (steady_clock::now() > deadline)
         break;
       std::this_thread::sleep_for(milliseconds{5});
