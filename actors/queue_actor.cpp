@@ -115,17 +115,20 @@ struct queue_state {
   void poll(caf::event_based_actor* self) {
     if (stopping || idle.empty() || !connect())
       return;
-    // Persist what is waiting first: retries become claimable again.
-    flush();
+    // Outcomes waiting to be persisted go first (retries become claimable
+    // again), in the same transaction where the store makes that cheaper.
     auto want = static_cast<int>(idle.size());
-    auto jobs = db->reserve_jobs({job_names, want, owner});
-    if (!jobs) {
+    auto changes = pending_changes();
+    auto done = db->complete_and_reserve(changes, {job_names, want, owner});
+    if (!done) {
       backlog = false;
-      on_store_error(jobs.error(), "reserving jobs");
+      on_store_error(done.error(), "recording outcomes and reserving jobs");
       return;
     }
-    backlog = static_cast<int>(jobs->size()) == want;
-    for (auto& j : *jobs) {
+    report(changes, done->first);
+    auto& jobs = done->second;
+    backlog = static_cast<int>(jobs.size()) == want;
+    for (auto& j : jobs) {
       // Attempts beyond the limit come from crashes (rescued or released
       // jobs): fail them instead of running them again.
       if (j.attempts > spec.max_retries() + 1) {
@@ -186,20 +189,19 @@ struct queue_state {
     idle.push_back(i);
   }
 
-  void flush() {
-    if (pending.empty() || !connect())
-      return;
+  std::vector<completion> pending_changes() const {
     std::vector<completion> changes;
     changes.reserve(pending.size());
     for (auto& p : pending)
       changes.push_back(p.change);
-    auto applied = db->complete_jobs(changes);
-    if (!applied) {
-      on_store_error(applied.error(), "recording job outcomes");
-      return;
-    }
-    for (size_t i = 0; i < pending.size(); ++i) {
-      if ((*applied)[i]) {
+    return changes;
+  }
+
+  /// Emits the event of each persisted outcome and forgets them all.
+  void report(const std::vector<completion>& changes,
+              const std::vector<bool>& applied) {
+    for (size_t i = 0; i < applied.size(); ++i) {
+      if (applied[i]) {
         emit(std::move(pending[i].report));
       } else {
         emit_error(event_kind::queue_error,
@@ -208,7 +210,20 @@ struct queue_state {
                      + "; its outcome was discarded");
       }
     }
-    pending.clear();
+    pending.erase(pending.begin(),
+                  pending.begin() + static_cast<ptrdiff_t>(applied.size()));
+  }
+
+  void flush() {
+    if (pending.empty() || !connect())
+      return;
+    auto changes = pending_changes();
+    auto applied = db->complete_jobs(changes);
+    if (!applied) {
+      on_store_error(applied.error(), "recording job outcomes");
+      return;
+    }
+    report(changes, *applied);
   }
 
   void record(job j, const outcome& o, int64_t duration_us) {
@@ -377,13 +392,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     [=](settle_atom) {
       auto& st = self->state;
       st.settling = false;
-      st.flush();
-      if (st.stopping) {
-        if (st.busy() == 0)
-          st.finish(self);
-      } else if (st.backlog || !st.pending.empty()) {
+      // With a backlog, one transaction persists the outcomes and claims
+      // the next jobs; otherwise only the outcomes are written.
+      if (!st.stopping && st.backlog)
         st.poll(self);
-      }
+      else
+        st.flush();
+      if (st.stopping && st.busy() == 0)
+        st.finish(self);
     },
     [=](ready_atom) { return caf::unit; },
     [=](reregister_atom) {

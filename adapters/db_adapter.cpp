@@ -25,6 +25,26 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
+caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+db_adapter::complete_and_reserve(const std::vector<completion>& completions,
+                                 const reserve_params& params) {
+  std::vector<bool> applied;
+  if (!completions.empty()) {
+    auto r = complete_jobs(completions);
+    if (!r)
+      return std::move(r.error());
+    applied = std::move(*r);
+  }
+  auto jobs = reserve_jobs(params);
+  if (!jobs) {
+    if (completions.empty())
+      return std::move(jobs.error());
+    // The outcomes are written: report them; the next poll claims again.
+    return std::make_pair(std::move(applied), std::vector<job>{});
+  }
+  return std::make_pair(std::move(applied), std::move(*jobs));
+}
+
 caf::error db_adapter::check_limit(int limit) {
   if (limit > 0)
     return caf::none;

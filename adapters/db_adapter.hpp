@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -173,6 +174,12 @@ public:
   /// it applied (false: the reservation was no longer the caller's).
   virtual caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) = 0;
+
+  /// `complete_jobs`, then `reserve_jobs`; a store where one transaction
+  /// is cheaper than two (SQLite: one commit, one fsync) does both in one.
+  virtual caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+  complete_and_reserve(const std::vector<completion>& completions,
+                       const reserve_params& params);
 
   /// Moves `j` to `jobs_succeeded` if it is still reserved as `j` says.
   caf::expected<void> move_job_to_succeeded(const job& j);

@@ -625,38 +625,75 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   return ids;
 }
 
-caf::expected<std::vector<job>>
-sqlite_adapter::reserve_jobs(const reserve_params& params) {
+namespace {
+
+caf::error check_reserve(const reserve_params& params) {
   if (params.limit <= 0)
     return make_error(errc::invalid_argument,
                       "reserve limit must be positive, got "
                         + std::to_string(params.limit));
   if (params.reserved_by.empty())
     return make_error(errc::invalid_argument, "reserved_by is empty");
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<std::vector<job>>
+sqlite_adapter::reserve_in_tx(const reserve_params& params) {
   std::vector<job> result;
   if (params.job_names.empty())
     return result;
   auto names = nlohmann::json(params.job_names).dump();
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
   auto s = prepare(sql_reserve);
   if (!s)
     return std::move(s.error());
-  {
-    statement q{*s};
-    q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
-    q.bind(3, names).bind(4, int64_t{params.limit});
-    int rc;
-    while ((rc = q.step()) == SQLITE_ROW)
-      result.emplace_back(read_job(q.get()));
-    if (rc != SQLITE_DONE)
-      return failure(rc, "reserving jobs");
-  }
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
+  statement q{*s};
+  q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
+  q.bind(3, names).bind(4, int64_t{params.limit});
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    result.emplace_back(read_job(q.get()));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reserving jobs");
   sort_claim_order(result);
   return result;
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::reserve_jobs(const reserve_params& params) {
+  if (auto err = check_reserve(params))
+    return err;
+  if (params.job_names.empty())
+    return std::vector<job>{};
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto result = reserve_in_tx(params);
+  if (!result)
+    return result;
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return result;
+}
+
+caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+sqlite_adapter::complete_and_reserve(const std::vector<completion>& completions,
+                                     const reserve_params& params) {
+  if (auto err = check_reserve(params))
+    return err;
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto applied = complete_in_tx(completions);
+  if (!applied)
+    return std::move(applied.error());
+  auto jobs = reserve_in_tx(params);
+  if (!jobs)
+    return std::move(jobs.error());
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return std::make_pair(std::move(*applied), std::move(*jobs));
 }
 
 caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {
@@ -744,13 +781,10 @@ caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
 }
 
 caf::expected<std::vector<bool>>
-sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
+sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
   std::vector<bool> applied;
   applied.reserve(completions.size());
   auto now = to_unix_ms(options_.clock->now());
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
   for (auto& c : completions) {
     const char* sql = nullptr;
     switch (c.what) {
@@ -787,6 +821,17 @@ sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
     if (int rc = q.step(); rc != SQLITE_DONE)
       return failure(rc, "completing a job");
   }
+  return applied;
+}
+
+caf::expected<std::vector<bool>>
+sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto applied = complete_in_tx(completions);
+  if (!applied)
+    return applied;
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
   return applied;

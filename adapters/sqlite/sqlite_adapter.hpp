@@ -72,6 +72,9 @@ public:
   enqueue_scheduled(const scheduled_params& params) override;
   caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) override;
+  caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+  complete_and_reserve(const std::vector<completion>& completions,
+                       const reserve_params& params) override;
   caf::expected<job> increment_attempts(const job& j) override;
 
   caf::expected<std::vector<job>>
@@ -100,6 +103,11 @@ private:
 
   /// Returns the cached statement for `sql`, prepared on first use.
   caf::expected<sqlite3_stmt*> prepare(const char* sql);
+
+  /// The bodies of complete_jobs and reserve_jobs, inside a transaction.
+  caf::expected<std::vector<bool>>
+  complete_in_tx(const std::vector<completion>& completions);
+  caf::expected<std::vector<job>> reserve_in_tx(const reserve_params& params);
 
   /// Runs SQL without results (pragmas, DDL, transaction control).
   caf::expected<void> exec(const char* sql);
