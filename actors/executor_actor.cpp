@@ -14,20 +14,39 @@
 
 namespace bg_jobs {
 
-namespace {
-
-using done_atom = caf::atom_constant<caf::atom("done")>;
-
-/// The hand-over between an executor actor and its handler thread.
+/// The hand-over between a queue, an executor actor and its handler thread.
 struct handler_slot {
   std::mutex mtx;
   std::condition_variable cv;
   std::optional<job> next;
   bool stop = false;
   std::atomic<bool> cancelled{false};
+  /// Where results go: the queue, which checks that `executor` still
+  /// holds the slot (a replaced executor's late result is dropped).
+  caf::actor_addr queue;
   caf::actor_addr executor;
+  size_t index = 0;
   std::shared_ptr<const std::map<std::string, worker>> workers;
+  std::string queue_name;
+  std::shared_ptr<event_bus> bus;
 };
+
+void executor_handoff::run(job j, const caf::actor_addr& queue) const {
+  if (slot_->bus->active()) {
+    event e{event_kind::job_started};
+    e.queue = slot_->queue_name;
+    e.queue_time = std::max(std::chrono::milliseconds{0},
+                            utc_now() - j.available_at);
+    e.job = j;
+    slot_->bus->emit(std::move(e));
+  }
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  slot_->queue = queue;
+  slot_->next = std::move(j);
+  slot_->cv.notify_one();
+}
+
+namespace {
 
 void handler_loop(std::shared_ptr<handler_slot> slot) {
   for (;;) {
@@ -47,69 +66,55 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                 std::chrono::steady_clock::now() - started)
                 .count();
-    if (auto hdl = caf::actor_cast<caf::actor>(slot->executor))
-      caf::anon_send(hdl, done_atom::value, j.id, std::move(result),
-                     static_cast<int64_t>(us));
     if (slot->cancelled)
       return;
+    caf::actor_addr queue;
+    {
+      std::lock_guard<std::mutex> guard{slot->mtx};
+      queue = slot->queue;
+    }
+    if (auto hdl = caf::actor_cast<caf::actor>(queue))
+      caf::anon_send(hdl, result_atom::value, slot->index, j.id,
+                     std::move(result), static_cast<int64_t>(us),
+                     slot->executor);
   }
 }
 
 struct executor_state {
-  executor_args args;
   std::shared_ptr<handler_slot> slot;
-  caf::strong_actor_ptr queue;
-  int64_t running = 0;
 
   static inline const char* name = "bg_jobs.executor";
 };
 
 caf::behavior executor_actor(caf::stateful_actor<executor_state>* self,
-                             executor_args args) {
-  auto& st = self->state;
-  st.args = std::move(args);
-  st.slot = std::make_shared<handler_slot>();
-  st.slot->executor = self->address();
-  st.slot->workers = st.args.workers;
-  std::thread{handler_loop, st.slot}.detach();
-  self->attach_functor([slot = st.slot] {
+                             std::shared_ptr<handler_slot> slot) {
+  slot->executor = self->address();
+  self->state.slot = slot;
+  std::thread{handler_loop, slot}.detach();
+  self->attach_functor([slot] {
     std::lock_guard<std::mutex> guard{slot->mtx};
     slot->stop = true;
     slot->cancelled = true;
     slot->cv.notify_all();
   });
+  // Jobs arrive through the hand-over, not as messages; the actor stands
+  // for the executor in the registry and dies with its queue.
   return {
-    [=](run_atom, job& j) {
-      auto& st = self->state;
-      st.queue = self->current_sender();
-      st.running = j.id;
-      if (st.args.bus->active()) {
-        event e{event_kind::job_started};
-        e.queue = st.args.queue_name;
-        e.queue_time = std::max(std::chrono::milliseconds{0},
-                                utc_now() - j.available_at);
-        e.job = j;
-        st.args.bus->emit(std::move(e));
-      }
-      std::lock_guard<std::mutex> guard{st.slot->mtx};
-      st.slot->next = std::move(j);
-      st.slot->cv.notify_one();
-    },
-    [=](done_atom, int64_t job_id, outcome& o, int64_t duration_us) {
-      auto& st = self->state;
-      if (job_id != st.running || !st.queue)
-        return;
-      self->send(caf::actor_cast<caf::actor>(st.queue), result_atom::value,
-                 st.args.slot, job_id, std::move(o), duration_us);
-      st.running = 0;
-    },
+    [](caf::unit_t) {},
   };
 }
 
 } // namespace
 
-caf::actor spawn_executor(caf::event_based_actor* queue, executor_args args) {
-  return queue->spawn<caf::linked>(executor_actor, std::move(args));
+spawned_executor spawn_executor(caf::event_based_actor* queue,
+                                executor_args args) {
+  auto slot = std::make_shared<handler_slot>();
+  slot->index = args.slot;
+  slot->workers = std::move(args.workers);
+  slot->queue_name = std::move(args.queue_name);
+  slot->bus = std::move(args.bus);
+  auto actor = queue->spawn<caf::linked>(executor_actor, slot);
+  return {std::move(actor), executor_handoff{std::move(slot)}};
 }
 
 } // namespace bg_jobs

@@ -13,11 +13,9 @@
 
 namespace bg_jobs {
 
-/// `(run_atom, job)`: the queue hands a reserved job to an idle executor.
-using run_atom = caf::atom_constant<caf::atom("run")>;
-
-/// `(result_atom, size_t slot, int64_t job_id, outcome, int64_t duration_us)`:
-/// an executor reports the outcome of one attempt to its queue.
+/// `(result_atom, size_t slot, int64_t job_id, outcome, int64_t duration_us,
+/// caf::actor_addr executor)`: an executor's handler thread reports the
+/// outcome of one attempt straight to its queue.
 using result_atom = caf::atom_constant<caf::atom("result")>;
 
 /// What an executor needs besides its queue.
@@ -30,12 +28,38 @@ struct executor_args {
   std::shared_ptr<event_bus> bus;
 };
 
+struct handler_slot;
+
+/// The queue's side of the hand-over to an executor's handler thread.
+class executor_handoff {
+public:
+  executor_handoff() = default;
+  explicit executor_handoff(std::shared_ptr<handler_slot> slot)
+    : slot_(std::move(slot)) {}
+
+  /// Gives `j` to the handler thread (which must be idle) and emits
+  /// `job_started`; the outcome goes to `queue` as a `result_atom` message.
+  void run(job j, const caf::actor_addr& queue) const;
+
+private:
+  std::shared_ptr<handler_slot> slot_;
+};
+
+/// An executor: its actor (named, monitored, linked to its queue) and the
+/// hand-over to its thread.
+struct spawned_executor {
+  caf::actor actor;
+  executor_handoff handoff;
+};
+
 /// Spawns an executor linked to its queue. It runs one job at a time on a
 /// thread of its own, so a handler may block without touching CAF's
-/// scheduler, and never writes to the store: it reports outcomes. When the
-/// executor dies (killed, or abandoned after a timeout) the handler's
-/// cancellation flag is raised and its late result goes nowhere; a handler
-/// that never returns cannot keep the process from shutting down.
-caf::actor spawn_executor(caf::event_based_actor* queue, executor_args args);
+/// scheduler, and never writes to the store: it reports outcomes. The queue
+/// hands jobs straight to that thread. When the executor actor dies
+/// (killed, or abandoned after a timeout) the handler's cancellation flag
+/// is raised and its late result goes nowhere; a handler that never
+/// returns cannot keep the process from shutting down.
+spawned_executor spawn_executor(caf::event_based_actor* queue,
+                                executor_args args);
 
 } // namespace bg_jobs

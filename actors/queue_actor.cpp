@@ -21,6 +21,7 @@ using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 struct slot {
   caf::actor executor;
+  executor_handoff handoff;
   std::optional<job> running;
 };
 
@@ -107,7 +108,9 @@ struct queue_state {
 
   void start_executor(caf::event_based_actor* self, size_t i) {
     executor_args args{spec.name(), i, workers, ctx.bus};
-    slots[i].executor = spawn_executor(self, std::move(args));
+    auto e = spawn_executor(self, std::move(args));
+    slots[i].executor = std::move(e.actor);
+    slots[i].handoff = std::move(e.handoff);
     slots[i].running.reset();
     register_executor(self, i);
   }
@@ -145,7 +148,7 @@ struct queue_state {
       if (auto t = timeout_of(j.name))
         self->delayed_send(self, *t, timeout_atom::value, i, j.id);
       slots[i].running = j;
-      self->send(slots[i].executor, run_atom::value, std::move(j));
+      slots[i].handoff.run(std::move(j), self->address());
     }
   }
 
@@ -376,10 +379,11 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       self->state.poll(self);
     },
     [=](result_atom, size_t i, int64_t job_id, outcome& o,
-        int64_t duration_us) {
+        int64_t duration_us, const caf::actor_addr& from) {
       auto& st = self->state;
       if (i >= st.slots.size() || !st.slots[i].running
-          || st.slots[i].running->id != job_id)
+          || st.slots[i].running->id != job_id
+          || st.slots[i].executor.address() != from)
         return;
       st.record(std::move(*st.slots[i].running), o, duration_us);
       st.slots[i].running.reset();
