@@ -97,10 +97,11 @@ caf::behavior executor_actor(caf::stateful_actor<executor_state>* self,
     slot->cancelled = true;
     slot->cv.notify_all();
   });
-  // Jobs arrive through the hand-over, not as messages; the actor stands
-  // for the executor in the registry and dies with its queue.
+  // Jobs arrive through the hand-over, not as messages: the actor stands
+  // for the executor in the registry, dies with its queue, and answers
+  // whether it is alive.
   return {
-    [](caf::unit_t) {},
+    [](ready_atom) { return caf::unit; },
   };
 }
 
