@@ -1,7 +1,8 @@
 #!/bin/bash
-# Runs every workload of the benchmark in both modes on both stores, RUNS
-# times each (3), and prints the median of each figure. Needs a built tree
-# (./scripts/build.sh); starts and removes its own PostgreSQL server.
+# Runs every workload of the benchmark in both modes on both stores (STORES,
+# default "postgres sqlite"), RUNS times each (3), and prints the median of
+# each figure. Needs a built tree (./scripts/build.sh); starts and removes
+# its own PostgreSQL server.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench="$root/build/bench/bg_jobs_bench"
