@@ -266,9 +266,13 @@ int latency_worker(const settings& s) {
     return 1;
   }
   std::cout << "READY" << std::endl;
+  // Idle CPU is measured once start-up has settled: the first quarter of
+  // the idle window (at most 500 ms) is left out.
+  auto settle = std::min(idle / 4, milliseconds{500});
+  std::this_thread::sleep_for(settle);
   auto c0 = cpu_ms();
   auto t0 = steady_clock::now();
-  std::this_thread::sleep_for(idle);
+  std::this_thread::sleep_for(idle - settle);
   auto secs = duration<double>(steady_clock::now() - t0).count();
   std::cout << "IDLE_CPU " << (cpu_ms() - c0) / secs << std::endl;
   auto deadline = steady_clock::now() + timeout + grace;
