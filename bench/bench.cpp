@@ -316,7 +316,8 @@ json latency(const settings& s, const char* self_path, const char* mode) {
   std::cerr << "worker idle CPU: " << idle_cpu << " ms/s" << std::endl;
   std::map<int64_t, int64_t> returned;
   auto start = steady_clock::now();
-  for (long i = 0; i < jobs; ++i) {
+  auto deadline = start + milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  for (long i = 0; i < jobs && steady_clock::now() < deadline; ++i) {
     auto due = start + duration_cast<nanoseconds>(duration<double>(i / rate));
     std::this_thread::sleep_until(due);
     auto j = db->enqueue_job(bg_jobs::job_request{"bench", json{{"seq", i}}});
