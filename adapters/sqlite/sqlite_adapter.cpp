@@ -89,6 +89,25 @@ const char sql_enqueue[]
   = "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
     " VALUES (?1, ?2, 0, ?3, ?4) RETURNING id";
 
+const char sql_enqueue_plain[]
+  = "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
+    " VALUES (?1, ?2, 0, ?3, ?4)";
+
+/// Rows per statement of a bulk enqueue.
+constexpr size_t bulk_rows = 64;
+
+/// `INSERT ... VALUES (?,?,0,?,?), ...` with `bulk_rows` rows.
+const char* sql_enqueue_bulk() {
+  static const std::string sql = [] {
+    std::string text = "INSERT INTO jobs (name, payload, attempts,"
+                       " created_at, available_at) VALUES ";
+    for (size_t i = 0; i < bulk_rows; ++i)
+      text += i == 0 ? "(?, ?, 0, ?, ?)" : ", (?, ?, 0, ?, ?)";
+    return text;
+  }();
+  return sql.c_str();
+}
+
 const char sql_reserve[]
   = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
     " attempts = attempts + 1"
@@ -609,16 +628,40 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
-  auto s = prepare(sql_enqueue);
-  if (!s)
-    return std::move(s.error());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    statement q{*s};
-    q.bind(1, requests[i].name()).bind(2, texts[i]).bind(3, to_unix_ms(now));
-    q.bind(4, to_unix_ms(requests[i].resolve_available_at(now)));
-    if (int rc = q.step(); rc != SQLITE_ROW)
-      return failure(rc, "enqueueing jobs");
-    ids.push_back(sqlite3_column_int64(q.get(), 0));
+  // Whole chunks go in multi-row statements; ids inside one write
+  // transaction are consecutive, ending at the last inserted rowid.
+  auto bind_row = [&](statement& q, int first, size_t i) {
+    q.bind(first, requests[i].name()).bind(first + 1, texts[i]);
+    q.bind(first + 2, to_unix_ms(now));
+    q.bind(first + 3, to_unix_ms(requests[i].resolve_available_at(now)));
+  };
+  size_t i = 0;
+  if (requests.size() >= bulk_rows) {
+    auto bulk = prepare(sql_enqueue_bulk());
+    if (!bulk)
+      return std::move(bulk.error());
+    for (; i + bulk_rows <= requests.size(); i += bulk_rows) {
+      statement q{*bulk};
+      for (size_t k = 0; k < bulk_rows; ++k)
+        bind_row(q, static_cast<int>(k * 4 + 1), i + k);
+      if (int rc = q.step(); rc != SQLITE_DONE)
+        return failure(rc, "enqueueing jobs");
+      auto last = sqlite3_last_insert_rowid(db_);
+      for (size_t k = 0; k < bulk_rows; ++k)
+        ids.push_back(last - static_cast<int64_t>(bulk_rows - 1 - k));
+    }
+  }
+  if (i < requests.size()) {
+    auto single = prepare(sql_enqueue_plain);
+    if (!single)
+      return std::move(single.error());
+    for (; i < requests.size(); ++i) {
+      statement q{*single};
+      bind_row(q, 1, i);
+      if (int rc = q.step(); rc != SQLITE_DONE)
+        return failure(rc, "enqueueing jobs");
+      ids.push_back(sqlite3_last_insert_rowid(db_));
+    }
   }
   if (auto r = tx.commit(); !r)
     return std::move(r.error());

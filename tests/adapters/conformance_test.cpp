@@ -2,6 +2,7 @@
 // BG_JOBS_STORES, so that all adapters keep one contract.
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -550,6 +551,26 @@ TEST_CASE_TEMPLATE("bulk enqueue stores all jobs or none", S, BG_JOBS_STORES) {
   REQUIRE_FALSE(bad);
   CHECK(code_of(bad.error()) == errc::invalid_job_name);
   CHECK(value_of(db->stats()).pending() == 3);
+}
+
+TEST_CASE_TEMPLATE("bulk enqueue returns each request's id in order", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh();
+  value_of(db->enqueue_job(job_request{"other"}));
+  std::vector<job_request> reqs;
+  for (int i = 0; i < 150; ++i)
+    reqs.emplace_back("j", nlohmann::json{{"seq", i}});
+  auto ids = value_of(db->enqueue_jobs(reqs));
+  REQUIRE(ids.size() == 150);
+  std::map<int64_t, int> seq_of;
+  for (auto& j : value_of(db->get_enqueued_jobs("j")))
+    seq_of[j.id] = static_cast<int>(j.payload["seq"]);
+  REQUIRE(seq_of.size() == 150);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    CAPTURE(i);
+    CHECK(seq_of[ids[i]] == static_cast<int>(i));
+  }
 }
 
 TEST_CASE_TEMPLATE("names and payloads round-trip unchanged", S,
