@@ -7,6 +7,7 @@
 
 #include "bg_jobs/actors/executor_actor.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/actors/store_connection.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/registry/registry_actor.hpp"
 
@@ -36,7 +37,7 @@ struct queue_state {
   runtime_context ctx;
   std::string owner;
   caf::actor_addr supervisor;
-  std::unique_ptr<db_adapter> db;
+  store_connection store;
   std::shared_ptr<const std::map<std::string, worker>> workers;
   std::vector<std::string> job_names;
   std::vector<slot> slots;
@@ -49,8 +50,6 @@ struct queue_state {
   /// persisted together, in one transaction, followed by one reservation.
   bool settling = false;
   caf::response_promise stopped;
-  std::chrono::steady_clock::time_point next_connect;
-  std::chrono::milliseconds connect_backoff{50};
   std::minstd_rand rng{std::random_device{}()};
 
   static inline const char* name = "bg_jobs.queue";
@@ -67,37 +66,6 @@ struct queue_state {
   }
 
   size_t busy() const { return slots.size() - idle.size(); }
-
-  /// Opens the connection if there is none, at most once per backoff
-  /// period while the store is unreachable.
-  bool connect() {
-    if (db)
-      return true;
-    auto now = std::chrono::steady_clock::now();
-    if (now < next_connect)
-      return false;
-    auto conn = ctx.connect();
-    if (!conn) {
-      emit_error(event_kind::db_error,
-                 "queue cannot connect: " + describe(conn.error())
-                   + "; retrying in "
-                   + std::to_string(connect_backoff.count()) + " ms");
-      next_connect = now + connect_backoff;
-      connect_backoff = std::min(connect_backoff * 2,
-                                 std::chrono::milliseconds{5000});
-      return false;
-    }
-    connect_backoff = std::chrono::milliseconds{50};
-    db = std::move(*conn);
-    return true;
-  }
-
-  void on_store_error(const caf::error& err, const char* what) {
-    emit_error(event_kind::db_error, std::string{what} + ": " + describe(err));
-    auto code = code_of(err);
-    if (code == errc::connection_lost || code == errc::database_unavailable)
-      db.reset();
-  }
 
   void register_executor(caf::event_based_actor* self, size_t i) {
     if (auto sup = caf::actor_cast<caf::actor>(supervisor))
@@ -116,7 +84,10 @@ struct queue_state {
   }
 
   void poll(caf::event_based_actor* self) {
-    if (stopping || idle.empty() || !connect())
+    if (stopping || idle.empty())
+      return;
+    auto db = store.get();
+    if (!db)
       return;
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
@@ -125,7 +96,7 @@ struct queue_state {
     auto done = db->complete_and_reserve(changes, {job_names, want, owner});
     if (!done) {
       backlog = false;
-      on_store_error(done.error(), "recording outcomes and reserving jobs");
+      store.failed(done.error(), "recording outcomes and reserving jobs");
       return;
     }
     report(changes, done->first);
@@ -218,12 +189,15 @@ struct queue_state {
   }
 
   void flush() {
-    if (pending.empty() || !connect())
+    if (pending.empty())
+      return;
+    auto db = store.get();
+    if (!db)
       return;
     auto changes = pending_changes();
     auto applied = db->complete_jobs(changes);
     if (!applied) {
-      on_store_error(applied.error(), "recording job outcomes");
+      store.failed(applied.error(), "recording job outcomes");
       return;
     }
     report(changes, *applied);
@@ -361,7 +335,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                              + caf::to_string(x.content()));
     return caf::none;
   });
-  st.connect();
+  st.store = store_connection{st.ctx, "queue", st.spec.name()};
+  st.store.get();
   st.emit(event{event_kind::queue_polling_started});
   self->send(self, poll_atom::value);
   return {

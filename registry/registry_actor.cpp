@@ -6,6 +6,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/actors/store_connection.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -19,25 +20,11 @@ struct entry {
 
 struct registry_state {
   runtime_context ctx;
-  std::unique_ptr<db_adapter> db;
+  store_connection store;
   std::map<caf::actor_addr, entry> by_addr;
   std::map<std::string, caf::actor> by_name;
 
   static inline const char* name = "bg_jobs.registry";
-
-  db_adapter* connection() {
-    if (!db) {
-      auto conn = ctx.connect();
-      if (!conn) {
-        event e{event_kind::db_error};
-        e.message = "registry cannot connect: " + describe(conn.error());
-        ctx.bus->emit(std::move(e));
-        return nullptr;
-      }
-      db = std::move(*conn);
-    }
-    return db.get();
-  }
 
   void report_released(const std::vector<job>& jobs, const std::string& why) {
     for (auto& j : jobs) {
@@ -49,16 +36,14 @@ struct registry_state {
   }
 
   void release_leftovers() {
-    auto conn = connection();
-    if (!conn)
+    auto db = store.get();
+    if (!db)
       return;
-    auto jobs = conn->release_jobs_of_node(ctx.node);
+    auto jobs = db->release_jobs_of_node(ctx.node);
     if (!jobs) {
-      event e{event_kind::db_error};
-      e.message = "releasing reservations left by an earlier run of node '"
-                  + ctx.node + "': " + describe(jobs.error());
-      ctx.bus->emit(std::move(e));
-      db.reset();
+      store.failed(jobs.error(),
+                   "releasing reservations left by an earlier run of node '"
+                     + ctx.node + "'");
       return;
     }
     report_released(*jobs, "left reserved by an earlier run of node '"
@@ -76,17 +61,13 @@ struct registry_state {
       by_name.erase(j);
     size_t released = 0;
     if (!ent.owner.empty()) {
-      if (auto conn = connection()) {
-        auto jobs = conn->release_jobs_reserved_by(ent.owner);
+      if (auto db = store.get()) {
+        auto jobs = db->release_jobs_reserved_by(ent.owner);
         if (jobs) {
           released = jobs->size();
           report_released(*jobs, "its holder '" + ent.name + "' died");
         } else {
-          event e{event_kind::db_error};
-          e.message = "releasing the jobs of '" + ent.name
-                      + "': " + describe(jobs.error());
-          ctx.bus->emit(std::move(e));
-          db.reset();
+          store.failed(jobs.error(), "releasing the jobs of '" + ent.name + "'");
         }
       }
     }
@@ -102,6 +83,7 @@ struct registry_state {
 caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
                              runtime_context ctx, bool release_leftovers) {
   self->state.ctx = std::move(ctx);
+  self->state.store = store_connection{self->state.ctx, "registry", {}};
   if (release_leftovers)
     self->state.release_leftovers();
   self->set_down_handler([self](caf::down_msg& dm) {

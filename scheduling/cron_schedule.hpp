@@ -46,8 +46,6 @@ public:
   /// Makes a schedule from field sets; fails when it can never fire.
   static caf::expected<cron_schedule> from_fields(fields f, std::string expr);
 
-  const fields& allowed() const { return f_; }
-
 private:
   bool day_matches(int year, unsigned month, unsigned day) const;
 

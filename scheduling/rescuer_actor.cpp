@@ -3,6 +3,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "bg_jobs/actors/store_connection.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -53,26 +54,15 @@ using upkeep_atom = caf::atom_constant<caf::atom("upkeep")>;
 struct rescuer_state {
   runtime_context ctx;
   maintenance_config cfg;
-  std::unique_ptr<db_adapter> db;
+  store_connection store;
   std::chrono::steady_clock::time_point next_prune;
 
   static inline const char* name = "bg_jobs.rescuer";
 
-  void emit_error(const std::string& msg) {
-    event e{event_kind::db_error};
-    e.message = msg;
-    ctx.bus->emit(std::move(e));
-  }
-
   void run() {
-    if (!db) {
-      auto conn = ctx.connect();
-      if (!conn) {
-        emit_error("rescuer cannot connect: " + describe(conn.error()));
-        return;
-      }
-      db = std::move(*conn);
-    }
+    auto db = store.get();
+    if (!db)
+      return;
     auto now = std::chrono::steady_clock::now();
     bool prune = now >= next_prune;
     if (prune)
@@ -84,18 +74,15 @@ struct rescuer_state {
       e.job = std::move(j);
       ctx.bus->emit(std::move(e));
     }
-    for (auto& err : report.errors) {
-      emit_error("upkeep: " + describe(err));
-      auto code = code_of(err);
-      if (code == errc::connection_lost || code == errc::database_unavailable)
-        db.reset();
-    }
+    for (auto& err : report.errors)
+      store.failed(err, "upkeep");
   }
 };
 
 caf::behavior rescuer_actor(caf::stateful_actor<rescuer_state>* self,
                             runtime_context ctx, maintenance_config cfg) {
   self->state.ctx = std::move(ctx);
+  self->state.store = store_connection{self->state.ctx, "rescuer", {}};
   self->state.cfg = cfg;
   self->state.next_prune = std::chrono::steady_clock::now() + cfg.prune_every;
   self->send(self, upkeep_atom::value);

@@ -4,6 +4,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/actors/store_connection.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -19,20 +20,12 @@ struct scheduler_state {
   std::optional<schedule> plan;
   runtime_context ctx;
   caf::actor_addr parent;
-  std::unique_ptr<db_adapter> db;
+  store_connection store;
   milliseconds check{1000};
-  milliseconds backoff{100};
   /// The occurrence the queue was last woken for.
   std::optional<timestamp> woken_for;
 
   static inline const char* name = "bg_jobs.scheduler";
-
-  void report(event_kind k, std::string msg) {
-    event e{k};
-    e.queue = spec.job_name();
-    e.message = std::move(msg);
-    ctx.bus->emit(std::move(e));
-  }
 
   /// The occurrence to enqueue after `last`, if one is due to be enqueued.
   std::optional<timestamp> next_occurrence(const std::optional<scheduled_run>& last,
@@ -58,23 +51,13 @@ struct scheduler_state {
 
   /// Runs one round; returns when to run the next.
   milliseconds run_once(caf::event_based_actor* self) {
-    if (!db) {
-      auto conn = ctx.connect();
-      if (!conn) {
-        report(event_kind::db_error, "scheduler cannot connect: "
-                                       + describe(conn.error()));
-        backoff = std::min(backoff * 2, milliseconds{5000});
-        return backoff;
-      }
-      db = std::move(*conn);
-      backoff = milliseconds{100};
-    }
+    auto db = store.get();
+    if (!db)
+      return std::max(store.backoff(), milliseconds{1});
     auto last = db->last_scheduled_run(spec.job_name());
     if (!last) {
-      report(event_kind::db_error, "reading the schedule: "
-                                     + describe(last.error()));
-      db.reset();
-      return backoff;
+      store.failed(last.error(), "reading the schedule");
+      return store.backoff();
     }
     auto now = utc_now();
     std::optional<timestamp> upcoming;
@@ -88,10 +71,8 @@ struct scheduler_state {
                          previous};
       auto j = db->enqueue_scheduled(p);
       if (!j) {
-        report(event_kind::db_error, "enqueueing the next occurrence: "
-                                       + describe(j.error()));
-        db.reset();
-        return backoff;
+        store.failed(j.error(), "enqueueing the next occurrence");
+        return store.backoff();
       }
       if (*j) {
         if (ctx.bus->active()) {
@@ -124,6 +105,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
   auto& st = self->state;
   st.spec = std::move(spec);
   st.ctx = std::move(ctx);
+  st.store = store_connection{st.ctx, "scheduler", st.spec.job_name()};
   st.parent = std::move(parent);
   auto plan = st.spec.build_schedule();
   if (!plan) {

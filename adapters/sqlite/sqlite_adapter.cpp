@@ -581,6 +581,19 @@ caf::expected<void> sqlite_adapter::migrate_down() {
 
 // -- writes ----------------------------------------------------------------------
 
+caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
+                                                  const std::string& payload) {
+  auto s = prepare(sql_enqueue);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, j.name).bind(2, payload).bind(3, to_unix_ms(j.created_at));
+  q.bind(4, to_unix_ms(j.available_at));
+  if (int rc = q.step(); rc != SQLITE_ROW)
+    return failure(rc, "enqueueing a job");
+  return sqlite3_column_int64(q.get(), 0);
+}
+
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto text = request.validate();
   if (!text)
@@ -594,17 +607,10 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
-  auto s = prepare(sql_enqueue);
-  if (!s)
-    return std::move(s.error());
-  {
-    statement q{*s};
-    q.bind(1, j.name).bind(2, *text).bind(3, to_unix_ms(now));
-    q.bind(4, to_unix_ms(j.available_at));
-    if (int rc = q.step(); rc != SQLITE_ROW)
-      return failure(rc, "enqueueing a job");
-    j.id = sqlite3_column_int64(q.get(), 0);
-  }
+  auto id = insert_job(j, *text);
+  if (!id)
+    return std::move(id.error());
+  j.id = *id;
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
   return j;
@@ -912,17 +918,10 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   j.payload = params.request.payload();
   j.created_at = now;
   j.available_at = params.occurrence;
-  {
-    auto s = prepare(sql_enqueue);
-    if (!s)
-      return std::move(s.error());
-    statement q{*s};
-    q.bind(1, j.name).bind(2, *text).bind(3, to_unix_ms(now));
-    q.bind(4, to_unix_ms(j.available_at));
-    if (int rc = q.step(); rc != SQLITE_ROW)
-      return failure(rc, "enqueueing a scheduled job");
-    j.id = sqlite3_column_int64(q.get(), 0);
-  }
+  auto id = insert_job(j, *text);
+  if (!id)
+    return std::move(id.error());
+  j.id = *id;
   for (auto sql : {sql_schedule_insert, sql_schedule_prune}) {
     auto s = prepare(sql);
     if (!s)

@@ -104,6 +104,10 @@ private:
   /// Returns the cached statement for `sql`, prepared on first use.
   caf::expected<sqlite3_stmt*> prepare(const char* sql);
 
+  /// Inserts `j` (name, times) with its serialized payload, inside the
+  /// caller's transaction; returns the new id.
+  caf::expected<int64_t> insert_job(const job& j, const std::string& payload);
+
   /// The bodies of complete_jobs and reserve_jobs, inside a transaction.
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);
