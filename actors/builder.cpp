@@ -1,5 +1,6 @@
 #include "bg_jobs/actors/builder.hpp"
 
+#include <map>
 #include <set>
 
 #include <unistd.h>
@@ -7,8 +8,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "bg_jobs/actors/detail/node_tree.hpp"
 #include "bg_jobs/actors/messages.hpp"
-#include "bg_jobs/actors/supervisor_actor.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -79,6 +80,11 @@ builder& builder::with_retention(prune_params retention,
   return *this;
 }
 
+builder& builder::with_clock(std::shared_ptr<bg_jobs::clock> clk) {
+  clock_ = std::move(clk);
+  return *this;
+}
+
 builder& builder::with_poll_only(bool on) {
   poll_only_ = on;
   return *this;
@@ -101,17 +107,25 @@ caf::error builder::validate() const {
                 + std::to_string(frequency_period_.count()) + " ms");
   if (grace_.count() < 0)
     return fail("shutdown grace period may not be negative");
+  if (!clock_)
+    return fail("the clock is empty");
   if (auto err = maintenance_.validate())
     return err;
   for (size_t i = 0; i < listeners_.size(); ++i)
     if (!listeners_[i])
       return fail("event listener " + std::to_string(i) + " is empty");
   std::set<std::string> names;
+  std::map<std::string, std::string> queue_of_job;
   for (auto& q : queues_) {
     if (auto err = q.validate())
       return err;
     if (!names.insert(q.name()).second)
       return fail("two queues are named '" + q.name() + "'");
+    for (auto& w : q.workers())
+      if (auto [i, fresh] = queue_of_job.emplace(w.job_name(), q.name());
+          !fresh && i->second != q.name())
+        return fail("job '" + w.job_name() + "' has workers on two queues, '"
+                    + i->second + "' and '" + q.name() + "'");
   }
   for (auto& s : scheduled_) {
     if (auto err = s.validate())
@@ -135,6 +149,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
       if (auto up = (*db)->migrate_up(); !up)
         return std::move(up.error());
       event e{event_kind::migrate_up};
+      e.at = clock_->now();
       for (auto& l : listeners_)
         try {
           l(e);
@@ -146,7 +161,17 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
       return std::move(ok.error());
     listen = (*db)->caps().supports_listen_notify && !poll_only_;
   }
-  auto root = spawn_supervisor(sys, *this, listen);
+  detail::node_context ctx;
+  ctx.plan = std::make_shared<const detail::node_plan>(
+    detail::node_plan::make(*this, listen));
+  ctx.connect = connect_;
+  ctx.node = node_;
+  ctx.clock = clock_;
+  ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener,
+                                                clock_);
+  ctx.dir = std::make_shared<detail::actor_directory>();
+  auto dir = ctx.dir;
+  auto root = detail::spawn_node(sys, std::move(ctx));
   auto timeout = std::chrono::milliseconds{30000};
   for (auto& q : queues_)
     timeout += q.init_timeout();
@@ -166,7 +191,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   }
   if (failure)
     return failure;
-  return instance{sys, std::move(root)};
+  return instance{sys, std::move(root), std::move(dir)};
 }
 
 } // namespace bg_jobs

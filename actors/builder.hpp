@@ -8,10 +8,11 @@
 #include <caf/fwd.hpp>
 
 #include "bg_jobs/actors/instance.hpp"
-#include "bg_jobs/actors/queue_spec.hpp"
+#include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/event.hpp"
-#include "bg_jobs/scheduling/rescuer_actor.hpp"
+#include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/scheduling/scheduled_job_spec.hpp"
 
 namespace bg_jobs {
@@ -64,6 +65,10 @@ public:
   /// connection poolers that break PostgreSQL's LISTEN (off).
   builder& with_poll_only(bool on = true);
 
+  /// The source of "now" for every actor of the tree (the system clock). A
+  /// test that pins time passes the same clock to its adapter's options.
+  builder& with_clock(std::shared_ptr<bg_jobs::clock> clk);
+
   /// Checks the whole configuration without starting anything.
   caf::error validate() const;
 
@@ -90,6 +95,7 @@ public:
   bool migrations() const { return migrate_; }
   bool poll_only() const { return poll_only_; }
   const maintenance_config& maintenance() const { return maintenance_; }
+  const std::shared_ptr<bg_jobs::clock>& time_source() const { return clock_; }
 
 private:
   adapter_factory connect_;
@@ -103,6 +109,7 @@ private:
   bool migrate_ = false;
   bool poll_only_ = false;
   maintenance_config maintenance_;
+  std::shared_ptr<bg_jobs::clock> clock_ = clock::system();
 };
 
 } // namespace bg_jobs

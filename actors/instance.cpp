@@ -3,17 +3,24 @@
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
 
-instance::instance(caf::actor_system& sys, caf::actor root)
-  : sys_(&sys), root_(std::move(root)) {}
+instance::instance(caf::actor_system& sys, caf::actor root,
+                   std::shared_ptr<detail::actor_directory> dir)
+  : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)) {}
 
 instance::instance(instance&& other) noexcept
-  : sys_(other.sys_), root_(std::move(other.root_)) {
+  : sys_(other.sys_), root_(std::move(other.root_)),
+    dir_(std::move(other.dir_)) {
   other.root_ = nullptr;
+}
+
+caf::actor instance::actor() const {
+  return dir_ ? dir_->get(detail::actor_directory::front_door) : caf::actor{};
 }
 
 instance& instance::operator=(instance&& other) noexcept {
@@ -22,6 +29,7 @@ instance& instance::operator=(instance&& other) noexcept {
       shutdown();
     sys_ = other.sys_;
     root_ = std::move(other.root_);
+    dir_ = std::move(other.dir_);
     other.root_ = nullptr;
   }
   return *this;
@@ -57,30 +65,30 @@ caf::expected<T> ask(caf::actor_system& sys, const caf::actor& dest,
 
 caf::expected<job> instance::enqueue(const job_request& request,
                                      std::chrono::milliseconds timeout) {
-  return ask<job>(*sys_, root_, timeout, enqueue_atom::value, request);
+  return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, request);
 }
 
 caf::expected<std::vector<int64_t>>
 instance::enqueue_many(const std::vector<job_request>& requests,
                        std::chrono::milliseconds timeout) {
-  return ask<std::vector<int64_t>>(*sys_, root_, timeout, enqueue_atom::value,
+  return ask<std::vector<int64_t>>(*sys_, actor(), timeout, enqueue_atom::value,
                                    requests);
 }
 
 caf::actor instance::lookup(const std::string& name) {
-  auto x = ask<caf::actor>(*sys_, root_, std::chrono::seconds{10},
+  auto x = ask<caf::actor>(*sys_, actor(), std::chrono::seconds{10},
                            lookup_atom::value, name);
   return x ? *x : caf::actor{};
 }
 
 std::vector<std::string> instance::registered_names() {
-  auto x = ask<std::vector<std::string>>(*sys_, root_, std::chrono::seconds{10},
+  auto x = ask<std::vector<std::string>>(*sys_, actor(), std::chrono::seconds{10},
                                          names_atom::value);
   return x ? *x : std::vector<std::string>{};
 }
 
 void instance::flush_events() {
-  ask<void>(*sys_, root_, std::chrono::seconds{30}, flush_atom::value);
+  ask<void>(*sys_, actor(), std::chrono::seconds{30}, flush_atom::value);
 }
 
 caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,19 +14,29 @@
 
 namespace bg_jobs {
 
+namespace detail {
+class actor_directory;
+} // namespace detail
+
 /// A running bg_jobs actor tree. Actors talk to `actor()` with messages
 /// (see `messages.hpp`); the member functions are blocking conveniences for
 /// code outside actors, built on the same messages. Shut it down (or let it
 /// go out of scope) before its `caf::actor_system`.
 class instance {
 public:
-  instance(caf::actor_system& sys, caf::actor root);
+  instance(caf::actor_system& sys, caf::actor root,
+           std::shared_ptr<detail::actor_directory> dir);
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
 
-  /// The bg_jobs actor: send it `(enqueue_atom, job_request)`.
-  const caf::actor& actor() const { return root_; }
+  /// The bg_jobs actor: send it `(enqueue_atom, job_request)`. Should it
+  /// ever restart, this returns the new one (as does
+  /// `sys.registry().get<caf::actor>(system_registry_key)`).
+  caf::actor actor() const;
+
+  /// The supervisor at the root of the tree.
+  const caf::actor& supervisor() const { return root_; }
 
   /// Stores one job and wakes the queue that runs it.
   caf::expected<job> enqueue(const job_request& request,
@@ -59,6 +70,7 @@ public:
 private:
   caf::actor_system* sys_;
   caf::actor root_;
+  std::shared_ptr<detail::actor_directory> dir_;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

@@ -25,24 +25,27 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
-caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+caf::expected<complete_reserve_result>
 db_adapter::complete_and_reserve(const std::vector<completion>& completions,
                                  const reserve_params& params) {
-  std::vector<bool> applied;
+  if (auto err = check_reserve(params))
+    return err;
+  complete_reserve_result result;
   if (!completions.empty()) {
     auto r = complete_jobs(completions);
     if (!r)
       return std::move(r.error());
-    applied = std::move(*r);
+    result.applied = std::move(*r);
   }
   auto jobs = reserve_jobs(params);
   if (!jobs) {
     if (completions.empty())
       return std::move(jobs.error());
-    // The outcomes are written: report them; the next poll claims again.
-    return std::make_pair(std::move(applied), std::vector<job>{});
+    result.reserve_error = std::move(jobs.error());
+    return result;
   }
-  return std::make_pair(std::move(applied), std::move(*jobs));
+  result.reserved = std::move(*jobs);
+  return result;
 }
 
 caf::error db_adapter::check_limit(int limit) {
@@ -50,6 +53,16 @@ caf::error db_adapter::check_limit(int limit) {
     return caf::none;
   return make_error(errc::invalid_argument,
                     "limit must be positive, got " + std::to_string(limit));
+}
+
+caf::error db_adapter::check_reserve(const reserve_params& params) {
+  if (params.limit <= 0)
+    return make_error(errc::invalid_argument,
+                      "reserve limit must be positive, got "
+                        + std::to_string(params.limit));
+  if (params.reserved_by.empty())
+    return make_error(errc::invalid_argument, "reserved_by is empty");
+  return caf::none;
 }
 
 caf::expected<std::vector<std::string>>

@@ -11,6 +11,7 @@
 
 #include <caf/expected.hpp>
 
+#include "bg_jobs/core/completion.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/timestamp.hpp"
@@ -19,8 +20,6 @@ namespace bg_jobs {
 
 /// What an adapter's store can do beyond the common contract.
 struct capabilities {
-  /// Concurrent claimers skip each other's rows instead of waiting.
-  bool supports_skip_locked = false;
   /// Other processes can be woken by a notification from the store.
   bool supports_listen_notify = false;
 };
@@ -35,26 +34,17 @@ struct reserve_params {
   std::string reserved_by;
 };
 
-/// How one reserved job ends, as persisted by `db_adapter::complete_jobs`.
-struct completion {
-  enum class kind {
-    /// Move the job to `jobs_succeeded`.
-    succeeded,
-    /// Move the job to `jobs_failed` with `error`.
-    failed,
-    /// Release the job, available again at `available_at`, keeping `error`.
-    retry,
-    /// Like retry, but the attempt does not count.
-    snooze,
-  };
-
-  kind what = kind::succeeded;
-  int64_t job_id = 0;
-  /// The reservation the caller believes it holds; the change applies only
-  /// while the job is still reserved by exactly this owner.
-  std::optional<std::string> reserved_by;
-  std::string error;
-  timestamp available_at;
+/// What `db_adapter::complete_and_reserve` did.
+struct complete_reserve_result {
+  /// Per completion, whether it applied (false: the reservation was no
+  /// longer the caller's).
+  std::vector<bool> applied;
+  /// The jobs reserved after the completions were persisted.
+  std::vector<job> reserved;
+  /// Set when the completions were persisted but the reserve then failed;
+  /// `reserved` is empty. A lost connection here leaves the reserve's fate
+  /// unknown: the caller reconciles before it reserves again.
+  caf::error reserve_error;
 };
 
 /// Arguments of `db_adapter::enqueue_scheduled`.
@@ -175,11 +165,23 @@ public:
   virtual caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) = 0;
 
-  /// `complete_jobs`, then `reserve_jobs`; a store where one transaction
-  /// is cheaper than two (SQLite: one commit, one fsync) does both in one.
-  virtual caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+  /// Persists `completions`, then reserves as `reserve_jobs` does. A store
+  /// where one transaction is cheaper than two (SQLite: one commit, one
+  /// fsync) does both in one. An error means no completion was persisted
+  /// (or, for a lost connection, that their fate is unknown); a reserve that
+  /// fails after the completions were persisted is reported in
+  /// `reserve_error`, never dropped.
+  virtual caf::expected<complete_reserve_result>
   complete_and_reserve(const std::vector<completion>& completions,
                        const reserve_params& params);
+
+  /// Releases every job reserved by `reserved_by` whose id is not in
+  /// `held`, giving back the attempt its reservation counted (it never
+  /// started); returns those jobs. A caller that lost the reply of a
+  /// reserve reconciles the store with what it really holds this way.
+  virtual caf::expected<std::vector<job>>
+  release_unheld(const std::string& reserved_by,
+                 const std::vector<int64_t>& held) = 0;
 
   /// Moves `j` to `jobs_succeeded` if it is still reserved as `j` says.
   caf::expected<void> move_job_to_succeeded(const job& j);
@@ -236,6 +238,10 @@ public:
 protected:
   /// An `invalid_argument` error unless `limit` is positive.
   static caf::error check_limit(int limit);
+
+  /// An `invalid_argument` error unless the limit is positive and the owner
+  /// named.
+  static caf::error check_reserve(const reserve_params& params);
 };
 
 /// Opens a new connection each time it is called; the runtime gives every

@@ -20,7 +20,6 @@ const char* to_string(event_kind k) {
     case event_kind::queue_error: return "bg_jobs.queue.error";
     case event_kind::db_error: return "bg_jobs.db.error";
     case event_kind::migrate_up: return "bg_jobs.db.migrate_up";
-    case event_kind::migrate_down: return "bg_jobs.db.migrate_down";
     case event_kind::actor_down: return "bg_jobs.registry.down";
     case event_kind::supervisor_restart: return "bg_jobs.supervisor.restart";
     case event_kind::supervisor_gave_up: return "bg_jobs.supervisor.give_up";

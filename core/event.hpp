@@ -32,7 +32,6 @@ enum class event_kind {
   queue_error,
   db_error,
   migrate_up,
-  migrate_down,
   /// An actor died; `message` names it and says how many jobs it held.
   actor_down,
   supervisor_restart,
@@ -51,7 +50,8 @@ struct event {
   explicit event(event_kind k = event_kind::job_enqueued) : kind(k) {}
 
   event_kind kind;
-  timestamp at = utc_now();
+  /// When it happened, by the clock of the tree that emitted it.
+  timestamp at;
   /// The queue or scheduled job that emitted the event.
   std::string queue;
   std::optional<bg_jobs::job> job;
@@ -69,8 +69,9 @@ struct event {
   log_level level() const;
 };
 
-/// A function that receives events. It runs in the emitting actor; an
-/// exception it throws is reported once and otherwise ignored.
+/// A function that receives events. Listeners run on the event actor's
+/// thread, one event at a time; an exception one throws is reported once
+/// and otherwise ignored.
 using event_listener = std::function<void(const event&)>;
 
 /// Returns the telemetry name of `k`.

@@ -8,7 +8,7 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
-#include "bg_jobs/actors/queue_spec.hpp"
+#include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/worker.hpp"
 #include "bg_jobs/scheduling/schedule.hpp"
 

@@ -107,6 +107,13 @@ const statement_def statements[] = {
   {"bgj_release_by",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
    " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_unheld",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " attempts = greatest(attempts - 1, 0)"
+   " WHERE reserved_by = $1"
+   "   AND NOT (id = ANY (ARRAY(SELECT json_array_elements_text($2::json)"
+   "                            ::bigint)))"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
   {"bgj_release_node",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
    " WHERE reserved_by IS NOT NULL"
@@ -448,7 +455,6 @@ adapter_factory postgres_adapter::factory(postgres_options options) {
 
 capabilities postgres_adapter::caps() const {
   capabilities c;
-  c.supports_skip_locked = true;
   c.supports_listen_notify = true;
   return c;
 }
@@ -599,12 +605,8 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
 
 caf::expected<std::vector<job>>
 postgres_adapter::reserve_jobs(const reserve_params& params) {
-  if (params.limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "reserve limit must be positive, got "
-                        + std::to_string(params.limit));
-  if (params.reserved_by.empty())
-    return make_error(errc::invalid_argument, "reserved_by is empty");
+  if (auto err = check_reserve(params))
+    return err;
   if (params.job_names.empty())
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
@@ -639,6 +641,17 @@ postgres_adapter::release_jobs_of_node(const std::string& node) {
   auto prefix = node + "/";
   return impl_->jobs_of("releasing a node's reservations", "bgj_release_node",
                         &prefix);
+}
+
+caf::expected<std::vector<job>>
+postgres_adapter::release_unheld(const std::string& reserved_by,
+                                 const std::vector<int64_t>& held) {
+  auto ids = nlohmann::json(held).dump();
+  return impl_->in_statement("releasing unheld reservations",
+                             [&](pqxx::transaction_base& tx) {
+                               return read_jobs(tx.exec_prepared(
+                                 "bgj_release_unheld", reserved_by, ids));
+                             });
 }
 
 caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {

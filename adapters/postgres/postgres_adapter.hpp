@@ -63,6 +63,9 @@ public:
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
   release_jobs_of_node(const std::string& node) override;
+  caf::expected<std::vector<job>>
+  release_unheld(const std::string& reserved_by,
+                 const std::vector<int64_t>& held) override;
   caf::expected<void> heartbeat(const std::string& node) override;
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;

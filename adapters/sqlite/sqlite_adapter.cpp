@@ -125,6 +125,13 @@ const char sql_release_by[]
   = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
 
+const char sql_release_unheld[]
+  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+    " attempts = max(attempts - 1, 0)"
+    " WHERE reserved_by = ?1"
+    "   AND id NOT IN (SELECT value FROM json_each(?2))"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
 const char sql_release_node[]
   = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by IS NOT NULL"
@@ -674,19 +681,6 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   return ids;
 }
 
-namespace {
-
-caf::error check_reserve(const reserve_params& params) {
-  if (params.limit <= 0)
-    return make_error(errc::invalid_argument,
-                      "reserve limit must be positive, got "
-                        + std::to_string(params.limit));
-  if (params.reserved_by.empty())
-    return make_error(errc::invalid_argument, "reserved_by is empty");
-  return caf::none;
-}
-
-} // namespace
 
 caf::expected<std::vector<job>>
 sqlite_adapter::reserve_in_tx(const reserve_params& params) {
@@ -726,7 +720,7 @@ sqlite_adapter::reserve_jobs(const reserve_params& params) {
   return result;
 }
 
-caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+caf::expected<complete_reserve_result>
 sqlite_adapter::complete_and_reserve(const std::vector<completion>& completions,
                                      const reserve_params& params) {
   if (auto err = check_reserve(params))
@@ -734,15 +728,34 @@ sqlite_adapter::complete_and_reserve(const std::vector<completion>& completions,
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
+  complete_reserve_result result;
   auto applied = complete_in_tx(completions);
   if (!applied)
     return std::move(applied.error());
-  auto jobs = reserve_in_tx(params);
-  if (!jobs)
+  result.applied = std::move(*applied);
+  // A failed statement leaves no trace, so the completions can still
+  // commit without the reserve: as where the two are separate calls.
+  if (auto jobs = reserve_in_tx(params))
+    result.reserved = std::move(*jobs);
+  else if (completions.empty())
     return std::move(jobs.error());
+  else
+    result.reserve_error = std::move(jobs.error());
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
-  return std::make_pair(std::move(*applied), std::move(*jobs));
+  return result;
+}
+
+caf::expected<std::vector<job>>
+sqlite_adapter::release_unheld(const std::string& reserved_by,
+                               const std::vector<int64_t>& held) {
+  auto ids = nlohmann::json(held).dump();
+  auto jobs = query_jobs(
+    sql_release_unheld,
+    [&](statement& q) { q.bind(1, reserved_by).bind(2, ids); }, true);
+  if (jobs)
+    sort_claim_order(*jobs);
+  return jobs;
 }
 
 caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {

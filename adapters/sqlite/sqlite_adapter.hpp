@@ -72,9 +72,12 @@ public:
   enqueue_scheduled(const scheduled_params& params) override;
   caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) override;
-  caf::expected<std::pair<std::vector<bool>, std::vector<job>>>
+  caf::expected<complete_reserve_result>
   complete_and_reserve(const std::vector<completion>& completions,
                        const reserve_params& params) override;
+  caf::expected<std::vector<job>>
+  release_unheld(const std::string& reserved_by,
+                 const std::vector<int64_t>& held) override;
   caf::expected<job> increment_attempts(const job& j) override;
 
   caf::expected<std::vector<job>>
@@ -92,8 +95,6 @@ public:
   /// when one happened.
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout) override;
-
-  const sqlite_options& options() const { return options_; }
 
 private:
   class statement;

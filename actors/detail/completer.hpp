@@ -1,0 +1,59 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "bg_jobs/actors/detail/node_context.hpp"
+#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/core/retry_policy.hpp"
+
+namespace bg_jobs::detail {
+
+/// A queue's outcomes on their way to the store: decisions wait here until
+/// the queue settles them in one batch (alone, or in the transaction that
+/// claims the next jobs), and each is reported as its event once the store
+/// says it applied.
+class completer {
+public:
+  completer() = default;
+
+  completer(node_context ctx, std::string queue, std::string owner)
+    : ctx_(std::move(ctx)), queue_(std::move(queue)),
+      owner_(std::move(owner)) {}
+
+  /// Queues `d`, decided for `j`; `duration` is the handler's run time.
+  void add(decision d, job j,
+           std::chrono::microseconds duration = std::chrono::microseconds{0});
+
+  bool empty() const { return pending_.empty(); }
+
+  /// The jobs whose outcomes wait here (still reserved in the store).
+  std::vector<int64_t> job_ids() const;
+
+  /// The changes to persist, oldest first.
+  std::vector<completion> changes() const;
+
+  /// The store persisted the first `applied.size()` changes: emits the
+  /// event of each that applied, reports each that did not (its
+  /// reservation was gone), and forgets them all.
+  void report(const std::vector<bool>& applied);
+
+  /// Persists what is pending on its own; a failure keeps it pending and
+  /// is reported. With `now`, reconnects at once if the connection was
+  /// lost (for shutdown). Returns the error, if any.
+  caf::error flush(store_connection& store, bool now = false);
+
+private:
+  struct pending_outcome {
+    completion change;
+    event report;
+  };
+
+  node_context ctx_;
+  std::string queue_;
+  std::string owner_;
+  std::vector<pending_outcome> pending_;
+};
+
+} // namespace bg_jobs::detail

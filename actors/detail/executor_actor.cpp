@@ -1,0 +1,125 @@
+#include "bg_jobs/actors/detail/executor_actor.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "bg_jobs/actors/detail/internal_atoms.hpp"
+#include "bg_jobs/actors/messages.hpp"
+
+namespace bg_jobs::detail {
+
+/// The hand-over between a queue, an executor actor and its handler thread.
+struct handler_slot {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::optional<job> next;
+  bool stop = false;
+  std::atomic<bool> cancelled{false};
+  /// Where results go: the queue, which checks that `executor` still
+  /// holds the slot (a replaced executor's late result is dropped).
+  caf::actor_addr queue;
+  caf::actor_addr executor;
+  size_t index = 0;
+  std::shared_ptr<const std::map<std::string, worker>> workers;
+  std::string queue_name;
+  std::shared_ptr<event_bus> bus;
+  std::shared_ptr<bg_jobs::clock> clock;
+};
+
+void executor_handoff::run(job j, const caf::actor_addr& queue) const {
+  if (slot_->bus->active()) {
+    event e{event_kind::job_started};
+    e.queue = slot_->queue_name;
+    e.queue_time = std::max(std::chrono::milliseconds{0},
+                            slot_->clock->now() - j.available_at);
+    e.job = j;
+    slot_->bus->emit(std::move(e));
+  }
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  slot_->queue = queue;
+  slot_->next = std::move(j);
+  slot_->cv.notify_one();
+}
+
+namespace {
+
+void handler_loop(std::shared_ptr<handler_slot> slot) {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock<std::mutex> guard{slot->mtx};
+      slot->cv.wait(guard, [&] { return slot->stop || slot->next; });
+      if (!slot->next)
+        return;
+      j = std::move(*slot->next);
+      slot->next.reset();
+    }
+    auto started = std::chrono::steady_clock::now();
+    outcome result = outcome::failure("no worker for job '" + j.name + "'");
+    if (auto i = slot->workers->find(j.name); i != slot->workers->end())
+      result = i->second.run(j, job_context{&slot->cancelled});
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::steady_clock::now() - started)
+                .count();
+    if (slot->cancelled)
+      return;
+    caf::actor_addr queue;
+    {
+      std::lock_guard<std::mutex> guard{slot->mtx};
+      queue = slot->queue;
+    }
+    if (auto hdl = caf::actor_cast<caf::actor>(queue))
+      caf::anon_send(hdl, result_atom::value, slot->index, j.id,
+                     std::move(result), static_cast<int64_t>(us),
+                     slot->executor);
+  }
+}
+
+struct executor_state {
+  std::shared_ptr<handler_slot> slot;
+
+  static inline const char* name = "bg_jobs.executor";
+};
+
+caf::behavior executor_actor(caf::stateful_actor<executor_state>* self,
+                             std::shared_ptr<handler_slot> slot) {
+  slot->executor = self->address();
+  self->state.slot = slot;
+  std::thread{handler_loop, slot}.detach();
+  self->attach_functor([slot] {
+    std::lock_guard<std::mutex> guard{slot->mtx};
+    slot->stop = true;
+    slot->cancelled = true;
+    slot->cv.notify_all();
+  });
+  // Jobs arrive through the hand-over, not as messages: the actor stands
+  // for the executor in the registry, dies with its queue, and answers
+  // whether it is alive.
+  return {
+    [](ready_atom) { return caf::unit; },
+    [](reregister_atom) {},
+  };
+}
+
+} // namespace
+
+spawned_executor spawn_executor(caf::event_based_actor* queue,
+                                executor_args args) {
+  auto slot = std::make_shared<handler_slot>();
+  slot->index = args.slot;
+  slot->workers = std::move(args.workers);
+  slot->queue_name = std::move(args.queue_name);
+  slot->bus = std::move(args.bus);
+  slot->clock = std::move(args.clock);
+  auto actor = queue->spawn<caf::linked>(executor_actor, slot);
+  return {std::move(actor), executor_handoff{std::move(slot)}};
+}
+
+} // namespace bg_jobs::detail

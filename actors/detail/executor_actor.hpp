@@ -1,0 +1,61 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "bg_jobs/actors/detail/event_bus.hpp"
+#include "bg_jobs/core/clock.hpp"
+#include "bg_jobs/core/worker.hpp"
+
+namespace bg_jobs::detail {
+
+/// What an executor needs besides its queue.
+struct executor_args {
+  std::string queue_name;
+  /// The executor's index in its queue's pool.
+  size_t slot = 0;
+  /// Workers of the queue by job name.
+  std::shared_ptr<const std::map<std::string, worker>> workers;
+  std::shared_ptr<event_bus> bus;
+  std::shared_ptr<bg_jobs::clock> clock;
+};
+
+struct handler_slot;
+
+/// The queue's side of the hand-over to an executor's handler thread.
+class executor_handoff {
+public:
+  executor_handoff() = default;
+  explicit executor_handoff(std::shared_ptr<handler_slot> slot)
+    : slot_(std::move(slot)) {}
+
+  /// Gives `j` to the handler thread (which must be idle) and emits
+  /// `job_started`; the outcome goes to `queue` as a `result_atom` message.
+  void run(job j, const caf::actor_addr& queue) const;
+
+private:
+  std::shared_ptr<handler_slot> slot_;
+};
+
+/// An executor: its actor (named, monitored, linked to its queue) and the
+/// hand-over to its thread.
+struct spawned_executor {
+  caf::actor actor;
+  executor_handoff handoff;
+};
+
+/// Spawns an executor linked to its queue. It runs one job at a time on a
+/// thread of its own, so a handler may block without touching CAF's
+/// scheduler, and never writes to the store: it reports outcomes. The queue
+/// hands jobs straight to that thread. When the executor actor dies
+/// (killed, or abandoned after a timeout) the handler's cancellation flag
+/// is raised and its late result goes nowhere; a handler that never
+/// returns cannot keep the process from shutting down.
+spawned_executor spawn_executor(caf::event_based_actor* queue,
+                                executor_args args);
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,88 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "bg_jobs/actors/detail/executor_actor.hpp"
+#include "bg_jobs/actors/detail/node_context.hpp"
+
+namespace bg_jobs::detail {
+
+/// A queue's executors: a fixed number of slots, the idle ones, and the job
+/// each busy one runs. Replaces an executor that died or timed out at once.
+/// Every executor is registered as `<queue>/executor/<slot>`.
+class executor_pool {
+public:
+  executor_pool() = default;
+
+  executor_pool(node_context ctx, std::string queue,
+                std::shared_ptr<const std::map<std::string, worker>> workers)
+    : ctx_(std::move(ctx)), queue_(std::move(queue)),
+      workers_(std::move(workers)) {}
+
+  /// Spawns `n` executors, linked to `self`.
+  void start(caf::event_based_actor* self, size_t n);
+
+  size_t size() const { return slots_.size(); }
+  size_t idle() const { return idle_.size(); }
+  size_t busy() const { return slots_.size() - idle_.size(); }
+
+  /// Hands `j` to an idle executor (there must be one); returns its slot.
+  size_t run(job j, const caf::actor_addr& queue);
+
+  /// Whether slot `i` still runs job `job_id`.
+  bool runs(size_t i, int64_t job_id) const;
+
+  /// The result of `job_id` arrived from `from`: if that executor still
+  /// holds slot `i` for it, frees the slot and returns the job.
+  std::optional<job> finish(size_t i, int64_t job_id,
+                            const caf::actor_addr& from);
+
+  /// Abandons the attempt in slot `i` (it timed out): kills its executor,
+  /// puts a fresh one in its place and returns the job it ran.
+  job replace(caf::event_based_actor* self, size_t i);
+
+  /// The slot of the executor `addr`, if it is one of ours.
+  std::optional<size_t> slot_of(const caf::actor_addr& addr) const;
+
+  /// The executor of slot `i` died: returns the job it ran, if any, and
+  /// starts a fresh one unless `restart` is false.
+  std::optional<job> on_exit(caf::event_based_actor* self, size_t i,
+                             bool restart);
+
+  /// The ids of the jobs running now.
+  std::vector<int64_t> held() const;
+
+  /// Forgets the running jobs (the queue releases them) and returns them.
+  std::vector<job> take_running();
+
+  /// Registers every executor with the registry.
+  void register_all(caf::event_based_actor* self) const;
+
+  /// Stops every executor.
+  void stop_all(caf::event_based_actor* self);
+
+private:
+  struct slot {
+    caf::actor executor;
+    executor_handoff handoff;
+    std::optional<job> running;
+  };
+
+  void spawn(caf::event_based_actor* self, size_t i);
+  void register_one(caf::event_based_actor* self, size_t i) const;
+
+  node_context ctx_;
+  std::string queue_;
+  std::shared_ptr<const std::map<std::string, worker>> workers_;
+  std::vector<slot> slots_;
+  std::vector<size_t> idle_;
+};
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,25 @@
+#pragma once
+
+#include <caf/atom.hpp>
+
+namespace bg_jobs::detail {
+
+/// `(register_atom, std::string name, std::string owner, caf::actor)` →
+/// `caf::unit`, to the registry: names and monitors an actor; `owner` is
+/// the reservation owner whose jobs are released when it dies (empty: none).
+using register_atom = caf::atom_constant<caf::atom("register")>;
+
+/// `(reregister_atom)`, from the supervisor to every child after the
+/// registry or the router restarted: register again with both.
+using reregister_atom = caf::atom_constant<caf::atom("reregister")>;
+
+/// `(route_atom, std::string queue, caf::actor)`, to the router: the queue
+/// of that name is now this actor.
+using route_atom = caf::atom_constant<caf::atom("route")>;
+
+/// `(result_atom, size_t slot, int64_t job_id, outcome, int64_t duration_us,
+/// caf::actor_addr executor)`: an executor's handler thread reports the
+/// outcome of one attempt straight to its queue.
+using result_atom = caf::atom_constant<caf::atom("result")>;
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bg_jobs/actors/detail/event_actor.hpp"
+#include "bg_jobs/core/queue_spec.hpp"
+#include "bg_jobs/maintenance/maintenance.hpp"
+#include "bg_jobs/scheduling/scheduled_job_spec.hpp"
+
+namespace bg_jobs {
+class builder;
+} // namespace bg_jobs
+
+namespace bg_jobs::detail {
+
+/// What one node runs, computed once by `builder::build` from the
+/// configuration; every actor reads it instead of deriving its own view.
+struct node_plan {
+  std::string node;
+  /// The configured queues, then one queue per scheduled job.
+  std::vector<queue_spec> queues;
+  std::vector<scheduled_job_spec> scheduled;
+  /// The queue that runs each job name.
+  std::map<std::string, std::string> queue_of_job;
+  listener_set listeners;
+  /// Whether any listener is configured (events are built only then).
+  bool any_listener = false;
+  /// Whether a listener actor wakes queues on other processes' enqueues.
+  bool listen = false;
+  maintenance_config maintenance;
+  std::chrono::milliseconds grace{5000};
+  int max_restarts = 5;
+  std::chrono::milliseconds restart_period{1000};
+
+  static node_plan make(const builder& config, bool listen);
+
+  bool runs(const std::string& job_name) const {
+    return queue_of_job.count(job_name) > 0;
+  }
+};
+
+} // namespace bg_jobs::detail

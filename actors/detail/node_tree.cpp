@@ -1,0 +1,132 @@
+#include "bg_jobs/actors/detail/node_tree.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/actors/detail/event_actor.hpp"
+#include "bg_jobs/actors/detail/front_door.hpp"
+#include "bg_jobs/actors/detail/listener_actor.hpp"
+#include "bg_jobs/actors/detail/queue_actor.hpp"
+#include "bg_jobs/actors/detail/router.hpp"
+#include "bg_jobs/actors/detail/supervisor.hpp"
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/maintenance/detail/periodic_actor.hpp"
+#include "bg_jobs/registry/detail/registry_actor.hpp"
+#include "bg_jobs/scheduling/detail/scheduler_actor.hpp"
+
+namespace bg_jobs::detail {
+
+node_plan node_plan::make(const builder& config, bool listen) {
+  node_plan p;
+  p.node = config.node_name();
+  p.queues = config.queues();
+  p.scheduled = config.scheduled_jobs();
+  for (auto& sj : p.scheduled)
+    p.queues.push_back(sj.to_queue_spec());
+  p.listeners.global = config.event_listeners();
+  p.any_listener = !p.listeners.global.empty();
+  for (auto& q : p.queues) {
+    if (!q.event_listeners().empty()) {
+      p.listeners.per_queue[q.name()] = q.event_listeners();
+      p.any_listener = true;
+    }
+    for (auto& w : q.workers())
+      p.queue_of_job.emplace(w.job_name(), q.name());
+  }
+  p.listen = listen && !p.queues.empty();
+  p.maintenance = config.maintenance();
+  p.grace = config.shutdown_grace_period();
+  p.max_restarts = config.supervisor_max_frequency();
+  p.restart_period = config.supervisor_frequency_period();
+  return p;
+}
+
+namespace {
+
+enum tier { events_tier, registry_tier, services_tier, queues_tier };
+
+using sup_ptr = caf::event_based_actor*;
+
+} // namespace
+
+caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
+  auto& plan = *ctx.plan;
+  supervisor_config cfg;
+  cfg.max_restarts = plan.max_restarts;
+  cfg.restart_period = plan.restart_period;
+  cfg.stop_timeout = plan.grace + std::chrono::seconds{5};
+  cfg.emit = [bus = ctx.bus](event e) { bus->emit(std::move(e)); };
+  cfg.on_exit = [&sys, ctx] {
+    sys.registry().erase(system_registry_key);
+    sys.registry().erase(registry_registry_key);
+    ctx.bus->retarget(caf::actor{});
+    ctx.dir->clear();
+  };
+  auto& cs = cfg.children;
+  auto add = [&](std::string name, int t,
+                 std::function<caf::actor(sup_ptr)> start) -> child_spec& {
+    child_spec c;
+    c.name = std::move(name);
+    c.tier = t;
+    c.start = std::move(start);
+    cs.push_back(std::move(c));
+    return cs.back();
+  };
+  add("events", events_tier, [ctx](sup_ptr sup) {
+    auto a = spawn_event_actor(sup, ctx.plan->listeners);
+    ctx.bus->retarget(a);
+    ctx.dir->set(actor_directory::events, a);
+    return a;
+  }).stop = [](sup_ptr sup, const caf::actor& a) {
+    // A plain message, so that it delivers every event sent before.
+    sup->send(a, shutdown_atom::value);
+  };
+  auto first = std::make_shared<bool>(true);
+  auto& reg = add("registry", registry_tier, [ctx, first](sup_ptr sup) {
+    auto a = spawn_registry(sup, ctx, *first);
+    *first = false;
+    sup->system().registry().put(registry_registry_key, a);
+    ctx.dir->set(actor_directory::registry, a);
+    return a;
+  });
+  // Queues start only once the registry released what this node left
+  // reserved in an earlier run.
+  reg.await_ready = true;
+  reg.others_reregister = true;
+  add("router", services_tier, [ctx](sup_ptr sup) {
+    auto a = spawn_router(sup, ctx);
+    ctx.dir->set(actor_directory::router, a);
+    return a;
+  }).others_reregister = true;
+  add("front door", services_tier, [ctx](sup_ptr sup) {
+    auto a = spawn_front_door(sup, ctx);
+    ctx.dir->set(actor_directory::front_door, a);
+    sup->system().registry().put(system_registry_key, a);
+    return a;
+  });
+  add("maintenance", services_tier, [ctx](sup_ptr sup) {
+    return spawn_periodic(
+      sup, ctx, maintenance_services(ctx.node, ctx.plan->maintenance));
+  });
+  if (plan.listen)
+    add("listener", services_tier, [ctx](sup_ptr sup) {
+      return spawn_listener(sup, ctx);
+    }).await_ready = true;
+  for (size_t i = 0; i < plan.queues.size(); ++i) {
+    auto& q = add(plan.queues[i].name(), queues_tier, [ctx, i](sup_ptr sup) {
+      return spawn_queue(sup, ctx, i);
+    });
+    q.await_ready = true;
+    q.ready_timeout = plan.queues[i].init_timeout();
+    q.stop = [grace = plan.grace](sup_ptr sup, const caf::actor& a) {
+      sup->send(a, shutdown_atom::value, static_cast<int64_t>(grace.count()));
+    };
+  }
+  for (size_t i = 0; i < plan.scheduled.size(); ++i)
+    add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
+        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); });
+  return spawn_supervisor(sys, std::move(cfg));
+}
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,335 @@
+#include "bg_jobs/actors/detail/queue_actor.hpp"
+
+#include <atomic>
+#include <random>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "bg_jobs/actors/detail/completer.hpp"
+#include "bg_jobs/actors/detail/executor_pool.hpp"
+#include "bg_jobs/actors/detail/internal_atoms.hpp"
+#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::detail {
+
+namespace {
+
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
+
+/// Distinguishes incarnations of a queue within this process.
+std::atomic<uint64_t> next_incarnation{1};
+
+struct queue_state {
+  node_context ctx;
+  queue_spec spec{""};
+  std::string owner;
+  store_connection store;
+  std::shared_ptr<const std::map<std::string, worker>> workers;
+  std::vector<std::string> job_names;
+  executor_pool pool;
+  completer outcomes;
+  retry_policy policy{retry_settings{}};
+  std::minstd_rand rng{std::random_device{}()};
+  /// The last reservation filled every idle slot: more jobs may be waiting.
+  bool backlog = false;
+  bool stopping = false;
+  /// A settle message is on its way: results that arrive before it are
+  /// persisted together, in one transaction, followed by one reservation.
+  bool settling = false;
+  /// A store call's reply went missing: the store may hold reservations of
+  /// ours that we do not know of. Release them before reserving again.
+  bool reconcile = false;
+  /// Polling waits for the registry to know us as the owner.
+  bool registered = false;
+
+  static inline const char* name = "bg_jobs.queue";
+
+  void emit_error(event_kind k, std::string message) const {
+    event e{k};
+    e.queue = spec.name();
+    e.message = std::move(message);
+    ctx.emit(std::move(e));
+  }
+
+  void announce(caf::event_based_actor* self) {
+    if (auto router = ctx.dir->get(actor_directory::router))
+      self->send(router, route_atom::value, spec.name(),
+                 caf::actor_cast<caf::actor>(self));
+    pool.register_all(self);
+  }
+
+  /// Notes a failed store call; a lost reply leaves its effect unknown.
+  void failed(const caf::error& err, const std::string& what) {
+    if (store_connection::outcome_unknown(err))
+      reconcile = true;
+    store.failed(err, what);
+  }
+
+  /// Releases every reservation of ours that neither an executor nor a
+  /// pending outcome holds.
+  bool reconciled(db_adapter& db) {
+    if (!reconcile)
+      return true;
+    auto held = pool.held();
+    for (auto id : outcomes.job_ids())
+      held.push_back(id);
+    auto released = db.release_unheld(owner, held);
+    if (!released) {
+      failed(released.error(), "releasing reservations of an unknown reply");
+      return false;
+    }
+    reconcile = false;
+    for (auto& j : *released) {
+      event e{event_kind::job_released};
+      e.queue = spec.name();
+      e.message = "reserved by a call whose reply was lost";
+      e.job = std::move(j);
+      ctx.emit(std::move(e));
+    }
+    return true;
+  }
+
+  void poll(caf::event_based_actor* self) {
+    if (stopping || !registered || pool.idle() == 0)
+      return;
+    auto db = store.get();
+    if (!db || !reconciled(*db))
+      return;
+    // Outcomes waiting to be persisted go first (retries become claimable
+    // again), in the same transaction where the store makes that cheaper.
+    auto want = static_cast<int>(pool.idle());
+    auto done = db->complete_and_reserve(outcomes.changes(),
+                                         {job_names, want, owner});
+    if (!done) {
+      backlog = false;
+      failed(done.error(), "recording outcomes and reserving jobs");
+      return;
+    }
+    outcomes.report(done->applied);
+    if (done->reserve_error) {
+      backlog = false;
+      failed(done->reserve_error, "reserving jobs");
+      return;
+    }
+    auto& jobs = done->reserved;
+    backlog = static_cast<int>(jobs.size()) == want;
+    for (auto& j : jobs)
+      dispatch(self, std::move(j));
+  }
+
+  void dispatch(caf::event_based_actor* self, job j) {
+    if (policy.exhausted(j)) {
+      auto d = policy.on_exhausted(j, owner);
+      outcomes.add(std::move(d), std::move(j));
+      return;
+    }
+    if (ctx.bus->active()) {
+      event e{event_kind::job_reserved};
+      e.queue = spec.name();
+      e.job = j;
+      ctx.emit(std::move(e));
+    }
+    auto limit = timeout_of(j.name);
+    auto id = j.id;
+    auto i = pool.run(std::move(j), self->address());
+    if (limit)
+      self->delayed_send(self, *limit, timeout_atom::value, i, id);
+  }
+
+  std::optional<std::chrono::milliseconds>
+  timeout_of(const std::string& job_name) const {
+    if (auto i = workers->find(job_name);
+        i != workers->end() && i->second.timeout())
+      return i->second.timeout();
+    return spec.job_timeout();
+  }
+
+  /// Abandons the attempt running in slot `i`: it counts as failed, and a
+  /// fresh executor takes the slot at once.
+  void time_out(caf::event_based_actor* self, size_t i) {
+    auto j = pool.replace(self, i);
+    auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
+    auto o = outcome::failure("timed out after "
+                              + std::to_string(limit.count()) + " ms");
+    auto d = policy.on_outcome(j, o, owner, ctx.now(), rng);
+    outcomes.add(std::move(d), std::move(j),
+                 std::chrono::duration_cast<std::chrono::microseconds>(limit));
+  }
+
+  /// Gives a job back to the table at once.
+  void release(job j, const std::string& why, bool count_attempt) {
+    auto d = policy.on_release(j, why, count_attempt, owner, ctx.now());
+    outcomes.add(std::move(d), std::move(j));
+  }
+
+  void finish(caf::event_based_actor* self) {
+    for (auto& j : pool.take_running())
+      release(std::move(j), "shutdown: grace period over", false);
+    outcomes.flush(store, true);
+    // Whatever the store still holds for us (a lost reply, an outcome it
+    // refused) goes back to the table before we go.
+    store.run_now("releasing reservations at shutdown",
+                  [this](db_adapter& db) -> caf::error {
+                    auto r = db.release_unheld(owner, {});
+                    if (!r)
+                      return std::move(r.error());
+                    return caf::none;
+                  });
+    emit_error(event_kind::queue_polling_stopped, {});
+    pool.stop_all(self);
+    self->quit();
+  }
+
+  void stop_if_idle(caf::event_based_actor* self) {
+    if (stopping && pool.busy() == 0)
+      finish(self);
+  }
+};
+
+caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
+                          node_context ctx, size_t index) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.spec = st.ctx.plan->queues[index];
+  st.owner = st.ctx.node + "/" + st.spec.name() + "/"
+             + std::to_string(next_incarnation++);
+  st.policy = retry_policy{{st.spec.max_retries(), st.spec.retry_backoff()}};
+  auto workers = std::make_shared<std::map<std::string, worker>>();
+  for (auto& w : st.spec.workers())
+    if (workers->emplace(w.job_name(), w).second)
+      st.job_names.push_back(w.job_name());
+  st.workers = std::move(workers);
+  st.store = store_connection{st.ctx, "queue", st.spec.name()};
+  st.outcomes = completer{st.ctx, st.spec.name(), st.owner};
+  st.pool = executor_pool{st.ctx, st.spec.name(), st.workers};
+  st.pool.start(self, static_cast<size_t>(st.spec.max_concurrent_jobs()));
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    auto& st = self->state;
+    auto i = st.pool.slot_of(em.source);
+    if (!i) {
+      self->quit(em.reason);
+      return;
+    }
+    if (auto j = st.pool.on_exit(self, *i, !st.stopping)) {
+      st.release(std::move(*j),
+                 "executor died: " + self->system().render(em.reason), true);
+      st.outcomes.flush(st.store);
+    }
+    if (st.stopping)
+      st.stop_if_idle(self);
+    else
+      st.poll(self);
+  });
+  self->set_default_handler(
+    [self](caf::scheduled_actor*,
+           caf::message_view& x) -> caf::result<caf::message> {
+      self->state.emit_error(event_kind::queue_error,
+                             "unexpected message ignored: "
+                               + caf::to_string(x.content()));
+      return caf::none;
+    });
+  st.store.get();
+  st.announce(self);
+  // The registry must know this queue as the owner of its reservations
+  // before it reserves: if it dies, the registry releases them.
+  auto start_polling = [self] {
+    self->state.registered = true;
+    self->send(self, poll_atom::value);
+  };
+  if (auto reg = st.ctx.dir->get(actor_directory::registry))
+    self
+      ->request(reg, std::chrono::seconds{10}, register_atom::value,
+                st.spec.name(), st.owner, caf::actor_cast<caf::actor>(self))
+      .then([start_polling]() { start_polling(); },
+            [start_polling](caf::error&) { start_polling(); });
+  else
+    start_polling();
+  st.emit_error(event_kind::queue_polling_started, {});
+  return {
+    [=](poll_atom) {
+      self->state.poll(self);
+      if (!self->state.stopping)
+        self->delayed_send(self, self->state.spec.poll_interval(),
+                           poll_atom::value);
+    },
+    [=](wake_atom, const std::string& job_name) {
+      // "*" is a hint that some process wrote to the store: a busy queue
+      // polls after its next batch anyway, so only an idle one looks now.
+      if (job_name == "*" && self->state.pool.busy() > 0)
+        return;
+      self->state.poll(self);
+    },
+    [=](result_atom, size_t i, int64_t job_id, outcome& o,
+        int64_t duration_us, const caf::actor_addr& from) {
+      auto& st = self->state;
+      auto j = st.pool.finish(i, job_id, from);
+      if (!j)
+        return;
+      auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
+      st.outcomes.add(std::move(d), std::move(*j),
+                      std::chrono::microseconds{duration_us});
+      if (!st.settling) {
+        st.settling = true;
+        self->send(self, settle_atom::value);
+      }
+    },
+    [=](settle_atom) {
+      auto& st = self->state;
+      st.settling = false;
+      // With a backlog, one transaction persists the outcomes and claims
+      // the next jobs; otherwise only the outcomes are written.
+      if (!st.stopping && st.backlog)
+        st.poll(self);
+      else
+        st.outcomes.flush(st.store);
+      st.stop_if_idle(self);
+    },
+    [=](ready_atom) { return caf::unit; },
+    [=](reregister_atom) {
+      auto& st = self->state;
+      st.announce(self);
+      if (auto reg = st.ctx.dir->get(actor_directory::registry))
+        self->send(reg, register_atom::value, st.spec.name(), st.owner,
+                   caf::actor_cast<caf::actor>(self));
+    },
+    [=](shutdown_atom, int64_t grace_ms) {
+      auto& st = self->state;
+      if (st.stopping)
+        return;
+      st.stopping = true;
+      if (st.pool.busy() == 0)
+        st.finish(self);
+      else
+        self->delayed_send(self, std::chrono::milliseconds{grace_ms},
+                           deadline_atom::value);
+    },
+    [=](deadline_atom) { self->state.finish(self); },
+    [=](timeout_atom, size_t i, int64_t job_id) {
+      auto& st = self->state;
+      if (!st.pool.runs(i, job_id))
+        return;
+      st.time_out(self, i);
+      st.outcomes.flush(st.store);
+      if (st.stopping)
+        st.stop_if_idle(self);
+      else
+        st.poll(self);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_queue(caf::event_based_actor* parent, node_context ctx,
+                       size_t index) {
+  return parent->spawn<caf::linked + caf::detached>(queue_actor,
+                                                    std::move(ctx), index);
+}
+
+} // namespace bg_jobs::detail

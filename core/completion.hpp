@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "bg_jobs/core/timestamp.hpp"
+
+namespace bg_jobs {
+
+/// How one reserved job ends: the change an adapter persists for it.
+struct completion {
+  enum class kind {
+    /// Move the job to `jobs_succeeded`.
+    succeeded,
+    /// Move the job to `jobs_failed` with `error`.
+    failed,
+    /// Release the job, available again at `available_at`, keeping `error`.
+    retry,
+    /// Like retry, but the attempt does not count.
+    snooze,
+  };
+
+  kind what = kind::succeeded;
+  int64_t job_id = 0;
+  /// The reservation the caller believes it holds; the change applies only
+  /// while the job is still reserved by exactly this owner.
+  std::optional<std::string> reserved_by;
+  std::string error;
+  timestamp available_at;
+};
+
+} // namespace bg_jobs

@@ -1,0 +1,50 @@
+#include "bg_jobs/core/queue_spec.hpp"
+
+#include <set>
+
+#include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
+
+namespace bg_jobs {
+
+caf::error queue_spec::validate() const {
+  auto fail = [&](const std::string& what) {
+    return make_error(errc::invalid_config,
+                      "queue '" + name_ + "': " + what);
+  };
+  if (name_.empty())
+    return make_error(errc::invalid_config, "a queue name is empty");
+  if (name_.find('/') != std::string::npos)
+    return fail("a queue name may not contain '/'");
+  if (workers_.empty())
+    return fail("has no workers");
+  if (max_concurrent_jobs_ <= 0)
+    return fail("max_concurrent_jobs must be positive, got "
+                + std::to_string(max_concurrent_jobs_));
+  if (poll_interval_.count() <= 0)
+    return fail("poll_interval must be positive, got "
+                + std::to_string(poll_interval_.count()) + " ms");
+  if (max_retries_ < 0)
+    return fail("max_retries may not be negative, got "
+                + std::to_string(max_retries_));
+  if (init_timeout_.count() <= 0)
+    return fail("init_timeout must be positive, got "
+                + std::to_string(init_timeout_.count()) + " ms");
+  if (job_timeout_ && job_timeout_->count() <= 0)
+    return fail("job_timeout must be positive, got "
+                + std::to_string(job_timeout_->count()) + " ms");
+  std::set<std::string> names;
+  for (auto& w : workers_) {
+    if (w.job_name().empty())
+      return fail("a worker has an empty job name");
+    if (w.job_name().size() > max_job_name_length)
+      return fail("worker job name '" + w.job_name() + "' is too long");
+    if (w.timeout() && w.timeout()->count() <= 0)
+      return fail("worker '" + w.job_name() + "' has a non-positive timeout");
+    if (!names.insert(w.job_name()).second)
+      return fail("two workers handle job '" + w.job_name() + "'");
+  }
+  return caf::none;
+}
+
+} // namespace bg_jobs

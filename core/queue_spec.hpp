@@ -1,0 +1,112 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "bg_jobs/core/backoff.hpp"
+#include "bg_jobs/core/event.hpp"
+#include "bg_jobs/core/worker.hpp"
+
+namespace bg_jobs {
+
+/// The configuration of one queue, in the original's vocabulary.
+class queue_spec {
+public:
+  explicit queue_spec(std::string name) : name_(std::move(name)) {}
+
+  /// Jobs run at once on this node (default 10).
+  queue_spec& with_max_concurrent_jobs(int n) {
+    max_concurrent_jobs_ = n;
+    return *this;
+  }
+
+  /// How often the queue looks for jobs when nothing wakes it (100 ms).
+  queue_spec& with_poll_interval(std::chrono::milliseconds d) {
+    poll_interval_ = d;
+    return *this;
+  }
+
+  /// Retries after the first attempt (default 3: four attempts in all).
+  queue_spec& with_max_retries(int n) {
+    max_retries_ = n;
+    return *this;
+  }
+
+  /// How long the queue may take to start (default 1000 ms).
+  queue_spec& with_init_timeout(std::chrono::milliseconds d) {
+    init_timeout_ = d;
+    return *this;
+  }
+
+  /// Abandons an attempt that runs longer than `d` (default: no limit); a
+  /// worker's own timeout takes precedence. The attempt counts as failed,
+  /// its executor is replaced at once and its handler's cancellation flag
+  /// is raised.
+  queue_spec& with_job_timeout(std::chrono::milliseconds d) {
+    job_timeout_ = d;
+    return *this;
+  }
+
+  /// The wait before a retry (default: exponential with jitter).
+  queue_spec& with_backoff(backoff b) {
+    backoff_ = b;
+    return *this;
+  }
+
+  queue_spec& with_worker(worker w) {
+    workers_.push_back(std::move(w));
+    return *this;
+  }
+
+  queue_spec& with_workers(std::vector<worker> ws) {
+    for (auto& w : ws)
+      workers_.push_back(std::move(w));
+    return *this;
+  }
+
+  /// Listeners that receive this queue's events (after the global ones).
+  queue_spec& with_event_listener(event_listener l) {
+    listeners_.push_back(std::move(l));
+    return *this;
+  }
+
+  queue_spec& with_event_listeners(std::vector<event_listener> ls) {
+    for (auto& l : ls)
+      listeners_.push_back(std::move(l));
+    return *this;
+  }
+
+  const std::string& name() const { return name_; }
+  int max_concurrent_jobs() const { return max_concurrent_jobs_; }
+  std::chrono::milliseconds poll_interval() const { return poll_interval_; }
+  int max_retries() const { return max_retries_; }
+  std::chrono::milliseconds init_timeout() const { return init_timeout_; }
+  const bg_jobs::backoff& retry_backoff() const { return backoff_; }
+  const std::optional<std::chrono::milliseconds>& job_timeout() const {
+    return job_timeout_;
+  }
+  const std::vector<worker>& workers() const { return workers_; }
+  const std::vector<event_listener>& event_listeners() const {
+    return listeners_;
+  }
+
+  /// Checks names and limits; returns an `invalid_config` error or none.
+  caf::error validate() const;
+
+private:
+  std::string name_;
+  int max_concurrent_jobs_ = 10;
+  std::chrono::milliseconds poll_interval_{100};
+  int max_retries_ = 3;
+  std::chrono::milliseconds init_timeout_{1000};
+  bg_jobs::backoff backoff_ = backoff::exponential();
+  std::optional<std::chrono::milliseconds> job_timeout_;
+  std::vector<worker> workers_;
+  std::vector<event_listener> listeners_;
+};
+
+} // namespace bg_jobs

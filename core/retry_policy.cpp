@@ -1,0 +1,79 @@
+#include "bg_jobs/core/retry_policy.hpp"
+
+namespace bg_jobs {
+
+namespace {
+
+decision make(const job& j, completion::kind what, event_kind report,
+              const std::string& owner) {
+  decision d;
+  d.change.what = what;
+  d.change.job_id = j.id;
+  d.change.reserved_by = owner;
+  d.report = report;
+  return d;
+}
+
+} // namespace
+
+decision retry_policy::on_outcome(const job& j, const outcome& o,
+                                  const std::string& owner, timestamp now,
+                                  std::minstd_rand& rng) const {
+  using k = completion::kind;
+  switch (o.what()) {
+    case outcome::kind::success:
+      return make(j, k::succeeded, event_kind::job_succeeded, owner);
+    case outcome::kind::failure: {
+      auto retry = j.attempts <= settings_.max_retries;
+      auto d = make(j, retry ? k::retry : k::failed,
+                    retry ? event_kind::job_retry : event_kind::job_failed,
+                    owner);
+      d.change.error = o.message();
+      d.message = o.message();
+      if (retry)
+        d.change.available_at = now + settings_.backoff.delay(j.attempts, rng);
+      return d;
+    }
+    case outcome::kind::snooze: {
+      auto d = make(j, k::snooze, event_kind::job_snoozed, owner);
+      d.change.available_at = now + o.delay();
+      return d;
+    }
+    case outcome::kind::cancel: {
+      auto d = make(j, k::failed, event_kind::job_cancelled, owner);
+      d.change.error = "cancelled: " + o.message();
+      d.message = o.message();
+      return d;
+    }
+  }
+  return make(j, k::succeeded, event_kind::job_succeeded, owner);
+}
+
+decision retry_policy::on_release(const job& j, const std::string& why,
+                                  bool count_attempt, const std::string& owner,
+                                  timestamp now) const {
+  using k = completion::kind;
+  auto what = !count_attempt                        ? k::snooze
+              : j.attempts <= settings_.max_retries ? k::retry
+                                                    : k::failed;
+  auto d = make(j, what,
+                what == k::failed ? event_kind::job_failed
+                                  : event_kind::job_released,
+                owner);
+  d.change.available_at = now;
+  d.change.error = why;
+  d.message = why;
+  return d;
+}
+
+decision retry_policy::on_exhausted(const job& j,
+                                    const std::string& owner) const {
+  auto d = make(j, completion::kind::failed, event_kind::job_failed, owner);
+  d.change.error = "gave up after " + std::to_string(j.attempts - 1)
+                   + " attempts"
+                   + (j.last_error ? ": " + *j.last_error : std::string{});
+  d.message = d.change.error;
+  return d;
+}
+
+} // namespace bg_jobs

@@ -1,0 +1,78 @@
+#include "bg_jobs/maintenance/detail/periodic_actor.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/detail/internal_atoms.hpp"
+
+namespace bg_jobs::detail {
+
+namespace {
+
+using upkeep_atom = caf::atom_constant<caf::atom("upkeep")>;
+
+struct periodic_state {
+  node_context ctx;
+  store_connection store;
+  std::vector<std::shared_ptr<maintenance_service>> services;
+  std::vector<std::chrono::steady_clock::time_point> due;
+
+  static inline const char* name = "bg_jobs.maintenance";
+
+  /// Runs every service that is due; returns how long until the next one.
+  std::chrono::milliseconds run() {
+    using namespace std::chrono;
+    auto now = steady_clock::now();
+    auto db = store.get();
+    if (!db)
+      return std::max(store.backoff(), milliseconds{1});
+    for (size_t i = 0; i < services.size(); ++i) {
+      if (now < due[i])
+        continue;
+      auto& s = *services[i];
+      due[i] = now + s.interval();
+      auto report = s.run_once(*db, ctx.now());
+      for (auto& j : report.rescued) {
+        event e{event_kind::job_rescued};
+        e.message = j.last_error.value_or("rescued");
+        e.job = std::move(j);
+        ctx.emit(std::move(e));
+      }
+      for (auto& err : report.errors)
+        store.failed(err, s.name());
+    }
+    auto next = *std::min_element(due.begin(), due.end());
+    return std::max(duration_cast<milliseconds>(next - now), milliseconds{1});
+  }
+};
+
+caf::behavior
+periodic_actor(caf::stateful_actor<periodic_state>* self, node_context ctx,
+               std::vector<std::shared_ptr<maintenance_service>> services) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.store = store_connection{st.ctx, "maintenance", {}};
+  st.services = std::move(services);
+  st.due.assign(st.services.size(), std::chrono::steady_clock::now());
+  self->send(self, upkeep_atom::value);
+  return {
+    [=](upkeep_atom) {
+      if (self->state.services.empty())
+        return;
+      self->delayed_send(self, self->state.run(), upkeep_atom::value);
+    },
+    [=](reregister_atom) {},
+  };
+}
+
+} // namespace
+
+caf::actor
+spawn_periodic(caf::event_based_actor* parent, node_context ctx,
+               std::vector<std::shared_ptr<maintenance_service>> services) {
+  return parent->spawn<caf::linked + caf::detached>(
+    periodic_actor, std::move(ctx), std::move(services));
+}
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/timestamp.hpp"
+
+namespace bg_jobs {
+
+/// Settings of the periodic upkeep every node runs: its heartbeat, the
+/// rescue of jobs held by dead nodes, and the pruning of history.
+struct maintenance_config {
+  /// A node without a heartbeat for this long is presumed dead and its
+  /// jobs are rescued (30 s). Heartbeats and rescues come every third of it.
+  std::chrono::milliseconds lease{30000};
+  /// What history to keep (24 h of succeeded, 7 days of failed jobs, at
+  /// most 100,000 of each, deleted 1,000 rows at a time).
+  prune_params retention;
+  /// How often to prune (60 s).
+  std::chrono::milliseconds prune_every{60000};
+
+  std::chrono::milliseconds interval() const {
+    return std::max(lease / 3, std::chrono::milliseconds{10});
+  }
+
+  caf::error validate() const;
+};
+
+/// What one round of a maintenance service did.
+struct maintenance_report {
+  bool heartbeat = false;
+  std::vector<job> rescued;
+  int64_t pruned = 0;
+  std::vector<caf::error> errors;
+};
+
+/// One periodic upkeep service: a validated config, and one round against
+/// the store per `run_once`, which says what it did. The periodic actor adds
+/// the timer; tests call `run_once` directly.
+class maintenance_service {
+public:
+  virtual ~maintenance_service() = default;
+
+  /// Names the service in events (`heartbeat`, `rescuer`, `pruner`).
+  virtual const char* name() const = 0;
+
+  /// The time between two rounds.
+  virtual std::chrono::milliseconds interval() const = 0;
+
+  /// Runs one round at `now`. The store dates rows with its own clock.
+  virtual maintenance_report run_once(db_adapter& db, timestamp now) = 0;
+};
+
+/// Records that `node` is alive, every third of the lease.
+class heartbeat_service : public maintenance_service {
+public:
+  struct config {
+    std::string node;
+    std::chrono::milliseconds every{10000};
+    caf::error validate() const;
+  };
+
+  explicit heartbeat_service(config cfg) : cfg_(std::move(cfg)) {}
+  const char* name() const override { return "heartbeat"; }
+  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+};
+
+/// Releases the jobs of nodes whose heartbeat is older than the lease.
+class rescue_service : public maintenance_service {
+public:
+  struct config {
+    std::chrono::milliseconds lease{30000};
+    std::chrono::milliseconds every{10000};
+    caf::error validate() const;
+  };
+
+  explicit rescue_service(config cfg) : cfg_(cfg) {}
+  const char* name() const override { return "rescuer"; }
+  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+};
+
+/// Deletes one batch per table of history beyond the retention.
+class prune_service : public maintenance_service {
+public:
+  struct config {
+    prune_params retention;
+    std::chrono::milliseconds every{60000};
+    caf::error validate() const;
+  };
+
+  explicit prune_service(config cfg) : cfg_(cfg) {}
+  const char* name() const override { return "pruner"; }
+  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+};
+
+/// The three services of a node, from its settings.
+std::vector<std::shared_ptr<maintenance_service>>
+maintenance_services(const std::string& node, const maintenance_config& cfg);
+
+} // namespace bg_jobs
