@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <pqxx/pqxx>
 
+#include "actors/runtime_fixture.hpp"
 #include "bg_jobs/actors/builder.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -23,47 +24,29 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A migrated schema, an event log and an actor system per test.
-class pg_fixture {
+/// The runtime fixture on a PostgreSQL schema, with what the cases about
+/// PostgreSQL itself need.
+class pg_fixture : public test::runtime_fixture {
 public:
-  pg_fixture() {
-    cfg.set("scheduler.max-threads", 2);
-    add_error_category(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    auto db = store();
-    auto up = db->migrate_up();
-    REQUIRE_MESSAGE(up, test::why(up));
+  pg_fixture() : runtime_fixture(std::make_unique<test::postgres_store>()) {}
+
+  const test::postgres_store& pg() const {
+    return static_cast<const test::postgres_store&>(*the_store);
   }
 
-  postgres_options options() const {
-    postgres_options opts{schema.url()};
-    opts.application_name = "bg_jobs_" + schema.name();
-    return opts;
-  }
+  postgres_options options() const { return pg().options(); }
 
-  std::unique_ptr<postgres_adapter> store() const {
-    auto db = postgres_adapter::open(options());
-    REQUIRE_MESSAGE(db, test::why(db));
-    return std::move(*db);
-  }
+  const test::pg_schema& schema() const { return pg().schema(); }
 
   /// Job counts through a plain connection that the tests never terminate.
   int64_t count(const std::string& table) const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{schema().url()};
     pqxx::work tx{c};
     return tx.exec("SELECT count(*) FROM " + table)[0][0].as<int64_t>();
   }
 
   builder make_builder() {
-    return builder{postgres_adapter::factory(options())}
-      .with_node_name("pg-node")
-      .with_event_listener(log.listener());
-  }
-
-  instance start(const builder& b) {
-    auto bg = b.build(*sys);
-    REQUIRE_MESSAGE(bg, test::why(bg));
-    return std::move(*bg);
+    return runtime_fixture::make_builder().with_node_name("pg-node");
   }
 
   /// Terminates every connection of this test's bg_jobs runtime.
@@ -77,11 +60,6 @@ public:
     tx.commit();
     return r[0][0].as<int>();
   }
-
-  test::pg_schema schema;
-  test::event_log log;
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
 };
 
 /// A handler that counts how often each job ran.
@@ -121,17 +99,6 @@ queue_spec pg_queue(std::string name) {
 } // namespace
 
 TEST_SUITE("postgres runtime") {
-
-TEST_CASE_FIXTURE(pg_fixture, "jobs run on PostgreSQL") {
-  run_counter counter;
-  auto bg = start(make_builder().with_queue(
-    pg_queue("default").with_worker(counter.make("j"))));
-  for (int i = 0; i < 20; ++i)
-    REQUIRE(bg.enqueue(job_request{"j", {{"i", i}}}));
-  REQUIRE(log.wait_for(event_kind::job_succeeded, 20));
-  CHECK(counter.distinct() == 20);
-  CHECK(count("jobs_succeeded") == 20);
-}
 
 TEST_CASE_FIXTURE(pg_fixture,
                   "an enqueue from another process wakes an idle queue at "
@@ -196,7 +163,7 @@ TEST_CASE_FIXTURE(pg_fixture,
                   "two nodes on one database split the work and run each job "
                   "once") {
   {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{schema().url()};
     pqxx::work tx{c};
     tx.exec("CREATE TABLE runs (job_id BIGINT NOT NULL, node TEXT NOT NULL)");
     tx.commit();
@@ -209,13 +176,13 @@ TEST_CASE_FIXTURE(pg_fixture,
   std::vector<std::unique_ptr<test::child_process>> nodes;
   for (auto name : {"node-a", "node-b"})
     nodes.push_back(std::make_unique<test::child_process>(std::vector<std::string>{
-      BG_JOBS_TEST_NODE, "--store", schema.url(), "--node", name, "--record",
+      BG_JOBS_TEST_NODE, "--store", schema().url(), "--node", name, "--record",
       "--sleep-ms", "1", "--concurrency", "4", "--timeout-ms", "90000"}));
   for (auto& p : nodes)
     REQUIRE(p->started());
   for (auto& p : nodes)
     CHECK(p->wait(120s) == 0);
-  pqxx::connection c{schema.url()};
+  pqxx::connection c{schema().url()};
   pqxx::work tx{c};
   auto totals = tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
   CHECK(totals[0].as<int>() == n);

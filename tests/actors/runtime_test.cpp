@@ -17,6 +17,7 @@
 using namespace bg_jobs;
 using namespace std::chrono_literals;
 using test::runtime_fixture;
+using test::sqlite_runtime_fixture;
 
 namespace {
 
@@ -45,7 +46,7 @@ caf::exit_reason crash() {
 
 TEST_SUITE("runtime") {
 
-TEST_CASE_FIXTURE(runtime_fixture, "a job runs and moves to succeeded") {
+BG_JOBS_RUNTIME_CASE("a job runs and moves to succeeded") {
   auto out = std::make_shared<std::vector<std::string>>();
   auto mtx = std::make_shared<std::mutex>();
   auto bg = start(make_builder().with_queue(
@@ -67,7 +68,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "a job runs and moves to succeeded") {
   CHECK(store()->stats()->pending() == 0);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "several jobs all run") {
+BG_JOBS_RUNTIME_CASE("several jobs all run") {
   auto out = std::make_shared<std::vector<std::string>>();
   auto mtx = std::make_shared<std::mutex>();
   auto bg = start(make_builder().with_queue(
@@ -83,8 +84,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "several jobs all run") {
   CHECK(*out == expected);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a failing job is retried max_retries times then failed") {
+BG_JOBS_RUNTIME_CASE("a failing job is retried max_retries times then failed") {
   std::vector<int> attempts_seen;
   std::mutex mtx;
   auto bg = start(make_builder().with_queue(
@@ -110,8 +110,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::job_started) == 4);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a retry waits in the table for its backoff") {
+BG_JOBS_RUNTIME_CASE("a retry waits in the table for its backoff") {
   std::vector<std::chrono::steady_clock::time_point> starts;
   std::mutex mtx;
   auto bg = start(make_builder().with_queue(
@@ -135,8 +134,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(starts[1] - starts[0] >= 280ms);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a throwing handler is retried then failed and its queue "
+BG_JOBS_RUNTIME_CASE("a throwing handler is retried then failed and its queue "
                   "stays alive") {
   auto bg = start(make_builder().with_queue(
     test_queue("default_queue")
@@ -160,7 +158,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::supervisor_restart) == 0);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "a delayed job does not start early") {
+BG_JOBS_RUNTIME_CASE("a delayed job does not start early") {
   std::atomic<int64_t> started_at{0};
   auto bg = start(make_builder().with_queue(test_queue("q").with_worker(
     worker{"later", [&](const job&) { started_at = to_unix_ms(utc_now()); }})));
@@ -171,7 +169,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "a delayed job does not start early") {
   CHECK(started_at.load() >= to_unix_ms(j->available_at));
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "each queue runs its own jobs") {
+BG_JOBS_RUNTIME_CASE("each queue runs its own jobs") {
   auto bg = start(make_builder()
                     .with_queue(test_queue("first").with_worker(
                       worker{"a", [](const job&) {}}))
@@ -187,8 +185,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "each queue runs its own jobs") {
                   {"first", "a"}, {"second", "b"}});
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "an unknown job name is refused with an event and nothing "
+BG_JOBS_RUNTIME_CASE("an unknown job name is refused with an event and nothing "
                   "written") {
   auto bg = start(make_builder().with_queue(
     test_queue("q").with_worker(worker{"LOG_JOB", [](const job&) {}})));
@@ -205,7 +202,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(code_of(bad.error()) == errc::no_worker_for_job);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "any actor can enqueue by message") {
+BG_JOBS_RUNTIME_CASE("any actor can enqueue by message") {
   auto bg = start(make_builder().with_queue(
     test_queue("q").with_worker(worker{"j", [](const job&) {}})));
   auto result = std::make_shared<std::promise<int64_t>>();
@@ -227,8 +224,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "any actor can enqueue by message") {
   CHECK(log.wait_for(event_kind::job_succeeded, 21));
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "an executor killed mid-job is detected and its job runs "
+BG_JOBS_RUNTIME_CASE("an executor killed mid-job is detected and its job runs "
                   "again") {
   auto gate = std::make_shared<test::gate>();
   auto bg = start(make_builder().with_queue(
@@ -257,8 +253,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   }));
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a killed queue is restarted and its jobs are released and "
+BG_JOBS_RUNTIME_CASE("a killed queue is restarted and its jobs are released and "
                   "finished") {
   auto gate = std::make_shared<test::gate>();
   auto bg = start(make_builder().with_queue(
@@ -293,8 +288,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(done->front().attempts == 2);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "exceeding the restart intensity stops the supervisor with "
+BG_JOBS_RUNTIME_CASE("exceeding the restart intensity stops the supervisor with "
                   "an error") {
   auto bg = start(make_builder()
                     .with_supervisor_max_frequency(2)
@@ -321,8 +315,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::supervisor_restart) == 2);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "shutdown lets running jobs finish within the grace period") {
+BG_JOBS_RUNTIME_CASE("shutdown lets running jobs finish within the grace period") {
   std::atomic<int> started{0};
   auto bg = start(make_builder().with_shutdown_grace_period(10s).with_queue(
     test_queue("q").with_max_concurrent_jobs(3).with_worker(
@@ -344,8 +337,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(code_of(after.error()) == errc::shutting_down);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "shutdown releases jobs still running after the grace "
+BG_JOBS_RUNTIME_CASE("shutdown releases jobs still running after the grace "
                   "period") {
   auto gate = std::make_shared<test::gate>();
   auto bg = start(make_builder().with_shutdown_grace_period(200ms).with_queue(
@@ -365,7 +357,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::job_released) == 1);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "named lookup finds every queue") {
+BG_JOBS_RUNTIME_CASE("named lookup finds every queue") {
   auto bg = start(make_builder()
                     .with_queue(test_queue("first").with_max_concurrent_jobs(2)
                                   .with_worker(worker{"a", [](const job&) {}}))
@@ -388,8 +380,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "named lookup finds every queue") {
   CHECK(sys->registry().get<caf::actor>(system_registry_key) == bg.actor());
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "jobs running at once never exceed max_concurrent_jobs") {
+BG_JOBS_RUNTIME_CASE("jobs running at once never exceed max_concurrent_jobs") {
   std::atomic<int> active{0};
   std::atomic<int> peak{0};
   auto bg = start(make_builder().with_queue(
@@ -409,8 +400,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   MESSAGE("peak concurrency " << peak.load() << " of 3");
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "an enqueue wakes an idle queue well within its poll "
+BG_JOBS_RUNTIME_CASE("an enqueue wakes an idle queue well within its poll "
                   "interval") {
   std::atomic<int64_t> started_us{0};
   auto bg = start(make_builder().with_queue(
@@ -433,8 +423,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(latency_us < 500'000);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "on start a node releases what it left reserved earlier") {
+BG_JOBS_RUNTIME_CASE("on start a node releases what it left reserved earlier") {
   auto db = store();
   auto mine = db->enqueue_job(job_request{"j"});
   auto theirs = db->enqueue_job(job_request{"j"});
@@ -455,8 +444,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::job_released) == 1);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a throwing listener is reported once and otherwise "
+BG_JOBS_RUNTIME_CASE("a throwing listener is reported once and otherwise "
                   "ignored") {
   int calls = 0;
   auto bg = start(
@@ -476,8 +464,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(calls > 2);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "per-queue listeners receive only their queue's events") {
+BG_JOBS_RUNTIME_CASE("per-queue listeners receive only their queue's events") {
   test::event_log mine;
   auto bg = start(make_builder()
                     .with_queue(test_queue("first")
@@ -495,8 +482,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   REQUIRE(bg.shutdown());
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "an unexpected message is reported and harms nothing") {
+BG_JOBS_RUNTIME_CASE("an unexpected message is reported and harms nothing") {
   auto bg = start(make_builder().with_queue(
     test_queue("q").with_worker(worker{"j", [](const job&) {}})));
   auto q = bg.lookup("q");
@@ -508,8 +494,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(bg.lookup("q") == q);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a hung handler is timed out and the queue goes on at full "
+BG_JOBS_RUNTIME_CASE("a hung handler is timed out and the queue goes on at full "
                   "concurrency") {
   auto gate = std::make_shared<test::gate>();
   auto saw_cancel = std::make_shared<std::atomic<bool>>(false);
@@ -549,8 +534,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(test::eventually([&] { return saw_cancel->load(); }));
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a handler that throws a non-standard exception is "
+BG_JOBS_RUNTIME_CASE("a handler that throws a non-standard exception is "
                   "contained") {
   auto bg = start(make_builder().with_queue(
     test_queue("q")
@@ -566,7 +550,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(failed->front().exception == "handler threw a non-standard exception");
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "the builder refuses invalid settings") {
+BG_JOBS_RUNTIME_CASE("the builder refuses invalid settings") {
   auto code = [&](const builder& b) {
     auto err = b.validate();
     REQUIRE(err);
@@ -604,20 +588,20 @@ TEST_CASE_FIXTURE(runtime_fixture, "the builder refuses invalid settings") {
   CHECK(code_of(bad.error()) == errc::invalid_config);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "build checks the store") {
+TEST_CASE_FIXTURE(sqlite_runtime_fixture, "build checks the store") {
   auto w = worker{"j", [](const job&) {}};
   auto missing = builder{sqlite_adapter::factory({"/no/such/dir/jobs.db"})}
                    .with_queue(test_queue("q").with_worker(w))
                    .build(*sys);
   REQUIRE_FALSE(missing);
   CHECK(code_of(missing.error()) == errc::database_unavailable);
-  auto unmigrated = builder{sqlite_adapter::factory({dir.file("new.db")})}
+  auto unmigrated = builder{sqlite_adapter::factory({dir().file("new.db")})}
                       .with_queue(test_queue("q").with_worker(w))
                       .build(*sys);
   REQUIRE_FALSE(unmigrated);
   CHECK(code_of(unmigrated.error()) == errc::schema_missing);
   CHECK(describe(unmigrated.error()).find("migrate_up") != std::string::npos);
-  auto migrated = builder{sqlite_adapter::factory({dir.file("new.db")})}
+  auto migrated = builder{sqlite_adapter::factory({dir().file("new.db")})}
                     .with_migrations()
                     .with_queue(test_queue("q").with_worker(w))
                     .build(*sys);

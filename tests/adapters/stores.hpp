@@ -15,59 +15,91 @@
 
 namespace bg_jobs::test {
 
-/// A fresh, migrated SQLite file per test.
-class sqlite_store {
+/// One test's store: a fresh SQLite file or a fresh PostgreSQL schema.
+class test_store {
 public:
-  static constexpr const char* name = "sqlite";
+  virtual ~test_store() = default;
+
+  virtual const char* store_name() const = 0;
+
+  /// A factory of connections to this test's store, dated by `clk` (the
+  /// system clock by default).
+  virtual adapter_factory factory(std::shared_ptr<bg_jobs::clock> clk
+                                  = nullptr) const = 0;
 
   /// Opens one more connection to this test's store.
   std::unique_ptr<db_adapter>
-  connect(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
-    sqlite_options opts;
-    opts.path = dir_.file("jobs.db");
-    opts.synchronous_full = false;
-    if (clk)
-      opts.clock = std::move(clk);
-    auto db = sqlite_adapter::open(opts);
+  connect(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
+    auto db = factory(std::move(clk))();
     REQUIRE_MESSAGE(db, bg_jobs::test::why(db));
     return std::move(*db);
   }
 
   /// Opens the store with an empty, current schema.
   std::unique_ptr<db_adapter>
-  fresh(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
+  fresh(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
     auto db = connect(std::move(clk));
     auto up = db->migrate_up();
     REQUIRE_MESSAGE(up, bg_jobs::test::why(up));
     return db;
   }
+
+  /// Makes every reservation fail inside the store (a trigger that raises
+  /// on any update setting `reserved_by`), for failures after other work.
+  virtual void fail_reserves() const = 0;
+};
+
+/// A fresh, migrated SQLite file per test.
+class sqlite_store : public test_store {
+public:
+  static constexpr const char* name = "sqlite";
+
+  const char* store_name() const override { return name; }
+
+  sqlite_options options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
+    sqlite_options opts;
+    opts.path = dir_.file("jobs.db");
+    opts.synchronous_full = false;
+    if (clk)
+      opts.clock = std::move(clk);
+    return opts;
+  }
+
+  adapter_factory
+  factory(std::shared_ptr<bg_jobs::clock> clk = nullptr) const override {
+    return sqlite_adapter::factory(options(std::move(clk)));
+  }
+
+  void fail_reserves() const override;
+
+  const temp_dir& dir() const { return dir_; }
 
 private:
   temp_dir dir_;
 };
 
 /// A fresh, migrated schema on the test's PostgreSQL server per test.
-class postgres_store {
+class postgres_store : public test_store {
 public:
   static constexpr const char* name = "postgres";
 
-  std::unique_ptr<db_adapter>
-  connect(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
+  const char* store_name() const override { return name; }
+
+  postgres_options
+  options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
     postgres_options opts{schema_.url()};
+    opts.application_name = "bg_jobs_" + schema_.name();
     if (clk)
       opts.clock = std::move(clk);
-    auto db = postgres_adapter::open(opts);
-    REQUIRE_MESSAGE(db, bg_jobs::test::why(db));
-    return std::move(*db);
+    return opts;
   }
 
-  std::unique_ptr<db_adapter>
-  fresh(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
-    auto db = connect(std::move(clk));
-    auto up = db->migrate_up();
-    REQUIRE_MESSAGE(up, bg_jobs::test::why(up));
-    return db;
+  adapter_factory
+  factory(std::shared_ptr<bg_jobs::clock> clk = nullptr) const override {
+    return postgres_adapter::factory(options(std::move(clk)));
   }
+
+  void fail_reserves() const override;
 
   const pg_schema& schema() const { return schema_; }
 
@@ -77,5 +109,5 @@ private:
 
 } // namespace bg_jobs::test
 
-/// Every store the conformance suite runs against.
+/// Every store the conformance and runtime suites run against.
 #define BG_JOBS_STORES bg_jobs::test::sqlite_store, bg_jobs::test::postgres_store

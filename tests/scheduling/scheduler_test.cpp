@@ -14,6 +14,7 @@
 using namespace bg_jobs;
 using namespace std::chrono_literals;
 using test::runtime_fixture;
+using test::sqlite_runtime_fixture;
 
 namespace {
 
@@ -56,8 +57,7 @@ std::pair<size_t, size_t> runs_and_occurrences(std::vector<run_log*> logs) {
 
 TEST_SUITE("scheduler") {
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "an interval job runs again an interval after its last run "
+BG_JOBS_RUNTIME_CASE("an interval job runs again an interval after its last run "
                   "ended") {
   run_log log_runs;
   auto bg = start(make_builder().with_scheduled_job(
@@ -73,7 +73,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   }
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "a cron job runs at its matching times") {
+BG_JOBS_RUNTIME_CASE("a cron job runs at its matching times") {
   run_log log_runs;
   auto bg = start(make_builder().with_scheduled_job(
     scheduled_job_spec{log_runs.make("every_second"), std::string{"* * * * * *"}}
@@ -92,8 +92,7 @@ TEST_CASE_FIXTURE(runtime_fixture, "a cron job runs at its matching times") {
   CHECK(occurrences.size() == log_runs.jobs.size());
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a restart neither skips nor doubles the next occurrence") {
+BG_JOBS_RUNTIME_CASE("a restart neither skips nor doubles the next occurrence") {
   auto spec = scheduled_job_spec{worker{"hourly", [](const job&) {}},
                                  new_interval_hours(1)};
   {
@@ -123,7 +122,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   CHECK(log.count(event_kind::job_enqueued) == 1);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
+TEST_CASE_FIXTURE(sqlite_runtime_fixture,
                   "two nodes on one SQLite file run each occurrence once") {
   run_log runs_a, runs_b;
   auto node = [&](const char* name, run_log& r) {
@@ -186,8 +185,7 @@ TEST_CASE("two nodes on PostgreSQL run each cron occurrence once") {
   CHECK(dup[0][0].as<int>() == 0);
 }
 
-TEST_CASE_FIXTURE(runtime_fixture,
-                  "a scheduled job has its own listeners and is found by "
+BG_JOBS_RUNTIME_CASE("a scheduled job has its own listeners and is found by "
                   "name") {
   test::event_log mine;
   run_log runs;
@@ -204,7 +202,7 @@ TEST_CASE_FIXTURE(runtime_fixture,
   REQUIRE(bg.shutdown());
 }
 
-TEST_CASE_FIXTURE(runtime_fixture, "an invalid schedule fails the build") {
+BG_JOBS_RUNTIME_CASE("an invalid schedule fails the build") {
   auto w = worker{"job", [](const job&) {}};
   auto bad = make_builder()
                .with_scheduled_job(scheduled_job_spec{w, std::string{"0 0 30 2 *"}})

@@ -1,0 +1,36 @@
+#include "adapters/stores.hpp"
+
+#include <pqxx/pqxx>
+#include <sqlite3.h>
+
+namespace bg_jobs::test {
+
+void sqlite_store::fail_reserves() const {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(dir_.file("jobs.db").c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  auto rc = sqlite3_exec(
+    db,
+    "CREATE TRIGGER bg_jobs_test_fail_reserve BEFORE UPDATE ON jobs"
+    " WHEN NEW.reserved_by IS NOT NULL"
+    " BEGIN SELECT RAISE(ABORT, 'injected reserve failure'); END",
+    nullptr, nullptr, &err);
+  auto msg = std::string{err ? err : ""};
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
+}
+
+void postgres_store::fail_reserves() const {
+  pqxx::connection c{schema_.url()};
+  pqxx::work tx{c};
+  tx.exec("CREATE FUNCTION bg_jobs_test_fail_reserve() RETURNS trigger"
+          " LANGUAGE plpgsql AS $$ BEGIN"
+          " RAISE EXCEPTION 'injected reserve failure'; END $$");
+  tx.exec("CREATE TRIGGER bg_jobs_test_fail_reserve BEFORE UPDATE ON jobs"
+          " FOR EACH ROW WHEN (NEW.reserved_by IS NOT NULL)"
+          " EXECUTE FUNCTION bg_jobs_test_fail_reserve()");
+  tx.commit();
+}
+
+} // namespace bg_jobs::test
