@@ -227,6 +227,11 @@ public:
   /// Counts of every state in one snapshot.
   virtual caf::expected<job_stats> stats() = 0;
 
+  /// The store's plan for the statement that `reserve_jobs(params)` runs,
+  /// as text (for tests and operators: it names the index it uses).
+  virtual caf::expected<std::string>
+  explain_reserve(const reserve_params& params) = 0;
+
   // -- wake-ups across processes ---------------------------------------------
 
   /// Waits up to `timeout` for other connections to enqueue; returns the job

@@ -48,6 +48,14 @@ enum tier { events_tier, registry_tier, services_tier, queues_tier };
 
 using sup_ptr = caf::event_based_actor*;
 
+/// Names `a` in the actor system's registry, replacing an earlier
+/// incarnation (`put` alone keeps the first).
+void publish(sup_ptr sup, caf::atom_value key, const caf::actor& a) {
+  auto& reg = sup->system().registry();
+  reg.erase(key);
+  reg.put(key, a);
+}
+
 } // namespace
 
 caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
@@ -86,7 +94,7 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   auto& reg = add("registry", registry_tier, [ctx, first](sup_ptr sup) {
     auto a = spawn_registry(sup, ctx, *first);
     *first = false;
-    sup->system().registry().put(registry_registry_key, a);
+    publish(sup, registry_registry_key, a);
     ctx.dir->set(actor_directory::registry, a);
     return a;
   });
@@ -102,7 +110,7 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   add("front door", services_tier, [ctx](sup_ptr sup) {
     auto a = spawn_front_door(sup, ctx);
     ctx.dir->set(actor_directory::front_door, a);
-    sup->system().registry().put(system_registry_key, a);
+    publish(sup, system_registry_key, a);
     return a;
   });
   add("maintenance", services_tier, [ctx](sup_ptr sup) {

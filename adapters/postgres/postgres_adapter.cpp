@@ -617,6 +617,31 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   });
 }
 
+caf::expected<std::string>
+postgres_adapter::explain_reserve(const reserve_params& params) {
+  auto names = nlohmann::json(params.job_names).dump();
+  const char* sql = nullptr;
+  for (auto& def : statements)
+    if (std::string_view{def.name} == "bgj_reserve")
+      sql = def.sql;
+  return impl_->in_statement(
+    "explaining the claim", [&](pqxx::transaction_base& tx) {
+      // The claim's own text, prepared under a name of its own: EXPLAIN
+      // takes no bound parameters, and libpqxx prepares lazily.
+      tx.exec(std::string{"PREPARE bgj_explain_reserve AS "} + sql);
+      auto r = tx.exec("EXPLAIN EXECUTE bgj_explain_reserve("
+                       + std::to_string(impl_->now_ms()) + ", "
+                       + tx.quote(params.reserved_by) + ", "
+                       + tx.quote(names) + ", "
+                       + std::to_string(params.limit) + ")");
+      tx.exec("DEALLOCATE bgj_explain_reserve");
+      std::string plan;
+      for (const auto& row : r)
+        plan += row[0].as<std::string>() + "\n";
+      return plan;
+    });
+}
+
 caf::expected<job> postgres_adapter::release_reservation(int64_t job_id) {
   auto jobs
     = impl_->in_statement("releasing a reservation", [&](pqxx::transaction_base& tx) {

@@ -87,6 +87,8 @@ public:
   get_succeeded_jobs(int limit) override;
   caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
+  caf::expected<std::string>
+  explain_reserve(const reserve_params& params) override;
 
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout) override;

@@ -703,6 +703,26 @@ sqlite_adapter::reserve_in_tx(const reserve_params& params) {
   return result;
 }
 
+caf::expected<std::string>
+sqlite_adapter::explain_reserve(const reserve_params& params) {
+  static const std::string sql = std::string{"EXPLAIN QUERY PLAN "}
+                                 + sql_reserve;
+  auto s = prepare(sql.c_str());
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  auto names = nlohmann::json(params.job_names).dump();
+  q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
+  q.bind(3, names).bind(4, int64_t{params.limit});
+  std::string plan;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    plan += column_text(q.get(), 3) + "\n";
+  if (rc != SQLITE_DONE)
+    return failure(rc, "explaining the claim");
+  return plan;
+}
+
 caf::expected<std::vector<job>>
 sqlite_adapter::reserve_jobs(const reserve_params& params) {
   if (auto err = check_reserve(params))

@@ -89,6 +89,8 @@ public:
   get_succeeded_jobs(int limit) override;
   caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
+  caf::expected<std::string>
+  explain_reserve(const reserve_params& params) override;
 
   /// Waits for writes to the database's WAL file by any process (inotify
   /// on its directory); returns `{"*"}` (every job name may have new jobs)

@@ -608,4 +608,42 @@ TEST_CASE_FIXTURE(sqlite_runtime_fixture, "build checks the store") {
   CHECK(migrated);
 }
 
+BG_JOBS_RUNTIME_CASE("a restarted registry knows every actor again and still "
+                     "releases a dead queue's jobs") {
+  auto gate = std::make_shared<test::gate>();
+  auto bg = start(
+    make_builder()
+      .with_queue(test_queue("q").with_max_concurrent_jobs(2).with_worker(
+        worker{"slow", [gate](const job& j) {
+                 if (j.attempts == 1)
+                   gate->wait();
+               }}))
+      .with_scheduled_job(scheduled_job_spec{worker{"tick", [](const job&) {}},
+                                             new_interval_minutes(60)}));
+  auto registry = sys->registry().get<caf::actor>(registry_registry_key);
+  REQUIRE(registry);
+  REQUIRE(bg.lookup("tick/scheduler"));
+  caf::anon_send_exit(registry, crash());
+  REQUIRE(log.wait_for(event_kind::supervisor_restart));
+  REQUIRE(test::eventually([&] {
+    auto fresh = sys->registry().get<caf::actor>(registry_registry_key);
+    return fresh && fresh != registry && bg.lookup("tick/scheduler")
+           && bg.lookup("q/executor/1") && bg.lookup("q");
+  }));
+  // The new registry knows the queue as an owner: its death releases.
+  REQUIRE(bg.enqueue(job_request{"slow"}));
+  REQUIRE(log.wait_for(event_kind::job_started));
+  caf::anon_send_exit(bg.lookup("q"), crash());
+  REQUIRE(log.wait_for(event_kind::job_succeeded));
+  gate->open();
+  auto downs = log.of(event_kind::actor_down);
+  bool released = false;
+  for (auto& d : downs)
+    released = released
+               || (d.message.find("'q' died") != std::string::npos
+                   && d.message.find("1 reserved job(s) released")
+                        != std::string::npos);
+  CHECK(released);
+}
+
 } // TEST_SUITE

@@ -6,6 +6,9 @@
 #include <set>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <doctest/doctest.h>
 
 #include "adapters/stores.hpp"
@@ -792,6 +795,146 @@ TEST_CASE_TEMPLATE("pruning keeps history within age and count", S,
   auto newest = value_of(db->get_failed_jobs(10));
   REQUIRE(newest.size() == 2);
   CHECK(newest[0].failed_at == t0 + 5h);
+}
+
+TEST_CASE_TEMPLATE("complete_and_reserve persists outcomes then claims",
+                   S, BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh(pinned());
+  for (int i = 0; i < 4; ++i)
+    value_of(db->enqueue_job(job_request{"j"}));
+  auto held = reserve(*db, {"j"}, 2, "node/q/1");
+  REQUIRE(held.size() == 2);
+  completion done;
+  done.job_id = held[0].id;
+  done.reserved_by = "node/q/1";
+  completion stale = done;
+  stale.job_id = held[1].id;
+  stale.reserved_by = "node/q/other";
+  auto r = value_of(db->complete_and_reserve({done, stale},
+                                             {{"j"}, 10, "node/q/1"}));
+  CHECK(r.applied == std::vector<bool>{true, false});
+  CHECK_FALSE(r.reserve_error);
+  CHECK(r.reserved.size() == 2);
+  auto st = value_of(db->stats());
+  CHECK(st.succeeded == 1);
+  CHECK(st.reserved == 3);
+  // With nothing to complete it is a plain reserve.
+  auto none = value_of(db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"}));
+  CHECK(none.applied.empty());
+  CHECK(none.reserved.empty());
+}
+
+TEST_CASE_TEMPLATE("complete_and_reserve reports a reserve that fails after "
+                   "the completions",
+                   S, BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh(pinned());
+  auto j = value_of(db->enqueue_job(job_request{"j"}));
+  value_of(db->enqueue_job(job_request{"j"}));
+  auto held = reserve(*db, {"j"}, 1, "node/q/1");
+  REQUIRE(held.size() == 1);
+  CHECK(held[0].id == j.id);
+  store.fail_reserves();
+  completion done;
+  done.job_id = j.id;
+  done.reserved_by = "node/q/1";
+  auto r = value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1"}));
+  CHECK(r.applied == std::vector<bool>{true});
+  REQUIRE(r.reserve_error);
+  CHECK(describe(r.reserve_error).find("injected reserve failure")
+        != std::string::npos);
+  CHECK(r.reserved.empty());
+  // The completion was persisted; the other job still waits.
+  auto st = value_of(db->stats());
+  CHECK(st.succeeded == 1);
+  CHECK(st.available == 1);
+  CHECK(st.reserved == 0);
+  // Without completions the failure is the call's own error.
+  auto alone = db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"});
+  CHECK_FALSE(alone);
+}
+
+TEST_CASE_TEMPLATE("complete_and_reserve refuses bad reserve arguments "
+                   "before writing",
+                   S, BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh(pinned());
+  value_of(db->enqueue_job(job_request{"j"}));
+  auto held = reserve(*db, {"j"}, 1, "node/q/1");
+  completion done;
+  done.job_id = held[0].id;
+  done.reserved_by = "node/q/1";
+  auto zero = db->complete_and_reserve({done}, {{"j"}, 0, "node/q/1"});
+  REQUIRE_FALSE(zero);
+  CHECK(code_of(zero.error()) == errc::invalid_argument);
+  auto nobody = db->complete_and_reserve({done}, {{"j"}, 1, ""});
+  REQUIRE_FALSE(nobody);
+  CHECK(code_of(nobody.error()) == errc::invalid_argument);
+  CHECK(value_of(db->stats()).reserved == 1);
+  CHECK(value_of(db->stats()).succeeded == 0);
+}
+
+TEST_CASE_TEMPLATE("release_unheld gives back what the owner does not hold",
+                   S, BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh(pinned());
+  for (int i = 0; i < 3; ++i)
+    value_of(db->enqueue_job(job_request{"j"}));
+  value_of(db->enqueue_job(job_request{"k"}));
+  auto mine = reserve(*db, {"j"}, 3, "node/q/1");
+  auto theirs = reserve(*db, {"k"}, 1, "node/q/2");
+  REQUIRE(mine.size() == 3);
+  auto released = value_of(db->release_unheld("node/q/1", {mine[1].id}));
+  CHECK(ids_of(released) == std::vector<int64_t>{mine[0].id, mine[2].id});
+  for (auto& j : released) {
+    CHECK_FALSE(j.reserved_by);
+    CHECK(j.attempts == 0);
+  }
+  auto running = value_of(db->get_running_jobs());
+  std::set<int64_t> still;
+  for (auto& j : running)
+    still.insert(j.id);
+  CHECK(still == std::set<int64_t>{mine[1].id, theirs[0].id});
+  CHECK(value_of(db->release_unheld("node/q/1", {mine[1].id})).empty());
+}
+
+TEST_CASE_TEMPLATE("the claim statement is served by the claim index", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh();
+  value_of(db->enqueue_jobs(std::vector<job_request>(2000, job_request{"j"})));
+  auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1"}));
+  INFO(plan);
+  CHECK(plan.find("jobs_claim_idx") != std::string::npos);
+}
+
+TEST_CASE_TEMPLATE("an enqueue by another process wakes a listener", S,
+                   BG_JOBS_STORES) {
+  S store;
+  auto db = store.fresh();
+  REQUIRE(db->caps().supports_listen_notify);
+  // The first call starts listening.
+  value_of(db->await_wakeups(0ms));
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child: a connection of its own, one enqueue, no doctest.
+    auto conn = store.factory()();
+    bool ok = conn && (*conn)->enqueue_job(job_request{"woken"});
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  std::vector<std::string> names;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (names.empty() && std::chrono::steady_clock::now() < deadline)
+    names = value_of(db->await_wakeups(100ms));
+  REQUIRE_FALSE(names.empty());
+  // PostgreSQL names the job; the SQLite WAL watch says "some job".
+  CHECK((names.front() == "woken" || names.front() == "*"));
 }
 
 } // TEST_SUITE

@@ -117,17 +117,6 @@ TEST_CASE("the store runs in WAL mode") {
   CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
 }
 
-TEST_CASE("the claim query is served by the partial index") {
-  test::temp_dir dir;
-  auto db = open_migrated(dir.file("jobs.db"));
-  auto plan = query_text(
-    dir.file("jobs.db"),
-    "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE reserved_by IS NULL"
-    " AND available_at <= 5 AND name IN (SELECT value FROM json_each('[]'))"
-    " ORDER BY available_at, id LIMIT 10");
-  CHECK(plan.find("jobs_claim_idx") != std::string::npos);
-}
-
 TEST_CASE("a schema newer than the code is refused") {
   test::temp_dir dir;
   auto path = dir.file("jobs.db");
