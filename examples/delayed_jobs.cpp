@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
                 .available_in(200ms));
   // ... or at a given UTC time.
   bg->enqueue(bg_jobs::job_request{"remind", {{"text", "at a UTC time"}}}
-                .available_at(bg_jobs::utc_now() + 100ms));
+                .available_at(bg_jobs::clock::system()->now() + 100ms));
   auto ok = both_ran.get_future().wait_for(10s) == std::future_status::ready;
   bg->shutdown();
   return ok ? 0 : 1;

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <string>
 
+#include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/scheduling/cron_schedule.hpp"
 
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
       || std::string{argv[2]} != "next")
     return usage("unknown command");
   std::string expr = argv[3];
-  auto from = bg_jobs::utc_now();
+  auto from = bg_jobs::clock::system()->now();
   long count = 1;
   for (int i = 4; i < argc; ++i) {
     std::string arg = argv[i];

@@ -551,7 +551,7 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   auto text = request.validate();
   if (!text)
     return std::move(text.error());
-  auto now = utc_now();
+  auto now = clock::system()->now();
   job j;
   j.name = request.name();
   j.payload = request.payload();

@@ -111,27 +111,36 @@ BG_JOBS_RUNTIME_CASE("a failing job is retried max_retries times then failed") {
 }
 
 BG_JOBS_RUNTIME_CASE("a retry waits in the table for its backoff") {
-  std::vector<std::chrono::steady_clock::time_point> starts;
+  // Time moves only when the test moves it: no real backoff is waited for.
+  auto clk = std::make_shared<manual_clock>(
+    *parse_iso8601("2025-06-01T08:00:00Z"));
+  std::vector<timestamp> starts;
   std::mutex mtx;
-  auto bg = start(make_builder().with_queue(
+  auto bg = start(make_builder(clk).with_queue(
     test_queue("q").with_max_retries(1).with_backoff(backoff::constant(300ms))
       .with_worker(worker{"j", [&](const job& j) {
                             std::lock_guard<std::mutex> guard{mtx};
-                            starts.push_back(std::chrono::steady_clock::now());
+                            starts.push_back(clk->now());
                             return j.attempts == 1 ? outcome::failure("once")
                                                    : outcome::success();
                           }})));
   REQUIRE(bg.enqueue(job_request{"j"}));
   REQUIRE(log.wait_for(event_kind::job_retry));
-  auto waiting = store()->get_enqueued_jobs("j");
+  auto db = store(clk);
+  auto waiting = db->get_enqueued_jobs("j");
   REQUIRE(waiting);
   REQUIRE(waiting->size() == 1);
   CHECK(waiting->front().last_error == "once");
   CHECK_FALSE(waiting->front().reserved_by);
+  CHECK(waiting->front().available_at == clk->now() + 300ms);
+  // Just before its time, nobody can claim it.
+  clk->advance(299ms);
+  CHECK(db->reserve_jobs({{"j"}, 1, "probe/q/1"})->empty());
+  clk->advance(1ms);
   REQUIRE(log.wait_for(event_kind::job_succeeded));
   std::lock_guard<std::mutex> guard{mtx};
   REQUIRE(starts.size() == 2);
-  CHECK(starts[1] - starts[0] >= 280ms);
+  CHECK(starts[1] - starts[0] == 300ms);
 }
 
 BG_JOBS_RUNTIME_CASE("a throwing handler is retried then failed and its queue "

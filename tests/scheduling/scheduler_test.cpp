@@ -74,22 +74,40 @@ BG_JOBS_RUNTIME_CASE("an interval job runs again an interval after its last run 
 }
 
 BG_JOBS_RUNTIME_CASE("a cron job runs at its matching times") {
-  run_log log_runs;
-  auto bg = start(make_builder().with_scheduled_job(
-    scheduled_job_spec{log_runs.make("every_second"), std::string{"* * * * * *"}}
-      .with_poll_interval(200ms)));
-  REQUIRE(test::eventually([&] { return log_runs.size() >= 2; }));
-  REQUIRE(bg.shutdown());
-  std::lock_guard<std::mutex> guard{log_runs.mtx};
-  std::set<timestamp> occurrences;
-  for (size_t i = 0; i < log_runs.jobs.size(); ++i) {
-    auto due = log_runs.jobs[i].available_at;
-    CHECK(due.time_since_epoch() % 1000ms == 0ms);
-    CHECK(log_runs.runs[i].first >= due);
-    CHECK(log_runs.runs[i].first - due < 1s);
-    occurrences.insert(due);
+  // A manual clock: each occurrence falls due when the test moves time.
+  auto clk = std::make_shared<manual_clock>(
+    *parse_iso8601("2025-06-01T08:00:00.400Z"));
+  std::mutex mtx;
+  std::vector<std::pair<timestamp, timestamp>> runs; // due, started
+  auto bg = start(make_builder(clk).with_scheduled_job(
+    scheduled_job_spec{worker{"every_second",
+                              [&](const job& j) {
+                                std::lock_guard<std::mutex> guard{mtx};
+                                runs.emplace_back(j.available_at, clk->now());
+                              }},
+                       std::string{"*/2 * * * * *"}}
+      .with_poll_interval(20ms)));
+  auto count = [&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    return runs.size();
+  };
+  REQUIRE(log.wait_for(event_kind::job_enqueued));
+  for (size_t n = 1; n <= 3; ++n) {
+    CHECK(count() == n - 1);
+    clk->advance(2s);
+    REQUIRE(test::eventually([&] { return count() == n; }));
+    // The next occurrence is enqueued before the clock moves again.
+    REQUIRE(log.wait_for(event_kind::job_enqueued, n + 1));
   }
-  CHECK(occurrences.size() == log_runs.jobs.size());
+  REQUIRE(bg.shutdown());
+  std::lock_guard<std::mutex> guard{mtx};
+  auto t0 = *parse_iso8601("2025-06-01T08:00:00Z");
+  for (size_t i = 0; i < runs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(runs[i].first == t0 + std::chrono::seconds{2 * (i + 1)});
+    CHECK(runs[i].second >= runs[i].first);
+    CHECK(runs[i].second - runs[i].first < 2s);
+  }
 }
 
 BG_JOBS_RUNTIME_CASE("a restart neither skips nor doubles the next occurrence") {
