@@ -26,7 +26,7 @@ std::string host_name() {
 } // namespace
 
 builder::builder(adapter_factory connect)
-  : connect_(std::move(connect)), node_(host_name()) {}
+    : connect_(std::move(connect)), node_(host_name()) {}
 
 builder& builder::with_queue(queue_spec q) {
   queues_.push_back(std::move(q));
@@ -48,7 +48,8 @@ builder& builder::with_supervisor_max_frequency(int n) {
   return *this;
 }
 
-builder& builder::with_supervisor_frequency_period(std::chrono::milliseconds d) {
+builder&
+builder::with_supervisor_frequency_period(std::chrono::milliseconds d) {
   frequency_period_ = d;
   return *this;
 }
@@ -97,14 +98,14 @@ caf::error builder::validate() const {
   if (!connect_)
     return fail("no store: pass an adapter factory to the builder");
   if (node_.empty() || node_.find('/') != std::string::npos)
-    return fail("the node name must be non-empty and free of '/', got '"
-                + node_ + "'");
+    return fail("the node name must be non-empty and free of '/', got '" +
+                node_ + "'");
   if (max_frequency_ < 0)
-    return fail("supervisor max frequency may not be negative, got "
-                + std::to_string(max_frequency_));
+    return fail("supervisor max frequency may not be negative, got " +
+                std::to_string(max_frequency_));
   if (frequency_period_.count() <= 0)
-    return fail("supervisor frequency period must be positive, got "
-                + std::to_string(frequency_period_.count()) + " ms");
+    return fail("supervisor frequency period must be positive, got " +
+                std::to_string(frequency_period_.count()) + " ms");
   if (grace_.count() < 0)
     return fail("shutdown grace period may not be negative");
   if (!clock_)
@@ -124,15 +125,15 @@ caf::error builder::validate() const {
     for (auto& w : q.workers())
       if (auto [i, fresh] = queue_of_job.emplace(w.job_name(), q.name());
           !fresh && i->second != q.name())
-        return fail("job '" + w.job_name() + "' has workers on two queues, '"
-                    + i->second + "' and '" + q.name() + "'");
+        return fail("job '" + w.job_name() + "' has workers on two queues, '" +
+                    i->second + "' and '" + q.name() + "'");
   }
   for (auto& s : scheduled_) {
     if (auto err = s.validate())
       return err;
     if (!names.insert(s.job_name()).second)
-      return fail("scheduled job '" + s.job_name()
-                  + "' has the name of a queue or another scheduled job");
+      return fail("scheduled job '" + s.job_name() +
+                  "' has the name of a queue or another scheduled job");
   }
   return caf::none;
 }
@@ -163,12 +164,11 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   }
   detail::node_context ctx;
   ctx.plan = std::make_shared<const detail::node_plan>(
-    detail::node_plan::make(*this, listen));
+      detail::node_plan::make(*this, listen));
   ctx.connect = connect_;
   ctx.node = node_;
   ctx.clock = clock_;
-  ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener,
-                                                clock_);
+  ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener, clock_);
   ctx.dir = std::make_shared<detail::actor_directory>();
   auto dir = ctx.dir;
   auto root = detail::spawn_node(sys, std::move(ctx));
@@ -180,8 +180,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   {
     caf::scoped_actor self{sys};
     self->request(root, timeout, ready_atom::value)
-      .receive([]() {},
-               [&](caf::error& err) { failure = std::move(err); });
+        .receive([]() {}, [&](caf::error& err) { failure = std::move(err); });
     if (failure) {
       self->monitor(root);
       self->send_exit(root, caf::exit_reason::user_shutdown);

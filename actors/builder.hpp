@@ -8,10 +8,10 @@
 #include <caf/fwd.hpp>
 
 #include "bg_jobs/actors/instance.hpp"
-#include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/event.hpp"
+#include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/scheduling/scheduled_job_spec.hpp"
 
@@ -54,9 +54,9 @@ public:
 
   /// What history of succeeded and failed jobs to keep, and how often to
   /// prune it.
-  builder& with_retention(prune_params retention,
-                          std::chrono::milliseconds prune_every
-                          = std::chrono::seconds{60});
+  builder& with_retention(
+      prune_params retention,
+      std::chrono::milliseconds prune_every = std::chrono::seconds{60});
 
   /// Runs `migrate_up` during `build` (off: the application migrates).
   builder& with_migrations(bool on = true);

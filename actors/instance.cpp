@@ -11,11 +11,11 @@ namespace bg_jobs {
 
 instance::instance(caf::actor_system& sys, caf::actor root,
                    std::shared_ptr<detail::actor_directory> dir)
-  : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)) {}
+    : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)) {}
 
 instance::instance(instance&& other) noexcept
-  : sys_(other.sys_), root_(std::move(other.root_)),
-    dir_(std::move(other.dir_)) {
+    : sys_(other.sys_), root_(std::move(other.root_)),
+      dir_(std::move(other.dir_)) {
   other.root_ = nullptr;
 }
 
@@ -54,10 +54,10 @@ caf::expected<T> ask(caf::actor_system& sys, const caf::actor& dest,
   auto on_error = [&](caf::error& err) { result = std::move(err); };
   if constexpr (std::is_void_v<T>)
     self->request(dest, timeout, std::forward<Ts>(xs)...)
-      .receive([&]() { result = caf::unit; }, on_error);
+        .receive([&]() { result = caf::unit; }, on_error);
   else
     self->request(dest, timeout, std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); }, on_error);
+        .receive([&](T& x) { result = std::move(x); }, on_error);
   return result;
 }
 
@@ -82,8 +82,8 @@ caf::actor instance::lookup(const std::string& name) {
 }
 
 std::vector<std::string> instance::registered_names() {
-  auto x = ask<std::vector<std::string>>(*sys_, actor(), std::chrono::seconds{10},
-                                         names_atom::value);
+  auto x = ask<std::vector<std::string>>(
+      *sys_, actor(), std::chrono::seconds{10}, names_atom::value);
   return x ? *x : std::vector<std::string>{};
 }
 
@@ -99,19 +99,21 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
     caf::scoped_actor self{*sys_};
     self->monitor(root_);
     self->request(root_, timeout, shutdown_atom::value)
-      .receive([]() {},
-               [&](caf::error& err) {
-                 if (err != caf::sec::request_receiver_down)
-                   failure = std::move(err);
-               });
+        .receive([]() {},
+                 [&](caf::error& err) {
+                   if (err != caf::sec::request_receiver_down)
+                     failure = std::move(err);
+                 });
     bool down = false;
     self->receive_while([&] { return !down; })(
-      [&](caf::down_msg& dm) { down = dm.source == root_.address(); },
-      caf::after(timeout) >> [&] {
-        failure = make_error(errc::timeout, "bg_jobs did not stop in time");
-        self->send_exit(root_, caf::exit_reason::kill);
-        down = true;
-      });
+        [&](caf::down_msg& dm) { down = dm.source == root_.address(); },
+        caf::after(timeout) >>
+            [&] {
+              failure =
+                  make_error(errc::timeout, "bg_jobs did not stop in time");
+              self->send_exit(root_, caf::exit_reason::kill);
+              down = true;
+            });
   }
   root_ = nullptr;
   if (failure)

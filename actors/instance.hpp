@@ -39,9 +39,9 @@ public:
   const caf::actor& supervisor() const { return root_; }
 
   /// Stores one job and wakes the queue that runs it.
-  caf::expected<job> enqueue(const job_request& request,
-                             std::chrono::milliseconds timeout
-                             = std::chrono::seconds{10});
+  caf::expected<job>
+  enqueue(const job_request& request,
+          std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
   /// Stores many jobs in one transaction; returns their ids.
   caf::expected<std::vector<int64_t>>
@@ -60,8 +60,8 @@ public:
 
   /// Stops reserving, lets running jobs finish within the grace period,
   /// releases what remains, and waits until every actor has exited.
-  caf::expected<void> shutdown(std::chrono::milliseconds timeout
-                               = std::chrono::seconds{60});
+  caf::expected<void>
+  shutdown(std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
   /// Blocks until the tree exits by itself (e.g. the supervisor gave up) or
   /// `timeout` passes; returns the exit reason, or `errc::timeout`.

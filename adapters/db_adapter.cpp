@@ -12,16 +12,15 @@ caf::expected<void> db_adapter::check_schema() {
     return make_error(errc::schema_missing,
                       "the bg_jobs tables do not exist: run migrate_up");
   if (*v < schema_version_current)
-    return make_error(errc::schema_missing,
-                      "schema version " + std::to_string(*v)
-                        + " is older than "
-                        + std::to_string(schema_version_current)
-                        + ": run migrate_up");
+    return make_error(
+        errc::schema_missing,
+        "schema version " + std::to_string(*v) + " is older than " +
+            std::to_string(schema_version_current) + ": run migrate_up");
   if (*v > schema_version_current)
     return make_error(errc::schema_too_new,
-                      "schema version " + std::to_string(*v)
-                        + " is newer than this bg_jobs understands ("
-                        + std::to_string(schema_version_current) + ")");
+                      "schema version " + std::to_string(*v) +
+                          " is newer than this bg_jobs understands (" +
+                          std::to_string(schema_version_current) + ")");
   return caf::unit;
 }
 
@@ -58,8 +57,8 @@ caf::error db_adapter::check_limit(int limit) {
 caf::error db_adapter::check_reserve(const reserve_params& params) {
   if (params.limit <= 0)
     return make_error(errc::invalid_argument,
-                      "reserve limit must be positive, got "
-                        + std::to_string(params.limit));
+                      "reserve limit must be positive, got " +
+                          std::to_string(params.limit));
   if (params.reserved_by.empty())
     return make_error(errc::invalid_argument, "reserved_by is empty");
   return caf::none;
@@ -80,8 +79,8 @@ caf::expected<void> complete_one(db_adapter& db, completion c) {
     return std::move(applied.error());
   if (applied->empty() || !applied->front())
     return make_error(errc::reservation_lost,
-                      "job " + std::to_string(cs.front().job_id)
-                        + " is not in jobs with the expected reservation");
+                      "job " + std::to_string(cs.front().job_id) +
+                          " is not in jobs with the expected reservation");
   return caf::unit;
 }
 

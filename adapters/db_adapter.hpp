@@ -221,8 +221,7 @@ public:
   get_succeeded_jobs(int limit) = 0;
 
   /// Up to `limit` failed jobs, most recent first.
-  virtual caf::expected<std::vector<failed_job>> get_failed_jobs(int limit)
-    = 0;
+  virtual caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) = 0;
 
   /// Counts of every state in one snapshot.
   virtual caf::expected<job_stats> stats() = 0;
@@ -251,7 +250,7 @@ protected:
 
 /// Opens a new connection each time it is called; the runtime gives every
 /// actor that talks to the store its own connection.
-using adapter_factory
-  = std::function<caf::expected<std::unique_ptr<db_adapter>>()>;
+using adapter_factory =
+    std::function<caf::expected<std::unique_ptr<db_adapter>>()>;
 
 } // namespace bg_jobs

@@ -52,14 +52,14 @@ std::string env_text(const char* name) {
 
 int64_t now_us() {
   return duration_cast<microseconds>(steady_clock::now().time_since_epoch())
-    .count();
+      .count();
 }
 
 double cpu_ms() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0
-         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
 }
 
 struct settings {
@@ -80,8 +80,8 @@ struct settings {
 
   bg_jobs::queue_spec queue(bg_jobs::worker w) const {
     auto q = bg_jobs::queue_spec{"bench"}
-               .with_max_concurrent_jobs(static_cast<int>(concurrency))
-               .with_worker(std::move(w));
+                 .with_max_concurrent_jobs(static_cast<int>(concurrency))
+                 .with_worker(std::move(w));
     // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch):
     // polling is only the fallback, so "fast" polls less often.
     if (fast)
@@ -90,11 +90,12 @@ struct settings {
   }
 
   json describe() const {
-    return {{"mode", fast ? "fast" : "default"},
-            {"store", postgres ? "postgres" : "sqlite"},
-            {"concurrency", concurrency},
-            {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
-            {"poll_interval_ms", fast ? 1000 : 100}};
+    return {
+        {"mode", fast ? "fast" : "default"},
+        {"store", postgres ? "postgres" : "sqlite"},
+        {"concurrency", concurrency},
+        {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
+        {"poll_interval_ms", fast ? 1000 : 100}};
   }
 };
 
@@ -160,7 +161,7 @@ caf::actor_system_config& system_config() {
               caf::timespan{std::chrono::milliseconds{100}});
     return true;
   }();
-  (void) once;
+  (void)once;
   return cfg;
 }
 
@@ -185,8 +186,8 @@ json drain(const settings& s) {
       std::exit(1);
     }
   }
-  double insert_ms = duration<double, std::milli>(steady_clock::now() - t0)
-                       .count();
+  double insert_ms =
+      duration<double, std::milli>(steady_clock::now() - t0).count();
   std::cerr << "inserted " << n << " jobs in " << insert_ms << " ms"
             << std::endl;
   int64_t done = 0;
@@ -196,9 +197,10 @@ json drain(const settings& s) {
     caf::actor_system sys{system_config()};
     auto started = steady_clock::now();
     auto bg = bg_jobs::builder{s.factory()}
-                .with_node_name("bench")
-                .with_queue(s.queue(bg_jobs::worker{"bench", [](const bg_jobs::job&) {}}))
-                .build(sys);
+                  .with_node_name("bench")
+                  .with_queue(s.queue(
+                      bg_jobs::worker{"bench", [](const bg_jobs::job&) {}}))
+                  .build(sys);
     if (!bg) {
       std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
       std::exit(1);
@@ -214,8 +216,8 @@ json drain(const settings& s) {
         break;
       std::this_thread::sleep_for(milliseconds{5});
     }
-    drain_ms = duration<double, std::milli>(steady_clock::now() - started)
-                 .count();
+    drain_ms =
+        duration<double, std::milli>(steady_clock::now() - started).count();
     // Done means out of `jobs`: pruning may already have removed some
     // succeeded rows of a long drain.
     if (auto st = db->stats())
@@ -228,8 +230,8 @@ json drain(const settings& s) {
            {{"jobs", n},
             {"ms", insert_ms},
             {"rate", n / (insert_ms / 1000.0)},
-            {"method", "bulk: enqueue_jobs, one transaction per 10000 jobs"
-                         + std::string{s.postgres ? " (one INSERT ... SELECT "
+            {"method", "bulk: enqueue_jobs, one transaction per 10000 jobs" +
+                           std::string{s.postgres ? " (one INSERT ... SELECT "
                                                     "FROM json_to_recordset)"
                                                   : " (prepared INSERT)"}}}},
           {"drain",
@@ -253,14 +255,15 @@ int latency_worker(const settings& s) {
   std::map<int64_t, int64_t> starts;
   caf::actor_system sys{system_config()};
   auto bg = bg_jobs::builder{s.factory()}
-              .with_node_name("bench-worker")
-              .with_queue(s.queue(bg_jobs::worker{
-                "bench", [&](const bg_jobs::job& j) {
-                  auto t = now_us();
-                  std::lock_guard<std::mutex> guard{mtx};
-                  starts.emplace(j.id, t);
-                }}))
-              .build(sys);
+                .with_node_name("bench-worker")
+                .with_queue(s.queue(
+                    bg_jobs::worker{"bench",
+                                    [&](const bg_jobs::job& j) {
+                                      auto t = now_us();
+                                      std::lock_guard<std::mutex> guard{mtx};
+                                      starts.emplace(j.id, t);
+                                    }}))
+                .build(sys);
   if (!bg) {
     std::cerr << "bench worker: " << bg_jobs::describe(bg.error()) << std::endl;
     return 1;
@@ -344,11 +347,13 @@ json latency(const settings& s, const char* self_path, const char* mode) {
            {{"jobs", jobs},
             {"started", lat.size()},
             {"partial", static_cast<long>(lat.size()) < jobs},
-            {"latency_ms", {{"p50", pct(0.50)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}},
+            {"latency_ms",
+             {{"p50", pct(0.50)}, {"p95", pct(0.95)}, {"p99", pct(0.99)}}},
             {"worker_idle_cpu_ms_per_s", idle_cpu}}}};
 }
 
-// -- enqueue ---------------------------------------------------------------------
+// -- enqueue
+// ---------------------------------------------------------------------
 
 json enqueue(const settings& s) {
   long jobs = env("BENCH_ENQ_JOBS", 5000);
@@ -360,7 +365,8 @@ json enqueue(const settings& s) {
   auto t0 = steady_clock::now();
   auto deadline = t0 + timeout;
   for (; done < jobs && steady_clock::now() < deadline; ++done) {
-    auto j = db->enqueue_job(bg_jobs::job_request{"bench", json{{"seq", done}}});
+    auto j =
+        db->enqueue_job(bg_jobs::job_request{"bench", json{{"seq", done}}});
     if (!j) {
       std::cerr << "bench: " << bg_jobs::describe(j.error()) << std::endl;
       break;

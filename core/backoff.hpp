@@ -13,10 +13,10 @@ public:
 
   /// `base * 2^(attempt - 1)`, capped at `max`, with ±`jitter` (a fraction)
   /// of random spread. The default: 1 s, 2 s, 4 s, ... up to 1 hour, ±10 %.
-  static backoff exponential(std::chrono::milliseconds base
-                             = std::chrono::seconds{1},
-                             std::chrono::milliseconds max = std::chrono::hours{1},
-                             double jitter = 0.1) {
+  static backoff
+  exponential(std::chrono::milliseconds base = std::chrono::seconds{1},
+              std::chrono::milliseconds max = std::chrono::hours{1},
+              double jitter = 0.1) {
     return backoff{kind::exponential, base, max, jitter};
   }
 
@@ -26,9 +26,7 @@ public:
   }
 
   /// Retry at once.
-  static backoff immediate() {
-    return backoff{kind::immediate, {}, {}, 0};
-  }
+  static backoff immediate() { return backoff{kind::immediate, {}, {}, 0}; }
 
   kind what() const { return kind_; }
 
@@ -37,12 +35,12 @@ public:
   std::chrono::milliseconds delay(int attempt, Rng& rng) const {
     using std::chrono::milliseconds;
     switch (kind_) {
-      case kind::immediate:
-        return milliseconds{0};
-      case kind::constant:
-        return base_;
-      case kind::exponential:
-        break;
+    case kind::immediate:
+      return milliseconds{0};
+    case kind::constant:
+      return base_;
+    case kind::exponential:
+      break;
     }
     double ms = static_cast<double>(base_.count());
     for (int i = 1; i < attempt && ms < max_.count(); ++i)
@@ -58,7 +56,7 @@ public:
 private:
   backoff(kind k, std::chrono::milliseconds base, std::chrono::milliseconds max,
           double jitter)
-    : kind_(k), base_(base), max_(max), jitter_(jitter) {}
+      : kind_(k), base_(base), max_(max), jitter_(jitter) {}
 
   kind kind_;
   std::chrono::milliseconds base_;

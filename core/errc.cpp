@@ -8,24 +8,42 @@ namespace bg_jobs {
 
 const char* to_string(errc x) {
   switch (x) {
-    case errc::invalid_job_name: return "invalid_job_name";
-    case errc::invalid_payload: return "invalid_payload";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::no_worker_for_job: return "no_worker_for_job";
-    case errc::database_unavailable: return "database_unavailable";
-    case errc::not_a_database: return "not_a_database";
-    case errc::database_locked: return "database_locked";
-    case errc::database_error: return "database_error";
-    case errc::connection_lost: return "connection_lost";
-    case errc::schema_missing: return "schema_missing";
-    case errc::schema_too_new: return "schema_too_new";
-    case errc::job_not_found: return "job_not_found";
-    case errc::reservation_lost: return "reservation_lost";
-    case errc::invalid_schedule: return "invalid_schedule";
-    case errc::invalid_config: return "invalid_config";
-    case errc::shutting_down: return "shutting_down";
-    case errc::timeout: return "timeout";
-    case errc::restart_limit_exceeded: return "restart_limit_exceeded";
+  case errc::invalid_job_name:
+    return "invalid_job_name";
+  case errc::invalid_payload:
+    return "invalid_payload";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  case errc::no_worker_for_job:
+    return "no_worker_for_job";
+  case errc::database_unavailable:
+    return "database_unavailable";
+  case errc::not_a_database:
+    return "not_a_database";
+  case errc::database_locked:
+    return "database_locked";
+  case errc::database_error:
+    return "database_error";
+  case errc::connection_lost:
+    return "connection_lost";
+  case errc::schema_missing:
+    return "schema_missing";
+  case errc::schema_too_new:
+    return "schema_too_new";
+  case errc::job_not_found:
+    return "job_not_found";
+  case errc::reservation_lost:
+    return "reservation_lost";
+  case errc::invalid_schedule:
+    return "invalid_schedule";
+  case errc::invalid_config:
+    return "invalid_config";
+  case errc::shutting_down:
+    return "shutting_down";
+  case errc::timeout:
+    return "timeout";
+  case errc::restart_limit_exceeded:
+    return "restart_limit_exceeded";
   }
   return "unknown";
 }
@@ -71,11 +89,9 @@ std::string describe(const caf::error& err) {
 }
 
 void add_error_category(caf::actor_system_config& cfg) {
-  cfg.add_error_category(errc_category,
-                         [](uint8_t code, caf::atom_value,
-                            const caf::message& ctx) {
-                           return render(code, ctx);
-                         });
+  cfg.add_error_category(
+      errc_category, [](uint8_t code, caf::atom_value,
+                        const caf::message& ctx) { return render(code, ctx); });
 }
 
 } // namespace bg_jobs

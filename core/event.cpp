@@ -4,38 +4,64 @@ namespace bg_jobs {
 
 const char* to_string(event_kind k) {
   switch (k) {
-    case event_kind::job_enqueued: return "bg_jobs.job.enqueue";
-    case event_kind::job_reserved: return "bg_jobs.job.reserve";
-    case event_kind::job_started: return "bg_jobs.job.start";
-    case event_kind::job_succeeded: return "bg_jobs.job.stop";
-    case event_kind::job_retry: return "bg_jobs.job.exception";
-    case event_kind::job_failed: return "bg_jobs.job.discard";
-    case event_kind::job_snoozed: return "bg_jobs.job.snooze";
-    case event_kind::job_cancelled: return "bg_jobs.job.cancel";
-    case event_kind::job_released: return "bg_jobs.job.release";
-    case event_kind::job_rescued: return "bg_jobs.job.rescue";
-    case event_kind::no_worker_for_job: return "bg_jobs.job.no_worker";
-    case event_kind::queue_polling_started: return "bg_jobs.queue.start";
-    case event_kind::queue_polling_stopped: return "bg_jobs.queue.stop";
-    case event_kind::queue_error: return "bg_jobs.queue.error";
-    case event_kind::db_error: return "bg_jobs.db.error";
-    case event_kind::migrate_up: return "bg_jobs.db.migrate_up";
-    case event_kind::actor_down: return "bg_jobs.registry.down";
-    case event_kind::supervisor_restart: return "bg_jobs.supervisor.restart";
-    case event_kind::supervisor_gave_up: return "bg_jobs.supervisor.give_up";
-    case event_kind::listener_error: return "bg_jobs.listener.error";
-    case event_kind::shutdown_started: return "bg_jobs.shutdown.start";
-    case event_kind::shutdown_complete: return "bg_jobs.shutdown.stop";
+  case event_kind::job_enqueued:
+    return "bg_jobs.job.enqueue";
+  case event_kind::job_reserved:
+    return "bg_jobs.job.reserve";
+  case event_kind::job_started:
+    return "bg_jobs.job.start";
+  case event_kind::job_succeeded:
+    return "bg_jobs.job.stop";
+  case event_kind::job_retry:
+    return "bg_jobs.job.exception";
+  case event_kind::job_failed:
+    return "bg_jobs.job.discard";
+  case event_kind::job_snoozed:
+    return "bg_jobs.job.snooze";
+  case event_kind::job_cancelled:
+    return "bg_jobs.job.cancel";
+  case event_kind::job_released:
+    return "bg_jobs.job.release";
+  case event_kind::job_rescued:
+    return "bg_jobs.job.rescue";
+  case event_kind::no_worker_for_job:
+    return "bg_jobs.job.no_worker";
+  case event_kind::queue_polling_started:
+    return "bg_jobs.queue.start";
+  case event_kind::queue_polling_stopped:
+    return "bg_jobs.queue.stop";
+  case event_kind::queue_error:
+    return "bg_jobs.queue.error";
+  case event_kind::db_error:
+    return "bg_jobs.db.error";
+  case event_kind::migrate_up:
+    return "bg_jobs.db.migrate_up";
+  case event_kind::actor_down:
+    return "bg_jobs.registry.down";
+  case event_kind::supervisor_restart:
+    return "bg_jobs.supervisor.restart";
+  case event_kind::supervisor_gave_up:
+    return "bg_jobs.supervisor.give_up";
+  case event_kind::listener_error:
+    return "bg_jobs.listener.error";
+  case event_kind::shutdown_started:
+    return "bg_jobs.shutdown.start";
+  case event_kind::shutdown_complete:
+    return "bg_jobs.shutdown.stop";
   }
   return "bg_jobs.unknown";
 }
 
 const char* to_string(log_level l) {
   switch (l) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warning: return "warning";
-    case log_level::error: return "error";
+  case log_level::debug:
+    return "debug";
+  case log_level::info:
+    return "info";
+  case log_level::warning:
+    return "warning";
+  case log_level::error:
+    return "error";
   }
   return "info";
 }
@@ -46,26 +72,26 @@ const char* event::name() const {
 
 log_level event::level() const {
   switch (kind) {
-    case event_kind::job_reserved:
-    case event_kind::job_started:
-    case event_kind::job_snoozed:
-      return log_level::debug;
-    case event_kind::job_retry:
-    case event_kind::job_released:
-    case event_kind::job_rescued:
-    case event_kind::job_cancelled:
-    case event_kind::actor_down:
-    case event_kind::supervisor_restart:
-    case event_kind::listener_error:
-      return log_level::warning;
-    case event_kind::job_failed:
-    case event_kind::no_worker_for_job:
-    case event_kind::queue_error:
-    case event_kind::db_error:
-    case event_kind::supervisor_gave_up:
-      return log_level::error;
-    default:
-      return log_level::info;
+  case event_kind::job_reserved:
+  case event_kind::job_started:
+  case event_kind::job_snoozed:
+    return log_level::debug;
+  case event_kind::job_retry:
+  case event_kind::job_released:
+  case event_kind::job_rescued:
+  case event_kind::job_cancelled:
+  case event_kind::actor_down:
+  case event_kind::supervisor_restart:
+  case event_kind::listener_error:
+    return log_level::warning;
+  case event_kind::job_failed:
+  case event_kind::no_worker_for_job:
+  case event_kind::queue_error:
+  case event_kind::db_error:
+  case event_kind::supervisor_gave_up:
+    return log_level::error;
+  default:
+    return log_level::info;
   }
 }
 

@@ -7,9 +7,9 @@ namespace bg_jobs {
 namespace {
 
 // The latest time a job may be scheduled for: the end of year 9999.
-const timestamp latest_available_at
-  = std::chrono::sys_days{std::chrono::year{10000} / 1 / 1}
-    - std::chrono::milliseconds{1};
+const timestamp latest_available_at =
+    std::chrono::sys_days{std::chrono::year{10000} / 1 / 1} -
+    std::chrono::milliseconds{1};
 
 } // namespace
 
@@ -36,14 +36,14 @@ caf::expected<std::string> job_request::validate() const {
     return make_error(errc::invalid_job_name, "job name is empty");
   if (name_.size() > max_job_name_length)
     return make_error(errc::invalid_job_name,
-                      "job name is " + std::to_string(name_.size())
-                        + " bytes long; the limit is "
-                        + std::to_string(max_job_name_length));
+                      "job name is " + std::to_string(name_.size()) +
+                          " bytes long; the limit is " +
+                          std::to_string(max_job_name_length));
   if (auto d = std::get_if<std::chrono::milliseconds>(&availability_);
       d && d->count() < 0)
     return make_error(errc::invalid_argument,
-                      "delay is negative: " + std::to_string(d->count())
-                        + " ms");
+                      "delay is negative: " + std::to_string(d->count()) +
+                          " ms");
   if (auto t = std::get_if<timestamp>(&availability_);
       t && (*t > latest_available_at || t->time_since_epoch().count() < 0))
     return make_error(errc::invalid_argument,
@@ -57,9 +57,9 @@ caf::expected<std::string> job_request::validate() const {
   }
   if (text.size() > max_payload_size)
     return make_error(errc::invalid_payload,
-                      "payload is " + std::to_string(text.size())
-                        + " bytes; the limit is "
-                        + std::to_string(max_payload_size));
+                      "payload is " + std::to_string(text.size()) +
+                          " bytes; the limit is " +
+                          std::to_string(max_payload_size));
   return text;
 }
 

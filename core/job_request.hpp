@@ -26,11 +26,12 @@ public:
   struct now_t {
     bool operator==(const now_t&) const = default;
   };
-  using availability = std::variant<now_t, timestamp, std::chrono::milliseconds>;
+  using availability =
+      std::variant<now_t, timestamp, std::chrono::milliseconds>;
 
   explicit job_request(std::string name,
                        nlohmann::json payload = nlohmann::json::object())
-    : name_(std::move(name)), payload_(std::move(payload)) {}
+      : name_(std::move(name)), payload_(std::move(payload)) {}
 
   /// Creates a request from a payload given as JSON text; invalid JSON is an
   /// `errc::invalid_payload` error naming the parse failure.

@@ -44,7 +44,7 @@ public:
 
 private:
   outcome(kind k, std::string message, std::chrono::milliseconds delay)
-    : kind_(k), message_(std::move(message)), delay_(delay) {}
+      : kind_(k), message_(std::move(message)), delay_(delay) {}
 
   kind kind_;
   std::string message_;

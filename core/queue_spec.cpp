@@ -9,8 +9,7 @@ namespace bg_jobs {
 
 caf::error queue_spec::validate() const {
   auto fail = [&](const std::string& what) {
-    return make_error(errc::invalid_config,
-                      "queue '" + name_ + "': " + what);
+    return make_error(errc::invalid_config, "queue '" + name_ + "': " + what);
   };
   if (name_.empty())
     return make_error(errc::invalid_config, "a queue name is empty");
@@ -19,20 +18,20 @@ caf::error queue_spec::validate() const {
   if (workers_.empty())
     return fail("has no workers");
   if (max_concurrent_jobs_ <= 0)
-    return fail("max_concurrent_jobs must be positive, got "
-                + std::to_string(max_concurrent_jobs_));
+    return fail("max_concurrent_jobs must be positive, got " +
+                std::to_string(max_concurrent_jobs_));
   if (poll_interval_.count() <= 0)
-    return fail("poll_interval must be positive, got "
-                + std::to_string(poll_interval_.count()) + " ms");
+    return fail("poll_interval must be positive, got " +
+                std::to_string(poll_interval_.count()) + " ms");
   if (max_retries_ < 0)
-    return fail("max_retries may not be negative, got "
-                + std::to_string(max_retries_));
+    return fail("max_retries may not be negative, got " +
+                std::to_string(max_retries_));
   if (init_timeout_.count() <= 0)
-    return fail("init_timeout must be positive, got "
-                + std::to_string(init_timeout_.count()) + " ms");
+    return fail("init_timeout must be positive, got " +
+                std::to_string(init_timeout_.count()) + " ms");
   if (job_timeout_ && job_timeout_->count() <= 0)
-    return fail("job_timeout must be positive, got "
-                + std::to_string(job_timeout_->count()) + " ms");
+    return fail("job_timeout must be positive, got " +
+                std::to_string(job_timeout_->count()) + " ms");
   std::set<std::string> names;
   for (auto& w : workers_) {
     if (w.job_name().empty())

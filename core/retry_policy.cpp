@@ -21,30 +21,30 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
                                   std::minstd_rand& rng) const {
   using k = completion::kind;
   switch (o.what()) {
-    case outcome::kind::success:
-      return make(j, k::succeeded, event_kind::job_succeeded, owner);
-    case outcome::kind::failure: {
-      auto retry = j.attempts <= settings_.max_retries;
-      auto d = make(j, retry ? k::retry : k::failed,
-                    retry ? event_kind::job_retry : event_kind::job_failed,
-                    owner);
-      d.change.error = o.message();
-      d.message = o.message();
-      if (retry)
-        d.change.available_at = now + settings_.backoff.delay(j.attempts, rng);
-      return d;
-    }
-    case outcome::kind::snooze: {
-      auto d = make(j, k::snooze, event_kind::job_snoozed, owner);
-      d.change.available_at = now + o.delay();
-      return d;
-    }
-    case outcome::kind::cancel: {
-      auto d = make(j, k::failed, event_kind::job_cancelled, owner);
-      d.change.error = "cancelled: " + o.message();
-      d.message = o.message();
-      return d;
-    }
+  case outcome::kind::success:
+    return make(j, k::succeeded, event_kind::job_succeeded, owner);
+  case outcome::kind::failure: {
+    auto retry = j.attempts <= settings_.max_retries;
+    auto d =
+        make(j, retry ? k::retry : k::failed,
+             retry ? event_kind::job_retry : event_kind::job_failed, owner);
+    d.change.error = o.message();
+    d.message = o.message();
+    if (retry)
+      d.change.available_at = now + settings_.backoff.delay(j.attempts, rng);
+    return d;
+  }
+  case outcome::kind::snooze: {
+    auto d = make(j, k::snooze, event_kind::job_snoozed, owner);
+    d.change.available_at = now + o.delay();
+    return d;
+  }
+  case outcome::kind::cancel: {
+    auto d = make(j, k::failed, event_kind::job_cancelled, owner);
+    d.change.error = "cancelled: " + o.message();
+    d.message = o.message();
+    return d;
+  }
   }
   return make(j, k::succeeded, event_kind::job_succeeded, owner);
 }
@@ -69,9 +69,9 @@ decision retry_policy::on_release(const job& j, const std::string& why,
 decision retry_policy::on_exhausted(const job& j,
                                     const std::string& owner) const {
   auto d = make(j, completion::kind::failed, event_kind::job_failed, owner);
-  d.change.error = "gave up after " + std::to_string(j.attempts - 1)
-                   + " attempts"
-                   + (j.last_error ? ": " + *j.last_error : std::string{});
+  d.change.error = "gave up after " + std::to_string(j.attempts - 1) +
+                   " attempts" +
+                   (j.last_error ? ": " + *j.last_error : std::string{});
   d.message = d.change.error;
   return d;
 }

@@ -31,7 +31,7 @@ struct decision {
 class retry_policy {
 public:
   explicit retry_policy(retry_settings settings)
-    : settings_(std::move(settings)) {}
+      : settings_(std::move(settings)) {}
 
   /// The handler of `j` (reserved by `owner`) returned `o` at `now`: a
   /// success moves to succeeded; a failure is retried with backoff while
@@ -43,9 +43,8 @@ public:
   /// The attempt of `j` ended without an outcome (its executor died, or the
   /// queue stopped): it goes back to the table at once. A crash counts the
   /// attempt (past the last one the job fails); a shutdown does not.
-  decision on_release(const job& j, const std::string& why,
-                      bool count_attempt, const std::string& owner,
-                      timestamp now) const;
+  decision on_release(const job& j, const std::string& why, bool count_attempt,
+                      const std::string& owner, timestamp now) const;
 
   /// `j` was reserved with more attempts than allowed, which only crashes
   /// cause (rescued or released jobs): fail it instead of running it.

@@ -15,14 +15,13 @@ std::string to_iso8601(timestamp t) {
   year_month_day ymd{day};
   hh_mm_ss<milliseconds> hms{t - day};
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()),
-                static_cast<unsigned>(ymd.day()),
-                static_cast<int>(hms.hours().count()),
-                static_cast<int>(hms.minutes().count()),
-                static_cast<int>(hms.seconds().count()),
-                static_cast<int>(hms.subseconds().count()));
+  std::snprintf(
+      buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ",
+      static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+      static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+      static_cast<int>(hms.minutes().count()),
+      static_cast<int>(hms.seconds().count()),
+      static_cast<int>(hms.subseconds().count()));
   return buf;
 }
 
@@ -44,11 +43,10 @@ bool digits(std::string_view s, size_t pos, size_t n, int& out) {
 
 std::optional<timestamp> parse_iso8601(std::string_view s) {
   int y, mo, d, h, mi, sec, ms = 0;
-  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-'
-      || !digits(s, 5, 2, mo) || s[7] != '-' || !digits(s, 8, 2, d)
-      || (s[10] != 'T' && s[10] != ' ') || !digits(s, 11, 2, h)
-      || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':'
-      || !digits(s, 17, 2, sec))
+  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' ||
+      !digits(s, 5, 2, mo) || s[7] != '-' || !digits(s, 8, 2, d) ||
+      (s[10] != 'T' && s[10] != ' ') || !digits(s, 11, 2, h) || s[13] != ':' ||
+      !digits(s, 14, 2, mi) || s[16] != ':' || !digits(s, 17, 2, sec))
     return std::nullopt;
   size_t pos = 19;
   if (s[pos] == '.') {
@@ -62,8 +60,8 @@ std::optional<timestamp> parse_iso8601(std::string_view s) {
                      day{static_cast<unsigned>(d)}};
   if (!ymd.ok() || h > 23 || mi > 59 || sec > 59)
     return std::nullopt;
-  return timestamp{sys_days{ymd}} + hours{h} + minutes{mi} + seconds{sec}
-         + milliseconds{ms};
+  return timestamp{sys_days{ymd}} + hours{h} + minutes{mi} + seconds{sec} +
+         milliseconds{ms};
 }
 
 } // namespace bg_jobs

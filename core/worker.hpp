@@ -17,7 +17,7 @@ namespace bg_jobs {
 class job_context {
 public:
   explicit job_context(const std::atomic<bool>* cancelled = nullptr)
-    : cancelled_(cancelled) {}
+      : cancelled_(cancelled) {}
 
   /// True once the attempt was abandoned; its result will be ignored.
   bool cancelled() const { return cancelled_ && cancelled_->load(); }
@@ -35,7 +35,7 @@ public:
 
   template <class F>
   worker(std::string job_name, F handler)
-    : job_name_(std::move(job_name)), handler_(wrap(std::move(handler))) {}
+      : job_name_(std::move(job_name)), handler_(wrap(std::move(handler))) {}
 
   const std::string& job_name() const { return job_name_; }
 
@@ -51,8 +51,8 @@ public:
   }
 
   /// Runs the handler and turns every exception into a failure outcome.
-  outcome run(const job& j, const job_context& ctx = job_context{}) const
-    noexcept;
+  outcome run(const job& j,
+              const job_context& ctx = job_context{}) const noexcept;
 
 private:
   template <class F>

@@ -18,25 +18,29 @@ int main(int argc, char** argv) {
   std::promise<void> both_ran;
   int runs = 0;
   auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
-              .with_migrations()
-              .with_queue(bg_jobs::queue_spec{"reminders"}.with_worker(
-                bg_jobs::worker{"remind", [&](const bg_jobs::job& j) {
-                                  std::cout << "reminder: "
-                                            << j.payload["text"] << std::endl;
-                                  if (++runs == 2)
-                                    both_ran.set_value();
-                                }}))
-              .build(sys);
+                .with_migrations()
+                .with_queue(bg_jobs::queue_spec{"reminders"}.with_worker(
+                    bg_jobs::worker{"remind",
+                                    [&](const bg_jobs::job& j) {
+                                      std::cout
+                                          << "reminder: " << j.payload["text"]
+                                          << std::endl;
+                                      if (++runs == 2)
+                                        both_ran.set_value();
+                                    }}))
+                .build(sys);
   if (!bg) {
     std::cerr << bg_jobs::describe(bg.error()) << std::endl;
     return 1;
   }
   // In 200 ms from now ...
-  bg->enqueue(bg_jobs::job_request{"remind", {{"text", "in 200 ms"}}}
-                .available_in(200ms));
+  bg->enqueue(
+      bg_jobs::job_request{"remind", {{"text", "in 200 ms"}}}.available_in(
+          200ms));
   // ... or at a given UTC time.
-  bg->enqueue(bg_jobs::job_request{"remind", {{"text", "at a UTC time"}}}
-                .available_at(bg_jobs::clock::system()->now() + 100ms));
+  bg->enqueue(
+      bg_jobs::job_request{"remind", {{"text", "at a UTC time"}}}.available_at(
+          bg_jobs::clock::system()->now() + 100ms));
   auto ok = both_ran.get_future().wait_for(10s) == std::future_status::ready;
   bg->shutdown();
   return ok ? 0 : 1;

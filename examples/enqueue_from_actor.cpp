@@ -19,33 +19,34 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
-              .with_migrations()
-              .with_queue(bg_jobs::queue_spec{"mail"}.with_worker(
-                bg_jobs::worker{"welcome", [](const bg_jobs::job& j) {
-                                  std::cout << "welcome mail to "
-                                            << j.payload["user"] << std::endl;
-                                }}))
-              .build(sys);
+                .with_migrations()
+                .with_queue(bg_jobs::queue_spec{"mail"}.with_worker(
+                    bg_jobs::worker{"welcome",
+                                    [](const bg_jobs::job& j) {
+                                      std::cout << "welcome mail to "
+                                                << j.payload["user"]
+                                                << std::endl;
+                                    }}))
+                .build(sys);
   if (!bg) {
     std::cerr << bg_jobs::describe(bg.error()) << std::endl;
     return 1;
   }
   // A request handler of the application, as an actor.
   auto signup = [](caf::event_based_actor* self, std::string user) {
-    auto jobs = self->system().registry().get<caf::actor>(
-      bg_jobs::system_registry_key);
-    self
-      ->request(jobs, 5s, bg_jobs::enqueue_atom::value,
-                bg_jobs::job_request{"welcome", {{"user", user}}})
-      .then(
-        [=](const bg_jobs::job& j) {
-          std::cout << "signup of " << user << " stored job " << j.id
-                    << std::endl;
-        },
-        [=](caf::error& err) {
-          std::cerr << "enqueue failed: " << bg_jobs::describe(err)
-                    << std::endl;
-        });
+    auto jobs =
+        self->system().registry().get<caf::actor>(bg_jobs::system_registry_key);
+    self->request(jobs, 5s, bg_jobs::enqueue_atom::value,
+                  bg_jobs::job_request{"welcome", {{"user", user}}})
+        .then(
+            [=](const bg_jobs::job& j) {
+              std::cout << "signup of " << user << " stored job " << j.id
+                        << std::endl;
+            },
+            [=](caf::error& err) {
+              std::cerr << "enqueue failed: " << bg_jobs::describe(err)
+                        << std::endl;
+            });
   };
   sys.spawn(signup, "ada");
   sys.spawn(signup, "grace");

@@ -32,8 +32,8 @@ struct finished_jobs {
   int count = 0;
 
   void on_event(const bg_jobs::event& e) {
-    if (e.kind != bg_jobs::event_kind::job_succeeded
-        && e.kind != bg_jobs::event_kind::job_failed)
+    if (e.kind != bg_jobs::event_kind::job_succeeded &&
+        e.kind != bg_jobs::event_kind::job_failed)
       return;
     std::lock_guard<std::mutex> guard{mtx};
     ++count;
@@ -49,31 +49,31 @@ struct finished_jobs {
 int run(caf::actor_system& sys, const bg_jobs::adapter_factory& store) {
   finished_jobs finished;
   int attempts_of_flaky = 0;
-  auto spec
-    = bg_jobs::queue_spec{"default"}
-        .with_max_concurrent_jobs(4)
-        .with_max_retries(2)
-        .with_backoff(bg_jobs::backoff::constant(50ms))
-        .with_worker(bg_jobs::worker{
-          "send_email",
-          [](const bg_jobs::job& j) {
-            std::cout << "  -> sending email to " << j.payload.value("to", "?")
-                      << std::endl;
-          }})
-        .with_worker(bg_jobs::worker{
-          "flaky", [&](const bg_jobs::job&) -> bg_jobs::outcome {
-            if (++attempts_of_flaky < 2)
-              return bg_jobs::outcome::failure("the mail server is busy");
-            return bg_jobs::outcome::success();
-          }});
+  auto spec =
+      bg_jobs::queue_spec{"default"}
+          .with_max_concurrent_jobs(4)
+          .with_max_retries(2)
+          .with_backoff(bg_jobs::backoff::constant(50ms))
+          .with_worker(bg_jobs::worker{"send_email",
+                                       [](const bg_jobs::job& j) {
+                                         std::cout << "  -> sending email to "
+                                                   << j.payload.value("to", "?")
+                                                   << std::endl;
+                                       }})
+          .with_worker(bg_jobs::worker{
+              "flaky", [&](const bg_jobs::job&) -> bg_jobs::outcome {
+                if (++attempts_of_flaky < 2)
+                  return bg_jobs::outcome::failure("the mail server is busy");
+                return bg_jobs::outcome::success();
+              }});
   auto bg = bg_jobs::builder{store}
-              .with_node_name("quickstart")
-              .with_migrations()
-              .with_event_listener(bg_jobs::logger_listener(std::cout))
-              .with_event_listener(
-                [&](const bg_jobs::event& e) { finished.on_event(e); })
-              .with_queue(spec)
-              .build(sys);
+                .with_node_name("quickstart")
+                .with_migrations()
+                .with_event_listener(bg_jobs::logger_listener(std::cout))
+                .with_event_listener(
+                    [&](const bg_jobs::event& e) { finished.on_event(e); })
+                .with_queue(spec)
+                .build(sys);
   if (!bg) {
     std::cerr << "cannot start bg_jobs: " << bg_jobs::describe(bg.error())
               << std::endl;
@@ -87,7 +87,7 @@ int run(caf::actor_system& sys, const bg_jobs::adapter_factory& store) {
       return EXIT_FAILURE;
     }
   bg->enqueue(bg_jobs::job_request{"send_email", {{"to", "later@example.com"}}}
-                .available_in(300ms));
+                  .available_in(300ms));
   bg->enqueue(bg_jobs::job_request{"flaky"});
   // An unknown job name is refused, and nothing is stored.
   auto unknown = bg->enqueue(bg_jobs::job_request{"does_not_exist"});
@@ -95,13 +95,12 @@ int run(caf::actor_system& sys, const bg_jobs::adapter_factory& store) {
             << std::endl;
   // From an actor: send the enqueue message and get the stored job back.
   sys.spawn([root = bg->actor()](caf::event_based_actor* self) {
-    self
-      ->request(root, 5s, bg_jobs::enqueue_atom::value,
-                bg_jobs::job_request{"send_email",
-                                     {{"to", "actor@example.com"}}})
-      .then([](const bg_jobs::job& j) {
-        std::cout << "an actor enqueued job " << j.id << std::endl;
-      });
+    self->request(
+            root, 5s, bg_jobs::enqueue_atom::value,
+            bg_jobs::job_request{"send_email", {{"to", "actor@example.com"}}})
+        .then([](const bg_jobs::job& j) {
+          std::cout << "an actor enqueued job " << j.id << std::endl;
+        });
   });
   bool done = finished.wait_for(5, 20s);
   auto stopped = bg->shutdown();
@@ -127,11 +126,11 @@ int main(int argc, char** argv) {
     else
       path = arg;
   }
-  auto store = pg_url.empty()
-                 ? bg_jobs::sqlite_adapter::factory({path})
-                 : bg_jobs::postgres_adapter::factory({pg_url});
-  std::cout << "store: " << (pg_url.empty() ? "SQLite file " + path
-                                            : std::string{"PostgreSQL"})
+  auto store = pg_url.empty() ? bg_jobs::sqlite_adapter::factory({path})
+                              : bg_jobs::postgres_adapter::factory({pg_url});
+  std::cout << "store: "
+            << (pg_url.empty() ? "SQLite file " + path
+                               : std::string{"PostgreSQL"})
             << std::endl;
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);

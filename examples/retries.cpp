@@ -17,26 +17,28 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   std::promise<std::string> failed;
-  auto bg
-    = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
-        .with_migrations()
-        .with_event_listener([&](const bg_jobs::event& e) {
-          if (e.kind == bg_jobs::event_kind::job_retry)
-            std::cout << "attempt " << e.job->attempts << " failed: "
-                      << e.message << "; retrying" << std::endl;
-          if (e.kind == bg_jobs::event_kind::job_failed)
-            failed.set_value(e.message);
-        })
-        .with_queue(bg_jobs::queue_spec{"payments"}
-                      .with_max_retries(2) // three attempts in all
-                      .with_backoff(bg_jobs::backoff::exponential(50ms))
-                      .with_worker(bg_jobs::worker{
-                        "charge", [](const bg_jobs::job& j) -> bg_jobs::outcome {
-                          if (j.payload["amount"] < 0)
-                            throw std::invalid_argument("negative amount");
-                          return bg_jobs::outcome::success();
-                        }}))
-        .build(sys);
+  auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
+                .with_migrations()
+                .with_event_listener([&](const bg_jobs::event& e) {
+                  if (e.kind == bg_jobs::event_kind::job_retry)
+                    std::cout << "attempt " << e.job->attempts
+                              << " failed: " << e.message << "; retrying"
+                              << std::endl;
+                  if (e.kind == bg_jobs::event_kind::job_failed)
+                    failed.set_value(e.message);
+                })
+                .with_queue(
+                    bg_jobs::queue_spec{"payments"}
+                        .with_max_retries(2) // three attempts in all
+                        .with_backoff(bg_jobs::backoff::exponential(50ms))
+                        .with_worker(bg_jobs::worker{
+                            "charge",
+                            [](const bg_jobs::job& j) -> bg_jobs::outcome {
+                              if (j.payload["amount"] < 0)
+                                throw std::invalid_argument("negative amount");
+                              return bg_jobs::outcome::success();
+                            }}))
+                .build(sys);
   if (!bg) {
     std::cerr << bg_jobs::describe(bg.error()) << std::endl;
     return 1;

@@ -35,8 +35,8 @@ caf::error rescue_service::config::validate() const {
 }
 
 caf::error prune_service::config::validate() const {
-  if (retention.succeeded_max_age.count() < 0
-      || retention.failed_max_age.count() < 0)
+  if (retention.succeeded_max_age.count() < 0 ||
+      retention.failed_max_age.count() < 0)
     return fail("retention ages may not be negative");
   if (retention.max_succeeded < 0 || retention.max_failed < 0)
     return fail("retention counts may not be negative");
@@ -78,11 +78,11 @@ std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
   xs.push_back(std::make_shared<heartbeat_service>(
-    heartbeat_service::config{node, cfg.interval()}));
+      heartbeat_service::config{node, cfg.interval()}));
   xs.push_back(std::make_shared<rescue_service>(
-    rescue_service::config{cfg.lease, cfg.interval()}));
+      rescue_service::config{cfg.lease, cfg.interval()}));
   xs.push_back(std::make_shared<prune_service>(
-    prune_service::config{cfg.retention, cfg.prune_every}));
+      prune_service::config{cfg.retention, cfg.prune_every}));
   return xs;
 }
 

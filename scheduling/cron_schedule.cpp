@@ -20,16 +20,16 @@ struct field_spec {
   const char* const* names; // index 0 maps to `min`
 };
 
-const char* const month_names[]
-  = {"jan", "feb", "mar", "apr", "may", "jun",
-     "jul", "aug", "sep", "oct", "nov", "dec", nullptr};
-const char* const weekday_names[]
-  = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", nullptr};
+const char* const month_names[] = {"jan", "feb", "mar",  "apr", "may",
+                                   "jun", "jul", "aug",  "sep", "oct",
+                                   "nov", "dec", nullptr};
+const char* const weekday_names[] = {"sun", "mon", "tue", "wed",
+                                     "thu", "fri", "sat", nullptr};
 
 const field_spec field_specs[] = {
-  {"second", 0, 59, nullptr},     {"minute", 0, 59, nullptr},
-  {"hour", 0, 23, nullptr},       {"day-of-month", 1, 31, nullptr},
-  {"month", 1, 12, month_names},  {"day-of-week", 0, 7, weekday_names},
+    {"second", 0, 59, nullptr},    {"minute", 0, 59, nullptr},
+    {"hour", 0, 23, nullptr},      {"day-of-month", 1, 31, nullptr},
+    {"month", 1, 12, month_names}, {"day-of-week", 0, 7, weekday_names},
 };
 
 caf::error field_error(const field_spec& f, const std::string& msg) {
@@ -41,17 +41,18 @@ caf::error field_error(const field_spec& f, const std::string& msg) {
 caf::expected<int> parse_value(const field_spec& f, std::string_view text) {
   if (text.empty())
     return field_error(f, "empty value");
-  if (std::all_of(text.begin(), text.end(),
-                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+  if (std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c));
+      })) {
     if (text.size() > 4)
-      return field_error(f, std::string{text} + " is out of range "
-                              + std::to_string(f.min) + "-"
-                              + std::to_string(f.max));
+      return field_error(f, std::string{text} + " is out of range " +
+                                std::to_string(f.min) + "-" +
+                                std::to_string(f.max));
     int v = std::stoi(std::string{text});
     if (v < f.min || v > f.max)
-      return field_error(f, std::to_string(v) + " is out of range "
-                              + std::to_string(f.min) + "-"
-                              + std::to_string(f.max));
+      return field_error(f, std::to_string(v) + " is out of range " +
+                                std::to_string(f.min) + "-" +
+                                std::to_string(f.max));
     return v;
   }
   if (f.names) {
@@ -67,8 +68,7 @@ caf::expected<int> parse_value(const field_spec& f, std::string_view text) {
 
 /// Parses one field into the set of allowed values (day-of-week 7 → 0).
 caf::expected<std::vector<int>> parse_field(const field_spec& f,
-                                            std::string_view text,
-                                            bool& star) {
+                                            std::string_view text, bool& star) {
   std::vector<int> values;
   star = !text.empty() && text.front() == '*';
   if (text.empty())
@@ -77,11 +77,11 @@ caf::expected<std::vector<int>> parse_field(const field_spec& f,
   while (pos <= text.size()) {
     auto comma = text.find(',', pos);
     auto item = text.substr(pos, comma == std::string_view::npos
-                                   ? std::string_view::npos
-                                   : comma - pos);
+                                     ? std::string_view::npos
+                                     : comma - pos);
     if (item.empty())
-      return field_error(f, "empty list element in '" + std::string{text}
-                              + "'");
+      return field_error(f,
+                         "empty list element in '" + std::string{text} + "'");
     int lo = f.min, hi = f.max, step = 1;
     auto slash = item.find('/');
     auto range = item.substr(0, slash);
@@ -103,19 +103,20 @@ caf::expected<std::vector<int>> parse_field(const field_spec& f,
         hi = *last;
         has_range = true;
         if (lo > hi)
-          return field_error(f, "range " + std::string{range}
-                                  + " runs backwards");
+          return field_error(f,
+                             "range " + std::string{range} + " runs backwards");
       }
     }
     if (slash != std::string_view::npos) {
       auto step_text = item.substr(slash + 1);
-      if (step_text.empty()
-          || !std::all_of(step_text.begin(), step_text.end(), [](char c) {
-               return std::isdigit(static_cast<unsigned char>(c));
-             })
-          || step_text.size() > 4)
-        return field_error(f, "step '" + std::string{step_text}
-                                + "' is not a number");
+      if (step_text.empty() ||
+          !std::all_of(step_text.begin(), step_text.end(),
+                       [](char c) {
+                         return std::isdigit(static_cast<unsigned char>(c));
+                       }) ||
+          step_text.size() > 4)
+        return field_error(f, "step '" + std::string{step_text} +
+                                  "' is not a number");
       step = std::stoi(std::string{step_text});
       if (step <= 0)
         return field_error(f, "step must be positive");
@@ -157,8 +158,9 @@ int next_set(const std::bitset<N>& bits, int from) {
 
 unsigned days_in(int year, unsigned month) {
   return static_cast<unsigned>(
-    (year_month_day_last{std::chrono::year{year} / std::chrono::month{month} / last})
-      .day());
+      (year_month_day_last{std::chrono::year{year} / std::chrono::month{month} /
+                           last})
+          .day());
 }
 
 } // namespace
@@ -190,9 +192,9 @@ caf::expected<cron_schedule> cron_schedule::parse(std::string_view expr) {
     return result;
   }
   if (parts.size() != 5 && parts.size() != 6)
-    return make_error(errc::invalid_schedule,
-                      "expected 5 or 6 fields, got "
-                        + std::to_string(parts.size()) + " in '" + text + "'");
+    return make_error(errc::invalid_schedule, "expected 5 or 6 fields, got " +
+                                                  std::to_string(parts.size()) +
+                                                  " in '" + text + "'");
   if (parts.size() == 5)
     parts.insert(parts.begin(), std::string_view{"0"});
   fields f;
@@ -204,12 +206,24 @@ caf::expected<cron_schedule> cron_schedule::parse(std::string_view expr) {
     for (int v : *values) {
       auto b = static_cast<size_t>(v);
       switch (i) {
-        case 0: f.seconds.set(b); break;
-        case 1: f.minutes.set(b); break;
-        case 2: f.hours.set(b); break;
-        case 3: f.days.set(b); break;
-        case 4: f.months.set(b); break;
-        case 5: f.weekdays.set(b); break;
+      case 0:
+        f.seconds.set(b);
+        break;
+      case 1:
+        f.minutes.set(b);
+        break;
+      case 2:
+        f.hours.set(b);
+        break;
+      case 3:
+        f.days.set(b);
+        break;
+      case 4:
+        f.months.set(b);
+        break;
+      case 5:
+        f.weekdays.set(b);
+        break;
       }
     }
     if (i == 3)
@@ -246,14 +260,15 @@ caf::expected<cron_schedule> cron_schedule::from_fields(fields f,
   auto probe = timestamp{sys_days{std::chrono::year{2000} / 1 / 1}};
   if (!result.next_after(probe))
     return make_error(errc::invalid_schedule,
-                      "'" + result.expr_
-                        + "' never fires: no date matches its day-of-month, "
+                      "'" + result.expr_ +
+                          "' never fires: no date matches its day-of-month, "
                           "month and day-of-week fields");
   return result;
 }
 
 bool cron_schedule::day_matches(int year, unsigned month, unsigned day) const {
-  auto ymd = std::chrono::year{year} / std::chrono::month{month} / std::chrono::day{day};
+  auto ymd = std::chrono::year{year} / std::chrono::month{month} /
+             std::chrono::day{day};
   auto dow = weekday{sys_days{ymd}}.c_encoding();
   bool dom = f_.days[day];
   bool dw = f_.weekdays[dow];
@@ -293,10 +308,10 @@ std::optional<timestamp> cron_schedule::next_after(timestamp t) const {
             int s = next_set(f_.seconds, same_minute ? s0 : 0);
             if (s < 0)
               continue;
-            return timestamp{
-              sys_days{std::chrono::year{year} / std::chrono::month{month}
-                       / std::chrono::day{d}}}
-                   + hours{h} + minutes{mi} + seconds{s};
+            return timestamp{sys_days{std::chrono::year{year} /
+                                      std::chrono::month{month} /
+                                      std::chrono::day{d}}} +
+                   hours{h} + minutes{mi} + seconds{s};
           }
         }
       }

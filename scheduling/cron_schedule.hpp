@@ -36,9 +36,9 @@ public:
     std::bitset<60> seconds;
     std::bitset<60> minutes;
     std::bitset<24> hours;
-    std::bitset<32> days;     // 1..31
-    std::bitset<13> months;   // 1..12
-    std::bitset<7> weekdays;  // 0 = Sunday
+    std::bitset<32> days;    // 1..31
+    std::bitset<13> months;  // 1..12
+    std::bitset<7> weekdays; // 0 = Sunday
     bool days_star = true;
     bool weekdays_star = true;
   };

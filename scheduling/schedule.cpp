@@ -6,13 +6,14 @@ namespace bg_jobs {
 
 using namespace std::chrono;
 
-// -- schedule ------------------------------------------------------------------
+// -- schedule
+// ------------------------------------------------------------------
 
 caf::expected<schedule> schedule::every(milliseconds d) {
   if (d.count() <= 0)
     return make_error(errc::invalid_schedule,
-                      "an interval must be positive, got "
-                        + std::to_string(d.count()) + " ms");
+                      "an interval must be positive, got " +
+                          std::to_string(d.count()) + " ms");
   return schedule{d};
 }
 
@@ -35,7 +36,8 @@ std::string schedule::to_string() const {
   return "every " + std::to_string(interval_.count()) + " ms";
 }
 
-// -- schedule_builder ------------------------------------------------------------
+// -- schedule_builder
+// ------------------------------------------------------------
 
 namespace {
 
@@ -46,8 +48,8 @@ struct field_limits {
 };
 
 const field_limits limits[] = {
-  {"Seconds", 0, 59}, {"Minutes", 0, 59},    {"Hours", 0, 23},
-  {"Day of month", 1, 31}, {"Month", 1, 12}, {"Day of week", 0, 7},
+    {"Seconds", 0, 59},      {"Minutes", 0, 59}, {"Hours", 0, 23},
+    {"Day of month", 1, 31}, {"Month", 1, 12},   {"Day of week", 0, 7},
 };
 
 } // namespace
@@ -98,15 +100,21 @@ schedule_builder& schedule_builder::every_second() {
   return *this;
 }
 
-schedule_builder& schedule_builder::on_second(int s) { return add(0, s, s); }
+schedule_builder& schedule_builder::on_second(int s) {
+  return add(0, s, s);
+}
 schedule_builder& schedule_builder::between_seconds(int a, int b) {
   return add(0, a, b);
 }
-schedule_builder& schedule_builder::on_minute(int m) { return add(1, m, m); }
+schedule_builder& schedule_builder::on_minute(int m) {
+  return add(1, m, m);
+}
 schedule_builder& schedule_builder::between_minutes(int a, int b) {
   return add(1, a, b);
 }
-schedule_builder& schedule_builder::on_hour(int h) { return add(2, h, h); }
+schedule_builder& schedule_builder::on_hour(int h) {
+  return add(2, h, h);
+}
 schedule_builder& schedule_builder::between_hours(int a, int b) {
   return add(2, a, b);
 }
@@ -116,7 +124,9 @@ schedule_builder& schedule_builder::on_day_of_month(int d) {
 schedule_builder& schedule_builder::between_day_of_months(int a, int b) {
   return add(3, a, b);
 }
-schedule_builder& schedule_builder::on_month(int m) { return add(4, m, m); }
+schedule_builder& schedule_builder::on_month(int m) {
+  return add(4, m, m);
+}
 schedule_builder& schedule_builder::between_months(int a, int b) {
   return add(4, a, b);
 }
@@ -170,12 +180,24 @@ caf::expected<schedule> schedule_builder::build() const {
     if (items.empty()) {
       for (int v = lim.min; v <= (i == 5 ? 6 : lim.max); ++v)
         switch (i) {
-          case 0: f.seconds.set(v); break;
-          case 1: f.minutes.set(v); break;
-          case 2: f.hours.set(v); break;
-          case 3: f.days.set(v); break;
-          case 4: f.months.set(v); break;
-          case 5: f.weekdays.set(v); break;
+        case 0:
+          f.seconds.set(v);
+          break;
+        case 1:
+          f.minutes.set(v);
+          break;
+        case 2:
+          f.hours.set(v);
+          break;
+        case 3:
+          f.days.set(v);
+          break;
+        case 4:
+          f.months.set(v);
+          break;
+        case 5:
+          f.weekdays.set(v);
+          break;
         }
       continue;
     }
@@ -183,25 +205,37 @@ caf::expected<schedule> schedule_builder::build() const {
       for (int v : {a, b})
         if (v < lim.min || v > lim.max)
           return make_error(errc::invalid_schedule,
-                            std::string{lim.name} + " must be between "
-                              + std::to_string(lim.min) + " and "
-                              + std::to_string(lim.max)
-                              + ", found: " + std::to_string(v));
+                            std::string{lim.name} + " must be between " +
+                                std::to_string(lim.min) + " and " +
+                                std::to_string(lim.max) +
+                                ", found: " + std::to_string(v));
       if (a > b)
         return make_error(errc::invalid_schedule,
-                          std::string{lim.name}
-                            + ": range start must not be after its end, got "
-                              "start:"
-                            + std::to_string(a) + " end:" + std::to_string(b));
+                          std::string{lim.name} +
+                              ": range start must not be after its end, got "
+                              "start:" +
+                              std::to_string(a) + " end:" + std::to_string(b));
       for (int v = a; v <= b; ++v) {
         auto bit = static_cast<size_t>(i == 5 && v == 7 ? 0 : v);
         switch (i) {
-          case 0: f.seconds.set(bit); break;
-          case 1: f.minutes.set(bit); break;
-          case 2: f.hours.set(bit); break;
-          case 3: f.days.set(bit); break;
-          case 4: f.months.set(bit); break;
-          case 5: f.weekdays.set(bit); break;
+        case 0:
+          f.seconds.set(bit);
+          break;
+        case 1:
+          f.minutes.set(bit);
+          break;
+        case 2:
+          f.hours.set(bit);
+          break;
+        case 3:
+          f.days.set(bit);
+          break;
+        case 4:
+          f.months.set(bit);
+          break;
+        case 5:
+          f.weekdays.set(bit);
+          break;
         }
       }
     }

@@ -7,9 +7,8 @@ namespace bg_jobs {
 caf::expected<schedule> scheduled_job_spec::build_schedule() const {
   auto s = builder_ ? builder_->build() : schedule::cron(cron_);
   if (!s)
-    return make_error(errc::invalid_schedule,
-                      "scheduled job '" + job_name() + "': "
-                        + describe(s.error()));
+    return make_error(errc::invalid_schedule, "scheduled job '" + job_name() +
+                                                  "': " + describe(s.error()));
   return s;
 }
 
@@ -21,13 +20,13 @@ caf::error scheduled_job_spec::validate() const {
 
 queue_spec scheduled_job_spec::to_queue_spec() const {
   return queue_spec{job_name()}
-    .with_max_concurrent_jobs(1)
-    .with_poll_interval(poll_interval_)
-    .with_max_retries(max_retries_)
-    .with_init_timeout(init_timeout_)
-    .with_backoff(backoff_)
-    .with_worker(worker_)
-    .with_event_listeners(listeners_);
+      .with_max_concurrent_jobs(1)
+      .with_poll_interval(poll_interval_)
+      .with_max_retries(max_retries_)
+      .with_init_timeout(init_timeout_)
+      .with_backoff(backoff_)
+      .with_worker(worker_)
+      .with_event_listeners(listeners_);
 }
 
 } // namespace bg_jobs

@@ -22,11 +22,11 @@ public:
   /// Runs `w` on the builder schedule `s` (`new_schedule()...` or
   /// `new_interval_minutes(5)`).
   scheduled_job_spec(worker w, schedule_builder s)
-    : worker_(std::move(w)), builder_(std::move(s)) {}
+      : worker_(std::move(w)), builder_(std::move(s)) {}
 
   /// Runs `w` on the cron expression `cron` (5 or 6 fields, or an alias).
   scheduled_job_spec(worker w, std::string cron)
-    : worker_(std::move(w)), cron_(std::move(cron)) {}
+      : worker_(std::move(w)), cron_(std::move(cron)) {}
 
   /// Retries of a failed occurrence (default 3).
   scheduled_job_spec& with_max_retries(int n) {

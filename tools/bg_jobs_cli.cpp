@@ -28,8 +28,8 @@ std::string to_seconds_iso(bg_jobs::timestamp t) {
 } // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4 || std::string{argv[1]} != "cron"
-      || std::string{argv[2]} != "next")
+  if (argc < 4 || std::string{argv[1]} != "cron" ||
+      std::string{argv[2]} != "next")
     return usage("unknown command");
   std::string expr = argv[3];
   auto from = bg_jobs::clock::system()->now();
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
     if (arg == "--from") {
       auto t = bg_jobs::parse_iso8601(value);
       if (!t)
-        return usage("--from expects YYYY-MM-DDTHH:MM:SSZ, got '" + value
-                     + "'");
+        return usage("--from expects YYYY-MM-DDTHH:MM:SSZ, got '" + value +
+                     "'");
       from = *t;
     } else if (arg == "--count") {
       try {
@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
         if (used != value.size() || count <= 0 || count > 100000)
           throw std::invalid_argument("count");
       } catch (...) {
-        return usage("--count expects a number from 1 to 100000, got '"
-                     + value + "'");
+        return usage("--count expects a number from 1 to 100000, got '" +
+                     value + "'");
       }
     } else {
       return usage("unknown option " + arg);

@@ -40,9 +40,9 @@ void completer::report(const std::vector<bool>& applied) {
     }
     event e{event_kind::queue_error};
     e.queue = queue_;
-    e.message = "job " + std::to_string(pending_[i].change.job_id)
-                + " is no longer reserved by " + owner_
-                + "; its outcome was discarded";
+    e.message = "job " + std::to_string(pending_[i].change.job_id) +
+                " is no longer reserved by " + owner_ +
+                "; its outcome was discarded";
     ctx_.emit(std::move(e));
   }
   pending_.erase(pending_.begin(),

@@ -19,8 +19,8 @@ public:
   completer() = default;
 
   completer(node_context ctx, std::string queue, std::string owner)
-    : ctx_(std::move(ctx)), queue_(std::move(queue)),
-      owner_(std::move(owner)) {}
+      : ctx_(std::move(ctx)), queue_(std::move(queue)),
+        owner_(std::move(owner)) {}
 
   /// Queues `d`, decided for `j`; `duration` is the handler's run time.
   void add(decision d, job j,

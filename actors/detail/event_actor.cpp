@@ -37,9 +37,10 @@ struct event_state {
         return;
       event report{event_kind::listener_error};
       report.queue = e.queue;
-      report.message = "a listener threw while handling " + std::string{e.name()}
-                       + ": " + describe(std::current_exception())
-                       + "; further exceptions of it are ignored";
+      report.message = "a listener threw while handling " +
+                       std::string{e.name()} + ": " +
+                       describe(std::current_exception()) +
+                       "; further exceptions of it are ignored";
       deliver(report);
     }
   }
@@ -70,13 +71,13 @@ caf::behavior event_actor(caf::stateful_actor<event_state>* self,
                           listener_set listeners) {
   self->state.listeners = std::move(listeners);
   return {
-    [=](const event& e) { self->state.deliver(e); },
-    [=](flush_atom) { return caf::unit; },
-    [=](reregister_atom) {},
-    [=](shutdown_atom) {
-      self->quit();
-      return caf::unit;
-    },
+      [=](const event& e) { self->state.deliver(e); },
+      [=](flush_atom) { return caf::unit; },
+      [=](reregister_atom) {},
+      [=](shutdown_atom) {
+        self->quit();
+        return caf::unit;
+      },
   };
 }
 

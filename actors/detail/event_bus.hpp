@@ -16,7 +16,7 @@ namespace bg_jobs::detail {
 class event_bus {
 public:
   event_bus(bool active, std::shared_ptr<bg_jobs::clock> clk)
-    : active_(active), clock_(std::move(clk)) {}
+      : active_(active), clock_(std::move(clk)) {}
 
   bool active() const { return active_; }
 

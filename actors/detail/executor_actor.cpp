@@ -66,8 +66,8 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     if (auto i = slot->workers->find(j.name); i != slot->workers->end())
       result = i->second.run(j, job_context{&slot->cancelled});
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                std::chrono::steady_clock::now() - started)
-                .count();
+                  std::chrono::steady_clock::now() - started)
+                  .count();
     if (slot->cancelled)
       return;
     caf::actor_addr queue;
@@ -103,8 +103,8 @@ caf::behavior executor_actor(caf::stateful_actor<executor_state>* self,
   // for the executor in the registry, dies with its queue, and answers
   // whether it is alive.
   return {
-    [](ready_atom) { return caf::unit; },
-    [](reregister_atom) {},
+      [](ready_atom) { return caf::unit; },
+      [](reregister_atom) {},
   };
 }
 

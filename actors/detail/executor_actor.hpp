@@ -31,7 +31,7 @@ class executor_handoff {
 public:
   executor_handoff() = default;
   explicit executor_handoff(std::shared_ptr<handler_slot> slot)
-    : slot_(std::move(slot)) {}
+      : slot_(std::move(slot)) {}
 
   /// Gives `j` to the handler thread (which must be idle) and emits
   /// `job_started`; the outcome goes to `queue` as a `result_atom` message.

@@ -25,8 +25,7 @@ void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
   register_one(self, i);
 }
 
-void executor_pool::register_one(caf::event_based_actor* self,
-                                 size_t i) const {
+void executor_pool::register_one(caf::event_based_actor* self, size_t i) const {
   if (auto reg = ctx_.dir->get(actor_directory::registry))
     self->send(reg, register_atom::value,
                queue_ + "/executor/" + std::to_string(i), std::string{},
@@ -47,8 +46,8 @@ size_t executor_pool::run(job j, const caf::actor_addr& queue) {
 }
 
 bool executor_pool::runs(size_t i, int64_t job_id) const {
-  return i < slots_.size() && slots_[i].running
-         && slots_[i].running->id == job_id;
+  return i < slots_.size() && slots_[i].running &&
+         slots_[i].running->id == job_id;
 }
 
 std::optional<job> executor_pool::finish(size_t i, int64_t job_id,

@@ -23,8 +23,8 @@ public:
 
   executor_pool(node_context ctx, std::string queue,
                 std::shared_ptr<const std::map<std::string, worker>> workers)
-    : ctx_(std::move(ctx)), queue_(std::move(queue)),
-      workers_(std::move(workers)) {}
+      : ctx_(std::move(ctx)), queue_(std::move(queue)),
+        workers_(std::move(workers)) {}
 
   /// Spawns `n` executors, linked to `self`.
   void start(caf::event_based_actor* self, size_t n);

@@ -35,8 +35,8 @@ struct front_door_state {
     if (auto db = store.get())
       return db;
     return make_error(errc::database_unavailable,
-                      "the store is unreachable; retrying in "
-                        + std::to_string(store.backoff().count()) + " ms");
+                      "the store is unreachable; retrying in " +
+                          std::to_string(store.backoff().count()) + " ms");
   }
 
   void wake(caf::event_based_actor* self, const std::string& job_name) {
@@ -44,8 +44,7 @@ struct front_door_state {
       self->send(router, wake_atom::value, job_name);
   }
 
-  caf::result<job> enqueue(caf::event_based_actor* self,
-                           const job_request& r) {
+  caf::result<job> enqueue(caf::event_based_actor* self, const job_request& r) {
     if (auto err = check_name(r))
       return err;
     auto db = connection();
@@ -117,35 +116,35 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
   self->state.ctx = std::move(ctx);
   self->state.store = store_connection{self->state.ctx, "front door", {}};
   self->set_default_handler(
-    [self](caf::scheduled_actor*,
-           caf::message_view& x) -> caf::result<caf::message> {
-      event e{event_kind::queue_error};
-      e.message = "bg_jobs actor ignored an unexpected message: "
-                  + caf::to_string(x.content());
-      self->state.ctx.emit(std::move(e));
-      return caf::sec::unexpected_message;
-    });
+      [self](caf::scheduled_actor*,
+             caf::message_view& x) -> caf::result<caf::message> {
+        event e{event_kind::queue_error};
+        e.message = "bg_jobs actor ignored an unexpected message: " +
+                    caf::to_string(x.content());
+        self->state.ctx.emit(std::move(e));
+        return caf::sec::unexpected_message;
+      });
   return {
-    [=](enqueue_atom, const job_request& r) {
-      return guarded([&] { return self->state.enqueue(self, r); });
-    },
-    [=](enqueue_atom, const std::vector<job_request>& rs) {
-      return guarded([&] { return self->state.enqueue_many(self, rs); });
-    },
-    [=](lookup_atom a, const std::string& name) {
-      return self->delegate(
-        self->state.ctx.dir->get(actor_directory::registry), a, name);
-    },
-    [=](names_atom a) {
-      return self->delegate(
-        self->state.ctx.dir->get(actor_directory::registry), a);
-    },
-    [=](flush_atom a) {
-      return self->delegate(self->state.ctx.dir->get(actor_directory::events),
-                            a);
-    },
-    [=](ready_atom) { return caf::unit; },
-    [=](reregister_atom) {},
+      [=](enqueue_atom, const job_request& r) {
+        return guarded([&] { return self->state.enqueue(self, r); });
+      },
+      [=](enqueue_atom, const std::vector<job_request>& rs) {
+        return guarded([&] { return self->state.enqueue_many(self, rs); });
+      },
+      [=](lookup_atom a, const std::string& name) {
+        return self->delegate(
+            self->state.ctx.dir->get(actor_directory::registry), a, name);
+      },
+      [=](names_atom a) {
+        return self->delegate(
+            self->state.ctx.dir->get(actor_directory::registry), a);
+      },
+      [=](flush_atom a) {
+        return self->delegate(self->state.ctx.dir->get(actor_directory::events),
+                              a);
+      },
+      [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) {},
   };
 }
 

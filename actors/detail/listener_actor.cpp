@@ -48,15 +48,15 @@ caf::behavior listener_actor(caf::stateful_actor<listener_state>* self,
   st.listen(self, std::chrono::milliseconds{0});
   self->send(self, listen_atom::value);
   return {
-    [=](ready_atom) { return caf::unit; },
-    [=](reregister_atom) {},
-    [=](listen_atom) {
-      auto delay = self->state.listen(self, slice);
-      if (delay.count() == 0)
-        self->send(self, listen_atom::value);
-      else
-        self->delayed_send(self, delay, listen_atom::value);
-    },
+      [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) {},
+      [=](listen_atom) {
+        auto delay = self->state.listen(self, slice);
+        if (delay.count() == 0)
+          self->send(self, listen_atom::value);
+        else
+          self->delayed_send(self, delay, listen_atom::value);
+      },
   };
 }
 

@@ -115,25 +115,27 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   });
   add("maintenance", services_tier, [ctx](sup_ptr sup) {
     return spawn_periodic(
-      sup, ctx, maintenance_services(ctx.node, ctx.plan->maintenance));
+        sup, ctx, maintenance_services(ctx.node, ctx.plan->maintenance));
   });
   if (plan.listen)
     add("listener", services_tier, [ctx](sup_ptr sup) {
       return spawn_listener(sup, ctx);
     }).await_ready = true;
   for (size_t i = 0; i < plan.queues.size(); ++i) {
-    auto& q = add(plan.queues[i].name(), queues_tier, [ctx, i](sup_ptr sup) {
-      return spawn_queue(sup, ctx, i);
-    });
+    auto& q = add(plan.queues[i].name(), queues_tier,
+                  [ctx, i](sup_ptr sup) { return spawn_queue(sup, ctx, i); });
     q.await_ready = true;
     q.ready_timeout = plan.queues[i].init_timeout();
     q.stop = [grace = plan.grace](sup_ptr sup, const caf::actor& a) {
       sup->send(a, shutdown_atom::value, static_cast<int64_t>(grace.count()));
     };
   }
+  // Queues and schedulers register themselves before they answer ready,
+  // so that every name can be looked up once the tree has started.
   for (size_t i = 0; i < plan.scheduled.size(); ++i)
     add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
-        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); });
+        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); })
+      .await_ready = true;
   return spawn_supervisor(sys, std::move(cfg));
 }
 

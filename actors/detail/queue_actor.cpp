@@ -104,8 +104,8 @@ struct queue_state {
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
     auto want = static_cast<int>(pool.idle());
-    auto done = db->complete_and_reserve(outcomes.changes(),
-                                         {job_names, want, owner});
+    auto done =
+        db->complete_and_reserve(outcomes.changes(), {job_names, want, owner});
     if (!done) {
       backlog = false;
       failed(done.error(), "recording outcomes and reserving jobs");
@@ -155,8 +155,8 @@ struct queue_state {
   void time_out(caf::event_based_actor* self, size_t i) {
     auto j = pool.replace(self, i);
     auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
-    auto o = outcome::failure("timed out after "
-                              + std::to_string(limit.count()) + " ms");
+    auto o = outcome::failure("timed out after " +
+                              std::to_string(limit.count()) + " ms");
     auto d = policy.on_outcome(j, o, owner, ctx.now(), rng);
     outcomes.add(std::move(d), std::move(j),
                  std::chrono::duration_cast<std::chrono::microseconds>(limit));
@@ -197,8 +197,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.spec = st.ctx.plan->queues[index];
-  st.owner = st.ctx.node + "/" + st.spec.name() + "/"
-             + std::to_string(next_incarnation++);
+  st.owner = st.ctx.node + "/" + st.spec.name() + "/" +
+             std::to_string(next_incarnation++);
   st.policy = retry_policy{{st.spec.max_retries(), st.spec.retry_backoff()}};
   auto workers = std::make_shared<std::map<std::string, worker>>();
   for (auto& w : st.spec.workers())
@@ -227,13 +227,13 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       st.poll(self);
   });
   self->set_default_handler(
-    [self](caf::scheduled_actor*,
-           caf::message_view& x) -> caf::result<caf::message> {
-      self->state.emit_error(event_kind::queue_error,
-                             "unexpected message ignored: "
-                               + caf::to_string(x.content()));
-      return caf::none;
-    });
+      [self](caf::scheduled_actor*,
+             caf::message_view& x) -> caf::result<caf::message> {
+        self->state.emit_error(event_kind::queue_error,
+                               "unexpected message ignored: " +
+                                   caf::to_string(x.content()));
+        return caf::none;
+      });
   st.store.get();
   st.announce(self);
   // The registry must know this queue as the owner of its reservations
@@ -243,84 +243,83 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     self->send(self, poll_atom::value);
   };
   if (auto reg = st.ctx.dir->get(actor_directory::registry))
-    self
-      ->request(reg, std::chrono::seconds{10}, register_atom::value,
-                st.spec.name(), st.owner, caf::actor_cast<caf::actor>(self))
-      .then([start_polling]() { start_polling(); },
-            [start_polling](caf::error&) { start_polling(); });
+    self->request(reg, std::chrono::seconds{10}, register_atom::value,
+                  st.spec.name(), st.owner, caf::actor_cast<caf::actor>(self))
+        .then([start_polling]() { start_polling(); },
+              [start_polling](caf::error&) { start_polling(); });
   else
     start_polling();
   st.emit_error(event_kind::queue_polling_started, {});
   return {
-    [=](poll_atom) {
-      self->state.poll(self);
-      if (!self->state.stopping)
-        self->delayed_send(self, self->state.spec.poll_interval(),
-                           poll_atom::value);
-    },
-    [=](wake_atom, const std::string& job_name) {
-      // "*" is a hint that some process wrote to the store: a busy queue
-      // polls after its next batch anyway, so only an idle one looks now.
-      if (job_name == "*" && self->state.pool.busy() > 0)
-        return;
-      self->state.poll(self);
-    },
-    [=](result_atom, size_t i, int64_t job_id, outcome& o,
-        int64_t duration_us, const caf::actor_addr& from) {
-      auto& st = self->state;
-      auto j = st.pool.finish(i, job_id, from);
-      if (!j)
-        return;
-      auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
-      st.outcomes.add(std::move(d), std::move(*j),
-                      std::chrono::microseconds{duration_us});
-      if (!st.settling) {
-        st.settling = true;
-        self->send(self, settle_atom::value);
-      }
-    },
-    [=](settle_atom) {
-      auto& st = self->state;
-      st.settling = false;
-      // With a backlog, one transaction persists the outcomes and claims
-      // the next jobs; otherwise only the outcomes are written.
-      if (!st.stopping && st.backlog)
-        st.poll(self);
-      else
-        st.outcomes.flush(st.store);
-      st.stop_if_idle(self);
-    },
-    [=](ready_atom) { return caf::unit; },
-    [=](reregister_atom) {
-      auto& st = self->state;
-      st.announce(self);
-      if (auto reg = st.ctx.dir->get(actor_directory::registry))
-        self->send(reg, register_atom::value, st.spec.name(), st.owner,
-                   caf::actor_cast<caf::actor>(self));
-    },
-    [=](shutdown_atom, int64_t grace_ms) {
-      auto& st = self->state;
-      if (st.stopping)
-        return;
-      st.stopping = true;
-      if (st.pool.busy() == 0)
-        st.finish(self);
-      else
-        self->delayed_send(self, std::chrono::milliseconds{grace_ms},
-                           deadline_atom::value);
-    },
-    [=](deadline_atom) { self->state.finish(self); },
-    [=](timeout_atom, size_t i, int64_t job_id) {
-      auto& st = self->state;
-      if (!st.pool.runs(i, job_id))
-        return;
-      st.time_out(self, i);
-      st.outcomes.flush(st.store);
-      if (st.stopping)
+      [=](poll_atom) {
+        self->state.poll(self);
+        if (!self->state.stopping)
+          self->delayed_send(self, self->state.spec.poll_interval(),
+                             poll_atom::value);
+      },
+      [=](wake_atom, const std::string& job_name) {
+        // "*" is a hint that some process wrote to the store: a busy queue
+        // polls after its next batch anyway, so only an idle one looks now.
+        if (job_name == "*" && self->state.pool.busy() > 0)
+          return;
+        self->state.poll(self);
+      },
+      [=](result_atom, size_t i, int64_t job_id, outcome& o,
+          int64_t duration_us, const caf::actor_addr& from) {
+        auto& st = self->state;
+        auto j = st.pool.finish(i, job_id, from);
+        if (!j)
+          return;
+        auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
+        st.outcomes.add(std::move(d), std::move(*j),
+                        std::chrono::microseconds{duration_us});
+        if (!st.settling) {
+          st.settling = true;
+          self->send(self, settle_atom::value);
+        }
+      },
+      [=](settle_atom) {
+        auto& st = self->state;
+        st.settling = false;
+        // With a backlog, one transaction persists the outcomes and claims
+        // the next jobs; otherwise only the outcomes are written.
+        if (!st.stopping && st.backlog)
+          st.poll(self);
+        else
+          st.outcomes.flush(st.store);
         st.stop_if_idle(self);
-      else
-        st.poll(self);
-    },
+      },
+      [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) {
+        auto& st = self->state;
+        st.announce(self);
+        if (auto reg = st.ctx.dir->get(actor_directory::registry))
+          self->send(reg, register_atom::value, st.spec.name(), st.owner,
+                     caf::actor_cast<caf::actor>(self));
+      },
+      [=](shutdown_atom, int64_t grace_ms) {
+        auto& st = self->state;
+        if (st.stopping)
+          return;
+        st.stopping = true;
+        if (st.pool.busy() == 0)
+          st.finish(self);
+        else
+          self->delayed_send(self, std::chrono::milliseconds{grace_ms},
+                             deadline_atom::value);
+      },
+      [=](deadline_atom) { self->state.finish(self); },
+      [=](timeout_atom, size_t i, int64_t job_id) {
+        auto& st = self->state;
+        if (!st.pool.runs(i, job_id))
+          return;
+        st.time_out(self, i);
+        st.outcomes.flush(st.store);
+        if (st.stopping)
+          st.stop_if_idle(self);
+        else
+          st.poll(self);
+      },
   };
 }
 
@@ -328,8 +327,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
 
 caf::actor spawn_queue(caf::event_based_actor* parent, node_context ctx,
                        size_t index) {
-  return parent->spawn<caf::linked + caf::detached>(queue_actor,
-                                                    std::move(ctx), index);
+  return parent->spawn<caf::linked + caf::detached>(queue_actor, std::move(ctx),
+                                                    index);
 }
 
 } // namespace bg_jobs::detail

@@ -23,25 +23,25 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self,
                            node_context ctx) {
   self->state.ctx = std::move(ctx);
   return {
-    [=](route_atom, const std::string& queue, const caf::actor& a) {
-      self->state.queues[queue] = a;
-    },
-    [=](wake_atom a, const std::string& job_name) {
-      auto& st = self->state;
-      if (job_name == "*") {
-        for (auto& kvp : st.queues)
-          self->send(kvp.second, a, job_name);
-        return;
-      }
-      auto& plan = st.ctx.plan->queue_of_job;
-      auto i = plan.find(job_name);
-      if (i == plan.end())
-        return;
-      if (auto q = st.queues.find(i->second); q != st.queues.end())
-        self->send(q->second, a, job_name);
-    },
-    [=](ready_atom) { return caf::unit; },
-    [=](reregister_atom) {},
+      [=](route_atom, const std::string& queue, const caf::actor& a) {
+        self->state.queues[queue] = a;
+      },
+      [=](wake_atom a, const std::string& job_name) {
+        auto& st = self->state;
+        if (job_name == "*") {
+          for (auto& kvp : st.queues)
+            self->send(kvp.second, a, job_name);
+          return;
+        }
+        auto& plan = st.ctx.plan->queue_of_job;
+        auto i = plan.find(job_name);
+        if (i == plan.end())
+          return;
+        if (auto q = st.queues.find(i->second); q != st.queues.end())
+          self->send(q->second, a, job_name);
+      },
+      [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) {},
   };
 }
 

@@ -12,8 +12,8 @@ db_adapter* store_connection::get() {
     return nullptr;
   auto conn = ctx_.connect();
   if (!conn) {
-    report(who_ + " cannot connect: " + describe(conn.error())
-           + "; retrying in " + std::to_string(backoff_.count()) + " ms");
+    report(who_ + " cannot connect: " + describe(conn.error()) +
+           "; retrying in " + std::to_string(backoff_.count()) + " ms");
     next_attempt_ = now + backoff_;
     backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds{5000});
     return nullptr;
@@ -34,8 +34,9 @@ void store_connection::failed(const caf::error& err, const std::string& what) {
     db_.reset();
 }
 
-caf::error store_connection::run_now(
-  const std::string& what, const std::function<caf::error(db_adapter&)>& fn) {
+caf::error
+store_connection::run_now(const std::string& what,
+                          const std::function<caf::error(db_adapter&)>& fn) {
   caf::error err;
   for (int round = 0; round < 2; ++round) {
     if (round > 0)

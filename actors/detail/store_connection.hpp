@@ -21,7 +21,7 @@ public:
   store_connection() = default;
 
   store_connection(node_context ctx, std::string who, std::string queue)
-    : ctx_(std::move(ctx)), who_(std::move(who)), queue_(std::move(queue)) {}
+      : ctx_(std::move(ctx)), who_(std::move(who)), queue_(std::move(queue)) {}
 
   /// The connection, or nullptr while the store is unreachable.
   db_adapter* get();
@@ -34,8 +34,8 @@ public:
   /// was lost, reconnects at once (ignoring the backoff) and runs it once
   /// more. For calls that must not wait for the next round, such as the
   /// releases of a shutdown. Reports a failure that remains.
-  caf::error
-  run_now(const std::string& what, const std::function<caf::error(db_adapter&)>& fn);
+  caf::error run_now(const std::string& what,
+                     const std::function<caf::error(db_adapter&)>& fn);
 
   /// How long until the next attempt to connect.
   std::chrono::milliseconds backoff() const { return backoff_; }

@@ -56,12 +56,13 @@ struct supervisor_state {
       if (!spec.await_ready)
         continue;
       self->request(running[i], spec.ready_timeout, ready_atom::value)
-        .then([self]() { self->state.start_next(self); },
-              [self, name = spec.name](caf::error& err) {
-                self->state.fail(self, make_error(
-                  errc::timeout, "'" + name + "' did not start: "
-                                   + self->system().render(err)));
-              });
+          .then([self]() { self->state.start_next(self); },
+                [self, name = spec.name](caf::error& err) {
+                  self->state.fail(self,
+                                   make_error(errc::timeout,
+                                              "'" + name + "' did not start: " +
+                                                  self->system().render(err)));
+                });
       return;
     }
     if (stopping || ready)
@@ -85,10 +86,10 @@ struct supervisor_state {
     while (!restarts.empty() && now - restarts.front() > cfg.restart_period)
       restarts.pop_front();
     if (restarts.size() >= static_cast<size_t>(cfg.max_restarts)) {
-      auto msg = "restart intensity exceeded: '" + spec.name + "' died ("
-                 + self->system().render(reason) + ") after "
-                 + std::to_string(cfg.max_restarts) + " restart(s) within "
-                 + std::to_string(cfg.restart_period.count()) + " ms";
+      auto msg = "restart intensity exceeded: '" + spec.name + "' died (" +
+                 self->system().render(reason) + ") after " +
+                 std::to_string(cfg.max_restarts) + " restart(s) within " +
+                 std::to_string(cfg.restart_period.count()) + " ms";
       emit(event_kind::supervisor_gave_up, msg);
       fail(self, make_error(errc::restart_limit_exceeded, msg));
       return;
@@ -96,8 +97,8 @@ struct supervisor_state {
     restarts.push_back(now);
     running[i] = spec.start(self);
     emit(event_kind::supervisor_restart,
-         "restarted '" + spec.name + "' after it died ("
-           + self->system().render(reason) + ")");
+         "restarted '" + spec.name + "' after it died (" +
+             self->system().render(reason) + ")");
     if (spec.others_reregister)
       for (size_t k = 0; k < running.size(); ++k)
         if (k != i && running[k])
@@ -141,8 +142,7 @@ struct supervisor_state {
       else
         stop_now(running[i], caf::exit_reason::user_shutdown);
     }
-    self->delayed_send(self, cfg.stop_timeout, tier_deadline_atom::value,
-                       tier);
+    self->delayed_send(self, cfg.stop_timeout, tier_deadline_atom::value, tier);
     stop_tier_if_done(self);
   }
 
@@ -179,28 +179,28 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
   });
   st.start_next(self);
   return {
-    [=](ready_atom) -> caf::result<caf::unit_t> {
-      auto& st = self->state;
-      if (st.ready)
-        return caf::unit;
-      st.ready_waiters.push_back(self->make_response_promise<caf::unit_t>());
-      return st.ready_waiters.back();
-    },
-    [=](shutdown_atom) -> caf::result<caf::unit_t> {
-      auto& st = self->state;
-      st.stop_waiters.push_back(self->make_response_promise<caf::unit_t>());
-      auto rp = st.stop_waiters.back();
-      st.begin_shutdown(self, caf::none);
-      return rp;
-    },
-    [=](tier_deadline_atom, int tier) {
-      auto& st = self->state;
-      if (!st.stopping || tier != st.tier)
-        return;
-      for (size_t i = 0; i < st.running.size(); ++i)
-        if (st.running[i] && st.cfg.children[i].tier >= tier)
-          st.stop_now(st.running[i], caf::exit_reason::kill);
-    },
+      [=](ready_atom) -> caf::result<caf::unit_t> {
+        auto& st = self->state;
+        if (st.ready)
+          return caf::unit;
+        st.ready_waiters.push_back(self->make_response_promise<caf::unit_t>());
+        return st.ready_waiters.back();
+      },
+      [=](shutdown_atom) -> caf::result<caf::unit_t> {
+        auto& st = self->state;
+        st.stop_waiters.push_back(self->make_response_promise<caf::unit_t>());
+        auto rp = st.stop_waiters.back();
+        st.begin_shutdown(self, caf::none);
+        return rp;
+      },
+      [=](tier_deadline_atom, int tier) {
+        auto& st = self->state;
+        if (!st.stopping || tier != st.tier)
+          return;
+        for (size_t i = 0; i < st.running.size(); ++i)
+          if (st.running[i] && st.cfg.children[i].tier >= tier)
+            st.stop_now(st.running[i], caf::exit_reason::kill);
+      },
   };
 }
 

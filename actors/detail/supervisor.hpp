@@ -26,7 +26,7 @@ struct child_spec {
   int tier = 0;
   /// Asks the child to stop (default: an exit message); it must then exit.
   std::function<void(caf::event_based_actor* sup, const caf::actor& child)>
-    stop;
+      stop;
   /// After this child restarted, every other child receives
   /// `(reregister_atom)`: others keep their handles of it.
   bool others_reregister = false;

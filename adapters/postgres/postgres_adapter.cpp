@@ -15,57 +15,58 @@ namespace bg_jobs {
 namespace {
 
 #define BG_JOBS_MS(col) "(extract(epoch from " col ") * 1000)::bigint"
-#define BG_JOBS_TS(param) "(timestamptz 'epoch' + " param "::bigint * interval '1 millisecond')"
+#define BG_JOBS_TS(param)                                                      \
+  "(timestamptz 'epoch' + " param "::bigint * interval '1 millisecond')"
 #define BG_JOBS_PG_JOB_COLUMNS                                                 \
-  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
-  BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by, "  \
-  "last_error"
+  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(    \
+      "available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by, "         \
+                                                     "last_error"
 
 const char* const migrations[] = {
-  // version 1
-  "CREATE TABLE jobs ("
-  "  id BIGSERIAL PRIMARY KEY,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL DEFAULT 0,"
-  "  created_at TIMESTAMPTZ NOT NULL,"
-  "  available_at TIMESTAMPTZ NOT NULL,"
-  "  reserved_at TIMESTAMPTZ,"
-  "  reserved_by TEXT,"
-  "  last_error TEXT);"
-  "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
-  "  WHERE reserved_by IS NULL;"
-  "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
-  "  WHERE reserved_by IS NOT NULL;"
-  "CREATE TABLE jobs_succeeded ("
-  "  id BIGINT PRIMARY KEY,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL,"
-  "  created_at TIMESTAMPTZ NOT NULL,"
-  "  available_at TIMESTAMPTZ NOT NULL,"
-  "  succeeded_at TIMESTAMPTZ NOT NULL);"
-  "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
-  "CREATE TABLE jobs_failed ("
-  "  id BIGINT PRIMARY KEY,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL,"
-  "  exception TEXT NOT NULL,"
-  "  created_at TIMESTAMPTZ NOT NULL,"
-  "  available_at TIMESTAMPTZ NOT NULL,"
-  "  failed_at TIMESTAMPTZ NOT NULL);"
-  "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
-  // version 2: occurrences of scheduled jobs, one per name and time
-  "CREATE TABLE bg_jobs_schedule ("
-  "  name TEXT NOT NULL,"
-  "  scheduled_at TIMESTAMPTZ NOT NULL,"
-  "  job_id BIGINT NOT NULL,"
-  "  PRIMARY KEY (name, scheduled_at));",
-  // version 3: node heartbeats for leases
-  "CREATE TABLE bg_jobs_nodes ("
-  "  node TEXT PRIMARY KEY,"
-  "  heartbeat_at TIMESTAMPTZ NOT NULL);",
+    // version 1
+    "CREATE TABLE jobs ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  reserved_at TIMESTAMPTZ,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT);"
+    "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+    "  WHERE reserved_by IS NOT NULL;"
+    "CREATE TABLE jobs_succeeded ("
+    "  id BIGINT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  succeeded_at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+    "CREATE TABLE jobs_failed ("
+    "  id BIGINT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  exception TEXT NOT NULL,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  failed_at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+    // version 2: occurrences of scheduled jobs, one per name and time
+    "CREATE TABLE bg_jobs_schedule ("
+    "  name TEXT NOT NULL,"
+    "  scheduled_at TIMESTAMPTZ NOT NULL,"
+    "  job_id BIGINT NOT NULL,"
+    "  PRIMARY KEY (name, scheduled_at));",
+    // version 3: node heartbeats for leases
+    "CREATE TABLE bg_jobs_nodes ("
+    "  node TEXT PRIMARY KEY,"
+    "  heartbeat_at TIMESTAMPTZ NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -79,153 +80,247 @@ struct statement_def {
 };
 
 const statement_def statements[] = {
-  {"bgj_enqueue",
-   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ") RETURNING id)"
-   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
-  {"bgj_enqueue_many",
-   "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
-   "   AS x(name text, payload text, at bigint)),"
-   " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at) SELECT name, payload, 0, " BG_JOBS_TS("$2") ", "
-   BG_JOBS_TS("at") " FROM r RETURNING id),"
-   " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
-   "   FROM r) d)"
-   " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
-  {"bgj_reserve",
-   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
-   " attempts = attempts + 1"
-   " WHERE id IN (SELECT id FROM jobs"
-   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
-   "     AND name IN (SELECT json_array_elements_text($3::json))"
-   "   ORDER BY available_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_release_one",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_release_by",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
-   " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_release_unheld",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-   " attempts = greatest(attempts - 1, 0)"
-   " WHERE reserved_by = $1"
-   "   AND NOT (id = ANY (ARRAY(SELECT json_array_elements_text($2::json)"
-   "                            ::bigint)))"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_release_node",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
-   " WHERE reserved_by IS NOT NULL"
-   "   AND substr(reserved_by, 1, length($1)) = $1"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_succeed",
-   "WITH m AS (DELETE FROM jobs WHERE id = $1"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at)"
-   " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m"},
-  {"bgj_succeed_many",
-   "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at)"
-   " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m RETURNING id"},
-  {"bgj_fail",
-   "WITH m AS (DELETE FROM jobs WHERE id = $1"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-   " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-   "   created_at, available_at, failed_at)"
-   " SELECT id, name, payload, attempts, $4, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m"},
-  {"bgj_retry",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-   " available_at = " BG_JOBS_TS("$2") ", last_error = $4"
-   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
-  {"bgj_snooze",
-   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-   " available_at = " BG_JOBS_TS("$2") ", attempts = greatest(attempts - 1, 0)"
-   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
-  {"bgj_schedule_lock",
-   "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
-  {"bgj_schedule_latest",
-   "SELECT " BG_JOBS_MS("scheduled_at") " FROM bg_jobs_schedule"
-   " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
-  {"bgj_schedule_insert",
-   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ") RETURNING id),"
-   " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
-   "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
-   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
-  {"bgj_schedule_prune",
-   "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
-   " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = $1"
-   "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
-  {"bgj_schedule_state",
-   "SELECT " BG_JOBS_MS("s.scheduled_at") ", s.job_id,"
-   " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
-   " " BG_JOBS_MS("coalesce((SELECT succeeded_at FROM jobs_succeeded"
-   "   WHERE id = s.job_id), (SELECT failed_at FROM jobs_failed"
-   "   WHERE id = s.job_id))")
-   " FROM bg_jobs_schedule s WHERE s.name = $1"
-   " ORDER BY s.scheduled_at DESC LIMIT 1"},
-  {"bgj_heartbeat",
-   "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, "
-   BG_JOBS_TS("$2") ") ON CONFLICT (node) DO UPDATE"
-   " SET heartbeat_at = excluded.heartbeat_at"},
-  {"bgj_rescue",
-   "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
-   "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
-   " WHERE reserved_by IS NOT NULL AND reserved_at < " BG_JOBS_TS("$1")
-   "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
-   "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
-   "       AND n.heartbeat_at >= " BG_JOBS_TS("$1") ")"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_prune_succeeded_age",
-   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-   " WHERE succeeded_at < " BG_JOBS_TS("$1")
-   " ORDER BY succeeded_at LIMIT $2)"},
-  {"bgj_prune_failed_age",
-   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
-  {"bgj_prune_succeeded_count",
-   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
-  {"bgj_prune_failed_count",
-   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
-  {"bgj_increment",
-   "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  {"bgj_enqueued",
-   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-   " WHERE name = $1 AND reserved_by IS NULL ORDER BY available_at, id"},
-  {"bgj_running",
-   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-   " WHERE reserved_by IS NOT NULL ORDER BY id"},
-  {"bgj_running_by",
-   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-   " WHERE reserved_by = $1 ORDER BY id"},
-  {"bgj_succeeded",
-   "SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "
-   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("succeeded_at")
-   " FROM jobs_succeeded ORDER BY succeeded_at DESC, id DESC LIMIT $1"},
-  {"bgj_failed",
-   "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS("created_at")
-   ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_at")
-   " FROM jobs_failed ORDER BY failed_at DESC, id DESC LIMIT $1"},
-  {"bgj_stats",
-   "SELECT"
-   " (SELECT count(*) FROM jobs"
-   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1") "),"
-   " (SELECT count(*) FROM jobs"
-   "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
-   " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
-   " (SELECT count(*) FROM jobs_succeeded),"
-   " (SELECT count(*) FROM jobs_failed)"},
+    {"bgj_enqueue",
+     "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+     " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS(
+         "$4") ") RETURNING id)"
+               " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+    {"bgj_enqueue_many",
+     "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
+     "   AS x(name text, payload text, at bigint)),"
+     " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+     "   available_at) SELECT name, payload, 0, " BG_JOBS_TS(
+         "$2") ", " BG_JOBS_TS("at") " FROM r RETURNING id),"
+                                     " n AS (SELECT pg_notify('bg_jobs', name) "
+                                     "FROM (SELECT DISTINCT name"
+                                     "   FROM r) d)"
+                                     " SELECT id FROM j, (SELECT count(*) FROM "
+                                     "n) c ORDER BY id"},
+    {"bgj_reserve",
+     "UPDATE jobs SET reserved_at = " BG_JOBS_TS(
+         "$1") ", reserved_by = $2,"
+               " attempts = attempts + 1"
+               " WHERE id IN (SELECT id FROM jobs"
+               "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(
+                   "$1") "     AND name IN (SELECT "
+                         "json_array_elements_text($3::json))"
+                         "   ORDER BY available_at, id LIMIT $4 FOR UPDATE "
+                         "SKIP LOCKED)"
+                         " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_release_one",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
+     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_release_by",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+     " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_release_unheld",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+     " attempts = greatest(attempts - 1, 0)"
+     " WHERE reserved_by = $1"
+     "   AND NOT (id = ANY (ARRAY(SELECT json_array_elements_text($2::json)"
+     "                            ::bigint)))"
+     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_release_node",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+     " WHERE reserved_by IS NOT NULL"
+     "   AND substr(reserved_by, 1, length($1)) = $1"
+     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_succeed",
+     "WITH m AS (DELETE FROM jobs WHERE id = $1"
+     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+     " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+     "   available_at, succeeded_at)"
+     " SELECT id, name, payload, attempts, created_at, "
+     "available_at, " BG_JOBS_TS("$2") " FROM m"},
+    {"bgj_succeed_many",
+     "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
+     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+     " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+     "   available_at, succeeded_at)"
+     " SELECT id, name, payload, attempts, created_at, "
+     "available_at, " BG_JOBS_TS("$2") " FROM m RETURNING id"},
+    {"bgj_fail",
+     "WITH m AS (DELETE FROM jobs WHERE id = $1"
+     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+     " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+     "   created_at, available_at, failed_at)"
+     " SELECT id, name, payload, attempts, $4, created_at, "
+     "available_at, " BG_JOBS_TS("$2") " FROM m"},
+    {"bgj_retry",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+     " available_at = " BG_JOBS_TS(
+         "$2") ", last_error = $4"
+               " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+    {"bgj_snooze",
+     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+     " available_at = " BG_JOBS_TS(
+         "$2") ", attempts = greatest(attempts - 1, 0)"
+               " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+    {"bgj_schedule_lock",
+     "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
+    {"bgj_schedule_latest",
+     "SELECT " BG_JOBS_MS(
+         "scheduled_at") " FROM bg_jobs_schedule"
+                         " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
+    {"bgj_schedule_insert",
+     "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+     "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS(
+         "$4") ") RETURNING id),"
+               " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, "
+               "job_id)"
+               "   SELECT $1, " BG_JOBS_TS(
+                   "$4") ", id FROM j)"
+                         " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+    {"bgj_schedule_prune",
+     "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
+     " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = $1"
+     "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
+    {"bgj_schedule_state",
+     "SELECT " BG_JOBS_MS(
+         "s.scheduled_at") ", s.job_id,"
+                           " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
+                           " " BG_JOBS_MS(
+                               "coalesce((SELECT succeeded_at FROM "
+                               "jobs_succeeded"
+                               "   WHERE id = s.job_id), (SELECT failed_at "
+                               "FROM jobs_failed"
+                               "   WHERE id = s.job_id))") " FROM "
+                                                           "bg_jobs_schedule s "
+                                                           "WHERE s.name = $1"
+                                                           " ORDER BY "
+                                                           "s.scheduled_at "
+                                                           "DESC LIMIT 1"},
+    {"bgj_heartbeat",
+     "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, " BG_JOBS_TS(
+         "$2") ") ON CONFLICT (node) DO UPDATE"
+               " SET heartbeat_at = excluded.heartbeat_at"},
+    {"bgj_rescue",
+     "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
+     "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
+     " WHERE reserved_by IS NOT NULL AND reserved_at < " BG_JOBS_TS(
+         "$1") "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
+               "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
+               "       AND n.heartbeat_at >= " BG_JOBS_TS(
+                   "$1") ")"
+                         " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_prune_succeeded_age",
+     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+     " WHERE succeeded_at < " BG_JOBS_TS(
+         "$1") " ORDER BY succeeded_at LIMIT $2)"},
+    {"bgj_prune_failed_age",
+     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+     " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
+    {"bgj_prune_succeeded_count",
+     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+     " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+    {"bgj_prune_failed_count",
+     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+     " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+    {"bgj_increment", "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
+                      " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+    {"bgj_enqueued",
+     "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+     " WHERE name = $1 AND reserved_by IS NULL ORDER BY available_at, id"},
+    {"bgj_running", "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+                    " WHERE reserved_by IS NOT NULL ORDER BY id"},
+    {"bgj_running_by", "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+                       " WHERE reserved_by = $1 ORDER BY id"},
+    {"bgj_succeeded", "SELECT id, name, payload, attempts, " BG_JOBS_MS("create"
+                                                                        "d_at") ", " BG_JOBS_MS(
+                          "available_at") ", " BG_JOBS_MS("succeeded_at") " FRO"
+                                                                          "M "
+                                                                          "jobs"
+                                                                          "_suc"
+                                                                          "ceed"
+                                                                          "ed "
+                                                                          "ORDE"
+                                                                          "R "
+                                                                          "BY "
+                                                                          "succ"
+                                                                          "eede"
+                                                                          "d_"
+                                                                          "at "
+                                                                          "DESC"
+                                                                          ", "
+                                                                          "id "
+                                                                          "DESC"
+                                                                          " LIM"
+                                                                          "IT "
+                                                                          "$1"},
+    {"bgj_failed",
+     "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS(
+         "created_at") ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_"
+                                                                       "at") " "
+                                                                             "F"
+                                                                             "R"
+                                                                             "O"
+                                                                             "M"
+                                                                             " "
+                                                                             "j"
+                                                                             "o"
+                                                                             "b"
+                                                                             "s"
+                                                                             "_"
+                                                                             "f"
+                                                                             "a"
+                                                                             "i"
+                                                                             "l"
+                                                                             "e"
+                                                                             "d"
+                                                                             " "
+                                                                             "O"
+                                                                             "R"
+                                                                             "D"
+                                                                             "E"
+                                                                             "R"
+                                                                             " "
+                                                                             "B"
+                                                                             "Y"
+                                                                             " "
+                                                                             "f"
+                                                                             "a"
+                                                                             "i"
+                                                                             "l"
+                                                                             "e"
+                                                                             "d"
+                                                                             "_"
+                                                                             "a"
+                                                                             "t"
+                                                                             " "
+                                                                             "D"
+                                                                             "E"
+                                                                             "S"
+                                                                             "C"
+                                                                             ","
+                                                                             " "
+                                                                             "i"
+                                                                             "d"
+                                                                             " "
+                                                                             "D"
+                                                                             "E"
+                                                                             "S"
+                                                                             "C"
+                                                                             " "
+                                                                             "L"
+                                                                             "I"
+                                                                             "M"
+                                                                             "I"
+                                                                             "T"
+                                                                             " "
+                                                                             "$"
+                                                                             "1"},
+    {"bgj_stats",
+     "SELECT"
+     " (SELECT count(*) FROM jobs"
+     "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(
+         "$1") "),"
+               " (SELECT count(*) FROM jobs"
+               "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS(
+                   "$1") "),"
+                         " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT "
+                         "NULL),"
+                         " (SELECT count(*) FROM jobs_succeeded),"
+                         " (SELECT count(*) FROM jobs_failed)"},
 };
 
 nlohmann::json parse_payload(const pqxx::field& f) {
@@ -295,12 +390,12 @@ caf::expected<std::string> prepare_url(const std::string& url) {
   PQconninfoFree(opts);
   if (has_timeout)
     return url;
-  bool is_uri = url.rfind("postgresql://", 0) == 0
-                || url.rfind("postgres://", 0) == 0;
+  bool is_uri =
+      url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
   if (!is_uri)
     return url + " connect_timeout=10";
-  return url + (url.find('?') == std::string::npos ? "?" : "&")
-         + "connect_timeout=10";
+  return url + (url.find('?') == std::string::npos ? "?" : "&") +
+         "connect_timeout=10";
 }
 
 /// Turns a libpqxx exception into an `errc` error.
@@ -326,19 +421,21 @@ caf::error failure(const char* what) {
     return make_error(errc::connection_lost,
                       std::string{what} + ": outcome unknown: " + e.what());
   } catch (const std::exception& e) {
-    return make_error(errc::database_error, std::string{what} + ": " + e.what());
+    return make_error(errc::database_error,
+                      std::string{what} + ": " + e.what());
   }
 }
 
 } // namespace
 
-// -- connection ----------------------------------------------------------------
+// -- connection
+// ----------------------------------------------------------------
 
 /// Collects the job names of `bg_jobs` notifications.
 class wakeup_receiver : public pqxx::notification_receiver {
 public:
   wakeup_receiver(pqxx::connection_base& c, std::vector<std::string>& out)
-    : pqxx::notification_receiver(c, notify_channel), out_(out) {}
+      : pqxx::notification_receiver(c, notify_channel), out_(out) {}
 
   void operator()(const std::string& payload, int) override {
     out_.push_back(payload);
@@ -364,7 +461,7 @@ struct postgres_adapter::impl {
   /// Runs `f` in a transaction and commits; maps exceptions to errors.
   template <class F>
   auto in_transaction(const char* what, F f)
-    -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
+      -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
     try {
       pqxx::work tx{*conn};
       auto result = f(tx);
@@ -379,7 +476,7 @@ struct postgres_adapter::impl {
   /// atomic by itself, and BEGIN and COMMIT would cost two round trips.
   template <class F>
   auto in_statement(const char* what, F f)
-    -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
+      -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
     try {
       pqxx::nontransaction tx{*conn};
       return f(tx);
@@ -400,7 +497,7 @@ struct postgres_adapter::impl {
 };
 
 postgres_adapter::postgres_adapter(std::unique_ptr<impl> p)
-  : impl_(std::move(p)) {}
+    : impl_(std::move(p)) {}
 
 postgres_adapter::~postgres_adapter() {
   impl_->receiver.reset();
@@ -432,10 +529,10 @@ postgres_adapter::open(postgres_options options) {
     return std::move(version.error());
   if (*version > known_version)
     return make_error(errc::schema_too_new,
-                      "the database has bg_jobs schema version "
-                        + std::to_string(*version)
-                        + "; this bg_jobs understands up to "
-                        + std::to_string(known_version));
+                      "the database has bg_jobs schema version " +
+                          std::to_string(*version) +
+                          "; this bg_jobs understands up to " +
+                          std::to_string(known_version));
   try {
     self->impl_->prepare_all();
   } catch (...) {
@@ -463,17 +560,18 @@ int postgres_adapter::backend_pid() const {
   return impl_->conn->backendpid();
 }
 
-// -- schema ----------------------------------------------------------------------
+// -- schema
+// ----------------------------------------------------------------------
 
 caf::expected<int> postgres_adapter::schema_version() {
-  return impl_->in_transaction("reading the schema version",
-                               [](pqxx::work& tx) {
+  return impl_->in_transaction("reading the schema version", [](pqxx::work&
+                                                                    tx) {
     auto r = tx.exec("SELECT to_regclass('bg_jobs_migrations') IS NOT NULL");
     if (!r[0][0].as<bool>())
       return 0;
-    return tx.exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")
-      [0][0]
-      .as<int>();
+    return tx
+        .exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")[0][0]
+        .as<int>();
   });
 }
 
@@ -484,14 +582,13 @@ caf::expected<void> postgres_adapter::migrate_up() {
     tx.exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
             " version INTEGER PRIMARY KEY,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
-    auto current
-      = tx.exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")
-          [0][0]
-          .as<int>();
+    auto current =
+        tx.exec(
+              "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")[0][0]
+            .as<int>();
     for (int v = current + 1; v <= known_version; ++v) {
       tx.exec(migrations[v - 1]);
-      tx.exec_params("INSERT INTO bg_jobs_migrations (version) VALUES ($1)",
-                     v);
+      tx.exec_params("INSERT INTO bg_jobs_migrations (version) VALUES ($1)", v);
     }
     return current;
   });
@@ -499,8 +596,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
     return std::move(r.error());
   if (*r > known_version)
     return make_error(errc::schema_too_new,
-                      "schema version " + std::to_string(*r)
-                        + " is newer than this bg_jobs understands");
+                      "schema version " + std::to_string(*r) +
+                          " is newer than this bg_jobs understands");
   try {
     impl_->prepare_all();
   } catch (...) {
@@ -522,7 +619,8 @@ caf::expected<void> postgres_adapter::migrate_down() {
   return caf::unit;
 }
 
-// -- writes ----------------------------------------------------------------------
+// -- writes
+// ----------------------------------------------------------------------
 
 caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   auto text = request.validate();
@@ -534,12 +632,13 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
-  auto id = impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
-    return tx
-      .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
-                     to_unix_ms(j.available_at))[0][0]
-      .as<int64_t>();
-  });
+  auto id =
+      impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
+        return tx
+            .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
+                           to_unix_ms(j.available_at))[0][0]
+            .as<int64_t>();
+      });
   if (!id)
     return std::move(id.error());
   j.id = *id;
@@ -558,13 +657,13 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
   try {
-    j.id = tx.exec_params(
-               "INSERT INTO jobs (name, payload, attempts, created_at,"
-               " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-               BG_JOBS_TS("$4") ") RETURNING id",
-               j.name, *text, to_unix_ms(now), to_unix_ms(j.available_at))
-             [0][0]
-             .as<int64_t>();
+    j.id =
+        tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
+                       " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                           "$3") ", " BG_JOBS_TS("$4") ") RETURNING id",
+                       j.name, *text, to_unix_ms(now),
+                       to_unix_ms(j.available_at))[0][0]
+            .as<int64_t>();
     tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
   } catch (...) {
     return failure("enqueueing a job in the caller's transaction");
@@ -579,28 +678,29 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   for (size_t i = 0; i < requests.size(); ++i) {
     auto text = requests[i].validate();
     if (!text)
-      return make_error(code_of(text.error()),
-                        "request " + std::to_string(i) + ": "
-                          + describe(text.error()));
+      return make_error(code_of(text.error()), "request " + std::to_string(i) +
+                                                   ": " +
+                                                   describe(text.error()));
     if (i > 0)
       rows += ',';
     nlohmann::json row = {
-      {"name", requests[i].name()},
-      {"payload", std::move(*text)},
-      {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
+        {"name", requests[i].name()},
+        {"payload", std::move(*text)},
+        {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
     rows += row.dump();
   }
   rows += ']';
   if (requests.empty())
     return std::vector<int64_t>{};
-  return impl_->in_statement("enqueueing jobs", [&](pqxx::transaction_base& tx) {
-    std::vector<int64_t> ids;
-    ids.reserve(requests.size());
-    for (const auto& r : tx.exec_prepared("bgj_enqueue_many", rows,
-                                          to_unix_ms(now)))
-      ids.push_back(r[0].as<int64_t>());
-    return ids;
-  });
+  return impl_->in_statement(
+      "enqueueing jobs", [&](pqxx::transaction_base& tx) {
+        std::vector<int64_t> ids;
+        ids.reserve(requests.size());
+        for (const auto& r :
+             tx.exec_prepared("bgj_enqueue_many", rows, to_unix_ms(now)))
+          ids.push_back(r[0].as<int64_t>());
+        return ids;
+      });
 }
 
 caf::expected<std::vector<job>>
@@ -612,8 +712,7 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   auto names = nlohmann::json(params.job_names).dump();
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
     return read_jobs(tx.exec_prepared("bgj_reserve", impl_->now_ms(),
-                                      params.reserved_by, names,
-                                      params.limit));
+                                      params.reserved_by, names, params.limit));
   });
 }
 
@@ -625,26 +724,25 @@ postgres_adapter::explain_reserve(const reserve_params& params) {
     if (std::string_view{def.name} == "bgj_reserve")
       sql = def.sql;
   return impl_->in_statement(
-    "explaining the claim", [&](pqxx::transaction_base& tx) {
-      // The claim's own text, prepared under a name of its own: EXPLAIN
-      // takes no bound parameters, and libpqxx prepares lazily.
-      tx.exec(std::string{"PREPARE bgj_explain_reserve AS "} + sql);
-      auto r = tx.exec("EXPLAIN EXECUTE bgj_explain_reserve("
-                       + std::to_string(impl_->now_ms()) + ", "
-                       + tx.quote(params.reserved_by) + ", "
-                       + tx.quote(names) + ", "
-                       + std::to_string(params.limit) + ")");
-      tx.exec("DEALLOCATE bgj_explain_reserve");
-      std::string plan;
-      for (const auto& row : r)
-        plan += row[0].as<std::string>() + "\n";
-      return plan;
-    });
+      "explaining the claim", [&](pqxx::transaction_base& tx) {
+        // The claim's own text, prepared under a name of its own: EXPLAIN
+        // takes no bound parameters, and libpqxx prepares lazily.
+        tx.exec(std::string{"PREPARE bgj_explain_reserve AS "} + sql);
+        auto r = tx.exec("EXPLAIN EXECUTE bgj_explain_reserve(" +
+                         std::to_string(impl_->now_ms()) + ", " +
+                         tx.quote(params.reserved_by) + ", " + tx.quote(names) +
+                         ", " + std::to_string(params.limit) + ")");
+        tx.exec("DEALLOCATE bgj_explain_reserve");
+        std::string plan;
+        for (const auto& row : r)
+          plan += row[0].as<std::string>() + "\n";
+        return plan;
+      });
 }
 
 caf::expected<job> postgres_adapter::release_reservation(int64_t job_id) {
-  auto jobs
-    = impl_->in_statement("releasing a reservation", [&](pqxx::transaction_base& tx) {
+  auto jobs = impl_->in_statement(
+      "releasing a reservation", [&](pqxx::transaction_base& tx) {
         return read_jobs(tx.exec_prepared("bgj_release_one", job_id));
       });
   if (!jobs)
@@ -672,18 +770,19 @@ caf::expected<std::vector<job>>
 postgres_adapter::release_unheld(const std::string& reserved_by,
                                  const std::vector<int64_t>& held) {
   auto ids = nlohmann::json(held).dump();
-  return impl_->in_statement("releasing unheld reservations",
-                             [&](pqxx::transaction_base& tx) {
-                               return read_jobs(tx.exec_prepared(
-                                 "bgj_release_unheld", reserved_by, ids));
-                             });
+  return impl_->in_statement(
+      "releasing unheld reservations", [&](pqxx::transaction_base& tx) {
+        return read_jobs(
+            tx.exec_prepared("bgj_release_unheld", reserved_by, ids));
+      });
 }
 
 caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
-  auto r = impl_->in_statement("recording a heartbeat", [&](pqxx::transaction_base& tx) {
-    tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());
-    return 0;
-  });
+  auto r = impl_->in_statement(
+      "recording a heartbeat", [&](pqxx::transaction_base& tx) {
+        tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());
+        return 0;
+      });
   if (!r)
     return std::move(r.error());
   return caf::unit;
@@ -703,16 +802,15 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
     int64_t deleted = 0;
     deleted += tx.exec_prepared("bgj_prune_succeeded_age",
                                 now - p.succeeded_max_age.count(), p.batch)
-                 .affected_rows();
+                   .affected_rows();
     deleted += tx.exec_prepared("bgj_prune_failed_age",
                                 now - p.failed_max_age.count(), p.batch)
-                 .affected_rows();
-    deleted += tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded,
-                                p.batch)
-                 .affected_rows();
-    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed,
-                                p.batch)
-                 .affected_rows();
+                   .affected_rows();
+    deleted +=
+        tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
+            .affected_rows();
+    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
+                   .affected_rows();
     return deleted;
   });
 }
@@ -723,8 +821,8 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
   // The common case, a batch of successes by one owner: one statement.
   bool same = !completions.empty();
   for (auto& c : completions)
-    same = same && c.what == completion::kind::succeeded
-           && c.reserved_by == completions.front().reserved_by;
+    same = same && c.what == completion::kind::succeeded &&
+           c.reserved_by == completions.front().reserved_by;
   if (same) {
     std::string ids = "{";
     for (auto& c : completions)
@@ -732,17 +830,17 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
     ids += '}';
     auto owner = nullable(completions.front().reserved_by);
     return impl_->in_statement(
-      "completing jobs", [&](pqxx::transaction_base& tx) {
-        std::set<int64_t> moved;
-        for (const auto& r : tx.exec_prepared("bgj_succeed_many", ids, now,
-                                              owner))
-          moved.insert(r[0].as<int64_t>());
-        std::vector<bool> applied;
-        applied.reserve(completions.size());
-        for (auto& c : completions)
-          applied.push_back(moved.count(c.job_id) > 0);
-        return applied;
-      });
+        "completing jobs", [&](pqxx::transaction_base& tx) {
+          std::set<int64_t> moved;
+          for (const auto& r :
+               tx.exec_prepared("bgj_succeed_many", ids, now, owner))
+            moved.insert(r[0].as<int64_t>());
+          std::vector<bool> applied;
+          applied.reserve(completions.size());
+          for (auto& c : completions)
+            applied.push_back(moved.count(c.job_id) > 0);
+          return applied;
+        });
   }
   return impl_->in_transaction("completing jobs", [&](pqxx::work& tx) {
     std::vector<bool> applied;
@@ -752,18 +850,18 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
       auto owner = nullable(c.reserved_by);
       auto at = to_unix_ms(c.available_at);
       switch (c.what) {
-        case completion::kind::succeeded:
-          r = tx.exec_prepared("bgj_succeed", c.job_id, now, owner);
-          break;
-        case completion::kind::failed:
-          r = tx.exec_prepared("bgj_fail", c.job_id, now, owner, c.error);
-          break;
-        case completion::kind::retry:
-          r = tx.exec_prepared("bgj_retry", c.job_id, at, owner, c.error);
-          break;
-        case completion::kind::snooze:
-          r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
-          break;
+      case completion::kind::succeeded:
+        r = tx.exec_prepared("bgj_succeed", c.job_id, now, owner);
+        break;
+      case completion::kind::failed:
+        r = tx.exec_prepared("bgj_fail", c.job_id, now, owner, c.error);
+        break;
+      case completion::kind::retry:
+        r = tx.exec_prepared("bgj_retry", c.job_id, at, owner, c.error);
+        break;
+      case completion::kind::snooze:
+        r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
+        break;
       }
       applied.push_back(r.affected_rows() == 1);
     }
@@ -779,51 +877,49 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
   auto now = impl_->now_ms();
   auto& name = params.request.name();
   return impl_->in_transaction(
-    "enqueueing a scheduled job", [&](pqxx::work& tx) -> std::optional<job> {
-      // Serializes nodes scheduling the same job; released on commit.
-      tx.exec_prepared("bgj_schedule_lock", name);
-      auto latest = tx.exec_prepared("bgj_schedule_latest", name);
-      bool as_seen = latest.empty() != params.previous.has_value()
-                     && (latest.empty()
-                         || latest[0][0].as<int64_t>()
-                              == to_unix_ms(*params.previous));
-      if (!as_seen)
-        return std::nullopt;
-      job j;
-      j.name = name;
-      j.payload = params.request.payload();
-      j.created_at = from_unix_ms(now);
-      j.available_at = params.occurrence;
-      j.id = tx
-               .exec_prepared("bgj_schedule_insert", name, *text, now,
-                              to_unix_ms(params.occurrence))[0][0]
-               .as<int64_t>();
-      tx.exec_prepared("bgj_schedule_prune", name);
-      return j;
-    });
+      "enqueueing a scheduled job", [&](pqxx::work& tx) -> std::optional<job> {
+        // Serializes nodes scheduling the same job; released on commit.
+        tx.exec_prepared("bgj_schedule_lock", name);
+        auto latest = tx.exec_prepared("bgj_schedule_latest", name);
+        bool as_seen = latest.empty() != params.previous.has_value() &&
+                       (latest.empty() || latest[0][0].as<int64_t>() ==
+                                              to_unix_ms(*params.previous));
+        if (!as_seen)
+          return std::nullopt;
+        job j;
+        j.name = name;
+        j.payload = params.request.payload();
+        j.created_at = from_unix_ms(now);
+        j.available_at = params.occurrence;
+        j.id = tx.exec_prepared("bgj_schedule_insert", name, *text, now,
+                                to_unix_ms(params.occurrence))[0][0]
+                   .as<int64_t>();
+        tx.exec_prepared("bgj_schedule_prune", name);
+        return j;
+      });
 }
 
 caf::expected<std::optional<scheduled_run>>
 postgres_adapter::last_scheduled_run(const std::string& name) {
   return impl_->in_transaction(
-    "reading the schedule",
-    [&](pqxx::work& tx) -> std::optional<scheduled_run> {
-      auto r = tx.exec_prepared("bgj_schedule_state", name);
-      if (r.empty())
-        return std::nullopt;
-      scheduled_run run;
-      run.scheduled_at = field_time(r[0][0]);
-      run.job_id = r[0][1].as<int64_t>();
-      run.pending = r[0][2].as<bool>();
-      if (!r[0][3].is_null())
-        run.finished_at = field_time(r[0][3]);
-      return run;
-    });
+      "reading the schedule",
+      [&](pqxx::work& tx) -> std::optional<scheduled_run> {
+        auto r = tx.exec_prepared("bgj_schedule_state", name);
+        if (r.empty())
+          return std::nullopt;
+        scheduled_run run;
+        run.scheduled_at = field_time(r[0][0]);
+        run.job_id = r[0][1].as<int64_t>();
+        run.pending = r[0][2].as<bool>();
+        if (!r[0][3].is_null())
+          run.finished_at = field_time(r[0][3]);
+        return run;
+      });
 }
 
 caf::expected<job> postgres_adapter::increment_attempts(const job& j) {
-  auto jobs
-    = impl_->in_statement("incrementing attempts", [&](pqxx::transaction_base& tx) {
+  auto jobs = impl_->in_statement(
+      "incrementing attempts", [&](pqxx::transaction_base& tx) {
         return read_jobs(tx.exec_prepared("bgj_increment", j.id));
       });
   if (!jobs)
@@ -834,7 +930,8 @@ caf::expected<job> postgres_adapter::increment_attempts(const job& j) {
   return std::move(jobs->front());
 }
 
-// -- reads -----------------------------------------------------------------------
+// -- reads
+// -----------------------------------------------------------------------
 
 caf::expected<std::vector<job>>
 postgres_adapter::get_enqueued_jobs(const std::string& job_name) {
@@ -884,12 +981,12 @@ postgres_adapter::get_succeeded_jobs(int limit) {
   if (auto err = check_limit(limit))
     return err;
   return impl_->in_statement(
-    "reading succeeded jobs", [&](pqxx::transaction_base& tx) {
-      std::vector<succeeded_job> result;
-      for (const auto& r : tx.exec_prepared("bgj_succeeded", limit))
-        result.emplace_back(read_succeeded(r));
-      return result;
-    });
+      "reading succeeded jobs", [&](pqxx::transaction_base& tx) {
+        std::vector<succeeded_job> result;
+        for (const auto& r : tx.exec_prepared("bgj_succeeded", limit))
+          result.emplace_back(read_succeeded(r));
+        return result;
+      });
 }
 
 caf::expected<std::vector<failed_job>>
@@ -897,37 +994,39 @@ postgres_adapter::get_failed_jobs(int limit) {
   if (auto err = check_limit(limit))
     return err;
   return impl_->in_statement(
-    "reading failed jobs", [&](pqxx::transaction_base& tx) {
-      std::vector<failed_job> result;
-      for (const auto& r : tx.exec_prepared("bgj_failed", limit))
-        result.emplace_back(read_failed(r));
-      return result;
-    });
+      "reading failed jobs", [&](pqxx::transaction_base& tx) {
+        std::vector<failed_job> result;
+        for (const auto& r : tx.exec_prepared("bgj_failed", limit))
+          result.emplace_back(read_failed(r));
+        return result;
+      });
 }
 
 caf::expected<job_stats> postgres_adapter::stats() {
-  return impl_->in_statement("reading job counts", [&](pqxx::transaction_base& tx) {
-    auto r = tx.exec_prepared("bgj_stats", impl_->now_ms())[0];
-    job_stats st;
-    st.available = r[0].as<int64_t>();
-    st.scheduled = r[1].as<int64_t>();
-    st.reserved = r[2].as<int64_t>();
-    st.succeeded = r[3].as<int64_t>();
-    st.failed = r[4].as<int64_t>();
-    return st;
-  });
+  return impl_->in_statement(
+      "reading job counts", [&](pqxx::transaction_base& tx) {
+        auto r = tx.exec_prepared("bgj_stats", impl_->now_ms())[0];
+        job_stats st;
+        st.available = r[0].as<int64_t>();
+        st.scheduled = r[1].as<int64_t>();
+        st.reserved = r[2].as<int64_t>();
+        st.succeeded = r[3].as<int64_t>();
+        st.failed = r[4].as<int64_t>();
+        return st;
+      });
 }
 
-// -- wake-ups ----------------------------------------------------------------------
+// -- wake-ups
+// ----------------------------------------------------------------------
 
 caf::expected<std::vector<std::string>>
 postgres_adapter::await_wakeups(std::chrono::milliseconds timeout) {
   try {
     if (!impl_->receiver)
-      impl_->receiver
-        = std::make_unique<wakeup_receiver>(*impl_->conn, impl_->wakeups);
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout)
-                .count();
+      impl_->receiver =
+          std::make_unique<wakeup_receiver>(*impl_->conn, impl_->wakeups);
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
     if (impl_->conn->get_notifs() == 0)
       impl_->conn->await_notification(us / 1000000, us % 1000000);
     impl_->conn->get_notifs();

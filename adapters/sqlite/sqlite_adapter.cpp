@@ -24,51 +24,51 @@ namespace {
 
 // Each entry upgrades the schema by one version; applied in order.
 const char* const migrations[] = {
-  // version 1
-  "CREATE TABLE jobs ("
-  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL DEFAULT 0,"
-  "  created_at INTEGER NOT NULL,"
-  "  available_at INTEGER NOT NULL,"
-  "  reserved_at INTEGER,"
-  "  reserved_by TEXT,"
-  "  last_error TEXT);"
-  // Serves the claim query and holds only what can be claimed.
-  "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
-  "  WHERE reserved_by IS NULL;"
-  "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
-  "  WHERE reserved_by IS NOT NULL;"
-  "CREATE TABLE jobs_succeeded ("
-  "  id INTEGER PRIMARY KEY,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL,"
-  "  created_at INTEGER NOT NULL,"
-  "  available_at INTEGER NOT NULL,"
-  "  succeeded_at INTEGER NOT NULL);"
-  "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
-  "CREATE TABLE jobs_failed ("
-  "  id INTEGER PRIMARY KEY,"
-  "  name TEXT NOT NULL,"
-  "  payload TEXT NOT NULL,"
-  "  attempts INTEGER NOT NULL,"
-  "  exception TEXT NOT NULL,"
-  "  created_at INTEGER NOT NULL,"
-  "  available_at INTEGER NOT NULL,"
-  "  failed_at INTEGER NOT NULL);"
-  "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
-  // version 2: occurrences of scheduled jobs, one per name and time
-  "CREATE TABLE bg_jobs_schedule ("
-  "  name TEXT NOT NULL,"
-  "  scheduled_at INTEGER NOT NULL,"
-  "  job_id INTEGER NOT NULL,"
-  "  PRIMARY KEY (name, scheduled_at));",
-  // version 3: node heartbeats for leases
-  "CREATE TABLE bg_jobs_nodes ("
-  "  node TEXT PRIMARY KEY,"
-  "  heartbeat_at INTEGER NOT NULL);",
+    // version 1
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  reserved_at INTEGER,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT);"
+    // Serves the claim query and holds only what can be claimed.
+    "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+    "  WHERE reserved_by IS NOT NULL;"
+    "CREATE TABLE jobs_succeeded ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  succeeded_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+    "CREATE TABLE jobs_failed ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  exception TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  failed_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+    // version 2: occurrences of scheduled jobs, one per name and time
+    "CREATE TABLE bg_jobs_schedule ("
+    "  name TEXT NOT NULL,"
+    "  scheduled_at INTEGER NOT NULL,"
+    "  job_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, scheduled_at));",
+    // version 3: node heartbeats for leases
+    "CREATE TABLE bg_jobs_nodes ("
+    "  node TEXT PRIMARY KEY,"
+    "  heartbeat_at INTEGER NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -77,20 +77,20 @@ static_assert(known_version == db_adapter::schema_version_current);
 const char sql_begin[] = "BEGIN IMMEDIATE";
 const char sql_commit[] = "COMMIT";
 
-const char sql_has_version_table[]
-  = "SELECT count(*) FROM sqlite_master"
+const char sql_has_version_table[] =
+    "SELECT count(*) FROM sqlite_master"
     " WHERE type = 'table' AND name = 'bg_jobs_migrations'";
-const char sql_version[]
-  = "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations";
-const char sql_insert_version[]
-  = "INSERT INTO bg_jobs_migrations (version, applied_at) VALUES (?1, ?2)";
+const char sql_version[] =
+    "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations";
+const char sql_insert_version[] =
+    "INSERT INTO bg_jobs_migrations (version, applied_at) VALUES (?1, ?2)";
 
-const char sql_enqueue[]
-  = "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
+const char sql_enqueue[] =
+    "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
     " VALUES (?1, ?2, 0, ?3, ?4) RETURNING id";
 
-const char sql_enqueue_plain[]
-  = "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
+const char sql_enqueue_plain[] =
+    "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
     " VALUES (?1, ?2, 0, ?3, ?4)";
 
 /// Rows per statement of a bulk enqueue.
@@ -108,88 +108,87 @@ const char* sql_enqueue_bulk() {
   return sql.c_str();
 }
 
-const char sql_reserve[]
-  = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
-    " attempts = attempts + 1"
-    " WHERE id IN (SELECT id FROM jobs"
-    "   WHERE reserved_by IS NULL AND available_at <= ?1"
-    "     AND name IN (SELECT value FROM json_each(?3))"
-    "   ORDER BY available_at, id LIMIT ?4)"
+const char sql_reserve[] = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
+                           " attempts = attempts + 1"
+                           " WHERE id IN (SELECT id FROM jobs"
+                           "   WHERE reserved_by IS NULL AND available_at <= ?1"
+                           "     AND name IN (SELECT value FROM json_each(?3))"
+                           "   ORDER BY available_at, id LIMIT ?4)"
+                           " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+const char sql_release_one[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = ?1"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_release_one[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = ?1"
-    " RETURNING " BG_JOBS_JOB_COLUMNS;
-
-const char sql_release_by[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+const char sql_release_by[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_release_unheld[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+const char sql_release_unheld[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
     " attempts = max(attempts - 1, 0)"
     " WHERE reserved_by = ?1"
     "   AND id NOT IN (SELECT value FROM json_each(?2))"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_release_node[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+const char sql_release_node[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by IS NOT NULL"
     "   AND substr(reserved_by, 1, length(?1)) = ?1"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_copy_succeeded[]
-  = "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+const char sql_copy_succeeded[] =
+    "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
     " available_at, succeeded_at)"
     " SELECT id, name, payload, attempts, created_at, available_at, ?2"
     " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
 
-const char sql_copy_failed[]
-  = "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+const char sql_copy_failed[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at)"
     " SELECT id, name, payload, attempts, ?4, created_at, available_at, ?2"
     " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
 
 const char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
-const char sql_retry[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+const char sql_retry[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
     " available_at = ?2, last_error = ?4"
     " WHERE id = ?1 AND reserved_by IS ?3";
 
-const char sql_snooze[]
-  = "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+const char sql_snooze[] =
+    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
     " available_at = ?2, attempts = max(attempts - 1, 0)"
     " WHERE id = ?1 AND reserved_by IS ?3";
 
-const char sql_schedule_latest[]
-  = "SELECT scheduled_at, job_id FROM bg_jobs_schedule WHERE name = ?1"
+const char sql_schedule_latest[] =
+    "SELECT scheduled_at, job_id FROM bg_jobs_schedule WHERE name = ?1"
     " ORDER BY scheduled_at DESC LIMIT 1";
 
-const char sql_schedule_insert[]
-  = "INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
+const char sql_schedule_insert[] =
+    "INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
     " VALUES (?1, ?2, ?3)";
 
 // Keeps the newest 100 occurrences per name; uniqueness matters only there.
-const char sql_schedule_prune[]
-  = "DELETE FROM bg_jobs_schedule WHERE name = ?1 AND scheduled_at <"
+const char sql_schedule_prune[] =
+    "DELETE FROM bg_jobs_schedule WHERE name = ?1 AND scheduled_at <"
     " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = ?1"
     "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)";
 
-const char sql_schedule_state[]
-  = "SELECT s.scheduled_at, s.job_id,"
+const char sql_schedule_state[] =
+    "SELECT s.scheduled_at, s.job_id,"
     " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
     " coalesce((SELECT succeeded_at FROM jobs_succeeded WHERE id = s.job_id),"
     "          (SELECT failed_at FROM jobs_failed WHERE id = s.job_id))"
     " FROM bg_jobs_schedule s WHERE s.name = ?1"
     " ORDER BY s.scheduled_at DESC LIMIT 1";
 
-const char sql_heartbeat[]
-  = "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES (?1, ?2)"
+const char sql_heartbeat[] =
+    "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES (?1, ?2)"
     " ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
 
-const char sql_rescue[]
-  = "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
+const char sql_rescue[] =
+    "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
     "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by IS NOT NULL AND reserved_at < ?1"
     "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
@@ -198,47 +197,45 @@ const char sql_rescue[]
     "       AND n.heartbeat_at >= ?1)"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_prune_succeeded_age[]
-  = "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+const char sql_prune_succeeded_age[] =
+    "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
     " WHERE succeeded_at < ?1 ORDER BY succeeded_at LIMIT ?2)";
-const char sql_prune_failed_age[]
-  = "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+const char sql_prune_failed_age[] =
+    "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
     " WHERE failed_at < ?1 ORDER BY failed_at LIMIT ?2)";
-const char sql_prune_succeeded_count[]
-  = "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+const char sql_prune_succeeded_count[] =
+    "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
     " ORDER BY succeeded_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
-const char sql_prune_failed_count[]
-  = "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+const char sql_prune_failed_count[] =
+    "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
     " ORDER BY failed_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
 
-const char sql_increment[]
-  = "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
+const char sql_increment[] =
+    "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
-const char sql_enqueued[]
-  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+const char sql_enqueued[] =
+    "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
     " WHERE name = ?1 AND reserved_by IS NULL ORDER BY available_at, id";
 
-const char sql_running[]
-  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
-    " WHERE reserved_by IS NOT NULL ORDER BY id";
+const char sql_running[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+                           " WHERE reserved_by IS NOT NULL ORDER BY id";
 
-const char sql_running_by[]
-  = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
-    " WHERE reserved_by = ?1 ORDER BY id";
+const char sql_running_by[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+                              " WHERE reserved_by = ?1 ORDER BY id";
 
-const char sql_succeeded[]
-  = "SELECT id, name, payload, attempts, created_at, available_at,"
+const char sql_succeeded[] =
+    "SELECT id, name, payload, attempts, created_at, available_at,"
     " succeeded_at FROM jobs_succeeded"
     " ORDER BY succeeded_at DESC, id DESC LIMIT ?1";
 
-const char sql_failed[]
-  = "SELECT id, name, payload, attempts, exception, created_at,"
+const char sql_failed[] =
+    "SELECT id, name, payload, attempts, exception, created_at,"
     " available_at, failed_at FROM jobs_failed"
     " ORDER BY failed_at DESC, id DESC LIMIT ?1";
 
-const char sql_stats[]
-  = "SELECT"
+const char sql_stats[] =
+    "SELECT"
     " (SELECT count(*) FROM jobs"
     "   WHERE reserved_by IS NULL AND available_at <= ?1),"
     " (SELECT count(*) FROM jobs"
@@ -270,8 +267,8 @@ job read_job(sqlite3_stmt* s) {
   job j;
   j.id = sqlite3_column_int64(s, 0);
   j.name = column_text(s, 1);
-  j.payload = parse_payload(sqlite3_column_text(s, 2),
-                            sqlite3_column_bytes(s, 2));
+  j.payload =
+      parse_payload(sqlite3_column_text(s, 2), sqlite3_column_bytes(s, 2));
   j.attempts = sqlite3_column_int(s, 3);
   j.created_at = column_time(s, 4);
   j.available_at = column_time(s, 5);
@@ -359,10 +356,11 @@ private:
   bool active_ = false;
 };
 
-// -- connection ----------------------------------------------------------------
+// -- connection
+// ----------------------------------------------------------------
 
 sqlite_adapter::sqlite_adapter(sqlite_options options)
-  : options_(std::move(options)) {
+    : options_(std::move(options)) {
   if (!options_.clock)
     options_.clock = clock::system();
 }
@@ -377,19 +375,18 @@ sqlite_adapter::~sqlite_adapter() {
 
 caf::expected<std::unique_ptr<sqlite_adapter>>
 sqlite_adapter::open(sqlite_options options) {
-  if (options.path.empty() || options.path == ":memory:"
-      || options.path.rfind("file::memory:", 0) == 0)
+  if (options.path.empty() || options.path == ":memory:" ||
+      options.path.rfind("file::memory:", 0) == 0)
     return make_error(errc::database_unavailable,
-                      "a SQLite store needs a file path, got '" + options.path
-                        + "'");
+                      "a SQLite store needs a file path, got '" + options.path +
+                          "'");
   std::unique_ptr<sqlite_adapter> self{new sqlite_adapter(std::move(options))};
   auto& path = self->options_.path;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-              | SQLITE_OPEN_NOMUTEX;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (int rc = sqlite3_open_v2(path.c_str(), &self->db_, flags, nullptr);
       rc != SQLITE_OK) {
-    std::string msg = self->db_ ? sqlite3_errmsg(self->db_)
-                                : sqlite3_errstr(rc);
+    std::string msg =
+        self->db_ ? sqlite3_errmsg(self->db_) : sqlite3_errstr(rc);
     return make_error(errc::database_unavailable,
                       "cannot open SQLite database '" + path + "': " + msg);
   }
@@ -399,8 +396,8 @@ sqlite_adapter::open(sqlite_options options) {
   if (auto r = self->exec("PRAGMA journal_mode = WAL"); !r)
     return std::move(r.error());
   if (auto r = self->exec(self->options_.synchronous_full
-                            ? "PRAGMA synchronous = FULL"
-                            : "PRAGMA synchronous = NORMAL");
+                              ? "PRAGMA synchronous = FULL"
+                              : "PRAGMA synchronous = NORMAL");
       !r)
     return std::move(r.error());
   auto version = self->schema_version();
@@ -408,10 +405,10 @@ sqlite_adapter::open(sqlite_options options) {
     return std::move(version.error());
   if (*version > known_version)
     return make_error(errc::schema_too_new,
-                      "'" + path + "' has bg_jobs schema version "
-                        + std::to_string(*version)
-                        + "; this bg_jobs understands up to "
-                        + std::to_string(known_version));
+                      "'" + path + "' has bg_jobs schema version " +
+                          std::to_string(*version) +
+                          "; this bg_jobs understands up to " +
+                          std::to_string(known_version));
   return self;
 }
 
@@ -437,13 +434,12 @@ sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout) {
   auto wal = file.filename().string() + "-wal";
   if (inotify_fd_ < 0) {
     inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (inotify_fd_ < 0
-        || inotify_add_watch(inotify_fd_, file.parent_path().c_str(),
-                             IN_MODIFY | IN_CREATE)
-             < 0)
+    if (inotify_fd_ < 0 ||
+        inotify_add_watch(inotify_fd_, file.parent_path().c_str(),
+                          IN_MODIFY | IN_CREATE) < 0)
       return make_error(errc::database_unavailable,
-                        "cannot watch the directory of '" + options_.path
-                          + "' for writes");
+                        "cannot watch the directory of '" + options_.path +
+                            "' for writes");
   }
   pollfd pfd{inotify_fd_, POLLIN, 0};
   std::vector<std::string> result;
@@ -466,27 +462,27 @@ caf::error sqlite_adapter::failure(int rc, const char* what) const {
   std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
   std::string where = std::string{what} + " on '" + options_.path + "'";
   switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return make_error(errc::database_locked,
-                        where + ": database is locked by another connection"
-                          + " for longer than the busy timeout of "
-                          + std::to_string(options_.busy_timeout.count())
-                          + " ms");
-    case SQLITE_NOTADB:
-      return make_error(errc::not_a_database,
-                        "'" + options_.path + "' is not a SQLite database");
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_PERM:
-      return make_error(errc::database_unavailable, where + ": " + msg);
-    default:
-      if (msg.rfind("no such table", 0) == 0)
-        return make_error(errc::schema_missing,
-                          where + ": " + msg + " (run migrate_up)");
-      return make_error(errc::database_error, where + ": " + msg);
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return make_error(errc::database_locked,
+                      where + ": database is locked by another connection" +
+                          " for longer than the busy timeout of " +
+                          std::to_string(options_.busy_timeout.count()) +
+                          " ms");
+  case SQLITE_NOTADB:
+    return make_error(errc::not_a_database,
+                      "'" + options_.path + "' is not a SQLite database");
+  case SQLITE_CANTOPEN:
+  case SQLITE_READONLY:
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_PERM:
+    return make_error(errc::database_unavailable, where + ": " + msg);
+  default:
+    if (msg.rfind("no such table", 0) == 0)
+      return make_error(errc::schema_missing,
+                        where + ": " + msg + " (run migrate_up)");
+    return make_error(errc::database_error, where + ": " + msg);
   }
 }
 
@@ -512,7 +508,8 @@ caf::expected<void> sqlite_adapter::exec(const char* sql) {
   return caf::unit;
 }
 
-// -- schema ----------------------------------------------------------------------
+// -- schema
+// ----------------------------------------------------------------------
 
 caf::expected<int> sqlite_adapter::schema_version() {
   auto has = prepare(sql_has_version_table);
@@ -550,8 +547,8 @@ caf::expected<void> sqlite_adapter::migrate_up() {
     return std::move(current.error());
   if (*current > known_version)
     return make_error(errc::schema_too_new,
-                      "schema version " + std::to_string(*current)
-                        + " is newer than this bg_jobs understands");
+                      "schema version " + std::to_string(*current) +
+                          " is newer than this bg_jobs understands");
   for (int v = *current + 1; v <= known_version; ++v) {
     if (auto r = exec(migrations[v - 1]); !r)
       return r;
@@ -586,7 +583,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   return tx.commit();
 }
 
-// -- writes ----------------------------------------------------------------------
+// -- writes
+// ----------------------------------------------------------------------
 
 caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
                                                   const std::string& payload) {
@@ -631,8 +629,8 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     auto text = requests[i].validate();
     if (!text)
       return make_error(static_cast<errc>(text.error().code()),
-                        "request " + std::to_string(i) + ": "
-                          + describe(text.error()));
+                        "request " + std::to_string(i) + ": " +
+                            describe(text.error()));
     texts.emplace_back(std::move(*text));
   }
   std::vector<int64_t> ids;
@@ -681,7 +679,6 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   return ids;
 }
 
-
 caf::expected<std::vector<job>>
 sqlite_adapter::reserve_in_tx(const reserve_params& params) {
   std::vector<job> result;
@@ -705,8 +702,8 @@ sqlite_adapter::reserve_in_tx(const reserve_params& params) {
 
 caf::expected<std::string>
 sqlite_adapter::explain_reserve(const reserve_params& params) {
-  static const std::string sql = std::string{"EXPLAIN QUERY PLAN "}
-                                 + sql_reserve;
+  static const std::string sql =
+      std::string{"EXPLAIN QUERY PLAN "} + sql_reserve;
   auto s = prepare(sql.c_str());
   if (!s)
     return std::move(s.error());
@@ -771,8 +768,8 @@ sqlite_adapter::release_unheld(const std::string& reserved_by,
                                const std::vector<int64_t>& held) {
   auto ids = nlohmann::json(held).dump();
   auto jobs = query_jobs(
-    sql_release_unheld,
-    [&](statement& q) { q.bind(1, reserved_by).bind(2, ids); }, true);
+      sql_release_unheld,
+      [&](statement& q) { q.bind(1, reserved_by).bind(2, ids); }, true);
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
@@ -780,7 +777,7 @@ sqlite_adapter::release_unheld(const std::string& reserved_by,
 
 caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {
   auto jobs = query_jobs(
-    sql_release_one, [&](statement& q) { q.bind(1, job_id); }, true);
+      sql_release_one, [&](statement& q) { q.bind(1, job_id); }, true);
   if (!jobs)
     return std::move(jobs.error());
   if (jobs->empty())
@@ -792,14 +789,14 @@ caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {
 caf::expected<std::vector<job>>
 sqlite_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
   return query_jobs(
-    sql_release_by, [&](statement& q) { q.bind(1, reserved_by); }, true);
+      sql_release_by, [&](statement& q) { q.bind(1, reserved_by); }, true);
 }
 
 caf::expected<std::vector<job>>
 sqlite_adapter::release_jobs_of_node(const std::string& node) {
   auto prefix = node + "/";
   auto jobs = query_jobs(
-    sql_release_node, [&](statement& q) { q.bind(1, prefix); }, true);
+      sql_release_node, [&](statement& q) { q.bind(1, prefix); }, true);
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
@@ -825,7 +822,7 @@ caf::expected<std::vector<job>>
 sqlite_adapter::rescue_jobs(std::chrono::milliseconds lease) {
   auto cutoff = to_unix_ms(options_.clock->now() - lease);
   auto jobs = query_jobs(
-    sql_rescue, [&](statement& q) { q.bind(1, cutoff); }, true);
+      sql_rescue, [&](statement& q) { q.bind(1, cutoff); }, true);
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
@@ -842,10 +839,10 @@ caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
     int64_t first;
   };
   const step steps[] = {
-    {sql_prune_succeeded_age, to_unix_ms(now - p.succeeded_max_age)},
-    {sql_prune_failed_age, to_unix_ms(now - p.failed_max_age)},
-    {sql_prune_succeeded_count, p.max_succeeded},
-    {sql_prune_failed_count, p.max_failed},
+      {sql_prune_succeeded_age, to_unix_ms(now - p.succeeded_max_age)},
+      {sql_prune_failed_age, to_unix_ms(now - p.failed_max_age)},
+      {sql_prune_succeeded_count, p.max_succeeded},
+      {sql_prune_failed_count, p.max_failed},
   };
   for (auto& st : steps) {
     auto s = prepare(st.sql);
@@ -870,10 +867,18 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
   for (auto& c : completions) {
     const char* sql = nullptr;
     switch (c.what) {
-      case completion::kind::succeeded: sql = sql_copy_succeeded; break;
-      case completion::kind::failed: sql = sql_copy_failed; break;
-      case completion::kind::retry: sql = sql_retry; break;
-      case completion::kind::snooze: sql = sql_snooze; break;
+    case completion::kind::succeeded:
+      sql = sql_copy_succeeded;
+      break;
+    case completion::kind::failed:
+      sql = sql_copy_failed;
+      break;
+    case completion::kind::retry:
+      sql = sql_retry;
+      break;
+    case completion::kind::snooze:
+      sql = sql_snooze;
+      break;
     }
     auto s = prepare(sql);
     if (!s)
@@ -882,11 +887,11 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
     {
       statement q{*s};
       q.bind(1, c.job_id).bind(3, c.reserved_by);
-      bool is_move = c.what == completion::kind::succeeded
-                     || c.what == completion::kind::failed;
+      bool is_move = c.what == completion::kind::succeeded ||
+                     c.what == completion::kind::failed;
       q.bind(2, is_move ? now : to_unix_ms(c.available_at));
-      if (c.what == completion::kind::failed
-          || c.what == completion::kind::retry)
+      if (c.what == completion::kind::failed ||
+          c.what == completion::kind::retry)
         q.bind(4, c.error);
       if (int rc = q.step(); rc != SQLITE_DONE)
         return failure(rc, "completing a job");
@@ -942,8 +947,8 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
     else if (rc != SQLITE_DONE)
       return failure(rc, "reading the schedule");
   }
-  bool as_seen = latest.has_value() == params.previous.has_value()
-                 && (!latest || *latest == to_unix_ms(*params.previous));
+  bool as_seen = latest.has_value() == params.previous.has_value() &&
+                 (!latest || *latest == to_unix_ms(*params.previous));
   if (!as_seen)
     return std::optional<job>{};
   job j;
@@ -997,7 +1002,7 @@ sqlite_adapter::last_scheduled_run(const std::string& name) {
 
 caf::expected<job> sqlite_adapter::increment_attempts(const job& j) {
   auto jobs = query_jobs(
-    sql_increment, [&](statement& q) { q.bind(1, j.id); }, true);
+      sql_increment, [&](statement& q) { q.bind(1, j.id); }, true);
   if (!jobs)
     return std::move(jobs.error());
   if (jobs->empty())
@@ -1006,12 +1011,11 @@ caf::expected<job> sqlite_adapter::increment_attempts(const job& j) {
   return std::move(jobs->front());
 }
 
-// -- reads -----------------------------------------------------------------------
+// -- reads
+// -----------------------------------------------------------------------
 
-caf::expected<std::vector<job>>
-sqlite_adapter::query_jobs(const char* sql,
-                           const std::function<void(statement&)>& bind,
-                           bool write) {
+caf::expected<std::vector<job>> sqlite_adapter::query_jobs(
+    const char* sql, const std::function<void(statement&)>& bind, bool write) {
   transaction tx{*this};
   if (write)
     if (auto r = tx.begin(); !r)
@@ -1038,17 +1042,18 @@ sqlite_adapter::query_jobs(const char* sql,
 caf::expected<std::vector<job>>
 sqlite_adapter::get_enqueued_jobs(const std::string& job_name) {
   return query_jobs(
-    sql_enqueued, [&](statement& q) { q.bind(1, job_name); }, false);
+      sql_enqueued, [&](statement& q) { q.bind(1, job_name); }, false);
 }
 
 caf::expected<std::vector<job>> sqlite_adapter::get_running_jobs() {
-  return query_jobs(sql_running, [](statement&) {}, false);
+  return query_jobs(
+      sql_running, [](statement&) {}, false);
 }
 
 caf::expected<std::vector<job>>
 sqlite_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
   return query_jobs(
-    sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
+      sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
 }
 
 namespace {
@@ -1069,8 +1074,8 @@ succeeded_job read_succeeded(sqlite3_stmt* st) {
   succeeded_job j;
   j.id = sqlite3_column_int64(st, 0);
   j.name = column_text(st, 1);
-  j.payload = parse_payload(sqlite3_column_text(st, 2),
-                            sqlite3_column_bytes(st, 2));
+  j.payload =
+      parse_payload(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2));
   j.attempts = sqlite3_column_int(st, 3);
   j.created_at = column_time(st, 4);
   j.available_at = column_time(st, 5);
@@ -1082,8 +1087,8 @@ failed_job read_failed(sqlite3_stmt* st) {
   failed_job j;
   j.id = sqlite3_column_int64(st, 0);
   j.name = column_text(st, 1);
-  j.payload = parse_payload(sqlite3_column_text(st, 2),
-                            sqlite3_column_bytes(st, 2));
+  j.payload =
+      parse_payload(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2));
   j.attempts = sqlite3_column_int(st, 3);
   j.exception = column_text(st, 4);
   j.created_at = column_time(st, 5);

@@ -3,8 +3,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "bg_jobs/actors/detail/store_connection.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
+#include "bg_jobs/actors/detail/store_connection.hpp"
 
 namespace bg_jobs::detail {
 
@@ -57,12 +57,12 @@ periodic_actor(caf::stateful_actor<periodic_state>* self, node_context ctx,
   st.due.assign(st.services.size(), std::chrono::steady_clock::now());
   self->send(self, upkeep_atom::value);
   return {
-    [=](upkeep_atom) {
-      if (self->state.services.empty())
-        return;
-      self->delayed_send(self, self->state.run(), upkeep_atom::value);
-    },
-    [=](reregister_atom) {},
+      [=](upkeep_atom) {
+        if (self->state.services.empty())
+          return;
+        self->delayed_send(self, self->state.run(), upkeep_atom::value);
+      },
+      [=](reregister_atom) {},
   };
 }
 
@@ -72,7 +72,7 @@ caf::actor
 spawn_periodic(caf::event_based_actor* parent, node_context ctx,
                std::vector<std::shared_ptr<maintenance_service>> services) {
   return parent->spawn<caf::linked + caf::detached>(
-    periodic_actor, std::move(ctx), std::move(services));
+      periodic_actor, std::move(ctx), std::move(services));
 }
 
 } // namespace bg_jobs::detail

@@ -38,10 +38,9 @@ struct registry_state {
 
   /// Releases the jobs of `owner`, reconnecting once if the connection
   /// went stale; returns how many.
-  size_t release(const std::string& owner, const std::string& what,
-                 const std::string& why,
-                 caf::expected<std::vector<job>> (db_adapter::*op)(
-                   const std::string&)) {
+  size_t release(
+      const std::string& owner, const std::string& what, const std::string& why,
+      caf::expected<std::vector<job>> (db_adapter::*op)(const std::string&)) {
     size_t n = 0;
     store.run_now(what, [&](db_adapter& db) -> caf::error {
       auto jobs = (db.*op)(owner);
@@ -56,8 +55,8 @@ struct registry_state {
 
   void release_leftovers() {
     release(ctx.node,
-            "releasing reservations left by an earlier run of node '"
-              + ctx.node + "'",
+            "releasing reservations left by an earlier run of node '" +
+                ctx.node + "'",
             "left reserved by an earlier run of node '" + ctx.node + "'",
             &db_adapter::release_jobs_of_node);
   }
@@ -79,8 +78,8 @@ struct registry_state {
     if (!dm.reason || dm.reason == caf::exit_reason::user_shutdown)
       return;
     event e{event_kind::actor_down};
-    e.message = "'" + ent.name + "' died (" + sys.render(dm.reason) + "); "
-                + std::to_string(released) + " reserved job(s) released";
+    e.message = "'" + ent.name + "' died (" + sys.render(dm.reason) + "); " +
+                std::to_string(released) + " reserved job(s) released";
     ctx.emit(std::move(e));
   }
 };
@@ -91,33 +90,32 @@ caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
   self->state.store = store_connection{self->state.ctx, "registry", {}};
   if (release_leftovers)
     self->state.release_leftovers();
-  self->set_down_handler([self](caf::down_msg& dm) {
-    self->state.on_down(dm, self->system());
-  });
+  self->set_down_handler(
+      [self](caf::down_msg& dm) { self->state.on_down(dm, self->system()); });
   return {
-    [=](register_atom, const std::string& name, const std::string& owner,
-        const caf::actor& a) {
-      auto& st = self->state;
-      if (!a)
+      [=](register_atom, const std::string& name, const std::string& owner,
+          const caf::actor& a) {
+        auto& st = self->state;
+        if (!a)
+          return caf::unit;
+        if (st.by_addr.count(a.address()) == 0)
+          self->monitor(a);
+        st.by_addr[a.address()] = entry{name, owner};
+        st.by_name[name] = a;
         return caf::unit;
-      if (st.by_addr.count(a.address()) == 0)
-        self->monitor(a);
-      st.by_addr[a.address()] = entry{name, owner};
-      st.by_name[name] = a;
-      return caf::unit;
-    },
-    [=](lookup_atom, const std::string& name) {
-      auto i = self->state.by_name.find(name);
-      return i != self->state.by_name.end() ? i->second : caf::actor{};
-    },
-    [=](names_atom) {
-      std::vector<std::string> names;
-      for (auto& kvp : self->state.by_name)
-        names.push_back(kvp.first);
-      return names;
-    },
-    [=](ready_atom) { return caf::unit; },
-    [=](reregister_atom) {},
+      },
+      [=](lookup_atom, const std::string& name) {
+        auto i = self->state.by_name.find(name);
+        return i != self->state.by_name.end() ? i->second : caf::actor{};
+      },
+      [=](names_atom) {
+        std::vector<std::string> names;
+        for (auto& kvp : self->state.by_name)
+          names.push_back(kvp.first);
+        return names;
+      },
+      [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) {},
   };
 }
 
@@ -126,7 +124,7 @@ caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
 caf::actor spawn_registry(caf::event_based_actor* parent, node_context ctx,
                           bool release_leftovers) {
   return parent->spawn<caf::linked + caf::detached>(
-    registry_actor, std::move(ctx), release_leftovers);
+      registry_actor, std::move(ctx), release_leftovers);
 }
 
 } // namespace bg_jobs::detail

@@ -28,8 +28,9 @@ struct scheduler_state {
   static inline const char* name = "bg_jobs.scheduler";
 
   /// The occurrence to enqueue after `last`, if one is due to be enqueued.
-  std::optional<timestamp> next_occurrence(const std::optional<scheduled_run>& last,
-                                           timestamp now) const {
+  std::optional<timestamp>
+  next_occurrence(const std::optional<scheduled_run>& last,
+                  timestamp now) const {
     if (!plan->is_interval()) {
       if (last && last->scheduled_at > now)
         return std::nullopt; // the next run is already enqueued
@@ -93,8 +94,9 @@ struct scheduler_state {
         self->send(router, wake_atom::value, spec.job_name());
     }
     if (upcoming && *upcoming > now)
-      return std::clamp(std::chrono::duration_cast<milliseconds>(*upcoming - now),
-                        milliseconds{1}, check);
+      return std::clamp(
+          std::chrono::duration_cast<milliseconds>(*upcoming - now),
+          milliseconds{1}, check);
     return check;
   }
 };
@@ -123,12 +125,12 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
   announce();
   self->send(self, tick_atom::value);
   return {
-    [=](reregister_atom) { announce(); },
-    [=](tick_atom) {
-      auto delay = self->state.run_once(self);
-      self->delayed_send(self, delay, tick_atom::value);
-    },
-    [=](ready_atom) { return caf::unit; },
+      [=](reregister_atom) { announce(); },
+      [=](tick_atom) {
+        auto delay = self->state.run_once(self);
+        self->delayed_send(self, delay, tick_atom::value);
+      },
+      [=](ready_atom) { return caf::unit; },
   };
 }
 

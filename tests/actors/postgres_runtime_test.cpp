@@ -54,9 +54,9 @@ public:
     pqxx::connection c{test::pg_url()};
     pqxx::work tx{c};
     auto r = tx.exec_params(
-      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-      " WHERE application_name = $1",
-      options().application_name);
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = $1",
+        options().application_name);
     tx.commit();
     return r[0][0].as<int>();
   }
@@ -91,131 +91,137 @@ struct run_counter {
 };
 
 queue_spec pg_queue(std::string name) {
-  return queue_spec{std::move(name)}
-    .with_poll_interval(50ms)
-    .with_backoff(backoff::immediate());
+  return queue_spec{std::move(name)}.with_poll_interval(50ms).with_backoff(
+      backoff::immediate());
 }
 
 } // namespace
 
 TEST_SUITE("postgres runtime") {
 
-TEST_CASE_FIXTURE(pg_fixture,
-                  "an enqueue from another process wakes an idle queue at "
-                  "once") {
-  std::atomic<int64_t> started_us{0};
-  auto bg = start(make_builder().with_queue(
-    pg_queue("q").with_poll_interval(10s).with_worker(
-      worker{"j", [&](const job&) {
-               started_us
-                 = std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::steady_clock::now().time_since_epoch())
-                     .count();
-             }})));
-  REQUIRE(log.wait_for(event_kind::queue_polling_started));
-  // Another connection stands for another process: only the database and
-  // its notifications connect it to the runtime.
-  auto producer = store();
-  auto j = producer->enqueue_job(job_request{"j"});
-  auto returned = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now().time_since_epoch())
-                    .count();
-  REQUIRE(j);
-  REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 5s));
-  auto latency_us = started_us.load() - returned;
-  MESSAGE("cross-connection enqueue-to-start latency: " << latency_us << " us");
-  CHECK(latency_us < 2'000'000);
-}
+  TEST_CASE_FIXTURE(pg_fixture,
+                    "an enqueue from another process wakes an idle queue at "
+                    "once") {
+    std::atomic<int64_t> started_us{0};
+    auto bg = start(make_builder().with_queue(
+        pg_queue("q").with_poll_interval(10s).with_worker(worker{
+            "j", [&](const job&) {
+              started_us =
+                  std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+            }})));
+    REQUIRE(log.wait_for(event_kind::queue_polling_started));
+    // Another connection stands for another process: only the database and
+    // its notifications connect it to the runtime.
+    auto producer = store();
+    auto j = producer->enqueue_job(job_request{"j"});
+    auto returned = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+    REQUIRE(j);
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 5s));
+    auto latency_us = started_us.load() - returned;
+    MESSAGE("cross-connection enqueue-to-start latency: " << latency_us
+                                                          << " us");
+    CHECK(latency_us < 2'000'000);
+  }
 
-TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {
-  run_counter counter;
-  auto bg = start(make_builder().with_poll_only().with_queue(
-    pg_queue("q").with_poll_interval(100ms).with_worker(counter.make("j"))));
-  auto producer = store();
-  for (int i = 0; i < 5; ++i)
-    REQUIRE(producer->enqueue_job(job_request{"j"}));
-  REQUIRE(log.wait_for(event_kind::job_succeeded, 5));
-  CHECK(counter.distinct() == 5);
-}
+  TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {
+    run_counter counter;
+    auto bg = start(make_builder().with_poll_only().with_queue(
+        pg_queue("q").with_poll_interval(100ms).with_worker(
+            counter.make("j"))));
+    auto producer = store();
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(producer->enqueue_job(job_request{"j"}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 5));
+    CHECK(counter.distinct() == 5);
+  }
 
-TEST_CASE_FIXTURE(pg_fixture,
-                  "terminated backends mid-drain lose no job and run none "
-                  "twice") {
-  run_counter counter;
-  auto bg = start(make_builder().with_queue(
-    pg_queue("q").with_max_concurrent_jobs(4).with_worker(
-      counter.make("j", 2ms))));
-  constexpr int n = 400;
-  REQUIRE(store()->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
-  REQUIRE(test::eventually([&] { return count("jobs_succeeded") >= 50; }));
-  int terminated = terminate_backends();
-  MESSAGE("terminated " << terminated << " backends mid-drain");
-  CHECK(terminated >= 2);
-  REQUIRE(test::eventually([&] { return count("jobs_succeeded") == n; },
-                           60s));
-  CHECK(count("jobs") == 0);
-  CHECK(counter.distinct() == n);
-  CHECK(counter.more_than_once() == 0);
-  CHECK(log.count(event_kind::db_error) >= 1);
-}
+  TEST_CASE_FIXTURE(pg_fixture,
+                    "terminated backends mid-drain lose no job and run none "
+                    "twice") {
+    run_counter counter;
+    auto bg = start(make_builder().with_queue(
+        pg_queue("q").with_max_concurrent_jobs(4).with_worker(
+            counter.make("j", 2ms))));
+    constexpr int n = 400;
+    REQUIRE(
+        store()->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
+    REQUIRE(test::eventually([&] { return count("jobs_succeeded") >= 50; }));
+    int terminated = terminate_backends();
+    MESSAGE("terminated " << terminated << " backends mid-drain");
+    CHECK(terminated >= 2);
+    REQUIRE(
+        test::eventually([&] { return count("jobs_succeeded") == n; }, 60s));
+    CHECK(count("jobs") == 0);
+    CHECK(counter.distinct() == n);
+    CHECK(counter.more_than_once() == 0);
+    CHECK(log.count(event_kind::db_error) >= 1);
+  }
 
-TEST_CASE_FIXTURE(pg_fixture,
-                  "two nodes on one database split the work and run each job "
-                  "once") {
-  {
+  TEST_CASE_FIXTURE(pg_fixture,
+                    "two nodes on one database split the work and run each job "
+                    "once") {
+    {
+      pqxx::connection c{schema().url()};
+      pqxx::work tx{c};
+      tx.exec("CREATE TABLE runs (job_id BIGINT NOT NULL, node TEXT NOT NULL)");
+      tx.commit();
+    }
+    constexpr int n = 2000;
+    std::vector<job_request> reqs;
+    for (int i = 0; i < n; ++i)
+      reqs.emplace_back("work", nlohmann::json{{"seq", i}});
+    REQUIRE(store()->enqueue_jobs(reqs));
+    std::vector<std::unique_ptr<test::child_process>> nodes;
+    for (auto name : {"node-a", "node-b"})
+      nodes.push_back(std::make_unique<test::child_process>(
+          std::vector<std::string>{BG_JOBS_TEST_NODE, "--store", schema().url(),
+                                   "--node", name, "--record", "--sleep-ms",
+                                   "1", "--concurrency", "4", "--timeout-ms",
+                                   "90000"}));
+    for (auto& p : nodes)
+      REQUIRE(p->started());
+    for (auto& p : nodes)
+      CHECK(p->wait(120s) == 0);
     pqxx::connection c{schema().url()};
     pqxx::work tx{c};
-    tx.exec("CREATE TABLE runs (job_id BIGINT NOT NULL, node TEXT NOT NULL)");
-    tx.commit();
+    auto totals =
+        tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
+    CHECK(totals[0].as<int>() == n);
+    CHECK(totals[1].as<int>() == n);
+    auto per_node = tx.exec("SELECT node, count(*) FROM runs GROUP BY node"
+                            " ORDER BY node");
+    REQUIRE(per_node.size() == 2);
+    for (const auto& row : per_node) {
+      MESSAGE(row[0].as<std::string>()
+              << " ran " << row[1].as<int>() << " jobs");
+      CHECK(row[1].as<int>() > 0);
+    }
+    CHECK(tx.exec("SELECT count(*) FROM jobs_succeeded")[0][0].as<int>() == n);
   }
-  constexpr int n = 2000;
-  std::vector<job_request> reqs;
-  for (int i = 0; i < n; ++i)
-    reqs.emplace_back("work", nlohmann::json{{"seq", i}});
-  REQUIRE(store()->enqueue_jobs(reqs));
-  std::vector<std::unique_ptr<test::child_process>> nodes;
-  for (auto name : {"node-a", "node-b"})
-    nodes.push_back(std::make_unique<test::child_process>(std::vector<std::string>{
-      BG_JOBS_TEST_NODE, "--store", schema().url(), "--node", name, "--record",
-      "--sleep-ms", "1", "--concurrency", "4", "--timeout-ms", "90000"}));
-  for (auto& p : nodes)
-    REQUIRE(p->started());
-  for (auto& p : nodes)
-    CHECK(p->wait(120s) == 0);
-  pqxx::connection c{schema().url()};
-  pqxx::work tx{c};
-  auto totals = tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
-  CHECK(totals[0].as<int>() == n);
-  CHECK(totals[1].as<int>() == n);
-  auto per_node = tx.exec("SELECT node, count(*) FROM runs GROUP BY node"
-                          " ORDER BY node");
-  REQUIRE(per_node.size() == 2);
-  for (const auto& row : per_node) {
-    MESSAGE(row[0].as<std::string>() << " ran " << row[1].as<int>() << " jobs");
-    CHECK(row[1].as<int>() > 0);
-  }
-  CHECK(tx.exec("SELECT count(*) FROM jobs_succeeded")[0][0].as<int>() == n);
-}
 
-TEST_CASE_FIXTURE(pg_fixture, "build reports PostgreSQL problems clearly") {
-  auto w = worker{"j", [](const job&) {}};
-  auto malformed = builder{postgres_adapter::factory({"host=x port"})}
-                     .with_queue(pg_queue("q").with_worker(w))
-                     .build(*sys);
-  REQUIRE_FALSE(malformed);
-  CHECK(code_of(malformed.error()) == errc::invalid_argument);
-  auto down = builder{postgres_adapter::factory(
-                        {"host=127.0.0.1 port=1 dbname=x user=postgres"})}
-                .with_queue(pg_queue("q").with_worker(w))
-                .build(*sys);
-  REQUIRE_FALSE(down);
-  CHECK(code_of(down.error()) == errc::database_unavailable);
-  test::pg_schema empty;
-  auto unmigrated = builder{postgres_adapter::factory({empty.url()})}
-                      .with_queue(pg_queue("q").with_worker(w))
-                      .build(*sys);
-  REQUIRE_FALSE(unmigrated);
-  CHECK(code_of(unmigrated.error()) == errc::schema_missing);
-}
+  TEST_CASE_FIXTURE(pg_fixture, "build reports PostgreSQL problems clearly") {
+    auto w = worker{"j", [](const job&) {}};
+    auto malformed = builder{postgres_adapter::factory({"host=x port"})}
+                         .with_queue(pg_queue("q").with_worker(w))
+                         .build(*sys);
+    REQUIRE_FALSE(malformed);
+    CHECK(code_of(malformed.error()) == errc::invalid_argument);
+    auto down = builder{postgres_adapter::factory(
+                            {"host=127.0.0.1 port=1 dbname=x user=postgres"})}
+                    .with_queue(pg_queue("q").with_worker(w))
+                    .build(*sys);
+    REQUIRE_FALSE(down);
+    CHECK(code_of(down.error()) == errc::database_unavailable);
+    test::pg_schema empty;
+    auto unmigrated = builder{postgres_adapter::factory({empty.url()})}
+                          .with_queue(pg_queue("q").with_worker(w))
+                          .build(*sys);
+    REQUIRE_FALSE(unmigrated);
+    CHECK(code_of(unmigrated.error()) == errc::schema_missing);
+  }
 
 } // TEST_SUITE

@@ -19,7 +19,7 @@ namespace bg_jobs::test {
 class runtime_fixture {
 public:
   explicit runtime_fixture(std::unique_ptr<test_store> s)
-    : the_store(std::move(s)) {
+      : the_store(std::move(s)) {
     cfg.set("scheduler.max-threads", 2);
     add_error_category(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
@@ -35,8 +35,8 @@ public:
   /// A builder on the test's store, dated by `clk` where one is given.
   builder make_builder(std::shared_ptr<bg_jobs::clock> clk = nullptr) {
     auto b = builder{the_store->factory(clk)}
-               .with_node_name("test-node")
-               .with_event_listener(log.listener());
+                 .with_node_name("test-node")
+                 .with_event_listener(log.listener());
     if (clk)
       b.with_clock(clk);
     return b;
@@ -58,7 +58,7 @@ public:
 class sqlite_runtime_fixture : public runtime_fixture {
 public:
   sqlite_runtime_fixture()
-    : runtime_fixture(std::make_unique<sqlite_store>()) {}
+      : runtime_fixture(std::make_unique<sqlite_store>()) {}
 
   const sqlite_store& sqlite() const {
     return static_cast<const sqlite_store&>(*the_store);

@@ -51,890 +51,896 @@ std::vector<int64_t> ids_of(const std::vector<job>& jobs) {
 
 TEST_SUITE("conformance") {
 
-TEST_CASE_TEMPLATE("enqueue stores a job and returns it as stored", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh(pinned());
-  auto j = value_of(db->enqueue_job(job_request{"test-job", {{"n", 1}}}));
-  CHECK(j.id > 0);
-  CHECK(j.name == "test-job");
-  CHECK(j.payload == nlohmann::json{{"n", 1}});
-  CHECK(j.attempts == 0);
-  CHECK(j.created_at == t0);
-  CHECK(j.available_at == t0);
-  CHECK_FALSE(j.reserved_at);
-  CHECK_FALSE(j.reserved_by);
-  auto stored = value_of(db->get_enqueued_jobs("test-job"));
-  REQUIRE(stored.size() == 1);
-  CHECK(stored[0] == j);
-}
-
-TEST_CASE_TEMPLATE("ids are unique integers that grow", S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto a = value_of(db->enqueue_job(job_request{"a"}));
-  auto b = value_of(db->enqueue_job(job_request{"a"}));
-  CHECK(b.id > a.id);
-  require_ok(db->move_job_to_succeeded(b));
-  auto c = value_of(db->enqueue_job(job_request{"a"}));
-  CHECK(c.id > b.id);
-}
-
-TEST_CASE_TEMPLATE("reserve respects the limit", S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  for (int i = 0; i < 5; ++i)
-    value_of(db->enqueue_job(job_request{"test-job"}));
-  CHECK(reserve(*db, {"test-job"}, 2).size() == 2);
-  CHECK(reserve(*db, {"test-job"}, 2).size() == 2);
-  CHECK(reserve(*db, {"test-job"}, 2).size() == 1);
-  CHECK(reserve(*db, {"test-job"}, 2).empty());
-}
-
-TEST_CASE_TEMPLATE("reserve returns the job with its reservation", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  auto j = value_of(db->enqueue_job(job_request{"test-job", "payload"}));
-  clk->advance(5s);
-  auto got = reserve(*db, {"test-job"}, 3, "default_queue");
-  REQUIRE(got.size() == 1);
-  CHECK(got[0].id == j.id);
-  CHECK(got[0].payload == "payload");
-  CHECK(got[0].created_at == t0);
-  CHECK(got[0].available_at == t0);
-  CHECK(got[0].reserved_at == t0 + 5s);
-  CHECK(got[0].reserved_by == "default_queue");
-  CHECK(got[0].attempts == 1);
-  auto running = value_of(db->get_running_jobs());
-  REQUIRE(running.size() == 1);
-  CHECK(running[0] == got[0]);
-}
-
-TEST_CASE_TEMPLATE("reserve filters by job name", S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto a = value_of(db->enqueue_job(job_request{"a"}));
-  auto b = value_of(db->enqueue_job(job_request{"b"}));
-  value_of(db->enqueue_job(job_request{"c"}));
-  CHECK(reserve(*db, {"job_name"}, 3).empty());
-  CHECK(reserve(*db, {}, 3).empty());
-  auto got = reserve(*db, {"b", "a"}, 10);
-  CHECK(ids_of(got) == std::vector<int64_t>{a.id, b.id});
-  CHECK(value_of(db->get_enqueued_jobs("c")).size() == 1);
-}
-
-TEST_CASE_TEMPLATE("reserve on an empty table returns nothing", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  CHECK(reserve(*db, {"job_name"}, 3).empty());
-}
-
-TEST_CASE_TEMPLATE("reserve takes available jobs by available_at then id", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  auto late = value_of(db->enqueue_job(job_request{"j"}.available_in(30s)));
-  auto second = value_of(db->enqueue_job(job_request{"j"}.available_in(10s)));
-  auto third = value_of(db->enqueue_job(job_request{"j"}.available_in(10s)));
-  auto first = value_of(db->enqueue_job(job_request{"j"}.available_at(t0 - 1h)));
-  auto future = value_of(db->enqueue_job(job_request{"j"}.available_in(1h)));
-  clk->advance(30s);
-  auto got = reserve(*db, {"j"}, 10);
-  CHECK(ids_of(got)
-        == std::vector<int64_t>{first.id, second.id, third.id, late.id});
-  auto pending = value_of(db->get_enqueued_jobs("j"));
-  REQUIRE(pending.size() == 1);
-  CHECK(pending[0].id == future.id);
-}
-
-TEST_CASE_TEMPLATE("a delayed job becomes reservable at its time", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  auto j = value_of(db->enqueue_job(job_request{"test_job"}.available_in(1s)));
-  CHECK(j.available_at == t0 + 1s);
-  CHECK(reserve(*db, {"test_job"}, 1).empty());
-  clk->advance(999ms);
-  CHECK(reserve(*db, {"test_job"}, 1).empty());
-  clk->advance(1ms);
-  CHECK(ids_of(reserve(*db, {"test_job"}, 1)) == std::vector<int64_t>{j.id});
-}
-
-TEST_CASE_TEMPLATE("moving to succeeded keeps every field and leaves jobs", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  auto j = value_of(
-    db->enqueue_job(job_request{"test-job", {{"x", 1}}}.available_in(2s)));
-  clk->advance(3s);
-  auto r = reserve(*db, {"test-job"}, 1);
-  REQUIRE(r.size() == 1);
-  clk->advance(1s);
-  require_ok(db->move_job_to_succeeded(r[0]));
-  CHECK(value_of(db->get_enqueued_jobs("test-job")).empty());
-  CHECK(value_of(db->get_running_jobs()).empty());
-  auto done = value_of(db->get_succeeded_jobs(10));
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].id == j.id);
-  CHECK(done[0].name == "test-job");
-  CHECK(done[0].payload == nlohmann::json{{"x", 1}});
-  CHECK(done[0].attempts == 1);
-  CHECK(done[0].created_at == t0);
-  CHECK(done[0].available_at == t0 + 2s);
-  CHECK(done[0].succeeded_at == t0 + 4s);
-}
-
-TEST_CASE_TEMPLATE("moving to failed keeps every field and the exception", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  auto j = value_of(
-    db->enqueue_job(job_request{"test-job", "p"}.available_in(2s)));
-  clk->advance(2s);
-  auto r = reserve(*db, {"test-job"}, 1);
-  REQUIRE(r.size() == 1);
-  clk->advance(1s);
-  require_ok(db->move_job_to_failed(r[0], "test exception"));
-  CHECK(value_of(db->stats()).pending() == 0);
-  auto failed = value_of(db->get_failed_jobs(10));
-  REQUIRE(failed.size() == 1);
-  CHECK(failed[0].id == j.id);
-  CHECK(failed[0].payload == "p");
-  CHECK(failed[0].attempts == 1);
-  CHECK(failed[0].exception == "test exception");
-  CHECK(failed[0].created_at == t0);
-  CHECK(failed[0].available_at == t0 + 2s);
-  CHECK(failed[0].failed_at == t0 + 3s);
-}
-
-TEST_CASE_TEMPLATE("an unreserved job can be moved directly", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto j = value_of(db->enqueue_job(job_request{"test-job"}));
-  require_ok(db->move_job_to_succeeded(j));
-  CHECK(value_of(db->get_succeeded_jobs(1)).size() == 1);
-}
-
-TEST_CASE_TEMPLATE("history lists most recent first and honours the limit", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  std::vector<int64_t> ids;
-  for (int i = 0; i < 3; ++i) {
-    auto j = value_of(db->enqueue_job(job_request{"j"}));
-    clk->advance(1s);
-    require_ok(db->move_job_to_succeeded(j));
-    auto k = value_of(db->enqueue_job(job_request{"k"}));
-    require_ok(db->move_job_to_failed(k, "err " + std::to_string(i)));
-    ids.push_back(j.id);
+  TEST_CASE_TEMPLATE("enqueue stores a job and returns it as stored", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    auto j = value_of(db->enqueue_job(job_request{"test-job", {{"n", 1}}}));
+    CHECK(j.id > 0);
+    CHECK(j.name == "test-job");
+    CHECK(j.payload == nlohmann::json{{"n", 1}});
+    CHECK(j.attempts == 0);
+    CHECK(j.created_at == t0);
+    CHECK(j.available_at == t0);
+    CHECK_FALSE(j.reserved_at);
+    CHECK_FALSE(j.reserved_by);
+    auto stored = value_of(db->get_enqueued_jobs("test-job"));
+    REQUIRE(stored.size() == 1);
+    CHECK(stored[0] == j);
   }
-  auto ok = value_of(db->get_succeeded_jobs(2));
-  REQUIRE(ok.size() == 2);
-  CHECK(ok[0].id == ids[2]);
-  CHECK(ok[1].id == ids[1]);
-  auto failed = value_of(db->get_failed_jobs(1));
-  REQUIRE(failed.size() == 1);
-  CHECK(failed[0].exception == "err 2");
-}
 
-TEST_CASE_TEMPLATE("increment_attempts counts one more attempt", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto j = value_of(db->enqueue_job(job_request{"test-job"}));
-  CHECK(value_of(db->increment_attempts(j)).attempts == 1);
-  CHECK(value_of(db->increment_attempts(j)).attempts == 2);
-  job missing = j;
-  missing.id = j.id + 1000;
-  auto r = db->increment_attempts(missing);
-  REQUIRE_FALSE(r);
-  CHECK(code_of(r.error()) == errc::job_not_found);
-}
+  TEST_CASE_TEMPLATE("ids are unique integers that grow", S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto a = value_of(db->enqueue_job(job_request{"a"}));
+    auto b = value_of(db->enqueue_job(job_request{"a"}));
+    CHECK(b.id > a.id);
+    require_ok(db->move_job_to_succeeded(b));
+    auto c = value_of(db->enqueue_job(job_request{"a"}));
+    CHECK(c.id > b.id);
+  }
 
-TEST_CASE_TEMPLATE("attempts count every reservation across retries", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  value_of(db->enqueue_job(job_request{"j"}));
-  for (int attempt = 1; attempt <= 3; ++attempt) {
-    auto r = reserve(*db, {"j"}, 1);
+  TEST_CASE_TEMPLATE("reserve respects the limit", S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    for (int i = 0; i < 5; ++i)
+      value_of(db->enqueue_job(job_request{"test-job"}));
+    CHECK(reserve(*db, {"test-job"}, 2).size() == 2);
+    CHECK(reserve(*db, {"test-job"}, 2).size() == 2);
+    CHECK(reserve(*db, {"test-job"}, 2).size() == 1);
+    CHECK(reserve(*db, {"test-job"}, 2).empty());
+  }
+
+  TEST_CASE_TEMPLATE("reserve returns the job with its reservation", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto j = value_of(db->enqueue_job(job_request{"test-job", "payload"}));
+    clk->advance(5s);
+    auto got = reserve(*db, {"test-job"}, 3, "default_queue");
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].id == j.id);
+    CHECK(got[0].payload == "payload");
+    CHECK(got[0].created_at == t0);
+    CHECK(got[0].available_at == t0);
+    CHECK(got[0].reserved_at == t0 + 5s);
+    CHECK(got[0].reserved_by == "default_queue");
+    CHECK(got[0].attempts == 1);
+    auto running = value_of(db->get_running_jobs());
+    REQUIRE(running.size() == 1);
+    CHECK(running[0] == got[0]);
+  }
+
+  TEST_CASE_TEMPLATE("reserve filters by job name", S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto a = value_of(db->enqueue_job(job_request{"a"}));
+    auto b = value_of(db->enqueue_job(job_request{"b"}));
+    value_of(db->enqueue_job(job_request{"c"}));
+    CHECK(reserve(*db, {"job_name"}, 3).empty());
+    CHECK(reserve(*db, {}, 3).empty());
+    auto got = reserve(*db, {"b", "a"}, 10);
+    CHECK(ids_of(got) == std::vector<int64_t>{a.id, b.id});
+    CHECK(value_of(db->get_enqueued_jobs("c")).size() == 1);
+  }
+
+  TEST_CASE_TEMPLATE("reserve on an empty table returns nothing", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    CHECK(reserve(*db, {"job_name"}, 3).empty());
+  }
+
+  TEST_CASE_TEMPLATE("reserve takes available jobs by available_at then id", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto late = value_of(db->enqueue_job(job_request{"j"}.available_in(30s)));
+    auto second = value_of(db->enqueue_job(job_request{"j"}.available_in(10s)));
+    auto third = value_of(db->enqueue_job(job_request{"j"}.available_in(10s)));
+    auto first =
+        value_of(db->enqueue_job(job_request{"j"}.available_at(t0 - 1h)));
+    auto future = value_of(db->enqueue_job(job_request{"j"}.available_in(1h)));
+    clk->advance(30s);
+    auto got = reserve(*db, {"j"}, 10);
+    CHECK(ids_of(got) ==
+          std::vector<int64_t>{first.id, second.id, third.id, late.id});
+    auto pending = value_of(db->get_enqueued_jobs("j"));
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].id == future.id);
+  }
+
+  TEST_CASE_TEMPLATE("a delayed job becomes reservable at its time", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto j =
+        value_of(db->enqueue_job(job_request{"test_job"}.available_in(1s)));
+    CHECK(j.available_at == t0 + 1s);
+    CHECK(reserve(*db, {"test_job"}, 1).empty());
+    clk->advance(999ms);
+    CHECK(reserve(*db, {"test_job"}, 1).empty());
+    clk->advance(1ms);
+    CHECK(ids_of(reserve(*db, {"test_job"}, 1)) == std::vector<int64_t>{j.id});
+  }
+
+  TEST_CASE_TEMPLATE("moving to succeeded keeps every field and leaves jobs", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto j = value_of(
+        db->enqueue_job(job_request{"test-job", {{"x", 1}}}.available_in(2s)));
+    clk->advance(3s);
+    auto r = reserve(*db, {"test-job"}, 1);
     REQUIRE(r.size() == 1);
-    CHECK(r[0].attempts == attempt);
+    clk->advance(1s);
+    require_ok(db->move_job_to_succeeded(r[0]));
+    CHECK(value_of(db->get_enqueued_jobs("test-job")).empty());
+    CHECK(value_of(db->get_running_jobs()).empty());
+    auto done = value_of(db->get_succeeded_jobs(10));
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].id == j.id);
+    CHECK(done[0].name == "test-job");
+    CHECK(done[0].payload == nlohmann::json{{"x", 1}});
+    CHECK(done[0].attempts == 1);
+    CHECK(done[0].created_at == t0);
+    CHECK(done[0].available_at == t0 + 2s);
+    CHECK(done[0].succeeded_at == t0 + 4s);
+  }
+
+  TEST_CASE_TEMPLATE("moving to failed keeps every field and the exception", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto j = value_of(
+        db->enqueue_job(job_request{"test-job", "p"}.available_in(2s)));
+    clk->advance(2s);
+    auto r = reserve(*db, {"test-job"}, 1);
+    REQUIRE(r.size() == 1);
+    clk->advance(1s);
+    require_ok(db->move_job_to_failed(r[0], "test exception"));
+    CHECK(value_of(db->stats()).pending() == 0);
+    auto failed = value_of(db->get_failed_jobs(10));
+    REQUIRE(failed.size() == 1);
+    CHECK(failed[0].id == j.id);
+    CHECK(failed[0].payload == "p");
+    CHECK(failed[0].attempts == 1);
+    CHECK(failed[0].exception == "test exception");
+    CHECK(failed[0].created_at == t0);
+    CHECK(failed[0].available_at == t0 + 2s);
+    CHECK(failed[0].failed_at == t0 + 3s);
+  }
+
+  TEST_CASE_TEMPLATE("an unreserved job can be moved directly", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto j = value_of(db->enqueue_job(job_request{"test-job"}));
+    require_ok(db->move_job_to_succeeded(j));
+    CHECK(value_of(db->get_succeeded_jobs(1)).size() == 1);
+  }
+
+  TEST_CASE_TEMPLATE("history lists most recent first and honours the limit", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 3; ++i) {
+      auto j = value_of(db->enqueue_job(job_request{"j"}));
+      clk->advance(1s);
+      require_ok(db->move_job_to_succeeded(j));
+      auto k = value_of(db->enqueue_job(job_request{"k"}));
+      require_ok(db->move_job_to_failed(k, "err " + std::to_string(i)));
+      ids.push_back(j.id);
+    }
+    auto ok = value_of(db->get_succeeded_jobs(2));
+    REQUIRE(ok.size() == 2);
+    CHECK(ok[0].id == ids[2]);
+    CHECK(ok[1].id == ids[1]);
+    auto failed = value_of(db->get_failed_jobs(1));
+    REQUIRE(failed.size() == 1);
+    CHECK(failed[0].exception == "err 2");
+  }
+
+  TEST_CASE_TEMPLATE("increment_attempts counts one more attempt", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto j = value_of(db->enqueue_job(job_request{"test-job"}));
+    CHECK(value_of(db->increment_attempts(j)).attempts == 1);
+    CHECK(value_of(db->increment_attempts(j)).attempts == 2);
+    job missing = j;
+    missing.id = j.id + 1000;
+    auto r = db->increment_attempts(missing);
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::job_not_found);
+  }
+
+  TEST_CASE_TEMPLATE("attempts count every reservation across retries", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    value_of(db->enqueue_job(job_request{"j"}));
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      auto r = reserve(*db, {"j"}, 1);
+      REQUIRE(r.size() == 1);
+      CHECK(r[0].attempts == attempt);
+      completion c;
+      c.what = completion::kind::retry;
+      c.job_id = r[0].id;
+      c.reserved_by = r[0].reserved_by;
+      c.error = "boom " + std::to_string(attempt);
+      c.available_at = clk->now() + 10s;
+      CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{true});
+      CHECK(reserve(*db, {"j"}, 1).empty());
+      clk->advance(10s);
+    }
+    auto pending = value_of(db->get_enqueued_jobs("j"));
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].attempts == 3);
+    CHECK(pending[0].last_error == "boom 3");
+    CHECK_FALSE(pending[0].reserved_by);
+  }
+
+  TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S, BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    value_of(db->enqueue_job(job_request{"j"}));
+    auto r = reserve(*db, {"j"}, 1);
     completion c;
-    c.what = completion::kind::retry;
+    c.what = completion::kind::snooze;
     c.job_id = r[0].id;
     c.reserved_by = r[0].reserved_by;
-    c.error = "boom " + std::to_string(attempt);
-    c.available_at = clk->now() + 10s;
+    c.available_at = clk->now() + 5s;
     CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{true});
-    CHECK(reserve(*db, {"j"}, 1).empty());
-    clk->advance(10s);
+    auto pending = value_of(db->get_enqueued_jobs("j"));
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].attempts == 0);
+    CHECK(pending[0].available_at == t0 + 5s);
   }
-  auto pending = value_of(db->get_enqueued_jobs("j"));
-  REQUIRE(pending.size() == 1);
-  CHECK(pending[0].attempts == 3);
-  CHECK(pending[0].last_error == "boom 3");
-  CHECK_FALSE(pending[0].reserved_by);
-}
 
-TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S, BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  value_of(db->enqueue_job(job_request{"j"}));
-  auto r = reserve(*db, {"j"}, 1);
-  completion c;
-  c.what = completion::kind::snooze;
-  c.job_id = r[0].id;
-  c.reserved_by = r[0].reserved_by;
-  c.available_at = clk->now() + 5s;
-  CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{true});
-  auto pending = value_of(db->get_enqueued_jobs("j"));
-  REQUIRE(pending.size() == 1);
-  CHECK(pending[0].attempts == 0);
-  CHECK(pending[0].available_at == t0 + 5s);
-}
-
-TEST_CASE_TEMPLATE("completion applies only while the reservation is ours", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  value_of(db->enqueue_job(job_request{"j"}));
-  auto old = reserve(*db, {"j"}, 1, "node-a/q/1");
-  REQUIRE(old.size() == 1);
-  value_of(db->release_jobs_reserved_by("node-a/q/1"));
-  auto now_held = reserve(*db, {"j"}, 1, "node-b/q/1");
-  REQUIRE(now_held.size() == 1);
-  auto late = db->move_job_to_succeeded(old[0]);
-  REQUIRE_FALSE(late);
-  CHECK(code_of(late.error()) == errc::reservation_lost);
-  completion c;
-  c.what = completion::kind::failed;
-  c.job_id = old[0].id;
-  c.reserved_by = old[0].reserved_by;
-  c.error = "late";
-  CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{false});
-  auto running = value_of(db->get_running_jobs());
-  REQUIRE(running.size() == 1);
-  CHECK(running[0].reserved_by == "node-b/q/1");
-  CHECK(value_of(db->get_succeeded_jobs(10)).empty());
-  CHECK(value_of(db->get_failed_jobs(10)).empty());
-  require_ok(db->move_job_to_succeeded(now_held[0]));
-}
-
-TEST_CASE_TEMPLATE("complete_jobs persists a batch of mixed outcomes", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  for (int i = 0; i < 4; ++i)
-    value_of(db->enqueue_job(job_request{"j", {{"i", i}}}));
-  auto r = reserve(*db, {"j"}, 4);
-  REQUIRE(r.size() == 4);
-  std::vector<completion> cs(4);
-  auto kinds = {completion::kind::succeeded, completion::kind::failed,
-                completion::kind::retry, completion::kind::succeeded};
-  size_t i = 0;
-  for (auto k : kinds) {
-    cs[i].what = k;
-    cs[i].job_id = r[i].id;
-    cs[i].reserved_by = r[i].reserved_by;
-    cs[i].error = "e";
-    cs[i].available_at = clk->now();
-    ++i;
-  }
-  cs[3].reserved_by = "someone else";
-  CHECK(value_of(db->complete_jobs(cs))
-        == std::vector<bool>{true, true, true, false});
-  auto st = value_of(db->stats());
-  CHECK(st.succeeded == 1);
-  CHECK(st.failed == 1);
-  CHECK(st.available == 1);
-  CHECK(st.reserved == 1);
-}
-
-TEST_CASE_TEMPLATE("release_reservation makes a job reservable again", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  value_of(db->enqueue_job(job_request{"test_job", "test"}));
-  auto r = reserve(*db, {"test_job"}, 1, "default_queue");
-  REQUIRE(r.size() == 1);
-  CHECK(reserve(*db, {"test_job"}, 1).empty());
-  auto released = value_of(db->release_reservation(r[0].id));
-  CHECK_FALSE(released.reserved_by);
-  CHECK_FALSE(released.reserved_at);
-  CHECK(released.attempts == 1);
-  CHECK(reserve(*db, {"test_job"}, 1, "default_queue").size() == 1);
-  auto missing = db->release_reservation(r[0].id + 99);
-  REQUIRE_FALSE(missing);
-  CHECK(code_of(missing.error()) == errc::job_not_found);
-}
-
-TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  for (int i = 0; i < 6; ++i)
+  TEST_CASE_TEMPLATE("completion applies only while the reservation is ours", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
-  auto mine = reserve(*db, {"j"}, 3, "node/q/1");
-  auto theirs = reserve(*db, {"j"}, 2, "node/q/10");
-  auto released = value_of(db->release_jobs_reserved_by("node/q/1"));
-  CHECK(ids_of(released) == ids_of(mine));
-  for (auto& j : released)
-    CHECK_FALSE(j.reserved_by);
-  auto still = value_of(db->get_running_jobs_by_queue_name("node/q/10"));
-  CHECK(ids_of(still) == ids_of(theirs));
-  CHECK(value_of(db->get_enqueued_jobs("j")).size() == 4);
-  CHECK(value_of(db->release_jobs_reserved_by("nobody")).empty());
-}
-
-TEST_CASE_TEMPLATE("release_jobs_of_node releases only that node's jobs", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  for (int i = 0; i < 4; ++i)
-    value_of(db->enqueue_job(job_request{"j"}));
-  auto a = reserve(*db, {"j"}, 1, "node_1/q/1");
-  auto b = reserve(*db, {"j"}, 1, "node_1/other/7");
-  auto c = reserve(*db, {"j"}, 1, "node_10/q/1");
-  auto d = reserve(*db, {"j"}, 1, "node_%/q/1");
-  auto released = value_of(db->release_jobs_of_node("node_1"));
-  CHECK(ids_of(released) == std::vector<int64_t>{a[0].id, b[0].id});
-  auto running = value_of(db->get_running_jobs());
-  CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
-}
-
-TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  value_of(db->enqueue_job(job_request{"process_order", "\"test-payload\""}));
-  value_of(db->enqueue_job(job_request{"process_order"}));
-  auto r = reserve(*db, {"process_order"}, 1, "test_queue");
-  REQUIRE(r.size() == 1);
-  auto by = value_of(db->get_running_jobs_by_queue_name("test_queue"));
-  REQUIRE(by.size() == 1);
-  CHECK(by[0] == r[0]);
-  CHECK(by[0].reserved_at == t0);
-  CHECK(value_of(db->get_running_jobs_by_queue_name("other")).empty());
-  CHECK(value_of(db->get_enqueued_jobs("process_order")).size() == 1);
-}
-
-TEST_CASE_TEMPLATE("enqueued jobs include future ones of that name only", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto now = value_of(db->enqueue_job(job_request{"a"}));
-  auto later = value_of(db->enqueue_job(job_request{"a"}.available_in(1h)));
-  value_of(db->enqueue_job(job_request{"b"}));
-  CHECK(ids_of(value_of(db->get_enqueued_jobs("a")))
-        == std::vector<int64_t>{now.id, later.id});
-}
-
-TEST_CASE_TEMPLATE("migrations are versioned and idempotent", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.connect();
-  require_ok(db->migrate_down());
-  CHECK(value_of(db->schema_version()) == 0);
-  auto missing = db->check_schema();
-  REQUIRE_FALSE(missing);
-  CHECK(code_of(missing.error()) == errc::schema_missing);
-  auto no_table = db->enqueue_job(job_request{"j"});
-  REQUIRE_FALSE(no_table);
-  CHECK(code_of(no_table.error()) == errc::schema_missing);
-  require_ok(db->migrate_up());
-  value_of(db->enqueue_job(job_request{"j"}));
-  require_ok(db->migrate_up());
-  CHECK(value_of(db->schema_version()) == db_adapter::schema_version_current);
-  require_ok(db->check_schema());
-  CHECK(value_of(db->get_enqueued_jobs("j")).size() == 1);
-  require_ok(db->migrate_down());
-  require_ok(db->migrate_down());
-  CHECK(value_of(db->schema_version()) == 0);
-  require_ok(db->migrate_up());
-  CHECK(value_of(db->get_enqueued_jobs("j")).empty());
-}
-
-TEST_CASE_TEMPLATE("two connections reserving at once never share a job", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  constexpr int n = 300;
-  std::vector<job_request> reqs;
-  for (int i = 0; i < n; ++i)
-    reqs.emplace_back("j", nlohmann::json{{"i", i}});
-  value_of(db->enqueue_jobs(reqs));
-  std::vector<int64_t> got[2];
-  std::atomic<int> errors{0};
-  auto claimer = [&](int k) {
-    auto conn = store.connect();
-    std::string owner = "node/q/" + std::to_string(k);
-    for (;;) {
-      auto r = conn->reserve_jobs({{"j"}, 7, owner});
-      if (!r) {
-        ++errors;
-        return;
-      }
-      if (r->empty())
-        return;
-      for (auto& j : *r)
-        got[k].push_back(j.id);
-    }
-  };
-  std::thread a{claimer, 0};
-  std::thread b{claimer, 1};
-  a.join();
-  b.join();
-  CHECK(errors == 0);
-  std::set<int64_t> all(got[0].begin(), got[0].end());
-  all.insert(got[1].begin(), got[1].end());
-  CHECK(got[0].size() + got[1].size() == n);
-  CHECK(all.size() == n);
-}
-
-TEST_CASE_TEMPLATE("a move leaves jobs in the same transaction", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  constexpr int n = 200;
-  value_of(db->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
-  std::atomic<bool> done{false};
-  std::atomic<int> observations{0};
-  std::atomic<int> inconsistent{0};
-  std::thread watcher{[&] {
-    auto conn = store.connect();
-    while (!done) {
-      if (auto st = conn->stats()) {
-        ++observations;
-        if (st->total() != n)
-          ++inconsistent;
-      }
-    }
-  }};
-  auto r = reserve(*db, {"j"}, n);
-  for (size_t i = 0; i < r.size(); ++i) {
-    auto res = i % 2 == 0 ? db->move_job_to_succeeded(r[i])
-                          : db->move_job_to_failed(r[i], "e");
-    REQUIRE_MESSAGE(res, bg_jobs::test::why(res));
+    auto old = reserve(*db, {"j"}, 1, "node-a/q/1");
+    REQUIRE(old.size() == 1);
+    value_of(db->release_jobs_reserved_by("node-a/q/1"));
+    auto now_held = reserve(*db, {"j"}, 1, "node-b/q/1");
+    REQUIRE(now_held.size() == 1);
+    auto late = db->move_job_to_succeeded(old[0]);
+    REQUIRE_FALSE(late);
+    CHECK(code_of(late.error()) == errc::reservation_lost);
+    completion c;
+    c.what = completion::kind::failed;
+    c.job_id = old[0].id;
+    c.reserved_by = old[0].reserved_by;
+    c.error = "late";
+    CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{false});
+    auto running = value_of(db->get_running_jobs());
+    REQUIRE(running.size() == 1);
+    CHECK(running[0].reserved_by == "node-b/q/1");
+    CHECK(value_of(db->get_succeeded_jobs(10)).empty());
+    CHECK(value_of(db->get_failed_jobs(10)).empty());
+    require_ok(db->move_job_to_succeeded(now_held[0]));
   }
-  done = true;
-  watcher.join();
-  CHECK(observations > 0);
-  CHECK(inconsistent == 0);
-  auto st = value_of(db->stats());
-  CHECK(st.succeeded == n / 2);
-  CHECK(st.failed == n / 2);
-  CHECK(st.pending() + st.reserved == 0);
-}
 
-TEST_CASE_TEMPLATE("bulk enqueue stores all jobs or none", S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  std::vector<job_request> reqs{job_request{"a", 1}, job_request{"b", 2},
-                                job_request{"c", 3}};
-  auto ids = value_of(db->enqueue_jobs(reqs));
-  REQUIRE(ids.size() == 3);
-  CHECK(ids[0] < ids[1]);
-  CHECK(ids[1] < ids[2]);
-  CHECK(value_of(db->get_enqueued_jobs("b")).front().payload == 2);
-  reqs.emplace_back("");
-  auto bad = db->enqueue_jobs(reqs);
-  REQUIRE_FALSE(bad);
-  CHECK(code_of(bad.error()) == errc::invalid_job_name);
-  CHECK(value_of(db->stats()).pending() == 3);
-}
-
-TEST_CASE_TEMPLATE("bulk enqueue returns each request's id in order", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  value_of(db->enqueue_job(job_request{"other"}));
-  std::vector<job_request> reqs;
-  for (int i = 0; i < 150; ++i)
-    reqs.emplace_back("j", nlohmann::json{{"seq", i}});
-  auto ids = value_of(db->enqueue_jobs(reqs));
-  REQUIRE(ids.size() == 150);
-  std::map<int64_t, int> seq_of;
-  for (auto& j : value_of(db->get_enqueued_jobs("j")))
-    seq_of[j.id] = static_cast<int>(j.payload["seq"]);
-  REQUIRE(seq_of.size() == 150);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    CAPTURE(i);
-    CHECK(seq_of[ids[i]] == static_cast<int>(i));
+  TEST_CASE_TEMPLATE("complete_jobs persists a batch of mixed outcomes", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(job_request{"j", {{"i", i}}}));
+    auto r = reserve(*db, {"j"}, 4);
+    REQUIRE(r.size() == 4);
+    std::vector<completion> cs(4);
+    auto kinds = {completion::kind::succeeded, completion::kind::failed,
+                  completion::kind::retry, completion::kind::succeeded};
+    size_t i = 0;
+    for (auto k : kinds) {
+      cs[i].what = k;
+      cs[i].job_id = r[i].id;
+      cs[i].reserved_by = r[i].reserved_by;
+      cs[i].error = "e";
+      cs[i].available_at = clk->now();
+      ++i;
+    }
+    cs[3].reserved_by = "someone else";
+    CHECK(value_of(db->complete_jobs(cs)) ==
+          std::vector<bool>{true, true, true, false});
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == 1);
+    CHECK(st.failed == 1);
+    CHECK(st.available == 1);
+    CHECK(st.reserved == 1);
   }
-}
 
-TEST_CASE_TEMPLATE("names and payloads round-trip unchanged", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  std::vector<std::string> names{
-    "'; DROP TABLE jobs; --", "naïve 名前 🚀", "quote\"d", "per%cent_und\\er",
-    "tab\tnew\nline", "?1 $1 :name @x"};
-  nlohmann::json payload = {
-    {"text", "Robert'); DROP TABLE jobs_succeeded;--"},
-    {"unicode", "Zürich – 東京 – 🙂"},
-    {"quotes", "\"double\" and 'single'"},
-    {"escapes", "back\\slash\u0001ctl"},
-    {"nested", {{"list", {1, 2.5, nullptr, true}}, {"empty", nlohmann::json::object()}}}};
-  for (auto& name : names)
-    value_of(db->enqueue_job(job_request{name, payload}));
-  for (auto& name : names) {
-    auto r = reserve(*db, {name}, 5);
+  TEST_CASE_TEMPLATE("release_reservation makes a job reservable again", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    value_of(db->enqueue_job(job_request{"test_job", "test"}));
+    auto r = reserve(*db, {"test_job"}, 1, "default_queue");
     REQUIRE(r.size() == 1);
-    CHECK(r[0].name == name);
-    CHECK(r[0].payload == payload);
-    require_ok(db->move_job_to_failed(r[0], name));
+    CHECK(reserve(*db, {"test_job"}, 1).empty());
+    auto released = value_of(db->release_reservation(r[0].id));
+    CHECK_FALSE(released.reserved_by);
+    CHECK_FALSE(released.reserved_at);
+    CHECK(released.attempts == 1);
+    CHECK(reserve(*db, {"test_job"}, 1, "default_queue").size() == 1);
+    auto missing = db->release_reservation(r[0].id + 99);
+    REQUIRE_FALSE(missing);
+    CHECK(code_of(missing.error()) == errc::job_not_found);
   }
-  for (auto& f : value_of(db->get_failed_jobs(100))) {
-    CHECK(f.name == f.exception);
-    CHECK(f.payload == payload);
+
+  TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    for (int i = 0; i < 6; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    auto mine = reserve(*db, {"j"}, 3, "node/q/1");
+    auto theirs = reserve(*db, {"j"}, 2, "node/q/10");
+    auto released = value_of(db->release_jobs_reserved_by("node/q/1"));
+    CHECK(ids_of(released) == ids_of(mine));
+    for (auto& j : released)
+      CHECK_FALSE(j.reserved_by);
+    auto still = value_of(db->get_running_jobs_by_queue_name("node/q/10"));
+    CHECK(ids_of(still) == ids_of(theirs));
+    CHECK(value_of(db->get_enqueued_jobs("j")).size() == 4);
+    CHECK(value_of(db->release_jobs_reserved_by("nobody")).empty());
   }
-  CHECK(value_of(db->stats()).failed == static_cast<int64_t>(names.size()));
-}
 
-TEST_CASE_TEMPLATE("stats count every state", S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  value_of(db->enqueue_job(job_request{"j"}));
-  value_of(db->enqueue_job(job_request{"j"}));
-  value_of(db->enqueue_job(job_request{"j"}.available_in(1h)));
-  auto r = reserve(*db, {"j"}, 1);
-  auto st = value_of(db->stats());
-  CHECK(st.available == 1);
-  CHECK(st.scheduled == 1);
-  CHECK(st.reserved == 1);
-  CHECK(st.succeeded == 0);
-  CHECK(st.failed == 0);
-}
+  TEST_CASE_TEMPLATE("release_jobs_of_node releases only that node's jobs", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    auto a = reserve(*db, {"j"}, 1, "node_1/q/1");
+    auto b = reserve(*db, {"j"}, 1, "node_1/other/7");
+    auto c = reserve(*db, {"j"}, 1, "node_10/q/1");
+    auto d = reserve(*db, {"j"}, 1, "node_%/q/1");
+    auto released = value_of(db->release_jobs_of_node("node_1"));
+    CHECK(ids_of(released) == std::vector<int64_t>{a[0].id, b[0].id});
+    auto running = value_of(db->get_running_jobs());
+    CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
+  }
 
-TEST_CASE_TEMPLATE("bad input is refused and writes nothing", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  auto code = [](const auto& x) {
-    REQUIRE_FALSE(x);
-    return code_of(x.error());
-  };
-  CHECK(code(db->enqueue_job(job_request{""})) == errc::invalid_job_name);
-  CHECK(code(db->enqueue_job(
-          job_request{std::string(max_job_name_length + 1, 'x')}))
-        == errc::invalid_job_name);
-  CHECK(code(db->enqueue_job(job_request{"j"}.available_in(-1ms)))
-        == errc::invalid_argument);
-  auto year_10000 = std::chrono::sys_days{std::chrono::year{10000} / 1 / 1};
-  CHECK(code(db->enqueue_job(job_request{"j"}.available_at(
-          timestamp{year_10000.time_since_epoch()})))
-        == errc::invalid_argument);
-  CHECK(code(db->enqueue_job(
-          job_request{"j", std::string(max_payload_size, 'x')}))
-        == errc::invalid_payload);
-  CHECK(code(db->enqueue_job(job_request{"j", std::string("\xff\xfe")}))
-        == errc::invalid_payload);
-  CHECK(code(db->reserve_jobs({{"j"}, 0, "o"})) == errc::invalid_argument);
-  CHECK(code(db->reserve_jobs({{"j"}, -3, "o"})) == errc::invalid_argument);
-  CHECK(code(db->get_succeeded_jobs(0)) == errc::invalid_argument);
-  CHECK(value_of(db->stats()).total() == 0);
-}
+  TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    value_of(db->enqueue_job(job_request{"process_order", "\"test-payload\""}));
+    value_of(db->enqueue_job(job_request{"process_order"}));
+    auto r = reserve(*db, {"process_order"}, 1, "test_queue");
+    REQUIRE(r.size() == 1);
+    auto by = value_of(db->get_running_jobs_by_queue_name("test_queue"));
+    REQUIRE(by.size() == 1);
+    CHECK(by[0] == r[0]);
+    CHECK(by[0].reserved_at == t0);
+    CHECK(value_of(db->get_running_jobs_by_queue_name("other")).empty());
+    CHECK(value_of(db->get_enqueued_jobs("process_order")).size() == 1);
+  }
 
-TEST_CASE_TEMPLATE("a scheduled occurrence is enqueued once", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  CHECK_FALSE(value_of(db->last_scheduled_run("tick")));
-  scheduled_params p{job_request{"tick", {{"k", 1}}}, t0 + 1min, std::nullopt};
-  auto first = value_of(db->enqueue_scheduled(p));
-  REQUIRE(first);
-  CHECK(first->available_at == t0 + 1min);
-  CHECK(first->payload == nlohmann::json{{"k", 1}});
-  // Another node that saw no occurrence yet loses the race.
-  CHECK_FALSE(value_of(db->enqueue_scheduled(p)));
-  auto run = value_of(db->last_scheduled_run("tick"));
-  REQUIRE(run);
-  CHECK(run->scheduled_at == t0 + 1min);
-  CHECK(run->job_id == first->id);
-  CHECK(run->pending);
-  CHECK_FALSE(run->finished_at);
-  // The next occurrence needs the latest one as its previous.
-  scheduled_params next{job_request{"tick"}, t0 + 2min, t0};
-  CHECK_FALSE(value_of(db->enqueue_scheduled(next)));
-  next.previous = t0 + 1min;
-  auto second = value_of(db->enqueue_scheduled(next));
-  REQUIRE(second);
-  CHECK(value_of(db->get_enqueued_jobs("tick")).size() == 2);
-  clk->advance(2min);
-  auto r = reserve(*db, {"tick"}, 5);
-  REQUIRE(r.size() == 2);
-  clk->advance(3s);
-  require_ok(db->move_job_to_succeeded(r[1]));
-  run = value_of(db->last_scheduled_run("tick"));
-  REQUIRE(run);
-  CHECK(run->job_id == second->id);
-  CHECK_FALSE(run->pending);
-  CHECK(run->finished_at == t0 + 2min + 3s);
-  CHECK_FALSE(value_of(db->last_scheduled_run("other")));
-}
+  TEST_CASE_TEMPLATE("enqueued jobs include future ones of that name only", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto now = value_of(db->enqueue_job(job_request{"a"}));
+    auto later = value_of(db->enqueue_job(job_request{"a"}.available_in(1h)));
+    value_of(db->enqueue_job(job_request{"b"}));
+    CHECK(ids_of(value_of(db->get_enqueued_jobs("a"))) ==
+          std::vector<int64_t>{now.id, later.id});
+  }
 
-TEST_CASE_TEMPLATE("racing schedulers enqueue an occurrence once", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  std::atomic<int> won{0};
-  std::atomic<int> errors{0};
-  auto race = [&] {
-    auto conn = store.connect();
-    for (int i = 0; i < 20; ++i) {
-      auto last = conn->last_scheduled_run("tick");
-      if (!last) {
-        ++errors;
-        return;
+  TEST_CASE_TEMPLATE("migrations are versioned and idempotent", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.connect();
+    require_ok(db->migrate_down());
+    CHECK(value_of(db->schema_version()) == 0);
+    auto missing = db->check_schema();
+    REQUIRE_FALSE(missing);
+    CHECK(code_of(missing.error()) == errc::schema_missing);
+    auto no_table = db->enqueue_job(job_request{"j"});
+    REQUIRE_FALSE(no_table);
+    CHECK(code_of(no_table.error()) == errc::schema_missing);
+    require_ok(db->migrate_up());
+    value_of(db->enqueue_job(job_request{"j"}));
+    require_ok(db->migrate_up());
+    CHECK(value_of(db->schema_version()) == db_adapter::schema_version_current);
+    require_ok(db->check_schema());
+    CHECK(value_of(db->get_enqueued_jobs("j")).size() == 1);
+    require_ok(db->migrate_down());
+    require_ok(db->migrate_down());
+    CHECK(value_of(db->schema_version()) == 0);
+    require_ok(db->migrate_up());
+    CHECK(value_of(db->get_enqueued_jobs("j")).empty());
+  }
+
+  TEST_CASE_TEMPLATE("two connections reserving at once never share a job", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    constexpr int n = 300;
+    std::vector<job_request> reqs;
+    for (int i = 0; i < n; ++i)
+      reqs.emplace_back("j", nlohmann::json{{"i", i}});
+    value_of(db->enqueue_jobs(reqs));
+    std::vector<int64_t> got[2];
+    std::atomic<int> errors{0};
+    auto claimer = [&](int k) {
+      auto conn = store.connect();
+      std::string owner = "node/q/" + std::to_string(k);
+      for (;;) {
+        auto r = conn->reserve_jobs({{"j"}, 7, owner});
+        if (!r) {
+          ++errors;
+          return;
+        }
+        if (r->empty())
+          return;
+        for (auto& j : *r)
+          got[k].push_back(j.id);
       }
-      std::optional<timestamp> previous;
-      if (*last)
-        previous = (*last)->scheduled_at;
-      auto at = previous ? *previous + 1s : t0;
-      auto r = conn->enqueue_scheduled({job_request{"tick"}, at, previous});
-      if (!r)
-        ++errors;
-      else if (*r)
-        ++won;
+    };
+    std::thread a{claimer, 0};
+    std::thread b{claimer, 1};
+    a.join();
+    b.join();
+    CHECK(errors == 0);
+    std::set<int64_t> all(got[0].begin(), got[0].end());
+    all.insert(got[1].begin(), got[1].end());
+    CHECK(got[0].size() + got[1].size() == n);
+    CHECK(all.size() == n);
+  }
+
+  TEST_CASE_TEMPLATE("a move leaves jobs in the same transaction", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    constexpr int n = 200;
+    value_of(db->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
+    std::atomic<bool> done{false};
+    std::atomic<int> observations{0};
+    std::atomic<int> inconsistent{0};
+    std::thread watcher{[&] {
+      auto conn = store.connect();
+      while (!done) {
+        if (auto st = conn->stats()) {
+          ++observations;
+          if (st->total() != n)
+            ++inconsistent;
+        }
+      }
+    }};
+    auto r = reserve(*db, {"j"}, n);
+    for (size_t i = 0; i < r.size(); ++i) {
+      auto res = i % 2 == 0 ? db->move_job_to_succeeded(r[i])
+                            : db->move_job_to_failed(r[i], "e");
+      REQUIRE_MESSAGE(res, bg_jobs::test::why(res));
     }
-  };
-  std::thread a{race};
-  std::thread b{race};
-  a.join();
-  b.join();
-  CHECK(errors == 0);
-  auto jobs = value_of(db->get_enqueued_jobs("tick"));
-  CHECK(static_cast<int>(jobs.size()) == won.load());
-  std::set<timestamp> times;
-  for (auto& j : jobs)
-    times.insert(j.available_at);
-  CHECK(times.size() == jobs.size());
-  CHECK(won >= 20);
-}
-
-TEST_CASE_TEMPLATE("jobs of a node without a heartbeat are rescued", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  for (int i = 0; i < 4; ++i)
-    value_of(db->enqueue_job(job_request{"j"}));
-  require_ok(db->heartbeat("alive"));
-  require_ok(db->heartbeat("dead"));
-  auto alive = reserve(*db, {"j"}, 1, "alive/q/1");
-  auto dead = reserve(*db, {"j"}, 2, "dead/q/1");
-  auto never = reserve(*db, {"j"}, 1, "ghost/q/1");
-  // Within the lease nothing is rescued.
-  clk->advance(20s);
-  require_ok(db->heartbeat("alive"));
-  CHECK(value_of(db->rescue_jobs(30s)).empty());
-  clk->advance(20s);
-  require_ok(db->heartbeat("alive"));
-  auto rescued = value_of(db->rescue_jobs(30s));
-  std::vector<int64_t> want{dead[0].id, dead[1].id, never[0].id};
-  std::sort(want.begin(), want.end());
-  auto got = ids_of(rescued);
-  std::sort(got.begin(), got.end());
-  CHECK(got == want);
-  for (auto& j : rescued) {
-    CHECK_FALSE(j.reserved_by);
-    REQUIRE(j.last_error);
-    CHECK(j.last_error->find("rescued from") != std::string::npos);
+    done = true;
+    watcher.join();
+    CHECK(observations > 0);
+    CHECK(inconsistent == 0);
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == n / 2);
+    CHECK(st.failed == n / 2);
+    CHECK(st.pending() + st.reserved == 0);
   }
-  auto running = value_of(db->get_running_jobs());
-  CHECK(ids_of(running) == std::vector<int64_t>{alive[0].id});
-  // A late completion by the presumed-dead node does not apply.
-  auto late = db->move_job_to_succeeded(dead[0]);
-  REQUIRE_FALSE(late);
-  CHECK(code_of(late.error()) == errc::reservation_lost);
-  CHECK(value_of(db->stats()).available == 3);
-}
 
-TEST_CASE_TEMPLATE("pruning keeps history within age and count", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = pinned();
-  auto db = store.fresh(clk);
-  for (int i = 0; i < 6; ++i) {
+  TEST_CASE_TEMPLATE("bulk enqueue stores all jobs or none", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    std::vector<job_request> reqs{job_request{"a", 1}, job_request{"b", 2},
+                                  job_request{"c", 3}};
+    auto ids = value_of(db->enqueue_jobs(reqs));
+    REQUIRE(ids.size() == 3);
+    CHECK(ids[0] < ids[1]);
+    CHECK(ids[1] < ids[2]);
+    CHECK(value_of(db->get_enqueued_jobs("b")).front().payload == 2);
+    reqs.emplace_back("");
+    auto bad = db->enqueue_jobs(reqs);
+    REQUIRE_FALSE(bad);
+    CHECK(code_of(bad.error()) == errc::invalid_job_name);
+    CHECK(value_of(db->stats()).pending() == 3);
+  }
+
+  TEST_CASE_TEMPLATE("bulk enqueue returns each request's id in order", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    value_of(db->enqueue_job(job_request{"other"}));
+    std::vector<job_request> reqs;
+    for (int i = 0; i < 150; ++i)
+      reqs.emplace_back("j", nlohmann::json{{"seq", i}});
+    auto ids = value_of(db->enqueue_jobs(reqs));
+    REQUIRE(ids.size() == 150);
+    std::map<int64_t, int> seq_of;
+    for (auto& j : value_of(db->get_enqueued_jobs("j")))
+      seq_of[j.id] = static_cast<int>(j.payload["seq"]);
+    REQUIRE(seq_of.size() == 150);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      CAPTURE(i);
+      CHECK(seq_of[ids[i]] == static_cast<int>(i));
+    }
+  }
+
+  TEST_CASE_TEMPLATE("names and payloads round-trip unchanged", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    std::vector<std::string> names{
+        "'; DROP TABLE jobs; --", "naïve 名前 🚀",   "quote\"d",
+        "per%cent_und\\er",       "tab\tnew\nline", "?1 $1 :name @x"};
+    nlohmann::json payload = {
+        {"text", "Robert'); DROP TABLE jobs_succeeded;--"},
+        {"unicode", "Zürich – 東京 – 🙂"},
+        {"quotes", "\"double\" and 'single'"},
+        {"escapes", "back\\slash\u0001ctl"},
+        {"nested",
+         {{"list", {1, 2.5, nullptr, true}},
+          {"empty", nlohmann::json::object()}}}};
+    for (auto& name : names)
+      value_of(db->enqueue_job(job_request{name, payload}));
+    for (auto& name : names) {
+      auto r = reserve(*db, {name}, 5);
+      REQUIRE(r.size() == 1);
+      CHECK(r[0].name == name);
+      CHECK(r[0].payload == payload);
+      require_ok(db->move_job_to_failed(r[0], name));
+    }
+    for (auto& f : value_of(db->get_failed_jobs(100))) {
+      CHECK(f.name == f.exception);
+      CHECK(f.payload == payload);
+    }
+    CHECK(value_of(db->stats()).failed == static_cast<int64_t>(names.size()));
+  }
+
+  TEST_CASE_TEMPLATE("stats count every state", S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    value_of(db->enqueue_job(job_request{"j"}));
+    value_of(db->enqueue_job(job_request{"j"}));
+    value_of(db->enqueue_job(job_request{"j"}.available_in(1h)));
+    auto r = reserve(*db, {"j"}, 1);
+    auto st = value_of(db->stats());
+    CHECK(st.available == 1);
+    CHECK(st.scheduled == 1);
+    CHECK(st.reserved == 1);
+    CHECK(st.succeeded == 0);
+    CHECK(st.failed == 0);
+  }
+
+  TEST_CASE_TEMPLATE("bad input is refused and writes nothing", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto code = [](const auto& x) {
+      REQUIRE_FALSE(x);
+      return code_of(x.error());
+    };
+    CHECK(code(db->enqueue_job(job_request{""})) == errc::invalid_job_name);
+    CHECK(code(db->enqueue_job(job_request{std::string(
+              max_job_name_length + 1, 'x')})) == errc::invalid_job_name);
+    CHECK(code(db->enqueue_job(job_request{"j"}.available_in(-1ms))) ==
+          errc::invalid_argument);
+    auto year_10000 = std::chrono::sys_days{std::chrono::year{10000} / 1 / 1};
+    CHECK(code(db->enqueue_job(job_request{"j"}.available_at(timestamp{
+              year_10000.time_since_epoch()}))) == errc::invalid_argument);
+    CHECK(code(db->enqueue_job(
+              job_request{"j", std::string(max_payload_size, 'x')})) ==
+          errc::invalid_payload);
+    CHECK(code(db->enqueue_job(job_request{"j", std::string("\xff\xfe")})) ==
+          errc::invalid_payload);
+    CHECK(code(db->reserve_jobs({{"j"}, 0, "o"})) == errc::invalid_argument);
+    CHECK(code(db->reserve_jobs({{"j"}, -3, "o"})) == errc::invalid_argument);
+    CHECK(code(db->get_succeeded_jobs(0)) == errc::invalid_argument);
+    CHECK(value_of(db->stats()).total() == 0);
+  }
+
+  TEST_CASE_TEMPLATE("a scheduled occurrence is enqueued once", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    CHECK_FALSE(value_of(db->last_scheduled_run("tick")));
+    scheduled_params p{job_request{"tick", {{"k", 1}}}, t0 + 1min,
+                       std::nullopt};
+    auto first = value_of(db->enqueue_scheduled(p));
+    REQUIRE(first);
+    CHECK(first->available_at == t0 + 1min);
+    CHECK(first->payload == nlohmann::json{{"k", 1}});
+    // Another node that saw no occurrence yet loses the race.
+    CHECK_FALSE(value_of(db->enqueue_scheduled(p)));
+    auto run = value_of(db->last_scheduled_run("tick"));
+    REQUIRE(run);
+    CHECK(run->scheduled_at == t0 + 1min);
+    CHECK(run->job_id == first->id);
+    CHECK(run->pending);
+    CHECK_FALSE(run->finished_at);
+    // The next occurrence needs the latest one as its previous.
+    scheduled_params next{job_request{"tick"}, t0 + 2min, t0};
+    CHECK_FALSE(value_of(db->enqueue_scheduled(next)));
+    next.previous = t0 + 1min;
+    auto second = value_of(db->enqueue_scheduled(next));
+    REQUIRE(second);
+    CHECK(value_of(db->get_enqueued_jobs("tick")).size() == 2);
+    clk->advance(2min);
+    auto r = reserve(*db, {"tick"}, 5);
+    REQUIRE(r.size() == 2);
+    clk->advance(3s);
+    require_ok(db->move_job_to_succeeded(r[1]));
+    run = value_of(db->last_scheduled_run("tick"));
+    REQUIRE(run);
+    CHECK(run->job_id == second->id);
+    CHECK_FALSE(run->pending);
+    CHECK(run->finished_at == t0 + 2min + 3s);
+    CHECK_FALSE(value_of(db->last_scheduled_run("other")));
+  }
+
+  TEST_CASE_TEMPLATE("racing schedulers enqueue an occurrence once", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    std::atomic<int> won{0};
+    std::atomic<int> errors{0};
+    auto race = [&] {
+      auto conn = store.connect();
+      for (int i = 0; i < 20; ++i) {
+        auto last = conn->last_scheduled_run("tick");
+        if (!last) {
+          ++errors;
+          return;
+        }
+        std::optional<timestamp> previous;
+        if (*last)
+          previous = (*last)->scheduled_at;
+        auto at = previous ? *previous + 1s : t0;
+        auto r = conn->enqueue_scheduled({job_request{"tick"}, at, previous});
+        if (!r)
+          ++errors;
+        else if (*r)
+          ++won;
+      }
+    };
+    std::thread a{race};
+    std::thread b{race};
+    a.join();
+    b.join();
+    CHECK(errors == 0);
+    auto jobs = value_of(db->get_enqueued_jobs("tick"));
+    CHECK(static_cast<int>(jobs.size()) == won.load());
+    std::set<timestamp> times;
+    for (auto& j : jobs)
+      times.insert(j.available_at);
+    CHECK(times.size() == jobs.size());
+    CHECK(won >= 20);
+  }
+
+  TEST_CASE_TEMPLATE("jobs of a node without a heartbeat are rescued", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    require_ok(db->heartbeat("alive"));
+    require_ok(db->heartbeat("dead"));
+    auto alive = reserve(*db, {"j"}, 1, "alive/q/1");
+    auto dead = reserve(*db, {"j"}, 2, "dead/q/1");
+    auto never = reserve(*db, {"j"}, 1, "ghost/q/1");
+    // Within the lease nothing is rescued.
+    clk->advance(20s);
+    require_ok(db->heartbeat("alive"));
+    CHECK(value_of(db->rescue_jobs(30s)).empty());
+    clk->advance(20s);
+    require_ok(db->heartbeat("alive"));
+    auto rescued = value_of(db->rescue_jobs(30s));
+    std::vector<int64_t> want{dead[0].id, dead[1].id, never[0].id};
+    std::sort(want.begin(), want.end());
+    auto got = ids_of(rescued);
+    std::sort(got.begin(), got.end());
+    CHECK(got == want);
+    for (auto& j : rescued) {
+      CHECK_FALSE(j.reserved_by);
+      REQUIRE(j.last_error);
+      CHECK(j.last_error->find("rescued from") != std::string::npos);
+    }
+    auto running = value_of(db->get_running_jobs());
+    CHECK(ids_of(running) == std::vector<int64_t>{alive[0].id});
+    // A late completion by the presumed-dead node does not apply.
+    auto late = db->move_job_to_succeeded(dead[0]);
+    REQUIRE_FALSE(late);
+    CHECK(code_of(late.error()) == errc::reservation_lost);
+    CHECK(value_of(db->stats()).available == 3);
+  }
+
+  TEST_CASE_TEMPLATE("pruning keeps history within age and count", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    for (int i = 0; i < 6; ++i) {
+      auto j = value_of(db->enqueue_job(job_request{"j"}));
+      require_ok(db->move_job_to_succeeded(j));
+      auto k = value_of(db->enqueue_job(job_request{"k"}));
+      require_ok(db->move_job_to_failed(k, "e"));
+      clk->advance(1h);
+    }
+    prune_params p;
+    p.succeeded_max_age = std::chrono::hours{3};
+    p.failed_max_age = std::chrono::hours{24};
+    p.max_succeeded = 100;
+    p.max_failed = 2;
+    p.batch = 2;
+    // Now is t0 + 6 h: three succeeded jobs are older than 3 h, and four
+    // failed jobs are beyond the newest two; each call deletes at most two
+    // rows per rule.
+    CHECK(value_of(db->prune_jobs(p)) == 4);
+    CHECK(value_of(db->prune_jobs(p)) == 3);
+    CHECK(value_of(db->prune_jobs(p)) == 0);
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == 3);
+    CHECK(st.failed == 2);
+    auto newest = value_of(db->get_failed_jobs(10));
+    REQUIRE(newest.size() == 2);
+    CHECK(newest[0].failed_at == t0 + 5h);
+  }
+
+  TEST_CASE_TEMPLATE("complete_and_reserve persists outcomes then claims", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    auto held = reserve(*db, {"j"}, 2, "node/q/1");
+    REQUIRE(held.size() == 2);
+    completion done;
+    done.job_id = held[0].id;
+    done.reserved_by = "node/q/1";
+    completion stale = done;
+    stale.job_id = held[1].id;
+    stale.reserved_by = "node/q/other";
+    auto r = value_of(
+        db->complete_and_reserve({done, stale}, {{"j"}, 10, "node/q/1"}));
+    CHECK(r.applied == std::vector<bool>{true, false});
+    CHECK_FALSE(r.reserve_error);
+    CHECK(r.reserved.size() == 2);
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == 1);
+    CHECK(st.reserved == 3);
+    // With nothing to complete it is a plain reserve.
+    auto none = value_of(db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"}));
+    CHECK(none.applied.empty());
+    CHECK(none.reserved.empty());
+  }
+
+  TEST_CASE_TEMPLATE("complete_and_reserve reports a reserve that fails after "
+                     "the completions",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
     auto j = value_of(db->enqueue_job(job_request{"j"}));
-    require_ok(db->move_job_to_succeeded(j));
-    auto k = value_of(db->enqueue_job(job_request{"k"}));
-    require_ok(db->move_job_to_failed(k, "e"));
-    clk->advance(1h);
-  }
-  prune_params p;
-  p.succeeded_max_age = std::chrono::hours{3};
-  p.failed_max_age = std::chrono::hours{24};
-  p.max_succeeded = 100;
-  p.max_failed = 2;
-  p.batch = 2;
-  // Now is t0 + 6 h: three succeeded jobs are older than 3 h, and four
-  // failed jobs are beyond the newest two; each call deletes at most two
-  // rows per rule.
-  CHECK(value_of(db->prune_jobs(p)) == 4);
-  CHECK(value_of(db->prune_jobs(p)) == 3);
-  CHECK(value_of(db->prune_jobs(p)) == 0);
-  auto st = value_of(db->stats());
-  CHECK(st.succeeded == 3);
-  CHECK(st.failed == 2);
-  auto newest = value_of(db->get_failed_jobs(10));
-  REQUIRE(newest.size() == 2);
-  CHECK(newest[0].failed_at == t0 + 5h);
-}
-
-TEST_CASE_TEMPLATE("complete_and_reserve persists outcomes then claims",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh(pinned());
-  for (int i = 0; i < 4; ++i)
     value_of(db->enqueue_job(job_request{"j"}));
-  auto held = reserve(*db, {"j"}, 2, "node/q/1");
-  REQUIRE(held.size() == 2);
-  completion done;
-  done.job_id = held[0].id;
-  done.reserved_by = "node/q/1";
-  completion stale = done;
-  stale.job_id = held[1].id;
-  stale.reserved_by = "node/q/other";
-  auto r = value_of(db->complete_and_reserve({done, stale},
-                                             {{"j"}, 10, "node/q/1"}));
-  CHECK(r.applied == std::vector<bool>{true, false});
-  CHECK_FALSE(r.reserve_error);
-  CHECK(r.reserved.size() == 2);
-  auto st = value_of(db->stats());
-  CHECK(st.succeeded == 1);
-  CHECK(st.reserved == 3);
-  // With nothing to complete it is a plain reserve.
-  auto none = value_of(db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"}));
-  CHECK(none.applied.empty());
-  CHECK(none.reserved.empty());
-}
+    auto held = reserve(*db, {"j"}, 1, "node/q/1");
+    REQUIRE(held.size() == 1);
+    CHECK(held[0].id == j.id);
+    store.fail_reserves();
+    completion done;
+    done.job_id = j.id;
+    done.reserved_by = "node/q/1";
+    auto r =
+        value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1"}));
+    CHECK(r.applied == std::vector<bool>{true});
+    REQUIRE(r.reserve_error);
+    CHECK(describe(r.reserve_error).find("injected reserve failure") !=
+          std::string::npos);
+    CHECK(r.reserved.empty());
+    // The completion was persisted; the other job still waits.
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == 1);
+    CHECK(st.available == 1);
+    CHECK(st.reserved == 0);
+    // Without completions the failure is the call's own error.
+    auto alone = db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"});
+    CHECK_FALSE(alone);
+  }
 
-TEST_CASE_TEMPLATE("complete_and_reserve reports a reserve that fails after "
-                   "the completions",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh(pinned());
-  auto j = value_of(db->enqueue_job(job_request{"j"}));
-  value_of(db->enqueue_job(job_request{"j"}));
-  auto held = reserve(*db, {"j"}, 1, "node/q/1");
-  REQUIRE(held.size() == 1);
-  CHECK(held[0].id == j.id);
-  store.fail_reserves();
-  completion done;
-  done.job_id = j.id;
-  done.reserved_by = "node/q/1";
-  auto r = value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1"}));
-  CHECK(r.applied == std::vector<bool>{true});
-  REQUIRE(r.reserve_error);
-  CHECK(describe(r.reserve_error).find("injected reserve failure")
-        != std::string::npos);
-  CHECK(r.reserved.empty());
-  // The completion was persisted; the other job still waits.
-  auto st = value_of(db->stats());
-  CHECK(st.succeeded == 1);
-  CHECK(st.available == 1);
-  CHECK(st.reserved == 0);
-  // Without completions the failure is the call's own error.
-  auto alone = db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"});
-  CHECK_FALSE(alone);
-}
-
-TEST_CASE_TEMPLATE("complete_and_reserve refuses bad reserve arguments "
-                   "before writing",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh(pinned());
-  value_of(db->enqueue_job(job_request{"j"}));
-  auto held = reserve(*db, {"j"}, 1, "node/q/1");
-  completion done;
-  done.job_id = held[0].id;
-  done.reserved_by = "node/q/1";
-  auto zero = db->complete_and_reserve({done}, {{"j"}, 0, "node/q/1"});
-  REQUIRE_FALSE(zero);
-  CHECK(code_of(zero.error()) == errc::invalid_argument);
-  auto nobody = db->complete_and_reserve({done}, {{"j"}, 1, ""});
-  REQUIRE_FALSE(nobody);
-  CHECK(code_of(nobody.error()) == errc::invalid_argument);
-  CHECK(value_of(db->stats()).reserved == 1);
-  CHECK(value_of(db->stats()).succeeded == 0);
-}
-
-TEST_CASE_TEMPLATE("release_unheld gives back what the owner does not hold",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh(pinned());
-  for (int i = 0; i < 3; ++i)
+  TEST_CASE_TEMPLATE("complete_and_reserve refuses bad reserve arguments "
+                     "before writing",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
     value_of(db->enqueue_job(job_request{"j"}));
-  value_of(db->enqueue_job(job_request{"k"}));
-  auto mine = reserve(*db, {"j"}, 3, "node/q/1");
-  auto theirs = reserve(*db, {"k"}, 1, "node/q/2");
-  REQUIRE(mine.size() == 3);
-  auto released = value_of(db->release_unheld("node/q/1", {mine[1].id}));
-  CHECK(ids_of(released) == std::vector<int64_t>{mine[0].id, mine[2].id});
-  for (auto& j : released) {
-    CHECK_FALSE(j.reserved_by);
-    CHECK(j.attempts == 0);
+    auto held = reserve(*db, {"j"}, 1, "node/q/1");
+    completion done;
+    done.job_id = held[0].id;
+    done.reserved_by = "node/q/1";
+    auto zero = db->complete_and_reserve({done}, {{"j"}, 0, "node/q/1"});
+    REQUIRE_FALSE(zero);
+    CHECK(code_of(zero.error()) == errc::invalid_argument);
+    auto nobody = db->complete_and_reserve({done}, {{"j"}, 1, ""});
+    REQUIRE_FALSE(nobody);
+    CHECK(code_of(nobody.error()) == errc::invalid_argument);
+    CHECK(value_of(db->stats()).reserved == 1);
+    CHECK(value_of(db->stats()).succeeded == 0);
   }
-  auto running = value_of(db->get_running_jobs());
-  std::set<int64_t> still;
-  for (auto& j : running)
-    still.insert(j.id);
-  CHECK(still == std::set<int64_t>{mine[1].id, theirs[0].id});
-  CHECK(value_of(db->release_unheld("node/q/1", {mine[1].id})).empty());
-}
 
-TEST_CASE_TEMPLATE("the claim statement is served by the claim index", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  value_of(db->enqueue_jobs(std::vector<job_request>(2000, job_request{"j"})));
-  auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1"}));
-  INFO(plan);
-  CHECK(plan.find("jobs_claim_idx") != std::string::npos);
-}
-
-TEST_CASE_TEMPLATE("an enqueue by another process wakes a listener", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto db = store.fresh();
-  REQUIRE(db->caps().supports_listen_notify);
-  // The first call starts listening.
-  value_of(db->await_wakeups(0ms));
-  auto pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // The child: a connection of its own, one enqueue, no doctest.
-    auto conn = store.factory()();
-    bool ok = conn && (*conn)->enqueue_job(job_request{"woken"});
-    _exit(ok ? 0 : 1);
+  TEST_CASE_TEMPLATE("release_unheld gives back what the owner does not hold",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    for (int i = 0; i < 3; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    value_of(db->enqueue_job(job_request{"k"}));
+    auto mine = reserve(*db, {"j"}, 3, "node/q/1");
+    auto theirs = reserve(*db, {"k"}, 1, "node/q/2");
+    REQUIRE(mine.size() == 3);
+    auto released = value_of(db->release_unheld("node/q/1", {mine[1].id}));
+    CHECK(ids_of(released) == std::vector<int64_t>{mine[0].id, mine[2].id});
+    for (auto& j : released) {
+      CHECK_FALSE(j.reserved_by);
+      CHECK(j.attempts == 0);
+    }
+    auto running = value_of(db->get_running_jobs());
+    std::set<int64_t> still;
+    for (auto& j : running)
+      still.insert(j.id);
+    CHECK(still == std::set<int64_t>{mine[1].id, theirs[0].id});
+    CHECK(value_of(db->release_unheld("node/q/1", {mine[1].id})).empty());
   }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
-  std::vector<std::string> names;
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (names.empty() && std::chrono::steady_clock::now() < deadline)
-    names = value_of(db->await_wakeups(100ms));
-  REQUIRE_FALSE(names.empty());
-  // PostgreSQL names the job; the SQLite WAL watch says "some job".
-  CHECK((names.front() == "woken" || names.front() == "*"));
-}
+
+  TEST_CASE_TEMPLATE("the claim statement is served by the claim index", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    value_of(
+        db->enqueue_jobs(std::vector<job_request>(2000, job_request{"j"})));
+    auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1"}));
+    INFO(plan);
+    CHECK(plan.find("jobs_claim_idx") != std::string::npos);
+  }
+
+  TEST_CASE_TEMPLATE("an enqueue by another process wakes a listener", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    REQUIRE(db->caps().supports_listen_notify);
+    // The first call starts listening.
+    value_of(db->await_wakeups(0ms));
+    auto pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // The child: a connection of its own, one enqueue, no doctest.
+      auto conn = store.factory()();
+      bool ok = conn && (*conn)->enqueue_job(job_request{"woken"});
+      _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    std::vector<std::string> names;
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (names.empty() && std::chrono::steady_clock::now() < deadline)
+      names = value_of(db->await_wakeups(100ms));
+    REQUIRE_FALSE(names.empty());
+    // PostgreSQL names the job; the SQLite WAL watch says "some job".
+    CHECK((names.front() == "woken" || names.front() == "*"));
+  }
 
 } // TEST_SUITE

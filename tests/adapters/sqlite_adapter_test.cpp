@@ -10,8 +10,8 @@
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "support/temp_dir.hpp"
-#include "support/why.hpp"
 #include "support/wait.hpp"
+#include "support/why.hpp"
 
 extern char** environ;
 
@@ -50,106 +50,107 @@ std::unique_ptr<sqlite_adapter> open_migrated(const std::string& path) {
 
 TEST_SUITE("sqlite") {
 
-TEST_CASE("a path that cannot be created is a clear error") {
-  auto db = sqlite_adapter::open({"/nonexistent-dir/sub/jobs.db"});
-  REQUIRE_FALSE(db);
-  CHECK(code_of(db.error()) == errc::database_unavailable);
-  CHECK(describe(db.error()).find("/nonexistent-dir/sub/jobs.db")
-        != std::string::npos);
-  auto mem = sqlite_adapter::open({":memory:"});
-  REQUIRE_FALSE(mem);
-  CHECK(code_of(mem.error()) == errc::database_unavailable);
-}
+  TEST_CASE("a path that cannot be created is a clear error") {
+    auto db = sqlite_adapter::open({"/nonexistent-dir/sub/jobs.db"});
+    REQUIRE_FALSE(db);
+    CHECK(code_of(db.error()) == errc::database_unavailable);
+    CHECK(describe(db.error()).find("/nonexistent-dir/sub/jobs.db") !=
+          std::string::npos);
+    auto mem = sqlite_adapter::open({":memory:"});
+    REQUIRE_FALSE(mem);
+    CHECK(code_of(mem.error()) == errc::database_unavailable);
+  }
 
-TEST_CASE("a file that is not a SQLite database is a clear error") {
-  test::temp_dir dir;
-  auto path = dir.file("notes.txt");
-  std::ofstream{path} << "these are not the tables you are looking for\n"
-                      << std::string(4096, 'x');
-  auto db = sqlite_adapter::open({path});
-  REQUIRE_FALSE(db);
-  CHECK(code_of(db.error()) == errc::not_a_database);
-  CHECK(describe(db.error()).find("is not a SQLite database")
-        != std::string::npos);
-}
+  TEST_CASE("a file that is not a SQLite database is a clear error") {
+    test::temp_dir dir;
+    auto path = dir.file("notes.txt");
+    std::ofstream{path} << "these are not the tables you are looking for\n"
+                        << std::string(4096, 'x');
+    auto db = sqlite_adapter::open({path});
+    REQUIRE_FALSE(db);
+    CHECK(code_of(db.error()) == errc::not_a_database);
+    CHECK(describe(db.error()).find("is not a SQLite database") !=
+          std::string::npos);
+  }
 
-TEST_CASE("a database locked by another process fails after the timeout") {
-  test::temp_dir dir;
-  auto path = dir.file("jobs.db");
-  sqlite_options opts{path};
-  opts.busy_timeout = 200ms;
-  auto db = sqlite_adapter::open(opts);
-  REQUIRE(db);
-  REQUIRE((*db)->migrate_up());
-  auto ready = dir.file("ready");
-  std::string hold_ms = "20000";
-  const char* argv[] = {BG_JOBS_LOCK_HOLDER, path.c_str(), ready.c_str(),
-                        hold_ms.c_str(), nullptr};
-  pid_t pid;
-  REQUIRE(posix_spawn(&pid, BG_JOBS_LOCK_HOLDER, nullptr, nullptr,
-                      const_cast<char**>(argv), environ)
-          == 0);
-  REQUIRE(test::eventually([&] { return std::filesystem::exists(ready); }));
-  auto started = std::chrono::steady_clock::now();
-  auto j = (*db)->enqueue_job(job_request{"j"});
-  auto waited = std::chrono::steady_clock::now() - started;
-  REQUIRE_FALSE(j);
-  CHECK(code_of(j.error()) == errc::database_locked);
-  CHECK(describe(j.error()).find("busy timeout of 200 ms")
-        != std::string::npos);
-  CHECK(waited >= 150ms);
-  auto r = (*db)->reserve_jobs({{"j"}, 1, "o"});
-  REQUIRE_FALSE(r);
-  CHECK(code_of(r.error()) == errc::database_locked);
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  // The lock is gone and nothing half-written is left behind.
-  auto st = (*db)->stats();
-  REQUIRE(st);
-  CHECK(st->total() == 0);
-  CHECK((*db)->enqueue_job(job_request{"j"}));
-}
+  TEST_CASE("a database locked by another process fails after the timeout") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    sqlite_options opts{path};
+    opts.busy_timeout = 200ms;
+    auto db = sqlite_adapter::open(opts);
+    REQUIRE(db);
+    REQUIRE((*db)->migrate_up());
+    auto ready = dir.file("ready");
+    std::string hold_ms = "20000";
+    const char* argv[] = {BG_JOBS_LOCK_HOLDER, path.c_str(), ready.c_str(),
+                          hold_ms.c_str(), nullptr};
+    pid_t pid;
+    REQUIRE(posix_spawn(&pid, BG_JOBS_LOCK_HOLDER, nullptr, nullptr,
+                        const_cast<char**>(argv), environ) == 0);
+    REQUIRE(test::eventually([&] { return std::filesystem::exists(ready); }));
+    auto started = std::chrono::steady_clock::now();
+    auto j = (*db)->enqueue_job(job_request{"j"});
+    auto waited = std::chrono::steady_clock::now() - started;
+    REQUIRE_FALSE(j);
+    CHECK(code_of(j.error()) == errc::database_locked);
+    CHECK(describe(j.error()).find("busy timeout of 200 ms") !=
+          std::string::npos);
+    CHECK(waited >= 150ms);
+    auto r = (*db)->reserve_jobs({{"j"}, 1, "o"});
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::database_locked);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    // The lock is gone and nothing half-written is left behind.
+    auto st = (*db)->stats();
+    REQUIRE(st);
+    CHECK(st->total() == 0);
+    CHECK((*db)->enqueue_job(job_request{"j"}));
+  }
 
-TEST_CASE("the store runs in WAL mode") {
-  test::temp_dir dir;
-  auto db = open_migrated(dir.file("jobs.db"));
-  CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
-}
+  TEST_CASE("the store runs in WAL mode") {
+    test::temp_dir dir;
+    auto db = open_migrated(dir.file("jobs.db"));
+    CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
+  }
 
-TEST_CASE("a schema newer than the code is refused") {
-  test::temp_dir dir;
-  auto path = dir.file("jobs.db");
-  open_migrated(path);
-  query_text(path, "INSERT INTO bg_jobs_migrations VALUES (99, 0)");
-  auto db = sqlite_adapter::open({path});
-  REQUIRE_FALSE(db);
-  CHECK(code_of(db.error()) == errc::schema_too_new);
-}
+  TEST_CASE("a schema newer than the code is refused") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    open_migrated(path);
+    query_text(path, "INSERT INTO bg_jobs_migrations VALUES (99, 0)");
+    auto db = sqlite_adapter::open({path});
+    REQUIRE_FALSE(db);
+    CHECK(code_of(db.error()) == errc::schema_too_new);
+  }
 
-TEST_CASE("migrate_down removes every bg_jobs table") {
-  test::temp_dir dir;
-  auto path = dir.file("jobs.db");
-  auto db = open_migrated(path);
-  CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
-                         " AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        == "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_schedule|jobs|jobs_failed|jobs_succeeded|");
-  REQUIRE(db->migrate_down());
-  CHECK(query_text(path, "SELECT name FROM sqlite_master"
-                         " WHERE name NOT LIKE 'sqlite_%'")
-        == "");
-}
+  TEST_CASE("migrate_down removes every bg_jobs table") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    auto db = open_migrated(path);
+    CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                           " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
+          "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_schedule|jobs|jobs_failed|"
+          "jobs_succeeded|");
+    REQUIRE(db->migrate_down());
+    CHECK(query_text(path, "SELECT name FROM sqlite_master"
+                           " WHERE name NOT LIKE 'sqlite_%'") == "");
+  }
 
-TEST_CASE("a payload written outside bg_jobs that is not JSON is kept as text") {
-  test::temp_dir dir;
-  auto path = dir.file("jobs.db");
-  auto db = open_migrated(path);
-  query_text(path, "INSERT INTO jobs (name, payload, created_at, available_at)"
-                   " VALUES ('j', 'not {json', 0, 0)");
-  auto r = db->reserve_jobs({{"j"}, 1, "o"});
-  REQUIRE(r);
-  REQUIRE(r->size() == 1);
-  CHECK(r->front().payload == "not {json");
-}
+  TEST_CASE(
+      "a payload written outside bg_jobs that is not JSON is kept as text") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    auto db = open_migrated(path);
+    query_text(path,
+               "INSERT INTO jobs (name, payload, created_at, available_at)"
+               " VALUES ('j', 'not {json', 0, 0)");
+    auto r = db->reserve_jobs({{"j"}, 1, "o"});
+    REQUIRE(r);
+    REQUIRE(r->size() == 1);
+    CHECK(r->front().payload == "not {json");
+  }
 
 } // TEST_SUITE

@@ -24,8 +24,8 @@ public:
 
   /// A factory of connections to this test's store, dated by `clk` (the
   /// system clock by default).
-  virtual adapter_factory factory(std::shared_ptr<bg_jobs::clock> clk
-                                  = nullptr) const = 0;
+  virtual adapter_factory
+  factory(std::shared_ptr<bg_jobs::clock> clk = nullptr) const = 0;
 
   /// Opens one more connection to this test's store.
   std::unique_ptr<db_adapter>
@@ -110,4 +110,5 @@ private:
 } // namespace bg_jobs::test
 
 /// Every store the conformance and runtime suites run against.
-#define BG_JOBS_STORES bg_jobs::test::sqlite_store, bg_jobs::test::postgres_store
+#define BG_JOBS_STORES                                                         \
+  bg_jobs::test::sqlite_store, bg_jobs::test::postgres_store

@@ -15,91 +15,92 @@ using namespace std::chrono_literals;
 
 TEST_SUITE("core") {
 
-TEST_CASE("timestamps print and parse as ISO 8601 UTC with milliseconds") {
-  auto t = parse_iso8601("2024-02-29T23:59:58.007Z");
-  REQUIRE(t);
-  CHECK(to_iso8601(*t) == "2024-02-29T23:59:58.007Z");
-  CHECK(to_iso8601(*parse_iso8601("1999-12-31 01:02:03Z"))
-        == "1999-12-31T01:02:03.000Z");
-  CHECK_FALSE(parse_iso8601("2023-02-29T00:00:00Z"));
-  CHECK_FALSE(parse_iso8601("2024-01-01T24:00:00Z"));
-  CHECK_FALSE(parse_iso8601("2024-01-01T00:00:00"));
-  CHECK_FALSE(parse_iso8601("yesterday"));
-}
+  TEST_CASE("timestamps print and parse as ISO 8601 UTC with milliseconds") {
+    auto t = parse_iso8601("2024-02-29T23:59:58.007Z");
+    REQUIRE(t);
+    CHECK(to_iso8601(*t) == "2024-02-29T23:59:58.007Z");
+    CHECK(to_iso8601(*parse_iso8601("1999-12-31 01:02:03Z")) ==
+          "1999-12-31T01:02:03.000Z");
+    CHECK_FALSE(parse_iso8601("2023-02-29T00:00:00Z"));
+    CHECK_FALSE(parse_iso8601("2024-01-01T24:00:00Z"));
+    CHECK_FALSE(parse_iso8601("2024-01-01T00:00:00"));
+    CHECK_FALSE(parse_iso8601("yesterday"));
+  }
 
-TEST_CASE("a manual clock stands still until moved") {
-  auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
-  manual_clock clk{t0};
-  CHECK(clk.now() == t0);
-  clk.advance(1500ms);
-  CHECK(clk.now() == t0 + 1500ms);
-  auto sys = clock::system()->now();
-  CHECK(sys > t0);
-}
+  TEST_CASE("a manual clock stands still until moved") {
+    auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
+    manual_clock clk{t0};
+    CHECK(clk.now() == t0);
+    clk.advance(1500ms);
+    CHECK(clk.now() == t0 + 1500ms);
+    auto sys = clock::system()->now();
+    CHECK(sys > t0);
+  }
 
-TEST_CASE("a job request resolves its availability") {
-  auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
-  CHECK(job_request{"a"}.resolve_available_at(t0) == t0);
-  CHECK(job_request{"a"}.available_in(2s).resolve_available_at(t0)
-        == t0 + 2s);
-  CHECK(job_request{"a"}.available_at(t0 + 1h).resolve_available_at(t0 + 5s)
-        == t0 + 1h);
-}
+  TEST_CASE("a job request resolves its availability") {
+    auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
+    CHECK(job_request{"a"}.resolve_available_at(t0) == t0);
+    CHECK(job_request{"a"}.available_in(2s).resolve_available_at(t0) ==
+          t0 + 2s);
+    CHECK(job_request{"a"}.available_at(t0 + 1h).resolve_available_at(
+              t0 + 5s) == t0 + 1h);
+  }
 
-TEST_CASE("a payload given as text must be valid JSON") {
-  auto good = job_request::parse("send_email", R"({"to":"a@b.c"})");
-  REQUIRE(good);
-  CHECK(good->payload()["to"] == "a@b.c");
-  auto bad = job_request::parse("send_email", "{not json");
-  REQUIRE_FALSE(bad);
-  CHECK(code_of(bad.error()) == errc::invalid_payload);
-  CHECK(describe(bad.error()).find("payload is not valid JSON")
-        != std::string::npos);
-}
+  TEST_CASE("a payload given as text must be valid JSON") {
+    auto good = job_request::parse("send_email", R"({"to":"a@b.c"})");
+    REQUIRE(good);
+    CHECK(good->payload()["to"] == "a@b.c");
+    auto bad = job_request::parse("send_email", "{not json");
+    REQUIRE_FALSE(bad);
+    CHECK(code_of(bad.error()) == errc::invalid_payload);
+    CHECK(describe(bad.error()).find("payload is not valid JSON") !=
+          std::string::npos);
+  }
 
-TEST_CASE("errors render with their code and message") {
-  auto err = make_error(errc::database_locked, "busy for 5000 ms");
-  CHECK(code_of(err) == errc::database_locked);
-  CHECK(describe(err) == "bg_jobs.database_locked: busy for 5000 ms");
-  caf::actor_system_config cfg;
-  add_error_category(cfg);
-  caf::actor_system sys{cfg};
-  CHECK(sys.render(err) == "bg_jobs.database_locked: busy for 5000 ms");
-  caf::expected<int> failed = errc::timeout;
-  CHECK(code_of(failed.error()) == errc::timeout);
-}
+  TEST_CASE("errors render with their code and message") {
+    auto err = make_error(errc::database_locked, "busy for 5000 ms");
+    CHECK(code_of(err) == errc::database_locked);
+    CHECK(describe(err) == "bg_jobs.database_locked: busy for 5000 ms");
+    caf::actor_system_config cfg;
+    add_error_category(cfg);
+    caf::actor_system sys{cfg};
+    CHECK(sys.render(err) == "bg_jobs.database_locked: busy for 5000 ms");
+    caf::expected<int> failed = errc::timeout;
+    CHECK(code_of(failed.error()) == errc::timeout);
+  }
 
-TEST_CASE("a handler's exception becomes a failure carrying its what()") {
-  job j;
-  worker throws{"a", [](const job&) -> outcome {
-                  throw std::runtime_error("disk full");
-                }};
-  auto o = throws.run(j);
-  CHECK(o.what() == outcome::kind::failure);
-  CHECK(o.message() == "disk full");
-  worker odd{"b", [](const job&) { throw 42; }};
-  CHECK(odd.run(j).message() == "handler threw a non-standard exception");
-  worker plain{"c", [](const job&) {}};
-  CHECK(plain.run(j).ok());
-  worker fails{"d", [](const job&) { return outcome::failure("nope"); }};
-  CHECK(fails.run(j).message() == "nope");
-  std::atomic<bool> flag{true};
-  worker ctx{"e", [](const job&, const job_context& c) {
-               return c.cancelled() ? outcome::cancel("stop")
-                                    : outcome::success();
-             }};
-  CHECK(ctx.run(j, job_context{&flag}).what() == outcome::kind::cancel);
-}
+  TEST_CASE("a handler's exception becomes a failure carrying its what()") {
+    job j;
+    worker throws{"a", [](const job&) -> outcome {
+                    throw std::runtime_error("disk full");
+                  }};
+    auto o = throws.run(j);
+    CHECK(o.what() == outcome::kind::failure);
+    CHECK(o.message() == "disk full");
+    worker odd{"b", [](const job&) { throw 42; }};
+    CHECK(odd.run(j).message() == "handler threw a non-standard exception");
+    worker plain{"c", [](const job&) {}};
+    CHECK(plain.run(j).ok());
+    worker fails{"d", [](const job&) { return outcome::failure("nope"); }};
+    CHECK(fails.run(j).message() == "nope");
+    std::atomic<bool> flag{true};
+    worker ctx{"e", [](const job&, const job_context& c) {
+                 return c.cancelled() ? outcome::cancel("stop")
+                                      : outcome::success();
+               }};
+    CHECK(ctx.run(j, job_context{&flag}).what() == outcome::kind::cancel);
+  }
 
-TEST_CASE("events have telemetry names, levels and log lines") {
-  event e{event_kind::job_failed};
-  e.queue = "default";
-  e.message = "boom";
-  CHECK(std::string{e.name()} == "bg_jobs.job.discard");
-  CHECK(e.level() == log_level::error);
-  auto line = to_log_line(e);
-  CHECK(line.find("error bg_jobs.job.discard queue=default") != std::string::npos);
-  CHECK(line.find("message=\"boom\"") != std::string::npos);
-}
+  TEST_CASE("events have telemetry names, levels and log lines") {
+    event e{event_kind::job_failed};
+    e.queue = "default";
+    e.message = "boom";
+    CHECK(std::string{e.name()} == "bg_jobs.job.discard");
+    CHECK(e.level() == log_level::error);
+    auto line = to_log_line(e);
+    CHECK(line.find("error bg_jobs.job.discard queue=default") !=
+          std::string::npos);
+    CHECK(line.find("message=\"boom\"") != std::string::npos);
+  }
 
 } // TEST_SUITE

@@ -24,83 +24,84 @@ job attempt(int n) {
 
 TEST_SUITE("retry policy") {
 
-TEST_CASE("each outcome becomes its completion") {
-  retry_policy policy{{2, backoff::constant(10s)}};
-  std::minstd_rand rng{1};
-  using k = completion::kind;
-  struct row {
-    int attempts;
-    outcome result;
-    k what;
-    event_kind report;
-    std::chrono::milliseconds wait;
-    std::string error;
-  };
-  const row table[] = {
-    {1, outcome::success(), k::succeeded, event_kind::job_succeeded, 0ms, ""},
-    {1, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
-    {2, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
-    {3, outcome::failure("x"), k::failed, event_kind::job_failed, 0ms, "x"},
-    {3, outcome::snooze(5s), k::snooze, event_kind::job_snoozed, 5s, ""},
-    {1, outcome::cancel("no"), k::failed, event_kind::job_cancelled, 0ms,
-     "cancelled: no"},
-  };
-  for (auto& r : table) {
-    CAPTURE(r.attempts);
-    CAPTURE(static_cast<int>(r.what));
-    auto d = policy.on_outcome(attempt(r.attempts), r.result, "n/q/1", now,
-                               rng);
-    CHECK(d.change.what == r.what);
-    CHECK(d.report == r.report);
-    CHECK(d.change.job_id == 7);
-    CHECK(d.change.reserved_by == "n/q/1");
-    CHECK(d.change.error == r.error);
-    if (r.what == k::retry || r.what == k::snooze)
-      CHECK(d.change.available_at == now + r.wait);
-  }
-}
-
-TEST_CASE("exponential backoff doubles within its jitter and its cap") {
-  retry_policy policy{{20, backoff::exponential(1s, 1min, 0.1)}};
-  std::minstd_rand rng{42};
-  const std::pair<int, double> expected[] = {
-    {1, 1000}, {2, 2000}, {3, 4000}, {6, 32000}, {7, 60000}, {12, 60000}};
-  for (auto [n, ms] : expected) {
-    for (int i = 0; i < 200; ++i) {
-      auto d = policy.on_outcome(attempt(n), outcome::failure("x"), "o", now,
-                                 rng);
-      auto wait = (d.change.available_at - now).count();
-      CAPTURE(n);
-      CHECK(wait >= static_cast<int64_t>(ms * 0.9) - 1);
-      CHECK(wait <= static_cast<int64_t>(ms * 1.1) + 1);
+  TEST_CASE("each outcome becomes its completion") {
+    retry_policy policy{{2, backoff::constant(10s)}};
+    std::minstd_rand rng{1};
+    using k = completion::kind;
+    struct row {
+      int attempts;
+      outcome result;
+      k what;
+      event_kind report;
+      std::chrono::milliseconds wait;
+      std::string error;
+    };
+    const row table[] = {
+        {1, outcome::success(), k::succeeded, event_kind::job_succeeded, 0ms,
+         ""},
+        {1, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
+        {2, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
+        {3, outcome::failure("x"), k::failed, event_kind::job_failed, 0ms, "x"},
+        {3, outcome::snooze(5s), k::snooze, event_kind::job_snoozed, 5s, ""},
+        {1, outcome::cancel("no"), k::failed, event_kind::job_cancelled, 0ms,
+         "cancelled: no"},
+    };
+    for (auto& r : table) {
+      CAPTURE(r.attempts);
+      CAPTURE(static_cast<int>(r.what));
+      auto d =
+          policy.on_outcome(attempt(r.attempts), r.result, "n/q/1", now, rng);
+      CHECK(d.change.what == r.what);
+      CHECK(d.report == r.report);
+      CHECK(d.change.job_id == 7);
+      CHECK(d.change.reserved_by == "n/q/1");
+      CHECK(d.change.error == r.error);
+      if (r.what == k::retry || r.what == k::snooze)
+        CHECK(d.change.available_at == now + r.wait);
     }
   }
-}
 
-TEST_CASE("a release counts the attempt only for a crash") {
-  retry_policy policy{{1, backoff::immediate()}};
-  using k = completion::kind;
-  auto crash = policy.on_release(attempt(1), "executor died", true, "o", now);
-  CHECK(crash.change.what == k::retry);
-  CHECK(crash.report == event_kind::job_released);
-  CHECK(crash.change.available_at == now);
-  auto last = policy.on_release(attempt(2), "executor died", true, "o", now);
-  CHECK(last.change.what == k::failed);
-  CHECK(last.report == event_kind::job_failed);
-  auto stop = policy.on_release(attempt(2), "shutdown", false, "o", now);
-  CHECK(stop.change.what == k::snooze);
-  CHECK(stop.change.error == "shutdown");
-}
+  TEST_CASE("exponential backoff doubles within its jitter and its cap") {
+    retry_policy policy{{20, backoff::exponential(1s, 1min, 0.1)}};
+    std::minstd_rand rng{42};
+    const std::pair<int, double> expected[] = {
+        {1, 1000}, {2, 2000}, {3, 4000}, {6, 32000}, {7, 60000}, {12, 60000}};
+    for (auto [n, ms] : expected) {
+      for (int i = 0; i < 200; ++i) {
+        auto d =
+            policy.on_outcome(attempt(n), outcome::failure("x"), "o", now, rng);
+        auto wait = (d.change.available_at - now).count();
+        CAPTURE(n);
+        CHECK(wait >= static_cast<int64_t>(ms * 0.9) - 1);
+        CHECK(wait <= static_cast<int64_t>(ms * 1.1) + 1);
+      }
+    }
+  }
 
-TEST_CASE("a job reserved past its attempts is given up") {
-  retry_policy policy{{1, backoff::immediate()}};
-  CHECK_FALSE(policy.exhausted(attempt(2)));
-  auto j = attempt(3);
-  j.last_error = "boom";
-  REQUIRE(policy.exhausted(j));
-  auto d = policy.on_exhausted(j, "o");
-  CHECK(d.change.what == completion::kind::failed);
-  CHECK(d.change.error == "gave up after 2 attempts: boom");
-}
+  TEST_CASE("a release counts the attempt only for a crash") {
+    retry_policy policy{{1, backoff::immediate()}};
+    using k = completion::kind;
+    auto crash = policy.on_release(attempt(1), "executor died", true, "o", now);
+    CHECK(crash.change.what == k::retry);
+    CHECK(crash.report == event_kind::job_released);
+    CHECK(crash.change.available_at == now);
+    auto last = policy.on_release(attempt(2), "executor died", true, "o", now);
+    CHECK(last.change.what == k::failed);
+    CHECK(last.report == event_kind::job_failed);
+    auto stop = policy.on_release(attempt(2), "shutdown", false, "o", now);
+    CHECK(stop.change.what == k::snooze);
+    CHECK(stop.change.error == "shutdown");
+  }
+
+  TEST_CASE("a job reserved past its attempts is given up") {
+    retry_policy policy{{1, backoff::immediate()}};
+    CHECK_FALSE(policy.exhausted(attempt(2)));
+    auto j = attempt(3);
+    j.last_error = "boom";
+    REQUIRE(policy.exhausted(j));
+    auto d = policy.on_exhausted(j, "o");
+    CHECK(d.change.what == completion::kind::failed);
+    CHECK(d.change.error == "gave up after 2 attempts: boom");
+  }
 
 } // TEST_SUITE

@@ -16,63 +16,63 @@ const timestamp t0 = *parse_iso8601("2025-03-01T12:00:00Z");
 
 TEST_SUITE("maintenance") {
 
-TEST_CASE_TEMPLATE("the rescuer takes back what a silent node held", S,
-                   BG_JOBS_STORES) {
-  S store;
-  auto clk = std::make_shared<manual_clock>(t0);
-  auto db = store.fresh(clk);
-  heartbeat_service alive{{"alive", 10s}};
-  heartbeat_service dead{{"dead", 10s}};
-  rescue_service rescuer{{30s, 10s}};
-  REQUIRE(db->enqueue_job(job_request{"j"}));
-  REQUIRE(db->enqueue_job(job_request{"j"}));
-  REQUIRE(db->reserve_jobs({{"j"}, 1, "alive/q/1"}));
-  REQUIRE(db->reserve_jobs({{"j"}, 1, "dead/q/1"}));
-  CHECK(alive.run_once(*db, clk->now()).heartbeat);
-  CHECK(dead.run_once(*db, clk->now()).heartbeat);
-  CHECK(rescuer.run_once(*db, clk->now()).rescued.empty());
-  clk->advance(31s);
-  CHECK(alive.run_once(*db, clk->now()).heartbeat);
-  auto report = rescuer.run_once(*db, clk->now());
-  CHECK(report.errors.empty());
-  REQUIRE(report.rescued.size() == 1);
-  CHECK_FALSE(report.rescued.front().reserved_by);
-  CHECK(db->stats()->reserved == 1);
-}
-
-TEST_CASE_TEMPLATE("the pruner deletes one batch of old history per round",
-                   S, BG_JOBS_STORES) {
-  S store;
-  auto clk = std::make_shared<manual_clock>(t0);
-  auto db = store.fresh(clk);
-  for (int i = 0; i < 3; ++i) {
-    auto j = db->enqueue_job(job_request{"j"});
-    REQUIRE(j);
-    REQUIRE(db->reserve_jobs({{"j"}, 1, "n/q/1"}));
-    j->reserved_by = "n/q/1";
-    REQUIRE(db->move_job_to_succeeded(*j));
+  TEST_CASE_TEMPLATE("the rescuer takes back what a silent node held", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    heartbeat_service alive{{"alive", 10s}};
+    heartbeat_service dead{{"dead", 10s}};
+    rescue_service rescuer{{30s, 10s}};
+    REQUIRE(db->enqueue_job(job_request{"j"}));
+    REQUIRE(db->enqueue_job(job_request{"j"}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "alive/q/1"}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "dead/q/1"}));
+    CHECK(alive.run_once(*db, clk->now()).heartbeat);
+    CHECK(dead.run_once(*db, clk->now()).heartbeat);
+    CHECK(rescuer.run_once(*db, clk->now()).rescued.empty());
+    clk->advance(31s);
+    CHECK(alive.run_once(*db, clk->now()).heartbeat);
+    auto report = rescuer.run_once(*db, clk->now());
+    CHECK(report.errors.empty());
+    REQUIRE(report.rescued.size() == 1);
+    CHECK_FALSE(report.rescued.front().reserved_by);
+    CHECK(db->stats()->reserved == 1);
   }
-  prune_params keep;
-  keep.succeeded_max_age = 1h;
-  keep.batch = 2;
-  prune_service pruner{{keep, 60s}};
-  CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
-  clk->advance(2h);
-  CHECK(pruner.run_once(*db, clk->now()).pruned == 2);
-  CHECK(pruner.run_once(*db, clk->now()).pruned == 1);
-  CHECK(db->stats()->succeeded == 0);
-}
 
-TEST_CASE("maintenance settings are validated") {
-  CHECK(heartbeat_service::config{"", 1s}.validate());
-  CHECK(heartbeat_service::config{"n", 0s}.validate());
-  CHECK_FALSE(heartbeat_service::config{"n", 1s}.validate());
-  CHECK(rescue_service::config{0s, 1s}.validate());
-  prune_params bad;
-  bad.batch = 0;
-  CHECK(prune_service::config{bad, 1s}.validate());
-  CHECK_FALSE(prune_service::config{prune_params{}, 1s}.validate());
-  CHECK(maintenance_services("n", maintenance_config{}).size() == 3);
-}
+  TEST_CASE_TEMPLATE("the pruner deletes one batch of old history per round", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    for (int i = 0; i < 3; ++i) {
+      auto j = db->enqueue_job(job_request{"j"});
+      REQUIRE(j);
+      REQUIRE(db->reserve_jobs({{"j"}, 1, "n/q/1"}));
+      j->reserved_by = "n/q/1";
+      REQUIRE(db->move_job_to_succeeded(*j));
+    }
+    prune_params keep;
+    keep.succeeded_max_age = 1h;
+    keep.batch = 2;
+    prune_service pruner{{keep, 60s}};
+    CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+    clk->advance(2h);
+    CHECK(pruner.run_once(*db, clk->now()).pruned == 2);
+    CHECK(pruner.run_once(*db, clk->now()).pruned == 1);
+    CHECK(db->stats()->succeeded == 0);
+  }
+
+  TEST_CASE("maintenance settings are validated") {
+    CHECK(heartbeat_service::config{"", 1s}.validate());
+    CHECK(heartbeat_service::config{"n", 0s}.validate());
+    CHECK_FALSE(heartbeat_service::config{"n", 1s}.validate());
+    CHECK(rescue_service::config{0s, 1s}.validate());
+    prune_params bad;
+    bad.batch = 0;
+    CHECK(prune_service::config{bad, 1s}.validate());
+    CHECK_FALSE(prune_service::config{prune_params{}, 1s}.validate());
+    CHECK(maintenance_services("n", maintenance_config{}).size() == 3);
+  }
 
 } // TEST_SUITE

@@ -40,8 +40,7 @@ struct sqlite_target {
     sqlite3* db = nullptr;
     sqlite3_open(path.c_str(), &db);
     REQUIRE(sqlite3_exec(db, "CREATE TABLE runs (job_id INTEGER, node TEXT)",
-                         nullptr, nullptr, nullptr)
-            == SQLITE_OK);
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(db);
   }
 
@@ -102,10 +101,18 @@ void prepare(const Target& t, int n) {
 std::unique_ptr<test::child_process>
 start_node(const std::string& store, const std::string& name, int concurrency,
            std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{BG_JOBS_TEST_NODE, "--store", store,
-                                "--node", name, "--record",
-                                "--concurrency", std::to_string(concurrency),
-                                "--sleep-ms", "1", "--timeout-ms", "120000"};
+  std::vector<std::string> args{BG_JOBS_TEST_NODE,
+                                "--store",
+                                store,
+                                "--node",
+                                name,
+                                "--record",
+                                "--concurrency",
+                                std::to_string(concurrency),
+                                "--sleep-ms",
+                                "1",
+                                "--timeout-ms",
+                                "120000"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto p = std::make_unique<test::child_process>(args);
   REQUIRE(p->started());
@@ -121,70 +128,69 @@ int64_t succeeded(db_adapter& db) {
 
 TEST_SUITE("reliability") {
 
-TEST_CASE_TEMPLATE("SIGKILL mid-drain three times loses no job", T,
-                   sqlite_target, postgres_target) {
-  constexpr int n = 5000;
-  constexpr int concurrency = 8;
-  T target;
-  prepare(target, n);
-  auto db = target.open();
-  int kills = 0;
-  for (int k = 1; k <= 3; ++k) {
-    auto node = start_node(target.store(), "worker", concurrency);
-    REQUIRE(test::eventually([&] { return succeeded(*db) >= k * n / 4; },
-                             60s));
-    node->kill(SIGKILL);
-    node->wait(10s);
-    ++kills;
+  TEST_CASE_TEMPLATE("SIGKILL mid-drain three times loses no job", T,
+                     sqlite_target, postgres_target) {
+    constexpr int n = 5000;
+    constexpr int concurrency = 8;
+    T target;
+    prepare(target, n);
+    auto db = target.open();
+    int kills = 0;
+    for (int k = 1; k <= 3; ++k) {
+      auto node = start_node(target.store(), "worker", concurrency);
+      REQUIRE(
+          test::eventually([&] { return succeeded(*db) >= k * n / 4; }, 60s));
+      node->kill(SIGKILL);
+      node->wait(10s);
+      ++kills;
+    }
+    auto last = start_node(target.store(), "worker", concurrency);
+    CHECK(last->wait(120s) == 0);
+    auto st = db->stats();
+    REQUIRE(st);
+    CHECK(st->succeeded == n);
+    CHECK(st->pending() + st->reserved == 0);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == n);
+    auto twice = total - distinct;
+    MESSAGE(n << " jobs, " << kills << " kills: " << total << " runs, " << twice
+              << " duplicated (at most " << kills * concurrency << " allowed)");
+    CHECK(twice <= kills * concurrency);
   }
-  auto last = start_node(target.store(), "worker", concurrency);
-  CHECK(last->wait(120s) == 0);
-  auto st = db->stats();
-  REQUIRE(st);
-  CHECK(st->succeeded == n);
-  CHECK(st->pending() + st->reserved == 0);
-  auto [total, distinct] = target.runs();
-  CHECK(distinct == n);
-  auto twice = total - distinct;
-  MESSAGE(n << " jobs, " << kills << " kills: " << total << " runs, "
-            << twice << " duplicated (at most " << kills * concurrency
-            << " allowed)");
-  CHECK(twice <= kills * concurrency);
-}
 
-TEST_CASE_TEMPLATE("a dead node's jobs are rescued by a live one", T,
-                   sqlite_target, postgres_target) {
-  constexpr int n = 1000;
-  T target;
-  prepare(target, n);
-  auto db = target.open();
-  test::temp_dir dir;
-  auto report = dir.file("report");
-  std::vector<std::string> lease{"--lease-ms", "1000"};
-  auto doomed = start_node(target.store(), "node-a", 4, lease);
-  auto survivor = start_node(target.store(), "node-b", 4,
-                             {"--lease-ms", "1000", "--report", report});
-  REQUIRE(test::eventually([&] { return succeeded(*db) >= n / 5; }, 60s));
-  doomed->kill(SIGKILL);
-  doomed->wait(10s);
-  auto held = db->get_running_jobs();
-  REQUIRE(held);
-  size_t held_by_dead = 0;
-  for (auto& j : *held)
-    held_by_dead += j.reserved_by->rfind("node-a/", 0) == 0 ? 1 : 0;
-  CHECK(survivor->wait(120s) == 0);
-  CHECK(succeeded(*db) == n);
-  auto [total, distinct] = target.runs();
-  CHECK(distinct == n);
-  std::ifstream in{report};
-  std::string word;
-  int rescued = -1;
-  in >> word >> rescued;
-  MESSAGE(n << " jobs; node-a killed holding " << held_by_dead << "; node-b "
-            << "rescued " << rescued << "; " << total - distinct
-            << " ran twice");
-  CHECK(rescued == static_cast<int>(held_by_dead));
-  CHECK(total - distinct <= static_cast<int64_t>(held_by_dead));
-}
+  TEST_CASE_TEMPLATE("a dead node's jobs are rescued by a live one", T,
+                     sqlite_target, postgres_target) {
+    constexpr int n = 1000;
+    T target;
+    prepare(target, n);
+    auto db = target.open();
+    test::temp_dir dir;
+    auto report = dir.file("report");
+    std::vector<std::string> lease{"--lease-ms", "1000"};
+    auto doomed = start_node(target.store(), "node-a", 4, lease);
+    auto survivor = start_node(target.store(), "node-b", 4,
+                               {"--lease-ms", "1000", "--report", report});
+    REQUIRE(test::eventually([&] { return succeeded(*db) >= n / 5; }, 60s));
+    doomed->kill(SIGKILL);
+    doomed->wait(10s);
+    auto held = db->get_running_jobs();
+    REQUIRE(held);
+    size_t held_by_dead = 0;
+    for (auto& j : *held)
+      held_by_dead += j.reserved_by->rfind("node-a/", 0) == 0 ? 1 : 0;
+    CHECK(survivor->wait(120s) == 0);
+    CHECK(succeeded(*db) == n);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == n);
+    std::ifstream in{report};
+    std::string word;
+    int rescued = -1;
+    in >> word >> rescued;
+    MESSAGE(n << " jobs; node-a killed holding " << held_by_dead << "; node-b "
+              << "rescued " << rescued << "; " << total - distinct
+              << " ran twice");
+    CHECK(rescued == static_cast<int>(held_by_dead));
+    CHECK(total - distinct <= static_cast<int64_t>(held_by_dead));
+  }
 
 } // TEST_SUITE

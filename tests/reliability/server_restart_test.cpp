@@ -38,55 +38,60 @@ int64_t count_succeeded(const std::string& url) {
 
 TEST_SUITE("reliability") {
 
-TEST_CASE("a server restart mid-drain loses no job") {
-  REQUIRE_MESSAGE(std::ifstream{test::pg_state_dir() + "/base"}.good(),
-                  "this test restarts the server that the test command "
-                  "started; it cannot restart a server named by "
-                  "BG_JOBS_PG_URL");
-  test::pg_schema schema;
-  test::event_log log;
-  std::mutex mtx;
-  std::map<int64_t, int> runs;
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", 2);
-  caf::actor_system sys{cfg};
-  auto factory = postgres_adapter::factory({schema.url()});
-  {
-    auto db = factory();
-    REQUIRE(db);
-    REQUIRE((*db)->migrate_up());
-    REQUIRE((*db)->enqueue_jobs(std::vector<job_request>(300, job_request{"j"})));
+  TEST_CASE("a server restart mid-drain loses no job") {
+    REQUIRE_MESSAGE(std::ifstream{test::pg_state_dir() + "/base"}.good(),
+                    "this test restarts the server that the test command "
+                    "started; it cannot restart a server named by "
+                    "BG_JOBS_PG_URL");
+    test::pg_schema schema;
+    test::event_log log;
+    std::mutex mtx;
+    std::map<int64_t, int> runs;
+    caf::actor_system_config cfg;
+    cfg.set("scheduler.max-threads", 2);
+    caf::actor_system sys{cfg};
+    auto factory = postgres_adapter::factory({schema.url()});
+    {
+      auto db = factory();
+      REQUIRE(db);
+      REQUIRE((*db)->migrate_up());
+      REQUIRE(
+          (*db)->enqueue_jobs(std::vector<job_request>(300, job_request{"j"})));
+    }
+    auto bg =
+        builder{factory}
+            .with_node_name("restart-node")
+            .with_event_listener(log.listener())
+            .with_queue(
+                queue_spec{"q"}
+                    .with_poll_interval(50ms)
+                    .with_max_concurrent_jobs(4)
+                    .with_worker(worker{"j",
+                                        [&](const job& j) {
+                                          std::this_thread::sleep_for(2ms);
+                                          std::lock_guard<std::mutex> g{mtx};
+                                          ++runs[j.id];
+                                        }}))
+            .build(sys);
+    REQUIRE_MESSAGE(bg, test::why(bg));
+    REQUIRE(
+        test::eventually([&] { return count_succeeded(schema.url()) >= 30; }));
+    auto cmd = std::string{BG_JOBS_SCRIPTS} + "/pg_restart.sh " +
+               test::pg_state_dir() + " 1";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    REQUIRE(test::eventually(
+        [&] { return count_succeeded(schema.url()) == 300; }, 60s));
+    CHECK(log.count(event_kind::db_error) >= 1);
+    std::lock_guard<std::mutex> guard{mtx};
+    CHECK(runs.size() == 300);
+    size_t twice = 0;
+    for (auto& kvp : runs)
+      twice += kvp.second > 1 ? 1 : 0;
+    MESSAGE(runs.size() << " jobs ran, " << twice << " of them more than once, "
+                        << log.count(event_kind::db_error)
+                        << " db_error events during the outage");
+    CHECK(twice == 0);
+    REQUIRE(bg->shutdown());
   }
-  auto bg = builder{factory}
-              .with_node_name("restart-node")
-              .with_event_listener(log.listener())
-              .with_queue(queue_spec{"q"}
-                            .with_poll_interval(50ms)
-                            .with_max_concurrent_jobs(4)
-                            .with_worker(worker{"j", [&](const job& j) {
-                                                  std::this_thread::sleep_for(2ms);
-                                                  std::lock_guard<std::mutex> g{mtx};
-                                                  ++runs[j.id];
-                                                }}))
-              .build(sys);
-  REQUIRE_MESSAGE(bg, test::why(bg));
-  REQUIRE(test::eventually([&] { return count_succeeded(schema.url()) >= 30; }));
-  auto cmd = std::string{BG_JOBS_SCRIPTS} + "/pg_restart.sh "
-             + test::pg_state_dir() + " 1";
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  REQUIRE(test::eventually([&] { return count_succeeded(schema.url()) == 300; },
-                           60s));
-  CHECK(log.count(event_kind::db_error) >= 1);
-  std::lock_guard<std::mutex> guard{mtx};
-  CHECK(runs.size() == 300);
-  size_t twice = 0;
-  for (auto& kvp : runs)
-    twice += kvp.second > 1 ? 1 : 0;
-  MESSAGE(runs.size() << " jobs ran, " << twice << " of them more than once, "
-                      << log.count(event_kind::db_error)
-                      << " db_error events during the outage");
-  CHECK(twice == 0);
-  REQUIRE(bg->shutdown());
-}
 
 } // TEST_SUITE

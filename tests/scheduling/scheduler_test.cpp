@@ -57,191 +57,199 @@ std::pair<size_t, size_t> runs_and_occurrences(std::vector<run_log*> logs) {
 
 TEST_SUITE("scheduler") {
 
-BG_JOBS_RUNTIME_CASE("an interval job runs again an interval after its last run "
-                  "ended") {
-  run_log log_runs;
-  auto bg = start(make_builder().with_scheduled_job(
-    scheduled_job_spec{log_runs.make("tick", 30ms), new_interval_milliseconds(100)}
-      .with_poll_interval(50ms)));
-  REQUIRE(test::eventually([&] { return log_runs.size() >= 4; }));
-  REQUIRE(bg.shutdown());
-  std::lock_guard<std::mutex> guard{log_runs.mtx};
-  for (size_t i = 1; i < log_runs.runs.size(); ++i) {
-    auto gap = log_runs.runs[i].first - log_runs.runs[i - 1].second;
-    CAPTURE(i);
-    CHECK(gap >= 99ms);
+  BG_JOBS_RUNTIME_CASE(
+      "an interval job runs again an interval after its last run "
+      "ended") {
+    run_log log_runs;
+    auto bg =
+        start(make_builder().with_scheduled_job(scheduled_job_spec{
+            log_runs.make("tick", 30ms), new_interval_milliseconds(100)}
+                                                    .with_poll_interval(50ms)));
+    REQUIRE(test::eventually([&] { return log_runs.size() >= 4; }));
+    REQUIRE(bg.shutdown());
+    std::lock_guard<std::mutex> guard{log_runs.mtx};
+    for (size_t i = 1; i < log_runs.runs.size(); ++i) {
+      auto gap = log_runs.runs[i].first - log_runs.runs[i - 1].second;
+      CAPTURE(i);
+      CHECK(gap >= 99ms);
+    }
   }
-}
 
-BG_JOBS_RUNTIME_CASE("a cron job runs at its matching times") {
-  // A manual clock: each occurrence falls due when the test moves time.
-  auto clk = std::make_shared<manual_clock>(
-    *parse_iso8601("2025-06-01T08:00:00.400Z"));
-  std::mutex mtx;
-  std::vector<std::pair<timestamp, timestamp>> runs; // due, started
-  auto bg = start(make_builder(clk).with_scheduled_job(
-    scheduled_job_spec{worker{"every_second",
-                              [&](const job& j) {
-                                std::lock_guard<std::mutex> guard{mtx};
-                                runs.emplace_back(j.available_at, clk->now());
-                              }},
-                       std::string{"*/2 * * * * *"}}
-      .with_poll_interval(20ms)));
-  auto count = [&] {
-    std::lock_guard<std::mutex> guard{mtx};
-    return runs.size();
-  };
-  REQUIRE(log.wait_for(event_kind::job_enqueued));
-  for (size_t n = 1; n <= 3; ++n) {
-    CHECK(count() == n - 1);
-    clk->advance(2s);
-    REQUIRE(test::eventually([&] { return count() == n; }));
-    // The next occurrence is enqueued before the clock moves again.
-    REQUIRE(log.wait_for(event_kind::job_enqueued, n + 1));
-  }
-  REQUIRE(bg.shutdown());
-  std::lock_guard<std::mutex> guard{mtx};
-  auto t0 = *parse_iso8601("2025-06-01T08:00:00Z");
-  for (size_t i = 0; i < runs.size(); ++i) {
-    CAPTURE(i);
-    CHECK(runs[i].first == t0 + std::chrono::seconds{2 * (i + 1)});
-    CHECK(runs[i].second >= runs[i].first);
-    CHECK(runs[i].second - runs[i].first < 2s);
-  }
-}
-
-BG_JOBS_RUNTIME_CASE("a restart neither skips nor doubles the next occurrence") {
-  auto spec = scheduled_job_spec{worker{"hourly", [](const job&) {}},
-                                 new_interval_hours(1)};
-  {
-    auto bg = start(make_builder().with_scheduled_job(spec));
+  BG_JOBS_RUNTIME_CASE("a cron job runs at its matching times") {
+    // A manual clock: each occurrence falls due when the test moves time.
+    auto clk = std::make_shared<manual_clock>(
+        *parse_iso8601("2025-06-01T08:00:00.400Z"));
+    std::mutex mtx;
+    std::vector<std::pair<timestamp, timestamp>> runs; // due, started
+    auto bg = start(make_builder(clk).with_scheduled_job(scheduled_job_spec{
+        worker{"every_second",
+               [&](const job& j) {
+                 std::lock_guard<std::mutex> guard{mtx};
+                 runs.emplace_back(j.available_at, clk->now());
+               }},
+        std::string{"*/2 * * * * *"}}.with_poll_interval(20ms)));
+    auto count = [&] {
+      std::lock_guard<std::mutex> guard{mtx};
+      return runs.size();
+    };
     REQUIRE(log.wait_for(event_kind::job_enqueued));
+    for (size_t n = 1; n <= 3; ++n) {
+      CHECK(count() == n - 1);
+      clk->advance(2s);
+      REQUIRE(test::eventually([&] { return count() == n; }));
+      // The next occurrence is enqueued before the clock moves again.
+      REQUIRE(log.wait_for(event_kind::job_enqueued, n + 1));
+    }
+    REQUIRE(bg.shutdown());
+    std::lock_guard<std::mutex> guard{mtx};
+    auto t0 = *parse_iso8601("2025-06-01T08:00:00Z");
+    for (size_t i = 0; i < runs.size(); ++i) {
+      CAPTURE(i);
+      CHECK(runs[i].first == t0 + std::chrono::seconds{2 * (i + 1)});
+      CHECK(runs[i].second >= runs[i].first);
+      CHECK(runs[i].second - runs[i].first < 2s);
+    }
+  }
+
+  BG_JOBS_RUNTIME_CASE(
+      "a restart neither skips nor doubles the next occurrence") {
+    auto spec = scheduled_job_spec{worker{"hourly", [](const job&) {}},
+                                   new_interval_hours(1)};
+    {
+      auto bg = start(make_builder().with_scheduled_job(spec));
+      REQUIRE(log.wait_for(event_kind::job_enqueued));
+      REQUIRE(bg.shutdown());
+    }
+    auto pending = store()->get_enqueued_jobs("hourly");
+    REQUIRE(pending);
+    REQUIRE(pending->size() == 1);
+    auto due = pending->front().available_at;
+    {
+      auto bg = start(make_builder().with_scheduled_job(spec));
+      // The scheduler has looked at the store once its queue polled.
+      REQUIRE(log.wait_for(event_kind::queue_polling_started, 2));
+      REQUIRE(test::eventually([&] {
+        auto run = store()->last_scheduled_run("hourly");
+        return run && *run && (*run)->scheduled_at == due;
+      }));
+      bg.flush_events();
+      REQUIRE(bg.shutdown());
+    }
+    pending = store()->get_enqueued_jobs("hourly");
+    REQUIRE(pending);
+    REQUIRE(pending->size() == 1);
+    CHECK(pending->front().available_at == due);
+    CHECK(log.count(event_kind::job_enqueued) == 1);
+  }
+
+  TEST_CASE_FIXTURE(sqlite_runtime_fixture,
+                    "two nodes on one SQLite file run each occurrence once") {
+    run_log runs_a, runs_b;
+    auto node = [&](const char* name, run_log& r) {
+      return builder{sqlite_adapter::factory(options())}
+          .with_node_name(name)
+          .with_scheduled_job(scheduled_job_spec{r.make("shared", 5ms),
+                                                 new_interval_milliseconds(50)}
+                                  .with_poll_interval(20ms));
+    };
+    caf::actor_system_config cfg_b;
+    cfg_b.set("scheduler.max-threads", 2);
+    caf::actor_system sys_b{cfg_b};
+    auto a = node("node-a", runs_a).build(*sys);
+    auto b = node("node-b", runs_b).build(sys_b);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(
+        test::eventually([&] { return runs_a.size() + runs_b.size() >= 12; }));
+    REQUIRE(a->shutdown());
+    REQUIRE(b->shutdown());
+    auto [total, occurrences] = runs_and_occurrences({&runs_a, &runs_b});
+    MESSAGE("node-a ran " << runs_a.size() << ", node-b ran " << runs_b.size());
+    CHECK(occurrences == total);
+  }
+
+  TEST_CASE("two nodes on PostgreSQL run each cron occurrence once") {
+    test::pg_schema schema;
+    {
+      auto db = postgres_adapter::open({schema.url()});
+      REQUIRE(db);
+      REQUIRE((*db)->migrate_up());
+    }
+    run_log runs_a, runs_b;
+    caf::actor_system_config cfg_a, cfg_b;
+    cfg_a.set("scheduler.max-threads", 2);
+    cfg_b.set("scheduler.max-threads", 2);
+    caf::actor_system sys_a{cfg_a};
+    caf::actor_system sys_b{cfg_b};
+    auto node = [&](const char* name, run_log& r) {
+      return builder{postgres_adapter::factory({schema.url()})}
+          .with_node_name(name)
+          .with_scheduled_job(scheduled_job_spec{r.make("pg_shared"),
+                                                 std::string{"* * * * * *"}}
+                                  .with_poll_interval(100ms));
+    };
+    auto a = node("node-a", runs_a).build(sys_a);
+    auto b = node("node-b", runs_b).build(sys_b);
+    REQUIRE_MESSAGE(a, test::why(a));
+    REQUIRE_MESSAGE(b, test::why(b));
+    REQUIRE(
+        test::eventually([&] { return runs_a.size() + runs_b.size() >= 3; }));
+    REQUIRE(a->shutdown());
+    REQUIRE(b->shutdown());
+    auto [total, occurrences] = runs_and_occurrences({&runs_a, &runs_b});
+    CHECK(occurrences == total);
+    pqxx::connection c{schema.url()};
+    pqxx::work tx{c};
+    auto dup = tx.exec("SELECT count(*) FROM (SELECT available_at FROM"
+                       " (SELECT available_at FROM jobs UNION ALL"
+                       "  SELECT available_at FROM jobs_succeeded) x"
+                       " GROUP BY available_at HAVING count(*) > 1) d");
+    CHECK(dup[0][0].as<int>() == 0);
+  }
+
+  BG_JOBS_RUNTIME_CASE("a scheduled job has its own listeners and is found by "
+                       "name") {
+    test::event_log mine;
+    run_log runs;
+    auto bg = start(make_builder().with_scheduled_job(
+        scheduled_job_spec{runs.make("report"), new_interval_milliseconds(50)}
+            .with_poll_interval(20ms)
+            .with_event_listener(mine.listener())));
+    REQUIRE(mine.wait_for(event_kind::job_succeeded));
+    CHECK(mine.wait_for(event_kind::job_enqueued));
+    for (auto& e : mine.of(event_kind::job_succeeded))
+      CHECK(e.queue == "report");
+    CHECK(bg.lookup("report"));
+    CHECK(bg.lookup("report/scheduler"));
     REQUIRE(bg.shutdown());
   }
-  auto pending = store()->get_enqueued_jobs("hourly");
-  REQUIRE(pending);
-  REQUIRE(pending->size() == 1);
-  auto due = pending->front().available_at;
-  {
-    auto bg = start(make_builder().with_scheduled_job(spec));
-    // The scheduler has looked at the store once its queue polled.
-    REQUIRE(log.wait_for(event_kind::queue_polling_started, 2));
-    REQUIRE(test::eventually([&] {
-      auto run = store()->last_scheduled_run("hourly");
-      return run && *run && (*run)->scheduled_at == due;
-    }));
-    bg.flush_events();
-    REQUIRE(bg.shutdown());
+
+  BG_JOBS_RUNTIME_CASE("an invalid schedule fails the build") {
+    auto w = worker{"job", [](const job&) {}};
+    auto bad = make_builder()
+                   .with_scheduled_job(
+                       scheduled_job_spec{w, std::string{"0 0 30 2 *"}})
+                   .build(*sys);
+    REQUIRE_FALSE(bad);
+    CHECK(code_of(bad.error()) == errc::invalid_schedule);
+    CHECK(describe(bad.error()).find("scheduled job 'job'") !=
+          std::string::npos);
+    auto range = make_builder()
+                     .with_scheduled_job(scheduled_job_spec{
+                         w, new_schedule().between_hours(5, 2)})
+                     .validate();
+    CHECK(code_of(range) == errc::invalid_schedule);
+    auto zero =
+        make_builder()
+            .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(0)})
+            .validate();
+    CHECK(code_of(zero) == errc::invalid_schedule);
+    auto clash =
+        make_builder()
+            .with_queue(queue_spec{"job"}.with_worker(w))
+            .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(1)})
+            .validate();
+    CHECK(code_of(clash) == errc::invalid_config);
   }
-  pending = store()->get_enqueued_jobs("hourly");
-  REQUIRE(pending);
-  REQUIRE(pending->size() == 1);
-  CHECK(pending->front().available_at == due);
-  CHECK(log.count(event_kind::job_enqueued) == 1);
-}
-
-TEST_CASE_FIXTURE(sqlite_runtime_fixture,
-                  "two nodes on one SQLite file run each occurrence once") {
-  run_log runs_a, runs_b;
-  auto node = [&](const char* name, run_log& r) {
-    return builder{sqlite_adapter::factory(options())}
-      .with_node_name(name)
-      .with_scheduled_job(
-        scheduled_job_spec{r.make("shared", 5ms), new_interval_milliseconds(50)}
-          .with_poll_interval(20ms));
-  };
-  caf::actor_system_config cfg_b;
-  cfg_b.set("scheduler.max-threads", 2);
-  caf::actor_system sys_b{cfg_b};
-  auto a = node("node-a", runs_a).build(*sys);
-  auto b = node("node-b", runs_b).build(sys_b);
-  REQUIRE(a);
-  REQUIRE(b);
-  REQUIRE(test::eventually([&] { return runs_a.size() + runs_b.size() >= 12; }));
-  REQUIRE(a->shutdown());
-  REQUIRE(b->shutdown());
-  auto [total, occurrences] = runs_and_occurrences({&runs_a, &runs_b});
-  MESSAGE("node-a ran " << runs_a.size() << ", node-b ran " << runs_b.size());
-  CHECK(occurrences == total);
-}
-
-TEST_CASE("two nodes on PostgreSQL run each cron occurrence once") {
-  test::pg_schema schema;
-  {
-    auto db = postgres_adapter::open({schema.url()});
-    REQUIRE(db);
-    REQUIRE((*db)->migrate_up());
-  }
-  run_log runs_a, runs_b;
-  caf::actor_system_config cfg_a, cfg_b;
-  cfg_a.set("scheduler.max-threads", 2);
-  cfg_b.set("scheduler.max-threads", 2);
-  caf::actor_system sys_a{cfg_a};
-  caf::actor_system sys_b{cfg_b};
-  auto node = [&](const char* name, run_log& r) {
-    return builder{postgres_adapter::factory({schema.url()})}
-      .with_node_name(name)
-      .with_scheduled_job(
-        scheduled_job_spec{r.make("pg_shared"), std::string{"* * * * * *"}}
-          .with_poll_interval(100ms));
-  };
-  auto a = node("node-a", runs_a).build(sys_a);
-  auto b = node("node-b", runs_b).build(sys_b);
-  REQUIRE_MESSAGE(a, test::why(a));
-  REQUIRE_MESSAGE(b, test::why(b));
-  REQUIRE(test::eventually([&] { return runs_a.size() + runs_b.size() >= 3; }));
-  REQUIRE(a->shutdown());
-  REQUIRE(b->shutdown());
-  auto [total, occurrences] = runs_and_occurrences({&runs_a, &runs_b});
-  CHECK(occurrences == total);
-  pqxx::connection c{schema.url()};
-  pqxx::work tx{c};
-  auto dup = tx.exec("SELECT count(*) FROM (SELECT available_at FROM"
-                     " (SELECT available_at FROM jobs UNION ALL"
-                     "  SELECT available_at FROM jobs_succeeded) x"
-                     " GROUP BY available_at HAVING count(*) > 1) d");
-  CHECK(dup[0][0].as<int>() == 0);
-}
-
-BG_JOBS_RUNTIME_CASE("a scheduled job has its own listeners and is found by "
-                  "name") {
-  test::event_log mine;
-  run_log runs;
-  auto bg = start(make_builder().with_scheduled_job(
-    scheduled_job_spec{runs.make("report"), new_interval_milliseconds(50)}
-      .with_poll_interval(20ms)
-      .with_event_listener(mine.listener())));
-  REQUIRE(mine.wait_for(event_kind::job_succeeded));
-  CHECK(mine.wait_for(event_kind::job_enqueued));
-  for (auto& e : mine.of(event_kind::job_succeeded))
-    CHECK(e.queue == "report");
-  CHECK(bg.lookup("report"));
-  CHECK(bg.lookup("report/scheduler"));
-  REQUIRE(bg.shutdown());
-}
-
-BG_JOBS_RUNTIME_CASE("an invalid schedule fails the build") {
-  auto w = worker{"job", [](const job&) {}};
-  auto bad = make_builder()
-               .with_scheduled_job(scheduled_job_spec{w, std::string{"0 0 30 2 *"}})
-               .build(*sys);
-  REQUIRE_FALSE(bad);
-  CHECK(code_of(bad.error()) == errc::invalid_schedule);
-  CHECK(describe(bad.error()).find("scheduled job 'job'") != std::string::npos);
-  auto range = make_builder()
-                 .with_scheduled_job(
-                   scheduled_job_spec{w, new_schedule().between_hours(5, 2)})
-                 .validate();
-  CHECK(code_of(range) == errc::invalid_schedule);
-  auto zero = make_builder()
-                .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(0)})
-                .validate();
-  CHECK(code_of(zero) == errc::invalid_schedule);
-  auto clash = make_builder()
-                 .with_queue(queue_spec{"job"}.with_worker(w))
-                 .with_scheduled_job(scheduled_job_spec{w, new_interval_seconds(1)})
-                 .validate();
-  CHECK(code_of(clash) == errc::invalid_config);
-}
 
 } // TEST_SUITE

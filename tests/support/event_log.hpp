@@ -52,7 +52,7 @@ public:
 
   static size_t count(const std::vector<event>& es, event_kind k) {
     return static_cast<size_t>(std::count_if(
-      es.begin(), es.end(), [k](const event& e) { return e.kind == k; }));
+        es.begin(), es.end(), [k](const event& e) { return e.kind == k; }));
   }
 
 private:

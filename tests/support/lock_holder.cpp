@@ -14,9 +14,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   sqlite3* db = nullptr;
-  if (sqlite3_open(argv[1], &db) != SQLITE_OK
-      || sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr)
-           != SQLITE_OK) {
+  if (sqlite3_open(argv[1], &db) != SQLITE_OK ||
+      sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) !=
+          SQLITE_OK) {
     std::fprintf(stderr, "lock_holder: %s\n", sqlite3_errmsg(db));
     return 1;
   }

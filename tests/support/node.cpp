@@ -30,8 +30,8 @@ using namespace std::chrono_literals;
 namespace {
 
 bool is_postgres(const std::string& store) {
-  return store.rfind("host=", 0) == 0 || store.rfind("postgres", 0) == 0
-         || store.find("dbname=") != std::string::npos;
+  return store.rfind("host=", 0) == 0 || store.rfind("postgres", 0) == 0 ||
+         store.find("dbname=") != std::string::npos;
 }
 
 void record_run(const std::string& store, const std::string& node,
@@ -51,8 +51,8 @@ void record_run(const std::string& store, const std::string& node,
     sqlite3_open(store.c_str(), &db);
     sqlite3_busy_timeout(db, 10000);
   }
-  auto sql = "INSERT INTO runs (job_id, node) VALUES ("
-             + std::to_string(job_id) + ", '" + node + "')";
+  auto sql = "INSERT INTO runs (job_id, node) VALUES (" +
+             std::to_string(job_id) + ", '" + node + "')";
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
     throw std::runtime_error(sqlite3_errmsg(db));
 }
@@ -86,12 +86,13 @@ int main(int argc, char** argv) {
       record = true;
   }
   if (store.empty()) {
-    std::cerr << "usage: test_node --store <path|url> --node NAME ..." << std::endl;
+    std::cerr << "usage: test_node --store <path|url> --node NAME ..."
+              << std::endl;
     return 2;
   }
   auto factory = is_postgres(store)
-                   ? bg_jobs::postgres_adapter::factory({store})
-                   : bg_jobs::sqlite_adapter::factory({store});
+                     ? bg_jobs::postgres_adapter::factory({store})
+                     : bg_jobs::sqlite_adapter::factory({store});
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
   int rc = 0;
@@ -99,25 +100,25 @@ int main(int argc, char** argv) {
   {
     caf::actor_system sys{cfg};
     auto spec = bg_jobs::queue_spec{"work"}
-                  .with_max_concurrent_jobs(concurrency)
-                  .with_poll_interval(50ms)
-                  .with_worker(bg_jobs::worker{
-                    "work", [&](const bg_jobs::job& j) {
-                      if (sleep_ms > 0)
-                        std::this_thread::sleep_for(
-                          std::chrono::milliseconds{sleep_ms});
-                      if (record)
-                        record_run(store, node, j.id);
-                    }});
+                    .with_max_concurrent_jobs(concurrency)
+                    .with_poll_interval(50ms)
+                    .with_worker(bg_jobs::worker{
+                        "work", [&](const bg_jobs::job& j) {
+                          if (sleep_ms > 0)
+                            std::this_thread::sleep_for(
+                                std::chrono::milliseconds{sleep_ms});
+                          if (record)
+                            record_run(store, node, j.id);
+                        }});
     auto bg = bg_jobs::builder{factory}
-                .with_node_name(node)
-                .with_node_lease(lease)
-                .with_event_listener([&](const bg_jobs::event& e) {
-                  if (e.kind == bg_jobs::event_kind::job_rescued)
-                    ++rescued;
-                })
-                .with_queue(spec)
-                .build(sys);
+                  .with_node_name(node)
+                  .with_node_lease(lease)
+                  .with_event_listener([&](const bg_jobs::event& e) {
+                    if (e.kind == bg_jobs::event_kind::job_rescued)
+                      ++rescued;
+                  })
+                  .with_queue(spec)
+                  .build(sys);
     if (!bg) {
       std::cerr << node << ": " << bg_jobs::describe(bg.error()) << std::endl;
       return 1;
@@ -136,8 +137,8 @@ int main(int argc, char** argv) {
       }
       std::this_thread::sleep_for(50ms);
       auto st = (*db)->stats();
-      idle_checks = st && st->pending() + st->reserved == 0 ? idle_checks + 1
-                                                             : 0;
+      idle_checks =
+          st && st->pending() + st->reserved == 0 ? idle_checks + 1 : 0;
     }
     bg->shutdown();
   }

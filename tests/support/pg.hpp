@@ -34,11 +34,12 @@ inline std::string pg_url() {
 /// `url` with its search_path set to `schema`.
 inline std::string with_schema(const std::string& url,
                                const std::string& schema) {
-  bool is_uri = url.rfind("postgres", 0) == 0 && url.find("://") != std::string::npos;
+  bool is_uri =
+      url.rfind("postgres", 0) == 0 && url.find("://") != std::string::npos;
   if (!is_uri)
     return url + " options='-csearch_path=" + schema + "'";
-  return url + (url.find('?') == std::string::npos ? "?" : "&")
-         + "options=-csearch_path%3D" + schema;
+  return url + (url.find('?') == std::string::npos ? "?" : "&") +
+         "options=-csearch_path%3D" + schema;
 }
 
 /// A schema of its own for one test, dropped afterwards, so that tests can
@@ -47,7 +48,8 @@ class pg_schema {
 public:
   pg_schema() {
     static std::atomic<int> counter{0};
-    name_ = "bgj_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+    name_ =
+        "bgj_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
     base_ = pg_url();
     pqxx::connection c{base_};
     pqxx::nontransaction tx{c};

@@ -21,8 +21,8 @@ public:
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ)
-        != 0)
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) !=
+        0)
       pid_ = -1;
   }
 

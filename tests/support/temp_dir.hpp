@@ -12,8 +12,8 @@ namespace bg_jobs::test {
 class temp_dir {
 public:
   temp_dir() {
-    auto pattern = (std::filesystem::temp_directory_path() / "bg_jobs-XXXXXX")
-                     .string();
+    auto pattern =
+        (std::filesystem::temp_directory_path() / "bg_jobs-XXXXXX").string();
     if (!mkdtemp(pattern.data()))
       throw std::runtime_error("mkdtemp failed");
     path_ = pattern;
