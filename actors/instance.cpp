@@ -51,7 +51,12 @@ caf::expected<T> ask(caf::actor_system& sys, const caf::actor& dest,
     return make_error(errc::shutting_down, "bg_jobs is not running");
   caf::expected<T> result = make_error(errc::timeout, "no answer");
   caf::scoped_actor self{sys};
-  auto on_error = [&](caf::error& err) { result = std::move(err); };
+  auto on_error = [&](caf::error& err) {
+    if (err == caf::sec::request_receiver_down)
+      result = make_error(errc::shutting_down, "bg_jobs is not running");
+    else
+      result = std::move(err);
+  };
   if constexpr (std::is_void_v<T>)
     self->request(dest, timeout, std::forward<Ts>(xs)...)
         .receive([&]() { result = caf::unit; }, on_error);
@@ -116,6 +121,7 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
             });
   }
   root_ = nullptr;
+  dir_ = nullptr;
   if (failure)
     return failure;
   return caf::unit;
@@ -131,8 +137,10 @@ caf::error instance::await_exit(std::chrono::milliseconds timeout) {
     self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
                   caf::after(timeout) >> [] {});
   }
-  if (code_of(reason) != errc::timeout)
+  if (code_of(reason) != errc::timeout) {
     root_ = nullptr;
+    dir_ = nullptr;
+  }
   return reason;
 }
 

@@ -135,7 +135,7 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   for (size_t i = 0; i < plan.scheduled.size(); ++i)
     add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
         [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); })
-      .await_ready = true;
+        .await_ready = true;
   return spawn_supervisor(sys, std::move(cfg));
 }
 

@@ -79,249 +79,157 @@ struct statement_def {
   const char* sql;
 };
 
+// clang-format off
 const statement_def statements[] = {
-    {"bgj_enqueue",
-     "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-     " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS(
-         "$4") ") RETURNING id)"
-               " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
-    {"bgj_enqueue_many",
-     "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
-     "   AS x(name text, payload text, at bigint)),"
-     " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-     "   available_at) SELECT name, payload, 0, " BG_JOBS_TS(
-         "$2") ", " BG_JOBS_TS("at") " FROM r RETURNING id),"
-                                     " n AS (SELECT pg_notify('bg_jobs', name) "
-                                     "FROM (SELECT DISTINCT name"
-                                     "   FROM r) d)"
-                                     " SELECT id FROM j, (SELECT count(*) FROM "
-                                     "n) c ORDER BY id"},
-    {"bgj_reserve",
-     "UPDATE jobs SET reserved_at = " BG_JOBS_TS(
-         "$1") ", reserved_by = $2,"
-               " attempts = attempts + 1"
-               " WHERE id IN (SELECT id FROM jobs"
-               "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(
-                   "$1") "     AND name IN (SELECT "
-                         "json_array_elements_text($3::json))"
-                         "   ORDER BY available_at, id LIMIT $4 FOR UPDATE "
-                         "SKIP LOCKED)"
-                         " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_release_one",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
-     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_release_by",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
-     " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_release_unheld",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-     " attempts = greatest(attempts - 1, 0)"
-     " WHERE reserved_by = $1"
-     "   AND NOT (id = ANY (ARRAY(SELECT json_array_elements_text($2::json)"
-     "                            ::bigint)))"
-     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_release_node",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
-     " WHERE reserved_by IS NOT NULL"
-     "   AND substr(reserved_by, 1, length($1)) = $1"
-     " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_succeed",
-     "WITH m AS (DELETE FROM jobs WHERE id = $1"
-     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-     " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-     "   available_at, succeeded_at)"
-     " SELECT id, name, payload, attempts, created_at, "
-     "available_at, " BG_JOBS_TS("$2") " FROM m"},
-    {"bgj_succeed_many",
-     "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
-     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-     " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-     "   available_at, succeeded_at)"
-     " SELECT id, name, payload, attempts, created_at, "
-     "available_at, " BG_JOBS_TS("$2") " FROM m RETURNING id"},
-    {"bgj_fail",
-     "WITH m AS (DELETE FROM jobs WHERE id = $1"
-     "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
-     " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-     "   created_at, available_at, failed_at)"
-     " SELECT id, name, payload, attempts, $4, created_at, "
-     "available_at, " BG_JOBS_TS("$2") " FROM m"},
-    {"bgj_retry",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-     " available_at = " BG_JOBS_TS(
-         "$2") ", last_error = $4"
-               " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
-    {"bgj_snooze",
-     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-     " available_at = " BG_JOBS_TS(
-         "$2") ", attempts = greatest(attempts - 1, 0)"
-               " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
-    {"bgj_schedule_lock",
-     "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
-    {"bgj_schedule_latest",
-     "SELECT " BG_JOBS_MS(
-         "scheduled_at") " FROM bg_jobs_schedule"
-                         " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
-    {"bgj_schedule_insert",
-     "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-     "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS(
-         "$4") ") RETURNING id),"
-               " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, "
-               "job_id)"
-               "   SELECT $1, " BG_JOBS_TS(
-                   "$4") ", id FROM j)"
-                         " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
-    {"bgj_schedule_prune",
-     "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
-     " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = $1"
-     "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
-    {"bgj_schedule_state",
-     "SELECT " BG_JOBS_MS(
-         "s.scheduled_at") ", s.job_id,"
-                           " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
-                           " " BG_JOBS_MS(
-                               "coalesce((SELECT succeeded_at FROM "
-                               "jobs_succeeded"
-                               "   WHERE id = s.job_id), (SELECT failed_at "
-                               "FROM jobs_failed"
-                               "   WHERE id = s.job_id))") " FROM "
-                                                           "bg_jobs_schedule s "
-                                                           "WHERE s.name = $1"
-                                                           " ORDER BY "
-                                                           "s.scheduled_at "
-                                                           "DESC LIMIT 1"},
-    {"bgj_heartbeat",
-     "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, " BG_JOBS_TS(
-         "$2") ") ON CONFLICT (node) DO UPDATE"
-               " SET heartbeat_at = excluded.heartbeat_at"},
-    {"bgj_rescue",
-     "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
-     "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
-     " WHERE reserved_by IS NOT NULL AND reserved_at < " BG_JOBS_TS(
-         "$1") "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
-               "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
-               "       AND n.heartbeat_at >= " BG_JOBS_TS(
-                   "$1") ")"
-                         " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_prune_succeeded_age",
-     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-     " WHERE succeeded_at < " BG_JOBS_TS(
-         "$1") " ORDER BY succeeded_at LIMIT $2)"},
-    {"bgj_prune_failed_age",
-     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-     " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
-    {"bgj_prune_succeeded_count",
-     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-     " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
-    {"bgj_prune_failed_count",
-     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-     " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
-    {"bgj_increment", "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
-                      " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-    {"bgj_enqueued",
-     "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-     " WHERE name = $1 AND reserved_by IS NULL ORDER BY available_at, id"},
-    {"bgj_running", "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-                    " WHERE reserved_by IS NOT NULL ORDER BY id"},
-    {"bgj_running_by", "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
-                       " WHERE reserved_by = $1 ORDER BY id"},
-    {"bgj_succeeded", "SELECT id, name, payload, attempts, " BG_JOBS_MS("create"
-                                                                        "d_at") ", " BG_JOBS_MS(
-                          "available_at") ", " BG_JOBS_MS("succeeded_at") " FRO"
-                                                                          "M "
-                                                                          "jobs"
-                                                                          "_suc"
-                                                                          "ceed"
-                                                                          "ed "
-                                                                          "ORDE"
-                                                                          "R "
-                                                                          "BY "
-                                                                          "succ"
-                                                                          "eede"
-                                                                          "d_"
-                                                                          "at "
-                                                                          "DESC"
-                                                                          ", "
-                                                                          "id "
-                                                                          "DESC"
-                                                                          " LIM"
-                                                                          "IT "
-                                                                          "$1"},
-    {"bgj_failed",
-     "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS(
-         "created_at") ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_"
-                                                                       "at") " "
-                                                                             "F"
-                                                                             "R"
-                                                                             "O"
-                                                                             "M"
-                                                                             " "
-                                                                             "j"
-                                                                             "o"
-                                                                             "b"
-                                                                             "s"
-                                                                             "_"
-                                                                             "f"
-                                                                             "a"
-                                                                             "i"
-                                                                             "l"
-                                                                             "e"
-                                                                             "d"
-                                                                             " "
-                                                                             "O"
-                                                                             "R"
-                                                                             "D"
-                                                                             "E"
-                                                                             "R"
-                                                                             " "
-                                                                             "B"
-                                                                             "Y"
-                                                                             " "
-                                                                             "f"
-                                                                             "a"
-                                                                             "i"
-                                                                             "l"
-                                                                             "e"
-                                                                             "d"
-                                                                             "_"
-                                                                             "a"
-                                                                             "t"
-                                                                             " "
-                                                                             "D"
-                                                                             "E"
-                                                                             "S"
-                                                                             "C"
-                                                                             ","
-                                                                             " "
-                                                                             "i"
-                                                                             "d"
-                                                                             " "
-                                                                             "D"
-                                                                             "E"
-                                                                             "S"
-                                                                             "C"
-                                                                             " "
-                                                                             "L"
-                                                                             "I"
-                                                                             "M"
-                                                                             "I"
-                                                                             "T"
-                                                                             " "
-                                                                             "$"
-                                                                             "1"},
-    {"bgj_stats",
-     "SELECT"
-     " (SELECT count(*) FROM jobs"
-     "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(
-         "$1") "),"
-               " (SELECT count(*) FROM jobs"
-               "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS(
-                   "$1") "),"
-                         " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT "
-                         "NULL),"
-                         " (SELECT count(*) FROM jobs_succeeded),"
-                         " (SELECT count(*) FROM jobs_failed)"},
+  {"bgj_enqueue",
+   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ") RETURNING id)"
+   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+  {"bgj_enqueue_many",
+   "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
+   "   AS x(name text, payload text, at bigint)),"
+   " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   "   available_at) SELECT name, payload, 0, " BG_JOBS_TS("$2") ", "
+   BG_JOBS_TS("at") " FROM r RETURNING id),"
+   " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
+   "   FROM r) d)"
+   " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
+  {"bgj_reserve",
+   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
+   " attempts = attempts + 1"
+   " WHERE id IN (SELECT id FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
+   "     AND name IN (SELECT json_array_elements_text($3::json))"
+   "   ORDER BY available_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_one",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_by",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_unheld",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " attempts = greatest(attempts - 1, 0)"
+   " WHERE reserved_by = $1"
+   "   AND NOT (id = ANY (ARRAY(SELECT json_array_elements_text($2::json)"
+   "                            ::bigint)))"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_release_node",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by IS NOT NULL"
+   "   AND substr(reserved_by, 1, length($1)) = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_succeed",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+   "   available_at, succeeded_at)"
+   " SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m"},
+  {"bgj_succeed_many",
+   "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+   "   available_at, succeeded_at)"
+   " SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m RETURNING id"},
+  {"bgj_fail",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+   "   created_at, available_at, failed_at)"
+   " SELECT id, name, payload, attempts, $4, created_at, available_at, "
+   BG_JOBS_TS("$2") " FROM m"},
+  {"bgj_retry",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " available_at = " BG_JOBS_TS("$2") ", last_error = $4"
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+  {"bgj_snooze",
+   "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
+   " available_at = " BG_JOBS_TS("$2") ", attempts = greatest(attempts - 1, 0)"
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+  {"bgj_schedule_lock",
+   "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
+  {"bgj_schedule_latest",
+   "SELECT " BG_JOBS_MS("scheduled_at") " FROM bg_jobs_schedule"
+   " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
+  {"bgj_schedule_insert",
+   "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
+   "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ") RETURNING id),"
+   " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
+   "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
+   " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
+  {"bgj_schedule_prune",
+   "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
+   " (SELECT scheduled_at FROM bg_jobs_schedule WHERE name = $1"
+   "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
+  {"bgj_schedule_state",
+   "SELECT " BG_JOBS_MS("s.scheduled_at") ", s.job_id,"
+   " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
+   " " BG_JOBS_MS("coalesce((SELECT succeeded_at FROM jobs_succeeded"
+   "   WHERE id = s.job_id), (SELECT failed_at FROM jobs_failed"
+   "   WHERE id = s.job_id))")
+   " FROM bg_jobs_schedule s WHERE s.name = $1"
+   " ORDER BY s.scheduled_at DESC LIMIT 1"},
+  {"bgj_heartbeat",
+   "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, "
+   BG_JOBS_TS("$2") ") ON CONFLICT (node) DO UPDATE"
+   " SET heartbeat_at = excluded.heartbeat_at"},
+  {"bgj_rescue",
+   "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
+   "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
+   " WHERE reserved_by IS NOT NULL AND reserved_at < " BG_JOBS_TS("$1")
+   "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_nodes n"
+   "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
+   "       AND n.heartbeat_at >= " BG_JOBS_TS("$1") ")"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_prune_succeeded_age",
+   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+   " WHERE succeeded_at < " BG_JOBS_TS("$1")
+   " ORDER BY succeeded_at LIMIT $2)"},
+  {"bgj_prune_failed_age",
+   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
+  {"bgj_prune_succeeded_count",
+   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+  {"bgj_prune_failed_count",
+   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+  {"bgj_increment",
+   "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_enqueued",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE name = $1 AND reserved_by IS NULL ORDER BY available_at, id"},
+  {"bgj_running",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE reserved_by IS NOT NULL ORDER BY id"},
+  {"bgj_running_by",
+   "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
+   " WHERE reserved_by = $1 ORDER BY id"},
+  {"bgj_succeeded",
+   "SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "
+   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("succeeded_at")
+   " FROM jobs_succeeded ORDER BY succeeded_at DESC, id DESC LIMIT $1"},
+  {"bgj_failed",
+   "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS("created_at")
+   ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_at")
+   " FROM jobs_failed ORDER BY failed_at DESC, id DESC LIMIT $1"},
+  {"bgj_stats",
+   "SELECT"
+   " (SELECT count(*) FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1") "),"
+   " (SELECT count(*) FROM jobs"
+   "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
+   " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
+   " (SELECT count(*) FROM jobs_succeeded),"
+   " (SELECT count(*) FROM jobs_failed)"},
 };
+// clang-format on
 
 nlohmann::json parse_payload(const pqxx::field& f) {
   auto text = f.c_str();

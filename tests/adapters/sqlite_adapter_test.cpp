@@ -130,10 +130,11 @@ TEST_SUITE("sqlite") {
     test::temp_dir dir;
     auto path = dir.file("jobs.db");
     auto db = open_migrated(path);
-    CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
-                           " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
-          "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_schedule|jobs|jobs_failed|"
-          "jobs_succeeded|");
+    CHECK(
+        query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                         " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
+        "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_schedule|jobs|"
+        "jobs_failed|jobs_succeeded|");
     REQUIRE(db->migrate_down());
     CHECK(query_text(path, "SELECT name FROM sqlite_master"
                            " WHERE name NOT LIKE 'sqlite_%'") == "");
