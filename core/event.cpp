@@ -95,6 +95,45 @@ log_level event::level() const {
   }
 }
 
+namespace {
+
+/// `s` on one line: quotes, backslashes and control characters escaped.
+std::string one_line(const std::string& s) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    switch (c) {
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    default:
+      if (c < 0x20 || c == 0x7f) {
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 0xf];
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace
+
 std::string to_log_line(const event& e) {
   std::string line = to_iso8601(e.at);
   line += ' ';
@@ -102,10 +141,10 @@ std::string to_log_line(const event& e) {
   line += ' ';
   line += e.name();
   if (!e.queue.empty())
-    line += " queue=" + e.queue;
+    line += " queue=" + one_line(e.queue);
   if (e.job) {
     line += " job_id=" + std::to_string(e.job->id);
-    line += " job_name=" + e.job->name;
+    line += " job_name=" + one_line(e.job->name);
     line += " attempt=" + std::to_string(e.job->attempts);
   }
   if (e.duration.count() > 0)
@@ -113,7 +152,7 @@ std::string to_log_line(const event& e) {
   if (e.queue_time.count() > 0)
     line += " queue_time_ms=" + std::to_string(e.queue_time.count());
   if (!e.message.empty())
-    line += " message=\"" + e.message + '"';
+    line += " message=\"" + one_line(e.message) + '"';
   return line;
 }
 

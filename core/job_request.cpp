@@ -1,5 +1,8 @@
 #include "bg_jobs/core/job_request.hpp"
 
+#include <cmath>
+#include <vector>
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -11,10 +14,94 @@ const timestamp latest_available_at =
     std::chrono::sys_days{std::chrono::year{10000} / 1 / 1} -
     std::chrono::milliseconds{1};
 
+/// The first problem of `payload`: too deep, or a number that JSON cannot
+/// hold. Walks with an explicit stack, never recursing.
+caf::error check_payload(const nlohmann::json& payload) {
+  std::vector<std::pair<const nlohmann::json*, size_t>> todo{{&payload, 1}};
+  while (!todo.empty()) {
+    auto [x, depth] = todo.back();
+    todo.pop_back();
+    if (x->is_structured()) {
+      if (depth > max_payload_depth)
+        return make_error(errc::invalid_payload,
+                          "payload nests deeper than " +
+                              std::to_string(max_payload_depth) + " levels");
+      for (auto& child : *x)
+        todo.emplace_back(&child, depth + 1);
+    } else if (x->is_number_float() && !std::isfinite(x->get<double>())) {
+      return make_error(errc::invalid_payload,
+                        "payload holds a number JSON cannot represent (NaN "
+                        "or infinity)");
+    }
+  }
+  return caf::none;
+}
+
 } // namespace
+
+std::string printable(std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s.substr(0, 64)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+  }
+  if (s.size() > 64)
+    out += "...";
+  return out;
+}
+
+std::string name_problem(std::string_view name) {
+  if (name.empty())
+    return "is empty";
+  if (name.size() > max_job_name_length)
+    return "is " + std::to_string(name.size()) + " bytes long; the limit is " +
+           std::to_string(max_job_name_length);
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f)
+      return "holds a control character (byte " + std::to_string(c) + ")";
+  try {
+    // The strict serializer throws on anything that is not UTF-8.
+    nlohmann::json(std::string{name}).dump();
+  } catch (const nlohmann::json::exception&) {
+    return "is not valid UTF-8";
+  }
+  return {};
+}
+
+bool exceeds_payload_depth(std::string_view text) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_payload_depth)
+        return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 caf::expected<job_request> job_request::parse(std::string name,
                                               std::string_view payload_text) {
+  if (exceeds_payload_depth(payload_text))
+    return make_error(errc::invalid_payload,
+                      "payload nests deeper than " +
+                          std::to_string(max_payload_depth) + " levels");
   try {
     return job_request{std::move(name), nlohmann::json::parse(payload_text)};
   } catch (const nlohmann::json::exception& e) {
@@ -32,22 +119,21 @@ timestamp job_request::resolve_available_at(timestamp now) const {
 }
 
 caf::expected<std::string> job_request::validate() const {
-  if (name_.empty())
-    return make_error(errc::invalid_job_name, "job name is empty");
-  if (name_.size() > max_job_name_length)
+  if (auto why = name_problem(name_); !why.empty())
     return make_error(errc::invalid_job_name,
-                      "job name is " + std::to_string(name_.size()) +
-                          " bytes long; the limit is " +
-                          std::to_string(max_job_name_length));
+                      "job name '" + printable(name_) + "' " + why);
   if (auto d = std::get_if<std::chrono::milliseconds>(&availability_);
-      d && d->count() < 0)
+      d && (d->count() < 0 || *d > latest_available_at.time_since_epoch()))
     return make_error(errc::invalid_argument,
-                      "delay is negative: " + std::to_string(d->count()) +
-                          " ms");
+                      "delay of " + std::to_string(d->count()) +
+                          " ms is out of range: jobs become available "
+                          "between 1970 and 9999");
   if (auto t = std::get_if<timestamp>(&availability_);
       t && (*t > latest_available_at || t->time_since_epoch().count() < 0))
     return make_error(errc::invalid_argument,
                       "available_at must lie between 1970 and 9999");
+  if (auto err = check_payload(payload_))
+    return err;
   std::string text;
   try {
     text = payload_.dump();
@@ -60,6 +146,14 @@ caf::expected<std::string> job_request::validate() const {
                       "payload is " + std::to_string(text.size()) +
                           " bytes; the limit is " +
                           std::to_string(max_payload_size));
+  return text;
+}
+
+caf::expected<std::string> job_request::validate(timestamp now) const {
+  auto text = validate();
+  if (text && resolve_available_at(now) > latest_available_at)
+    return make_error(errc::invalid_argument,
+                      "the job would become available after the year 9999");
   return text;
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <variant>
 
+#include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,22 @@ constexpr size_t max_job_name_length = 255;
 
 /// The largest payload accepted, in bytes of serialized JSON.
 constexpr size_t max_payload_size = 1024 * 1024;
+
+/// The deepest nesting of arrays and objects a payload may have.
+constexpr size_t max_payload_depth = 100;
+
+/// Why `name` cannot name a job, a worker or a queue; empty when it can. A
+/// name is 1 to `max_job_name_length` bytes of UTF-8 without control
+/// characters (NUL among them).
+std::string name_problem(std::string_view name);
+
+/// `name`, with every byte outside printable ASCII written as `\xNN` and
+/// cut at 64 bytes, for messages.
+std::string printable(std::string_view name);
+
+/// Whether the JSON text `text` nests arrays and objects deeper than
+/// `max_payload_depth`; scans without recursion and without parsing.
+bool exceeds_payload_depth(std::string_view text);
 
 /// What an application asks to run: a job name, a JSON payload and when the
 /// job becomes available (now, at a UTC time, or after a delay).
@@ -33,8 +50,9 @@ public:
                        nlohmann::json payload = nlohmann::json::object())
       : name_(std::move(name)), payload_(std::move(payload)) {}
 
-  /// Creates a request from a payload given as JSON text; invalid JSON is an
-  /// `errc::invalid_payload` error naming the parse failure.
+  /// Creates a request from a payload given as JSON text; invalid JSON, or
+  /// JSON nested deeper than `max_payload_depth`, is an
+  /// `errc::invalid_payload` error naming the failure.
   static caf::expected<job_request> parse(std::string name,
                                           std::string_view payload_text);
 
@@ -58,8 +76,13 @@ public:
   timestamp resolve_available_at(timestamp now) const;
 
   /// Checks name, payload and availability; on success returns the payload
-  /// serialized as the JSON text that is stored.
+  /// serialized as the JSON text that is stored. Payloads may not nest
+  /// deeper than `max_payload_depth` or hold NaN or infinity.
   caf::expected<std::string> validate() const;
+
+  /// `validate()`, and the job enqueued at `now` becomes available within
+  /// the years 1970 to 9999.
+  caf::expected<std::string> validate(timestamp now) const;
 
 private:
   std::string name_;

@@ -11,8 +11,9 @@ caf::error queue_spec::validate() const {
   auto fail = [&](const std::string& what) {
     return make_error(errc::invalid_config, "queue '" + name_ + "': " + what);
   };
-  if (name_.empty())
-    return make_error(errc::invalid_config, "a queue name is empty");
+  if (auto why = name_problem(name_); !why.empty())
+    return make_error(errc::invalid_config,
+                      "queue name '" + printable(name_) + "' " + why);
   if (name_.find('/') != std::string::npos)
     return fail("a queue name may not contain '/'");
   if (workers_.empty())
@@ -34,10 +35,8 @@ caf::error queue_spec::validate() const {
                 std::to_string(job_timeout_->count()) + " ms");
   std::set<std::string> names;
   for (auto& w : workers_) {
-    if (w.job_name().empty())
-      return fail("a worker has an empty job name");
-    if (w.job_name().size() > max_job_name_length)
-      return fail("worker job name '" + w.job_name() + "' is too long");
+    if (auto why = name_problem(w.job_name()); !why.empty())
+      return fail("worker job name '" + printable(w.job_name()) + "' " + why);
     if (w.timeout() && w.timeout()->count() <= 0)
       return fail("worker '" + w.job_name() + "' has a non-positive timeout");
     if (!names.insert(w.job_name()).second)

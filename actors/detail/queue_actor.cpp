@@ -95,7 +95,20 @@ struct queue_state {
     return true;
   }
 
+  /// Polls; whatever an adapter throws is reported, never fatal, so that
+  /// one bad row or call cannot crash-loop the queue.
   void poll(caf::event_based_actor* self) {
+    try {
+      poll_once(self);
+    } catch (const std::exception& ex) {
+      emit_error(event_kind::queue_error,
+                 std::string{"polling failed: "} + ex.what());
+    } catch (...) {
+      emit_error(event_kind::queue_error, "polling failed");
+    }
+  }
+
+  void poll_once(caf::event_based_actor* self) {
     if (stopping || !registered || pool.idle() == 0)
       return;
     auto db = store.get();

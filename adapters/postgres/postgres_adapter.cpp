@@ -233,7 +233,12 @@ const statement_def statements[] = {
 
 nlohmann::json parse_payload(const pqxx::field& f) {
   auto text = f.c_str();
-  auto result = nlohmann::json::parse(text, text + f.size(), nullptr, false);
+  auto result =
+      exceeds_payload_depth(std::string_view{text, f.size()})
+          ? nlohmann::json(nlohmann::json::value_t::discarded)
+          : nlohmann::json::parse(text, text + f.size(), nullptr, false);
+  // Written outside bg_jobs (not JSON, or nested beyond the limit): keep the
+  // text as a string, so that the row can still be handled.
   if (result.is_discarded())
     return nlohmann::json(std::string{text, f.size()});
   return result;
@@ -531,10 +536,10 @@ caf::expected<void> postgres_adapter::migrate_down() {
 // ----------------------------------------------------------------------
 
 caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
-  auto text = request.validate();
+  auto now = impl_->options.clock->now();
+  auto text = request.validate(now);
   if (!text)
     return std::move(text.error());
-  auto now = impl_->options.clock->now();
   job j;
   j.name = request.name();
   j.payload = request.payload();
@@ -555,10 +560,10 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
 
 caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
                                                 const job_request& request) {
-  auto text = request.validate();
+  auto now = clock::system()->now();
+  auto text = request.validate(now);
   if (!text)
     return std::move(text.error());
-  auto now = clock::system()->now();
   job j;
   j.name = request.name();
   j.payload = request.payload();
@@ -584,7 +589,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   auto now = impl_->options.clock->now();
   std::string rows = "[";
   for (size_t i = 0; i < requests.size(); ++i) {
-    auto text = requests[i].validate();
+    auto text = requests[i].validate(now);
     if (!text)
       return make_error(code_of(text.error()), "request " + std::to_string(i) +
                                                    ": " +

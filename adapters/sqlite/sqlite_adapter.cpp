@@ -246,8 +246,13 @@ const char sql_stats[] =
 
 nlohmann::json parse_payload(const unsigned char* text, int size) {
   auto first = reinterpret_cast<const char*>(text);
-  auto result = nlohmann::json::parse(first, first + size, nullptr, false);
-  if (result.is_discarded()) // written by hand outside bg_jobs: keep the text
+  auto result =
+      exceeds_payload_depth(std::string_view{first, static_cast<size_t>(size)})
+          ? nlohmann::json(nlohmann::json::value_t::discarded)
+          : nlohmann::json::parse(first, first + size, nullptr, false);
+  // Written outside bg_jobs (not JSON, or nested beyond the limit): keep the
+  // text as a string, so that the row can still be handled.
+  if (result.is_discarded())
     return nlohmann::json(std::string{first, static_cast<size_t>(size)});
   return result;
 }
@@ -600,10 +605,10 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
 }
 
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
-  auto text = request.validate();
+  auto now = options_.clock->now();
+  auto text = request.validate(now);
   if (!text)
     return std::move(text.error());
-  auto now = options_.clock->now();
   job j;
   j.name = request.name();
   j.payload = request.payload();
@@ -623,10 +628,11 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
 
 caf::expected<std::vector<int64_t>>
 sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
+  auto now = options_.clock->now();
   std::vector<std::string> texts;
   texts.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    auto text = requests[i].validate();
+    auto text = requests[i].validate(now);
     if (!text)
       return make_error(static_cast<errc>(text.error().code()),
                         "request " + std::to_string(i) + ": " +
@@ -635,7 +641,6 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   }
   std::vector<int64_t> ids;
   ids.reserve(requests.size());
-  auto now = options_.clock->now();
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());

@@ -2,6 +2,7 @@
 // BG_JOBS_STORES, so that all adapters keep one contract.
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <map>
 #include <set>
 #include <thread>
@@ -526,6 +527,10 @@ TEST_SUITE("conformance") {
       }
     }};
     auto r = reserve(*db, {"j"}, n);
+    // The moves start once the watcher is looking.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (observations == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
     for (size_t i = 0; i < r.size(); ++i) {
       auto res = i % 2 == 0 ? db->move_job_to_succeeded(r[i])
                             : db->move_job_to_failed(r[i], "e");
@@ -584,8 +589,8 @@ TEST_SUITE("conformance") {
     S store;
     auto db = store.fresh();
     std::vector<std::string> names{
-        "'; DROP TABLE jobs; --", "naïve 名前 🚀",   "quote\"d",
-        "per%cent_und\\er",       "tab\tnew\nline", "?1 $1 :name @x"};
+        "'; DROP TABLE jobs; --", "naïve 名前 🚀", "quote\"d",
+        "per%cent_und\\er",       "two  spaces",  "?1 $1 :name @x"};
     nlohmann::json payload = {
         {"text", "Robert'); DROP TABLE jobs_succeeded;--"},
         {"unicode", "Zürich – 東京 – 🙂"},
@@ -650,6 +655,59 @@ TEST_SUITE("conformance") {
     CHECK(code(db->reserve_jobs({{"j"}, -3, "o"})) == errc::invalid_argument);
     CHECK(code(db->get_succeeded_jobs(0)) == errc::invalid_argument);
     CHECK(value_of(db->stats()).total() == 0);
+  }
+
+  TEST_CASE_TEMPLATE("hostile input is refused with a clear error and "
+                     "writes nothing",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    auto refused = [](const auto& x, errc expected, const char* words) {
+      REQUIRE_FALSE(x);
+      CHECK(code_of(x.error()) == expected);
+      INFO(describe(x.error()));
+      CHECK(describe(x.error()).find(words) != std::string::npos);
+    };
+    // Names: a NUL byte, bytes that are not UTF-8, a control character.
+    refused(db->enqueue_job(job_request{std::string("bi\0nul", 6)}),
+            errc::invalid_job_name, "control character");
+    refused(db->enqueue_job(job_request{"bad\xff"}), errc::invalid_job_name,
+            "not valid UTF-8");
+    refused(db->enqueue_job(job_request{"new\nline"}), errc::invalid_job_name,
+            "control character");
+    // A 200 KB payload nested 100,000 deep, as text and built in C++.
+    std::string deep(100000, '[');
+    deep += std::string(100000, ']');
+    refused(job_request::parse("j", deep), errc::invalid_payload,
+            "deeper than 100");
+    nlohmann::json nested = nlohmann::json::array();
+    for (int i = 0; i < 200; ++i)
+      nested = nlohmann::json::array({std::move(nested)});
+    refused(db->enqueue_job(job_request{"j", nested}), errc::invalid_payload,
+            "deeper than 100");
+    refused(db->enqueue_jobs({job_request{"j"}, job_request{"j", nested}}),
+            errc::invalid_payload, "request 1");
+    // Numbers JSON cannot hold.
+    refused(db->enqueue_job(job_request{
+                "j", {{"x", std::numeric_limits<double>::quiet_NaN()}}}),
+            errc::invalid_payload, "NaN");
+    refused(db->enqueue_job(job_request{
+                "j", {{"x", std::numeric_limits<double>::infinity()}}}),
+            errc::invalid_payload, "infinity");
+    // Delays past the year 9999, or so long they would overflow.
+    refused(db->enqueue_job(job_request{"j"}.available_in(
+                std::chrono::hours{24 * 365 * 9000})),
+            errc::invalid_argument, "9999");
+    refused(db->enqueue_job(job_request{"j"}.available_in(
+                std::chrono::milliseconds::max())),
+            errc::invalid_argument, "9999");
+    CHECK(value_of(db->stats()).total() == 0);
+    // Nesting within the limit is fine.
+    nlohmann::json ok = nlohmann::json::array();
+    for (int i = 0; i < 98; ++i)
+      ok = nlohmann::json::array({std::move(ok)});
+    value_of(db->enqueue_job(job_request{"j", ok}));
+    CHECK(reserve(*db, {"j"}, 1).front().payload == ok);
   }
 
   TEST_CASE_TEMPLATE("a scheduled occurrence is enqueued once", S,

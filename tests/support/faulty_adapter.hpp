@@ -1,0 +1,166 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::test {
+
+/// Which replies to lose, shared by every connection a faulty factory
+/// opens. A lost reply is the real call, committed in the real store, whose
+/// answer the caller never sees: it gets `connection_lost` instead, as when
+/// a connection dies between the server's commit and its reply.
+struct fault_plan {
+  /// Reserves (also the reserve half of complete_and_reserve) that found
+  /// jobs and whose reply is then lost.
+  std::atomic<int> lose_reserve_replies{0};
+  /// Calls of complete_jobs whose reply is lost.
+  std::atomic<int> lose_complete_replies{0};
+  /// How many replies were lost so far.
+  std::atomic<int> lost{0};
+
+  bool take(std::atomic<int>& budget) {
+    for (auto n = budget.load(); n > 0;)
+      if (budget.compare_exchange_weak(n, n - 1)) {
+        ++lost;
+        return true;
+      }
+    return false;
+  }
+};
+
+/// A connection that forwards every call to a real one and loses the
+/// replies its plan names.
+class faulty_adapter : public db_adapter {
+public:
+  faulty_adapter(std::unique_ptr<db_adapter> inner,
+                 std::shared_ptr<fault_plan> plan)
+    : inner_(std::move(inner)), plan_(std::move(plan)) {}
+
+  static adapter_factory wrap(adapter_factory real,
+                              std::shared_ptr<fault_plan> plan) {
+    return [real, plan]() -> caf::expected<std::unique_ptr<db_adapter>> {
+      auto db = real();
+      if (!db)
+        return std::move(db.error());
+      return std::unique_ptr<db_adapter>{
+        new faulty_adapter(std::move(*db), plan)};
+    };
+  }
+
+  capabilities caps() const override { return inner_->caps(); }
+  caf::expected<void> migrate_up() override { return inner_->migrate_up(); }
+  caf::expected<void> migrate_down() override {
+    return inner_->migrate_down();
+  }
+  caf::expected<int> schema_version() override {
+    return inner_->schema_version();
+  }
+  caf::expected<job> enqueue_job(const job_request& r) override {
+    return inner_->enqueue_job(r);
+  }
+  caf::expected<std::vector<int64_t>>
+  enqueue_jobs(const std::vector<job_request>& rs) override {
+    return inner_->enqueue_jobs(rs);
+  }
+  caf::expected<std::vector<job>>
+  reserve_jobs(const reserve_params& p) override {
+    auto r = inner_->reserve_jobs(p);
+    if (r && !r->empty() && plan_->take(plan_->lose_reserve_replies))
+      return lost("reserving jobs");
+    return r;
+  }
+  caf::expected<job> release_reservation(int64_t id) override {
+    return inner_->release_reservation(id);
+  }
+  caf::expected<std::vector<job>>
+  release_jobs_reserved_by(const std::string& owner) override {
+    return inner_->release_jobs_reserved_by(owner);
+  }
+  caf::expected<std::vector<job>>
+  release_jobs_of_node(const std::string& node) override {
+    return inner_->release_jobs_of_node(node);
+  }
+  caf::expected<void> heartbeat(const std::string& node) override {
+    return inner_->heartbeat(node);
+  }
+  caf::expected<std::vector<job>>
+  rescue_jobs(std::chrono::milliseconds lease) override {
+    return inner_->rescue_jobs(lease);
+  }
+  caf::expected<int64_t> prune_jobs(const prune_params& p) override {
+    return inner_->prune_jobs(p);
+  }
+  caf::expected<std::vector<bool>>
+  complete_jobs(const std::vector<completion>& cs) override {
+    auto r = inner_->complete_jobs(cs);
+    if (r && plan_->take(plan_->lose_complete_replies))
+      return lost("recording outcomes");
+    return r;
+  }
+  caf::expected<complete_reserve_result>
+  complete_and_reserve(const std::vector<completion>& cs,
+                       const reserve_params& p) override {
+    auto r = inner_->complete_and_reserve(cs, p);
+    if (r && !r->reserved.empty()
+        && plan_->take(plan_->lose_reserve_replies))
+      return lost("recording outcomes and reserving jobs");
+    return r;
+  }
+  caf::expected<std::vector<job>>
+  release_unheld(const std::string& owner,
+                 const std::vector<int64_t>& held) override {
+    return inner_->release_unheld(owner, held);
+  }
+  caf::expected<std::optional<job>>
+  enqueue_scheduled(const scheduled_params& p) override {
+    return inner_->enqueue_scheduled(p);
+  }
+  caf::expected<std::optional<scheduled_run>>
+  last_scheduled_run(const std::string& name) override {
+    return inner_->last_scheduled_run(name);
+  }
+  caf::expected<job> increment_attempts(const job& j) override {
+    return inner_->increment_attempts(j);
+  }
+  caf::expected<std::vector<job>>
+  get_enqueued_jobs(const std::string& name) override {
+    return inner_->get_enqueued_jobs(name);
+  }
+  caf::expected<std::vector<job>> get_running_jobs() override {
+    return inner_->get_running_jobs();
+  }
+  caf::expected<std::vector<job>>
+  get_running_jobs_by_queue_name(const std::string& owner) override {
+    return inner_->get_running_jobs_by_queue_name(owner);
+  }
+  caf::expected<std::vector<succeeded_job>>
+  get_succeeded_jobs(int limit) override {
+    return inner_->get_succeeded_jobs(limit);
+  }
+  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override {
+    return inner_->get_failed_jobs(limit);
+  }
+  caf::expected<job_stats> stats() override { return inner_->stats(); }
+  caf::expected<std::string>
+  explain_reserve(const reserve_params& p) override {
+    return inner_->explain_reserve(p);
+  }
+  caf::expected<std::vector<std::string>>
+  await_wakeups(std::chrono::milliseconds timeout) override {
+    return inner_->await_wakeups(timeout);
+  }
+
+private:
+  static caf::error lost(const char* what) {
+    return make_error(errc::connection_lost,
+                      std::string{what} + ": connection lost (injected)");
+  }
+
+  std::unique_ptr<db_adapter> inner_;
+  std::shared_ptr<fault_plan> plan_;
+};
+
+} // namespace bg_jobs::test
