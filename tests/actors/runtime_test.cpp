@@ -3,6 +3,7 @@
 // concurrency.
 #include <atomic>
 #include <future>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -616,11 +617,62 @@ TEST_SUITE("runtime") {
     CHECK(code(make_builder().with_queue(
               test_queue("q").with_worker(w).with_worker(w))) ==
           errc::invalid_config);
+    // Names that could not be stored or read back: not UTF-8, a NUL, a
+    // control character; for workers, queues and scheduled jobs alike.
+    auto named = [](std::string n) { return worker{n, [](const job&) {}}; };
+    for (auto n : {std::string{"bad\xff"}, std::string{"bi\0nul", 6},
+                   std::string{"line\nbreak"}}) {
+      CHECK(code(make_builder().with_queue(test_queue("q").with_worker(
+                named(n)))) == errc::invalid_config);
+      CHECK(code(make_builder().with_queue(test_queue(n).with_worker(w))) ==
+            errc::invalid_config);
+      CHECK(code(make_builder().with_scheduled_job(scheduled_job_spec{
+                named(n), new_interval_minutes(5)})) == errc::invalid_config);
+    }
+    // One job name on two queues would leave one of them idle.
+    CHECK(code(make_builder()
+                   .with_queue(test_queue("a").with_worker(w))
+                   .with_queue(test_queue("b").with_worker(w))) ==
+          errc::invalid_config);
     CHECK_FALSE(
         make_builder().with_queue(test_queue("q").with_worker(w)).validate());
     auto bad = make_builder().with_queue(test_queue("q")).build(*sys);
     REQUIRE_FALSE(bad);
     CHECK(code_of(bad.error()) == errc::invalid_config);
+  }
+
+  BG_JOBS_RUNTIME_CASE("hostile requests get clear errors and the runtime "
+                       "goes on") {
+    auto bg = start(make_builder().with_queue(
+        test_queue("q").with_worker(worker{"j", [](const job&) {}})));
+    std::string deep(100000, '[');
+    deep += std::string(100000, ']');
+    auto parsed = job_request::parse("j", deep);
+    REQUIRE_FALSE(parsed);
+    CHECK(code_of(parsed.error()) == errc::invalid_payload);
+    nlohmann::json nested = nlohmann::json::array();
+    for (int i = 0; i < 100000; ++i)
+      nested = nlohmann::json::array({std::move(nested)});
+    auto too_deep = bg.enqueue(job_request{"j", std::move(nested)});
+    REQUIRE_FALSE(too_deep);
+    CHECK(code_of(too_deep.error()) == errc::invalid_payload);
+    auto nul = bg.enqueue(job_request{std::string{"j\0x", 3}});
+    REQUIRE_FALSE(nul);
+    CHECK(code_of(nul.error()) == errc::no_worker_for_job);
+    auto far = bg.enqueue(
+        job_request{"j"}.available_in(std::chrono::milliseconds::max()));
+    REQUIRE_FALSE(far);
+    CHECK(code_of(far.error()) == errc::invalid_argument);
+    auto nan = bg.enqueue(
+        job_request{"j", {{"x", std::numeric_limits<double>::quiet_NaN()}}});
+    REQUIRE_FALSE(nan);
+    CHECK(code_of(nan.error()) == errc::invalid_payload);
+    auto bulk = bg.enqueue_many({job_request{"j"}, job_request{"j\n"}});
+    REQUIRE_FALSE(bulk);
+    CHECK(store()->stats()->total() == 0);
+    // Still serving.
+    REQUIRE(bg.enqueue(job_request{"j"}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded));
   }
 
   TEST_CASE_FIXTURE(sqlite_runtime_fixture, "build checks the store") {
