@@ -102,7 +102,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 3;
+  static constexpr int schema_version_current = 4;
 
   virtual capabilities caps() const = 0;
 
@@ -122,7 +122,9 @@ public:
 
   // -- writes --------------------------------------------------------------
 
-  /// Validates and stores one job; returns it as stored.
+  /// Validates and stores one job; returns it as stored. For a unique
+  /// request whose key an equal job holds, stores nothing and returns that
+  /// job with `conflict` set (concurrent enqueues store one).
   virtual caf::expected<job> enqueue_job(const job_request& request) = 0;
 
   /// Validates all requests, then stores them in one transaction (all or

@@ -24,6 +24,9 @@ struct job {
   std::optional<std::string> reserved_by;
   /// The error text of the last failed attempt, if any.
   std::optional<std::string> last_error;
+  /// Set on the job an enqueue returns when its request was unique and an
+  /// equal job already counted: that job, and nothing new was stored.
+  bool conflict = false;
 
   bool operator==(const job&) const = default;
 };

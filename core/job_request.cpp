@@ -1,6 +1,7 @@
 #include "bg_jobs/core/job_request.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "bg_jobs/core/errc.hpp"
@@ -132,6 +133,18 @@ caf::expected<std::string> job_request::validate() const {
       t && (*t > latest_available_at || t->time_since_epoch().count() < 0))
     return make_error(errc::invalid_argument,
                       "available_at must lie between 1970 and 9999");
+  if (unique_) {
+    if (unique_->key && unique_->key->empty())
+      return make_error(errc::invalid_argument, "the unique key is empty");
+    if (unique_->key && unique_->key->size() > max_job_name_length)
+      return make_error(errc::invalid_argument,
+                        "the unique key is longer than " +
+                            std::to_string(max_job_name_length) + " bytes");
+    if (unique_->period && unique_->period->count() <= 0)
+      return make_error(errc::invalid_argument,
+                        "the unique period must be positive, got " +
+                            std::to_string(unique_->period->count()) + " ms");
+  }
   if (auto err = check_payload(payload_))
     return err;
   std::string text;
@@ -147,6 +160,35 @@ caf::expected<std::string> job_request::validate() const {
                           " bytes; the limit is " +
                           std::to_string(max_payload_size));
   return text;
+}
+
+namespace {
+
+/// 64-bit FNV-1a of `s`, from `basis`.
+uint64_t fnv1a(std::string_view s, uint64_t basis) {
+  uint64_t h = basis;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+} // namespace
+
+std::string job_request::unique_key() const {
+  if (unique_ && unique_->key)
+    return *unique_->key;
+  // The name, then a digest of the canonical payload text (object keys
+  // sorted), so that keys stay short for any payload.
+  auto text = payload_.dump();
+  char buf[40];
+  std::snprintf(
+      buf, sizeof(buf), "%016llx%016llx",
+      static_cast<unsigned long long>(fnv1a(text, 0xcbf29ce484222325ull)),
+      static_cast<unsigned long long>(
+          fnv1a(text, 0x84222325cbf29ce4ull ^ text.size())));
+  return name_ + ":" + buf;
 }
 
 caf::expected<std::string> job_request::validate(timestamp now) const {

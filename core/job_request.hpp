@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -36,6 +37,20 @@ std::string printable(std::string_view name);
 /// `max_payload_depth`; scans without recursion and without parsing.
 bool exceeds_payload_depth(std::string_view text);
 
+/// How a unique job keeps duplicates out (`job_request::with_unique`).
+struct unique_options {
+  /// The key that makes two requests equal; by default the job name and
+  /// the payload (a 128-bit digest of its canonical text). At most
+  /// `max_job_name_length` bytes when given.
+  std::optional<std::string> key;
+  /// How long the first job keeps the key, from its enqueue; none: for as
+  /// long as the job counts.
+  std::optional<std::chrono::milliseconds> period;
+  /// Whether a succeeded job still counts (within the period); by default
+  /// only waiting and running jobs do.
+  bool include_succeeded = false;
+};
+
 /// What an application asks to run: a job name, a JSON payload and when the
 /// job becomes available (now, at a UTC time, or after a delay).
 class job_request {
@@ -68,6 +83,21 @@ public:
     return *this;
   }
 
+  /// Makes the job unique: while an equal job counts (see
+  /// `unique_options`), enqueuing this request stores nothing and returns
+  /// that job with `conflict` set. The key doubles as an idempotency key: a
+  /// caller whose enqueue failed with `connection_lost` enqueues again and
+  /// gets the one job.
+  job_request& with_unique(unique_options u = {}) {
+    unique_ = std::move(u);
+    return *this;
+  }
+
+  const std::optional<unique_options>& unique() const { return unique_; }
+
+  /// The key stored for a unique request (see `unique_options::key`).
+  std::string unique_key() const;
+
   const std::string& name() const { return name_; }
   const nlohmann::json& payload() const { return payload_; }
   const availability& when() const { return availability_; }
@@ -88,6 +118,7 @@ private:
   std::string name_;
   nlohmann::json payload_;
   availability availability_;
+  std::optional<unique_options> unique_;
 };
 
 } // namespace bg_jobs

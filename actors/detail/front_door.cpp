@@ -55,6 +55,8 @@ struct front_door_state {
       store.failed(j.error(), "enqueueing a job of '" + r.name() + "'");
       return std::move(j.error());
     }
+    if (j->conflict)
+      return std::move(*j); // a duplicate: nothing new to run
     wake(self, j->name);
     if (ctx.bus->active()) {
       event e{event_kind::job_enqueued};

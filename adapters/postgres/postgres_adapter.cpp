@@ -67,6 +67,12 @@ const char* const migrations[] = {
     "CREATE TABLE bg_jobs_nodes ("
     "  node TEXT PRIMARY KEY,"
     "  heartbeat_at TIMESTAMPTZ NOT NULL);",
+    // version 4: unique jobs, one key per counting job
+    "CREATE TABLE bg_jobs_unique ("
+    "  unique_key TEXT PRIMARY KEY,"
+    "  job_id BIGINT NOT NULL,"
+    "  expires_at TIMESTAMPTZ,"
+    "  counts_succeeded BOOLEAN NOT NULL DEFAULT false);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -339,6 +345,61 @@ caf::error failure(const char* what) {
   }
 }
 
+/// Stores `j` for the unique `request` in `tx` unless an equal job counts;
+/// returns the stored job, or the one that counts with `conflict` set. The
+/// key's primary key makes concurrent enqueues wait for each other: the
+/// first one to commit stores its job, the others find it.
+job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
+                  const job_request& request, timestamp now) {
+  auto key = request.unique_key();
+  auto& u = *request.unique();
+  auto now_ms = to_unix_ms(now);
+  // A key stops counting once it expired or its job left the states that
+  // count (waiting and running, and succeeded where asked).
+  tx.exec_params(
+      "DELETE FROM bg_jobs_unique WHERE unique_key = $1 AND ("
+      " (expires_at IS NOT NULL AND expires_at <= " BG_JOBS_TS(
+          "$2") ")"
+                " OR NOT (EXISTS (SELECT 1 FROM jobs WHERE id = job_id)"
+                "   OR (counts_succeeded"
+                "       AND EXISTS (SELECT 1 FROM jobs_succeeded WHERE id = job_id))))",
+      key, now_ms);
+  // -1: the key never expires.
+  int64_t expires = u.period ? to_unix_ms(now + *u.period) : -1;
+  auto claimed = tx.exec_params(
+      "INSERT INTO bg_jobs_unique (unique_key, job_id, expires_at,"
+      " counts_succeeded) VALUES ($1, 0, CASE WHEN $2::bigint < 0 THEN NULL"
+      " ELSE " BG_JOBS_TS(
+          "$2") " END, $3)"
+                " ON CONFLICT (unique_key) DO NOTHING RETURNING 1",
+      key, expires, u.include_succeeded);
+  if (claimed.empty()) {
+    auto found = tx.exec_params(
+        "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
+        " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
+        " UNION ALL SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(
+            "available_at") ", NULL, NULL, NULL"
+                            " FROM jobs_succeeded WHERE id ="
+                            " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)",
+        key);
+    if (found.empty())
+      throw std::runtime_error("unique key '" + printable(key) +
+                               "' names a job that is gone");
+    auto existing = read_job(found[0]);
+    existing.conflict = true;
+    return existing;
+  }
+  j.id = tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
+                        " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                            "$3") ", " BG_JOBS_TS("$4") ") RETURNING id",
+                        j.name, text, now_ms, to_unix_ms(j.available_at))[0][0]
+             .as<int64_t>();
+  tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
+                 key, j.id);
+  tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
+  return j;
+}
+
 } // namespace
 
 // -- connection
@@ -522,7 +583,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_nodes, bg_jobs_schedule, jobs,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_unique, bg_jobs_nodes,"
+            " bg_jobs_schedule, jobs,"
             " jobs_succeeded,"
             " jobs_failed, bg_jobs_migrations");
     return 0;
@@ -545,6 +607,11 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
+  if (request.unique())
+    return impl_->in_transaction(
+        "enqueueing a unique job", [&](pqxx::work& tx) {
+          return insert_unique(tx, std::move(j), *text, request, now);
+        });
   auto id =
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
         return tx
@@ -605,6 +672,29 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   rows += ']';
   if (requests.empty())
     return std::vector<int64_t>{};
+  if (std::any_of(requests.begin(), requests.end(),
+                  [](auto& r) { return r.unique().has_value(); }))
+    // One at a time, each unique request checked against its key; still
+    // one transaction, all or none.
+    return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
+      std::vector<int64_t> ids;
+      for (auto& r : requests) {
+        job j;
+        j.name = r.name();
+        j.created_at = now;
+        j.available_at = r.resolve_available_at(now);
+        auto text = r.validate(now);
+        if (r.unique()) {
+          ids.push_back(insert_unique(tx, std::move(j), *text, r, now).id);
+          continue;
+        }
+        ids.push_back(tx.exec_prepared("bgj_enqueue", j.name, *text,
+                                       to_unix_ms(now),
+                                       to_unix_ms(j.available_at))[0][0]
+                          .as<int64_t>());
+      }
+      return ids;
+    });
   return impl_->in_statement(
       "enqueueing jobs", [&](pqxx::transaction_base& tx) {
         std::vector<int64_t> ids;

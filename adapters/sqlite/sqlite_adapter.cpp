@@ -69,6 +69,12 @@ const char* const migrations[] = {
     "CREATE TABLE bg_jobs_nodes ("
     "  node TEXT PRIMARY KEY,"
     "  heartbeat_at INTEGER NOT NULL);",
+    // version 4: unique jobs, one key per counting job
+    "CREATE TABLE bg_jobs_unique ("
+    "  unique_key TEXT PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  counts_succeeded INTEGER NOT NULL DEFAULT 0);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -123,6 +129,31 @@ const char sql_release_one[] =
 const char sql_release_by[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
+
+// A key stops counting once it expired or its job left the states that
+// count (waiting and running, and succeeded where asked).
+const char sql_unique_drop_stale[] =
+    "DELETE FROM bg_jobs_unique WHERE unique_key = ?1 AND ("
+    " (expires_at IS NOT NULL AND expires_at <= ?2)"
+    " OR NOT (EXISTS (SELECT 1 FROM jobs WHERE id = job_id)"
+    "   OR (counts_succeeded = 1"
+    "       AND EXISTS (SELECT 1 FROM jobs_succeeded WHERE id = job_id))))";
+
+const char sql_unique_claim[] =
+    "INSERT INTO bg_jobs_unique (unique_key, job_id, expires_at,"
+    " counts_succeeded) VALUES (?1, 0, ?2, ?3)"
+    " ON CONFLICT (unique_key) DO NOTHING";
+
+const char sql_unique_holder[] =
+    "SELECT job_id FROM bg_jobs_unique WHERE unique_key = ?1";
+
+const char sql_unique_set[] =
+    "UPDATE bg_jobs_unique SET job_id = ?2 WHERE unique_key = ?1";
+
+const char sql_job_by_id[] =
+    "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs WHERE id = ?1"
+    " UNION ALL SELECT id, name, payload, attempts, created_at, available_at,"
+    " NULL, NULL, NULL FROM jobs_succeeded WHERE id = ?1";
 
 const char sql_release_unheld[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
@@ -577,7 +608,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_nodes;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_unique;"
+                    "DROP TABLE IF EXISTS bg_jobs_nodes;"
                     "DROP TABLE IF EXISTS bg_jobs_schedule;"
                     "DROP TABLE IF EXISTS jobs;"
                     "DROP TABLE IF EXISTS jobs_succeeded;"
@@ -604,6 +636,72 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
   return sqlite3_column_int64(q.get(), 0);
 }
 
+caf::expected<job> sqlite_adapter::insert_unique(job j,
+                                                 const std::string& payload,
+                                                 const job_request& request,
+                                                 timestamp now) {
+  auto key = request.unique_key();
+  auto& u = *request.unique();
+  auto step =
+      [&](const char* sql,
+          const std::function<void(statement&)>& bind) -> caf::expected<int> {
+    auto s = prepare(sql);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    bind(q);
+    auto rc = q.step();
+    if (rc == SQLITE_ROW)
+      return static_cast<int>(sqlite3_column_int64(q.get(), 0) > 0 ? 1 : 0);
+    if (rc != SQLITE_DONE)
+      return failure(rc, "enqueueing a unique job");
+    return sqlite3_changes(db_);
+  };
+  auto stale = step(sql_unique_drop_stale, [&](statement& q) {
+    q.bind(1, key).bind(2, to_unix_ms(now));
+  });
+  if (!stale)
+    return std::move(stale.error());
+  auto claimed = step(sql_unique_claim, [&](statement& q) {
+    q.bind(1, key).bind(3, int64_t{u.include_succeeded ? 1 : 0});
+    if (u.period)
+      q.bind(2, to_unix_ms(now + *u.period));
+  });
+  if (!claimed)
+    return std::move(claimed.error());
+  if (*claimed == 0) {
+    // An equal job counts: return it, store nothing.
+    auto holder = prepare(sql_unique_holder);
+    if (!holder)
+      return std::move(holder.error());
+    statement h{*holder};
+    h.bind(1, key);
+    if (h.step() != SQLITE_ROW)
+      return failure(SQLITE_ERROR, "reading a unique key");
+    auto id = sqlite3_column_int64(h.get(), 0);
+    auto found = query_jobs(
+        sql_job_by_id, [&](statement& q) { q.bind(1, id); }, false);
+    if (!found)
+      return std::move(found.error());
+    if (found->empty())
+      return make_error(errc::database_error,
+                        "unique key '" + printable(key) + "' names job " +
+                            std::to_string(id) + ", which is gone");
+    auto existing = std::move(found->front());
+    existing.conflict = true;
+    return existing;
+  }
+  auto id = insert_job(j, payload);
+  if (!id)
+    return std::move(id.error());
+  auto set =
+      step(sql_unique_set, [&](statement& q) { q.bind(1, key).bind(2, *id); });
+  if (!set)
+    return std::move(set.error());
+  j.id = *id;
+  return j;
+}
+
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto now = options_.clock->now();
   auto text = request.validate(now);
@@ -617,6 +715,14 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
+  if (request.unique()) {
+    auto stored = insert_unique(std::move(j), *text, request, now);
+    if (!stored)
+      return stored;
+    if (auto r = tx.commit(); !r)
+      return std::move(r.error());
+    return stored;
+  }
   auto id = insert_job(j, *text);
   if (!id)
     return std::move(id.error());
@@ -644,6 +750,33 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
+  auto any_unique = std::any_of(requests.begin(), requests.end(),
+                                [](auto& r) { return r.unique().has_value(); });
+  if (any_unique) {
+    // One at a time, each unique request checked against its key; still
+    // one transaction, all or none.
+    for (size_t i = 0; i < requests.size(); ++i) {
+      job j;
+      j.name = requests[i].name();
+      j.created_at = now;
+      j.available_at = requests[i].resolve_available_at(now);
+      caf::expected<int64_t> id = int64_t{0};
+      if (requests[i].unique()) {
+        auto stored = insert_unique(std::move(j), texts[i], requests[i], now);
+        if (!stored)
+          return std::move(stored.error());
+        id = stored->id;
+      } else {
+        id = insert_job(j, texts[i]);
+      }
+      if (!id)
+        return std::move(id.error());
+      ids.push_back(*id);
+    }
+    if (auto r = tx.commit(); !r)
+      return std::move(r.error());
+    return ids;
+  }
   // Whole chunks go in multi-row statements; ids inside one write
   // transaction are consecutive, ending at the last inserted rowid.
   auto bind_row = [&](statement& q, int first, size_t i) {

@@ -111,6 +111,12 @@ private:
   /// caller's transaction; returns the new id.
   caf::expected<int64_t> insert_job(const job& j, const std::string& payload);
 
+  /// Inserts `j` for the unique `request` unless an equal job counts, in
+  /// the caller's transaction; returns the stored job, or the one that
+  /// counts with `conflict` set.
+  caf::expected<job> insert_unique(job j, const std::string& payload,
+                                   const job_request& request, timestamp now);
+
   /// The bodies of complete_jobs and reserve_jobs, inside a transaction.
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);

@@ -1001,4 +1001,144 @@ TEST_SUITE("conformance") {
     CHECK((names.front() == "woken" || names.front() == "*"));
   }
 
+  TEST_CASE_TEMPLATE("a unique job keeps its duplicates out", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto req = job_request{"mail", {{"to", "ada"}}}.with_unique();
+    auto first = value_of(db->enqueue_job(req));
+    CHECK_FALSE(first.conflict);
+    auto again = value_of(db->enqueue_job(req));
+    CHECK(again.conflict);
+    CHECK(again.id == first.id);
+    CHECK(again.payload == first.payload);
+    // Another payload is another job; so is a plain request.
+    auto other = value_of(
+        db->enqueue_job(job_request{"mail", {{"to", "bob"}}}.with_unique()));
+    CHECK_FALSE(other.conflict);
+    CHECK(value_of(db->enqueue_job(job_request{"mail", {{"to", "ada"}}}))
+              .conflict == false);
+    CHECK(value_of(db->stats()).available == 3);
+    // Running still counts; once it succeeded the key is free again.
+    auto held = reserve(*db, {"mail"}, 1);
+    REQUIRE(held.front().id == first.id);
+    CHECK(value_of(db->enqueue_job(req)).conflict);
+    require_ok(db->move_job_to_succeeded(held.front()));
+    auto after = value_of(db->enqueue_job(req));
+    CHECK_FALSE(after.conflict);
+    CHECK(after.id != first.id);
+  }
+
+  TEST_CASE_TEMPLATE("a unique key can be given, expire, and count succeeded "
+                     "jobs",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    unique_options u;
+    u.key = "report-2024-09";
+    u.period = 1h;
+    u.include_succeeded = true;
+    auto a = value_of(db->enqueue_job(job_request{"report", 1}.with_unique(u)));
+    // The key, not the payload, makes them equal.
+    auto b = value_of(db->enqueue_job(job_request{"report", 2}.with_unique(u)));
+    CHECK(b.conflict);
+    CHECK(b.id == a.id);
+    auto held = reserve(*db, {"report"}, 1);
+    require_ok(db->move_job_to_succeeded(held.front()));
+    // Succeeded still counts within the period...
+    auto c = value_of(db->enqueue_job(job_request{"report", 3}.with_unique(u)));
+    CHECK(c.conflict);
+    CHECK(c.id == a.id);
+    // ...and not after it.
+    clk->advance(1h);
+    auto d = value_of(db->enqueue_job(job_request{"report", 4}.with_unique(u)));
+    CHECK_FALSE(d.conflict);
+    CHECK(d.payload == 4);
+  }
+
+  TEST_CASE_TEMPLATE("bulk enqueue applies uniqueness per request", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    auto u = job_request{"u", 1}.with_unique();
+    auto ids = value_of(
+        db->enqueue_jobs({u, job_request{"plain"}, u, job_request{"plain"}}));
+    REQUIRE(ids.size() == 4);
+    CHECK(ids[0] == ids[2]);
+    CHECK(ids[1] != ids[3]);
+    CHECK(value_of(db->stats()).available == 3);
+    // A bad request among them stores none.
+    unique_options empty;
+    empty.key = "";
+    auto bad = db->enqueue_jobs(
+        {job_request{"x"}.with_unique(), job_request{"y"}.with_unique(empty)});
+    REQUIRE_FALSE(bad);
+    CHECK(code_of(bad.error()) == errc::invalid_argument);
+    CHECK(value_of(db->stats()).available == 3);
+  }
+
+  TEST_CASE_TEMPLATE("bad unique settings are refused and write nothing", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    unique_options empty;
+    empty.key = "";
+    unique_options negative;
+    negative.period = -1s;
+    unique_options zero;
+    zero.period = 0ms;
+    unique_options too_long;
+    too_long.key = std::string(max_job_name_length + 1, 'k');
+    for (auto& u : {empty, negative, zero, too_long}) {
+      auto r = db->enqueue_job(job_request{"j"}.with_unique(u));
+      REQUIRE_FALSE(r);
+      CHECK(code_of(r.error()) == errc::invalid_argument);
+    }
+    CHECK(value_of(db->stats()).total() == 0);
+  }
+
+  TEST_CASE_TEMPLATE("100 concurrent enqueues of one unique job from two "
+                     "processes store one",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    std::vector<pid_t> children;
+    for (int p = 0; p < 2; ++p) {
+      auto pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        // Ten threads, each with a connection of its own, five enqueues
+        // each; no doctest in the child.
+        std::atomic<int> failures{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 10; ++t)
+          threads.emplace_back([&] {
+            auto conn = store.factory()();
+            if (!conn) {
+              ++failures;
+              return;
+            }
+            for (int i = 0; i < 5; ++i)
+              if (!(*conn)->enqueue_job(
+                      job_request{"once", {{"k", 1}}}.with_unique()))
+                ++failures;
+          });
+        for (auto& t : threads)
+          t.join();
+        _exit(failures == 0 ? 0 : 1);
+      }
+      children.push_back(pid);
+    }
+    for (auto pid : children) {
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      REQUIRE(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+    }
+    CHECK(value_of(db->stats()).available == 1);
+    CHECK(value_of(db->get_enqueued_jobs("once")).size() == 1);
+  }
+
 } // TEST_SUITE

@@ -99,4 +99,34 @@ TEST_SUITE("reliability") {
     CHECK(twice == 0);
   }
 
+  BG_JOBS_RUNTIME_CASE("an enqueue whose reply was lost is retried safely "
+                       "with its unique key") {
+    auto plan = std::make_shared<test::fault_plan>();
+    plan->lose_enqueue_replies = 1;
+    runs r;
+    auto bg = start(
+        builder{test::faulty_adapter::wrap(the_store->factory(), plan)}
+            .with_node_name("lossy-node")
+            .with_event_listener(log.listener())
+            .with_queue(queue_spec{"q"}.with_poll_interval(20ms).with_worker(
+                r.make("charge"))));
+    unique_options u;
+    u.key = "order-4711";
+    auto req = job_request{"charge", {{"order", 4711}}}.with_unique(u);
+    auto lost = bg.enqueue(req);
+    REQUIRE_FALSE(lost);
+    CHECK(code_of(lost.error()) == errc::connection_lost);
+    // The store has the job; the caller cannot know, so it tries again.
+    auto again = bg.enqueue(req);
+    REQUIRE_MESSAGE(again, test::why(again));
+    CHECK(again->conflict);
+    REQUIRE(test::eventually([&] { return store()->stats()->succeeded == 1; }));
+    // Later enqueues of the key while it counts get the same job; once it
+    // succeeded it counts no more (waiting and running by default).
+    auto [distinct, twice] = r.distinct_and_twice();
+    CHECK(distinct == 1);
+    CHECK(twice == 0);
+    CHECK(store()->stats()->total() == 1);
+  }
+
 } // TEST_SUITE

@@ -18,6 +18,8 @@ struct fault_plan {
   std::atomic<int> lose_reserve_replies{0};
   /// Calls of complete_jobs whose reply is lost.
   std::atomic<int> lose_complete_replies{0};
+  /// Calls of enqueue_job whose reply is lost.
+  std::atomic<int> lose_enqueue_replies{0};
   /// How many replies were lost so far.
   std::atomic<int> lost{0};
 
@@ -37,7 +39,7 @@ class faulty_adapter : public db_adapter {
 public:
   faulty_adapter(std::unique_ptr<db_adapter> inner,
                  std::shared_ptr<fault_plan> plan)
-    : inner_(std::move(inner)), plan_(std::move(plan)) {}
+      : inner_(std::move(inner)), plan_(std::move(plan)) {}
 
   static adapter_factory wrap(adapter_factory real,
                               std::shared_ptr<fault_plan> plan) {
@@ -46,20 +48,21 @@ public:
       if (!db)
         return std::move(db.error());
       return std::unique_ptr<db_adapter>{
-        new faulty_adapter(std::move(*db), plan)};
+          new faulty_adapter(std::move(*db), plan)};
     };
   }
 
   capabilities caps() const override { return inner_->caps(); }
   caf::expected<void> migrate_up() override { return inner_->migrate_up(); }
-  caf::expected<void> migrate_down() override {
-    return inner_->migrate_down();
-  }
+  caf::expected<void> migrate_down() override { return inner_->migrate_down(); }
   caf::expected<int> schema_version() override {
     return inner_->schema_version();
   }
   caf::expected<job> enqueue_job(const job_request& r) override {
-    return inner_->enqueue_job(r);
+    auto j = inner_->enqueue_job(r);
+    if (j && plan_->take(plan_->lose_enqueue_replies))
+      return lost("enqueueing a job");
+    return j;
   }
   caf::expected<std::vector<int64_t>>
   enqueue_jobs(const std::vector<job_request>& rs) override {
@@ -104,8 +107,7 @@ public:
   complete_and_reserve(const std::vector<completion>& cs,
                        const reserve_params& p) override {
     auto r = inner_->complete_and_reserve(cs, p);
-    if (r && !r->reserved.empty()
-        && plan_->take(plan_->lose_reserve_replies))
+    if (r && !r->reserved.empty() && plan_->take(plan_->lose_reserve_replies))
       return lost("recording outcomes and reserving jobs");
     return r;
   }
@@ -144,8 +146,7 @@ public:
     return inner_->get_failed_jobs(limit);
   }
   caf::expected<job_stats> stats() override { return inner_->stats(); }
-  caf::expected<std::string>
-  explain_reserve(const reserve_params& p) override {
+  caf::expected<std::string> explain_reserve(const reserve_params& p) override {
     return inner_->explain_reserve(p);
   }
   caf::expected<std::vector<std::string>>
