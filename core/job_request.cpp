@@ -15,9 +15,54 @@ const timestamp latest_available_at =
     std::chrono::sys_days{std::chrono::year{10000} / 1 / 1} -
     std::chrono::milliseconds{1};
 
+/// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates, at
+/// most U+10FFFF).
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size())
+        return false;
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 /// The first problem of `payload`: too deep, or a number that JSON cannot
 /// hold. Walks with an explicit stack, never recursing.
 caf::error check_payload(const nlohmann::json& payload) {
+  if (!payload.is_structured())
+    return payload.is_number_float() && !std::isfinite(payload.get<double>())
+               ? make_error(errc::invalid_payload,
+                            "payload holds a number JSON cannot represent "
+                            "(NaN or infinity)")
+               : caf::none;
   std::vector<std::pair<const nlohmann::json*, size_t>> todo{{&payload, 1}};
   while (!todo.empty()) {
     auto [x, depth] = todo.back();
@@ -66,12 +111,8 @@ std::string name_problem(std::string_view name) {
   for (unsigned char c : name)
     if (c < 0x20 || c == 0x7f)
       return "holds a control character (byte " + std::to_string(c) + ")";
-  try {
-    // The strict serializer throws on anything that is not UTF-8.
-    nlohmann::json(std::string{name}).dump();
-  } catch (const nlohmann::json::exception&) {
+  if (!valid_utf8(name))
     return "is not valid UTF-8";
-  }
   return {};
 }
 

@@ -100,7 +100,7 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   });
   // Queues start only once the registry released what this node left
   // reserved in an earlier run.
-  reg.await_ready = true;
+  reg.barrier = true;
   reg.others_reregister = true;
   add("router", services_tier, [ctx](sup_ptr sup) {
     auto a = spawn_router(sup, ctx);

@@ -21,6 +21,8 @@ struct supervisor_state {
   supervisor_config cfg;
   std::vector<caf::actor> running;
   size_t started = 0;
+  /// Children whose ready answer start-up still waits for.
+  size_t awaiting = 0;
   std::deque<std::chrono::steady_clock::time_point> restarts;
   bool ready = false;
   std::vector<caf::response_promise> ready_waiters;
@@ -46,26 +48,42 @@ struct supervisor_state {
     return std::nullopt;
   }
 
-  /// Starts the children from `started` on, pausing at each that must
-  /// answer ready first.
+  /// Starts the children from `started` on, pausing after each barrier
+  /// until it is ready; the tree is ready once every child that must answer
+  /// did.
   void start_next(self_ptr self) {
     while (!stopping && started < cfg.children.size()) {
       auto i = started++;
       auto& spec = cfg.children[i];
       running[i] = spec.start(self);
-      if (!spec.await_ready)
+      if (!spec.await_ready && !spec.barrier)
         continue;
+      ++awaiting;
+      bool barrier = spec.barrier;
       self->request(running[i], spec.ready_timeout, ready_atom::value)
-          .then([self]() { self->state.start_next(self); },
-                [self, name = spec.name](caf::error& err) {
-                  self->state.fail(self,
-                                   make_error(errc::timeout,
-                                              "'" + name + "' did not start: " +
+          .then(
+              [self, barrier]() {
+                auto& st = self->state;
+                --st.awaiting;
+                if (barrier)
+                  st.start_next(self);
+                else
+                  st.check_ready();
+              },
+              [self, name = spec.name](caf::error& err) {
+                self->state.fail(
+                    self,
+                    make_error(errc::timeout, "'" + name + "' did not start: " +
                                                   self->system().render(err)));
-                });
-      return;
+              });
+      if (barrier)
+        return;
     }
-    if (stopping || ready)
+    check_ready();
+  }
+
+  void check_ready() {
+    if (stopping || ready || awaiting > 0 || started < cfg.children.size())
       return;
     ready = true;
     for (auto& rp : ready_waiters)

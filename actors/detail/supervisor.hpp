@@ -17,9 +17,10 @@ struct child_spec {
   std::string name;
   /// Spawns the child, linked to the supervisor.
   std::function<caf::actor(caf::event_based_actor* sup)> start;
-  /// Start-up waits for the child's answer to `(ready_atom)` before it
-  /// starts the next child.
+  /// The supervisor is ready only once the child answered `(ready_atom)`.
   bool await_ready = false;
+  /// The children after this one start only once it is ready.
+  bool barrier = false;
   std::chrono::milliseconds ready_timeout{30000};
   /// Shutdown stops the highest tier first, all its children at once, and
   /// the next tier once every child of that one has exited.

@@ -27,6 +27,24 @@ TEST_SUITE("core") {
     CHECK_FALSE(parse_iso8601("yesterday"));
   }
 
+  TEST_CASE("names must be UTF-8 without control characters") {
+    CHECK(name_problem("send_email").empty());
+    CHECK(name_problem("naïve 名前 🚀").empty());
+    CHECK(name_problem("") == "is empty");
+    CHECK(name_problem(std::string(256, 'x')).find("256 bytes") !=
+          std::string::npos);
+    for (std::string bad :
+         {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
+          "a\x80"
+          "b"})
+      CHECK(name_problem(bad) == "is not valid UTF-8");
+    CHECK(name_problem(std::string{"a\0b", 3}).find("control character") !=
+          std::string::npos);
+    CHECK(name_problem("tab\there").find("control character") !=
+          std::string::npos);
+    CHECK(printable(std::string{"a\0\xff", 3}) == "a\\x00\\xff");
+  }
+
   TEST_CASE("a manual clock stands still until moved") {
     auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
     manual_clock clk{t0};

@@ -110,8 +110,10 @@ TEST_SUITE("reliability") {
             .with_event_listener(log.listener())
             .with_queue(queue_spec{"q"}.with_poll_interval(20ms).with_worker(
                 r.make("charge"))));
+    // An idempotency key: the job keeps it also once it succeeded.
     unique_options u;
     u.key = "order-4711";
+    u.include_succeeded = true;
     auto req = job_request{"charge", {{"order", 4711}}}.with_unique(u);
     auto lost = bg.enqueue(req);
     REQUIRE_FALSE(lost);
@@ -121,8 +123,10 @@ TEST_SUITE("reliability") {
     REQUIRE_MESSAGE(again, test::why(again));
     CHECK(again->conflict);
     REQUIRE(test::eventually([&] { return store()->stats()->succeeded == 1; }));
-    // Later enqueues of the key while it counts get the same job; once it
-    // succeeded it counts no more (waiting and running by default).
+    auto third = bg.enqueue(req);
+    REQUIRE(third);
+    CHECK(third->conflict);
+    CHECK(third->id == again->id);
     auto [distinct, twice] = r.distinct_and_twice();
     CHECK(distinct == 1);
     CHECK(twice == 0);
