@@ -34,6 +34,7 @@
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/scheduling/cron_schedule.hpp"
 
 using namespace std::chrono;
 using nlohmann::json;
@@ -382,12 +383,41 @@ json enqueue(const settings& s) {
             {"method", "db_adapter::enqueue_job, one transaction per job"}}}};
 }
 
+/// Microseconds per `next_after` of a cron schedule in a zone, for a run
+/// about a year away (the store plays no part).
+json cron_next() {
+  json zones = json::object();
+  for (auto zone : {"UTC", "America/New_York", "Australia/Lord_Howe"}) {
+    auto plain = bg_jobs::cron_schedule::parse("0 9 1 3 *");
+    auto s = plain->in_time_zone(zone);
+    if (!s)
+      return {{"error", bg_jobs::describe(s.error())}};
+    auto from = *bg_jobs::parse_iso8601("2025-03-02T00:00:00Z");
+    constexpr int n = 20000;
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t sink = 0;
+    for (int i = 0; i < n; ++i)
+      sink +=
+          bg_jobs::to_unix_ms(*s->next_after(from + std::chrono::seconds{i}));
+    double us = std::chrono::duration<double, std::micro>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count() /
+                n;
+    zones[zone] = {{"us_per_next", us}, {"checksum", sink % 1000}};
+  }
+  return {{"cron_next", zones}};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string{argv[1]} == "cron-next") {
+    std::cout << "RESULT " << cron_next().dump() << std::endl;
+    return 0;
+  }
   if (argc != 3) {
     std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue> <default|fast>"
-              << std::endl;
+              << "\n       bg_jobs_bench cron-next" << std::endl;
     return 2;
   }
   std::string workload = argv[1];

@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
+#include <cctz/civil_time.h>
+#include <cctz/time_zone.h>
+
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
 
 namespace bg_jobs {
 
@@ -166,6 +171,25 @@ unsigned days_in(int year, unsigned month) {
 } // namespace
 
 caf::expected<cron_schedule> cron_schedule::parse(std::string_view expr) {
+  // cronie's `CRON_TZ=<zone> <expression>`; `TZ=` as well.
+  for (std::string_view prefix : {"CRON_TZ=", "TZ="}) {
+    if (expr.substr(0, prefix.size()) != prefix)
+      continue;
+    auto rest = expr.substr(prefix.size());
+    auto end = rest.find_first_of(" \t");
+    auto zone = rest.substr(0, end);
+    if (end == std::string_view::npos)
+      return make_error(errc::invalid_schedule,
+                        "'" + std::string{expr} +
+                            "' names a time zone but no schedule");
+    auto plain = parse(rest.substr(end + 1));
+    if (!plain)
+      return plain;
+    auto zoned = plain->in_time_zone(zone);
+    if (zoned)
+      zoned->expr_ = std::string{expr};
+    return zoned;
+  }
   std::string text{expr};
   auto parts = split(text);
   if (parts.size() == 1 && !parts[0].empty() && parts[0][0] == '@') {
@@ -239,6 +263,13 @@ caf::expected<cron_schedule> cron_schedule::from_fields(fields f,
   cron_schedule result;
   result.f_ = f;
   result.expr_ = std::move(expr);
+  // Fixed-time: no `*` and no `/` in the second, minute and hour fields.
+  auto parts = split(result.expr_);
+  if (parts.size() == 5)
+    parts.insert(parts.begin(), std::string_view{"0"});
+  for (size_t i = 0; i < 3 && i < parts.size(); ++i)
+    if (parts[i].find_first_of("*/") != std::string_view::npos)
+      result.fixed_time_ = false;
   auto empty = [&](const char* field) {
     return make_error(errc::invalid_schedule,
                       std::string{field} + " field allows no value");
@@ -277,7 +308,7 @@ bool cron_schedule::day_matches(int year, unsigned month, unsigned day) const {
   return dom || dw;
 }
 
-std::optional<timestamp> cron_schedule::next_after(timestamp t) const {
+std::optional<timestamp> cron_schedule::next_wall_time(timestamp t) const {
   auto start = floor<seconds>(t) + seconds{1};
   auto day0 = floor<days>(start);
   year_month_day ymd{day0};
@@ -318,6 +349,152 @@ std::optional<timestamp> cron_schedule::next_after(timestamp t) const {
     }
   }
   return std::nullopt;
+}
+
+// -- time zones
+// ----------------------------------------------------------------
+
+struct cron_schedule::zone {
+  cctz::time_zone tz;
+};
+
+namespace {
+
+/// Why `name` is not a zone name we look up; empty when it may be one.
+std::string zone_name_problem(std::string_view name) {
+  if (name.size() > 64)
+    return "is too long";
+  if (name.front() == '/' || name.back() == '/')
+    return "is not a zone name";
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '/' && c != '_' &&
+        c != '-' && c != '+')
+      return "holds a character no zone name has";
+  size_t start = 0;
+  while (start <= name.size()) {
+    auto end = std::min(name.find('/', start), name.size());
+    auto part = name.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..")
+      return "is not a zone name";
+    start = end + 1;
+  }
+  return {};
+}
+
+cctz::civil_second civil_of(timestamp wall) {
+  auto day = floor<days>(wall);
+  year_month_day ymd{day};
+  hh_mm_ss<seconds> hms{floor<seconds>(wall - day)};
+  return cctz::civil_second(
+      static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+      static_cast<unsigned>(ymd.day()), hms.hours().count(),
+      hms.minutes().count(), hms.seconds().count());
+}
+
+timestamp wall_of(const cctz::civil_second& c) {
+  return timestamp{
+             sys_days{std::chrono::year{static_cast<int>(c.year())} /
+                      std::chrono::month{static_cast<unsigned>(c.month())} /
+                      std::chrono::day{static_cast<unsigned>(c.day())}}} +
+         hours{c.hour()} + minutes{c.minute()} + seconds{c.second()};
+}
+
+timestamp instant_of(const cctz::time_point<cctz::seconds>& tp) {
+  return timestamp{duration_cast<milliseconds>(tp.time_since_epoch())};
+}
+
+cctz::time_point<cctz::seconds> tp_of(timestamp t) {
+  return cctz::time_point<cctz::seconds>{
+      duration_cast<cctz::seconds>(t.time_since_epoch())};
+}
+
+/// The largest change of offset among the zone's transitions within a day
+/// of `t` (zero when there is none): how far wall-clock order and real
+/// order can disagree around `t`.
+seconds offset_changes_near(const cctz::time_zone& tz, timestamp t) {
+  seconds widest{0};
+  auto tp = tp_of(t - hours{24});
+  auto until = tp_of(t + hours{24});
+  cctz::time_zone::civil_transition tr;
+  while (tz.next_transition(tp, &tr)) {
+    auto at = tz.lookup(tr.to).post;
+    if (at > until || at <= tp)
+      break;
+    widest = std::max(widest, seconds{std::abs(tr.to - tr.from)});
+    tp = at;
+  }
+  return widest;
+}
+
+} // namespace
+
+caf::expected<cron_schedule>
+cron_schedule::in_time_zone(std::string_view name) const {
+  auto result = *this;
+  if (name.empty())
+    return make_error(errc::invalid_schedule, "the time zone name is empty");
+  if (name == "UTC") {
+    result.zone_name_.clear();
+    result.zone_.reset();
+    return result;
+  }
+  auto fail = [&](const std::string& why) {
+    return make_error(errc::invalid_schedule,
+                      "time zone '" + printable(name) + "' " + why);
+  };
+  if (auto why = zone_name_problem(name); !why.empty())
+    return fail(why);
+  auto z = std::make_shared<zone>();
+  if (!cctz::load_time_zone(std::string{name}, &z->tz))
+    return fail("is not in the system's time zone database");
+  result.zone_name_ = std::string{name};
+  result.zone_ = std::move(z);
+  return result;
+}
+
+std::optional<timestamp> cron_schedule::next_after(timestamp t) const {
+  if (!zone_)
+    return next_wall_time(t);
+  auto& tz = zone_->tz;
+  // Wall-clock slots are visited in order; their instants are in order too,
+  // except within the offset change of a nearby transition, so the scan
+  // starts that much earlier and stops that much after the best run.
+  auto near_t = offset_changes_near(tz, t);
+  auto wall = wall_of(cctz::convert(tp_of(floor<seconds>(t)), tz)) - near_t;
+  std::optional<timestamp> best;
+  timestamp stop_after;
+  for (;;) {
+    auto slot = next_wall_time(wall);
+    if (!slot)
+      return best;
+    if (best && *slot > stop_after)
+      return best;
+    wall = *slot;
+    auto found = tz.lookup(civil_of(*slot));
+    std::optional<timestamp> runs[2];
+    switch (found.kind) {
+    case cctz::time_zone::civil_lookup::UNIQUE:
+      runs[0] = instant_of(found.pre);
+      break;
+    case cctz::time_zone::civil_lookup::SKIPPED:
+      // In a gap: a fixed-time run moves to the first instant after it.
+      if (fixed_time_)
+        runs[0] = instant_of(found.trans);
+      break;
+    case cctz::time_zone::civil_lookup::REPEATED:
+      // In a repeated hour: a fixed-time run at its first occurrence only.
+      runs[0] = instant_of(found.pre);
+      if (!fixed_time_)
+        runs[1] = instant_of(found.post);
+      break;
+    }
+    for (auto& r : runs)
+      if (r && *r > t && (!best || *r < *best)) {
+        best = r;
+        stop_after = wall_of(cctz::convert(tp_of(*best), tz)) +
+                     offset_changes_near(tz, *best);
+      }
+  }
 }
 
 } // namespace bg_jobs

@@ -31,8 +31,13 @@ std::optional<timestamp> schedule::next_after(timestamp t) const {
 }
 
 std::string schedule::to_string() const {
-  if (cron_)
-    return cron_->expression();
+  if (cron_) {
+    auto& expr = cron_->expression();
+    auto& zone = cron_->time_zone();
+    if (zone.empty() || expr.find("TZ=") == 0 || expr.find("CRON_TZ=") == 0)
+      return expr;
+    return expr + " in " + zone;
+  }
   return "every " + std::to_string(interval_.count()) + " ms";
 }
 
@@ -148,6 +153,11 @@ schedule_builder& schedule_builder::on_weekends() {
   return on_day_of_week(7);
 }
 
+schedule_builder& schedule_builder::in_time_zone(std::string zone) {
+  zone_ = std::move(zone);
+  return *this;
+}
+
 std::string schedule_builder::to_cron() const {
   std::string out;
   for (int i = 0; i < 6; ++i) {
@@ -245,6 +255,11 @@ caf::expected<schedule> schedule_builder::build() const {
   auto c = cron_schedule::from_fields(f, to_cron());
   if (!c)
     return std::move(c.error());
+  if (!zone_.empty()) {
+    c = c->in_time_zone(zone_);
+    if (!c)
+      return std::move(c.error());
+  }
   return schedule::from(std::move(*c));
 }
 

@@ -37,7 +37,8 @@ public:
   /// (cron) at `t`.
   std::optional<timestamp> next_after(timestamp t) const;
 
-  /// `"every 500 ms"` or the cron expression.
+  /// `"every 500 ms"` or the cron expression (with ` in <zone>` for a
+  /// zone given apart from it).
   std::string to_string() const;
 
 private:
@@ -96,6 +97,12 @@ public:
   schedule_builder& on_novembers() { return on_month(11); }
   schedule_builder& on_decembers() { return on_month(12); }
 
+  /// Matches the wall clock of `zone` (an IANA name, e.g.
+  /// `"Europe/Berlin"`) with cron's daylight-saving rule (see
+  /// `cron_schedule`); UTC by default. Intervals are elapsed time and
+  /// ignore it.
+  schedule_builder& in_time_zone(std::string zone);
+
   /// The fields as a 6-field cron expression, e.g. `"0 30 9 * * 1-5"`.
   std::string to_cron() const;
 
@@ -117,6 +124,7 @@ private:
 
   std::optional<std::chrono::milliseconds> interval_;
   field fields_[6];
+  std::string zone_;
 };
 
 /// Second 0 of every minute.

@@ -3,7 +3,8 @@
 # they are all present. Runs apt-get as root, or through sudo otherwise.
 set -eu
 pkgs="build-essential cmake pkg-config libcaf-dev libpqxx-dev libpq-dev \
-libsqlite3-dev nlohmann-json3-dev doctest-dev postgresql-15 jq"
+libsqlite3-dev nlohmann-json3-dev doctest-dev postgresql-15 jq libcctz-dev \
+tzdata"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

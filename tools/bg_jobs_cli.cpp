@@ -1,11 +1,14 @@
 // The bg_jobs command-line program.
 //
 //   bg_jobs cron next "<expr>" [--from <YYYY-MM-DDTHH:MM:SSZ>] [--count <N>]
+//                              [--tz <zone>]
 //
 // prints the next N runs of a cron expression after --from (default: now),
-// one UTC time per line; an invalid expression or argument is a message on
-// stderr and exit status 2.
+// one UTC instant per line; with --tz (or a CRON_TZ= prefix) the expression
+// matches that zone's wall clock. An invalid expression, zone or argument
+// is a message on stderr and exit status 2.
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "bg_jobs/core/clock.hpp"
@@ -16,7 +19,8 @@ namespace {
 
 int usage(const std::string& msg) {
   std::cerr << "bg_jobs: " << msg << "\nusage: bg_jobs cron next \"<expr>\""
-            << " [--from YYYY-MM-DDTHH:MM:SSZ] [--count N]" << std::endl;
+            << " [--from YYYY-MM-DDTHH:MM:SSZ] [--count N] [--tz ZONE]"
+            << std::endl;
   return 2;
 }
 
@@ -34,6 +38,7 @@ int main(int argc, char** argv) {
   std::string expr = argv[3];
   auto from = bg_jobs::clock::system()->now();
   long count = 1;
+  std::optional<std::string> zone;
   for (int i = 4; i < argc; ++i) {
     std::string arg = argv[i];
     if (i + 1 >= argc)
@@ -55,11 +60,15 @@ int main(int argc, char** argv) {
         return usage("--count expects a number from 1 to 100000, got '" +
                      value + "'");
       }
+    } else if (arg == "--tz") {
+      zone = value;
     } else {
       return usage("unknown option " + arg);
     }
   }
   auto schedule = bg_jobs::cron_schedule::parse(expr);
+  if (schedule && zone)
+    schedule = schedule->in_time_zone(*zone);
   if (!schedule) {
     std::cerr << "bg_jobs: " << bg_jobs::describe(schedule.error())
               << std::endl;
