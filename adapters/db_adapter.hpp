@@ -202,6 +202,11 @@ public:
   virtual caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) = 0;
 
+  /// Deletes a waiting job, or a job kept in history (succeeded or failed).
+  /// A reserved (running) job is an `invalid_argument` error and stays; an
+  /// unknown id is `job_not_found`.
+  virtual caf::expected<void> delete_job(int64_t job_id) = 0;
+
   /// Adds one to the attempts of a job in `jobs`; returns the job.
   virtual caf::expected<job> increment_attempts(const job& j) = 0;
 

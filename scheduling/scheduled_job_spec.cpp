@@ -15,6 +15,10 @@ caf::expected<schedule> scheduled_job_spec::build_schedule() const {
 caf::error scheduled_job_spec::validate() const {
   if (auto s = build_schedule(); !s)
     return std::move(s.error());
+  if (late_after_.count() <= 0)
+    return make_error(errc::invalid_config,
+                      "scheduled job '" + job_name() +
+                          "': late_after must be positive");
   return to_queue_spec().validate();
 }
 

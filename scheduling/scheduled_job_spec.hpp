@@ -14,6 +14,18 @@
 
 namespace bg_jobs {
 
+/// What a cron-scheduled job does about runs it missed (the node was down,
+/// or the previous run was still going): an occurrence still waiting
+/// `late_after` past its time is missed.
+enum class missed_runs {
+  /// One run for all that were missed: the waiting occurrence is replaced
+  /// by the latest one that fell due, which runs at once (the default).
+  run_latest_once,
+  /// None: the waiting occurrence is dropped, and the schedule resumes with
+  /// its next time.
+  skip,
+};
+
 /// A job that runs on a schedule: its worker, when it runs, and how. Each
 /// scheduled job gets a scheduler (which enqueues every occurrence once,
 /// even with several nodes) and a queue of one executor that runs it.
@@ -50,6 +62,17 @@ public:
     return *this;
   }
 
+  /// What to do about missed runs of a cron schedule (default: run the
+  /// latest missed one once). Intervals count from the end of the previous
+  /// run, so a late run simply moves the next one.
+  scheduled_job_spec& with_missed_runs(
+      missed_runs policy,
+      std::chrono::milliseconds late_after = std::chrono::minutes{1}) {
+    missed_ = policy;
+    late_after_ = late_after;
+    return *this;
+  }
+
   /// The payload of every occurrence (default `{}`).
   scheduled_job_spec& with_payload(nlohmann::json payload) {
     payload_ = std::move(payload);
@@ -71,6 +94,8 @@ public:
   const std::string& job_name() const { return worker_.job_name(); }
   const nlohmann::json& payload() const { return payload_; }
   std::chrono::milliseconds poll_interval() const { return poll_interval_; }
+  bg_jobs::missed_runs missed_runs() const { return missed_; }
+  std::chrono::milliseconds late_after() const { return late_after_; }
 
   /// The schedule, or an `invalid_schedule` error naming the job.
   caf::expected<schedule> build_schedule() const;
@@ -91,6 +116,8 @@ private:
   backoff backoff_ = backoff::exponential();
   nlohmann::json payload_ = nlohmann::json::object();
   std::vector<event_listener> listeners_;
+  bg_jobs::missed_runs missed_ = missed_runs::run_latest_once;
+  std::chrono::milliseconds late_after_{std::chrono::minutes{1}};
 };
 
 } // namespace bg_jobs

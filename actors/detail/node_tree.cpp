@@ -121,6 +121,15 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
     add("listener", services_tier, [ctx](sup_ptr sup) {
       return spawn_listener(sup, ctx);
     }).await_ready = true;
+  // Schedulers start before the queues: each answers ready after its first
+  // round, so that what it decides about missed runs is settled before a
+  // queue could run them. Queues and schedulers register themselves before
+  // they answer ready, so that every name can be looked up once the tree
+  // has started.
+  for (size_t i = 0; i < plan.scheduled.size(); ++i)
+    add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
+        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); })
+        .barrier = true;
   for (size_t i = 0; i < plan.queues.size(); ++i) {
     auto& q = add(plan.queues[i].name(), queues_tier,
                   [ctx, i](sup_ptr sup) { return spawn_queue(sup, ctx, i); });
@@ -130,12 +139,6 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
       sup->send(a, shutdown_atom::value, static_cast<int64_t>(grace.count()));
     };
   }
-  // Queues and schedulers register themselves before they answer ready,
-  // so that every name can be looked up once the tree has started.
-  for (size_t i = 0; i < plan.scheduled.size(); ++i)
-    add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
-        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); })
-        .await_ready = true;
   return spawn_supervisor(sys, std::move(cfg));
 }
 

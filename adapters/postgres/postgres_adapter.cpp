@@ -597,6 +597,29 @@ caf::expected<void> postgres_adapter::migrate_down() {
 // -- writes
 // ----------------------------------------------------------------------
 
+caf::expected<void> postgres_adapter::delete_job(int64_t job_id) {
+  auto r = impl_->in_transaction("deleting a job", [&](pqxx::work& tx) {
+    for (auto sql : {"DELETE FROM jobs WHERE id = $1 AND reserved_by IS NULL",
+                     "DELETE FROM jobs_succeeded WHERE id = $1",
+                     "DELETE FROM jobs_failed WHERE id = $1"})
+      if (tx.exec_params(sql, job_id).affected_rows() > 0)
+        return 0;
+    return tx.exec_params("SELECT 1 FROM jobs WHERE id = $1", job_id).empty()
+               ? 2
+               : 1;
+  });
+  if (!r)
+    return std::move(r.error());
+  if (*r == 1)
+    return make_error(errc::invalid_argument,
+                      "job " + std::to_string(job_id) +
+                          " is running; it cannot be deleted");
+  if (*r == 2)
+    return make_error(errc::job_not_found,
+                      "no job " + std::to_string(job_id) + " to delete");
+  return caf::unit;
+}
+
 caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   auto now = impl_->options.clock->now();
   auto text = request.validate(now);

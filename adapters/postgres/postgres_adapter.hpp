@@ -77,6 +77,7 @@ public:
   caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) override;
   caf::expected<job> increment_attempts(const job& j) override;
+  caf::expected<void> delete_job(int64_t job_id) override;
 
   caf::expected<std::vector<job>>
   get_enqueued_jobs(const std::string& job_name) override;

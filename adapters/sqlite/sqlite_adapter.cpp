@@ -702,6 +702,38 @@ caf::expected<job> sqlite_adapter::insert_unique(job j,
   return j;
 }
 
+caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  static const char* const deletes[] = {
+      "DELETE FROM jobs WHERE id = ?1 AND reserved_by IS NULL",
+      "DELETE FROM jobs_succeeded WHERE id = ?1",
+      "DELETE FROM jobs_failed WHERE id = ?1",
+  };
+  for (auto sql : deletes) {
+    auto s = prepare(sql);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, job_id);
+    if (int rc = q.step(); rc != SQLITE_DONE)
+      return failure(rc, "deleting a job");
+    if (sqlite3_changes(db_) > 0)
+      return tx.commit();
+  }
+  auto running = query_jobs(
+      sql_job_by_id, [&](statement& q) { q.bind(1, job_id); }, false);
+  if (!running)
+    return std::move(running.error());
+  if (!running->empty())
+    return make_error(errc::invalid_argument,
+                      "job " + std::to_string(job_id) +
+                          " is running; it cannot be deleted");
+  return make_error(errc::job_not_found,
+                    "no job " + std::to_string(job_id) + " to delete");
+}
+
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto now = options_.clock->now();
   auto text = request.validate(now);

@@ -79,6 +79,7 @@ public:
   release_unheld(const std::string& reserved_by,
                  const std::vector<int64_t>& held) override;
   caf::expected<job> increment_attempts(const job& j) override;
+  caf::expected<void> delete_job(int64_t job_id) override;
 
   caf::expected<std::vector<job>>
   get_enqueued_jobs(const std::string& job_name) override;

@@ -50,6 +50,44 @@ struct scheduler_state {
     return std::max(end + every, last->scheduled_at + milliseconds{1});
   }
 
+  /// Applies the missed-runs policy to a cron occurrence still waiting well
+  /// past its time; returns whether it changed the schedule.
+  bool handle_missed(db_adapter& db, const scheduled_run& last, timestamp now) {
+    if (plan->is_interval() || !last.pending ||
+        last.scheduled_at + spec.late_after() >= now)
+      return false;
+    std::optional<timestamp> latest;
+    if (spec.missed_runs() == missed_runs::run_latest_once) {
+      // The latest occurrence that fell due; none later: it runs as is.
+      for (auto t = plan->next_after(last.scheduled_at); t && *t <= now;
+           t = plan->next_after(*t))
+        latest = t;
+      if (!latest)
+        return false;
+    }
+    if (auto gone = db.delete_job(last.job_id); !gone) {
+      // Running by now, or another node got there first.
+      if (code_of(gone.error()) != errc::invalid_argument &&
+          code_of(gone.error()) != errc::job_not_found)
+        store.failed(gone.error(), "dropping a missed occurrence");
+      return false;
+    }
+    event e{event_kind::job_cancelled};
+    e.queue = spec.job_name();
+    e.message = "missed its time " + to_iso8601(last.scheduled_at) +
+                (latest ? "; the latest missed run, " + to_iso8601(*latest) +
+                              ", runs instead"
+                        : "; skipped");
+    ctx.emit(std::move(e));
+    if (!latest)
+      return false;
+    scheduled_params p{job_request{spec.job_name(), spec.payload()}, *latest,
+                       last.scheduled_at};
+    if (auto j = db.enqueue_scheduled(p); !j)
+      store.failed(j.error(), "enqueueing the latest missed occurrence");
+    return true;
+  }
+
   /// Runs one round; returns when to run the next.
   milliseconds run_once(caf::event_based_actor* self) {
     auto db = store.get();
@@ -61,6 +99,8 @@ struct scheduler_state {
       return store.backoff();
     }
     auto now = ctx.now();
+    if (*last && handle_missed(*db, **last, now))
+      return milliseconds{1}; // the schedule changed: read it again
     std::optional<timestamp> upcoming;
     if (*last && (*last)->pending)
       upcoming = (*last)->scheduled_at;
@@ -123,7 +163,8 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
                  std::string{}, caf::actor_cast<caf::actor>(self));
   };
   announce();
-  self->send(self, tick_atom::value);
+  // The first round before anything else (the supervisor waits for it).
+  self->delayed_send(self, self->state.run_once(self), tick_atom::value);
   return {
       [=](reregister_atom) { announce(); },
       [=](tick_atom) {

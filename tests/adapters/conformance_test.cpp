@@ -1141,4 +1141,27 @@ TEST_SUITE("conformance") {
     CHECK(value_of(db->get_enqueued_jobs("once")).size() == 1);
   }
 
+  TEST_CASE_TEMPLATE("delete_job removes a waiting job or a history row", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    auto waiting = value_of(db->enqueue_job(job_request{"j"}));
+    auto running = value_of(db->enqueue_job(job_request{"k"}));
+    auto done = value_of(db->enqueue_job(job_request{"m"}));
+    auto held = reserve(*db, {"k", "m"}, 2);
+    REQUIRE(held.size() == 2);
+    require_ok(db->move_job_to_succeeded(held[1]));
+    require_ok(db->delete_job(waiting.id));
+    require_ok(db->delete_job(done.id));
+    auto busy = db->delete_job(running.id);
+    REQUIRE_FALSE(busy);
+    CHECK(code_of(busy.error()) == errc::invalid_argument);
+    auto gone = db->delete_job(waiting.id);
+    REQUIRE_FALSE(gone);
+    CHECK(code_of(gone.error()) == errc::job_not_found);
+    auto st = value_of(db->stats());
+    CHECK(st.reserved == 1);
+    CHECK(st.total() == 1);
+  }
+
 } // TEST_SUITE

@@ -252,4 +252,99 @@ TEST_SUITE("scheduler") {
     CHECK(code_of(clash) == errc::invalid_config);
   }
 
+  BG_JOBS_RUNTIME_CASE("a fixed-time job runs once across a fall-back night") {
+    // 01:30 in New York happens twice on 2026-11-01: 05:30Z (EDT) and
+    // 06:30Z (EST). A fixed-time job runs at the first only.
+    auto clk =
+        std::make_shared<manual_clock>(*parse_iso8601("2026-11-01T05:00:00Z"));
+    std::mutex mtx;
+    std::vector<timestamp> due;
+    auto bg = start(make_builder(clk).with_scheduled_job(scheduled_job_spec{
+        worker{"nightly",
+               [&](const job& j) {
+                 std::lock_guard<std::mutex> guard{mtx};
+                 due.push_back(j.available_at);
+               }},
+        std::string{
+            "CRON_TZ=America/New_York 30 1 * * *"}}.with_poll_interval(20ms)));
+    auto runs = [&] {
+      std::lock_guard<std::mutex> guard{mtx};
+      return due.size();
+    };
+    auto waiting = [&] {
+      auto js = store()->get_enqueued_jobs("nightly");
+      REQUIRE(js);
+      return js->size() == 1 ? to_iso8601(js->front().available_at)
+                             : std::to_string(js->size()) + " jobs";
+    };
+    REQUIRE(log.wait_for(event_kind::job_enqueued));
+    CHECK(waiting() == "2026-11-01T05:30:00.000Z");
+    clk->set(*parse_iso8601("2026-11-01T05:30:00Z"));
+    REQUIRE(test::eventually([&] { return runs() == 1; }));
+    REQUIRE(log.wait_for(event_kind::job_enqueued, 2));
+    // The next occurrence is the next night's, not the second 01:30.
+    CHECK(waiting() == "2026-11-02T06:30:00.000Z");
+    clk->set(*parse_iso8601("2026-11-01T06:30:00Z"));
+    CHECK(waiting() == "2026-11-02T06:30:00.000Z");
+    clk->set(*parse_iso8601("2026-11-02T06:30:00Z"));
+    REQUIRE(test::eventually([&] { return runs() == 2; }));
+    REQUIRE(bg.shutdown());
+    std::lock_guard<std::mutex> guard{mtx};
+    CHECK(to_iso8601(due[0]) == "2026-11-01T05:30:00.000Z");
+    CHECK(to_iso8601(due[1]) == "2026-11-02T06:30:00.000Z");
+  }
+
+  BG_JOBS_RUNTIME_CASE("missed runs of a cron job: the latest runs once, or "
+                       "none") {
+    for (auto policy : {missed_runs::run_latest_once, missed_runs::skip}) {
+      CAPTURE(static_cast<int>(policy));
+      the_store->fresh(); // each policy on empty tables
+      auto db = store();
+      REQUIRE(db->migrate_down());
+      REQUIRE(db->migrate_up());
+      auto clk = std::make_shared<manual_clock>(
+          *parse_iso8601("2026-05-04T09:59:59Z"));
+      std::mutex mtx;
+      std::vector<timestamp> due;
+      auto spec =
+          scheduled_job_spec{worker{"hourly",
+                                    [&](const job& j) {
+                                      std::lock_guard<std::mutex> guard{mtx};
+                                      due.push_back(j.available_at);
+                                    }},
+                             std::string{"0 * * * *"}}
+              .with_poll_interval(20ms)
+              .with_missed_runs(policy);
+      {
+        auto bg = start(make_builder(clk).with_scheduled_job(spec));
+        REQUIRE(test::eventually(
+            [&] { return store()->get_enqueued_jobs("hourly")->size() == 1; }));
+        REQUIRE(bg.shutdown());
+      }
+      // The node was down from 09:59:59 to 12:30: 10:00, 11:00 and 12:00
+      // were missed; 10:00 still waits in the table.
+      clk->set(*parse_iso8601("2026-05-04T12:30:00Z"));
+      auto bg = start(make_builder(clk).with_scheduled_job(spec));
+      REQUIRE(test::eventually([&] {
+        auto js = store()->get_enqueued_jobs("hourly");
+        return js->size() == 1 && to_iso8601(js->front().available_at) ==
+                                      "2026-05-04T13:00:00.000Z";
+      }));
+      if (policy == missed_runs::run_latest_once)
+        REQUIRE(test::eventually([&] {
+          std::lock_guard<std::mutex> guard{mtx};
+          return due.size() == 1;
+        }));
+      REQUIRE(bg.shutdown());
+      std::lock_guard<std::mutex> guard{mtx};
+      if (policy == missed_runs::run_latest_once) {
+        REQUIRE(due.size() == 1);
+        CHECK(to_iso8601(due[0]) == "2026-05-04T12:00:00.000Z");
+      } else {
+        CHECK(due.empty());
+      }
+      CHECK(store()->stats()->succeeded == (due.empty() ? 0 : 1));
+    }
+  }
+
 } // TEST_SUITE

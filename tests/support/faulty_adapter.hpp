@@ -124,6 +124,9 @@ public:
   last_scheduled_run(const std::string& name) override {
     return inner_->last_scheduled_run(name);
   }
+  caf::expected<void> delete_job(int64_t id) override {
+    return inner_->delete_job(id);
+  }
   caf::expected<job> increment_attempts(const job& j) override {
     return inner_->increment_attempts(j);
   }
