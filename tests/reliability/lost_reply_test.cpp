@@ -33,6 +33,15 @@ struct runs {
   }
 };
 
+/// A builder on the fixture's store whose connections lose the replies
+/// `plan` names.
+builder lossy(test::runtime_fixture& f,
+              std::shared_ptr<test::fault_plan> plan) {
+  return builder{test::faulty_adapter::wrap(f.the_store->factory(), plan)}
+      .with_node_name("lossy-node")
+      .with_event_listener(f.log.listener());
+}
+
 } // namespace
 
 TEST_SUITE("reliability") {
@@ -44,14 +53,11 @@ TEST_SUITE("reliability") {
     constexpr int n = 300;
     REQUIRE(
         store()->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
-    auto bg =
-        start(builder{test::faulty_adapter::wrap(the_store->factory(), plan)}
-                  .with_node_name("lossy-node")
-                  .with_event_listener(log.listener())
-                  .with_queue(queue_spec{"q"}
-                                  .with_max_concurrent_jobs(4)
-                                  .with_poll_interval(20ms)
-                                  .with_worker(r.make("j"))));
+    auto bg = start(lossy(*this, plan)
+                        .with_queue(queue_spec{"q"}
+                                        .with_max_concurrent_jobs(4)
+                                        .with_poll_interval(20ms)
+                                        .with_worker(r.make("j"))));
     REQUIRE(test::eventually([&] { return store()->stats()->succeeded == n; },
                              60s));
     CHECK(plan->lost == 5);
@@ -75,14 +81,11 @@ TEST_SUITE("reliability") {
     auto plan = std::make_shared<test::fault_plan>();
     plan->lose_complete_replies = 5;
     runs r;
-    auto bg =
-        start(builder{test::faulty_adapter::wrap(the_store->factory(), plan)}
-                  .with_node_name("lossy-node")
-                  .with_event_listener(log.listener())
-                  .with_queue(queue_spec{"q"}
-                                  .with_max_concurrent_jobs(2)
-                                  .with_poll_interval(20ms)
-                                  .with_worker(r.make("j"))));
+    auto bg = start(lossy(*this, plan)
+                        .with_queue(queue_spec{"q"}
+                                        .with_max_concurrent_jobs(2)
+                                        .with_poll_interval(20ms)
+                                        .with_worker(r.make("j"))));
     // One at a time, so that each outcome is written on its own.
     constexpr int n = 30;
     for (int i = 0; i < n; ++i) {
@@ -105,9 +108,7 @@ TEST_SUITE("reliability") {
     plan->lose_enqueue_replies = 1;
     runs r;
     auto bg = start(
-        builder{test::faulty_adapter::wrap(the_store->factory(), plan)}
-            .with_node_name("lossy-node")
-            .with_event_listener(log.listener())
+        lossy(*this, plan)
             .with_queue(queue_spec{"q"}.with_poll_interval(20ms).with_worker(
                 r.make("charge"))));
     // An idempotency key: the job keeps it also once it succeeded.
