@@ -255,8 +255,8 @@ caf::expected<schedule> schedule_builder::build() const {
   auto c = cron_schedule::from_fields(f, to_cron());
   if (!c)
     return std::move(c.error());
-  if (!zone_.empty()) {
-    c = c->in_time_zone(zone_);
+  if (zone_) {
+    c = c->in_time_zone(*zone_);
     if (!c)
       return std::move(c.error());
   }

@@ -124,7 +124,7 @@ private:
 
   std::optional<std::chrono::milliseconds> interval_;
   field fields_[6];
-  std::string zone_;
+  std::optional<std::string> zone_;
 };
 
 /// Second 0 of every minute.

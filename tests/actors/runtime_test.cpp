@@ -178,10 +178,10 @@ TEST_SUITE("runtime") {
 
   BG_JOBS_RUNTIME_CASE("a delayed job does not start early") {
     std::atomic<int64_t> started_at{0};
-    auto bg = start(make_builder().with_queue(
-        test_queue("q").with_worker(worker{"later", [&](const job&) {
-                                             started_at = to_unix_ms(utc_now());
-                                           }})));
+    auto bg = start(make_builder().with_queue(test_queue("q").with_worker(
+        worker{"later", [&](const job&) {
+                 started_at = to_unix_ms(clock::system()->now());
+               }})));
     auto j = bg.enqueue(job_request{"later"}.available_in(300ms));
     REQUIRE(j);
     CHECK(j->available_at - j->created_at == 300ms);

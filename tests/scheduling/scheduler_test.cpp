@@ -26,10 +26,10 @@ struct run_log {
 
   worker make(std::string name, std::chrono::milliseconds pause = 0ms) {
     return worker{std::move(name), [this, pause](const job& j) {
-                    auto start = utc_now();
+                    auto start = clock::system()->now();
                     std::this_thread::sleep_for(pause);
                     std::lock_guard<std::mutex> guard{mtx};
-                    runs.emplace_back(start, utc_now());
+                    runs.emplace_back(start, clock::system()->now());
                     jobs.push_back(j);
                   }};
   }
@@ -234,6 +234,23 @@ TEST_SUITE("scheduler") {
     CHECK(code_of(bad.error()) == errc::invalid_schedule);
     CHECK(describe(bad.error()).find("scheduled job 'job'") !=
           std::string::npos);
+    // The zones the command-line program refuses fail the build too.
+    for (auto zone : {"Mars/Olympus", "America/New York", "UTC+25", "",
+                      "../../etc/passwd"}) {
+      CAPTURE(zone);
+      auto zoned = make_builder()
+                       .with_scheduled_job(scheduled_job_spec{
+                           w, new_schedule().on_hour(9).in_time_zone(zone)})
+                       .build(*sys);
+      REQUIRE_FALSE(zoned);
+      CHECK(code_of(zoned.error()) == errc::invalid_schedule);
+      CHECK(describe(zoned.error()).find("time zone") != std::string::npos);
+      auto prefixed = make_builder()
+                          .with_scheduled_job(scheduled_job_spec{
+                              w, "CRON_TZ=" + std::string{zone} + " 0 9 * * *"})
+                          .validate();
+      CHECK(code_of(prefixed) == errc::invalid_schedule);
+    }
     auto range = make_builder()
                      .with_scheduled_job(scheduled_job_spec{
                          w, new_schedule().between_hours(5, 2)})
