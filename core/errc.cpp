@@ -65,15 +65,36 @@ errc code_of(const caf::error& err) {
 
 namespace {
 
+/// The text of `ctx` on one line: a server's multi-line message (libpq's
+/// "ERROR: ...\nDETAIL: ...") has its line breaks turned into "; ".
+std::string context_text(const caf::message& ctx) {
+  std::string text = ctx.size() == 1 && ctx.match_element<std::string>(0)
+                         ? ctx.get_as<std::string>(0)
+                         : caf::deep_to_string(ctx);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\n' && text[i] != '\r') {
+      out += text[i];
+      continue;
+    }
+    while (!out.empty() && out.back() == ' ')
+      out.pop_back();
+    while (i + 1 < text.size() &&
+           (text[i + 1] == '\n' || text[i + 1] == '\r' || text[i + 1] == ' '))
+      ++i;
+    if (i + 1 < text.size())
+      out += "; ";
+  }
+  return out;
+}
+
 std::string render(uint8_t code, const caf::message& ctx) {
   std::string result = "bg_jobs.";
   result += to_string(static_cast<errc>(code));
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
+  if (!ctx.empty()) {
     result += ": ";
-    result += ctx.get_as<std::string>(0);
-  } else if (!ctx.empty()) {
-    result += ": ";
-    result += caf::deep_to_string(ctx);
+    result += context_text(ctx);
   }
   return result;
 }
@@ -85,6 +106,15 @@ std::string describe(const caf::error& err) {
     return "no error";
   if (err.category() == errc_category)
     return render(err.code(), err.context());
+  return caf::to_string(err);
+}
+
+std::string message_of(const caf::error& err) {
+  if (!err)
+    return "no error";
+  if (err.category() == errc_category)
+    return err.context().empty() ? std::string{to_string(code_of(err))}
+                                 : context_text(err.context());
   return caf::to_string(err);
 }
 

@@ -71,6 +71,10 @@ errc code_of(const caf::error& err);
 /// `"bg_jobs.database_locked: database is locked ..."`.
 std::string describe(const caf::error& err);
 
+/// The message of `err` without its `bg_jobs.<code>: ` prefix, on one
+/// line: for wrapping an error in another of more context.
+std::string message_of(const caf::error& err);
+
 /// Registers the `bg_jobs` category with an actor system config, so that
 /// `system.render(err)` prints bg_jobs errors readably.
 void add_error_category(caf::actor_system_config& cfg);

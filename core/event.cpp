@@ -34,6 +34,8 @@ const char* to_string(event_kind k) {
     return "bg_jobs.queue.error";
   case event_kind::db_error:
     return "bg_jobs.db.error";
+  case event_kind::db_reconnected:
+    return "bg_jobs.db.reconnected";
   case event_kind::migrate_up:
     return "bg_jobs.db.migrate_up";
   case event_kind::actor_down:

@@ -31,6 +31,8 @@ enum class event_kind {
   queue_polling_stopped,
   queue_error,
   db_error,
+  /// A connection to the store works again after it was lost or refused.
+  db_reconnected,
   migrate_up,
   /// An actor died; `message` names it and says how many jobs it held.
   actor_down,

@@ -8,7 +8,7 @@ caf::expected<schedule> scheduled_job_spec::build_schedule() const {
   auto s = builder_ ? builder_->build() : schedule::cron(cron_);
   if (!s)
     return make_error(errc::invalid_schedule, "scheduled job '" + job_name() +
-                                                  "': " + describe(s.error()));
+                                                  "': " + message_of(s.error()));
   return s;
 }
 

@@ -32,6 +32,15 @@ std::string to_seconds_iso(bg_jobs::timestamp t) {
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 &&
+      (std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h" ||
+       std::string{argv[1]} == "help")) {
+    std::cout << "usage: bg_jobs cron next \"<expr>\" [--from "
+                 "YYYY-MM-DDTHH:MM:SSZ] [--count N] [--tz ZONE]\n"
+                 "  prints the next runs of a cron expression as UTC "
+                 "instants\n";
+    return 0;
+  }
   if (argc < 4 || std::string{argv[1]} != "cron" ||
       std::string{argv[2]} != "next")
     return usage("unknown command");

@@ -16,10 +16,18 @@ db_adapter* store_connection::get() {
            "; retrying in " + std::to_string(backoff_.count()) + " ms");
     next_attempt_ = now + backoff_;
     backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds{5000});
+    lost_ = true;
     return nullptr;
   }
   backoff_ = std::chrono::milliseconds{50};
   db_ = std::move(*conn);
+  if (lost_) {
+    lost_ = false;
+    event e{event_kind::db_reconnected};
+    e.queue = queue_;
+    e.message = who_ + " is connected to the store again";
+    ctx_.emit(std::move(e));
+  }
   return db_.get();
 }
 
@@ -30,8 +38,10 @@ bool store_connection::outcome_unknown(const caf::error& err) {
 void store_connection::failed(const caf::error& err, const std::string& what) {
   report(what + ": " + describe(err));
   auto code = code_of(err);
-  if (code == errc::connection_lost || code == errc::database_unavailable)
+  if (code == errc::connection_lost || code == errc::database_unavailable) {
     db_.reset();
+    lost_ = true;
+  }
 }
 
 caf::error

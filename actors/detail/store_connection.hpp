@@ -23,7 +23,8 @@ public:
   store_connection(node_context ctx, std::string who, std::string queue)
       : ctx_(std::move(ctx)), who_(std::move(who)), queue_(std::move(queue)) {}
 
-  /// The connection, or nullptr while the store is unreachable.
+  /// The connection, or nullptr while the store is unreachable. The first
+  /// connection that opens after a loss is reported (`db_reconnected`).
   db_adapter* get();
 
   /// Reports that `what` failed with `err`; drops the connection when the
@@ -53,6 +54,9 @@ private:
   std::unique_ptr<db_adapter> db_;
   std::chrono::steady_clock::time_point next_attempt_;
   std::chrono::milliseconds backoff_{50};
+  /// The connection was lost or could not be opened: the next one that
+  /// opens is reported as a reconnection.
+  bool lost_ = false;
 };
 
 } // namespace bg_jobs::detail

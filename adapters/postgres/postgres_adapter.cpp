@@ -683,7 +683,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     if (!text)
       return make_error(code_of(text.error()), "request " + std::to_string(i) +
                                                    ": " +
-                                                   describe(text.error()));
+                                                   message_of(text.error()));
     if (i > 0)
       rows += ',';
     nlohmann::json row = {

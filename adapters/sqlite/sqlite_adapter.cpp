@@ -774,7 +774,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     if (!text)
       return make_error(static_cast<errc>(text.error().code()),
                         "request " + std::to_string(i) + ": " +
-                            describe(text.error()));
+                            message_of(text.error()));
     texts.emplace_back(std::move(*text));
   }
   std::vector<int64_t> ids;

@@ -167,6 +167,7 @@ TEST_SUITE("postgres runtime") {
     CHECK(counter.distinct() == n);
     CHECK(counter.more_than_once() == 0);
     CHECK(log.count(event_kind::db_error) >= 1);
+    CHECK(log.count(event_kind::db_reconnected) >= 1);
   }
 
   TEST_CASE_FIXTURE(pg_fixture,

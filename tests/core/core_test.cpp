@@ -45,6 +45,20 @@ TEST_SUITE("core") {
     CHECK(printable(std::string{"a\0\xff", 3}) == "a\\x00\\xff");
   }
 
+  TEST_CASE("errors render as one line, and wrap without a second prefix") {
+    auto err =
+        make_error(errc::database_error, "ERROR:  boom\nDETAIL:  the detail\n");
+    CHECK(describe(err) ==
+          "bg_jobs.database_error: ERROR:  boom; DETAIL:  the detail");
+    CHECK(message_of(err) == "ERROR:  boom; DETAIL:  the detail");
+    auto wrapped = make_error(
+        errc::invalid_schedule,
+        "scheduled job 'nightly': " +
+            message_of(make_error(errc::invalid_schedule, "hour field: bad")));
+    CHECK(describe(wrapped) ==
+          "bg_jobs.invalid_schedule: scheduled job 'nightly': hour field: bad");
+  }
+
   TEST_CASE("a manual clock stands still until moved") {
     auto t0 = *parse_iso8601("2024-01-01T00:00:00Z");
     manual_clock clk{t0};

@@ -99,6 +99,8 @@ TEST_SUITE("reliability") {
                              60s));
     REQUIRE(test::eventually([&] { return count_pending(schema.url()) == 0; }));
     CHECK(log.count(event_kind::db_error) >= 1);
+    // Each actor that lost its connection says when it has one again.
+    CHECK(log.count(event_kind::db_reconnected) >= 1);
     std::lock_guard<std::mutex> guard{mtx};
     CHECK(runs.size() == n);
     size_t twice = 0;
