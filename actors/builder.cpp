@@ -81,6 +81,17 @@ builder& builder::with_retention(prune_params retention,
   return *this;
 }
 
+builder& builder::with_enqueued_job_names(std::vector<std::string> names) {
+  for (auto& n : names)
+    enqueued_names_.push_back(std::move(n));
+  return *this;
+}
+
+builder& builder::with_any_job_name(bool on) {
+  any_name_ = on;
+  return *this;
+}
+
 builder& builder::with_clock(std::shared_ptr<bg_jobs::clock> clk) {
   clock_ = std::move(clk);
   return *this;
@@ -110,6 +121,9 @@ caf::error builder::validate() const {
     return fail("shutdown grace period may not be negative");
   if (!clock_)
     return fail("the clock is empty");
+  for (auto& n : enqueued_names_)
+    if (auto why = name_problem(n); !why.empty())
+      return fail("enqueued job name '" + printable(n) + "' " + why);
   if (auto err = maintenance_.validate())
     return err;
   for (size_t i = 0; i < listeners_.size(); ++i)

@@ -65,6 +65,15 @@ public:
   /// connection poolers that break PostgreSQL's LISTEN (off).
   builder& with_poll_only(bool on = true);
 
+  /// Job names this process enqueues for workers that run elsewhere (a web
+  /// tier, say): it accepts them without a worker of its own. Other names
+  /// without a worker here stay `no_worker_for_job` errors.
+  builder& with_enqueued_job_names(std::vector<std::string> names);
+
+  /// Accepts every valid job name, with or without a worker here: for a
+  /// process that only enqueues, for any worker of the application.
+  builder& with_any_job_name(bool on = true);
+
   /// The source of "now" for every actor of the tree (the system clock). A
   /// test that pins time passes the same clock to its adapter's options.
   builder& with_clock(std::shared_ptr<bg_jobs::clock> clk);
@@ -95,6 +104,10 @@ public:
   bool migrations() const { return migrate_; }
   bool poll_only() const { return poll_only_; }
   const maintenance_config& maintenance() const { return maintenance_; }
+  const std::vector<std::string>& enqueued_job_names() const {
+    return enqueued_names_;
+  }
+  bool any_job_name() const { return any_name_; }
   const std::shared_ptr<bg_jobs::clock>& time_source() const { return clock_; }
 
 private:
@@ -110,6 +123,8 @@ private:
   bool poll_only_ = false;
   maintenance_config maintenance_;
   std::shared_ptr<bg_jobs::clock> clock_ = clock::system();
+  std::vector<std::string> enqueued_names_;
+  bool any_name_ = false;
 };
 
 } // namespace bg_jobs

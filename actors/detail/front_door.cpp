@@ -21,13 +21,16 @@ struct front_door_state {
   static inline const char* name = "bg_jobs.front_door";
 
   caf::error check_name(const job_request& r) {
-    if (ctx.plan->runs(r.name()))
+    if (ctx.plan->accepts(r.name()))
       return caf::none;
     event e{event_kind::no_worker_for_job};
-    e.message = "no worker for job '" + r.name() + "'";
+    e.message = "no worker for job '" + printable(r.name()) + "'";
     ctx.emit(std::move(e));
     return make_error(errc::no_worker_for_job,
-                      "no worker is registered for job '" + r.name() + "'");
+                      "no worker is registered for job '" +
+                          printable(r.name()) +
+                          "' (declare names enqueued for other processes with "
+                          "with_enqueued_job_names)");
   }
 
   /// The connection, or the error that says why there is none.

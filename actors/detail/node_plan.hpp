@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct node_plan {
   std::vector<scheduled_job_spec> scheduled;
   /// The queue that runs each job name.
   std::map<std::string, std::string> queue_of_job;
+  /// Names enqueued here for workers elsewhere.
+  std::set<std::string> enqueued_for_others;
+  /// Every valid name may be enqueued here.
+  bool any_job_name = false;
   listener_set listeners;
   /// Whether any listener is configured (events are built only then).
   bool any_listener = false;
@@ -39,6 +44,12 @@ struct node_plan {
 
   bool runs(const std::string& job_name) const {
     return queue_of_job.count(job_name) > 0;
+  }
+
+  /// Whether this node accepts enqueues of `job_name`.
+  bool accepts(const std::string& job_name) const {
+    return any_job_name || runs(job_name) ||
+           enqueued_for_others.count(job_name) > 0;
   }
 };
 

@@ -35,6 +35,9 @@ node_plan node_plan::make(const builder& config, bool listen) {
       p.queue_of_job.emplace(w.job_name(), q.name());
   }
   p.listen = listen && !p.queues.empty();
+  p.enqueued_for_others.insert(config.enqueued_job_names().begin(),
+                               config.enqueued_job_names().end());
+  p.any_job_name = config.any_job_name();
   p.maintenance = config.maintenance();
   p.grace = config.shutdown_grace_period();
   p.max_restarts = config.supervisor_max_frequency();

@@ -733,4 +733,44 @@ TEST_SUITE("runtime") {
     CHECK(released);
   }
 
+  BG_JOBS_RUNTIME_CASE("a process without workers enqueues the names it "
+                       "declares, for workers elsewhere") {
+    // The web tier: no queue, one declared name.
+    auto web =
+        start(make_builder().with_node_name("web").with_enqueued_job_names(
+            {"send_email"}));
+    auto j = web.enqueue(job_request{"send_email", {{"to", "ada"}}});
+    REQUIRE_MESSAGE(j, test::why(j));
+    auto ids = web.enqueue_many({job_request{"send_email"}});
+    REQUIRE_MESSAGE(ids, test::why(ids));
+    auto other = web.enqueue(job_request{"resize_image"});
+    REQUIRE_FALSE(other);
+    CHECK(code_of(other.error()) == errc::no_worker_for_job);
+    CHECK(describe(other.error()).find("with_enqueued_job_names") !=
+          std::string::npos);
+    // A worker process on the same store runs them.
+    caf::actor_system_config cfg_b;
+    cfg_b.set("scheduler.max-threads", 2);
+    caf::actor_system sys_b{cfg_b};
+    std::atomic<int> ran{0};
+    auto worker_node = builder{the_store->factory()}
+                           .with_node_name("worker")
+                           .with_queue(test_queue("mail").with_worker(worker{
+                               "send_email", [&](const job&) { ++ran; }}))
+                           .build(sys_b);
+    REQUIRE_MESSAGE(worker_node, test::why(worker_node));
+    REQUIRE(test::eventually([&] { return ran == 2; }));
+    REQUIRE(worker_node->shutdown());
+    // A pure client accepts any valid name, and still refuses bad ones.
+    auto client = builder{the_store->factory()}
+                      .with_node_name("client")
+                      .with_any_job_name()
+                      .build(*sys);
+    REQUIRE(client);
+    CHECK(client->enqueue(job_request{"anything"}));
+    CHECK_FALSE(client->enqueue(job_request{"bad\xff"}));
+    REQUIRE(client->shutdown());
+    CHECK(make_builder().with_enqueued_job_names({""}).validate());
+  }
+
 } // TEST_SUITE
