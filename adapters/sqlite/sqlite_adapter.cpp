@@ -734,6 +734,55 @@ caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
                     "no job " + std::to_string(job_id) + " to delete");
 }
 
+caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
+                                              const job_request& request) {
+  if (!db)
+    return make_error(errc::invalid_argument, "no SQLite connection given");
+  if (sqlite3_get_autocommit(db))
+    return make_error(errc::invalid_argument,
+                      "no transaction is open on the given connection: "
+                      "enqueue_in belongs inside the application's BEGIN");
+  if (request.unique())
+    return make_error(errc::invalid_argument,
+                      "unique requests cannot be enqueued in the caller's "
+                      "transaction on SQLite");
+  auto now = clock::system()->now();
+  auto text = request.validate(now);
+  if (!text)
+    return std::move(text.error());
+  job j;
+  j.name = request.name();
+  j.payload = request.payload();
+  j.created_at = now;
+  j.available_at = request.resolve_available_at(now);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db, sql_enqueue, -1, &raw, nullptr) != SQLITE_OK) {
+    auto msg = std::string{"enqueueing a job in the caller's transaction: "} +
+               sqlite3_errmsg(db);
+    sqlite3_finalize(raw);
+    return make_error(errc::database_error, msg);
+  }
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt{raw,
+                                                             sqlite3_finalize};
+  sqlite3_bind_text(raw, 1, j.name.data(), static_cast<int>(j.name.size()),
+                    SQLITE_STATIC);
+  sqlite3_bind_text(raw, 2, text->data(), static_cast<int>(text->size()),
+                    SQLITE_STATIC);
+  sqlite3_bind_int64(raw, 3, to_unix_ms(j.created_at));
+  sqlite3_bind_int64(raw, 4, to_unix_ms(j.available_at));
+  if (sqlite3_step(raw) != SQLITE_ROW) {
+    auto code = sqlite3_errcode(db);
+    return make_error(code == SQLITE_BUSY || code == SQLITE_LOCKED
+                          ? errc::database_locked
+                          : errc::database_error,
+                      std::string{"enqueueing a job in the caller's "
+                                  "transaction: "} +
+                          sqlite3_errmsg(db));
+  }
+  j.id = sqlite3_column_int64(raw, 0);
+  return j;
+}
+
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto now = options_.clock->now();
   auto text = request.validate(now);

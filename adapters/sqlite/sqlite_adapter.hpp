@@ -41,6 +41,14 @@ public:
   /// Returns a factory that opens a new connection with `options` per call.
   static adapter_factory factory(sqlite_options options);
 
+  /// Enqueues inside the application's own transaction on its own
+  /// connection `db` to the same file: the job exists if and only if that
+  /// transaction commits, and other processes' queues are woken by the
+  /// commit (the WAL watch). `db` must be inside a transaction (`BEGIN`);
+  /// unique requests are refused here (enqueue them through a queue's own
+  /// connection).
+  static caf::expected<job> enqueue_in(sqlite3* db, const job_request& request);
+
   ~sqlite_adapter() override;
 
   sqlite_adapter(const sqlite_adapter&) = delete;

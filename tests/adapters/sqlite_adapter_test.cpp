@@ -154,4 +154,47 @@ TEST_SUITE("sqlite") {
     CHECK(r->front().payload == "not {json");
   }
 
+  TEST_CASE("a job enqueued in the application's transaction exists iff it "
+            "commits") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    auto db = open_migrated(path);
+    sqlite3* app = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &app) == SQLITE_OK);
+    auto exec = [&](const char* sql) {
+      REQUIRE(sqlite3_exec(app, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    };
+    exec("CREATE TABLE orders (id INTEGER PRIMARY KEY)");
+    // Outside a transaction it refuses, and writes nothing.
+    auto alone = sqlite_adapter::enqueue_in(app, job_request{"ship"});
+    REQUIRE_FALSE(alone);
+    CHECK(code_of(alone.error()) == errc::invalid_argument);
+    // Rolled back with the application's own write: no job.
+    exec("BEGIN IMMEDIATE");
+    exec("INSERT INTO orders VALUES (1)");
+    REQUIRE(
+        sqlite_adapter::enqueue_in(app, job_request{"ship", {{"order", 1}}}));
+    exec("ROLLBACK");
+    CHECK(db->stats()->total() == 0);
+    // Committed with it: the job is there for the queues.
+    exec("BEGIN IMMEDIATE");
+    exec("INSERT INTO orders VALUES (2)");
+    auto j =
+        sqlite_adapter::enqueue_in(app, job_request{"ship", {{"order", 2}}});
+    REQUIRE_MESSAGE(j, test::why(j));
+    exec("COMMIT");
+    auto held = db->reserve_jobs({{"ship"}, 5, "n/q/1"});
+    REQUIRE(held);
+    REQUIRE(held->size() == 1);
+    CHECK(held->front().id == j->id);
+    CHECK(held->front().payload == nlohmann::json{{"order", 2}});
+    // Bad input is refused inside a transaction too.
+    exec("BEGIN IMMEDIATE");
+    CHECK_FALSE(sqlite_adapter::enqueue_in(app, job_request{"bad\xff"}));
+    CHECK_FALSE(
+        sqlite_adapter::enqueue_in(app, job_request{"ship"}.with_unique()));
+    exec("ROLLBACK");
+    sqlite3_close(app);
+  }
+
 } // TEST_SUITE
