@@ -71,7 +71,7 @@ struct supervisor_state {
                   st.check_ready();
               },
               [self, name = spec.name](caf::error& err) {
-                self->state.fail(
+                self->state.begin_shutdown(
                     self,
                     make_error(errc::timeout, "'" + name + "' did not start: " +
                                                   self->system().render(err)));
@@ -109,7 +109,7 @@ struct supervisor_state {
                  std::to_string(cfg.max_restarts) + " restart(s) within " +
                  std::to_string(cfg.restart_period.count()) + " ms";
       emit(event_kind::supervisor_gave_up, msg);
-      fail(self, make_error(errc::restart_limit_exceeded, msg));
+      begin_shutdown(self, make_error(errc::restart_limit_exceeded, msg));
       return;
     }
     restarts.push_back(now);
@@ -123,16 +123,13 @@ struct supervisor_state {
           self->send(running[k], reregister_atom::value);
   }
 
-  void fail(self_ptr self, caf::error reason) {
-    for (auto& rp : ready_waiters)
-      rp.deliver(reason);
-    ready_waiters.clear();
-    begin_shutdown(self, std::move(reason));
-  }
-
+  /// Stops every child, tier by tier; start-up waiters learn `reason`.
   void begin_shutdown(self_ptr self, caf::error reason) {
     if (stopping)
       return;
+    for (auto& rp : ready_waiters)
+      rp.deliver(reason ? reason : make_error(errc::shutting_down));
+    ready_waiters.clear();
     stopping = true;
     stop_reason = std::move(reason);
     emit(event_kind::shutdown_started);
@@ -140,12 +137,6 @@ struct supervisor_state {
     for (auto& c : cfg.children)
       tier = std::max(tier, c.tier);
     stop_tier(self);
-  }
-
-  /// An exit from the supervisor itself would undo the link, so that the
-  /// child's own exit never came back: send it anonymously.
-  static void stop_now(const caf::actor& child, caf::exit_reason reason) {
-    caf::anon_send_exit(child, reason);
   }
 
   /// Asks every child of the current tier to stop.
@@ -157,8 +148,8 @@ struct supervisor_state {
         continue;
       if (cfg.children[i].stop)
         cfg.children[i].stop(self, running[i]);
-      else
-        stop_now(running[i], caf::exit_reason::user_shutdown);
+      else // anonymous: an exit from us would undo the link we wait on
+        caf::anon_send_exit(running[i], caf::exit_reason::user_shutdown);
     }
     self->delayed_send(self, cfg.stop_timeout, tier_deadline_atom::value, tier);
     stop_tier_if_done(self);
@@ -217,7 +208,7 @@ caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
           return;
         for (size_t i = 0; i < st.running.size(); ++i)
           if (st.running[i] && st.cfg.children[i].tier >= tier)
-            st.stop_now(st.running[i], caf::exit_reason::kill);
+            caf::anon_send_exit(st.running[i], caf::exit_reason::kill);
       },
   };
 }
