@@ -55,8 +55,6 @@ public:
   /// The completion of an exhausted job.
   decision on_exhausted(const job& j, const std::string& owner) const;
 
-  const retry_settings& settings() const { return settings_; }
-
 private:
   retry_settings settings_;
 };

@@ -20,7 +20,6 @@ namespace bg_jobs::detail {
 /// What one node runs, computed once by `builder::build` from the
 /// configuration; every actor reads it instead of deriving its own view.
 struct node_plan {
-  std::string node;
   /// The configured queues, then one queue per scheduled job.
   std::vector<queue_spec> queues;
   std::vector<scheduled_job_spec> scheduled;

@@ -19,7 +19,6 @@ namespace bg_jobs::detail {
 
 node_plan node_plan::make(const builder& config, bool listen) {
   node_plan p;
-  p.node = config.node_name();
   p.queues = config.queues();
   p.scheduled = config.scheduled_jobs();
   for (auto& sj : p.scheduled)

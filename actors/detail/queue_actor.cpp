@@ -50,7 +50,7 @@ struct queue_state {
 
   static inline const char* name = "bg_jobs.queue";
 
-  void emit_error(event_kind k, std::string message) const {
+  void emit(event_kind k, std::string message = {}) const {
     event e{k};
     e.queue = spec.name();
     e.message = std::move(message);
@@ -101,10 +101,10 @@ struct queue_state {
     try {
       poll_once(self);
     } catch (const std::exception& ex) {
-      emit_error(event_kind::queue_error,
-                 std::string{"polling failed: "} + ex.what());
+      emit(event_kind::queue_error,
+           std::string{"polling failed: "} + ex.what());
     } catch (...) {
-      emit_error(event_kind::queue_error, "polling failed");
+      emit(event_kind::queue_error, "polling failed");
     }
   }
 
@@ -194,7 +194,7 @@ struct queue_state {
                       return std::move(r.error());
                     return caf::none;
                   });
-    emit_error(event_kind::queue_polling_stopped, {});
+    emit(event_kind::queue_polling_stopped);
     pool.stop_all(self);
     self->quit();
   }
@@ -239,14 +239,12 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     else
       st.poll(self);
   });
-  self->set_default_handler(
-      [self](caf::scheduled_actor*,
-             caf::message_view& x) -> caf::result<caf::message> {
-        self->state.emit_error(event_kind::queue_error,
-                               "unexpected message ignored: " +
-                                   caf::to_string(x.content()));
-        return caf::none;
-      });
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& x)
+                                -> caf::result<caf::message> {
+    self->state.emit(event_kind::queue_error, "unexpected message ignored: " +
+                                                  caf::to_string(x.content()));
+    return caf::none;
+  });
   st.store.get();
   st.announce(self);
   // The registry must know this queue as the owner of its reservations
@@ -262,7 +260,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
               [start_polling](caf::error&) { start_polling(); });
   else
     start_polling();
-  st.emit_error(event_kind::queue_polling_started, {});
+  st.emit(event_kind::queue_polling_started);
   return {
       [=](poll_atom) {
         self->state.poll(self);

@@ -677,22 +677,16 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
 caf::expected<std::vector<int64_t>>
 postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   auto now = impl_->options.clock->now();
-  std::string rows = "[";
+  std::vector<std::string> texts;
+  texts.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     auto text = requests[i].validate(now);
     if (!text)
       return make_error(code_of(text.error()), "request " + std::to_string(i) +
                                                    ": " +
                                                    message_of(text.error()));
-    if (i > 0)
-      rows += ',';
-    nlohmann::json row = {
-        {"name", requests[i].name()},
-        {"payload", std::move(*text)},
-        {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
-    rows += row.dump();
+    texts.push_back(std::move(*text));
   }
-  rows += ']';
   if (requests.empty())
     return std::vector<int64_t>{};
   if (std::any_of(requests.begin(), requests.end(),
@@ -701,23 +695,34 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     // one transaction, all or none.
     return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
       std::vector<int64_t> ids;
-      for (auto& r : requests) {
+      for (size_t i = 0; i < requests.size(); ++i) {
+        auto& r = requests[i];
         job j;
         j.name = r.name();
         j.created_at = now;
         j.available_at = r.resolve_available_at(now);
-        auto text = r.validate(now);
         if (r.unique()) {
-          ids.push_back(insert_unique(tx, std::move(j), *text, r, now).id);
+          ids.push_back(insert_unique(tx, std::move(j), texts[i], r, now).id);
           continue;
         }
-        ids.push_back(tx.exec_prepared("bgj_enqueue", j.name, *text,
+        ids.push_back(tx.exec_prepared("bgj_enqueue", j.name, texts[i],
                                        to_unix_ms(now),
                                        to_unix_ms(j.available_at))[0][0]
                           .as<int64_t>());
       }
       return ids;
     });
+  std::string rows = "[";
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (i > 0)
+      rows += ',';
+    nlohmann::json row = {
+        {"name", requests[i].name()},
+        {"payload", std::move(texts[i])},
+        {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
+    rows += row.dump();
+  }
+  rows += ']';
   return impl_->in_statement(
       "enqueueing jobs", [&](pqxx::transaction_base& tx) {
         std::vector<int64_t> ids;

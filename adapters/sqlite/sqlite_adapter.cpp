@@ -642,6 +642,7 @@ caf::expected<job> sqlite_adapter::insert_unique(job j,
                                                  timestamp now) {
   auto key = request.unique_key();
   auto& u = *request.unique();
+  // Runs a statement without results; returns how many rows it changed.
   auto step =
       [&](const char* sql,
           const std::function<void(statement&)>& bind) -> caf::expected<int> {
@@ -650,10 +651,7 @@ caf::expected<job> sqlite_adapter::insert_unique(job j,
       return std::move(s.error());
     statement q{*s};
     bind(q);
-    auto rc = q.step();
-    if (rc == SQLITE_ROW)
-      return static_cast<int>(sqlite3_column_int64(q.get(), 0) > 0 ? 1 : 0);
-    if (rc != SQLITE_DONE)
+    if (int rc = q.step(); rc != SQLITE_DONE)
       return failure(rc, "enqueueing a unique job");
     return sqlite3_changes(db_);
   };

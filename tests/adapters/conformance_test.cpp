@@ -983,7 +983,9 @@ TEST_SUITE("conformance") {
     auto pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      // The child: a connection of its own, one enqueue, no doctest.
+      // The child: a connection of its own, one enqueue, no doctest; it
+      // may not outlive 30 s.
+      alarm(30);
       auto conn = store.factory()();
       bool ok = conn && (*conn)->enqueue_job(job_request{"woken"});
       _exit(ok ? 0 : 1);
@@ -1110,7 +1112,8 @@ TEST_SUITE("conformance") {
       REQUIRE(pid >= 0);
       if (pid == 0) {
         // Ten threads, each with a connection of its own, five enqueues
-        // each; no doctest in the child.
+        // each; no doctest in the child, which may not outlive 30 s.
+        alarm(30);
         std::atomic<int> failures{0};
         std::vector<std::thread> threads;
         for (int t = 0; t < 10; ++t)
