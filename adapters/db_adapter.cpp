@@ -1,5 +1,8 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 
+#include <cinttypes>
+#include <cstdio>
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -62,6 +65,74 @@ caf::error db_adapter::check_reserve(const reserve_params& params) {
   if (params.reserved_by.empty())
     return make_error(errc::invalid_argument, "reserved_by is empty");
   return caf::none;
+}
+
+caf::error db_adapter::check_query(const job_query& query) {
+  if (query.limit < 1 || query.limit > 1000)
+    return make_error(errc::invalid_argument,
+                      "page limit must be 1 to 1000, got " +
+                          std::to_string(query.limit));
+  for (auto& n : query.names)
+    if (auto why = name_problem(n); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "job name '" + printable(n) + "' " + why);
+  return caf::none;
+}
+
+caf::error db_adapter::check_pause_name(pause_kind kind,
+                                        const std::string& name) {
+  if (auto why = name_problem(name); !why.empty())
+    return make_error(errc::invalid_argument, std::string{to_string(kind)} +
+                                                  " name '" + printable(name) +
+                                                  "' " + why);
+  return caf::none;
+}
+
+std::string db_adapter::encode_key(const page_key& key) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%d.%" PRId64 ".%" PRId64, key.priority,
+                key.at_ms, key.id);
+  return buf;
+}
+
+caf::expected<db_adapter::page_key>
+db_adapter::decode_key(const std::string& text) {
+  page_key key;
+  int used = 0;
+  if (text.size() > 60 ||
+      std::sscanf(text.c_str(), "%d.%" SCNd64 ".%" SCNd64 "%n", &key.priority,
+                  &key.at_ms, &key.id, &used) != 3 ||
+      used != static_cast<int>(text.size()))
+    return make_error(errc::invalid_argument,
+                      "malformed page position '" + printable(text) + "'");
+  return key;
+}
+
+void db_adapter::finish_page(job_page& page, const job_query& query) {
+  if (page.jobs.size() <= static_cast<size_t>(query.limit))
+    return;
+  page.jobs.resize(static_cast<size_t>(query.limit));
+  auto& last = page.jobs.back();
+  page_key key;
+  key.id = last.id;
+  switch (query.state) {
+  case job_state::waiting:
+  case job_state::scheduled:
+    key.priority = last.priority;
+    key.at_ms = to_unix_ms(last.available_at);
+    break;
+  case job_state::running:
+    key.at_ms = last.reserved_at ? to_unix_ms(*last.reserved_at) : 0;
+    break;
+  default:
+    key.at_ms = last.finished_at ? to_unix_ms(*last.finished_at) : 0;
+    break;
+  }
+  page.next = encode_key(key);
+}
+
+const char* to_string(pause_kind k) {
+  return k == pause_kind::queue ? "queue" : "schedule";
 }
 
 caf::expected<std::vector<std::string>>

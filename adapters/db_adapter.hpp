@@ -32,6 +32,9 @@ struct reserve_params {
   int limit = 1;
   /// The owner recorded on each reserved job.
   std::string reserved_by;
+  /// The queue reserving; while it is paused (`pause`), nothing is
+  /// reserved. Empty: no pause applies.
+  std::string queue;
 };
 
 /// What `db_adapter::complete_and_reserve` did.
@@ -87,11 +90,58 @@ struct job_stats {
   int64_t reserved = 0;
   int64_t succeeded = 0;
   int64_t failed = 0;
+  int64_t cancelled = 0;
 
   int64_t pending() const { return available + scheduled; }
   int64_t total() const {
-    return available + scheduled + reserved + succeeded + failed;
+    return available + scheduled + reserved + succeeded + failed + cancelled;
   }
+};
+
+/// The counts of one job name, and how late its oldest waiting job is.
+struct name_stats {
+  std::string name;
+  /// Counts by state, as `job_stats` has them.
+  job_stats counts;
+  /// The `available_at` of the oldest job waiting now, if one is.
+  std::optional<timestamp> oldest_waiting;
+};
+
+/// Which jobs `db_adapter::list_jobs` returns, one page at a time.
+struct job_query {
+  job_state state = job_state::waiting;
+  /// Only jobs with one of these names; empty: every name.
+  std::vector<std::string> names;
+  /// Newest first (by default), else oldest first. Waiting and scheduled
+  /// jobs are ordered as claims take them (priority, availability, id)
+  /// with "oldest" the next to run; running jobs by reservation time;
+  /// finished ones by the time they finished.
+  bool newest_first = true;
+  /// The `next` of the previous page; empty for the first page.
+  std::string after;
+  /// Jobs per page, 1 to 1000.
+  int limit = 50;
+};
+
+/// One page of `list_jobs`.
+struct job_page {
+  std::vector<job_record> jobs;
+  /// Pass as `job_query::after` for the next page; empty on the last one.
+  std::string next;
+};
+
+/// What can be paused: a queue (its jobs are not reserved) or a scheduled
+/// job (its occurrences are not enqueued).
+enum class pause_kind { queue, schedule };
+
+/// `"queue"` or `"schedule"`.
+const char* to_string(pause_kind k);
+
+/// A pause as stored.
+struct pause_record {
+  pause_kind kind = pause_kind::queue;
+  std::string name;
+  timestamp paused_at;
 };
 
 /// The one seam between the engine and SQL. Each implementation owns its
@@ -102,7 +152,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 4;
+  static constexpr int schema_version_current = 5;
 
   virtual capabilities caps() const = 0;
 
@@ -207,6 +257,35 @@ public:
   /// unknown id is `job_not_found`.
   virtual caf::expected<void> delete_job(int64_t job_id) = 0;
 
+  /// Cancels a job. A waiting job moves to history as cancelled with
+  /// `reason` at once (state `cancelled`); a running job is marked (state
+  /// `running`, `cancel_reason` set) and is recorded as cancelled when its
+  /// attempt ends, whatever the outcome. A finished job is
+  /// `invalid_state`; an unknown id `job_not_found`. Returns the record.
+  virtual caf::expected<job_record> cancel_job(int64_t job_id,
+                                               const std::string& reason) = 0;
+
+  /// Runs a failed or cancelled job again now: back to `jobs` with the same
+  /// id, attempts from zero, its errors kept. A waiting, running or
+  /// succeeded job is `invalid_state`; an unknown id `job_not_found`.
+  virtual caf::expected<job_record> retry_job(int64_t job_id) = 0;
+
+  /// Retries every failed (not cancelled) job named `name`; returns how
+  /// many.
+  virtual caf::expected<int64_t> retry_failed(const std::string& name) = 0;
+
+  /// Stores a pause; pausing twice is harmless. The name must be a valid
+  /// name (`name_problem`).
+  virtual caf::expected<void> pause(pause_kind kind,
+                                    const std::string& name) = 0;
+
+  /// Removes a pause; resuming what is not paused is harmless.
+  virtual caf::expected<void> resume(pause_kind kind,
+                                     const std::string& name) = 0;
+
+  /// Every stored pause, by kind and name.
+  virtual caf::expected<std::vector<pause_record>> pauses() = 0;
+
   /// Adds one to the attempts of a job in `jobs`; returns the job.
   virtual caf::expected<job> increment_attempts(const job& j) = 0;
 
@@ -233,6 +312,17 @@ public:
   /// Counts of every state in one snapshot.
   virtual caf::expected<job_stats> stats() = 0;
 
+  /// Counts per job name (names with no job are left out), by name.
+  virtual caf::expected<std::vector<name_stats>> stats_by_name() = 0;
+
+  /// One page of jobs in one state (keyset paging: a page costs the same
+  /// however deep it is). A malformed `after` or a limit outside 1..1000 is
+  /// `invalid_argument`.
+  virtual caf::expected<job_page> list_jobs(const job_query& query) = 0;
+
+  /// The job with that id, wherever it is kept; `job_not_found` if none.
+  virtual caf::expected<job_record> get_job(int64_t job_id) = 0;
+
   /// The store's plan for the statement that `reserve_jobs(params)` runs,
   /// as text (for tests and operators: it names the index it uses).
   virtual caf::expected<std::string>
@@ -253,6 +343,30 @@ protected:
   /// An `invalid_argument` error unless the limit is positive and the owner
   /// named.
   static caf::error check_reserve(const reserve_params& params);
+
+  /// An `invalid_argument` error unless the limit is within 1..1000 and
+  /// the names are valid.
+  static caf::error check_query(const job_query& query);
+
+  /// An `invalid_argument` error unless `name` can name a queue or job.
+  static caf::error check_pause_name(pause_kind kind, const std::string& name);
+
+  /// A keyset position: the sort key of the last row of a page.
+  struct page_key {
+    int priority = 0;
+    int64_t at_ms = 0;
+    int64_t id = 0;
+  };
+
+  /// Encodes `key` as `job_page::next`.
+  static std::string encode_key(const page_key& key);
+
+  /// Decodes `job_query::after`; `invalid_argument` when malformed.
+  static caf::expected<page_key> decode_key(const std::string& text);
+
+  /// Trims a page read with `limit + 1` rows to `limit` and sets `next`
+  /// when the extra row shows there is more.
+  static void finish_page(job_page& page, const job_query& query);
 };
 
 /// Opens a new connection each time it is called; the runtime gives every

@@ -8,7 +8,9 @@
 
 namespace bg_jobs {
 
-/// How one reserved job ends: the change an adapter persists for it.
+/// How one reserved job ends: the change an adapter persists for it. A job
+/// asked to cancel while it ran (`db_adapter::cancel_job`) is recorded as
+/// cancelled whatever the kind.
 struct completion {
   enum class kind {
     /// Move the job to `jobs_succeeded`.
@@ -19,6 +21,9 @@ struct completion {
     retry,
     /// Like retry, but the attempt does not count.
     snooze,
+    /// Move the job to `jobs_failed` as cancelled, with `error` as the
+    /// reason (a reason stored by `cancel_job` takes precedence).
+    cancelled,
   };
 
   kind what = kind::succeeded;

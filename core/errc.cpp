@@ -44,6 +44,10 @@ const char* to_string(errc x) {
     return "timeout";
   case errc::restart_limit_exceeded:
     return "restart_limit_exceeded";
+  case errc::invalid_state:
+    return "invalid_state";
+  case errc::unknown_queue:
+    return "unknown_queue";
   }
   return "unknown";
 }

@@ -49,6 +49,11 @@ enum class errc : uint8_t {
   timeout,
   /// The supervisor restarted children too often and gave up.
   restart_limit_exceeded,
+  /// The job is in a state the operation does not apply to (cancel of a
+  /// finished job, retry of a waiting one, delete of a running one).
+  invalid_state,
+  /// No queue of that name is configured.
+  unknown_queue,
 };
 
 /// The CAF error category of `errc` values.

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -18,12 +19,17 @@ struct job {
   nlohmann::json payload;
   /// Attempts started so far, counting the current one while reserved.
   int attempts = 0;
+  /// 0 (the most urgent) to 9; see `job_request::with_priority`.
+  int priority = 0;
   timestamp created_at;
   timestamp available_at;
   std::optional<timestamp> reserved_at;
   std::optional<std::string> reserved_by;
   /// The error text of the last failed attempt, if any.
   std::optional<std::string> last_error;
+  /// Set once a cancel was asked for while the job runs
+  /// (`db_adapter::cancel_job`).
+  std::optional<std::string> cancel_reason;
   /// Set on the job an enqueue returns when its request was unique and an
   /// equal job already counted: that job, and nothing new was stored.
   bool conflict = false;
@@ -37,6 +43,7 @@ struct succeeded_job {
   std::string name;
   nlohmann::json payload;
   int attempts = 0;
+  int priority = 0;
   timestamp created_at;
   timestamp available_at;
   timestamp succeeded_at;
@@ -44,19 +51,66 @@ struct succeeded_job {
   bool operator==(const succeeded_job&) const = default;
 };
 
-/// A job that failed for good, as kept in `jobs_failed`.
+/// A job that failed for good or was cancelled, as kept in `jobs_failed`.
 struct failed_job {
   int64_t id = 0;
   std::string name;
   nlohmann::json payload;
   int attempts = 0;
-  /// The error text of the last attempt.
+  /// The error text of the last attempt, or the reason of a cancellation.
   std::string exception;
+  /// Cancelled (by a handler's `outcome::cancel` or by `cancel_job`)
+  /// rather than failed.
+  bool cancelled = false;
+  int priority = 0;
   timestamp created_at;
   timestamp available_at;
   timestamp failed_at;
 
   bool operator==(const failed_job&) const = default;
+};
+
+/// Where a job is in its life, as inspection reports it.
+enum class job_state {
+  /// In `jobs`, unreserved and available now.
+  waiting,
+  /// In `jobs`, unreserved and available later.
+  scheduled,
+  /// Reserved by a queue.
+  running,
+  succeeded,
+  failed,
+  cancelled,
+};
+
+/// `"waiting"`, `"scheduled"`, ... .
+const char* to_string(job_state s);
+
+/// The state named `text` (as `to_string` spells it), if any.
+std::optional<job_state> parse_job_state(std::string_view text);
+
+/// One job wherever it is kept, as the operator's tools show it.
+struct job_record {
+  int64_t id = 0;
+  std::string name;
+  nlohmann::json payload;
+  int priority = 0;
+  int attempts = 0;
+  job_state state = job_state::waiting;
+  timestamp created_at;
+  timestamp available_at;
+  std::optional<timestamp> reserved_at;
+  std::optional<std::string> reserved_by;
+  /// When it succeeded, failed or was cancelled.
+  std::optional<timestamp> finished_at;
+  /// The last error (waiting, running), the final error (failed) or the
+  /// reason (cancelled).
+  std::optional<std::string> error;
+  /// Set while a running job has been asked to stop.
+  std::optional<std::string> cancel_reason;
+  /// The errors of failed attempts, oldest first, kept across manual
+  /// retries: objects `{"attempt": n, "at": unix_ms, "error": text}`.
+  nlohmann::json errors = nlohmann::json::array();
 };
 
 } // namespace bg_jobs

@@ -174,6 +174,11 @@ caf::expected<std::string> job_request::validate() const {
       t && (*t > latest_available_at || t->time_since_epoch().count() < 0))
     return make_error(errc::invalid_argument,
                       "available_at must lie between 1970 and 9999");
+  if (priority_ < min_priority || priority_ > max_priority)
+    return make_error(errc::invalid_argument,
+                      "priority " + std::to_string(priority_) +
+                          " is out of range: " + std::to_string(min_priority) +
+                          " (most urgent) to " + std::to_string(max_priority));
   if (unique_) {
     if (unique_->key && unique_->key->empty())
       return make_error(errc::invalid_argument, "the unique key is empty");

@@ -37,6 +37,12 @@ std::string printable(std::string_view name);
 /// `max_payload_depth`; scans without recursion and without parsing.
 bool exceeds_payload_depth(std::string_view text);
 
+/// The most urgent priority: claims take lower numbers first.
+constexpr int min_priority = 0;
+
+/// The least urgent priority.
+constexpr int max_priority = 9;
+
 /// How a unique job keeps duplicates out (`job_request::with_unique`).
 struct unique_options {
   /// The key that makes two requests equal; by default the job name and
@@ -95,6 +101,17 @@ public:
 
   const std::optional<unique_options>& unique() const { return unique_; }
 
+  /// Sets the priority, `min_priority` (0, the most urgent and the
+  /// default) to `max_priority` (9). Claims take jobs by priority, then by
+  /// availability, then by id; out of range is `invalid_argument` at
+  /// enqueue.
+  job_request& with_priority(int p) {
+    priority_ = p;
+    return *this;
+  }
+
+  int priority() const { return priority_; }
+
   /// The key stored for a unique request (see `unique_options::key`).
   std::string unique_key() const;
 
@@ -119,6 +136,7 @@ private:
   nlohmann::json payload_;
   availability availability_;
   std::optional<unique_options> unique_;
+  int priority_ = min_priority;
 };
 
 } // namespace bg_jobs

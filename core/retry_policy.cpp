@@ -40,8 +40,8 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
     return d;
   }
   case outcome::kind::cancel: {
-    auto d = make(j, k::failed, event_kind::job_cancelled, owner);
-    d.change.error = "cancelled: " + o.message();
+    auto d = make(j, k::cancelled, event_kind::job_cancelled, owner);
+    d.change.error = o.message().empty() ? "cancelled" : o.message();
     d.message = o.message();
     return d;
   }

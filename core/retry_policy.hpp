@@ -36,7 +36,7 @@ public:
   /// The handler of `j` (reserved by `owner`) returned `o` at `now`: a
   /// success moves to succeeded; a failure is retried with backoff while
   /// attempts remain, then fails; a snooze waits without counting the
-  /// attempt; a cancel fails at once, never retried.
+  /// attempt; a cancel is recorded as cancelled at once, never retried.
   decision on_outcome(const job& j, const outcome& o, const std::string& owner,
                       timestamp now, std::minstd_rand& rng) const;
 

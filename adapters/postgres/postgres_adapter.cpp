@@ -17,10 +17,15 @@ namespace {
 #define BG_JOBS_MS(col) "(extract(epoch from " col ") * 1000)::bigint"
 #define BG_JOBS_TS(param)                                                      \
   "(timestamptz 'epoch' + " param "::bigint * interval '1 millisecond')"
+#define BG_JOBS_PG_APPEND_ERROR(at, text)                                      \
+  "coalesce(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object("     \
+  "'attempt', attempts, 'at', " at "::bigint, 'error', " text "::text))"
+// clang-format off
 #define BG_JOBS_PG_JOB_COLUMNS                                                 \
-  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(    \
-      "available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by, "         \
-                                                     "last_error"
+  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
+  BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by,"   \
+  " last_error, priority, cancel_reason"
+// clang-format on
 
 const char* const migrations[] = {
     // version 1
@@ -73,6 +78,24 @@ const char* const migrations[] = {
     "  job_id BIGINT NOT NULL,"
     "  expires_at TIMESTAMPTZ,"
     "  counts_succeeded BOOLEAN NOT NULL DEFAULT false);",
+    // version 5: priorities, cancellation, error history, pauses
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0,"
+    "  ADD COLUMN cancel_reason TEXT, ADD COLUMN errors JSONB;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN priority INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN priority INTEGER NOT NULL DEFAULT 0,"
+    "  ADD COLUMN cancelled BOOLEAN NOT NULL DEFAULT false,"
+    "  ADD COLUMN errors JSONB;"
+    // The claim takes priority first; the index keeps serving it.
+    "DROP INDEX jobs_claim_idx;"
+    "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_failed_name_idx ON jobs_failed (name);"
+    "CREATE TABLE bg_jobs_paused ("
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  paused_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (kind, name));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -89,15 +112,15 @@ struct statement_def {
 const statement_def statements[] = {
   {"bgj_enqueue",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ") RETURNING id)"
+   " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ", $5) RETURNING id)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
   {"bgj_enqueue_many",
    "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
-   "   AS x(name text, payload text, at bigint)),"
+   "   AS x(name text, payload text, at bigint, p integer)),"
    " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at) SELECT name, payload, 0, " BG_JOBS_TS("$2") ", "
-   BG_JOBS_TS("at") " FROM r RETURNING id),"
+   "   available_at, priority) SELECT name, payload, 0, " BG_JOBS_TS("$2")
+   ", " BG_JOBS_TS("at") ", p FROM r RETURNING id),"
    " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
@@ -107,7 +130,10 @@ const statement_def statements[] = {
    " WHERE id IN (SELECT id FROM jobs"
    "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
    "     AND name IN (SELECT json_array_elements_text($3::json))"
-   "   ORDER BY available_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
+   "       WHERE kind = 'queue' AND name = $5)"
+   "   ORDER BY priority, available_at, id LIMIT $4"
+   "   FOR UPDATE SKIP LOCKED)"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
   {"bgj_release_one",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
@@ -127,35 +153,52 @@ const statement_def statements[] = {
    " WHERE reserved_by IS NOT NULL"
    "   AND substr(reserved_by, 1, length($1)) = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  // Completions apply while the reservation is the caller's and no cancel
+  // was asked for; a job asked to cancel takes bgj_cancel_reserved.
   {"bgj_succeed",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
+   "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at)"
+   "   available_at, succeeded_at, priority)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m"},
+   BG_JOBS_TS("$2") ", priority FROM m"},
   {"bgj_succeed_many",
    "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
+   "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at)"
+   "   available_at, succeeded_at, priority)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m RETURNING id"},
+   BG_JOBS_TS("$2") ", priority FROM m RETURNING id"},
   {"bgj_fail",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
+   "   RETURNING *)"
+   " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+   "   created_at, available_at, failed_at, priority, errors)"
+   " SELECT id, name, payload, attempts, $4, created_at, available_at, "
+   BG_JOBS_TS("$2") ", priority, " BG_JOBS_PG_APPEND_ERROR("$2", "$4")
+   " FROM m"},
+  {"bgj_cancel_reserved",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-   "   created_at, available_at, failed_at)"
-   " SELECT id, name, payload, attempts, $4, created_at, available_at, "
-   BG_JOBS_TS("$2") " FROM m"},
+   "   created_at, available_at, failed_at, priority, cancelled, errors)"
+   " SELECT id, name, payload, attempts, coalesce(cancel_reason, $4),"
+   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
+   " FROM m"},
   {"bgj_retry",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-   " available_at = " BG_JOBS_TS("$2") ", last_error = $4"
-   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+   " available_at = " BG_JOBS_TS("$2") ", last_error = $4,"
+   " errors = " BG_JOBS_PG_APPEND_ERROR("$5", "$4")
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"
+   "   AND cancel_reason IS NULL"},
   {"bgj_snooze",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
    " available_at = " BG_JOBS_TS("$2") ", attempts = greatest(attempts - 1, 0)"
-   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"},
+   " WHERE id = $1 AND reserved_by IS NOT DISTINCT FROM $3"
+   "   AND cancel_reason IS NULL"},
   {"bgj_schedule_lock",
    "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
   {"bgj_schedule_latest",
@@ -163,8 +206,8 @@ const statement_def statements[] = {
    " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
   {"bgj_schedule_insert",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ") RETURNING id),"
+   "   available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
+   BG_JOBS_TS("$4") ", $5) RETURNING id),"
    " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
    "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
@@ -219,12 +262,13 @@ const statement_def statements[] = {
    " WHERE reserved_by = $1 ORDER BY id"},
   {"bgj_succeeded",
    "SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "
-   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("succeeded_at")
+   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("succeeded_at") ", priority"
    " FROM jobs_succeeded ORDER BY succeeded_at DESC, id DESC LIMIT $1"},
   {"bgj_failed",
    "SELECT id, name, payload, attempts, exception, " BG_JOBS_MS("created_at")
    ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_at")
-   " FROM jobs_failed ORDER BY failed_at DESC, id DESC LIMIT $1"},
+   ", priority, cancelled FROM jobs_failed"
+   " ORDER BY failed_at DESC, id DESC LIMIT $1"},
   {"bgj_stats",
    "SELECT"
    " (SELECT count(*) FROM jobs"
@@ -233,7 +277,8 @@ const statement_def statements[] = {
    "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
    " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
    " (SELECT count(*) FROM jobs_succeeded),"
-   " (SELECT count(*) FROM jobs_failed)"},
+   " (SELECT count(*) FROM jobs_failed WHERE NOT cancelled),"
+   " (SELECT count(*) FROM jobs_failed WHERE cancelled)"},
 };
 // clang-format on
 
@@ -268,6 +313,9 @@ job read_job(const pqxx::row& r) {
     j.reserved_by = r[7].as<std::string>();
   if (!r[8].is_null())
     j.last_error = r[8].as<std::string>();
+  j.priority = r[9].as<int>();
+  if (!r[10].is_null())
+    j.cancel_reason = r[10].as<std::string>();
   return j;
 }
 
@@ -281,7 +329,8 @@ std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = true) {
     jobs.emplace_back(read_job(r));
   if (claim_order)
     std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
-      return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
+      return std::tie(a.priority, a.available_at, a.id) <
+             std::tie(b.priority, b.available_at, b.id);
     });
   return jobs;
 }
@@ -378,7 +427,7 @@ job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
         "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
         " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
         " UNION ALL SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(
-            "available_at") ", NULL, NULL, NULL"
+            "available_at") ", NULL, NULL, NULL, priority, NULL"
                             " FROM jobs_succeeded WHERE id ="
                             " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)",
         key);
@@ -389,11 +438,13 @@ job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
     existing.conflict = true;
     return existing;
   }
-  j.id = tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
-                        " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS(
-                            "$3") ", " BG_JOBS_TS("$4") ") RETURNING id",
-                        j.name, text, now_ms, to_unix_ms(j.available_at))[0][0]
-             .as<int64_t>();
+  j.id =
+      tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
+                     " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                         "$3") ", " BG_JOBS_TS("$4") ", $5) RETURNING id",
+                     j.name, text, now_ms, to_unix_ms(j.available_at),
+                     j.priority)[0][0]
+          .as<int64_t>();
   tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
                  key, j.id);
   tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
@@ -583,7 +634,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_unique, bg_jobs_nodes,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_paused, bg_jobs_unique,"
+            " bg_jobs_nodes,"
             " bg_jobs_schedule, jobs,"
             " jobs_succeeded,"
             " jobs_failed, bg_jobs_migrations");
@@ -611,7 +663,7 @@ caf::expected<void> postgres_adapter::delete_job(int64_t job_id) {
   if (!r)
     return std::move(r.error());
   if (*r == 1)
-    return make_error(errc::invalid_argument,
+    return make_error(errc::invalid_state,
                       "job " + std::to_string(job_id) +
                           " is running; it cannot be deleted");
   if (*r == 2)
@@ -630,6 +682,7 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
+  j.priority = request.priority();
   if (request.unique())
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
@@ -639,7 +692,7 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
         return tx
             .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
-                           to_unix_ms(j.available_at))[0][0]
+                           to_unix_ms(j.available_at), j.priority)[0][0]
             .as<int64_t>();
       });
   if (!id)
@@ -659,14 +712,15 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
+  j.priority = request.priority();
   try {
-    j.id =
-        tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
-                       " available_at) VALUES ($1, $2, 0, " BG_JOBS_TS(
-                           "$3") ", " BG_JOBS_TS("$4") ") RETURNING id",
-                       j.name, *text, to_unix_ms(now),
-                       to_unix_ms(j.available_at))[0][0]
-            .as<int64_t>();
+    j.id = tx.exec_params(
+                 "INSERT INTO jobs (name, payload, attempts, created_at,"
+                 " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                     "$3") ", " BG_JOBS_TS("$4") ", $5) RETURNING id",
+                 j.name, *text, to_unix_ms(now), to_unix_ms(j.available_at),
+                 j.priority)[0][0]
+               .as<int64_t>();
     tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
   } catch (...) {
     return failure("enqueueing a job in the caller's transaction");
@@ -701,14 +755,15 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         j.name = r.name();
         j.created_at = now;
         j.available_at = r.resolve_available_at(now);
+        j.priority = r.priority();
         if (r.unique()) {
           ids.push_back(insert_unique(tx, std::move(j), texts[i], r, now).id);
           continue;
         }
-        ids.push_back(tx.exec_prepared("bgj_enqueue", j.name, texts[i],
-                                       to_unix_ms(now),
-                                       to_unix_ms(j.available_at))[0][0]
-                          .as<int64_t>());
+        ids.push_back(
+            tx.exec_prepared("bgj_enqueue", j.name, texts[i], to_unix_ms(now),
+                             to_unix_ms(j.available_at), j.priority)[0][0]
+                .as<int64_t>());
       }
       return ids;
     });
@@ -719,7 +774,8 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     nlohmann::json row = {
         {"name", requests[i].name()},
         {"payload", std::move(texts[i])},
-        {"at", to_unix_ms(requests[i].resolve_available_at(now))}};
+        {"at", to_unix_ms(requests[i].resolve_available_at(now))},
+        {"p", requests[i].priority()}};
     rows += row.dump();
   }
   rows += ']';
@@ -743,7 +799,8 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   auto names = nlohmann::json(params.job_names).dump();
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
     return read_jobs(tx.exec_prepared("bgj_reserve", impl_->now_ms(),
-                                      params.reserved_by, names, params.limit));
+                                      params.reserved_by, names, params.limit,
+                                      params.queue));
   });
 }
 
@@ -762,7 +819,8 @@ postgres_adapter::explain_reserve(const reserve_params& params) {
         auto r = tx.exec("EXPLAIN EXECUTE bgj_explain_reserve(" +
                          std::to_string(impl_->now_ms()) + ", " +
                          tx.quote(params.reserved_by) + ", " + tx.quote(names) +
-                         ", " + std::to_string(params.limit) + ")");
+                         ", " + std::to_string(params.limit) + ", " +
+                         tx.quote(params.queue) + ")");
         tx.exec("DEALLOCATE bgj_explain_reserve");
         std::string plan;
         for (const auto& row : r)
@@ -868,8 +926,15 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
             moved.insert(r[0].as<int64_t>());
           std::vector<bool> applied;
           applied.reserve(completions.size());
-          for (auto& c : completions)
-            applied.push_back(moved.count(c.job_id) > 0);
+          for (auto& c : completions) {
+            bool done = moved.count(c.job_id) > 0;
+            // Not moved: the reservation is gone, or a cancel was asked for.
+            if (!done)
+              done = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now,
+                                      owner, c.error)
+                         .affected_rows() == 1;
+            applied.push_back(done);
+          }
           return applied;
         });
   }
@@ -888,12 +953,17 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
         r = tx.exec_prepared("bgj_fail", c.job_id, now, owner, c.error);
         break;
       case completion::kind::retry:
-        r = tx.exec_prepared("bgj_retry", c.job_id, at, owner, c.error);
+        r = tx.exec_prepared("bgj_retry", c.job_id, at, owner, c.error, now);
         break;
       case completion::kind::snooze:
         r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
         break;
+      case completion::kind::cancelled:
+        break;
       }
+      if (r.affected_rows() != 1)
+        r = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now, owner,
+                             c.error);
       applied.push_back(r.affected_rows() == 1);
     }
     return applied;
@@ -917,13 +987,19 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
                                               to_unix_ms(*params.previous));
         if (!as_seen)
           return std::nullopt;
+        if (!tx.exec_params("SELECT 1 FROM bg_jobs_paused"
+                            " WHERE kind = 'schedule' AND name = $1",
+                            name)
+                 .empty())
+          return std::nullopt; // paused: nothing is enqueued
         job j;
         j.name = name;
         j.payload = params.request.payload();
         j.created_at = from_unix_ms(now);
         j.available_at = params.occurrence;
+        j.priority = params.request.priority();
         j.id = tx.exec_prepared("bgj_schedule_insert", name, *text, now,
-                                to_unix_ms(params.occurrence))[0][0]
+                                to_unix_ms(params.occurrence), j.priority)[0][0]
                    .as<int64_t>();
         tx.exec_prepared("bgj_schedule_prune", name);
         return j;
@@ -989,6 +1065,7 @@ succeeded_job read_succeeded(const pqxx::row& r) {
   j.created_at = field_time(r[4]);
   j.available_at = field_time(r[5]);
   j.succeeded_at = field_time(r[6]);
+  j.priority = r[7].as<int>();
   return j;
 }
 
@@ -1002,6 +1079,8 @@ failed_job read_failed(const pqxx::row& r) {
   j.created_at = field_time(r[5]);
   j.available_at = field_time(r[6]);
   j.failed_at = field_time(r[7]);
+  j.priority = r[8].as<int>();
+  j.cancelled = r[9].as<bool>();
   return j;
 }
 
@@ -1043,8 +1122,369 @@ caf::expected<job_stats> postgres_adapter::stats() {
         st.reserved = r[2].as<int64_t>();
         st.succeeded = r[3].as<int64_t>();
         st.failed = r[4].as<int64_t>();
+        st.cancelled = r[5].as<int64_t>();
         return st;
       });
+}
+
+// -- job control
+// -----------------------------------------------------------------
+
+namespace {
+
+// Job records: the same 14 columns from each table ($1 is now in ms).
+// clang-format off
+#define BG_JOBS_PG_RECORD_OF_JOBS                                              \
+  "SELECT id, name, payload, priority, attempts,"                              \
+  " CASE WHEN reserved_by IS NOT NULL THEN 2"                                  \
+  "      WHEN available_at > " BG_JOBS_TS("$1") " THEN 1 ELSE 0 END, "         \
+  BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", "                \
+  BG_JOBS_MS("reserved_at") ", reserved_by, NULL::bigint, last_error,"         \
+  " cancel_reason, errors::text FROM jobs"
+#define BG_JOBS_PG_RECORD_OF_SUCCEEDED                                         \
+  "SELECT id, name, payload, priority, attempts, 3, "                          \
+  BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", NULL::bigint,"   \
+  " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, NULL"                    \
+  " FROM jobs_succeeded"
+#define BG_JOBS_PG_RECORD_OF_FAILED                                            \
+  "SELECT id, name, payload, priority, attempts,"                              \
+  " CASE WHEN cancelled THEN 5 ELSE 4 END, " BG_JOBS_MS("created_at") ", "     \
+  BG_JOBS_MS("available_at") ", NULL::bigint, NULL, "                          \
+  BG_JOBS_MS("failed_at") ", exception, NULL, errors::text FROM jobs_failed"
+const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
+    " WHERE id = $2"
+    " UNION ALL " BG_JOBS_PG_RECORD_OF_SUCCEEDED " WHERE id = $2"
+    " UNION ALL " BG_JOBS_PG_RECORD_OF_FAILED " WHERE id = $2";
+
+#define BG_JOBS_PG_RETRY_FROM(m)                                               \
+  " INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"  \
+  " priority, errors, last_error)"                                             \
+  " SELECT id, name, payload, 0, created_at, " BG_JOBS_TS("$2") ", priority,"  \
+  " errors, exception FROM " m
+
+const char pg_stats_by_name[] =
+    "SELECT name, sum(w), sum(s), sum(r), sum(su), sum(f), sum(c), "
+    BG_JOBS_MS("min(o)") " FROM (SELECT name,"
+    "   count(*) FILTER (WHERE reserved_by IS NULL"
+    "     AND available_at <= " BG_JOBS_TS("$1") ") AS w,"
+    "   count(*) FILTER (WHERE reserved_by IS NULL"
+    "     AND available_at > " BG_JOBS_TS("$1") ") AS s,"
+    "   count(*) FILTER (WHERE reserved_by IS NOT NULL) AS r,"
+    "   0 AS su, 0 AS f, 0 AS c,"
+    "   min(available_at) FILTER (WHERE reserved_by IS NULL"
+    "     AND available_at <= " BG_JOBS_TS("$1") ") AS o"
+    "   FROM jobs GROUP BY name"
+    " UNION ALL SELECT name, 0, 0, 0, count(*), 0, 0, NULL"
+    "   FROM jobs_succeeded GROUP BY name"
+    " UNION ALL SELECT name, 0, 0, 0, 0,"
+    "   count(*) FILTER (WHERE NOT cancelled),"
+    "   count(*) FILTER (WHERE cancelled), NULL"
+    "   FROM jobs_failed GROUP BY name) t"
+    " GROUP BY name ORDER BY name";
+
+// A paused schedule's waiting occurrence is skipped (cancelled).
+const char pg_skip_paused_schedule[] =
+    "WITH m AS (DELETE FROM jobs WHERE reserved_by IS NULL AND id IN"
+    "   (SELECT job_id FROM bg_jobs_schedule WHERE name = $1)"
+    "   RETURNING *)"
+    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    "   created_at, available_at, failed_at, priority, cancelled, errors)"
+    " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
+    "   created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
+    " FROM m";
+// clang-format on
+
+job_record read_record(const pqxx::row& r) {
+  job_record rec;
+  rec.id = r[0].as<int64_t>();
+  rec.name = r[1].as<std::string>();
+  rec.payload = parse_payload(r[2]);
+  rec.priority = r[3].as<int>();
+  rec.attempts = r[4].as<int>();
+  rec.state = static_cast<job_state>(r[5].as<int>());
+  rec.created_at = field_time(r[6]);
+  rec.available_at = field_time(r[7]);
+  if (!r[8].is_null())
+    rec.reserved_at = field_time(r[8]);
+  if (!r[9].is_null())
+    rec.reserved_by = r[9].as<std::string>();
+  if (!r[10].is_null())
+    rec.finished_at = field_time(r[10]);
+  if (!r[11].is_null())
+    rec.error = r[11].as<std::string>();
+  if (!r[12].is_null())
+    rec.cancel_reason = r[12].as<std::string>();
+  if (!r[13].is_null()) {
+    auto errors = parse_payload(r[13]);
+    if (errors.is_array())
+      rec.errors = std::move(errors);
+  }
+  return rec;
+}
+
+std::optional<job_record> record_in(pqxx::transaction_base& tx, int64_t now,
+                                    int64_t job_id) {
+  auto r = tx.exec_params(pg_record_by_id, now, job_id);
+  if (r.empty())
+    return std::nullopt;
+  return read_record(r[0]);
+}
+
+/// The outcome of a state change: the record after it, or why not.
+struct change_result {
+  std::optional<job_record> record;
+  bool changed = false;
+};
+
+caf::expected<job_record> settle(caf::expected<change_result> r, int64_t id,
+                                 const char* op) {
+  if (!r)
+    return std::move(r.error());
+  if (!r->record)
+    return make_error(errc::job_not_found, "no job " + std::to_string(id));
+  if (!r->changed)
+    return make_error(errc::invalid_state,
+                      "job " + std::to_string(id) + " is " +
+                          to_string(r->record->state) + "; " + op);
+  return std::move(*r->record);
+}
+
+/// The statement of one page of `list_jobs`: $1 now, $2 names (JSON) or
+/// NULL, $3 to $5 the key after which the page starts, $6 the row limit.
+std::string pg_list(job_state state, bool desc, bool after) {
+  std::string from, where, order, cmp;
+  switch (state) {
+  case job_state::waiting:
+  case job_state::scheduled:
+    from = BG_JOBS_PG_RECORD_OF_JOBS;
+    where = state == job_state::waiting
+                ? "reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
+                : "reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1");
+    order = "priority, available_at, id";
+    cmp = "(priority, available_at, id) %s ($3::integer, " BG_JOBS_TS(
+        "$4") ", $5::bigint)";
+    break;
+  case job_state::running:
+    from = BG_JOBS_PG_RECORD_OF_JOBS;
+    where = "reserved_by IS NOT NULL";
+    order = "reserved_at, id";
+    cmp = "(reserved_at, id) %s (" BG_JOBS_TS("$4") ", $5::bigint)";
+    break;
+  case job_state::succeeded:
+    from = BG_JOBS_PG_RECORD_OF_SUCCEEDED;
+    where = "true";
+    order = "succeeded_at, id";
+    cmp = "(succeeded_at, id) %s (" BG_JOBS_TS("$4") ", $5::bigint)";
+    break;
+  case job_state::failed:
+  case job_state::cancelled:
+    from = BG_JOBS_PG_RECORD_OF_FAILED;
+    where = state == job_state::failed ? "NOT cancelled" : "cancelled";
+    order = "failed_at, id";
+    cmp = "(failed_at, id) %s (" BG_JOBS_TS("$4") ", $5::bigint)";
+    break;
+  }
+  // Every parameter is typed even where the state leaves it unused.
+  auto sql = from + " WHERE " + where +
+             " AND ($1::bigint, $3::integer, $4::bigint, $5::bigint)"
+             " IS NOT NULL AND ($2::json IS NULL OR name IN"
+             " (SELECT json_array_elements_text($2::json)))";
+  if (after) {
+    auto at = cmp.find("%s");
+    cmp.replace(at, 2, desc ? "<" : ">");
+    sql += " AND " + cmp;
+  }
+  std::string ordered;
+  for (size_t start = 0; start < order.size();) {
+    auto end = order.find(", ", start);
+    auto part = order.substr(start, end - start);
+    ordered += (ordered.empty() ? "" : ", ") + part + (desc ? " DESC" : "");
+    start = end == std::string::npos ? order.size() : end + 2;
+  }
+  return sql + " ORDER BY " + ordered + " LIMIT $6";
+}
+
+} // namespace
+
+caf::expected<job_record>
+postgres_adapter::cancel_job(int64_t job_id, const std::string& reason) {
+  auto why = reason.empty() ? std::string{"cancelled"} : reason;
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("cancelling a job", [&](pqxx::work& tx) {
+    change_result out;
+    out.changed =
+        tx.exec_params(
+              "WITH m AS (DELETE FROM jobs WHERE id = $1"
+              "   AND reserved_by IS NULL RETURNING *)"
+              " INSERT INTO jobs_failed (id, name, payload, attempts,"
+              "   exception, created_at, available_at, failed_at, priority,"
+              "   cancelled, errors)"
+              " SELECT id, name, payload, attempts, $2, created_at,"
+              "   available_at, " BG_JOBS_TS("$3") ", priority, true, errors"
+                                                   " FROM m",
+              job_id, why, now)
+            .affected_rows() > 0;
+    if (!out.changed)
+      out.changed = tx.exec_params("UPDATE jobs SET cancel_reason = $2"
+                                   " WHERE id = $1 AND reserved_by IS NOT NULL",
+                                   job_id, why)
+                        .affected_rows() > 0;
+    out.record = record_in(tx, now, job_id);
+    return out;
+  });
+  return settle(std::move(r), job_id,
+                "only a waiting or running job can be cancelled");
+}
+
+caf::expected<job_record> postgres_adapter::retry_job(int64_t job_id) {
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("retrying a job", [&](pqxx::work& tx) {
+    change_result out;
+    out.changed =
+        tx.exec_params("WITH m AS (DELETE FROM jobs_failed WHERE id = $1"
+                       " RETURNING *)" BG_JOBS_PG_RETRY_FROM(
+                           "m") " RETURNING pg_notify('bg_jobs', name)",
+                       job_id, now)
+            .affected_rows() > 0;
+    out.record = record_in(tx, now, job_id);
+    return out;
+  });
+  return settle(std::move(r), job_id,
+                "only a failed or cancelled job can be retried");
+}
+
+caf::expected<int64_t> postgres_adapter::retry_failed(const std::string& name) {
+  if (auto why = name_problem(name); !why.empty())
+    return make_error(errc::invalid_job_name,
+                      "job name '" + printable(name) + "' " + why);
+  auto now = impl_->now_ms();
+  return impl_->in_transaction("retrying failed jobs", [&](pqxx::work& tx) {
+    auto n = static_cast<int64_t>(
+        tx.exec_params(
+              "WITH m AS (DELETE FROM jobs_failed WHERE name = $1"
+              " AND NOT cancelled RETURNING *)" BG_JOBS_PG_RETRY_FROM("m"),
+              name, now)
+            .affected_rows());
+    if (n > 0)
+      tx.exec_params("SELECT pg_notify('bg_jobs', $1)", name);
+    return n;
+  });
+}
+
+caf::expected<void> postgres_adapter::pause(pause_kind kind,
+                                            const std::string& name) {
+  if (auto err = check_pause_name(kind, name))
+    return err;
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("pausing", [&](pqxx::work& tx) {
+    if (kind == pause_kind::schedule)
+      tx.exec_prepared("bgj_schedule_lock", name);
+    tx.exec_params("INSERT INTO bg_jobs_paused (kind, name, paused_at)"
+                   " VALUES ($1, $2, " BG_JOBS_TS(
+                       "$3") ")"
+                             " ON CONFLICT (kind, name) DO NOTHING",
+                   std::string{to_string(kind)}, name, now);
+    if (kind == pause_kind::schedule)
+      tx.exec_params(pg_skip_paused_schedule, name, now);
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<void> postgres_adapter::resume(pause_kind kind,
+                                             const std::string& name) {
+  if (auto err = check_pause_name(kind, name))
+    return err;
+  auto r = impl_->in_statement("resuming", [&](pqxx::transaction_base& tx) {
+    tx.exec_params("DELETE FROM bg_jobs_paused WHERE kind = $1 AND name = $2",
+                   std::string{to_string(kind)}, name);
+    // Wakes every node's queues: the resumed one may have work.
+    tx.exec("SELECT pg_notify('bg_jobs', '*')");
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<pause_record>> postgres_adapter::pauses() {
+  return impl_->in_statement("reading pauses", [&](pqxx::transaction_base& tx) {
+    std::vector<pause_record> result;
+    for (const auto& r : tx.exec("SELECT kind, name, " BG_JOBS_MS(
+             "paused_at") " FROM bg_jobs_paused ORDER BY kind, name")) {
+      pause_record p;
+      p.kind = r[0].as<std::string>() == "queue" ? pause_kind::queue
+                                                 : pause_kind::schedule;
+      p.name = r[1].as<std::string>();
+      p.paused_at = field_time(r[2]);
+      result.push_back(std::move(p));
+    }
+    return result;
+  });
+}
+
+caf::expected<std::vector<name_stats>> postgres_adapter::stats_by_name() {
+  return impl_->in_transaction("reading job counts", [&](pqxx::work& tx) {
+    std::vector<name_stats> result;
+    auto rows = tx.exec_params(pg_stats_by_name, impl_->now_ms());
+    for (const auto& r : rows) {
+      name_stats n;
+      n.name = r[0].as<std::string>();
+      n.counts.available = r[1].as<int64_t>();
+      n.counts.scheduled = r[2].as<int64_t>();
+      n.counts.reserved = r[3].as<int64_t>();
+      n.counts.succeeded = r[4].as<int64_t>();
+      n.counts.failed = r[5].as<int64_t>();
+      n.counts.cancelled = r[6].as<int64_t>();
+      if (!r[7].is_null())
+        n.oldest_waiting = field_time(r[7]);
+      result.push_back(std::move(n));
+    }
+    return result;
+  });
+}
+
+caf::expected<job_page> postgres_adapter::list_jobs(const job_query& query) {
+  if (auto err = check_query(query))
+    return err;
+  std::optional<page_key> after;
+  if (!query.after.empty()) {
+    auto key = decode_key(query.after);
+    if (!key)
+      return std::move(key.error());
+    after = *key;
+  }
+  auto sql = pg_list(query.state, query.newest_first, after.has_value());
+  auto names = nlohmann::json(query.names).dump();
+  const char* names_arg = query.names.empty() ? nullptr : names.c_str();
+  page_key key = after.value_or(page_key{});
+  auto page =
+      impl_->in_statement("listing jobs", [&](pqxx::transaction_base& tx) {
+        job_page result;
+        for (const auto& r :
+             tx.exec_params(sql, impl_->now_ms(), names_arg, key.priority,
+                            key.at_ms, key.id, query.limit + 1))
+          result.jobs.push_back(read_record(r));
+        return result;
+      });
+  if (!page)
+    return page;
+  finish_page(*page, query);
+  return page;
+}
+
+caf::expected<job_record> postgres_adapter::get_job(int64_t job_id) {
+  auto now = impl_->now_ms();
+  auto r =
+      impl_->in_statement("reading a job", [&](pqxx::transaction_base& tx) {
+        change_result out;
+        out.record = record_in(tx, now, job_id);
+        out.changed = true;
+        return out;
+      });
+  return settle(std::move(r), job_id, "");
 }
 
 // -- wake-ups

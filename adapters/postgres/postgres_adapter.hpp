@@ -78,6 +78,13 @@ public:
   last_scheduled_run(const std::string& name) override;
   caf::expected<job> increment_attempts(const job& j) override;
   caf::expected<void> delete_job(int64_t job_id) override;
+  caf::expected<job_record> cancel_job(int64_t job_id,
+                                       const std::string& reason) override;
+  caf::expected<job_record> retry_job(int64_t job_id) override;
+  caf::expected<int64_t> retry_failed(const std::string& name) override;
+  caf::expected<void> pause(pause_kind kind, const std::string& name) override;
+  caf::expected<void> resume(pause_kind kind, const std::string& name) override;
+  caf::expected<std::vector<pause_record>> pauses() override;
 
   caf::expected<std::vector<job>>
   get_enqueued_jobs(const std::string& job_name) override;
@@ -88,6 +95,9 @@ public:
   get_succeeded_jobs(int limit) override;
   caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
+  caf::expected<std::vector<name_stats>> stats_by_name() override;
+  caf::expected<job_page> list_jobs(const job_query& query) override;
+  caf::expected<job_record> get_job(int64_t job_id) override;
   caf::expected<std::string>
   explain_reserve(const reserve_params& params) override;
 

@@ -20,7 +20,7 @@ namespace {
 
 #define BG_JOBS_JOB_COLUMNS                                                    \
   "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
-  "reserved_by, last_error"
+  "reserved_by, last_error, priority, cancel_reason"
 
 // Each entry upgrades the schema by one version; applied in order.
 const char* const migrations[] = {
@@ -75,6 +75,25 @@ const char* const migrations[] = {
     "  job_id INTEGER NOT NULL,"
     "  expires_at INTEGER,"
     "  counts_succeeded INTEGER NOT NULL DEFAULT 0);",
+    // version 5: priorities, cancellation, error history, pauses
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN cancel_reason TEXT;"
+    "ALTER TABLE jobs ADD COLUMN errors TEXT;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN priority INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN errors TEXT;"
+    // The claim takes priority first; the index keeps serving it.
+    "DROP INDEX jobs_claim_idx;"
+    "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_failed_name_idx ON jobs_failed (name);"
+    "CREATE TABLE bg_jobs_paused ("
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  paused_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, name));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -91,24 +110,24 @@ const char sql_version[] =
 const char sql_insert_version[] =
     "INSERT INTO bg_jobs_migrations (version, applied_at) VALUES (?1, ?2)";
 
-const char sql_enqueue[] =
-    "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
-    " VALUES (?1, ?2, 0, ?3, ?4) RETURNING id";
+const char sql_enqueue[] = "INSERT INTO jobs (name, payload, attempts,"
+                           " created_at, available_at, priority)"
+                           " VALUES (?1, ?2, 0, ?3, ?4, ?5) RETURNING id";
 
-const char sql_enqueue_plain[] =
-    "INSERT INTO jobs (name, payload, attempts, created_at, available_at)"
-    " VALUES (?1, ?2, 0, ?3, ?4)";
+const char sql_enqueue_plain[] = "INSERT INTO jobs (name, payload, attempts,"
+                                 " created_at, available_at, priority)"
+                                 " VALUES (?1, ?2, 0, ?3, ?4, ?5)";
 
 /// Rows per statement of a bulk enqueue.
 constexpr size_t bulk_rows = 64;
 
-/// `INSERT ... VALUES (?,?,0,?,?), ...` with `bulk_rows` rows.
+/// `INSERT ... VALUES (?,?,0,?,?,?), ...` with `bulk_rows` rows.
 const char* sql_enqueue_bulk() {
   static const std::string sql = [] {
     std::string text = "INSERT INTO jobs (name, payload, attempts,"
-                       " created_at, available_at) VALUES ";
+                       " created_at, available_at, priority) VALUES ";
     for (size_t i = 0; i < bulk_rows; ++i)
-      text += i == 0 ? "(?, ?, 0, ?, ?)" : ", (?, ?, 0, ?, ?)";
+      text += i == 0 ? "(?, ?, 0, ?, ?, ?)" : ", (?, ?, 0, ?, ?, ?)";
     return text;
   }();
   return sql.c_str();
@@ -119,7 +138,9 @@ const char sql_reserve[] = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
                            " WHERE id IN (SELECT id FROM jobs"
                            "   WHERE reserved_by IS NULL AND available_at <= ?1"
                            "     AND name IN (SELECT value FROM json_each(?3))"
-                           "   ORDER BY available_at, id LIMIT ?4)"
+                           "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
+                           "       WHERE kind = 'queue' AND name = ?5)"
+                           "   ORDER BY priority, available_at, id LIMIT ?4)"
                            " RETURNING " BG_JOBS_JOB_COLUMNS;
 
 const char sql_release_one[] =
@@ -153,7 +174,7 @@ const char sql_unique_set[] =
 const char sql_job_by_id[] =
     "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs WHERE id = ?1"
     " UNION ALL SELECT id, name, payload, attempts, created_at, available_at,"
-    " NULL, NULL, NULL FROM jobs_succeeded WHERE id = ?1";
+    " NULL, NULL, NULL, priority, NULL FROM jobs_succeeded WHERE id = ?1";
 
 const char sql_release_unheld[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
@@ -168,29 +189,48 @@ const char sql_release_node[] =
     "   AND substr(reserved_by, 1, length(?1)) = ?1"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
+// Completions apply while the reservation is the caller's and no cancel
+// was asked for; a job asked to cancel takes `sql_copy_cancelled` instead.
 const char sql_copy_succeeded[] =
     "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-    " available_at, succeeded_at)"
-    " SELECT id, name, payload, attempts, created_at, available_at, ?2"
-    " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
+    " available_at, succeeded_at, priority)"
+    " SELECT id, name, payload, attempts, created_at, available_at, ?2,"
+    " priority FROM jobs"
+    " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
+
+#define BG_JOBS_APPEND_ERROR(at, text)                                         \
+  "json_insert(coalesce(errors, '[]'), '$[#]', json_object('attempt',"         \
+  " attempts, 'at', " at ", 'error', " text "))"
 
 const char sql_copy_failed[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-    " created_at, available_at, failed_at)"
-    " SELECT id, name, payload, attempts, ?4, created_at, available_at, ?2"
-    " FROM jobs WHERE id = ?1 AND reserved_by IS ?3";
+    " created_at, available_at, failed_at, priority, errors)"
+    " SELECT id, name, payload, attempts, ?4, created_at, available_at, ?2,"
+    " priority, " BG_JOBS_APPEND_ERROR(
+        "?2",
+        "?4") " FROM jobs"
+              " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
+
+const char sql_copy_cancelled[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " SELECT id, name, payload, attempts, coalesce(cancel_reason, ?4),"
+    " created_at, available_at, ?2, priority, 1, errors FROM jobs"
+    " WHERE id = ?1 AND reserved_by IS ?3";
 
 const char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
 const char sql_retry[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
-    " available_at = ?2, last_error = ?4"
-    " WHERE id = ?1 AND reserved_by IS ?3";
+    " available_at = ?2, last_error = ?4,"
+    " errors = " BG_JOBS_APPEND_ERROR(
+        "?5",
+        "?4") " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
 const char sql_snooze[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
     " available_at = ?2, attempts = max(attempts - 1, 0)"
-    " WHERE id = ?1 AND reserved_by IS ?3";
+    " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
 const char sql_schedule_latest[] =
     "SELECT scheduled_at, job_id FROM bg_jobs_schedule WHERE name = ?1"
@@ -257,12 +297,12 @@ const char sql_running_by[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
 
 const char sql_succeeded[] =
     "SELECT id, name, payload, attempts, created_at, available_at,"
-    " succeeded_at FROM jobs_succeeded"
+    " succeeded_at, priority FROM jobs_succeeded"
     " ORDER BY succeeded_at DESC, id DESC LIMIT ?1";
 
 const char sql_failed[] =
     "SELECT id, name, payload, attempts, exception, created_at,"
-    " available_at, failed_at FROM jobs_failed"
+    " available_at, failed_at, priority, cancelled FROM jobs_failed"
     " ORDER BY failed_at DESC, id DESC LIMIT ?1";
 
 const char sql_stats[] =
@@ -273,7 +313,145 @@ const char sql_stats[] =
     "   WHERE reserved_by IS NULL AND available_at > ?1),"
     " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
     " (SELECT count(*) FROM jobs_succeeded),"
-    " (SELECT count(*) FROM jobs_failed)";
+    " (SELECT count(*) FROM jobs_failed WHERE cancelled = 0),"
+    " (SELECT count(*) FROM jobs_failed WHERE cancelled = 1)";
+
+// Job records: the same 14 columns from each table (?1 is now).
+#define BG_JOBS_RECORD_OF_JOBS                                                 \
+  "SELECT id, name, payload, priority, attempts,"                              \
+  " CASE WHEN reserved_by IS NOT NULL THEN 2"                                  \
+  "      WHEN available_at > ?1 THEN 1 ELSE 0 END,"                            \
+  " created_at, available_at, reserved_at, reserved_by, NULL, last_error,"     \
+  " cancel_reason, errors FROM jobs"
+#define BG_JOBS_RECORD_OF_SUCCEEDED                                            \
+  "SELECT id, name, payload, priority, attempts, 3, created_at,"               \
+  " available_at, NULL, NULL, succeeded_at, NULL, NULL, NULL"                  \
+  " FROM jobs_succeeded"
+#define BG_JOBS_RECORD_OF_FAILED                                               \
+  "SELECT id, name, payload, priority, attempts,"                              \
+  " CASE WHEN cancelled = 1 THEN 5 ELSE 4 END, created_at, available_at,"      \
+  " NULL, NULL, failed_at, exception, NULL, errors FROM jobs_failed"
+
+const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
+    " WHERE id = ?2"
+    " UNION ALL " BG_JOBS_RECORD_OF_SUCCEEDED " WHERE id = ?2"
+    " UNION ALL " BG_JOBS_RECORD_OF_FAILED " WHERE id = ?2";
+
+const char sql_cancel_waiting[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
+    " priority, 1, errors FROM jobs WHERE id = ?1 AND reserved_by IS NULL";
+
+const char sql_cancel_running[] = "UPDATE jobs SET cancel_reason = ?2"
+                                  " WHERE id = ?1 AND reserved_by IS NOT NULL";
+
+#define BG_JOBS_RETRY_FROM_FAILED                                              \
+  "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"   \
+  " priority, errors, last_error)"                                             \
+  " SELECT id, name, payload, 0, created_at, ?2, priority, errors, exception"  \
+  " FROM jobs_failed"
+
+const char sql_retry_one[] = BG_JOBS_RETRY_FROM_FAILED " WHERE id = ?1";
+const char sql_retry_one_delete[] = "DELETE FROM jobs_failed WHERE id = ?1";
+const char sql_retry_name[] =
+    BG_JOBS_RETRY_FROM_FAILED " WHERE name = ?1 AND cancelled = 0";
+const char sql_retry_name_delete[] =
+    "DELETE FROM jobs_failed WHERE name = ?1 AND cancelled = 0";
+
+const char sql_pause[] =
+    "INSERT INTO bg_jobs_paused (kind, name, paused_at) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (kind, name) DO NOTHING";
+// A paused schedule's waiting occurrence is skipped (cancelled).
+const char sql_pause_schedule_skip[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
+    " created_at, available_at, ?2, priority, 1, errors FROM jobs"
+    " WHERE reserved_by IS NULL AND id IN (SELECT job_id FROM"
+    "   bg_jobs_schedule WHERE name = ?1)";
+const char sql_pause_schedule_delete[] =
+    "DELETE FROM jobs WHERE reserved_by IS NULL AND id IN"
+    " (SELECT job_id FROM bg_jobs_schedule WHERE name = ?1)";
+const char sql_is_paused[] =
+    "SELECT 1 FROM bg_jobs_paused WHERE kind = ?1 AND name = ?2";
+
+const char sql_resume[] =
+    "DELETE FROM bg_jobs_paused WHERE kind = ?1 AND name = ?2";
+const char sql_pauses[] =
+    "SELECT kind, name, paused_at FROM bg_jobs_paused ORDER BY kind, name";
+
+const char sql_stats_by_name[] =
+    "SELECT name, sum(w), sum(s), sum(r), sum(su), sum(f), sum(c), min(o)"
+    " FROM (SELECT name,"
+    "   sum(reserved_by IS NULL AND available_at <= ?1) AS w,"
+    "   sum(reserved_by IS NULL AND available_at > ?1) AS s,"
+    "   sum(reserved_by IS NOT NULL) AS r, 0 AS su, 0 AS f, 0 AS c,"
+    "   min(CASE WHEN reserved_by IS NULL AND available_at <= ?1"
+    "       THEN available_at END) AS o"
+    "   FROM jobs GROUP BY name"
+    " UNION ALL SELECT name, 0, 0, 0, count(*), 0, 0, NULL"
+    "   FROM jobs_succeeded GROUP BY name"
+    " UNION ALL SELECT name, 0, 0, 0, 0, sum(cancelled = 0),"
+    "   sum(cancelled = 1), NULL FROM jobs_failed GROUP BY name)"
+    " GROUP BY name ORDER BY name";
+
+/// The statement of one page of `list_jobs`: ?1 now, ?2 names (JSON) or
+/// NULL, ?3 to ?5 the key after which the page starts, ?6 the row limit.
+const char* sql_list(job_state state, bool newest_first, bool after) {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> result;
+    for (int st = 0; st < 6; ++st)
+      for (int desc = 0; desc < 2; ++desc)
+        for (int aft = 0; aft < 2; ++aft) {
+          std::string from, where, key;
+          switch (static_cast<job_state>(st)) {
+          case job_state::waiting:
+          case job_state::scheduled:
+            from = BG_JOBS_RECORD_OF_JOBS;
+            where = st == 0 ? "reserved_by IS NULL AND available_at <= ?1"
+                            : "reserved_by IS NULL AND available_at > ?1";
+            key = "priority, available_at, id";
+            break;
+          case job_state::running:
+            from = BG_JOBS_RECORD_OF_JOBS;
+            where = "reserved_by IS NOT NULL";
+            key = "reserved_at, id";
+            break;
+          case job_state::succeeded:
+            from = BG_JOBS_RECORD_OF_SUCCEEDED;
+            where = "1";
+            key = "succeeded_at, id";
+            break;
+          case job_state::failed:
+          case job_state::cancelled:
+            from = BG_JOBS_RECORD_OF_FAILED;
+            where = st == 4 ? "cancelled = 0" : "cancelled = 1";
+            key = "failed_at, id";
+            break;
+          }
+          auto sql = from + " WHERE " + where +
+                     " AND (?2 IS NULL OR name IN"
+                     " (SELECT value FROM json_each(?2)))";
+          bool three = key.rfind("priority", 0) == 0;
+          if (aft)
+            sql += std::string{" AND ("} + key + ") " + (desc ? "<" : ">") +
+                   (three ? " (?3, ?4, ?5)" : " (?4, ?5)");
+          std::string order;
+          for (auto part : {"priority", "available_at", "reserved_at",
+                            "succeeded_at", "failed_at", "id"})
+            if (key.find(part) != std::string::npos)
+              order += (order.empty() ? "" : ", ") + std::string{part} +
+                       (desc ? " DESC" : "");
+          sql += " ORDER BY " + order + " LIMIT ?6";
+          result.push_back(std::move(sql));
+        }
+    return result;
+  }();
+  auto index = (static_cast<size_t>(state) * 2 + (newest_first ? 1 : 0)) * 2 +
+               (after ? 1 : 0);
+  return table[index].c_str();
+}
 
 nlohmann::json parse_payload(const unsigned char* text, int size) {
   auto first = reinterpret_cast<const char*>(text);
@@ -314,12 +492,16 @@ job read_job(sqlite3_stmt* s) {
     j.reserved_by = column_text(s, 7);
   if (sqlite3_column_type(s, 8) != SQLITE_NULL)
     j.last_error = column_text(s, 8);
+  j.priority = sqlite3_column_int(s, 9);
+  if (sqlite3_column_type(s, 10) != SQLITE_NULL)
+    j.cancel_reason = column_text(s, 10);
   return j;
 }
 
 void sort_claim_order(std::vector<job>& jobs) {
   std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
-    return std::tie(a.available_at, a.id) < std::tie(b.available_at, b.id);
+    return std::tie(a.priority, a.available_at, a.id) <
+           std::tie(b.priority, b.available_at, b.id);
   });
 }
 
@@ -608,7 +790,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_unique;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_paused;"
+                    "DROP TABLE IF EXISTS bg_jobs_unique;"
                     "DROP TABLE IF EXISTS bg_jobs_nodes;"
                     "DROP TABLE IF EXISTS bg_jobs_schedule;"
                     "DROP TABLE IF EXISTS jobs;"
@@ -630,7 +813,7 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
     return std::move(s.error());
   statement q{*s};
   q.bind(1, j.name).bind(2, payload).bind(3, to_unix_ms(j.created_at));
-  q.bind(4, to_unix_ms(j.available_at));
+  q.bind(4, to_unix_ms(j.available_at)).bind(5, int64_t{j.priority});
   if (int rc = q.step(); rc != SQLITE_ROW)
     return failure(rc, "enqueueing a job");
   return sqlite3_column_int64(q.get(), 0);
@@ -725,7 +908,7 @@ caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
   if (!running)
     return std::move(running.error());
   if (!running->empty())
-    return make_error(errc::invalid_argument,
+    return make_error(errc::invalid_state,
                       "job " + std::to_string(job_id) +
                           " is running; it cannot be deleted");
   return make_error(errc::job_not_found,
@@ -753,6 +936,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
+  j.priority = request.priority();
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db, sql_enqueue, -1, &raw, nullptr) != SQLITE_OK) {
     auto msg = std::string{"enqueueing a job in the caller's transaction: "} +
@@ -768,6 +952,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
                     SQLITE_STATIC);
   sqlite3_bind_int64(raw, 3, to_unix_ms(j.created_at));
   sqlite3_bind_int64(raw, 4, to_unix_ms(j.available_at));
+  sqlite3_bind_int64(raw, 5, j.priority);
   if (sqlite3_step(raw) != SQLITE_ROW) {
     auto code = sqlite3_errcode(db);
     return make_error(code == SQLITE_BUSY || code == SQLITE_LOCKED
@@ -791,6 +976,7 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   j.payload = request.payload();
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
+  j.priority = request.priority();
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
@@ -839,6 +1025,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       j.name = requests[i].name();
       j.created_at = now;
       j.available_at = requests[i].resolve_available_at(now);
+      j.priority = requests[i].priority();
       caf::expected<int64_t> id = int64_t{0};
       if (requests[i].unique()) {
         auto stored = insert_unique(std::move(j), texts[i], requests[i], now);
@@ -862,6 +1049,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     q.bind(first, requests[i].name()).bind(first + 1, texts[i]);
     q.bind(first + 2, to_unix_ms(now));
     q.bind(first + 3, to_unix_ms(requests[i].resolve_available_at(now)));
+    q.bind(first + 4, int64_t{requests[i].priority()});
   };
   size_t i = 0;
   if (requests.size() >= bulk_rows) {
@@ -871,7 +1059,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     for (; i + bulk_rows <= requests.size(); i += bulk_rows) {
       statement q{*bulk};
       for (size_t k = 0; k < bulk_rows; ++k)
-        bind_row(q, static_cast<int>(k * 4 + 1), i + k);
+        bind_row(q, static_cast<int>(k * 5 + 1), i + k);
       if (int rc = q.step(); rc != SQLITE_DONE)
         return failure(rc, "enqueueing jobs");
       auto last = sqlite3_last_insert_rowid(db_);
@@ -907,7 +1095,7 @@ sqlite_adapter::reserve_in_tx(const reserve_params& params) {
     return std::move(s.error());
   statement q{*s};
   q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
-  q.bind(3, names).bind(4, int64_t{params.limit});
+  q.bind(3, names).bind(4, int64_t{params.limit}).bind(5, params.queue);
   int rc;
   while ((rc = q.step()) == SQLITE_ROW)
     result.emplace_back(read_job(q.get()));
@@ -927,7 +1115,7 @@ sqlite_adapter::explain_reserve(const reserve_params& params) {
   statement q{*s};
   auto names = nlohmann::json(params.job_names).dump();
   q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
-  q.bind(3, names).bind(4, int64_t{params.limit});
+  q.bind(3, names).bind(4, int64_t{params.limit}).bind(5, params.queue);
   std::string plan;
   int rc;
   while ((rc = q.step()) == SQLITE_ROW)
@@ -1081,6 +1269,23 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
   std::vector<bool> applied;
   applied.reserve(completions.size());
   auto now = to_unix_ms(options_.clock->now());
+  // Runs one completion statement; returns whether it changed the row.
+  auto run = [&](const char* sql, const completion& c) -> caf::expected<bool> {
+    auto s = prepare(sql);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, c.job_id).bind(3, c.reserved_by);
+    bool is_move = sql != sql_retry && sql != sql_snooze;
+    q.bind(2, is_move ? now : to_unix_ms(c.available_at));
+    if (sql != sql_snooze)
+      q.bind(4, c.error);
+    if (sql == sql_retry)
+      q.bind(5, now);
+    if (int rc = q.step(); rc != SQLITE_DONE)
+      return failure(rc, "completing a job");
+    return sqlite3_changes(db_) == 1;
+  };
   for (auto& c : completions) {
     const char* sql = nullptr;
     switch (c.what) {
@@ -1096,27 +1301,23 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
     case completion::kind::snooze:
       sql = sql_snooze;
       break;
+    case completion::kind::cancelled:
+      sql = sql_copy_cancelled;
+      break;
     }
-    auto s = prepare(sql);
-    if (!s)
-      return std::move(s.error());
-    bool moved = false;
-    {
-      statement q{*s};
-      q.bind(1, c.job_id).bind(3, c.reserved_by);
-      bool is_move = c.what == completion::kind::succeeded ||
-                     c.what == completion::kind::failed;
-      q.bind(2, is_move ? now : to_unix_ms(c.available_at));
-      if (c.what == completion::kind::failed ||
-          c.what == completion::kind::retry)
-        q.bind(4, c.error);
-      if (int rc = q.step(); rc != SQLITE_DONE)
-        return failure(rc, "completing a job");
-      moved = sqlite3_changes(db_) == 1;
-      applied.push_back(moved);
-      if (!moved || !is_move)
-        continue;
+    auto changed = run(sql, c);
+    if (!changed)
+      return std::move(changed.error());
+    // Unchanged: the reservation is gone, or a cancel was asked for.
+    if (!*changed && sql != sql_copy_cancelled) {
+      sql = sql_copy_cancelled;
+      changed = run(sql, c);
+      if (!changed)
+        return std::move(changed.error());
     }
+    applied.push_back(*changed);
+    if (!*changed || sql == sql_retry || sql == sql_snooze)
+      continue;
     auto del = prepare(sql_delete);
     if (!del)
       return std::move(del.error());
@@ -1168,11 +1369,25 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
                  (!latest || *latest == to_unix_ms(*params.previous));
   if (!as_seen)
     return std::optional<job>{};
+  {
+    auto s = prepare(sql_is_paused);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    std::string kind = "schedule";
+    q.bind(1, kind).bind(2, name);
+    int rc = q.step();
+    if (rc == SQLITE_ROW)
+      return std::optional<job>{}; // paused: nothing is enqueued
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reading pauses");
+  }
   job j;
   j.name = name;
   j.payload = params.request.payload();
   j.created_at = now;
   j.available_at = params.occurrence;
+  j.priority = params.request.priority();
   auto id = insert_job(j, *text);
   if (!id)
     return std::move(id.error());
@@ -1297,6 +1512,7 @@ succeeded_job read_succeeded(sqlite3_stmt* st) {
   j.created_at = column_time(st, 4);
   j.available_at = column_time(st, 5);
   j.succeeded_at = column_time(st, 6);
+  j.priority = sqlite3_column_int(st, 7);
   return j;
 }
 
@@ -1311,6 +1527,8 @@ failed_job read_failed(sqlite3_stmt* st) {
   j.created_at = column_time(st, 5);
   j.available_at = column_time(st, 6);
   j.failed_at = column_time(st, 7);
+  j.priority = sqlite3_column_int(st, 8);
+  j.cancelled = sqlite3_column_int(st, 9) != 0;
   return j;
 }
 
@@ -1358,7 +1576,309 @@ caf::expected<job_stats> sqlite_adapter::stats() {
   st.reserved = sqlite3_column_int64(q.get(), 2);
   st.succeeded = sqlite3_column_int64(q.get(), 3);
   st.failed = sqlite3_column_int64(q.get(), 4);
+  st.cancelled = sqlite3_column_int64(q.get(), 5);
   return st;
+}
+
+// -- job control
+// -----------------------------------------------------------------
+
+namespace {
+
+job_record read_record(sqlite3_stmt* s) {
+  job_record r;
+  r.id = sqlite3_column_int64(s, 0);
+  r.name = column_text(s, 1);
+  r.payload =
+      parse_payload(sqlite3_column_text(s, 2), sqlite3_column_bytes(s, 2));
+  r.priority = sqlite3_column_int(s, 3);
+  r.attempts = sqlite3_column_int(s, 4);
+  r.state = static_cast<job_state>(sqlite3_column_int(s, 5));
+  r.created_at = column_time(s, 6);
+  r.available_at = column_time(s, 7);
+  if (sqlite3_column_type(s, 8) != SQLITE_NULL)
+    r.reserved_at = column_time(s, 8);
+  if (sqlite3_column_type(s, 9) != SQLITE_NULL)
+    r.reserved_by = column_text(s, 9);
+  if (sqlite3_column_type(s, 10) != SQLITE_NULL)
+    r.finished_at = column_time(s, 10);
+  if (sqlite3_column_type(s, 11) != SQLITE_NULL)
+    r.error = column_text(s, 11);
+  if (sqlite3_column_type(s, 12) != SQLITE_NULL)
+    r.cancel_reason = column_text(s, 12);
+  if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
+    auto errors =
+        parse_payload(sqlite3_column_text(s, 13), sqlite3_column_bytes(s, 13));
+    if (errors.is_array())
+      r.errors = std::move(errors);
+  }
+  return r;
+}
+
+} // namespace
+
+caf::expected<int>
+sqlite_adapter::execute(const char* sql,
+                        const std::function<void(statement&)>& bind,
+                        const char* what) {
+  auto s = prepare(sql);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  bind(q);
+  if (int rc = q.step(); rc != SQLITE_DONE)
+    return failure(rc, what);
+  return sqlite3_changes(db_);
+}
+
+caf::expected<std::optional<job_record>>
+sqlite_adapter::record_of(int64_t job_id) {
+  auto s = prepare(sql_record_by_id);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, to_unix_ms(options_.clock->now())).bind(2, job_id);
+  int rc = q.step();
+  if (rc == SQLITE_DONE)
+    return std::optional<job_record>{};
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading a job");
+  return std::optional<job_record>{read_record(q.get())};
+}
+
+namespace {
+
+caf::error wrong_state(const char* op, const job_record& r) {
+  return make_error(errc::invalid_state, "job " + std::to_string(r.id) +
+                                             " is " + to_string(r.state) +
+                                             "; " + op);
+}
+
+caf::error no_job(int64_t id) {
+  return make_error(errc::job_not_found, "no job " + std::to_string(id));
+}
+
+} // namespace
+
+caf::expected<job_record>
+sqlite_adapter::cancel_job(int64_t job_id, const std::string& reason) {
+  auto why = reason.empty() ? std::string{"cancelled"} : reason;
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto now = to_unix_ms(options_.clock->now());
+  auto moved = execute(
+      sql_cancel_waiting,
+      [&](statement& q) { q.bind(1, job_id).bind(2, why).bind(3, now); },
+      "cancelling a job");
+  if (!moved)
+    return std::move(moved.error());
+  int changed = *moved;
+  if (changed > 0) {
+    auto del = execute(
+        sql_delete, [&](statement& q) { q.bind(1, job_id); },
+        "cancelling a job");
+    if (!del)
+      return std::move(del.error());
+  } else {
+    auto marked = execute(
+        sql_cancel_running,
+        [&](statement& q) { q.bind(1, job_id).bind(2, why); },
+        "cancelling a job");
+    if (!marked)
+      return std::move(marked.error());
+    changed = *marked;
+  }
+  auto rec = record_of(job_id);
+  if (!rec)
+    return std::move(rec.error());
+  if (!*rec)
+    return no_job(job_id);
+  if (changed == 0)
+    return wrong_state("only a waiting or running job can be cancelled", **rec);
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return std::move(**rec);
+}
+
+caf::expected<job_record> sqlite_adapter::retry_job(int64_t job_id) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto now = to_unix_ms(options_.clock->now());
+  auto moved = execute(
+      sql_retry_one, [&](statement& q) { q.bind(1, job_id).bind(2, now); },
+      "retrying a job");
+  if (!moved)
+    return std::move(moved.error());
+  if (*moved > 0) {
+    auto del = execute(
+        sql_retry_one_delete, [&](statement& q) { q.bind(1, job_id); },
+        "retrying a job");
+    if (!del)
+      return std::move(del.error());
+  }
+  auto rec = record_of(job_id);
+  if (!rec)
+    return std::move(rec.error());
+  if (!*rec)
+    return no_job(job_id);
+  if (*moved == 0)
+    return wrong_state("only a failed or cancelled job can be retried", **rec);
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return std::move(**rec);
+}
+
+caf::expected<int64_t> sqlite_adapter::retry_failed(const std::string& name) {
+  if (auto why = name_problem(name); !why.empty())
+    return make_error(errc::invalid_job_name,
+                      "job name '" + printable(name) + "' " + why);
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto now = to_unix_ms(options_.clock->now());
+  auto moved = execute(
+      sql_retry_name, [&](statement& q) { q.bind(1, name).bind(2, now); },
+      "retrying failed jobs");
+  if (!moved)
+    return std::move(moved.error());
+  auto del = execute(
+      sql_retry_name_delete, [&](statement& q) { q.bind(1, name); },
+      "retrying failed jobs");
+  if (!del)
+    return std::move(del.error());
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return int64_t{*moved};
+}
+
+caf::expected<void> sqlite_adapter::pause(pause_kind kind,
+                                          const std::string& name) {
+  if (auto err = check_pause_name(kind, name))
+    return err;
+  std::string k = to_string(kind);
+  auto now = to_unix_ms(options_.clock->now());
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  auto r = execute(
+      sql_pause, [&](statement& q) { q.bind(1, k).bind(2, name).bind(3, now); },
+      "pausing");
+  if (!r)
+    return std::move(r.error());
+  if (kind == pause_kind::schedule)
+    for (auto sql : {sql_pause_schedule_skip, sql_pause_schedule_delete}) {
+      auto skipped = execute(
+          sql, [&](statement& q) { q.bind(1, name).bind(2, now); }, "pausing");
+      if (!skipped)
+        return std::move(skipped.error());
+    }
+  return tx.commit();
+}
+
+caf::expected<void> sqlite_adapter::resume(pause_kind kind,
+                                           const std::string& name) {
+  if (auto err = check_pause_name(kind, name))
+    return err;
+  std::string k = to_string(kind);
+  auto r = execute(
+      sql_resume, [&](statement& q) { q.bind(1, k).bind(2, name); },
+      "resuming");
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<pause_record>> sqlite_adapter::pauses() {
+  auto s = prepare(sql_pauses);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  std::vector<pause_record> result;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    pause_record p;
+    p.kind = column_text(q.get(), 0) == "queue" ? pause_kind::queue
+                                                : pause_kind::schedule;
+    p.name = column_text(q.get(), 1);
+    p.paused_at = column_time(q.get(), 2);
+    result.push_back(std::move(p));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading pauses");
+  return result;
+}
+
+caf::expected<std::vector<name_stats>> sqlite_adapter::stats_by_name() {
+  auto s = prepare(sql_stats_by_name);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, to_unix_ms(options_.clock->now()));
+  std::vector<name_stats> result;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    name_stats n;
+    n.name = column_text(q.get(), 0);
+    n.counts.available = sqlite3_column_int64(q.get(), 1);
+    n.counts.scheduled = sqlite3_column_int64(q.get(), 2);
+    n.counts.reserved = sqlite3_column_int64(q.get(), 3);
+    n.counts.succeeded = sqlite3_column_int64(q.get(), 4);
+    n.counts.failed = sqlite3_column_int64(q.get(), 5);
+    n.counts.cancelled = sqlite3_column_int64(q.get(), 6);
+    if (sqlite3_column_type(q.get(), 7) != SQLITE_NULL)
+      n.oldest_waiting = column_time(q.get(), 7);
+    result.push_back(std::move(n));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading job counts");
+  return result;
+}
+
+caf::expected<job_page> sqlite_adapter::list_jobs(const job_query& query) {
+  if (auto err = check_query(query))
+    return err;
+  std::optional<page_key> after;
+  if (!query.after.empty()) {
+    auto key = decode_key(query.after);
+    if (!key)
+      return std::move(key.error());
+    after = *key;
+  }
+  auto s =
+      prepare(sql_list(query.state, query.newest_first, after.has_value()));
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  auto names = nlohmann::json(query.names).dump();
+  q.bind(1, to_unix_ms(options_.clock->now()));
+  if (!query.names.empty())
+    q.bind(2, names);
+  else
+    q.bind(2, std::optional<std::string>{});
+  if (after)
+    q.bind(3, int64_t{after->priority})
+        .bind(4, after->at_ms)
+        .bind(5, after->id);
+  q.bind(6, int64_t{query.limit + 1});
+  job_page page;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    page.jobs.push_back(read_record(q.get()));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "listing jobs");
+  finish_page(page, query);
+  return page;
+}
+
+caf::expected<job_record> sqlite_adapter::get_job(int64_t job_id) {
+  auto rec = record_of(job_id);
+  if (!rec)
+    return std::move(rec.error());
+  if (!*rec)
+    return no_job(job_id);
+  return std::move(**rec);
 }
 
 } // namespace bg_jobs

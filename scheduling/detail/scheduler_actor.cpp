@@ -67,7 +67,7 @@ struct scheduler_state {
     }
     if (auto gone = db.delete_job(last.job_id); !gone) {
       // Running by now, or another node got there first.
-      if (code_of(gone.error()) != errc::invalid_argument &&
+      if (code_of(gone.error()) != errc::invalid_state &&
           code_of(gone.error()) != errc::job_not_found)
         store.failed(gone.error(), "dropping a missed occurrence");
       return false;
@@ -99,6 +99,15 @@ struct scheduler_state {
       return store.backoff();
     }
     auto now = ctx.now();
+    // While paused nothing is enqueued; the pause skipped what waited.
+    auto pauses = db->pauses();
+    if (!pauses) {
+      store.failed(pauses.error(), "reading pauses");
+      return store.backoff();
+    }
+    for (auto& p : *pauses)
+      if (p.kind == pause_kind::schedule && p.name == spec.job_name())
+        return check;
     if (*last && handle_missed(*db, **last, now))
       return milliseconds{1}; // the schedule changed: read it again
     std::optional<timestamp> upcoming;

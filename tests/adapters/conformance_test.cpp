@@ -1158,7 +1158,7 @@ TEST_SUITE("conformance") {
     require_ok(db->delete_job(done.id));
     auto busy = db->delete_job(running.id);
     REQUIRE_FALSE(busy);
-    CHECK(code_of(busy.error()) == errc::invalid_argument);
+    CHECK(code_of(busy.error()) == errc::invalid_state);
     auto gone = db->delete_job(waiting.id);
     REQUIRE_FALSE(gone);
     CHECK(code_of(gone.error()) == errc::job_not_found);

@@ -43,8 +43,8 @@ TEST_SUITE("retry policy") {
         {2, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
         {3, outcome::failure("x"), k::failed, event_kind::job_failed, 0ms, "x"},
         {3, outcome::snooze(5s), k::snooze, event_kind::job_snoozed, 5s, ""},
-        {1, outcome::cancel("no"), k::failed, event_kind::job_cancelled, 0ms,
-         "cancelled: no"},
+        {1, outcome::cancel("no"), k::cancelled, event_kind::job_cancelled,
+         0ms, "no"},
     };
     for (auto& r : table) {
       CAPTURE(r.attempts);

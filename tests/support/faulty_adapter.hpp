@@ -124,6 +124,34 @@ public:
   last_scheduled_run(const std::string& name) override {
     return inner_->last_scheduled_run(name);
   }
+  caf::expected<job_record> cancel_job(int64_t id,
+                                       const std::string& reason) override {
+    return inner_->cancel_job(id, reason);
+  }
+  caf::expected<job_record> retry_job(int64_t id) override {
+    return inner_->retry_job(id);
+  }
+  caf::expected<int64_t> retry_failed(const std::string& name) override {
+    return inner_->retry_failed(name);
+  }
+  caf::expected<void> pause(pause_kind k, const std::string& name) override {
+    return inner_->pause(k, name);
+  }
+  caf::expected<void> resume(pause_kind k, const std::string& name) override {
+    return inner_->resume(k, name);
+  }
+  caf::expected<std::vector<pause_record>> pauses() override {
+    return inner_->pauses();
+  }
+  caf::expected<std::vector<name_stats>> stats_by_name() override {
+    return inner_->stats_by_name();
+  }
+  caf::expected<job_page> list_jobs(const job_query& q) override {
+    return inner_->list_jobs(q);
+  }
+  caf::expected<job_record> get_job(int64_t id) override {
+    return inner_->get_job(id);
+  }
   caf::expected<void> delete_job(int64_t id) override {
     return inner_->delete_job(id);
   }
