@@ -80,6 +80,76 @@ instance::enqueue_many(const std::vector<job_request>& requests,
                                    requests);
 }
 
+namespace {
+
+constexpr std::chrono::seconds control_timeout{30};
+
+} // namespace
+
+caf::expected<job_record> instance::cancel(int64_t job_id, std::string reason) {
+  return ask<job_record>(*sys_, actor(), control_timeout, cancel_atom::value,
+                         job_id, std::move(reason));
+}
+
+caf::expected<job_record> instance::retry(int64_t job_id) {
+  return ask<job_record>(*sys_, actor(), control_timeout, retry_atom::value,
+                         job_id);
+}
+
+caf::expected<int64_t> instance::retry_failed(const std::string& job_name) {
+  return ask<int64_t>(*sys_, actor(), control_timeout, retry_atom::value,
+                      job_name);
+}
+
+caf::expected<void> instance::delete_job(int64_t job_id) {
+  return ask<void>(*sys_, actor(), control_timeout, delete_atom::value, job_id);
+}
+
+caf::expected<void> instance::pause_queue(const std::string& queue) {
+  return ask<void>(*sys_, actor(), control_timeout, pause_atom::value,
+                   pause_kind::queue, queue);
+}
+
+caf::expected<void> instance::resume_queue(const std::string& queue) {
+  return ask<void>(*sys_, actor(), control_timeout, resume_atom::value,
+                   pause_kind::queue, queue);
+}
+
+caf::expected<void> instance::scale_queue(const std::string& queue,
+                                          int max_concurrent_jobs) {
+  return ask<void>(*sys_, actor(), control_timeout, scale_atom::value, queue,
+                   max_concurrent_jobs);
+}
+
+caf::expected<void> instance::pause_schedule(const std::string& job_name) {
+  return ask<void>(*sys_, actor(), control_timeout, pause_atom::value,
+                   pause_kind::schedule, job_name);
+}
+
+caf::expected<void> instance::resume_schedule(const std::string& job_name) {
+  return ask<void>(*sys_, actor(), control_timeout, resume_atom::value,
+                   pause_kind::schedule, job_name);
+}
+
+caf::expected<std::vector<pause_record>> instance::pauses() {
+  return ask<std::vector<pause_record>>(*sys_, actor(), control_timeout,
+                                        pauses_atom::value);
+}
+
+caf::expected<job_record> instance::get_job(int64_t job_id) {
+  return ask<job_record>(*sys_, actor(), control_timeout, get_atom::value,
+                         job_id);
+}
+
+caf::expected<job_page> instance::list_jobs(const job_query& query) {
+  return ask<job_page>(*sys_, actor(), control_timeout, list_atom::value,
+                       query);
+}
+
+caf::expected<stats_report> instance::stats() {
+  return ask<stats_report>(*sys_, actor(), control_timeout, stats_atom::value);
+}
+
 caf::actor instance::lookup(const std::string& name) {
   auto x = ask<caf::actor>(*sys_, actor(), std::chrono::seconds{10},
                            lookup_atom::value, name);

@@ -9,6 +9,8 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
 
@@ -47,6 +49,52 @@ public:
   caf::expected<std::vector<int64_t>>
   enqueue_many(const std::vector<job_request>& requests,
                std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
+  // -- job control (each also a message: see `messages.hpp`) ---------------
+
+  /// Cancels a job: a waiting one at once; a running one's handler sees
+  /// `job_context::cancelled()` and the job is recorded as cancelled when
+  /// it returns, never retried. A finished job is `invalid_state`, an
+  /// unknown id `job_not_found`.
+  caf::expected<job_record> cancel(int64_t job_id, std::string reason = {});
+
+  /// Runs a failed or cancelled job again now, attempts from zero, its
+  /// errors kept; a waiting, running or succeeded job is `invalid_state`.
+  caf::expected<job_record> retry(int64_t job_id);
+
+  /// Retries every failed job named `job_name`; returns how many.
+  caf::expected<int64_t> retry_failed(const std::string& job_name);
+
+  /// Deletes a waiting job or a history row; a running job is
+  /// `invalid_state`.
+  caf::expected<void> delete_job(int64_t job_id);
+
+  /// Pauses a queue on every node (stored; survives restarts): it reserves
+  /// nothing and lets its running jobs finish. An unknown queue is
+  /// `unknown_queue`.
+  caf::expected<void> pause_queue(const std::string& queue);
+  caf::expected<void> resume_queue(const std::string& queue);
+
+  /// Sets a queue's concurrency on this node (1 to 1000) at run time.
+  caf::expected<void> scale_queue(const std::string& queue,
+                                  int max_concurrent_jobs);
+
+  /// Pauses a scheduled job on every node: an occurrence that falls in the
+  /// pause is skipped, not piled up.
+  caf::expected<void> pause_schedule(const std::string& job_name);
+  caf::expected<void> resume_schedule(const std::string& job_name);
+
+  /// Every stored pause.
+  caf::expected<std::vector<pause_record>> pauses();
+
+  /// One job, wherever it is kept.
+  caf::expected<job_record> get_job(int64_t job_id);
+
+  /// One page of jobs in one state (by name, or by `queue` of this node).
+  caf::expected<job_page> list_jobs(const job_query& query);
+
+  /// Counts per queue of this node (with each queue's lag) and per name.
+  caf::expected<stats_report> stats();
 
   /// Finds a queue (by queue name), a scheduled job (by job name) or an
   /// executor (`<queue>/executor/<n>`); an invalid handle if unknown.

@@ -5,6 +5,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
+#include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
@@ -35,6 +36,72 @@ using ready_atom = caf::atom_constant<caf::atom("ready")>;
 /// `(wake_atom, std::string job_name)`: a job of that name was enqueued.
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 
+// -- job control: each is a request to the bg_jobs actor; errors come back
+// -- as `errc` values and nothing is written.
+
+/// `(cancel_atom, int64_t job_id, std::string reason)` → `job_record`: a
+/// waiting job is cancelled at once (state `cancelled`); a running one is
+/// asked to stop (state `running`, `cancel_reason` set) and is recorded as
+/// cancelled when its handler returns.
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+
+/// `(retry_atom, int64_t job_id)` → `job_record`: a failed or cancelled
+/// job runs again now; `(retry_atom, std::string job_name)` → `int64_t`:
+/// every failed job of that name does, and the count comes back.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+/// `(delete_atom, int64_t job_id)` → `caf::unit`: a waiting job or a
+/// history row is deleted.
+using delete_atom = caf::atom_constant<caf::atom("delete")>;
+
+/// `(pause_atom, pause_kind, std::string name)` → `caf::unit`: stored, so
+/// every node honours it; a paused queue reserves nothing and lets running
+/// jobs finish; a paused schedule enqueues nothing.
+using pause_atom = caf::atom_constant<caf::atom("pause")>;
+
+/// `(resume_atom, pause_kind, std::string name)` → `caf::unit`.
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+
+/// `(scale_atom, std::string queue, int max_concurrent_jobs)` →
+/// `caf::unit`: the queue's concurrency on this node, 1 to 1000.
+using scale_atom = caf::atom_constant<caf::atom("scale")>;
+
+/// `(get_atom, int64_t job_id)` → `job_record`.
+using get_atom = caf::atom_constant<caf::atom("get")>;
+
+/// `(list_atom, job_query)` → `job_page`.
+using list_atom = caf::atom_constant<caf::atom("list")>;
+
+/// `(stats_atom)` → `stats_report`.
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+
+/// `(pauses_atom)` → `std::vector<pause_record>`.
+using pauses_atom = caf::atom_constant<caf::atom("pauses")>;
+
+/// The counts of one queue of this node's configuration.
+struct queue_stats {
+  std::string queue;
+  /// The job names this queue runs.
+  std::vector<std::string> job_names;
+  job_stats counts;
+  /// The `available_at` of the oldest job waiting now, if one is.
+  std::optional<timestamp> oldest_waiting;
+  /// How long that job has waited (zero when none waits): the queue's lag.
+  std::chrono::milliseconds lag{0};
+  /// Paused in the store (for every node).
+  bool paused = false;
+  /// Its concurrency on this node.
+  int max_concurrent_jobs = 0;
+};
+
+/// What `stats_atom` answers: per queue of this node, and per job name.
+struct stats_report {
+  /// When the counts were read.
+  timestamp at;
+  std::vector<queue_stats> queues;
+  std::vector<name_stats> names;
+};
+
 /// The key of the bg_jobs actor in `caf::actor_system::registry()`.
 constexpr caf::atom_value system_registry_key = caf::atom("bg_jobs");
 
@@ -48,3 +115,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<bg_jobs::job_request>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::event)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_page)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::pause_kind)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::stats_report)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<bg_jobs::pause_record>)

@@ -68,6 +68,11 @@ caf::error db_adapter::check_reserve(const reserve_params& params) {
 }
 
 caf::error db_adapter::check_query(const job_query& query) {
+  if (!query.queue.empty())
+    return make_error(errc::invalid_argument,
+                      "a store lists by job names; the runtime resolves the "
+                      "queue '" +
+                          printable(query.queue) + "'");
   if (query.limit < 1 || query.limit > 1000)
     return make_error(errc::invalid_argument,
                       "page limit must be 1 to 1000, got " +

@@ -112,6 +112,10 @@ struct job_query {
   job_state state = job_state::waiting;
   /// Only jobs with one of these names; empty: every name.
   std::vector<std::string> names;
+  /// Only jobs of this queue, as the node's configuration maps job names
+  /// to queues: the runtime (`instance::list_jobs`) turns it into `names`;
+  /// adapters refuse it set.
+  std::string queue;
   /// Newest first (by default), else oldest first. Waiting and scheduled
   /// jobs are ordered as claims take them (priority, availability, id)
   /// with "oldest" the next to run; running jobs by reservation time;

@@ -20,6 +20,12 @@ const char* to_string(event_kind k) {
     return "bg_jobs.job.snooze";
   case event_kind::job_cancelled:
     return "bg_jobs.job.cancel";
+  case event_kind::job_cancel_requested:
+    return "bg_jobs.job.cancel_request";
+  case event_kind::job_retried:
+    return "bg_jobs.job.retry";
+  case event_kind::job_deleted:
+    return "bg_jobs.job.delete";
   case event_kind::job_released:
     return "bg_jobs.job.release";
   case event_kind::job_rescued:
@@ -30,6 +36,16 @@ const char* to_string(event_kind k) {
     return "bg_jobs.queue.start";
   case event_kind::queue_polling_stopped:
     return "bg_jobs.queue.stop";
+  case event_kind::queue_paused:
+    return "bg_jobs.queue.pause";
+  case event_kind::queue_resumed:
+    return "bg_jobs.queue.resume";
+  case event_kind::queue_scaled:
+    return "bg_jobs.queue.scale";
+  case event_kind::schedule_paused:
+    return "bg_jobs.schedule.pause";
+  case event_kind::schedule_resumed:
+    return "bg_jobs.schedule.resume";
   case event_kind::queue_error:
     return "bg_jobs.queue.error";
   case event_kind::db_error:

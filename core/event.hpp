@@ -22,6 +22,11 @@ enum class event_kind {
   job_failed,
   job_snoozed,
   job_cancelled,
+  /// A running job was asked to stop (`cancel`); it ends as cancelled.
+  job_cancel_requested,
+  /// A failed or cancelled job was put back to run again.
+  job_retried,
+  job_deleted,
   /// A reservation was released (its holder died or shut down).
   job_released,
   /// A job held by a dead node was taken back by a live one.
@@ -29,6 +34,12 @@ enum class event_kind {
   no_worker_for_job,
   queue_polling_started,
   queue_polling_stopped,
+  queue_paused,
+  queue_resumed,
+  /// A queue's concurrency changed on this node; `message` says to what.
+  queue_scaled,
+  schedule_paused,
+  schedule_resumed,
   queue_error,
   db_error,
   /// A connection to the store works again after it was lost or refused.

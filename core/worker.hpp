@@ -12,18 +12,25 @@
 
 namespace bg_jobs {
 
-/// What a handler sees of its run besides the job: whether the runtime has
-/// given up on it (timeout or shutdown), so that a long handler can stop.
+/// What a handler sees of its run besides the job: whether it should stop,
+/// so that a long handler can return early.
 class job_context {
 public:
-  explicit job_context(const std::atomic<bool>* cancelled = nullptr)
-      : cancelled_(cancelled) {}
+  explicit job_context(const std::atomic<bool>* abandoned = nullptr,
+                       const std::atomic<bool>* cancel_requested = nullptr)
+      : abandoned_(abandoned), cancel_requested_(cancel_requested) {}
 
-  /// True once the attempt was abandoned; its result will be ignored.
-  bool cancelled() const { return cancelled_ && cancelled_->load(); }
+  /// True once the job was cancelled (`instance::cancel`: the job is
+  /// recorded as cancelled whatever the handler returns) or the attempt
+  /// was abandoned (timeout or shutdown: its result is ignored).
+  bool cancelled() const {
+    return (abandoned_ && abandoned_->load()) ||
+           (cancel_requested_ && cancel_requested_->load());
+  }
 
 private:
-  const std::atomic<bool>* cancelled_;
+  const std::atomic<bool>* abandoned_;
+  const std::atomic<bool>* cancel_requested_;
 };
 
 /// Runs jobs of one name. A handler returns an `outcome`; a handler that

@@ -7,14 +7,21 @@ namespace bg_jobs {
 caf::expected<schedule> scheduled_job_spec::build_schedule() const {
   auto s = builder_ ? builder_->build() : schedule::cron(cron_);
   if (!s)
-    return make_error(errc::invalid_schedule, "scheduled job '" + job_name() +
-                                                  "': " + message_of(s.error()));
+    return make_error(errc::invalid_schedule,
+                      "scheduled job '" + job_name() +
+                          "': " + message_of(s.error()));
   return s;
 }
 
 caf::error scheduled_job_spec::validate() const {
   if (auto s = build_schedule(); !s)
     return std::move(s.error());
+  if (priority_ < min_priority || priority_ > max_priority)
+    return make_error(errc::invalid_config,
+                      "scheduled job '" + job_name() + "': priority " +
+                          std::to_string(priority_) + " is out of range " +
+                          std::to_string(min_priority) + " to " +
+                          std::to_string(max_priority));
   if (late_after_.count() <= 0)
     return make_error(errc::invalid_config,
                       "scheduled job '" + job_name() +

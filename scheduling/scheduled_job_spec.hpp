@@ -8,6 +8,7 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/worker.hpp"
 #include "bg_jobs/scheduling/schedule.hpp"
@@ -73,6 +74,20 @@ public:
     return *this;
   }
 
+  /// The priority of every occurrence (default 0, the most urgent; see
+  /// `job_request::with_priority`).
+  scheduled_job_spec& with_priority(int p) {
+    priority_ = p;
+    return *this;
+  }
+
+  int priority() const { return priority_; }
+
+  /// The job request of one occurrence (its time is set by the scheduler).
+  job_request request() const {
+    return job_request{job_name(), payload_}.with_priority(priority_);
+  }
+
   /// The payload of every occurrence (default `{}`).
   scheduled_job_spec& with_payload(nlohmann::json payload) {
     payload_ = std::move(payload);
@@ -115,6 +130,7 @@ private:
   std::chrono::milliseconds init_timeout_{1000};
   backoff backoff_ = backoff::exponential();
   nlohmann::json payload_ = nlohmann::json::object();
+  int priority_ = min_priority;
   std::vector<event_listener> listeners_;
   bg_jobs::missed_runs missed_ = missed_runs::run_latest_once;
   std::chrono::milliseconds late_after_{std::chrono::minutes{1}};

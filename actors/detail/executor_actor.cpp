@@ -22,6 +22,8 @@ struct handler_slot {
   std::optional<job> next;
   bool stop = false;
   std::atomic<bool> cancelled{false};
+  /// The running job was cancelled; reset for each job.
+  std::atomic<bool> cancel_requested{false};
   /// Where results go: the queue, which checks that `executor` still
   /// holds the slot (a replaced executor's late result is dropped).
   caf::actor_addr queue;
@@ -43,9 +45,14 @@ void executor_handoff::run(job j, const caf::actor_addr& queue) const {
     slot_->bus->emit(std::move(e));
   }
   std::lock_guard<std::mutex> guard{slot_->mtx};
+  slot_->cancel_requested = false;
   slot_->queue = queue;
   slot_->next = std::move(j);
   slot_->cv.notify_one();
+}
+
+void executor_handoff::request_cancel() const {
+  slot_->cancel_requested = true;
 }
 
 namespace {
@@ -64,7 +71,8 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
     if (auto i = slot->workers->find(j.name); i != slot->workers->end())
-      result = i->second.run(j, job_context{&slot->cancelled});
+      result = i->second.run(
+          j, job_context{&slot->cancelled, &slot->cancel_requested});
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started)
                   .count();

@@ -37,6 +37,9 @@ public:
   /// `job_started`; the outcome goes to `queue` as a `result_atom` message.
   void run(job j, const caf::actor_addr& queue) const;
 
+  /// Raises the cancellation flag the running handler sees.
+  void request_cancel() const;
+
 private:
   std::shared_ptr<handler_slot> slot_;
 };

@@ -10,10 +10,71 @@ namespace bg_jobs::detail {
 
 void executor_pool::start(caf::event_based_actor* self, size_t n) {
   slots_.resize(n);
+  active_ = n;
   for (size_t i = 0; i < n; ++i) {
     spawn(self, i);
     idle_.push_back(n - 1 - i);
   }
+}
+
+size_t executor_pool::busy() const {
+  size_t n = 0;
+  for (auto& s : slots_)
+    if (s.running)
+      ++n;
+  return n;
+}
+
+void executor_pool::retire(caf::event_based_actor* self, size_t i) {
+  slots_[i].retired = true;
+  if (slots_[i].running)
+    return; // when its job ends
+  if (auto& e = slots_[i].executor) {
+    self->unlink_from(e);
+    self->send_exit(e, caf::exit_reason::user_shutdown);
+    e = nullptr;
+  }
+}
+
+void executor_pool::resize(caf::event_based_actor* self, size_t n) {
+  n = std::max<size_t>(n, 1);
+  // Back into service first: retired slots, lowest first.
+  for (size_t i = 0; i < slots_.size() && active_ < n; ++i)
+    if (slots_[i].retired) {
+      slots_[i].retired = false;
+      ++active_;
+      if (!slots_[i].executor)
+        spawn(self, i);
+      if (!slots_[i].running)
+        idle_.push_back(i);
+    }
+  while (active_ < n) {
+    slots_.emplace_back();
+    spawn(self, slots_.size() - 1);
+    idle_.push_back(slots_.size() - 1);
+    ++active_;
+  }
+  // Out of service: idle slots first, then the highest busy ones.
+  for (size_t k = idle_.size(); k > 0 && active_ > n; --k) {
+    auto i = idle_[k - 1];
+    idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(k - 1));
+    retire(self, i);
+    --active_;
+  }
+  for (size_t i = slots_.size(); i > 0 && active_ > n; --i)
+    if (!slots_[i - 1].retired) {
+      retire(self, i - 1);
+      --active_;
+    }
+}
+
+bool executor_pool::request_cancel(int64_t job_id) {
+  for (auto& s : slots_)
+    if (s.running && s.running->id == job_id) {
+      s.handoff.request_cancel();
+      return true;
+    }
+  return false;
 }
 
 void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
@@ -34,7 +95,8 @@ void executor_pool::register_one(caf::event_based_actor* self, size_t i) const {
 
 void executor_pool::register_all(caf::event_based_actor* self) const {
   for (size_t i = 0; i < slots_.size(); ++i)
-    register_one(self, i);
+    if (slots_[i].executor)
+      register_one(self, i);
 }
 
 size_t executor_pool::run(job j, const caf::actor_addr& queue) {
@@ -50,21 +112,30 @@ bool executor_pool::runs(size_t i, int64_t job_id) const {
          slots_[i].running->id == job_id;
 }
 
-std::optional<job> executor_pool::finish(size_t i, int64_t job_id,
+std::optional<job> executor_pool::finish(caf::event_based_actor* self, size_t i,
+                                         int64_t job_id,
                                          const caf::actor_addr& from) {
   if (!runs(i, job_id) || slots_[i].executor.address() != from)
     return std::nullopt;
   auto j = std::move(slots_[i].running);
   slots_[i].running.reset();
-  idle_.push_back(i);
+  if (slots_[i].retired)
+    retire(self, i);
+  else
+    idle_.push_back(i);
   return j;
 }
 
 job executor_pool::replace(caf::event_based_actor* self, size_t i) {
   auto j = std::move(*slots_[i].running);
+  slots_[i].running.reset();
   auto old = slots_[i].executor;
   self->unlink_from(old);
   self->send_exit(old, caf::exit_reason::kill);
+  if (slots_[i].retired) {
+    slots_[i].executor = nullptr;
+    return j;
+  }
   spawn(self, i);
   idle_.push_back(i);
   return j;
@@ -83,11 +154,12 @@ std::optional<job> executor_pool::on_exit(caf::event_based_actor* self,
   auto j = std::move(slots_[i].running);
   slots_[i].running.reset();
   idle_.erase(std::remove(idle_.begin(), idle_.end(), i), idle_.end());
-  if (restart)
+  if (restart && !slots_[i].retired)
     spawn(self, i);
   else
     slots_[i].executor = nullptr;
-  idle_.push_back(i);
+  if (!slots_[i].retired)
+    idle_.push_back(i);
   return j;
 }
 
@@ -105,7 +177,8 @@ std::vector<job> executor_pool::take_running() {
     if (slots_[i].running) {
       jobs.push_back(std::move(*slots_[i].running));
       slots_[i].running.reset();
-      idle_.push_back(i);
+      if (!slots_[i].retired)
+        idle_.push_back(i);
     }
   return jobs;
 }

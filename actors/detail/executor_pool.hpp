@@ -14,9 +14,11 @@
 
 namespace bg_jobs::detail {
 
-/// A queue's executors: a fixed number of slots, the idle ones, and the job
-/// each busy one runs. Replaces an executor that died or timed out at once.
-/// Every executor is registered as `<queue>/executor/<slot>`.
+/// A queue's executors: its slots, the idle ones, and the job each busy one
+/// runs. Replaces an executor that died or timed out at once. Resizing
+/// starts executors at once; a shrink retires idle ones at once and busy
+/// ones when their job ends. Every executor is registered as
+/// `<queue>/executor/<slot>`.
 class executor_pool {
 public:
   executor_pool() = default;
@@ -29,9 +31,18 @@ public:
   /// Spawns `n` executors, linked to `self`.
   void start(caf::event_based_actor* self, size_t n);
 
-  size_t size() const { return slots_.size(); }
+  /// The slots in service (the concurrency).
+  size_t size() const { return active_; }
   size_t idle() const { return idle_.size(); }
-  size_t busy() const { return slots_.size() - idle_.size(); }
+  /// The slots running a job (a retiring slot counts until its job ends).
+  size_t busy() const;
+
+  /// Sets the number of slots in service to `n` (at least 1).
+  void resize(caf::event_based_actor* self, size_t n);
+
+  /// Raises the cancellation flag of the handler running `job_id`; false
+  /// when no slot runs it.
+  bool request_cancel(int64_t job_id);
 
   /// Hands `j` to an idle executor (there must be one); returns its slot.
   size_t run(job j, const caf::actor_addr& queue);
@@ -40,9 +51,10 @@ public:
   bool runs(size_t i, int64_t job_id) const;
 
   /// The result of `job_id` arrived from `from`: if that executor still
-  /// holds slot `i` for it, frees the slot and returns the job.
-  std::optional<job> finish(size_t i, int64_t job_id,
-                            const caf::actor_addr& from);
+  /// holds slot `i` for it, frees the slot (or retires it) and returns the
+  /// job.
+  std::optional<job> finish(caf::event_based_actor* self, size_t i,
+                            int64_t job_id, const caf::actor_addr& from);
 
   /// Abandons the attempt in slot `i` (it timed out): kills its executor,
   /// puts a fresh one in its place and returns the job it ran.
@@ -73,9 +85,12 @@ private:
     caf::actor executor;
     executor_handoff handoff;
     std::optional<job> running;
+    /// Out of service (scaled down): no executor once its job ended.
+    bool retired = false;
   };
 
   void spawn(caf::event_based_actor* self, size_t i);
+  void retire(caf::event_based_actor* self, size_t i);
   void register_one(caf::event_based_actor* self, size_t i) const;
 
   node_context ctx_;
@@ -83,6 +98,7 @@ private:
   std::shared_ptr<const std::map<std::string, worker>> workers_;
   std::vector<slot> slots_;
   std::vector<size_t> idle_;
+  size_t active_ = 0;
 };
 
 } // namespace bg_jobs::detail

@@ -1,5 +1,7 @@
 #include "bg_jobs/actors/detail/front_door.hpp"
 
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include <caf/event_based_actor.hpp>
@@ -69,6 +71,153 @@ struct front_door_state {
     return std::move(*j);
   }
 
+  /// Runs one control operation on the store; a failure of the store (not
+  /// of the request) is reported as such.
+  template <class T, class F>
+  caf::expected<T> control(const std::string& what, F f) {
+    auto db = connection();
+    if (!db)
+      return std::move(db.error());
+    caf::expected<T> r = f(**db);
+    if (!r) {
+      switch (code_of(r.error())) {
+      case errc::database_locked:
+      case errc::database_error:
+      case errc::connection_lost:
+      case errc::database_unavailable:
+      case errc::schema_missing:
+        store.failed(r.error(), what);
+        break;
+      default:
+        break;
+      }
+    }
+    return r;
+  }
+
+  void emit_job(event_kind k, const job_record& r, std::string message = {}) {
+    if (!ctx.bus->active())
+      return;
+    event e{k};
+    job j;
+    j.id = r.id;
+    j.name = r.name;
+    j.payload = r.payload;
+    j.priority = r.priority;
+    j.attempts = r.attempts;
+    j.created_at = r.created_at;
+    j.available_at = r.available_at;
+    j.reserved_at = r.reserved_at;
+    j.reserved_by = r.reserved_by;
+    e.job = std::move(j);
+    if (auto i = ctx.plan->queue_of_job.find(r.name);
+        i != ctx.plan->queue_of_job.end())
+      e.queue = i->second;
+    e.message = std::move(message);
+    ctx.emit(std::move(e));
+  }
+
+  /// Concurrency per queue on this node, as configured or scaled.
+  std::map<std::string, int> concurrency;
+
+  /// The job names of `queue` on this node, or an `unknown_queue` error.
+  caf::expected<std::vector<std::string>> names_of(const std::string& queue) {
+    for (auto& q : ctx.plan->queues)
+      if (q.name() == queue) {
+        std::vector<std::string> names;
+        for (auto& w : q.workers())
+          names.push_back(w.job_name());
+        return names;
+      }
+    return make_error(errc::unknown_queue,
+                      "no queue '" + printable(queue) + "' is configured");
+  }
+
+  /// Whether a pause of `name` names something this node knows (an
+  /// operator node that accepts any job name may pause anything).
+  caf::error check_pausable(pause_kind k, const std::string& name) {
+    if (ctx.plan->any_job_name)
+      return caf::none;
+    if (k == pause_kind::queue) {
+      auto names = names_of(name);
+      return names ? caf::none : std::move(names.error());
+    }
+    for (auto& s : ctx.plan->scheduled)
+      if (s.job_name() == name)
+        return caf::none;
+    return make_error(errc::unknown_queue, "no scheduled job '" +
+                                               printable(name) +
+                                               "' is configured");
+  }
+
+  caf::expected<void> set_pause(caf::event_based_actor* self, bool paused,
+                                pause_kind k, const std::string& name) {
+    if (auto err = check_pausable(k, name))
+      return err;
+    auto r =
+        control<void>(paused ? "pausing" : "resuming", [&](db_adapter& db) {
+          return paused ? db.pause(k, name) : db.resume(k, name);
+        });
+    if (!r)
+      return r;
+    if (!paused)
+      wake(self, "*");
+    event e{k == pause_kind::queue ? (paused ? event_kind::queue_paused
+                                             : event_kind::queue_resumed)
+                                   : (paused ? event_kind::schedule_paused
+                                             : event_kind::schedule_resumed)};
+    e.queue = name;
+    ctx.emit(std::move(e));
+    return r;
+  }
+
+  caf::expected<stats_report> stats() {
+    auto names = control<std::vector<name_stats>>(
+        "reading job counts",
+        [](db_adapter& db) { return db.stats_by_name(); });
+    if (!names)
+      return std::move(names.error());
+    auto pauses = control<std::vector<pause_record>>(
+        "reading pauses", [](db_adapter& db) { return db.pauses(); });
+    if (!pauses)
+      return std::move(pauses.error());
+    stats_report report;
+    report.at = ctx.now();
+    for (auto& q : ctx.plan->queues) {
+      queue_stats qs;
+      qs.queue = q.name();
+      auto c = concurrency.find(q.name());
+      qs.max_concurrent_jobs =
+          c != concurrency.end() ? c->second : q.max_concurrent_jobs();
+      for (auto& w : q.workers())
+        qs.job_names.push_back(w.job_name());
+      for (auto& n : *names) {
+        if (std::find(qs.job_names.begin(), qs.job_names.end(), n.name) ==
+            qs.job_names.end())
+          continue;
+        qs.counts.available += n.counts.available;
+        qs.counts.scheduled += n.counts.scheduled;
+        qs.counts.reserved += n.counts.reserved;
+        qs.counts.succeeded += n.counts.succeeded;
+        qs.counts.failed += n.counts.failed;
+        qs.counts.cancelled += n.counts.cancelled;
+        if (n.oldest_waiting &&
+            (!qs.oldest_waiting || *n.oldest_waiting < *qs.oldest_waiting))
+          qs.oldest_waiting = n.oldest_waiting;
+      }
+      if (qs.oldest_waiting)
+        qs.lag = std::max(std::chrono::milliseconds{0},
+                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                              report.at - *qs.oldest_waiting));
+      for (auto& p : *pauses)
+        if (p.kind == pause_kind::queue && p.name == q.name())
+          qs.paused = true;
+      report.queues.push_back(std::move(qs));
+    }
+    report.names = std::move(*names);
+    return report;
+  }
+
   caf::result<std::vector<int64_t>>
   enqueue_many(caf::event_based_actor* self,
                const std::vector<job_request>& rs) {
@@ -135,6 +284,161 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       },
       [=](enqueue_atom, const std::vector<job_request>& rs) {
         return guarded([&] { return self->state.enqueue_many(self, rs); });
+      },
+      [=](cancel_atom, int64_t id,
+          const std::string& reason) -> caf::result<job_record> {
+        return guarded([&]() -> caf::result<job_record> {
+          auto& st = self->state;
+          auto r =
+              st.control<job_record>("cancelling a job", [&](db_adapter& db) {
+                return db.cancel_job(id, reason);
+              });
+          if (!r)
+            return std::move(r.error());
+          if (r->state == job_state::running) {
+            if (auto router = st.ctx.dir->get(actor_directory::router))
+              self->send(router, cancel_atom::value, id, *r->cancel_reason,
+                         r->name);
+            st.emit_job(event_kind::job_cancel_requested, *r,
+                        *r->cancel_reason);
+          } else {
+            st.emit_job(event_kind::job_cancelled, *r, r->error.value_or(""));
+          }
+          return std::move(*r);
+        });
+      },
+      [=](retry_atom, int64_t id) -> caf::result<job_record> {
+        return guarded([&]() -> caf::result<job_record> {
+          auto& st = self->state;
+          auto r =
+              st.control<job_record>("retrying a job", [&](db_adapter& db) {
+                return db.retry_job(id);
+              });
+          if (!r)
+            return std::move(r.error());
+          st.wake(self, r->name);
+          st.emit_job(event_kind::job_retried, *r);
+          return std::move(*r);
+        });
+      },
+      [=](retry_atom, const std::string& name) -> caf::result<int64_t> {
+        return guarded([&]() -> caf::result<int64_t> {
+          auto& st = self->state;
+          auto n =
+              st.control<int64_t>("retrying failed jobs", [&](db_adapter& db) {
+                return db.retry_failed(name);
+              });
+          if (!n)
+            return std::move(n.error());
+          if (*n > 0) {
+            st.wake(self, name);
+            event e{event_kind::job_retried};
+            e.message = std::to_string(*n) + " failed jobs of '" + name + "'";
+            st.ctx.emit(std::move(e));
+          }
+          return *n;
+        });
+      },
+      [=](delete_atom, int64_t id) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto& st = self->state;
+          auto rec = st.control<job_record>(
+              "reading a job", [&](db_adapter& db) { return db.get_job(id); });
+          auto r = st.control<void>("deleting a job", [&](db_adapter& db) {
+            return db.delete_job(id);
+          });
+          if (!r)
+            return std::move(r.error());
+          if (rec)
+            st.emit_job(event_kind::job_deleted, *rec);
+          return caf::unit;
+        });
+      },
+      [=](pause_atom, pause_kind k,
+          const std::string& name) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto r = self->state.set_pause(self, true, k, name);
+          if (!r)
+            return std::move(r.error());
+          return caf::unit;
+        });
+      },
+      [=](resume_atom, pause_kind k,
+          const std::string& name) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto r = self->state.set_pause(self, false, k, name);
+          if (!r)
+            return std::move(r.error());
+          return caf::unit;
+        });
+      },
+      [=](scale_atom a, const std::string& queue,
+          int n) -> caf::result<caf::message> {
+        auto& st = self->state;
+        if (auto names = st.names_of(queue); !names)
+          return std::move(names.error());
+        if (n < 1 || n > 1000)
+          return make_error(errc::invalid_argument,
+                            "max_concurrent_jobs must be 1 to 1000, got " +
+                                std::to_string(n));
+        st.concurrency[queue] = n;
+        return self->delegate(st.ctx.dir->get(actor_directory::router), a,
+                              queue, n);
+      },
+      [=](get_atom, int64_t id) -> caf::result<job_record> {
+        return guarded([&]() -> caf::result<job_record> {
+          auto r = self->state.control<job_record>(
+              "reading a job", [&](db_adapter& db) { return db.get_job(id); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](list_atom, job_query q) -> caf::result<job_page> {
+        return guarded([&]() -> caf::result<job_page> {
+          auto& st = self->state;
+          if (!q.queue.empty()) {
+            auto names = st.names_of(q.queue);
+            if (!names)
+              return std::move(names.error());
+            if (q.names.empty())
+              q.names = std::move(*names);
+            else
+              q.names.erase(std::remove_if(q.names.begin(), q.names.end(),
+                                           [&](const std::string& n) {
+                                             return std::find(names->begin(),
+                                                              names->end(),
+                                                              n) ==
+                                                    names->end();
+                                           }),
+                            q.names.end());
+            q.queue.clear();
+            if (q.names.empty())
+              return job_page{};
+          }
+          auto r = st.control<job_page>(
+              "listing jobs", [&](db_adapter& db) { return db.list_jobs(q); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](stats_atom) -> caf::result<stats_report> {
+        return guarded([&]() -> caf::result<stats_report> {
+          auto r = self->state.stats();
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](pauses_atom) -> caf::result<std::vector<pause_record>> {
+        return guarded([&]() -> caf::result<std::vector<pause_record>> {
+          auto r = self->state.control<std::vector<pause_record>>(
+              "reading pauses", [](db_adapter& db) { return db.pauses(); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
       },
       [=](lookup_atom a, const std::string& name) {
         return self->delegate(

@@ -47,6 +47,11 @@ struct queue_state {
   bool reconcile = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
+  /// Running jobs asked to cancel, with the reasons.
+  std::map<int64_t, std::string> cancels;
+  /// When the store was last asked for cancels of our running jobs (a
+  /// cancel on another node reaches us that way).
+  std::chrono::steady_clock::time_point cancels_checked;
 
   static inline const char* name = "bg_jobs.queue";
 
@@ -117,8 +122,8 @@ struct queue_state {
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
     auto want = static_cast<int>(pool.idle());
-    auto done =
-        db->complete_and_reserve(outcomes.changes(), {job_names, want, owner});
+    auto done = db->complete_and_reserve(outcomes.changes(),
+                                         {job_names, want, owner, spec.name()});
     if (!done) {
       backlog = false;
       failed(done.error(), "recording outcomes and reserving jobs");
@@ -134,6 +139,33 @@ struct queue_state {
     backlog = static_cast<int>(jobs.size()) == want;
     for (auto& j : jobs)
       dispatch(self, std::move(j));
+  }
+
+  /// Flags the handler of a running job that was asked to cancel.
+  void cancel(int64_t job_id, const std::string& reason) {
+    if (cancels.count(job_id) > 0 || !pool.request_cancel(job_id))
+      return;
+    cancels.emplace(job_id, reason);
+  }
+
+  /// Looks in the store, at most once a second while jobs run, for
+  /// cancels of them asked for on another node.
+  void check_cancels() {
+    auto now = std::chrono::steady_clock::now();
+    if (pool.busy() == 0 || now - cancels_checked < std::chrono::seconds{1})
+      return;
+    cancels_checked = now;
+    auto db = store.get();
+    if (!db)
+      return;
+    auto running = db->get_running_jobs_by_queue_name(owner);
+    if (!running) {
+      failed(running.error(), "reading cancels of running jobs");
+      return;
+    }
+    for (auto& j : *running)
+      if (j.cancel_reason)
+        cancel(j.id, *j.cancel_reason);
   }
 
   void dispatch(caf::event_based_actor* self, job j) {
@@ -167,6 +199,7 @@ struct queue_state {
   /// fresh executor takes the slot at once.
   void time_out(caf::event_based_actor* self, size_t i) {
     auto j = pool.replace(self, i);
+    cancels.erase(j.id);
     auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
     auto o = outcome::failure("timed out after " +
                               std::to_string(limit.count()) + " ms");
@@ -177,6 +210,7 @@ struct queue_state {
 
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
+    cancels.erase(j.id);
     auto d = policy.on_release(j, why, count_attempt, owner, ctx.now());
     outcomes.add(std::move(d), std::move(j));
   }
@@ -264,6 +298,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   return {
       [=](poll_atom) {
         self->state.poll(self);
+        self->state.check_cancels();
         if (!self->state.stopping)
           self->delayed_send(self, self->state.spec.poll_interval(),
                              poll_atom::value);
@@ -278,9 +313,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       [=](result_atom, size_t i, int64_t job_id, outcome& o,
           int64_t duration_us, const caf::actor_addr& from) {
         auto& st = self->state;
-        auto j = st.pool.finish(i, job_id, from);
+        auto j = st.pool.finish(self, i, job_id, from);
         if (!j)
           return;
+        // A cancelled job ends cancelled, whatever its handler returned.
+        if (auto c = st.cancels.find(job_id); c != st.cancels.end()) {
+          o = outcome::cancel(c->second);
+          st.cancels.erase(c);
+        }
         auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
         st.outcomes.add(std::move(d), std::move(*j),
                         std::chrono::microseconds{duration_us});
@@ -299,6 +339,23 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         else
           st.outcomes.flush(st.store);
         st.stop_if_idle(self);
+      },
+      [=](cancel_atom, int64_t job_id, const std::string& reason) {
+        self->state.cancel(job_id, reason);
+      },
+      [=](scale_atom, int n) -> caf::result<void> {
+        auto& st = self->state;
+        if (n < 1 || n > 1000)
+          return make_error(errc::invalid_argument,
+                            "max_concurrent_jobs must be 1 to 1000, got " +
+                                std::to_string(n));
+        auto before = st.pool.size();
+        st.pool.resize(self, static_cast<size_t>(n));
+        st.emit(event_kind::queue_scaled, "max_concurrent_jobs " +
+                                              std::to_string(before) + " -> " +
+                                              std::to_string(n));
+        st.poll(self);
+        return caf::unit;
       },
       [=](ready_atom) { return caf::unit; },
       [=](reregister_atom) {

@@ -7,6 +7,7 @@
 
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
 
@@ -39,6 +40,23 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self,
           return;
         if (auto q = st.queues.find(i->second); q != st.queues.end())
           self->send(q->second, a, job_name);
+      },
+      [=](cancel_atom a, int64_t job_id, const std::string& reason,
+          const std::string& job_name) {
+        auto& st = self->state;
+        auto& plan = st.ctx.plan->queue_of_job;
+        if (auto i = plan.find(job_name); i != plan.end())
+          if (auto q = st.queues.find(i->second); q != st.queues.end())
+            self->send(q->second, a, job_id, reason);
+      },
+      [=](scale_atom a, const std::string& queue,
+          int n) -> caf::result<caf::message> {
+        auto& st = self->state;
+        auto q = st.queues.find(queue);
+        if (q == st.queues.end())
+          return make_error(errc::unknown_queue,
+                            "no queue '" + printable(queue) + "' runs here");
+        return self->delegate(q->second, a, n);
       },
       [=](ready_atom) { return caf::unit; },
       [=](reregister_atom) {},

@@ -81,8 +81,7 @@ struct scheduler_state {
     ctx.emit(std::move(e));
     if (!latest)
       return false;
-    scheduled_params p{job_request{spec.job_name(), spec.payload()}, *latest,
-                       last.scheduled_at};
+    scheduled_params p{spec.request(), *latest, last.scheduled_at};
     if (auto j = db.enqueue_scheduled(p); !j)
       store.failed(j.error(), "enqueueing the latest missed occurrence");
     return true;
@@ -117,8 +116,7 @@ struct scheduler_state {
       std::optional<timestamp> previous;
       if (*last)
         previous = (*last)->scheduled_at;
-      scheduled_params p{job_request{spec.job_name(), spec.payload()}, *occ,
-                         previous};
+      scheduled_params p{spec.request(), *occ, previous};
       auto j = db->enqueue_scheduled(p);
       if (!j) {
         store.failed(j.error(), "enqueueing the next occurrence");

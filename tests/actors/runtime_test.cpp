@@ -143,7 +143,7 @@ TEST_SUITE("runtime") {
     CHECK(waiting->front().available_at == clk->now() + 300ms);
     // Just before its time, nobody can claim it.
     clk->advance(299ms);
-    CHECK(db->reserve_jobs({{"j"}, 1, "probe/q/1"})->empty());
+    CHECK(db->reserve_jobs({{"j"}, 1, "probe/q/1", ""})->empty());
     clk->advance(1ms);
     REQUIRE(log.wait_for(event_kind::job_succeeded));
     std::lock_guard<std::mutex> guard{mtx};
@@ -458,8 +458,8 @@ TEST_SUITE("runtime") {
     auto db = store();
     auto mine = db->enqueue_job(job_request{"j"});
     auto theirs = db->enqueue_job(job_request{"j"});
-    REQUIRE(db->reserve_jobs({{"j"}, 1, "test-node/default/7"}));
-    REQUIRE(db->reserve_jobs({{"j"}, 1, "other-node/default/1"}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "test-node/default/7", ""}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "other-node/default/1", ""}));
     auto bg = start(make_builder().with_queue(
         test_queue("default").with_worker(worker{"j", [](const job&) {}})));
     REQUIRE(log.wait_for(event_kind::job_succeeded));

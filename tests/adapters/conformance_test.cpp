@@ -38,7 +38,8 @@ void require_ok(const caf::expected<void>& x) {
 
 std::vector<job> reserve(db_adapter& db, std::vector<std::string> names,
                          int limit, std::string owner = "node/q/1") {
-  return value_of(db.reserve_jobs({std::move(names), limit, std::move(owner)}));
+  return value_of(
+      db.reserve_jobs({std::move(names), limit, std::move(owner), ""}));
 }
 
 std::vector<int64_t> ids_of(const std::vector<job>& jobs) {
@@ -485,7 +486,7 @@ TEST_SUITE("conformance") {
       auto conn = store.connect();
       std::string owner = "node/q/" + std::to_string(k);
       for (;;) {
-        auto r = conn->reserve_jobs({{"j"}, 7, owner});
+        auto r = conn->reserve_jobs({{"j"}, 7, owner, ""});
         if (!r) {
           ++errors;
           return;
@@ -651,8 +652,10 @@ TEST_SUITE("conformance") {
           errc::invalid_payload);
     CHECK(code(db->enqueue_job(job_request{"j", std::string("\xff\xfe")})) ==
           errc::invalid_payload);
-    CHECK(code(db->reserve_jobs({{"j"}, 0, "o"})) == errc::invalid_argument);
-    CHECK(code(db->reserve_jobs({{"j"}, -3, "o"})) == errc::invalid_argument);
+    CHECK(code(db->reserve_jobs({{"j"}, 0, "o", ""})) ==
+          errc::invalid_argument);
+    CHECK(code(db->reserve_jobs({{"j"}, -3, "o", ""})) ==
+          errc::invalid_argument);
     CHECK(code(db->get_succeeded_jobs(0)) == errc::invalid_argument);
     CHECK(value_of(db->stats()).total() == 0);
   }
@@ -874,7 +877,7 @@ TEST_SUITE("conformance") {
     stale.job_id = held[1].id;
     stale.reserved_by = "node/q/other";
     auto r = value_of(
-        db->complete_and_reserve({done, stale}, {{"j"}, 10, "node/q/1"}));
+        db->complete_and_reserve({done, stale}, {{"j"}, 10, "node/q/1", ""}));
     CHECK(r.applied == std::vector<bool>{true, false});
     CHECK_FALSE(r.reserve_error);
     CHECK(r.reserved.size() == 2);
@@ -882,7 +885,8 @@ TEST_SUITE("conformance") {
     CHECK(st.succeeded == 1);
     CHECK(st.reserved == 3);
     // With nothing to complete it is a plain reserve.
-    auto none = value_of(db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"}));
+    auto none =
+        value_of(db->complete_and_reserve({}, {{"j"}, 10, "node/q/1", ""}));
     CHECK(none.applied.empty());
     CHECK(none.reserved.empty());
   }
@@ -902,7 +906,7 @@ TEST_SUITE("conformance") {
     done.job_id = j.id;
     done.reserved_by = "node/q/1";
     auto r =
-        value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1"}));
+        value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1", ""}));
     CHECK(r.applied == std::vector<bool>{true});
     REQUIRE(r.reserve_error);
     CHECK(describe(r.reserve_error).find("injected reserve failure") !=
@@ -914,7 +918,7 @@ TEST_SUITE("conformance") {
     CHECK(st.available == 1);
     CHECK(st.reserved == 0);
     // Without completions the failure is the call's own error.
-    auto alone = db->complete_and_reserve({}, {{"j"}, 10, "node/q/1"});
+    auto alone = db->complete_and_reserve({}, {{"j"}, 10, "node/q/1", ""});
     CHECK_FALSE(alone);
   }
 
@@ -928,10 +932,10 @@ TEST_SUITE("conformance") {
     completion done;
     done.job_id = held[0].id;
     done.reserved_by = "node/q/1";
-    auto zero = db->complete_and_reserve({done}, {{"j"}, 0, "node/q/1"});
+    auto zero = db->complete_and_reserve({done}, {{"j"}, 0, "node/q/1", ""});
     REQUIRE_FALSE(zero);
     CHECK(code_of(zero.error()) == errc::invalid_argument);
-    auto nobody = db->complete_and_reserve({done}, {{"j"}, 1, ""});
+    auto nobody = db->complete_and_reserve({done}, {{"j"}, 1, "", ""});
     REQUIRE_FALSE(nobody);
     CHECK(code_of(nobody.error()) == errc::invalid_argument);
     CHECK(value_of(db->stats()).reserved == 1);
@@ -968,7 +972,7 @@ TEST_SUITE("conformance") {
     auto db = store.fresh();
     value_of(
         db->enqueue_jobs(std::vector<job_request>(2000, job_request{"j"})));
-    auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1"}));
+    auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1", ""}));
     INFO(plan);
     CHECK(plan.find("jobs_claim_idx") != std::string::npos);
   }

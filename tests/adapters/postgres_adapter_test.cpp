@@ -144,7 +144,7 @@ TEST_SUITE("postgres") {
     REQUIRE_MESSAGE(ids, test::why(ids));
     REQUIRE(ids->size() == 5000);
     CHECK(std::is_sorted(ids->begin(), ids->end()));
-    auto first = db->reserve_jobs({{"bulk"}, 1, "o"});
+    auto first = db->reserve_jobs({{"bulk"}, 1, "o", ""});
     REQUIRE(first);
     CHECK(first->front().payload["seq"] == 0);
     CHECK(db->stats()->available == 4999);
@@ -160,12 +160,12 @@ TEST_SUITE("postgres") {
       tx.exec_params("SELECT pg_terminate_backend($1)", db->backend_pid());
       tx.commit();
     }
-    auto r = db->reserve_jobs({{"j"}, 1, "o"});
+    auto r = db->reserve_jobs({{"j"}, 1, "o", ""});
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == errc::connection_lost);
     auto again = postgres_adapter::open({s.url()});
     REQUIRE(again);
-    auto got = (*again)->reserve_jobs({{"j"}, 1, "o"});
+    auto got = (*again)->reserve_jobs({{"j"}, 1, "o", ""});
     REQUIRE(got);
     CHECK(got->size() == 1);
   }

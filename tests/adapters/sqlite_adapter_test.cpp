@@ -97,7 +97,7 @@ TEST_SUITE("sqlite") {
     CHECK(describe(j.error()).find("busy timeout of 200 ms") !=
           std::string::npos);
     CHECK(waited >= 150ms);
-    auto r = (*db)->reserve_jobs({{"j"}, 1, "o"});
+    auto r = (*db)->reserve_jobs({{"j"}, 1, "o", ""});
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == errc::database_locked);
     kill(pid, SIGTERM);
@@ -130,12 +130,11 @@ TEST_SUITE("sqlite") {
     test::temp_dir dir;
     auto path = dir.file("jobs.db");
     auto db = open_migrated(path);
-    CHECK(
-        query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
-                         " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
-        "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_paused|bg_jobs_schedule|"
-              "bg_jobs_unique|jobs|"
-        "jobs_failed|jobs_succeeded|");
+    CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                           " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
+          "bg_jobs_migrations|bg_jobs_nodes|bg_jobs_paused|bg_jobs_schedule|"
+          "bg_jobs_unique|jobs|"
+          "jobs_failed|jobs_succeeded|");
     REQUIRE(db->migrate_down());
     CHECK(query_text(path, "SELECT name FROM sqlite_master"
                            " WHERE name NOT LIKE 'sqlite_%'") == "");
@@ -149,7 +148,7 @@ TEST_SUITE("sqlite") {
     query_text(path,
                "INSERT INTO jobs (name, payload, created_at, available_at)"
                " VALUES ('j', 'not {json', 0, 0)");
-    auto r = db->reserve_jobs({{"j"}, 1, "o"});
+    auto r = db->reserve_jobs({{"j"}, 1, "o", ""});
     REQUIRE(r);
     REQUIRE(r->size() == 1);
     CHECK(r->front().payload == "not {json");
@@ -184,7 +183,7 @@ TEST_SUITE("sqlite") {
         sqlite_adapter::enqueue_in(app, job_request{"ship", {{"order", 2}}});
     REQUIRE_MESSAGE(j, test::why(j));
     exec("COMMIT");
-    auto held = db->reserve_jobs({{"ship"}, 5, "n/q/1"});
+    auto held = db->reserve_jobs({{"ship"}, 5, "n/q/1", ""});
     REQUIRE(held);
     REQUIRE(held->size() == 1);
     CHECK(held->front().id == j->id);

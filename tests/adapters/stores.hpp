@@ -22,6 +22,9 @@ public:
 
   virtual const char* store_name() const = 0;
 
+  /// What a separate process opens: the SQLite path or the PostgreSQL URL.
+  virtual std::string location() const = 0;
+
   /// A factory of connections to this test's store, dated by `clk` (the
   /// system clock by default).
   virtual adapter_factory
@@ -56,6 +59,8 @@ public:
 
   const char* store_name() const override { return name; }
 
+  std::string location() const override { return dir_.file("jobs.db"); }
+
   sqlite_options options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
     sqlite_options opts;
     opts.path = dir_.file("jobs.db");
@@ -84,6 +89,8 @@ public:
   static constexpr const char* name = "postgres";
 
   const char* store_name() const override { return name; }
+
+  std::string location() const override { return schema_.url(); }
 
   postgres_options
   options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {

@@ -26,8 +26,8 @@ TEST_SUITE("maintenance") {
     rescue_service rescuer{{30s, 10s}};
     REQUIRE(db->enqueue_job(job_request{"j"}));
     REQUIRE(db->enqueue_job(job_request{"j"}));
-    REQUIRE(db->reserve_jobs({{"j"}, 1, "alive/q/1"}));
-    REQUIRE(db->reserve_jobs({{"j"}, 1, "dead/q/1"}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "alive/q/1", ""}));
+    REQUIRE(db->reserve_jobs({{"j"}, 1, "dead/q/1", ""}));
     CHECK(alive.run_once(*db, clk->now()).heartbeat);
     CHECK(dead.run_once(*db, clk->now()).heartbeat);
     CHECK(rescuer.run_once(*db, clk->now()).rescued.empty());
@@ -48,7 +48,7 @@ TEST_SUITE("maintenance") {
     for (int i = 0; i < 3; ++i) {
       auto j = db->enqueue_job(job_request{"j"});
       REQUIRE(j);
-      REQUIRE(db->reserve_jobs({{"j"}, 1, "n/q/1"}));
+      REQUIRE(db->reserve_jobs({{"j"}, 1, "n/q/1", ""}));
       j->reserved_by = "n/q/1";
       REQUIRE(db->move_job_to_succeeded(*j));
     }
