@@ -250,6 +250,23 @@ TEST_SUITE("job control") {
     (void)paused_at;
   }
 
+  BG_JOBS_RUNTIME_CASE("100 concurrent enqueues of one unique job from two "
+                       "processes store one job") {
+    std::vector<std::unique_ptr<test::child_process>> nodes;
+    for (auto name : {"web-a", "web-b"})
+      nodes.push_back(std::make_unique<test::child_process>(
+          std::vector<std::string>{BG_JOBS_TEST_NODE, "--store",
+                                   the_store->location(), "--node", name,
+                                   "--enqueue-unique", "50"}));
+    for (auto& p : nodes)
+      REQUIRE(p->started());
+    for (auto& p : nodes)
+      CHECK(p->wait(60s) == 0);
+    auto st = value_of(store()->stats());
+    CHECK(st.available == 1);
+    CHECK(st.total() == 1);
+  }
+
   BG_JOBS_RUNTIME_CASE("scale changes a queue's concurrency at run time") {
     test::gate hold;
     std::atomic<int> active{0}, peak{0};

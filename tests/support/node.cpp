@@ -5,6 +5,11 @@
 //   test_node --store <sqlite-path | postgres-url> --node NAME
 //             [--concurrency N] [--record] [--sleep-ms N] [--timeout-ms N]
 //             [--lease-ms N] [--report FILE]
+//   test_node --store <sqlite-path | postgres-url> --enqueue-unique N
+//
+// --enqueue-unique makes the node enqueue one unique job ("once") N times
+// from 10 threads through its instance, run nothing, and exit 0 when every
+// enqueue returned a job (1 otherwise).
 //
 // --record makes each run insert (job_id, node) into the table `runs` of the
 // same store, so that a test can count how often each job ran. --report
@@ -14,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -64,6 +70,7 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds lease{30000};
   int concurrency = 10, sleep_ms = 0;
   bool record = false;
+  int enqueue_unique = 0;
   std::chrono::milliseconds timeout{60000};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -84,6 +91,8 @@ int main(int argc, char** argv) {
       report = next();
     else if (arg == "--record")
       record = true;
+    else if (arg == "--enqueue-unique")
+      enqueue_unique = std::stoi(next());
   }
   if (store.empty()) {
     std::cerr << "usage: test_node --store <path|url> --node NAME ..."
@@ -97,6 +106,34 @@ int main(int argc, char** argv) {
   cfg.set("scheduler.max-threads", 2);
   int rc = 0;
   std::atomic<int> rescued{0};
+  if (enqueue_unique > 0) {
+    caf::actor_system sys{cfg};
+    auto bg = bg_jobs::builder{factory}
+                  .with_node_name(node)
+                  .with_enqueued_job_names({"once"})
+                  .build(sys);
+    if (!bg) {
+      std::cerr << node << ": " << bg_jobs::describe(bg.error()) << std::endl;
+      return 1;
+    }
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 10; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = t; i < enqueue_unique; i += 10) {
+          auto j = bg->enqueue(
+              bg_jobs::job_request{"once", {{"k", 1}}}.with_unique());
+          if (!j) {
+            std::cerr << bg_jobs::describe(j.error()) << std::endl;
+            ++failures;
+          }
+        }
+      });
+    for (auto& t : threads)
+      t.join();
+    bg->shutdown();
+    return failures == 0 ? 0 : 1;
+  }
   {
     caf::actor_system sys{cfg};
     auto spec = bg_jobs::queue_spec{"work"}
