@@ -1,8 +1,12 @@
 #include "bg_jobs/actors/builder.hpp"
 
+#include <cerrno>
 #include <map>
+#include <mutex>
+#include <random>
 #include <set>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
@@ -23,7 +27,69 @@ std::string host_name() {
   return buf;
 }
 
+/// The node instances alive in this process (a holder with this pid is
+/// alive only if it is one of them).
+struct live_instances {
+  std::mutex mtx;
+  std::set<std::string> ids;
+
+  static live_instances& get() {
+    static live_instances x;
+    return x;
+  }
+
+  void add(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    ids.insert(id);
+  }
+
+  void remove(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    ids.erase(id);
+  }
+
+  bool has(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return ids.count(id) > 0;
+  }
+};
+
+std::string random_instance() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> dist;
+  char buf[20];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(dist(rd)));
+  return buf;
+}
+
+/// Whether the holder of a name with a fresh heartbeat still runs: on
+/// another host it is taken to; on this one its pid (or, in this process,
+/// its instance) must still be alive.
+bool holder_alive(const node_holder& h, const std::string& host) {
+  if (h.who.host != host)
+    return true;
+  if (h.who.pid == static_cast<int64_t>(getpid()))
+    return live_instances::get().has(h.who.instance);
+  if (h.who.pid <= 0)
+    return true;
+  return ::kill(static_cast<pid_t>(h.who.pid), 0) == 0 || errno == EPERM;
+}
+
+std::string describe_holder(const node_holder& h) {
+  return "node name '" + h.who.node + "' is held by a live process (pid " +
+         std::to_string(h.who.pid) + " on host '" + h.who.host + "', since " +
+         to_iso8601(h.who.started_at) + ", last heartbeat " +
+         to_iso8601(h.heartbeat_at) +
+         "); give this node another name (with_node_name) or stop that "
+         "process";
+}
+
 } // namespace
+
+void detail::forget_node_instance(const std::string& id) {
+  live_instances::get().remove(id);
+}
 
 builder::builder(adapter_factory connect)
     : connect_(std::move(connect)), node_(host_name()) {}
@@ -56,6 +122,7 @@ builder::with_supervisor_frequency_period(std::chrono::milliseconds d) {
 
 builder& builder::with_node_name(std::string name) {
   node_ = std::move(name);
+  node_given_ = true;
   return *this;
 }
 
@@ -156,6 +223,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   if (auto err = validate())
     return err;
   bool listen = false;
+  node_identity me;
   {
     auto db = connect_();
     if (!db)
@@ -175,17 +243,45 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     if (auto ok = (*db)->check_schema(); !ok)
       return std::move(ok.error());
     listen = (*db)->caps().supports_listen_notify && !poll_only_;
+    me.instance = random_instance();
+    me.host = host_name();
+    me.pid = static_cast<int64_t>(getpid());
+    me.started_at = clock_->now();
+    live_instances::get().add(me.instance);
+    auto alive = [&](const node_holder& h) { return holder_alive(h, me.host); };
+    caf::error refused;
+    for (int slot = 1; slot <= (node_given_ ? 1 : 64); ++slot) {
+      me.node = slot == 1 ? node_ : node_ + "-" + std::to_string(slot);
+      auto held = (*db)->claim_node(me, maintenance_.lease, alive);
+      if (!held) {
+        live_instances::get().remove(me.instance);
+        return std::move(held.error());
+      }
+      if (!*held) {
+        refused = caf::none;
+        break;
+      }
+      refused = make_error(errc::invalid_config, describe_holder(**held));
+    }
+    if (refused) {
+      live_instances::get().remove(me.instance);
+      return refused;
+    }
   }
   detail::node_context ctx;
   ctx.plan = std::make_shared<const detail::node_plan>(
       detail::node_plan::make(*this, listen));
   ctx.connect = connect_;
-  ctx.node = node_;
+  ctx.node = me.node;
+  ctx.instance = me.instance;
   ctx.clock = clock_;
   ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener, clock_);
   ctx.dir = std::make_shared<detail::actor_directory>();
   auto dir = ctx.dir;
   auto root = detail::spawn_node(sys, std::move(ctx));
+  // The name is free again once this tree is gone, however it ends.
+  root->attach_functor(
+      [id = me.instance] { live_instances::get().remove(id); });
   auto timeout = std::chrono::milliseconds{30000};
   for (auto& q : queues_)
     timeout += q.init_timeout();
@@ -204,7 +300,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   }
   if (failure)
     return failure;
-  return instance{sys, std::move(root), std::move(dir)};
+  return instance{sys, std::move(root), std::move(dir), me.node, me.instance};
 }
 
 } // namespace bg_jobs

@@ -40,9 +40,14 @@ public:
   /// The window of the restart intensity (1 s).
   builder& with_supervisor_frequency_period(std::chrono::milliseconds d);
 
-  /// The stable name of this process in reservation owners. Default: the
-  /// host name. Several processes on one host that share a store need
-  /// distinct names; on start a node releases what its name left reserved.
+  /// The stable name of this process in reservation owners. A live
+  /// process holds its name (in `bg_jobs_nodes`): `build()` fails with an
+  /// error naming the holder (host, pid, since when) while another process
+  /// holds it with a fresh heartbeat. A holder is dead when its pid is gone
+  /// (on this host) or its heartbeat is older than the lease; then this
+  /// node takes the name over and releases what it left reserved. Default:
+  /// the host name, or `<host>-2`, `<host>-3`, ... when that is held, so
+  /// that processes on one host never share a name.
   builder& with_node_name(std::string name);
 
   /// How long shutdown waits for running jobs before releasing them (5 s).
@@ -118,6 +123,7 @@ private:
   int max_frequency_ = 5;
   std::chrono::milliseconds frequency_period_{1000};
   std::string node_;
+  bool node_given_ = false;
   std::chrono::milliseconds grace_{5000};
   bool migrate_ = false;
   bool poll_only_ = false;

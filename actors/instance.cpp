@@ -10,12 +10,15 @@
 namespace bg_jobs {
 
 instance::instance(caf::actor_system& sys, caf::actor root,
-                   std::shared_ptr<detail::actor_directory> dir)
-    : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)) {}
+                   std::shared_ptr<detail::actor_directory> dir,
+                   std::string node_name, std::string node_instance)
+    : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
+      node_(std::move(node_name)), node_instance_(std::move(node_instance)) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
-      dir_(std::move(other.dir_)) {
+      dir_(std::move(other.dir_)), node_(std::move(other.node_)),
+      node_instance_(std::move(other.node_instance_)) {
   other.root_ = nullptr;
 }
 
@@ -30,6 +33,8 @@ instance& instance::operator=(instance&& other) noexcept {
     sys_ = other.sys_;
     root_ = std::move(other.root_);
     dir_ = std::move(other.dir_);
+    node_ = std::move(other.node_);
+    node_instance_ = std::move(other.node_instance_);
     other.root_ = nullptr;
   }
   return *this;
@@ -192,6 +197,7 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
   }
   root_ = nullptr;
   dir_ = nullptr;
+  detail::forget_node_instance(node_instance_);
   if (failure)
     return failure;
   return caf::unit;
@@ -210,6 +216,7 @@ caf::error instance::await_exit(std::chrono::milliseconds timeout) {
   if (code_of(reason) != errc::timeout) {
     root_ = nullptr;
     dir_ = nullptr;
+    detail::forget_node_instance(node_instance_);
   }
   return reason;
 }

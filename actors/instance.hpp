@@ -27,7 +27,8 @@ class actor_directory;
 class instance {
 public:
   instance(caf::actor_system& sys, caf::actor root,
-           std::shared_ptr<detail::actor_directory> dir);
+           std::shared_ptr<detail::actor_directory> dir,
+           std::string node_name = {}, std::string node_instance = {});
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
@@ -36,6 +37,9 @@ public:
   /// ever restart, this returns the new one (as does
   /// `sys.registry().get<caf::actor>(system_registry_key)`).
   caf::actor actor() const;
+
+  /// The node name this process holds (see `builder::with_node_name`).
+  const std::string& node_name() const { return node_; }
 
   /// The supervisor at the root of the tree.
   const caf::actor& supervisor() const { return root_; }
@@ -119,6 +123,8 @@ private:
   caf::actor_system* sys_;
   caf::actor root_;
   std::shared_ptr<detail::actor_directory> dir_;
+  std::string node_;
+  std::string node_instance_;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

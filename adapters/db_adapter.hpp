@@ -134,6 +134,22 @@ struct job_page {
   std::string next;
 };
 
+/// One process's claim on a node name (`db_adapter::claim_node`).
+struct node_identity {
+  std::string node;
+  /// Unique per start of a process (random).
+  std::string instance;
+  std::string host;
+  int64_t pid = 0;
+  timestamp started_at;
+};
+
+/// Who holds a node name, as stored.
+struct node_holder {
+  node_identity who;
+  timestamp heartbeat_at;
+};
+
 /// What can be paused: a queue (its jobs are not reserved) or a scheduled
 /// job (its occurrences are not enqueued).
 enum class pause_kind { queue, schedule };
@@ -156,7 +172,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 5;
+  static constexpr int schema_version_current = 6;
 
   virtual capabilities caps() const = 0;
 
@@ -205,6 +221,18 @@ public:
 
   /// Records that `node` is alive now.
   virtual caf::expected<void> heartbeat(const std::string& node) = 0;
+
+  /// Claims the node name `me.node` for `me`, unless another instance
+  /// holds it with a heartbeat within `lease` and `alive` says that holder
+  /// still runs: then nothing is written and the holder comes back.
+  /// Concurrent claims of one name are serialized.
+  virtual caf::expected<std::optional<node_holder>>
+  claim_node(const node_identity& me, std::chrono::milliseconds lease,
+             const std::function<bool(const node_holder&)>& alive) = 0;
+
+  /// Gives the name up at a clean shutdown, if `instance` still holds it.
+  virtual caf::expected<void> release_node(const std::string& node,
+                                           const std::string& instance) = 0;
 
   /// Releases the jobs held by nodes without a heartbeat within `lease`
   /// (and reserved longer ago than that); returns them. A late completion

@@ -45,12 +45,18 @@ private:
 
 /// What every actor of one bg_jobs tree shares: the plan it was built from,
 /// the store, the clock, where events go and where the other actors are.
+/// Marks the node instance `id` of this process as gone, so that a later
+/// node may take its name over (done when its tree is seen to exit).
+void forget_node_instance(const std::string& id);
+
 struct node_context {
   std::shared_ptr<const node_plan> plan;
   /// Opens a connection for an actor that talks to the store.
   adapter_factory connect;
   /// This process's node name, the first part of every reservation owner.
   std::string node;
+  /// This start's claim on the name (`db_adapter::claim_node`).
+  std::string instance;
   std::shared_ptr<bg_jobs::clock> clock;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<actor_directory> dir;

@@ -96,12 +96,30 @@ const char* const migrations[] = {
     "  name TEXT NOT NULL,"
     "  paused_at TIMESTAMPTZ NOT NULL,"
     "  PRIMARY KEY (kind, name));",
+    // version 6: who holds each node name
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN instance TEXT, ADD COLUMN host TEXT,"
+    "  ADD COLUMN pid BIGINT, ADD COLUMN started_at TIMESTAMPTZ;",
 };
 
 constexpr int known_version = std::size(migrations);
 static_assert(known_version == db_adapter::schema_version_current);
 
 const char notify_channel[] = "bg_jobs";
+
+// clang-format off
+const char pg_node_holder[] =
+    "SELECT coalesce(instance, ''), coalesce(host, ''), coalesce(pid, 0), "
+    BG_JOBS_MS("coalesce(started_at, heartbeat_at)") ", "
+    BG_JOBS_MS("heartbeat_at") " FROM bg_jobs_nodes WHERE node = $1";
+
+const char pg_node_claim[] =
+    "INSERT INTO bg_jobs_nodes (node, heartbeat_at, instance, host, pid,"
+    " started_at) VALUES ($1, " BG_JOBS_TS("$2") ", $3, $4, $5, "
+    BG_JOBS_TS("$6") ") ON CONFLICT (node) DO UPDATE SET"
+    " heartbeat_at = excluded.heartbeat_at, instance = excluded.instance,"
+    " host = excluded.host, pid = excluded.pid,"
+    " started_at = excluded.started_at";
+// clang-format on
 
 struct statement_def {
   const char* name;
@@ -870,6 +888,50 @@ caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
   auto r = impl_->in_statement(
       "recording a heartbeat", [&](pqxx::transaction_base& tx) {
         tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());
+        return 0;
+      });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::optional<node_holder>> postgres_adapter::claim_node(
+    const node_identity& me, std::chrono::milliseconds lease,
+    const std::function<bool(const node_holder&)>& alive) {
+  auto now = impl_->now_ms();
+  return impl_->in_transaction(
+      "claiming a node name",
+      [&](pqxx::work& tx) -> std::optional<node_holder> {
+        // Claims of one name wait for each other; released on commit.
+        tx.exec_params("SELECT pg_advisory_xact_lock(7220159, hashtext($1))",
+                       me.node);
+        auto r = tx.exec_params(pg_node_holder, me.node);
+        if (!r.empty()) {
+          node_holder h;
+          h.who.node = me.node;
+          h.who.instance = r[0][0].as<std::string>();
+          h.who.host = r[0][1].as<std::string>();
+          h.who.pid = r[0][2].as<int64_t>();
+          h.who.started_at = field_time(r[0][3]);
+          h.heartbeat_at = field_time(r[0][4]);
+          if (h.who.instance != me.instance &&
+              to_unix_ms(h.heartbeat_at) >= now - lease.count() && alive(h))
+            return h;
+        }
+        tx.exec_params(pg_node_claim, me.node, now, me.instance, me.host,
+                       me.pid, to_unix_ms(me.started_at));
+        return std::nullopt;
+      });
+}
+
+caf::expected<void>
+postgres_adapter::release_node(const std::string& node,
+                               const std::string& instance) {
+  auto r = impl_->in_statement(
+      "giving up a node name", [&](pqxx::transaction_base& tx) {
+        tx.exec_params(
+            "DELETE FROM bg_jobs_nodes WHERE node = $1 AND instance = $2", node,
+            instance);
         return 0;
       });
   if (!r)

@@ -67,6 +67,11 @@ public:
   release_unheld(const std::string& reserved_by,
                  const std::vector<int64_t>& held) override;
   caf::expected<void> heartbeat(const std::string& node) override;
+  caf::expected<std::optional<node_holder>>
+  claim_node(const node_identity& me, std::chrono::milliseconds lease,
+             const std::function<bool(const node_holder&)>& alive) override;
+  caf::expected<void> release_node(const std::string& node,
+                                   const std::string& instance) override;
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;

@@ -94,6 +94,11 @@ const char* const migrations[] = {
     "  name TEXT NOT NULL,"
     "  paused_at INTEGER NOT NULL,"
     "  PRIMARY KEY (kind, name));",
+    // version 6: who holds each node name
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN instance TEXT;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN host TEXT;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN pid INTEGER;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN started_at INTEGER;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -257,6 +262,20 @@ const char sql_schedule_state[] =
 const char sql_heartbeat[] =
     "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES (?1, ?2)"
     " ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+
+const char sql_node_holder[] =
+    "SELECT instance, host, pid, started_at, heartbeat_at FROM bg_jobs_nodes"
+    " WHERE node = ?1";
+
+const char sql_node_claim[] =
+    "INSERT INTO bg_jobs_nodes (node, heartbeat_at, instance, host, pid,"
+    " started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    " ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
+    " instance = excluded.instance, host = excluded.host,"
+    " pid = excluded.pid, started_at = excluded.started_at";
+
+const char sql_node_release[] =
+    "DELETE FROM bg_jobs_nodes WHERE node = ?1 AND instance = ?2";
 
 const char sql_rescue[] =
     "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
@@ -1221,6 +1240,60 @@ caf::expected<void> sqlite_adapter::heartbeat(const std::string& node) {
       return failure(rc, "recording a heartbeat");
   }
   return tx.commit();
+}
+
+caf::expected<std::optional<node_holder>> sqlite_adapter::claim_node(
+    const node_identity& me, std::chrono::milliseconds lease,
+    const std::function<bool(const node_holder&)>& alive) {
+  auto now = options_.clock->now();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  {
+    auto s = prepare(sql_node_holder);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, me.node);
+    int rc = q.step();
+    if (rc == SQLITE_ROW) {
+      node_holder h;
+      h.who.node = me.node;
+      h.who.instance = column_text(q.get(), 0);
+      h.who.host = column_text(q.get(), 1);
+      h.who.pid = sqlite3_column_int64(q.get(), 2);
+      h.who.started_at = column_time(q.get(), 3);
+      h.heartbeat_at = column_time(q.get(), 4);
+      if (h.who.instance != me.instance && h.heartbeat_at >= now - lease &&
+          alive(h))
+        return std::optional<node_holder>{std::move(h)};
+    } else if (rc != SQLITE_DONE) {
+      return failure(rc, "reading the holder of a node name");
+    }
+  }
+  auto r = execute(
+      sql_node_claim,
+      [&](statement& q) {
+        q.bind(1, me.node).bind(2, to_unix_ms(now)).bind(3, me.instance);
+        q.bind(4, me.host).bind(5, me.pid).bind(6, to_unix_ms(me.started_at));
+      },
+      "claiming a node name");
+  if (!r)
+    return std::move(r.error());
+  if (auto c = tx.commit(); !c)
+    return std::move(c.error());
+  return std::optional<node_holder>{};
+}
+
+caf::expected<void> sqlite_adapter::release_node(const std::string& node,
+                                                 const std::string& instance) {
+  auto r = execute(
+      sql_node_release,
+      [&](statement& q) { q.bind(1, node).bind(2, instance); },
+      "giving up a node name");
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
 }
 
 caf::expected<std::vector<job>>

@@ -71,6 +71,11 @@ public:
   caf::expected<std::vector<job>>
   release_jobs_of_node(const std::string& node) override;
   caf::expected<void> heartbeat(const std::string& node) override;
+  caf::expected<std::optional<node_holder>>
+  claim_node(const node_identity& me, std::chrono::milliseconds lease,
+             const std::function<bool(const node_holder&)>& alive) override;
+  caf::expected<void> release_node(const std::string& node,
+                                   const std::string& instance) override;
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;

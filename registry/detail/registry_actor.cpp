@@ -90,6 +90,15 @@ caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
   self->state.store = store_connection{self->state.ctx, "registry", {}};
   if (release_leftovers)
     self->state.release_leftovers();
+  // At a clean shutdown the node gives its name up for the next start.
+  self->attach_functor(
+      [connect = self->state.ctx.connect, node = self->state.ctx.node,
+       instance = self->state.ctx.instance](const caf::error& reason) {
+        if (reason && reason != caf::exit_reason::user_shutdown)
+          return;
+        if (auto db = connect())
+          (void)(*db)->release_node(node, instance);
+      });
   self->set_down_handler(
       [self](caf::down_msg& dm) { self->state.on_down(dm, self->system()); });
   return {

@@ -405,4 +405,42 @@ TEST_SUITE("job control") {
           errc::invalid_argument);
   }
 
+  BG_JOBS_RUNTIME_CASE("a node name held by a live instance is refused; a "
+                       "dead holder's name is taken over") {
+    auto w = worker{"j", [](const job&) {}};
+    auto config = make_builder().with_queue(quick_queue("q").with_worker(w));
+    auto first = start(config);
+    CHECK(first.node_name() == "test-node");
+    auto second = config.build(*sys);
+    REQUIRE_FALSE(second);
+    CHECK(code_of(second.error()) == errc::invalid_config);
+    INFO(describe(second.error()));
+    CHECK(describe(second.error()).find("is held by a live process") !=
+          std::string::npos);
+    // A holder that died without shutting down (its tree killed) left the
+    // name to be taken over, with what it held released.
+    value_of(first.enqueue(job_request{"j"}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded));
+    caf::anon_send_exit(first.supervisor(), caf::exit_reason::kill);
+    first.await_exit(10s);
+    auto third = config.build(*sys);
+    REQUIRE_MESSAGE(third, "after a kill: " << test::why(third));
+    CHECK(third->node_name() == "test-node");
+    require_ok(third->shutdown());
+    // A clean shutdown gives the name up.
+    auto fourth = config.build(*sys);
+    REQUIRE_MESSAGE(fourth, "after a shutdown: " << test::why(fourth));
+    CHECK(fourth->node_name() == "test-node");
+  }
+
+  BG_JOBS_RUNTIME_CASE("the default node name is unique per process") {
+    auto w = worker{"j", [](const job&) {}};
+    auto config = builder{the_store->factory()}.with_queue(
+        quick_queue("q").with_worker(w));
+    auto a = start(config);
+    auto b = start(config);
+    CHECK(a.node_name() != b.node_name());
+    CHECK(b.node_name() == a.node_name() + "-2");
+  }
+
 } // TEST_SUITE

@@ -444,4 +444,33 @@ TEST_SUITE("conformance") {
     CHECK(all[2].counts.total() == 1);
   }
 
+  TEST_CASE_TEMPLATE("a node name is claimed by one live instance at a time", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    node_identity a{"n", "aaaa", "host-1", 100, t0};
+    node_identity b{"n", "bbbb", "host-2", 200, t0 + 1s};
+    auto alive = [](const node_holder&) { return true; };
+    auto dead = [](const node_holder&) { return false; };
+    CHECK_FALSE(value_of(db->claim_node(a, 30s, alive)));
+    auto held = value_of(db->claim_node(b, 30s, alive));
+    REQUIRE(held);
+    CHECK(held->who.instance == "aaaa");
+    CHECK(held->who.host == "host-1");
+    CHECK(held->who.pid == 100);
+    CHECK(held->who.started_at == t0);
+    // The same instance claims again (a restarted registry); a holder its
+    // checker finds dead, or with a stale heartbeat, is taken over.
+    CHECK_FALSE(value_of(db->claim_node(a, 30s, alive)));
+    CHECK_FALSE(value_of(db->claim_node(b, 30s, dead)));
+    clk->advance(31s);
+    CHECK_FALSE(value_of(db->claim_node(a, 30s, alive)));
+    // Giving the name up needs the holding instance.
+    require_ok(db->release_node("n", "bbbb"));
+    CHECK(value_of(db->claim_node(b, 30s, alive)));
+    require_ok(db->release_node("n", "aaaa"));
+    CHECK_FALSE(value_of(db->claim_node(b, 30s, alive)));
+  }
+
 } // TEST_SUITE

@@ -2,6 +2,7 @@
 // back. Every job must succeed; only jobs in flight at a kill may run twice.
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -44,6 +45,19 @@ struct sqlite_target {
     sqlite3_close(db);
   }
 
+  std::set<std::string> node_names() const {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, "SELECT DISTINCT node FROM runs", -1, &s, nullptr);
+    std::set<std::string> names;
+    while (sqlite3_step(s) == SQLITE_ROW)
+      names.insert(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return names;
+  }
+
   std::pair<int64_t, int64_t> runs() const {
     sqlite3* db = nullptr;
     sqlite3_open(path.c_str(), &db);
@@ -76,6 +90,15 @@ struct postgres_target {
     pqxx::work tx{c};
     tx.exec("CREATE TABLE runs (job_id BIGINT, node TEXT)");
     tx.commit();
+  }
+
+  std::set<std::string> node_names() const {
+    pqxx::connection c{schema.url()};
+    pqxx::work tx{c};
+    std::set<std::string> names;
+    for (const auto& r : tx.exec("SELECT DISTINCT node FROM runs"))
+      names.insert(r[0].as<std::string>());
+    return names;
   }
 
   std::pair<int64_t, int64_t> runs() const {
@@ -191,6 +214,45 @@ TEST_SUITE("reliability") {
               << " ran twice");
     CHECK(rescued == static_cast<int>(held_by_dead));
     CHECK(total - distinct <= static_cast<int64_t>(held_by_dead));
+  }
+
+  TEST_CASE_TEMPLATE("a second process with a live node's name is refused "
+                     "and no job runs twice",
+                     T, sqlite_target, postgres_target) {
+    constexpr int n = 400;
+    T target;
+    prepare(target, n);
+    auto db = target.open();
+    auto first = start_node(target.store(), "shared", 2, {"--sleep-ms", "5"});
+    REQUIRE(test::eventually([&] { return succeeded(*db) >= 10; }, 60s));
+    // The same name while the first holds it: build() fails, nothing runs.
+    auto second = start_node(target.store(), "shared", 2);
+    CHECK(second->wait(60s) == 1);
+    CHECK(first->wait(120s) == 0);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == n);
+    CHECK(total == n);
+    // Its clean shutdown gave the name up: a new process takes it at once.
+    auto again = start_node(target.store(), "shared", 2);
+    CHECK(again->wait(60s) == 0);
+  }
+
+  TEST_CASE_TEMPLATE("processes on one host get distinct default names", T,
+                     sqlite_target, postgres_target) {
+    constexpr int n = 400;
+    T target;
+    prepare(target, n);
+    auto db = target.open();
+    std::vector<std::unique_ptr<test::child_process>> nodes;
+    for (auto label : {"a", "b"})
+      nodes.push_back(start_node(target.store(), label, 2,
+                                 {"--default-name", "--sleep-ms", "5"}));
+    for (auto& p : nodes)
+      CHECK(p->wait(120s) == 0);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == n);
+    CHECK(total == n);
+    CHECK(target.node_names().size() == 2);
   }
 
 } // TEST_SUITE

@@ -124,6 +124,15 @@ public:
   last_scheduled_run(const std::string& name) override {
     return inner_->last_scheduled_run(name);
   }
+  caf::expected<std::optional<node_holder>>
+  claim_node(const node_identity& me, std::chrono::milliseconds lease,
+             const std::function<bool(const node_holder&)>& alive) override {
+    return inner_->claim_node(me, lease, alive);
+  }
+  caf::expected<void> release_node(const std::string& node,
+                                   const std::string& instance) override {
+    return inner_->release_node(node, instance);
+  }
   caf::expected<job_record> cancel_job(int64_t id,
                                        const std::string& reason) override {
     return inner_->cancel_job(id, reason);

@@ -11,6 +11,8 @@
 // from 10 threads through its instance, run nothing, and exit 0 when every
 // enqueue returned a job (1 otherwise).
 //
+// --default-name leaves the node name to bg_jobs (--node is then only a
+// label in messages) and records the name bg_jobs chose.
 // --record makes each run insert (job_id, node) into the table `runs` of the
 // same store, so that a test can count how often each job ran. --report
 // writes "rescued <n>" (jobs this node rescued from dead nodes) to FILE.
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
   int concurrency = 10, sleep_ms = 0;
   bool record = false;
   int enqueue_unique = 0;
+  bool default_name = false;
   std::chrono::milliseconds timeout{60000};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -91,6 +94,8 @@ int main(int argc, char** argv) {
       report = next();
     else if (arg == "--record")
       record = true;
+    else if (arg == "--default-name")
+      default_name = true;
     else if (arg == "--enqueue-unique")
       enqueue_unique = std::stoi(next());
   }
@@ -145,17 +150,22 @@ int main(int argc, char** argv) {
                             std::this_thread::sleep_for(
                                 std::chrono::milliseconds{sleep_ms});
                           if (record)
-                            record_run(store, node, j.id);
+                            // The owner's first part: the name held.
+                            record_run(store,
+                                       j.reserved_by->substr(
+                                           0, j.reserved_by->find('/')),
+                                       j.id);
                         }});
-    auto bg = bg_jobs::builder{factory}
-                  .with_node_name(node)
-                  .with_node_lease(lease)
-                  .with_event_listener([&](const bg_jobs::event& e) {
-                    if (e.kind == bg_jobs::event_kind::job_rescued)
-                      ++rescued;
-                  })
-                  .with_queue(spec)
-                  .build(sys);
+    auto config = bg_jobs::builder{factory}
+                      .with_node_lease(lease)
+                      .with_event_listener([&](const bg_jobs::event& e) {
+                        if (e.kind == bg_jobs::event_kind::job_rescued)
+                          ++rescued;
+                      })
+                      .with_queue(spec);
+    if (!default_name)
+      config.with_node_name(node);
+    auto bg = config.build(sys);
     if (!bg) {
       std::cerr << node << ": " << bg_jobs::describe(bg.error()) << std::endl;
       return 1;
