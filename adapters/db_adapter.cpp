@@ -1,7 +1,10 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
+#include <set>
+#include <string_view>
 
 #include "bg_jobs/core/errc.hpp"
 
@@ -111,6 +114,64 @@ db_adapter::decode_key(const std::string& text) {
     return make_error(errc::invalid_argument,
                       "malformed page position '" + printable(text) + "'");
   return key;
+}
+
+std::string db_adapter::prefixed_sql(const char* sql,
+                                     const std::string& prefix) {
+  static const std::set<std::string_view> names = {
+      "jobs",
+      "jobs_succeeded",
+      "jobs_failed",
+      "jobs_claim_idx",
+      "jobs_reserved_by_idx",
+      "jobs_succeeded_at_idx",
+      "jobs_failed_at_idx",
+      "jobs_failed_name_idx",
+      "bg_jobs_migrations",
+      "bg_jobs_schedule",
+      "bg_jobs_nodes",
+      "bg_jobs_unique",
+      "bg_jobs_paused",
+  };
+  std::string text{sql};
+  if (prefix.empty())
+    return text;
+  auto is_ident = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
+  std::string out;
+  out.reserve(text.size() + 64);
+  for (size_t i = 0; i < text.size();) {
+    if (!is_ident(text[i])) {
+      out += text[i++];
+      continue;
+    }
+    auto j = i;
+    while (j < text.size() && is_ident(text[j]))
+      ++j;
+    std::string_view word{text.data() + i, j - i};
+    if (names.count(word) > 0)
+      out += prefix;
+    out += word;
+    i = j;
+  }
+  return out;
+}
+
+caf::error db_adapter::check_identifier(const char* what,
+                                        const std::string& name, size_t max) {
+  bool ok = name.size() <= max;
+  for (size_t i = 0; ok && i < name.size(); ++i) {
+    char c = name[i];
+    ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+  }
+  if (ok)
+    return caf::none;
+  return make_error(errc::invalid_argument,
+                    std::string{what} + " '" + printable(name) +
+                        "' must be a lower-case SQL identifier ([a-z_]"
+                        "[a-z0-9_]*) of at most " +
+                        std::to_string(max) + " bytes");
 }
 
 void db_adapter::finish_page(job_page& page, const job_query& query) {

@@ -34,7 +34,7 @@ struct reserve_params {
   std::string reserved_by;
   /// The queue reserving; while it is paused (`pause`), nothing is
   /// reserved. Empty: no pause applies.
-  std::string queue;
+  std::string queue{};
 };
 
 /// What `db_adapter::complete_and_reserve` did.
@@ -115,7 +115,7 @@ struct job_query {
   /// Only jobs of this queue, as the node's configuration maps job names
   /// to queues: the runtime (`instance::list_jobs`) turns it into `names`;
   /// adapters refuse it set.
-  std::string queue;
+  std::string queue{};
   /// Newest first (by default), else oldest first. Waiting and scheduled
   /// jobs are ordered as claims take them (priority, availability, id)
   /// with "oldest" the next to run; running jobs by reservation time;
@@ -395,6 +395,15 @@ protected:
 
   /// Decodes `job_query::after`; `invalid_argument` when malformed.
   static caf::expected<page_key> decode_key(const std::string& text);
+
+  /// `sql` with every bg_jobs table and index name prefixed by `prefix`
+  /// (whole identifiers only; also inside quotes, as in a catalog lookup).
+  static std::string prefixed_sql(const char* sql, const std::string& prefix);
+
+  /// An `invalid_argument` error unless `name` is empty or a plain SQL
+  /// identifier: `[a-z_][a-z0-9_]*`, at most `max` bytes.
+  static caf::error check_identifier(const char* what, const std::string& name,
+                                     size_t max);
 
   /// Trims a page read with `limit + 1` rows to `limit` and sets `next`
   /// when the extra row shows there is more.

@@ -107,6 +107,11 @@ static_assert(known_version == db_adapter::schema_version_current);
 const char notify_channel[] = "bg_jobs";
 
 // clang-format off
+const char pg_enqueue_in[] =
+    "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
+    " priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4")
+    ", $5) RETURNING id";
+
 const char pg_node_holder[] =
     "SELECT coalesce(instance, ''), coalesce(host, ''), coalesce(pid, 0), "
     BG_JOBS_MS("coalesce(started_at, heartbeat_at)") ", "
@@ -417,7 +422,8 @@ caf::error failure(const char* what) {
 /// key's primary key makes concurrent enqueues wait for each other: the
 /// first one to commit stores its job, the others find it.
 job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
-                  const job_request& request, timestamp now) {
+                  const job_request& request, timestamp now,
+                  const std::string& channel) {
   auto key = request.unique_key();
   auto& u = *request.unique();
   auto now_ms = to_unix_ms(now);
@@ -465,7 +471,7 @@ job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
           .as<int64_t>();
   tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
                  key, j.id);
-  tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
+  tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
   return j;
 }
 
@@ -477,8 +483,9 @@ job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
 /// Collects the job names of `bg_jobs` notifications.
 class wakeup_receiver : public pqxx::notification_receiver {
 public:
-  wakeup_receiver(pqxx::connection_base& c, std::vector<std::string>& out)
-      : pqxx::notification_receiver(c, notify_channel), out_(out) {}
+  wakeup_receiver(pqxx::connection_base& c, const std::string& channel,
+                  std::vector<std::string>& out)
+      : pqxx::notification_receiver(c, channel), out_(out) {}
 
   void operator()(const std::string& payload, int) override {
     out_.push_back(payload);
@@ -493,12 +500,25 @@ struct postgres_adapter::impl {
   std::unique_ptr<pqxx::connection> conn;
   std::vector<std::string> wakeups;
   std::unique_ptr<wakeup_receiver> receiver;
+  /// The notification channel: `bg_jobs`, or `bg_jobs.<schema>`.
+  std::string channel = notify_channel;
 
   int64_t now_ms() const { return to_unix_ms(options.clock->now()); }
 
   void prepare_all() {
     for (auto& s : statements)
-      conn->prepare(s.name, s.sql);
+      conn->prepare(s.name, on_channel(s.sql));
+  }
+
+  /// `sql` with its notifications on this store's channel.
+  std::string on_channel(const char* sql) const {
+    std::string text{sql};
+    const std::string from = "pg_notify('bg_jobs',";
+    const std::string to = "pg_notify('" + channel + "',";
+    for (auto at = text.find(from); at != std::string::npos;
+         at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+    return text;
   }
 
   /// Runs `f` in a transaction and commits; maps exceptions to errors.
@@ -551,14 +571,20 @@ postgres_adapter::open(postgres_options options) {
   auto url = prepare_url(options.url);
   if (!url)
     return std::move(url.error());
+  if (auto err = check_identifier("schema", options.schema, 50))
+    return err;
   auto p = std::make_unique<impl>();
   p->options = std::move(options);
+  if (!p->options.schema.empty())
+    p->channel = std::string{notify_channel} + "." + p->options.schema;
   if (!p->options.clock)
     p->options.clock = clock::system();
   try {
     p->conn = std::make_unique<pqxx::connection>(*url);
     pqxx::nontransaction tx{*p->conn};
     tx.exec("SET application_name = " + tx.quote(p->options.application_name));
+    if (!p->options.schema.empty())
+      tx.exec("SET search_path = " + p->options.schema);
   } catch (const std::exception& e) {
     std::string msg = e.what();
     while (!msg.empty() && msg.back() == '\n')
@@ -622,6 +648,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
   auto r = impl_->in_transaction("migrating up", [&](pqxx::work& tx) {
     // One migration at a time, even with several nodes starting at once.
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
+    if (!impl_->options.schema.empty())
+      tx.exec("CREATE SCHEMA IF NOT EXISTS " + impl_->options.schema);
     tx.exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
             " version INTEGER PRIMARY KEY,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
@@ -704,7 +732,8 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   if (request.unique())
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
-          return insert_unique(tx, std::move(j), *text, request, now);
+          return insert_unique(tx, std::move(j), *text, request, now,
+                               impl_->channel);
         });
   auto id =
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
@@ -720,7 +749,10 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
 }
 
 caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
-                                                const job_request& request) {
+                                                const job_request& request,
+                                                const std::string& schema) {
+  if (auto err = check_identifier("schema", schema, 50))
+    return err;
   auto now = clock::system()->now();
   auto text = request.validate(now);
   if (!text)
@@ -731,15 +763,16 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
   j.priority = request.priority();
+  // In the caller's transaction the tables are named with their schema.
+  auto insert =
+      prefixed_sql(pg_enqueue_in, schema.empty() ? schema : schema + ".");
+  auto channel = schema.empty() ? std::string{notify_channel}
+                                : std::string{notify_channel} + "." + schema;
   try {
-    j.id = tx.exec_params(
-                 "INSERT INTO jobs (name, payload, attempts, created_at,"
-                 " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS(
-                     "$3") ", " BG_JOBS_TS("$4") ", $5) RETURNING id",
-                 j.name, *text, to_unix_ms(now), to_unix_ms(j.available_at),
-                 j.priority)[0][0]
+    j.id = tx.exec_params(insert, j.name, *text, to_unix_ms(now),
+                          to_unix_ms(j.available_at), j.priority)[0][0]
                .as<int64_t>();
-    tx.exec_params("SELECT pg_notify('bg_jobs', $1)", j.name);
+    tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
   } catch (...) {
     return failure("enqueueing a job in the caller's transaction");
   }
@@ -775,7 +808,9 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         j.available_at = r.resolve_available_at(now);
         j.priority = r.priority();
         if (r.unique()) {
-          ids.push_back(insert_unique(tx, std::move(j), texts[i], r, now).id);
+          ids.push_back(
+              insert_unique(tx, std::move(j), texts[i], r, now, impl_->channel)
+                  .id);
           continue;
         }
         ids.push_back(
@@ -1405,8 +1440,8 @@ caf::expected<job_record> postgres_adapter::retry_job(int64_t job_id) {
     out.changed =
         tx.exec_params("WITH m AS (DELETE FROM jobs_failed WHERE id = $1"
                        " RETURNING *)" BG_JOBS_PG_RETRY_FROM(
-                           "m") " RETURNING pg_notify('bg_jobs', name)",
-                       job_id, now)
+                           "m") " RETURNING pg_notify($3, name)",
+                       job_id, now, impl_->channel)
             .affected_rows() > 0;
     out.record = record_in(tx, now, job_id);
     return out;
@@ -1428,7 +1463,7 @@ caf::expected<int64_t> postgres_adapter::retry_failed(const std::string& name) {
               name, now)
             .affected_rows());
     if (n > 0)
-      tx.exec_params("SELECT pg_notify('bg_jobs', $1)", name);
+      tx.exec_params("SELECT pg_notify($1, $2)", impl_->channel, name);
     return n;
   });
 }
@@ -1463,7 +1498,7 @@ caf::expected<void> postgres_adapter::resume(pause_kind kind,
     tx.exec_params("DELETE FROM bg_jobs_paused WHERE kind = $1 AND name = $2",
                    std::string{to_string(kind)}, name);
     // Wakes every node's queues: the resumed one may have work.
-    tx.exec("SELECT pg_notify('bg_jobs', '*')");
+    tx.exec_params("SELECT pg_notify($1, '*')", impl_->channel);
     return 0;
   });
   if (!r)
@@ -1556,8 +1591,8 @@ caf::expected<std::vector<std::string>>
 postgres_adapter::await_wakeups(std::chrono::milliseconds timeout) {
   try {
     if (!impl_->receiver)
-      impl_->receiver =
-          std::make_unique<wakeup_receiver>(*impl_->conn, impl_->wakeups);
+      impl_->receiver = std::make_unique<wakeup_receiver>(
+          *impl_->conn, impl_->channel, impl_->wakeups);
     auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
     if (impl_->conn->get_notifs() == 0)

@@ -23,6 +23,13 @@ struct postgres_options {
   std::shared_ptr<bg_jobs::clock> clock = clock::system();
   /// How the connections show in `pg_stat_activity`.
   std::string application_name = "bg_jobs";
+  /// The schema that holds bg_jobs' tables (created by `migrate_up`), so
+  /// that they stay apart from the application's, or two applications
+  /// share one database without seeing each other's jobs; their
+  /// notifications use the channel `bg_jobs.<schema>`. Empty (the
+  /// default): the connection's `search_path`. `[a-z_][a-z0-9_]*`, at most
+  /// 50 bytes.
+  std::string schema{};
 };
 
 /// The PostgreSQL adapter on libpqxx 6: one connection; claims in one
@@ -43,7 +50,8 @@ public:
   /// Enqueues inside the application's own transaction: the job exists if
   /// and only if `tx` commits, and queues are notified on that commit.
   static caf::expected<job> enqueue_in(pqxx::transaction_base& tx,
-                                       const job_request& request);
+                                       const job_request& request,
+                                       const std::string& schema = {});
 
   ~postgres_adapter() override;
 

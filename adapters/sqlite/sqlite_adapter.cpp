@@ -617,6 +617,8 @@ sqlite_adapter::open(sqlite_options options) {
     return make_error(errc::database_unavailable,
                       "a SQLite store needs a file path, got '" + options.path +
                           "'");
+  if (auto err = check_identifier("table prefix", options.table_prefix, 30))
+    return err;
   std::unique_ptr<sqlite_adapter> self{new sqlite_adapter(std::move(options))};
   auto& path = self->options_.path;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -727,8 +729,9 @@ caf::expected<sqlite3_stmt*> sqlite_adapter::prepare(const char* sql) {
   if (auto i = statements_.find(sql); i != statements_.end())
     return i->second;
   sqlite3_stmt* s = nullptr;
-  if (int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
-                                  nullptr);
+  auto text = this->sql(sql);
+  if (int rc = sqlite3_prepare_v3(db_, text.c_str(), -1,
+                                  SQLITE_PREPARE_PERSISTENT, &s, nullptr);
       rc != SQLITE_OK)
     return failure(rc, "preparing a statement");
   statements_.emplace(sql, s);
@@ -737,7 +740,8 @@ caf::expected<sqlite3_stmt*> sqlite_adapter::prepare(const char* sql) {
 
 caf::expected<void> sqlite_adapter::exec(const char* sql) {
   char* err = nullptr;
-  if (int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  auto text = this->sql(sql);
+  if (int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err);
       rc != SQLITE_OK) {
     sqlite3_free(err);
     return failure(rc, sql);
@@ -759,7 +763,8 @@ caf::expected<int> sqlite_adapter::schema_version() {
     return 0;
   // Not cached: the table comes and goes with the migrations.
   sqlite3_stmt* s = nullptr;
-  if (int rc = sqlite3_prepare_v2(db_, sql_version, -1, &s, nullptr);
+  auto version_sql = sql(sql_version);
+  if (int rc = sqlite3_prepare_v2(db_, version_sql.c_str(), -1, &s, nullptr);
       rc != SQLITE_OK)
     return failure(rc, "reading the schema version");
   int rc = sqlite3_step(s);
@@ -790,7 +795,8 @@ caf::expected<void> sqlite_adapter::migrate_up() {
     if (auto r = exec(migrations[v - 1]); !r)
       return r;
     sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db_, sql_insert_version, -1, &s, nullptr);
+    auto insert = sql(sql_insert_version);
+    sqlite3_prepare_v2(db_, insert.c_str(), -1, &s, nullptr);
     sqlite3_bind_int(s, 1, v);
     sqlite3_bind_int64(s, 2, to_unix_ms(options_.clock->now()));
     int rc = sqlite3_step(s);
@@ -935,7 +941,10 @@ caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
 }
 
 caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
-                                              const job_request& request) {
+                                              const job_request& request,
+                                              const std::string& table_prefix) {
+  if (auto err = check_identifier("table prefix", table_prefix, 30))
+    return err;
   if (!db)
     return make_error(errc::invalid_argument, "no SQLite connection given");
   if (sqlite3_get_autocommit(db))
@@ -957,7 +966,8 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
   j.available_at = request.resolve_available_at(now);
   j.priority = request.priority();
   sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db, sql_enqueue, -1, &raw, nullptr) != SQLITE_OK) {
+  auto insert = prefixed_sql(sql_enqueue, table_prefix);
+  if (sqlite3_prepare_v2(db, insert.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
     auto msg = std::string{"enqueueing a job in the caller's transaction: "} +
                sqlite3_errmsg(db);
     sqlite3_finalize(raw);

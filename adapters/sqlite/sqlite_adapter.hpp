@@ -19,6 +19,11 @@ struct sqlite_options {
   /// The database file; created if missing. `:memory:` is not supported
   /// since every actor opens its own connection.
   std::string path;
+  /// Prepended to every table and index name (`app_` → `app_jobs`, ...),
+  /// so that bg_jobs shares a database with tables of the same names, or
+  /// two applications share one file without seeing each other's jobs.
+  /// Empty (the default) or `[a-z_][a-z0-9_]*`, at most 30 bytes.
+  std::string table_prefix{};
   /// How long a statement waits for another connection's lock.
   std::chrono::milliseconds busy_timeout{5000};
   /// `FULL` (default) makes every commit durable across power loss;
@@ -47,7 +52,9 @@ public:
   /// commit (the WAL watch). `db` must be inside a transaction (`BEGIN`);
   /// unique requests are refused here (enqueue them through a queue's own
   /// connection).
-  static caf::expected<job> enqueue_in(sqlite3* db, const job_request& request);
+  /// `table_prefix` must be the store's (`sqlite_options::table_prefix`).
+  static caf::expected<job> enqueue_in(sqlite3* db, const job_request& request,
+                                       const std::string& table_prefix = {});
 
   ~sqlite_adapter() override;
 
@@ -169,6 +176,10 @@ private:
   sqlite_options options_;
   sqlite3* db_ = nullptr;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
+  /// `sql` as this store names its tables.
+  std::string sql(const char* text) const {
+    return prefixed_sql(text, options_.table_prefix);
+  }
   int inotify_fd_ = -1;
 };
 

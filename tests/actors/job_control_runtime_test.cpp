@@ -444,3 +444,88 @@ TEST_SUITE("job control") {
   }
 
 } // TEST_SUITE
+
+namespace {
+
+/// Two applications on one database, apart by prefix or schema: each runs
+/// its own jobs of the same name and sees none of the other's.
+void two_applications(caf::actor_system& sys, adapter_factory a,
+                      adapter_factory b) {
+  test::event_log log_a, log_b;
+  auto spec = [](std::atomic<int>& runs) {
+    return quick_queue("q").with_worker(
+        worker{"j", [&runs](const job&) { ++runs; }});
+  };
+  std::atomic<int> runs_a{0}, runs_b{0};
+  auto bg_a = builder{a}
+                  .with_node_name("app-a")
+                  .with_migrations()
+                  .with_event_listener(log_a.listener())
+                  .with_queue(spec(runs_a))
+                  .build(sys);
+  REQUIRE_MESSAGE(bg_a, test::why(bg_a));
+  auto bg_b = builder{b}
+                  .with_node_name("app-b")
+                  .with_migrations()
+                  .with_event_listener(log_b.listener())
+                  .with_queue(spec(runs_b))
+                  .build(sys);
+  REQUIRE_MESSAGE(bg_b, test::why(bg_b));
+  for (int i = 0; i < 3; ++i)
+    value_of(bg_a->enqueue(job_request{"j"}));
+  for (int i = 0; i < 2; ++i)
+    value_of(bg_b->enqueue(job_request{"j"}));
+  REQUIRE(log_a.wait_for(event_kind::job_succeeded, 3));
+  REQUIRE(log_b.wait_for(event_kind::job_succeeded, 2));
+  CHECK(value_of(bg_a->stats()).queues.at(0).counts.succeeded == 3);
+  CHECK(value_of(bg_b->stats()).queues.at(0).counts.succeeded == 2);
+  CHECK(runs_a == 3);
+  CHECK(runs_b == 2);
+  // The same node name is free in the other application.
+  auto again = builder{b}.with_node_name("app-a").build(sys);
+  CHECK_MESSAGE(again, test::why(again));
+}
+
+} // namespace
+
+TEST_SUITE("job control") {
+
+  TEST_CASE("two applications share one SQLite file by table prefix") {
+    caf::actor_system_config cfg;
+    cfg.set("scheduler.max-threads", 2);
+    caf::actor_system sys{cfg};
+    test::temp_dir dir;
+    sqlite_options a{dir.file("shared.db")}, b{dir.file("shared.db")};
+    a.table_prefix = "billing_";
+    b.table_prefix = "mail_";
+    two_applications(sys, sqlite_adapter::factory(a),
+                     sqlite_adapter::factory(b));
+    sqlite_options plain{dir.file("shared.db")};
+    auto db = sqlite_adapter::open(plain);
+    REQUIRE(db);
+    CHECK(value_of((*db)->schema_version()) == 0);
+    sqlite_options bad{dir.file("shared.db")};
+    bad.table_prefix = "x; DROP TABLE jobs";
+    auto refused = sqlite_adapter::open(bad);
+    REQUIRE_FALSE(refused);
+    CHECK(code_of(refused.error()) == errc::invalid_argument);
+  }
+
+  TEST_CASE("two applications share one PostgreSQL database by schema") {
+    caf::actor_system_config cfg;
+    cfg.set("scheduler.max-threads", 2);
+    caf::actor_system sys{cfg};
+    test::pg_schema first, second;
+    postgres_options a{first.base_url()}, b{second.base_url()};
+    a.schema = first.name();
+    b.schema = second.name();
+    two_applications(sys, postgres_adapter::factory(a),
+                     postgres_adapter::factory(b));
+    postgres_options bad{first.base_url()};
+    bad.schema = "public; DROP TABLE jobs";
+    auto refused = postgres_adapter::open(bad);
+    REQUIRE_FALSE(refused);
+    CHECK(code_of(refused.error()) == errc::invalid_argument);
+  }
+
+} // TEST_SUITE

@@ -1,5 +1,5 @@
 // The adapter conformance suite: every case runs against every store in
-// BG_JOBS_STORES, so that all adapters keep one contract.
+// BG_JOBS_CONFORMANCE_STORES, so that all adapters keep one contract.
 #include <algorithm>
 #include <atomic>
 #include <limits>
@@ -54,7 +54,7 @@ std::vector<int64_t> ids_of(const std::vector<job>& jobs) {
 TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("enqueue stores a job and returns it as stored", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     auto j = value_of(db->enqueue_job(job_request{"test-job", {{"n", 1}}}));
@@ -71,7 +71,7 @@ TEST_SUITE("conformance") {
     CHECK(stored[0] == j);
   }
 
-  TEST_CASE_TEMPLATE("ids are unique integers that grow", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("ids are unique integers that grow", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto a = value_of(db->enqueue_job(job_request{"a"}));
@@ -82,7 +82,7 @@ TEST_SUITE("conformance") {
     CHECK(c.id > b.id);
   }
 
-  TEST_CASE_TEMPLATE("reserve respects the limit", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("reserve respects the limit", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     for (int i = 0; i < 5; ++i)
@@ -94,7 +94,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("reserve returns the job with its reservation", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -114,7 +114,7 @@ TEST_SUITE("conformance") {
     CHECK(running[0] == got[0]);
   }
 
-  TEST_CASE_TEMPLATE("reserve filters by job name", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("reserve filters by job name", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto a = value_of(db->enqueue_job(job_request{"a"}));
@@ -128,14 +128,14 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("reserve on an empty table returns nothing", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     CHECK(reserve(*db, {"job_name"}, 3).empty());
   }
 
   TEST_CASE_TEMPLATE("reserve takes available jobs by available_at then id", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -155,7 +155,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a delayed job becomes reservable at its time", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -170,7 +170,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("moving to succeeded keeps every field and leaves jobs", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -195,7 +195,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("moving to failed keeps every field and the exception", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -219,7 +219,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("an unreserved job can be moved directly", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto j = value_of(db->enqueue_job(job_request{"test-job"}));
@@ -228,7 +228,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("history lists most recent first and honours the limit", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -251,7 +251,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("increment_attempts counts one more attempt", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto j = value_of(db->enqueue_job(job_request{"test-job"}));
@@ -265,7 +265,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("attempts count every reservation across retries", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -291,7 +291,7 @@ TEST_SUITE("conformance") {
     CHECK_FALSE(pending[0].reserved_by);
   }
 
-  TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -310,7 +310,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("completion applies only while the reservation is ours", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
@@ -337,7 +337,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("complete_jobs persists a batch of mixed outcomes", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -368,7 +368,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("release_reservation makes a job reservable again", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"test_job", "test"}));
@@ -386,7 +386,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     for (int i = 0; i < 6; ++i)
@@ -404,7 +404,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("release_jobs_of_node releases only that node's jobs", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     for (int i = 0; i < 4; ++i)
@@ -419,7 +419,7 @@ TEST_SUITE("conformance") {
     CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
   }
 
-  TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -436,7 +436,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("enqueued jobs include future ones of that name only", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto now = value_of(db->enqueue_job(job_request{"a"}));
@@ -447,7 +447,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("migrations are versioned and idempotent", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.connect();
     require_ok(db->migrate_down());
@@ -472,7 +472,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("two connections reserving at once never share a job", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     constexpr int n = 300;
@@ -509,7 +509,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a move leaves jobs in the same transaction", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     constexpr int n = 200;
@@ -548,7 +548,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("bulk enqueue stores all jobs or none", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     std::vector<job_request> reqs{job_request{"a", 1}, job_request{"b", 2},
@@ -566,7 +566,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("bulk enqueue returns each request's id in order", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"other"}));
@@ -586,7 +586,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("names and payloads round-trip unchanged", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     std::vector<std::string> names{
@@ -616,7 +616,7 @@ TEST_SUITE("conformance") {
     CHECK(value_of(db->stats()).failed == static_cast<int64_t>(names.size()));
   }
 
-  TEST_CASE_TEMPLATE("stats count every state", S, BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("stats count every state", S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
@@ -632,7 +632,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("bad input is refused and writes nothing", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto code = [](const auto& x) {
@@ -662,7 +662,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("hostile input is refused with a clear error and "
                      "writes nothing",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     auto refused = [](const auto& x, errc expected, const char* words) {
@@ -714,7 +714,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a scheduled occurrence is enqueued once", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -754,7 +754,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("racing schedulers enqueue an occurrence once", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     std::atomic<int> won{0};
@@ -793,7 +793,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("jobs of a node without a heartbeat are rescued", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -831,7 +831,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("pruning keeps history within age and count", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -863,7 +863,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("complete_and_reserve persists outcomes then claims", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     for (int i = 0; i < 4; ++i)
@@ -893,7 +893,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("complete_and_reserve reports a reserve that fails after "
                      "the completions",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     auto j = value_of(db->enqueue_job(job_request{"j"}));
@@ -924,7 +924,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("complete_and_reserve refuses bad reserve arguments "
                      "before writing",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     value_of(db->enqueue_job(job_request{"j"}));
@@ -943,7 +943,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("release_unheld gives back what the owner does not hold",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     for (int i = 0; i < 3; ++i)
@@ -967,7 +967,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("the claim statement is served by the claim index", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(
@@ -978,7 +978,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("an enqueue by another process wakes a listener", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     REQUIRE(db->caps().supports_listen_notify);
@@ -1008,7 +1008,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a unique job keeps its duplicates out", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -1038,7 +1038,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("a unique key can be given, expire, and count succeeded "
                      "jobs",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -1065,7 +1065,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("bulk enqueue applies uniqueness per request", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     auto u = job_request{"u", 1}.with_unique();
@@ -1086,7 +1086,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("bad unique settings are refused and write nothing", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     unique_options empty;
@@ -1107,7 +1107,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("100 concurrent enqueues of one unique job from two "
                      "processes store one",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     std::vector<pid_t> children;
@@ -1149,7 +1149,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("delete_job removes a waiting job or a history row", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(pinned());
     auto waiting = value_of(db->enqueue_job(job_request{"j"}));

@@ -58,7 +58,7 @@ std::vector<int64_t> ids_of(const job_page& page) {
 TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("claims take priority, then availability, then id", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
@@ -83,7 +83,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a priority out of range is refused and writes nothing", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     CHECK(error_of(db->enqueue_job(job_request{"j"}.with_priority(10))) ==
@@ -97,7 +97,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("priorities survive history and scheduled occurrences", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}.with_priority(4)));
@@ -112,7 +112,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("the claim with priorities is served by the claim index",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     std::vector<job_request> many;
@@ -125,7 +125,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("cancel moves a waiting job to history with its reason", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(std::make_shared<manual_clock>(t0));
     auto j = value_of(db->enqueue_job(job_request{"j", {{"n", 1}}}));
@@ -149,7 +149,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("cancel marks a running job, which ends cancelled "
                      "whatever its outcome",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_jobs({job_request{"j"}, job_request{"j"},
@@ -184,7 +184,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a lost reservation stays lost under a cancel", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
@@ -197,7 +197,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a handler's cancel is recorded as cancelled", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
@@ -211,7 +211,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("cancel of a finished or unknown job is an error", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_job(job_request{"j"}));
@@ -225,7 +225,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("retry runs a failed job again, keeping its errors", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
@@ -263,7 +263,7 @@ TEST_SUITE("conformance") {
 
   TEST_CASE_TEMPLATE("retry of a waiting job is refused; a cancelled one "
                      "runs again",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto a = value_of(db->enqueue_job(job_request{"j"}));
@@ -276,7 +276,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("retry_failed retries every failed job of one name", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_jobs({job_request{"a"}, job_request{"a"},
@@ -297,7 +297,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a paused queue reserves nothing until resumed", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     value_of(db->enqueue_jobs({job_request{"j"}, job_request{"j"}}));
@@ -324,7 +324,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a paused schedule enqueues nothing and skips what waits",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh(std::make_shared<manual_clock>(t0));
     scheduled_params p{job_request{"tick"}, t0 + 1min, std::nullopt};
@@ -340,7 +340,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("list_jobs pages through each state by keyset", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
@@ -397,7 +397,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("list_jobs refuses a bad page position or limit", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     job_query q;
@@ -416,7 +416,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("stats_by_name counts each state and the oldest waiting",
-                     S, BG_JOBS_STORES) {
+                     S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
@@ -445,7 +445,7 @@ TEST_SUITE("conformance") {
   }
 
   TEST_CASE_TEMPLATE("a node name is claimed by one live instance at a time", S,
-                     BG_JOBS_STORES) {
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);

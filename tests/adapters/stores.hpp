@@ -64,6 +64,7 @@ public:
   sqlite_options options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
     sqlite_options opts;
     opts.path = dir_.file("jobs.db");
+    opts.table_prefix = prefix_;
     opts.synchronous_full = false;
     if (clk)
       opts.clock = std::move(clk);
@@ -79,8 +80,19 @@ public:
 
   const temp_dir& dir() const { return dir_; }
 
-private:
+protected:
   temp_dir dir_;
+  std::string prefix_;
+};
+
+/// A SQLite store whose tables carry a prefix.
+class sqlite_prefixed_store : public sqlite_store {
+public:
+  static constexpr const char* name = "sqlite_prefixed";
+
+  sqlite_prefixed_store() { prefix_ = "app_"; }
+
+  const char* store_name() const override { return name; }
 };
 
 /// A fresh, migrated schema on the test's PostgreSQL server per test.
@@ -94,7 +106,9 @@ public:
 
   postgres_options
   options(std::shared_ptr<bg_jobs::clock> clk = nullptr) const {
-    postgres_options opts{schema_.url()};
+    postgres_options opts{by_option_ ? schema_.base_url() : schema_.url()};
+    if (by_option_)
+      opts.schema = schema_.name();
     opts.application_name = "bg_jobs_" + schema_.name();
     if (clk)
       opts.clock = std::move(clk);
@@ -110,8 +124,20 @@ public:
 
   const pg_schema& schema() const { return schema_; }
 
-private:
+protected:
   pg_schema schema_;
+  /// The schema is given by `postgres_options::schema`, not the URL.
+  bool by_option_ = false;
+};
+
+/// A PostgreSQL store whose schema is named by the adapter's option.
+class postgres_schema_store : public postgres_store {
+public:
+  static constexpr const char* name = "postgres_schema";
+
+  postgres_schema_store() { by_option_ = true; }
+
+  const char* store_name() const override { return name; }
 };
 
 } // namespace bg_jobs::test
@@ -119,3 +145,9 @@ private:
 /// Every store the conformance and runtime suites run against.
 #define BG_JOBS_STORES                                                         \
   bg_jobs::test::sqlite_store, bg_jobs::test::postgres_store
+
+/// The conformance suite also runs with prefixed tables and a schema
+/// named by the option.
+#define BG_JOBS_CONFORMANCE_STORES                                             \
+  BG_JOBS_STORES, bg_jobs::test::sqlite_prefixed_store,                        \
+      bg_jobs::test::postgres_schema_store

@@ -75,6 +75,9 @@ public:
   /// A connection string that works in this schema.
   std::string url() const { return with_schema(base_, name_); }
 
+  /// The server's connection string, without the schema.
+  const std::string& base_url() const { return base_; }
+
 private:
   std::string name_;
   std::string base_;

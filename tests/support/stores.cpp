@@ -9,12 +9,11 @@ void sqlite_store::fail_reserves() const {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(dir_.file("jobs.db").c_str(), &db) == SQLITE_OK);
   char* err = nullptr;
-  auto rc = sqlite3_exec(
-      db,
-      "CREATE TRIGGER bg_jobs_test_fail_reserve BEFORE UPDATE ON jobs"
-      " WHEN NEW.reserved_by IS NOT NULL"
-      " BEGIN SELECT RAISE(ABORT, 'injected reserve failure'); END",
-      nullptr, nullptr, &err);
+  auto sql = "CREATE TRIGGER bg_jobs_test_fail_reserve BEFORE UPDATE ON " +
+             prefix_ +
+             "jobs WHEN NEW.reserved_by IS NOT NULL"
+             " BEGIN SELECT RAISE(ABORT, 'injected reserve failure'); END";
+  auto rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
   auto msg = std::string{err ? err : ""};
   sqlite3_free(err);
   sqlite3_close(db);
