@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include "bg_jobs/actors/detail/node_tree.hpp"
@@ -83,6 +85,47 @@ std::string describe_holder(const node_holder& h) {
          to_iso8601(h.heartbeat_at) +
          "); give this node another name (with_node_name) or stop that "
          "process";
+}
+
+/// The actor published for remote nodes: it forwards each message a remote
+/// node may send to the bg_jobs actor of the moment, and quits with the
+/// tree.
+caf::behavior remote_gate(caf::event_based_actor* self, caf::actor root,
+                          std::shared_ptr<detail::actor_directory> dir) {
+  self->monitor(root);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
+  auto forward = [self, dir](auto&&... xs) -> caf::result<caf::message> {
+    if (auto front = dir->get(detail::actor_directory::front_door))
+      return self->delegate(front, std::forward<decltype(xs)>(xs)...);
+    return make_error(errc::shutting_down, "bg_jobs is not running");
+  };
+  return {
+      [=](enqueue_atom a, const job_request& r) { return forward(a, r); },
+      [=](enqueue_atom a, const std::vector<job_request>& rs) {
+        return forward(a, rs);
+      },
+      [=](lookup_atom a, const std::string& name) { return forward(a, name); },
+      [=](names_atom a) { return forward(a); },
+      [=](cancel_atom a, int64_t id, const std::string& reason) {
+        return forward(a, id, reason);
+      },
+      [=](retry_atom a, int64_t id) { return forward(a, id); },
+      [=](retry_atom a, const std::string& name) { return forward(a, name); },
+      [=](delete_atom a, int64_t id) { return forward(a, id); },
+      [=](pause_atom a, pause_kind k, const std::string& name) {
+        return forward(a, k, name);
+      },
+      [=](resume_atom a, pause_kind k, const std::string& name) {
+        return forward(a, k, name);
+      },
+      [=](scale_atom a, const std::string& queue, int n) {
+        return forward(a, queue, n);
+      },
+      [=](get_atom a, int64_t id) { return forward(a, id); },
+      [=](list_atom a, const job_query& q) { return forward(a, q); },
+      [=](stats_atom a) { return forward(a); },
+      [=](pauses_atom a) { return forward(a); },
+  };
 }
 
 } // namespace
@@ -161,6 +204,12 @@ builder& builder::with_any_job_name(bool on) {
 
 builder& builder::with_clock(std::shared_ptr<bg_jobs::clock> clk) {
   clock_ = std::move(clk);
+  return *this;
+}
+
+builder& builder::with_remote(uint16_t port, std::string host) {
+  remote_port_ = port;
+  remote_host_ = std::move(host);
   return *this;
 }
 
@@ -298,9 +347,41 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
                     caf::after(std::chrono::seconds{30}) >> [] {});
     }
   }
+  caf::actor gate;
+  uint16_t port = 0;
+  if (!failure && remote_port_) {
+    if (!sys.has_middleman()) {
+      failure = make_error(errc::invalid_config,
+                           "with_remote needs CAF's middleman: "
+                           "cfg.load<caf::io::middleman>() before creating "
+                           "the actor system");
+    } else {
+      gate = sys.spawn(remote_gate, root, dir);
+      auto published = sys.middleman().publish(gate, *remote_port_,
+                                               remote_host_.c_str(), true);
+      if (published) {
+        port = *published;
+      } else {
+        failure = make_error(errc::invalid_config,
+                             "cannot publish bg_jobs on " + remote_host_ + ":" +
+                                 std::to_string(*remote_port_) + ": " +
+                                 sys.render(published.error()));
+        caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
+      }
+    }
+    if (failure) {
+      caf::scoped_actor self{sys};
+      self->monitor(root);
+      self->send_exit(root, caf::exit_reason::user_shutdown);
+      self->receive([](caf::down_msg&) {},
+                    caf::after(std::chrono::seconds{30}) >> [] {});
+    }
+  }
   if (failure)
     return failure;
-  return instance{sys, std::move(root), std::move(dir), me.node, me.instance};
+  return instance{sys,     std::move(root), std::move(dir),
+                  me.node, me.instance,     std::move(gate),
+                  port};
 }
 
 } // namespace bg_jobs

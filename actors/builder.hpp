@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,15 @@ public:
   /// Runs `migrate_up` during `build` (off: the application migrates).
   builder& with_migrations(bool on = true);
 
+  /// Publishes the bg_jobs actor on `port` of `host` (127.0.0.1 by
+  /// default; port 0 picks a free one, see `instance::remote_port`) with
+  /// CAF's middleman, so that other CAF processes `remote_actor` it and send
+  /// the messages of `messages.hpp`. Needs `cfg.load<caf::io::middleman>()`
+  /// and `add_message_types(cfg)` on both sides. The connection is neither
+  /// authenticated nor encrypted: for trusted networks only (or CAF's
+  /// OpenSSL module, see the README). Off by default.
+  builder& with_remote(uint16_t port, std::string host = "127.0.0.1");
+
   /// Queues only poll and never listen for other processes' enqueues, for
   /// connection poolers that break PostgreSQL's LISTEN (off).
   builder& with_poll_only(bool on = true);
@@ -127,6 +137,8 @@ private:
   std::chrono::milliseconds grace_{5000};
   bool migrate_ = false;
   bool poll_only_ = false;
+  std::optional<uint16_t> remote_port_;
+  std::string remote_host_;
   maintenance_config maintenance_;
   std::shared_ptr<bg_jobs::clock> clock_ = clock::system();
   std::vector<std::string> enqueued_names_;

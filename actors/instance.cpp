@@ -1,7 +1,9 @@
 #include "bg_jobs/actors/instance.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/messages.hpp"
@@ -11,14 +13,18 @@ namespace bg_jobs {
 
 instance::instance(caf::actor_system& sys, caf::actor root,
                    std::shared_ptr<detail::actor_directory> dir,
-                   std::string node_name, std::string node_instance)
+                   std::string node_name, std::string node_instance,
+                   caf::actor remote_gate, uint16_t remote_port)
     : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
-      node_(std::move(node_name)), node_instance_(std::move(node_instance)) {}
+      node_(std::move(node_name)), node_instance_(std::move(node_instance)),
+      remote_gate_(std::move(remote_gate)), remote_port_(remote_port) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
       dir_(std::move(other.dir_)), node_(std::move(other.node_)),
-      node_instance_(std::move(other.node_instance_)) {
+      node_instance_(std::move(other.node_instance_)),
+      remote_gate_(std::move(other.remote_gate_)),
+      remote_port_(other.remote_port_) {
   other.root_ = nullptr;
 }
 
@@ -35,6 +41,8 @@ instance& instance::operator=(instance&& other) noexcept {
     dir_ = std::move(other.dir_);
     node_ = std::move(other.node_);
     node_instance_ = std::move(other.node_instance_);
+    remote_gate_ = std::move(other.remote_gate_);
+    remote_port_ = other.remote_port_;
     other.root_ = nullptr;
   }
   return *this;
@@ -174,6 +182,12 @@ void instance::flush_events() {
 caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
   if (!root_)
     return caf::unit;
+  if (remote_gate_) {
+    // Remote nodes are turned away first; the port is free again after.
+    sys_->middleman().unpublish(remote_gate_, remote_port_);
+    caf::anon_send_exit(remote_gate_, caf::exit_reason::user_shutdown);
+    remote_gate_ = nullptr;
+  }
   caf::error failure;
   {
     caf::scoped_actor self{*sys_};

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,8 @@ class instance {
 public:
   instance(caf::actor_system& sys, caf::actor root,
            std::shared_ptr<detail::actor_directory> dir,
-           std::string node_name = {}, std::string node_instance = {});
+           std::string node_name = {}, std::string node_instance = {},
+           caf::actor remote_gate = {}, uint16_t remote_port = 0);
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
@@ -37,6 +39,10 @@ public:
   /// ever restart, this returns the new one (as does
   /// `sys.registry().get<caf::actor>(system_registry_key)`).
   caf::actor actor() const;
+
+  /// The port the bg_jobs actor is published on (`builder::with_remote`);
+  /// 0 when it is not.
+  uint16_t remote_port() const { return remote_port_; }
 
   /// The node name this process holds (see `builder::with_node_name`).
   const std::string& node_name() const { return node_; }
@@ -125,6 +131,8 @@ private:
   std::shared_ptr<detail::actor_directory> dir_;
   std::string node_;
   std::string node_instance_;
+  caf::actor remote_gate_;
+  uint16_t remote_port_ = 0;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

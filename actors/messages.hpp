@@ -5,6 +5,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
+#include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/job.hpp"
@@ -110,14 +111,7 @@ constexpr caf::atom_value registry_registry_key = caf::atom("bg_jobs_rg");
 
 } // namespace bg_jobs
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<bg_jobs::job_request>)
+// Sent only inside one process (between an executor and its queue, and to
+// listeners).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::event)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_record)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_query)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::job_page)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::pause_kind)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::stats_report)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<bg_jobs::pause_record>)

@@ -67,6 +67,9 @@ public:
   using availability =
       std::variant<now_t, timestamp, std::chrono::milliseconds>;
 
+  /// An empty request (for deserialization); it fails validation.
+  job_request() : payload_(nlohmann::json::object()) {}
+
   explicit job_request(std::string name,
                        nlohmann::json payload = nlohmann::json::object())
       : name_(std::move(name)), payload_(std::move(payload)) {}

@@ -1,0 +1,364 @@
+#include "bg_jobs/actors/wire.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <nlohmann/json.hpp>
+
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::wire {
+
+namespace {
+
+using nlohmann::json;
+
+json time_of(timestamp t) {
+  return to_unix_ms(t);
+}
+
+json time_of(const std::optional<timestamp>& t) {
+  return t ? json(to_unix_ms(*t)) : json();
+}
+
+template <class T>
+json maybe(const std::optional<T>& x) {
+  return x ? json(*x) : json();
+}
+
+timestamp time_at(const json& j, const char* key) {
+  return from_unix_ms(j.at(key).get<int64_t>());
+}
+
+std::optional<timestamp> maybe_time(const json& j, const char* key) {
+  auto i = j.find(key);
+  if (i == j.end() || i->is_null())
+    return std::nullopt;
+  return from_unix_ms(i->get<int64_t>());
+}
+
+template <class T>
+std::optional<T> maybe_of(const json& j, const char* key) {
+  auto i = j.find(key);
+  if (i == j.end() || i->is_null())
+    return std::nullopt;
+  return i->get<T>();
+}
+
+json to_json(const job& x) {
+  return {{"id", x.id},
+          {"name", x.name},
+          {"payload", x.payload},
+          {"attempts", x.attempts},
+          {"priority", x.priority},
+          {"created_at", time_of(x.created_at)},
+          {"available_at", time_of(x.available_at)},
+          {"reserved_at", time_of(x.reserved_at)},
+          {"reserved_by", maybe(x.reserved_by)},
+          {"last_error", maybe(x.last_error)},
+          {"cancel_reason", maybe(x.cancel_reason)},
+          {"conflict", x.conflict}};
+}
+
+void from_json(const json& j, job& x) {
+  x.id = j.at("id").get<int64_t>();
+  x.name = j.at("name").get<std::string>();
+  x.payload = j.at("payload");
+  x.attempts = j.at("attempts").get<int>();
+  x.priority = j.at("priority").get<int>();
+  x.created_at = time_at(j, "created_at");
+  x.available_at = time_at(j, "available_at");
+  x.reserved_at = maybe_time(j, "reserved_at");
+  x.reserved_by = maybe_of<std::string>(j, "reserved_by");
+  x.last_error = maybe_of<std::string>(j, "last_error");
+  x.cancel_reason = maybe_of<std::string>(j, "cancel_reason");
+  x.conflict = j.at("conflict").get<bool>();
+}
+
+json to_json(const job_request& x) {
+  json j = {
+      {"name", x.name()}, {"payload", x.payload()}, {"priority", x.priority()}};
+  if (auto t = std::get_if<timestamp>(&x.when()))
+    j["available_at"] = to_unix_ms(*t);
+  else if (auto d = std::get_if<std::chrono::milliseconds>(&x.when()))
+    j["available_in"] = d->count();
+  if (auto& u = x.unique()) {
+    json uj = {{"include_succeeded", u->include_succeeded}};
+    if (u->key)
+      uj["key"] = *u->key;
+    if (u->period)
+      uj["period_ms"] = u->period->count();
+    j["unique"] = std::move(uj);
+  }
+  return j;
+}
+
+void from_json(const json& j, job_request& x) {
+  x = job_request{j.at("name").get<std::string>(), j.at("payload")};
+  x.with_priority(j.at("priority").get<int>());
+  if (auto t = maybe_time(j, "available_at"))
+    x.available_at(*t);
+  else if (auto d = maybe_of<int64_t>(j, "available_in"))
+    x.available_in(std::chrono::milliseconds{*d});
+  if (auto i = j.find("unique"); i != j.end() && !i->is_null()) {
+    unique_options u;
+    u.key = maybe_of<std::string>(*i, "key");
+    if (auto p = maybe_of<int64_t>(*i, "period_ms"))
+      u.period = std::chrono::milliseconds{*p};
+    u.include_succeeded = i->at("include_succeeded").get<bool>();
+    x.with_unique(std::move(u));
+  }
+}
+
+json to_json(const job_record& x) {
+  return {{"id", x.id},
+          {"name", x.name},
+          {"payload", x.payload},
+          {"priority", x.priority},
+          {"attempts", x.attempts},
+          {"state", to_string(x.state)},
+          {"created_at", time_of(x.created_at)},
+          {"available_at", time_of(x.available_at)},
+          {"reserved_at", time_of(x.reserved_at)},
+          {"reserved_by", maybe(x.reserved_by)},
+          {"finished_at", time_of(x.finished_at)},
+          {"error", maybe(x.error)},
+          {"cancel_reason", maybe(x.cancel_reason)},
+          {"errors", x.errors}};
+}
+
+void from_json(const json& j, job_record& x) {
+  x.id = j.at("id").get<int64_t>();
+  x.name = j.at("name").get<std::string>();
+  x.payload = j.at("payload");
+  x.priority = j.at("priority").get<int>();
+  x.attempts = j.at("attempts").get<int>();
+  auto state = parse_job_state(j.at("state").get<std::string>());
+  if (!state)
+    throw std::invalid_argument("unknown job state");
+  x.state = *state;
+  x.created_at = time_at(j, "created_at");
+  x.available_at = time_at(j, "available_at");
+  x.reserved_at = maybe_time(j, "reserved_at");
+  x.reserved_by = maybe_of<std::string>(j, "reserved_by");
+  x.finished_at = maybe_time(j, "finished_at");
+  x.error = maybe_of<std::string>(j, "error");
+  x.cancel_reason = maybe_of<std::string>(j, "cancel_reason");
+  x.errors = j.at("errors");
+}
+
+json to_json(const job_query& x) {
+  return {
+      {"state", to_string(x.state)},    {"names", x.names}, {"queue", x.queue},
+      {"newest_first", x.newest_first}, {"after", x.after}, {"limit", x.limit}};
+}
+
+void from_json(const json& j, job_query& x) {
+  auto state = parse_job_state(j.at("state").get<std::string>());
+  if (!state)
+    throw std::invalid_argument("unknown job state");
+  x.state = *state;
+  x.names = j.at("names").get<std::vector<std::string>>();
+  x.queue = j.at("queue").get<std::string>();
+  x.newest_first = j.at("newest_first").get<bool>();
+  x.after = j.at("after").get<std::string>();
+  x.limit = j.at("limit").get<int>();
+}
+
+json to_json(const job_page& x) {
+  json jobs = json::array();
+  for (auto& r : x.jobs)
+    jobs.push_back(to_json(r));
+  return {{"jobs", std::move(jobs)}, {"next", x.next}};
+}
+
+void from_json(const json& j, job_page& x) {
+  x.jobs.clear();
+  for (auto& r : j.at("jobs")) {
+    job_record rec;
+    from_json(r, rec);
+    x.jobs.push_back(std::move(rec));
+  }
+  x.next = j.at("next").get<std::string>();
+}
+
+json to_json(const pause_record& x) {
+  return {{"kind", to_string(x.kind)},
+          {"name", x.name},
+          {"paused_at", time_of(x.paused_at)}};
+}
+
+void from_json(const json& j, pause_record& x) {
+  auto kind = j.at("kind").get<std::string>();
+  if (kind != "queue" && kind != "schedule")
+    throw std::invalid_argument("unknown pause kind");
+  x.kind = kind == "queue" ? pause_kind::queue : pause_kind::schedule;
+  x.name = j.at("name").get<std::string>();
+  x.paused_at = time_at(j, "paused_at");
+}
+
+json to_json(const job_stats& x) {
+  return {{"available", x.available}, {"scheduled", x.scheduled},
+          {"reserved", x.reserved},   {"succeeded", x.succeeded},
+          {"failed", x.failed},       {"cancelled", x.cancelled}};
+}
+
+void from_json(const json& j, job_stats& x) {
+  x.available = j.at("available").get<int64_t>();
+  x.scheduled = j.at("scheduled").get<int64_t>();
+  x.reserved = j.at("reserved").get<int64_t>();
+  x.succeeded = j.at("succeeded").get<int64_t>();
+  x.failed = j.at("failed").get<int64_t>();
+  x.cancelled = j.at("cancelled").get<int64_t>();
+}
+
+json to_json(const stats_report& x) {
+  json queues = json::array(), names = json::array();
+  for (auto& q : x.queues)
+    queues.push_back({{"queue", q.queue},
+                      {"job_names", q.job_names},
+                      {"counts", to_json(q.counts)},
+                      {"oldest_waiting", time_of(q.oldest_waiting)},
+                      {"lag_ms", q.lag.count()},
+                      {"paused", q.paused},
+                      {"max_concurrent_jobs", q.max_concurrent_jobs}});
+  for (auto& n : x.names)
+    names.push_back({{"name", n.name},
+                     {"counts", to_json(n.counts)},
+                     {"oldest_waiting", time_of(n.oldest_waiting)}});
+  return {{"at", time_of(x.at)}, {"queues", queues}, {"names", names}};
+}
+
+void from_json(const json& j, stats_report& x) {
+  x.at = time_at(j, "at");
+  x.queues.clear();
+  x.names.clear();
+  for (auto& q : j.at("queues")) {
+    queue_stats s;
+    s.queue = q.at("queue").get<std::string>();
+    s.job_names = q.at("job_names").get<std::vector<std::string>>();
+    from_json(q.at("counts"), s.counts);
+    s.oldest_waiting = maybe_time(q, "oldest_waiting");
+    s.lag = std::chrono::milliseconds{q.at("lag_ms").get<int64_t>()};
+    s.paused = q.at("paused").get<bool>();
+    s.max_concurrent_jobs = q.at("max_concurrent_jobs").get<int>();
+    x.queues.push_back(std::move(s));
+  }
+  for (auto& n : j.at("names")) {
+    name_stats s;
+    s.name = n.at("name").get<std::string>();
+    from_json(n.at("counts"), s.counts);
+    s.oldest_waiting = maybe_time(n, "oldest_waiting");
+    x.names.push_back(std::move(s));
+  }
+}
+
+/// The deepest a message text may nest: a payload's limit and the few
+/// levels of the message around it.
+constexpr size_t max_text_depth = max_payload_depth + 4;
+
+template <class T>
+caf::error decode_as(const std::string& text, T& x, const char* what) {
+  auto fail = [&](const std::string& why) {
+    return make_error(errc::invalid_payload,
+                      std::string{"a "} + what + " from the wire " + why);
+  };
+  if (text.size() > max_payload_size + 64 * 1024)
+    return fail("is larger than the payload limit");
+  // Depth first, without parsing (a deep text would exhaust the stack).
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > static_cast<int>(max_text_depth))
+        return fail("nests too deep");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return fail("is not a JSON object");
+  try {
+    from_json(j, x);
+  } catch (const std::exception& e) {
+    return fail(std::string{"is malformed: "} + e.what());
+  }
+  return caf::none;
+}
+
+} // namespace
+
+std::string encode(const job& x) {
+  return to_json(x).dump();
+}
+std::string encode(const job_request& x) {
+  return to_json(x).dump();
+}
+std::string encode(const job_record& x) {
+  return to_json(x).dump();
+}
+std::string encode(const job_query& x) {
+  return to_json(x).dump();
+}
+std::string encode(const job_page& x) {
+  return to_json(x).dump();
+}
+std::string encode(const pause_record& x) {
+  return to_json(x).dump();
+}
+std::string encode(const stats_report& x) {
+  return to_json(x).dump();
+}
+
+caf::error decode(const std::string& text, job& x) {
+  return decode_as(text, x, "job");
+}
+caf::error decode(const std::string& text, job_request& x) {
+  return decode_as(text, x, "job request");
+}
+caf::error decode(const std::string& text, job_record& x) {
+  return decode_as(text, x, "job record");
+}
+caf::error decode(const std::string& text, job_query& x) {
+  return decode_as(text, x, "job query");
+}
+caf::error decode(const std::string& text, job_page& x) {
+  return decode_as(text, x, "job page");
+}
+caf::error decode(const std::string& text, pause_record& x) {
+  return decode_as(text, x, "pause");
+}
+caf::error decode(const std::string& text, stats_report& x) {
+  return decode_as(text, x, "stats report");
+}
+
+} // namespace bg_jobs::wire
+
+namespace bg_jobs {
+
+void add_message_types(caf::actor_system_config& cfg) {
+  add_error_category(cfg);
+  cfg.add_message_type<job>("bg_jobs::job");
+  cfg.add_message_type<job_request>("bg_jobs::job_request");
+  cfg.add_message_type<job_record>("bg_jobs::job_record");
+  cfg.add_message_type<job_query>("bg_jobs::job_query");
+  cfg.add_message_type<job_page>("bg_jobs::job_page");
+  cfg.add_message_type<pause_kind>("bg_jobs::pause_kind");
+  cfg.add_message_type<pause_record>("bg_jobs::pause_record");
+  cfg.add_message_type<stats_report>("bg_jobs::stats_report");
+  // The ids a bulk enqueue answers with.
+  cfg.add_message_type<std::vector<int64_t>>("std::vector<int64_t>");
+}
+
+} // namespace bg_jobs

@@ -1,0 +1,97 @@
+#pragma once
+
+// How bg_jobs' message types cross a process boundary: each is carried as
+// one JSON text (its payload inside), so that CAF's serializers, and its
+// printers, handle them, and a remote CAF node can send them. A text that
+// does not decode (malformed, nested too deep, a wrong field) fails the
+// message with an `invalid_payload` error instead of reaching an actor.
+
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace bg_jobs {
+
+struct job;
+class job_request;
+struct job_record;
+struct job_query;
+struct job_page;
+struct pause_record;
+struct stats_report;
+
+namespace wire {
+
+std::string encode(const job& x);
+std::string encode(const job_request& x);
+std::string encode(const job_record& x);
+std::string encode(const job_query& x);
+std::string encode(const job_page& x);
+std::string encode(const pause_record& x);
+std::string encode(const stats_report& x);
+
+caf::error decode(const std::string& text, job& x);
+caf::error decode(const std::string& text, job_request& x);
+caf::error decode(const std::string& text, job_record& x);
+caf::error decode(const std::string& text, job_query& x);
+caf::error decode(const std::string& text, job_page& x);
+caf::error decode(const std::string& text, pause_record& x);
+caf::error decode(const std::string& text, stats_report& x);
+
+/// Inspects `x` as its JSON text under the type name `name`.
+template <class Inspector, class T>
+typename Inspector::result_type inspect_as_text(Inspector& f, T& x,
+                                                const char* name) {
+  std::string text;
+  if constexpr (Inspector::reads_state)
+    text = encode(x);
+  return f(caf::meta::type_name(name), text,
+           caf::meta::load_callback(
+               [&]() -> caf::error { return decode(text, x); }));
+}
+
+} // namespace wire
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::job");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_request& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::job_request");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_record& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::job_record");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_query& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::job_query");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_page& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::job_page");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pause_record& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::pause_record");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stats_report& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::stats_report");
+}
+
+/// Announces every bg_jobs message type (and the `bg_jobs` error category)
+/// to `cfg`: needed on both sides of a remote connection.
+void add_message_types(caf::actor_system_config& cfg);
+
+} // namespace bg_jobs
