@@ -208,8 +208,28 @@ builder& builder::with_clock(std::shared_ptr<bg_jobs::clock> clk) {
 }
 
 builder& builder::with_remote(uint16_t port, std::string host) {
-  remote_port_ = port;
-  remote_host_ = std::move(host);
+  publish_ = [port, host](const caf::actor& gate) -> caf::expected<uint16_t> {
+    auto& sys = gate->home_system();
+    if (!sys.has_middleman())
+      return make_error(errc::invalid_config,
+                        "with_remote needs CAF's middleman: "
+                        "cfg.load<caf::io::middleman>() before creating "
+                        "the actor system");
+    auto published = sys.middleman().publish(gate, port, host.c_str(), true);
+    if (!published)
+      return make_error(errc::invalid_config,
+                        "cannot publish bg_jobs on " + host + ":" +
+                            std::to_string(port) + ": " +
+                            sys.render(published.error()));
+    return *published;
+  };
+  plain_publish_ = true;
+  return *this;
+}
+
+builder& builder::with_remote_publisher(remote_publisher publish) {
+  publish_ = std::move(publish);
+  plain_publish_ = false;
   return *this;
 }
 
@@ -349,25 +369,15 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   }
   caf::actor gate;
   uint16_t port = 0;
-  if (!failure && remote_port_) {
-    if (!sys.has_middleman()) {
-      failure = make_error(errc::invalid_config,
-                           "with_remote needs CAF's middleman: "
-                           "cfg.load<caf::io::middleman>() before creating "
-                           "the actor system");
+  if (!failure && publish_) {
+    gate = sys.spawn(remote_gate, root, dir);
+    auto published = publish_(gate);
+    if (published) {
+      port = *published;
     } else {
-      gate = sys.spawn(remote_gate, root, dir);
-      auto published = sys.middleman().publish(gate, *remote_port_,
-                                               remote_host_.c_str(), true);
-      if (published) {
-        port = *published;
-      } else {
-        failure = make_error(errc::invalid_config,
-                             "cannot publish bg_jobs on " + remote_host_ + ":" +
-                                 std::to_string(*remote_port_) + ": " +
-                                 sys.render(published.error()));
-        caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
-      }
+      failure = std::move(published.error());
+      caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
+      gate = nullptr;
     }
     if (failure) {
       caf::scoped_actor self{sys};
@@ -377,11 +387,12 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
                     caf::after(std::chrono::seconds{30}) >> [] {});
     }
   }
-  if (failure)
+  if (failure) {
+    live_instances::get().remove(me.instance);
     return failure;
-  return instance{sys,     std::move(root), std::move(dir),
-                  me.node, me.instance,     std::move(gate),
-                  port};
+  }
+  return instance{sys,         std::move(root), std::move(dir), me.node,
+                  me.instance, std::move(gate), port,           plain_publish_};
 }
 
 } // namespace bg_jobs

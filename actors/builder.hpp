@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
@@ -76,6 +78,13 @@ public:
   /// OpenSSL module, see the README). Off by default.
   builder& with_remote(uint16_t port, std::string host = "127.0.0.1");
 
+  /// How to publish the bg_jobs actor (its stable gate) for remote nodes:
+  /// `publish(gate)` returns the port, e.g. through CAF's OpenSSL module
+  /// (`caf::openssl::publish(gate, port)`). Replaces `with_remote`.
+  using remote_publisher =
+      std::function<caf::expected<uint16_t>(const caf::actor& gate)>;
+  builder& with_remote_publisher(remote_publisher publish);
+
   /// Queues only poll and never listen for other processes' enqueues, for
   /// connection poolers that break PostgreSQL's LISTEN (off).
   builder& with_poll_only(bool on = true);
@@ -137,8 +146,9 @@ private:
   std::chrono::milliseconds grace_{5000};
   bool migrate_ = false;
   bool poll_only_ = false;
-  std::optional<uint16_t> remote_port_;
-  std::string remote_host_;
+  remote_publisher publish_;
+  /// `publish_` is the middleman's plain one (unpublished at shutdown).
+  bool plain_publish_ = false;
   maintenance_config maintenance_;
   std::shared_ptr<bg_jobs::clock> clock_ = clock::system();
   std::vector<std::string> enqueued_names_;

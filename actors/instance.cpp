@@ -14,17 +14,18 @@ namespace bg_jobs {
 instance::instance(caf::actor_system& sys, caf::actor root,
                    std::shared_ptr<detail::actor_directory> dir,
                    std::string node_name, std::string node_instance,
-                   caf::actor remote_gate, uint16_t remote_port)
+                   caf::actor remote_gate, uint16_t remote_port, bool unpublish)
     : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
       node_(std::move(node_name)), node_instance_(std::move(node_instance)),
-      remote_gate_(std::move(remote_gate)), remote_port_(remote_port) {}
+      remote_gate_(std::move(remote_gate)), remote_port_(remote_port),
+      unpublish_(unpublish) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
       dir_(std::move(other.dir_)), node_(std::move(other.node_)),
       node_instance_(std::move(other.node_instance_)),
       remote_gate_(std::move(other.remote_gate_)),
-      remote_port_(other.remote_port_) {
+      remote_port_(other.remote_port_), unpublish_(other.unpublish_) {
   other.root_ = nullptr;
 }
 
@@ -43,6 +44,7 @@ instance& instance::operator=(instance&& other) noexcept {
     node_instance_ = std::move(other.node_instance_);
     remote_gate_ = std::move(other.remote_gate_);
     remote_port_ = other.remote_port_;
+    unpublish_ = other.unpublish_;
     other.root_ = nullptr;
   }
   return *this;
@@ -184,7 +186,8 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
     return caf::unit;
   if (remote_gate_) {
     // Remote nodes are turned away first; the port is free again after.
-    sys_->middleman().unpublish(remote_gate_, remote_port_);
+    if (unpublish_)
+      sys_->middleman().unpublish(remote_gate_, remote_port_);
     caf::anon_send_exit(remote_gate_, caf::exit_reason::user_shutdown);
     remote_gate_ = nullptr;
   }

@@ -30,7 +30,8 @@ public:
   instance(caf::actor_system& sys, caf::actor root,
            std::shared_ptr<detail::actor_directory> dir,
            std::string node_name = {}, std::string node_instance = {},
-           caf::actor remote_gate = {}, uint16_t remote_port = 0);
+           caf::actor remote_gate = {}, uint16_t remote_port = 0,
+           bool unpublish = false);
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
@@ -133,6 +134,7 @@ private:
   std::string node_instance_;
   caf::actor remote_gate_;
   uint16_t remote_port_ = 0;
+  bool unpublish_ = false;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

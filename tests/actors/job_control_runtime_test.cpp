@@ -433,6 +433,22 @@ TEST_SUITE("job control") {
     CHECK(fourth->node_name() == "test-node");
   }
 
+  BG_JOBS_RUNTIME_CASE("publishing without CAF's middleman is a clear "
+                       "error") {
+    auto w = worker{"j", [](const job&) {}};
+    auto bg = make_builder()
+                  .with_queue(quick_queue("q").with_worker(w))
+                  .with_remote(0)
+                  .build(*sys);
+    REQUIRE_FALSE(bg);
+    CHECK(code_of(bg.error()) == errc::invalid_config);
+    CHECK(describe(bg.error()).find("middleman") != std::string::npos);
+    // Nothing of it is left running: the name is free again.
+    auto again =
+        start(make_builder().with_queue(quick_queue("q").with_worker(w)));
+    CHECK(again.node_name() == "test-node");
+  }
+
   BG_JOBS_RUNTIME_CASE("the default node name is unique per process") {
     auto w = worker{"j", [](const job&) {}};
     auto config = builder{the_store->factory()}.with_queue(
