@@ -233,6 +233,11 @@ builder& builder::with_remote_publisher(remote_publisher publish) {
   return *this;
 }
 
+builder& builder::with_http(http_options options) {
+  http_ = std::move(options);
+  return *this;
+}
+
 builder& builder::with_poll_only(bool on) {
   poll_only_ = on;
   return *this;
@@ -336,10 +341,34 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
       live_instances::get().remove(me.instance);
       return refused;
     }
+    // Tools without this configuration (the command line, the dashboard)
+    // learn the queues from the store.
+    std::vector<queue_announcement> served;
+    for (auto& q : queues_) {
+      queue_announcement a{q.name(), {}, q.max_concurrent_jobs()};
+      for (auto& w : q.workers())
+        a.job_names.push_back(w.job_name());
+      served.push_back(std::move(a));
+    }
+    for (auto& sj : scheduled_)
+      served.push_back(queue_announcement{sj.job_name(), {sj.job_name()}, 1});
+    if (auto r = (*db)->announce_queues(me.node, served); !r) {
+      live_instances::get().remove(me.instance);
+      return std::move(r.error());
+    }
   }
   detail::node_context ctx;
+  // The HTTP server's metrics count this node's events.
+  std::shared_ptr<bg_jobs::metrics> node_metrics;
+  builder config = *this;
+  if (http_) {
+    node_metrics = std::make_shared<bg_jobs::metrics>();
+    config.listeners_.push_back(node_metrics->listener());
+    for (auto& q : queues_)
+      node_metrics->set_executors(q.name(), q.max_concurrent_jobs());
+  }
   ctx.plan = std::make_shared<const detail::node_plan>(
-      detail::node_plan::make(*this, listen));
+      detail::node_plan::make(config, listen));
   ctx.connect = connect_;
   ctx.node = me.node;
   ctx.instance = me.instance;
@@ -379,6 +408,20 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
       caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
       gate = nullptr;
     }
+  }
+  std::shared_ptr<http_server> http;
+  if (!failure && http_) {
+    auto started = http_server::start(connect_, *http_, node_metrics);
+    if (started)
+      http = std::move(*started);
+    else
+      failure = std::move(started.error());
+  }
+  if (failure && (publish_ || http_)) {
+    if (gate) {
+      caf::anon_send_exit(gate, caf::exit_reason::user_shutdown);
+      gate = nullptr;
+    }
     if (failure) {
       caf::scoped_actor self{sys};
       self->monitor(root);
@@ -391,8 +434,9 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     live_instances::get().remove(me.instance);
     return failure;
   }
-  return instance{sys,         std::move(root), std::move(dir), me.node,
-                  me.instance, std::move(gate), port,           plain_publish_};
+  return instance{sys,     std::move(root), std::move(dir),
+                  me.node, me.instance,     std::move(gate),
+                  port,    plain_publish_,  std::move(http)};
 }
 
 } // namespace bg_jobs

@@ -15,6 +15,7 @@
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
+#include "bg_jobs/http/http_server.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/scheduling/scheduled_job_spec.hpp"
 
@@ -85,6 +86,11 @@ public:
       std::function<caf::expected<uint16_t>(const caf::actor& gate)>;
   builder& with_remote_publisher(remote_publisher publish);
 
+  /// Serves the dashboard, its JSON API and Prometheus `/metrics` from this
+  /// process (see `http_options`; counters and histograms from this
+  /// node's events, gauges from the store). Off by default.
+  builder& with_http(http_options options);
+
   /// Queues only poll and never listen for other processes' enqueues, for
   /// connection poolers that break PostgreSQL's LISTEN (off).
   builder& with_poll_only(bool on = true);
@@ -147,6 +153,7 @@ private:
   bool migrate_ = false;
   bool poll_only_ = false;
   remote_publisher publish_;
+  std::optional<http_options> http_;
   /// `publish_` is the middleman's plain one (unpublished at shutdown).
   bool plain_publish_ = false;
   maintenance_config maintenance_;

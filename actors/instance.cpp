@@ -8,24 +8,27 @@
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/http/http_server.hpp"
 
 namespace bg_jobs {
 
 instance::instance(caf::actor_system& sys, caf::actor root,
                    std::shared_ptr<detail::actor_directory> dir,
                    std::string node_name, std::string node_instance,
-                   caf::actor remote_gate, uint16_t remote_port, bool unpublish)
+                   caf::actor remote_gate, uint16_t remote_port, bool unpublish,
+                   std::shared_ptr<http_server> http)
     : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
       node_(std::move(node_name)), node_instance_(std::move(node_instance)),
       remote_gate_(std::move(remote_gate)), remote_port_(remote_port),
-      unpublish_(unpublish) {}
+      unpublish_(unpublish), http_(std::move(http)) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
       dir_(std::move(other.dir_)), node_(std::move(other.node_)),
       node_instance_(std::move(other.node_instance_)),
       remote_gate_(std::move(other.remote_gate_)),
-      remote_port_(other.remote_port_), unpublish_(other.unpublish_) {
+      remote_port_(other.remote_port_), unpublish_(other.unpublish_),
+      http_(std::move(other.http_)) {
   other.root_ = nullptr;
 }
 
@@ -45,6 +48,7 @@ instance& instance::operator=(instance&& other) noexcept {
     remote_gate_ = std::move(other.remote_gate_);
     remote_port_ = other.remote_port_;
     unpublish_ = other.unpublish_;
+    http_ = std::move(other.http_);
     other.root_ = nullptr;
   }
   return *this;
@@ -181,9 +185,17 @@ void instance::flush_events() {
   ask<void>(*sys_, actor(), std::chrono::seconds{30}, flush_atom::value);
 }
 
+uint16_t instance::http_port() const {
+  return http_ ? http_->port() : 0;
+}
+
 caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
   if (!root_)
     return caf::unit;
+  if (http_) {
+    http_->stop();
+    http_ = nullptr;
+  }
   if (remote_gate_) {
     // Remote nodes are turned away first; the port is free again after.
     if (unpublish_)

@@ -21,6 +21,8 @@ namespace detail {
 class actor_directory;
 } // namespace detail
 
+class http_server;
+
 /// A running bg_jobs actor tree. Actors talk to `actor()` with messages
 /// (see `messages.hpp`); the member functions are blocking conveniences for
 /// code outside actors, built on the same messages. Shut it down (or let it
@@ -31,7 +33,7 @@ public:
            std::shared_ptr<detail::actor_directory> dir,
            std::string node_name = {}, std::string node_instance = {},
            caf::actor remote_gate = {}, uint16_t remote_port = 0,
-           bool unpublish = false);
+           bool unpublish = false, std::shared_ptr<http_server> http = {});
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
@@ -44,6 +46,9 @@ public:
   /// The port the bg_jobs actor is published on (`builder::with_remote`);
   /// 0 when it is not.
   uint16_t remote_port() const { return remote_port_; }
+
+  /// The port of the HTTP server (`builder::with_http`); 0 when none.
+  uint16_t http_port() const;
 
   /// The node name this process holds (see `builder::with_node_name`).
   const std::string& node_name() const { return node_; }
@@ -135,6 +140,7 @@ private:
   caf::actor remote_gate_;
   uint16_t remote_port_ = 0;
   bool unpublish_ = false;
+  std::shared_ptr<http_server> http_;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

@@ -1,8 +1,10 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <string_view>
 
@@ -132,6 +134,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_nodes",
       "bg_jobs_unique",
       "bg_jobs_paused",
+      "bg_jobs_queues",
   };
   std::string text{sql};
   if (prefix.empty())
@@ -195,6 +198,40 @@ void db_adapter::finish_page(job_page& page, const job_query& query) {
     break;
   }
   page.next = encode_key(key);
+}
+
+std::vector<known_queue> db_adapter::merge_announcements(
+    const std::vector<std::tuple<std::string, std::string, std::string, int>>&
+        rows) {
+  std::vector<known_queue> result;
+  for (auto& [queue, job_name, node, concurrency] : rows) {
+    if (result.empty() || result.back().queue != queue)
+      result.push_back(known_queue{queue, {}, {}, 0});
+    auto& q = result.back();
+    if (std::find(q.job_names.begin(), q.job_names.end(), job_name) ==
+        q.job_names.end())
+      q.job_names.push_back(job_name);
+    if (std::find(q.nodes.begin(), q.nodes.end(), node) == q.nodes.end()) {
+      q.nodes.push_back(node);
+      q.concurrency += concurrency;
+    }
+  }
+  return result;
+}
+
+std::vector<finished_bucket> db_adapter::merge_buckets(
+    const std::vector<std::tuple<int64_t, int64_t, int64_t>>& rows) {
+  std::map<int64_t, finished_bucket> by_start;
+  for (auto& [start, ok, bad] : rows) {
+    auto& b = by_start[start];
+    b.start = from_unix_ms(start);
+    b.succeeded += ok;
+    b.failed += bad;
+  }
+  std::vector<finished_bucket> result;
+  for (auto& kvp : by_start)
+    result.push_back(kvp.second);
+  return result;
 }
 
 const char* to_string(pause_kind k) {

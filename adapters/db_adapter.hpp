@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -81,6 +82,8 @@ struct prune_params {
   /// Rows deleted per table and call, so that pruning never holds the
   /// store for long.
   int batch = 1000;
+  /// Count what one call would delete, and delete nothing.
+  bool dry_run = false;
 };
 
 /// Row counts of the three tables, read in one consistent snapshot.
@@ -144,6 +147,31 @@ struct node_identity {
   timestamp started_at;
 };
 
+/// Jobs finished in one time bucket (`db_adapter::finished_per_bucket`).
+struct finished_bucket {
+  timestamp start;
+  int64_t succeeded = 0;
+  /// Failed or cancelled.
+  int64_t failed = 0;
+};
+
+/// What a node runs of one queue, as it announces it in the store.
+struct queue_announcement {
+  std::string queue;
+  std::vector<std::string> job_names;
+  int concurrency = 0;
+};
+
+/// A queue as the store knows it from every node's announcement.
+struct known_queue {
+  std::string queue;
+  std::vector<std::string> job_names;
+  /// The nodes that run it.
+  std::vector<std::string> nodes;
+  /// Its concurrency summed over those nodes.
+  int concurrency = 0;
+};
+
 /// Who holds a node name, as stored.
 struct node_holder {
   node_identity who;
@@ -172,7 +200,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 6;
+  static constexpr int schema_version_current = 7;
 
   virtual capabilities caps() const = 0;
 
@@ -230,7 +258,17 @@ public:
   claim_node(const node_identity& me, std::chrono::milliseconds lease,
              const std::function<bool(const node_holder&)>& alive) = 0;
 
-  /// Gives the name up at a clean shutdown, if `instance` still holds it.
+  /// Records which queues (and job names) `node` runs, replacing what it
+  /// announced before; tools that have no configuration read it.
+  virtual caf::expected<void>
+  announce_queues(const std::string& node,
+                  const std::vector<queue_announcement>& queues) = 0;
+
+  /// Every announced queue, by name.
+  virtual caf::expected<std::vector<known_queue>> known_queues() = 0;
+
+  /// Gives the name up at a clean shutdown, if `instance` still holds it,
+  /// with what the node announced.
   virtual caf::expected<void> release_node(const std::string& node,
                                            const std::string& instance) = 0;
 
@@ -347,6 +385,12 @@ public:
   /// Counts per job name (names with no job are left out), by name.
   virtual caf::expected<std::vector<name_stats>> stats_by_name() = 0;
 
+  /// Jobs that finished since `since`, counted per `bucket` (history rows
+  /// only: what pruning removed is not counted), oldest bucket first;
+  /// buckets without a job are left out.
+  virtual caf::expected<std::vector<finished_bucket>>
+  finished_per_bucket(timestamp since, std::chrono::milliseconds bucket) = 0;
+
   /// One page of jobs in one state (keyset paging: a page costs the same
   /// however deep it is). A malformed `after` or a limit outside 1..1000 is
   /// `invalid_argument`.
@@ -404,6 +448,17 @@ protected:
   /// identifier: `[a-z_][a-z0-9_]*`, at most `max` bytes.
   static caf::error check_identifier(const char* what, const std::string& name,
                                      size_t max);
+
+  /// Known queues from announcement rows (queue, job name, node,
+  /// concurrency) sorted by queue.
+  static std::vector<known_queue> merge_announcements(
+      const std::vector<std::tuple<std::string, std::string, std::string, int>>&
+          rows);
+
+  /// Buckets from rows of (bucket start in ms, succeeded, failed), in any
+  /// order and possibly repeated.
+  static std::vector<finished_bucket>
+  merge_buckets(const std::vector<std::tuple<int64_t, int64_t, int64_t>>& rows);
 
   /// Trims a page read with `limit + 1` rows to `limit` and sets `next`
   /// when the extra row shows there is more.

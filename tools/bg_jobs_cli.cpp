@@ -1,27 +1,188 @@
-// The bg_jobs command-line program.
+// The bg_jobs command-line program: operate a store without writing code.
+// `bg_jobs --help` lists the commands; each has its own `--help`.
 //
-//   bg_jobs cron next "<expr>" [--from <YYYY-MM-DDTHH:MM:SSZ>] [--count <N>]
-//                              [--tz <zone>]
-//
-// prints the next N runs of a cron expression after --from (default: now),
-// one UTC instant per line; with --tz (or a CRON_TZ= prefix) the expression
-// matches that zone's wall clock. An invalid expression, zone or argument
-// is a message on stderr and exit status 2.
+// Exit status: 0 done, 1 the operation failed (a one-line message on
+// stderr), 2 a usage error.
+#include <csignal>
+#include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
+#include <thread>
 
+#include <pthread.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "bg_jobs/actors/wire.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/http/http_server.hpp"
 #include "bg_jobs/scheduling/cron_schedule.hpp"
 
 namespace {
 
-int usage(const std::string& msg) {
-  std::cerr << "bg_jobs: " << msg << "\nusage: bg_jobs cron next \"<expr>\""
-            << " [--from YYYY-MM-DDTHH:MM:SSZ] [--count N] [--tz ZONE]"
-            << std::endl;
-  return 2;
+using nlohmann::json;
+
+/// A failed operation: printed on one line, exit status 1.
+struct failed {
+  std::string message;
+};
+
+/// A bad command line found after parsing: exit status 2.
+struct usage_error {
+  std::string message;
+};
+
+bool is_postgres(const std::string& db) {
+  return db.rfind("postgres://", 0) == 0 || db.rfind("postgresql://", 0) == 0 ||
+         db.find("host=") != std::string::npos ||
+         db.find("dbname=") != std::string::npos;
+}
+
+/// `db` without its password (for messages).
+std::string redacted(std::string db) {
+  if (auto at = db.find("password="); at != std::string::npos) {
+    auto end = db.find(' ', at);
+    db.replace(at + 9,
+               end == std::string::npos ? std::string::npos : end - at - 9,
+               "***");
+  }
+  if (auto scheme = db.find("://"); scheme != std::string::npos) {
+    auto at = db.find('@', scheme);
+    auto colon = db.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      db.replace(colon + 1, at - colon - 1, "***");
+  }
+  return db;
+}
+
+struct store_args {
+  std::string db;
+  std::string prefix;
+
+  bg_jobs::adapter_factory factory() const {
+    auto spec = db;
+    if (spec.empty())
+      if (auto env = std::getenv("BG_JOBS_DATABASE"))
+        spec = env;
+    if (spec.empty())
+      throw usage_error{"no store: pass --db or set BG_JOBS_DATABASE"};
+    if (is_postgres(spec)) {
+      bg_jobs::postgres_options o{spec};
+      o.schema = prefix;
+      o.application_name = "bg_jobs_cli";
+      return bg_jobs::postgres_adapter::factory(o);
+    }
+    if (spec.rfind("sqlite:", 0) == 0)
+      spec = spec.substr(7);
+    bg_jobs::sqlite_options o{spec};
+    o.table_prefix = prefix;
+    return bg_jobs::sqlite_adapter::factory(o);
+  }
+
+  std::unique_ptr<bg_jobs::db_adapter> open(bool need_schema = true) const {
+    auto db = factory()();
+    if (!db)
+      throw failed{bg_jobs::describe(db.error())};
+    if (need_schema)
+      if (auto ok = (*db)->check_schema(); !ok)
+        throw failed{bg_jobs::describe(ok.error())};
+    return std::move(*db);
+  }
+};
+
+template <class T>
+T value_of(caf::expected<T> x) {
+  if (!x)
+    throw failed{bg_jobs::describe(x.error())};
+  return std::move(*x);
+}
+
+void ok_or_fail(const caf::expected<void>& x) {
+  if (!x)
+    throw failed{bg_jobs::describe(x.error())};
+}
+
+/// `30s`, `5m`, `2h`, `1d`, `250ms` or a number of seconds.
+std::chrono::milliseconds parse_duration(const std::string& text) {
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (...) {
+    throw usage_error{"invalid duration '" + text + "' (e.g. 30s, 5m, 2h)"};
+  }
+  auto unit = text.substr(used);
+  static const std::map<std::string, long long> ms = {
+      {"", 1000},       {"ms", 1},          {"s", 1000},
+      {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000}};
+  auto i = ms.find(unit);
+  if (i == ms.end() || n < 0)
+    throw usage_error{"invalid duration '" + text + "' (e.g. 30s, 5m, 2h)"};
+  return std::chrono::milliseconds{n * i->second};
+}
+
+std::string when(const std::optional<bg_jobs::timestamp>& t) {
+  return t ? bg_jobs::to_iso8601(*t) : std::string{"-"};
+}
+
+std::string age(std::chrono::milliseconds d) {
+  auto s = d.count() / 1000;
+  if (s < 120)
+    return std::to_string(d.count() / 1000.0).substr(0, 4) + "s";
+  if (s < 7200)
+    return std::to_string(s / 60) + "m";
+  return std::to_string(s / 3600) + "h";
+}
+
+/// Prints rows as columns aligned by their widest cell.
+void table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      width.resize(std::max(width.size(), r.size()));
+      width[i] = std::max(width[i], r[i].size());
+    }
+  for (auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size())
+        line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << '\n';
+  }
+}
+
+json record_json(const bg_jobs::job_record& r) {
+  return json::parse(bg_jobs::wire::encode(r));
+}
+
+json counts_json(const bg_jobs::job_stats& c) {
+  return {{"waiting", c.available}, {"scheduled", c.scheduled},
+          {"running", c.reserved},  {"succeeded", c.succeeded},
+          {"failed", c.failed},     {"cancelled", c.cancelled}};
+}
+
+std::vector<std::string> counts_cells(const bg_jobs::job_stats& c) {
+  return {std::to_string(c.available), std::to_string(c.scheduled),
+          std::to_string(c.reserved),  std::to_string(c.succeeded),
+          std::to_string(c.failed),    std::to_string(c.cancelled)};
+}
+
+/// The job names of `queue` as nodes announced them.
+std::vector<std::string> names_of_queue(bg_jobs::db_adapter& db,
+                                        const std::string& queue) {
+  for (auto& q : value_of(db.known_queues()))
+    if (q.queue == queue)
+      return q.job_names;
+  throw failed{"bg_jobs.unknown_queue: no node has announced a queue '" +
+               bg_jobs::printable(queue) + "'"};
 }
 
 std::string to_seconds_iso(bg_jobs::timestamp t) {
@@ -32,64 +193,490 @@ std::string to_seconds_iso(bg_jobs::timestamp t) {
 } // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 &&
-      (std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h" ||
-       std::string{argv[1]} == "help")) {
-    std::cout << "usage: bg_jobs cron next \"<expr>\" [--from "
-                 "YYYY-MM-DDTHH:MM:SSZ] [--count N] [--tz ZONE]\n"
-                 "  prints the next runs of a cron expression as UTC "
-                 "instants\n";
-    return 0;
+  CLI::App app{"bg_jobs: operate a bg_jobs store (SQLite or PostgreSQL)"};
+  app.set_version_flag("--version", "bg_jobs 0.1.0");
+  app.require_subcommand(1);
+  store_args store;
+  bool as_json = false;
+  app.add_option("--db", store.db,
+                 "the store: a SQLite path (or sqlite:PATH) or a PostgreSQL "
+                 "URL or conninfo; default $BG_JOBS_DATABASE");
+  app.add_option("--prefix", store.prefix,
+                 "SQLite table prefix, or PostgreSQL schema, of the tables");
+  app.add_flag("--json", as_json, "print data as JSON");
+
+  // -- migrate -------------------------------------------------------------
+  auto migrate = app.add_subcommand("migrate", "create, upgrade or remove "
+                                               "the schema");
+  migrate->require_subcommand(1);
+  auto mig_up = migrate->add_subcommand("up", "create or upgrade the schema");
+  auto mig_down = migrate->add_subcommand("down", "remove every bg_jobs table");
+  bool down_yes = false;
+  mig_down->add_flag("--yes", down_yes, "confirm: every job is deleted")
+      ->required();
+  auto mig_status = migrate->add_subcommand("status", "the schema version");
+
+  // -- stats ---------------------------------------------------------------
+  auto stats = app.add_subcommand("stats", "jobs per queue and job name");
+
+  // -- jobs ----------------------------------------------------------------
+  auto jobs = app.add_subcommand("jobs", "list, show, enqueue, retry, cancel "
+                                         "or delete jobs");
+  jobs->require_subcommand(1);
+  auto list = jobs->add_subcommand("list", "one page of jobs in one state");
+  std::string list_state = "waiting", list_queue, list_after;
+  std::vector<std::string> list_names;
+  int list_limit = 50;
+  bool list_oldest = false;
+  list->add_option("--state", list_state,
+                   "waiting, scheduled, running, succeeded, failed or "
+                   "cancelled")
+      ->check(CLI::IsMember({"waiting", "scheduled", "running", "succeeded",
+                             "failed", "cancelled"}));
+  list->add_option("--name", list_names, "only jobs of these names");
+  list->add_option("--queue", list_queue, "only jobs of this queue");
+  list->add_option("--limit", list_limit, "jobs per page (1-1000)")
+      ->check(CLI::Range(1, 1000));
+  list->add_option("--after", list_after,
+                   "the page after this position (printed as 'next:')");
+  list->add_flag("--oldest", list_oldest, "oldest first");
+  auto show = jobs->add_subcommand("show", "one job, wherever it is kept");
+  int64_t show_id = 0;
+  show->add_option("id", show_id, "the job id")->required();
+  auto enqueue = jobs->add_subcommand("enqueue", "store a job");
+  std::string enq_name, enq_payload = "{}", enq_in, enq_at, enq_key;
+  int enq_priority = 0;
+  enqueue->add_option("name", enq_name, "the job name")->required();
+  enqueue->add_option("--payload", enq_payload, "the payload as JSON");
+  auto in_opt = enqueue->add_option("--in", enq_in,
+                                    "available after a delay (30s, 5m, 2h)");
+  enqueue->add_option("--at", enq_at, "available at YYYY-MM-DDTHH:MM:SSZ")
+      ->excludes(in_opt);
+  enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9");
+  enqueue->add_option("--unique-key", enq_key,
+                      "keep a duplicate out while this key counts");
+  auto retry = jobs->add_subcommand("retry", "run failed or cancelled jobs "
+                                             "again");
+  std::vector<int64_t> retry_ids;
+  bool retry_failed = false;
+  std::string retry_name;
+  retry->add_option("ids", retry_ids, "job ids");
+  retry->add_flag("--failed", retry_failed,
+                  "every failed job (of --name, which it needs)");
+  retry->add_option("--name", retry_name, "the job name for --failed");
+  auto cancel = jobs->add_subcommand("cancel", "cancel jobs");
+  std::vector<int64_t> cancel_ids;
+  std::string cancel_reason = "cancelled from the command line";
+  cancel->add_option("ids", cancel_ids, "job ids")->required();
+  cancel->add_option("--reason", cancel_reason, "kept with the job");
+  auto del = jobs->add_subcommand("delete", "delete waiting or finished jobs");
+  std::vector<int64_t> delete_ids;
+  del->add_option("ids", delete_ids, "job ids")->required();
+
+  // -- queues --------------------------------------------------------------
+  auto queues = app.add_subcommand("queues", "list, pause or resume queues");
+  queues->require_subcommand(1);
+  auto q_list = queues->add_subcommand("list", "queues the nodes announced");
+  auto q_pause = queues->add_subcommand("pause", "stop reserving, on every "
+                                                 "node");
+  auto q_resume = queues->add_subcommand("resume", "reserve again");
+  std::string queue_name;
+  q_pause->add_option("queue", queue_name, "the queue")->required();
+  q_resume->add_option("queue", queue_name, "the queue")->required();
+
+  // -- prune ---------------------------------------------------------------
+  auto prune = app.add_subcommand("prune", "delete old history (one batch)");
+  bool prune_dry = false;
+  std::string prune_succeeded = "24h", prune_failed = "7d";
+  prune->add_flag("--dry-run", prune_dry, "count, delete nothing");
+  prune->add_option("--succeeded-age", prune_succeeded,
+                    "keep succeeded jobs this long (24h)");
+  prune->add_option("--failed-age", prune_failed,
+                    "keep failed jobs this long (7d)");
+
+  // -- cron ----------------------------------------------------------------
+  auto cron = app.add_subcommand("cron", "cron expressions");
+  cron->require_subcommand(1);
+  auto cron_next = cron->add_subcommand(
+      "next", "the next runs of a cron expression, as UTC instants");
+  std::string cron_expr, cron_from, cron_tz;
+  long cron_count = 1;
+  cron_next->add_option("expr", cron_expr, "the cron expression")->required();
+  cron_next->add_option("--from", cron_from,
+                        "after this instant (YYYY-MM-DDTHH:MM:SSZ; now)");
+  cron_next->add_option("--count", cron_count, "how many (1-100000)")
+      ->check(CLI::Range(1L, 100000L));
+  cron_next->add_option("--tz", cron_tz,
+                        "the zone whose wall clock it "
+                        "matches");
+
+  // -- serve ---------------------------------------------------------------
+  auto serve = app.add_subcommand("serve", "the dashboard and /metrics");
+  std::string listen = "127.0.0.1:9090", token;
+  bool read_only = false;
+  serve->add_option("--listen", listen, "HOST:PORT (127.0.0.1:9090)");
+  serve->add_option("--token", token,
+                    "required of every request; default "
+                    "$BG_JOBS_DASHBOARD_TOKEN");
+  serve->add_flag("--read-only", read_only, "no actions");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
   }
-  if (argc < 4 || std::string{argv[1]} != "cron" ||
-      std::string{argv[2]} != "next")
-    return usage("unknown command");
-  std::string expr = argv[3];
-  auto from = bg_jobs::clock::system()->now();
-  long count = 1;
-  std::optional<std::string> zone;
-  for (int i = 4; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (i + 1 >= argc)
-      return usage("missing value for " + arg);
-    std::string value = argv[++i];
-    if (arg == "--from") {
-      auto t = bg_jobs::parse_iso8601(value);
-      if (!t)
-        return usage("--from expects YYYY-MM-DDTHH:MM:SSZ, got '" + value +
-                     "'");
-      from = *t;
-    } else if (arg == "--count") {
-      try {
-        size_t used = 0;
-        count = std::stol(value, &used);
-        if (used != value.size() || count <= 0 || count > 100000)
-          throw std::invalid_argument("count");
-      } catch (...) {
-        return usage("--count expects a number from 1 to 100000, got '" +
-                     value + "'");
+
+  try {
+    if (*mig_up) {
+      auto db = store.open(false);
+      ok_or_fail(db->migrate_up());
+      std::cout << "schema at version " << value_of(db->schema_version())
+                << '\n';
+    } else if (*mig_down) {
+      auto db = store.open(false);
+      ok_or_fail(db->migrate_down());
+      std::cout << "every bg_jobs table removed\n";
+      (void)down_yes;
+    } else if (*mig_status) {
+      auto db = store.open(false);
+      auto v = value_of(db->schema_version());
+      auto current = bg_jobs::db_adapter::schema_version_current;
+      std::string state = v == current  ? "current"
+                          : v == 0      ? "missing: run 'migrate up'"
+                          : v < current ? "older: run 'migrate up'"
+                                        : "newer than this bg_jobs";
+      if (as_json)
+        std::cout << json{{"version", v},
+                          {"current", current},
+                          {"state", state}}
+                         .dump()
+                  << '\n';
+      else
+        std::cout << "schema version " << v << " (this bg_jobs: " << current
+                  << "): " << state << '\n';
+    } else if (*stats) {
+      auto db = store.open();
+      auto names = value_of(db->stats_by_name());
+      auto known = value_of(db->known_queues());
+      auto pauses = value_of(db->pauses());
+      auto now = bg_jobs::utc_now();
+      json out = {{"queues", json::array()}, {"names", json::array()}};
+      std::vector<std::vector<std::string>> rows = {
+          {"QUEUE", "WAITING", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
+           "CANCELLED", "OLDEST WAITING", "PAUSED"}};
+      for (auto& q : known) {
+        bg_jobs::job_stats c;
+        std::optional<bg_jobs::timestamp> oldest;
+        for (auto& n : names)
+          if (std::find(q.job_names.begin(), q.job_names.end(), n.name) !=
+              q.job_names.end()) {
+            c.available += n.counts.available;
+            c.scheduled += n.counts.scheduled;
+            c.reserved += n.counts.reserved;
+            c.succeeded += n.counts.succeeded;
+            c.failed += n.counts.failed;
+            c.cancelled += n.counts.cancelled;
+            if (n.oldest_waiting && (!oldest || *n.oldest_waiting < *oldest))
+              oldest = n.oldest_waiting;
+          }
+        bool paused = false;
+        for (auto& p : pauses)
+          paused = paused ||
+                   (p.kind == bg_jobs::pause_kind::queue && p.name == q.queue);
+        auto lag = oldest
+                       ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                             now - *oldest)
+                       : std::chrono::milliseconds{0};
+        out["queues"].push_back({{"queue", q.queue},
+                                 {"job_names", q.job_names},
+                                 {"counts", counts_json(c)},
+                                 {"oldest_waiting_age_ms", lag.count()},
+                                 {"paused", paused}});
+        auto row = counts_cells(c);
+        row.insert(row.begin(), q.queue);
+        row.push_back(oldest ? age(lag) : "-");
+        row.push_back(paused ? "yes" : "no");
+        rows.push_back(row);
       }
-    } else if (arg == "--tz") {
-      zone = value;
-    } else {
-      return usage("unknown option " + arg);
+      std::vector<std::vector<std::string>> name_rows = {
+          {"JOB NAME", "WAITING", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
+           "CANCELLED", "OLDEST WAITING"}};
+      for (auto& n : names) {
+        auto lag = n.oldest_waiting
+                       ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                             now - *n.oldest_waiting)
+                       : std::chrono::milliseconds{0};
+        out["names"].push_back({{"name", n.name},
+                                {"counts", counts_json(n.counts)},
+                                {"oldest_waiting_age_ms", lag.count()}});
+        auto row = counts_cells(n.counts);
+        row.insert(row.begin(), n.name);
+        row.push_back(n.oldest_waiting ? age(lag) : "-");
+        name_rows.push_back(row);
+      }
+      if (as_json) {
+        std::cout << out.dump() << '\n';
+      } else {
+        table(rows);
+        std::cout << '\n';
+        table(name_rows);
+      }
+    } else if (*list) {
+      auto db = store.open();
+      bg_jobs::job_query q;
+      q.state = *bg_jobs::parse_job_state(list_state);
+      q.names = list_names;
+      if (!list_queue.empty()) {
+        auto names = names_of_queue(*db, list_queue);
+        if (q.names.empty())
+          q.names = names;
+      }
+      q.after = list_after;
+      q.limit = list_limit;
+      q.newest_first = !list_oldest;
+      auto page = value_of(db->list_jobs(q));
+      if (as_json) {
+        json out = {{"jobs", json::array()}, {"next", page.next}};
+        for (auto& r : page.jobs)
+          out["jobs"].push_back(record_json(r));
+        std::cout << out.dump() << '\n';
+      } else {
+        std::vector<std::vector<std::string>> rows = {
+            {"ID", "NAME", "STATE", "ATTEMPTS", "PRIORITY", "AT", "ERROR"}};
+        for (auto& r : page.jobs) {
+          auto at = r.finished_at   ? r.finished_at
+                    : r.reserved_at ? r.reserved_at
+                                    : std::optional{r.available_at};
+          auto err = r.error.value_or("");
+          if (err.size() > 60)
+            err = err.substr(0, 57) + "...";
+          rows.push_back({std::to_string(r.id), bg_jobs::printable(r.name),
+                          to_string(r.state), std::to_string(r.attempts),
+                          std::to_string(r.priority), when(at),
+                          bg_jobs::printable(err)});
+        }
+        table(rows);
+        if (!page.next.empty())
+          std::cout << "next: " << page.next << '\n';
+      }
+    } else if (*show) {
+      auto db = store.open();
+      auto r = value_of(db->get_job(show_id));
+      if (as_json) {
+        std::cout << record_json(r).dump() << '\n';
+      } else {
+        table({{"id", std::to_string(r.id)},
+               {"name", bg_jobs::printable(r.name)},
+               {"state", to_string(r.state)},
+               {"priority", std::to_string(r.priority)},
+               {"attempts", std::to_string(r.attempts)},
+               {"created", when(r.created_at)},
+               {"available", when(r.available_at)},
+               {"reserved", when(r.reserved_at)},
+               {"reserved by", r.reserved_by.value_or("-")},
+               {"finished", when(r.finished_at)},
+               {"error", r.error.value_or("-")},
+               {"cancel asked", r.cancel_reason.value_or("-")}});
+        std::cout << "payload:\n" << r.payload.dump(2) << '\n';
+        for (auto& e : r.errors)
+          std::cout << "attempt " << e.value("attempt", 0) << " at "
+                    << bg_jobs::to_iso8601(
+                           bg_jobs::from_unix_ms(e.value("at", int64_t{0})))
+                    << ": " << e.value("error", "") << '\n';
+      }
+    } else if (*enqueue) {
+      auto parsed = bg_jobs::job_request::parse(enq_name, enq_payload);
+      if (!parsed)
+        throw usage_error{bg_jobs::describe(parsed.error())};
+      auto request = std::move(*parsed);
+      if (!enq_in.empty())
+        request.available_in(parse_duration(enq_in));
+      if (!enq_at.empty()) {
+        auto t = bg_jobs::parse_iso8601(enq_at);
+        if (!t)
+          throw usage_error{"--at expects YYYY-MM-DDTHH:MM:SSZ, got '" +
+                            enq_at + "'"};
+        request.available_at(*t);
+      }
+      request.with_priority(enq_priority);
+      if (!enq_key.empty()) {
+        bg_jobs::unique_options u;
+        u.key = enq_key;
+        request.with_unique(u);
+      }
+      auto db = store.open();
+      auto j = value_of(db->enqueue_job(request));
+      if (as_json)
+        std::cout << json::parse(bg_jobs::wire::encode(j)).dump() << '\n';
+      else
+        std::cout << (j.conflict ? "exists: job " : "enqueued job ") << j.id
+                  << '\n';
+    } else if (*retry) {
+      if (!retry_failed && retry_ids.empty())
+        throw usage_error{"give job ids, or --failed --name NAME"};
+      if (retry_failed && !retry_ids.empty())
+        throw usage_error{"give job ids or --failed, not both"};
+      if (retry_failed && retry_name.empty())
+        throw usage_error{"--failed needs --name NAME"};
+      auto db = store.open();
+      if (retry_failed) {
+        auto n = value_of(db->retry_failed(retry_name));
+        std::cout << (as_json ? json{{"retried", n}}.dump()
+                              : "retried " + std::to_string(n) + " jobs")
+                  << '\n';
+      } else {
+        for (auto id : retry_ids) {
+          auto r = value_of(db->retry_job(id));
+          std::cout << (as_json ? record_json(r).dump()
+                                : "retried job " + std::to_string(id))
+                    << '\n';
+        }
+      }
+    } else if (*cancel) {
+      auto db = store.open();
+      for (auto id : cancel_ids) {
+        auto r = value_of(db->cancel_job(id, cancel_reason));
+        std::cout << (as_json ? record_json(r).dump()
+                      : r.state == bg_jobs::job_state::cancelled
+                          ? "cancelled job " + std::to_string(id)
+                          : "job " + std::to_string(id) +
+                                " runs: asked to stop")
+                  << '\n';
+      }
+    } else if (*del) {
+      auto db = store.open();
+      for (auto id : delete_ids) {
+        ok_or_fail(db->delete_job(id));
+        std::cout << (as_json ? json{{"deleted", id}}.dump()
+                              : "deleted job " + std::to_string(id))
+                  << '\n';
+      }
+    } else if (*q_list) {
+      auto db = store.open();
+      auto known = value_of(db->known_queues());
+      auto pauses = value_of(db->pauses());
+      json out = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"QUEUE", "JOB NAMES", "NODES", "CONCURRENCY", "PAUSED"}};
+      for (auto& q : known) {
+        bool paused = false;
+        for (auto& p : pauses)
+          paused = paused ||
+                   (p.kind == bg_jobs::pause_kind::queue && p.name == q.queue);
+        out.push_back({{"queue", q.queue},
+                       {"job_names", q.job_names},
+                       {"nodes", q.nodes},
+                       {"concurrency", q.concurrency},
+                       {"paused", paused}});
+        auto join = [](const std::vector<std::string>& xs) {
+          std::string s;
+          for (auto& x : xs)
+            s += (s.empty() ? "" : ",") + x;
+          return s;
+        };
+        rows.push_back({q.queue, join(q.job_names), join(q.nodes),
+                        std::to_string(q.concurrency), paused ? "yes" : "no"});
+      }
+      if (as_json)
+        std::cout << out.dump() << '\n';
+      else
+        table(rows);
+    } else if (*q_pause || *q_resume) {
+      auto db = store.open();
+      bool known = false;
+      for (auto& q : value_of(db->known_queues()))
+        known = known || q.queue == queue_name;
+      if (!known)
+        throw failed{"bg_jobs.unknown_queue: no node has announced a queue '" +
+                     bg_jobs::printable(queue_name) + "'"};
+      ok_or_fail(*q_pause ? db->pause(bg_jobs::pause_kind::queue, queue_name)
+                          : db->resume(bg_jobs::pause_kind::queue, queue_name));
+      std::cout << (as_json ? json{{"queue", queue_name},
+                                   {"paused", bool(*q_pause)}}
+                                  .dump()
+                            : std::string{*q_pause ? "paused " : "resumed "} +
+                                  queue_name)
+                << '\n';
+    } else if (*prune) {
+      bg_jobs::prune_params p;
+      p.succeeded_max_age = parse_duration(prune_succeeded);
+      p.failed_max_age = parse_duration(prune_failed);
+      p.dry_run = prune_dry;
+      auto db = store.open();
+      auto n = value_of(db->prune_jobs(p));
+      if (as_json)
+        std::cout << json{{"deleted", prune_dry ? 0 : n},
+                          {"would_delete", prune_dry ? n : 0}}
+                         .dump()
+                  << '\n';
+      else
+        std::cout << (prune_dry ? "would delete " : "deleted ") << n
+                  << " jobs\n";
+    } else if (*cron_next) {
+      auto from = bg_jobs::clock::system()->now();
+      if (!cron_from.empty()) {
+        auto t = bg_jobs::parse_iso8601(cron_from);
+        if (!t)
+          throw usage_error{"--from expects YYYY-MM-DDTHH:MM:SSZ, got '" +
+                            cron_from + "'"};
+        from = *t;
+      }
+      auto schedule = bg_jobs::cron_schedule::parse(cron_expr);
+      if (schedule && !cron_tz.empty())
+        schedule = schedule->in_time_zone(cron_tz);
+      if (!schedule)
+        throw usage_error{bg_jobs::describe(schedule.error())};
+      auto t = from;
+      for (long i = 0; i < cron_count; ++i) {
+        auto next = schedule->next_after(t);
+        if (!next)
+          break;
+        std::cout << to_seconds_iso(*next) << '\n';
+        t = *next;
+      }
+    } else if (*serve) {
+      bg_jobs::http_options o;
+      auto colon = listen.rfind(':');
+      if (colon == std::string::npos)
+        throw usage_error{"--listen expects HOST:PORT, got '" + listen + "'"};
+      o.host = listen.substr(0, colon);
+      try {
+        auto port = std::stoi(listen.substr(colon + 1));
+        if (port < 0 || port > 65535)
+          throw std::out_of_range("port");
+        o.port = static_cast<uint16_t>(port);
+      } catch (...) {
+        throw usage_error{"--listen expects HOST:PORT, got '" + listen + "'"};
+      }
+      o.token = token;
+      if (o.token.empty())
+        if (auto env = std::getenv("BG_JOBS_DASHBOARD_TOKEN"))
+          o.token = env;
+      o.read_only = read_only;
+      store.open(); // the store must be there and current
+      // SIGINT and SIGTERM stop it; blocked before the server's threads
+      // start, so that they arrive here.
+      sigset_t stop;
+      sigemptyset(&stop);
+      sigaddset(&stop, SIGINT);
+      sigaddset(&stop, SIGTERM);
+      pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+      auto server = value_of(bg_jobs::http_server::start(store.factory(), o));
+      std::cout << "serving http://" << o.host << ":" << server->port() << "/"
+                << (o.read_only ? " (read-only)" : "") << std::endl;
+      int sig = 0;
+      sigwait(&stop, &sig);
+      server->stop();
     }
-  }
-  auto schedule = bg_jobs::cron_schedule::parse(expr);
-  if (schedule && zone)
-    schedule = schedule->in_time_zone(*zone);
-  if (!schedule) {
-    std::cerr << "bg_jobs: " << bg_jobs::describe(schedule.error())
-              << std::endl;
+  } catch (const usage_error& e) {
+    std::cerr << "bg_jobs: " << e.message << std::endl;
     return 2;
-  }
-  auto t = from;
-  for (long i = 0; i < count; ++i) {
-    auto next = schedule->next_after(t);
-    if (!next)
-      break;
-    std::cout << to_seconds_iso(*next) << '\n';
-    t = *next;
+  } catch (const failed& e) {
+    std::cerr << "bg_jobs: " << redacted(e.message) << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "bg_jobs: " << e.what() << std::endl;
+    return 1;
   }
   return 0;
 }

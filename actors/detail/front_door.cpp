@@ -44,6 +44,12 @@ struct front_door_state {
                           std::to_string(store.backoff().count()) + " ms");
   }
 
+  /// The queue of this node that runs `job_name`, or empty.
+  std::string queue_of(const std::string& job_name) const {
+    auto i = ctx.plan->queue_of_job.find(job_name);
+    return i == ctx.plan->queue_of_job.end() ? std::string{} : i->second;
+  }
+
   void wake(caf::event_based_actor* self, const std::string& job_name) {
     if (auto router = ctx.dir->get(actor_directory::router))
       self->send(router, wake_atom::value, job_name);
@@ -65,6 +71,7 @@ struct front_door_state {
     wake(self, j->name);
     if (ctx.bus->active()) {
       event e{event_kind::job_enqueued};
+      e.queue = queue_of(j->name);
       e.job = *j;
       ctx.emit(std::move(e));
     }
@@ -240,6 +247,7 @@ struct front_door_state {
     if (ctx.bus->active())
       for (size_t i = 0; i < rs.size(); ++i) {
         event e{event_kind::job_enqueued};
+        e.queue = queue_of(rs[i].name());
         job j;
         j.id = (*ids)[i];
         j.name = rs[i].name();

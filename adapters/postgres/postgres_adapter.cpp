@@ -99,6 +99,14 @@ const char* const migrations[] = {
     // version 6: who holds each node name
     "ALTER TABLE bg_jobs_nodes ADD COLUMN instance TEXT, ADD COLUMN host TEXT,"
     "  ADD COLUMN pid BIGINT, ADD COLUMN started_at TIMESTAMPTZ;",
+    // version 7: the queues each node runs
+    "CREATE TABLE bg_jobs_queues ("
+    "  queue TEXT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  concurrency INTEGER NOT NULL,"
+    "  announced_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (queue, job_name, node));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -680,7 +688,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_paused, bg_jobs_unique,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_queues, bg_jobs_paused,"
+            " bg_jobs_unique,"
             " bg_jobs_nodes,"
             " bg_jobs_schedule, jobs,"
             " jobs_succeeded,"
@@ -964,14 +973,47 @@ postgres_adapter::release_node(const std::string& node,
                                const std::string& instance) {
   auto r = impl_->in_statement(
       "giving up a node name", [&](pqxx::transaction_base& tx) {
-        tx.exec_params(
-            "DELETE FROM bg_jobs_nodes WHERE node = $1 AND instance = $2", node,
-            instance);
+        if (tx.exec_params(
+                  "DELETE FROM bg_jobs_nodes WHERE node = $1 AND instance = $2",
+                  node, instance)
+                .affected_rows() > 0)
+          tx.exec_params("DELETE FROM bg_jobs_queues WHERE node = $1", node);
         return 0;
       });
   if (!r)
     return std::move(r.error());
   return caf::unit;
+}
+
+caf::expected<void> postgres_adapter::announce_queues(
+    const std::string& node, const std::vector<queue_announcement>& queues) {
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("announcing queues", [&](pqxx::work& tx) {
+    tx.exec_params("DELETE FROM bg_jobs_queues WHERE node = $1", node);
+    for (auto& a : queues)
+      for (auto& name : a.job_names)
+        tx.exec_params(
+            "INSERT INTO bg_jobs_queues (queue, job_name, node,"
+            " concurrency, announced_at) VALUES ($1, $2, $3, $4, " BG_JOBS_TS(
+                "$5") ") ON CONFLICT DO NOTHING",
+            a.queue, name, node, a.concurrency, now);
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<known_queue>> postgres_adapter::known_queues() {
+  return impl_->in_statement("reading queues", [&](pqxx::transaction_base& tx) {
+    std::vector<std::tuple<std::string, std::string, std::string, int>> rows;
+    for (const auto& r :
+         tx.exec("SELECT queue, job_name, node, concurrency"
+                 " FROM bg_jobs_queues ORDER BY queue, job_name, node"))
+      rows.emplace_back(r[0].as<std::string>(), r[1].as<std::string>(),
+                        r[2].as<std::string>(), r[3].as<int>());
+    return merge_announcements(rows);
+  });
 }
 
 caf::expected<std::vector<job>>
@@ -985,18 +1027,26 @@ postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
 caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
   auto now = impl_->now_ms();
   return impl_->in_transaction("pruning history", [&](pqxx::work& tx) {
+    // A dry run deletes in a savepoint that is rolled back.
+    std::optional<pqxx::subtransaction> trial;
+    if (p.dry_run)
+      trial.emplace(tx, "bgj_prune_dry_run");
+    pqxx::transaction_base& on =
+        trial ? static_cast<pqxx::transaction_base&>(*trial) : tx;
     int64_t deleted = 0;
-    deleted += tx.exec_prepared("bgj_prune_succeeded_age",
+    deleted += on.exec_prepared("bgj_prune_succeeded_age",
                                 now - p.succeeded_max_age.count(), p.batch)
                    .affected_rows();
-    deleted += tx.exec_prepared("bgj_prune_failed_age",
+    deleted += on.exec_prepared("bgj_prune_failed_age",
                                 now - p.failed_max_age.count(), p.batch)
                    .affected_rows();
     deleted +=
-        tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
+        on.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
             .affected_rows();
-    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
+    deleted += on.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
                    .affected_rows();
+    if (trial)
+      trial->abort();
     return deleted;
   });
 }
@@ -1570,6 +1620,34 @@ caf::expected<job_page> postgres_adapter::list_jobs(const job_query& query) {
     return page;
   finish_page(*page, query);
   return page;
+}
+
+caf::expected<std::vector<finished_bucket>>
+postgres_adapter::finished_per_bucket(timestamp since,
+                                      std::chrono::milliseconds bucket) {
+  if (bucket.count() <= 0)
+    return make_error(errc::invalid_argument, "the bucket must be positive");
+  return impl_->in_statement("counting finished jobs", [&](pqxx::
+                                                               transaction_base&
+                                                                   tx) {
+    std::vector<std::tuple<int64_t, int64_t, int64_t>> rows;
+    for (
+        const auto& r : tx.exec_params(
+            "SELECT (" BG_JOBS_MS(
+                "succeeded_at") " / $2) * $2,"
+                                " count(*), 0 FROM jobs_succeeded"
+                                " WHERE succeeded_at >= " BG_JOBS_TS(
+                                    "$1") " GROUP BY 1"
+                                          " UNION ALL SELECT (" BG_JOBS_MS(
+                                              "failed_at") " / $2) * $2,"
+                                                           " 0, count(*) FROM jobs_failed"
+                                                           " WHERE failed_at >= " BG_JOBS_TS(
+                                                               "$1") " GROUP BY 1",
+            to_unix_ms(since), bucket.count()))
+      rows.emplace_back(r[0].as<int64_t>(), r[1].as<int64_t>(),
+                        r[2].as<int64_t>());
+    return merge_buckets(rows);
+  });
 }
 
 caf::expected<job_record> postgres_adapter::get_job(int64_t job_id) {

@@ -80,6 +80,10 @@ public:
              const std::function<bool(const node_holder&)>& alive) override;
   caf::expected<void> release_node(const std::string& node,
                                    const std::string& instance) override;
+  caf::expected<void>
+  announce_queues(const std::string& node,
+                  const std::vector<queue_announcement>& queues) override;
+  caf::expected<std::vector<known_queue>> known_queues() override;
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;
@@ -110,6 +114,9 @@ public:
   caf::expected<job_stats> stats() override;
   caf::expected<std::vector<name_stats>> stats_by_name() override;
   caf::expected<job_page> list_jobs(const job_query& query) override;
+  caf::expected<std::vector<finished_bucket>>
+  finished_per_bucket(timestamp since,
+                      std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
   caf::expected<std::string>
   explain_reserve(const reserve_params& params) override;

@@ -99,6 +99,14 @@ const char* const migrations[] = {
     "ALTER TABLE bg_jobs_nodes ADD COLUMN host TEXT;"
     "ALTER TABLE bg_jobs_nodes ADD COLUMN pid INTEGER;"
     "ALTER TABLE bg_jobs_nodes ADD COLUMN started_at INTEGER;",
+    // version 7: the queues each node runs
+    "CREATE TABLE bg_jobs_queues ("
+    "  queue TEXT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  concurrency INTEGER NOT NULL,"
+    "  announced_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (queue, job_name, node));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -815,7 +823,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_paused;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_queues;"
+                    "DROP TABLE IF EXISTS bg_jobs_paused;"
                     "DROP TABLE IF EXISTS bg_jobs_unique;"
                     "DROP TABLE IF EXISTS bg_jobs_nodes;"
                     "DROP TABLE IF EXISTS bg_jobs_schedule;"
@@ -1297,13 +1306,67 @@ caf::expected<std::optional<node_holder>> sqlite_adapter::claim_node(
 
 caf::expected<void> sqlite_adapter::release_node(const std::string& node,
                                                  const std::string& instance) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
   auto r = execute(
       sql_node_release,
       [&](statement& q) { q.bind(1, node).bind(2, instance); },
       "giving up a node name");
   if (!r)
     return std::move(r.error());
-  return caf::unit;
+  if (*r > 0) {
+    auto gone = execute(
+        "DELETE FROM bg_jobs_queues WHERE node = ?1",
+        [&](statement& q) { q.bind(1, node); }, "giving up a node name");
+    if (!gone)
+      return std::move(gone.error());
+  }
+  return tx.commit();
+}
+
+caf::expected<void>
+sqlite_adapter::announce_queues(const std::string& node,
+                                const std::vector<queue_announcement>& queues) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  auto now = to_unix_ms(options_.clock->now());
+  auto gone = execute(
+      "DELETE FROM bg_jobs_queues WHERE node = ?1",
+      [&](statement& q) { q.bind(1, node); }, "announcing queues");
+  if (!gone)
+    return std::move(gone.error());
+  for (auto& a : queues)
+    for (auto& name : a.job_names) {
+      auto r = execute(
+          "INSERT OR REPLACE INTO bg_jobs_queues (queue, job_name, node,"
+          " concurrency, announced_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+          [&](statement& q) {
+            q.bind(1, a.queue).bind(2, name).bind(3, node);
+            q.bind(4, int64_t{a.concurrency}).bind(5, now);
+          },
+          "announcing queues");
+      if (!r)
+        return std::move(r.error());
+    }
+  return tx.commit();
+}
+
+caf::expected<std::vector<known_queue>> sqlite_adapter::known_queues() {
+  auto s = prepare("SELECT queue, job_name, node, concurrency"
+                   " FROM bg_jobs_queues ORDER BY queue, job_name, node");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  std::vector<std::tuple<std::string, std::string, std::string, int>> rows;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    rows.emplace_back(column_text(q.get(), 0), column_text(q.get(), 1),
+                      column_text(q.get(), 2), sqlite3_column_int(q.get(), 3));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading queues");
+  return merge_announcements(rows);
 }
 
 caf::expected<std::vector<job>>
@@ -1342,6 +1405,8 @@ caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
       return failure(rc, "pruning history");
     deleted += sqlite3_changes(db_);
   }
+  if (p.dry_run)
+    return deleted; // the transaction rolls back
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
   return deleted;
@@ -1953,6 +2018,31 @@ caf::expected<job_page> sqlite_adapter::list_jobs(const job_query& query) {
     return failure(rc, "listing jobs");
   finish_page(page, query);
   return page;
+}
+
+caf::expected<std::vector<finished_bucket>>
+sqlite_adapter::finished_per_bucket(timestamp since,
+                                    std::chrono::milliseconds bucket) {
+  if (bucket.count() <= 0)
+    return make_error(errc::invalid_argument, "the bucket must be positive");
+  auto s = prepare("SELECT (succeeded_at / ?2) * ?2, count(*), 0"
+                   " FROM jobs_succeeded WHERE succeeded_at >= ?1"
+                   " GROUP BY 1"
+                   " UNION ALL SELECT (failed_at / ?2) * ?2, 0, count(*)"
+                   " FROM jobs_failed WHERE failed_at >= ?1 GROUP BY 1");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, to_unix_ms(since)).bind(2, int64_t{bucket.count()});
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> rows;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    rows.emplace_back(sqlite3_column_int64(q.get(), 0),
+                      sqlite3_column_int64(q.get(), 1),
+                      sqlite3_column_int64(q.get(), 2));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "counting finished jobs");
+  return merge_buckets(rows);
 }
 
 caf::expected<job_record> sqlite_adapter::get_job(int64_t job_id) {

@@ -133,6 +133,14 @@ public:
                                    const std::string& instance) override {
     return inner_->release_node(node, instance);
   }
+  caf::expected<void>
+  announce_queues(const std::string& node,
+                  const std::vector<queue_announcement>& queues) override {
+    return inner_->announce_queues(node, queues);
+  }
+  caf::expected<std::vector<known_queue>> known_queues() override {
+    return inner_->known_queues();
+  }
   caf::expected<job_record> cancel_job(int64_t id,
                                        const std::string& reason) override {
     return inner_->cancel_job(id, reason);
@@ -154,6 +162,11 @@ public:
   }
   caf::expected<std::vector<name_stats>> stats_by_name() override {
     return inner_->stats_by_name();
+  }
+  caf::expected<std::vector<finished_bucket>>
+  finished_per_bucket(timestamp since,
+                      std::chrono::milliseconds bucket) override {
+    return inner_->finished_per_bucket(since, bucket);
   }
   caf::expected<job_page> list_jobs(const job_query& q) override {
     return inner_->list_jobs(q);

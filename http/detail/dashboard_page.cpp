@@ -1,0 +1,183 @@
+#include "bg_jobs/http/detail/dashboard_page.hpp"
+
+namespace bg_jobs::detail {
+
+namespace {
+
+// Every value from the store is put into the page with textContent, never
+// as markup, so that a payload holding <script> shows as text.
+const char page[] = R"PAGE(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="csrf" content="@CSRF@">
+<meta name="read-only" content="@READONLY@">
+<title>bg_jobs</title>
+<style>
+body { font: 14px system-ui, sans-serif; margin: 0; color: #1d2330; background: #f5f6f8; }
+header { background: #1d2330; color: #fff; padding: 10px 20px; display: flex; gap: 16px; align-items: baseline; }
+header h1 { font-size: 18px; margin: 0; }
+main { padding: 16px 20px; display: grid; gap: 16px; }
+section { background: #fff; border-radius: 6px; padding: 12px 16px; box-shadow: 0 1px 2px #0001; }
+h2 { font-size: 15px; margin: 0 0 8px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e4e6ea; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr[data-id] { cursor: pointer; }
+tr[data-id]:hover { background: #eef3ff; }
+.badge { padding: 1px 6px; border-radius: 8px; font-size: 12px; background: #e4e6ea; }
+.paused { background: #ffe3b3; }
+.state-failed, .state-cancelled { color: #a32020; }
+.state-succeeded { color: #1a7f37; }
+button { font: inherit; padding: 2px 10px; cursor: pointer; }
+pre { background: #f5f6f8; padding: 8px; overflow: auto; max-height: 300px; }
+.controls { display: flex; gap: 8px; margin-bottom: 8px; align-items: center; }
+#error { color: #a32020; }
+.muted { color: #69707d; }
+svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
+</style>
+</head>
+<body>
+<header><h1>bg_jobs</h1><span id="updated" class="muted"></span><span id="mode"></span><span id="error"></span></header>
+<main>
+<section><h2>Queues</h2>
+<table id="queues"><thead><tr><th>queue</th><th class="num">waiting</th><th class="num">scheduled</th><th class="num">running</th><th class="num">succeeded</th><th class="num">failed</th><th class="num">cancelled</th><th class="num">lag</th><th>state</th><th></th></tr></thead><tbody></tbody></table>
+</section>
+<section><h2>Finished per minute, last hour</h2><svg id="chart" width="100%" height="80" viewBox="0 0 600 80" preserveAspectRatio="none"></svg>
+<div class="muted" id="chart-total"></div></section>
+<section><h2>Jobs</h2>
+<div class="controls">
+<select id="state"><option>waiting</option><option>scheduled</option><option>running</option><option>succeeded</option><option selected>failed</option><option>cancelled</option></select>
+<input id="name" placeholder="job name"><input id="find" placeholder="job id" size="8"><button id="go">show</button>
+<button id="more">next page</button><span id="count" class="muted"></span>
+</div>
+<table id="jobs"><thead><tr><th class="num">id</th><th>name</th><th>state</th><th class="num">attempts</th><th class="num">priority</th><th>time</th><th>error</th></tr></thead><tbody></tbody></table>
+</section>
+<section id="job" hidden><h2>Job <span id="job-id"></span></h2>
+<div class="controls"><button id="retry">retry</button><button id="cancel">cancel</button><button id="delete">delete</button></div>
+<table id="job-fields"></table>
+<h2>Payload</h2><pre id="job-payload"></pre>
+<h2>Errors</h2><table id="job-errors"><tbody></tbody></table>
+</section>
+</main>
+<script>
+"use strict";
+const csrf = document.querySelector('meta[name=csrf]').content;
+const readOnly = document.querySelector('meta[name="read-only"]').content === "true";
+const $ = (id) => document.getElementById(id);
+let after = "", selected = null;
+function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = String(text); if (cls) e.className = cls; return e; }
+function when(ms) { return ms == null ? "" : new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z"); }
+function showError(msg) { $("error").textContent = msg || ""; }
+async function api(path, opts) {
+  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.message || ("HTTP " + r.status));
+  return body;
+}
+async function act(path) {
+  try { await api(path, { method: "POST", headers: { "X-CSRF-Token": csrf } }); showError(""); }
+  catch (e) { showError(e.message); }
+  await refresh(); if (selected) await showJob(selected);
+}
+async function loadStats() {
+  const s = await api("/api/stats");
+  const body = $("queues").tBodies[0]; body.replaceChildren();
+  for (const q of s.queues) {
+    const tr = el("tr"); tr.dataset.queue = q.queue;
+    tr.append(el("td", q.queue));
+    for (const k of ["waiting", "scheduled", "running", "succeeded", "failed", "cancelled"]) tr.append(el("td", q.counts[k], "num count-" + k));
+    tr.append(el("td", (q.lag_ms / 1000).toFixed(1) + " s", "num"));
+    const st = el("td"); st.append(el("span", q.paused ? "paused" : "running", "badge state " + (q.paused ? "paused" : ""))); tr.append(st);
+    const td = el("td");
+    if (!readOnly) { const b = el("button", q.paused ? "resume" : "pause", q.paused ? "resume" : "pause"); b.onclick = () => act("/api/queues/" + encodeURIComponent(q.queue) + "/" + (q.paused ? "resume" : "pause")); td.append(b); }
+    tr.append(td); body.append(tr);
+  }
+  $("updated").textContent = "updated " + when(s.at);
+}
+async function loadChart() {
+  const t = await api("/api/throughput");
+  const svg = $("chart"); svg.replaceChildren();
+  const now = Date.now(), start = now - 3600000;
+  const max = Math.max(1, ...t.buckets.map(b => b.succeeded + b.failed));
+  let total = 0;
+  for (const b of t.buckets) {
+    const x = (b.start - start) / 3600000 * 600, w = 600 / 60 - 1;
+    const hOk = b.succeeded / max * 78, hBad = b.failed / max * 78; total += b.succeeded + b.failed;
+    for (const [h, y, cls, n] of [[hOk, 80 - hOk, "ok", b.succeeded], [hBad, 80 - hOk - hBad, "bad", b.failed]]) {
+      const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      r.setAttribute("x", x); r.setAttribute("y", y); r.setAttribute("width", w); r.setAttribute("height", h); r.setAttribute("class", cls);
+      const tip = document.createElementNS("http://www.w3.org/2000/svg", "title"); tip.textContent = when(b.start) + ": " + n + (cls === "ok" ? " succeeded" : " failed"); r.append(tip);
+      svg.append(r);
+    }
+  }
+  $("chart-total").textContent = total + " jobs finished in the last hour";
+}
+async function loadJobs(append) {
+  const q = new URLSearchParams({ state: $("state").value, limit: "25" });
+  if ($("name").value) q.set("name", $("name").value);
+  if (append && after) q.set("after", after);
+  const page = await api("/api/jobs?" + q);
+  const body = $("jobs").tBodies[0]; if (!append) body.replaceChildren();
+  for (const j of page.jobs) {
+    const tr = el("tr"); tr.dataset.id = j.id;
+    tr.append(el("td", j.id, "num"), el("td", j.name), el("td", j.state, "state-" + j.state), el("td", j.attempts, "num"), el("td", j.priority, "num"),
+      el("td", when(j.finished_at != null ? j.finished_at : (j.reserved_at != null ? j.reserved_at : j.available_at))), el("td", j.error || ""));
+    tr.onclick = () => showJob(j.id); body.append(tr);
+  }
+  after = page.next; $("more").disabled = !after;
+  $("count").textContent = body.rows.length + " shown" + (after ? ", more" : "");
+}
+async function showJob(id) {
+  try {
+    const j = await api("/api/jobs/" + encodeURIComponent(id)); selected = j.id;
+    $("job").hidden = false; $("job-id").textContent = j.id;
+    const f = $("job-fields"); f.replaceChildren();
+    for (const [k, v] of [["name", j.name], ["state", j.state], ["attempts", j.attempts], ["priority", j.priority], ["created", when(j.created_at)], ["available", when(j.available_at)],
+      ["reserved", when(j.reserved_at)], ["reserved by", j.reserved_by || ""], ["finished", when(j.finished_at)], ["error", j.error || ""], ["cancel asked", j.cancel_reason || ""]]) {
+      const tr = el("tr"); tr.append(el("th", k), el("td", v)); f.append(tr);
+    }
+    $("job-payload").textContent = JSON.stringify(j.payload, null, 2);
+    const e = $("job-errors").tBodies[0]; e.replaceChildren();
+    for (const x of j.errors) { const tr = el("tr"); tr.append(el("td", "attempt " + x.attempt), el("td", when(x.at)), el("td", x.error)); e.append(tr); }
+    $("retry").hidden = readOnly || !["failed", "cancelled"].includes(j.state);
+    $("cancel").hidden = readOnly || !["waiting", "scheduled", "running"].includes(j.state);
+    $("delete").hidden = readOnly || j.state === "running";
+    showError("");
+  } catch (err) { showError(err.message); }
+}
+$("retry").onclick = () => act("/api/jobs/" + selected + "/retry");
+$("cancel").onclick = () => act("/api/jobs/" + selected + "/cancel");
+$("delete").onclick = async () => { await act("/api/jobs/" + selected + "/delete"); $("job").hidden = true; selected = null; };
+$("state").onchange = () => { after = ""; loadJobs(false).catch(e => showError(e.message)); };
+$("name").onchange = $("state").onchange;
+$("go").onclick = () => { if ($("find").value) showJob($("find").value.trim()); };
+$("more").onclick = () => loadJobs(true).catch(e => showError(e.message));
+if (readOnly) $("mode").textContent = "read-only";
+async function refresh() {
+  try { await Promise.all([loadStats(), loadChart()]); if (!after || $("jobs").tBodies[0].rows.length <= 25) { after = ""; await loadJobs(false); } }
+  catch (e) { showError(e.message); }
+}
+refresh(); setInterval(refresh, 2000);
+</script>
+</body>
+</html>
+)PAGE";
+
+void replace_all(std::string& text, const std::string& from,
+                 const std::string& to) {
+  for (auto at = text.find(from); at != std::string::npos;
+       at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+}
+
+} // namespace
+
+std::string dashboard_page(const std::string& csrf, bool read_only) {
+  std::string text = page;
+  replace_all(text, "@CSRF@", csrf);
+  replace_all(text, "@READONLY@", read_only ? "true" : "false");
+  return text;
+}
+
+} // namespace bg_jobs::detail
