@@ -252,7 +252,8 @@ int main(int argc, char** argv) {
                                     "available after a delay (30s, 5m, 2h)");
   enqueue->add_option("--at", enq_at, "available at YYYY-MM-DDTHH:MM:SSZ")
       ->excludes(in_opt);
-  enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9");
+  enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9")
+      ->check(CLI::Range(0, 9));
   enqueue->add_option("--unique-key", enq_key,
                       "keep a duplicate out while this key counts");
   auto retry = jobs->add_subcommand("retry", "run failed or cancelled jobs "
@@ -323,7 +324,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help and version are 0; every other parse error is a usage error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   try {

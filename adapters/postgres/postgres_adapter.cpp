@@ -1026,29 +1026,29 @@ postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
 
 caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
   auto now = impl_->now_ms();
-  return impl_->in_transaction("pruning history", [&](pqxx::work& tx) {
-    // A dry run deletes in a savepoint that is rolled back.
-    std::optional<pqxx::subtransaction> trial;
-    if (p.dry_run)
-      trial.emplace(tx, "bgj_prune_dry_run");
-    pqxx::transaction_base& on =
-        trial ? static_cast<pqxx::transaction_base&>(*trial) : tx;
+  try {
+    pqxx::work tx{*impl_->conn};
     int64_t deleted = 0;
-    deleted += on.exec_prepared("bgj_prune_succeeded_age",
+    deleted += tx.exec_prepared("bgj_prune_succeeded_age",
                                 now - p.succeeded_max_age.count(), p.batch)
                    .affected_rows();
-    deleted += on.exec_prepared("bgj_prune_failed_age",
+    deleted += tx.exec_prepared("bgj_prune_failed_age",
                                 now - p.failed_max_age.count(), p.batch)
                    .affected_rows();
     deleted +=
-        on.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
+        tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
             .affected_rows();
-    deleted += on.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
+    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
                    .affected_rows();
-    if (trial)
-      trial->abort();
+    // A dry run counts and rolls back.
+    if (p.dry_run)
+      tx.abort();
+    else
+      tx.commit();
     return deleted;
-  });
+  } catch (...) {
+    return failure("pruning history");
+  }
 }
 
 caf::expected<std::vector<bool>>

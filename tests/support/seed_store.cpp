@@ -1,0 +1,126 @@
+// Fills a store with jobs in every state, for the command-line and browser
+// tests, and prints their ids as JSON:
+//   {"waiting": [...], "scheduled": [...], "running": [...],
+//    "succeeded": [...], "failed": [...], "cancelled": [...], "xss": id}
+//
+//   seed_store --store <sqlite-path | postgres-url> [--prefix P]
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+using namespace bg_jobs;
+
+namespace {
+
+template <class T>
+T must(caf::expected<T> x) {
+  if (!x) {
+    std::cerr << "seed_store: " << describe(x.error()) << std::endl;
+    std::exit(1);
+  }
+  return std::move(*x);
+}
+
+void must(caf::expected<void> x) {
+  if (!x) {
+    std::cerr << "seed_store: " << describe(x.error()) << std::endl;
+    std::exit(1);
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string store, prefix;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string arg = argv[i];
+    if (arg == "--store")
+      store = argv[i + 1];
+    else if (arg == "--prefix")
+      prefix = argv[i + 1];
+  }
+  if (store.empty()) {
+    std::cerr << "usage: seed_store --store <path|url> [--prefix P]\n";
+    return 2;
+  }
+  bool pg = store.find("host=") != std::string::npos ||
+            store.rfind("postgres", 0) == 0;
+  adapter_factory factory;
+  if (pg) {
+    postgres_options o{store};
+    o.schema = prefix;
+    factory = postgres_adapter::factory(o);
+  } else {
+    sqlite_options o{store};
+    o.table_prefix = prefix;
+    factory = sqlite_adapter::factory(o);
+  }
+  auto db = must(factory());
+  must(db->migrate_up());
+  must(db->announce_queues(
+      "seed-node", {{"mail", {"mail", "xss"}, 4}, {"reports", {"report"}, 2}}));
+  nlohmann::json out = {{"waiting", nlohmann::json::array()},
+                        {"scheduled", nlohmann::json::array()},
+                        {"running", nlohmann::json::array()},
+                        {"succeeded", nlohmann::json::array()},
+                        {"failed", nlohmann::json::array()},
+                        {"cancelled", nlohmann::json::array()}};
+  auto reserve = [&](const std::string& name) {
+    auto got = must(db->reserve_jobs({{name}, 1, "seed-node/q/1", ""}));
+    if (got.size() != 1) {
+      std::cerr << "seed_store: nothing to reserve" << std::endl;
+      std::exit(1);
+    }
+    return got[0];
+  };
+  // Succeeded, failed (one with a retry before, one with a hostile error)
+  // and running jobs go through reservations, one at a time.
+  for (int i = 0; i < 2; ++i) {
+    auto j = must(db->enqueue_job(job_request{"mail", {{"to", "done"}}}));
+    must(db->move_job_to_succeeded(reserve("mail")));
+    out["succeeded"].push_back(j.id);
+  }
+  {
+    auto j = must(db->enqueue_job(job_request{"mail", {{"to", "bounce"}}}));
+    auto first = reserve("mail");
+    completion c;
+    c.what = completion::kind::retry;
+    c.job_id = first.id;
+    c.reserved_by = first.reserved_by;
+    c.error = "smtp down";
+    c.available_at = first.available_at;
+    must(db->complete_jobs({c}));
+    must(db->move_job_to_failed(reserve("mail"), "smtp down again"));
+    out["failed"].push_back(j.id);
+    auto k = must(db->enqueue_job(job_request{"mail", {{"to", "evil"}}}));
+    must(db->move_job_to_failed(reserve("mail"),
+                                "<img src=x onerror=\"window.__xss=1\">"));
+    out["failed"].push_back(k.id);
+  }
+  {
+    auto j = must(db->enqueue_job(job_request{"report", {{"day", 1}}}));
+    reserve("report");
+    out["running"].push_back(j.id);
+  }
+  for (int i = 0; i < 2; ++i)
+    out["waiting"].push_back(
+        must(db->enqueue_job(job_request{"mail", {{"to", "ada"}, {"n", i}}}))
+            .id);
+  auto xss = must(db->enqueue_job(
+      job_request{"xss", {{"html", "<script>window.__xss=1</script>"}}}));
+  out["waiting"].push_back(xss.id);
+  out["xss"] = xss.id;
+  out["scheduled"].push_back(
+      must(db->enqueue_job(job_request{"report", {{"day", 2}}}.available_in(
+               std::chrono::hours{1})))
+          .id);
+  auto c = must(db->enqueue_job(job_request{"mail", {{"to", "nobody"}}}));
+  must(db->cancel_job(c.id, "not needed"));
+  out["cancelled"].push_back(c.id);
+  std::cout << out.dump() << std::endl;
+  return 0;
+}

@@ -1,0 +1,234 @@
+#!/bin/bash
+# One case of the command-line program's tests, on a fresh store.
+# usage: cli_test.sh BG_JOBS SEED_STORE sqlite|postgres CASE
+# For postgres the server's URL is read from $BG_JOBS_PG_URL or the file
+# $BG_JOBS_PG_STATE/url; each case works in a schema of its own.
+set -u
+bin=$1
+seed=$2
+kind=$3
+case_name=$4
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ "$kind" = postgres ]; then
+  url=${BG_JOBS_PG_URL:-$(cat "$BG_JOBS_PG_STATE/url")}
+  prefix="cli_${case_name}_$$"
+  db=(--db "$url" --prefix "$prefix")
+  seed_args=(--store "$url" --prefix "$prefix")
+else
+  db=(--db "sqlite:$work/jobs.db")
+  seed_args=(--store "$work/jobs.db")
+fi
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# run EXPECTED_STATUS ARGS...: runs the program; stdout in $out, stderr in
+# $err.
+run() {
+  local want=$1
+  shift
+  out=$("$bin" "$@" 2>"$work/err")
+  local status=$?
+  err=$(cat "$work/err")
+  if [ "$status" != "$want" ]; then
+    fail "bg_jobs $* exited $status, not $want (stderr: $err)"
+  fi
+}
+
+expect() { # expect DESCRIPTION ACTUAL WANTED
+  [ "$2" = "$3" ] || fail "$1: got '$2', wanted '$3'"
+}
+
+contains() { # contains DESCRIPTION TEXT PART
+  case "$2" in *"$3"*) ;; *) fail "$1: '$2' lacks '$3'" ;; esac
+}
+
+seeded() {
+  ids=$("$seed" "${seed_args[@]}") || { fail "seeding"; exit 1; }
+}
+
+case "$case_name" in
+migrate)
+  run 0 "${db[@]}" migrate status
+  contains "status before" "$out" "missing"
+  run 0 "${db[@]}" migrate up
+  contains "up" "$out" "schema at version"
+  run 0 "${db[@]}" --json migrate status
+  expect "status after" "$(jq -r .state <<<"$out")" "current"
+  run 2 "${db[@]}" migrate down
+  run 0 "${db[@]}" migrate down --yes
+  run 0 "${db[@]}" migrate status
+  contains "status after down" "$out" "missing"
+  run 1 "${db[@]}" stats
+  contains "stats without schema" "$err" "schema_missing"
+  ;;
+stats)
+  seeded
+  run 0 "${db[@]}" --json stats
+  expect "mail waiting" "$(jq '.queues[] | select(.queue=="mail") | .counts.waiting' <<<"$out")" 3
+  expect "mail succeeded" "$(jq '.queues[] | select(.queue=="mail") | .counts.succeeded' <<<"$out")" 2
+  expect "mail failed" "$(jq '.queues[] | select(.queue=="mail") | .counts.failed' <<<"$out")" 2
+  expect "mail cancelled" "$(jq '.queues[] | select(.queue=="mail") | .counts.cancelled' <<<"$out")" 1
+  expect "reports running" "$(jq '.queues[] | select(.queue=="reports") | .counts.running' <<<"$out")" 1
+  expect "reports scheduled" "$(jq '.queues[] | select(.queue=="reports") | .counts.scheduled' <<<"$out")" 1
+  run 0 "${db[@]}" stats
+  contains "table" "$out" "OLDEST WAITING"
+  ;;
+list)
+  seeded
+  run 0 "${db[@]}" --json jobs list --state failed
+  expect "failed ids" "$(jq -c '[.jobs[].id] | sort' <<<"$out")" "$(jq -c '.failed | sort' <<<"$ids")"
+  run 0 "${db[@]}" --json jobs list --state waiting --queue mail --limit 2 --oldest
+  expect "page 1" "$(jq -c '[.jobs[].id]' <<<"$out")" "$(jq -c '.waiting[0:2]' <<<"$ids")"
+  next=$(jq -r .next <<<"$out")
+  run 0 "${db[@]}" --json jobs list --state waiting --queue mail --limit 2 --oldest --after "$next"
+  expect "page 2" "$(jq -c '[.jobs[].id]' <<<"$out")" "$(jq -c '.waiting[2:3]' <<<"$ids")"
+  expect "last page" "$(jq -r .next <<<"$out")" ""
+  run 0 "${db[@]}" jobs list --state running
+  contains "table" "$out" "report"
+  run 2 "${db[@]}" jobs list --state exploded
+  run 1 "${db[@]}" jobs list --queue nope
+  contains "unknown queue" "$err" "unknown_queue"
+  run 1 "${db[@]}" jobs list --after "1; DROP TABLE jobs"
+  ;;
+show)
+  seeded
+  id=$(jq '.failed[0]' <<<"$ids")
+  run 0 "${db[@]}" --json jobs show "$id"
+  expect "state" "$(jq -r .state <<<"$out")" failed
+  expect "errors kept" "$(jq '.errors | length' <<<"$out")" 2
+  run 0 "${db[@]}" jobs show "$id"
+  contains "payload" "$out" '"to": "bounce"'
+  contains "errors" "$out" "smtp down again"
+  run 1 "${db[@]}" jobs show 987654
+  contains "unknown id" "$err" "job_not_found"
+  run 2 "${db[@]}" jobs show abc
+  ;;
+enqueue)
+  run 0 "${db[@]}" migrate up
+  run 0 "${db[@]}" --json jobs enqueue mail --payload '{"to":"ada"}' --in 5m --priority 3
+  expect "priority" "$(jq .priority <<<"$out")" 3
+  id=$(jq .id <<<"$out")
+  run 0 "${db[@]}" --json jobs show "$id"
+  expect "scheduled" "$(jq -r .state <<<"$out")" scheduled
+  run 0 "${db[@]}" jobs enqueue mail --unique-key k1
+  contains "first" "$out" "enqueued job"
+  run 0 "${db[@]}" jobs enqueue mail --unique-key k1
+  contains "duplicate" "$out" "exists: job"
+  run 0 "${db[@]}" jobs enqueue mail --at 2030-01-01T00:00:00Z
+  run 2 "${db[@]}" jobs enqueue mail --payload '{bad'
+  contains "malformed payload" "$err" "invalid_payload"
+  run 2 "${db[@]}" jobs enqueue mail --in 5parsecs
+  contains "invalid duration" "$err" "invalid duration"
+  run 2 "${db[@]}" jobs enqueue mail --at yesterday
+  run 2 "${db[@]}" jobs enqueue mail --priority 12
+  run 1 "${db[@]}" jobs enqueue ""
+  contains "empty name" "$err" "invalid_job_name"
+  ;;
+retry)
+  seeded
+  id=$(jq '.failed[0]' <<<"$ids")
+  run 0 "${db[@]}" jobs retry "$id"
+  run 0 "${db[@]}" --json jobs show "$id"
+  expect "waiting again" "$(jq -r .state <<<"$out")" waiting
+  expect "attempts reset" "$(jq .attempts <<<"$out")" 0
+  run 1 "${db[@]}" jobs retry "$id"
+  contains "retry of a waiting job" "$err" "invalid_state"
+  run 0 "${db[@]}" --json jobs retry --failed --name mail
+  expect "retried" "$(jq .retried <<<"$out")" 1
+  run 2 "${db[@]}" jobs retry --failed
+  run 2 "${db[@]}" jobs retry
+  run 1 "${db[@]}" jobs retry 987654
+  ;;
+cancel)
+  seeded
+  id=$(jq '.waiting[0]' <<<"$ids")
+  run 0 "${db[@]}" jobs cancel "$id" --reason "not today"
+  run 0 "${db[@]}" --json jobs show "$id"
+  expect "cancelled" "$(jq -r .state <<<"$out")" cancelled
+  expect "reason" "$(jq -r .error <<<"$out")" "not today"
+  run 1 "${db[@]}" jobs cancel "$id"
+  contains "cancel again" "$err" "invalid_state"
+  running=$(jq '.running[0]' <<<"$ids")
+  run 0 "${db[@]}" jobs cancel "$running"
+  contains "running" "$out" "asked to stop"
+  ;;
+delete)
+  seeded
+  id=$(jq '.cancelled[0]' <<<"$ids")
+  run 0 "${db[@]}" jobs delete "$id"
+  run 1 "${db[@]}" jobs show "$id"
+  run 1 "${db[@]}" jobs delete "$(jq '.running[0]' <<<"$ids")"
+  contains "running" "$err" "invalid_state"
+  run 1 "${db[@]}" jobs delete 987654
+  ;;
+queues)
+  seeded
+  run 0 "${db[@]}" --json queues list
+  expect "queues" "$(jq -c '[.[].queue]' <<<"$out")" '["mail","reports"]'
+  run 0 "${db[@]}" queues pause mail
+  run 0 "${db[@]}" --json queues list
+  expect "paused" "$(jq '.[] | select(.queue=="mail") | .paused' <<<"$out")" true
+  run 0 "${db[@]}" queues resume mail
+  run 0 "${db[@]}" --json queues list
+  expect "resumed" "$(jq '.[] | select(.queue=="mail") | .paused' <<<"$out")" false
+  run 1 "${db[@]}" queues pause nope
+  contains "unknown queue" "$err" "unknown_queue"
+  ;;
+prune)
+  seeded
+  run 0 "${db[@]}" prune --dry-run --succeeded-age 0s
+  contains "dry run" "$out" "would delete 2"
+  run 0 "${db[@]}" --json stats
+  expect "still there" "$(jq '.queues[] | select(.queue=="mail") | .counts.succeeded' <<<"$out")" 2
+  run 0 "${db[@]}" prune --succeeded-age 0s
+  contains "pruned" "$out" "deleted 2"
+  run 0 "${db[@]}" --json stats
+  expect "gone" "$(jq '.queues[] | select(.queue=="mail") | .counts.succeeded' <<<"$out")" 0
+  run 2 "${db[@]}" prune --failed-age forever
+  ;;
+serve)
+  seeded
+  run 1 "${db[@]}" serve --listen 0.0.0.0:0
+  contains "public without token" "$err" "token"
+  "$bin" "${db[@]}" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do
+    grep -q "serving" "$work/serve.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  port=$(sed -n 's|.*127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/serve.out")
+  [ -n "$port" ] || fail "serve printed no port: $(cat "$work/serve.out")"
+  body=$(curl -sf "http://127.0.0.1:$port/api/stats") || fail "GET /api/stats"
+  expect "served stats" "$(jq '.queues[] | select(.queue=="mail") | .counts.failed' <<<"$body")" 2
+  metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || fail "GET /metrics"
+  contains "metrics" "$metrics" 'bg_jobs_jobs{job="mail",queue="mail",state="failed"} 2'
+  kill -TERM "$server"
+  wait "$server"
+  expect "serve exit status" "$?" 0
+  ;;
+errors)
+  run 2 migrate status
+  contains "no store" "$err" "--db"
+  run 1 --db /nonexistent-dir/x/jobs.db migrate up
+  contains "bad path" "$err" "database_unavailable"
+  [ "$(wc -l <<<"$err")" = 1 ] || fail "one-line message: $err"
+  run 1 --db "host=127.0.0.1 port=1 dbname=x user=u password=hunter2" stats
+  contains "store down" "$err" "database_unavailable"
+  case "$err" in *hunter2*) fail "printed the password: $err" ;; esac
+  run 1 --db "postgresql://u:hunter2@127.0.0.1:1/x" stats
+  case "$err" in *hunter2*) fail "printed the password: $err" ;; esac
+  run 2 --db x.db nosuchcommand
+  run 0 --help
+  contains "help" "$out" "Subcommands:"
+  run 0 jobs enqueue --help
+  contains "enqueue help" "$out" "--unique-key"
+  ;;
+*)
+  echo "unknown case $case_name" >&2
+  exit 2
+  ;;
+esac
+[ "$failures" = 0 ] || { echo "$failures check(s) failed" >&2; exit 1; }
+echo "ok: $case_name on $kind"
