@@ -2,6 +2,7 @@
 # Sets up, builds and runs every test through ctest.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup_browser.sh"
 "$root/scripts/build.sh"
 cd "$root/build"
 ctest -j2 --output-on-failure --timeout 300 "$@"

@@ -1,0 +1,120 @@
+// The dashboard as a person uses it: Debian's Chromium, driven by
+// puppeteer-core, against `bg_jobs serve` on a SQLite file holding jobs in
+// every state. The store is read with the command line to check what the
+// clicks did.
+//
+//   node dashboard_test.mjs BG_JOBS SEED_STORE WORK_DIR [SCREENSHOT.png]
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, rmSync, mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import puppeteer from "puppeteer-core";
+
+const [bgJobs, seedStore, workDir, screenshot] = process.argv.slice(2);
+const guard = setTimeout(() => { console.error("FAIL: timed out"); process.exit(1); }, 90000);
+rmSync(workDir, { recursive: true, force: true });
+mkdirSync(workDir, { recursive: true });
+const db = join(workDir, "jobs.db");
+const token = "t0ken-" + Math.random().toString(16).slice(2);
+const ids = JSON.parse(execFileSync(seedStore, ["--store", db]).toString());
+const cli = (...args) => JSON.parse(execFileSync(bgJobs, ["--db", db, "--json", ...args]).toString());
+let failures = 0;
+const check = (what, ok, detail = "") => {
+  console.log((ok ? "ok   " : "FAIL ") + what + (ok ? "" : ": " + detail));
+  if (!ok) failures++;
+};
+async function until(what, cond, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() > end) { check(what, false, "not within " + ms + " ms"); return false; }
+    await new Promise(r => setTimeout(r, 50));
+  }
+}
+
+// The server, with a token.
+const server = spawn(bgJobs, ["--db", db, "serve", "--listen", "127.0.0.1:0", "--token", token]);
+const port = await new Promise((resolve, reject) => {
+  let text = "";
+  server.stdout.on("data", d => { text += d; const m = text.match(/127\.0\.0\.1:(\d+)\//); if (m) resolve(m[1]); });
+  server.on("exit", code => reject(new Error("serve exited " + code)));
+});
+const base = `http://127.0.0.1:${port}`;
+
+const refused = await fetch(base + "/api/stats");
+check("a request without the token is refused", refused.status === 401, "status " + refused.status);
+const wrong = await fetch(base + "/api/stats", { headers: { Authorization: "Bearer nope" } });
+check("a wrong token is refused", wrong.status === 401, "status " + wrong.status);
+
+const profile = mkdtempSync(join(tmpdir(), "bg_jobs-chromium-"));
+const browser = await puppeteer.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  userDataDir: profile,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-dev-shm-usage"],
+});
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1200, height: 900 });
+  page.on("dialog", d => { check("no dialog opens", false, d.message()); d.dismiss(); });
+  await page.goto(`${base}/?token=${token}`, { waitUntil: "load" });
+  await page.waitForSelector('#queues tr[data-queue="mail"]');
+
+  // The overview matches the store.
+  const stats = cli("stats");
+  for (const q of stats.queues) {
+    for (const state of ["waiting", "scheduled", "running", "succeeded", "failed", "cancelled"]) {
+      const shown = await page.$eval(`#queues tr[data-queue="${q.queue}"] td.count-${state}`, e => e.textContent);
+      check(`${q.queue} ${state} shows ${q.counts[state]}`, shown === String(q.counts[state]), "shows " + shown);
+    }
+  }
+
+  // A hostile payload and error are text.
+  await page.select("#state", "waiting");
+  await page.waitForSelector(`#jobs tr[data-id="${ids.xss}"]`);
+  await page.click(`#jobs tr[data-id="${ids.xss}"]`);
+  await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, ids.xss);
+  const payload = await page.$eval("#job-payload", e => e.textContent);
+  check("the <script> payload shows as text", payload.includes("<script>window.__xss=1</script>"), payload);
+  check("the payload's script did not run", await page.evaluate(() => window.__xss === undefined));
+  check("no script element came from the payload", await page.$$eval("#job-payload script, #jobs script", s => s.length === 0));
+
+  await page.select("#state", "failed");
+  const failedId = ids.failed[0];
+  await page.waitForSelector(`#jobs tr[data-id="${failedId}"]`);
+  check("a hostile error shows as text", await page.$$eval("#jobs img", i => i.length === 0));
+  check("the hostile error's handler did not run", await page.evaluate(() => window.__xss === undefined));
+
+  // Retry a failed job.
+  await page.click(`#jobs tr[data-id="${failedId}"]`);
+  await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, failedId);
+  const errorsShown = await page.$$eval("#job-errors tr", r => r.length);
+  check("each attempt's error is listed", errorsShown === 2, "rows: " + errorsShown);
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  await page.click("#retry");
+  await until("retry makes the failed job waiting", () => cli("jobs", "show", String(failedId)).state === "waiting");
+
+  // Pause a queue.
+  await page.click('#queues tr[data-queue="mail"] button.pause');
+  await until("pausing shows the queue paused in the store",
+    () => cli("queues", "list").find(q => q.queue === "mail").paused === true);
+  await page.waitForSelector('#queues tr[data-queue="mail"] button.resume');
+  check("the page shows it paused",
+    (await page.$eval('#queues tr[data-queue="mail"] .state', e => e.textContent)) === "paused");
+
+  // An action without the page's CSRF token is refused.
+  const forged = await page.evaluate(async id => (await fetch(`/api/jobs/${id}/delete`, { method: "POST" })).status, ids.cancelled[0]);
+  check("a POST without the CSRF token is refused", forged === 403, "status " + forged);
+  check("and deleted nothing", cli("jobs", "show", String(ids.cancelled[0])).state === "cancelled");
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+  server.kill("SIGTERM");
+}
+const code = await new Promise(r => server.exitCode !== null ? r(server.exitCode) : server.on("exit", r));
+check("serve exits 0 on SIGTERM", code === 0, "exit " + code);
+clearTimeout(guard);
+console.log(failures === 0 ? "all checks passed" : failures + " check(s) failed");
+process.exit(failures === 0 ? 0 : 1);
