@@ -177,6 +177,18 @@ caf::error db_adapter::check_identifier(const char* what,
                         std::to_string(max) + " bytes");
 }
 
+caf::expected<std::optional<db_adapter::page_key>>
+db_adapter::start_of(const job_query& query) {
+  if (auto err = check_query(query))
+    return err;
+  if (query.after.empty())
+    return std::optional<page_key>{};
+  auto key = decode_key(query.after);
+  if (!key)
+    return std::move(key.error());
+  return std::optional<page_key>{*key};
+}
+
 void db_adapter::finish_page(job_page& page, const job_query& query) {
   if (page.jobs.size() <= static_cast<size_t>(query.limit))
     return;
@@ -232,6 +244,33 @@ std::vector<finished_bucket> db_adapter::merge_buckets(
   for (auto& kvp : by_start)
     result.push_back(kvp.second);
   return result;
+}
+
+name_stats sum_of(const std::vector<name_stats>& by_name,
+                  const std::vector<std::string>& names) {
+  name_stats total;
+  for (auto& n : by_name) {
+    if (std::find(names.begin(), names.end(), n.name) == names.end())
+      continue;
+    auto& c = total.counts;
+    c.available += n.counts.available;
+    c.scheduled += n.counts.scheduled;
+    c.reserved += n.counts.reserved;
+    c.succeeded += n.counts.succeeded;
+    c.failed += n.counts.failed;
+    c.cancelled += n.counts.cancelled;
+    if (n.oldest_waiting &&
+        (!total.oldest_waiting || *n.oldest_waiting < *total.oldest_waiting))
+      total.oldest_waiting = n.oldest_waiting;
+  }
+  return total;
+}
+
+bool queue_paused(const std::vector<pause_record>& pauses,
+                  const std::string& queue) {
+  return std::any_of(pauses.begin(), pauses.end(), [&](const auto& p) {
+    return p.kind == pause_kind::queue && p.name == queue;
+  });
 }
 
 const char* to_string(pause_kind k) {

@@ -110,6 +110,11 @@ struct name_stats {
   std::optional<timestamp> oldest_waiting;
 };
 
+/// The counts of the job names `names` (a queue's) summed from `by_name`,
+/// with the oldest waiting job among them; `name` stays empty.
+name_stats sum_of(const std::vector<name_stats>& by_name,
+                  const std::vector<std::string>& names);
+
 /// Which jobs `db_adapter::list_jobs` returns, one page at a time.
 struct job_query {
   job_state state = job_state::waiting;
@@ -191,6 +196,10 @@ struct pause_record {
   std::string name;
   timestamp paused_at;
 };
+
+/// Whether `pauses` holds a pause of the queue `queue`.
+bool queue_paused(const std::vector<pause_record>& pauses,
+                  const std::string& queue);
 
 /// The one seam between the engine and SQL. Each implementation owns its
 /// statements and migrations; one instance is one connection and is used by
@@ -439,6 +448,10 @@ protected:
 
   /// Decodes `job_query::after`; `invalid_argument` when malformed.
   static caf::expected<page_key> decode_key(const std::string& text);
+
+  /// Checks `query` (`check_query`) and decodes its position, if any.
+  static caf::expected<std::optional<page_key>>
+  start_of(const job_query& query);
 
   /// `sql` with every bg_jobs table and index name prefixed by `prefix`
   /// (whole identifiers only; also inside quotes, as in a catalog lookup).

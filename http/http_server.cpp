@@ -430,23 +430,10 @@ struct http_server::impl {
            {"queues", nlohmann::json::array()},
            {"names", nlohmann::json::array()}};
     for (auto& q : *queues) {
-      job_stats c;
-      std::optional<timestamp> oldest;
-      for (auto& n : *names)
-        if (std::find(q.job_names.begin(), q.job_names.end(), n.name) !=
-            q.job_names.end()) {
-          c.available += n.counts.available;
-          c.scheduled += n.counts.scheduled;
-          c.reserved += n.counts.reserved;
-          c.succeeded += n.counts.succeeded;
-          c.failed += n.counts.failed;
-          c.cancelled += n.counts.cancelled;
-          if (n.oldest_waiting && (!oldest || *n.oldest_waiting < *oldest))
-            oldest = n.oldest_waiting;
-        }
-      bool paused = std::any_of(pauses->begin(), pauses->end(), [&](auto& p) {
-        return p.kind == pause_kind::queue && p.name == q.queue;
-      });
+      auto total = sum_of(*names, q.job_names);
+      auto& c = total.counts;
+      auto& oldest = total.oldest_waiting;
+      bool paused = queue_paused(*pauses, q.queue);
       int64_t lag =
           oldest ? std::max<int64_t>(0, to_unix_ms(now) - to_unix_ms(*oldest))
                  : 0;

@@ -367,24 +367,10 @@ int main(int argc, char** argv) {
           {"QUEUE", "WAITING", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
            "CANCELLED", "OLDEST WAITING", "PAUSED"}};
       for (auto& q : known) {
-        bg_jobs::job_stats c;
-        std::optional<bg_jobs::timestamp> oldest;
-        for (auto& n : names)
-          if (std::find(q.job_names.begin(), q.job_names.end(), n.name) !=
-              q.job_names.end()) {
-            c.available += n.counts.available;
-            c.scheduled += n.counts.scheduled;
-            c.reserved += n.counts.reserved;
-            c.succeeded += n.counts.succeeded;
-            c.failed += n.counts.failed;
-            c.cancelled += n.counts.cancelled;
-            if (n.oldest_waiting && (!oldest || *n.oldest_waiting < *oldest))
-              oldest = n.oldest_waiting;
-          }
-        bool paused = false;
-        for (auto& p : pauses)
-          paused = paused ||
-                   (p.kind == bg_jobs::pause_kind::queue && p.name == q.queue);
+        auto total = bg_jobs::sum_of(names, q.job_names);
+        auto& c = total.counts;
+        auto& oldest = total.oldest_waiting;
+        bool paused = bg_jobs::queue_paused(pauses, q.queue);
         auto lag = oldest
                        ? std::chrono::duration_cast<std::chrono::milliseconds>(
                              now - *oldest)
@@ -561,10 +547,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<std::string>> rows = {
           {"QUEUE", "JOB NAMES", "NODES", "CONCURRENCY", "PAUSED"}};
       for (auto& q : known) {
-        bool paused = false;
-        for (auto& p : pauses)
-          paused = paused ||
-                   (p.kind == bg_jobs::pause_kind::queue && p.name == q.queue);
+        bool paused = bg_jobs::queue_paused(pauses, q.queue);
         out.push_back({{"queue", q.queue},
                        {"job_names", q.job_names},
                        {"nodes", q.nodes},

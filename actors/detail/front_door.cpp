@@ -198,27 +198,14 @@ struct front_door_state {
           c != concurrency.end() ? c->second : q.max_concurrent_jobs();
       for (auto& w : q.workers())
         qs.job_names.push_back(w.job_name());
-      for (auto& n : *names) {
-        if (std::find(qs.job_names.begin(), qs.job_names.end(), n.name) ==
-            qs.job_names.end())
-          continue;
-        qs.counts.available += n.counts.available;
-        qs.counts.scheduled += n.counts.scheduled;
-        qs.counts.reserved += n.counts.reserved;
-        qs.counts.succeeded += n.counts.succeeded;
-        qs.counts.failed += n.counts.failed;
-        qs.counts.cancelled += n.counts.cancelled;
-        if (n.oldest_waiting &&
-            (!qs.oldest_waiting || *n.oldest_waiting < *qs.oldest_waiting))
-          qs.oldest_waiting = n.oldest_waiting;
-      }
+      auto total = sum_of(*names, qs.job_names);
+      qs.counts = total.counts;
+      qs.oldest_waiting = total.oldest_waiting;
       if (qs.oldest_waiting)
         qs.lag = std::max(std::chrono::milliseconds{0},
                           std::chrono::duration_cast<std::chrono::milliseconds>(
                               report.at - *qs.oldest_waiting));
-      for (auto& p : *pauses)
-        if (p.kind == pause_kind::queue && p.name == q.name())
-          qs.paused = true;
+      qs.paused = queue_paused(*pauses, q.name());
       report.queues.push_back(std::move(qs));
     }
     report.names = std::move(*names);

@@ -1594,15 +1594,10 @@ caf::expected<std::vector<name_stats>> postgres_adapter::stats_by_name() {
 }
 
 caf::expected<job_page> postgres_adapter::list_jobs(const job_query& query) {
-  if (auto err = check_query(query))
-    return err;
-  std::optional<page_key> after;
-  if (!query.after.empty()) {
-    auto key = decode_key(query.after);
-    if (!key)
-      return std::move(key.error());
-    after = *key;
-  }
+  auto start = start_of(query);
+  if (!start)
+    return std::move(start.error());
+  auto after = *start;
   auto sql = pg_list(query.state, query.newest_first, after.has_value());
   auto names = nlohmann::json(query.names).dump();
   const char* names_arg = query.names.empty() ? nullptr : names.c_str();

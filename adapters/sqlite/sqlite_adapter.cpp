@@ -504,6 +504,18 @@ timestamp column_time(sqlite3_stmt* s, int i) {
   return from_unix_ms(sqlite3_column_int64(s, i));
 }
 
+std::optional<timestamp> column_time_or_null(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL)
+    return std::nullopt;
+  return column_time(s, i);
+}
+
+std::optional<std::string> column_text_or_null(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL)
+    return std::nullopt;
+  return column_text(s, i);
+}
+
 job read_job(sqlite3_stmt* s) {
   job j;
   j.id = sqlite3_column_int64(s, 0);
@@ -513,15 +525,11 @@ job read_job(sqlite3_stmt* s) {
   j.attempts = sqlite3_column_int(s, 3);
   j.created_at = column_time(s, 4);
   j.available_at = column_time(s, 5);
-  if (sqlite3_column_type(s, 6) != SQLITE_NULL)
-    j.reserved_at = column_time(s, 6);
-  if (sqlite3_column_type(s, 7) != SQLITE_NULL)
-    j.reserved_by = column_text(s, 7);
-  if (sqlite3_column_type(s, 8) != SQLITE_NULL)
-    j.last_error = column_text(s, 8);
+  j.reserved_at = column_time_or_null(s, 6);
+  j.reserved_by = column_text_or_null(s, 7);
+  j.last_error = column_text_or_null(s, 8);
   j.priority = sqlite3_column_int(s, 9);
-  if (sqlite3_column_type(s, 10) != SQLITE_NULL)
-    j.cancel_reason = column_text(s, 10);
+  j.cancel_reason = column_text_or_null(s, 10);
   return j;
 }
 
@@ -1744,16 +1752,11 @@ job_record read_record(sqlite3_stmt* s) {
   r.state = static_cast<job_state>(sqlite3_column_int(s, 5));
   r.created_at = column_time(s, 6);
   r.available_at = column_time(s, 7);
-  if (sqlite3_column_type(s, 8) != SQLITE_NULL)
-    r.reserved_at = column_time(s, 8);
-  if (sqlite3_column_type(s, 9) != SQLITE_NULL)
-    r.reserved_by = column_text(s, 9);
-  if (sqlite3_column_type(s, 10) != SQLITE_NULL)
-    r.finished_at = column_time(s, 10);
-  if (sqlite3_column_type(s, 11) != SQLITE_NULL)
-    r.error = column_text(s, 11);
-  if (sqlite3_column_type(s, 12) != SQLITE_NULL)
-    r.cancel_reason = column_text(s, 12);
+  r.reserved_at = column_time_or_null(s, 8);
+  r.reserved_by = column_text_or_null(s, 9);
+  r.finished_at = column_time_or_null(s, 10);
+  r.error = column_text_or_null(s, 11);
+  r.cancel_reason = column_text_or_null(s, 12);
   if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
     auto errors =
         parse_payload(sqlite3_column_text(s, 13), sqlite3_column_bytes(s, 13));
@@ -1985,15 +1988,10 @@ caf::expected<std::vector<name_stats>> sqlite_adapter::stats_by_name() {
 }
 
 caf::expected<job_page> sqlite_adapter::list_jobs(const job_query& query) {
-  if (auto err = check_query(query))
-    return err;
-  std::optional<page_key> after;
-  if (!query.after.empty()) {
-    auto key = decode_key(query.after);
-    if (!key)
-      return std::move(key.error());
-    after = *key;
-  }
+  auto start = start_of(query);
+  if (!start)
+    return std::move(start.error());
+  auto after = *start;
   auto s =
       prepare(sql_list(query.state, query.newest_first, after.has_value()));
   if (!s)

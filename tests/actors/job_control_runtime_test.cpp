@@ -9,6 +9,7 @@
 
 #include "actors/runtime_fixture.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "support/expect.hpp"
 #include "support/process.hpp"
 #include "support/wait.hpp"
 
@@ -26,21 +27,9 @@ queue_spec quick_queue(std::string name, int concurrency = 1) {
       .with_backoff(backoff::immediate());
 }
 
-template <class T>
-T value_of(caf::expected<T> x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-  return std::move(*x);
-}
-
-void require_ok(const caf::expected<void>& x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-}
-
-template <class T>
-errc error_of(const caf::expected<T>& x) {
-  REQUIRE_FALSE(x);
-  return code_of(x.error());
-}
+using test::error_of;
+using test::require_ok;
+using test::value_of;
 
 } // namespace
 

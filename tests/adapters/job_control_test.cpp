@@ -6,6 +6,7 @@
 
 #include "adapters/stores.hpp"
 #include "bg_jobs/core/clock.hpp"
+#include "support/expect.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -14,21 +15,9 @@ namespace {
 
 const timestamp t0 = *parse_iso8601("2024-09-29T10:30:00.123Z");
 
-template <class T>
-T value_of(caf::expected<T> x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-  return std::move(*x);
-}
-
-void require_ok(const caf::expected<void>& x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-}
-
-template <class T>
-errc error_of(const caf::expected<T>& x) {
-  REQUIRE_FALSE(x);
-  return code_of(x.error());
-}
+using test::error_of;
+using test::require_ok;
+using test::value_of;
 
 std::vector<job> reserve(db_adapter& db, std::vector<std::string> names,
                          int limit, std::string queue = "") {
