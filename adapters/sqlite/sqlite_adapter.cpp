@@ -1811,6 +1811,35 @@ caf::error no_job(int64_t id) {
 
 } // namespace
 
+caf::expected<int>
+sqlite_adapter::move_rows(const char* copy, const char* remove,
+                          const std::function<void(statement&)>& bind_copy,
+                          const std::function<void(statement&)>& bind_remove,
+                          const char* what) {
+  auto copied = execute(copy, bind_copy, what);
+  if (!copied || *copied == 0)
+    return copied;
+  if (auto removed = execute(remove, bind_remove, what); !removed)
+    return std::move(removed.error());
+  return copied;
+}
+
+caf::expected<job_record> sqlite_adapter::changed_record(transaction& tx,
+                                                         int64_t job_id,
+                                                         bool changed,
+                                                         const char* refusal) {
+  auto rec = record_of(job_id);
+  if (!rec)
+    return std::move(rec.error());
+  if (!*rec)
+    return no_job(job_id);
+  if (!changed)
+    return wrong_state(refusal, **rec);
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return std::move(**rec);
+}
+
 caf::expected<job_record>
 sqlite_adapter::cancel_job(int64_t job_id, const std::string& reason) {
   auto why = reason.empty() ? std::string{"cancelled"} : reason;
@@ -1818,38 +1847,20 @@ sqlite_adapter::cancel_job(int64_t job_id, const std::string& reason) {
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
   auto now = to_unix_ms(options_.clock->now());
-  auto moved = execute(
-      sql_cancel_waiting,
-      [&](statement& q) { q.bind(1, job_id).bind(2, why).bind(3, now); },
+  auto by_id = [&](statement& q) { q.bind(1, job_id); };
+  auto changed = move_rows(
+      sql_cancel_waiting, sql_delete,
+      [&](statement& q) { q.bind(1, job_id).bind(2, why).bind(3, now); }, by_id,
       "cancelling a job");
-  if (!moved)
-    return std::move(moved.error());
-  int changed = *moved;
-  if (changed > 0) {
-    auto del = execute(
-        sql_delete, [&](statement& q) { q.bind(1, job_id); },
-        "cancelling a job");
-    if (!del)
-      return std::move(del.error());
-  } else {
-    auto marked = execute(
+  if (changed && *changed == 0)
+    changed = execute(
         sql_cancel_running,
         [&](statement& q) { q.bind(1, job_id).bind(2, why); },
         "cancelling a job");
-    if (!marked)
-      return std::move(marked.error());
-    changed = *marked;
-  }
-  auto rec = record_of(job_id);
-  if (!rec)
-    return std::move(rec.error());
-  if (!*rec)
-    return no_job(job_id);
-  if (changed == 0)
-    return wrong_state("only a waiting or running job can be cancelled", **rec);
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return std::move(**rec);
+  if (!changed)
+    return std::move(changed.error());
+  return changed_record(tx, job_id, *changed > 0,
+                        "only a waiting or running job can be cancelled");
 }
 
 caf::expected<job_record> sqlite_adapter::retry_job(int64_t job_id) {
@@ -1857,28 +1868,14 @@ caf::expected<job_record> sqlite_adapter::retry_job(int64_t job_id) {
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
   auto now = to_unix_ms(options_.clock->now());
-  auto moved = execute(
-      sql_retry_one, [&](statement& q) { q.bind(1, job_id).bind(2, now); },
-      "retrying a job");
+  auto moved = move_rows(
+      sql_retry_one, sql_retry_one_delete,
+      [&](statement& q) { q.bind(1, job_id).bind(2, now); },
+      [&](statement& q) { q.bind(1, job_id); }, "retrying a job");
   if (!moved)
     return std::move(moved.error());
-  if (*moved > 0) {
-    auto del = execute(
-        sql_retry_one_delete, [&](statement& q) { q.bind(1, job_id); },
-        "retrying a job");
-    if (!del)
-      return std::move(del.error());
-  }
-  auto rec = record_of(job_id);
-  if (!rec)
-    return std::move(rec.error());
-  if (!*rec)
-    return no_job(job_id);
-  if (*moved == 0)
-    return wrong_state("only a failed or cancelled job can be retried", **rec);
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return std::move(**rec);
+  return changed_record(tx, job_id, *moved > 0,
+                        "only a failed or cancelled job can be retried");
 }
 
 caf::expected<int64_t> sqlite_adapter::retry_failed(const std::string& name) {
@@ -1889,16 +1886,12 @@ caf::expected<int64_t> sqlite_adapter::retry_failed(const std::string& name) {
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
   auto now = to_unix_ms(options_.clock->now());
-  auto moved = execute(
-      sql_retry_name, [&](statement& q) { q.bind(1, name).bind(2, now); },
-      "retrying failed jobs");
+  auto moved = move_rows(
+      sql_retry_name, sql_retry_name_delete,
+      [&](statement& q) { q.bind(1, name).bind(2, now); },
+      [&](statement& q) { q.bind(1, name); }, "retrying failed jobs");
   if (!moved)
     return std::move(moved.error());
-  auto del = execute(
-      sql_retry_name_delete, [&](statement& q) { q.bind(1, name); },
-      "retrying failed jobs");
-  if (!del)
-    return std::move(del.error());
   if (auto r = tx.commit(); !r)
     return std::move(r.error());
   return int64_t{*moved};

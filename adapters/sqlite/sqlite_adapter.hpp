@@ -165,6 +165,20 @@ private:
                              const std::function<void(statement&)>& bind,
                              const char* what);
 
+  /// Runs `copy`; when it changed rows, `remove` too (a move between
+  /// tables in the caller's transaction). Returns the rows copied.
+  caf::expected<int>
+  move_rows(const char* copy, const char* remove,
+            const std::function<void(statement&)>& bind_copy,
+            const std::function<void(statement&)>& bind_remove,
+            const char* what);
+
+  /// After a state change in `tx`: the job's record and the commit, or
+  /// `job_not_found`, or `invalid_state` with `refusal` when nothing
+  /// changed.
+  caf::expected<job_record> changed_record(transaction& tx, int64_t job_id,
+                                           bool changed, const char* refusal);
+
   /// The record of a job wherever it is, or none.
   caf::expected<std::optional<job_record>> record_of(int64_t job_id);
 
