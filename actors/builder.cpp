@@ -14,6 +14,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/detail/node_tree.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -376,6 +377,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener, clock_);
   ctx.dir = std::make_shared<detail::actor_directory>();
   auto dir = ctx.dir;
+  auto direct = std::make_shared<detail::direct_enqueue>();
+  direct->door = detail::enqueuer{ctx, "instance"};
   auto root = detail::spawn_node(sys, std::move(ctx));
   // The name is free again once this tree is gone, however it ends.
   root->attach_functor(
@@ -434,9 +437,16 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     live_instances::get().remove(me.instance);
     return failure;
   }
-  return instance{sys,     std::move(root), std::move(dir),
-                  me.node, me.instance,     std::move(gate),
-                  port,    plain_publish_,  std::move(http)};
+  return instance{sys,
+                  std::move(root),
+                  std::move(dir),
+                  me.node,
+                  me.instance,
+                  std::move(gate),
+                  port,
+                  plain_publish_,
+                  std::move(http),
+                  std::move(direct)};
 }
 
 } // namespace bg_jobs

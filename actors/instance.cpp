@@ -5,6 +5,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -16,11 +17,13 @@ instance::instance(caf::actor_system& sys, caf::actor root,
                    std::shared_ptr<detail::actor_directory> dir,
                    std::string node_name, std::string node_instance,
                    caf::actor remote_gate, uint16_t remote_port, bool unpublish,
-                   std::shared_ptr<http_server> http)
+                   std::shared_ptr<http_server> http,
+                   std::shared_ptr<detail::direct_enqueue> direct)
     : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
       node_(std::move(node_name)), node_instance_(std::move(node_instance)),
       remote_gate_(std::move(remote_gate)), remote_port_(remote_port),
-      unpublish_(unpublish), http_(std::move(http)) {}
+      unpublish_(unpublish), http_(std::move(http)),
+      direct_(std::move(direct)) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
@@ -28,7 +31,7 @@ instance::instance(instance&& other) noexcept
       node_instance_(std::move(other.node_instance_)),
       remote_gate_(std::move(other.remote_gate_)),
       remote_port_(other.remote_port_), unpublish_(other.unpublish_),
-      http_(std::move(other.http_)) {
+      http_(std::move(other.http_)), direct_(std::move(other.direct_)) {
   other.root_ = nullptr;
 }
 
@@ -49,6 +52,7 @@ instance& instance::operator=(instance&& other) noexcept {
     remote_port_ = other.remote_port_;
     unpublish_ = other.unpublish_;
     http_ = std::move(other.http_);
+    direct_ = std::move(other.direct_);
     other.root_ = nullptr;
   }
   return *this;
@@ -87,16 +91,49 @@ caf::expected<T> ask(caf::actor_system& sys, const caf::actor& dest,
 
 } // namespace
 
+namespace {
+
+/// Runs `f` on the instance's enqueuer; exceptions become errors, as in
+/// the front door.
+template <class F>
+auto directly(detail::direct_enqueue& d,
+              const std::shared_ptr<detail::actor_directory>& dir, F f)
+    -> decltype(f(d.door, detail::enqueuer::wake_fn{})) {
+  auto wake = [&dir](const std::string& job_name) {
+    if (auto router = dir->get(detail::actor_directory::router))
+      caf::anon_send(router, wake_atom::value, job_name);
+  };
+  std::lock_guard<std::mutex> guard{d.mtx};
+  try {
+    return f(d.door, wake);
+  } catch (const std::exception& ex) {
+    return make_error(errc::invalid_argument,
+                      std::string{"the request failed: "} + ex.what());
+  }
+}
+
+} // namespace
+
 caf::expected<job> instance::enqueue(const job_request& request,
                                      std::chrono::milliseconds timeout) {
-  return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, request);
+  // A tree that is gone (or going) answers through the message path:
+  // "not running".
+  if (!root_ || !direct_ || !actor())
+    return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, request);
+  return directly(*direct_, dir_, [&](auto& door, const auto& wake) {
+    return door.enqueue(request, wake);
+  });
 }
 
 caf::expected<std::vector<int64_t>>
 instance::enqueue_many(const std::vector<job_request>& requests,
                        std::chrono::milliseconds timeout) {
-  return ask<std::vector<int64_t>>(*sys_, actor(), timeout, enqueue_atom::value,
-                                   requests);
+  if (!root_ || !direct_ || !actor())
+    return ask<std::vector<int64_t>>(*sys_, actor(), timeout,
+                                     enqueue_atom::value, requests);
+  return directly(*direct_, dir_, [&](auto& door, const auto& wake) {
+    return door.enqueue_many(requests, wake);
+  });
 }
 
 namespace {
@@ -226,6 +263,7 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
   }
   root_ = nullptr;
   dir_ = nullptr;
+  direct_ = nullptr;
   detail::forget_node_instance(node_instance_);
   if (failure)
     return failure;

@@ -19,21 +19,24 @@ namespace bg_jobs {
 
 namespace detail {
 class actor_directory;
+struct direct_enqueue;
 } // namespace detail
 
 class http_server;
 
 /// A running bg_jobs actor tree. Actors talk to `actor()` with messages
 /// (see `messages.hpp`); the member functions are blocking conveniences for
-/// code outside actors, built on the same messages. Shut it down (or let it
-/// go out of scope) before its `caf::actor_system`.
+/// code outside actors, built on the same messages (`enqueue` and
+/// `enqueue_many` do the same work on the caller's thread instead). Shut it
+/// down (or let it go out of scope) before its `caf::actor_system`.
 class instance {
 public:
   instance(caf::actor_system& sys, caf::actor root,
            std::shared_ptr<detail::actor_directory> dir,
            std::string node_name = {}, std::string node_instance = {},
            caf::actor remote_gate = {}, uint16_t remote_port = 0,
-           bool unpublish = false, std::shared_ptr<http_server> http = {});
+           bool unpublish = false, std::shared_ptr<http_server> http = {},
+           std::shared_ptr<detail::direct_enqueue> direct = {});
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();
@@ -56,7 +59,10 @@ public:
   /// The supervisor at the root of the tree.
   const caf::actor& supervisor() const { return root_; }
 
-  /// Stores one job and wakes the queue that runs it.
+  /// Stores one job and wakes the queue that runs it: the work of the
+  /// enqueue message, done on the caller's thread with a connection of the
+  /// instance's own (one caller at a time), so it costs no message round
+  /// trip; `timeout` bounds only the message path of a stopped instance.
   caf::expected<job>
   enqueue(const job_request& request,
           std::chrono::milliseconds timeout = std::chrono::seconds{10});
@@ -141,6 +147,7 @@ private:
   uint16_t remote_port_ = 0;
   bool unpublish_ = false;
   std::shared_ptr<http_server> http_;
+  std::shared_ptr<detail::direct_enqueue> direct_;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

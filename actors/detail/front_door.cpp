@@ -7,6 +7,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/detail/store_connection.hpp"
 #include "bg_jobs/actors/messages.hpp"
@@ -18,36 +19,15 @@ namespace {
 
 struct front_door_state {
   node_context ctx;
-  store_connection store;
+  /// Stores jobs; its connection serves the control operations too.
+  enqueuer door;
 
   static inline const char* name = "bg_jobs.front_door";
 
-  caf::error check_name(const job_request& r) {
-    if (ctx.plan->accepts(r.name()))
-      return caf::none;
-    event e{event_kind::no_worker_for_job};
-    e.message = "no worker for job '" + printable(r.name()) + "'";
-    ctx.emit(std::move(e));
-    return make_error(errc::no_worker_for_job,
-                      "no worker is registered for job '" +
-                          printable(r.name()) +
-                          "' (declare names enqueued for other processes with "
-                          "with_enqueued_job_names)");
-  }
+  caf::expected<db_adapter*> connection() { return door.connection(); }
 
-  /// The connection, or the error that says why there is none.
-  caf::expected<db_adapter*> connection() {
-    if (auto db = store.get())
-      return db;
-    return make_error(errc::database_unavailable,
-                      "the store is unreachable; retrying in " +
-                          std::to_string(store.backoff().count()) + " ms");
-  }
-
-  /// The queue of this node that runs `job_name`, or empty.
   std::string queue_of(const std::string& job_name) const {
-    auto i = ctx.plan->queue_of_job.find(job_name);
-    return i == ctx.plan->queue_of_job.end() ? std::string{} : i->second;
+    return door.queue_of(job_name);
   }
 
   void wake(caf::event_based_actor* self, const std::string& job_name) {
@@ -55,27 +35,24 @@ struct front_door_state {
       self->send(router, wake_atom::value, job_name);
   }
 
+  enqueuer::wake_fn waker(caf::event_based_actor* self) {
+    return [this, self](const std::string& n) { wake(self, n); };
+  }
+
   caf::result<job> enqueue(caf::event_based_actor* self, const job_request& r) {
-    if (auto err = check_name(r))
-      return err;
-    auto db = connection();
-    if (!db)
-      return std::move(db.error());
-    auto j = (*db)->enqueue_job(r);
-    if (!j) {
-      store.failed(j.error(), "enqueueing a job of '" + r.name() + "'");
+    auto j = door.enqueue(r, waker(self));
+    if (!j)
       return std::move(j.error());
-    }
-    if (j->conflict)
-      return std::move(*j); // a duplicate: nothing new to run
-    wake(self, j->name);
-    if (ctx.bus->active()) {
-      event e{event_kind::job_enqueued};
-      e.queue = queue_of(j->name);
-      e.job = *j;
-      ctx.emit(std::move(e));
-    }
     return std::move(*j);
+  }
+
+  caf::result<std::vector<int64_t>>
+  enqueue_many(caf::event_based_actor* self,
+               const std::vector<job_request>& rs) {
+    auto ids = door.enqueue_many(rs, waker(self));
+    if (!ids)
+      return std::move(ids.error());
+    return std::move(*ids);
   }
 
   /// Runs one control operation on the store; a failure of the store (not
@@ -93,7 +70,7 @@ struct front_door_state {
       case errc::connection_lost:
       case errc::database_unavailable:
       case errc::schema_missing:
-        store.failed(r.error(), what);
+        door.store().failed(r.error(), what);
         break;
       default:
         break;
@@ -211,39 +188,6 @@ struct front_door_state {
     report.names = std::move(*names);
     return report;
   }
-
-  caf::result<std::vector<int64_t>>
-  enqueue_many(caf::event_based_actor* self,
-               const std::vector<job_request>& rs) {
-    std::set<std::string> names;
-    for (auto& r : rs) {
-      if (auto err = check_name(r))
-        return err;
-      names.insert(r.name());
-    }
-    auto db = connection();
-    if (!db)
-      return std::move(db.error());
-    auto ids = (*db)->enqueue_jobs(rs);
-    if (!ids) {
-      store.failed(ids.error(), "enqueueing jobs");
-      return std::move(ids.error());
-    }
-    for (auto& n : names)
-      wake(self, n);
-    if (ctx.bus->active())
-      for (size_t i = 0; i < rs.size(); ++i) {
-        event e{event_kind::job_enqueued};
-        e.queue = queue_of(rs[i].name());
-        job j;
-        j.id = (*ids)[i];
-        j.name = rs[i].name();
-        j.payload = rs[i].payload();
-        e.job = std::move(j);
-        ctx.emit(std::move(e));
-      }
-    return std::move(*ids);
-  }
 };
 
 /// Runs `f`, turning an exception into an error reply: the front door
@@ -263,7 +207,7 @@ auto guarded(F f) -> decltype(f()) {
 caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
                                node_context ctx) {
   self->state.ctx = std::move(ctx);
-  self->state.store = store_connection{self->state.ctx, "front door", {}};
+  self->state.door = enqueuer{self->state.ctx, "front door"};
   self->set_default_handler(
       [self](caf::scheduled_actor*,
              caf::message_view& x) -> caf::result<caf::message> {

@@ -1,0 +1,94 @@
+#include "bg_jobs/actors/detail/enqueuer.hpp"
+
+#include <set>
+
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::detail {
+
+enqueuer::enqueuer(node_context ctx, std::string who)
+    : ctx_(ctx), store_(std::move(ctx), std::move(who), {}) {}
+
+caf::error enqueuer::check_name(const job_request& r) {
+  if (ctx_.plan->accepts(r.name()))
+    return caf::none;
+  event e{event_kind::no_worker_for_job};
+  e.message = "no worker for job '" + printable(r.name()) + "'";
+  ctx_.emit(std::move(e));
+  return make_error(errc::no_worker_for_job,
+                    "no worker is registered for job '" + printable(r.name()) +
+                        "' (declare names enqueued for other processes with "
+                        "with_enqueued_job_names)");
+}
+
+caf::expected<db_adapter*> enqueuer::connection() {
+  if (auto db = store_.get())
+    return db;
+  return make_error(errc::database_unavailable,
+                    "the store is unreachable; retrying in " +
+                        std::to_string(store_.backoff().count()) + " ms");
+}
+
+std::string enqueuer::queue_of(const std::string& job_name) const {
+  auto i = ctx_.plan->queue_of_job.find(job_name);
+  return i == ctx_.plan->queue_of_job.end() ? std::string{} : i->second;
+}
+
+caf::expected<job> enqueuer::enqueue(const job_request& r,
+                                     const wake_fn& wake) {
+  if (auto err = check_name(r))
+    return err;
+  auto db = connection();
+  if (!db)
+    return std::move(db.error());
+  auto j = (*db)->enqueue_job(r);
+  if (!j) {
+    store_.failed(j.error(), "enqueueing a job of '" + r.name() + "'");
+    return j;
+  }
+  if (j->conflict)
+    return j; // a duplicate: nothing new to run
+  wake(j->name);
+  if (ctx_.bus->active()) {
+    event e{event_kind::job_enqueued};
+    e.queue = queue_of(j->name);
+    e.job = *j;
+    ctx_.emit(std::move(e));
+  }
+  return j;
+}
+
+caf::expected<std::vector<int64_t>>
+enqueuer::enqueue_many(const std::vector<job_request>& rs,
+                       const wake_fn& wake) {
+  std::set<std::string> names;
+  for (auto& r : rs) {
+    if (auto err = check_name(r))
+      return err;
+    names.insert(r.name());
+  }
+  auto db = connection();
+  if (!db)
+    return std::move(db.error());
+  auto ids = (*db)->enqueue_jobs(rs);
+  if (!ids) {
+    store_.failed(ids.error(), "enqueueing jobs");
+    return ids;
+  }
+  for (auto& n : names)
+    wake(n);
+  if (ctx_.bus->active())
+    for (size_t i = 0; i < rs.size(); ++i) {
+      event e{event_kind::job_enqueued};
+      e.queue = queue_of(rs[i].name());
+      job j;
+      j.id = (*ids)[i];
+      j.name = rs[i].name();
+      j.payload = rs[i].payload();
+      e.job = std::move(j);
+      ctx_.emit(std::move(e));
+    }
+  return ids;
+}
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "bg_jobs/actors/detail/node_context.hpp"
+#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/core/job.hpp"
+#include "bg_jobs/core/job_request.hpp"
+
+namespace bg_jobs::detail {
+
+/// How a node stores jobs: the name check of its plan, one connection, the
+/// wake-up of the queues and the `job_enqueued` events. The front door
+/// uses one for the enqueue messages; `instance::enqueue` another, so that
+/// a caller outside the actors pays no message round trip. Not
+/// thread-safe: one caller at a time.
+class enqueuer {
+public:
+  /// Called with each job name that has new jobs.
+  using wake_fn = std::function<void(const std::string& job_name)>;
+
+  enqueuer() = default;
+  enqueuer(node_context ctx, std::string who);
+
+  caf::expected<job> enqueue(const job_request& r, const wake_fn& wake);
+
+  caf::expected<std::vector<int64_t>>
+  enqueue_many(const std::vector<job_request>& rs, const wake_fn& wake);
+
+  /// The connection, or the error that says why there is none.
+  caf::expected<db_adapter*> connection();
+
+  store_connection& store() { return store_; }
+
+  /// The queue of this node that runs `job_name`, or empty.
+  std::string queue_of(const std::string& job_name) const;
+
+private:
+  caf::error check_name(const job_request& r);
+
+  node_context ctx_;
+  store_connection store_;
+};
+
+/// The enqueuer of an `instance`, shared by the threads that call it.
+struct direct_enqueue {
+  std::mutex mtx;
+  enqueuer door;
+};
+
+} // namespace bg_jobs::detail
