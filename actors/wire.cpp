@@ -197,15 +197,15 @@ void from_json(const json& j, pause_record& x) {
 }
 
 json to_json(const job_stats& x) {
-  return {{"available", x.available}, {"scheduled", x.scheduled},
-          {"reserved", x.reserved},   {"succeeded", x.succeeded},
-          {"failed", x.failed},       {"cancelled", x.cancelled}};
+  return {{"waiting", x.available}, {"scheduled", x.scheduled},
+          {"running", x.reserved},  {"succeeded", x.succeeded},
+          {"failed", x.failed},     {"cancelled", x.cancelled}};
 }
 
 void from_json(const json& j, job_stats& x) {
-  x.available = j.at("available").get<int64_t>();
+  x.available = j.at("waiting").get<int64_t>();
   x.scheduled = j.at("scheduled").get<int64_t>();
-  x.reserved = j.at("reserved").get<int64_t>();
+  x.reserved = j.at("running").get<int64_t>();
   x.succeeded = j.at("succeeded").get<int64_t>();
   x.failed = j.at("failed").get<int64_t>();
   x.cancelled = j.at("cancelled").get<int64_t>();
@@ -298,6 +298,16 @@ caf::error decode_as(const std::string& text, T& x, const char* what) {
 }
 
 } // namespace
+
+json as_json(const job& x) {
+  return to_json(x);
+}
+json as_json(const job_record& x) {
+  return to_json(x);
+}
+json as_json(const job_stats& x) {
+  return to_json(x);
+}
 
 std::string encode(const job& x) {
   return to_json(x).dump();

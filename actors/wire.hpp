@@ -12,6 +12,7 @@
 #include <caf/fwd.hpp>
 #include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
+#include <nlohmann/json.hpp>
 
 namespace bg_jobs {
 
@@ -22,8 +23,17 @@ struct job_query;
 struct job_page;
 struct pause_record;
 struct stats_report;
+struct job_stats;
 
 namespace wire {
+
+/// The JSON forms the wire, the command line's `--json` and the HTTP API
+/// share (documented in the README).
+nlohmann::json as_json(const job& x);
+nlohmann::json as_json(const job_record& x);
+/// `{"waiting", "scheduled", "running", "succeeded", "failed",
+/// "cancelled"}`.
+nlohmann::json as_json(const job_stats& x);
 
 std::string encode(const job& x);
 std::string encode(const job_request& x);

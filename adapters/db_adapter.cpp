@@ -189,6 +189,17 @@ db_adapter::start_of(const job_query& query) {
   return std::optional<page_key>{*key};
 }
 
+std::string sql_order_by(const std::string& key, bool desc) {
+  std::string ordered;
+  for (size_t start = 0; start < key.size();) {
+    auto end = key.find(", ", start);
+    ordered += (ordered.empty() ? "" : ", ") + key.substr(start, end - start) +
+               (desc ? " DESC" : "");
+    start = end == std::string::npos ? key.size() : end + 2;
+  }
+  return " ORDER BY " + ordered;
+}
+
 void db_adapter::finish_page(job_page& page, const job_query& query) {
   if (page.jobs.size() <= static_cast<size_t>(query.limit))
     return;

@@ -197,6 +197,10 @@ struct pause_record {
   timestamp paused_at;
 };
 
+/// For adapters: ` ORDER BY` of the columns `key` (`"a, b, c"`), each
+/// descending when `desc`.
+std::string sql_order_by(const std::string& key, bool desc);
+
 /// Whether `pauses` holds a pause of the queue `queue`.
 bool queue_paused(const std::vector<pause_record>& pauses,
                   const std::string& queue);

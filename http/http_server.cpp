@@ -268,10 +268,6 @@ std::optional<int64_t> to_id(const std::string& text) {
   return v;
 }
 
-nlohmann::json record_json(const job_record& r) {
-  return nlohmann::json::parse(wire::encode(r));
-}
-
 int status_of(const caf::error& err) {
   switch (code_of(err)) {
   case errc::job_not_found:
@@ -420,12 +416,6 @@ struct http_server::impl {
     if (!pauses)
       return std::move(pauses.error());
     auto now = utc_now();
-    auto counts_json = [](const job_stats& c) {
-      return nlohmann::json{
-          {"waiting", c.available}, {"scheduled", c.scheduled},
-          {"running", c.reserved},  {"succeeded", c.succeeded},
-          {"failed", c.failed},     {"cancelled", c.cancelled}};
-    };
     out = {{"at", to_unix_ms(now)},
            {"queues", nlohmann::json::array()},
            {"names", nlohmann::json::array()}};
@@ -442,13 +432,13 @@ struct http_server::impl {
                                {"nodes", q.nodes},
                                {"concurrency", q.concurrency},
                                {"paused", paused},
-                               {"counts", counts_json(c)},
+                               {"counts", wire::as_json(c)},
                                {"lag_ms", lag}});
     }
     for (auto& n : *names)
       out["names"].push_back(
           {{"name", n.name},
-           {"counts", counts_json(n.counts)},
+           {"counts", wire::as_json(n.counts)},
            {"oldest_waiting",
             n.oldest_waiting ? nlohmann::json(to_unix_ms(*n.oldest_waiting))
                              : nlohmann::json()}});
@@ -549,7 +539,7 @@ struct http_server::impl {
           return std::move(page.error());
         auto jobs = nlohmann::json::array();
         for (auto& r : page->jobs)
-          jobs.push_back(record_json(r));
+          jobs.push_back(wire::as_json(r));
         reply(res, 200, {{"jobs", jobs}, {"next", page->next}});
         return caf::none;
       });
@@ -563,7 +553,7 @@ struct http_server::impl {
         auto r = db.get_job(*id);
         if (!r)
           return std::move(r.error());
-        reply(res, 200, record_json(*r));
+        reply(res, 200, wire::as_json(*r));
         return caf::none;
       });
     });
@@ -588,7 +578,7 @@ struct http_server::impl {
                                                         "dashboard");
             if (!r)
               return std::move(r.error());
-            reply(res, 200, record_json(*r));
+            reply(res, 200, wire::as_json(*r));
             return caf::none;
           });
         });

@@ -159,16 +159,6 @@ void table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
-json record_json(const bg_jobs::job_record& r) {
-  return json::parse(bg_jobs::wire::encode(r));
-}
-
-json counts_json(const bg_jobs::job_stats& c) {
-  return {{"waiting", c.available}, {"scheduled", c.scheduled},
-          {"running", c.reserved},  {"succeeded", c.succeeded},
-          {"failed", c.failed},     {"cancelled", c.cancelled}};
-}
-
 std::vector<std::string> counts_cells(const bg_jobs::job_stats& c) {
   return {std::to_string(c.available), std::to_string(c.scheduled),
           std::to_string(c.reserved),  std::to_string(c.succeeded),
@@ -377,7 +367,7 @@ int main(int argc, char** argv) {
                        : std::chrono::milliseconds{0};
         out["queues"].push_back({{"queue", q.queue},
                                  {"job_names", q.job_names},
-                                 {"counts", counts_json(c)},
+                                 {"counts", bg_jobs::wire::as_json(c)},
                                  {"oldest_waiting_age_ms", lag.count()},
                                  {"paused", paused}});
         auto row = counts_cells(c);
@@ -395,7 +385,7 @@ int main(int argc, char** argv) {
                              now - *n.oldest_waiting)
                        : std::chrono::milliseconds{0};
         out["names"].push_back({{"name", n.name},
-                                {"counts", counts_json(n.counts)},
+                                {"counts", bg_jobs::wire::as_json(n.counts)},
                                 {"oldest_waiting_age_ms", lag.count()}});
         auto row = counts_cells(n.counts);
         row.insert(row.begin(), n.name);
@@ -426,7 +416,7 @@ int main(int argc, char** argv) {
       if (as_json) {
         json out = {{"jobs", json::array()}, {"next", page.next}};
         for (auto& r : page.jobs)
-          out["jobs"].push_back(record_json(r));
+          out["jobs"].push_back(bg_jobs::wire::as_json(r));
         std::cout << out.dump() << '\n';
       } else {
         std::vector<std::vector<std::string>> rows = {
@@ -451,7 +441,7 @@ int main(int argc, char** argv) {
       auto db = store.open();
       auto r = value_of(db->get_job(show_id));
       if (as_json) {
-        std::cout << record_json(r).dump() << '\n';
+        std::cout << bg_jobs::wire::as_json(r).dump() << '\n';
       } else {
         table({{"id", std::to_string(r.id)},
                {"name", bg_jobs::printable(r.name)},
@@ -495,7 +485,7 @@ int main(int argc, char** argv) {
       auto db = store.open();
       auto j = value_of(db->enqueue_job(request));
       if (as_json)
-        std::cout << json::parse(bg_jobs::wire::encode(j)).dump() << '\n';
+        std::cout << bg_jobs::wire::as_json(j).dump() << '\n';
       else
         std::cout << (j.conflict ? "exists: job " : "enqueued job ") << j.id
                   << '\n';
@@ -515,7 +505,7 @@ int main(int argc, char** argv) {
       } else {
         for (auto id : retry_ids) {
           auto r = value_of(db->retry_job(id));
-          std::cout << (as_json ? record_json(r).dump()
+          std::cout << (as_json ? bg_jobs::wire::as_json(r).dump()
                                 : "retried job " + std::to_string(id))
                     << '\n';
         }
@@ -524,7 +514,7 @@ int main(int argc, char** argv) {
       auto db = store.open();
       for (auto id : cancel_ids) {
         auto r = value_of(db->cancel_job(id, cancel_reason));
-        std::cout << (as_json ? record_json(r).dump()
+        std::cout << (as_json ? bg_jobs::wire::as_json(r).dump()
                       : r.state == bg_jobs::job_state::cancelled
                           ? "cancelled job " + std::to_string(id)
                           : "job " + std::to_string(id) +

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -25,10 +24,6 @@ struct front_door_state {
   static inline const char* name = "bg_jobs.front_door";
 
   caf::expected<db_adapter*> connection() { return door.connection(); }
-
-  std::string queue_of(const std::string& job_name) const {
-    return door.queue_of(job_name);
-  }
 
   void wake(caf::event_based_actor* self, const std::string& job_name) {
     if (auto router = ctx.dir->get(actor_directory::router))
@@ -94,9 +89,7 @@ struct front_door_state {
     j.reserved_at = r.reserved_at;
     j.reserved_by = r.reserved_by;
     e.job = std::move(j);
-    if (auto i = ctx.plan->queue_of_job.find(r.name);
-        i != ctx.plan->queue_of_job.end())
-      e.queue = i->second;
+    e.queue = door.queue_of(r.name);
     e.message = std::move(message);
     ctx.emit(std::move(e));
   }

@@ -1441,14 +1441,7 @@ std::string pg_list(job_state state, bool desc, bool after) {
     cmp.replace(at, 2, desc ? "<" : ">");
     sql += " AND " + cmp;
   }
-  std::string ordered;
-  for (size_t start = 0; start < order.size();) {
-    auto end = order.find(", ", start);
-    auto part = order.substr(start, end - start);
-    ordered += (ordered.empty() ? "" : ", ") + part + (desc ? " DESC" : "");
-    start = end == std::string::npos ? order.size() : end + 2;
-  }
-  return sql + " ORDER BY " + ordered + " LIMIT $6";
+  return sql + sql_order_by(order, desc) + " LIMIT $6";
 }
 
 } // namespace

@@ -464,13 +464,7 @@ const char* sql_list(job_state state, bool newest_first, bool after) {
           if (aft)
             sql += std::string{" AND ("} + key + ") " + (desc ? "<" : ">") +
                    (three ? " (?3, ?4, ?5)" : " (?4, ?5)");
-          std::string order;
-          for (auto part : {"priority", "available_at", "reserved_at",
-                            "succeeded_at", "failed_at", "id"})
-            if (key.find(part) != std::string::npos)
-              order += (order.empty() ? "" : ", ") + std::string{part} +
-                       (desc ? " DESC" : "");
-          sql += " ORDER BY " + order + " LIMIT ?6";
+          sql += sql_order_by(key, desc) + " LIMIT ?6";
           result.push_back(std::move(sql));
         }
     return result;

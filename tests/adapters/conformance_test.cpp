@@ -14,6 +14,7 @@
 
 #include "adapters/stores.hpp"
 #include "bg_jobs/core/clock.hpp"
+#include "support/expect.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -26,15 +27,8 @@ std::shared_ptr<manual_clock> pinned() {
   return std::make_shared<manual_clock>(t0);
 }
 
-template <class T>
-T value_of(caf::expected<T> x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-  return std::move(*x);
-}
-
-void require_ok(const caf::expected<void>& x) {
-  REQUIRE_MESSAGE(x, bg_jobs::test::why(x));
-}
+using test::require_ok;
+using test::value_of;
 
 std::vector<job> reserve(db_adapter& db, std::vector<std::string> names,
                          int limit, std::string owner = "node/q/1") {
@@ -71,7 +65,8 @@ TEST_SUITE("conformance") {
     CHECK(stored[0] == j);
   }
 
-  TEST_CASE_TEMPLATE("ids are unique integers that grow", S, BG_JOBS_CONFORMANCE_STORES) {
+  TEST_CASE_TEMPLATE("ids are unique integers that grow", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto a = value_of(db->enqueue_job(job_request{"a"}));
@@ -82,7 +77,8 @@ TEST_SUITE("conformance") {
     CHECK(c.id > b.id);
   }
 
-  TEST_CASE_TEMPLATE("reserve respects the limit", S, BG_JOBS_CONFORMANCE_STORES) {
+  TEST_CASE_TEMPLATE("reserve respects the limit", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     for (int i = 0; i < 5; ++i)
@@ -114,7 +110,8 @@ TEST_SUITE("conformance") {
     CHECK(running[0] == got[0]);
   }
 
-  TEST_CASE_TEMPLATE("reserve filters by job name", S, BG_JOBS_CONFORMANCE_STORES) {
+  TEST_CASE_TEMPLATE("reserve filters by job name", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto db = store.fresh();
     auto a = value_of(db->enqueue_job(job_request{"a"}));
@@ -291,7 +288,8 @@ TEST_SUITE("conformance") {
     CHECK_FALSE(pending[0].reserved_by);
   }
 
-  TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S, BG_JOBS_CONFORMANCE_STORES) {
+  TEST_CASE_TEMPLATE("a snooze does not use up an attempt", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
@@ -419,7 +417,8 @@ TEST_SUITE("conformance") {
     CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
   }
 
-  TEST_CASE_TEMPLATE("running jobs can be listed by owner", S, BG_JOBS_CONFORMANCE_STORES) {
+  TEST_CASE_TEMPLATE("running jobs can be listed by owner", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto clk = pinned();
     auto db = store.fresh(clk);
