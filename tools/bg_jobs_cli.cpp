@@ -19,6 +19,7 @@
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/adapters/store_spec.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/http/http_server.hpp"
@@ -37,12 +38,6 @@ struct failed {
 struct usage_error {
   std::string message;
 };
-
-bool is_postgres(const std::string& db) {
-  return db.rfind("postgres://", 0) == 0 || db.rfind("postgresql://", 0) == 0 ||
-         db.find("host=") != std::string::npos ||
-         db.find("dbname=") != std::string::npos;
-}
 
 /// `db` without its password (for messages).
 std::string redacted(std::string db) {
@@ -72,17 +67,7 @@ struct store_args {
         spec = env;
     if (spec.empty())
       throw usage_error{"no store: pass --db or set BG_JOBS_DATABASE"};
-    if (is_postgres(spec)) {
-      bg_jobs::postgres_options o{spec};
-      o.schema = prefix;
-      o.application_name = "bg_jobs_cli";
-      return bg_jobs::postgres_adapter::factory(o);
-    }
-    if (spec.rfind("sqlite:", 0) == 0)
-      spec = spec.substr(7);
-    bg_jobs::sqlite_options o{spec};
-    o.table_prefix = prefix;
-    return bg_jobs::sqlite_adapter::factory(o);
+    return bg_jobs::factory_for(spec, prefix, "bg_jobs_cli");
   }
 
   std::unique_ptr<bg_jobs::db_adapter> open(bool need_schema = true) const {

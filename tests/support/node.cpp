@@ -31,20 +31,16 @@
 #include "bg_jobs/actors/builder.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/adapters/store_spec.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-bool is_postgres(const std::string& store) {
-  return store.rfind("host=", 0) == 0 || store.rfind("postgres", 0) == 0 ||
-         store.find("dbname=") != std::string::npos;
-}
-
 void record_run(const std::string& store, const std::string& node,
                 int64_t job_id) {
-  if (is_postgres(store)) {
+  if (bg_jobs::is_postgres_spec(store)) {
     thread_local std::unique_ptr<pqxx::connection> conn;
     if (!conn)
       conn = std::make_unique<pqxx::connection>(store);
@@ -104,9 +100,7 @@ int main(int argc, char** argv) {
               << std::endl;
     return 2;
   }
-  auto factory = is_postgres(store)
-                     ? bg_jobs::postgres_adapter::factory({store})
-                     : bg_jobs::sqlite_adapter::factory({store});
+  auto factory = bg_jobs::factory_for(store);
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
   int rc = 0;

@@ -8,8 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
-#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/adapters/store_spec.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 using namespace bg_jobs;
@@ -47,18 +46,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: seed_store --store <path|url> [--prefix P]\n";
     return 2;
   }
-  bool pg = store.find("host=") != std::string::npos ||
-            store.rfind("postgres", 0) == 0;
-  adapter_factory factory;
-  if (pg) {
-    postgres_options o{store};
-    o.schema = prefix;
-    factory = postgres_adapter::factory(o);
-  } else {
-    sqlite_options o{store};
-    o.table_prefix = prefix;
-    factory = sqlite_adapter::factory(o);
-  }
+  auto factory = factory_for(store, prefix);
   auto db = must(factory());
   must(db->migrate_up());
   must(db->announce_queues(
