@@ -194,6 +194,9 @@ TEST_SUITE("reliability") {
     auto survivor = start_node(target.store(), "node-b", 4,
                                {"--lease-ms", "1000", "--report", report});
     REQUIRE(test::eventually([&] { return succeeded(*db) >= n / 5; }, 60s));
+    // The survivor is stopped while the dead node's jobs are counted, so
+    // that it cannot rescue any of them before the count.
+    survivor->kill(SIGSTOP);
     doomed->kill(SIGKILL);
     doomed->wait(10s);
     auto held = db->get_running_jobs();
@@ -201,6 +204,7 @@ TEST_SUITE("reliability") {
     size_t held_by_dead = 0;
     for (auto& j : *held)
       held_by_dead += j.reserved_by->rfind("node-a/", 0) == 0 ? 1 : 0;
+    survivor->kill(SIGCONT);
     CHECK(survivor->wait(120s) == 0);
     CHECK(succeeded(*db) == n);
     auto [total, distinct] = target.runs();
