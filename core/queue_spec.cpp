@@ -24,6 +24,8 @@ caf::error queue_spec::validate() const {
   if (poll_interval_.count() <= 0)
     return fail("poll_interval must be positive, got " +
                 std::to_string(poll_interval_.count()) + " ms");
+  if (prefetch_ < 0 || prefetch_ > 1000)
+    return fail("prefetch must be 0 to 1000, got " + std::to_string(prefetch_));
   if (max_retries_ < 0)
     return fail("max_retries may not be negative, got " +
                 std::to_string(max_retries_));

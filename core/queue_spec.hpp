@@ -30,6 +30,17 @@ public:
     return *this;
   }
 
+  /// Jobs the queue may reserve ahead of its free executors (default 200;
+  /// 0 turns fetching ahead off). The queue keeps no more than about 10 ms
+  /// of work in hand, judged by how long its jobs take, so that slow jobs
+  /// are never held back from other nodes and an urgent job enqueued later
+  /// waits little. Jobs held ahead stay reserved by this queue: its death,
+  /// shutdown and the rescue of its node release them as running ones.
+  queue_spec& with_prefetch(int n) {
+    prefetch_ = n;
+    return *this;
+  }
+
   /// Retries after the first attempt (default 3: four attempts in all).
   queue_spec& with_max_retries(int n) {
     max_retries_ = n;
@@ -84,6 +95,7 @@ public:
   int max_concurrent_jobs() const { return max_concurrent_jobs_; }
   std::chrono::milliseconds poll_interval() const { return poll_interval_; }
   int max_retries() const { return max_retries_; }
+  int prefetch() const { return prefetch_; }
   std::chrono::milliseconds init_timeout() const { return init_timeout_; }
   const bg_jobs::backoff& retry_backoff() const { return backoff_; }
   const std::optional<std::chrono::milliseconds>& job_timeout() const {
@@ -102,6 +114,7 @@ private:
   int max_concurrent_jobs_ = 10;
   std::chrono::milliseconds poll_interval_{100};
   int max_retries_ = 3;
+  int prefetch_ = 200;
   std::chrono::milliseconds init_timeout_{1000};
   bg_jobs::backoff backoff_ = backoff::exponential();
   std::optional<std::chrono::milliseconds> job_timeout_;

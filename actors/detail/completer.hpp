@@ -27,6 +27,7 @@ public:
            std::chrono::microseconds duration = std::chrono::microseconds{0});
 
   bool empty() const { return pending_.empty(); }
+  size_t size() const { return pending_.size(); }
 
   /// The jobs whose outcomes wait here (still reserved in the store).
   std::vector<int64_t> job_ids() const;

@@ -1,6 +1,8 @@
 #include "bg_jobs/actors/detail/queue_actor.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <deque>
 #include <random>
 
 #include <caf/event_based_actor.hpp>
@@ -21,6 +23,13 @@ using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+
+/// The work a queue keeps in hand beyond its free executors.
+constexpr double ahead_horizon_us = 10000;
+
+/// The longest an outcome waits for the next claim to carry it.
+constexpr std::chrono::milliseconds flush_delay{20};
 
 /// Distinguishes incarnations of a queue within this process.
 std::atomic<uint64_t> next_incarnation{1};
@@ -36,8 +45,15 @@ struct queue_state {
   completer outcomes;
   retry_policy policy{retry_settings{}};
   std::minstd_rand rng{std::random_device{}()};
-  /// The last reservation filled every idle slot: more jobs may be waiting.
+  /// Jobs reserved ahead of free executors, in claim order.
+  std::deque<job> ahead;
+  /// A moving average of the handlers' run time in microseconds; negative
+  /// until the first job ends.
+  double run_us = -1;
+  /// The last reservation got all it asked for: more jobs may be waiting.
   bool backlog = false;
+  /// A flush message is on its way for outcomes kept for the next claim.
+  bool flush_pending = false;
   bool stopping = false;
   /// A settle message is on its way: results that arrive before it are
   /// persisted together, in one transaction, followed by one reservation.
@@ -84,6 +100,8 @@ struct queue_state {
     auto held = pool.held();
     for (auto id : outcomes.job_ids())
       held.push_back(id);
+    for (auto& j : ahead)
+      held.push_back(j.id);
     auto released = db.release_unheld(owner, held);
     if (!released) {
       failed(released.error(), "releasing reservations of an unknown reply");
@@ -113,15 +131,40 @@ struct queue_state {
     }
   }
 
+  /// How many jobs to hold ahead: about 10 ms of work at the handlers'
+  /// recent pace, within the queue's prefetch.
+  size_t ahead_target() const {
+    if (spec.prefetch() == 0 || run_us < 0)
+      return 0;
+    auto n = ahead_horizon_us / std::max(run_us, 1.0) *
+             static_cast<double>(pool.size());
+    return static_cast<size_t>(std::min(n, double(spec.prefetch())));
+  }
+
+  /// Hands jobs held ahead to idle executors.
+  void feed(caf::event_based_actor* self) {
+    while (!stopping && pool.idle() > 0 && !ahead.empty()) {
+      auto j = std::move(ahead.front());
+      ahead.pop_front();
+      dispatch(self, std::move(j));
+    }
+  }
+
   void poll_once(caf::event_based_actor* self) {
-    if (stopping || !registered || pool.idle() == 0)
+    if (stopping || !registered)
       return;
+    feed(self);
+    auto room = pool.idle() + ahead_target();
+    if (room <= ahead.size()) {
+      outcomes.flush(store);
+      return;
+    }
     auto db = store.get();
     if (!db || !reconciled(*db))
       return;
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
-    auto want = static_cast<int>(pool.idle());
+    auto want = static_cast<int>(room - ahead.size());
     auto done = db->complete_and_reserve(outcomes.changes(),
                                          {job_names, want, owner, spec.name()});
     if (!done) {
@@ -138,11 +181,48 @@ struct queue_state {
     auto& jobs = done->reserved;
     backlog = static_cast<int>(jobs.size()) == want;
     for (auto& j : jobs)
-      dispatch(self, std::move(j));
+      ahead.push_back(std::move(j));
+    feed(self);
+  }
+
+  /// After results arrived: claims more when few jobs are left in hand,
+  /// persists the outcomes when no claim is due soon, and otherwise keeps
+  /// them (at most `flush_delay`) for the claim to carry.
+  void settle(caf::event_based_actor* self) {
+    if (stopping) {
+      outcomes.flush(store);
+      return;
+    }
+    feed(self);
+    auto target = ahead_target();
+    if (backlog && ahead.size() <= target / 2) {
+      poll(self);
+      return;
+    }
+    if (ahead.empty() || outcomes.size() >= std::max<size_t>(1, target / 2)) {
+      outcomes.flush(store);
+      return;
+    }
+    if (!flush_pending) {
+      flush_pending = true;
+      self->delayed_send(self, flush_delay, flush_atom::value);
+    }
   }
 
   /// Flags the handler of a running job that was asked to cancel.
   void cancel(int64_t job_id, const std::string& reason) {
+    auto held = std::find_if(ahead.begin(), ahead.end(),
+                             [&](const job& j) { return j.id == job_id; });
+    if (held != ahead.end()) {
+      // Not started yet: it ends cancelled without running.
+      auto j = std::move(*held);
+      ahead.erase(held);
+      auto d =
+          policy.on_outcome(j, outcome::cancel(reason), owner, ctx.now(), rng);
+      outcomes.add(std::move(d), std::move(j));
+      outcomes.flush(store);
+      return;
+    }
     if (cancels.count(job_id) > 0 || !pool.request_cancel(job_id))
       return;
     cancels.emplace(job_id, reason);
@@ -152,7 +232,8 @@ struct queue_state {
   /// cancels of them asked for on another node.
   void check_cancels() {
     auto now = std::chrono::steady_clock::now();
-    if (pool.busy() == 0 || now - cancels_checked < std::chrono::seconds{1})
+    if ((pool.busy() == 0 && ahead.empty()) ||
+        now - cancels_checked < std::chrono::seconds{1})
       return;
     cancels_checked = now;
     auto db = store.get();
@@ -218,6 +299,9 @@ struct queue_state {
   void finish(caf::event_based_actor* self) {
     for (auto& j : pool.take_running())
       release(std::move(j), "shutdown: grace period over", false);
+    for (auto& j : ahead)
+      release(std::move(j), "shutdown: reserved ahead, not started", false);
+    ahead.clear();
     outcomes.flush(store, true);
     // Whatever the store still holds for us (a lost reply, an outcome it
     // refused) goes back to the table before we go.
@@ -324,6 +408,9 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
         st.outcomes.add(std::move(d), std::move(*j),
                         std::chrono::microseconds{duration_us});
+        auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
+        st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
+        st.feed(self);
         if (!st.settling) {
           st.settling = true;
           self->send(self, settle_atom::value);
@@ -332,13 +419,13 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       [=](settle_atom) {
         auto& st = self->state;
         st.settling = false;
-        // With a backlog, one transaction persists the outcomes and claims
-        // the next jobs; otherwise only the outcomes are written.
-        if (!st.stopping && st.backlog)
-          st.poll(self);
-        else
-          st.outcomes.flush(st.store);
+        st.settle(self);
         st.stop_if_idle(self);
+      },
+      [=](flush_atom) {
+        auto& st = self->state;
+        st.flush_pending = false;
+        st.outcomes.flush(st.store);
       },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
         self->state.cancel(job_id, reason);
