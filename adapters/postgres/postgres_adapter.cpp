@@ -166,6 +166,30 @@ const statement_def statements[] = {
    "   ORDER BY priority, available_at, id LIMIT $4"
    "   FOR UPDATE SKIP LOCKED)"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  // Successes of one owner and the next claim in one statement (one round
+  // trip, one commit). The claim cannot take the rows being completed:
+  // they are reserved. Rows flagged true are the completed ids.
+  {"bgj_complete_reserve",
+   "WITH m AS (DELETE FROM jobs WHERE id = ANY($6::bigint[])"
+   "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"
+   "   RETURNING *),"
+   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
+   "   created_at, available_at, succeeded_at, priority)"
+   "   SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$1") ", priority FROM m RETURNING id),"
+   " c AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ","
+   "   reserved_by = $2, attempts = attempts + 1"
+   "   WHERE id IN (SELECT id FROM jobs"
+   "     WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
+   "       AND name IN (SELECT json_array_elements_text($3::json))"
+   "       AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
+   "         WHERE kind = 'queue' AND name = $5)"
+   "     ORDER BY priority, available_at, id LIMIT $4"
+   "     FOR UPDATE SKIP LOCKED)"
+   "   RETURNING " BG_JOBS_PG_JOB_COLUMNS ")"
+   " SELECT *, false FROM c UNION ALL"
+   " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL,"
+   "   0, NULL, true FROM s"},
   {"bgj_release_one",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -350,6 +374,15 @@ job read_job(const pqxx::row& r) {
   return j;
 }
 
+/// Sorts by priority, available_at, then id: the order of a claim, which
+/// RETURNING does not keep.
+void sort_in_claim_order(std::vector<job>& jobs) {
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return std::tie(a.priority, a.available_at, a.id) <
+           std::tie(b.priority, b.available_at, b.id);
+  });
+}
+
 /// Reads job rows; `claim_order` sorts them by available_at, then id (the
 /// order of a claim, which RETURNING does not keep), else they stay in the
 /// statement's order.
@@ -359,10 +392,7 @@ std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = true) {
   for (const auto& r : res)
     jobs.emplace_back(read_job(r));
   if (claim_order)
-    std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
-      return std::tie(a.priority, a.available_at, a.id) <
-             std::tie(b.priority, b.available_at, b.id);
-    });
+    sort_in_claim_order(jobs);
   return jobs;
 }
 
@@ -1051,19 +1081,90 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
   }
 }
 
+namespace {
+
+/// Whether `cs` are successes of one owner (one statement completes them).
+bool successes_of_one_owner(const std::vector<completion>& cs) {
+  bool same = !cs.empty();
+  for (auto& c : cs)
+    same = same && c.what == completion::kind::succeeded &&
+           c.reserved_by == cs.front().reserved_by;
+  return same;
+}
+
+/// The ids of `cs` as a PostgreSQL array literal.
+std::string id_array(const std::vector<completion>& cs) {
+  std::string ids = "{";
+  for (auto& c : cs)
+    ids += (ids.size() > 1 ? "," : "") + std::to_string(c.job_id);
+  ids += '}';
+  return ids;
+}
+
+/// Which of the successes `cs` applied, given the ids a statement `moved`;
+/// one not moved (its reservation is gone, or a cancel was asked for) ends
+/// cancelled if it is still the owner's.
+std::vector<bool> successes_applied(pqxx::transaction_base& tx,
+                                    const std::vector<completion>& cs,
+                                    const std::set<int64_t>& moved,
+                                    int64_t now) {
+  std::vector<bool> applied;
+  applied.reserve(cs.size());
+  for (auto& c : cs) {
+    bool done = moved.count(c.job_id) > 0;
+    if (!done)
+      done = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now,
+                              nullable(c.reserved_by), c.error)
+                 .affected_rows() == 1;
+    applied.push_back(done);
+  }
+  return applied;
+}
+
+} // namespace
+
+caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
+    const std::vector<completion>& completions, const reserve_params& params) {
+  if (!successes_of_one_owner(completions) || params.job_names.empty())
+    return db_adapter::complete_and_reserve(completions, params);
+  if (auto err = check_reserve(params))
+    return err;
+  auto now = impl_->now_ms();
+  auto names = nlohmann::json(params.job_names).dump();
+  auto both = impl_->in_statement(
+      "recording outcomes and reserving jobs", [&](pqxx::transaction_base& tx) {
+        complete_reserve_result result;
+        std::set<int64_t> moved;
+        auto r = tx.exec_prepared("bgj_complete_reserve", now,
+                                  params.reserved_by, names, params.limit,
+                                  params.queue, id_array(completions),
+                                  nullable(completions.front().reserved_by));
+        for (const auto& row : r)
+          if (row[11].as<bool>())
+            moved.insert(row[0].as<int64_t>());
+          else
+            result.reserved.push_back(read_job(row));
+        sort_in_claim_order(result.reserved);
+        result.applied = successes_applied(tx, completions, moved, now);
+        return result;
+      });
+  // A claim that failed (a statement error, nothing lost) took the
+  // completions with it: they are recorded on their own, then the claim
+  // is tried alone, so that its error does not hold them back.
+  if (!both) {
+    auto code = code_of(both.error());
+    if (code != errc::connection_lost && code != errc::database_unavailable)
+      return db_adapter::complete_and_reserve(completions, params);
+  }
+  return both;
+}
+
 caf::expected<std::vector<bool>>
 postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
   auto now = impl_->now_ms();
   // The common case, a batch of successes by one owner: one statement.
-  bool same = !completions.empty();
-  for (auto& c : completions)
-    same = same && c.what == completion::kind::succeeded &&
-           c.reserved_by == completions.front().reserved_by;
-  if (same) {
-    std::string ids = "{";
-    for (auto& c : completions)
-      ids += (ids.size() > 1 ? "," : "") + std::to_string(c.job_id);
-    ids += '}';
+  if (successes_of_one_owner(completions)) {
+    auto ids = id_array(completions);
     auto owner = nullable(completions.front().reserved_by);
     return impl_->in_statement(
         "completing jobs", [&](pqxx::transaction_base& tx) {
@@ -1071,18 +1172,7 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
           for (const auto& r :
                tx.exec_prepared("bgj_succeed_many", ids, now, owner))
             moved.insert(r[0].as<int64_t>());
-          std::vector<bool> applied;
-          applied.reserve(completions.size());
-          for (auto& c : completions) {
-            bool done = moved.count(c.job_id) > 0;
-            // Not moved: the reservation is gone, or a cancel was asked for.
-            if (!done)
-              done = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now,
-                                      owner, c.error)
-                         .affected_rows() == 1;
-            applied.push_back(done);
-          }
-          return applied;
+          return successes_applied(tx, completions, moved, now);
         });
   }
   return impl_->in_transaction("completing jobs", [&](pqxx::work& tx) {

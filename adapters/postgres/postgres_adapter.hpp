@@ -89,6 +89,9 @@ public:
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) override;
+  caf::expected<complete_reserve_result>
+  complete_and_reserve(const std::vector<completion>& completions,
+                       const reserve_params& params) override;
   caf::expected<std::optional<job>>
   enqueue_scheduled(const scheduled_params& params) override;
   caf::expected<std::optional<scheduled_run>>

@@ -890,6 +890,42 @@ TEST_SUITE("conformance") {
     CHECK(none.reserved.empty());
   }
 
+  TEST_CASE_TEMPLATE("complete_and_reserve records a batch of successes, "
+                     "ends the one asked to cancel cancelled, and claims",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh(pinned());
+    for (int i = 0; i < 6; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    auto held = reserve(*db, {"j"}, 3, "node/q/1");
+    REQUIRE(held.size() == 3);
+    value_of(db->cancel_job(held[1].id, "stop it"));
+    std::vector<completion> done;
+    for (auto& j : held) {
+      completion c;
+      c.job_id = j.id;
+      c.reserved_by = "node/q/1";
+      done.push_back(c);
+    }
+    auto r =
+        value_of(db->complete_and_reserve(done, {{"j"}, 2, "node/q/1", ""}));
+    CHECK(r.applied == std::vector<bool>{true, true, true});
+    CHECK_FALSE(r.reserve_error);
+    REQUIRE(r.reserved.size() == 2);
+    CHECK(r.reserved[0].id < r.reserved[1].id);
+    CHECK(r.reserved[0].attempts == 1);
+    CHECK(r.reserved[0].reserved_by == "node/q/1");
+    CHECK(value_of(db->get_job(held[0].id)).state == job_state::succeeded);
+    auto cancelled = value_of(db->get_job(held[1].id));
+    CHECK(cancelled.state == job_state::cancelled);
+    CHECK(cancelled.error == "stop it");
+    auto st = value_of(db->stats());
+    CHECK(st.succeeded == 2);
+    CHECK(st.cancelled == 1);
+    CHECK(st.reserved == 2);
+    CHECK(st.available == 1);
+  }
+
   TEST_CASE_TEMPLATE("complete_and_reserve reports a reserve that fails after "
                      "the completions",
                      S, BG_JOBS_CONFORMANCE_STORES) {
