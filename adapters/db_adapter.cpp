@@ -289,7 +289,7 @@ const char* to_string(pause_kind k) {
 }
 
 caf::expected<std::vector<std::string>>
-db_adapter::await_wakeups(std::chrono::milliseconds) {
+db_adapter::await_wakeups(std::chrono::milliseconds, int) {
   return make_error(errc::invalid_argument,
                     "this store cannot notify other processes");
 }

@@ -420,10 +420,11 @@ public:
   // -- wake-ups across processes ---------------------------------------------
 
   /// Waits up to `timeout` for other connections to enqueue; returns the job
-  /// names they enqueued (empty on timeout). Only for stores that declare
-  /// `supports_listen_notify`; the first call starts listening.
+  /// names they enqueued (empty on timeout). Returns early, with no names,
+  /// once `interrupt_fd` (if not -1) is readable. Only for stores that
+  /// declare `supports_listen_notify`; the first call starts listening.
   virtual caf::expected<std::vector<std::string>>
-  await_wakeups(std::chrono::milliseconds timeout);
+  await_wakeups(std::chrono::milliseconds timeout, int interrupt_fd = -1);
 
 protected:
   /// An `invalid_argument` error unless `limit` is positive.

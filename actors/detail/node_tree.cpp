@@ -67,7 +67,11 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   cfg.restart_period = plan.restart_period;
   cfg.stop_timeout = plan.grace + std::chrono::seconds{5};
   cfg.emit = [bus = ctx.bus](event e) { bus->emit(std::move(e)); };
-  cfg.on_exit = [&sys, ctx] {
+  // The running listener's interrupt: whoever stops it signals this first.
+  auto listening = std::make_shared<std::shared_ptr<wakeup_interrupt>>();
+  cfg.on_exit = [&sys, ctx, listening] {
+    if (*listening)
+      (*listening)->signal();
     sys.registry().erase(system_registry_key);
     sys.registry().erase(registry_registry_key);
     ctx.bus->retarget(caf::actor{});
@@ -119,10 +123,20 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
     return spawn_periodic(
         sup, ctx, maintenance_services(ctx.node, ctx.plan->maintenance));
   });
-  if (plan.listen)
-    add("listener", services_tier, [ctx](sup_ptr sup) {
-      return spawn_listener(sup, ctx);
-    }).await_ready = true;
+  if (plan.listen) {
+    auto& l = add("listener", services_tier, [ctx, listening](sup_ptr sup) {
+      *listening = std::make_shared<wakeup_interrupt>();
+      return spawn_listener(sup, ctx, *listening);
+    });
+    l.await_ready = true;
+    l.stop = [listening](sup_ptr, const caf::actor& a) {
+      if (*listening)
+        (*listening)->signal();
+      // Anonymous: an exit from the supervisor would undo the link it
+      // waits on.
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    };
+  }
   // Schedulers start before the queues: each answers ready after its first
   // round, so that what it decides about missed runs is settled before a
   // queue could run them. Queues and schedulers register themselves before

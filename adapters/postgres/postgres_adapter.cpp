@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <set>
 
+#include <poll.h>
+
 #include <libpq-fe.h>
 #include <pqxx/pqxx>
 
@@ -1744,16 +1746,22 @@ caf::expected<job_record> postgres_adapter::get_job(int64_t job_id) {
 // ----------------------------------------------------------------------
 
 caf::expected<std::vector<std::string>>
-postgres_adapter::await_wakeups(std::chrono::milliseconds timeout) {
+postgres_adapter::await_wakeups(std::chrono::milliseconds timeout,
+                                int interrupt_fd) {
   try {
     if (!impl_->receiver)
       impl_->receiver = std::make_unique<wakeup_receiver>(
           *impl_->conn, impl_->channel, impl_->wakeups);
-    auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
-    if (impl_->conn->get_notifs() == 0)
-      impl_->conn->await_notification(us / 1000000, us % 1000000);
-    impl_->conn->get_notifs();
+    if (impl_->conn->get_notifs() == 0) {
+      // The connection's socket and the interrupt, whichever comes first.
+      pollfd pfd[2] = {{impl_->conn->sock(), POLLIN, 0},
+                       {interrupt_fd, POLLIN, 0}};
+      if (pfd[0].fd < 0)
+        return make_error(errc::connection_lost,
+                          "waiting for notifications: connection lost");
+      ::poll(pfd, interrupt_fd < 0 ? 1 : 2, static_cast<int>(timeout.count()));
+      impl_->conn->get_notifs();
+    }
     if (!impl_->conn->is_open())
       return make_error(errc::connection_lost,
                         "waiting for notifications: connection lost");

@@ -125,7 +125,8 @@ public:
   explain_reserve(const reserve_params& params) override;
 
   caf::expected<std::vector<std::string>>
-  await_wakeups(std::chrono::milliseconds timeout) override;
+  await_wakeups(std::chrono::milliseconds timeout,
+                int interrupt_fd = -1) override;
 
   /// The server process id of this connection.
   int backend_pid() const;

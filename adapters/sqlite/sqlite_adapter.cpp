@@ -677,7 +677,8 @@ capabilities sqlite_adapter::caps() const {
 }
 
 caf::expected<std::vector<std::string>>
-sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout) {
+sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout,
+                              int interrupt_fd) {
   namespace fs = std::filesystem;
   auto file = fs::absolute(options_.path);
   auto wal = file.filename().string() + "-wal";
@@ -690,9 +691,11 @@ sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout) {
                         "cannot watch the directory of '" + options_.path +
                             "' for writes");
   }
-  pollfd pfd{inotify_fd_, POLLIN, 0};
+  pollfd pfd[2] = {{inotify_fd_, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
   std::vector<std::string> result;
-  if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0)
+  if (::poll(pfd, interrupt_fd < 0 ? 1 : 2,
+             static_cast<int>(timeout.count())) <= 0 ||
+      (pfd[0].revents & POLLIN) == 0)
     return result;
   alignas(inotify_event) char buf[4096];
   ssize_t n;

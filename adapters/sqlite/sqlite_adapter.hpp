@@ -134,7 +134,8 @@ public:
   /// on its directory); returns `{"*"}` (every job name may have new jobs)
   /// when one happened.
   caf::expected<std::vector<std::string>>
-  await_wakeups(std::chrono::milliseconds timeout) override;
+  await_wakeups(std::chrono::milliseconds timeout,
+                int interrupt_fd = -1) override;
 
 private:
   class statement;

@@ -773,4 +773,16 @@ TEST_SUITE("runtime") {
     CHECK(make_builder().with_enqueued_job_names({""}).validate());
   }
 
+  BG_JOBS_RUNTIME_CASE("shutdown ends the listener's long wait for "
+                       "wake-ups at once") {
+    auto bg = start(make_builder().with_queue(
+        test_queue("q").with_worker(worker{"j", [](const job&) {}})));
+    REQUIRE(bg.enqueue(job_request{"j"}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded));
+    // The listener now waits in slices of 10 s; the shutdown signals it.
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(bg.shutdown(5s));
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  }
+
 } // TEST_SUITE

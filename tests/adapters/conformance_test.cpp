@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1040,6 +1041,32 @@ TEST_SUITE("conformance") {
     REQUIRE_FALSE(names.empty());
     // PostgreSQL names the job; the SQLite WAL watch says "some job".
     CHECK((names.front() == "woken" || names.front() == "*"));
+  }
+
+  TEST_CASE_TEMPLATE("a wait for wake-ups ends when its interrupt is "
+                     "signalled from another thread",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    value_of(db->await_wakeups(0ms));
+    int fd = eventfd(0, EFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    std::atomic<bool> signalled{false};
+    std::thread other{[&] {
+      std::this_thread::sleep_for(50ms);
+      signalled = true;
+      uint64_t one = 1;
+      CHECK(write(fd, &one, sizeof(one)) == sizeof(one));
+    }};
+    // It returns once the other thread signalled, with no names, long
+    // before its timeout.
+    auto t0 = std::chrono::steady_clock::now();
+    auto names = value_of(db->await_wakeups(30s, fd));
+    CHECK(signalled);
+    CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+    CHECK(names.empty());
+    other.join();
+    close(fd);
   }
 
   TEST_CASE_TEMPLATE("a unique job keeps its duplicates out", S,

@@ -203,8 +203,9 @@ public:
     return inner_->explain_reserve(p);
   }
   caf::expected<std::vector<std::string>>
-  await_wakeups(std::chrono::milliseconds timeout) override {
-    return inner_->await_wakeups(timeout);
+  await_wakeups(std::chrono::milliseconds timeout,
+                int interrupt_fd = -1) override {
+    return inner_->await_wakeups(timeout, interrupt_fd);
   }
 
 private:
