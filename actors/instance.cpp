@@ -99,9 +99,15 @@ template <class F>
 auto directly(detail::direct_enqueue& d,
               const std::shared_ptr<detail::actor_directory>& dir, F f)
     -> decltype(f(d.door, detail::enqueuer::wake_fn{})) {
-  auto wake = [&dir](const std::string& job_name) {
-    if (auto router = dir->get(detail::actor_directory::router))
+  auto wake = [&dir](const std::string& job_name,
+                     std::chrono::milliseconds delay) {
+    auto router = dir->get(detail::actor_directory::router);
+    if (!router)
+      return;
+    if (delay.count() == 0)
       caf::anon_send(router, wake_atom::value, job_name);
+    else
+      caf::delayed_anon_send(router, delay, wake_atom::value, job_name);
   };
   std::lock_guard<std::mutex> guard{d.mtx};
   try {

@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/actors/system_config.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -83,10 +84,8 @@ struct settings {
     auto q = bg_jobs::queue_spec{"bench"}
                  .with_max_concurrent_jobs(static_cast<int>(concurrency))
                  .with_worker(std::move(w));
-    // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch):
-    // polling is only the fallback, so "fast" polls less often.
-    if (fast)
-      q.with_poll_interval(milliseconds{1000});
+    // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch); the
+    // library's default poll (1 s) is the fallback in both profiles.
     return q;
   }
 
@@ -96,7 +95,9 @@ struct settings {
         {"store", postgres ? "postgres" : "sqlite"},
         {"concurrency", concurrency},
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
-        {"poll_interval_ms", fast ? 1000 : 100}};
+        {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
+        {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
+        {"actor_system", "bg_jobs::configure (relaxed sleep 1 s), 2 threads"}};
   }
 };
 
@@ -156,10 +157,8 @@ caf::actor_system_config& system_config() {
   static caf::actor_system_config cfg;
   static bool once = [] {
     cfg.set("scheduler.max-threads", 2);
-    if (std::string{env_text("BENCH_MODE")} == "fast")
-      // Idle scheduler threads wake up less often.
-      cfg.set("work-stealing.relaxed-sleep-duration",
-              caf::timespan{std::chrono::milliseconds{100}});
+    // What the README's programs do: idle scheduler threads sleep.
+    bg_jobs::configure(cfg);
     return true;
   }();
   (void)once;

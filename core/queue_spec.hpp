@@ -24,7 +24,10 @@ public:
     return *this;
   }
 
-  /// How often the queue looks for jobs when nothing wakes it (100 ms).
+  /// How often the queue looks for jobs when nothing wakes it (1 s).
+  /// Enqueues on any node wake it at once (PostgreSQL NOTIFY, the SQLite
+  /// WAL watch), and so do its own retries when they come due; the poll
+  /// finds delayed jobs that came due and whatever a wake-up missed.
   queue_spec& with_poll_interval(std::chrono::milliseconds d) {
     poll_interval_ = d;
     return *this;
@@ -112,7 +115,7 @@ public:
 private:
   std::string name_;
   int max_concurrent_jobs_ = 10;
-  std::chrono::milliseconds poll_interval_{100};
+  std::chrono::milliseconds poll_interval_{1000};
   int max_retries_ = 3;
   int prefetch_ = 200;
   std::chrono::milliseconds init_timeout_{1000};

@@ -6,6 +6,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include <bg_jobs/actors/builder.hpp>
+#include <bg_jobs/actors/system_config.hpp>
 #include <bg_jobs/adapters/sqlite/sqlite_adapter.hpp>
 #include <bg_jobs/core/errc.hpp>
 
@@ -14,6 +15,7 @@ using namespace std::chrono_literals;
 int main(int argc, char** argv) {
   std::string path = argc > 1 ? argv[1] : "delayed_jobs.db";
   caf::actor_system_config cfg;
+  bg_jobs::configure(cfg);
   caf::actor_system sys{cfg};
   std::promise<void> both_ran;
   int runs = 0;

@@ -9,6 +9,7 @@
 
 #include <bg_jobs/actors/builder.hpp>
 #include <bg_jobs/actors/messages.hpp>
+#include <bg_jobs/actors/system_config.hpp>
 #include <bg_jobs/adapters/sqlite/sqlite_adapter.hpp>
 #include <bg_jobs/core/errc.hpp>
 
@@ -17,6 +18,7 @@ using namespace std::chrono_literals;
 int main(int argc, char** argv) {
   std::string path = argc > 1 ? argv[1] : "enqueue_from_actor.db";
   caf::actor_system_config cfg;
+  bg_jobs::configure(cfg);
   caf::actor_system sys{cfg};
   auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
                 .with_migrations()

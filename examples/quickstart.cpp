@@ -17,6 +17,7 @@
 #include <bg_jobs/actors/builder.hpp>
 #include <bg_jobs/actors/logger_listener.hpp>
 #include <bg_jobs/actors/messages.hpp>
+#include <bg_jobs/actors/system_config.hpp>
 #include <bg_jobs/adapters/postgres/postgres_adapter.hpp>
 #include <bg_jobs/adapters/sqlite/sqlite_adapter.hpp>
 #include <bg_jobs/core/errc.hpp>
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
             << std::endl;
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
-  bg_jobs::add_error_category(cfg);
+  bg_jobs::configure(cfg);
   int rc;
   {
     caf::actor_system sys{cfg};

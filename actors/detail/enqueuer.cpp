@@ -1,5 +1,7 @@
 #include "bg_jobs/actors/detail/enqueuer.hpp"
 
+#include <map>
+
 #include <set>
 
 #include "bg_jobs/core/errc.hpp"
@@ -29,6 +31,15 @@ caf::expected<db_adapter*> enqueuer::connection() {
                         std::to_string(store_.backoff().count()) + " ms");
 }
 
+std::optional<std::chrono::milliseconds> enqueuer::due_in(timestamp at) const {
+  // Beyond an hour the queues' polls find it; no timer waits that long.
+  auto wait =
+      std::chrono::duration_cast<std::chrono::milliseconds>(at - ctx_.now());
+  if (wait.count() <= 0 || wait >= std::chrono::hours{1})
+    return std::nullopt;
+  return wait + std::chrono::milliseconds{1};
+}
+
 std::string enqueuer::queue_of(const std::string& job_name) const {
   auto i = ctx_.plan->queue_of_job.find(job_name);
   return i == ctx_.plan->queue_of_job.end() ? std::string{} : i->second;
@@ -48,7 +59,9 @@ caf::expected<job> enqueuer::enqueue(const job_request& r,
   }
   if (j->conflict)
     return j; // a duplicate: nothing new to run
-  wake(j->name);
+  wake(j->name, std::chrono::milliseconds{0});
+  if (auto later = due_in(j->available_at))
+    wake(j->name, *later);
   if (ctx_.bus->active()) {
     event e{event_kind::job_enqueued};
     e.queue = queue_of(j->name);
@@ -62,10 +75,19 @@ caf::expected<std::vector<int64_t>>
 enqueuer::enqueue_many(const std::vector<job_request>& rs,
                        const wake_fn& wake) {
   std::set<std::string> names;
+  // The earliest delayed job of each name, to wake its queues when it is
+  // due.
+  std::map<std::string, std::chrono::milliseconds> delayed;
+  auto now = ctx_.now();
   for (auto& r : rs) {
     if (auto err = check_name(r))
       return err;
     names.insert(r.name());
+    if (auto later = due_in(r.resolve_available_at(now))) {
+      auto [i, fresh] = delayed.emplace(r.name(), *later);
+      if (!fresh)
+        i->second = std::min(i->second, *later);
+    }
   }
   auto db = connection();
   if (!db)
@@ -76,7 +98,9 @@ enqueuer::enqueue_many(const std::vector<job_request>& rs,
     return ids;
   }
   for (auto& n : names)
-    wake(n);
+    wake(n, std::chrono::milliseconds{0});
+  for (auto& [n, later] : delayed)
+    wake(n, later);
   if (ctx_.bus->active())
     for (size_t i = 0; i < rs.size(); ++i) {
       event e{event_kind::job_enqueued};

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +24,9 @@ namespace bg_jobs::detail {
 class enqueuer {
 public:
   /// Called with each job name that has new jobs.
-  using wake_fn = std::function<void(const std::string& job_name)>;
+  /// Wakes the queues of `job_name` after `delay` (0: at once).
+  using wake_fn = std::function<void(const std::string& job_name,
+                                     std::chrono::milliseconds delay)>;
 
   enqueuer() = default;
   enqueuer(node_context ctx, std::string who);
@@ -41,6 +45,9 @@ public:
   std::string queue_of(const std::string& job_name) const;
 
 private:
+  /// How long until `at` (plus a millisecond), if it is in the next hour.
+  std::optional<std::chrono::milliseconds> due_in(timestamp at) const;
+
   caf::error check_name(const job_request& r);
 
   node_context ctx_;

@@ -25,13 +25,21 @@ struct front_door_state {
 
   caf::expected<db_adapter*> connection() { return door.connection(); }
 
-  void wake(caf::event_based_actor* self, const std::string& job_name) {
-    if (auto router = ctx.dir->get(actor_directory::router))
+  void wake(caf::event_based_actor* self, const std::string& job_name,
+            std::chrono::milliseconds delay = std::chrono::milliseconds{0}) {
+    auto router = ctx.dir->get(actor_directory::router);
+    if (!router)
+      return;
+    if (delay.count() == 0)
       self->send(router, wake_atom::value, job_name);
+    else
+      self->delayed_send(router, delay, wake_atom::value, job_name);
   }
 
   enqueuer::wake_fn waker(caf::event_based_actor* self) {
-    return [this, self](const std::string& n) { wake(self, n); };
+    return [this, self](const std::string& n, std::chrono::milliseconds d) {
+      wake(self, n, d);
+    };
   }
 
   caf::result<job> enqueue(caf::event_based_actor* self, const job_request& r) {

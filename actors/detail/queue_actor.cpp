@@ -209,6 +209,20 @@ struct queue_state {
     }
   }
 
+  /// Looks for jobs again when a retry or snooze decided here comes due:
+  /// the poll interval is only the fallback for what no wake-up reports.
+  void poll_when_due(caf::event_based_actor* self, const completion& c,
+                     const std::string& job_name) {
+    if (c.what != completion::kind::retry && c.what != completion::kind::snooze)
+      return;
+    auto wait = std::max(std::chrono::milliseconds{0},
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             c.available_at - ctx.now()));
+    if (wait < std::chrono::hours{1})
+      self->delayed_send(self, wait + std::chrono::milliseconds{1},
+                         wake_atom::value, job_name);
+  }
+
   /// Flags the handler of a running job that was asked to cancel.
   void cancel(int64_t job_id, const std::string& reason) {
     auto held = std::find_if(ahead.begin(), ahead.end(),
@@ -406,6 +420,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           st.cancels.erase(c);
         }
         auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
+        st.poll_when_due(self, d.change, j->name);
         st.outcomes.add(std::move(d), std::move(*j),
                         std::chrono::microseconds{duration_us});
         auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));

@@ -8,6 +8,7 @@
 
 #include "adapters/stores.hpp"
 #include "bg_jobs/actors/builder.hpp"
+#include "bg_jobs/actors/system_config.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "support/event_log.hpp"
 #include "support/why.hpp"
@@ -21,7 +22,7 @@ public:
   explicit runtime_fixture(std::unique_ptr<test_store> s)
       : the_store(std::move(s)) {
     cfg.set("scheduler.max-threads", 2);
-    add_error_category(cfg);
+    configure(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
     the_store->fresh();
   }

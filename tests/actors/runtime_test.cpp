@@ -785,4 +785,30 @@ TEST_SUITE("runtime") {
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
   }
 
+  BG_JOBS_RUNTIME_CASE("a retry and a delayed job run when due, not at "
+                       "the next poll") {
+    // The poll would come in an hour: only the queue's own due-time
+    // wake-ups can start these jobs.
+    std::atomic<int> attempts{0};
+    auto w =
+        worker{"j", [&](const job& j) {
+                 if (j.payload.value("fail_once", false) && attempts++ == 0)
+                   throw std::runtime_error("first attempt fails");
+               }};
+    auto bg = start(
+        make_builder().with_queue(queue_spec{"q"}
+                                      .with_poll_interval(std::chrono::hours{1})
+                                      .with_backoff(backoff::constant(200ms))
+                                      .with_worker(w)));
+    REQUIRE(bg.enqueue(job_request{"j", {{"fail_once", true}}}));
+    REQUIRE(log.wait_for(event_kind::job_retry));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 10s));
+    CHECK(attempts == 2);
+    REQUIRE(bg.enqueue(job_request{"j"}.available_in(300ms)));
+    std::vector<job_request> later{job_request{"j"}.available_in(200ms),
+                                   job_request{"j"}.available_in(250ms)};
+    REQUIRE(bg.enqueue_many(later));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 4, 10s));
+  }
+
 } // TEST_SUITE

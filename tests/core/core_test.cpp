@@ -4,6 +4,7 @@
 #include <caf/actor_system_config.hpp>
 #include <doctest/doctest.h>
 
+#include "bg_jobs/actors/system_config.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/event.hpp"
@@ -133,6 +134,28 @@ TEST_SUITE("core") {
     CHECK(line.find("error bg_jobs.job.discard queue=default") !=
           std::string::npos);
     CHECK(line.find("message=\"boom\"") != std::string::npos);
+  }
+
+  TEST_CASE("configure lets idle scheduler threads sleep, unless the "
+            "application chose otherwise, and renders bg_jobs errors") {
+    using caf::timespan;
+    constexpr const char* key = "work-stealing.relaxed-sleep-duration";
+    caf::actor_system_config plain;
+    bg_jobs::configure(plain);
+    auto set = caf::get_if<timespan>(&plain.content, key);
+    REQUIRE(set);
+    CHECK(*set == timespan{std::chrono::seconds{1}});
+    CHECK(caf::get_or(plain.content, "work-stealing.moderate-poll-attempts",
+                      size_t{0}) == 10);
+    caf::actor_system_config chosen;
+    chosen.set(key, timespan{std::chrono::milliseconds{5}});
+    bg_jobs::configure(chosen);
+    CHECK(caf::get<timespan>(chosen.content, key) ==
+          timespan{std::chrono::milliseconds{5}});
+    caf::actor_system sys{plain};
+    auto text = sys.render(
+        bg_jobs::make_error(bg_jobs::errc::unknown_queue, "no queue 'x'"));
+    CHECK(text.find("no queue 'x'") != std::string::npos);
   }
 
 } // TEST_SUITE
