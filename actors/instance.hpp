@@ -118,8 +118,9 @@ public:
   /// Counts per queue of this node (with each queue's lag) and per name.
   caf::expected<stats_report> stats();
 
-  /// Finds a queue (by queue name), a scheduled job (by job name) or an
-  /// executor (`<queue>/executor/<n>`); an invalid handle if unknown.
+  /// Finds a queue (by queue name), a scheduled job (by job name), an
+  /// executor (`<queue>/executor/<n>`) or a queue's claimer
+  /// (`<queue>/claimer`); an invalid handle if unknown.
   caf::actor lookup(const std::string& name);
 
   /// Every registered name.

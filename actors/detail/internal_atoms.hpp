@@ -22,4 +22,8 @@ using route_atom = caf::atom_constant<caf::atom("route")>;
 /// outcome of one attempt straight to its queue.
 using result_atom = caf::atom_constant<caf::atom("result")>;
 
+/// `(claim_atom, claim_call_ptr)` → `claim_call_ptr`: a queue asks its
+/// claimer to persist outcomes and reserve jobs.
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+
 } // namespace bg_jobs::detail

@@ -8,6 +8,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "bg_jobs/actors/detail/claimer.hpp"
 #include "bg_jobs/actors/detail/completer.hpp"
 #include "bg_jobs/actors/detail/executor_pool.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
@@ -30,6 +31,9 @@ constexpr double ahead_horizon_us = 10000;
 
 /// The longest an outcome waits for the next claim to carry it.
 constexpr std::chrono::milliseconds flush_delay{20};
+
+/// A claim that takes longer means a hung store call: the queue restarts.
+constexpr std::chrono::seconds claim_timeout{60};
 
 /// Distinguishes incarnations of a queue within this process.
 std::atomic<uint64_t> next_incarnation{1};
@@ -54,6 +58,16 @@ struct queue_state {
   bool backlog = false;
   /// A flush message is on its way for outcomes kept for the next claim.
   bool flush_pending = false;
+  /// Runs the claims (with the outcomes they carry) on a connection of its
+  /// own while this queue keeps its executors busy.
+  caf::actor claimer;
+  /// A claim is on its way: the outcomes it carries are the first
+  /// `outcomes` ones, and nothing else writes them until it returns.
+  bool claiming = false;
+  /// Something asked for a poll while a claim was on its way.
+  bool poll_again = false;
+  /// The queue is to finish once the claim on its way returns.
+  bool finish_after_claim = false;
   bool stopping = false;
   /// A settle message is on its way: results that arrive before it are
   /// persisted together, in one transaction, followed by one reservation.
@@ -83,6 +97,15 @@ struct queue_state {
       self->send(router, route_atom::value, spec.name(),
                  caf::actor_cast<caf::actor>(self));
     pool.register_all(self);
+    if (auto reg = ctx.dir->get(actor_directory::registry))
+      self->send(reg, register_atom::value, spec.name() + "/claimer", owner,
+                 claimer);
+  }
+
+  /// Persists the pending outcomes now, unless a claim carries them.
+  void flush_outcomes() {
+    if (!claiming)
+      outcomes.flush(store);
   }
 
   /// Notes a failed store call; a lost reply leaves its effect unknown.
@@ -154,41 +177,76 @@ struct queue_state {
     if (stopping || !registered)
       return;
     feed(self);
+    if (claiming) {
+      poll_again = true;
+      return;
+    }
     auto room = pool.idle() + ahead_target();
     if (room <= ahead.size()) {
       outcomes.flush(store);
       return;
     }
-    auto db = store.get();
-    if (!db || !reconciled(*db))
-      return;
+    if (reconcile) {
+      auto db = store.get();
+      if (!db || !reconciled(*db))
+        return;
+    }
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
-    auto want = static_cast<int>(room - ahead.size());
-    auto done = db->complete_and_reserve(outcomes.changes(),
-                                         {job_names, want, owner, spec.name()});
-    if (!done) {
+    auto call = std::make_shared<claim_call>();
+    call->outcomes = outcomes.changes();
+    call->params = {job_names, static_cast<int>(room - ahead.size()), owner,
+                    spec.name()};
+    claiming = true;
+    self->request(claimer, claim_timeout, claim_atom::value, call)
+        .then([this, self](claim_call_ptr& c) { claimed(self, *c); },
+              [this, self](caf::error& err) {
+                // A hung store call (or a dead claimer): the registry
+                // releases what this queue and its claimer hold.
+                emit(event_kind::queue_error,
+                     "claim failed: " + self->system().render(err));
+                self->quit(err);
+              });
+  }
+
+  /// The claimer's answer.
+  void claimed(caf::event_based_actor* self, claim_call& c) {
+    claiming = false;
+    if (c.error) {
       backlog = false;
-      failed(done.error(), "recording outcomes and reserving jobs");
+      if (store_connection::outcome_unknown(c.error))
+        reconcile = true;
+    } else {
+      outcomes.report(c.done->applied);
+      if (c.done->reserve_error) {
+        backlog = false;
+        if (store_connection::outcome_unknown(c.done->reserve_error))
+          reconcile = true;
+      } else {
+        auto& jobs = c.done->reserved;
+        backlog = static_cast<int>(jobs.size()) == c.params.limit;
+        for (auto& j : jobs)
+          ahead.push_back(std::move(j));
+      }
+    }
+    if (finish_after_claim) {
+      finish(self);
       return;
     }
-    outcomes.report(done->applied);
-    if (done->reserve_error) {
-      backlog = false;
-      failed(done->reserve_error, "reserving jobs");
-      return;
-    }
-    auto& jobs = done->reserved;
-    backlog = static_cast<int>(jobs.size()) == want;
-    for (auto& j : jobs)
-      ahead.push_back(std::move(j));
     feed(self);
+    if (std::exchange(poll_again, false))
+      poll(self);
+    else
+      settle(self);
+    stop_if_idle(self);
   }
 
   /// After results arrived: claims more when few jobs are left in hand,
   /// persists the outcomes when no claim is due soon, and otherwise keeps
   /// them (at most `flush_delay`) for the claim to carry.
   void settle(caf::event_based_actor* self) {
+    if (claiming)
+      return; // its answer settles
     if (stopping) {
       outcomes.flush(store);
       return;
@@ -234,7 +292,7 @@ struct queue_state {
       auto d =
           policy.on_outcome(j, outcome::cancel(reason), owner, ctx.now(), rng);
       outcomes.add(std::move(d), std::move(j));
-      outcomes.flush(store);
+      flush_outcomes();
       return;
     }
     if (cancels.count(job_id) > 0 || !pool.request_cancel(job_id))
@@ -311,6 +369,10 @@ struct queue_state {
   }
 
   void finish(caf::event_based_actor* self) {
+    if (claiming) {
+      finish_after_claim = true;
+      return;
+    }
     for (auto& j : pool.take_running())
       release(std::move(j), "shutdown: grace period over", false);
     for (auto& j : ahead)
@@ -364,7 +426,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     if (auto j = st.pool.on_exit(self, *i, !st.stopping)) {
       st.release(std::move(*j),
                  "executor died: " + self->system().render(em.reason), true);
-      st.outcomes.flush(st.store);
+      st.flush_outcomes();
     }
     if (st.stopping)
       st.stop_if_idle(self);
@@ -378,6 +440,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     return caf::none;
   });
   st.store.get();
+  st.claimer = spawn_claimer(self, st.ctx, st.spec.name());
   st.announce(self);
   // The registry must know this queue as the owner of its reservations
   // before it reserves: if it dies, the registry releases them.
@@ -440,7 +503,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       [=](flush_atom) {
         auto& st = self->state;
         st.flush_pending = false;
-        st.outcomes.flush(st.store);
+        st.flush_outcomes();
       },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
         self->state.cancel(job_id, reason);
@@ -484,7 +547,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         if (!st.pool.runs(i, job_id))
           return;
         st.time_out(self, i);
-        st.outcomes.flush(st.store);
+        st.flush_outcomes();
         if (st.stopping)
           st.stop_if_idle(self);
         else

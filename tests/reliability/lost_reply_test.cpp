@@ -3,6 +3,8 @@
 #include <map>
 #include <mutex>
 
+#include <caf/send.hpp>
+
 #include "actors/runtime_fixture.hpp"
 #include "support/faulty_adapter.hpp"
 #include "support/wait.hpp"
@@ -74,6 +76,42 @@ TEST_SUITE("reliability") {
       CHECK(e.message == "reserved by a call whose reply was lost");
     MESSAGE(plan->lost << " reserve replies lost, " << released.size()
                        << " reserved jobs released, none ran twice");
+  }
+
+  BG_JOBS_RUNTIME_CASE("a queue that dies while its claim is on its way "
+                       "strands none of the jobs the claim reserves") {
+    auto plan = std::make_shared<test::fault_plan>();
+    plan->hold_next_claim = true;
+    runs r;
+    constexpr int n = 20;
+    REQUIRE(
+        store()->enqueue_jobs(std::vector<job_request>(n, job_request{"j"})));
+    auto bg = start(lossy(*this, plan)
+                        .with_queue(queue_spec{"q"}
+                                        .with_max_concurrent_jobs(2)
+                                        .with_poll_interval(20ms)
+                                        .with_worker(r.make("j"))));
+    // The first claim waits before it goes to the store.
+    REQUIRE(plan->await_held_claim(10s));
+    auto q = bg.lookup("q");
+    REQUIRE(q);
+    // A crash (a kill would take the supervisor down with it).
+    caf::anon_send_exit(q, caf::exit_reason::unhandled_exception);
+    REQUIRE(test::eventually([&] {
+      auto now = bg.lookup("q");
+      return now && now != q;
+    }));
+    // The registry released what the queue held when it died (nothing).
+    // Now the claim reserves for the dead queue and answers nobody; its
+    // claimer exits, and the registry releases what the claim reserved, for
+    // the restarted queue to run.
+    plan->release_claim();
+    REQUIRE(test::eventually([&] { return store()->stats()->succeeded == n; },
+                             30s));
+    CHECK(store()->stats()->reserved == 0);
+    auto [distinct, twice] = r.distinct_and_twice();
+    CHECK(distinct == n);
+    CHECK(twice == 0);
   }
 
   BG_JOBS_RUNTIME_CASE("completions whose replies were lost run no job "

@@ -1,7 +1,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -23,6 +26,40 @@ struct fault_plan {
   /// How many replies were lost so far.
   std::atomic<int> lost{0};
 
+  /// The next complete_and_reserve waits before it goes to the store until
+  /// `release_claim()`.
+  std::atomic<bool> hold_next_claim{false};
+
+  /// Waits until a claim is held (false after `limit`).
+  bool await_held_claim(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return cv_.wait_for(guard, limit, [&] { return held_; });
+  }
+
+  void release_claim() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    released_ = true;
+    cv_.notify_all();
+  }
+
+  /// Called by a claim that reserved jobs.
+  void maybe_hold() {
+    bool expected = true;
+    if (!hold_next_claim.compare_exchange_strong(expected, false))
+      return;
+    std::unique_lock<std::mutex> guard{mtx_};
+    held_ = true;
+    cv_.notify_all();
+    cv_.wait_for(guard, std::chrono::seconds{30}, [&] { return released_; });
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  bool released_ = false;
+
+public:
   bool take(std::atomic<int>& budget) {
     for (auto n = budget.load(); n > 0;)
       if (budget.compare_exchange_weak(n, n - 1)) {
@@ -106,6 +143,7 @@ public:
   caf::expected<complete_reserve_result>
   complete_and_reserve(const std::vector<completion>& cs,
                        const reserve_params& p) override {
+    plan_->maybe_hold();
     auto r = inner_->complete_and_reserve(cs, p);
     if (r && !r->reserved.empty() && plan_->take(plan_->lose_reserve_replies))
       return lost("recording outcomes and reserving jobs");
