@@ -40,6 +40,10 @@ std::optional<std::chrono::milliseconds> enqueuer::due_in(timestamp at) const {
   return wait + std::chrono::milliseconds{1};
 }
 
+bool enqueuer::runs_here(const std::string& job_name) const {
+  return ctx_.plan->queue_of_job.count(job_name) > 0;
+}
+
 std::string enqueuer::queue_of(const std::string& job_name) const {
   auto i = ctx_.plan->queue_of_job.find(job_name);
   return i == ctx_.plan->queue_of_job.end() ? std::string{} : i->second;
@@ -59,9 +63,11 @@ caf::expected<job> enqueuer::enqueue(const job_request& r,
   }
   if (j->conflict)
     return j; // a duplicate: nothing new to run
-  wake(j->name, std::chrono::milliseconds{0});
-  if (auto later = due_in(j->available_at))
-    wake(j->name, *later);
+  if (runs_here(j->name)) {
+    wake(j->name, std::chrono::milliseconds{0});
+    if (auto later = due_in(j->available_at))
+      wake(j->name, *later);
+  }
   if (ctx_.bus->active()) {
     event e{event_kind::job_enqueued};
     e.queue = queue_of(j->name);
@@ -98,9 +104,11 @@ enqueuer::enqueue_many(const std::vector<job_request>& rs,
     return ids;
   }
   for (auto& n : names)
-    wake(n, std::chrono::milliseconds{0});
+    if (runs_here(n))
+      wake(n, std::chrono::milliseconds{0});
   for (auto& [n, later] : delayed)
-    wake(n, later);
+    if (runs_here(n))
+      wake(n, later);
   if (ctx_.bus->active())
     for (size_t i = 0; i < rs.size(); ++i) {
       event e{event_kind::job_enqueued};

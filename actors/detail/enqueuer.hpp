@@ -45,6 +45,10 @@ public:
   std::string queue_of(const std::string& job_name) const;
 
 private:
+  /// Whether a queue of this node runs `job_name` (only those are woken
+  /// here; other processes' are woken through the store).
+  bool runs_here(const std::string& job_name) const;
+
   /// How long until `at` (plus a millisecond), if it is in the next hour.
   std::optional<std::chrono::milliseconds> due_in(timestamp at) const;
 

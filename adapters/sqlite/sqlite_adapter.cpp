@@ -579,18 +579,23 @@ class sqlite_adapter::transaction {
 public:
   explicit transaction(sqlite_adapter& db) : db_(db) {}
 
+  // Both statements are prepared once per connection.
   caf::expected<void> begin() {
-    if (auto r = db_.exec(sql_begin); !r)
-      return r;
+    auto r = db_.execute(
+        sql_begin, [](auto&) {}, "beginning a transaction");
+    if (!r)
+      return std::move(r.error());
     active_ = true;
     return caf::unit;
   }
 
   caf::expected<void> commit() {
-    auto r = db_.exec(sql_commit);
-    if (r)
-      active_ = false;
-    return r;
+    auto r = db_.execute(
+        sql_commit, [](auto&) {}, "committing");
+    if (!r)
+      return std::move(r.error());
+    active_ = false;
+    return caf::unit;
   }
 
   ~transaction() {
@@ -855,7 +860,11 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
   q.bind(4, to_unix_ms(j.available_at)).bind(5, int64_t{j.priority});
   if (int rc = q.step(); rc != SQLITE_ROW)
     return failure(rc, "enqueueing a job");
-  return sqlite3_column_int64(q.get(), 0);
+  auto id = sqlite3_column_int64(q.get(), 0);
+  // Outside a transaction the statement commits as it finishes.
+  if (int rc = q.step(); rc != SQLITE_DONE)
+    return failure(rc, "enqueueing a job");
+  return id;
 }
 
 caf::expected<job> sqlite_adapter::insert_unique(job j,
@@ -1020,10 +1029,10 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   j.created_at = now;
   j.available_at = request.resolve_available_at(now);
   j.priority = request.priority();
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
   if (request.unique()) {
+    transaction tx{*this};
+    if (auto r = tx.begin(); !r)
+      return std::move(r.error());
     auto stored = insert_unique(std::move(j), *text, request, now);
     if (!stored)
       return stored;
@@ -1031,12 +1040,11 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
       return std::move(r.error());
     return stored;
   }
+  // One INSERT is a transaction by itself.
   auto id = insert_job(j, *text);
   if (!id)
     return std::move(id.error());
   j.id = *id;
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
   return j;
 }
 
