@@ -29,6 +29,39 @@ namespace {
   " last_error, priority, cancel_reason"
 // clang-format on
 
+// The claim: $1 now, $2 owner, $3 names (JSON), $4 limit, $5 queue; `after`
+// bounds the index scan from below.
+#define BG_JOBS_PG_CLAIM(after)                                                \
+  "UPDATE jobs SET reserved_at = " BG_JOBS_TS(                                 \
+      "$1") ", reserved_by = $2,"                                              \
+            " attempts = attempts + 1"                                         \
+            " WHERE id IN (SELECT id FROM jobs"                                \
+            "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(    \
+                "$1") after                                                    \
+      "     AND name IN (SELECT json_array_elements_text($3::json))"           \
+      "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                      \
+      "       WHERE kind = 'queue' AND name = $5)"                             \
+      "   ORDER BY priority, available_at, id LIMIT $4"                        \
+      "   FOR UPDATE SKIP LOCKED)"                                             \
+      " RETURNING " BG_JOBS_PG_JOB_COLUMNS
+#define BG_JOBS_PG_AFTER(p, at, id)                                            \
+  " AND (priority, available_at, id) > (" p                                    \
+  "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
+// Successes ($6 ids, $7 their owner) and the claim.
+#define BG_JOBS_PG_COMPLETE_CLAIM(after)                                                        \
+  "WITH m AS (DELETE FROM jobs WHERE id = ANY($6::bigint[])"                                    \
+  "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"                        \
+  "   RETURNING *),"                                                                            \
+  " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"                             \
+  "   created_at, available_at, succeeded_at, priority)"                                        \
+  "   SELECT id, name, payload, attempts, created_at, available_at, " BG_JOBS_TS(               \
+      "$1") ", priority FROM m RETURNING id),"                                                  \
+            " c AS (" BG_JOBS_PG_CLAIM(                                                         \
+                after) ")"                                                                      \
+                       " SELECT *, false FROM c UNION ALL"                                      \
+                       " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL," \
+                       "   0, NULL, true FROM s"
+
 const char* const migrations[] = {
     // version 1
     "CREATE TABLE jobs ("
@@ -157,41 +190,16 @@ const statement_def statements[] = {
    " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
-  {"bgj_reserve",
-   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
-   " attempts = attempts + 1"
-   " WHERE id IN (SELECT id FROM jobs"
-   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
-   "     AND name IN (SELECT json_array_elements_text($3::json))"
-   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
-   "       WHERE kind = 'queue' AND name = $5)"
-   "   ORDER BY priority, available_at, id LIMIT $4"
-   "   FOR UPDATE SKIP LOCKED)"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  {"bgj_reserve", BG_JOBS_PG_CLAIM("")},
+  // The same claim, its index scan starting after the last job this
+  // connection claimed ($6..$8): see postgres_adapter::impl::floor.
+  {"bgj_reserve_after", BG_JOBS_PG_CLAIM(BG_JOBS_PG_AFTER("$6", "$7", "$8"))},
   // Successes of one owner and the next claim in one statement (one round
   // trip, one commit). The claim cannot take the rows being completed:
   // they are reserved. Rows flagged true are the completed ids.
-  {"bgj_complete_reserve",
-   "WITH m AS (DELETE FROM jobs WHERE id = ANY($6::bigint[])"
-   "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"
-   "   RETURNING *),"
-   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
-   "   created_at, available_at, succeeded_at, priority)"
-   "   SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$1") ", priority FROM m RETURNING id),"
-   " c AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ","
-   "   reserved_by = $2, attempts = attempts + 1"
-   "   WHERE id IN (SELECT id FROM jobs"
-   "     WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")
-   "       AND name IN (SELECT json_array_elements_text($3::json))"
-   "       AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
-   "         WHERE kind = 'queue' AND name = $5)"
-   "     ORDER BY priority, available_at, id LIMIT $4"
-   "     FOR UPDATE SKIP LOCKED)"
-   "   RETURNING " BG_JOBS_PG_JOB_COLUMNS ")"
-   " SELECT *, false FROM c UNION ALL"
-   " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL,"
-   "   0, NULL, true FROM s"},
+  {"bgj_complete_reserve", BG_JOBS_PG_COMPLETE_CLAIM("")},
+  {"bgj_complete_reserve_after",
+   BG_JOBS_PG_COMPLETE_CLAIM(BG_JOBS_PG_AFTER("$8", "$9", "$10"))},
   {"bgj_release_one",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -545,6 +553,69 @@ struct postgres_adapter::impl {
 
   int64_t now_ms() const { return to_unix_ms(options.clock->now()); }
 
+  /// Where this connection's next claim starts its index scan: after the
+  /// last job its previous claim took, while claims get all they ask for
+  /// (a backlog). The index entries of rows claimed since the last VACUUM
+  /// are dead and would be skipped one by one from the start of the index;
+  /// after the floor they lie behind the scan. A job that sorts before the
+  /// floor (a more urgent one enqueued since, or one released with its old
+  /// time) is found by a full scan: one runs at least every 100 ms, and
+  /// whenever a claim from the floor comes up short.
+  struct claim_floor {
+    std::string claimant;
+    int priority = 0;
+    int64_t at_ms = 0;
+    int64_t id = 0;
+    std::chrono::steady_clock::time_point full_scan_at;
+  };
+  std::optional<claim_floor> floor;
+
+  static std::string claimant_of(const reserve_params& p,
+                                 const std::string& names) {
+    return p.reserved_by + '\n' + p.queue + '\n' + names;
+  }
+
+  /// The floor to claim from, if any.
+  const claim_floor* floor_for(const reserve_params& p,
+                               const std::string& names) const {
+    if (!floor || floor->claimant != claimant_of(p, names) ||
+        std::chrono::steady_clock::now() - floor->full_scan_at >
+            std::chrono::milliseconds{100})
+      return nullptr;
+    return &*floor;
+  }
+
+  /// Notes a claim (`jobs` in claim order); `full_scan`: it started from
+  /// the beginning of the index.
+  void claimed(const reserve_params& p, const std::string& names,
+               const std::vector<job>& jobs, bool full_scan) {
+    if (static_cast<int>(jobs.size()) < p.limit || jobs.empty()) {
+      floor.reset();
+      return;
+    }
+    auto at =
+        full_scan ? std::chrono::steady_clock::now() : floor->full_scan_at;
+    auto& last = jobs.back();
+    floor = claim_floor{claimant_of(p, names), last.priority,
+                        to_unix_ms(last.available_at), last.id, at};
+  }
+
+  /// Completes a claim whose `jobs` came from the floor `f` (or from the
+  /// start of the index, without one): a claim from the floor that came
+  /// up short takes the rest from the start. Leaves `jobs` in claim order
+  /// and notes the next floor.
+  void finish_claim(pqxx::transaction_base& tx, const reserve_params& p,
+                    const std::string& names, const claim_floor* f,
+                    std::vector<job>& jobs) {
+    auto want = p.limit - static_cast<int>(jobs.size());
+    if (f && want > 0)
+      for (auto& j : read_jobs(tx.exec_prepared(
+               "bgj_reserve", now_ms(), p.reserved_by, names, want, p.queue)))
+        jobs.push_back(std::move(j));
+    sort_in_claim_order(jobs);
+    claimed(p, names, jobs, f == nullptr || want > 0);
+  }
+
   void prepare_all() {
     for (auto& s : statements)
       conn->prepare(s.name, on_channel(s.sql));
@@ -892,9 +963,16 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
-    return read_jobs(tx.exec_prepared("bgj_reserve", impl_->now_ms(),
-                                      params.reserved_by, names, params.limit,
-                                      params.queue));
+    auto now = impl_->now_ms();
+    auto f = impl_->floor_for(params, names);
+    auto jobs = read_jobs(
+        f ? tx.exec_prepared("bgj_reserve_after", now, params.reserved_by,
+                             names, params.limit, params.queue, f->priority,
+                             f->at_ms, f->id)
+          : tx.exec_prepared("bgj_reserve", now, params.reserved_by, names,
+                             params.limit, params.queue));
+    impl_->finish_claim(tx, params, names, f, jobs);
+    return jobs;
   });
 }
 
@@ -1137,17 +1215,23 @@ caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
       "recording outcomes and reserving jobs", [&](pqxx::transaction_base& tx) {
         complete_reserve_result result;
         std::set<int64_t> moved;
-        auto r = tx.exec_prepared("bgj_complete_reserve", now,
-                                  params.reserved_by, names, params.limit,
-                                  params.queue, id_array(completions),
-                                  nullable(completions.front().reserved_by));
+        auto ids = id_array(completions);
+        auto owner = nullable(completions.front().reserved_by);
+        auto f = impl_->floor_for(params, names);
+        auto r = f ? tx.exec_prepared("bgj_complete_reserve_after", now,
+                                      params.reserved_by, names, params.limit,
+                                      params.queue, ids, owner, f->priority,
+                                      f->at_ms, f->id)
+                   : tx.exec_prepared("bgj_complete_reserve", now,
+                                      params.reserved_by, names, params.limit,
+                                      params.queue, ids, owner);
         for (const auto& row : r)
           if (row[11].as<bool>())
             moved.insert(row[0].as<int64_t>());
           else
             result.reserved.push_back(read_job(row));
-        sort_in_claim_order(result.reserved);
         result.applied = successes_applied(tx, completions, moved, now);
+        impl_->finish_claim(tx, params, names, f, result.reserved);
         return result;
       });
   // A claim that failed (a statement error, nothing lost) took the

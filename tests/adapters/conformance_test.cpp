@@ -891,6 +891,40 @@ TEST_SUITE("conformance") {
     CHECK(none.reserved.empty());
   }
 
+  TEST_CASE_TEMPLATE("a claim after one that got all it asked for still "
+                     "finds a more urgent job and a released one",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    // PostgreSQL starts such a claim's index scan after the last job the
+    // previous one took; what sorts before that is found by the full scan
+    // a short claim falls back to.
+    S store;
+    auto db = store.fresh(pinned());
+    for (int i = 0; i < 6; ++i)
+      value_of(db->enqueue_job(job_request{"j"}.with_priority(5)));
+    auto first = reserve(*db, {"j"}, 3);
+    REQUIRE(first.size() == 3);
+    auto urgent = value_of(db->enqueue_job(job_request{"j"}.with_priority(0)));
+    value_of(db->release_reservation(first[0].id));
+    auto next = reserve(*db, {"j"}, 10);
+    REQUIRE(next.size() == 5);
+    CHECK(next[0].id == urgent.id);
+    CHECK(next[1].id == first[0].id);
+    auto ids = ids_of(next);
+    CHECK(std::set<int64_t>(ids.begin(), ids.end()).size() == 5);
+    auto st = value_of(db->stats());
+    CHECK(st.reserved == 7);
+    CHECK(st.pending() == 0);
+    // Through complete_and_reserve as well.
+    completion done;
+    done.job_id = next[0].id;
+    done.reserved_by = "node/q/1";
+    auto again = value_of(db->enqueue_job(job_request{"j"}.with_priority(0)));
+    auto r =
+        value_of(db->complete_and_reserve({done}, {{"j"}, 10, "node/q/1", ""}));
+    REQUIRE(r.reserved.size() == 1);
+    CHECK(r.reserved[0].id == again.id);
+  }
+
   TEST_CASE_TEMPLATE("complete_and_reserve records a batch of successes, "
                      "ends the one asked to cancel cancelled, and claims",
                      S, BG_JOBS_CONFORMANCE_STORES) {
