@@ -33,7 +33,7 @@ public:
     return *this;
   }
 
-  /// Jobs the queue may reserve ahead of its free executors (default 200;
+  /// Jobs the queue may reserve ahead of its free executors (default 500;
   /// 0 turns fetching ahead off). The queue keeps no more than about 10 ms
   /// of work in hand, judged by how long its jobs take, so that slow jobs
   /// are never held back from other nodes and an urgent job enqueued later
@@ -117,7 +117,7 @@ private:
   int max_concurrent_jobs_ = 10;
   std::chrono::milliseconds poll_interval_{1000};
   int max_retries_ = 3;
-  int prefetch_ = 200;
+  int prefetch_ = 500;
   std::chrono::milliseconds init_timeout_{1000};
   bg_jobs::backoff backoff_ = backoff::exponential();
   std::optional<std::chrono::milliseconds> job_timeout_;
