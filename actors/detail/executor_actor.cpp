@@ -1,6 +1,8 @@
 #include "bg_jobs/actors/detail/executor_actor.hpp"
 
+#include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -19,7 +21,10 @@ namespace bg_jobs::detail {
 struct handler_slot {
   std::mutex mtx;
   std::condition_variable cv;
-  std::optional<job> next;
+  /// Handed over, not started yet, in order.
+  std::deque<job> next;
+  /// The job the handler runs (0: none).
+  int64_t current = 0;
   bool stop = false;
   std::atomic<bool> cancelled{false};
   /// The running job was cancelled; reset for each job.
@@ -36,23 +41,36 @@ struct handler_slot {
 };
 
 void executor_handoff::run(job j, const caf::actor_addr& queue) const {
-  if (slot_->bus->active()) {
-    event e{event_kind::job_started};
-    e.queue = slot_->queue_name;
-    e.queue_time = std::max(std::chrono::milliseconds{0},
-                            slot_->clock->now() - j.available_at);
-    e.job = j;
-    slot_->bus->emit(std::move(e));
-  }
   std::lock_guard<std::mutex> guard{slot_->mtx};
-  slot_->cancel_requested = false;
   slot_->queue = queue;
-  slot_->next = std::move(j);
+  slot_->next.push_back(std::move(j));
   slot_->cv.notify_one();
 }
 
-void executor_handoff::request_cancel() const {
-  slot_->cancel_requested = true;
+void executor_handoff::request_cancel(int64_t job_id) const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  if (slot_->current == job_id)
+    slot_->cancel_requested = true;
+}
+
+bool executor_handoff::take_unstarted(int64_t job_id) const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  auto& xs = slot_->next;
+  auto i = std::find_if(xs.begin(), xs.end(),
+                        [&](const job& j) { return j.id == job_id; });
+  if (i == xs.end())
+    return false;
+  xs.erase(i);
+  return true;
+}
+
+std::vector<int64_t> executor_handoff::take_all_unstarted() const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  std::vector<int64_t> ids;
+  for (auto& j : slot_->next)
+    ids.push_back(j.id);
+  slot_->next.clear();
+  return ids;
 }
 
 namespace {
@@ -62,11 +80,21 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     job j;
     {
       std::unique_lock<std::mutex> guard{slot->mtx};
-      slot->cv.wait(guard, [&] { return slot->stop || slot->next; });
-      if (!slot->next)
+      slot->cv.wait(guard, [&] { return slot->stop || !slot->next.empty(); });
+      if (slot->stop)
         return;
-      j = std::move(*slot->next);
-      slot->next.reset();
+      j = std::move(slot->next.front());
+      slot->next.pop_front();
+      slot->current = j.id;
+      slot->cancel_requested = false;
+    }
+    if (slot->bus->active()) {
+      event e{event_kind::job_started};
+      e.queue = slot->queue_name;
+      e.queue_time = std::max(std::chrono::milliseconds{0},
+                              slot->clock->now() - j.available_at);
+      e.job = j;
+      slot->bus->emit(std::move(e));
     }
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
@@ -81,6 +109,7 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     caf::actor_addr queue;
     {
       std::lock_guard<std::mutex> guard{slot->mtx};
+      slot->current = 0;
       queue = slot->queue;
     }
     if (auto hdl = caf::actor_cast<caf::actor>(queue))

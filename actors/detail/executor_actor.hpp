@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -33,12 +34,19 @@ public:
   explicit executor_handoff(std::shared_ptr<handler_slot> slot)
       : slot_(std::move(slot)) {}
 
-  /// Gives `j` to the handler thread (which must be idle) and emits
-  /// `job_started`; the outcome goes to `queue` as a `result_atom` message.
+  /// Gives `j` to the handler thread, after the jobs it was given before;
+  /// the thread emits `job_started` as it starts it, and the outcome goes
+  /// to `queue` as a `result_atom` message.
   void run(job j, const caf::actor_addr& queue) const;
 
-  /// Raises the cancellation flag the running handler sees.
-  void request_cancel() const;
+  /// Raises the cancellation flag the handler sees, if it runs `job_id`.
+  void request_cancel(int64_t job_id) const;
+
+  /// Takes `job_id` back unless the handler started it; true if taken.
+  bool take_unstarted(int64_t job_id) const;
+
+  /// Takes back every job the handler has not started; returns their ids.
+  std::vector<int64_t> take_all_unstarted() const;
 
 private:
   std::shared_ptr<handler_slot> slot_;

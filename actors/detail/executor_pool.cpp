@@ -20,15 +20,15 @@ void executor_pool::start(caf::event_based_actor* self, size_t n) {
 size_t executor_pool::busy() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (s.running)
+    if (!s.jobs.empty())
       ++n;
   return n;
 }
 
 void executor_pool::retire(caf::event_based_actor* self, size_t i) {
   slots_[i].retired = true;
-  if (slots_[i].running)
-    return; // when its job ends
+  if (!slots_[i].jobs.empty())
+    return; // when its jobs end
   if (auto& e = slots_[i].executor) {
     self->unlink_from(e);
     self->send_exit(e, caf::exit_reason::user_shutdown);
@@ -45,7 +45,7 @@ void executor_pool::resize(caf::event_based_actor* self, size_t n) {
       ++active_;
       if (!slots_[i].executor)
         spawn(self, i);
-      if (!slots_[i].running)
+      if (slots_[i].jobs.empty())
         idle_.push_back(i);
     }
   while (active_ < n) {
@@ -70,11 +70,59 @@ void executor_pool::resize(caf::event_based_actor* self, size_t n) {
 
 bool executor_pool::request_cancel(int64_t job_id) {
   for (auto& s : slots_)
-    if (s.running && s.running->id == job_id) {
-      s.handoff.request_cancel();
-      return true;
-    }
+    for (auto& j : s.jobs)
+      if (j.id == job_id) {
+        s.handoff.request_cancel(job_id);
+        return true;
+      }
   return false;
+}
+
+void executor_pool::emptied(caf::event_based_actor* self, size_t i) {
+  if (!slots_[i].jobs.empty())
+    return;
+  if (slots_[i].retired)
+    retire(self, i);
+  else
+    idle_.push_back(i);
+}
+
+std::optional<job> executor_pool::take_unstarted(caf::event_based_actor* self,
+                                                 int64_t job_id) {
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    auto& s = slots_[k];
+    for (auto i = s.jobs.begin(); i != s.jobs.end(); ++i)
+      if (i->id == job_id) {
+        // Whether it started is the executor's to say.
+        if (!s.handoff.take_unstarted(job_id))
+          return std::nullopt;
+        auto j = std::move(*i);
+        s.jobs.erase(i);
+        emptied(self, k);
+        return j;
+      }
+  }
+  return std::nullopt;
+}
+
+std::vector<job>
+executor_pool::take_all_unstarted(caf::event_based_actor* self) {
+  std::vector<job> taken;
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    auto& s = slots_[k];
+    if (s.jobs.empty())
+      continue;
+    for (auto id : s.handoff.take_all_unstarted()) {
+      auto i = std::find_if(s.jobs.begin(), s.jobs.end(),
+                            [&](const job& j) { return j.id == id; });
+      if (i == s.jobs.end())
+        continue;
+      taken.push_back(std::move(*i));
+      s.jobs.erase(i);
+    }
+    emptied(self, k);
+  }
+  return taken;
 }
 
 void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
@@ -82,7 +130,7 @@ void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
   auto e = spawn_executor(self, std::move(args));
   slots_[i].executor = std::move(e.actor);
   slots_[i].handoff = std::move(e.handoff);
-  slots_[i].running.reset();
+  slots_[i].jobs.clear();
   register_one(self, i);
 }
 
@@ -102,14 +150,38 @@ void executor_pool::register_all(caf::event_based_actor* self) const {
 size_t executor_pool::run(job j, const caf::actor_addr& queue) {
   auto i = idle_.back();
   idle_.pop_back();
-  slots_[i].running = j;
+  slots_[i].jobs.push_back(j);
   slots_[i].handoff.run(std::move(j), queue);
   return i;
 }
 
+std::optional<size_t>
+executor_pool::run_behind(job j, const caf::actor_addr& queue, size_t depth) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    if (s.retired || !s.executor || s.jobs.empty() || s.jobs.size() >= depth)
+      continue;
+    if (!best || s.jobs.size() < slots_[*best].jobs.size())
+      best = i;
+  }
+  if (!best)
+    return std::nullopt;
+  slots_[*best].jobs.push_back(j);
+  slots_[*best].handoff.run(std::move(j), queue);
+  return best;
+}
+
+bool executor_pool::room_behind(size_t depth) const {
+  for (auto& s : slots_)
+    if (!s.retired && s.executor && !s.jobs.empty() && s.jobs.size() < depth)
+      return true;
+  return false;
+}
+
 bool executor_pool::runs(size_t i, int64_t job_id) const {
-  return i < slots_.size() && slots_[i].running &&
-         slots_[i].running->id == job_id;
+  return i < slots_.size() && !slots_[i].jobs.empty() &&
+         slots_[i].jobs.front().id == job_id;
 }
 
 std::optional<job> executor_pool::finish(caf::event_based_actor* self, size_t i,
@@ -117,18 +189,16 @@ std::optional<job> executor_pool::finish(caf::event_based_actor* self, size_t i,
                                          const caf::actor_addr& from) {
   if (!runs(i, job_id) || slots_[i].executor.address() != from)
     return std::nullopt;
-  auto j = std::move(slots_[i].running);
-  slots_[i].running.reset();
-  if (slots_[i].retired)
-    retire(self, i);
-  else
-    idle_.push_back(i);
+  auto j = std::move(slots_[i].jobs.front());
+  slots_[i].jobs.pop_front();
+  emptied(self, i);
   return j;
 }
 
 job executor_pool::replace(caf::event_based_actor* self, size_t i) {
-  auto j = std::move(*slots_[i].running);
-  slots_[i].running.reset();
+  // Queues with timeouts hand executors one job at a time.
+  auto j = std::move(slots_[i].jobs.front());
+  slots_[i].jobs.clear();
   auto old = slots_[i].executor;
   self->unlink_from(old);
   self->send_exit(old, caf::exit_reason::kill);
@@ -149,10 +219,11 @@ executor_pool::slot_of(const caf::actor_addr& addr) const {
   return std::nullopt;
 }
 
-std::optional<job> executor_pool::on_exit(caf::event_based_actor* self,
-                                          size_t i, bool restart) {
-  auto j = std::move(slots_[i].running);
-  slots_[i].running.reset();
+std::vector<job> executor_pool::on_exit(caf::event_based_actor* self, size_t i,
+                                        bool restart) {
+  std::vector<job> j{std::make_move_iterator(slots_[i].jobs.begin()),
+                     std::make_move_iterator(slots_[i].jobs.end())};
+  slots_[i].jobs.clear();
   idle_.erase(std::remove(idle_.begin(), idle_.end(), i), idle_.end());
   if (restart && !slots_[i].retired)
     spawn(self, i);
@@ -166,17 +237,18 @@ std::optional<job> executor_pool::on_exit(caf::event_based_actor* self,
 std::vector<int64_t> executor_pool::held() const {
   std::vector<int64_t> ids;
   for (auto& s : slots_)
-    if (s.running)
-      ids.push_back(s.running->id);
+    for (auto& j : s.jobs)
+      ids.push_back(j.id);
   return ids;
 }
 
 std::vector<job> executor_pool::take_running() {
   std::vector<job> jobs;
   for (size_t i = 0; i < slots_.size(); ++i)
-    if (slots_[i].running) {
-      jobs.push_back(std::move(*slots_[i].running));
-      slots_[i].running.reset();
+    if (!slots_[i].jobs.empty()) {
+      for (auto& j : slots_[i].jobs)
+        jobs.push_back(std::move(j));
+      slots_[i].jobs.clear();
       if (!slots_[i].retired)
         idle_.push_back(i);
     }

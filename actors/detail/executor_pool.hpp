@@ -1,5 +1,6 @@
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -41,13 +42,28 @@ public:
   void resize(caf::event_based_actor* self, size_t n);
 
   /// Raises the cancellation flag of the handler running `job_id`; false
-  /// when no slot runs it.
+  /// when no slot holds it.
   bool request_cancel(int64_t job_id);
+
+  /// Takes back `job_id` if an executor holds it and has not started it.
+  std::optional<job> take_unstarted(caf::event_based_actor* self,
+                                    int64_t job_id);
+
+  /// Takes back every job an executor holds and has not started.
+  std::vector<job> take_all_unstarted(caf::event_based_actor* self);
 
   /// Hands `j` to an idle executor (there must be one); returns its slot.
   size_t run(job j, const caf::actor_addr& queue);
 
-  /// Whether slot `i` still runs job `job_id`.
+  /// Hands `j` to the busy executor in service that holds the fewest jobs,
+  /// behind them, if it holds fewer than `depth`; returns its slot.
+  std::optional<size_t> run_behind(job j, const caf::actor_addr& queue,
+                                   size_t depth);
+
+  /// Whether a busy executor in service holds fewer than `depth` jobs.
+  bool room_behind(size_t depth) const;
+
+  /// Whether slot `i` runs (or last ran and holds) job `job_id` first.
   bool runs(size_t i, int64_t job_id) const;
 
   /// The result of `job_id` arrived from `from`: if that executor still
@@ -63,15 +79,16 @@ public:
   /// The slot of the executor `addr`, if it is one of ours.
   std::optional<size_t> slot_of(const caf::actor_addr& addr) const;
 
-  /// The executor of slot `i` died: returns the job it ran, if any, and
-  /// starts a fresh one unless `restart` is false.
-  std::optional<job> on_exit(caf::event_based_actor* self, size_t i,
-                             bool restart);
+  /// The executor of slot `i` died: returns the jobs it held, the one it
+  /// ran (if any) first, and starts a fresh one unless `restart` is false.
+  std::vector<job> on_exit(caf::event_based_actor* self, size_t i,
+                           bool restart);
 
-  /// The ids of the jobs running now.
+  /// The ids of the jobs the executors hold.
   std::vector<int64_t> held() const;
 
-  /// Forgets the running jobs (the queue releases them) and returns them.
+  /// Forgets the jobs the executors hold (the queue releases them) and
+  /// returns them.
   std::vector<job> take_running();
 
   /// Registers every executor with the registry.
@@ -84,12 +101,16 @@ private:
   struct slot {
     caf::actor executor;
     executor_handoff handoff;
-    std::optional<job> running;
+    /// The jobs handed to it, in order: the first runs (or its result is
+    /// on its way).
+    std::deque<job> jobs;
     /// Out of service (scaled down): no executor once its job ended.
     bool retired = false;
   };
 
   void spawn(caf::event_based_actor* self, size_t i);
+  /// Slot `i` may hold no jobs now: it becomes idle (or retires).
+  void emptied(caf::event_based_actor* self, size_t i);
   void retire(caf::event_based_actor* self, size_t i);
   void register_one(caf::event_based_actor* self, size_t i) const;
 

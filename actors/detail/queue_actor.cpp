@@ -68,6 +68,8 @@ struct queue_state {
   bool poll_again = false;
   /// The queue is to finish once the claim on its way returns.
   bool finish_after_claim = false;
+  /// A job timeout applies to some job of this queue.
+  bool timeouts = false;
   bool stopping = false;
   /// A settle message is on its way: results that arrive before it are
   /// persisted together, in one transaction, followed by one reservation.
@@ -165,12 +167,23 @@ struct queue_state {
   }
 
   /// Hands jobs held ahead to idle executors.
+  /// Hands jobs held ahead to idle executors and, while jobs are quick,
+  /// a few to each busy one behind its job, so that an executor goes on to
+  /// its next job without waiting for the queue.
   void feed(caf::event_based_actor* self) {
-    while (!stopping && pool.idle() > 0 && !ahead.empty()) {
+    auto depth = hand_depth();
+    while (!stopping && !ahead.empty() &&
+           (pool.idle() > 0 || (depth > 1 && pool.room_behind(depth)))) {
       auto j = std::move(ahead.front());
       ahead.pop_front();
-      dispatch(self, std::move(j));
+      dispatch(self, std::move(j), depth);
     }
+  }
+
+  /// How many jobs an executor may hold: one, unless jobs take less than
+  /// 100 us and no timeout applies (a timeout runs from the hand-over).
+  size_t hand_depth() const {
+    return !timeouts && run_us >= 0 && run_us < 100 ? 8 : 1;
   }
 
   void poll_once(caf::event_based_actor* self) {
@@ -281,14 +294,21 @@ struct queue_state {
                          wake_atom::value, job_name);
   }
 
-  /// Flags the handler of a running job that was asked to cancel.
-  void cancel(int64_t job_id, const std::string& reason) {
+  /// Flags the handler of a running job that was asked to cancel; one
+  /// that did not start ends cancelled without running.
+  void cancel(caf::event_based_actor* self, int64_t job_id,
+              const std::string& reason) {
+    std::optional<job> unstarted;
     auto held = std::find_if(ahead.begin(), ahead.end(),
                              [&](const job& j) { return j.id == job_id; });
     if (held != ahead.end()) {
-      // Not started yet: it ends cancelled without running.
-      auto j = std::move(*held);
+      unstarted = std::move(*held);
       ahead.erase(held);
+    } else {
+      unstarted = pool.take_unstarted(self, job_id);
+    }
+    if (unstarted) {
+      auto& j = *unstarted;
       auto d =
           policy.on_outcome(j, outcome::cancel(reason), owner, ctx.now(), rng);
       outcomes.add(std::move(d), std::move(j));
@@ -302,7 +322,7 @@ struct queue_state {
 
   /// Looks in the store, at most once a second while jobs run, for
   /// cancels of them asked for on another node.
-  void check_cancels() {
+  void check_cancels(caf::event_based_actor* self) {
     auto now = std::chrono::steady_clock::now();
     if ((pool.busy() == 0 && ahead.empty()) ||
         now - cancels_checked < std::chrono::seconds{1})
@@ -318,10 +338,10 @@ struct queue_state {
     }
     for (auto& j : *running)
       if (j.cancel_reason)
-        cancel(j.id, *j.cancel_reason);
+        cancel(self, j.id, *j.cancel_reason);
   }
 
-  void dispatch(caf::event_based_actor* self, job j) {
+  void dispatch(caf::event_based_actor* self, job j, size_t depth) {
     if (policy.exhausted(j)) {
       auto d = policy.on_exhausted(j, owner);
       outcomes.add(std::move(d), std::move(j));
@@ -335,7 +355,9 @@ struct queue_state {
     }
     auto limit = timeout_of(j.name);
     auto id = j.id;
-    auto i = pool.run(std::move(j), self->address());
+    auto i = pool.idle() > 0
+                 ? pool.run(std::move(j), self->address())
+                 : *pool.run_behind(std::move(j), self->address(), depth);
     if (limit)
       self->delayed_send(self, *limit, timeout_atom::value, i, id);
   }
@@ -411,6 +433,9 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   for (auto& w : st.spec.workers())
     if (workers->emplace(w.job_name(), w).second)
       st.job_names.push_back(w.job_name());
+  st.timeouts = st.spec.job_timeout().has_value();
+  for (auto& [name, w] : *workers)
+    st.timeouts = st.timeouts || w.timeout().has_value();
   st.workers = std::move(workers);
   st.store = store_connection{st.ctx, "queue", st.spec.name()};
   st.outcomes = completer{st.ctx, st.spec.name(), st.owner};
@@ -423,11 +448,13 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       self->quit(em.reason);
       return;
     }
-    if (auto j = st.pool.on_exit(self, *i, !st.stopping)) {
-      st.release(std::move(*j),
-                 "executor died: " + self->system().render(em.reason), true);
+    auto held = st.pool.on_exit(self, *i, !st.stopping);
+    for (size_t k = 0; k < held.size(); ++k)
+      // The first may have run: its attempt counts.
+      st.release(std::move(held[k]),
+                 "executor died: " + self->system().render(em.reason), k == 0);
+    if (!held.empty())
       st.flush_outcomes();
-    }
     if (st.stopping)
       st.stop_if_idle(self);
     else
@@ -459,7 +486,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   return {
       [=](poll_atom) {
         self->state.poll(self);
-        self->state.check_cancels();
+        self->state.check_cancels(self);
         if (!self->state.stopping)
           self->delayed_send(self, self->state.spec.poll_interval(),
                              poll_atom::value);
@@ -506,7 +533,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.flush_outcomes();
       },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
-        self->state.cancel(job_id, reason);
+        self->state.cancel(self, job_id, reason);
       },
       [=](scale_atom, int n) -> caf::result<void> {
         auto& st = self->state;
@@ -535,6 +562,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         if (st.stopping)
           return;
         st.stopping = true;
+        for (auto& j : st.pool.take_all_unstarted(self))
+          st.release(std::move(j), "shutdown: not started", false);
         if (st.pool.busy() == 0)
           st.finish(self);
         else
