@@ -61,8 +61,9 @@ struct queue_state {
   /// Runs the claims (with the outcomes they carry) on a connection of its
   /// own while this queue keeps its executors busy.
   caf::actor claimer;
-  /// A claim is on its way: the outcomes it carries are the first
-  /// `outcomes` ones, and nothing else writes them until it returns.
+  /// A claim is on its way. It carries the outcomes pending when it left
+  /// (the first ones of `outcomes`); none is written otherwise until it
+  /// returns.
   bool claiming = false;
   /// Something asked for a poll while a claim was on its way.
   bool poll_again = false;
@@ -166,7 +167,6 @@ struct queue_state {
     return static_cast<size_t>(std::min(n, double(spec.prefetch())));
   }
 
-  /// Hands jobs held ahead to idle executors.
   /// Hands jobs held ahead to idle executors and, while jobs are quick,
   /// a few to each busy one behind its job, so that an executor goes on to
   /// its next job without waiting for the queue.
