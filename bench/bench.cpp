@@ -97,7 +97,7 @@ struct settings {
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
         {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
         {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
-        {"actor_system", "bg_jobs::configure (relaxed sleep 1 s), 2 threads"}};
+        {"actor_system", "bg_jobs::configure, 2 scheduler threads"}};
   }
 };
 
