@@ -96,22 +96,10 @@ namespace {
 /// Runs `f` on the instance's enqueuer; exceptions become errors, as in
 /// the front door.
 template <class F>
-auto directly(detail::direct_enqueue& d,
-              const std::shared_ptr<detail::actor_directory>& dir, F f)
-    -> decltype(f(d.door, detail::enqueuer::wake_fn{})) {
-  auto wake = [&dir](const std::string& job_name,
-                     std::chrono::milliseconds delay) {
-    auto router = dir->get(detail::actor_directory::router);
-    if (!router)
-      return;
-    if (delay.count() == 0)
-      caf::anon_send(router, wake_atom::value, job_name);
-    else
-      caf::delayed_anon_send(router, delay, wake_atom::value, job_name);
-  };
+auto directly(detail::direct_enqueue& d, F f) -> decltype(f(d.door)) {
   std::lock_guard<std::mutex> guard{d.mtx};
   try {
-    return f(d.door, wake);
+    return f(d.door);
   } catch (const std::exception& ex) {
     return make_error(errc::invalid_argument,
                       std::string{"the request failed: "} + ex.what());
@@ -126,9 +114,7 @@ caf::expected<job> instance::enqueue(const job_request& request,
   // "not running".
   if (!root_ || !direct_ || !actor())
     return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, request);
-  return directly(*direct_, dir_, [&](auto& door, const auto& wake) {
-    return door.enqueue(request, wake);
-  });
+  return directly(*direct_, [&](auto& door) { return door.enqueue(request); });
 }
 
 caf::expected<std::vector<int64_t>>
@@ -137,9 +123,8 @@ instance::enqueue_many(const std::vector<job_request>& requests,
   if (!root_ || !direct_ || !actor())
     return ask<std::vector<int64_t>>(*sys_, actor(), timeout,
                                      enqueue_atom::value, requests);
-  return directly(*direct_, dir_, [&](auto& door, const auto& wake) {
-    return door.enqueue_many(requests, wake);
-  });
+  return directly(*direct_,
+                  [&](auto& door) { return door.enqueue_many(requests); });
 }
 
 namespace {

@@ -4,6 +4,9 @@
 
 #include <set>
 
+#include <caf/send.hpp>
+
+#include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
@@ -49,8 +52,18 @@ std::string enqueuer::queue_of(const std::string& job_name) const {
   return i == ctx_.plan->queue_of_job.end() ? std::string{} : i->second;
 }
 
-caf::expected<job> enqueuer::enqueue(const job_request& r,
-                                     const wake_fn& wake) {
+void enqueuer::wake(const std::string& job_name,
+                    std::chrono::milliseconds delay) {
+  auto router = ctx_.dir->get(actor_directory::router);
+  if (!router)
+    return;
+  if (delay.count() == 0)
+    caf::anon_send(router, wake_atom::value, job_name);
+  else
+    caf::delayed_anon_send(router, delay, wake_atom::value, job_name);
+}
+
+caf::expected<job> enqueuer::enqueue(const job_request& r) {
   if (auto err = check_name(r))
     return err;
   auto db = connection();
@@ -78,8 +91,7 @@ caf::expected<job> enqueuer::enqueue(const job_request& r,
 }
 
 caf::expected<std::vector<int64_t>>
-enqueuer::enqueue_many(const std::vector<job_request>& rs,
-                       const wake_fn& wake) {
+enqueuer::enqueue_many(const std::vector<job_request>& rs) {
   std::set<std::string> names;
   // The earliest delayed job of each name, to wake its queues when it is
   // due.

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,18 +22,18 @@ namespace bg_jobs::detail {
 /// thread-safe: one caller at a time.
 class enqueuer {
 public:
-  /// Called with each job name that has new jobs.
-  /// Wakes the queues of `job_name` after `delay` (0: at once).
-  using wake_fn = std::function<void(const std::string& job_name,
-                                     std::chrono::milliseconds delay)>;
-
   enqueuer() = default;
   enqueuer(node_context ctx, std::string who);
 
-  caf::expected<job> enqueue(const job_request& r, const wake_fn& wake);
+  caf::expected<job> enqueue(const job_request& r);
 
   caf::expected<std::vector<int64_t>>
-  enqueue_many(const std::vector<job_request>& rs, const wake_fn& wake);
+  enqueue_many(const std::vector<job_request>& rs);
+
+  /// Wakes this node's queues of `job_name` ("*": every idle one) after
+  /// `delay` (0: at once), through the router.
+  void wake(const std::string& job_name,
+            std::chrono::milliseconds delay = std::chrono::milliseconds{0});
 
   /// The connection, or the error that says why there is none.
   caf::expected<db_adapter*> connection();

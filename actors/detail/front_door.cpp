@@ -25,34 +25,16 @@ struct front_door_state {
 
   caf::expected<db_adapter*> connection() { return door.connection(); }
 
-  void wake(caf::event_based_actor* self, const std::string& job_name,
-            std::chrono::milliseconds delay = std::chrono::milliseconds{0}) {
-    auto router = ctx.dir->get(actor_directory::router);
-    if (!router)
-      return;
-    if (delay.count() == 0)
-      self->send(router, wake_atom::value, job_name);
-    else
-      self->delayed_send(router, delay, wake_atom::value, job_name);
-  }
-
-  enqueuer::wake_fn waker(caf::event_based_actor* self) {
-    return [this, self](const std::string& n, std::chrono::milliseconds d) {
-      wake(self, n, d);
-    };
-  }
-
-  caf::result<job> enqueue(caf::event_based_actor* self, const job_request& r) {
-    auto j = door.enqueue(r, waker(self));
+  caf::result<job> enqueue(const job_request& r) {
+    auto j = door.enqueue(r);
     if (!j)
       return std::move(j.error());
     return std::move(*j);
   }
 
   caf::result<std::vector<int64_t>>
-  enqueue_many(caf::event_based_actor* self,
-               const std::vector<job_request>& rs) {
-    auto ids = door.enqueue_many(rs, waker(self));
+  enqueue_many(const std::vector<job_request>& rs) {
+    auto ids = door.enqueue_many(rs);
     if (!ids)
       return std::move(ids.error());
     return std::move(*ids);
@@ -135,8 +117,8 @@ struct front_door_state {
                                                "' is configured");
   }
 
-  caf::expected<void> set_pause(caf::event_based_actor* self, bool paused,
-                                pause_kind k, const std::string& name) {
+  caf::expected<void> set_pause(bool paused, pause_kind k,
+                                const std::string& name) {
     if (auto err = check_pausable(k, name))
       return err;
     auto r =
@@ -146,7 +128,7 @@ struct front_door_state {
     if (!r)
       return r;
     if (!paused)
-      wake(self, "*");
+      door.wake("*");
     event e{k == pause_kind::queue ? (paused ? event_kind::queue_paused
                                              : event_kind::queue_resumed)
                                    : (paused ? event_kind::schedule_paused
@@ -220,10 +202,10 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       });
   return {
       [=](enqueue_atom, const job_request& r) {
-        return guarded([&] { return self->state.enqueue(self, r); });
+        return guarded([&] { return self->state.enqueue(r); });
       },
       [=](enqueue_atom, const std::vector<job_request>& rs) {
-        return guarded([&] { return self->state.enqueue_many(self, rs); });
+        return guarded([&] { return self->state.enqueue_many(rs); });
       },
       [=](cancel_atom, int64_t id,
           const std::string& reason) -> caf::result<job_record> {
@@ -256,7 +238,7 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
               });
           if (!r)
             return std::move(r.error());
-          st.wake(self, r->name);
+          st.door.wake(r->name);
           st.emit_job(event_kind::job_retried, *r);
           return std::move(*r);
         });
@@ -271,7 +253,7 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
           if (!n)
             return std::move(n.error());
           if (*n > 0) {
-            st.wake(self, name);
+            st.door.wake(name);
             event e{event_kind::job_retried};
             e.message = std::to_string(*n) + " failed jobs of '" + name + "'";
             st.ctx.emit(std::move(e));
@@ -297,7 +279,7 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       [=](pause_atom, pause_kind k,
           const std::string& name) -> caf::result<void> {
         return guarded([&]() -> caf::result<void> {
-          auto r = self->state.set_pause(self, true, k, name);
+          auto r = self->state.set_pause(true, k, name);
           if (!r)
             return std::move(r.error());
           return caf::unit;
@@ -306,7 +288,7 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       [=](resume_atom, pause_kind k,
           const std::string& name) -> caf::result<void> {
         return guarded([&]() -> caf::result<void> {
-          auto r = self->state.set_pause(self, false, k, name);
+          auto r = self->state.set_pause(false, k, name);
           if (!r)
             return std::move(r.error());
           return caf::unit;

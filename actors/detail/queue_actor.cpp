@@ -225,22 +225,19 @@ struct queue_state {
   /// The claimer's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
     claiming = false;
-    if (c.error) {
-      backlog = false;
-      if (store_connection::outcome_unknown(c.error))
-        reconcile = true;
-    } else {
+    if (c.done)
       outcomes.report(c.done->applied);
-      if (c.done->reserve_error) {
-        backlog = false;
-        if (store_connection::outcome_unknown(c.done->reserve_error))
-          reconcile = true;
-      } else {
-        auto& jobs = c.done->reserved;
-        backlog = static_cast<int>(jobs.size()) == c.params.limit;
-        for (auto& j : jobs)
-          ahead.push_back(std::move(j));
-      }
+    // The claimer reported a failure; a lost reply leaves its effect
+    // unknown.
+    auto& err = c.done ? c.done->reserve_error : c.error;
+    if (err) {
+      backlog = false;
+      reconcile = reconcile || store_connection::outcome_unknown(err);
+    } else {
+      auto& jobs = c.done->reserved;
+      backlog = static_cast<int>(jobs.size()) == c.params.limit;
+      for (auto& j : jobs)
+        ahead.push_back(std::move(j));
     }
     if (finish_after_claim) {
       finish(self);

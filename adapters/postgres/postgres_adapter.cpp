@@ -609,8 +609,10 @@ struct postgres_adapter::impl {
                     std::vector<job>& jobs) {
     auto want = p.limit - static_cast<int>(jobs.size());
     if (f && want > 0)
-      for (auto& j : read_jobs(tx.exec_prepared(
-               "bgj_reserve", now_ms(), p.reserved_by, names, want, p.queue)))
+      for (auto& j :
+           read_jobs(tx.exec_prepared("bgj_reserve", now_ms(), p.reserved_by,
+                                      names, want, p.queue),
+                     false))
         jobs.push_back(std::move(j));
     sort_in_claim_order(jobs);
     claimed(p, names, jobs, f == nullptr || want > 0);
@@ -970,7 +972,8 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
                              names, params.limit, params.queue, f->priority,
                              f->at_ms, f->id)
           : tx.exec_prepared("bgj_reserve", now, params.reserved_by, names,
-                             params.limit, params.queue));
+                             params.limit, params.queue),
+        false); // finish_claim sorts
     impl_->finish_claim(tx, params, names, f, jobs);
     return jobs;
   });
