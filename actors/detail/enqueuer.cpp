@@ -26,7 +26,7 @@ caf::error enqueuer::check_name(const job_request& r) {
                         "with_enqueued_job_names)");
 }
 
-caf::expected<db_adapter*> enqueuer::connection() {
+caf::expected<std::shared_ptr<db_adapter>> enqueuer::connection() {
   if (auto db = store_.get())
     return db;
   return make_error(errc::database_unavailable,

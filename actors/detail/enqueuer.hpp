@@ -36,7 +36,7 @@ public:
             std::chrono::milliseconds delay = std::chrono::milliseconds{0});
 
   /// The connection, or the error that says why there is none.
-  caf::expected<db_adapter*> connection();
+  caf::expected<std::shared_ptr<db_adapter>> connection();
 
   store_connection& store() { return store_; }
 

@@ -4,9 +4,9 @@
 
 namespace bg_jobs::detail {
 
-db_adapter* store_connection::get() {
+std::shared_ptr<db_adapter> store_connection::get() {
   if (db_)
-    return db_.get();
+    return db_;
   auto now = std::chrono::steady_clock::now();
   if (now < next_attempt_)
     return nullptr;
@@ -20,7 +20,7 @@ db_adapter* store_connection::get() {
     return nullptr;
   }
   backoff_ = std::chrono::milliseconds{50};
-  db_ = std::move(*conn);
+  db_ = std::shared_ptr<db_adapter>{std::move(*conn)};
   if (lost_) {
     lost_ = false;
     event e{event_kind::db_reconnected};
@@ -28,7 +28,7 @@ db_adapter* store_connection::get() {
     e.message = who_ + " is connected to the store again";
     ctx_.emit(std::move(e));
   }
-  return db_.get();
+  return db_;
 }
 
 bool store_connection::outcome_unknown(const caf::error& err) {

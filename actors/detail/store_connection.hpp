@@ -23,9 +23,15 @@ public:
   store_connection(node_context ctx, std::string who, std::string queue)
       : ctx_(std::move(ctx)), who_(std::move(who)), queue_(std::move(queue)) {}
 
-  /// The connection, or nullptr while the store is unreachable. The first
+  /// The connection, or null while the store is unreachable. The first
   /// connection that opens after a loss is reported (`db_reconnected`).
-  db_adapter* get();
+  /// Shared, so that a caller's handle outlives a `failed` that drops the
+  /// connection in between: a dropped connection fails its later calls
+  /// instead of being used after it was destroyed.
+  std::shared_ptr<db_adapter> get();
+
+  /// Whether a connection is open (none was dropped since the last `get`).
+  bool connected() const { return db_ != nullptr; }
 
   /// Reports that `what` failed with `err`; drops the connection when the
   /// error says it was lost, so that the next `get` reconnects.
@@ -51,7 +57,7 @@ private:
   node_context ctx_;
   std::string who_;
   std::string queue_;
-  std::unique_ptr<db_adapter> db_;
+  std::shared_ptr<db_adapter> db_;
   std::chrono::steady_clock::time_point next_attempt_;
   std::chrono::milliseconds backoff_{50};
   /// The connection was lost or could not be opened: the next one that

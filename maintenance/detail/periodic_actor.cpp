@@ -24,12 +24,14 @@ struct periodic_state {
   std::chrono::milliseconds run() {
     using namespace std::chrono;
     auto now = steady_clock::now();
-    auto db = store.get();
-    if (!db)
-      return std::max(store.backoff(), milliseconds{1});
     for (size_t i = 0; i < services.size(); ++i) {
       if (now < due[i])
         continue;
+      // A service's failure may drop the connection: each takes its own
+      // handle, and one that finds none waits for the next round.
+      auto db = store.get();
+      if (!db)
+        return std::max(store.backoff(), milliseconds{1});
       auto& s = *services[i];
       due[i] = now + s.interval();
       auto report = s.run_once(*db, ctx.now());
