@@ -19,6 +19,8 @@ namespace bg_jobs::detail {
 /// make, then what the store did (`done`, or `error` when the call failed
 /// as a whole).
 struct claim_call {
+  /// When the queue sent it: every job it reserves was reserved later.
+  std::chrono::steady_clock::time_point sent = std::chrono::steady_clock::now();
   std::vector<completion> outcomes;
   reserve_params params;
   std::optional<complete_reserve_result> done;

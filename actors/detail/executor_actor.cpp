@@ -22,7 +22,7 @@ struct handler_slot {
   std::mutex mtx;
   std::condition_variable cv;
   /// Handed over, not started yet, in order.
-  std::deque<job> next;
+  std::deque<held_job> next;
   /// The job the handler runs (0: none).
   int64_t current = 0;
   bool stop = false;
@@ -40,10 +40,10 @@ struct handler_slot {
   std::shared_ptr<bg_jobs::clock> clock;
 };
 
-void executor_handoff::run(job j, const caf::actor_addr& queue) const {
+void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
   slot_->queue = queue;
-  slot_->next.push_back(std::move(j));
+  slot_->next.push_back(std::move(h));
   slot_->cv.notify_one();
 }
 
@@ -57,7 +57,7 @@ bool executor_handoff::take_unstarted(int64_t job_id) const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
   auto& xs = slot_->next;
   auto i = std::find_if(xs.begin(), xs.end(),
-                        [&](const job& j) { return j.id == job_id; });
+                        [&](const held_job& h) { return h.j.id == job_id; });
   if (i == xs.end())
     return false;
   xs.erase(i);
@@ -67,8 +67,8 @@ bool executor_handoff::take_unstarted(int64_t job_id) const {
 std::vector<int64_t> executor_handoff::take_all_unstarted() const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
   std::vector<int64_t> ids;
-  for (auto& j : slot_->next)
-    ids.push_back(j.id);
+  for (auto& h : slot_->next)
+    ids.push_back(h.j.id);
   slot_->next.clear();
   return ids;
 }
@@ -78,13 +78,23 @@ namespace {
 void handler_loop(std::shared_ptr<handler_slot> slot) {
   for (;;) {
     job j;
+    caf::actor_addr queue;
     {
       std::unique_lock<std::mutex> guard{slot->mtx};
       slot->cv.wait(guard, [&] { return slot->stop || !slot->next.empty(); });
       if (slot->stop)
         return;
-      j = std::move(slot->next.front());
+      auto h = std::move(slot->next.front());
       slot->next.pop_front();
+      j = std::move(h.j);
+      if (std::chrono::steady_clock::now() > h.start_by) {
+        queue = slot->queue;
+        guard.unlock();
+        if (auto hdl = caf::actor_cast<caf::actor>(queue))
+          caf::anon_send(hdl, stale_atom::value, slot->index, j.id,
+                         slot->executor);
+        continue;
+      }
       slot->current = j.id;
       slot->cancel_requested = false;
     }
@@ -106,7 +116,6 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
                   .count();
     if (slot->cancelled)
       return;
-    caf::actor_addr queue;
     {
       std::lock_guard<std::mutex> guard{slot->mtx};
       slot->current = 0;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +26,16 @@ struct executor_args {
   std::shared_ptr<bg_jobs::clock> clock;
 };
 
+/// A reserved job that has not started, with the latest time it may still
+/// start. Its reservation may lapse (another node rescues it) once the
+/// reserving claim is older than the lease; past `start_by` it is given
+/// back instead of started, so a node back from a long pause starts
+/// nothing it held ahead.
+struct held_job {
+  job j;
+  std::chrono::steady_clock::time_point start_by;
+};
+
 struct handler_slot;
 
 /// The queue's side of the hand-over to an executor's handler thread.
@@ -37,7 +48,9 @@ public:
   /// Gives `j` to the handler thread, after the jobs it was given before;
   /// the thread emits `job_started` as it starts it, and the outcome goes
   /// to `queue` as a `result_atom` message.
-  void run(job j, const caf::actor_addr& queue) const;
+  /// A job past its `start_by` is not started: the thread reports it with
+  /// a `stale_atom` message instead.
+  void run(held_job h, const caf::actor_addr& queue) const;
 
   /// Raises the cancellation flag the handler sees, if it runs `job_id`.
   void request_cancel(int64_t job_id) const;

@@ -147,16 +147,17 @@ void executor_pool::register_all(caf::event_based_actor* self) const {
       register_one(self, i);
 }
 
-size_t executor_pool::run(job j, const caf::actor_addr& queue) {
+size_t executor_pool::run(held_job h, const caf::actor_addr& queue) {
   auto i = idle_.back();
   idle_.pop_back();
-  slots_[i].jobs.push_back(j);
-  slots_[i].handoff.run(std::move(j), queue);
+  slots_[i].jobs.push_back(h.j);
+  slots_[i].handoff.run(std::move(h), queue);
   return i;
 }
 
 std::optional<size_t>
-executor_pool::run_behind(job j, const caf::actor_addr& queue, size_t depth) {
+executor_pool::run_behind(held_job h, const caf::actor_addr& queue,
+                          size_t depth) {
   std::optional<size_t> best;
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
@@ -167,8 +168,8 @@ executor_pool::run_behind(job j, const caf::actor_addr& queue, size_t depth) {
   }
   if (!best)
     return std::nullopt;
-  slots_[*best].jobs.push_back(j);
-  slots_[*best].handoff.run(std::move(j), queue);
+  slots_[*best].jobs.push_back(h.j);
+  slots_[*best].handoff.run(std::move(h), queue);
   return best;
 }
 

@@ -53,11 +53,11 @@ public:
   std::vector<job> take_all_unstarted(caf::event_based_actor* self);
 
   /// Hands `j` to an idle executor (there must be one); returns its slot.
-  size_t run(job j, const caf::actor_addr& queue);
+  size_t run(held_job h, const caf::actor_addr& queue);
 
   /// Hands `j` to the busy executor in service that holds the fewest jobs,
   /// behind them, if it holds fewer than `depth`; returns its slot.
-  std::optional<size_t> run_behind(job j, const caf::actor_addr& queue,
+  std::optional<size_t> run_behind(held_job h, const caf::actor_addr& queue,
                                    size_t depth);
 
   /// Whether a busy executor in service holds fewer than `depth` jobs.

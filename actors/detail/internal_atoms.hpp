@@ -22,6 +22,12 @@ using route_atom = caf::atom_constant<caf::atom("route")>;
 /// outcome of one attempt straight to its queue.
 using result_atom = caf::atom_constant<caf::atom("result")>;
 
+/// `(stale_atom, size_t slot, int64_t job_id, caf::actor_addr executor)`,
+/// from an executor's thread to its queue: the job it was handed reached
+/// its start deadline unstarted (the process was paused past the lease?)
+/// and was not run; the queue gives it back.
+using stale_atom = caf::atom_constant<caf::atom("stale")>;
+
 /// `(claim_atom, claim_call_ptr)` → `claim_call_ptr`: a queue asks its
 /// claimer to persist outcomes and reserve jobs.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;

@@ -35,6 +35,10 @@ constexpr std::chrono::milliseconds flush_delay{20};
 /// A claim that takes longer means a hung store call: the queue restarts.
 constexpr std::chrono::seconds claim_timeout{60};
 
+/// Why a job held ahead goes back unstarted.
+constexpr const char* held_too_long =
+    "held ahead past half the lease (was the process paused?); not started";
+
 /// Distinguishes incarnations of a queue within this process.
 std::atomic<uint64_t> next_incarnation{1};
 
@@ -50,7 +54,7 @@ struct queue_state {
   retry_policy policy{retry_settings{}};
   std::minstd_rand rng{std::random_device{}()};
   /// Jobs reserved ahead of free executors, in claim order.
-  std::deque<job> ahead;
+  std::deque<held_job> ahead;
   /// A moving average of the handlers' run time in microseconds; negative
   /// until the first job ends.
   double run_us = -1;
@@ -126,8 +130,8 @@ struct queue_state {
     auto held = pool.held();
     for (auto id : outcomes.job_ids())
       held.push_back(id);
-    for (auto& j : ahead)
-      held.push_back(j.id);
+    for (auto& h : ahead)
+      held.push_back(h.j.id);
     auto released = db.release_unheld(owner, held);
     if (!released) {
       failed(released.error(), "releasing reservations of an unknown reply");
@@ -174,9 +178,9 @@ struct queue_state {
     auto depth = hand_depth();
     while (!stopping && !ahead.empty() &&
            (pool.idle() > 0 || (depth > 1 && pool.room_behind(depth)))) {
-      auto j = std::move(ahead.front());
+      auto h = std::move(ahead.front());
       ahead.pop_front();
-      dispatch(self, std::move(j), depth);
+      dispatch(self, std::move(h), depth);
     }
   }
 
@@ -236,8 +240,11 @@ struct queue_state {
     } else {
       auto& jobs = c.done->reserved;
       backlog = static_cast<int>(jobs.size()) == c.params.limit;
+      // Half the lease after the claim left, well before another node
+      // could rescue these jobs (their reservation is younger than that).
+      auto start_by = c.sent + ctx.plan->maintenance.lease / 2;
       for (auto& j : jobs)
-        ahead.push_back(std::move(j));
+        ahead.push_back(held_job{std::move(j), start_by});
     }
     if (finish_after_claim) {
       finish(self);
@@ -296,10 +303,11 @@ struct queue_state {
   void cancel(caf::event_based_actor* self, int64_t job_id,
               const std::string& reason) {
     std::optional<job> unstarted;
-    auto held = std::find_if(ahead.begin(), ahead.end(),
-                             [&](const job& j) { return j.id == job_id; });
+    auto held =
+        std::find_if(ahead.begin(), ahead.end(),
+                     [&](const held_job& h) { return h.j.id == job_id; });
     if (held != ahead.end()) {
-      unstarted = std::move(*held);
+      unstarted = std::move(held->j);
       ahead.erase(held);
     } else {
       unstarted = pool.take_unstarted(self, job_id);
@@ -338,7 +346,12 @@ struct queue_state {
         cancel(self, j.id, *j.cancel_reason);
   }
 
-  void dispatch(caf::event_based_actor* self, job j, size_t depth) {
+  void dispatch(caf::event_based_actor* self, held_job h, size_t depth) {
+    auto& j = h.j;
+    if (std::chrono::steady_clock::now() > h.start_by) {
+      release(std::move(j), held_too_long, false);
+      return;
+    }
     if (policy.exhausted(j)) {
       auto d = policy.on_exhausted(j, owner);
       outcomes.add(std::move(d), std::move(j));
@@ -353,8 +366,8 @@ struct queue_state {
     auto limit = timeout_of(j.name);
     auto id = j.id;
     auto i = pool.idle() > 0
-                 ? pool.run(std::move(j), self->address())
-                 : *pool.run_behind(std::move(j), self->address(), depth);
+                 ? pool.run(std::move(h), self->address())
+                 : *pool.run_behind(std::move(h), self->address(), depth);
     if (limit)
       self->delayed_send(self, *limit, timeout_atom::value, i, id);
   }
@@ -394,8 +407,8 @@ struct queue_state {
     }
     for (auto& j : pool.take_running())
       release(std::move(j), "shutdown: grace period over", false);
-    for (auto& j : ahead)
-      release(std::move(j), "shutdown: reserved ahead, not started", false);
+    for (auto& h : ahead)
+      release(std::move(h.j), "shutdown: reserved ahead, not started", false);
     ahead.clear();
     outcomes.flush(store, true);
     // Whatever the store still holds for us (a lost reply, an outcome it
@@ -512,6 +525,18 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                         std::chrono::microseconds{duration_us});
         auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
         st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
+        st.feed(self);
+        if (!st.settling) {
+          st.settling = true;
+          self->send(self, settle_atom::value);
+        }
+      },
+      [=](stale_atom, size_t i, int64_t job_id, const caf::actor_addr& from) {
+        auto& st = self->state;
+        auto j = st.pool.finish(self, i, job_id, from);
+        if (!j)
+          return;
+        st.release(std::move(*j), held_too_long, false);
         st.feed(self);
         if (!st.settling) {
           st.settling = true;
