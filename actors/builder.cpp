@@ -299,15 +299,20 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     return err;
   bool listen = false;
   node_identity me;
+  auto time = clock_;
   {
     auto db = connect_();
     if (!db)
       return std::move(db.error());
+    // Without a clock of its own the node reads the store's.
+    if (clock_ == clock::system())
+      if (auto c = (*db)->store_clock())
+        time = std::move(c);
     if (migrate_) {
       if (auto up = (*db)->migrate_up(); !up)
         return std::move(up.error());
       event e{event_kind::migrate_up};
-      e.at = clock_->now();
+      e.at = time->now();
       for (auto& l : listeners_)
         try {
           l(e);
@@ -321,7 +326,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     me.instance = random_instance();
     me.host = host_name();
     me.pid = static_cast<int64_t>(getpid());
-    me.started_at = clock_->now();
+    me.started_at = time->now();
     live_instances::get().add(me.instance);
     auto alive = [&](const node_holder& h) { return holder_alive(h, me.host); };
     caf::error refused;
@@ -373,8 +378,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   ctx.connect = connect_;
   ctx.node = me.node;
   ctx.instance = me.instance;
-  ctx.clock = clock_;
-  ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener, clock_);
+  ctx.clock = time;
+  ctx.bus = std::make_shared<detail::event_bus>(ctx.plan->any_listener, time);
   ctx.dir = std::make_shared<detail::actor_directory>();
   auto dir = ctx.dir;
   auto direct = std::make_shared<detail::direct_enqueue>();

@@ -12,6 +12,7 @@
 
 #include <caf/expected.hpp>
 
+#include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/completion.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
@@ -262,6 +263,14 @@ public:
 
   /// Records that `node` is alive now.
   virtual caf::expected<void> heartbeat(const std::string& node) = 0;
+
+  /// The clock this store dates rows and compares times with, as this
+  /// process reads it; null when that is the system clock (SQLite: every
+  /// node shares the host). A node built without a clock of its own uses
+  /// it, so that its retries and schedules agree with the store.
+  virtual std::shared_ptr<bg_jobs::clock> store_clock() const {
+    return nullptr;
+  }
 
   /// Claims the node name `me.node` for `me`, unless another instance
   /// holds it with a heartbeat within `lease` and `alive` says that holder

@@ -543,15 +543,46 @@ private:
   std::vector<std::string>& out_;
 };
 
+/// The store's clock as seen from this process: the system clock plus the
+/// offset to the server's `clock_timestamp()`, measured when a connection
+/// opens and at every heartbeat. Shared by the connections of one factory
+/// and the node that uses them, so that leases, heartbeats, rescues and
+/// due times are compared on the server's clock whatever this host's says.
+class server_clock : public bg_jobs::clock {
+public:
+  timestamp now() const override {
+    return from_unix_ms(to_unix_ms(clock::system()->now()) + offset_ms_.load());
+  }
+
+  /// Measures the offset on `conn` (outside a transaction).
+  void measure(pqxx::connection& conn) {
+    auto before = to_unix_ms(clock::system()->now());
+    pqxx::nontransaction tx{conn};
+    auto server =
+        tx.exec("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            [0][0]
+            .as<int64_t>();
+    auto after = to_unix_ms(clock::system()->now());
+    offset_ms_ = server - (before + (after - before) / 2);
+  }
+
+private:
+  std::atomic<int64_t> offset_ms_{0};
+};
+
 struct postgres_adapter::impl {
   postgres_options options;
+  /// Set unless a test pinned the clock: then `options.clock` is used.
+  std::shared_ptr<server_clock> server_time;
   std::unique_ptr<pqxx::connection> conn;
   std::vector<std::string> wakeups;
   std::unique_ptr<wakeup_receiver> receiver;
   /// The notification channel: `bg_jobs`, or `bg_jobs.<schema>`.
   std::string channel = notify_channel;
 
-  int64_t now_ms() const { return to_unix_ms(options.clock->now()); }
+  int64_t now_ms() const {
+    return to_unix_ms(server_time ? server_time->now() : options.clock->now());
+  }
 
   /// Where this connection's next claim starts its index scan: after the
   /// last job its previous claim took, while claims get all they ask for
@@ -681,6 +712,12 @@ postgres_adapter::~postgres_adapter() {
 
 caf::expected<std::unique_ptr<postgres_adapter>>
 postgres_adapter::open(postgres_options options) {
+  return open_with(std::move(options), nullptr);
+}
+
+caf::expected<std::unique_ptr<postgres_adapter>>
+postgres_adapter::open_with(postgres_options options,
+                            std::shared_ptr<void> shared_time) {
   auto url = prepare_url(options.url);
   if (!url)
     return std::move(url.error());
@@ -692,12 +729,23 @@ postgres_adapter::open(postgres_options options) {
     p->channel = std::string{notify_channel} + "." + p->options.schema;
   if (!p->options.clock)
     p->options.clock = clock::system();
+  if (p->options.clock == clock::system())
+    p->server_time = shared_time
+                         ? std::static_pointer_cast<server_clock>(shared_time)
+                         : std::make_shared<server_clock>();
   try {
     p->conn = std::make_unique<pqxx::connection>(*url);
-    pqxx::nontransaction tx{*p->conn};
-    tx.exec("SET application_name = " + tx.quote(p->options.application_name));
-    if (!p->options.schema.empty())
-      tx.exec("SET search_path = " + p->options.schema);
+    {
+      pqxx::nontransaction tx{*p->conn};
+      // A name given in the URL or by PGAPPNAME is kept.
+      if (tx.exec("SHOW application_name")[0][0].as<std::string>().empty())
+        tx.exec("SET application_name = " +
+                tx.quote(p->options.application_name));
+      if (!p->options.schema.empty())
+        tx.exec("SET search_path = " + p->options.schema);
+    }
+    if (p->server_time)
+      p->server_time->measure(*p->conn);
   } catch (const std::exception& e) {
     std::string msg = e.what();
     while (!msg.empty() && msg.back() == '\n')
@@ -724,8 +772,9 @@ postgres_adapter::open(postgres_options options) {
 }
 
 adapter_factory postgres_adapter::factory(postgres_options options) {
-  return [options]() -> caf::expected<std::unique_ptr<db_adapter>> {
-    auto db = open(options);
+  auto shared_time = std::make_shared<server_clock>();
+  return [options, shared_time]() -> caf::expected<std::unique_ptr<db_adapter>> {
+    auto db = open_with(options, shared_time);
     if (!db)
       return std::move(db.error());
     return std::unique_ptr<db_adapter>{std::move(*db)};
@@ -1041,7 +1090,19 @@ postgres_adapter::release_unheld(const std::string& reserved_by,
       });
 }
 
+std::shared_ptr<bg_jobs::clock> postgres_adapter::store_clock() const {
+  if (impl_->server_time)
+    return impl_->server_time;
+  return impl_->options.clock;
+}
+
 caf::expected<void> postgres_adapter::heartbeat(const std::string& node) {
+  if (impl_->server_time)
+    try {
+      impl_->server_time->measure(*impl_->conn);
+    } catch (...) {
+      return failure("reading the server's clock");
+    }
   auto r = impl_->in_statement(
       "recording a heartbeat", [&](pqxx::transaction_base& tx) {
         tx.exec_prepared("bgj_heartbeat", node, impl_->now_ms());

@@ -19,7 +19,9 @@ struct postgres_options {
   /// `postgresql://user@host:port/db`. A connect timeout of 10 s is added
   /// unless the string sets one.
   std::string url;
-  /// The source of "now"; the system clock unless a test pins it.
+  /// The source of "now" for a test that pins it. With the system clock
+  /// (the default) the adapter uses the server's clock instead, so that
+  /// nodes whose clocks disagree still agree on leases and due times.
   std::shared_ptr<bg_jobs::clock> clock = clock::system();
   /// How the connections show in `pg_stat_activity`.
   std::string application_name = "bg_jobs";
@@ -74,7 +76,9 @@ public:
   caf::expected<std::vector<job>>
   release_unheld(const std::string& reserved_by,
                  const std::vector<int64_t>& held) override;
+  /// Also measures the offset of the server's clock again.
   caf::expected<void> heartbeat(const std::string& node) override;
+  std::shared_ptr<bg_jobs::clock> store_clock() const override;
   caf::expected<std::optional<node_holder>>
   claim_node(const node_identity& me, std::chrono::milliseconds lease,
              const std::function<bool(const node_holder&)>& alive) override;
@@ -135,6 +139,11 @@ private:
   struct impl;
 
   explicit postgres_adapter(std::unique_ptr<impl> p);
+
+  /// `open`, reading the server's clock through `shared_time` (a
+  /// `server_clock` shared by one factory's connections; null: its own).
+  static caf::expected<std::unique_ptr<postgres_adapter>>
+  open_with(postgres_options options, std::shared_ptr<void> shared_time);
 
   std::unique_ptr<impl> impl_;
 };
