@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
   CLI::App app{"bg_jobs: operate a bg_jobs store (SQLite or PostgreSQL)"};
   app.set_version_flag("--version", "bg_jobs 0.1.0");
   app.require_subcommand(1);
+  // Options of the program (--db, --json, ...) may follow a command too.
+  app.fallthrough();
   store_args store;
   bool as_json = false;
   app.add_option("--db", store.db,
@@ -331,6 +333,9 @@ int main(int argc, char** argv) {
       else
         std::cout << "schema version " << v << " (this bg_jobs: " << current
                   << "): " << state << '\n';
+      // A deploy script checks the status by the exit code.
+      if (v != current)
+        return 1;
     } else if (*stats) {
       auto db = store.open();
       auto names = value_of(db->stats_by_name());
@@ -468,6 +473,14 @@ int main(int argc, char** argv) {
         request.with_unique(u);
       }
       auto db = store.open();
+      bool runs_somewhere = false;
+      for (auto& q : value_of(db->known_queues()))
+        for (auto& n : q.job_names)
+          runs_somewhere = runs_somewhere || n == enq_name;
+      if (!runs_somewhere)
+        std::cerr << "bg_jobs: note: no node has announced a queue that runs '"
+                  << bg_jobs::printable(enq_name)
+                  << "'; the job waits until one does\n";
       auto j = value_of(db->enqueue_job(request));
       if (as_json)
         std::cout << bg_jobs::wire::as_json(j).dump() << '\n';
@@ -581,6 +594,8 @@ int main(int argc, char** argv) {
                             cron_from + "'"};
         from = *t;
       }
+      if (cron_next->count("--tz") > 0 && cron_tz.empty())
+        throw usage_error{"--tz needs a zone name, e.g. Europe/Berlin"};
       auto schedule = bg_jobs::cron_schedule::parse(cron_expr);
       if (schedule && !cron_tz.empty())
         schedule = schedule->in_time_zone(cron_tz);

@@ -72,8 +72,13 @@ struct scheduler_state {
         store.failed(gone.error(), "dropping a missed occurrence");
       return false;
     }
-    event e{event_kind::job_cancelled};
+    // The occurrence is gone from the store (not kept as cancelled).
+    event e{event_kind::job_deleted};
     e.queue = spec.job_name();
+    job gone_job;
+    gone_job.id = last.job_id;
+    gone_job.name = spec.job_name();
+    e.job = std::move(gone_job);
     e.message = "missed its time " + to_iso8601(last.scheduled_at) +
                 (latest ? "; the latest missed run, " + to_iso8601(*latest) +
                               ", runs instead"

@@ -61,6 +61,23 @@ try {
   page.on("dialog", d => { check("no dialog opens", false, d.message()); d.dismiss(); });
   await page.goto(`${base}/?token=${token}`, { waitUntil: "load" });
   await page.waitForSelector('#queues tr[data-queue="mail"]');
+  // The page redraws its tables every 2 s: a handle found before a click
+  // may be gone by then, so the element is looked up and clicked in one
+  // step inside the page, again until it is there.
+  const clickOn = async (selector) => {
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const clicked = await page.evaluate(sel => {
+        const e = document.querySelector(sel);
+        if (!e) return false;
+        e.click();
+        return true;
+      }, selector);
+      if (clicked) return;
+      if (Date.now() > deadline) throw new Error("nothing to click at " + selector);
+      await new Promise(r => setTimeout(r, 50));
+    }
+  };
 
   // The overview matches the store.
   const stats = cli("stats");
@@ -74,7 +91,7 @@ try {
   // A hostile payload and error are text.
   await page.select("#state", "waiting");
   await page.waitForSelector(`#jobs tr[data-id="${ids.xss}"]`);
-  await page.click(`#jobs tr[data-id="${ids.xss}"]`);
+  await clickOn(`#jobs tr[data-id="${ids.xss}"]`);
   await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, ids.xss);
   const payload = await page.$eval("#job-payload", e => e.textContent);
   check("the <script> payload shows as text", payload.includes("<script>window.__xss=1</script>"), payload);
@@ -88,16 +105,16 @@ try {
   check("the hostile error's handler did not run", await page.evaluate(() => window.__xss === undefined));
 
   // Retry a failed job.
-  await page.click(`#jobs tr[data-id="${failedId}"]`);
+  await clickOn(`#jobs tr[data-id="${failedId}"]`);
   await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, failedId);
   const errorsShown = await page.$$eval("#job-errors tr", r => r.length);
   check("each attempt's error is listed", errorsShown === 2, "rows: " + errorsShown);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-  await page.click("#retry");
+  await clickOn("#retry");
   await until("retry makes the failed job waiting", () => cli("jobs", "show", String(failedId)).state === "waiting");
 
   // Pause a queue.
-  await page.click('#queues tr[data-queue="mail"] button.pause');
+  await clickOn('#queues tr[data-queue="mail"] button.pause');
   await until("pausing shows the queue paused in the store",
     () => cli("queues", "list").find(q => q.queue === "mail").paused === true);
   await page.waitForSelector('#queues tr[data-queue="mail"] button.resume');

@@ -13,142 +13,12 @@
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
-#include "support/pg.hpp"
-#include "support/process.hpp"
-#include "support/temp_dir.hpp"
+#include "reliability/node_targets.hpp"
 #include "support/wait.hpp"
-#include "support/why.hpp"
 
 using namespace bg_jobs;
+using namespace bg_jobs::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-/// A store for node processes: where they connect and how the test reads
-/// the runs they recorded.
-struct sqlite_target {
-  test::temp_dir dir;
-  std::string path = dir.file("jobs.db");
-
-  std::string store() const { return path; }
-
-  std::unique_ptr<db_adapter> open() const {
-    auto db = sqlite_adapter::open({path});
-    REQUIRE_MESSAGE(db, test::why(db));
-    return std::move(*db);
-  }
-
-  void create_runs() const {
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    REQUIRE(sqlite3_exec(db, "CREATE TABLE runs (job_id INTEGER, node TEXT)",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
-
-  std::set<std::string> node_names() const {
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db, "SELECT DISTINCT node FROM runs", -1, &s, nullptr);
-    std::set<std::string> names;
-    while (sqlite3_step(s) == SQLITE_ROW)
-      names.insert(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return names;
-  }
-
-  std::pair<int64_t, int64_t> runs() const {
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db, "SELECT count(*), count(DISTINCT job_id) FROM runs",
-                       -1, &s, nullptr);
-    sqlite3_step(s);
-    std::pair<int64_t, int64_t> r{sqlite3_column_int64(s, 0),
-                                  sqlite3_column_int64(s, 1)};
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return r;
-  }
-};
-
-struct postgres_target {
-  test::pg_schema schema;
-
-  std::string store() const { return schema.url(); }
-
-  std::unique_ptr<db_adapter> open() const {
-    auto db = postgres_adapter::open({schema.url()});
-    REQUIRE_MESSAGE(db, test::why(db));
-    return std::move(*db);
-  }
-
-  void create_runs() const {
-    pqxx::connection c{schema.url()};
-    pqxx::work tx{c};
-    tx.exec("CREATE TABLE runs (job_id BIGINT, node TEXT)");
-    tx.commit();
-  }
-
-  std::set<std::string> node_names() const {
-    pqxx::connection c{schema.url()};
-    pqxx::work tx{c};
-    std::set<std::string> names;
-    for (const auto& r : tx.exec("SELECT DISTINCT node FROM runs"))
-      names.insert(r[0].as<std::string>());
-    return names;
-  }
-
-  std::pair<int64_t, int64_t> runs() const {
-    pqxx::connection c{schema.url()};
-    pqxx::work tx{c};
-    auto r = tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
-    return {r[0].as<int64_t>(), r[1].as<int64_t>()};
-  }
-};
-
-template <class Target>
-void prepare(const Target& t, int n) {
-  auto db = t.open();
-  REQUIRE(db->migrate_up());
-  t.create_runs();
-  std::vector<job_request> reqs;
-  for (int i = 0; i < n; ++i)
-    reqs.emplace_back("work", nlohmann::json{{"seq", i}});
-  auto ids = db->enqueue_jobs(reqs);
-  REQUIRE_MESSAGE(ids, test::why(ids));
-}
-
-std::unique_ptr<test::child_process>
-start_node(const std::string& store, const std::string& name, int concurrency,
-           std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{BG_JOBS_TEST_NODE,
-                                "--store",
-                                store,
-                                "--node",
-                                name,
-                                "--record",
-                                "--concurrency",
-                                std::to_string(concurrency),
-                                "--sleep-ms",
-                                "1",
-                                "--timeout-ms",
-                                "120000"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  auto p = std::make_unique<test::child_process>(args);
-  REQUIRE(p->started());
-  return p;
-}
-
-int64_t succeeded(db_adapter& db) {
-  auto st = db.stats();
-  return st ? st->succeeded : -1;
-}
-
-} // namespace
 
 TEST_SUITE("reliability") {
 
@@ -203,6 +73,7 @@ TEST_SUITE("reliability") {
     survivor->kill(SIGSTOP);
     doomed->kill(SIGKILL);
     doomed->wait(10s);
+    target.wait_until_gone("node-a");
     auto held = db->get_running_jobs();
     REQUIRE(held);
     size_t held_by_dead = 0;

@@ -16,6 +16,14 @@
 // --record makes each run insert (job_id, node) into the table `runs` of the
 // same store, so that a test can count how often each job ran. --report
 // writes "rescued <n>" (jobs this node rescued from dead nodes) to FILE.
+// --start-log FILE appends each job id to FILE as its handler starts (one
+// write, so that a test sees what started before a pause).
+// --prune-ms N prunes history every N ms (so that every periodic service
+// is busy). On PostgreSQL the node's connections carry its name as their
+// application_name, so that a test can find (and kill) them.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -42,12 +50,17 @@ void record_run(const std::string& store, const std::string& node,
                 int64_t job_id) {
   if (bg_jobs::is_postgres_spec(store)) {
     thread_local std::unique_ptr<pqxx::connection> conn;
-    if (!conn)
-      conn = std::make_unique<pqxx::connection>(store);
-    pqxx::work tx{*conn};
-    tx.exec_params("INSERT INTO runs (job_id, node) VALUES ($1, $2)", job_id,
-                   node);
-    tx.commit();
+    try {
+      if (!conn)
+        conn = std::make_unique<pqxx::connection>(store);
+      pqxx::work tx{*conn};
+      tx.exec_params("INSERT INTO runs (job_id, node) VALUES ($1, $2)",
+                     job_id, node);
+      tx.commit();
+    } catch (...) {
+      conn.reset(); // a killed backend: the next run connects again
+      throw;
+    }
     return;
   }
   thread_local sqlite3* db = nullptr;
@@ -68,6 +81,8 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds lease{30000};
   int concurrency = 10, sleep_ms = 0;
   bool record = false;
+  std::chrono::milliseconds prune_every{60000};
+  int start_log = -1;
   int enqueue_unique = 0;
   bool default_name = false;
   std::chrono::milliseconds timeout{60000};
@@ -90,6 +105,10 @@ int main(int argc, char** argv) {
       report = next();
     else if (arg == "--record")
       record = true;
+    else if (arg == "--start-log")
+      start_log = ::open(next().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    else if (arg == "--prune-ms")
+      prune_every = std::chrono::milliseconds{std::stol(next())};
     else if (arg == "--default-name")
       default_name = true;
     else if (arg == "--enqueue-unique")
@@ -100,6 +119,8 @@ int main(int argc, char** argv) {
               << std::endl;
     return 2;
   }
+  // libpq names this process's connections after the node.
+  setenv("PGAPPNAME", node.c_str(), 1);
   auto factory = bg_jobs::factory_for(store);
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
@@ -140,18 +161,24 @@ int main(int argc, char** argv) {
                     .with_poll_interval(50ms)
                     .with_worker(bg_jobs::worker{
                         "work", [&](const bg_jobs::job& j) {
+                          // The owner's first part: the name held.
+                          auto held = j.reserved_by->substr(
+                              0, j.reserved_by->find('/'));
+                          if (start_log >= 0) {
+                            auto line = std::to_string(j.id) + "\n";
+                            if (::write(start_log, line.data(), line.size()) <
+                                0)
+                              throw std::runtime_error("start log");
+                          }
                           if (sleep_ms > 0)
                             std::this_thread::sleep_for(
                                 std::chrono::milliseconds{sleep_ms});
                           if (record)
-                            // The owner's first part: the name held.
-                            record_run(store,
-                                       j.reserved_by->substr(
-                                           0, j.reserved_by->find('/')),
-                                       j.id);
+                            record_run(store, held, j.id);
                         }});
     auto config = bg_jobs::builder{factory}
                       .with_node_lease(lease)
+                      .with_retention(bg_jobs::prune_params{}, prune_every)
                       .with_event_listener([&](const bg_jobs::event& e) {
                         if (e.kind == bg_jobs::event_kind::job_rescued)
                           ++rescued;
@@ -164,11 +191,9 @@ int main(int argc, char** argv) {
       std::cerr << node << ": " << bg_jobs::describe(bg.error()) << std::endl;
       return 1;
     }
-    auto db = factory();
-    if (!db) {
-      std::cerr << node << ": " << bg_jobs::describe(db.error()) << std::endl;
-      return 1;
-    }
+    // Watches the store on a connection of its own, opened again after
+    // it was lost.
+    std::unique_ptr<bg_jobs::db_adapter> db;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     int idle_checks = 0;
     while (idle_checks < 2) {
@@ -177,7 +202,14 @@ int main(int argc, char** argv) {
         break;
       }
       std::this_thread::sleep_for(50ms);
-      auto st = (*db)->stats();
+      if (!db) {
+        if (auto opened = factory())
+          db = std::move(*opened);
+        continue;
+      }
+      auto st = db->stats();
+      if (!st)
+        db.reset();
       idle_checks =
           st && st->pending() + st->reserved == 0 ? idle_checks + 1 : 0;
     }

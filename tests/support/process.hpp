@@ -40,6 +40,23 @@ public:
       ::kill(pid_, sig);
   }
 
+  /// Stops the process (SIGSTOP) and returns once every thread of it has
+  /// stopped (a signal is delivered after `kill` returns); false if it
+  /// exited instead.
+  bool stop() {
+    if (pid_ <= 0 || exited_)
+      return false;
+    ::kill(pid_, SIGSTOP);
+    int status = 0;
+    if (waitpid(pid_, &status, WUNTRACED) != pid_)
+      return false;
+    if (WIFSTOPPED(status))
+      return true;
+    exited_ = true;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return false;
+  }
+
   /// Waits up to `limit` for the exit; returns the exit status, or -1 when
   /// the process is still running (or died by a signal).
   int wait(std::chrono::milliseconds limit) {

@@ -1,0 +1,18 @@
+#!/bin/sh
+# The test suites built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (into ./build-sanitized): a use after free or undefined behaviour fails a
+# test even when it does not crash. Leaves out the examples, the install
+# check and the browser test; runs the rest through ctest.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+build="$root/build-sanitized"
+echo "bg_jobs: configuring the sanitizer build ($build)" >&2
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  -DBG_JOBS_SANITIZE=ON -DBG_JOBS_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" -j2
+export ASAN_OPTIONS="abort_on_error=1:detect_leaks=0:strict_string_checks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+cd "$build"
+ctest -j2 --output-on-failure --timeout 400 "$@"
