@@ -1,5 +1,7 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 
+#include <limits>
+
 #include <algorithm>
 #include <cctype>
 #include <cinttypes>
@@ -9,6 +11,7 @@
 #include <string_view>
 
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/parse.hpp"
 
 namespace bg_jobs {
 
@@ -107,15 +110,32 @@ std::string db_adapter::encode_key(const page_key& key) {
 
 caf::expected<db_adapter::page_key>
 db_adapter::decode_key(const std::string& text) {
+  // `priority.at_ms.id`, each a plain decimal number in range.
+  auto bad = make_error(errc::invalid_argument,
+                        "malformed page position '" + printable(text) + "'");
+  auto first = text.find('.');
+  auto second = first == std::string::npos ? first : text.find('.', first + 1);
+  if (text.size() > 60 || second == std::string::npos)
+    return bad;
+  std::string_view all{text};
+  auto priority = parse_count("priority", all.substr(0, first), 0, 9);
+  auto at = parse_count("time", all.substr(first + 1, second - first - 1), 0,
+                        std::numeric_limits<int64_t>::max());
+  auto id = parse_count("id", all.substr(second + 1), 0,
+                        std::numeric_limits<int64_t>::max());
+  if (!priority || !at || !id)
+    return bad;
   page_key key;
-  int used = 0;
-  if (text.size() > 60 ||
-      std::sscanf(text.c_str(), "%d.%" SCNd64 ".%" SCNd64 "%n", &key.priority,
-                  &key.at_ms, &key.id, &used) != 3 ||
-      used != static_cast<int>(text.size()))
-    return make_error(errc::invalid_argument,
-                      "malformed page position '" + printable(text) + "'");
+  key.priority = static_cast<int>(*priority);
+  key.at_ms = *at;
+  key.id = *id;
   return key;
+}
+
+caf::error db_adapter::check_reason(const std::string& reason) {
+  if (auto why = text_problem(reason, 1000); !why.empty())
+    return make_error(errc::invalid_argument, "the cancel reason " + why);
+  return caf::none;
 }
 
 std::string db_adapter::prefixed_sql(const char* sql,

@@ -436,6 +436,10 @@ public:
   await_wakeups(std::chrono::milliseconds timeout, int interrupt_fd = -1);
 
 protected:
+  /// An `invalid_argument` error unless `reason` (of a cancel) is valid
+  /// UTF-8 without control characters, at most 1000 bytes.
+  static caf::error check_reason(const std::string& reason);
+
   /// An `invalid_argument` error unless `limit` is positive.
   static caf::error check_limit(int limit);
 

@@ -1,5 +1,7 @@
 #include "bg_jobs/core/job_request.hpp"
 
+#include "bg_jobs/core/parse.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -113,6 +115,9 @@ std::string name_problem(std::string_view name) {
       return "holds a control character (byte " + std::to_string(c) + ")";
   if (!valid_utf8(name))
     return "is not valid UTF-8";
+  // C1 controls and direction overrides would change how a name shows.
+  if (!text_problem(name, max_job_name_length).empty())
+    return "holds a control or direction-override character";
   return {};
 }
 

@@ -1,5 +1,7 @@
 #include "bg_jobs/core/retry_policy.hpp"
 
+#include "bg_jobs/core/parse.hpp"
+
 namespace bg_jobs {
 
 namespace {
@@ -28,8 +30,8 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
     auto d =
         make(j, retry ? k::retry : k::failed,
              retry ? event_kind::job_retry : event_kind::job_failed, owner);
-    d.change.error = o.message();
-    d.message = o.message();
+    d.change.error = stored_text(o.message());
+    d.message = d.change.error;
     if (retry)
       d.change.available_at = now + settings_.backoff.delay(j.attempts, rng);
     return d;
@@ -41,8 +43,9 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
   }
   case outcome::kind::cancel: {
     auto d = make(j, k::cancelled, event_kind::job_cancelled, owner);
-    d.change.error = o.message().empty() ? "cancelled" : o.message();
-    d.message = o.message();
+    d.change.error =
+        o.message().empty() ? "cancelled" : stored_text(o.message());
+    d.message = d.change.error;
     return d;
   }
   }
@@ -61,7 +64,7 @@ decision retry_policy::on_release(const job& j, const std::string& why,
                                   : event_kind::job_released,
                 owner);
   d.change.available_at = now;
-  d.change.error = why;
+  d.change.error = stored_text(why);
   d.message = why;
   return d;
 }

@@ -4,11 +4,12 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <set>
 #include <mutex>
 #include <random>
 #include <thread>
 
-#include <httplib.h>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -18,6 +19,8 @@
 
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/parse.hpp"
+#include "bg_jobs/http/detail/bounded_server.hpp"
 #include "bg_jobs/http/detail/dashboard_page.hpp"
 
 namespace bg_jobs {
@@ -109,6 +112,10 @@ struct metrics::impl {
   std::mutex mtx;
   std::chrono::steady_clock::time_point refreshed;
   bool ever_refreshed = false;
+  /// The series of `jobs` set by the last refresh: one that the store no
+  /// longer reports (its jobs are gone) is removed, not kept at its last
+  /// value.
+  std::set<prometheus::Gauge*> job_series;
 
   std::map<std::string, std::string> labels(const event& e) const {
     return {{"queue", e.queue}, {"job", e.job ? e.job->name : ""}};
@@ -193,11 +200,15 @@ struct metrics::impl {
       for (auto& n : q.job_names)
         queue_of[n] = q.queue;
     std::lock_guard<std::mutex> guard{mtx};
+    std::set<prometheus::Gauge*> seen;
     for (auto& n : *names) {
       auto q = queue_of.count(n.name) ? queue_of[n.name] : std::string{};
       auto set = [&](const char* state, int64_t v) {
-        jobs.Add({{"queue", q}, {"job", n.name}, {"state", state}})
-            .Set(static_cast<double>(v));
+        auto& g = jobs.Add(
+            {{"queue", utf8_repaired(q)}, {"job", utf8_repaired(n.name)},
+             {"state", state}});
+        g.Set(static_cast<double>(v));
+        seen.insert(&g);
       };
       set("waiting", n.counts.available);
       set("scheduled", n.counts.scheduled);
@@ -206,6 +217,10 @@ struct metrics::impl {
       set("failed", n.counts.failed);
       set("cancelled", n.counts.cancelled);
     }
+    for (auto* g : job_series)
+      if (seen.count(g) == 0)
+        jobs.Remove(g);
+    job_series = std::move(seen);
   }
 };
 
@@ -235,6 +250,9 @@ std::string metrics::scrape(db_adapter& db) {
 
 namespace {
 
+using detail::http_request;
+using detail::http_response;
+
 std::string random_token() {
   std::random_device rd;
   std::uniform_int_distribution<uint64_t> dist;
@@ -245,9 +263,14 @@ std::string random_token() {
   return buf;
 }
 
+/// The addresses that serve without a token: this machine's loopback
+/// address and name, exactly.
 bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" ||
-         host.rfind("127.", 0) == 0;
+  return host == "127.0.0.1" || host == "localhost" || host == "::1";
+}
+
+bool is_wildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::";
 }
 
 /// Constant-time comparison of a presented token with the expected one.
@@ -260,12 +283,32 @@ bool same_token(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-std::optional<int64_t> to_id(const std::string& text) {
-  int64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
-    return std::nullopt;
-  return v;
+/// Why `token` cannot be a token (it travels in a header and a cookie), or
+/// empty.
+std::string token_problem(const std::string& token) {
+  if (token.size() > 256)
+    return "is longer than 256 bytes";
+  for (unsigned char c : token)
+    if (!std::isalnum(c) && std::string_view{"-._~+/="}.find(c) ==
+                                std::string_view::npos)
+      return "may hold only letters, digits and - . _ ~ + / =";
+  return {};
+}
+
+/// The host part of a Host header or an origin's authority (`[::1]:80` ->
+/// `::1`).
+std::string host_part(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    auto end = authority.find(']');
+    return end == std::string_view::npos
+               ? std::string{}
+               : std::string{authority.substr(1, end - 1)};
+  }
+  auto colon = authority.find(':');
+  std::string h{authority.substr(0, colon)};
+  for (auto& c : h)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return h;
 }
 
 int status_of(const caf::error& err) {
@@ -284,15 +327,19 @@ int status_of(const caf::error& err) {
   }
 }
 
+/// JSON text; stored text that is not UTF-8 shows with U+FFFD instead of
+/// failing the whole answer.
+std::string json_text(const nlohmann::json& body) {
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 } // namespace
 
 struct http_server::impl {
   adapter_factory store;
   http_options options;
   std::shared_ptr<bg_jobs::metrics> metrics;
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
+  std::unique_ptr<detail::bounded_server> server;
   std::string csrf = random_token();
   std::mutex pool_mtx;
   std::vector<std::unique_ptr<db_adapter>> pool;
@@ -330,20 +377,21 @@ struct http_server::impl {
     return lease{this, std::move(*db)};
   }
 
-  static void reply(httplib::Response& res, int status,
+  static void reply(http_response& res, int status,
                     const nlohmann::json& body) {
     res.status = status;
-    res.set_content(body.dump(), "application/json");
+    res.content_type = "application/json";
+    res.body = json_text(body);
   }
 
-  static void fail(httplib::Response& res, const caf::error& err) {
+  static void fail(http_response& res, const caf::error& err) {
     reply(res, status_of(err),
           {{"error", to_string(code_of(err))}, {"message", message_of(err)}});
   }
 
   /// Runs `f` on a connection; a connection that failed is not reused.
   template <class F>
-  void with_db(httplib::Response& res, F f) {
+  void with_db(http_response& res, F f) {
     auto l = connect();
     if (!l) {
       fail(res, l.error());
@@ -362,17 +410,38 @@ struct http_server::impl {
     }
   }
 
-  bool authorized(const httplib::Request& req, httplib::Response& res) {
+  /// Whether `host` (from a Host header or an Origin) names this server:
+  /// its address, this machine's loopback names, or a configured name.
+  /// A page served under any other name (DNS rebinding) is refused.
+  bool known_host(const std::string& host) const {
+    if (is_wildcard(options.host))
+      return true; // every name reaches it; the token guards it
+    if (host == host_part(options.host) || is_loopback(host))
+      return true;
+    return std::find(options.allowed_hosts.begin(), options.allowed_hosts.end(),
+                     host) != options.allowed_hosts.end();
+  }
+
+  /// Sets `res` and returns false unless the request may be served.
+  bool admitted(const http_request& req, http_response& res) {
+    if (!known_host(host_part(req.header("host")))) {
+      reply(res, 421,
+            {{"error", "unknown_host"},
+             {"message", "this server does not answer to that Host name"}});
+      return false;
+    }
     if (options.token.empty())
       return true;
-    auto auth = req.get_header_value("Authorization");
+    auto auth = req.header("authorization");
     if (auth.rfind("Bearer ", 0) == 0 &&
         same_token(auth.substr(7), options.token))
       return true;
-    auto cookies = req.get_header_value("Cookie");
+    auto cookies = req.header("cookie");
     auto key = std::string{"bg_jobs_token="};
     for (auto at = cookies.find(key); at != std::string::npos;
          at = cookies.find(key, at + 1)) {
+      if (at > 0 && cookies[at - 1] != ' ' && cookies[at - 1] != ';')
+        continue;
       auto end = cookies.find(';', at);
       auto value = cookies.substr(at + key.size(), end == std::string::npos
                                                        ? std::string::npos
@@ -380,24 +449,45 @@ struct http_server::impl {
       if (same_token(value, options.token))
         return true;
     }
-    if (req.has_param("token") &&
-        same_token(req.get_param_value("token"), options.token)) {
-      res.set_header("Set-Cookie", "bg_jobs_token=" + options.token +
-                                       "; HttpOnly; SameSite=Strict; Path=/");
-      return true;
+    // `?token=` opens the page once: it sets the cookie and sends the
+    // browser on without the token in its address.
+    if (req.method == "GET" && req.path == "/" && req.query.count("token") &&
+        same_token(req.query.at("token"), options.token)) {
+      res.status = 303;
+      res.headers.push_back({"Location", "/"});
+      res.headers.push_back({"Set-Cookie", "bg_jobs_token=" + options.token +
+                                               "; HttpOnly; SameSite=Strict; "
+                                               "Path=/"});
+      return false;
     }
+    reply(res, 401,
+          {{"error", "unauthorized"},
+           {"message", "a token is required (Authorization: Bearer)"}});
     return false;
   }
 
-  /// An action: POST with the page's CSRF token, refused when read-only.
-  bool may_act(const httplib::Request& req, httplib::Response& res) {
+  /// An action: POST with the page's CSRF token, from this server's own
+  /// origin if the browser names one, refused when read-only.
+  bool may_act(const http_request& req, http_response& res) {
     if (options.read_only) {
       reply(
           res, 403,
           {{"error", "read_only"}, {"message", "the dashboard is read-only"}});
       return false;
     }
-    if (!same_token(req.get_header_value("X-CSRF-Token"), csrf)) {
+    auto origin = req.header("origin");
+    if (!origin.empty()) {
+      auto scheme = origin.find("://");
+      if (scheme == std::string::npos ||
+          !known_host(host_part(std::string_view{origin}.substr(scheme + 3)))) {
+        reply(res, 403,
+              {{"error", "origin"},
+               {"message", "actions are accepted from this server's own "
+                           "page only"}});
+        return false;
+      }
+    }
+    if (!same_token(req.header("x-csrf-token"), csrf)) {
       reply(res, 403,
             {{"error", "csrf"}, {"message", "missing or wrong X-CSRF-Token"}});
       return false;
@@ -445,160 +535,185 @@ struct http_server::impl {
     return caf::none;
   }
 
-  void routes() {
-    server.set_pre_routing_handler(
-        [this](const httplib::Request& req, httplib::Response& res) {
-          res.set_header("X-Content-Type-Options", "nosniff");
-          res.set_header("Cache-Control", "no-store");
-          if (authorized(req, res))
-            return httplib::Server::HandlerResponse::Unhandled;
-          reply(res, 401,
-                {{"error", "unauthorized"},
-                 {"message", "a token is required (Authorization: Bearer)"}});
-          return httplib::Server::HandlerResponse::Handled;
+  http_response handle(const http_request& req) {
+    http_response res;
+    res.headers = {{"X-Content-Type-Options", "nosniff"},
+                   {"Cache-Control", "no-store"}};
+    if (admitted(req, res))
+      route(req, res);
+    return res;
+  }
+
+  void route(const http_request& req, http_response& res) {
+    static const std::regex job_path{R"(/api/jobs/([^/]+))"};
+    static const std::regex job_action{R"(/api/jobs/([^/]+)/(retry|cancel|delete))"};
+    static const std::regex queue_action{R"(/api/queues/([^/]+)/(pause|resume))"};
+    std::smatch m;
+    auto& path = req.path;
+    if (req.method == "GET") {
+      if (path == "/")
+        return page(res);
+      if (path == "/metrics")
+        return with_db(res, [&](db_adapter& db) -> caf::error {
+          res.content_type = "text/plain; version=0.0.4";
+          res.body = metrics->scrape(db);
+          return caf::none;
         });
-    server.Get("/", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Content-Security-Policy",
-                     "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                     "frame-ancestors 'none'");
-      res.set_header("X-Frame-Options", "DENY");
-      res.set_content(detail::dashboard_page(csrf, options.read_only),
-                      "text/html; charset=utf-8");
-    });
-    server.Get(
-        "/metrics", [this](const httplib::Request&, httplib::Response& res) {
-          with_db(res, [&](db_adapter& db) -> caf::error {
-            res.set_content(metrics->scrape(db), "text/plain; version=0.0.4");
-            return caf::none;
-          });
+      if (path == "/api/stats")
+        return with_db(res, [&](db_adapter& db) -> caf::error {
+          nlohmann::json out;
+          if (auto err = stats(db, out))
+            return err;
+          reply(res, 200, out);
+          return caf::none;
         });
-    server.Get("/api/stats",
-               [this](const httplib::Request&, httplib::Response& res) {
-                 with_db(res, [&](db_adapter& db) -> caf::error {
-                   nlohmann::json out;
-                   if (auto err = stats(db, out))
-                     return err;
-                   reply(res, 200, out);
-                   return caf::none;
-                 });
-               });
-    server.Get("/api/throughput", [this](const httplib::Request&,
-                                         httplib::Response& res) {
-      with_db(res, [&](db_adapter& db) -> caf::error {
-        auto since = utc_now() - std::chrono::hours{1};
-        auto buckets = db.finished_per_bucket(since, std::chrono::minutes{1});
-        if (!buckets)
-          return std::move(buckets.error());
-        auto out = nlohmann::json::array();
-        for (auto& b : *buckets)
-          out.push_back({{"start", to_unix_ms(b.start)},
-                         {"succeeded", b.succeeded},
-                         {"failed", b.failed}});
-        reply(res, 200, {{"buckets", out}, {"bucket_ms", 60000}});
-        return caf::none;
-      });
+      if (path == "/api/throughput")
+        return throughput(res);
+      if (path == "/api/jobs")
+        return list_jobs(req, res);
+      if (std::regex_match(path, m, job_path))
+        return with_db(res, [&](db_adapter& db) -> caf::error {
+          auto id = parse_job_id(m[1].str());
+          if (!id)
+            return std::move(id.error());
+          auto r = db.get_job(*id);
+          if (!r)
+            return std::move(r.error());
+          reply(res, 200, wire::as_json(*r));
+          return caf::none;
+        });
+    } else if (req.method == "POST") {
+      if (std::regex_match(path, m, job_action))
+        return job_act(req, res, m[1].str(), m[2].str());
+      if (std::regex_match(path, m, queue_action))
+        return queue_act(req, res, m[1].str(), m[2].str() == "pause");
+    }
+    reply(res, 404, {{"error", "not_found"}, {"message", "no such resource"}});
+  }
+
+  void page(http_response& res) {
+    res.headers.push_back(
+        {"Content-Security-Policy",
+         "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+         "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+         "frame-ancestors 'none'"});
+    res.headers.push_back({"X-Frame-Options", "DENY"});
+    res.content_type = "text/html; charset=utf-8";
+    res.body = detail::dashboard_page(csrf, options.read_only);
+  }
+
+  void throughput(http_response& res) {
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      auto since = utc_now() - std::chrono::hours{1};
+      auto buckets = db.finished_per_bucket(since, std::chrono::minutes{1});
+      if (!buckets)
+        return std::move(buckets.error());
+      auto out = nlohmann::json::array();
+      for (auto& b : *buckets)
+        out.push_back({{"start", to_unix_ms(b.start)},
+                       {"succeeded", b.succeeded},
+                       {"failed", b.failed}});
+      reply(res, 200, {{"buckets", out}, {"bucket_ms", 60000}});
+      return caf::none;
     });
-    server.Get("/api/jobs", [this](const httplib::Request& req,
-                                   httplib::Response& res) {
-      with_db(res, [&](db_adapter& db) -> caf::error {
-        job_query q;
-        if (req.has_param("state")) {
-          auto s = parse_job_state(req.get_param_value("state"));
-          if (!s)
-            return make_error(errc::invalid_argument, "unknown state");
-          q.state = *s;
-        }
-        if (req.has_param("name") && !req.get_param_value("name").empty())
-          q.names = {req.get_param_value("name")};
-        if (req.has_param("queue") && !req.get_param_value("queue").empty()) {
-          auto queues = db.known_queues();
-          if (!queues)
-            return std::move(queues.error());
-          auto want = req.get_param_value("queue");
-          auto i = std::find_if(queues->begin(), queues->end(),
-                                [&](auto& k) { return k.queue == want; });
-          if (i == queues->end())
-            return make_error(errc::unknown_queue,
-                              "no queue '" + printable(want) + "' is known");
-          if (q.names.empty())
-            q.names = i->job_names;
-        }
-        if (req.has_param("after"))
-          q.after = req.get_param_value("after");
-        if (req.has_param("order"))
-          q.newest_first = req.get_param_value("order") != "oldest";
-        if (req.has_param("limit")) {
-          auto n = to_id(req.get_param_value("limit"));
-          if (!n)
-            return make_error(errc::invalid_argument, "bad limit");
-          q.limit = static_cast<int>(std::min<int64_t>(*n, 100000));
-        }
-        auto page = db.list_jobs(q);
-        if (!page)
-          return std::move(page.error());
-        auto jobs = nlohmann::json::array();
-        for (auto& r : page->jobs)
-          jobs.push_back(wire::as_json(r));
-        reply(res, 200, {{"jobs", jobs}, {"next", page->next}});
-        return caf::none;
-      });
+  }
+
+  void list_jobs(const http_request& req, http_response& res) {
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      auto param = [&](const char* key) {
+        auto i = req.query.find(key);
+        return i == req.query.end() ? std::string{} : i->second;
+      };
+      job_query q;
+      if (auto state = param("state"); !state.empty()) {
+        auto s = parse_job_state(state);
+        if (!s)
+          return make_error(errc::invalid_argument, "unknown state");
+        q.state = *s;
+      }
+      if (auto name = param("name"); !name.empty())
+        q.names = {name};
+      if (auto want = param("queue"); !want.empty()) {
+        auto names = names_of_queue(db, want);
+        if (!names)
+          return std::move(names.error());
+        if (q.names.empty())
+          q.names = std::move(*names);
+      }
+      q.after = param("after");
+      if (req.query.count("order"))
+        q.newest_first = param("order") != "oldest";
+      if (req.query.count("limit")) {
+        auto n = parse_count("limit", param("limit"), 1, 1000);
+        if (!n)
+          return std::move(n.error());
+        q.limit = static_cast<int>(*n);
+      }
+      auto page = db.list_jobs(q);
+      if (!page)
+        return std::move(page.error());
+      auto jobs = nlohmann::json::array();
+      for (auto& r : page->jobs)
+        jobs.push_back(wire::as_json(r));
+      reply(res, 200, {{"jobs", jobs}, {"next", page->next}});
+      return caf::none;
     });
-    server.Get(R"(/api/jobs/([^/]+))", [this](const httplib::Request& req,
-                                              httplib::Response& res) {
-      with_db(res, [&](db_adapter& db) -> caf::error {
-        auto id = to_id(req.matches[1]);
-        if (!id)
-          return make_error(errc::invalid_argument, "a job id is a number");
-        auto r = db.get_job(*id);
-        if (!r)
+  }
+
+  /// The job names of the queue `queue` as nodes announced it, or
+  /// `unknown_queue`.
+  static caf::expected<std::vector<std::string>>
+  names_of_queue(db_adapter& db, const std::string& queue) {
+    auto queues = db.known_queues();
+    if (!queues)
+      return std::move(queues.error());
+    for (auto& k : *queues)
+      if (k.queue == queue)
+        return k.job_names;
+    return make_error(errc::unknown_queue,
+                      "no node has announced a queue '" + printable(queue) +
+                          "'");
+  }
+
+  void job_act(const http_request& req, http_response& res,
+               const std::string& id_text, const std::string& op) {
+    if (!may_act(req, res))
+      return;
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      auto id = parse_job_id(id_text);
+      if (!id)
+        return std::move(id.error());
+      if (op == "delete") {
+        if (auto r = db.delete_job(*id); !r)
           return std::move(r.error());
-        reply(res, 200, wire::as_json(*r));
+        reply(res, 200, {{"deleted", *id}});
         return caf::none;
-      });
+      }
+      auto r = op == "retry"
+                   ? db.retry_job(*id)
+                   : db.cancel_job(*id, "cancelled from the dashboard");
+      if (!r)
+        return std::move(r.error());
+      reply(res, 200, wire::as_json(*r));
+      return caf::none;
     });
-    server.Post(
-        R"(/api/jobs/([^/]+)/(retry|cancel|delete))",
-        [this](const httplib::Request& req, httplib::Response& res) {
-          if (!may_act(req, res))
-            return;
-          with_db(res, [&](db_adapter& db) -> caf::error {
-            auto id = to_id(req.matches[1]);
-            if (!id)
-              return make_error(errc::invalid_argument, "a job id is a number");
-            std::string op = req.matches[2];
-            if (op == "delete") {
-              if (auto r = db.delete_job(*id); !r)
-                return std::move(r.error());
-              reply(res, 200, {{"deleted", *id}});
-              return caf::none;
-            }
-            auto r = op == "retry" ? db.retry_job(*id)
-                                   : db.cancel_job(*id, "cancelled from the "
-                                                        "dashboard");
-            if (!r)
-              return std::move(r.error());
-            reply(res, 200, wire::as_json(*r));
-            return caf::none;
-          });
-        });
-    server.Post(R"(/api/queues/([^/]+)/(pause|resume))",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  if (!may_act(req, res))
-                    return;
-                  with_db(res, [&](db_adapter& db) -> caf::error {
-                    std::string queue = req.matches[1];
-                    auto r = std::string{req.matches[2]} == "pause"
-                                 ? db.pause(pause_kind::queue, queue)
-                                 : db.resume(pause_kind::queue, queue);
-                    if (!r)
-                      return std::move(r.error());
-                    reply(res, 200,
-                          {{"queue", queue},
-                           {"paused", std::string{req.matches[2]} == "pause"}});
-                    return caf::none;
-                  });
-                });
+  }
+
+  void queue_act(const http_request& req, http_response& res,
+                 const std::string& queue, bool pause) {
+    if (!may_act(req, res))
+      return;
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      // As the command line: only a queue some node announced.
+      if (auto known = names_of_queue(db, queue); !known)
+        return std::move(known.error());
+      auto r = pause ? db.pause(pause_kind::queue, queue)
+                     : db.resume(pause_kind::queue, queue);
+      if (!r)
+        return std::move(r.error());
+      reply(res, 200, {{"queue", queue}, {"paused", pause}});
+      return caf::none;
+    });
   }
 };
 
@@ -609,15 +724,12 @@ http_server::~http_server() {
 }
 
 uint16_t http_server::port() const {
-  return static_cast<uint16_t>(impl_->port);
+  return impl_->server->port();
 }
 
 void http_server::stop() {
-  if (!impl_)
-    return;
-  impl_->server.stop();
-  if (impl_->thread.joinable())
-    impl_->thread.join();
+  if (impl_ && impl_->server)
+    impl_->server->stop();
 }
 
 caf::expected<std::unique_ptr<http_server>>
@@ -625,9 +737,11 @@ http_server::start(adapter_factory store, http_options options,
                    std::shared_ptr<bg_jobs::metrics> m) {
   if (!is_loopback(options.host) && options.token.empty())
     return make_error(errc::invalid_config,
-                      "the dashboard listens on " + options.host +
-                          ", beyond this machine: give it a token "
-                          "(--token or BG_JOBS_DASHBOARD_TOKEN)");
+                      "the dashboard listens on " + printable(options.host) +
+                          ", beyond this machine's loopback address: give it "
+                          "a token (--token or BG_JOBS_DASHBOARD_TOKEN)");
+  if (auto why = token_problem(options.token); !why.empty())
+    return make_error(errc::invalid_config, "the dashboard token " + why);
   {
     auto probe = store();
     if (!probe)
@@ -637,20 +751,13 @@ http_server::start(adapter_factory store, http_options options,
   p->store = std::move(store);
   p->options = std::move(options);
   p->metrics = m ? std::move(m) : std::make_shared<bg_jobs::metrics>();
-  p->routes();
-  p->server.set_keep_alive_max_count(100);
-  p->port =
-      p->options.port == 0
-          ? p->server.bind_to_any_port(p->options.host.c_str())
-          : (p->server.bind_to_port(p->options.host.c_str(), p->options.port)
-                 ? p->options.port
-                 : -1);
-  if (p->port <= 0)
-    return make_error(errc::invalid_config,
-                      "cannot listen on " + p->options.host + ":" +
-                          std::to_string(p->options.port));
   auto raw = p.get();
-  p->thread = std::thread{[raw] { raw->server.listen_after_bind(); }};
+  auto server = detail::bounded_server::start(
+      p->options.host, p->options.port, p->options.limits,
+      [raw](const http_request& req) { return raw->handle(req); });
+  if (!server)
+    return std::move(server.error());
+  p->server = std::move(*server);
   return std::unique_ptr<http_server>{new http_server(std::move(p))};
 }
 

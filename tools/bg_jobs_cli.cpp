@@ -3,7 +3,12 @@
 //
 // Exit status: 0 done, 1 the operation failed (a one-line message on
 // stderr), 2 a usage error.
+#include <unistd.h>
+
+#include <cctype>
 #include <csignal>
+#include <fstream>
+#include <set>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -22,6 +27,7 @@
 #include "bg_jobs/adapters/store_spec.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/parse.hpp"
 #include "bg_jobs/http/http_server.hpp"
 #include "bg_jobs/scheduling/cron_schedule.hpp"
 
@@ -38,6 +44,68 @@ struct failed {
 struct usage_error {
   std::string message;
 };
+
+/// The password a store spec carries, if any: a URI's userinfo, or a
+/// `password` parameter of a URI or conninfo.
+std::vector<std::string> passwords_in(const std::string& db) {
+  std::vector<std::string> found;
+  for (auto key : {"password=", "password%3d", "password%3D"})
+    for (auto at = db.find(key); at != std::string::npos;
+         at = db.find(key, at + 1)) {
+      auto from = at + std::string_view{key}.size();
+      auto end = db.find_first_of(" &", from);
+      found.push_back(db.substr(from, end == std::string::npos
+                                          ? std::string::npos
+                                          : end - from));
+    }
+  if (auto scheme = db.find("://"); scheme != std::string::npos) {
+    auto at = db.find('@', scheme);
+    auto colon = db.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      found.push_back(db.substr(colon + 1, at - colon - 1));
+  }
+  std::vector<std::string> all;
+  for (auto& p : found) {
+    if (p.empty())
+      continue;
+    all.push_back(p);
+    // Also as libpq may quote it back: decoded, or decoded up to an escape
+    // it could not read.
+    std::string decoded;
+    for (size_t i = 0; i < p.size(); ++i) {
+      auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); };
+      if (p[i] == '%' && i + 2 < p.size() &&
+          hex(p[i + 1]) && hex(p[i + 2])) {
+        decoded += static_cast<char>(std::stoi(p.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        decoded += p[i];
+      }
+    }
+    if (decoded != p && !decoded.empty())
+      all.push_back(decoded);
+  }
+  return all;
+}
+
+/// `message` about the store `db` with every form of its password
+/// replaced by `***`.
+std::string without_password(std::string message, const std::string& db) {
+  for (auto& p : passwords_in(db))
+    for (auto at = message.find(p); at != std::string::npos;
+         at = message.find(p, at))
+      message.replace(at, p.size(), "***");
+  // libpq quotes the token it could not decode: never print it.
+  if (auto at = message.find("percent-encoded token: \"");
+      at != std::string::npos) {
+    auto from = at + 24;
+    auto end = message.find('"', from);
+    message.replace(from, end == std::string::npos ? std::string::npos
+                                                   : end - from,
+                    "***");
+  }
+  return message;
+}
 
 /// `db` without its password (for messages).
 std::string redacted(std::string db) {
@@ -70,7 +138,36 @@ struct store_args {
     return bg_jobs::factory_for(spec, prefix, "bg_jobs_cli");
   }
 
-  std::unique_ptr<bg_jobs::db_adapter> open(bool need_schema = true) const {
+  std::string spec() const {
+    if (!db.empty())
+      return db;
+    auto env = std::getenv("BG_JOBS_DATABASE");
+    return env ? env : "";
+  }
+
+  /// Opens the store. Only `migrate up` creates a SQLite file
+  /// (`may_create`): any other command on a mistyped path says so and
+  /// leaves no empty file behind.
+  /// The SQLite file the store names, or empty for PostgreSQL.
+  std::string sqlite_file() const {
+    auto s = spec();
+    if (s.empty() || bg_jobs::is_postgres_spec(s))
+      return {};
+    return s.rfind("sqlite:", 0) == 0 ? s.substr(7) : s;
+  }
+
+  /// Whether the store names a SQLite file that does not exist.
+  bool missing_file() const {
+    auto path = sqlite_file();
+    return !path.empty() && ::access(path.c_str(), F_OK) != 0;
+  }
+
+  std::unique_ptr<bg_jobs::db_adapter> open(bool need_schema = true,
+                                            bool may_create = false) const {
+    if (!may_create && missing_file())
+      throw failed{"bg_jobs.database_unavailable: no database file '" +
+                   bg_jobs::terminal_text(sqlite_file()) +
+                   "' (run 'migrate up' to create one)"};
     auto db = factory()();
     if (!db)
       throw failed{bg_jobs::describe(db.error())};
@@ -81,35 +178,73 @@ struct store_args {
   }
 };
 
+/// What a store call refused because of what was asked (a malformed
+/// position, a name or payload it will not store) is a usage error.
+[[noreturn]] void fail_with(const caf::error& err) {
+  switch (bg_jobs::code_of(err)) {
+  case bg_jobs::errc::invalid_argument:
+  case bg_jobs::errc::invalid_job_name:
+  case bg_jobs::errc::invalid_payload:
+    throw usage_error{bg_jobs::describe(err)};
+  default:
+    throw failed{bg_jobs::describe(err)};
+  }
+}
+
 template <class T>
 T value_of(caf::expected<T> x) {
   if (!x)
-    throw failed{bg_jobs::describe(x.error())};
+    fail_with(x.error());
   return std::move(*x);
 }
 
 void ok_or_fail(const caf::expected<void>& x) {
   if (!x)
-    throw failed{bg_jobs::describe(x.error())};
+    fail_with(x.error());
 }
 
-/// `30s`, `5m`, `2h`, `1d`, `250ms` or a number of seconds.
-std::chrono::milliseconds parse_duration(const std::string& text) {
-  size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(text, &used);
-  } catch (...) {
-    throw usage_error{"invalid duration '" + text + "' (e.g. 30s, 5m, 2h)"};
+/// A value read strictly from the command line, or a usage error.
+template <class T>
+T arg_of(caf::expected<T> x) {
+  if (!x)
+    throw usage_error{bg_jobs::describe(x.error())};
+  return std::move(*x);
+}
+
+std::vector<int64_t> ids_of(const std::vector<std::string>& texts) {
+  std::vector<int64_t> ids;
+  for (auto& t : texts)
+    ids.push_back(arg_of(bg_jobs::parse_job_id(t)));
+  return ids;
+}
+
+/// JSON text; stored text that is not UTF-8 shows with U+FFFD.
+std::string json_text(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+/// Stored text for the terminal (`bg_jobs::terminal_text`).
+std::string shown(const std::string& text) {
+  return bg_jobs::terminal_text(text);
+}
+
+/// A payload from `--payload-file` (`-`: standard input), at most 1 MiB.
+std::string read_payload(const std::string& file) {
+  constexpr size_t limit = 1024 * 1024;
+  std::ifstream f;
+  std::istream* in = &std::cin;
+  if (file != "-") {
+    f.open(file, std::ios::binary);
+    if (!f)
+      throw usage_error{"cannot read --payload-file '" + shown(file) + "'"};
+    in = &f;
   }
-  auto unit = text.substr(used);
-  static const std::map<std::string, long long> ms = {
-      {"", 1000},       {"ms", 1},          {"s", 1000},
-      {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000}};
-  auto i = ms.find(unit);
-  if (i == ms.end() || n < 0)
-    throw usage_error{"invalid duration '" + text + "' (e.g. 30s, 5m, 2h)"};
-  return std::chrono::milliseconds{n * i->second};
+  std::string text(limit + 1, '\0');
+  in->read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in->gcount()));
+  if (text.size() > limit)
+    throw usage_error{"the payload is larger than 1 MiB"};
+  return text;
 }
 
 std::string when(const std::optional<bg_jobs::timestamp>& t) {
@@ -160,6 +295,28 @@ std::vector<std::string> names_of_queue(bg_jobs::db_adapter& db,
                bg_jobs::printable(queue) + "'"};
 }
 
+/// Checks every job of `ids` before any is changed: each must exist and be
+/// in a state `allowed` accepts, else nothing is done (an id given twice is
+/// refused too). A job can still change between this check and its turn;
+/// then the command stops there, saying which.
+template <class F>
+void all_or_none(bg_jobs::db_adapter& db, const std::vector<int64_t>& ids,
+                 const char* verb, F allowed) {
+  std::set<int64_t> seen;
+  for (auto id : ids) {
+    if (!seen.insert(id).second)
+      throw usage_error{"job " + std::to_string(id) + " is named twice"};
+    auto r = db.get_job(id);
+    if (!r)
+      throw failed{bg_jobs::describe(r.error()) + " (nothing was " + verb +
+                   ")"};
+    if (!allowed(r->state))
+      throw failed{"bg_jobs.invalid_state: job " + std::to_string(id) +
+                   " is " + to_string(r->state) + " and cannot be " + verb +
+                   " (nothing was " + verb + ")"};
+  }
+}
+
 std::string to_seconds_iso(bg_jobs::timestamp t) {
   auto text = bg_jobs::to_iso8601(t); // ...SS.mmmZ
   return text.substr(0, 19) + "Z";
@@ -203,7 +360,7 @@ int main(int argc, char** argv) {
   auto list = jobs->add_subcommand("list", "one page of jobs in one state");
   std::string list_state = "waiting", list_queue, list_after;
   std::vector<std::string> list_names;
-  int list_limit = 50;
+  std::string list_limit = "50";
   bool list_oldest = false;
   list->add_option("--state", list_state,
                    "waiting, scheduled, running, succeeded, failed or "
@@ -212,30 +369,34 @@ int main(int argc, char** argv) {
                              "failed", "cancelled"}));
   list->add_option("--name", list_names, "only jobs of these names");
   list->add_option("--queue", list_queue, "only jobs of this queue");
-  list->add_option("--limit", list_limit, "jobs per page (1-1000)")
-      ->check(CLI::Range(1, 1000));
+  list->add_option("--limit", list_limit, "jobs per page (1-1000)");
   list->add_option("--after", list_after,
                    "the page after this position (printed as 'next:')");
   list->add_flag("--oldest", list_oldest, "oldest first");
   auto show = jobs->add_subcommand("show", "one job, wherever it is kept");
-  int64_t show_id = 0;
+  std::string show_id;
   show->add_option("id", show_id, "the job id")->required();
   auto enqueue = jobs->add_subcommand("enqueue", "store a job");
-  std::string enq_name, enq_payload = "{}", enq_in, enq_at, enq_key;
-  int enq_priority = 0;
+  std::string enq_name, enq_payload = "{}", enq_payload_file, enq_in, enq_at,
+      enq_key;
+  std::string enq_priority = "0";
   enqueue->add_option("name", enq_name, "the job name")->required();
-  enqueue->add_option("--payload", enq_payload, "the payload as JSON");
+  auto payload_opt =
+      enqueue->add_option("--payload", enq_payload, "the payload as JSON");
+  enqueue
+      ->add_option("--payload-file", enq_payload_file,
+                   "read the payload from a file (- for standard input)")
+      ->excludes(payload_opt);
   auto in_opt = enqueue->add_option("--in", enq_in,
                                     "available after a delay (30s, 5m, 2h)");
   enqueue->add_option("--at", enq_at, "available at YYYY-MM-DDTHH:MM:SSZ")
       ->excludes(in_opt);
-  enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9")
-      ->check(CLI::Range(0, 9));
+  enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9");
   enqueue->add_option("--unique-key", enq_key,
                       "keep a duplicate out while this key counts");
   auto retry = jobs->add_subcommand("retry", "run failed or cancelled jobs "
                                              "again");
-  std::vector<int64_t> retry_ids;
+  std::vector<std::string> retry_ids;
   bool retry_failed = false;
   std::string retry_name;
   retry->add_option("ids", retry_ids, "job ids");
@@ -243,12 +404,12 @@ int main(int argc, char** argv) {
                   "every failed job (of --name, which it needs)");
   retry->add_option("--name", retry_name, "the job name for --failed");
   auto cancel = jobs->add_subcommand("cancel", "cancel jobs");
-  std::vector<int64_t> cancel_ids;
+  std::vector<std::string> cancel_ids;
   std::string cancel_reason = "cancelled from the command line";
   cancel->add_option("ids", cancel_ids, "job ids")->required();
   cancel->add_option("--reason", cancel_reason, "kept with the job");
   auto del = jobs->add_subcommand("delete", "delete waiting or finished jobs");
-  std::vector<int64_t> delete_ids;
+  std::vector<std::string> delete_ids;
   del->add_option("ids", delete_ids, "job ids")->required();
 
   // -- queues --------------------------------------------------------------
@@ -278,12 +439,11 @@ int main(int argc, char** argv) {
   auto cron_next = cron->add_subcommand(
       "next", "the next runs of a cron expression, as UTC instants");
   std::string cron_expr, cron_from, cron_tz;
-  long cron_count = 1;
+  std::string cron_count = "1";
   cron_next->add_option("expr", cron_expr, "the cron expression")->required();
   cron_next->add_option("--from", cron_from,
                         "after this instant (YYYY-MM-DDTHH:MM:SSZ; now)");
-  cron_next->add_option("--count", cron_count, "how many (1-100000)")
-      ->check(CLI::Range(1L, 100000L));
+  cron_next->add_option("--count", cron_count, "how many (1-100000)");
   cron_next->add_option("--tz", cron_tz,
                         "the zone whose wall clock it "
                         "matches");
@@ -297,6 +457,10 @@ int main(int argc, char** argv) {
                     "required of every request; default "
                     "$BG_JOBS_DASHBOARD_TOKEN");
   serve->add_flag("--read-only", read_only, "no actions");
+  std::vector<std::string> allowed_hosts;
+  serve->add_option("--allow-host", allowed_hosts,
+                    "a host name it answers to besides its address and "
+                    "localhost (behind a proxy); repeatable");
 
   try {
     app.parse(argc, argv);
@@ -307,7 +471,7 @@ int main(int argc, char** argv) {
 
   try {
     if (*mig_up) {
-      auto db = store.open(false);
+      auto db = store.open(false, true);
       ok_or_fail(db->migrate_up());
       std::cout << "schema at version " << value_of(db->schema_version())
                 << '\n';
@@ -317,18 +481,18 @@ int main(int argc, char** argv) {
       std::cout << "every bg_jobs table removed\n";
       (void)down_yes;
     } else if (*mig_status) {
-      auto db = store.open(false);
-      auto v = value_of(db->schema_version());
+      // A SQLite file that is not there has no schema (and is not made).
+      auto v = store.missing_file()
+                   ? 0
+                   : value_of(store.open(false)->schema_version());
       auto current = bg_jobs::db_adapter::schema_version_current;
       std::string state = v == current  ? "current"
                           : v == 0      ? "missing: run 'migrate up'"
                           : v < current ? "older: run 'migrate up'"
                                         : "newer than this bg_jobs";
       if (as_json)
-        std::cout << json{{"version", v},
-                          {"current", current},
-                          {"state", state}}
-                         .dump()
+        std::cout << json_text(
+                         {{"version", v}, {"current", current}, {"state", state}})
                   << '\n';
       else
         std::cout << "schema version " << v << " (this bg_jobs: " << current
@@ -361,7 +525,7 @@ int main(int argc, char** argv) {
                                  {"oldest_waiting_age_ms", lag.count()},
                                  {"paused", paused}});
         auto row = counts_cells(c);
-        row.insert(row.begin(), q.queue);
+        row.insert(row.begin(), shown(q.queue));
         row.push_back(oldest ? age(lag) : "-");
         row.push_back(paused ? "yes" : "no");
         rows.push_back(row);
@@ -378,12 +542,12 @@ int main(int argc, char** argv) {
                                 {"counts", bg_jobs::wire::as_json(n.counts)},
                                 {"oldest_waiting_age_ms", lag.count()}});
         auto row = counts_cells(n.counts);
-        row.insert(row.begin(), n.name);
+        row.insert(row.begin(), shown(n.name));
         row.push_back(n.oldest_waiting ? age(lag) : "-");
         name_rows.push_back(row);
       }
       if (as_json) {
-        std::cout << out.dump() << '\n';
+        std::cout << json_text(out) << '\n';
       } else {
         table(rows);
         std::cout << '\n';
@@ -400,14 +564,15 @@ int main(int argc, char** argv) {
           q.names = names;
       }
       q.after = list_after;
-      q.limit = list_limit;
+      q.limit =
+          static_cast<int>(arg_of(bg_jobs::parse_count("--limit", list_limit, 1, 1000)));
       q.newest_first = !list_oldest;
       auto page = value_of(db->list_jobs(q));
       if (as_json) {
         json out = {{"jobs", json::array()}, {"next", page.next}};
         for (auto& r : page.jobs)
           out["jobs"].push_back(bg_jobs::wire::as_json(r));
-        std::cout << out.dump() << '\n';
+        std::cout << json_text(out) << '\n';
       } else {
         std::vector<std::vector<std::string>> rows = {
             {"ID", "NAME", "STATE", "ATTEMPTS", "PRIORITY", "AT", "ERROR"}};
@@ -415,50 +580,63 @@ int main(int argc, char** argv) {
           auto at = r.finished_at   ? r.finished_at
                     : r.reserved_at ? r.reserved_at
                                     : std::optional{r.available_at};
-          auto err = r.error.value_or("");
+          auto err = shown(bg_jobs::utf8_repaired(r.error.value_or("")));
           if (err.size() > 60)
-            err = err.substr(0, 57) + "...";
-          rows.push_back({std::to_string(r.id), bg_jobs::printable(r.name),
+            err = bg_jobs::utf8_repaired(err.substr(0, 57)) + "...";
+          rows.push_back({std::to_string(r.id), shown(r.name),
                           to_string(r.state), std::to_string(r.attempts),
-                          std::to_string(r.priority), when(at),
-                          bg_jobs::printable(err)});
+                          std::to_string(r.priority), when(at), err});
         }
         table(rows);
         if (!page.next.empty())
           std::cout << "next: " << page.next << '\n';
       }
     } else if (*show) {
+      auto id = arg_of(bg_jobs::parse_job_id(show_id));
       auto db = store.open();
-      auto r = value_of(db->get_job(show_id));
+      auto r = value_of(db->get_job(id));
       if (as_json) {
-        std::cout << bg_jobs::wire::as_json(r).dump() << '\n';
+        std::cout << json_text(bg_jobs::wire::as_json(r)) << '\n';
       } else {
         table({{"id", std::to_string(r.id)},
-               {"name", bg_jobs::printable(r.name)},
+               {"name", shown(r.name)},
                {"state", to_string(r.state)},
                {"priority", std::to_string(r.priority)},
                {"attempts", std::to_string(r.attempts)},
                {"created", when(r.created_at)},
                {"available", when(r.available_at)},
                {"reserved", when(r.reserved_at)},
-               {"reserved by", r.reserved_by.value_or("-")},
+               {"reserved by", shown(r.reserved_by.value_or("-"))},
                {"finished", when(r.finished_at)},
-               {"error", r.error.value_or("-")},
-               {"cancel asked", r.cancel_reason.value_or("-")}});
-        std::cout << "payload:\n" << r.payload.dump(2) << '\n';
-        for (auto& e : r.errors)
+               {"error", shown(r.error.value_or("-"))},
+               {"cancel asked", shown(r.cancel_reason.value_or("-"))}});
+        // JSON escapes control characters; U+2028-style overrides are
+        // escaped for the terminal.
+        std::cout << "payload:\n"
+                  << bg_jobs::terminal_text(
+                         r.payload.dump(2, ' ', false,
+                                        json::error_handler_t::replace),
+                         true)
+                  << '\n';
+        for (auto& e : r.errors) {
+          auto text = e.contains("error") && e["error"].is_string()
+                          ? e["error"].get<std::string>()
+                          : std::string{};
           std::cout << "attempt " << e.value("attempt", 0) << " at "
                     << bg_jobs::to_iso8601(
                            bg_jobs::from_unix_ms(e.value("at", int64_t{0})))
-                    << ": " << e.value("error", "") << '\n';
+                    << ": " << shown(text) << '\n';
+        }
       }
     } else if (*enqueue) {
+      if (!enq_payload_file.empty())
+        enq_payload = read_payload(enq_payload_file);
       auto parsed = bg_jobs::job_request::parse(enq_name, enq_payload);
       if (!parsed)
         throw usage_error{bg_jobs::describe(parsed.error())};
       auto request = std::move(*parsed);
       if (!enq_in.empty())
-        request.available_in(parse_duration(enq_in));
+        request.available_in(arg_of(bg_jobs::parse_duration(enq_in)));
       if (!enq_at.empty()) {
         auto t = bg_jobs::parse_iso8601(enq_at);
         if (!t)
@@ -466,12 +644,16 @@ int main(int argc, char** argv) {
                             enq_at + "'"};
         request.available_at(*t);
       }
-      request.with_priority(enq_priority);
+      request.with_priority(static_cast<int>(
+          arg_of(bg_jobs::parse_count("--priority", enq_priority, 0, 9))));
       if (!enq_key.empty()) {
         bg_jobs::unique_options u;
         u.key = enq_key;
         request.with_unique(u);
       }
+      // The whole request is checked before the store is touched.
+      if (auto ok = request.validate(bg_jobs::clock::system()->now()); !ok)
+        throw usage_error{bg_jobs::describe(ok.error())};
       auto db = store.open();
       bool runs_somewhere = false;
       for (auto& q : value_of(db->known_queues()))
@@ -479,11 +661,11 @@ int main(int argc, char** argv) {
           runs_somewhere = runs_somewhere || n == enq_name;
       if (!runs_somewhere)
         std::cerr << "bg_jobs: note: no node has announced a queue that runs '"
-                  << bg_jobs::printable(enq_name)
+                  << shown(enq_name)
                   << "'; the job waits until one does\n";
       auto j = value_of(db->enqueue_job(request));
       if (as_json)
-        std::cout << bg_jobs::wire::as_json(j).dump() << '\n';
+        std::cout << json_text(bg_jobs::wire::as_json(j)) << '\n';
       else
         std::cout << (j.conflict ? "exists: job " : "enqueued job ") << j.id
                   << '\n';
@@ -494,25 +676,38 @@ int main(int argc, char** argv) {
         throw usage_error{"give job ids or --failed, not both"};
       if (retry_failed && retry_name.empty())
         throw usage_error{"--failed needs --name NAME"};
+      auto ids = ids_of(retry_ids);
       auto db = store.open();
       if (retry_failed) {
         auto n = value_of(db->retry_failed(retry_name));
-        std::cout << (as_json ? json{{"retried", n}}.dump()
+        std::cout << (as_json ? json_text({{"retried", n}})
                               : "retried " + std::to_string(n) + " jobs")
                   << '\n';
       } else {
-        for (auto id : retry_ids) {
+        all_or_none(*db, ids, "retried", [](bg_jobs::job_state s) {
+          return s == bg_jobs::job_state::failed ||
+                 s == bg_jobs::job_state::cancelled;
+        });
+        for (auto id : ids) {
           auto r = value_of(db->retry_job(id));
-          std::cout << (as_json ? bg_jobs::wire::as_json(r).dump()
+          std::cout << (as_json ? json_text(bg_jobs::wire::as_json(r))
                                 : "retried job " + std::to_string(id))
                     << '\n';
         }
       }
     } else if (*cancel) {
+      if (auto why = bg_jobs::text_problem(cancel_reason, 1000); !why.empty())
+        throw usage_error{"--reason " + why};
+      auto ids = ids_of(cancel_ids);
       auto db = store.open();
-      for (auto id : cancel_ids) {
+      all_or_none(*db, ids, "cancelled", [](bg_jobs::job_state s) {
+        return s == bg_jobs::job_state::waiting ||
+               s == bg_jobs::job_state::scheduled ||
+               s == bg_jobs::job_state::running;
+      });
+      for (auto id : ids) {
         auto r = value_of(db->cancel_job(id, cancel_reason));
-        std::cout << (as_json ? bg_jobs::wire::as_json(r).dump()
+        std::cout << (as_json ? json_text(bg_jobs::wire::as_json(r))
                       : r.state == bg_jobs::job_state::cancelled
                           ? "cancelled job " + std::to_string(id)
                           : "job " + std::to_string(id) +
@@ -520,10 +715,14 @@ int main(int argc, char** argv) {
                   << '\n';
       }
     } else if (*del) {
+      auto ids = ids_of(delete_ids);
       auto db = store.open();
-      for (auto id : delete_ids) {
+      all_or_none(*db, ids, "deleted", [](bg_jobs::job_state s) {
+        return s != bg_jobs::job_state::running;
+      });
+      for (auto id : ids) {
         ok_or_fail(db->delete_job(id));
-        std::cout << (as_json ? json{{"deleted", id}}.dump()
+        std::cout << (as_json ? json_text({{"deleted", id}})
                               : "deleted job " + std::to_string(id))
                   << '\n';
       }
@@ -547,11 +746,12 @@ int main(int argc, char** argv) {
             s += (s.empty() ? "" : ",") + x;
           return s;
         };
-        rows.push_back({q.queue, join(q.job_names), join(q.nodes),
-                        std::to_string(q.concurrency), paused ? "yes" : "no"});
+        rows.push_back({shown(q.queue), shown(join(q.job_names)),
+                        shown(join(q.nodes)), std::to_string(q.concurrency),
+                        paused ? "yes" : "no"});
       }
       if (as_json)
-        std::cout << out.dump() << '\n';
+        std::cout << json_text(out) << '\n';
       else
         table(rows);
     } else if (*q_pause || *q_resume) {
@@ -561,26 +761,24 @@ int main(int argc, char** argv) {
         known = known || q.queue == queue_name;
       if (!known)
         throw failed{"bg_jobs.unknown_queue: no node has announced a queue '" +
-                     bg_jobs::printable(queue_name) + "'"};
+                     shown(queue_name) + "'"};
       ok_or_fail(*q_pause ? db->pause(bg_jobs::pause_kind::queue, queue_name)
                           : db->resume(bg_jobs::pause_kind::queue, queue_name));
-      std::cout << (as_json ? json{{"queue", queue_name},
-                                   {"paused", bool(*q_pause)}}
-                                  .dump()
+      std::cout << (as_json ? json_text({{"queue", queue_name},
+                                         {"paused", bool(*q_pause)}})
                             : std::string{*q_pause ? "paused " : "resumed "} +
-                                  queue_name)
+                                  shown(queue_name))
                 << '\n';
     } else if (*prune) {
       bg_jobs::prune_params p;
-      p.succeeded_max_age = parse_duration(prune_succeeded);
-      p.failed_max_age = parse_duration(prune_failed);
+      p.succeeded_max_age = arg_of(bg_jobs::parse_duration(prune_succeeded));
+      p.failed_max_age = arg_of(bg_jobs::parse_duration(prune_failed));
       p.dry_run = prune_dry;
       auto db = store.open();
       auto n = value_of(db->prune_jobs(p));
       if (as_json)
-        std::cout << json{{"deleted", prune_dry ? 0 : n},
-                          {"would_delete", prune_dry ? n : 0}}
-                         .dump()
+        std::cout << json_text({{"deleted", prune_dry ? 0 : n},
+                                {"would_delete", prune_dry ? n : 0}})
                   << '\n';
       else
         std::cout << (prune_dry ? "would delete " : "deleted ") << n
@@ -602,7 +800,8 @@ int main(int argc, char** argv) {
       if (!schedule)
         throw usage_error{bg_jobs::describe(schedule.error())};
       auto t = from;
-      for (long i = 0; i < cron_count; ++i) {
+      auto count = arg_of(bg_jobs::parse_count("--count", cron_count, 1, 100000));
+      for (int64_t i = 0; i < count; ++i) {
         auto next = schedule->next_after(t);
         if (!next)
           break;
@@ -615,14 +814,14 @@ int main(int argc, char** argv) {
       if (colon == std::string::npos)
         throw usage_error{"--listen expects HOST:PORT, got '" + listen + "'"};
       o.host = listen.substr(0, colon);
-      try {
-        auto port = std::stoi(listen.substr(colon + 1));
-        if (port < 0 || port > 65535)
-          throw std::out_of_range("port");
-        o.port = static_cast<uint16_t>(port);
-      } catch (...) {
-        throw usage_error{"--listen expects HOST:PORT, got '" + listen + "'"};
-      }
+      if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']')
+        o.host = o.host.substr(1, o.host.size() - 2);
+      auto port = bg_jobs::parse_port(listen.substr(colon + 1));
+      if (!port)
+        throw usage_error{"--listen expects HOST:PORT, got '" + shown(listen) +
+                          "'"};
+      o.port = *port;
+      o.allowed_hosts = allowed_hosts;
       o.token = token;
       if (o.token.empty())
         if (auto env = std::getenv("BG_JOBS_DASHBOARD_TOKEN"))
@@ -644,13 +843,16 @@ int main(int argc, char** argv) {
       server->stop();
     }
   } catch (const usage_error& e) {
-    std::cerr << "bg_jobs: " << e.message << std::endl;
+    std::cerr << "bg_jobs: " << shown(e.message) << std::endl;
     return 2;
   } catch (const failed& e) {
-    std::cerr << "bg_jobs: " << redacted(e.message) << std::endl;
+    std::cerr << "bg_jobs: "
+              << shown(without_password(redacted(e.message), store.spec()))
+              << std::endl;
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "bg_jobs: " << e.what() << std::endl;
+    std::cerr << "bg_jobs: " << shown(without_password(e.what(), store.spec()))
+              << std::endl;
     return 1;
   }
   return 0;

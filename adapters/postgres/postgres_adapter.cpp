@@ -1688,6 +1688,8 @@ std::string pg_list(job_state state, bool desc, bool after) {
 
 caf::expected<job_record>
 postgres_adapter::cancel_job(int64_t job_id, const std::string& reason) {
+  if (auto err = check_reason(reason))
+    return err;
   auto why = reason.empty() ? std::string{"cancelled"} : reason;
   auto now = impl_->now_ms();
   auto r = impl_->in_transaction("cancelling a job", [&](pqxx::work& tx) {

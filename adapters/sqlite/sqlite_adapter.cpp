@@ -1847,6 +1847,8 @@ caf::expected<job_record> sqlite_adapter::changed_record(transaction& tx,
 
 caf::expected<job_record>
 sqlite_adapter::cancel_job(int64_t job_id, const std::string& reason) {
+  if (auto err = check_reason(reason))
+    return err;
   auto why = reason.empty() ? std::string{"cancelled"} : reason;
   transaction tx{*this};
   if (auto r = tx.begin(); !r)

@@ -3,7 +3,12 @@
 //   {"waiting": [...], "scheduled": [...], "running": [...],
 //    "succeeded": [...], "failed": [...], "cancelled": [...], "xss": id}
 //
-//   seed_store --store <sqlite-path | postgres-url> [--prefix P]
+//   seed_store --store <sqlite-path | postgres-url> [--prefix P] [--hostile 1]
+//
+// --hostile 1 adds a failed job whose stored error holds terminal escapes
+// (ESC, OSC, BEL), a direction override and, on SQLite, bytes that are not
+// UTF-8 (as a handler or an older version could have stored them), printed
+// as "hostile": id.
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -35,12 +40,15 @@ void must(caf::expected<void> x) {
 
 int main(int argc, char** argv) {
   std::string store, prefix;
+  bool hostile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string arg = argv[i];
     if (arg == "--store")
       store = argv[i + 1];
     else if (arg == "--prefix")
       prefix = argv[i + 1];
+    else if (arg == "--hostile")
+      hostile = std::string{argv[i + 1]} == "1";
   }
   if (store.empty()) {
     std::cerr << "usage: seed_store --store <path|url> [--prefix P]\n";
@@ -109,6 +117,16 @@ int main(int argc, char** argv) {
   auto c = must(db->enqueue_job(job_request{"mail", {{"to", "nobody"}}}));
   must(db->cancel_job(c.id, "not needed"));
   out["cancelled"].push_back(c.id);
+  if (hostile) {
+    auto h = must(db->enqueue_job(job_request{"hostile", {{"to", "term"}}}));
+    std::string text = "\x1b]0;pwned\x07\x1b[2Jgone \xe2\x80\xae"
+                       "desrever";
+    if (!is_postgres_spec(store))
+      text += " raw\xff\xfe";
+    must(db->move_job_to_failed(reserve("hostile"), text));
+    out["failed"].push_back(h.id);
+    out["hostile"] = h.id;
+  }
   std::cout << out.dump() << std::endl;
   return 0;
 }

@@ -91,7 +91,7 @@ list)
   run 2 "${db[@]}" jobs list --state exploded
   run 1 "${db[@]}" jobs list --queue nope
   contains "unknown queue" "$err" "unknown_queue"
-  run 1 "${db[@]}" jobs list --after "1; DROP TABLE jobs"
+  run 2 "${db[@]}" jobs list --after "1; DROP TABLE jobs"
   ;;
 show)
   seeded
@@ -126,7 +126,7 @@ enqueue)
   contains "invalid duration" "$err" "invalid duration"
   run 2 "${db[@]}" jobs enqueue mail --at yesterday
   run 2 "${db[@]}" jobs enqueue mail --priority 12
-  run 1 "${db[@]}" jobs enqueue ""
+  run 2 "${db[@]}" jobs enqueue ""
   contains "empty name" "$err" "invalid_job_name"
   ;;
 retry)
@@ -211,7 +211,81 @@ serve)
   wait "$server"
   expect "serve exit status" "$?" 0
   ;;
+hostile)
+  ids=$("$seed" "${seed_args[@]}" --hostile 1) || { fail "seeding"; exit 1; }
+  count() { "$bin" "${db[@]}" --json stats | jq '[.names[].counts | .waiting + .scheduled + .running + .succeeded + .failed + .cancelled] | add'; }
+  total=$(count)
+  first=$(jq '.waiting[0]' <<<"$ids")
+  # Ids are decimal numbers only: no octal, hex, empty or clamped ones.
+  for bad in 010 0x9 99999999999999999999 '' -1 ' 1' 1e3; do
+    run 2 "${db[@]}" jobs delete "$bad"
+    run 2 "${db[@]}" jobs cancel "$bad"
+    run 2 "${db[@]}" jobs show "$bad"
+  done
+  contains "id error" "$err" "positive decimal number"
+  # All or nothing: a missing id among several changes nothing.
+  run 1 "${db[@]}" jobs delete "$first" 987654
+  contains "names the missing id" "$err" "job_not_found"
+  run 0 "${db[@]}" jobs show "$first"
+  run 2 "${db[@]}" jobs delete "$first" "$first"
+  # Durations and times overflow nowhere.
+  for age in 307445734561826m 9223372036854775807 36501d 1e9s -5m; do
+    run 2 "${db[@]}" prune --succeeded-age "$age" --failed-age "$age"
+  done
+  expect "prune changed nothing" "$(count)" "$total"
+  for delay in 213503982335d 3000000d 36501d; do
+    run 2 "${db[@]}" jobs enqueue mail --in "$delay"
+  done
+  run 2 "${db[@]}" jobs enqueue mail --at 1969-12-31T23:59:59Z
+  run 2 "${db[@]}" jobs enqueue "$(printf 'n%.0s' $(seq 1 256))"
+  run 2 "${db[@]}" jobs enqueue $'na\xc2\x85me'
+  run 2 "${db[@]}" jobs enqueue $'evil\xe2\x80\xaename'
+  run 2 "${db[@]}" jobs enqueue mail --priority 0x1
+  run 2 "${db[@]}" jobs list --after 99999999999.1.1
+  run 2 "${db[@]}" jobs list --limit 010
+  run 2 cron next "* * * * *" --count 0x10
+  expect "nothing stored" "$(count)" "$total"
+  # A payload larger than one argument may be, from standard input.
+  big=$(head -c 200000 /dev/zero | tr '\0' a)
+  out=$(printf '{"blob":"%s"}' "$big" | "$bin" "${db[@]}" --json jobs enqueue mail --payload-file - 2>"$work/err")
+  expect "payload from stdin" "$(jq -r '.payload.blob | length' <<<"$out")" 200000
+  # Reasons are checked at entry; stored text is escaped on the terminal.
+  run 2 "${db[@]}" jobs cancel "$first" --reason $'bad\x1b]0;x\x07'
+  run 2 "${db[@]}" jobs cancel "$first" --reason "$(printf 'r%.0s' $(seq 1 1001))"
+  hostile=$(jq .hostile <<<"$ids")
+  run 0 "${db[@]}" jobs show "$hostile"
+  case "$out" in *$'\x1b'*|*$'\x07'*|*$'\xe2\x80\xae'*) fail "raw control characters reached the terminal" ;; esac
+  contains "escape shown" "$out" '\x1b]0;pwned\x07'
+  contains "override shown" "$out" '\u{202e}'
+  run 0 "${db[@]}" jobs list --state failed
+  case "$out" in *$'\x1b'*) fail "list printed ESC" ;; esac
+  run 0 "${db[@]}" --json jobs list --state failed
+  jq -e . >/dev/null <<<"$out" || fail "the JSON listing is valid JSON"
+  run 0 "${db[@]}" jobs show "$hostile" --json
+  jq -e .error >/dev/null <<<"$out" || fail "the JSON job is valid JSON"
+  # --listen is HOST:PORT with a decimal port.
+  run 2 "${db[@]}" serve --listen 127.0.0.1:0x
+  run 2 "${db[@]}" serve --listen 127.0.0.1:65536
+  run 1 "${db[@]}" serve --listen 127.0.0.2:0
+  contains "other loopback needs a token" "$err" "token"
+  run 1 "${db[@]}" serve --listen 127.0.0.1:0 --token 'a;b'
+  contains "token characters" "$err" "token"
+  ;;
 errors)
+  # Read-only commands on a mistyped path create no file.
+  run 1 --db "$work/typo.db" stats
+  contains "no file" "$err" "no database file"
+  [ -e "$work/typo.db" ] && fail "stats created $work/typo.db"
+  run 1 --db "sqlite:$work/typo.db" jobs list
+  [ -e "$work/typo.db" ] && fail "jobs list created $work/typo.db"
+  # The password never shows, in any of libpq's error forms.
+  for url in 'postgresql://app:pass%word@127.0.0.1:1/app' \
+             'postgresql://app@127.0.0.1:1/app?password=pass%zzword' \
+             'postgresql://app:pass%00word@127.0.0.1:1/app' \
+             'host=127.0.0.1 port=1 user=app password=passXword'; do
+    run 1 --db "$url" stats
+    case "$err" in *pass*word*|*passXword*) fail "printed the password: $err" ;; esac
+  done
   run 2 migrate status
   contains "no store" "$err" "--db"
   run 1 --db /nonexistent-dir/x/jobs.db migrate up
