@@ -233,6 +233,14 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
   }
   caf::error failure;
   {
+    // One deadline for both waits: the answer and the tree's exit (each
+    // waiting `timeout` made a shutdown take up to twice as long).
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto left = [&] {
+      return std::max(std::chrono::milliseconds{1},
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now()));
+    };
     caf::scoped_actor self{*sys_};
     self->monitor(root_);
     self->request(root_, timeout, shutdown_atom::value)
@@ -244,7 +252,7 @@ caf::expected<void> instance::shutdown(std::chrono::milliseconds timeout) {
     bool down = false;
     self->receive_while([&] { return !down; })(
         [&](caf::down_msg& dm) { down = dm.source == root_.address(); },
-        caf::after(timeout) >>
+        caf::after(left()) >>
             [&] {
               failure =
                   make_error(errc::timeout, "bg_jobs did not stop in time");

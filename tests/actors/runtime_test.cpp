@@ -812,4 +812,32 @@ TEST_SUITE("runtime") {
     REQUIRE(log.wait_for(event_kind::job_succeeded, 4, 10s));
   }
 
+  BG_JOBS_RUNTIME_CASE("shutdown keeps to its timeout when the tree does "
+                       "not stop in time") {
+    // The grace period outlasts the timeout: the tree would answer late.
+    std::atomic<bool> started{false};
+    auto w = worker{"slow", [&](const job&, const job_context& ctx) {
+                      started = true;
+                      auto until = std::chrono::steady_clock::now() + 20s;
+                      while (!ctx.cancelled() &&
+                             std::chrono::steady_clock::now() < until)
+                        std::this_thread::sleep_for(5ms);
+                      return outcome::success();
+                    }};
+    auto bg = start(make_builder()
+                        .with_shutdown_grace_period(30s)
+                        .with_queue(queue_spec{"q"}
+                                        .with_poll_interval(20ms)
+                                        .with_worker(w)));
+    REQUIRE(bg.enqueue(job_request{"slow"}));
+    REQUIRE(test::eventually([&] { return started.load(); }));
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = bg.shutdown(3s);
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK_FALSE(r);
+    CHECK(code_of(r.error()) == errc::timeout);
+    // One deadline: the answer and the exit share the 3 s (not 3 s each).
+    CHECK(took < 5s);
+  }
+
 } // TEST_SUITE
