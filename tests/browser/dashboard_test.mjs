@@ -16,7 +16,7 @@ rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 const db = join(workDir, "jobs.db");
 const token = "t0ken-" + Math.random().toString(16).slice(2);
-const ids = JSON.parse(execFileSync(seedStore, ["--store", db]).toString());
+const ids = JSON.parse(execFileSync(seedStore, ["--store", db, "--hostile", "1"]).toString());
 const cli = (...args) => JSON.parse(execFileSync(bgJobs, ["--db", db, "--json", ...args]).toString());
 let failures = 0;
 const check = (what, ok, detail = "") => {
@@ -103,6 +103,10 @@ try {
   await page.waitForSelector(`#jobs tr[data-id="${failedId}"]`);
   check("a hostile error shows as text", await page.$$eval("#jobs img", i => i.length === 0));
   check("the hostile error's handler did not run", await page.evaluate(() => window.__xss === undefined));
+  // A stored error that is not UTF-8 (with terminal escapes) still lists.
+  await page.waitForSelector(`#jobs tr[data-id="${ids.hostile}"]`);
+  const hostileRow = await page.$eval(`#jobs tr[data-id="${ids.hostile}"]`, e => e.textContent);
+  check("an error that is not UTF-8 is listed, with U+FFFD", hostileRow.includes("\ufffd"), hostileRow);
 
   // Retry a failed job.
   await clickOn(`#jobs tr[data-id="${failedId}"]`);
