@@ -38,6 +38,18 @@ struct busy_pair {
   bool alive() { return a->wait(0ms) == -1 && b->wait(0ms) == -1; }
 };
 
+/// Waits for both nodes to finish the drain and exit 0; checks that each
+/// of the `n` jobs succeeded and ran; returns how many runs were repeats.
+int64_t drained(busy_pair& nodes, const postgres_target& target,
+                db_adapter& db, int n) {
+  CHECK(nodes.a->wait(120s) == 0);
+  CHECK(nodes.b->wait(120s) == 0);
+  CHECK(succeeded(db) == n);
+  auto [total, distinct] = target.runs();
+  CHECK(distinct == n);
+  return total - distinct;
+}
+
 /// The jobs `node` holds in the store (running or held ahead).
 std::vector<int64_t> held_by(db_adapter& db, const std::string& node) {
   std::vector<int64_t> ids;
@@ -85,14 +97,10 @@ TEST_SUITE("reliability") {
       REQUIRE(eventually([&] { return succeeded(*db) > before + 50; }, 60s));
       CHECK(nodes.alive());
     }
-    CHECK(nodes.a->wait(120s) == 0);
-    CHECK(nodes.b->wait(120s) == 0);
-    CHECK(succeeded(*db) == n);
-    auto [total, distinct] = target.runs();
-    CHECK(distinct == n);
+    auto twice = drained(nodes, target, *db, n);
     MESSAGE(rounds << " rounds, " << killed << " backends killed; processes "
-                   << "that died: 0; " << n - distinct << " jobs lost; "
-                   << total - distinct << " ran twice");
+                   << "that died: 0; jobs lost: 0; " << twice
+                   << " ran twice");
   }
 
   TEST_CASE("a server restart during a drain kills no process and loses no "
@@ -117,15 +125,9 @@ TEST_SUITE("reliability") {
       REQUIRE(eventually([&] { return succeeded(*db) > before + 50; }, 60s));
       CHECK(nodes.alive());
     }
-    CHECK(nodes.a->wait(120s) == 0);
-    CHECK(nodes.b->wait(120s) == 0);
-    CHECK(succeeded(*db) == n);
-    auto [total, distinct] = target.runs();
-    CHECK(distinct == n);
-    MESSAGE("2 server restarts; processes that died: 0; " << n - distinct
-                                                          << " jobs lost; "
-                                                          << total - distinct
-                                                          << " ran twice");
+    auto twice = drained(nodes, target, *db, n);
+    MESSAGE("2 server restarts; processes that died: 0; jobs lost: 0; "
+            << twice << " ran twice");
   }
 
   TEST_CASE_TEMPLATE("a node paused past its lease starts none of the jobs "
