@@ -16,7 +16,7 @@
 // --record makes each run insert (job_id, node) into the table `runs` of the
 // same store, so that a test can count how often each job ran. --report
 // writes "rescued <n>" (jobs this node rescued from dead nodes) to FILE.
-// --start-log FILE appends each job id to FILE as its handler starts (one
+// --no-record turns an earlier --record off. --start-log FILE appends each job id to FILE as its handler starts (one
 // write, so that a test sees what started before a pause).
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
       report = next();
     else if (arg == "--record")
       record = true;
+    else if (arg == "--no-record")
+      record = false;
     else if (arg == "--start-log")
       start_log = ::open(next().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     else if (arg == "--prune-ms")
