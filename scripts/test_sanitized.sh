@@ -1,8 +1,9 @@
 #!/bin/sh
 # The test suites built with AddressSanitizer and UndefinedBehaviorSanitizer
 # (into ./build-sanitized): a use after free or undefined behaviour fails a
-# test even when it does not crash. Leaves out the examples, the install
-# check and the browser test; runs the rest through ctest.
+# test even when it does not crash. The suites of the stores (conformance,
+# adapters, maintenance), the runtime (actors, HTTP, scheduler) and the
+# faults (reliability, with their node processes), through ctest.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"

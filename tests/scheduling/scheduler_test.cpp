@@ -361,6 +361,15 @@ TEST_SUITE("scheduler") {
         CHECK(due.empty());
       }
       CHECK(store()->stats()->succeeded == (due.empty() ? 0 : 1));
+      // The waiting 10:00 occurrence was deleted, and reported so: not as a
+      // cancel of a job nobody can find.
+      auto deleted_events = policy == missed_runs::run_latest_once ? 1 : 2;
+      REQUIRE(log.wait_for(event_kind::job_deleted, deleted_events));
+      auto gone = log.of(event_kind::job_deleted).back();
+      REQUIRE(gone.job);
+      CHECK(code_of(store()->get_job(gone.job->id).error()) ==
+            errc::job_not_found);
+      CHECK(log.count(event_kind::job_cancelled) == 0);
     }
   }
 

@@ -35,6 +35,13 @@ public:
 
   bool started() const { return pid_ > 0; }
 
+  /// Whether it is still running or finished with status 0 (not killed by
+  /// a signal, not failed).
+  bool healthy() {
+    wait(std::chrono::milliseconds{0});
+    return !exited_ || status_ == 0;
+  }
+
   void kill(int sig = SIGKILL) {
     if (pid_ > 0 && !exited_)
       ::kill(pid_, sig);
