@@ -253,6 +253,19 @@ const statement_def statements[] = {
    " SELECT id, name, payload, attempts, coalesce(cancel_reason, $4),"
    " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
    " FROM m"},
+  // The fallback of an outcome that did not apply: the job is recorded as
+  // cancelled only if a cancel was asked for. (A job that is reserved by
+  // the same owner again — rescued, then claimed anew, possibly by the very
+  // statement that carried the outcome — is another attempt, not a cancel.)
+  {"bgj_cancel_asked",
+   "WITH m AS (DELETE FROM jobs WHERE id = $1"
+   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NOT NULL"
+   "   RETURNING *)"
+   " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+   "   created_at, available_at, failed_at, priority, cancelled, errors)"
+   " SELECT id, name, payload, attempts, cancel_reason,"
+   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
+   " FROM m"},
   {"bgj_retry",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
    " available_at = " BG_JOBS_TS("$2") ", last_error = $4,"
@@ -1257,8 +1270,8 @@ std::vector<bool> successes_applied(pqxx::transaction_base& tx,
   for (auto& c : cs) {
     bool done = moved.count(c.job_id) > 0;
     if (!done)
-      done = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now,
-                              nullable(c.reserved_by), c.error)
+      done = tx.exec_prepared("bgj_cancel_asked", c.job_id, now,
+                              nullable(c.reserved_by))
                  .affected_rows() == 1;
     applied.push_back(done);
   }
@@ -1346,11 +1359,12 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
         r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
         break;
       case completion::kind::cancelled:
-        break;
-      }
-      if (r.affected_rows() != 1)
         r = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now, owner,
                              c.error);
+        break;
+      }
+      if (r.affected_rows() != 1 && c.what != completion::kind::cancelled)
+        r = tx.exec_prepared("bgj_cancel_asked", c.job_id, now, owner);
       applied.push_back(r.affected_rows() == 1);
     }
     return applied;

@@ -231,6 +231,16 @@ const char sql_copy_cancelled[] =
     " created_at, available_at, ?2, priority, 1, errors FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3";
 
+// The fallback of an outcome that did not apply: recorded as cancelled only
+// if a cancel was asked for (a job reserved by the same owner again is
+// another attempt, not a cancel).
+const char sql_copy_cancel_asked[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " SELECT id, name, payload, attempts, coalesce(cancel_reason, ?4),"
+    " created_at, available_at, ?2, priority, 1, errors FROM jobs"
+    " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NOT NULL";
+
 const char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
 const char sql_retry[] =
@@ -1471,7 +1481,7 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
       return std::move(changed.error());
     // Unchanged: the reservation is gone, or a cancel was asked for.
     if (!*changed && sql != sql_copy_cancelled) {
-      sql = sql_copy_cancelled;
+      sql = sql_copy_cancel_asked;
       changed = run(sql, c);
       if (!changed)
         return std::move(changed.error());

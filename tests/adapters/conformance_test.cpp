@@ -891,6 +891,41 @@ TEST_SUITE("conformance") {
     CHECK(none.reserved.empty());
   }
 
+  TEST_CASE_TEMPLATE("an outcome of a rescued job that its owner claims "
+                     "again is not recorded as a cancel",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    // The job ran, its success was not written (a lost connection), it was
+    // rescued; the claim that carries the late success takes it anew. On
+    // PostgreSQL both happen in one statement.
+    S store;
+    auto db = store.fresh(pinned());
+    auto j = value_of(db->enqueue_job(job_request{"j"}));
+    // (A claim that comes up short: the next one scans from the start.)
+    auto first = reserve(*db, {"j"}, 2, "node/q/1");
+    REQUIRE(first.size() == 1);
+    value_of(db->release_reservation(j.id)); // as a rescue does
+    completion late;
+    late.job_id = j.id;
+    late.reserved_by = "node/q/1";
+    auto r =
+        value_of(db->complete_and_reserve({late}, {{"j"}, 10, "node/q/1", ""}));
+    CHECK(r.applied == std::vector<bool>{false});
+    REQUIRE(r.reserved.size() == 1);
+    CHECK(r.reserved[0].id == j.id);
+    auto rec = value_of(db->get_job(j.id));
+    CHECK(rec.state == job_state::running);
+    // Through complete_jobs as well: a failure that does not apply to a
+    // waiting job leaves it waiting.
+    auto k = value_of(db->enqueue_job(job_request{"k"}));
+    completion gone;
+    gone.what = completion::kind::failed;
+    gone.job_id = k.id;
+    gone.reserved_by = "node/q/1";
+    gone.error = "late";
+    CHECK(value_of(db->complete_jobs({gone})) == std::vector<bool>{false});
+    CHECK(value_of(db->get_job(k.id)).state == job_state::waiting);
+  }
+
   TEST_CASE_TEMPLATE("a claim after one that got all it asked for still "
                      "finds a more urgent job and a released one",
                      S, BG_JOBS_CONFORMANCE_STORES) {

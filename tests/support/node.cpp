@@ -49,19 +49,27 @@ namespace {
 void record_run(const std::string& store, const std::string& node,
                 int64_t job_id) {
   if (bg_jobs::is_postgres_spec(store)) {
+    // Recorded once the server takes it: a killed backend or a restarting
+    // server delays the run instead of failing the job (a failure would be
+    // this harness's, not the library's).
     thread_local std::unique_ptr<pqxx::connection> conn;
-    try {
-      if (!conn)
-        conn = std::make_unique<pqxx::connection>(store);
-      pqxx::work tx{*conn};
-      tx.exec_params("INSERT INTO runs (job_id, node) VALUES ($1, $2)",
-                     job_id, node);
-      tx.commit();
-    } catch (...) {
-      conn.reset(); // a killed backend: the next run connects again
-      throw;
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (;;) {
+      try {
+        if (!conn)
+          conn = std::make_unique<pqxx::connection>(store);
+        pqxx::work tx{*conn};
+        tx.exec_params("INSERT INTO runs (job_id, node) VALUES ($1, $2)",
+                       job_id, node);
+        tx.commit();
+        return;
+      } catch (...) {
+        conn.reset();
+        if (std::chrono::steady_clock::now() > deadline)
+          throw;
+        std::this_thread::sleep_for(20ms);
+      }
     }
-    return;
   }
   thread_local sqlite3* db = nullptr;
   if (!db) {
