@@ -15,6 +15,6 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$build" -j2
 # verify_asan_link_order=0: a test preloads libfaketime into a node.
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=0:strict_string_checks=1:verify_asan_link_order=0"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$root/scripts/ubsan.supp"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 cd "$build"
 ctest -j2 --output-on-failure --timeout 400 "$@"
