@@ -23,7 +23,9 @@ struct front_door_state {
 
   static inline const char* name = "bg_jobs.front_door";
 
-  caf::expected<std::shared_ptr<db_adapter>> connection() { return door.connection(); }
+  caf::expected<std::shared_ptr<db_adapter>> connection() {
+    return door.connection();
+  }
 
   caf::result<job> enqueue(const job_request& r) {
     auto j = door.enqueue(r);

@@ -190,6 +190,17 @@ struct queue_state {
     return !timeouts && run_us >= 0 && run_us < 100 ? 8 : 1;
   }
 
+  /// A job ended in an executor (ran, or went back unstarted): the next
+  /// one goes on at once; results that arrive before the settle message
+  /// are persisted together.
+  void ended(caf::event_based_actor* self) {
+    feed(self);
+    if (!settling) {
+      settling = true;
+      self->send(self, settle_atom::value);
+    }
+  }
+
   void poll_once(caf::event_based_actor* self) {
     if (stopping || !registered)
       return;
@@ -525,11 +536,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                         std::chrono::microseconds{duration_us});
         auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
         st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
-        st.feed(self);
-        if (!st.settling) {
-          st.settling = true;
-          self->send(self, settle_atom::value);
-        }
+        st.ended(self);
       },
       [=](stale_atom, size_t i, int64_t job_id, const caf::actor_addr& from) {
         auto& st = self->state;
@@ -537,11 +544,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         if (!j)
           return;
         st.release(std::move(*j), held_too_long, false);
-        st.feed(self);
-        if (!st.settling) {
-          st.settling = true;
-          self->send(self, settle_atom::value);
-        }
+        st.ended(self);
       },
       [=](settle_atom) {
         auto& st = self->state;
