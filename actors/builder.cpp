@@ -192,6 +192,13 @@ builder& builder::with_retention(prune_params retention,
   return *this;
 }
 
+builder& builder::with_jobs_vacuum(int64_t dead_rows,
+                                   std::chrono::milliseconds every) {
+  maintenance_.vacuum_dead_rows = dead_rows;
+  maintenance_.vacuum_every = every;
+  return *this;
+}
+
 builder& builder::with_enqueued_job_names(std::vector<std::string> names) {
   for (auto& n : names)
     enqueued_names_.push_back(std::move(n));

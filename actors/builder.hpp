@@ -67,6 +67,13 @@ public:
       prune_params retention,
       std::chrono::milliseconds prune_every = std::chrono::seconds{60});
 
+  /// Vacuums the `jobs` table (PostgreSQL) once it holds `dead_rows` dead
+  /// row versions, looking every `every` (20,000 and 1 s); 0 leaves it to
+  /// autovacuum alone. See the README's "PostgreSQL under sustained load".
+  builder& with_jobs_vacuum(
+      int64_t dead_rows,
+      std::chrono::milliseconds every = std::chrono::seconds{1});
+
   /// Runs `migrate_up` during `build` (off: the application migrates).
   builder& with_migrations(bool on = true);
 

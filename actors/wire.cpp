@@ -197,9 +197,10 @@ void from_json(const json& j, pause_record& x) {
 }
 
 json to_json(const job_stats& x) {
-  return {{"waiting", x.available}, {"scheduled", x.scheduled},
-          {"running", x.reserved},  {"succeeded", x.succeeded},
-          {"failed", x.failed},     {"cancelled", x.cancelled}};
+  return {{"waiting", x.available},  {"scheduled", x.scheduled},
+          {"running", x.reserved},   {"succeeded", x.succeeded},
+          {"failed", x.failed},      {"cancelled", x.cancelled},
+          {"history_estimated", x.history_estimated}};
 }
 
 void from_json(const json& j, job_stats& x) {
@@ -209,6 +210,7 @@ void from_json(const json& j, job_stats& x) {
   x.succeeded = j.at("succeeded").get<int64_t>();
   x.failed = j.at("failed").get<int64_t>();
   x.cancelled = j.at("cancelled").get<int64_t>();
+  x.history_estimated = j.value("history_estimated", false);
 }
 
 json to_json(const stats_report& x) {

@@ -58,6 +58,10 @@ db_adapter::complete_and_reserve(const std::vector<completion>& completions,
   return result;
 }
 
+caf::expected<vacuum_report> db_adapter::vacuum_jobs(int64_t) {
+  return vacuum_report{};
+}
+
 caf::error db_adapter::check_limit(int limit) {
   if (limit > 0)
     return caf::none;
@@ -290,6 +294,7 @@ name_stats sum_of(const std::vector<name_stats>& by_name,
     c.succeeded += n.counts.succeeded;
     c.failed += n.counts.failed;
     c.cancelled += n.counts.cancelled;
+    c.history_estimated = c.history_estimated || n.counts.history_estimated;
     if (n.oldest_waiting &&
         (!total.oldest_waiting || *n.oldest_waiting < *total.oldest_waiting))
       total.oldest_waiting = n.oldest_waiting;

@@ -87,7 +87,25 @@ struct prune_params {
   bool dry_run = false;
 };
 
-/// Row counts of the three tables, read in one consistent snapshot.
+/// What `db_adapter::vacuum_jobs` found and did.
+struct vacuum_report {
+  /// Dead row versions in `jobs` before, as the store's statistics count
+  /// them.
+  int64_t dead_rows = 0;
+  /// Whether it vacuumed (another vacuum of the table may be running: then
+  /// it does not wait for it).
+  bool vacuumed = false;
+  /// Dead row versions left after it (those a snapshot still open may see).
+  int64_t dead_rows_after = 0;
+};
+
+/// Row counts of the three tables, read in one consistent snapshot. The
+/// counts of `jobs` (available, scheduled, reserved) are exact. So are the
+/// history counts (succeeded, failed, cancelled) of a history table up to
+/// `exact_history_rows` rows; on PostgreSQL a larger one is counted from
+/// the planner's statistics instead of by a scan, and `history_estimated`
+/// says so (a job name too rare to be among the statistics' most common
+/// values then shows no history).
 struct job_stats {
   int64_t available = 0;
   int64_t scheduled = 0;
@@ -95,6 +113,9 @@ struct job_stats {
   int64_t succeeded = 0;
   int64_t failed = 0;
   int64_t cancelled = 0;
+  bool history_estimated = false;
+
+  static constexpr int64_t exact_history_rows = 100000;
 
   int64_t pending() const { return available + scheduled; }
   int64_t total() const {
@@ -214,7 +235,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 7;
+  static constexpr int schema_version_current = 8;
 
   virtual capabilities caps() const = 0;
 
@@ -303,6 +324,13 @@ public:
   /// Deletes up to one batch per table of succeeded and failed jobs older
   /// than their maximum age or beyond their maximum count; returns how many.
   virtual caf::expected<int64_t> prune_jobs(const prune_params& params) = 0;
+
+  /// Vacuums the `jobs` table when it holds at least `min_dead_rows` dead
+  /// row versions (PostgreSQL: every run leaves two, and autovacuum visits
+  /// a database at most once per `autovacuum_naptime`, a minute by
+  /// default). Stores that reuse the space of deleted rows by themselves
+  /// (SQLite) do nothing.
+  virtual caf::expected<vacuum_report> vacuum_jobs(int64_t min_dead_rows);
 
   /// Persists outcomes in one transaction. Returns, per completion, whether
   /// it applied (false: the reservation was no longer the caller's).

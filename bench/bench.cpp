@@ -1,6 +1,7 @@
 // The bg_jobs benchmark.
 //
 //   bg_jobs_bench <drain|latency|enqueue> <default|fast>
+//   bg_jobs_bench <backlog|steady-readers|steady-held> <default|fast>
 //
 // Parameters come from the environment: BENCH_N (20000), BENCH_CONCURRENCY
 // (10), BENCH_LAT_JOBS (500), BENCH_LAT_RATE (100 jobs/s), BENCH_LAT_IDLE_MS
@@ -19,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -416,6 +418,290 @@ json enqueue(const settings& s) {
   return {{"enqueue", result}};
 }
 
+// -- sustained load (PostgreSQL) ----------------------------------------------
+//
+// Three situations that churn the `jobs` table for minutes: a backlog held
+// at BENCH_BACKLOG (4000) jobs ("backlog"); a steady BENCH_RATE (800) jobs/s
+// with four REPEATABLE READ readers counting `jobs` every 100 ms
+// ("steady-readers"); the same rate with one transaction held open for
+// BENCH_HOLD_S (120) seconds from the 15th ("steady-held"). Jobs take 1 ms
+// and carry 256-byte payloads; BENCH_SECONDS (180) long; an operator's
+// `instance::stats()` is read once a second throughout. Reported per 5 s
+// window: completions per second, and the claim latency (from when a job
+// was stored, or became due, to its start in a worker) of the jobs started.
+
+struct load_window {
+  long completed = 0;
+  long max_depth = 0;
+  std::vector<double> latency_ms;
+};
+
+class load_recorder {
+public:
+  explicit load_recorder(steady_clock::time_point start) : start_(start) {}
+
+  void started(double latency_ms) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    at(steady_clock::now()).latency_ms.push_back(latency_ms);
+  }
+
+  void completed() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    at(steady_clock::now()).completed += 1;
+  }
+
+  void depth(long d) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto& w = at(steady_clock::now());
+    w.max_depth = std::max(w.max_depth, d);
+  }
+
+  std::vector<load_window> windows() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return windows_;
+  }
+
+  static constexpr seconds width{5};
+
+private:
+  load_window& at(steady_clock::time_point t) {
+    auto i = static_cast<size_t>((t - start_) / width);
+    if (windows_.size() <= i)
+      windows_.resize(i + 1);
+    return windows_[i];
+  }
+
+  steady_clock::time_point start_;
+  std::mutex mtx_;
+  std::vector<load_window> windows_;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  auto idx = static_cast<size_t>(p * (v.size() - 1) + 0.5);
+  return v[std::min(idx, v.size() - 1)];
+}
+
+double median_of(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+
+json table_state(const std::string& url) {
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  auto r = tx.exec(
+      "SELECT n_live_tup, n_dead_tup, pg_total_relation_size(relid),"
+      " coalesce(autovacuum_count, 0) + coalesce(vacuum_count, 0),"
+      " coalesce(autoanalyze_count, 0) + coalesce(analyze_count, 0),"
+      " n_tup_hot_upd, n_tup_upd"
+      " FROM pg_stat_user_tables WHERE relname = 'jobs'");
+  if (r.empty())
+    return {};
+  return {{"live_tuples", r[0][0].as<long>()},
+          {"dead_tuples", r[0][1].as<long>()},
+          {"total_bytes", r[0][2].as<long>()},
+          {"vacuums", r[0][3].as<long>()},
+          {"analyzes", r[0][4].as<long>()},
+          {"hot_updates", r[0][5].as<long>()},
+          {"updates", r[0][6].as<long>()}};
+}
+
+json sustained(const settings& s, const std::string& kind) {
+  if (!s.postgres) {
+    std::cerr << "bench: " << kind << " needs BENCH_PG_URL" << std::endl;
+    std::exit(2);
+  }
+  const auto total = seconds{env("BENCH_SECONDS", 180)};
+  const long backlog = env("BENCH_BACKLOG", 4000);
+  const double rate = static_cast<double>(env("BENCH_RATE", 800));
+  const auto hold = seconds{env("BENCH_HOLD_S", 120)};
+  const auto hold_from = seconds{15};
+  {
+    auto db = connect(s);
+    if (!db->migrate_up()) {
+      std::cerr << "bench: migration failed" << std::endl;
+      std::exit(1);
+    }
+  }
+  const std::string padding(200, 'x');
+  std::atomic<long> enqueued{0}, completed{0};
+  std::atomic<bool> stop{false};
+  // Every job id started, to count the runs of a job that ran before.
+  std::mutex seen_mtx;
+  std::unordered_set<int64_t> seen;
+  long reruns = 0;
+  auto start = steady_clock::now();
+  load_recorder rec{start};
+  caf::actor_system sys{system_config()};
+  auto bg =
+      bg_jobs::builder{s.factory()}
+          .with_node_name("bench-load")
+          .with_queue(s.queue(bg_jobs::worker{
+              "bench",
+              [&](const bg_jobs::job& j) {
+                auto t = now_us();
+                // Latency from when the job was stored or became due,
+                // whichever is later (a held backlog's jobs wait their turn
+                // behind it: there the time stored is its depth / rate).
+                auto stored = j.payload.value("t", int64_t{0});
+                rec.started((t - stored) / 1000.0);
+                {
+                  std::lock_guard<std::mutex> guard{seen_mtx};
+                  if (!seen.insert(j.id).second)
+                    ++reruns;
+                }
+                std::this_thread::sleep_for(milliseconds{1});
+                completed.fetch_add(1);
+                rec.completed();
+              }}))
+          .build(sys);
+  if (!bg) {
+    std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
+    std::exit(1);
+  }
+  auto make = [&](long n) {
+    std::vector<bg_jobs::job_request> reqs;
+    auto t = now_us();
+    for (long i = 0; i < n; ++i)
+      reqs.emplace_back("bench", json{{"t", t}, {"pad", padding}});
+    return reqs;
+  };
+  auto enqueue = [&](long n) {
+    while (n > 0) {
+      auto k = std::min(n, 1000L);
+      if (auto ids = bg->enqueue_many(make(k)); !ids) {
+        std::cerr << "bench: enqueue: " << bg_jobs::describe(ids.error())
+                  << std::endl;
+        return;
+      }
+      enqueued += k;
+      n -= k;
+    }
+  };
+  // Producer: keeps the backlog, or enqueues at the rate, every 10 ms.
+  std::thread producer{[&] {
+    while (!stop) {
+      auto elapsed = duration<double>(steady_clock::now() - start).count();
+      long want = kind == "backlog"
+                      ? backlog - (enqueued - completed)
+                      : static_cast<long>(elapsed * rate) - enqueued;
+      if (want > 0)
+        enqueue(want);
+      rec.depth(enqueued - completed);
+      std::this_thread::sleep_for(milliseconds{10});
+    }
+  }};
+  // Readers, or the held transaction.
+  std::vector<std::thread> others;
+  std::atomic<long> reads{0};
+  if (kind == "steady-readers")
+    for (int i = 0; i < 4; ++i)
+      others.emplace_back([&] {
+        pqxx::connection c{s.url};
+        while (!stop) {
+          pqxx::transaction<pqxx::isolation_level::repeatable_read> tx{c};
+          tx.exec("SELECT count(*) FROM jobs");
+          tx.commit();
+          reads += 1;
+          std::this_thread::sleep_for(milliseconds{100});
+        }
+      });
+  if (kind == "steady-held")
+    others.emplace_back([&] {
+      std::this_thread::sleep_until(start + hold_from);
+      pqxx::connection c{s.url};
+      pqxx::transaction<pqxx::isolation_level::repeatable_read> tx{c};
+      tx.exec("SELECT count(*) FROM jobs");
+      std::cerr << "transaction open" << std::endl;
+      auto until = steady_clock::now() + hold;
+      while (!stop && steady_clock::now() < until)
+        std::this_thread::sleep_for(milliseconds{100});
+      tx.commit();
+      std::cerr << "transaction closed" << std::endl;
+    });
+  // An operator's dashboard: the stats once a second.
+  std::vector<double> stats_ms;
+  std::thread operator_view{[&] {
+    while (!stop) {
+      auto t0 = steady_clock::now();
+      auto st = bg->stats();
+      stats_ms.push_back(
+          duration<double, std::milli>(steady_clock::now() - t0).count());
+      if (!st)
+        std::cerr << "bench: stats: " << bg_jobs::describe(st.error())
+                  << std::endl;
+      std::this_thread::sleep_for(seconds{1});
+    }
+  }};
+  // Progress, one line per window.
+  size_t shown = 0;
+  while (steady_clock::now() < start + total) {
+    std::this_thread::sleep_for(milliseconds{200});
+    auto ws = rec.windows();
+    for (; shown + 1 < ws.size(); ++shown) {
+      auto& w = ws[shown];
+      std::cerr << kind << " t=" << shown * 5 << "s completed/s="
+                << w.completed / 5.0 << " depth<=" << w.max_depth
+                << " claim_p99_ms=" << percentile(w.latency_ms, 0.99)
+                << std::endl;
+    }
+  }
+  stop = true;
+  producer.join();
+  for (auto& t : others)
+    t.join();
+  operator_view.join();
+  auto state = table_state(s.url);
+  long enqueued_at_end = enqueued, completed_at_end = completed;
+  bg->shutdown();
+  // The last window is cut short by the end of the run: left out.
+  auto ws = rec.windows();
+  auto full = static_cast<size_t>(total / load_recorder::width);
+  if (ws.size() > full)
+    ws.resize(full);
+  json windows = json::array();
+  std::vector<double> rates;
+  double first30 = 0;
+  long zero_waiting = 0;
+  double worst_rate = -1, worst_p99 = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    auto& w = ws[i];
+    double r = w.completed / 5.0;
+    double p99 = percentile(w.latency_ms, 0.99);
+    rates.push_back(r);
+    if (i < 6)
+      first30 += r / 6.0;
+    if (w.completed == 0 && w.max_depth > 0)
+      ++zero_waiting;
+    if (worst_rate < 0 || r < worst_rate)
+      worst_rate = r;
+    worst_p99 = std::max(worst_p99, p99);
+    windows.push_back({{"t_s", i * 5},
+                       {"rate", r},
+                       {"claim_p50_ms", percentile(w.latency_ms, 0.5)},
+                       {"claim_p99_ms", p99},
+                       {"max_depth", w.max_depth}});
+  }
+  return {{kind,
+           {{"seconds", total.count()},
+            {"concurrency", s.concurrency},
+            {"backlog", kind == "backlog" ? backlog : 0},
+            {"rate_offered", kind == "backlog" ? 0.0 : rate},
+            {"enqueued", enqueued_at_end},
+            {"completed", completed_at_end},
+            {"reruns", reruns},
+            {"median_rate", median_of(rates)},
+            {"first_30s_rate", first30},
+            {"worst_window_rate", worst_rate},
+            {"worst_window_claim_p99_ms", worst_p99},
+            {"zero_windows_while_waiting", zero_waiting},
+            {"reader_queries", reads.load()},
+            {"stats_ms", {{"p50", percentile(stats_ms, 0.5)},
+                          {"max", percentile(stats_ms, 1.0)}}},
+            {"jobs_table_at_end", state},
+            {"windows", windows}}}};
+}
+
 /// Microseconds per `next_after` of a cron schedule in a zone, for a run
 /// about a year away (the store plays no part).
 json cron_next() {
@@ -449,7 +735,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc != 3) {
-    std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue> <default|fast>"
+    std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue|backlog|"
+                 "steady-readers|steady-held> <default|fast>"
               << "\n       bg_jobs_bench cron-next" << std::endl;
     return 2;
   }
@@ -479,6 +766,9 @@ int main(int argc, char** argv) {
     result = latency(s, argv[0], argv[2]);
   else if (workload == "enqueue")
     result = enqueue(s);
+  else if (workload == "backlog" || workload == "steady-readers" ||
+           workload == "steady-held")
+    result = sustained(s, workload);
   else {
     std::cerr << "bench: unknown workload " << workload << std::endl;
     return 2;

@@ -1,5 +1,7 @@
 #include "bg_jobs/maintenance/maintenance.hpp"
 
+#include <algorithm>
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs {
@@ -15,7 +17,17 @@ caf::error fail(const std::string& msg) {
 caf::error maintenance_config::validate() const {
   if (auto err = rescue_service::config{lease, interval()}.validate())
     return err;
-  return prune_service::config{retention, prune_every}.validate();
+  if (auto err = prune_service::config{retention, prune_every}.validate())
+    return err;
+  return vacuum_service::config{vacuum_dead_rows, vacuum_every}.validate();
+}
+
+caf::error vacuum_service::config::validate() const {
+  if (dead_rows < 0)
+    return fail("the dead rows before a vacuum may not be negative");
+  if (every.count() <= 0)
+    return fail("the vacuum interval must be positive");
+  return caf::none;
 }
 
 caf::error heartbeat_service::config::validate() const {
@@ -67,10 +79,43 @@ maintenance_report rescue_service::run_once(db_adapter& db, timestamp) {
 
 maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
   maintenance_report report;
-  if (auto n = db.prune_jobs(cfg_.retention); n)
-    report.pruned = *n;
-  else
-    report.errors.push_back(std::move(n.error()));
+  // Batch after batch while they come back full, for at most half a
+  // second: history that arrives faster than a batch per round is pruned
+  // as fast as it comes, and the node's other upkeep waits little.
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds{500};
+  for (;;) {
+    auto n = db.prune_jobs(cfg_.retention);
+    if (!n) {
+      report.errors.push_back(std::move(n.error()));
+      break;
+    }
+    report.pruned += *n;
+    if (cfg_.retention.dry_run || *n < cfg_.retention.batch ||
+        std::chrono::steady_clock::now() >= until)
+      break;
+  }
+  return report;
+}
+
+maintenance_report vacuum_service::run_once(db_adapter& db, timestamp) {
+  maintenance_report report;
+  // The raised bar holds for ten intervals: then the snapshot that kept the
+  // rows may be gone, and a vacuum is tried at the usual count again.
+  auto now = std::chrono::steady_clock::now();
+  auto bar = now - last_ >= 10 * cfg_.every ? cfg_.dead_rows : bar_;
+  auto r = db.vacuum_jobs(bar);
+  if (!r) {
+    report.errors.push_back(std::move(r.error()));
+    return report;
+  }
+  report.vacuumed = r->vacuumed;
+  if (r->vacuumed)
+    last_ = now;
+  if (r->vacuumed)
+    bar_ = r->dead_rows_after < cfg_.dead_rows / 2
+               ? cfg_.dead_rows
+               : r->dead_rows_after + std::max(cfg_.dead_rows,
+                                               r->dead_rows_after);
   return report;
 }
 
@@ -83,6 +128,9 @@ maintenance_services(const std::string& node, const maintenance_config& cfg) {
       rescue_service::config{cfg.lease, cfg.interval()}));
   xs.push_back(std::make_shared<prune_service>(
       prune_service::config{cfg.retention, cfg.prune_every}));
+  if (cfg.vacuum_dead_rows > 0)
+    xs.push_back(std::make_shared<vacuum_service>(
+        vacuum_service::config{cfg.vacuum_dead_rows, cfg.vacuum_every}));
   return xs;
 }
 

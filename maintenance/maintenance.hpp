@@ -23,6 +23,11 @@ struct maintenance_config {
   prune_params retention;
   /// How often to prune (60 s).
   std::chrono::milliseconds prune_every{60000};
+  /// Vacuum `jobs` once it holds this many dead row versions (20,000;
+  /// PostgreSQL only); 0 leaves it to autovacuum.
+  int64_t vacuum_dead_rows = 20000;
+  /// How often to look (1 s).
+  std::chrono::milliseconds vacuum_every{1000};
 
   std::chrono::milliseconds interval() const {
     return std::max(lease / 3, std::chrono::milliseconds{10});
@@ -36,6 +41,7 @@ struct maintenance_report {
   bool heartbeat = false;
   std::vector<job> rescued;
   int64_t pruned = 0;
+  bool vacuumed = false;
   std::vector<caf::error> errors;
 };
 
@@ -110,7 +116,34 @@ private:
   config cfg_;
 };
 
-/// The three services of a node, from its settings.
+/// Vacuums `jobs` once enough of it is dead (see `db_adapter::vacuum_jobs`).
+/// A vacuum that could remove little (a snapshot open elsewhere still sees
+/// the rows) raises the bar: the next waits for as many new dead rows
+/// again, or for ten intervals, so that a held transaction does not make it
+/// scan in a loop and the table is vacuumed soon after it ends.
+class vacuum_service : public maintenance_service {
+public:
+  struct config {
+    int64_t dead_rows = 20000;
+    std::chrono::milliseconds every{1000};
+    caf::error validate() const;
+  };
+
+  explicit vacuum_service(config cfg) : cfg_(cfg), bar_(cfg.dead_rows) {}
+  const char* name() const override { return "vacuum"; }
+  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+  /// The dead rows the next vacuum waits for.
+  int64_t bar() const { return bar_; }
+
+private:
+  config cfg_;
+  int64_t bar_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+/// The services of a node, from its settings.
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg);
 

@@ -279,10 +279,13 @@ void table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
+/// The counts of `c`; history counts read from PostgreSQL's statistics
+/// rather than counted are marked `~`.
 std::vector<std::string> counts_cells(const bg_jobs::job_stats& c) {
-  return {std::to_string(c.available), std::to_string(c.scheduled),
-          std::to_string(c.reserved),  std::to_string(c.succeeded),
-          std::to_string(c.failed),    std::to_string(c.cancelled)};
+  std::string mark = c.history_estimated ? "~" : "";
+  return {std::to_string(c.available),       std::to_string(c.scheduled),
+          std::to_string(c.reserved),        mark + std::to_string(c.succeeded),
+          mark + std::to_string(c.failed),   mark + std::to_string(c.cancelled)};
 }
 
 /// The job names of `queue` as nodes announced them.
@@ -552,6 +555,13 @@ int main(int argc, char** argv) {
         table(rows);
         std::cout << '\n';
         table(name_rows);
+        bool estimated = false;
+        for (auto& n : names)
+          estimated = estimated || n.counts.history_estimated;
+        if (estimated)
+          std::cout << "\n~ estimated from the store's statistics (a history"
+                       " table past "
+                    << bg_jobs::job_stats::exact_history_rows << " rows)\n";
       }
     } else if (*list) {
       auto db = store.open();

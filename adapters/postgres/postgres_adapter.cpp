@@ -1,6 +1,7 @@
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <poll.h>
@@ -31,18 +32,26 @@ namespace {
 
 // The claim: $1 now, $2 owner, $3 names (JSON), $4 limit, $5 queue; `after`
 // bounds the index scan from below.
+//
+// Its shape leaves the planner one sensible plan whatever the statistics
+// say: the ids to take are an InitPlan (`= ANY (ARRAY(...))`, run once) and
+// so are the names, so the update finds its rows by primary key. Written as
+// `id IN (SELECT ...)` it is a semi join, which after an ANALYZE that saw
+// a nearly empty table became a nested loop over every entry of the primary
+// key that ran the claim again for each: 10-50 s per claim on a table with
+// a million dead rows.
 #define BG_JOBS_PG_CLAIM(after)                                                \
   "UPDATE jobs SET reserved_at = " BG_JOBS_TS(                                 \
       "$1") ", reserved_by = $2,"                                              \
             " attempts = attempts + 1"                                         \
-            " WHERE id IN (SELECT id FROM jobs"                                \
+            " WHERE id = ANY (ARRAY(SELECT id FROM jobs"                       \
             "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(    \
                 "$1") after                                                    \
-      "     AND name IN (SELECT json_array_elements_text($3::json))"           \
+      "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))" \
       "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                      \
       "       WHERE kind = 'queue' AND name = $5)"                             \
       "   ORDER BY priority, available_at, id LIMIT $4"                        \
-      "   FOR UPDATE SKIP LOCKED)"                                             \
+      "   FOR UPDATE SKIP LOCKED))"                                            \
       " RETURNING " BG_JOBS_PG_JOB_COLUMNS
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
@@ -142,6 +151,22 @@ const char* const migrations[] = {
     "  concurrency INTEGER NOT NULL,"
     "  announced_at TIMESTAMPTZ NOT NULL,"
     "  PRIMARY KEY (queue, job_name, node));",
+    // version 8: settings of the tables that churn. `jobs` holds few live
+    // rows and gains two dead ones per job run: it is vacuumed once a few
+    // thousand are dead rather than a fifth of the table, without the cost
+    // delay (it is small when kept so), and never truncated (the truncation
+    // takes an exclusive lock that stops every claim while it scans back).
+    // The pages it would give back are reused by the next inserts. The
+    // history tables are pruned in batches: the same, without the threshold.
+    "ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0,"
+    "  autovacuum_vacuum_threshold = 5000,"
+    "  autovacuum_vacuum_insert_scale_factor = 0,"
+    "  autovacuum_vacuum_insert_threshold = 5000,"
+    "  autovacuum_analyze_scale_factor = 0,"
+    "  autovacuum_analyze_threshold = 5000,"
+    "  autovacuum_vacuum_cost_delay = 0, vacuum_truncate = false);"
+    "ALTER TABLE jobs_succeeded SET (vacuum_truncate = false);"
+    "ALTER TABLE jobs_failed SET (vacuum_truncate = false);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -314,18 +339,18 @@ const statement_def statements[] = {
    "       AND n.heartbeat_at >= " BG_JOBS_TS("$1") ")"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
   {"bgj_prune_succeeded_age",
-   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id FROM jobs_succeeded"
    " WHERE succeeded_at < " BG_JOBS_TS("$1")
-   " ORDER BY succeeded_at LIMIT $2)"},
+   " ORDER BY succeeded_at LIMIT $2))"},
   {"bgj_prune_failed_age",
-   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2)"},
+   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed"
+   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2))"},
   {"bgj_prune_succeeded_count",
-   "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id FROM jobs_succeeded"
+   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1))"},
   {"bgj_prune_failed_count",
-   "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1)"},
+   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed"
+   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1))"},
   {"bgj_increment",
    "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -347,16 +372,13 @@ const statement_def statements[] = {
    ", " BG_JOBS_MS("available_at") ", " BG_JOBS_MS("failed_at")
    ", priority, cancelled FROM jobs_failed"
    " ORDER BY failed_at DESC, id DESC LIMIT $1"},
-  {"bgj_stats",
+  {"bgj_stats_live",
    "SELECT"
    " (SELECT count(*) FROM jobs"
    "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1") "),"
    " (SELECT count(*) FROM jobs"
    "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
-   " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL),"
-   " (SELECT count(*) FROM jobs_succeeded),"
-   " (SELECT count(*) FROM jobs_failed WHERE NOT cancelled),"
-   " (SELECT count(*) FROM jobs_failed WHERE cancelled)"},
+   " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL)"},
 };
 // clang-format on
 
@@ -660,6 +682,28 @@ struct postgres_adapter::impl {
         jobs.push_back(std::move(j));
     sort_in_claim_order(jobs);
     claimed(p, names, jobs, f == nullptr || want > 0);
+  }
+
+  /// Whether this connection's planner settings serve the claim.
+  bool claim_plan_pinned = false;
+
+  /// Pins the plan of the claim on this connection (once; outside a
+  /// transaction block, so that it lasts as long as the connection). The
+  /// claim must walk `jobs_claim_idx` in order and stop after its limit:
+  /// that costs what it takes, whatever the table holds. After an ANALYZE
+  /// that saw a nearly empty `jobs` (right after a vacuum, in a queue
+  /// that keeps up), the planner otherwise prefers reading every waiting
+  /// row through a bitmap and sorting them, or scanning the table, which
+  /// costs the whole backlog, or the whole bloat, per claim until the next
+  /// ANALYZE. With these off, the ordered index scan is the only plan left
+  /// for the claim; on this connection the other statements (completions
+  /// and releases by primary key or owner) have an index to use as well.
+  void pin_claim_plan(pqxx::transaction_base& tx) {
+    if (claim_plan_pinned)
+      return;
+    tx.exec("SET enable_seqscan = off; SET enable_bitmapscan = off;"
+            " SET enable_sort = off");
+    claim_plan_pinned = true;
   }
 
   void prepare_all() {
@@ -1027,6 +1071,7 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
+    impl_->pin_claim_plan(tx);
     auto now = impl_->now_ms();
     auto f = impl_->floor_for(params, names);
     auto jobs = read_jobs(
@@ -1043,26 +1088,53 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
 
 caf::expected<std::string>
 postgres_adapter::explain_reserve(const reserve_params& params) {
+  auto plans = explain_claims(params, false);
+  if (!plans)
+    return std::move(plans.error());
+  return plans->front();
+}
+
+caf::expected<std::vector<std::string>>
+postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
   auto names = nlohmann::json(params.job_names).dump();
-  const char* sql = nullptr;
-  for (auto& def : statements)
-    if (std::string_view{def.name} == "bgj_reserve")
-      sql = def.sql;
   return impl_->in_statement(
       "explaining the claim", [&](pqxx::transaction_base& tx) {
-        // The claim's own text, prepared under a name of its own: EXPLAIN
-        // takes no bound parameters, and libpqxx prepares lazily.
-        tx.exec(std::string{"PREPARE bgj_explain_reserve AS "} + sql);
-        auto r = tx.exec("EXPLAIN EXECUTE bgj_explain_reserve(" +
-                         std::to_string(impl_->now_ms()) + ", " +
-                         tx.quote(params.reserved_by) + ", " + tx.quote(names) +
-                         ", " + std::to_string(params.limit) + ", " +
-                         tx.quote(params.queue) + ")");
-        tx.exec("DEALLOCATE bgj_explain_reserve");
-        std::string plan;
-        for (const auto& row : r)
-          plan += row[0].as<std::string>() + "\n";
-        return plan;
+        impl_->pin_claim_plan(tx);
+        tx.exec(std::string{"SET plan_cache_mode = "} +
+                (generic ? "force_generic_plan" : "force_custom_plan"));
+        std::vector<std::string> plans;
+        auto now = std::to_string(impl_->now_ms());
+        // The claim's arguments, then the completed ids and their owner,
+        // then a floor.
+        auto claim_args = now + ", " + tx.quote(params.reserved_by) + ", " +
+                          tx.quote(names) + ", " +
+                          std::to_string(params.limit) + ", " +
+                          tx.quote(params.queue);
+        auto completed = tx.quote("{1,2}") + ", " + tx.quote(params.reserved_by);
+        auto floor = "0, " + now + ", 1";
+        const std::pair<const char*, std::string> runs[] = {
+            {"bgj_reserve", claim_args},
+            {"bgj_reserve_after", claim_args + ", " + floor},
+            {"bgj_complete_reserve", claim_args + ", " + completed},
+            {"bgj_complete_reserve_after",
+             claim_args + ", " + completed + ", " + floor}};
+        for (auto& [name, args] : runs) {
+          const char* sql = nullptr;
+          for (auto& def : statements)
+            if (std::string_view{def.name} == name)
+              sql = def.sql;
+          // The statement's own text, prepared under a name of its own:
+          // EXPLAIN takes no bound parameters.
+          tx.exec(std::string{"PREPARE bgj_explain AS "} + sql);
+          std::string plan;
+          for (const auto& row :
+               tx.exec("EXPLAIN EXECUTE bgj_explain(" + args + ")"))
+            plan += row[0].as<std::string>() + "\n";
+          tx.exec("DEALLOCATE bgj_explain");
+          plans.push_back(std::move(plan));
+        }
+        tx.exec("RESET plan_cache_mode");
+        return plans;
       });
 }
 
@@ -1238,6 +1310,26 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
   }
 }
 
+caf::expected<vacuum_report>
+postgres_adapter::vacuum_jobs(int64_t min_dead_rows) {
+  try {
+    // Outside a transaction block: VACUUM may not run in one.
+    pqxx::nontransaction tx{*impl_->conn};
+    const char* dead = "SELECT pg_stat_get_dead_tuples('jobs'::regclass)";
+    vacuum_report report;
+    report.dead_rows = tx.exec(dead)[0][0].as<int64_t>();
+    if (report.dead_rows < min_dead_rows)
+      return report;
+    // SKIP_LOCKED: if autovacuum or another node is at it, leave it be.
+    tx.exec("VACUUM (SKIP_LOCKED) jobs");
+    report.vacuumed = true;
+    report.dead_rows_after = tx.exec(dead)[0][0].as<int64_t>();
+    return report;
+  } catch (...) {
+    return failure("vacuuming jobs");
+  }
+}
+
 namespace {
 
 /// Whether `cs` are successes of one owner (one statement completes them).
@@ -1290,6 +1382,7 @@ caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
   auto names = nlohmann::json(params.job_names).dump();
   auto both = impl_->in_statement(
       "recording outcomes and reserving jobs", [&](pqxx::transaction_base& tx) {
+        impl_->pin_claim_plan(tx);
         complete_reserve_result result;
         std::set<int64_t> moved;
         auto ids = id_array(completions);
@@ -1513,19 +1606,107 @@ postgres_adapter::get_failed_jobs(int limit) {
       });
 }
 
+namespace {
+
+/// The size of a history table as the planner sees it: its row estimate
+/// scaled to the table's current number of pages.
+struct history_size {
+  double rows = 0;
+  bool estimated = false;
+};
+
+history_size size_of(pqxx::transaction_base& tx, const char* table) {
+  auto r = tx.exec_params(
+      "SELECT c.reltuples::float8, c.relpages::float8,"
+      " (pg_relation_size(c.oid) / current_setting('block_size')::int)::float8"
+      " FROM pg_class c WHERE c.oid = $1::regclass",
+      table)[0];
+  auto tuples = r[0].as<double>(), pages = r[1].as<double>(),
+       now_pages = r[2].as<double>();
+  history_size size;
+  // Never analyzed (-1): about 30 history rows to a page.
+  size.rows = tuples < 0 ? now_pages * 30
+              : pages > 0 ? tuples / pages * now_pages
+                          : tuples;
+  size.estimated = size.rows > job_stats::exact_history_rows;
+  return size;
+}
+
+/// The share of each job name among a history table's rows, from the
+/// planner's most common values (empty before the first ANALYZE).
+std::map<std::string, double> name_shares(pqxx::transaction_base& tx,
+                                          const char* table) {
+  std::map<std::string, double> shares;
+  auto rows = tx.exec_params(
+      "SELECT m.v, m.f FROM pg_stats s"
+      " JOIN pg_class c ON c.oid = $1::regclass"
+      " JOIN pg_namespace n ON n.oid = c.relnamespace"
+      " CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[],"
+      "   s.most_common_freqs) AS m(v, f)"
+      " WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
+      "   AND s.attname = 'name'",
+      table);
+  for (const auto& r : rows)
+    shares[r[0].as<std::string>()] = r[1].as<double>();
+  return shares;
+}
+
+/// The share of cancelled rows in `jobs_failed`, from the statistics.
+double cancelled_share(pqxx::transaction_base& tx) {
+  auto rows = tx.exec(
+      "SELECT m.v, m.f FROM pg_stats s"
+      " JOIN pg_class c ON c.oid = 'jobs_failed'::regclass"
+      " JOIN pg_namespace n ON n.oid = c.relnamespace"
+      " CROSS JOIN LATERAL unnest(s.most_common_vals::text::boolean[],"
+      "   s.most_common_freqs) AS m(v, f)"
+      " WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
+      "   AND s.attname = 'cancelled'");
+  for (const auto& r : rows)
+    if (r[0].as<bool>())
+      return r[1].as<double>();
+  return 0;
+}
+
+int64_t rounded(double x) { return static_cast<int64_t>(x + 0.5); }
+
+} // namespace
+
+// Counts read in one REPEATABLE READ snapshot. The history tables can hold
+// millions of rows: counting them would scan them whole at every refresh
+// of a dashboard, so past `exact_history_rows` they are estimated.
 caf::expected<job_stats> postgres_adapter::stats() {
-  return impl_->in_statement(
-      "reading job counts", [&](pqxx::transaction_base& tx) {
-        auto r = tx.exec_prepared("bgj_stats", impl_->now_ms())[0];
-        job_stats st;
-        st.available = r[0].as<int64_t>();
-        st.scheduled = r[1].as<int64_t>();
-        st.reserved = r[2].as<int64_t>();
-        st.succeeded = r[3].as<int64_t>();
-        st.failed = r[4].as<int64_t>();
-        st.cancelled = r[5].as<int64_t>();
-        return st;
-      });
+  try {
+    pqxx::transaction<pqxx::repeatable_read,
+                      pqxx::read_only>
+        tx{*impl_->conn};
+    auto r = tx.exec_prepared("bgj_stats_live", impl_->now_ms())[0];
+    job_stats st;
+    st.available = r[0].as<int64_t>();
+    st.scheduled = r[1].as<int64_t>();
+    st.reserved = r[2].as<int64_t>();
+    auto succeeded = size_of(tx, "jobs_succeeded");
+    if (succeeded.estimated)
+      st.succeeded = rounded(succeeded.rows);
+    else
+      st.succeeded =
+          tx.exec("SELECT count(*) FROM jobs_succeeded")[0][0].as<int64_t>();
+    auto failed = size_of(tx, "jobs_failed");
+    if (failed.estimated) {
+      auto share = cancelled_share(tx);
+      st.cancelled = rounded(failed.rows * share);
+      st.failed = rounded(failed.rows) - st.cancelled;
+    } else {
+      auto c = tx.exec("SELECT count(*) FILTER (WHERE NOT cancelled),"
+                       " count(*) FILTER (WHERE cancelled) FROM jobs_failed")[0];
+      st.failed = c[0].as<int64_t>();
+      st.cancelled = c[1].as<int64_t>();
+    }
+    st.history_estimated = succeeded.estimated || failed.estimated;
+    tx.commit();
+    return st;
+  } catch (...) {
+    return failure("reading job counts");
+  }
 }
 
 // -- job control
@@ -1563,30 +1744,21 @@ const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
   " SELECT id, name, payload, 0, created_at, " BG_JOBS_TS("$2") ", priority,"  \
   " errors, exception FROM " m
 
-const char pg_stats_by_name[] =
-    "SELECT name, sum(w), sum(s), sum(r), sum(su), sum(f), sum(c), "
-    BG_JOBS_MS("min(o)") " FROM (SELECT name,"
+const char pg_stats_live_by_name[] =
+    "SELECT name,"
     "   count(*) FILTER (WHERE reserved_by IS NULL"
-    "     AND available_at <= " BG_JOBS_TS("$1") ") AS w,"
+    "     AND available_at <= " BG_JOBS_TS("$1") "),"
     "   count(*) FILTER (WHERE reserved_by IS NULL"
-    "     AND available_at > " BG_JOBS_TS("$1") ") AS s,"
-    "   count(*) FILTER (WHERE reserved_by IS NOT NULL) AS r,"
-    "   0 AS su, 0 AS f, 0 AS c,"
-    "   min(available_at) FILTER (WHERE reserved_by IS NULL"
-    "     AND available_at <= " BG_JOBS_TS("$1") ") AS o"
-    "   FROM jobs GROUP BY name"
-    " UNION ALL SELECT name, 0, 0, 0, count(*), 0, 0, NULL"
-    "   FROM jobs_succeeded GROUP BY name"
-    " UNION ALL SELECT name, 0, 0, 0, 0,"
-    "   count(*) FILTER (WHERE NOT cancelled),"
-    "   count(*) FILTER (WHERE cancelled), NULL"
-    "   FROM jobs_failed GROUP BY name) t"
-    " GROUP BY name ORDER BY name";
+    "     AND available_at > " BG_JOBS_TS("$1") "),"
+    "   count(*) FILTER (WHERE reserved_by IS NOT NULL), "
+    BG_JOBS_MS("min(available_at) FILTER (WHERE reserved_by IS NULL"
+               "     AND available_at <= " BG_JOBS_TS("$1") ")")
+    " FROM jobs GROUP BY name";
 
 // A paused schedule's waiting occurrence is skipped (cancelled).
 const char pg_skip_paused_schedule[] =
-    "WITH m AS (DELETE FROM jobs WHERE reserved_by IS NULL AND id IN"
-    "   (SELECT job_id FROM bg_jobs_schedule WHERE name = $1)"
+    "WITH m AS (DELETE FROM jobs WHERE reserved_by IS NULL AND id = ANY"
+    "   (ARRAY(SELECT job_id FROM bg_jobs_schedule WHERE name = $1))"
     "   RETURNING *)"
     " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     "   created_at, available_at, failed_at, priority, cancelled, errors)"
@@ -1688,8 +1860,8 @@ std::string pg_list(job_state state, bool desc, bool after) {
   // Every parameter is typed even where the state leaves it unused.
   auto sql = from + " WHERE " + where +
              " AND ($1::bigint, $3::integer, $4::bigint, $5::bigint)"
-             " IS NOT NULL AND ($2::json IS NULL OR name IN"
-             " (SELECT json_array_elements_text($2::json)))";
+             " IS NOT NULL AND ($2::json IS NULL OR name = ANY"
+             " (ARRAY(SELECT json_array_elements_text($2::json))))";
   if (after) {
     auto at = cmp.find("%s");
     cmp.replace(at, 2, desc ? "<" : ">");
@@ -1822,24 +1994,65 @@ caf::expected<std::vector<pause_record>> postgres_adapter::pauses() {
 }
 
 caf::expected<std::vector<name_stats>> postgres_adapter::stats_by_name() {
-  return impl_->in_transaction("reading job counts", [&](pqxx::work& tx) {
+  try {
+    pqxx::transaction<pqxx::repeatable_read,
+                      pqxx::read_only>
+        tx{*impl_->conn};
+    std::map<std::string, name_stats> by_name;
+    auto entry = [&](const std::string& name) -> job_stats& {
+      auto& n = by_name[name];
+      n.name = name;
+      return n.counts;
+    };
+    for (const auto& r : tx.exec_params(pg_stats_live_by_name,
+                                        impl_->now_ms())) {
+      auto& c = entry(r[0].as<std::string>());
+      c.available = r[1].as<int64_t>();
+      c.scheduled = r[2].as<int64_t>();
+      c.reserved = r[3].as<int64_t>();
+      if (!r[4].is_null())
+        by_name[r[0].as<std::string>()].oldest_waiting = field_time(r[4]);
+    }
+    auto succeeded = size_of(tx, "jobs_succeeded");
+    if (succeeded.estimated) {
+      for (auto& [name, share] : name_shares(tx, "jobs_succeeded"))
+        entry(name).succeeded = rounded(succeeded.rows * share);
+    } else {
+      for (const auto& r : tx.exec("SELECT name, count(*) FROM jobs_succeeded"
+                                   " GROUP BY name"))
+        entry(r[0].as<std::string>()).succeeded = r[1].as<int64_t>();
+    }
+    auto failed = size_of(tx, "jobs_failed");
+    if (failed.estimated) {
+      auto cancelled = cancelled_share(tx);
+      for (auto& [name, share] : name_shares(tx, "jobs_failed")) {
+        auto& c = entry(name);
+        auto rows = failed.rows * share;
+        c.cancelled = rounded(rows * cancelled);
+        c.failed = rounded(rows) - c.cancelled;
+      }
+    } else {
+      for (const auto& r : tx.exec(
+               "SELECT name, count(*) FILTER (WHERE NOT cancelled),"
+               " count(*) FILTER (WHERE cancelled) FROM jobs_failed"
+               " GROUP BY name")) {
+        auto& c = entry(r[0].as<std::string>());
+        c.failed = r[1].as<int64_t>();
+        c.cancelled = r[2].as<int64_t>();
+      }
+    }
+    tx.commit();
     std::vector<name_stats> result;
-    auto rows = tx.exec_params(pg_stats_by_name, impl_->now_ms());
-    for (const auto& r : rows) {
-      name_stats n;
-      n.name = r[0].as<std::string>();
-      n.counts.available = r[1].as<int64_t>();
-      n.counts.scheduled = r[2].as<int64_t>();
-      n.counts.reserved = r[3].as<int64_t>();
-      n.counts.succeeded = r[4].as<int64_t>();
-      n.counts.failed = r[5].as<int64_t>();
-      n.counts.cancelled = r[6].as<int64_t>();
-      if (!r[7].is_null())
-        n.oldest_waiting = field_time(r[7]);
-      result.push_back(std::move(n));
+    for (auto& [name, n] : by_name) {
+      n.counts.history_estimated = succeeded.estimated || failed.estimated;
+      // An estimate can round a name's share down to nothing.
+      if (n.counts.total() > 0)
+        result.push_back(std::move(n));
     }
     return result;
-  });
+  } catch (...) {
+    return failure("reading job counts");
+  }
 }
 
 caf::expected<job_page> postgres_adapter::list_jobs(const job_query& query) {

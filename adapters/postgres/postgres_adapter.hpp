@@ -91,6 +91,7 @@ public:
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;
+  caf::expected<vacuum_report> vacuum_jobs(int64_t min_dead_rows) override;
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& completions) override;
   caf::expected<complete_reserve_result>
@@ -127,6 +128,12 @@ public:
   caf::expected<job_record> get_job(int64_t job_id) override;
   caf::expected<std::string>
   explain_reserve(const reserve_params& params) override;
+  /// The plans of the four claim statements (alone and with completions,
+  /// each from the start of the index and from a floor), as this
+  /// connection would run them now: `generic`, the plan made once for any
+  /// parameters, else the one made for these.
+  caf::expected<std::vector<std::string>>
+  explain_claims(const reserve_params& params, bool generic);
 
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,

@@ -107,6 +107,9 @@ const char* const migrations[] = {
     "  concurrency INTEGER NOT NULL,"
     "  announced_at INTEGER NOT NULL,"
     "  PRIMARY KEY (queue, job_name, node));",
+    // version 8: table settings for PostgreSQL's autovacuum; SQLite reuses
+    // the pages of deleted rows by itself.
+    "SELECT 1;",
 };
 
 constexpr int known_version = std::size(migrations);

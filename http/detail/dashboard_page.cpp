@@ -86,7 +86,12 @@ async function loadStats() {
   for (const q of s.queues) {
     const tr = el("tr"); tr.dataset.queue = q.queue;
     tr.append(el("td", q.queue));
-    for (const k of ["waiting", "scheduled", "running", "succeeded", "failed", "cancelled"]) tr.append(el("td", q.counts[k], "num count-" + k));
+    for (const k of ["waiting", "scheduled", "running", "succeeded", "failed", "cancelled"]) {
+      const est = q.counts.history_estimated && ["succeeded", "failed", "cancelled"].includes(k);
+      const td = el("td", (est ? "\u2248" : "") + q.counts[k], "num count-" + k);
+      if (est) td.title = "estimated from the store's statistics";
+      tr.append(td);
+    }
     tr.append(el("td", (q.lag_ms / 1000).toFixed(1) + " s", "num"));
     const st = el("td"); st.append(el("span", q.paused ? "paused" : "running", "badge state " + (q.paused ? "paused" : ""))); tr.append(st);
     const td = el("td");

@@ -1,5 +1,6 @@
 // Cases only the PostgreSQL adapter has: connection strings, the server,
 // transactional enqueue, notifications and dropped connections.
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -7,6 +8,8 @@
 #include <pqxx/pqxx>
 
 #include "adapters/stores.hpp"
+#include "bg_jobs/maintenance/maintenance.hpp"
+#include "support/expect.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -168,6 +171,104 @@ TEST_SUITE("postgres") {
     auto got = (*again)->reserve_jobs({{"j"}, 1, "o", ""});
     REQUIRE(got);
     CHECK(got->size() == 1);
+  }
+
+  TEST_CASE("the claim walks the claim index, with the plan made for its "
+            "parameters or the generic one, on an empty, a full and a "
+            "bloated table") {
+    test::pg_schema s;
+    auto db = open_migrated(s);
+    pqxx::connection admin{s.url()};
+    auto sql = [&](const std::string& text) {
+      pqxx::nontransaction tx{admin};
+      tx.exec(text);
+    };
+    reserve_params claim{{"j"}, 10, "node/q/1", "q"};
+    auto check_plans = [&](const char* table) {
+      for (bool generic : {false, true}) {
+        auto plans = test::value_of(db->explain_claims(claim, generic));
+        REQUIRE(plans.size() == 4);
+        for (auto& plan : plans) {
+          INFO(table << (generic ? ", generic plan:\n" : ", custom plan:\n")
+                     << plan);
+          // In order, stopping after the limit: no sort of every waiting
+          // row, no bitmap or sequential scan of the table, and the
+          // update finds its rows by id (no join that reruns the claim).
+          CHECK(plan.find("Index Scan using jobs_claim_idx") !=
+                std::string::npos);
+          CHECK(plan.find("Sort") == std::string::npos);
+          CHECK(plan.find("Bitmap") == std::string::npos);
+          CHECK(plan.find("Seq Scan") == std::string::npos);
+          CHECK(plan.find("Join") == std::string::npos);
+          CHECK(plan.find("Index Cond: (id = ANY") != std::string::npos);
+        }
+      }
+    };
+    auto insert = [&](int n) {
+      sql("INSERT INTO jobs (name, payload, created_at, available_at)"
+          " SELECT 'j', repeat('x', 250), now(), now() - interval '1 hour'"
+          "   + g * interval '1 ms' FROM generate_series(1, " +
+          std::to_string(n) + ") g");
+    };
+    check_plans("empty");
+    sql("ANALYZE jobs");
+    check_plans("empty, analyzed");
+    insert(20000);
+    sql("ANALYZE jobs");
+    check_plans("full");
+    // What ANALYZE sees right after a vacuum in a queue that keeps up: a
+    // few live rows in many pages. Then a backlog arrives.
+    sql("DELETE FROM jobs WHERE id > (SELECT min(id) + 1 FROM jobs)");
+    sql("ANALYZE jobs");
+    insert(5000);
+    check_plans("bloated");
+    // And the claim so planned takes the oldest jobs first.
+    auto got = test::value_of(db->reserve_jobs(claim));
+    REQUIRE(got.size() == 10);
+    auto first = test::value_of(db->get_running_jobs());
+    CHECK(got.front().id == std::min_element(first.begin(), first.end(),
+                                             [](auto& a, auto& b) {
+                                               return a.id < b.id;
+                                             })
+                                ->id);
+  }
+
+  TEST_CASE("jobs is vacuumed once enough of it is dead, and a held snapshot "
+            "raises the bar instead of vacuuming in a loop") {
+    test::pg_schema s;
+    auto db = open_migrated(s);
+    pqxx::connection admin{s.url()};
+    // Deletes every job in a transaction that flushes its statistics.
+    auto churn = [&](int n) {
+      pqxx::work tx{admin};
+      tx.exec("INSERT INTO jobs (name, payload, created_at, available_at)"
+              " SELECT 'j', '{}', now(), now() FROM generate_series(1, " +
+              std::to_string(n) + ")");
+      tx.exec("DELETE FROM jobs");
+      tx.exec("SELECT pg_stat_force_next_flush()");
+      tx.commit();
+    };
+    churn(3000);
+    auto few = test::value_of(db->vacuum_jobs(10000));
+    CHECK(few.dead_rows >= 3000);
+    CHECK_FALSE(few.vacuumed);
+    auto done = test::value_of(db->vacuum_jobs(1000));
+    CHECK(done.vacuumed);
+    CHECK(done.dead_rows_after == 0);
+    // A snapshot open elsewhere keeps the next dead rows.
+    pqxx::connection reader{s.url()};
+    pqxx::transaction<pqxx::repeatable_read> held{reader};
+    held.exec("SELECT count(*) FROM jobs");
+    churn(3000);
+    vacuum_service vacuum{{1000, 1s}};
+    CHECK(vacuum.run_once(*db, utc_now()).vacuumed);
+    CHECK(vacuum.bar() >= 6000);
+    CHECK_FALSE(vacuum.run_once(*db, utc_now()).vacuumed);
+    held.commit();
+    churn(3000);
+    CHECK(vacuum.run_once(*db, utc_now()).vacuumed);
+    CHECK(vacuum.bar() == 1000);
+    CHECK(test::value_of(db->vacuum_jobs(1000)).dead_rows < 1000);
   }
 
 } // TEST_SUITE

@@ -40,8 +40,9 @@ TEST_SUITE("maintenance") {
     CHECK(db->stats()->reserved == 1);
   }
 
-  TEST_CASE_TEMPLATE("the pruner deletes one batch of old history per round", S,
-                     BG_JOBS_STORES) {
+  TEST_CASE_TEMPLATE("the pruner deletes batch after batch of old history "
+                     "while they come back full",
+                     S, BG_JOBS_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
@@ -58,8 +59,9 @@ TEST_SUITE("maintenance") {
     prune_service pruner{{keep, 60s}};
     CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
     clk->advance(2h);
-    CHECK(pruner.run_once(*db, clk->now()).pruned == 2);
-    CHECK(pruner.run_once(*db, clk->now()).pruned == 1);
+    // A full batch of 2, then the last 1.
+    CHECK(pruner.run_once(*db, clk->now()).pruned == 3);
+    CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
     CHECK(db->stats()->succeeded == 0);
   }
 
@@ -72,7 +74,12 @@ TEST_SUITE("maintenance") {
     bad.batch = 0;
     CHECK(prune_service::config{bad, 1s}.validate());
     CHECK_FALSE(prune_service::config{prune_params{}, 1s}.validate());
-    CHECK(maintenance_services("n", maintenance_config{}).size() == 3);
+    CHECK(vacuum_service::config{-1, 1s}.validate());
+    CHECK(vacuum_service::config{1000, 0s}.validate());
+    CHECK(maintenance_services("n", maintenance_config{}).size() == 4);
+    maintenance_config no_vacuum;
+    no_vacuum.vacuum_dead_rows = 0;
+    CHECK(maintenance_services("n", no_vacuum).size() == 3);
   }
 
 } // TEST_SUITE

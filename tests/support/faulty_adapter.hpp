@@ -133,6 +133,9 @@ public:
   caf::expected<int64_t> prune_jobs(const prune_params& p) override {
     return inner_->prune_jobs(p);
   }
+  caf::expected<vacuum_report> vacuum_jobs(int64_t min_dead_rows) override {
+    return inner_->vacuum_jobs(min_dead_rows);
+  }
   caf::expected<std::vector<bool>>
   complete_jobs(const std::vector<completion>& cs) override {
     auto r = inner_->complete_jobs(cs);
