@@ -394,7 +394,7 @@ TEST_SUITE("job control") {
           errc::invalid_argument);
   }
 
-  BG_JOBS_RUNTIME_CASE("a node name held by a live instance is refused; a "
+  BG_JOBS_RUNTIME_CASE("a node name held by a live instance is refused, a "
                        "dead holder's name is taken over") {
     auto w = worker{"j", [](const job&) {}};
     auto config = make_builder().with_queue(quick_queue("q").with_worker(w));

@@ -59,7 +59,7 @@ std::vector<int64_t> enqueue_behind_blocker(instance& bg, test::event_log& log,
 
 TEST_SUITE("prefetch") {
 
-  BG_JOBS_RUNTIME_CASE("a quick queue holds jobs ahead; a cancel ends one "
+  BG_JOBS_RUNTIME_CASE("a quick queue holds jobs ahead, a cancel ends one "
                        "unrun and shutdown gives the rest back") {
     blocking_queue q;
     auto bg = start(

@@ -250,7 +250,7 @@ TEST_SUITE("conformance") {
     CHECK(error_of(db->retry_job(j.id)) == errc::invalid_state);
   }
 
-  TEST_CASE_TEMPLATE("retry of a waiting job is refused; a cancelled one "
+  TEST_CASE_TEMPLATE("retry of a waiting job is refused, a cancelled one "
                      "runs again",
                      S, BG_JOBS_CONFORMANCE_STORES) {
     S store;

@@ -233,6 +233,50 @@ TEST_SUITE("postgres") {
                                 ->id);
   }
 
+  TEST_CASE("history past 100,000 rows is counted from the statistics, "
+            "and says so (below it, exactly)") {
+    test::pg_schema s;
+    auto db = open_migrated(s);
+    pqxx::connection admin{s.url()};
+    auto sql = [&](const std::string& text) {
+      pqxx::nontransaction tx{admin};
+      tx.exec(text);
+    };
+    // 3 succeeded and 2 failed (1 cancelled) jobs: counted exactly.
+    sql("INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+        " available_at, succeeded_at) SELECT g, 'small', '{}', 1, now(),"
+        " now(), now() FROM generate_series(1, 3) g");
+    sql("INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+        " created_at, available_at, failed_at, cancelled) SELECT g, 'small',"
+        " '{}', 1, 'x', now(), now(), now(), g = 5"
+        " FROM generate_series(4, 5) g");
+    sql("ANALYZE jobs_succeeded; ANALYZE jobs_failed");
+    auto exact = test::value_of(db->stats());
+    CHECK_FALSE(exact.history_estimated);
+    CHECK(exact.succeeded == 3);
+    CHECK(exact.failed == 1);
+    CHECK(exact.cancelled == 1);
+    // 150,000 more succeeded, two thirds of them named "big".
+    sql("INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+        " available_at, succeeded_at) SELECT g, CASE WHEN g % 3 = 0 THEN"
+        " 'other' ELSE 'big' END, '{}', 1, now(), now(), now()"
+        " FROM generate_series(10, 150009) g");
+    sql("ANALYZE jobs_succeeded");
+    auto st = test::value_of(db->stats());
+    CHECK(st.history_estimated);
+    CHECK(st.succeeded > 140000);
+    CHECK(st.succeeded < 160000);
+    CHECK(st.failed == 1); // its own table is small: exact
+    CHECK(st.cancelled == 1);
+    auto names = test::value_of(db->stats_by_name());
+    auto big = std::find_if(names.begin(), names.end(),
+                            [](auto& n) { return n.name == "big"; });
+    REQUIRE(big != names.end());
+    CHECK(big->counts.history_estimated);
+    CHECK(big->counts.succeeded > 90000);
+    CHECK(big->counts.succeeded < 110000);
+  }
+
   TEST_CASE("jobs is vacuumed once enough of it is dead, and a held snapshot "
             "raises the bar instead of vacuuming in a loop") {
     test::pg_schema s;
