@@ -56,6 +56,8 @@ caf::error prune_service::config::validate() const {
     return fail("the pruning batch must be positive");
   if (every.count() <= 0)
     return fail("the pruning interval must be positive");
+  if (budget.count() < 0)
+    return fail("the pruning budget may not be negative");
   return caf::none;
 }
 
@@ -79,10 +81,12 @@ maintenance_report rescue_service::run_once(db_adapter& db, timestamp) {
 
 maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
   maintenance_report report;
-  // Batch after batch while they come back full, for at most half a
-  // second: history that arrives faster than a batch per round is pruned
-  // as fast as it comes, and the node's other upkeep waits little.
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds{500};
+  // Batch after batch while they come back full, within the budget; a
+  // round that ends on its budget is followed by the next a second later,
+  // so that history arriving faster than a batch a minute is pruned as it
+  // comes, and the node's other upkeep waits little.
+  auto until = std::chrono::steady_clock::now() + cfg_.budget;
+  behind_ = false;
   for (;;) {
     auto n = db.prune_jobs(cfg_.retention);
     if (!n) {
@@ -90,9 +94,12 @@ maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
       break;
     }
     report.pruned += *n;
-    if (cfg_.retention.dry_run || *n < cfg_.retention.batch ||
-        std::chrono::steady_clock::now() >= until)
+    if (cfg_.retention.dry_run || *n < cfg_.retention.batch)
       break;
+    if (std::chrono::steady_clock::now() >= until) {
+      behind_ = true;
+      break;
+    }
   }
   return report;
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -19,7 +20,8 @@ struct maintenance_config {
   /// jobs are rescued (30 s). Heartbeats and rescues come every third of it.
   std::chrono::milliseconds lease{30000};
   /// What history to keep (24 h of succeeded, 7 days of failed jobs, at
-  /// most 100,000 of each, deleted 1,000 rows at a time).
+  /// most 100,000 of each, deleted 1,000 rows at a time; see
+  /// `prune_service` for how a round goes).
   prune_params retention;
   /// How often to prune (60 s).
   std::chrono::milliseconds prune_every{60000};
@@ -98,22 +100,31 @@ private:
   config cfg_;
 };
 
-/// Deletes one batch per table of history beyond the retention.
+/// Deletes history beyond the retention, batch after batch while they come
+/// back full, for at most `budget` per round.
 class prune_service : public maintenance_service {
 public:
   struct config {
     prune_params retention;
     std::chrono::milliseconds every{60000};
+    /// How long one round may go on deleting full batches.
+    std::chrono::milliseconds budget{500};
     caf::error validate() const;
   };
 
   explicit prune_service(config cfg) : cfg_(cfg) {}
   const char* name() const override { return "pruner"; }
-  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  /// `every`, or a second while the last round ended with history still
+  /// beyond the retention (it arrives faster than a round deletes).
+  std::chrono::milliseconds interval() const override {
+    return behind_ ? std::min(cfg_.every, std::chrono::milliseconds{1000})
+                   : cfg_.every;
+  }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
 private:
   config cfg_;
+  bool behind_ = false;
 };
 
 /// Vacuums `jobs` once enough of it is dead (see `db_adapter::vacuum_jobs`).

@@ -33,8 +33,9 @@ struct periodic_state {
       if (!db)
         return std::max(store.backoff(), milliseconds{1});
       auto& s = *services[i];
-      due[i] = now + s.interval();
       auto report = s.run_once(*db, ctx.now());
+      // After the round: its interval may depend on what it found.
+      due[i] = now + s.interval();
       for (auto& j : report.rescued) {
         event e{event_kind::job_rescued};
         e.message = j.last_error.value_or("rescued");

@@ -12,6 +12,17 @@ namespace {
 
 const timestamp t0 = *parse_iso8601("2025-03-01T12:00:00Z");
 
+/// Runs three jobs to success.
+void succeed_three(db_adapter& db) {
+  for (int i = 0; i < 3; ++i) {
+    auto j = db.enqueue_job(job_request{"j"});
+    REQUIRE(j);
+    REQUIRE(db.reserve_jobs({{"j"}, 1, "n/q/1", ""}));
+    j->reserved_by = "n/q/1";
+    REQUIRE(db.move_job_to_succeeded(*j));
+  }
+}
+
 } // namespace
 
 TEST_SUITE("maintenance") {
@@ -41,27 +52,33 @@ TEST_SUITE("maintenance") {
   }
 
   TEST_CASE_TEMPLATE("the pruner deletes batch after batch of old history "
-                     "while they come back full",
+                     "while they come back full, and comes back a second "
+                     "later when its budget ran out",
                      S, BG_JOBS_STORES) {
     S store;
     auto clk = std::make_shared<manual_clock>(t0);
     auto db = store.fresh(clk);
-    for (int i = 0; i < 3; ++i) {
-      auto j = db->enqueue_job(job_request{"j"});
-      REQUIRE(j);
-      REQUIRE(db->reserve_jobs({{"j"}, 1, "n/q/1", ""}));
-      j->reserved_by = "n/q/1";
-      REQUIRE(db->move_job_to_succeeded(*j));
-    }
+    succeed_three(*db);
     prune_params keep;
     keep.succeeded_max_age = 1h;
     keep.batch = 2;
-    prune_service pruner{{keep, 60s}};
-    CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
-    clk->advance(2h);
-    // A full batch of 2, then the last 1.
-    CHECK(pruner.run_once(*db, clk->now()).pruned == 3);
-    CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+    SUBCASE("within its budget") {
+      prune_service pruner{{keep, 60s}};
+      CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+      clk->advance(2h);
+      // A full batch of 2, then the last 1.
+      CHECK(pruner.run_once(*db, clk->now()).pruned == 3);
+      CHECK(pruner.interval() == 60s);
+      CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+    }
+    SUBCASE("past its budget") {
+      prune_service pruner{{keep, 60s, 0ms}};
+      clk->advance(2h);
+      CHECK(pruner.run_once(*db, clk->now()).pruned == 2);
+      CHECK(pruner.interval() == 1s);
+      CHECK(pruner.run_once(*db, clk->now()).pruned == 1);
+      CHECK(pruner.interval() == 60s);
+    }
     CHECK(db->stats()->succeeded == 0);
   }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <libpq-fe.h>
 #include <pqxx/pqxx>
 #include <unistd.h>
 
@@ -77,6 +78,65 @@ public:
 
   /// The server's connection string, without the schema.
   const std::string& base_url() const { return base_; }
+
+private:
+  std::string name_;
+  std::string base_;
+};
+
+/// `url` (a URI or key=value string) with its database set to `dbname`, as
+/// a key=value string.
+inline std::string with_database(const std::string& url,
+                                 const std::string& dbname) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  REQUIRE_MESSAGE(opts, "a malformed connection string: " << url);
+  std::string out;
+  for (auto o = opts; o->keyword; ++o) {
+    if (!o->val || std::string{o->keyword} == "dbname")
+      continue;
+    std::string v = o->val, quoted;
+    for (char c : v) {
+      if (c == '\\' || c == '\'')
+        quoted += '\\';
+      quoted += c;
+    }
+    out += std::string{o->keyword} + "='" + quoted + "' ";
+  }
+  PQconninfoFree(opts);
+  return out + "dbname=" + dbname;
+}
+
+/// A database of its own for one test, dropped afterwards: for what the
+/// other tests' open transactions in the shared database would disturb
+/// (what VACUUM may remove depends on every snapshot in the database).
+class pg_database {
+public:
+  pg_database() {
+    static std::atomic<int> counter{0};
+    name_ =
+        "bgj_d" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+    base_ = pg_url();
+    pqxx::connection c{base_};
+    pqxx::nontransaction tx{c};
+    tx.exec("DROP DATABASE IF EXISTS " + name_);
+    tx.exec("CREATE DATABASE " + name_);
+  }
+
+  ~pg_database() {
+    try {
+      pqxx::connection c{base_};
+      pqxx::nontransaction tx{c};
+      tx.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (...) {
+      // The server may be gone when a test failed; nothing to clean then.
+    }
+  }
+
+  pg_database(const pg_database&) = delete;
+  pg_database& operator=(const pg_database&) = delete;
+
+  std::string url() const { return with_database(base_, name_); }
 
 private:
   std::string name_;
