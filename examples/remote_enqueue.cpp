@@ -4,7 +4,9 @@
 // a local actor would.
 //
 //   remote_enqueue worker DB PORT_FILE   runs jobs; writes the port to
-//                                        PORT_FILE, exits 0 after 3 jobs
+//                                        PORT_FILE, exits 0 once 3 jobs ran
+//                                        and PORT_FILE.done exists (the web
+//                                        process has finished)
 //   remote_enqueue web PORT              enqueues 3 jobs, checks errors
 #include <fstream>
 #include <iostream>
@@ -50,8 +52,12 @@ int worker(const std::string& db, const std::string& port_file) {
   std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   std::cout << "worker: listening on 127.0.0.1:" << bg->remote_port()
             << std::endl;
+  // The web process still asks after its third job: the worker stays until
+  // it is done.
+  auto finished = [&] { return std::ifstream{port_file + ".done"}.good(); };
   auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (done < 3 && std::chrono::steady_clock::now() < deadline)
+  while ((done < 3 || !finished()) &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
   auto stopped = bg->shutdown();
   return done == 3 && stopped ? 0 : 3;
@@ -114,7 +120,10 @@ int web(uint16_t port) {
                       << (queue ? "registered" : "unknown") << std::endl;
             failures += queue ? 0 : 1;
           },
-          [&](caf::error&) { ++failures; });
+          [&](caf::error& err) {
+            std::cerr << "web: " << bg_jobs::describe(err) << std::endl;
+            ++failures;
+          });
   return failures == 0 ? 0 : 1;
 }
 

@@ -345,12 +345,22 @@ const statement_def statements[] = {
   {"bgj_prune_failed_age",
    "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed"
    " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2))"},
-  {"bgj_prune_succeeded_count",
-   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id FROM jobs_succeeded"
-   " ORDER BY succeeded_at DESC, id DESC LIMIT $2 OFFSET $1))"},
-  {"bgj_prune_failed_count",
-   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed"
-   " ORDER BY failed_at DESC, id DESC LIMIT $2 OFFSET $1))"},
+  // Count-based pruning: the newest rows beyond the count kept ($1) end
+  // at a cutoff row; batches then delete from the oldest end up to it.
+  {"bgj_prune_succeeded_cutoff",
+   "SELECT " BG_JOBS_MS("succeeded_at") ", id FROM jobs_succeeded"
+   " ORDER BY succeeded_at DESC, id DESC OFFSET $1 LIMIT 1"},
+  {"bgj_prune_succeeded_upto",
+   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id"
+   " FROM jobs_succeeded WHERE (succeeded_at, id) <= (" BG_JOBS_TS("$1")
+   ", $2::bigint) ORDER BY succeeded_at LIMIT $3))"},
+  {"bgj_prune_failed_cutoff",
+   "SELECT " BG_JOBS_MS("failed_at") ", id FROM jobs_failed"
+   " ORDER BY failed_at DESC, id DESC OFFSET $1 LIMIT 1"},
+  {"bgj_prune_failed_upto",
+   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id"
+   " FROM jobs_failed WHERE (failed_at, id) <= (" BG_JOBS_TS("$1")
+   ", $2::bigint) ORDER BY failed_at LIMIT $3))"},
   {"bgj_increment",
    "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -635,6 +645,46 @@ struct postgres_adapter::impl {
     std::chrono::steady_clock::time_point full_scan_at;
   };
   std::optional<claim_floor> floor;
+
+  /// Where count-based pruning of one history table stops: the newest row
+  /// beyond the count kept. Found by walking the newest rows, so it is kept
+  /// while batches come back full (for a second at most): meanwhile newer
+  /// rows only move the true cutoff forward, and deleting up to an older
+  /// one keeps more rows (rows that leave the table otherwise, by a retry
+  /// or a delete, within that second can make it keep as many fewer).
+  struct prune_cutoff {
+    std::optional<std::pair<int64_t, int64_t>> row;
+    int64_t kept = 0;
+    std::chrono::steady_clock::time_point found_at;
+  };
+  std::map<std::string, prune_cutoff> cutoffs;
+
+  /// Deletes up to `batch` rows of `table` beyond the newest `keep`.
+  int64_t prune_beyond(pqxx::transaction_base& tx, const std::string& table,
+                       int64_t keep, int batch) {
+    auto now = std::chrono::steady_clock::now();
+    auto& c = cutoffs[table];
+    if (c.kept != keep || now - c.found_at > std::chrono::seconds{1}) {
+      auto r = tx.exec_prepared("bgj_prune_" + table + "_cutoff", keep);
+      c.row.reset();
+      if (!r.empty())
+        c.row = std::make_pair(r[0][0].as<int64_t>(), r[0][1].as<int64_t>());
+      c.kept = keep;
+      c.found_at = now;
+    }
+    if (!c.row) {
+      cutoffs.erase(table);
+      return 0;
+    }
+    int64_t n = tx.exec_prepared("bgj_prune_" + table + "_upto", c.row->first,
+                                 c.row->second, batch)
+                    .affected_rows();
+    // Short of a batch: the table is back at the count; the next round
+    // looks for the cutoff afresh.
+    if (n < batch)
+      cutoffs.erase(table);
+    return n;
+  }
 
   static std::string claimant_of(const reserve_params& p,
                                  const std::string& names) {
@@ -1294,11 +1344,8 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
     deleted += tx.exec_prepared("bgj_prune_failed_age",
                                 now - p.failed_max_age.count(), p.batch)
                    .affected_rows();
-    deleted +=
-        tx.exec_prepared("bgj_prune_succeeded_count", p.max_succeeded, p.batch)
-            .affected_rows();
-    deleted += tx.exec_prepared("bgj_prune_failed_count", p.max_failed, p.batch)
-                   .affected_rows();
+    deleted += impl_->prune_beyond(tx, "succeeded", p.max_succeeded, p.batch);
+    deleted += impl_->prune_beyond(tx, "failed", p.max_failed, p.batch);
     // A dry run counts and rolls back.
     if (p.dry_run)
       tx.abort();

@@ -21,5 +21,6 @@ while [ ! -s "$dir/port" ]; do
 done
 status=0
 "$bin" web "$(cat "$dir/port")" || status=$?
+touch "$dir/port.done"
 wait $worker || status=$?
 exit $status
