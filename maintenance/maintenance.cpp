@@ -116,13 +116,12 @@ maintenance_report vacuum_service::run_once(db_adapter& db, timestamp) {
     return report;
   }
   report.vacuumed = r->vacuumed;
-  if (r->vacuumed)
-    last_ = now;
-  if (r->vacuumed)
-    bar_ = r->dead_rows_after < cfg_.dead_rows / 2
-               ? cfg_.dead_rows
-               : r->dead_rows_after + std::max(cfg_.dead_rows,
-                                               r->dead_rows_after);
+  if (!r->vacuumed)
+    return report;
+  last_ = now;
+  bar_ = r->dead_rows_after < cfg_.dead_rows / 2
+             ? cfg_.dead_rows
+             : r->dead_rows_after + std::max(cfg_.dead_rows, r->dead_rows_after);
   return report;
 }
 
