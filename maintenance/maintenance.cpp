@@ -81,12 +81,10 @@ maintenance_report rescue_service::run_once(db_adapter& db, timestamp) {
 
 maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
   maintenance_report report;
-  // Batch after batch while they come back full, within the budget; a
-  // round that ends on its budget is followed by the next a second later,
-  // so that history arriving faster than a batch a minute is pruned as it
-  // comes, and the node's other upkeep waits little.
+  // Batch after batch while they come back full, within the budget, so
+  // that the node's other upkeep waits little.
   auto until = std::chrono::steady_clock::now() + cfg_.budget;
-  behind_ = false;
+  auto behind = false;
   for (;;) {
     auto n = db.prune_jobs(cfg_.retention);
     if (!n) {
@@ -97,10 +95,13 @@ maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
     if (cfg_.retention.dry_run || *n < cfg_.retention.batch)
       break;
     if (std::chrono::steady_clock::now() >= until) {
-      behind_ = true;
+      behind = true;
       break;
     }
   }
+  next_ = cfg_.every;
+  if (!cfg_.retention.dry_run && report.pruned >= cfg_.retention.batch)
+    next_ = std::min(next_, behind ? behind_every : busy_every);
   return report;
 }
 
@@ -116,13 +117,39 @@ maintenance_report vacuum_service::run_once(db_adapter& db, timestamp) {
     return report;
   }
   report.vacuumed = r->vacuumed;
-  if (!r->vacuumed)
-    return report;
-  last_ = now;
-  bar_ = r->dead_rows_after < cfg_.dead_rows / 2
-             ? cfg_.dead_rows
-             : r->dead_rows_after + std::max(cfg_.dead_rows, r->dead_rows_after);
+  if (r->vacuumed) {
+    last_ = now;
+    bar_ = r->dead_rows_after < cfg_.dead_rows / 2
+               ? cfg_.dead_rows
+               : r->dead_rows_after +
+                     std::max(cfg_.dead_rows, r->dead_rows_after);
+  }
+  next_ = r->vacuumed ? pace(r->dead_rows, r->dead_rows_after, bar_, now)
+                      : pace(r->dead_rows, r->dead_rows, bar, now);
   return report;
+}
+
+std::chrono::milliseconds vacuum_service::pace(int64_t dead, int64_t left_dead,
+                                               int64_t bar,
+                                               clock::time_point now) {
+  auto next = 10 * cfg_.every;
+  // The first look has no rate yet; one that finds fewer rows than the last
+  // (a vacuum ran elsewhere) counts those it finds as new.
+  if (seen_dead_ < 0) {
+    next = cfg_.every;
+  } else {
+    auto grown = dead >= seen_dead_ ? dead - seen_dead_ : dead;
+    auto elapsed = std::max(std::chrono::duration<double>(now - seen_at_),
+                            std::chrono::duration<double>(1e-6));
+    auto rate = static_cast<double>(grown) / elapsed.count();
+    auto left = static_cast<double>(std::max<int64_t>(bar - left_dead, 0));
+    auto half_way = std::chrono::duration<double>(left / rate / 2);
+    if (rate > 0 && half_way < next)
+      next = std::chrono::duration_cast<std::chrono::milliseconds>(half_way);
+  }
+  seen_dead_ = left_dead;
+  seen_at_ = now;
+  return std::max(next, cfg_.every);
 }
 
 std::vector<std::shared_ptr<maintenance_service>>

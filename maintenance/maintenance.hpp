@@ -101,7 +101,10 @@ private:
 };
 
 /// Deletes history beyond the retention, batch after batch while they come
-/// back full, for at most `budget` per round.
+/// back full, for at most `budget` per round. Rounds come every `every`;
+/// every five seconds while the last found more than a batch to delete
+/// (history arrives faster than a batch per interval), and a second later
+/// when one ended on its budget.
 class prune_service : public maintenance_service {
 public:
   struct config {
@@ -112,19 +115,19 @@ public:
     caf::error validate() const;
   };
 
+  /// The time between rounds while history arrives fast.
+  static constexpr std::chrono::milliseconds busy_every{5000};
+  /// The time before the next round after one that ran out of budget.
+  static constexpr std::chrono::milliseconds behind_every{1000};
+
   explicit prune_service(config cfg) : cfg_(cfg) {}
   const char* name() const override { return "pruner"; }
-  /// `every`, or a second while the last round ended with history still
-  /// beyond the retention (it arrives faster than a round deletes).
-  std::chrono::milliseconds interval() const override {
-    return behind_ ? std::min(cfg_.every, std::chrono::milliseconds{1000})
-                   : cfg_.every;
-  }
+  std::chrono::milliseconds interval() const override { return next_; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
 private:
   config cfg_;
-  bool behind_ = false;
+  std::chrono::milliseconds next_ = cfg_.every;
 };
 
 /// Vacuums `jobs` once enough of it is dead (see `db_adapter::vacuum_jobs`).
@@ -132,6 +135,12 @@ private:
 /// the rows) raises the bar: the next waits for as many new dead rows
 /// again, or for ten intervals, so that a held transaction does not make it
 /// scan in a loop and the table is vacuumed soon after it ends.
+///
+/// It looks every `every` while rows die fast enough to reach the bar
+/// within a few intervals, and up to ten times less often while they do not
+/// (an idle node, or a store that needs no vacuum): the next look comes
+/// when half the distance to the bar would be covered at the rate last
+/// seen.
 class vacuum_service : public maintenance_service {
 public:
   struct config {
@@ -142,16 +151,26 @@ public:
 
   explicit vacuum_service(config cfg) : cfg_(cfg), bar_(cfg.dead_rows) {}
   const char* name() const override { return "vacuum"; }
-  std::chrono::milliseconds interval() const override { return cfg_.every; }
+  std::chrono::milliseconds interval() const override { return next_; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
   /// The dead rows the next vacuum waits for.
   int64_t bar() const { return bar_; }
 
 private:
+  using clock = std::chrono::steady_clock;
+
+  /// The time until the next look, from the dead rows seen now (`dead`,
+  /// and `left_dead` after a vacuum) and the bar they are to reach.
+  std::chrono::milliseconds pace(int64_t dead, int64_t left_dead, int64_t bar,
+                                 clock::time_point now);
+
   config cfg_;
   int64_t bar_;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  clock::time_point last_ = clock::now();
+  std::chrono::milliseconds next_ = cfg_.every;
+  int64_t seen_dead_ = -1;
+  clock::time_point seen_at_;
 };
 
 /// The services of a node, from its settings.

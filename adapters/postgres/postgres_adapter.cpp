@@ -646,43 +646,44 @@ struct postgres_adapter::impl {
   };
   std::optional<claim_floor> floor;
 
-  /// Where count-based pruning of one history table stops: the newest row
-  /// beyond the count kept. Found by walking the newest rows, so it is kept
-  /// while batches come back full (for a second at most): meanwhile newer
-  /// rows only move the true cutoff forward, and deleting up to an older
-  /// one keeps more rows (rows that leave the table otherwise, by a retry
-  /// or a delete, within that second can make it keep as many fewer).
+  /// Where count-based pruning of one history table stops: the row beyond
+  /// the newest `kept` (none: the table held no more). Finding it walks
+  /// `kept` entries of an index, up to half a second at 100,000 on a busy
+  /// server, so a cutoff is used until its rows are gone (a round that
+  /// stops on its budget goes on with it). Newer rows only move the true
+  /// cutoff forward, so deleting up to an older one keeps more rows (rows
+  /// that leave the table otherwise, by a retry or a delete, meanwhile can
+  /// make it keep as many fewer).
   struct prune_cutoff {
     std::optional<std::pair<int64_t, int64_t>> row;
     int64_t kept = 0;
-    std::chrono::steady_clock::time_point found_at;
+    bool exhausted = false;
   };
   std::map<std::string, prune_cutoff> cutoffs;
 
   /// Deletes up to `batch` rows of `table` beyond the newest `keep`.
   int64_t prune_beyond(pqxx::transaction_base& tx, const std::string& table,
                        int64_t keep, int batch) {
-    auto now = std::chrono::steady_clock::now();
-    auto& c = cutoffs[table];
-    if (c.kept != keep || now - c.found_at > std::chrono::seconds{1}) {
+    auto found = cutoffs.find(table);
+    if (found == cutoffs.end() || found->second.kept != keep ||
+        found->second.exhausted) {
       auto r = tx.exec_prepared("bgj_prune_" + table + "_cutoff", keep);
-      c.row.reset();
+      prune_cutoff c;
       if (!r.empty())
         c.row = std::make_pair(r[0][0].as<int64_t>(), r[0][1].as<int64_t>());
       c.kept = keep;
-      c.found_at = now;
+      c.exhausted = !c.row;
+      found = cutoffs.insert_or_assign(table, c).first;
     }
-    if (!c.row) {
-      cutoffs.erase(table);
+    auto& c = found->second;
+    if (!c.row)
       return 0;
-    }
     int64_t n = tx.exec_prepared("bgj_prune_" + table + "_upto", c.row->first,
                                  c.row->second, batch)
                     .affected_rows();
-    // Short of a batch: the table is back at the count; the next round
-    // looks for the cutoff afresh.
+    // Short of a batch: every row up to the cutoff is gone.
     if (n < batch)
-      cutoffs.erase(table);
+      c.exhausted = true;
     return n;
   }
 

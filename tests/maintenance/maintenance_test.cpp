@@ -52,7 +52,8 @@ TEST_SUITE("maintenance") {
   }
 
   TEST_CASE_TEMPLATE("the pruner deletes batch after batch of old history "
-                     "while they come back full, and comes back a second "
+                     "while they come back full, comes back five seconds "
+                     "later when it found more than a batch, and a second "
                      "later when its budget ran out",
                      S, BG_JOBS_STORES) {
     S store;
@@ -69,8 +70,9 @@ TEST_SUITE("maintenance") {
       clk->advance(2h);
       // A full batch of 2, then the last 1.
       CHECK(pruner.run_once(*db, clk->now()).pruned == 3);
-      CHECK(pruner.interval() == 60s);
+      CHECK(pruner.interval() == 5s);
       CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+      CHECK(pruner.interval() == 60s);
     }
     SUBCASE("past its budget") {
       prune_service pruner{{keep, 60s, 0ms}};
@@ -81,6 +83,20 @@ TEST_SUITE("maintenance") {
       CHECK(pruner.interval() == 60s);
     }
     CHECK(db->stats()->succeeded == 0);
+  }
+
+  TEST_CASE_TEMPLATE("the vacuum service looks ten times less often while "
+                     "no row dies",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto db = store.fresh();
+    // A bar no rate seen here can come near within ten intervals.
+    vacuum_service vacuum{{1000000000, 1s}};
+    CHECK(vacuum.interval() == 1s);
+    CHECK_FALSE(vacuum.run_once(*db, utc_now()).vacuumed);
+    CHECK(vacuum.interval() == 1s);
+    CHECK_FALSE(vacuum.run_once(*db, utc_now()).vacuumed);
+    CHECK(vacuum.interval() == 10s);
   }
 
   TEST_CASE("maintenance settings are validated") {
