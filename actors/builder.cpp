@@ -15,6 +15,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "bg_jobs/actors/detail/enqueuer.hpp"
+#include "bg_jobs/actors/detail/node_plan.hpp"
 #include "bg_jobs/actors/detail/node_tree.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -278,25 +279,29 @@ caf::error builder::validate() const {
   for (size_t i = 0; i < listeners_.size(); ++i)
     if (!listeners_[i])
       return fail("event listener " + std::to_string(i) + " is empty");
-  std::set<std::string> names;
-  std::map<std::string, std::string> queue_of_job;
-  for (auto& q : queues_) {
-    if (auto err = q.validate())
+  for (auto& s : scheduled_)
+    if (auto err = s.validate())
       return err;
+  std::set<std::string> names;
+  for (auto& q : queues_)
     if (!names.insert(q.name()).second)
       return fail("two queues are named '" + q.name() + "'");
+  names.clear();
+  for (auto& s : scheduled_)
+    if (!names.insert(s.job_name()).second)
+      return fail("two scheduled jobs are named '" + s.job_name() + "'");
+  auto queues = detail::node_queues(queues_, scheduled_);
+  if (!queues)
+    return std::move(queues.error());
+  std::map<std::string, std::string> queue_of_job;
+  for (auto& q : *queues) {
+    if (auto err = q.validate())
+      return err;
     for (auto& w : q.workers())
       if (auto [i, fresh] = queue_of_job.emplace(w.job_name(), q.name());
           !fresh && i->second != q.name())
         return fail("job '" + w.job_name() + "' has workers on two queues, '" +
                     i->second + "' and '" + q.name() + "'");
-  }
-  for (auto& s : scheduled_) {
-    if (auto err = s.validate())
-      return err;
-    if (!names.insert(s.job_name()).second)
-      return fail("scheduled job '" + s.job_name() +
-                  "' has the name of a queue or another scheduled job");
   }
   return caf::none;
 }
@@ -304,6 +309,8 @@ caf::error builder::validate() const {
 caf::expected<instance> builder::build(caf::actor_system& sys) const {
   if (auto err = validate())
     return err;
+  // Validated above.
+  auto queues = *detail::node_queues(queues_, scheduled_);
   bool listen = false;
   node_identity me;
   auto time = clock_;
@@ -357,14 +364,12 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     // Tools without this configuration (the command line, the dashboard)
     // learn the queues from the store.
     std::vector<queue_announcement> served;
-    for (auto& q : queues_) {
+    for (auto& q : queues) {
       queue_announcement a{q.name(), {}, q.max_concurrent_jobs()};
       for (auto& w : q.workers())
         a.job_names.push_back(w.job_name());
       served.push_back(std::move(a));
     }
-    for (auto& sj : scheduled_)
-      served.push_back(queue_announcement{sj.job_name(), {sj.job_name()}, 1});
     if (auto r = (*db)->announce_queues(me.node, served); !r) {
       live_instances::get().remove(me.instance);
       return std::move(r.error());
@@ -377,7 +382,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   if (http_) {
     node_metrics = std::make_shared<bg_jobs::metrics>();
     config.listeners_.push_back(node_metrics->listener());
-    for (auto& q : queues_)
+    for (auto& q : queues)
       node_metrics->set_executors(q.name(), q.max_concurrent_jobs());
   }
   ctx.plan = std::make_shared<const detail::node_plan>(
@@ -396,9 +401,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   root->attach_functor(
       [id = me.instance] { live_instances::get().remove(id); });
   auto timeout = std::chrono::milliseconds{30000};
-  for (auto& q : queues_)
+  for (auto& q : queues)
     timeout += q.init_timeout();
-  timeout += std::chrono::milliseconds{1000} * scheduled_.size();
   caf::error failure;
   {
     caf::scoped_actor self{sys};

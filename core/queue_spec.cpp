@@ -41,6 +41,10 @@ caf::error queue_spec::validate() const {
       return fail("worker job name '" + printable(w.job_name()) + "' " + why);
     if (w.timeout() && w.timeout()->count() <= 0)
       return fail("worker '" + w.job_name() + "' has a non-positive timeout");
+    if (w.max_retries() && *w.max_retries() < 0)
+      return fail("worker '" + w.job_name() +
+                  "': max_retries may not be negative, got " +
+                  std::to_string(*w.max_retries()));
     if (!names.insert(w.job_name()).second)
       return fail("two workers handle job '" + w.job_name() + "'");
   }

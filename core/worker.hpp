@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "bg_jobs/core/backoff.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/outcome.hpp"
 
@@ -57,6 +58,20 @@ public:
     return timeout_;
   }
 
+  /// Retries of a failed job of this name (after its first attempt) and
+  /// their backoff, in place of its queue's.
+  worker& with_retries(int max_retries, backoff b = backoff::exponential()) {
+    max_retries_ = max_retries;
+    backoff_ = b;
+    return *this;
+  }
+
+  /// The retries set by `with_retries`, if any.
+  const std::optional<int>& max_retries() const { return max_retries_; }
+  const std::optional<bg_jobs::backoff>& retry_backoff() const {
+    return backoff_;
+  }
+
   /// Runs the handler and turns every exception into a failure outcome.
   outcome run(const job& j,
               const job_context& ctx = job_context{}) const noexcept;
@@ -93,6 +108,8 @@ private:
   std::string job_name_;
   handler_type handler_;
   std::optional<std::chrono::milliseconds> timeout_;
+  std::optional<int> max_retries_;
+  std::optional<bg_jobs::backoff> backoff_;
 };
 
 } // namespace bg_jobs

@@ -26,18 +26,16 @@ caf::error scheduled_job_spec::validate() const {
     return make_error(errc::invalid_config,
                       "scheduled job '" + job_name() +
                           "': late_after must be positive");
-  return to_queue_spec().validate();
+  if (poll_interval_.count() <= 0)
+    return make_error(errc::invalid_config,
+                      "scheduled job '" + job_name() +
+                          "': poll_interval must be positive");
+  // The worker as a queue would take it (name, retries).
+  return queue_spec{queue_}.with_worker(to_worker()).validate();
 }
 
-queue_spec scheduled_job_spec::to_queue_spec() const {
-  return queue_spec{job_name()}
-      .with_max_concurrent_jobs(1)
-      .with_poll_interval(poll_interval_)
-      .with_max_retries(max_retries_)
-      .with_init_timeout(init_timeout_)
-      .with_backoff(backoff_)
-      .with_worker(worker_)
-      .with_event_listeners(listeners_);
+worker scheduled_job_spec::to_worker() const {
+  return worker{worker_}.with_retries(max_retries_, backoff_);
 }
 
 } // namespace bg_jobs

@@ -27,11 +27,20 @@ enum class missed_runs {
   skip,
 };
 
-/// A job that runs on a schedule: its worker, when it runs, and how. Each
-/// scheduled job gets a scheduler (which enqueues every occurrence once,
-/// even with several nodes) and a queue of one executor that runs it.
+/// A job that runs on a schedule: its worker, when it runs, and how. A
+/// node's one scheduler enqueues every occurrence once, even with several
+/// nodes, and only once the previous occurrence has finished (so two never
+/// run at once); the occurrences run in the queue the job names, or else in
+/// the node's shared queue `default_queue`.
 class scheduled_job_spec {
 public:
+  /// The queue of scheduled jobs that name none: created when one needs it,
+  /// with `default_queue_concurrency` executors and the shortest poll
+  /// interval of its jobs. Declaring a queue of this name (with no worker
+  /// of its own needed) sets its concurrency and other settings instead.
+  static constexpr const char* default_queue = "bg_jobs.scheduled";
+  static constexpr int default_queue_concurrency = 2;
+
   /// Runs `w` on the builder schedule `s` (`new_schedule()...` or
   /// `new_interval_minutes(5)`).
   scheduled_job_spec(worker w, schedule_builder s)
@@ -41,20 +50,26 @@ public:
   scheduled_job_spec(worker w, std::string cron)
       : worker_(std::move(w)), cron_(std::move(cron)) {}
 
+  /// Runs the occurrences in `queue`, a queue the node declares (its
+  /// concurrency then applies to them with its other jobs).
+  scheduled_job_spec& with_queue(std::string queue) {
+    queue_ = std::move(queue);
+    return *this;
+  }
+
+  /// The queue named by `with_queue`, or `default_queue`.
+  const std::string& queue() const { return queue_; }
+
   /// Retries of a failed occurrence (default 3).
   scheduled_job_spec& with_max_retries(int n) {
     max_retries_ = n;
     return *this;
   }
 
-  /// How often the scheduler and its queue check the store (1000 ms).
+  /// How often the scheduler checks the store for this job (1000 ms); the
+  /// shared queue polls as often as its most frequent job asks.
   scheduled_job_spec& with_poll_interval(std::chrono::milliseconds d) {
     poll_interval_ = d;
-    return *this;
-  }
-
-  scheduled_job_spec& with_init_timeout(std::chrono::milliseconds d) {
-    init_timeout_ = d;
     return *this;
   }
 
@@ -118,16 +133,21 @@ public:
   /// Checks the schedule and limits.
   caf::error validate() const;
 
-  /// The queue that runs this job: named after it, one job at a time.
-  queue_spec to_queue_spec() const;
+  /// The worker of the occurrences, with this job's retries.
+  worker to_worker() const;
+
+  /// The listeners given to this scheduled job.
+  const std::vector<event_listener>& event_listeners() const {
+    return listeners_;
+  }
 
 private:
   worker worker_;
   std::optional<schedule_builder> builder_;
   std::string cron_;
   int max_retries_ = 3;
+  std::string queue_ = default_queue;
   std::chrono::milliseconds poll_interval_{1000};
-  std::chrono::milliseconds init_timeout_{1000};
   backoff backoff_ = backoff::exponential();
   nlohmann::json payload_ = nlohmann::json::object();
   int priority_ = min_priority;

@@ -48,12 +48,16 @@ struct event_state {
   void deliver(const event& e) {
     for (auto& l : listeners.global)
       call(l, e);
-    if (e.queue.empty())
-      return;
-    if (auto i = listeners.per_queue.find(e.queue);
-        i != listeners.per_queue.end())
-      for (auto& l : i->second)
-        call(l, e);
+    if (!e.queue.empty())
+      if (auto i = listeners.per_queue.find(e.queue);
+          i != listeners.per_queue.end())
+        for (auto& l : i->second)
+          call(l, e);
+    if (e.job)
+      if (auto i = listeners.per_job.find(e.job->name);
+          i != listeners.per_job.end())
+        for (auto& l : i->second)
+          call(l, e);
   }
 
   static std::string describe(std::exception_ptr ep) {

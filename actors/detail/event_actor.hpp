@@ -11,10 +11,12 @@
 
 namespace bg_jobs::detail {
 
-/// The listeners of one bg_jobs tree: global ones and those per queue.
+/// The listeners of one bg_jobs tree: global ones, those per queue, and
+/// those per job name (a scheduled job's).
 struct listener_set {
   std::vector<event_listener> global;
   std::map<std::string, std::vector<event_listener>> per_queue;
+  std::map<std::string, std::vector<event_listener>> per_job;
 };
 
 /// Spawns the event actor, linked to `parent`: a detached actor that calls

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <caf/expected.hpp>
+
 #include "bg_jobs/actors/detail/event_actor.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
@@ -17,10 +19,19 @@ class builder;
 
 namespace bg_jobs::detail {
 
+/// The queues a node runs: `declared` with the workers of the scheduled
+/// jobs that name them, then the shared queue of the scheduled jobs that
+/// name none, unless declared. A scheduled job naming a queue not declared
+/// is an `invalid_config` error.
+caf::expected<std::vector<queue_spec>>
+node_queues(const std::vector<queue_spec>& declared,
+            const std::vector<scheduled_job_spec>& scheduled);
+
 /// What one node runs, computed once by `builder::build` from the
 /// configuration; every actor reads it instead of deriving its own view.
 struct node_plan {
-  /// The configured queues, then one queue per scheduled job.
+  /// The configured queues with the workers of the scheduled jobs that
+  /// name them, then the shared queue of scheduled jobs if one needs it.
   std::vector<queue_spec> queues;
   std::vector<scheduled_job_spec> scheduled;
   /// The queue that runs each job name.

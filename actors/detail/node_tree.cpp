@@ -11,20 +11,63 @@
 #include "bg_jobs/actors/detail/router.hpp"
 #include "bg_jobs/actors/detail/supervisor.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/maintenance/detail/periodic_actor.hpp"
 #include "bg_jobs/registry/detail/registry_actor.hpp"
 #include "bg_jobs/scheduling/detail/scheduler_actor.hpp"
 
 namespace bg_jobs::detail {
 
+caf::expected<std::vector<queue_spec>>
+node_queues(const std::vector<queue_spec>& declared,
+            const std::vector<scheduled_job_spec>& scheduled) {
+  auto qs = declared;
+  auto index_of = [&qs](const std::string& name) {
+    for (size_t i = 0; i < qs.size(); ++i)
+      if (qs[i].name() == name)
+        return i;
+    return qs.size();
+  };
+  auto shared = scheduled_job_spec::default_queue;
+  bool declared_shared = index_of(shared) < qs.size();
+  for (auto& sj : scheduled) {
+    auto i = index_of(sj.queue());
+    if (i == qs.size()) {
+      if (sj.queue() != shared)
+        return make_error(errc::invalid_config,
+                          "scheduled job '" + sj.job_name() + "' names queue '" +
+                              printable(sj.queue()) +
+                              "', which this node does not declare");
+      qs.push_back(
+          queue_spec{shared}
+              .with_max_concurrent_jobs(
+                  scheduled_job_spec::default_queue_concurrency)
+              .with_poll_interval(sj.poll_interval()));
+    } else if (sj.queue() == shared && !declared_shared &&
+               sj.poll_interval() < qs[i].poll_interval()) {
+      qs[i].with_poll_interval(sj.poll_interval());
+    }
+    qs[i].with_worker(sj.to_worker());
+  }
+  return qs;
+}
+
 node_plan node_plan::make(const builder& config, bool listen) {
   node_plan p;
-  p.queues = config.queues();
+  // The builder validated the configuration.
+  p.queues = *node_queues(config.queues(), config.scheduled_jobs());
   p.scheduled = config.scheduled_jobs();
-  for (auto& sj : p.scheduled)
-    p.queues.push_back(sj.to_queue_spec());
   p.listeners.global = config.event_listeners();
   p.any_listener = !p.listeners.global.empty();
+  for (auto& sj : p.scheduled) {
+    if (sj.event_listeners().empty())
+      continue;
+    auto& ls = p.listeners.per_job[sj.job_name()];
+    ls.insert(ls.end(), sj.event_listeners().begin(),
+              sj.event_listeners().end());
+    p.any_listener = true;
+  }
   for (auto& q : p.queues) {
     if (!q.event_listeners().empty()) {
       p.listeners.per_queue[q.name()] = q.event_listeners();
@@ -137,14 +180,14 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     };
   }
-  // Schedulers start before the queues: each answers ready after its first
-  // round, so that what it decides about missed runs is settled before a
-  // queue could run them. Queues and schedulers register themselves before
-  // they answer ready, so that every name can be looked up once the tree
-  // has started.
-  for (size_t i = 0; i < plan.scheduled.size(); ++i)
-    add(plan.scheduled[i].job_name() + "/scheduler", queues_tier,
-        [ctx, i](sup_ptr sup) { return spawn_scheduler(sup, ctx, i); })
+  // The scheduler starts before the queues: it answers ready after its
+  // first round, so that what it decides about missed runs is settled
+  // before a queue could run them. Queues and the scheduler register
+  // themselves before they answer ready, so that every name can be looked
+  // up once the tree has started.
+  if (!plan.scheduled.empty())
+    add("scheduler", queues_tier,
+        [ctx](sup_ptr sup) { return spawn_scheduler(sup, ctx); })
         .barrier = true;
   for (size_t i = 0; i < plan.queues.size(); ++i) {
     auto& q = add(plan.queues[i].name(), queues_tier,

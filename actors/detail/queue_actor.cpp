@@ -51,7 +51,9 @@ struct queue_state {
   std::vector<std::string> job_names;
   executor_pool pool;
   completer outcomes;
-  retry_policy policy{retry_settings{}};
+  retry_policy queue_policy{retry_settings{}};
+  /// The retry policies of workers that set their own.
+  std::map<std::string, retry_policy> worker_policies;
   std::minstd_rand rng{std::random_device{}()};
   /// Jobs reserved ahead of free executors, in claim order.
   std::deque<held_job> ahead;
@@ -326,7 +328,8 @@ struct queue_state {
     if (unstarted) {
       auto& j = *unstarted;
       auto d =
-          policy.on_outcome(j, outcome::cancel(reason), owner, ctx.now(), rng);
+          policy(j).on_outcome(j, outcome::cancel(reason), owner, ctx.now(),
+                               rng);
       outcomes.add(std::move(d), std::move(j));
       flush_outcomes();
       return;
@@ -363,8 +366,8 @@ struct queue_state {
       release(std::move(j), held_too_long, false);
       return;
     }
-    if (policy.exhausted(j)) {
-      auto d = policy.on_exhausted(j, owner);
+    if (policy(j).exhausted(j)) {
+      auto d = policy(j).on_exhausted(j, owner);
       outcomes.add(std::move(d), std::move(j));
       return;
     }
@@ -383,6 +386,12 @@ struct queue_state {
       self->delayed_send(self, *limit, timeout_atom::value, i, id);
   }
 
+  /// The retry policy of `j`: its worker's, or else the queue's.
+  const retry_policy& policy(const job& j) const {
+    auto i = worker_policies.find(j.name);
+    return i != worker_policies.end() ? i->second : queue_policy;
+  }
+
   std::optional<std::chrono::milliseconds>
   timeout_of(const std::string& job_name) const {
     if (auto i = workers->find(job_name);
@@ -399,7 +408,7 @@ struct queue_state {
     auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
     auto o = outcome::failure("timed out after " +
                               std::to_string(limit.count()) + " ms");
-    auto d = policy.on_outcome(j, o, owner, ctx.now(), rng);
+    auto d = policy(j).on_outcome(j, o, owner, ctx.now(), rng);
     outcomes.add(std::move(d), std::move(j),
                  std::chrono::duration_cast<std::chrono::microseconds>(limit));
   }
@@ -407,7 +416,7 @@ struct queue_state {
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
     cancels.erase(j.id);
-    auto d = policy.on_release(j, why, count_attempt, owner, ctx.now());
+    auto d = policy(j).on_release(j, why, count_attempt, owner, ctx.now());
     outcomes.add(std::move(d), std::move(j));
   }
 
@@ -449,11 +458,19 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   st.spec = st.ctx.plan->queues[index];
   st.owner = st.ctx.node + "/" + st.spec.name() + "/" +
              std::to_string(next_incarnation++);
-  st.policy = retry_policy{{st.spec.max_retries(), st.spec.retry_backoff()}};
+  st.queue_policy =
+      retry_policy{{st.spec.max_retries(), st.spec.retry_backoff()}};
   auto workers = std::make_shared<std::map<std::string, worker>>();
-  for (auto& w : st.spec.workers())
-    if (workers->emplace(w.job_name(), w).second)
-      st.job_names.push_back(w.job_name());
+  for (auto& w : st.spec.workers()) {
+    if (!workers->emplace(w.job_name(), w).second)
+      continue;
+    st.job_names.push_back(w.job_name());
+    if (w.max_retries())
+      st.worker_policies.emplace(
+          w.job_name(),
+          retry_policy{{*w.max_retries(),
+                        w.retry_backoff().value_or(st.spec.retry_backoff())}});
+  }
   st.timeouts = st.spec.job_timeout().has_value();
   for (auto& [name, w] : *workers)
     st.timeouts = st.timeouts || w.timeout().has_value();
@@ -530,7 +547,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           o = outcome::cancel(c->second);
           st.cancels.erase(c);
         }
-        auto d = st.policy.on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
+        auto d =
+            st.policy(*j).on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
         st.poll_when_due(self, d.change, j->name);
         st.outcomes.add(std::move(d), std::move(*j),
                         std::chrono::microseconds{duration_us});

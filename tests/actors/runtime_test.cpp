@@ -115,6 +115,33 @@ TEST_SUITE("runtime") {
     CHECK(log.count(event_kind::job_started) == 4);
   }
 
+  BG_JOBS_RUNTIME_CASE("a worker's own retries replace its queue's") {
+    auto fail = [](const job& j) {
+      return outcome::failure("attempt " + std::to_string(j.attempts));
+    };
+    auto bg = start(make_builder().with_queue(
+        test_queue("q")
+            .with_max_retries(3)
+            .with_worker(worker{"queue_retries", fail})
+            .with_worker(worker{"own_retries", fail}.with_retries(
+                1, backoff::immediate()))));
+    REQUIRE(bg.enqueue(job_request{"queue_retries"}));
+    REQUIRE(bg.enqueue(job_request{"own_retries"}));
+    REQUIRE(log.wait_for(event_kind::job_failed, 2));
+    auto failed = store()->get_failed_jobs(10);
+    REQUIRE(failed);
+    REQUIRE(failed->size() == 2);
+    std::map<std::string, int> attempts;
+    for (auto& f : *failed)
+      attempts[f.name] = f.attempts;
+    CHECK(attempts["queue_retries"] == 4);
+    CHECK(attempts["own_retries"] == 2);
+    CHECK(code_of(make_builder()
+                      .with_queue(test_queue("q").with_worker(
+                          worker{"w", fail}.with_retries(-1)))
+                      .validate()) == errc::invalid_config);
+  }
+
   BG_JOBS_RUNTIME_CASE("a retry waits in the table for its backoff") {
     // Time moves only when the test moves it: no real backoff is waited for.
     auto clk =

@@ -217,11 +217,69 @@ TEST_SUITE("scheduler") {
             .with_event_listener(mine.listener())));
     REQUIRE(mine.wait_for(event_kind::job_succeeded));
     CHECK(mine.wait_for(event_kind::job_enqueued));
+    for (auto& e : mine.events()) {
+      REQUIRE(e.job);
+      CHECK(e.job->name == "report");
+    }
     for (auto& e : mine.of(event_kind::job_succeeded))
-      CHECK(e.queue == "report");
-    CHECK(bg.lookup("report"));
-    CHECK(bg.lookup("report/scheduler"));
+      CHECK(e.queue == scheduled_job_spec::default_queue);
+    CHECK(bg.lookup(scheduled_job_spec::default_queue));
+    CHECK(bg.lookup("scheduler"));
+    CHECK(bg.lookup("report/scheduler") == bg.lookup("scheduler"));
     REQUIRE(bg.shutdown());
+  }
+
+  BG_JOBS_RUNTIME_CASE("scheduled jobs share the node's scheduler and a "
+                       "queue, or run in the queue they name") {
+    run_log a, b, c;
+    auto every = [](worker w) {
+      return scheduled_job_spec{std::move(w), new_interval_milliseconds(50)}
+          .with_poll_interval(20ms);
+    };
+    auto bg = start(
+        make_builder()
+            .with_queue(queue_spec{"reports"}.with_poll_interval(20ms).with_worker(
+                worker{"other", [](const job&) {}}))
+            .with_scheduled_job(every(a.make("tick_a")))
+            .with_scheduled_job(every(b.make("tick_b")))
+            .with_scheduled_job(every(c.make("tick_c")).with_queue("reports")));
+    REQUIRE(test::eventually(
+        [&] { return a.size() >= 2 && b.size() >= 2 && c.size() >= 2; }));
+    CHECK(bg.lookup("tick_a/scheduler") == bg.lookup("tick_c/scheduler"));
+    CHECK(bg.lookup(scheduled_job_spec::default_queue));
+    CHECK_FALSE(bg.lookup("tick_a"));
+    REQUIRE(bg.shutdown());
+    for (auto& e : log.of(event_kind::job_succeeded)) {
+      REQUIRE(e.job);
+      CAPTURE(e.job->name);
+      CHECK(e.queue == (e.job->name == "tick_c"
+                            ? std::string{"reports"}
+                            : std::string{scheduled_job_spec::default_queue}));
+    }
+    auto unknown = make_builder()
+                       .with_scheduled_job(every(a.make("x")).with_queue("nope"))
+                       .validate();
+    CHECK(code_of(unknown) == errc::invalid_config);
+    CHECK(describe(unknown).find("'nope'") != std::string::npos);
+  }
+
+  BG_JOBS_RUNTIME_CASE("two occurrences of one scheduled job never run at "
+                       "once, and one that fell due meanwhile runs late") {
+    // Every second, for 1.2 s each, in the shared queue of two executors.
+    run_log runs;
+    auto bg = start(make_builder().with_scheduled_job(
+        scheduled_job_spec{runs.make("long", 1200ms),
+                           std::string{"* * * * * *"}}
+            .with_poll_interval(20ms)));
+    REQUIRE(test::eventually([&] { return runs.size() >= 3; }, 30s));
+    REQUIRE(bg.shutdown());
+    std::lock_guard<std::mutex> guard{runs.mtx};
+    for (size_t i = 1; i < runs.runs.size(); ++i) {
+      CAPTURE(i);
+      CHECK(runs.runs[i].first >= runs.runs[i - 1].second);
+      // The next second's occurrence, not one skipped to.
+      CHECK(runs.jobs[i].available_at - runs.jobs[i - 1].available_at == 1s);
+    }
   }
 
   BG_JOBS_RUNTIME_CASE("an invalid schedule fails the build") {

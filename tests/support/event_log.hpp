@@ -41,6 +41,11 @@ public:
     return count(events_, k);
   }
 
+  std::vector<event> events() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return events_;
+  }
+
   std::vector<event> of(event_kind k) {
     std::lock_guard<std::mutex> guard{mtx_};
     std::vector<event> result;
