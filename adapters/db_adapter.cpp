@@ -159,6 +159,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_unique",
       "bg_jobs_paused",
       "bg_jobs_queues",
+      "bg_jobs_leases",
   };
   std::string text{sql};
   if (prefix.empty())

@@ -235,7 +235,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 8;
+  static constexpr int schema_version_current = 9;
 
   virtual capabilities caps() const = 0;
 
@@ -284,6 +284,18 @@ public:
 
   /// Records that `node` is alive now.
   virtual caf::expected<void> heartbeat(const std::string& node) = 0;
+
+  /// Takes or renews the lease `name` for `holder` until `ttl` from now, by
+  /// the store's clock, if it is free, expired or already `holder`'s: true
+  /// when `holder` holds it after the call. One statement: two callers
+  /// never both hold a lease.
+  virtual caf::expected<bool> hold_lease(const std::string& name,
+                                         const std::string& holder,
+                                         std::chrono::milliseconds ttl) = 0;
+
+  /// Gives the lease `name` up if `holder` holds it.
+  virtual caf::expected<void> release_lease(const std::string& name,
+                                            const std::string& holder) = 0;
 
   /// The clock this store dates rows and compares times with, as this
   /// process reads it; null when that is the system clock (SQLite: every

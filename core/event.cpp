@@ -66,6 +66,8 @@ const char* to_string(event_kind k) {
     return "bg_jobs.shutdown.start";
   case event_kind::shutdown_complete:
     return "bg_jobs.shutdown.stop";
+  case event_kind::maintenance_leader:
+    return "bg_jobs.maintenance.leader";
   }
   return "bg_jobs.unknown";
 }

@@ -52,6 +52,9 @@ enum class event_kind {
   listener_error,
   shutdown_started,
   shutdown_complete,
+  /// This node took or lost the lease of the store-wide upkeep (rescue,
+  /// pruning, vacuum); `message` says which.
+  maintenance_leader,
 };
 
 /// How loud an event is when logged.

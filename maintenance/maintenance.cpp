@@ -17,6 +17,8 @@ caf::error fail(const std::string& msg) {
 caf::error maintenance_config::validate() const {
   if (auto err = rescue_service::config{lease, interval()}.validate())
     return err;
+  if (auto err = leader_service::config{"n", lease}.validate())
+    return err;
   if (auto err = prune_service::config{retention, prune_every}.validate())
     return err;
   return vacuum_service::config{vacuum_dead_rows, vacuum_every}.validate();
@@ -67,6 +69,28 @@ maintenance_report heartbeat_service::run_once(db_adapter& db, timestamp) {
     report.heartbeat = true;
   else
     report.errors.push_back(std::move(hb.error()));
+  return report;
+}
+
+caf::error leader_service::config::validate() const {
+  if (node.empty())
+    return fail("the upkeep's lease needs a node name");
+  if (lease.count() < 3)
+    return fail("the node lease must be at least 3 ms");
+  return caf::none;
+}
+
+maintenance_report leader_service::run_once(db_adapter& db, timestamp) {
+  maintenance_report report;
+  // Held for two thirds of the lease and renewed every third: one missed
+  // renewal keeps it, a dead holder loses it within the lease.
+  auto ttl = cfg_.lease * 2 / 3;
+  if (auto held = db.hold_lease(lease_name, cfg_.node, ttl); held) {
+    report.leader = *held;
+    if (*held)
+      report.held_for = ttl;
+  } else
+    report.errors.push_back(std::move(held.error()));
   return report;
 }
 
@@ -157,6 +181,8 @@ maintenance_services(const std::string& node, const maintenance_config& cfg) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
   xs.push_back(std::make_shared<heartbeat_service>(
       heartbeat_service::config{node, cfg.interval()}));
+  xs.push_back(std::make_shared<leader_service>(
+      leader_service::config{node, cfg.lease}));
   xs.push_back(std::make_shared<rescue_service>(
       rescue_service::config{cfg.lease, cfg.interval()}));
   xs.push_back(std::make_shared<prune_service>(

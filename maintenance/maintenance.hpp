@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,11 +14,15 @@
 
 namespace bg_jobs {
 
-/// Settings of the periodic upkeep every node runs: its heartbeat, the
-/// rescue of jobs held by dead nodes, and the pruning of history.
+/// Settings of the periodic upkeep: every node's heartbeat, and the
+/// store-wide upkeep that one elected node runs (the rescue of jobs held by
+/// dead nodes, the pruning of history, the vacuum of `jobs`).
 struct maintenance_config {
   /// A node without a heartbeat for this long is presumed dead and its
   /// jobs are rescued (30 s). Heartbeats and rescues come every third of it.
+  /// The store-wide upkeep's lease lasts two thirds of it and is renewed
+  /// every third: another node takes over within `lease` of its holder's
+  /// death.
   std::chrono::milliseconds lease{30000};
   /// What history to keep (24 h of succeeded, 7 days of failed jobs, at
   /// most 100,000 of each, deleted 1,000 rows at a time; see
@@ -41,6 +46,10 @@ struct maintenance_config {
 /// What one round of a maintenance service did.
 struct maintenance_report {
   bool heartbeat = false;
+  /// Whether this node holds the store-wide upkeep's lease (set by the
+  /// `leader_service` only), and for how long from before the round.
+  std::optional<bool> leader;
+  std::chrono::milliseconds held_for{0};
   std::vector<job> rescued;
   int64_t pruned = 0;
   bool vacuumed = false;
@@ -56,6 +65,10 @@ public:
 
   /// Names the service in events (`heartbeat`, `rescuer`, `pruner`).
   virtual const char* name() const = 0;
+
+  /// Whether it acts on the whole store, and so runs only on the node that
+  /// holds the upkeep's lease.
+  virtual bool store_wide() const { return false; }
 
   /// The time between two rounds.
   virtual std::chrono::milliseconds interval() const = 0;
@@ -82,6 +95,30 @@ private:
   config cfg_;
 };
 
+/// Takes or renews the lease of the store-wide upkeep for `node`: held for
+/// two thirds of `lease`, renewed every third.
+class leader_service : public maintenance_service {
+public:
+  /// The lease's name in the store.
+  static constexpr const char* lease_name = "maintenance";
+
+  struct config {
+    std::string node;
+    std::chrono::milliseconds lease{30000};
+    caf::error validate() const;
+  };
+
+  explicit leader_service(config cfg) : cfg_(std::move(cfg)) {}
+  const char* name() const override { return "leader"; }
+  std::chrono::milliseconds interval() const override {
+    return std::max(cfg_.lease / 3, std::chrono::milliseconds{1});
+  }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+};
+
 /// Releases the jobs of nodes whose heartbeat is older than the lease.
 class rescue_service : public maintenance_service {
 public:
@@ -93,6 +130,7 @@ public:
 
   explicit rescue_service(config cfg) : cfg_(cfg) {}
   const char* name() const override { return "rescuer"; }
+  bool store_wide() const override { return true; }
   std::chrono::milliseconds interval() const override { return cfg_.every; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
@@ -122,6 +160,7 @@ public:
 
   explicit prune_service(config cfg) : cfg_(cfg) {}
   const char* name() const override { return "pruner"; }
+  bool store_wide() const override { return true; }
   std::chrono::milliseconds interval() const override { return next_; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
@@ -151,6 +190,7 @@ public:
 
   explicit vacuum_service(config cfg) : cfg_(cfg), bar_(cfg.dead_rows) {}
   const char* name() const override { return "vacuum"; }
+  bool store_wide() const override { return true; }
   std::chrono::milliseconds interval() const override { return next_; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
@@ -173,7 +213,8 @@ private:
   clock::time_point seen_at_;
 };
 
-/// The services of a node, from its settings.
+/// The services of a node, from its settings: the heartbeat, the leader's
+/// lease, then the store-wide ones.
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg);
 

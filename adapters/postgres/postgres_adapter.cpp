@@ -167,6 +167,12 @@ const char* const migrations[] = {
     "  autovacuum_vacuum_cost_delay = 0, vacuum_truncate = false);"
     "ALTER TABLE jobs_succeeded SET (vacuum_truncate = false);"
     "ALTER TABLE jobs_failed SET (vacuum_truncate = false);",
+    // version 9: leases, such as the one of the node that runs the
+    // store-wide upkeep
+    "CREATE TABLE bg_jobs_leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  expires_at TIMESTAMPTZ NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -330,6 +336,15 @@ const statement_def statements[] = {
    "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, "
    BG_JOBS_TS("$2") ") ON CONFLICT (node) DO UPDATE"
    " SET heartbeat_at = excluded.heartbeat_at"},
+  {"bgj_hold_lease",
+   "INSERT INTO bg_jobs_leases (name, holder, expires_at) VALUES ($1, $2, "
+   BG_JOBS_TS("$4") ") ON CONFLICT (name) DO UPDATE"
+   " SET holder = excluded.holder, expires_at = excluded.expires_at"
+   " WHERE bg_jobs_leases.holder = excluded.holder"
+   "    OR bg_jobs_leases.expires_at < " BG_JOBS_TS("$3")
+   " RETURNING holder"},
+  {"bgj_release_lease",
+   "DELETE FROM bg_jobs_leases WHERE name = $1 AND holder = $2"},
   {"bgj_rescue",
    "UPDATE jobs SET last_error = 'rescued from ' || reserved_by"
    "   || ' (no heartbeat)', reserved_at = NULL, reserved_by = NULL"
@@ -950,7 +965,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_queues, bg_jobs_paused,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_leases, bg_jobs_queues,"
+            " bg_jobs_paused,"
             " bg_jobs_unique,"
             " bg_jobs_nodes,"
             " bg_jobs_schedule, jobs,"
@@ -1324,6 +1340,29 @@ caf::expected<std::vector<known_queue>> postgres_adapter::known_queues() {
                         r[2].as<std::string>(), r[3].as<int>());
     return merge_announcements(rows);
   });
+}
+
+caf::expected<bool>
+postgres_adapter::hold_lease(const std::string& name, const std::string& holder,
+                             std::chrono::milliseconds ttl) {
+  auto now = impl_->now_ms();
+  return impl_->in_statement("holding a lease", [&](pqxx::transaction_base& tx) {
+    return !tx.exec_prepared("bgj_hold_lease", name, holder, now,
+                             now + ttl.count())
+                .empty();
+  });
+}
+
+caf::expected<void> postgres_adapter::release_lease(const std::string& name,
+                                                    const std::string& holder) {
+  auto r = impl_->in_statement(
+      "releasing a lease", [&](pqxx::transaction_base& tx) {
+        tx.exec_prepared("bgj_release_lease", name, holder);
+        return 0;
+      });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
 }
 
 caf::expected<std::vector<job>>

@@ -78,6 +78,11 @@ public:
                  const std::vector<int64_t>& held) override;
   /// Also measures the offset of the server's clock again.
   caf::expected<void> heartbeat(const std::string& node) override;
+  caf::expected<bool> hold_lease(const std::string& name,
+                                 const std::string& holder,
+                                 std::chrono::milliseconds ttl) override;
+  caf::expected<void> release_lease(const std::string& name,
+                                    const std::string& holder) override;
   std::shared_ptr<bg_jobs::clock> store_clock() const override;
   caf::expected<std::optional<node_holder>>
   claim_node(const node_identity& me, std::chrono::milliseconds lease,

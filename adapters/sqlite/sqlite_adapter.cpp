@@ -110,6 +110,12 @@ const char* const migrations[] = {
     // version 8: table settings for PostgreSQL's autovacuum; SQLite reuses
     // the pages of deleted rows by itself.
     "SELECT 1;",
+    // version 9: leases, such as the one of the node that runs the
+    // store-wide upkeep
+    "CREATE TABLE bg_jobs_leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  expires_at INTEGER NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -283,6 +289,17 @@ const char sql_schedule_state[] =
 const char sql_heartbeat[] =
     "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES (?1, ?2)"
     " ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+
+const char sql_hold_lease[] =
+    "INSERT INTO bg_jobs_leases (name, holder, expires_at) VALUES (?1, ?2, ?4)"
+    " ON CONFLICT (name) DO UPDATE"
+    " SET holder = excluded.holder, expires_at = excluded.expires_at"
+    " WHERE bg_jobs_leases.holder = excluded.holder"
+    "    OR bg_jobs_leases.expires_at < ?3"
+    " RETURNING holder";
+
+const char sql_release_lease[] =
+    "DELETE FROM bg_jobs_leases WHERE name = ?1 AND holder = ?2";
 
 const char sql_node_holder[] =
     "SELECT instance, host, pid, started_at, heartbeat_at FROM bg_jobs_nodes"
@@ -846,7 +863,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_queues;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_leases;"
+                    "DROP TABLE IF EXISTS bg_jobs_queues;"
                     "DROP TABLE IF EXISTS bg_jobs_paused;"
                     "DROP TABLE IF EXISTS bg_jobs_unique;"
                     "DROP TABLE IF EXISTS bg_jobs_nodes;"
@@ -1269,6 +1287,35 @@ sqlite_adapter::release_jobs_of_node(const std::string& node) {
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
+}
+
+caf::expected<bool> sqlite_adapter::hold_lease(const std::string& name,
+                                               const std::string& holder,
+                                               std::chrono::milliseconds ttl) {
+  auto s = prepare(sql_hold_lease);
+  if (!s)
+    return std::move(s.error());
+  auto now = to_unix_ms(options_.clock->now());
+  statement q{*s};
+  q.bind(1, name).bind(2, holder).bind(3, now).bind(4, now + ttl.count());
+  int rc = q.step();
+  if (rc == SQLITE_ROW)
+    return true;
+  if (rc == SQLITE_DONE)
+    return false;
+  return failure(rc, "holding a lease");
+}
+
+caf::expected<void> sqlite_adapter::release_lease(const std::string& name,
+                                                  const std::string& holder) {
+  auto s = prepare(sql_release_lease);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, name).bind(2, holder);
+  if (int rc = q.step(); rc != SQLITE_DONE)
+    return failure(rc, "releasing a lease");
+  return caf::unit;
 }
 
 caf::expected<void> sqlite_adapter::heartbeat(const std::string& node) {

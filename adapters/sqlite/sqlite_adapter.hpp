@@ -78,6 +78,11 @@ public:
   caf::expected<std::vector<job>>
   release_jobs_of_node(const std::string& node) override;
   caf::expected<void> heartbeat(const std::string& node) override;
+  caf::expected<bool> hold_lease(const std::string& name,
+                                 const std::string& holder,
+                                 std::chrono::milliseconds ttl) override;
+  caf::expected<void> release_lease(const std::string& name,
+                                    const std::string& holder) override;
   caf::expected<std::optional<node_holder>>
   claim_node(const node_identity& me, std::chrono::milliseconds lease,
              const std::function<bool(const node_holder&)>& alive) override;

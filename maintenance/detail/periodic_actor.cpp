@@ -17,6 +17,9 @@ struct periodic_state {
   store_connection store;
   std::vector<std::shared_ptr<maintenance_service>> services;
   std::vector<std::chrono::steady_clock::time_point> due;
+  /// Until when this node surely holds the store-wide upkeep's lease.
+  std::chrono::steady_clock::time_point leader_until;
+  bool leader = false;
 
   static inline const char* name = "bg_jobs.maintenance";
 
@@ -33,9 +36,18 @@ struct periodic_state {
       if (!db)
         return std::max(store.backoff(), milliseconds{1});
       auto& s = *services[i];
+      // Store-wide upkeep only on the node that holds the lease, and only
+      // while it surely does.
+      if (s.store_wide() && steady_clock::now() >= leader_until) {
+        due[i] = now + s.interval();
+        continue;
+      }
+      auto before = steady_clock::now();
       auto report = s.run_once(*db, ctx.now());
       // After the round: its interval may depend on what it found.
       due[i] = now + s.interval();
+      if (report.leader)
+        lead(*report.leader, before + report.held_for);
       for (auto& j : report.rescued) {
         event e{event_kind::job_rescued};
         e.message = j.last_error.value_or("rescued");
@@ -48,6 +60,28 @@ struct periodic_state {
     auto next = *std::min_element(due.begin(), due.end());
     return std::max(duration_cast<milliseconds>(next - now), milliseconds{1});
   }
+
+  /// Records the outcome of a round of the leader's lease.
+  void lead(bool held, std::chrono::steady_clock::time_point until) {
+    leader_until = held ? until : std::chrono::steady_clock::time_point{};
+    if (held == leader)
+      return;
+    leader = held;
+    event e{event_kind::maintenance_leader};
+    e.message = held ? ctx.node + " runs the store-wide upkeep (rescue, "
+                                  "pruning, vacuum)"
+                     : ctx.node + " no longer runs the store-wide upkeep";
+    ctx.emit(std::move(e));
+  }
+
+  /// Gives the lease up, so that another node takes over at once.
+  void resign() {
+    if (!leader)
+      return;
+    if (auto db = store.get())
+      db->release_lease(leader_service::lease_name, ctx.node);
+    leader = false;
+  }
 };
 
 caf::behavior
@@ -59,6 +93,10 @@ periodic_actor(caf::stateful_actor<periodic_state>* self, node_context ctx,
   st.services = std::move(services);
   st.due.assign(st.services.size(), std::chrono::steady_clock::now());
   self->send(self, upkeep_atom::value);
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    self->state.resign();
+    self->quit(std::move(msg.reason));
+  });
   return {
       [=](upkeep_atom) {
         if (self->state.services.empty())

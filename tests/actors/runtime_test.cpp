@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 
 #include "actors/runtime_fixture.hpp"
+#include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "support/wait.hpp"
 
@@ -729,6 +730,41 @@ TEST_SUITE("runtime") {
                         .with_queue(test_queue("q").with_worker(w))
                         .build(*sys);
     CHECK(migrated);
+  }
+
+  BG_JOBS_RUNTIME_CASE("one of two nodes runs the store-wide upkeep, and "
+                       "hands it over when it stops") {
+    test::event_log second_log;
+    auto w = worker{"j", [](const job&) {}};
+    auto first = start(make_builder()
+                           .with_node_lease(3s)
+                           .with_queue(test_queue("q").with_worker(w)));
+    REQUIRE(log.wait_for(event_kind::maintenance_leader));
+    auto second = start(builder{the_store->factory()}
+                            .with_node_name("second-node")
+                            .with_node_lease(3s)
+                            .with_event_listener(second_log.listener())
+                            .with_queue(test_queue("q").with_worker(w)));
+    REQUIRE(first.enqueue(job_request{"j"}));
+    REQUIRE(test::eventually([&] {
+      return log.count(event_kind::job_succeeded) +
+                 second_log.count(event_kind::job_succeeded) ==
+             1;
+    }));
+    CHECK(second_log.count(event_kind::maintenance_leader) == 0);
+    REQUIRE(first.shutdown());
+    // Given up at once, not left to expire: free, or the second node's
+    // already (a try under its name succeeds in both cases only).
+    auto probe = store();
+    auto held = probe->hold_lease(leader_service::lease_name, "second-node",
+                                  2000ms);
+    REQUIRE(held);
+    CHECK(*held);
+    CHECK(second_log.wait_for(event_kind::maintenance_leader));
+    auto took = second_log.of(event_kind::maintenance_leader);
+    REQUIRE(took.size() == 1);
+    CHECK(took[0].message.find("second-node runs") != std::string::npos);
+    REQUIRE(second.shutdown());
   }
 
   BG_JOBS_RUNTIME_CASE("a restarted registry knows every actor again and still "

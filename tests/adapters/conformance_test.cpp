@@ -792,6 +792,57 @@ TEST_SUITE("conformance") {
     CHECK(won >= 20);
   }
 
+  TEST_CASE_TEMPLATE("a lease has one holder until it expires or is given "
+                     "up",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    auto other = store.connect(clk);
+    CHECK(value_of(db->hold_lease("upkeep", "a", 20s)));
+    CHECK_FALSE(value_of(other->hold_lease("upkeep", "b", 20s)));
+    // Another lease is another row.
+    CHECK(value_of(other->hold_lease("other", "b", 20s)));
+    clk->advance(15s);
+    // Renewed by its holder: 20 s from now.
+    CHECK(value_of(db->hold_lease("upkeep", "a", 20s)));
+    clk->advance(15s);
+    CHECK_FALSE(value_of(other->hold_lease("upkeep", "b", 20s)));
+    clk->advance(6s);
+    // Expired: taken over.
+    CHECK(value_of(other->hold_lease("upkeep", "b", 20s)));
+    CHECK_FALSE(value_of(db->hold_lease("upkeep", "a", 20s)));
+    // Only the holder gives it up.
+    require_ok(db->release_lease("upkeep", "a"));
+    CHECK_FALSE(value_of(db->hold_lease("upkeep", "a", 20s)));
+    require_ok(other->release_lease("upkeep", "b"));
+    CHECK(value_of(db->hold_lease("upkeep", "a", 20s)));
+  }
+
+  TEST_CASE_TEMPLATE("one of many callers at once takes a free lease", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    store.fresh();
+    std::vector<std::unique_ptr<db_adapter>> dbs;
+    for (int i = 0; i < 6; ++i)
+      dbs.push_back(store.connect());
+    std::atomic<int> holders{0};
+    std::atomic<int> errors{0};
+    std::vector<std::thread> callers;
+    for (int i = 0; i < 6; ++i)
+      callers.emplace_back([&, i] {
+        auto held = dbs[i]->hold_lease("upkeep", "n" + std::to_string(i), 60s);
+        if (!held)
+          ++errors;
+        else if (*held)
+          ++holders;
+      });
+    for (auto& t : callers)
+      t.join();
+    CHECK(errors == 0);
+    CHECK(holders == 1);
+  }
+
   TEST_CASE_TEMPLATE("jobs of a node without a heartbeat are rescued", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

@@ -51,6 +51,34 @@ TEST_SUITE("maintenance") {
     CHECK(db->stats()->reserved == 1);
   }
 
+  TEST_CASE_TEMPLATE("one node holds the upkeep's lease until it stops "
+                     "renewing it",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    leader_service a{{"a", 30s}};
+    leader_service b{{"b", 30s}};
+    CHECK(a.interval() == 10s);
+    auto first = a.run_once(*db, clk->now());
+    REQUIRE(first.leader);
+    CHECK(*first.leader);
+    CHECK(first.held_for == 20s);
+    CHECK_FALSE(*b.run_once(*db, clk->now()).leader);
+    // Renewed every 10 s, it stays a's.
+    for (int i = 0; i < 3; ++i) {
+      clk->advance(10s);
+      CHECK(*a.run_once(*db, clk->now()).leader);
+      CHECK_FALSE(*b.run_once(*db, clk->now()).leader);
+    }
+    // a stops: 20 s after its last renewal, b takes over.
+    clk->advance(19s);
+    CHECK_FALSE(*b.run_once(*db, clk->now()).leader);
+    clk->advance(2s);
+    CHECK(*b.run_once(*db, clk->now()).leader);
+    CHECK_FALSE(*a.run_once(*db, clk->now()).leader);
+  }
+
   TEST_CASE_TEMPLATE("the pruner deletes batch after batch of old history "
                      "while they come back full, comes back five seconds "
                      "later when it found more than a batch, and a second "
@@ -110,10 +138,16 @@ TEST_SUITE("maintenance") {
     CHECK_FALSE(prune_service::config{prune_params{}, 1s}.validate());
     CHECK(vacuum_service::config{-1, 1s}.validate());
     CHECK(vacuum_service::config{1000, 0s}.validate());
-    CHECK(maintenance_services("n", maintenance_config{}).size() == 4);
+    auto all = maintenance_services("n", maintenance_config{});
+    REQUIRE(all.size() == 5);
+    // Only the node's own heartbeat and lease run on every node.
+    CHECK_FALSE(all[0]->store_wide());
+    CHECK_FALSE(all[1]->store_wide());
+    for (size_t i = 2; i < all.size(); ++i)
+      CHECK(all[i]->store_wide());
     maintenance_config no_vacuum;
     no_vacuum.vacuum_dead_rows = 0;
-    CHECK(maintenance_services("n", no_vacuum).size() == 3);
+    CHECK(maintenance_services("n", no_vacuum).size() == 4);
   }
 
 } // TEST_SUITE

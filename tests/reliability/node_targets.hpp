@@ -112,6 +112,21 @@ struct sqlite_target {
     return n;
   }
 
+  /// The first column of the first row of `sql` ("" for none or NULL).
+  std::string query_text(const std::string& sql) const {
+    sqlite3* db = nullptr;
+    sqlite3_open(path.c_str(), &db);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+    std::string text;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+      text = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return text;
+  }
+
   std::pair<int64_t, int64_t> runs() const {
     sqlite3* db = nullptr;
     sqlite3_open(path.c_str(), &db);
@@ -159,6 +174,13 @@ struct postgres_target {
     pqxx::connection c{schema.url()};
     pqxx::work tx{c};
     return tx.exec(sql)[0][0].as<int64_t>();
+  }
+
+  std::string query_text(const std::string& sql) const {
+    pqxx::connection c{schema.url()};
+    pqxx::work tx{c};
+    auto r = tx.exec(sql);
+    return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
   }
 
   int64_t last_run() const {

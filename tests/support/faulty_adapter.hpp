@@ -123,6 +123,15 @@ public:
   release_jobs_of_node(const std::string& node) override {
     return inner_->release_jobs_of_node(node);
   }
+  caf::expected<bool> hold_lease(const std::string& name,
+                                 const std::string& holder,
+                                 std::chrono::milliseconds ttl) override {
+    return inner_->hold_lease(name, holder, ttl);
+  }
+  caf::expected<void> release_lease(const std::string& name,
+                                    const std::string& holder) override {
+    return inner_->release_lease(name, holder);
+  }
   caf::expected<void> heartbeat(const std::string& node) override {
     return inner_->heartbeat(node);
   }
