@@ -123,9 +123,15 @@ maintenance_report prune_service::run_once(db_adapter& db, timestamp) {
       break;
     }
   }
-  next_ = cfg_.every;
-  if (!cfg_.retention.dry_run && report.pruned >= cfg_.retention.batch)
-    next_ = std::min(next_, behind ? behind_every : busy_every);
+  if (cfg_.retention.dry_run || !report.errors.empty())
+    next_ = cfg_.every;
+  else if (report.pruned >= cfg_.retention.batch)
+    next_ = behind ? behind_every : busy_every;
+  else if (report.pruned > 0)
+    next_ = cfg_.every;
+  else
+    next_ = std::max(next_ * 2, busy_every);
+  next_ = std::min(next_, cfg_.every);
   return report;
 }
 

@@ -139,10 +139,12 @@ private:
 };
 
 /// Deletes history beyond the retention, batch after batch while they come
-/// back full, for at most `budget` per round. Rounds come every `every`;
-/// every five seconds while the last found more than a batch to delete
-/// (history arrives faster than a batch per interval), and a second later
-/// when one ended on its budget.
+/// back full, for at most `budget` per round. Rounds come every five
+/// seconds while the last found more than a batch to delete (history
+/// arrives faster than a batch per interval), a second later when one ended
+/// on its budget, and `every` otherwise; rounds that find nothing stretch
+/// from five seconds to `every`, doubling, so that a node that starts under
+/// load prunes from its first seconds and an idle one rarely looks.
 class prune_service : public maintenance_service {
 public:
   struct config {
@@ -166,7 +168,7 @@ public:
 
 private:
   config cfg_;
-  std::chrono::milliseconds next_ = cfg_.every;
+  std::chrono::milliseconds next_ = std::min(cfg_.every, busy_every);
 };
 
 /// Vacuums `jobs` once enough of it is dead (see `db_adapter::vacuum_jobs`).

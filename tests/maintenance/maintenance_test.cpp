@@ -94,13 +94,18 @@ TEST_SUITE("maintenance") {
     SUBCASE("within its budget") {
       // A budget no round on a loaded machine runs out of.
       prune_service pruner{{keep, 60s, 60s}};
+      CHECK(pruner.interval() == 5s);
       CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+      // Nothing found: the next look waits twice as long.
+      CHECK(pruner.interval() == 10s);
       clk->advance(2h);
       // A full batch of 2, then the last 1.
       CHECK(pruner.run_once(*db, clk->now()).pruned == 3);
       CHECK(pruner.interval() == 5s);
-      CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
-      CHECK(pruner.interval() == 60s);
+      for (auto want : {10s, 20s, 40s, 60s, 60s}) {
+        CHECK(pruner.run_once(*db, clk->now()).pruned == 0);
+        CHECK(pruner.interval() == want);
+      }
     }
     SUBCASE("past its budget") {
       prune_service pruner{{keep, 60s, 0ms}};
@@ -108,6 +113,7 @@ TEST_SUITE("maintenance") {
       CHECK(pruner.run_once(*db, clk->now()).pruned == 2);
       CHECK(pruner.interval() == 1s);
       CHECK(pruner.run_once(*db, clk->now()).pruned == 1);
+      // Less than a batch.
       CHECK(pruner.interval() == 60s);
     }
     CHECK(db->stats()->succeeded == 0);
