@@ -18,8 +18,9 @@ caf::error queue_spec::validate() const {
     return fail("a queue name may not contain '/'");
   if (workers_.empty())
     return fail("has no workers");
-  if (max_concurrent_jobs_ <= 0)
-    return fail("max_concurrent_jobs must be positive, got " +
+  if (max_concurrent_jobs_ < 1 || max_concurrent_jobs_ > max_concurrency)
+    return fail("max_concurrent_jobs must be 1 to " +
+                std::to_string(max_concurrency) + ", got " +
                 std::to_string(max_concurrent_jobs_));
   if (poll_interval_.count() <= 0)
     return fail("poll_interval must be positive, got " +

@@ -18,7 +18,11 @@ class queue_spec {
 public:
   explicit queue_spec(std::string name) : name_(std::move(name)) {}
 
-  /// Jobs run at once on this node (default 10).
+  /// The most executors a queue may have on one node (also through
+  /// `scale`): each is a thread.
+  static constexpr int max_concurrency = 1000;
+
+  /// Executors on this node (default 10, at most `max_concurrency`).
   queue_spec& with_max_concurrent_jobs(int n) {
     max_concurrent_jobs_ = n;
     return *this;

@@ -301,10 +301,12 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
         auto& st = self->state;
         if (auto names = st.names_of(queue); !names)
           return std::move(names.error());
-        if (n < 1 || n > 1000)
-          return make_error(errc::invalid_argument,
-                            "max_concurrent_jobs must be 1 to 1000, got " +
-                                std::to_string(n));
+        if (n < 1 || n > queue_spec::max_concurrency)
+          return make_error(
+              errc::invalid_argument,
+              "max_concurrent_jobs must be 1 to " +
+                  std::to_string(queue_spec::max_concurrency) + ", got " +
+                  std::to_string(n));
         st.concurrency[queue] = n;
         return self->delegate(st.ctx.dir->get(actor_directory::router), a,
                               queue, n);

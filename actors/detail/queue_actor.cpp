@@ -24,7 +24,9 @@ using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
-using flush_atom = caf::atom_constant<caf::atom("flush")>;
+/// Writes the outcomes kept for the next claim. Not the public `flush`
+/// (a public flush sent to a looked-up queue would write them early).
+using write_outcomes_atom = caf::atom_constant<caf::atom("qwrite")>;
 
 /// The work a queue keeps in hand beyond its free executors.
 constexpr double ahead_horizon_us = 10000;
@@ -293,7 +295,7 @@ struct queue_state {
     }
     if (!flush_pending) {
       flush_pending = true;
-      self->delayed_send(self, flush_delay, flush_atom::value);
+      self->delayed_send(self, flush_delay, write_outcomes_atom::value);
     }
   }
 
@@ -570,7 +572,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.settle(self);
         st.stop_if_idle(self);
       },
-      [=](flush_atom) {
+      [=](write_outcomes_atom) {
         auto& st = self->state;
         st.flush_pending = false;
         st.flush_outcomes();

@@ -1,5 +1,6 @@
 // The actor runtime on a real PostgreSQL server: wake-ups across
 // processes, dropped connections, and several nodes on one database.
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -125,6 +126,61 @@ TEST_SUITE("postgres runtime") {
     MESSAGE("cross-connection enqueue-to-start latency: " << latency_us
                                                           << " us");
     CHECK(latency_us < 2'000'000);
+  }
+
+  TEST_CASE_FIXTURE(pg_fixture, "scheduled jobs add no connection and no "
+                                "thread to a node") {
+    namespace fs = std::filesystem;
+    auto threads = [] {
+      auto n = 0;
+      for ([[maybe_unused]] auto& t : fs::directory_iterator{"/proc/self/task"})
+        ++n;
+      return n;
+    };
+    auto connections = [&] {
+      pqxx::connection c{test::pg_url()};
+      pqxx::work tx{c};
+      return tx
+          .exec_params("SELECT count(*) FROM pg_stat_activity"
+                       " WHERE application_name = $1",
+                       options().application_name)[0][0]
+          .as<int>();
+    };
+    auto base_threads = threads();
+    // 3 queues of 10 executors, and `scheduled` jobs every hour.
+    auto measure = [&](int scheduled) {
+      auto b = make_builder();
+      for (std::string q : {"a", "b", "c"})
+        b.with_queue(queue_spec{q}.with_max_concurrent_jobs(10).with_worker(
+            worker{q + "_job", [](const job&) {}}));
+      for (int i = 0; i < scheduled; ++i)
+        b.with_scheduled_job(scheduled_job_spec{
+            worker{"hourly_" + std::to_string(i), [](const job&) {}},
+            new_interval_hours(1)});
+      // The threads of the node before have ended.
+      REQUIRE(test::eventually([&] { return threads() == base_threads; }));
+      auto before = log.count(event_kind::job_succeeded);
+      auto bg = start(b);
+      // Every queue has claimed and completed: each opened what it uses.
+      for (std::string q : {"a", "b", "c"})
+        REQUIRE(bg.enqueue(job_request{q + "_job"}));
+      REQUIRE(log.wait_for(event_kind::job_succeeded, before + 3));
+      auto counts = std::make_pair(connections(), threads() - base_threads);
+      REQUIRE(bg.shutdown());
+      MESSAGE(scheduled << " scheduled jobs: " << counts.first
+                        << " connections, " << counts.second << " threads");
+      return counts;
+    };
+    auto none = measure(0);
+    auto one = measure(1);
+    auto twenty = measure(20);
+    // The first brings the scheduler (a connection, a thread) and the
+    // shared queue (its connection and its claimer's; its actor, its
+    // claimer and its two executors' threads); the rest nothing.
+    CHECK(twenty.first == one.first);
+    CHECK(twenty.second == one.second);
+    CHECK(one.first <= none.first + 3);
+    CHECK(one.second <= none.second + 5);
   }
 
   TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {

@@ -639,6 +639,14 @@ TEST_SUITE("runtime") {
     CHECK(code(make_builder().with_queue(
               test_queue("q").with_worker(w).with_max_concurrent_jobs(0))) ==
           errc::invalid_config);
+    // The bound `scale` applies holds at build too.
+    CHECK(code(make_builder().with_queue(
+              test_queue("q").with_worker(w).with_max_concurrent_jobs(
+                  queue_spec::max_concurrency + 1))) == errc::invalid_config);
+    CHECK_FALSE(make_builder()
+                    .with_queue(test_queue("q").with_worker(w).with_max_concurrent_jobs(
+                        queue_spec::max_concurrency))
+                    .validate());
     CHECK(code(make_builder().with_queue(
               test_queue("q").with_worker(w).with_poll_interval(0ms))) ==
           errc::invalid_config);
