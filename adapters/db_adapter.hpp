@@ -432,7 +432,7 @@ public:
 
   /// Jobs reserved by `reserved_by`.
   virtual caf::expected<std::vector<job>>
-  get_running_jobs_by_queue_name(const std::string& reserved_by) = 0;
+  get_running_jobs_of_owner(const std::string& reserved_by) = 0;
 
   /// Up to `limit` succeeded jobs, most recent first.
   virtual caf::expected<std::vector<succeeded_job>>

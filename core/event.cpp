@@ -12,7 +12,7 @@ const char* to_string(event_kind k) {
     return "bg_jobs.job.start";
   case event_kind::job_succeeded:
     return "bg_jobs.job.stop";
-  case event_kind::job_retry:
+  case event_kind::job_exception:
     return "bg_jobs.job.exception";
   case event_kind::job_failed:
     return "bg_jobs.job.discard";
@@ -23,7 +23,7 @@ const char* to_string(event_kind k) {
   case event_kind::job_cancel_requested:
     return "bg_jobs.job.cancel_request";
   case event_kind::job_retried:
-    return "bg_jobs.job.retry";
+    return "bg_jobs.job.retried";
   case event_kind::job_deleted:
     return "bg_jobs.job.delete";
   case event_kind::job_released:
@@ -96,7 +96,7 @@ log_level event::level() const {
   case event_kind::job_started:
   case event_kind::job_snoozed:
     return log_level::debug;
-  case event_kind::job_retry:
+  case event_kind::job_exception:
   case event_kind::job_released:
   case event_kind::job_rescued:
   case event_kind::job_cancelled:

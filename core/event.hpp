@@ -16,15 +16,17 @@ enum class event_kind {
   job_reserved,
   job_started,
   job_succeeded,
-  /// An attempt failed and the job will be retried.
-  job_retry,
+  /// An attempt failed (the handler failed, threw or timed out) and the
+  /// job will be retried: `bg_jobs.job.exception`.
+  job_exception,
   /// An attempt failed and no retries are left: the job moved to failed.
   job_failed,
   job_snoozed,
   job_cancelled,
   /// A running job was asked to stop (`cancel`); it ends as cancelled.
   job_cancel_requested,
-  /// A failed or cancelled job was put back to run again.
+  /// A failed or cancelled job was put back to run again (an operator's
+  /// retry): `bg_jobs.job.retried`.
   job_retried,
   job_deleted,
   /// A reservation was released (its holder died or shut down).
@@ -55,6 +57,8 @@ enum class event_kind {
   /// This node took or lost the lease of the store-wide upkeep (rescue,
   /// pruning, vacuum); `message` says which.
   maintenance_leader,
+  /// The earlier name of `job_exception`.
+  job_retry [[deprecated("renamed job_exception")]] = job_exception,
 };
 
 /// How loud an event is when logged.

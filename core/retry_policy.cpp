@@ -29,7 +29,7 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
     auto retry = j.attempts <= settings_.max_retries;
     auto d =
         make(j, retry ? k::retry : k::failed,
-             retry ? event_kind::job_retry : event_kind::job_failed, owner);
+             retry ? event_kind::job_exception : event_kind::job_failed, owner);
     d.change.error = stored_text(o.message());
     d.message = d.change.error;
     if (retry)

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   auto bg = bg_jobs::builder{bg_jobs::sqlite_adapter::factory({path})}
                 .with_migrations()
                 .with_event_listener([&](const bg_jobs::event& e) {
-                  if (e.kind == bg_jobs::event_kind::job_retry)
+                  if (e.kind == bg_jobs::event_kind::job_exception)
                     std::cout << "attempt " << e.job->attempts
                               << " failed: " << e.message << "; retrying"
                               << std::endl;

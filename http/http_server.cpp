@@ -151,7 +151,7 @@ struct metrics::impl {
       run_time.Add(l, seconds_buckets()).Observe(seconds(e.duration));
       ran();
       break;
-    case event_kind::job_retry:
+    case event_kind::job_exception:
       retried.Add(l).Increment();
       run_time.Add(l, seconds_buckets()).Observe(seconds(e.duration));
       ran();

@@ -9,7 +9,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/detail/claimer.hpp"
-#include "bg_jobs/actors/detail/completer.hpp"
+#include "bg_jobs/actors/detail/outcome_buffer.hpp"
 #include "bg_jobs/actors/detail/executor_pool.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/detail/store_connection.hpp"
@@ -52,7 +52,7 @@ struct queue_state {
   std::shared_ptr<const std::map<std::string, worker>> workers;
   std::vector<std::string> job_names;
   executor_pool pool;
-  completer outcomes;
+  outcome_buffer outcomes;
   retry_policy queue_policy{retry_settings{}};
   /// The retry policies of workers that set their own.
   std::map<std::string, retry_policy> worker_policies;
@@ -352,7 +352,7 @@ struct queue_state {
     auto db = store.get();
     if (!db)
       return;
-    auto running = db->get_running_jobs_by_queue_name(owner);
+    auto running = db->get_running_jobs_of_owner(owner);
     if (!running) {
       failed(running.error(), "reading cancels of running jobs");
       return;
@@ -478,7 +478,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
     st.timeouts = st.timeouts || w.timeout().has_value();
   st.workers = std::move(workers);
   st.store = store_connection{st.ctx, "queue", st.spec.name()};
-  st.outcomes = completer{st.ctx, st.spec.name(), st.owner};
+  st.outcomes = outcome_buffer{st.ctx, st.spec.name(), st.owner};
   st.pool = executor_pool{st.ctx, st.spec.name(), st.workers};
   st.pool.start(self, static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {

@@ -12,7 +12,7 @@ namespace bg_jobs::detail {
 /// the registry (as the owner of what it reserves: `<node>/<queue>/<n>`, a
 /// new `n` per incarnation) and the router, then polls for jobs (and is
 /// woken early by `(wake_atom, name)`), reserves at most as many jobs as it
-/// has idle executors, hands them out, and has its completer persist every
+/// has idle executors, hands them out, and has its outcome_buffer persist every
 /// outcome its retry policy decides. When a store call's reply goes
 /// missing, it releases what it reserved but does not hold before it
 /// reserves again. Answers `(ready_atom)` once started and `(shutdown_atom,

@@ -1631,7 +1631,7 @@ caf::expected<std::vector<job>> postgres_adapter::get_running_jobs() {
 }
 
 caf::expected<std::vector<job>>
-postgres_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
+postgres_adapter::get_running_jobs_of_owner(const std::string& owner) {
   return impl_->jobs_of("reading jobs", "bgj_running_by", &owner, false);
 }
 

@@ -1704,7 +1704,7 @@ caf::expected<std::vector<job>> sqlite_adapter::get_running_jobs() {
 }
 
 caf::expected<std::vector<job>>
-sqlite_adapter::get_running_jobs_by_queue_name(const std::string& owner) {
+sqlite_adapter::get_running_jobs_of_owner(const std::string& owner) {
   return query_jobs(
       sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
 }

@@ -121,7 +121,7 @@ public:
   get_enqueued_jobs(const std::string& job_name) override;
   caf::expected<std::vector<job>> get_running_jobs() override;
   caf::expected<std::vector<job>>
-  get_running_jobs_by_queue_name(const std::string& reserved_by) override;
+  get_running_jobs_of_owner(const std::string& reserved_by) override;
   caf::expected<std::vector<succeeded_job>>
   get_succeeded_jobs(int limit) override;
   caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;

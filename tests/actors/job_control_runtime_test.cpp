@@ -89,7 +89,7 @@ TEST_SUITE("job control") {
     CHECK(rec.error == "operator said so");
     CHECK(rec.attempts == 1);
     CHECK(log.count(event_kind::job_cancel_requested) == 1);
-    CHECK(log.count(event_kind::job_retry) == 0);
+    CHECK(log.count(event_kind::job_exception) == 0);
     CHECK(log.count(event_kind::job_succeeded) == 0);
     // Cancelling it again, or an unknown job, changes nothing.
     CHECK(error_of(bg.cancel(j.id)) == errc::invalid_state);

@@ -112,7 +112,7 @@ TEST_SUITE("runtime") {
     CHECK(failed->front().exception == "I'm always failing (attempt 4)");
     std::lock_guard<std::mutex> guard{mtx};
     CHECK(attempts_seen == std::vector<int>{1, 2, 3, 4});
-    CHECK(log.count(event_kind::job_retry) == 3);
+    CHECK(log.count(event_kind::job_exception) == 3);
     CHECK(log.count(event_kind::job_started) == 4);
   }
 
@@ -161,7 +161,7 @@ TEST_SUITE("runtime") {
                                              : outcome::success();
                                 }})));
     REQUIRE(bg.enqueue(job_request{"j"}));
-    REQUIRE(log.wait_for(event_kind::job_retry));
+    REQUIRE(log.wait_for(event_kind::job_exception));
     auto db = store(clk);
     auto waiting = db->get_enqueued_jobs("j");
     REQUIRE(waiting);
@@ -881,7 +881,7 @@ TEST_SUITE("runtime") {
                                       .with_backoff(backoff::constant(200ms))
                                       .with_worker(w)));
     REQUIRE(bg.enqueue(job_request{"j", {{"fail_once", true}}}));
-    REQUIRE(log.wait_for(event_kind::job_retry));
+    REQUIRE(log.wait_for(event_kind::job_exception));
     REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 10s));
     CHECK(attempts == 2);
     REQUIRE(bg.enqueue(job_request{"j"}.available_in(300ms)));

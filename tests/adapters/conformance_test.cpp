@@ -396,7 +396,7 @@ TEST_SUITE("conformance") {
     CHECK(ids_of(released) == ids_of(mine));
     for (auto& j : released)
       CHECK_FALSE(j.reserved_by);
-    auto still = value_of(db->get_running_jobs_by_queue_name("node/q/10"));
+    auto still = value_of(db->get_running_jobs_of_owner("node/q/10"));
     CHECK(ids_of(still) == ids_of(theirs));
     CHECK(value_of(db->get_enqueued_jobs("j")).size() == 4);
     CHECK(value_of(db->release_jobs_reserved_by("nobody")).empty());
@@ -427,11 +427,11 @@ TEST_SUITE("conformance") {
     value_of(db->enqueue_job(job_request{"process_order"}));
     auto r = reserve(*db, {"process_order"}, 1, "test_queue");
     REQUIRE(r.size() == 1);
-    auto by = value_of(db->get_running_jobs_by_queue_name("test_queue"));
+    auto by = value_of(db->get_running_jobs_of_owner("test_queue"));
     REQUIRE(by.size() == 1);
     CHECK(by[0] == r[0]);
     CHECK(by[0].reserved_at == t0);
-    CHECK(value_of(db->get_running_jobs_by_queue_name("other")).empty());
+    CHECK(value_of(db->get_running_jobs_of_owner("other")).empty());
     CHECK(value_of(db->get_enqueued_jobs("process_order")).size() == 1);
   }
 

@@ -39,8 +39,8 @@ TEST_SUITE("retry policy") {
     const row table[] = {
         {1, outcome::success(), k::succeeded, event_kind::job_succeeded, 0ms,
          ""},
-        {1, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
-        {2, outcome::failure("x"), k::retry, event_kind::job_retry, 10s, "x"},
+        {1, outcome::failure("x"), k::retry, event_kind::job_exception, 10s, "x"},
+        {2, outcome::failure("x"), k::retry, event_kind::job_exception, 10s, "x"},
         {3, outcome::failure("x"), k::failed, event_kind::job_failed, 0ms, "x"},
         {3, outcome::snooze(5s), k::snooze, event_kind::job_snoozed, 5s, ""},
         {1, outcome::cancel("no"), k::cancelled, event_kind::job_cancelled,

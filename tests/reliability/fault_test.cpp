@@ -252,11 +252,7 @@ TEST_SUITE("reliability") {
     auto [total, distinct] = target.runs();
     CHECK(distinct == n);
     auto rescued = [&](const std::string& name) {
-      std::ifstream in{dir.file(name)};
-      std::string word;
-      int count = -1;
-      in >> word >> count;
-      return count;
+      return rescued_in(dir.file(name));
     };
     auto ran = [&](const std::string& name) {
       return target.query_int("SELECT count(*) FROM runs WHERE node = '" +

@@ -84,10 +84,7 @@ TEST_SUITE("reliability") {
     CHECK(succeeded(*db) == n);
     auto [total, distinct] = target.runs();
     CHECK(distinct == n);
-    std::ifstream in{report};
-    std::string word;
-    int rescued = -1;
-    in >> word >> rescued;
+    auto rescued = rescued_in(report);
     MESSAGE(n << " jobs; node-a killed holding " << held_by_dead << "; node-b "
               << "rescued " << rescued << "; " << total - distinct
               << " ran twice");
@@ -138,10 +135,7 @@ TEST_SUITE("reliability") {
     CHECK(succeeded(*db) == n);
     auto [total, distinct] = target.runs();
     CHECK(distinct == n);
-    std::ifstream in{report};
-    std::string word;
-    int rescued = -1;
-    in >> word >> rescued;
+    auto rescued = rescued_in(report);
     MESSAGE("node-a held the upkeep for " << looks << " looks over 3 s; node-b "
             << "took it " << took.count() << " ms after the kill (lease 1.5 s"
             << ") and rescued " << rescued << " jobs");

@@ -5,6 +5,7 @@
 // a table `runs` where they record each run of a job.
 
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <set>
@@ -266,6 +267,15 @@ start_node(const std::string& store, const std::string& name, int concurrency,
   auto p = std::make_unique<child_process>(args);
   REQUIRE(p->started());
   return p;
+}
+
+/// The jobs a node rescued, from the file its `--report` wrote (-1: none).
+inline int rescued_in(const std::string& report) {
+  std::ifstream in{report};
+  std::string word;
+  int rescued = -1;
+  in >> word >> rescued;
+  return rescued;
 }
 
 inline int64_t succeeded(db_adapter& db) {

@@ -238,8 +238,8 @@ public:
     return inner_->get_running_jobs();
   }
   caf::expected<std::vector<job>>
-  get_running_jobs_by_queue_name(const std::string& owner) override {
-    return inner_->get_running_jobs_by_queue_name(owner);
+  get_running_jobs_of_owner(const std::string& owner) override {
+    return inner_->get_running_jobs_of_owner(owner);
   }
   caf::expected<std::vector<succeeded_job>>
   get_succeeded_jobs(int limit) override {

@@ -14,11 +14,11 @@ namespace bg_jobs::detail {
 /// the queue settles them in one batch (alone, or in the transaction that
 /// claims the next jobs), and each is reported as its event once the store
 /// says it applied.
-class completer {
+class outcome_buffer {
 public:
-  completer() = default;
+  outcome_buffer() = default;
 
-  completer(node_context ctx, std::string queue, std::string owner)
+  outcome_buffer(node_context ctx, std::string queue, std::string owner)
       : ctx_(std::move(ctx)), queue_(std::move(queue)),
         owner_(std::move(owner)) {}
 

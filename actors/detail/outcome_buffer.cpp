@@ -1,10 +1,10 @@
-#include "bg_jobs/actors/detail/completer.hpp"
+#include "bg_jobs/actors/detail/outcome_buffer.hpp"
 
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
 
-void completer::add(decision d, job j, std::chrono::microseconds duration) {
+void outcome_buffer::add(decision d, job j, std::chrono::microseconds duration) {
   pending_outcome p;
   p.change = std::move(d.change);
   p.report.kind = d.report;
@@ -15,7 +15,7 @@ void completer::add(decision d, job j, std::chrono::microseconds duration) {
   pending_.push_back(std::move(p));
 }
 
-std::vector<int64_t> completer::job_ids() const {
+std::vector<int64_t> outcome_buffer::job_ids() const {
   std::vector<int64_t> ids;
   ids.reserve(pending_.size());
   for (auto& p : pending_)
@@ -23,7 +23,7 @@ std::vector<int64_t> completer::job_ids() const {
   return ids;
 }
 
-std::vector<completion> completer::changes() const {
+std::vector<completion> outcome_buffer::changes() const {
   std::vector<completion> xs;
   xs.reserve(pending_.size());
   for (auto& p : pending_)
@@ -31,7 +31,7 @@ std::vector<completion> completer::changes() const {
   return xs;
 }
 
-void completer::report(const std::vector<bool>& applied) {
+void outcome_buffer::report(const std::vector<bool>& applied) {
   auto n = std::min(applied.size(), pending_.size());
   for (size_t i = 0; i < n; ++i) {
     if (applied[i]) {
@@ -49,7 +49,7 @@ void completer::report(const std::vector<bool>& applied) {
                  pending_.begin() + static_cast<ptrdiff_t>(n));
 }
 
-caf::error completer::flush(store_connection& store, bool now) {
+caf::error outcome_buffer::flush(store_connection& store, bool now) {
   if (pending_.empty())
     return caf::none;
   auto persist = [this](db_adapter& db) -> caf::error {
