@@ -105,16 +105,17 @@ TEST_SUITE("reliability") {
       return target.query_text(
           "SELECT holder FROM bg_jobs_leases WHERE name = 'maintenance'");
     };
-    // A lease of 1.5 s: the upkeep's is held for 1 s, renewed every 0.5 s.
+    // A lease of 3 s: the upkeep's is held for 2 s and renewed every 1 s, so
+    // a holder slowed by a loaded machine keeps it through one late renewal.
     auto a = start_node(target.store(), "node-a", 2,
-                        {"--lease-ms", "1500", "--sleep-ms", "10"});
+                        {"--lease-ms", "3000", "--sleep-ms", "10"});
     REQUIRE(test::eventually([&] { return holder() == "node-a"; }, 60s));
     auto b = start_node(
         target.store(), "node-b", 2,
-        {"--lease-ms", "1500", "--sleep-ms", "10", "--report", report});
+        {"--lease-ms", "3000", "--sleep-ms", "10", "--report", report});
     REQUIRE(test::eventually(
         [&] { return target.node_names().count("node-b") > 0; }, 60s));
-    // Both run jobs; node-b tries for the lease every 0.5 s and never gets
+    // Both run jobs; node-b tries for the lease every second and never gets
     // it while node-a renews it.
     auto until = std::chrono::steady_clock::now() + 3s;
     int looks = 0;
@@ -137,7 +138,7 @@ TEST_SUITE("reliability") {
     CHECK(distinct == n);
     auto rescued = rescued_in(report);
     MESSAGE("node-a held the upkeep for " << looks << " looks over 3 s; node-b "
-            << "took it " << took.count() << " ms after the kill (lease 1.5 s"
+            << "took it " << took.count() << " ms after the kill (lease 3 s"
             << ") and rescued " << rescued << " jobs");
     CHECK(rescued >= 1);
     // Within the lease on an idle machine; a loaded one may add a few
