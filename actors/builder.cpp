@@ -395,7 +395,9 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   ctx.dir = std::make_shared<detail::actor_directory>();
   auto dir = ctx.dir;
   auto direct = std::make_shared<detail::direct_enqueue>();
-  direct->door = detail::enqueuer{ctx, "instance"};
+  // Its own context does not hold it (no cycle).
+  direct->door = detail::enqueuer{ctx, "node"};
+  ctx.shared = direct;
   auto root = detail::spawn_node(sys, std::move(ctx));
   // The name is free again once this tree is gone, however it ends.
   root->attach_functor(

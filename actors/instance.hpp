@@ -119,8 +119,8 @@ public:
   caf::expected<stats_report> stats();
 
   /// Finds a queue (by queue name), a scheduled job (by job name), an
-  /// executor (`<queue>/executor/<n>`) or a queue's claimer
-  /// (`<queue>/claimer`); an invalid handle if unknown.
+  /// executor (`<queue>/executor/<n>`) or a queue's store worker
+  /// (`<queue>/store`); an invalid handle if unknown.
   caf::actor lookup(const std::string& name);
 
   /// Every registered name.

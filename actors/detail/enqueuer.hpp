@@ -57,7 +57,9 @@ private:
   store_connection store_;
 };
 
-/// The enqueuer of an `instance`, shared by the threads that call it.
+/// The node's shared connection (in an enqueuer), with the lock that lets
+/// one caller at a time use it: the threads that call `instance::enqueue`,
+/// the registry and the scheduler.
 struct direct_enqueue {
   std::mutex mtx;
   enqueuer door;

@@ -29,7 +29,19 @@ using result_atom = caf::atom_constant<caf::atom("result")>;
 using stale_atom = caf::atom_constant<caf::atom("stale")>;
 
 /// `(claim_atom, claim_call_ptr)` → `claim_call_ptr`: a queue asks its
-/// claimer to persist outcomes and reserve jobs.
+/// store worker to persist outcomes and reserve jobs.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
+
+/// `(write_outcomes_atom, outcome_batch)`, from a queue to its store worker:
+/// write the outcomes now. Not the public `flush`.
+using write_outcomes_atom = caf::atom_constant<caf::atom("qwrite")>;
+
+/// `(check_cancels_atom)`, from a queue to its store worker: look for
+/// cancels of the queue's running jobs asked for on other nodes.
+using check_cancels_atom = caf::atom_constant<caf::atom("qcancels")>;
+
+/// `(finish_atom, outcome_batch)` → `caf::unit`, from a stopping queue to
+/// its store worker: write everything and release what is left.
+using finish_atom = caf::atom_constant<caf::atom("qfinish")>;
 
 } // namespace bg_jobs::detail

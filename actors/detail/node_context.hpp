@@ -45,6 +45,8 @@ private:
 
 /// What every actor of one bg_jobs tree shares: the plan it was built from,
 /// the store, the clock, where events go and where the other actors are.
+struct direct_enqueue;
+
 /// Marks the node instance `id` of this process as gone, so that a later
 /// node may take its name over (done when its tree is seen to exit).
 void forget_node_instance(const std::string& id);
@@ -60,6 +62,10 @@ struct node_context {
   std::shared_ptr<bg_jobs::clock> clock;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<actor_directory> dir;
+  /// The node's shared connection: `instance::enqueue`'s, and the one the
+  /// registry and the scheduler make their few calls on, one caller at a
+  /// time.
+  std::shared_ptr<direct_enqueue> shared;
 
   timestamp now() const { return clock->now(); }
 

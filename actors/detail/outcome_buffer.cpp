@@ -4,15 +4,25 @@
 
 namespace bg_jobs::detail {
 
-void outcome_buffer::add(decision d, job j, std::chrono::microseconds duration) {
+pending_outcome pending_outcome::of(decision d, job j, const std::string& queue,
+                                    std::chrono::microseconds duration) {
   pending_outcome p;
   p.change = std::move(d.change);
   p.report.kind = d.report;
-  p.report.queue = queue_;
+  p.report.queue = queue;
   p.report.message = std::move(d.message);
   p.report.duration = duration;
   p.report.job = std::move(j);
-  pending_.push_back(std::move(p));
+  return p;
+}
+
+void outcome_buffer::append(std::vector<pending_outcome> xs) {
+  if (pending_.empty()) {
+    pending_ = std::move(xs);
+    return;
+  }
+  for (auto& x : xs)
+    pending_.push_back(std::move(x));
 }
 
 std::vector<int64_t> outcome_buffer::job_ids() const {

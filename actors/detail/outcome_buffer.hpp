@@ -10,9 +10,21 @@
 
 namespace bg_jobs::detail {
 
-/// A queue's outcomes on their way to the store: decisions wait here until
-/// the queue settles them in one batch (alone, or in the transaction that
-/// claims the next jobs), and each is reported as its event once the store
+/// An outcome decided for a job: the change to persist and the event that
+/// reports it once persisted.
+struct pending_outcome {
+  completion change;
+  event report;
+
+  /// `d`, decided for `j` of `queue`; `duration` is the handler's run time.
+  static pending_outcome
+  of(decision d, job j, const std::string& queue,
+     std::chrono::microseconds duration = std::chrono::microseconds{0});
+};
+
+/// A queue's outcomes on their way to the store, kept by its store worker
+/// until written in one batch (alone, or in the transaction that claims the
+/// next jobs), and each is reported as its event once the store
 /// says it applied.
 class outcome_buffer {
 public:
@@ -22,9 +34,8 @@ public:
       : ctx_(std::move(ctx)), queue_(std::move(queue)),
         owner_(std::move(owner)) {}
 
-  /// Queues `d`, decided for `j`; `duration` is the handler's run time.
-  void add(decision d, job j,
-           std::chrono::microseconds duration = std::chrono::microseconds{0});
+  /// Keeps `xs` after those kept before.
+  void append(std::vector<pending_outcome> xs);
 
   bool empty() const { return pending_.empty(); }
   size_t size() const { return pending_.size(); }
@@ -46,11 +57,6 @@ public:
   caf::error flush(store_connection& store, bool now = false);
 
 private:
-  struct pending_outcome {
-    completion change;
-    event report;
-  };
-
   node_context ctx_;
   std::string queue_;
   std::string owner_;

@@ -8,11 +8,9 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "bg_jobs/actors/detail/claimer.hpp"
-#include "bg_jobs/actors/detail/outcome_buffer.hpp"
 #include "bg_jobs/actors/detail/executor_pool.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
-#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/detail/store_worker.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
@@ -24,9 +22,8 @@ using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
-/// Writes the outcomes kept for the next claim. Not the public `flush`
-/// (a public flush sent to a looked-up queue would write them early).
-using write_outcomes_atom = caf::atom_constant<caf::atom("qwrite")>;
+/// The outcomes kept for the next claim have waited long enough.
+using flush_due_atom = caf::atom_constant<caf::atom("flushdue")>;
 
 /// The work a queue keeps in hand beyond its free executors.
 constexpr double ahead_horizon_us = 10000;
@@ -36,6 +33,9 @@ constexpr std::chrono::milliseconds flush_delay{20};
 
 /// A claim that takes longer means a hung store call: the queue restarts.
 constexpr std::chrono::seconds claim_timeout{60};
+
+/// How long a stopping queue waits for its last writes.
+constexpr std::chrono::seconds finish_timeout{30};
 
 /// Why a job held ahead goes back unstarted.
 constexpr const char* held_too_long =
@@ -48,11 +48,11 @@ struct queue_state {
   node_context ctx;
   queue_spec spec{""};
   std::string owner;
-  store_connection store;
   std::shared_ptr<const std::map<std::string, worker>> workers;
   std::vector<std::string> job_names;
   executor_pool pool;
-  outcome_buffer outcomes;
+  /// Outcomes decided since the last message to the store worker.
+  outcome_batch unsent;
   retry_policy queue_policy{retry_settings{}};
   /// The retry policies of workers that set their own.
   std::map<std::string, retry_policy> worker_policies;
@@ -66,12 +66,11 @@ struct queue_state {
   bool backlog = false;
   /// A flush message is on its way for outcomes kept for the next claim.
   bool flush_pending = false;
-  /// Runs the claims (with the outcomes they carry) on a connection of its
-  /// own while this queue keeps its executors busy.
-  caf::actor claimer;
-  /// A claim is on its way. It carries the outcomes pending when it left
-  /// (the first ones of `outcomes`); none is written otherwise until it
-  /// returns.
+  /// Makes every store call of this queue, on its one connection, while
+  /// the queue keeps its executors busy.
+  caf::actor store;
+  /// A claim is on its way (with the outcomes decided before it left);
+  /// outcomes decided since wait for its answer.
   bool claiming = false;
   /// Something asked for a poll while a claim was on its way.
   bool poll_again = false;
@@ -80,18 +79,17 @@ struct queue_state {
   /// A job timeout applies to some job of this queue.
   bool timeouts = false;
   bool stopping = false;
+  /// The last writes are on their way: the queue quits once they are done.
+  bool finishing = false;
   /// A settle message is on its way: results that arrive before it are
   /// persisted together, in one transaction, followed by one reservation.
   bool settling = false;
-  /// A store call's reply went missing: the store may hold reservations of
-  /// ours that we do not know of. Release them before reserving again.
-  bool reconcile = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
   /// Running jobs asked to cancel, with the reasons.
   std::map<int64_t, std::string> cancels;
-  /// When the store was last asked for cancels of our running jobs (a
-  /// cancel on another node reaches us that way).
+  /// When the store worker was last asked for cancels of our running jobs
+  /// (a cancel on another node reaches us that way).
   std::chrono::steady_clock::time_point cancels_checked;
 
   static inline const char* name = "bg_jobs.queue";
@@ -109,61 +107,24 @@ struct queue_state {
                  caf::actor_cast<caf::actor>(self));
     pool.register_all(self);
     if (auto reg = ctx.dir->get(actor_directory::registry))
-      self->send(reg, register_atom::value, spec.name() + "/claimer", owner,
-                 claimer);
+      self->send(reg, register_atom::value, spec.name() + "/store", owner,
+                 store);
   }
 
-  /// Persists the pending outcomes now, unless a claim carries them.
-  void flush_outcomes() {
-    if (!claiming)
-      outcomes.flush(store);
+  /// Keeps `d`, decided for `j`, for the next message to the store worker.
+  void decided(decision d, job j,
+               std::chrono::microseconds duration = std::chrono::microseconds{0}) {
+    unsent.push_back(
+        pending_outcome::of(std::move(d), std::move(j), spec.name(), duration));
   }
 
-  /// Notes a failed store call; a lost reply leaves its effect unknown.
-  void failed(const caf::error& err, const std::string& what) {
-    if (store_connection::outcome_unknown(err))
-      reconcile = true;
-    store.failed(err, what);
+  /// Has the outcomes decided so far written now, unless a claim is on its
+  /// way (its answer settles them).
+  void flush_outcomes(caf::event_based_actor* self) {
+    if (!claiming && !unsent.empty())
+      self->send(store, write_outcomes_atom::value, std::exchange(unsent, {}));
   }
 
-  /// Releases every reservation of ours that neither an executor nor a
-  /// pending outcome holds.
-  bool reconciled(db_adapter& db) {
-    if (!reconcile)
-      return true;
-    auto held = pool.held();
-    for (auto id : outcomes.job_ids())
-      held.push_back(id);
-    for (auto& h : ahead)
-      held.push_back(h.j.id);
-    auto released = db.release_unheld(owner, held);
-    if (!released) {
-      failed(released.error(), "releasing reservations of an unknown reply");
-      return false;
-    }
-    reconcile = false;
-    for (auto& j : *released) {
-      event e{event_kind::job_released};
-      e.queue = spec.name();
-      e.message = "reserved by a call whose reply was lost";
-      e.job = std::move(j);
-      ctx.emit(std::move(e));
-    }
-    return true;
-  }
-
-  /// Polls; whatever an adapter throws is reported, never fatal, so that
-  /// one bad row or call cannot crash-loop the queue.
-  void poll(caf::event_based_actor* self) {
-    try {
-      poll_once(self);
-    } catch (const std::exception& ex) {
-      emit(event_kind::queue_error,
-           std::string{"polling failed: "} + ex.what());
-    } catch (...) {
-      emit(event_kind::queue_error, "polling failed");
-    }
-  }
 
   /// How many jobs to hold ahead: about 10 ms of work at the handlers'
   /// recent pace, within the queue's prefetch.
@@ -205,7 +166,7 @@ struct queue_state {
     }
   }
 
-  void poll_once(caf::event_based_actor* self) {
+  void poll(caf::event_based_actor* self) {
     if (stopping || !registered)
       return;
     feed(self);
@@ -215,45 +176,37 @@ struct queue_state {
     }
     auto room = pool.idle() + ahead_target();
     if (room <= ahead.size()) {
-      outcomes.flush(store);
+      flush_outcomes(self);
       return;
-    }
-    if (reconcile) {
-      auto db = store.get();
-      if (!db || !reconciled(*db))
-        return;
     }
     // Outcomes waiting to be persisted go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
     auto call = std::make_shared<claim_call>();
-    call->outcomes = outcomes.changes();
+    call->outcomes = std::exchange(unsent, {});
+    call->held = pool.held();
+    for (auto& h : ahead)
+      call->held.push_back(h.j.id);
     call->params = {job_names, static_cast<int>(room - ahead.size()), owner,
                     spec.name()};
     claiming = true;
-    self->request(claimer, claim_timeout, claim_atom::value, call)
+    self->request(store, claim_timeout, claim_atom::value, call)
         .then([this, self](claim_call_ptr& c) { claimed(self, *c); },
               [this, self](caf::error& err) {
-                // A hung store call (or a dead claimer): the registry
-                // releases what this queue and its claimer hold.
+                // A hung store call (or a dead worker): the registry
+                // releases what this queue and its worker hold.
                 emit(event_kind::queue_error,
                      "claim failed: " + self->system().render(err));
                 self->quit(err);
               });
   }
 
-  /// The claimer's answer.
+  /// The store worker's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
     claiming = false;
-    if (c.done)
-      outcomes.report(c.done->applied);
-    // The claimer reported a failure; a lost reply leaves its effect
-    // unknown.
-    auto& err = c.done ? c.done->reserve_error : c.error;
-    if (err) {
+    if (c.error) {
       backlog = false;
-      reconcile = reconcile || store_connection::outcome_unknown(err);
     } else {
-      auto& jobs = c.done->reserved;
+      auto& jobs = c.reserved;
       backlog = static_cast<int>(jobs.size()) == c.params.limit;
       // Half the lease after the claim left, well before another node
       // could rescue these jobs (their reservation is younger than that).
@@ -280,7 +233,7 @@ struct queue_state {
     if (claiming)
       return; // its answer settles
     if (stopping) {
-      outcomes.flush(store);
+      flush_outcomes(self);
       return;
     }
     feed(self);
@@ -289,13 +242,13 @@ struct queue_state {
       poll(self);
       return;
     }
-    if (ahead.empty() || outcomes.size() >= std::max<size_t>(1, target / 2)) {
-      outcomes.flush(store);
+    if (ahead.empty() || unsent.size() >= std::max<size_t>(1, target / 2)) {
+      flush_outcomes(self);
       return;
     }
     if (!flush_pending) {
       flush_pending = true;
-      self->delayed_send(self, flush_delay, write_outcomes_atom::value);
+      self->delayed_send(self, flush_delay, flush_due_atom::value);
     }
   }
 
@@ -332,8 +285,8 @@ struct queue_state {
       auto d =
           policy(j).on_outcome(j, outcome::cancel(reason), owner, ctx.now(),
                                rng);
-      outcomes.add(std::move(d), std::move(j));
-      flush_outcomes();
+      decided(std::move(d), std::move(j));
+      flush_outcomes(self);
       return;
     }
     if (cancels.count(job_id) > 0 || !pool.request_cancel(job_id))
@@ -341,7 +294,7 @@ struct queue_state {
     cancels.emplace(job_id, reason);
   }
 
-  /// Looks in the store, at most once a second while jobs run, for
+  /// Has the store worker look, at most once a second while jobs run, for
   /// cancels of them asked for on another node.
   void check_cancels(caf::event_based_actor* self) {
     auto now = std::chrono::steady_clock::now();
@@ -349,17 +302,7 @@ struct queue_state {
         now - cancels_checked < std::chrono::seconds{1})
       return;
     cancels_checked = now;
-    auto db = store.get();
-    if (!db)
-      return;
-    auto running = db->get_running_jobs_of_owner(owner);
-    if (!running) {
-      failed(running.error(), "reading cancels of running jobs");
-      return;
-    }
-    for (auto& j : *running)
-      if (j.cancel_reason)
-        cancel(self, j.id, *j.cancel_reason);
+    self->send(store, check_cancels_atom::value);
   }
 
   void dispatch(caf::event_based_actor* self, held_job h, size_t depth) {
@@ -370,7 +313,7 @@ struct queue_state {
     }
     if (policy(j).exhausted(j)) {
       auto d = policy(j).on_exhausted(j, owner);
-      outcomes.add(std::move(d), std::move(j));
+      decided(std::move(d), std::move(j));
       return;
     }
     if (ctx.bus->active()) {
@@ -411,15 +354,15 @@ struct queue_state {
     auto o = outcome::failure("timed out after " +
                               std::to_string(limit.count()) + " ms");
     auto d = policy(j).on_outcome(j, o, owner, ctx.now(), rng);
-    outcomes.add(std::move(d), std::move(j),
-                 std::chrono::duration_cast<std::chrono::microseconds>(limit));
+    decided(std::move(d), std::move(j),
+            std::chrono::duration_cast<std::chrono::microseconds>(limit));
   }
 
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
     cancels.erase(j.id);
     auto d = policy(j).on_release(j, why, count_attempt, owner, ctx.now());
-    outcomes.add(std::move(d), std::move(j));
+    decided(std::move(d), std::move(j));
   }
 
   void finish(caf::event_based_actor* self) {
@@ -427,28 +370,27 @@ struct queue_state {
       finish_after_claim = true;
       return;
     }
+    if (std::exchange(finishing, true))
+      return;
     for (auto& j : pool.take_running())
       release(std::move(j), "shutdown: grace period over", false);
     for (auto& h : ahead)
       release(std::move(h.j), "shutdown: reserved ahead, not started", false);
     ahead.clear();
-    outcomes.flush(store, true);
-    // Whatever the store still holds for us (a lost reply, an outcome it
-    // refused) goes back to the table before we go.
-    store.run_now("releasing reservations at shutdown",
-                  [this](db_adapter& db) -> caf::error {
-                    auto r = db.release_unheld(owner, {});
-                    if (!r)
-                      return std::move(r.error());
-                    return caf::none;
-                  });
-    emit(event_kind::queue_polling_stopped);
     pool.stop_all(self);
-    self->quit();
+    // The outcomes, then whatever the store still holds for us (a lost
+    // reply, an outcome it refused) goes back to the table before we go.
+    auto done = [this, self] {
+      emit(event_kind::queue_polling_stopped);
+      self->quit();
+    };
+    self->request(store, finish_timeout, finish_atom::value,
+                  std::exchange(unsent, {}))
+        .then([done] { done(); }, [done](caf::error&) { done(); });
   }
 
   void stop_if_idle(caf::event_based_actor* self) {
-    if (stopping && pool.busy() == 0)
+    if (stopping && !finishing && pool.busy() == 0)
       finish(self);
   }
 };
@@ -477,8 +419,6 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   for (auto& [name, w] : *workers)
     st.timeouts = st.timeouts || w.timeout().has_value();
   st.workers = std::move(workers);
-  st.store = store_connection{st.ctx, "queue", st.spec.name()};
-  st.outcomes = outcome_buffer{st.ctx, st.spec.name(), st.owner};
   st.pool = executor_pool{st.ctx, st.spec.name(), st.workers};
   st.pool.start(self, static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {
@@ -494,7 +434,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       st.release(std::move(held[k]),
                  "executor died: " + self->system().render(em.reason), k == 0);
     if (!held.empty())
-      st.flush_outcomes();
+      st.flush_outcomes(self);
     if (st.stopping)
       st.stop_if_idle(self);
     else
@@ -506,8 +446,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                                                   caf::to_string(x.content()));
     return caf::none;
   });
-  st.store.get();
-  st.claimer = spawn_claimer(self, st.ctx, st.spec.name());
+  st.store = spawn_store_worker(self, st.ctx, st.spec.name(), st.owner);
   st.announce(self);
   // The registry must know this queue as the owner of its reservations
   // before it reserves: if it dies, the registry releases them.
@@ -552,8 +491,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         auto d =
             st.policy(*j).on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
         st.poll_when_due(self, d.change, j->name);
-        st.outcomes.add(std::move(d), std::move(*j),
-                        std::chrono::microseconds{duration_us});
+        st.decided(std::move(d), std::move(*j),
+                   std::chrono::microseconds{duration_us});
         auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
         st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
         st.ended(self);
@@ -572,10 +511,10 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.settle(self);
         st.stop_if_idle(self);
       },
-      [=](write_outcomes_atom) {
+      [=](flush_due_atom) {
         auto& st = self->state;
         st.flush_pending = false;
-        st.flush_outcomes();
+        st.flush_outcomes(self);
       },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
         self->state.cancel(self, job_id, reason);
@@ -621,7 +560,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         if (!st.pool.runs(i, job_id))
           return;
         st.time_out(self, i);
-        st.flush_outcomes();
+        st.flush_outcomes(self);
         if (st.stopping)
           st.stop_if_idle(self);
         else
@@ -634,8 +573,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
 
 caf::actor spawn_queue(caf::event_based_actor* parent, node_context ctx,
                        size_t index) {
-  return parent->spawn<caf::linked + caf::detached>(queue_actor, std::move(ctx),
-                                                    index);
+  return parent->spawn<caf::linked>(queue_actor, std::move(ctx), index);
 }
 
 } // namespace bg_jobs::detail

@@ -6,7 +6,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
-#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
@@ -21,7 +21,6 @@ struct entry {
 
 struct registry_state {
   node_context ctx;
-  store_connection store;
   std::map<caf::actor_addr, entry> by_addr;
   std::map<std::string, caf::actor> by_name;
 
@@ -42,7 +41,8 @@ struct registry_state {
       const std::string& owner, const std::string& what, const std::string& why,
       caf::expected<std::vector<job>> (db_adapter::*op)(const std::string&)) {
     size_t n = 0;
-    store.run_now(what, [&](db_adapter& db) -> caf::error {
+    std::lock_guard<std::mutex> guard{ctx.shared->mtx};
+    ctx.shared->door.store().run_now(what, [&](db_adapter& db) -> caf::error {
       auto jobs = (db.*op)(owner);
       if (!jobs)
         return std::move(jobs.error());
@@ -87,7 +87,6 @@ struct registry_state {
 caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
                              node_context ctx, bool release_leftovers) {
   self->state.ctx = std::move(ctx);
-  self->state.store = store_connection{self->state.ctx, "registry", {}};
   if (release_leftovers)
     self->state.release_leftovers();
   // At a clean shutdown the node gives its name up for the next start.

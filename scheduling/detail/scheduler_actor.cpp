@@ -4,7 +4,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
-#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
@@ -66,7 +66,9 @@ struct scheduled_entry {
 struct scheduler_state {
   std::vector<scheduled_entry> entries;
   node_context ctx;
-  store_connection store;
+
+  /// The node's shared connection; used only while `run` holds its lock.
+  store_connection& store() { return ctx.shared->door.store(); }
 
   static inline const char* name = "bg_jobs.scheduler";
 
@@ -90,7 +92,7 @@ struct scheduler_state {
       // Running by now, or another node got there first.
       if (code_of(gone.error()) != errc::invalid_state &&
           code_of(gone.error()) != errc::job_not_found)
-        store.failed(gone.error(), "dropping a missed occurrence");
+        store().failed(gone.error(), "dropping a missed occurrence");
       return false;
     }
     // The occurrence is gone from the store (not kept as cancelled).
@@ -109,7 +111,7 @@ struct scheduler_state {
       return false;
     scheduled_params p{s.spec.request(), *latest, last.scheduled_at};
     if (auto j = db.enqueue_scheduled(p); !j)
-      store.failed(j.error(), "enqueueing the latest missed occurrence");
+      store().failed(j.error(), "enqueueing the latest missed occurrence");
     return true;
   }
 
@@ -124,8 +126,8 @@ struct scheduler_state {
         return s.check;
     auto last = db.last_scheduled_run(name);
     if (!last) {
-      store.failed(last.error(), "reading the schedule");
-      return store.backoff();
+      store().failed(last.error(), "reading the schedule");
+      return store().backoff();
     }
     auto now = ctx.now();
     if (*last && handle_missed(db, s, **last, now))
@@ -140,8 +142,8 @@ struct scheduler_state {
       scheduled_params p{s.spec.request(), *occ, previous};
       auto j = db.enqueue_scheduled(p);
       if (!j) {
-        store.failed(j.error(), "enqueueing the next occurrence");
-        return store.backoff();
+        store().failed(j.error(), "enqueueing the next occurrence");
+        return store().backoff();
       }
       if (!*j)
         return milliseconds{1}; // another node scheduled it: look again
@@ -169,13 +171,14 @@ struct scheduler_state {
   /// Runs the rounds that are due; returns when the next is.
   milliseconds run(caf::event_based_actor* self) {
     using clock = std::chrono::steady_clock;
-    auto db = store.get();
+    std::lock_guard<std::mutex> guard{ctx.shared->mtx};
+    auto db = store().get();
     if (!db)
-      return std::max(store.backoff(), milliseconds{1});
+      return std::max(store().backoff(), milliseconds{1});
     auto pauses = db->pauses();
     if (!pauses) {
-      store.failed(pauses.error(), "reading pauses");
-      return store.backoff();
+      store().failed(pauses.error(), "reading pauses");
+      return store().backoff();
     }
     auto now = clock::now();
     auto next = now + std::chrono::hours{1};
@@ -193,7 +196,6 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
                               node_context ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
-  st.store = store_connection{st.ctx, "scheduler", {}};
   for (auto& spec : st.ctx.plan->scheduled) {
     auto plan = spec.build_schedule();
     if (!plan) {

@@ -174,13 +174,17 @@ TEST_SUITE("postgres runtime") {
     auto none = measure(0);
     auto one = measure(1);
     auto twenty = measure(20);
-    // The first brings the scheduler (a connection, a thread) and the
-    // shared queue (its connection and its claimer's; its actor, its
-    // claimer and its two executors' threads); the rest nothing.
+    // The first brings the shared queue (its store worker's connection and
+    // thread, its two executors' threads) and the scheduler's thread; the
+    // rest nothing. A queue's actor takes no thread of its own.
     CHECK(twenty.first == one.first);
     CHECK(twenty.second == one.second);
-    CHECK(one.first <= none.first + 3);
-    CHECK(one.second <= none.second + 5);
+    CHECK(one.first == none.first + 1);
+    CHECK(one.second <= none.second + 4);
+    // One connection per queue and four for the node at most (the shared
+    // one, the listener's, the upkeep's, the front door's once used).
+    CHECK(twenty.first <= 8);
+    CHECK(twenty.second <= 50);
   }
 
   TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {

@@ -430,8 +430,8 @@ TEST_SUITE("runtime") {
     auto names = bg.registered_names();
     std::set<std::string> got(names.begin(), names.end());
     std::set<std::string> want{
-        "first",  "first/claimer",  "first/executor/0", "first/executor/1",
-        "second", "second/claimer", "second/executor/0"};
+        "first",  "first/store",  "first/executor/0", "first/executor/1",
+        "second", "second/store", "second/executor/0"};
     CHECK(test::eventually([&] {
       auto ns = bg.registered_names();
       return std::set<std::string>(ns.begin(), ns.end()) == want;

@@ -1,0 +1,190 @@
+#include "bg_jobs/actors/detail/store_worker.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "bg_jobs/actors/detail/internal_atoms.hpp"
+#include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::detail {
+
+namespace {
+
+struct store_worker_state {
+  node_context ctx;
+  std::string queue;
+  std::string owner;
+  store_connection store;
+  outcome_buffer outcomes;
+  /// A call's reply went missing: the store may hold reservations of ours
+  /// that the queue does not know of. Released before the next claim.
+  bool reconcile = false;
+
+  static inline const char* name = "bg_jobs.store_worker";
+
+  void failed(const caf::error& err, const std::string& what) {
+    if (store_connection::outcome_unknown(err))
+      reconcile = true;
+    store.failed(err, what);
+  }
+
+  void write(bool now = false) {
+    if (auto err = outcomes.flush(store, now);
+        err && store_connection::outcome_unknown(err))
+      reconcile = true;
+  }
+
+  /// Releases every reservation of ours that neither the queue (`held`)
+  /// nor a kept outcome holds.
+  caf::error reconciled(db_adapter& db, std::vector<int64_t> held) {
+    if (!reconcile)
+      return caf::none;
+    for (auto id : outcomes.job_ids())
+      held.push_back(id);
+    auto released = db.release_unheld(owner, held);
+    if (!released) {
+      failed(released.error(), "releasing reservations of an unknown reply");
+      return std::move(released.error());
+    }
+    reconcile = false;
+    for (auto& j : *released) {
+      event e{event_kind::job_released};
+      e.queue = queue;
+      e.message = "reserved by a call whose reply was lost";
+      e.job = std::move(j);
+      ctx.emit(std::move(e));
+    }
+    return caf::none;
+  }
+
+  void claim(claim_call& call) {
+    outcomes.append(std::move(call.outcomes));
+    auto db = store.get();
+    if (!db) {
+      call.error = make_error(errc::database_unavailable,
+                              "reserving jobs: the store is unreachable");
+      return;
+    }
+    if (auto err = reconciled(*db, std::move(call.held))) {
+      call.error = std::move(err);
+      return;
+    }
+    auto r = db->complete_and_reserve(outcomes.changes(), call.params);
+    if (!r) {
+      call.error = std::move(r.error());
+      failed(call.error, "recording outcomes and reserving jobs");
+      return;
+    }
+    outcomes.report(r->applied);
+    if (r->reserve_error) {
+      call.error = std::move(r->reserve_error);
+      failed(call.error, "reserving jobs");
+      return;
+    }
+    call.reserved = std::move(r->reserved);
+  }
+
+  /// Sends the queue a cancel for each of its running jobs asked to cancel.
+  void check_cancels(caf::event_based_actor* self) {
+    auto db = store.get();
+    if (!db)
+      return;
+    auto running = db->get_running_jobs_of_owner(owner);
+    if (!running) {
+      failed(running.error(), "reading cancels of running jobs");
+      return;
+    }
+    for (auto& j : *running)
+      if (j.cancel_reason)
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()),
+                   cancel_atom::value, j.id, *j.cancel_reason);
+  }
+
+  /// Whatever an adapter throws is reported, never fatal, so that one bad
+  /// row or call cannot crash-loop the queue.
+  template <class F>
+  void guarded(const char* what, F f) {
+    try {
+      f();
+    } catch (const std::exception& ex) {
+      report(std::string{what} + " failed: " + ex.what());
+    } catch (...) {
+      report(std::string{what} + " failed");
+    }
+  }
+
+  void report(std::string message) const {
+    event e{event_kind::queue_error};
+    e.queue = queue;
+    e.message = std::move(message);
+    ctx.emit(std::move(e));
+  }
+};
+
+caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self,
+                           node_context ctx, std::string queue,
+                           std::string owner) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.queue = std::move(queue);
+  st.owner = std::move(owner);
+  st.store = store_connection{st.ctx, "queue", st.queue};
+  st.outcomes = outcome_buffer{st.ctx, st.queue, st.owner};
+  st.store.get();
+  // Outcomes kept when the queue dies are written before this worker goes
+  // (those whose jobs the registry released first are refused).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    self->state.guarded("writing outcomes", [&] { self->state.write(true); });
+    self->quit(em.reason);
+  });
+  return {
+      [=](claim_atom, claim_call_ptr& call) {
+        try {
+          self->state.claim(*call);
+        } catch (const std::exception& ex) {
+          call->error = make_error(errc::database_error,
+                                   std::string{"reserving jobs: "} +
+                                       ex.what());
+        }
+        return call;
+      },
+      [=](write_outcomes_atom, outcome_batch& xs) {
+        auto& st = self->state;
+        st.outcomes.append(std::move(xs));
+        st.guarded("recording job outcomes", [&] { st.write(); });
+      },
+      [=](check_cancels_atom) {
+        self->state.guarded("reading cancels",
+                            [&] { self->state.check_cancels(self); });
+      },
+      [=](finish_atom, outcome_batch& xs) {
+        auto& st = self->state;
+        st.outcomes.append(std::move(xs));
+        st.guarded("recording job outcomes", [&] { st.write(true); });
+        // Whatever the store still holds for the owner (a lost reply, an
+        // outcome it refused) goes back to the table.
+        st.guarded("releasing reservations", [&] {
+          st.store.run_now("releasing reservations at shutdown",
+                           [&st](db_adapter& db) -> caf::error {
+                             auto r = db.release_unheld(st.owner, {});
+                             if (!r)
+                               return std::move(r.error());
+                             return caf::none;
+                           });
+        });
+        return caf::unit;
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_store_worker(caf::event_based_actor* queue, node_context ctx,
+                              std::string queue_name, std::string owner) {
+  return queue->spawn<caf::linked + caf::detached>(
+      store_worker, std::move(ctx), std::move(queue_name), std::move(owner));
+}
+
+} // namespace bg_jobs::detail
