@@ -19,6 +19,7 @@
 #include "bg_jobs/actors/detail/node_tree.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/http/detail/http_access.hpp"
 
 namespace bg_jobs {
 
@@ -398,6 +399,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   // Its own context does not hold it (no cycle).
   direct->door = detail::enqueuer{ctx, "node"};
   ctx.shared = direct;
+  // The dashboard's actions take effect on this node.
+  auto dashboard_actions = detail::in_node(ctx);
   auto root = detail::spawn_node(sys, std::move(ctx));
   // The name is free again once this tree is gone, however it ends.
   root->attach_functor(
@@ -432,7 +435,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   }
   std::shared_ptr<http_server> http;
   if (!failure && http_) {
-    auto started = http_server::start(connect_, *http_, node_metrics);
+    auto started = detail::http_access::start(connect_, *http_, node_metrics,
+                                              dashboard_actions);
     if (started)
       http = std::move(*started);
     else

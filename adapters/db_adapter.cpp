@@ -160,6 +160,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_paused",
       "bg_jobs_queues",
       "bg_jobs_leases",
+      "bg_jobs_actions",
   };
   std::string text{sql};
   if (prefix.empty())

@@ -14,6 +14,7 @@
 
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/completion.hpp"
+#include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/timestamp.hpp"
@@ -212,6 +213,19 @@ enum class pause_kind { queue, schedule };
 /// `"queue"` or `"schedule"`.
 const char* to_string(pause_kind k);
 
+/// An operator action recorded by a process without a node, as stored.
+struct recorded_action {
+  int64_t id = 0;
+  timestamp at;
+  /// The telemetry name of its event.
+  std::string kind;
+  std::string queue;
+  /// 0: not about one job.
+  int64_t job_id = 0;
+  std::string job_name;
+  std::string message;
+};
+
 /// A pause as stored.
 struct pause_record {
   pause_kind kind = pause_kind::queue;
@@ -235,7 +249,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 9;
+  static constexpr int schema_version_current = 10;
 
   virtual capabilities caps() const = 0;
 
@@ -296,6 +310,17 @@ public:
   /// Gives the lease `name` up if `holder` holds it.
   virtual caf::expected<void> release_lease(const std::string& name,
                                             const std::string& holder) = 0;
+
+  /// Records the events of operator actions taken outside any node (the
+  /// command line), in one transaction, for the node that holds the
+  /// upkeep's lease to report.
+  virtual caf::expected<void>
+  record_actions(const std::vector<event>& events) = 0;
+
+  /// Removes and returns up to `limit` of the oldest recorded actions,
+  /// oldest first; two callers never take the same one.
+  virtual caf::expected<std::vector<recorded_action>>
+  take_actions(int limit) = 0;
 
   /// The clock this store dates rows and compares times with, as this
   /// process reads it; null when that is the system clock (SQLite: every

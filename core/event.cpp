@@ -72,6 +72,13 @@ const char* to_string(event_kind k) {
   return "bg_jobs.unknown";
 }
 
+std::optional<event_kind> event_kind_named(std::string_view name) {
+  for (int k = 0; k <= static_cast<int>(event_kind::maintenance_leader); ++k)
+    if (name == to_string(static_cast<event_kind>(k)))
+      return static_cast<event_kind>(k);
+  return std::nullopt;
+}
+
 const char* to_string(log_level l) {
   switch (l) {
   case log_level::debug:

@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/timestamp.hpp"
@@ -96,6 +97,9 @@ using event_listener = std::function<void(const event&)>;
 
 /// Returns the telemetry name of `k`.
 const char* to_string(event_kind k);
+
+/// The kind whose telemetry name is `name`, if any.
+std::optional<event_kind> event_kind_named(std::string_view name);
 
 /// Returns `"debug"`, `"info"`, `"warning"` or `"error"`.
 const char* to_string(log_level l);

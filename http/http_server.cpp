@@ -22,6 +22,7 @@
 #include "bg_jobs/core/parse.hpp"
 #include "bg_jobs/http/detail/bounded_server.hpp"
 #include "bg_jobs/http/detail/dashboard_page.hpp"
+#include "bg_jobs/http/detail/http_access.hpp"
 
 namespace bg_jobs {
 
@@ -339,6 +340,8 @@ struct http_server::impl {
   adapter_factory store;
   http_options options;
   std::shared_ptr<bg_jobs::metrics> metrics;
+  /// Where the effects of actions go (none: the store's journal).
+  detail::action_sink sink;
   std::unique_ptr<detail::bounded_server> server;
   std::string csrf = random_token();
   std::mutex pool_mtx;
@@ -683,17 +686,19 @@ struct http_server::impl {
       auto id = parse_job_id(id_text);
       if (!id)
         return std::move(id.error());
+      detail::control_plane cp{db};
       if (op == "delete") {
-        if (auto r = db.delete_job(*id); !r)
+        if (auto r = cp.remove(*id); !r)
           return std::move(r.error());
+        report(db, cp);
         reply(res, 200, {{"deleted", *id}});
         return caf::none;
       }
-      auto r = op == "retry"
-                   ? db.retry_job(*id)
-                   : db.cancel_job(*id, "cancelled from the dashboard");
+      auto r = op == "retry" ? cp.retry(*id)
+                             : cp.cancel(*id, "cancelled from the dashboard");
       if (!r)
         return std::move(r.error());
+      report(db, cp);
       reply(res, 200, wire::as_json(*r));
       return caf::none;
     });
@@ -705,15 +710,24 @@ struct http_server::impl {
       return;
     with_db(res, [&](db_adapter& db) -> caf::error {
       // As the command line: only a queue some node announced.
-      if (auto known = names_of_queue(db, queue); !known)
-        return std::move(known.error());
-      auto r = pause ? db.pause(pause_kind::queue, queue)
-                     : db.resume(pause_kind::queue, queue);
-      if (!r)
+      detail::control_plane cp{db};
+      if (auto r = cp.set_paused(pause_kind::queue, queue, pause); !r)
         return std::move(r.error());
+      report(db, cp);
       reply(res, 200, {{"queue", queue}, {"paused", pause}});
       return caf::none;
     });
+  }
+
+  /// Hands what an action means for the nodes on: to the node this server
+  /// runs in, or else to the store's journal. The action is done either
+  /// way; a journal that cannot be written loses its events only.
+  void report(db_adapter& db, detail::control_plane& cp) {
+    auto fx = cp.take_effects();
+    if (sink)
+      sink(std::move(fx));
+    else
+      detail::record_in_journal(db, fx);
   }
 };
 
@@ -732,9 +746,27 @@ void http_server::stop() {
     impl_->server->stop();
 }
 
+namespace detail {
+
+caf::expected<std::unique_ptr<http_server>>
+http_access::start(adapter_factory store, http_options options,
+                   std::shared_ptr<bg_jobs::metrics> m, action_sink sink) {
+  return http_server::launch(std::move(store), std::move(options),
+                             std::move(m), std::move(sink));
+}
+
+} // namespace detail
+
 caf::expected<std::unique_ptr<http_server>>
 http_server::start(adapter_factory store, http_options options,
                    std::shared_ptr<bg_jobs::metrics> m) {
+  return launch(std::move(store), std::move(options), std::move(m), {});
+}
+
+caf::expected<std::unique_ptr<http_server>>
+http_server::launch(adapter_factory store, http_options options,
+                    std::shared_ptr<bg_jobs::metrics> m,
+                    std::function<void(detail::action_effects)> sink) {
   if (!is_loopback(options.host) && options.token.empty())
     return make_error(errc::invalid_config,
                       "the dashboard listens on " + printable(options.host) +
@@ -751,6 +783,7 @@ http_server::start(adapter_factory store, http_options options,
   p->store = std::move(store);
   p->options = std::move(options);
   p->metrics = m ? std::move(m) : std::make_shared<bg_jobs::metrics>();
+  p->sink = std::move(sink);
   auto raw = p.get();
   auto server = detail::bounded_server::start(
       p->options.host, p->options.port, p->options.limits,

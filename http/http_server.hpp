@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 #include <memory>
 #include <string>
@@ -12,6 +13,11 @@
 #include "bg_jobs/core/event.hpp"
 
 namespace bg_jobs {
+
+namespace detail {
+struct http_access;
+struct action_effects;
+} // namespace detail
 
 /// What one client of the HTTP server may send and for how long.
 struct http_limits {
@@ -105,6 +111,11 @@ public:
   struct impl;
 
 private:
+  friend struct detail::http_access;
+  static caf::expected<std::unique_ptr<http_server>>
+  launch(adapter_factory store, http_options options,
+         std::shared_ptr<bg_jobs::metrics> metrics,
+         std::function<void(detail::action_effects)> sink);
   explicit http_server(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

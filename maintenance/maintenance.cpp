@@ -182,6 +182,43 @@ std::chrono::milliseconds vacuum_service::pace(int64_t dead, int64_t left_dead,
   return std::max(next, cfg_.every);
 }
 
+caf::error actions_service::config::validate() const {
+  if (every.count() <= 0)
+    return make_error(errc::invalid_argument,
+                      "the actions interval must be positive");
+  return caf::none;
+}
+
+maintenance_report actions_service::run_once(db_adapter& db, timestamp) {
+  maintenance_report report;
+  constexpr int batch = 100;
+  auto taken = db.take_actions(batch);
+  if (!taken) {
+    report.errors.push_back(std::move(taken.error()));
+    return report;
+  }
+  for (auto& a : *taken) {
+    auto kind = event_kind_named(a.kind);
+    if (!kind)
+      continue; // written by a newer version: not ours to report
+    event e{*kind};
+    e.queue = std::move(a.queue);
+    e.message = std::move(a.message);
+    if (a.job_id != 0) {
+      job j;
+      j.id = a.job_id;
+      j.name = std::move(a.job_name);
+      e.job = std::move(j);
+    }
+    report.events.push_back(std::move(e));
+  }
+  using std::chrono::milliseconds;
+  next_ = taken->empty() ? std::min(next_ * 2, std::max(cfg_.every,
+                                                        milliseconds{1000}))
+                         : milliseconds{taken->size() == batch ? 1 : 1000};
+  return report;
+}
+
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
@@ -193,6 +230,8 @@ maintenance_services(const std::string& node, const maintenance_config& cfg) {
       rescue_service::config{cfg.lease, cfg.interval()}));
   xs.push_back(std::make_shared<prune_service>(
       prune_service::config{cfg.retention, cfg.prune_every}));
+  xs.push_back(
+      std::make_shared<actions_service>(actions_service::config{cfg.interval()}));
   if (cfg.vacuum_dead_rows > 0)
     xs.push_back(std::make_shared<vacuum_service>(
         vacuum_service::config{cfg.vacuum_dead_rows, cfg.vacuum_every}));

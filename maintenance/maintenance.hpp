@@ -53,6 +53,8 @@ struct maintenance_report {
   std::vector<job> rescued;
   int64_t pruned = 0;
   bool vacuumed = false;
+  /// Events to emit (operator actions recorded outside any node).
+  std::vector<event> events;
   std::vector<caf::error> errors;
 };
 
@@ -213,6 +215,30 @@ private:
   std::chrono::milliseconds next_ = cfg_.every;
   int64_t seen_dead_ = -1;
   clock::time_point seen_at_;
+};
+
+/// Reports the operator actions recorded in the store by processes without
+/// a node (the command line) as this node's events, and removes them: each
+/// is reported once, by the node that holds the upkeep (none is reported if
+/// that node dies between taking and emitting it). Looks a second after a
+/// round that found some, and otherwise ever less often, doubling up to
+/// `every`.
+class actions_service : public maintenance_service {
+public:
+  struct config {
+    std::chrono::milliseconds every{10000};
+    caf::error validate() const;
+  };
+
+  explicit actions_service(config cfg) : cfg_(cfg) {}
+  const char* name() const override { return "actions"; }
+  bool store_wide() const override { return true; }
+  std::chrono::milliseconds interval() const override { return next_; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+  std::chrono::milliseconds next_{1000};
 };
 
 /// The services of a node, from its settings: the heartbeat, the leader's

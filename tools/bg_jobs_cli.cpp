@@ -27,6 +27,7 @@
 #include "bg_jobs/adapters/store_spec.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/control/detail/control_plane.hpp"
 #include "bg_jobs/core/parse.hpp"
 #include "bg_jobs/http/http_server.hpp"
 #include "bg_jobs/scheduling/cron_schedule.hpp"
@@ -201,6 +202,16 @@ T value_of(caf::expected<T> x) {
 void ok_or_fail(const caf::expected<void>& x) {
   if (!x)
     fail_with(x.error());
+}
+
+/// Records the events of the action just done in the store, for the node
+/// that holds the upkeep to report as its own. The action is done: a
+/// journal that cannot be written is a warning.
+void journal(bg_jobs::db_adapter& db, bg_jobs::detail::control_plane& cp) {
+  if (auto err = bg_jobs::detail::record_in_journal(db, cp.take_effects()))
+    std::cerr << "bg_jobs: warning: the action is done, but its event was not "
+                 "recorded for the nodes: "
+              << bg_jobs::describe(err) << '\n';
 }
 
 /// A value read strictly from the command line, or a usage error.
@@ -688,8 +699,10 @@ int main(int argc, char** argv) {
         throw usage_error{"--failed needs --name NAME"};
       auto ids = ids_of(retry_ids);
       auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
       if (retry_failed) {
-        auto n = value_of(db->retry_failed(retry_name));
+        auto n = value_of(cp.retry_failed(retry_name));
+        journal(*db, cp);
         std::cout << (as_json ? json_text({{"retried", n}})
                               : "retried " + std::to_string(n) + " jobs")
                   << '\n';
@@ -699,7 +712,8 @@ int main(int argc, char** argv) {
                  s == bg_jobs::job_state::cancelled;
         });
         for (auto id : ids) {
-          auto r = value_of(db->retry_job(id));
+          auto r = value_of(cp.retry(id));
+          journal(*db, cp);
           std::cout << (as_json ? json_text(bg_jobs::wire::as_json(r))
                                 : "retried job " + std::to_string(id))
                     << '\n';
@@ -715,8 +729,10 @@ int main(int argc, char** argv) {
                s == bg_jobs::job_state::scheduled ||
                s == bg_jobs::job_state::running;
       });
+      bg_jobs::detail::control_plane cp{*db};
       for (auto id : ids) {
-        auto r = value_of(db->cancel_job(id, cancel_reason));
+        auto r = value_of(cp.cancel(id, cancel_reason));
+        journal(*db, cp);
         std::cout << (as_json ? json_text(bg_jobs::wire::as_json(r))
                       : r.state == bg_jobs::job_state::cancelled
                           ? "cancelled job " + std::to_string(id)
@@ -730,8 +746,10 @@ int main(int argc, char** argv) {
       all_or_none(*db, ids, "deleted", [](bg_jobs::job_state s) {
         return s != bg_jobs::job_state::running;
       });
+      bg_jobs::detail::control_plane cp{*db};
       for (auto id : ids) {
-        ok_or_fail(db->delete_job(id));
+        ok_or_fail(cp.remove(id));
+        journal(*db, cp);
         std::cout << (as_json ? json_text({{"deleted", id}})
                               : "deleted job " + std::to_string(id))
                   << '\n';
@@ -766,14 +784,11 @@ int main(int argc, char** argv) {
         table(rows);
     } else if (*q_pause || *q_resume) {
       auto db = store.open();
-      bool known = false;
-      for (auto& q : value_of(db->known_queues()))
-        known = known || q.queue == queue_name;
-      if (!known)
-        throw failed{"bg_jobs.unknown_queue: no node has announced a queue '" +
-                     shown(queue_name) + "'"};
-      ok_or_fail(*q_pause ? db->pause(bg_jobs::pause_kind::queue, queue_name)
-                          : db->resume(bg_jobs::pause_kind::queue, queue_name));
+      // Only a queue some node announced.
+      bg_jobs::detail::control_plane cp{*db};
+      ok_or_fail(cp.set_paused(bg_jobs::pause_kind::queue, queue_name,
+                               bool(*q_pause)));
+      journal(*db, cp);
       std::cout << (as_json ? json_text({{"queue", queue_name},
                                          {"paused", bool(*q_pause)}})
                             : std::string{*q_pause ? "paused " : "resumed "} +

@@ -52,6 +52,21 @@ std::string enqueuer::queue_of(const std::string& job_name) const {
   return i == ctx_.plan->queue_of_job.end() ? std::string{} : i->second;
 }
 
+action_sink in_node(node_context ctx) {
+  return [ctx](action_effects fx) {
+    auto router = ctx.dir->get(actor_directory::router);
+    if (router) {
+      for (auto& name : fx.wake)
+        caf::anon_send(router, wake_atom::value, name);
+      for (auto& c : fx.cancels)
+        caf::anon_send(router, cancel_atom::value, c.job_id, c.reason,
+                       c.job_name);
+    }
+    for (auto& e : fx.events)
+      ctx.emit(std::move(e));
+  };
+}
+
 void enqueuer::wake(const std::string& job_name,
                     std::chrono::milliseconds delay) {
   auto router = ctx_.dir->get(actor_directory::router);

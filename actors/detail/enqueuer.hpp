@@ -10,6 +10,7 @@
 
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/detail/store_connection.hpp"
+#include "bg_jobs/control/detail/control_plane.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
 
@@ -56,6 +57,10 @@ private:
   node_context ctx_;
   store_connection store_;
 };
+
+/// Applies operator actions' effects on the node of `ctx`: emits their
+/// events, wakes its queues and asks them to stop the running jobs.
+action_sink in_node(node_context ctx);
 
 /// The node's shared connection (in an enqueuer), with the lock that lets
 /// one caller at a time use it: the threads that call `instance::enqueue`,

@@ -66,24 +66,23 @@ struct front_door_state {
     return r;
   }
 
-  void emit_job(event_kind k, const job_record& r, std::string message = {}) {
-    if (!ctx.bus->active())
-      return;
-    event e{k};
-    job j;
-    j.id = r.id;
-    j.name = r.name;
-    j.payload = r.payload;
-    j.priority = r.priority;
-    j.attempts = r.attempts;
-    j.created_at = r.created_at;
-    j.available_at = r.available_at;
-    j.reserved_at = r.reserved_at;
-    j.reserved_by = r.reserved_by;
-    e.job = std::move(j);
-    e.queue = door.queue_of(r.name);
-    e.message = std::move(message);
-    ctx.emit(std::move(e));
+  /// Runs one operator action through the control plane on this node's
+  /// connection, then applies what it means here.
+  template <class T, class F>
+  caf::expected<T> act(const std::string& what, F f) {
+    action_effects fx;
+    auto r = control<T>(what, [&](db_adapter& db) {
+      control_plane cp{
+          db, [this](const std::string& n) { return door.queue_of(n); },
+          [this](pause_kind k, const std::string& n) {
+            return check_pausable(k, n);
+          }};
+      caf::expected<T> x = f(cp);
+      fx = cp.take_effects();
+      return x;
+    });
+    in_node(ctx)(std::move(fx));
+    return r;
   }
 
   /// Concurrency per queue on this node, as configured or scaled.
@@ -117,27 +116,6 @@ struct front_door_state {
     return make_error(errc::unknown_queue, "no scheduled job '" +
                                                printable(name) +
                                                "' is configured");
-  }
-
-  caf::expected<void> set_pause(bool paused, pause_kind k,
-                                const std::string& name) {
-    if (auto err = check_pausable(k, name))
-      return err;
-    auto r =
-        control<void>(paused ? "pausing" : "resuming", [&](db_adapter& db) {
-          return paused ? db.pause(k, name) : db.resume(k, name);
-        });
-    if (!r)
-      return r;
-    if (!paused)
-      door.wake("*");
-    event e{k == pause_kind::queue ? (paused ? event_kind::queue_paused
-                                             : event_kind::queue_resumed)
-                                   : (paused ? event_kind::schedule_paused
-                                             : event_kind::schedule_resumed)};
-    e.queue = name;
-    ctx.emit(std::move(e));
-    return r;
   }
 
   caf::expected<stats_report> stats() {
@@ -212,76 +190,48 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       [=](cancel_atom, int64_t id,
           const std::string& reason) -> caf::result<job_record> {
         return guarded([&]() -> caf::result<job_record> {
-          auto& st = self->state;
-          auto r =
-              st.control<job_record>("cancelling a job", [&](db_adapter& db) {
-                return db.cancel_job(id, reason);
-              });
+          auto r = self->state.act<job_record>(
+              "cancelling a job",
+              [&](control_plane& cp) { return cp.cancel(id, reason); });
           if (!r)
             return std::move(r.error());
-          if (r->state == job_state::running) {
-            if (auto router = st.ctx.dir->get(actor_directory::router))
-              self->send(router, cancel_atom::value, id, *r->cancel_reason,
-                         r->name);
-            st.emit_job(event_kind::job_cancel_requested, *r,
-                        *r->cancel_reason);
-          } else {
-            st.emit_job(event_kind::job_cancelled, *r, r->error.value_or(""));
-          }
           return std::move(*r);
         });
       },
       [=](retry_atom, int64_t id) -> caf::result<job_record> {
         return guarded([&]() -> caf::result<job_record> {
-          auto& st = self->state;
-          auto r =
-              st.control<job_record>("retrying a job", [&](db_adapter& db) {
-                return db.retry_job(id);
-              });
+          auto r = self->state.act<job_record>(
+              "retrying a job", [&](control_plane& cp) { return cp.retry(id); });
           if (!r)
             return std::move(r.error());
-          st.door.wake(r->name);
-          st.emit_job(event_kind::job_retried, *r);
           return std::move(*r);
         });
       },
       [=](retry_atom, const std::string& name) -> caf::result<int64_t> {
         return guarded([&]() -> caf::result<int64_t> {
-          auto& st = self->state;
-          auto n =
-              st.control<int64_t>("retrying failed jobs", [&](db_adapter& db) {
-                return db.retry_failed(name);
-              });
+          auto n = self->state.act<int64_t>(
+              "retrying failed jobs",
+              [&](control_plane& cp) { return cp.retry_failed(name); });
           if (!n)
             return std::move(n.error());
-          if (*n > 0) {
-            st.door.wake(name);
-            event e{event_kind::job_retried};
-            e.message = std::to_string(*n) + " failed jobs of '" + name + "'";
-            st.ctx.emit(std::move(e));
-          }
           return *n;
         });
       },
       [=](delete_atom, int64_t id) -> caf::result<void> {
         return guarded([&]() -> caf::result<void> {
-          auto& st = self->state;
-          auto rec = st.control<job_record>(
-              "reading a job", [&](db_adapter& db) { return db.get_job(id); });
-          auto r = st.control<void>("deleting a job", [&](db_adapter& db) {
-            return db.delete_job(id);
-          });
+          auto r = self->state.act<void>(
+              "deleting a job", [&](control_plane& cp) { return cp.remove(id); });
           if (!r)
             return std::move(r.error());
-          if (rec)
-            st.emit_job(event_kind::job_deleted, *rec);
           return caf::unit;
         });
       },
       [=](pause_atom, pause_kind k,
           const std::string& name) -> caf::result<void> {
         return guarded([&]() -> caf::result<void> {
-          auto r = self->state.set_pause(true, k, name);
+          auto r = self->state.act<void>("pausing", [&](control_plane& cp) {
+            return cp.set_paused(k, name, true);
+          });
           if (!r)
             return std::move(r.error());
           return caf::unit;
@@ -290,7 +240,9 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       [=](resume_atom, pause_kind k,
           const std::string& name) -> caf::result<void> {
         return guarded([&]() -> caf::result<void> {
-          auto r = self->state.set_pause(false, k, name);
+          auto r = self->state.act<void>("resuming", [&](control_plane& cp) {
+            return cp.set_paused(k, name, false);
+          });
           if (!r)
             return std::move(r.error());
           return caf::unit;

@@ -573,7 +573,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
 
 caf::actor spawn_queue(caf::event_based_actor* parent, node_context ctx,
                        size_t index) {
-  return parent->spawn<caf::linked>(queue_actor, std::move(ctx), index);
+  return parent->spawn<caf::linked + caf::detached>(queue_actor, std::move(ctx),
+                                                    index);
 }
 
 } // namespace bg_jobs::detail

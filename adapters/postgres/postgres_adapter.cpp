@@ -173,6 +173,16 @@ const char* const migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  holder TEXT NOT NULL,"
     "  expires_at TIMESTAMPTZ NOT NULL);",
+    // version 10: operator actions taken outside any node, for the upkeep's
+    // node to report as events
+    "CREATE TABLE bg_jobs_actions ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  at TIMESTAMPTZ NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  queue TEXT NOT NULL,"
+    "  job_id BIGINT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  message TEXT NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -965,7 +975,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_leases, bg_jobs_queues,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_actions, bg_jobs_leases,"
+            " bg_jobs_queues,"
             " bg_jobs_paused,"
             " bg_jobs_unique,"
             " bg_jobs_nodes,"
@@ -1351,6 +1362,52 @@ postgres_adapter::hold_lease(const std::string& name, const std::string& holder,
                              now + ttl.count())
                 .empty();
   });
+}
+
+caf::expected<void>
+postgres_adapter::record_actions(const std::vector<event>& events) {
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("recording an action", [&](pqxx::work& tx) {
+    for (auto& e : events)
+      tx.exec_params("INSERT INTO bg_jobs_actions"
+                     " (at, kind, queue, job_id, job_name, message)"
+                     " VALUES (" BG_JOBS_TS("$1") ", $2, $3, $4, $5, $6)",
+                     now, std::string{e.name()}, e.queue,
+                     e.job ? e.job->id : int64_t{0},
+                     e.job ? e.job->name : std::string{}, e.message);
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<recorded_action>>
+postgres_adapter::take_actions(int limit) {
+  return impl_->in_statement(
+      "taking recorded actions", [&](pqxx::transaction_base& tx) {
+        std::vector<recorded_action> result;
+        for (const auto& r : tx.exec_params(
+                 "DELETE FROM bg_jobs_actions WHERE id = ANY (ARRAY("
+                 "SELECT id FROM bg_jobs_actions ORDER BY id LIMIT $1"
+                 " FOR UPDATE SKIP LOCKED))"
+                 " RETURNING id, " BG_JOBS_MS("at") ", kind, queue, job_id,"
+                 " job_name, message",
+                 limit)) {
+          recorded_action a;
+          a.id = r[0].as<int64_t>();
+          a.at = field_time(r[1]);
+          a.kind = r[2].as<std::string>();
+          a.queue = r[3].as<std::string>();
+          a.job_id = r[4].as<int64_t>();
+          a.job_name = r[5].as<std::string>();
+          a.message = r[6].as<std::string>();
+          result.push_back(std::move(a));
+        }
+        std::sort(result.begin(), result.end(),
+                  [](auto& a, auto& b) { return a.id < b.id; });
+        return result;
+      });
 }
 
 caf::expected<void> postgres_adapter::release_lease(const std::string& name,

@@ -116,6 +116,16 @@ const char* const migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  holder TEXT NOT NULL,"
     "  expires_at INTEGER NOT NULL);",
+    // version 10: operator actions taken outside any node, for the upkeep's
+    // node to report as events
+    "CREATE TABLE bg_jobs_actions ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  queue TEXT NOT NULL,"
+    "  job_id INTEGER NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  message TEXT NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -300,6 +310,15 @@ const char sql_hold_lease[] =
 
 const char sql_release_lease[] =
     "DELETE FROM bg_jobs_leases WHERE name = ?1 AND holder = ?2";
+
+const char sql_record_action[] =
+    "INSERT INTO bg_jobs_actions (at, kind, queue, job_id, job_name, message)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const char sql_take_actions[] =
+    "DELETE FROM bg_jobs_actions WHERE id IN"
+    " (SELECT id FROM bg_jobs_actions ORDER BY id LIMIT ?1)"
+    " RETURNING id, at, kind, queue, job_id, job_name, message";
 
 const char sql_node_holder[] =
     "SELECT instance, host, pid, started_at, heartbeat_at FROM bg_jobs_nodes"
@@ -863,7 +882,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_leases;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_actions;"
+                    "DROP TABLE IF EXISTS bg_jobs_leases;"
                     "DROP TABLE IF EXISTS bg_jobs_queues;"
                     "DROP TABLE IF EXISTS bg_jobs_paused;"
                     "DROP TABLE IF EXISTS bg_jobs_unique;"
@@ -1316,6 +1336,60 @@ caf::expected<void> sqlite_adapter::release_lease(const std::string& name,
   if (int rc = q.step(); rc != SQLITE_DONE)
     return failure(rc, "releasing a lease");
   return caf::unit;
+}
+
+caf::expected<void>
+sqlite_adapter::record_actions(const std::vector<event>& events) {
+  auto now = to_unix_ms(options_.clock->now());
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  for (auto& e : events) {
+    // Bound without a copy: alive until the statement ran.
+    std::string kind = e.name();
+    std::string job_name = e.job ? e.job->name : std::string{};
+    auto r = execute(
+        sql_record_action,
+        [&](statement& q) {
+          q.bind(1, now)
+              .bind(2, kind)
+              .bind(3, e.queue)
+              .bind(4, e.job ? e.job->id : int64_t{0})
+              .bind(5, job_name)
+              .bind(6, e.message);
+        },
+        "recording an action");
+    if (!r)
+      return std::move(r.error());
+  }
+  return tx.commit();
+}
+
+caf::expected<std::vector<recorded_action>>
+sqlite_adapter::take_actions(int limit) {
+  auto s = prepare(sql_take_actions);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, int64_t{limit});
+  std::vector<recorded_action> result;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    recorded_action a;
+    a.id = sqlite3_column_int64(q.get(), 0);
+    a.at = column_time(q.get(), 1);
+    a.kind = column_text(q.get(), 2);
+    a.queue = column_text(q.get(), 3);
+    a.job_id = sqlite3_column_int64(q.get(), 4);
+    a.job_name = column_text(q.get(), 5);
+    a.message = column_text(q.get(), 6);
+    result.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "taking recorded actions");
+  std::sort(result.begin(), result.end(),
+            [](auto& a, auto& b) { return a.id < b.id; });
+  return result;
 }
 
 caf::expected<void> sqlite_adapter::heartbeat(const std::string& node) {

@@ -81,6 +81,8 @@ public:
   caf::expected<bool> hold_lease(const std::string& name,
                                  const std::string& holder,
                                  std::chrono::milliseconds ttl) override;
+  caf::expected<void> record_actions(const std::vector<event>& events) override;
+  caf::expected<std::vector<recorded_action>> take_actions(int limit) override;
   caf::expected<void> release_lease(const std::string& name,
                                     const std::string& holder) override;
   caf::expected<std::optional<node_holder>>

@@ -54,6 +54,8 @@ struct periodic_state {
         e.job = std::move(j);
         ctx.emit(std::move(e));
       }
+      for (auto& e : report.events)
+        ctx.emit(std::move(e));
       for (auto& err : report.errors)
         store.failed(err, s.name());
     }

@@ -6,8 +6,12 @@
 
 #include <httplib.h>
 
+#include <caf/scoped_actor.hpp>
+
 #include "actors/runtime_fixture.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "support/process.hpp"
+#include "support/wait.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -75,6 +79,69 @@ TEST_SUITE("http") {
     auto body = nlohmann::json::parse(stats->body);
     REQUIRE(body["queues"].size() == 1);
     CHECK(body["queues"][0]["counts"]["succeeded"] == 3);
+  }
+
+  BG_JOBS_RUNTIME_CASE("a cancel from a method, a message, the dashboard "
+                       "or the command line is one event, counted by the "
+                       "node") {
+    http_options o;
+    o.port = 0;
+    // The upkeep looks for actions recorded by other processes every second.
+    auto bg = start(make_builder()
+                        .with_node_lease(3s)
+                        .with_http(o)
+                        .with_queue(metric_queue()));
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 4; ++i) {
+      auto j = bg.enqueue(job_request{"ok"}.available_in(1h));
+      REQUIRE(j);
+      ids.push_back(j->id);
+    }
+    // A method of the instance.
+    REQUIRE(bg.cancel(ids[0], "by method"));
+    // A message to the bg_jobs actor, as another actor or process sends.
+    {
+      caf::scoped_actor self{*sys};
+      bool done = false;
+      self->request(bg.actor(), 10s, cancel_atom::value, ids[1],
+                    std::string{"by message"})
+          .receive([&](const job_record&) { done = true; },
+                   [&](caf::error&) {});
+      REQUIRE(done);
+    }
+    // The dashboard.
+    httplib::Client client{"127.0.0.1", bg.http_port()};
+    auto page = client.Get("/");
+    REQUIRE(page);
+    auto at = page->body.find("name=\"csrf\" content=\"");
+    REQUIRE(at != std::string::npos);
+    httplib::Headers csrf = {{"X-CSRF-Token", page->body.substr(at + 21, 32)}};
+    auto path = "/api/jobs/" + std::to_string(ids[2]) + "/cancel";
+    auto res = client.Post(path.c_str(), csrf, "", "text/plain");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    // The command line, another process without a node.
+    test::child_process cli{{BG_JOBS_CLI, "jobs", "cancel",
+                             std::to_string(ids[3]), "--db",
+                             the_store->location()}};
+    REQUIRE(cli.started());
+    REQUIRE(cli.wait(30s) == 0);
+    // Each is reported once, by this node, as the same event.
+    REQUIRE(test::eventually(
+        [&] { return log.count(event_kind::job_cancelled) >= 4; }, 30s));
+    bg.flush_events();
+    std::multiset<int64_t> cancelled;
+    for (auto& e : log.of(event_kind::job_cancelled)) {
+      REQUIRE(e.job);
+      CHECK(e.queue == "q");
+      CHECK(e.job->name == "ok");
+      cancelled.insert(e.job->id);
+    }
+    CHECK(cancelled == std::multiset<int64_t>(ids.begin(), ids.end()));
+    auto m = parse_exposition(client.Get("/metrics")->body);
+    CHECK(m["bg_jobs_jobs_cancelled_total{job=\"ok\",queue=\"q\"}"] == 4);
+    for (auto id : ids)
+      CHECK(store()->get_job(id)->state == job_state::cancelled);
   }
 
   BG_JOBS_RUNTIME_CASE("the API refuses requests without their tokens") {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -817,6 +818,87 @@ TEST_SUITE("conformance") {
     CHECK_FALSE(value_of(db->hold_lease("upkeep", "a", 20s)));
     require_ok(other->release_lease("upkeep", "b"));
     CHECK(value_of(db->hold_lease("upkeep", "a", 20s)));
+  }
+
+  TEST_CASE_TEMPLATE("recorded actions are taken once, oldest first", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto other = store.connect();
+    std::vector<event> es;
+    for (int i = 1; i <= 3; ++i) {
+      event e{event_kind::job_cancelled};
+      e.queue = "q";
+      e.message = "reason " + std::to_string(i) + " \"quoted\"\n";
+      job j;
+      j.id = 40 + i;
+      j.name = "j";
+      e.job = j;
+      es.push_back(e);
+    }
+    event paused{event_kind::queue_paused};
+    paused.queue = "q";
+    es.push_back(paused);
+    require_ok(db->record_actions(es));
+    auto first = value_of(other->take_actions(2));
+    REQUIRE(first.size() == 2);
+    CHECK(first[0].kind == "bg_jobs.job.cancel");
+    CHECK(first[0].job_id == 41);
+    CHECK(first[0].job_name == "j");
+    CHECK(first[0].queue == "q");
+    CHECK(first[0].message == "reason 1 \"quoted\"\n");
+    CHECK(first[1].job_id == 42);
+    CHECK(first[0].id < first[1].id);
+    auto rest = value_of(db->take_actions(10));
+    REQUIRE(rest.size() == 2);
+    CHECK(rest[0].job_id == 43);
+    CHECK(rest[1].kind == "bg_jobs.queue.pause");
+    CHECK(rest[1].job_id == 0);
+    CHECK(value_of(other->take_actions(10)).empty());
+  }
+
+  TEST_CASE_TEMPLATE("many callers at once take each recorded action once", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    std::vector<event> es;
+    for (int i = 1; i <= 200; ++i) {
+      event e{event_kind::job_retried};
+      job j;
+      j.id = i;
+      j.name = "j";
+      e.job = j;
+      es.push_back(e);
+    }
+    require_ok(db->record_actions(es));
+    std::vector<std::unique_ptr<db_adapter>> dbs;
+    for (int i = 0; i < 4; ++i)
+      dbs.push_back(store.connect());
+    std::mutex mtx;
+    std::multiset<int64_t> seen;
+    std::atomic<int> errors{0};
+    std::vector<std::thread> takers;
+    for (int i = 0; i < 4; ++i)
+      takers.emplace_back([&, i] {
+        for (;;) {
+          auto taken = dbs[i]->take_actions(7);
+          if (!taken) {
+            // SQLite: another writer held the lock past the busy timeout.
+            ++errors;
+            return;
+          }
+          if (taken->empty())
+            return;
+          std::lock_guard<std::mutex> guard{mtx};
+          for (auto& a : *taken)
+            seen.insert(a.job_id);
+        }
+      });
+    for (auto& t : takers)
+      t.join();
+    CHECK(errors == 0);
+    CHECK(seen.size() == 200);
+    CHECK(std::set<int64_t>(seen.begin(), seen.end()).size() == 200);
   }
 
   TEST_CASE_TEMPLATE("one of many callers at once takes a free lease", S,

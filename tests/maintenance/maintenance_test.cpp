@@ -145,7 +145,7 @@ TEST_SUITE("maintenance") {
     CHECK(vacuum_service::config{-1, 1s}.validate());
     CHECK(vacuum_service::config{1000, 0s}.validate());
     auto all = maintenance_services("n", maintenance_config{});
-    REQUIRE(all.size() == 5);
+    REQUIRE(all.size() == 6);
     // Only the node's own heartbeat and lease run on every node.
     CHECK_FALSE(all[0]->store_wide());
     CHECK_FALSE(all[1]->store_wide());
@@ -153,7 +153,7 @@ TEST_SUITE("maintenance") {
       CHECK(all[i]->store_wide());
     maintenance_config no_vacuum;
     no_vacuum.vacuum_dead_rows = 0;
-    CHECK(maintenance_services("n", no_vacuum).size() == 4);
+    CHECK(maintenance_services("n", no_vacuum).size() == 5);
   }
 
 } // TEST_SUITE

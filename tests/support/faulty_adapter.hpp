@@ -128,6 +128,12 @@ public:
                                  std::chrono::milliseconds ttl) override {
     return inner_->hold_lease(name, holder, ttl);
   }
+  caf::expected<void> record_actions(const std::vector<event>& es) override {
+    return inner_->record_actions(es);
+  }
+  caf::expected<std::vector<recorded_action>> take_actions(int limit) override {
+    return inner_->take_actions(limit);
+  }
   caf::expected<void> release_lease(const std::string& name,
                                     const std::string& holder) override {
     return inner_->release_lease(name, holder);

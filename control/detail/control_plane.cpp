@@ -1,0 +1,135 @@
+#include "bg_jobs/control/detail/control_plane.hpp"
+
+#include "bg_jobs/core/errc.hpp"
+
+namespace bg_jobs::detail {
+
+caf::error record_in_journal(db_adapter& db, const action_effects& fx) {
+  if (fx.events.empty())
+    return caf::none;
+  auto r = db.record_actions(fx.events);
+  return r ? caf::none : std::move(r.error());
+}
+
+control_plane::control_plane(
+    db_adapter& db, std::function<std::string(const std::string&)> queue_of,
+    pausable_check pausable)
+    : db_(db), queue_of_(std::move(queue_of)), pausable_(std::move(pausable)) {}
+
+std::string control_plane::queue_of(const std::string& job_name) {
+  if (queue_of_)
+    return queue_of_(job_name);
+  if (!announced_) {
+    announced_.emplace();
+    if (auto queues = db_.known_queues())
+      for (auto& q : *queues)
+        for (auto& n : q.job_names)
+          announced_->emplace(n, q.queue);
+  }
+  auto i = announced_->find(job_name);
+  return i != announced_->end() ? i->second : std::string{};
+}
+
+void control_plane::report(event_kind k, const job_record& r,
+                           std::string message) {
+  event e{k};
+  job j;
+  j.id = r.id;
+  j.name = r.name;
+  j.payload = r.payload;
+  j.priority = r.priority;
+  j.attempts = r.attempts;
+  j.created_at = r.created_at;
+  j.available_at = r.available_at;
+  j.reserved_at = r.reserved_at;
+  j.reserved_by = r.reserved_by;
+  e.job = std::move(j);
+  e.queue = queue_of(r.name);
+  e.message = std::move(message);
+  effects_.events.push_back(std::move(e));
+}
+
+caf::expected<job_record> control_plane::cancel(int64_t id,
+                                                const std::string& reason) {
+  auto r = db_.cancel_job(id, reason);
+  if (!r)
+    return r;
+  if (r->state == job_state::running) {
+    effects_.cancels.push_back(
+        cancel_notice{id, r->cancel_reason.value_or(reason), r->name});
+    report(event_kind::job_cancel_requested, *r,
+           r->cancel_reason.value_or(reason));
+  } else {
+    report(event_kind::job_cancelled, *r, r->error.value_or(""));
+  }
+  return r;
+}
+
+caf::expected<job_record> control_plane::retry(int64_t id) {
+  auto r = db_.retry_job(id);
+  if (!r)
+    return r;
+  effects_.wake.push_back(r->name);
+  report(event_kind::job_retried, *r);
+  return r;
+}
+
+caf::expected<int64_t> control_plane::retry_failed(const std::string& name) {
+  auto n = db_.retry_failed(name);
+  if (!n || *n == 0)
+    return n;
+  effects_.wake.push_back(name);
+  event e{event_kind::job_retried};
+  e.queue = queue_of(name);
+  e.message = std::to_string(*n) + " failed jobs of '" + name + "'";
+  effects_.events.push_back(std::move(e));
+  return n;
+}
+
+caf::expected<void> control_plane::remove(int64_t id) {
+  // Read first: the event reports the job as it was.
+  auto rec = db_.get_job(id);
+  auto r = db_.delete_job(id);
+  if (!r)
+    return r;
+  if (rec)
+    report(event_kind::job_deleted, *rec);
+  return r;
+}
+
+caf::error control_plane::check_pausable(pause_kind k,
+                                         const std::string& name) {
+  if (pausable_)
+    return pausable_(k, name);
+  if (k != pause_kind::queue)
+    return caf::none;
+  auto queues = db_.known_queues();
+  if (!queues)
+    return std::move(queues.error());
+  for (auto& q : *queues)
+    if (q.queue == name)
+      return caf::none;
+  return make_error(errc::unknown_queue, "no node has announced a queue '" +
+                                             printable(name) + "'");
+}
+
+caf::expected<void> control_plane::set_paused(pause_kind k,
+                                              const std::string& name,
+                                              bool paused) {
+  if (auto err = check_pausable(k, name))
+    return err;
+  auto r = paused ? db_.pause(k, name) : db_.resume(k, name);
+  if (!r)
+    return r;
+  if (!paused)
+    effects_.wake.push_back("*");
+  event e{k == pause_kind::queue
+              ? (paused ? event_kind::queue_paused : event_kind::queue_resumed)
+              : (paused ? event_kind::schedule_paused
+                        : event_kind::schedule_resumed)};
+  e.queue = name;
+  effects_.events.push_back(std::move(e));
+  return r;
+}
+
+} // namespace bg_jobs::detail

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/event.hpp"
+
+namespace bg_jobs::detail {
+
+/// A running job asked to stop: the queue that runs it raises its
+/// handler's flag.
+struct cancel_notice {
+  int64_t job_id = 0;
+  std::string reason;
+  std::string job_name;
+};
+
+/// What an operator action means beyond the store: the events that report
+/// it, the queues that should look for jobs now, the running jobs to stop.
+struct action_effects {
+  std::vector<event> events;
+  /// Job names whose queues should look now (`"*"`: every queue).
+  std::vector<std::string> wake;
+  std::vector<cancel_notice> cancels;
+};
+
+/// Where a surface hands the effects of its actions: a node applies them
+/// (emits the events, wakes and stops its queues); a process without a
+/// node (the command line) records the events in the store, for the node
+/// that holds the upkeep to report.
+using action_sink = std::function<void(action_effects)>;
+
+/// Records `fx`'s events in the store's action journal; returns why not.
+caf::error record_in_journal(db_adapter& db, const action_effects& fx);
+
+/// Every operator action on jobs and pauses, with its checks, on one
+/// connection: the bg_jobs actor (and so `instance` and the remote gate),
+/// the HTTP API and the command line all act through it, so that an action
+/// has the same effect, and is reported by the same events, whichever
+/// surface it came from. Each call adds what it means for the nodes to
+/// `effects()` and changes nothing else outside the store.
+class control_plane {
+public:
+  /// Says which queues may be paused or resumed by name: an error names
+  /// an unknown one.
+  using pausable_check =
+      std::function<caf::error(pause_kind, const std::string&)>;
+
+  /// `queue_of` names the queue of a job name in events (without one, the
+  /// queue some node announced for it); without `pausable`, a queue must
+  /// have been announced by some node.
+  explicit control_plane(
+      db_adapter& db,
+      std::function<std::string(const std::string&)> queue_of = {},
+      pausable_check pausable = {});
+
+  /// Cancels a waiting job at once; asks a running one to stop.
+  caf::expected<job_record> cancel(int64_t id, const std::string& reason);
+
+  /// Puts a failed or cancelled job back to run.
+  caf::expected<job_record> retry(int64_t id);
+
+  /// Puts every failed job of `name` back; returns how many.
+  caf::expected<int64_t> retry_failed(const std::string& name);
+
+  /// Deletes a job that does not run.
+  caf::expected<void> remove(int64_t id);
+
+  /// Pauses (or resumes) a queue or a scheduled job.
+  caf::expected<void> set_paused(pause_kind k, const std::string& name,
+                                 bool paused);
+
+  /// What the calls so far mean for the nodes; taken by the caller.
+  action_effects take_effects() { return std::exchange(effects_, {}); }
+
+private:
+  caf::error check_pausable(pause_kind k, const std::string& name);
+  std::string queue_of(const std::string& job_name);
+  void report(event_kind k, const job_record& r, std::string message = {});
+
+  db_adapter& db_;
+  std::function<std::string(const std::string&)> queue_of_;
+  pausable_check pausable_;
+  /// The announced queues by job name, read once when `queue_of_` is empty.
+  std::optional<std::map<std::string, std::string>> announced_;
+  action_effects effects_;
+};
+
+} // namespace bg_jobs::detail
