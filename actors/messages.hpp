@@ -91,11 +91,18 @@ struct queue_stats {
   std::chrono::milliseconds lag{0};
   /// Paused in the store (for every node).
   bool paused = false;
-  /// Its concurrency on this node.
+  /// Its concurrency on this node (0 in a report of the whole store).
   int max_concurrent_jobs = 0;
+  /// The nodes that announced it and have not shut down; none: no node
+  /// runs it now (its jobs wait).
+  std::vector<std::string> nodes;
+  /// Its concurrency summed over those nodes.
+  int concurrency = 0;
 };
 
 /// What `stats_atom` answers: per queue of this node, and per job name.
+/// The dashboard and the command line show the same for every queue the
+/// store knows.
 struct stats_report {
   /// When the counts were read.
   timestamp at;

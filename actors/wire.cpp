@@ -222,7 +222,9 @@ json to_json(const stats_report& x) {
                       {"oldest_waiting", time_of(q.oldest_waiting)},
                       {"lag_ms", q.lag.count()},
                       {"paused", q.paused},
-                      {"max_concurrent_jobs", q.max_concurrent_jobs}});
+                      {"max_concurrent_jobs", q.max_concurrent_jobs},
+                      {"nodes", q.nodes},
+                      {"concurrency", q.concurrency}});
   for (auto& n : x.names)
     names.push_back({{"name", n.name},
                      {"counts", to_json(n.counts)},
@@ -243,6 +245,8 @@ void from_json(const json& j, stats_report& x) {
     s.lag = std::chrono::milliseconds{q.at("lag_ms").get<int64_t>()};
     s.paused = q.at("paused").get<bool>();
     s.max_concurrent_jobs = q.at("max_concurrent_jobs").get<int>();
+    s.nodes = q.value("nodes", std::vector<std::string>{});
+    s.concurrency = q.value("concurrency", 0);
     x.queues.push_back(std::move(s));
   }
   for (auto& n : j.at("names")) {

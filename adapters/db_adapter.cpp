@@ -260,7 +260,9 @@ std::vector<known_queue> db_adapter::merge_announcements(
     if (std::find(q.job_names.begin(), q.job_names.end(), job_name) ==
         q.job_names.end())
       q.job_names.push_back(job_name);
-    if (std::find(q.nodes.begin(), q.nodes.end(), node) == q.nodes.end()) {
+    // '': kept after its last node gave its name up.
+    if (!node.empty() &&
+        std::find(q.nodes.begin(), q.nodes.end(), node) == q.nodes.end()) {
       q.nodes.push_back(node);
       q.concurrency += concurrency;
     }

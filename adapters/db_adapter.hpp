@@ -190,11 +190,13 @@ struct queue_announcement {
   int concurrency = 0;
 };
 
-/// A queue as the store knows it from every node's announcement.
+/// A queue as the store knows it from every node's announcement. A queue
+/// stays known once announced: after the last node that ran it shut down,
+/// it has no node.
 struct known_queue {
   std::string queue;
   std::vector<std::string> job_names;
-  /// The nodes that run it.
+  /// The nodes that run it (that announced it and have not shut down).
   std::vector<std::string> nodes;
   /// Its concurrency summed over those nodes.
   int concurrency = 0;

@@ -499,36 +499,21 @@ struct http_server::impl {
   }
 
   caf::error stats(db_adapter& db, nlohmann::json& out) {
-    auto names = db.stats_by_name();
-    if (!names)
-      return std::move(names.error());
-    auto queues = db.known_queues();
-    if (!queues)
-      return std::move(queues.error());
-    auto pauses = db.pauses();
-    if (!pauses)
-      return std::move(pauses.error());
-    auto now = utc_now();
-    out = {{"at", to_unix_ms(now)},
+    auto report = detail::store_stats(db, utc_now());
+    if (!report)
+      return std::move(report.error());
+    out = {{"at", to_unix_ms(report->at)},
            {"queues", nlohmann::json::array()},
            {"names", nlohmann::json::array()}};
-    for (auto& q : *queues) {
-      auto total = sum_of(*names, q.job_names);
-      auto& c = total.counts;
-      auto& oldest = total.oldest_waiting;
-      bool paused = queue_paused(*pauses, q.queue);
-      int64_t lag =
-          oldest ? std::max<int64_t>(0, to_unix_ms(now) - to_unix_ms(*oldest))
-                 : 0;
+    for (auto& q : report->queues)
       out["queues"].push_back({{"queue", q.queue},
                                {"job_names", q.job_names},
                                {"nodes", q.nodes},
                                {"concurrency", q.concurrency},
-                               {"paused", paused},
-                               {"counts", wire::as_json(c)},
-                               {"lag_ms", lag}});
-    }
-    for (auto& n : *names)
+                               {"paused", q.paused},
+                               {"counts", wire::as_json(q.counts)},
+                               {"lag_ms", q.lag.count()}});
+    for (auto& n : report->names)
       out["names"].push_back(
           {{"name", n.name},
            {"counts", wire::as_json(n.counts)},

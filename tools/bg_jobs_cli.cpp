@@ -516,32 +516,26 @@ int main(int argc, char** argv) {
         return 1;
     } else if (*stats) {
       auto db = store.open();
-      auto names = value_of(db->stats_by_name());
-      auto known = value_of(db->known_queues());
-      auto pauses = value_of(db->pauses());
       auto now = bg_jobs::utc_now();
+      auto report = value_of(bg_jobs::detail::store_stats(*db, now));
+      auto& names = report.names;
       json out = {{"queues", json::array()}, {"names", json::array()}};
       std::vector<std::vector<std::string>> rows = {
           {"QUEUE", "WAITING", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
-           "CANCELLED", "OLDEST WAITING", "PAUSED"}};
-      for (auto& q : known) {
-        auto total = bg_jobs::sum_of(names, q.job_names);
-        auto& c = total.counts;
-        auto& oldest = total.oldest_waiting;
-        bool paused = bg_jobs::queue_paused(pauses, q.queue);
-        auto lag = oldest
-                       ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                             now - *oldest)
-                       : std::chrono::milliseconds{0};
+           "CANCELLED", "OLDEST WAITING", "PAUSED", "NODES"}};
+      for (auto& q : report.queues) {
         out["queues"].push_back({{"queue", q.queue},
                                  {"job_names", q.job_names},
-                                 {"counts", bg_jobs::wire::as_json(c)},
-                                 {"oldest_waiting_age_ms", lag.count()},
-                                 {"paused", paused}});
-        auto row = counts_cells(c);
+                                 {"counts", bg_jobs::wire::as_json(q.counts)},
+                                 {"oldest_waiting_age_ms", q.lag.count()},
+                                 {"paused", q.paused},
+                                 {"nodes", q.nodes}});
+        auto row = counts_cells(q.counts);
         row.insert(row.begin(), shown(q.queue));
-        row.push_back(oldest ? age(lag) : "-");
-        row.push_back(paused ? "yes" : "no");
+        row.push_back(q.oldest_waiting ? age(q.lag) : "-");
+        row.push_back(q.paused ? "yes" : "no");
+        row.push_back(q.nodes.empty() ? "none"
+                                      : std::to_string(q.nodes.size()));
         rows.push_back(row);
       }
       std::vector<std::vector<std::string>> name_rows = {
@@ -775,7 +769,7 @@ int main(int argc, char** argv) {
           return s;
         };
         rows.push_back({shown(q.queue), shown(join(q.job_names)),
-                        shown(join(q.nodes)), std::to_string(q.concurrency),
+                        q.nodes.empty() ? "none" : shown(join(q.nodes)), std::to_string(q.concurrency),
                         paused ? "yes" : "no"});
       }
       if (as_json)

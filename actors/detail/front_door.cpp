@@ -131,21 +131,16 @@ struct front_door_state {
     stats_report report;
     report.at = ctx.now();
     for (auto& q : ctx.plan->queues) {
-      queue_stats qs;
-      qs.queue = q.name();
+      std::vector<std::string> job_names;
+      for (auto& w : q.workers())
+        job_names.push_back(w.job_name());
+      auto qs = queue_stats_of(*names, *pauses, q.name(), std::move(job_names),
+                               report.at);
       auto c = concurrency.find(q.name());
       qs.max_concurrent_jobs =
           c != concurrency.end() ? c->second : q.max_concurrent_jobs();
-      for (auto& w : q.workers())
-        qs.job_names.push_back(w.job_name());
-      auto total = sum_of(*names, qs.job_names);
-      qs.counts = total.counts;
-      qs.oldest_waiting = total.oldest_waiting;
-      if (qs.oldest_waiting)
-        qs.lag = std::max(std::chrono::milliseconds{0},
-                          std::chrono::duration_cast<std::chrono::milliseconds>(
-                              report.at - *qs.oldest_waiting));
-      qs.paused = queue_paused(*pauses, q.name());
+      qs.nodes = {ctx.node};
+      qs.concurrency = qs.max_concurrent_jobs;
       report.queues.push_back(std::move(qs));
     }
     report.names = std::move(*names);

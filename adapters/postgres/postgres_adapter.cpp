@@ -1313,8 +1313,16 @@ postgres_adapter::release_node(const std::string& node,
         if (tx.exec_params(
                   "DELETE FROM bg_jobs_nodes WHERE node = $1 AND instance = $2",
                   node, instance)
-                .affected_rows() > 0)
+                .affected_rows() > 0) {
+          // Its queues stay known, with no node ('').
+          tx.exec_params("INSERT INTO bg_jobs_queues (queue, job_name, node,"
+                         " concurrency, announced_at)"
+                         " SELECT queue, job_name, '', 0, announced_at"
+                         " FROM bg_jobs_queues WHERE node = $1"
+                         " ON CONFLICT DO NOTHING",
+                         node);
           tx.exec_params("DELETE FROM bg_jobs_queues WHERE node = $1", node);
+        }
         return 0;
       });
   if (!r)

@@ -1463,11 +1463,17 @@ caf::expected<void> sqlite_adapter::release_node(const std::string& node,
   if (!r)
     return std::move(r.error());
   if (*r > 0) {
-    auto gone = execute(
-        "DELETE FROM bg_jobs_queues WHERE node = ?1",
-        [&](statement& q) { q.bind(1, node); }, "giving up a node name");
-    if (!gone)
-      return std::move(gone.error());
+    // Its queues stay known, with no node ('').
+    for (auto sql : {"INSERT OR IGNORE INTO bg_jobs_queues (queue, job_name,"
+                     " node, concurrency, announced_at)"
+                     " SELECT queue, job_name, '', 0, announced_at"
+                     " FROM bg_jobs_queues WHERE node = ?1",
+                     "DELETE FROM bg_jobs_queues WHERE node = ?1"}) {
+      auto gone = execute(
+          sql, [&](statement& q) { q.bind(1, node); }, "giving up a node name");
+      if (!gone)
+        return std::move(gone.error());
+    }
   }
   return tx.commit();
 }

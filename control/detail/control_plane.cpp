@@ -4,6 +4,46 @@
 
 namespace bg_jobs::detail {
 
+queue_stats queue_stats_of(const std::vector<name_stats>& names,
+                           const std::vector<pause_record>& pauses,
+                           std::string queue,
+                           std::vector<std::string> job_names, timestamp now) {
+  queue_stats qs;
+  auto total = sum_of(names, job_names);
+  qs.counts = total.counts;
+  qs.oldest_waiting = total.oldest_waiting;
+  if (qs.oldest_waiting)
+    qs.lag = std::max(std::chrono::milliseconds{0},
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          now - *qs.oldest_waiting));
+  qs.paused = queue_paused(pauses, queue);
+  qs.queue = std::move(queue);
+  qs.job_names = std::move(job_names);
+  return qs;
+}
+
+caf::expected<stats_report> store_stats(db_adapter& db, timestamp now) {
+  auto names = db.stats_by_name();
+  if (!names)
+    return std::move(names.error());
+  auto queues = db.known_queues();
+  if (!queues)
+    return std::move(queues.error());
+  auto pauses = db.pauses();
+  if (!pauses)
+    return std::move(pauses.error());
+  stats_report report;
+  report.at = now;
+  for (auto& q : *queues) {
+    auto qs = queue_stats_of(*names, *pauses, q.queue, q.job_names, now);
+    qs.nodes = q.nodes;
+    qs.concurrency = q.concurrency;
+    report.queues.push_back(std::move(qs));
+  }
+  report.names = std::move(*names);
+  return report;
+}
+
 caf::error record_in_journal(db_adapter& db, const action_effects& fx) {
   if (fx.events.empty())
     return caf::none;

@@ -9,6 +9,7 @@
 
 #include <caf/expected.hpp>
 
+#include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
 
@@ -36,6 +37,17 @@ struct action_effects {
 /// node (the command line) records the events in the store, for the node
 /// that holds the upkeep to report.
 using action_sink = std::function<void(action_effects)>;
+
+/// The counts of the jobs named `job_names`, as one queue's, at `now`.
+queue_stats queue_stats_of(const std::vector<name_stats>& names,
+                           const std::vector<pause_record>& pauses,
+                           std::string queue,
+                           std::vector<std::string> job_names, timestamp now);
+
+/// Every queue the store knows (each announced by a node once, with the
+/// nodes that run it now, maybe none) and every job name, with their
+/// counts: what the dashboard and the command line show.
+caf::expected<stats_report> store_stats(db_adapter& db, timestamp now);
 
 /// Records `fx`'s events in the store's action journal; returns why not.
 caf::error record_in_journal(db_adapter& db, const action_effects& fx);

@@ -93,7 +93,9 @@ async function loadStats() {
       tr.append(td);
     }
     tr.append(el("td", (q.lag_ms / 1000).toFixed(1) + " s", "num"));
-    const st = el("td"); st.append(el("span", q.paused ? "paused" : "running", "badge state " + (q.paused ? "paused" : ""))); tr.append(st);
+    const st = el("td"); st.append(el("span", q.paused ? "paused" : "running", "badge state " + (q.paused ? "paused" : "")));
+    if (q.nodes.length === 0) { const b = el("span", "no node", "badge paused"); b.title = "no live node runs this queue: its jobs wait"; st.append(" ", b); }
+    tr.append(st);
     const td = el("td");
     if (!readOnly) { const b = el("button", q.paused ? "resume" : "pause", q.paused ? "resume" : "pause"); b.onclick = () => act("/api/queues/" + encodeURIComponent(q.queue) + "/" + (q.paused ? "resume" : "pause")); td.append(b); }
     tr.append(td); body.append(tr);

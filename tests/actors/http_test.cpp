@@ -144,6 +144,58 @@ TEST_SUITE("http") {
       CHECK(store()->get_job(id)->state == job_state::cancelled);
   }
 
+  BG_JOBS_RUNTIME_CASE("a queue whose last node shut down stays known, with "
+                       "its backlog, on every surface") {
+    {
+      auto gone = start(make_builder().with_queue(
+          queue_spec{"billing"}.with_worker(worker{"invoice", [](const job&) {}})));
+      REQUIRE(gone.shutdown());
+    }
+    REQUIRE(store()->enqueue_jobs(
+        std::vector<job_request>(1000, job_request{"invoice"})));
+    // Another node, that runs another queue, serves the dashboard.
+    http_options o;
+    o.port = 0;
+    auto bg = start(make_builder().with_http(o).with_queue(metric_queue()));
+    httplib::Client client{"127.0.0.1", bg.http_port()};
+    auto res = client.Get("/api/stats");
+    REQUIRE(res);
+    auto stats = nlohmann::json::parse(res->body);
+    nlohmann::json billing;
+    for (auto& q : stats["queues"])
+      if (q["queue"] == "billing")
+        billing = q;
+    REQUIRE(billing.is_object());
+    CHECK(billing["counts"]["waiting"] == 1000);
+    CHECK(billing["nodes"].empty());
+    CHECK(billing["concurrency"] == 0);
+    auto cli = [&](const std::string& args) {
+      auto cmd = std::string{BG_JOBS_CLI} + " --db '" + the_store->location() +
+                 "' --json " + args;
+      std::string out;
+      auto pipe = popen(cmd.c_str(), "r");
+      REQUIRE(pipe);
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
+        out.append(buf, n);
+      CHECK(pclose(pipe) == 0);
+      return nlohmann::json::parse(out);
+    };
+    auto listed = cli("queues list");
+    auto known = std::find_if(listed.begin(), listed.end(),
+                              [](auto& q) { return q["queue"] == "billing"; });
+    REQUIRE(known != listed.end());
+    CHECK((*known)["nodes"].empty());
+    auto counted = cli("stats");
+    auto row = std::find_if(counted["queues"].begin(), counted["queues"].end(),
+                            [](auto& q) { return q["queue"] == "billing"; });
+    REQUIRE(row != counted["queues"].end());
+    CHECK((*row)["counts"]["waiting"] == 1000);
+    auto page = cli("jobs list --queue billing --limit 5");
+    CHECK(page["jobs"].size() == 5);
+  }
+
   BG_JOBS_RUNTIME_CASE("the API refuses requests without their tokens") {
     http_options o;
     o.port = 0;
