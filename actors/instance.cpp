@@ -35,6 +35,10 @@ instance::instance(instance&& other) noexcept
   other.root_ = nullptr;
 }
 
+bg_jobs_actor instance::typed() const {
+  return caf::actor_cast<bg_jobs_actor>(actor());
+}
+
 caf::actor instance::actor() const {
   return dir_ ? dir_->get(detail::actor_directory::front_door) : caf::actor{};
 }

@@ -46,6 +46,10 @@ public:
   /// `sys.registry().get<caf::actor>(system_registry_key)`).
   caf::actor actor() const;
 
+  /// The bg_jobs actor through its typed interface (`bg_jobs_actor`): a
+  /// message it does not take fails to compile.
+  bg_jobs_actor typed() const;
+
   /// The port the bg_jobs actor is published on (`builder::with_remote`);
   /// 0 when it is not.
   uint16_t remote_port() const { return remote_port_; }

@@ -4,6 +4,8 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
@@ -109,6 +111,29 @@ struct stats_report {
   std::vector<queue_stats> queues;
   std::vector<name_stats> names;
 };
+
+/// The bg_jobs actor's interface, every message above with its reply: sent
+/// through this handle (`instance::typed()`), a message it does not take
+/// fails to compile, and a reply is of the type given here. The same actor
+/// answers through the untyped handle (`instance::actor()`) too.
+using bg_jobs_actor = caf::typed_actor<
+    caf::replies_to<enqueue_atom, job_request>::with<job>,
+    caf::replies_to<enqueue_atom, std::vector<job_request>>::with<
+        std::vector<int64_t>>,
+    caf::replies_to<cancel_atom, int64_t, std::string>::with<job_record>,
+    caf::replies_to<retry_atom, int64_t>::with<job_record>,
+    caf::replies_to<retry_atom, std::string>::with<int64_t>,
+    caf::reacts_to<delete_atom, int64_t>,
+    caf::reacts_to<pause_atom, pause_kind, std::string>,
+    caf::reacts_to<resume_atom, pause_kind, std::string>,
+    caf::reacts_to<scale_atom, std::string, int>,
+    caf::replies_to<get_atom, int64_t>::with<job_record>,
+    caf::replies_to<list_atom, job_query>::with<job_page>,
+    caf::replies_to<stats_atom>::with<stats_report>,
+    caf::replies_to<pauses_atom>::with<std::vector<pause_record>>,
+    caf::replies_to<lookup_atom, std::string>::with<caf::actor>,
+    caf::replies_to<names_atom>::with<std::vector<std::string>>,
+    caf::reacts_to<flush_atom>>;
 
 /// The key of the bg_jobs actor in `caf::actor_system::registry()`.
 constexpr caf::atom_value system_registry_key = caf::atom("bg_jobs");

@@ -919,4 +919,31 @@ TEST_SUITE("runtime") {
     CHECK(took < 5s);
   }
 
+  BG_JOBS_RUNTIME_CASE("the typed handle reaches the bg_jobs actor") {
+    auto bg = start(make_builder().with_queue(
+        queue_spec{"q"}.with_worker(worker{"j", [](const job&) {}})));
+    caf::scoped_actor self{*sys};
+    int64_t id = 0;
+    self->request(bg.typed(), 10s, enqueue_atom::value,
+                  job_request{"j"}.available_in(1h))
+        .receive([&](const job& j) { id = j.id; },
+                 [&](caf::error& err) { FAIL(sys->render(err)); });
+    REQUIRE(id > 0);
+    self->request(bg.typed(), 10s, cancel_atom::value, id,
+                  std::string{"typed"})
+        .receive(
+            [&](const job_record& r) {
+              CHECK(r.state == job_state::cancelled);
+            },
+            [&](caf::error& err) { FAIL(sys->render(err)); });
+    REQUIRE(log.wait_for(event_kind::job_cancelled, 1));
+    self->request(bg.typed(), 10s, stats_atom::value)
+        .receive(
+            [&](const stats_report& r) {
+              REQUIRE(r.queues.size() == 1);
+              CHECK(r.queues[0].counts.cancelled == 1);
+            },
+            [&](caf::error& err) { FAIL(sys->render(err)); });
+  }
+
 } // TEST_SUITE
