@@ -127,8 +127,7 @@ TEST_SUITE("http") {
     REQUIRE(cli.started());
     REQUIRE(cli.wait(30s) == 0);
     // Each is reported once, by this node, as the same event.
-    REQUIRE(test::eventually(
-        [&] { return log.count(event_kind::job_cancelled) >= 4; }, 30s));
+    REQUIRE(log.wait_for(event_kind::job_cancelled, 4, 30s));
     bg.flush_events();
     std::multiset<int64_t> cancelled;
     for (auto& e : log.of(event_kind::job_cancelled)) {
@@ -142,6 +141,17 @@ TEST_SUITE("http") {
     CHECK(m["bg_jobs_jobs_cancelled_total{job=\"ok\",queue=\"q\"}"] == 4);
     for (auto id : ids)
       CHECK(store()->get_job(id)->state == job_state::cancelled);
+    // A pause from the command line and a resume from the dashboard, too.
+    test::child_process pause{{BG_JOBS_CLI, "queues", "pause", "q", "--db",
+                               the_store->location()}};
+    REQUIRE(pause.wait(30s) == 0);
+    REQUIRE(log.wait_for(event_kind::queue_paused, 1, 30s));
+    auto resumed = client.Post("/api/queues/q/resume", csrf, "", "text/plain");
+    REQUIRE(resumed);
+    CHECK(resumed->status == 200);
+    REQUIRE(log.wait_for(event_kind::queue_resumed, 1));
+    for (auto& e : log.of(event_kind::queue_paused))
+      CHECK(e.queue == "q");
   }
 
   BG_JOBS_RUNTIME_CASE("a queue whose last node shut down stays known, with "
