@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <caf/actor_cast.hpp>
@@ -29,12 +30,14 @@ struct handler_slot {
   std::atomic<bool> cancelled{false};
   /// The running job was cancelled; reset for each job.
   std::atomic<bool> cancel_requested{false};
+  /// Why (guarded by `mtx`).
+  std::string cancel_reason;
   /// Where results go: the queue, which checks that `executor` still
   /// holds the slot (a replaced executor's late result is dropped).
   caf::actor_addr queue;
   caf::actor_addr executor;
   size_t index = 0;
-  std::shared_ptr<const std::map<std::string, worker>> workers;
+  std::shared_ptr<const job_rules> rules;
   std::string queue_name;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<bg_jobs::clock> clock;
@@ -47,10 +50,13 @@ void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
   slot_->cv.notify_one();
 }
 
-void executor_handoff::request_cancel(int64_t job_id) const {
+void executor_handoff::request_cancel(int64_t job_id,
+                                      const std::string& reason) const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
-  if (slot_->current == job_id)
+  if (slot_->current == job_id && !slot_->cancel_requested) {
+    slot_->cancel_reason = reason;
     slot_->cancel_requested = true;
+  }
 }
 
 bool executor_handoff::take_unstarted(int64_t job_id) const {
@@ -76,6 +82,7 @@ std::vector<int64_t> executor_handoff::take_all_unstarted() const {
 namespace {
 
 void handler_loop(std::shared_ptr<handler_slot> slot) {
+  std::minstd_rand rng{std::random_device{}()};
   for (;;) {
     job j;
     caf::actor_addr queue;
@@ -108,22 +115,25 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     }
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
-    if (auto i = slot->workers->find(j.name); i != slot->workers->end())
-      result = i->second.run(
-          j, job_context{&slot->cancelled, &slot->cancel_requested});
+    if (auto w = slot->rules->worker_of(j.name))
+      result =
+          w->run(j, job_context{&slot->cancelled, &slot->cancel_requested});
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - started)
-                  .count();
+        std::chrono::steady_clock::now() - started);
     if (slot->cancelled)
       return;
     {
       std::lock_guard<std::mutex> guard{slot->mtx};
+      // A cancelled job ends cancelled, whatever its handler returned.
+      if (slot->cancel_requested)
+        result = outcome::cancel(slot->cancel_reason);
       slot->current = 0;
       queue = slot->queue;
     }
+    auto done = slot->rules->decide(j, result, slot->clock->now(), rng, us);
     if (auto hdl = caf::actor_cast<caf::actor>(queue))
       caf::anon_send(hdl, result_atom::value, slot->index, j.id,
-                     std::move(result), static_cast<int64_t>(us),
+                     std::move(done), static_cast<int64_t>(us.count()),
                      slot->executor);
   }
 }
@@ -160,7 +170,7 @@ spawned_executor spawn_executor(caf::event_based_actor* queue,
                                 executor_args args) {
   auto slot = std::make_shared<handler_slot>();
   slot->index = args.slot;
-  slot->workers = std::move(args.workers);
+  slot->rules = std::move(args.rules);
   slot->queue_name = std::move(args.queue_name);
   slot->bus = std::move(args.bus);
   slot->clock = std::move(args.clock);

@@ -10,6 +10,7 @@
 #include <caf/fwd.hpp>
 
 #include "bg_jobs/actors/detail/event_bus.hpp"
+#include "bg_jobs/actors/detail/job_rules.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/worker.hpp"
 
@@ -20,8 +21,8 @@ struct executor_args {
   std::string queue_name;
   /// The executor's index in its queue's pool.
   size_t slot = 0;
-  /// Workers of the queue by job name.
-  std::shared_ptr<const std::map<std::string, worker>> workers;
+  /// The queue's workers and retry rules.
+  std::shared_ptr<const job_rules> rules;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<bg_jobs::clock> clock;
 };
@@ -46,14 +47,16 @@ public:
       : slot_(std::move(slot)) {}
 
   /// Gives `j` to the handler thread, after the jobs it was given before;
-  /// the thread emits `job_started` as it starts it, and the outcome goes
-  /// to `queue` as a `result_atom` message.
+  /// the thread emits `job_started` as it starts it, decides the attempt's
+  /// completion by the queue's rules, and sends it to `queue` as a
+  /// `result_atom` message.
   /// A job past its `start_by` is not started: the thread reports it with
   /// a `stale_atom` message instead.
   void run(held_job h, const caf::actor_addr& queue) const;
 
-  /// Raises the cancellation flag the handler sees, if it runs `job_id`.
-  void request_cancel(int64_t job_id) const;
+  /// Raises the cancellation flag the handler sees, if it runs `job_id`:
+  /// whatever it returns, the job ends cancelled with `reason`.
+  void request_cancel(int64_t job_id, const std::string& reason) const;
 
   /// Takes `job_id` back unless the handler started it; true if taken.
   bool take_unstarted(int64_t job_id) const;
@@ -74,7 +77,7 @@ struct spawned_executor {
 
 /// Spawns an executor linked to its queue. It runs one job at a time on a
 /// thread of its own, so a handler may block without touching CAF's
-/// scheduler, and never writes to the store: it reports outcomes. The queue
+/// scheduler, and never writes to the store: it reports completions. The queue
 /// hands jobs straight to that thread. When the executor actor dies
 /// (killed, or abandoned after a timeout) the handler's cancellation flag
 /// is raised and its late result goes nowhere; a handler that never

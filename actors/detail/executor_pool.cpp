@@ -68,11 +68,12 @@ void executor_pool::resize(caf::event_based_actor* self, size_t n) {
     }
 }
 
-bool executor_pool::request_cancel(int64_t job_id) {
+bool executor_pool::request_cancel(int64_t job_id,
+                                   const std::string& reason) {
   for (auto& s : slots_)
     for (auto& j : s.jobs)
       if (j.id == job_id) {
-        s.handoff.request_cancel(job_id);
+        s.handoff.request_cancel(job_id, reason);
         return true;
       }
   return false;
@@ -126,7 +127,7 @@ executor_pool::take_all_unstarted(caf::event_based_actor* self) {
 }
 
 void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
-  executor_args args{queue_, i, workers_, ctx_.bus, ctx_.clock};
+  executor_args args{queue_, i, rules_, ctx_.bus, ctx_.clock};
   auto e = spawn_executor(self, std::move(args));
   slots_[i].executor = std::move(e.actor);
   slots_[i].handoff = std::move(e.handoff);

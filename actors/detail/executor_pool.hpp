@@ -24,10 +24,9 @@ class executor_pool {
 public:
   executor_pool() = default;
 
-  executor_pool(node_context ctx, std::string queue,
-                std::shared_ptr<const std::map<std::string, worker>> workers)
-      : ctx_(std::move(ctx)), queue_(std::move(queue)),
-        workers_(std::move(workers)) {}
+  executor_pool(node_context ctx, std::shared_ptr<const job_rules> rules)
+      : ctx_(std::move(ctx)), queue_(rules->queue()),
+        rules_(std::move(rules)) {}
 
   /// Spawns `n` executors, linked to `self`.
   void start(caf::event_based_actor* self, size_t n);
@@ -43,7 +42,7 @@ public:
 
   /// Raises the cancellation flag of the handler running `job_id`; false
   /// when no slot holds it.
-  bool request_cancel(int64_t job_id);
+  bool request_cancel(int64_t job_id, const std::string& reason);
 
   /// Takes back `job_id` if an executor holds it and has not started it.
   std::optional<job> take_unstarted(caf::event_based_actor* self,
@@ -116,7 +115,7 @@ private:
 
   node_context ctx_;
   std::string queue_;
-  std::shared_ptr<const std::map<std::string, worker>> workers_;
+  std::shared_ptr<const job_rules> rules_;
   std::vector<slot> slots_;
   std::vector<size_t> idle_;
   size_t active_ = 0;

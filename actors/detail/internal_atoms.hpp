@@ -17,9 +17,10 @@ using reregister_atom = caf::atom_constant<caf::atom("reregister")>;
 /// of that name is now this actor.
 using route_atom = caf::atom_constant<caf::atom("route")>;
 
-/// `(result_atom, size_t slot, int64_t job_id, outcome, int64_t duration_us,
-/// caf::actor_addr executor)`: an executor's handler thread reports the
-/// outcome of one attempt straight to its queue.
+/// `(result_atom, size_t slot, int64_t job_id, pending_outcome,
+/// int64_t duration_us, caf::actor_addr executor)`: an executor's handler
+/// thread reports the completion it decided for one attempt straight to its
+/// queue.
 using result_atom = caf::atom_constant<caf::atom("result")>;
 
 /// `(stale_atom, size_t slot, int64_t job_id, caf::actor_addr executor)`,

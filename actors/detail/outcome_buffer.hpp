@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
+
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/detail/store_connection.hpp"
 #include "bg_jobs/core/retry_policy.hpp"
@@ -64,3 +66,5 @@ private:
 };
 
 } // namespace bg_jobs::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(bg_jobs::detail::pending_outcome)

@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "bg_jobs/actors/detail/executor_pool.hpp"
+#include "bg_jobs/actors/detail/job_rules.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/detail/store_worker.hpp"
 #include "bg_jobs/actors/messages.hpp"
@@ -48,14 +49,11 @@ struct queue_state {
   node_context ctx;
   queue_spec spec{""};
   std::string owner;
-  std::shared_ptr<const std::map<std::string, worker>> workers;
-  std::vector<std::string> job_names;
+  /// Its workers, retry policies and timeouts, shared with its executors.
+  std::shared_ptr<const job_rules> rules;
   executor_pool pool;
   /// Outcomes decided since the last message to the store worker.
   outcome_batch unsent;
-  retry_policy queue_policy{retry_settings{}};
-  /// The retry policies of workers that set their own.
-  std::map<std::string, retry_policy> worker_policies;
   std::minstd_rand rng{std::random_device{}()};
   /// Jobs reserved ahead of free executors, in claim order.
   std::deque<held_job> ahead;
@@ -76,8 +74,6 @@ struct queue_state {
   bool poll_again = false;
   /// The queue is to finish once the claim on its way returns.
   bool finish_after_claim = false;
-  /// A job timeout applies to some job of this queue.
-  bool timeouts = false;
   bool stopping = false;
   /// The last writes are on their way: the queue quits once they are done.
   bool finishing = false;
@@ -86,8 +82,6 @@ struct queue_state {
   bool settling = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
-  /// Running jobs asked to cancel, with the reasons.
-  std::map<int64_t, std::string> cancels;
   /// When the store worker was last asked for cancels of our running jobs
   /// (a cancel on another node reaches us that way).
   std::chrono::steady_clock::time_point cancels_checked;
@@ -111,12 +105,6 @@ struct queue_state {
                  store);
   }
 
-  /// Keeps `d`, decided for `j`, for the next message to the store worker.
-  void decided(decision d, job j,
-               std::chrono::microseconds duration = std::chrono::microseconds{0}) {
-    unsent.push_back(
-        pending_outcome::of(std::move(d), std::move(j), spec.name(), duration));
-  }
 
   /// Has the outcomes decided so far written now, unless a claim is on its
   /// way (its answer settles them).
@@ -152,7 +140,7 @@ struct queue_state {
   /// How many jobs an executor may hold: one, unless jobs take less than
   /// 100 us and no timeout applies (a timeout runs from the hand-over).
   size_t hand_depth() const {
-    return !timeouts && run_us >= 0 && run_us < 100 ? 8 : 1;
+    return !rules->timeouts() && run_us >= 0 && run_us < 100 ? 8 : 1;
   }
 
   /// A job ended in an executor (ran, or went back unstarted): the next
@@ -186,7 +174,7 @@ struct queue_state {
     call->held = pool.held();
     for (auto& h : ahead)
       call->held.push_back(h.j.id);
-    call->params = {job_names, static_cast<int>(room - ahead.size()), owner,
+    call->params = {rules->job_names(), static_cast<int>(room - ahead.size()), owner,
                     spec.name()};
     claiming = true;
     self->request(store, claim_timeout, claim_atom::value, call)
@@ -281,17 +269,12 @@ struct queue_state {
       unstarted = pool.take_unstarted(self, job_id);
     }
     if (unstarted) {
-      auto& j = *unstarted;
-      auto d =
-          policy(j).on_outcome(j, outcome::cancel(reason), owner, ctx.now(),
-                               rng);
-      decided(std::move(d), std::move(j));
+      unsent.push_back(rules->decide(*unstarted, outcome::cancel(reason),
+                                     ctx.now(), rng, {}));
       flush_outcomes(self);
       return;
     }
-    if (cancels.count(job_id) > 0 || !pool.request_cancel(job_id))
-      return;
-    cancels.emplace(job_id, reason);
+    pool.request_cancel(job_id, reason);
   }
 
   /// Has the store worker look, at most once a second while jobs run, for
@@ -311,9 +294,9 @@ struct queue_state {
       release(std::move(j), held_too_long, false);
       return;
     }
-    if (policy(j).exhausted(j)) {
-      auto d = policy(j).on_exhausted(j, owner);
-      decided(std::move(d), std::move(j));
+    if (auto& policy = rules->policy(j); policy.exhausted(j)) {
+      unsent.push_back(pending_outcome::of(policy.on_exhausted(j, owner),
+                                           std::move(j), spec.name()));
       return;
     }
     if (ctx.bus->active()) {
@@ -322,7 +305,7 @@ struct queue_state {
       e.job = j;
       ctx.emit(std::move(e));
     }
-    auto limit = timeout_of(j.name);
+    auto limit = rules->timeout_of(j.name);
     auto id = j.id;
     auto i = pool.idle() > 0
                  ? pool.run(std::move(h), self->address())
@@ -331,38 +314,23 @@ struct queue_state {
       self->delayed_send(self, *limit, timeout_atom::value, i, id);
   }
 
-  /// The retry policy of `j`: its worker's, or else the queue's.
-  const retry_policy& policy(const job& j) const {
-    auto i = worker_policies.find(j.name);
-    return i != worker_policies.end() ? i->second : queue_policy;
-  }
-
-  std::optional<std::chrono::milliseconds>
-  timeout_of(const std::string& job_name) const {
-    if (auto i = workers->find(job_name);
-        i != workers->end() && i->second.timeout())
-      return i->second.timeout();
-    return spec.job_timeout();
-  }
-
   /// Abandons the attempt running in slot `i`: it counts as failed, and a
   /// fresh executor takes the slot at once.
   void time_out(caf::event_based_actor* self, size_t i) {
     auto j = pool.replace(self, i);
-    cancels.erase(j.id);
-    auto limit = timeout_of(j.name).value_or(std::chrono::milliseconds{0});
+    auto limit =
+        rules->timeout_of(j.name).value_or(std::chrono::milliseconds{0});
     auto o = outcome::failure("timed out after " +
                               std::to_string(limit.count()) + " ms");
-    auto d = policy(j).on_outcome(j, o, owner, ctx.now(), rng);
-    decided(std::move(d), std::move(j),
-            std::chrono::duration_cast<std::chrono::microseconds>(limit));
+    unsent.push_back(rules->decide(
+        j, o, ctx.now(), rng,
+        std::chrono::duration_cast<std::chrono::microseconds>(limit)));
   }
 
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
-    cancels.erase(j.id);
-    auto d = policy(j).on_release(j, why, count_attempt, owner, ctx.now());
-    decided(std::move(d), std::move(j));
+    unsent.push_back(
+        rules->release(std::move(j), why, count_attempt, ctx.now()));
   }
 
   void finish(caf::event_based_actor* self) {
@@ -402,24 +370,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   st.spec = st.ctx.plan->queues[index];
   st.owner = st.ctx.node + "/" + st.spec.name() + "/" +
              std::to_string(next_incarnation++);
-  st.queue_policy =
-      retry_policy{{st.spec.max_retries(), st.spec.retry_backoff()}};
-  auto workers = std::make_shared<std::map<std::string, worker>>();
-  for (auto& w : st.spec.workers()) {
-    if (!workers->emplace(w.job_name(), w).second)
-      continue;
-    st.job_names.push_back(w.job_name());
-    if (w.max_retries())
-      st.worker_policies.emplace(
-          w.job_name(),
-          retry_policy{{*w.max_retries(),
-                        w.retry_backoff().value_or(st.spec.retry_backoff())}});
-  }
-  st.timeouts = st.spec.job_timeout().has_value();
-  for (auto& [name, w] : *workers)
-    st.timeouts = st.timeouts || w.timeout().has_value();
-  st.workers = std::move(workers);
-  st.pool = executor_pool{st.ctx, st.spec.name(), st.workers};
+  st.rules = std::make_shared<const job_rules>(st.spec, st.owner);
+  st.pool = executor_pool{st.ctx, st.rules};
   st.pool.start(self, static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
@@ -477,22 +429,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           return;
         self->state.poll(self);
       },
-      [=](result_atom, size_t i, int64_t job_id, outcome& o,
+      [=](result_atom, size_t i, int64_t job_id, pending_outcome& done,
           int64_t duration_us, const caf::actor_addr& from) {
         auto& st = self->state;
-        auto j = st.pool.finish(self, i, job_id, from);
-        if (!j)
+        // Only from the executor that still holds the slot for the job.
+        if (!st.pool.finish(self, i, job_id, from))
           return;
-        // A cancelled job ends cancelled, whatever its handler returned.
-        if (auto c = st.cancels.find(job_id); c != st.cancels.end()) {
-          o = outcome::cancel(c->second);
-          st.cancels.erase(c);
-        }
-        auto d =
-            st.policy(*j).on_outcome(*j, o, st.owner, st.ctx.now(), st.rng);
-        st.poll_when_due(self, d.change, j->name);
-        st.decided(std::move(d), std::move(*j),
-                   std::chrono::microseconds{duration_us});
+        st.poll_when_due(self, done.change, done.report.job->name);
+        st.unsent.push_back(std::move(done));
         auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
         st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
         st.ended(self);
