@@ -21,6 +21,10 @@
 
 namespace bg_jobs {
 
+namespace detail {
+struct node_plan;
+} // namespace detail
+
 /// Assembles a bg_jobs runtime: the store, its queues and listeners, and
 /// how the supervisor behaves. `build` validates and starts the actor tree.
 class builder {
@@ -122,7 +126,9 @@ public:
   /// actor tree in `sys` and waits until every actor has started.
   caf::expected<instance> build(caf::actor_system& sys) const;
 
-  // -- accessors --------------------------------------------------------------
+private:
+  // What the node plan is computed from.
+  friend struct detail::node_plan;
 
   const adapter_factory& connect() const { return connect_; }
   const std::vector<queue_spec>& queues() const { return queues_; }
@@ -147,7 +153,6 @@ public:
   bool any_job_name() const { return any_name_; }
   const std::shared_ptr<bg_jobs::clock>& time_source() const { return clock_; }
 
-private:
   adapter_factory connect_;
   std::vector<queue_spec> queues_;
   std::vector<scheduled_job_spec> scheduled_;

@@ -30,13 +30,15 @@ class http_server;
 /// `enqueue_many` do the same work on the caller's thread instead). Shut it
 /// down (or let it go out of scope) before its `caf::actor_system`.
 class instance {
-public:
+  friend class builder;
   instance(caf::actor_system& sys, caf::actor root,
            std::shared_ptr<detail::actor_directory> dir,
            std::string node_name = {}, std::string node_instance = {},
            caf::actor remote_gate = {}, uint16_t remote_port = 0,
            bool unpublish = false, std::shared_ptr<http_server> http = {},
            std::shared_ptr<detail::direct_enqueue> direct = {});
+
+public:
   instance(instance&&) noexcept;
   instance& operator=(instance&&) noexcept;
   ~instance();

@@ -24,7 +24,7 @@
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
-#include "bg_jobs/adapters/store_spec.hpp"
+#include "bg_jobs/adapters/detail/store_spec.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/control/detail/control_plane.hpp"

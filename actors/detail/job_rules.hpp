@@ -10,7 +10,7 @@
 
 #include "bg_jobs/actors/detail/outcome_buffer.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
-#include "bg_jobs/core/retry_policy.hpp"
+#include "bg_jobs/core/detail/retry_policy.hpp"
 #include "bg_jobs/core/worker.hpp"
 
 namespace bg_jobs::detail {

@@ -8,7 +8,7 @@
 
 #include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/actors/detail/store_connection.hpp"
-#include "bg_jobs/core/retry_policy.hpp"
+#include "bg_jobs/core/detail/retry_policy.hpp"
 
 namespace bg_jobs::detail {
 

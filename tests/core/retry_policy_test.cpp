@@ -2,7 +2,7 @@
 // the completion a queue persists.
 #include <doctest/doctest.h>
 
-#include "bg_jobs/core/retry_policy.hpp"
+#include "bg_jobs/core/detail/retry_policy.hpp"
 #include "bg_jobs/core/timestamp.hpp"
 
 using namespace bg_jobs;

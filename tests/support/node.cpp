@@ -39,7 +39,7 @@
 #include "bg_jobs/actors/builder.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
-#include "bg_jobs/adapters/store_spec.hpp"
+#include "bg_jobs/adapters/detail/store_spec.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 using namespace std::chrono_literals;

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bg_jobs/adapters/store_spec.hpp"
+#include "bg_jobs/adapters/detail/store_spec.hpp"
 #include "bg_jobs/core/errc.hpp"
 
 using namespace bg_jobs;

@@ -1,4 +1,4 @@
-#include "bg_jobs/core/retry_policy.hpp"
+#include "bg_jobs/core/detail/retry_policy.hpp"
 
 #include "bg_jobs/core/parse.hpp"
 

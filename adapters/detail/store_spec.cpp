@@ -1,4 +1,4 @@
-#include "bg_jobs/adapters/store_spec.hpp"
+#include "bg_jobs/adapters/detail/store_spec.hpp"
 
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
