@@ -7,11 +7,14 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
+# The command line the tests run as another process comes from ./build.
+"$root/scripts/build.sh" bg_jobs_cli
 build="$root/build-sanitized"
 echo "bg_jobs: configuring the sanitizer build ($build)" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-  -DBG_JOBS_SANITIZE=ON -DBG_JOBS_BUILD_EXAMPLES=OFF >/dev/null
+  -DBG_JOBS_SANITIZE=ON -DBG_JOBS_BUILD_EXAMPLES=OFF \
+  -DBG_JOBS_CLI_PATH="$root/build/tools/bg_jobs" >/dev/null
 cmake --build "$build" -j2
 # verify_asan_link_order=0: a test preloads libfaketime into a node.
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=0:strict_string_checks=1:verify_asan_link_order=0"

@@ -20,12 +20,15 @@ namespace bg_jobs::detail {
 
 /// The hand-over between a queue, an executor actor and its handler thread.
 struct handler_slot {
-  std::mutex mtx;
+  mutable std::mutex mtx;
   std::condition_variable cv;
   /// Handed over, not started yet, in order.
   std::deque<held_job> next;
-  /// The job the handler runs (0: none).
-  int64_t current = 0;
+  /// The job the handler runs.
+  std::optional<job> running;
+  /// Ended (run, or found past its start deadline), the result on its way
+  /// to the queue.
+  std::deque<job> sent;
   bool stop = false;
   std::atomic<bool> cancelled{false};
   /// The running job was cancelled; reset for each job.
@@ -50,33 +53,84 @@ void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
   slot_->cv.notify_one();
 }
 
-void executor_handoff::request_cancel(int64_t job_id,
+size_t executor_handoff::size() const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  return slot_->next.size() + (slot_->running ? 1 : 0) + slot_->sent.size();
+}
+
+bool executor_handoff::runs(int64_t job_id) const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  return slot_->running && slot_->running->id == job_id;
+}
+
+bool executor_handoff::request_cancel(int64_t job_id,
                                       const std::string& reason) const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
-  if (slot_->current == job_id && !slot_->cancel_requested) {
+  if (!slot_->running || slot_->running->id != job_id)
+    return false;
+  if (!slot_->cancel_requested) {
     slot_->cancel_reason = reason;
     slot_->cancel_requested = true;
   }
+  return true;
 }
 
-bool executor_handoff::take_unstarted(int64_t job_id) const {
+std::optional<job> executor_handoff::reported(int64_t job_id) const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  auto& xs = slot_->sent;
+  auto i = std::find_if(xs.begin(), xs.end(),
+                        [&](const job& j) { return j.id == job_id; });
+  if (i == xs.end())
+    return std::nullopt;
+  auto j = std::move(*i);
+  xs.erase(i);
+  return j;
+}
+
+std::optional<job> executor_handoff::take_unstarted(int64_t job_id) const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
   auto& xs = slot_->next;
   auto i = std::find_if(xs.begin(), xs.end(),
                         [&](const held_job& h) { return h.j.id == job_id; });
   if (i == xs.end())
-    return false;
+    return std::nullopt;
+  auto j = std::move(i->j);
   xs.erase(i);
-  return true;
+  return j;
 }
 
-std::vector<int64_t> executor_handoff::take_all_unstarted() const {
+std::vector<job> executor_handoff::take_all_unstarted() const {
   std::lock_guard<std::mutex> guard{slot_->mtx};
-  std::vector<int64_t> ids;
+  std::vector<job> taken;
   for (auto& h : slot_->next)
-    ids.push_back(h.j.id);
+    taken.push_back(std::move(h.j));
   slot_->next.clear();
-  return ids;
+  return taken;
+}
+
+std::vector<job> executor_handoff::take_all() const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  std::vector<job> taken;
+  if (slot_->running)
+    taken.push_back(std::move(*slot_->running));
+  slot_->running.reset();
+  for (auto& j : slot_->sent)
+    taken.push_back(std::move(j));
+  slot_->sent.clear();
+  for (auto& h : slot_->next)
+    taken.push_back(std::move(h.j));
+  slot_->next.clear();
+  return taken;
+}
+
+void executor_handoff::ids(std::vector<int64_t>& out) const {
+  std::lock_guard<std::mutex> guard{slot_->mtx};
+  if (slot_->running)
+    out.push_back(slot_->running->id);
+  for (auto& j : slot_->sent)
+    out.push_back(j.id);
+  for (auto& h : slot_->next)
+    out.push_back(h.j.id);
 }
 
 namespace {
@@ -93,16 +147,20 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
         return;
       auto h = std::move(slot->next.front());
       slot->next.pop_front();
-      j = std::move(h.j);
       if (std::chrono::steady_clock::now() > h.start_by) {
+        auto id = h.j.id;
+        slot->sent.push_back(std::move(h.j));
         queue = slot->queue;
         guard.unlock();
         if (auto hdl = caf::actor_cast<caf::actor>(queue))
-          caf::anon_send(hdl, stale_atom::value, slot->index, j.id,
+          caf::anon_send(hdl, stale_atom::value, slot->index, id,
                          slot->executor);
         continue;
       }
-      slot->current = j.id;
+      // The handler runs a copy: the queue may take the kept one back
+      // (a timeout, a shutdown) while it runs.
+      j = h.j;
+      slot->running = std::move(h.j);
       slot->cancel_requested = false;
     }
     if (slot->bus->active()) {
@@ -127,7 +185,10 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
       // A cancelled job ends cancelled, whatever its handler returned.
       if (slot->cancel_requested)
         result = outcome::cancel(slot->cancel_reason);
-      slot->current = 0;
+      if (slot->running && slot->running->id == j.id) {
+        slot->sent.push_back(std::move(*slot->running));
+        slot->running.reset();
+      }
       queue = slot->queue;
     }
     auto done = slot->rules->decide(j, result, slot->clock->now(), rng, us);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,10 @@ struct held_job {
 
 struct handler_slot;
 
-/// The queue's side of the hand-over to an executor's handler thread.
+/// The queue's side of the hand-over to an executor's handler thread, and
+/// the one place the jobs handed to that executor are kept until the queue
+/// has their results: those not started yet, the one running, and those
+/// whose result is on its way to the queue.
 class executor_handoff {
 public:
   executor_handoff() = default;
@@ -54,15 +58,33 @@ public:
   /// a `stale_atom` message instead.
   void run(held_job h, const caf::actor_addr& queue) const;
 
+  /// The jobs kept here.
+  size_t size() const;
+
+  /// Whether the handler runs `job_id` now.
+  bool runs(int64_t job_id) const;
+
   /// Raises the cancellation flag the handler sees, if it runs `job_id`:
-  /// whatever it returns, the job ends cancelled with `reason`.
-  void request_cancel(int64_t job_id, const std::string& reason) const;
+  /// whatever it returns, the job ends cancelled with `reason`. False when
+  /// it does not run it.
+  bool request_cancel(int64_t job_id, const std::string& reason) const;
 
-  /// Takes `job_id` back unless the handler started it; true if taken.
-  bool take_unstarted(int64_t job_id) const;
+  /// The queue has the result of `job_id`: returns the job and forgets it.
+  std::optional<job> reported(int64_t job_id) const;
 
-  /// Takes back every job the handler has not started; returns their ids.
-  std::vector<int64_t> take_all_unstarted() const;
+  /// Takes `job_id` back unless the handler started it.
+  std::optional<job> take_unstarted(int64_t job_id) const;
+
+  /// Takes back every job the handler has not started.
+  std::vector<job> take_all_unstarted() const;
+
+  /// Takes every job kept here, the one that runs (or, failing that, the
+  /// first whose result is on its way) first; a late result of one of them
+  /// is dropped by the queue.
+  std::vector<job> take_all() const;
+
+  /// The ids of the jobs kept here.
+  void ids(std::vector<int64_t>& out) const;
 
 private:
   std::shared_ptr<handler_slot> slot_;

@@ -20,14 +20,14 @@ void executor_pool::start(caf::event_based_actor* self, size_t n) {
 size_t executor_pool::busy() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (!s.jobs.empty())
+    if (s.executor && s.held() > 0)
       ++n;
   return n;
 }
 
 void executor_pool::retire(caf::event_based_actor* self, size_t i) {
   slots_[i].retired = true;
-  if (!slots_[i].jobs.empty())
+  if (slots_[i].executor && slots_[i].held() > 0)
     return; // when its jobs end
   if (auto& e = slots_[i].executor) {
     self->unlink_from(e);
@@ -45,7 +45,7 @@ void executor_pool::resize(caf::event_based_actor* self, size_t n) {
       ++active_;
       if (!slots_[i].executor)
         spawn(self, i);
-      if (slots_[i].jobs.empty())
+      if (slots_[i].held() == 0)
         idle_.push_back(i);
     }
   while (active_ < n) {
@@ -71,16 +71,13 @@ void executor_pool::resize(caf::event_based_actor* self, size_t n) {
 bool executor_pool::request_cancel(int64_t job_id,
                                    const std::string& reason) {
   for (auto& s : slots_)
-    for (auto& j : s.jobs)
-      if (j.id == job_id) {
-        s.handoff.request_cancel(job_id, reason);
-        return true;
-      }
+    if (s.executor && s.handoff.request_cancel(job_id, reason))
+      return true;
   return false;
 }
 
 void executor_pool::emptied(caf::event_based_actor* self, size_t i) {
-  if (!slots_[i].jobs.empty())
+  if (slots_[i].held() > 0)
     return;
   if (slots_[i].retired)
     retire(self, i);
@@ -91,17 +88,13 @@ void executor_pool::emptied(caf::event_based_actor* self, size_t i) {
 std::optional<job> executor_pool::take_unstarted(caf::event_based_actor* self,
                                                  int64_t job_id) {
   for (size_t k = 0; k < slots_.size(); ++k) {
-    auto& s = slots_[k];
-    for (auto i = s.jobs.begin(); i != s.jobs.end(); ++i)
-      if (i->id == job_id) {
-        // Whether it started is the executor's to say.
-        if (!s.handoff.take_unstarted(job_id))
-          return std::nullopt;
-        auto j = std::move(*i);
-        s.jobs.erase(i);
-        emptied(self, k);
-        return j;
-      }
+    if (!slots_[k].executor)
+      continue;
+    // Whether it started is the executor's to say.
+    if (auto j = slots_[k].handoff.take_unstarted(job_id)) {
+      emptied(self, k);
+      return j;
+    }
   }
   return std::nullopt;
 }
@@ -110,17 +103,13 @@ std::vector<job>
 executor_pool::take_all_unstarted(caf::event_based_actor* self) {
   std::vector<job> taken;
   for (size_t k = 0; k < slots_.size(); ++k) {
-    auto& s = slots_[k];
-    if (s.jobs.empty())
+    if (!slots_[k].executor)
       continue;
-    for (auto id : s.handoff.take_all_unstarted()) {
-      auto i = std::find_if(s.jobs.begin(), s.jobs.end(),
-                            [&](const job& j) { return j.id == id; });
-      if (i == s.jobs.end())
-        continue;
-      taken.push_back(std::move(*i));
-      s.jobs.erase(i);
-    }
+    auto xs = slots_[k].handoff.take_all_unstarted();
+    if (xs.empty())
+      continue;
+    for (auto& j : xs)
+      taken.push_back(std::move(j));
     emptied(self, k);
   }
   return taken;
@@ -131,7 +120,6 @@ void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
   auto e = spawn_executor(self, std::move(args));
   slots_[i].executor = std::move(e.actor);
   slots_[i].handoff = std::move(e.handoff);
-  slots_[i].jobs.clear();
   register_one(self, i);
 }
 
@@ -151,7 +139,6 @@ void executor_pool::register_all(caf::event_based_actor* self) const {
 size_t executor_pool::run(held_job h, const caf::actor_addr& queue) {
   auto i = idle_.back();
   idle_.pop_back();
-  slots_[i].jobs.push_back(h.j);
   slots_[i].handoff.run(std::move(h), queue);
   return i;
 }
@@ -160,47 +147,56 @@ std::optional<size_t>
 executor_pool::run_behind(held_job h, const caf::actor_addr& queue,
                           size_t depth) {
   std::optional<size_t> best;
+  size_t fewest = 0;
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
-    if (s.retired || !s.executor || s.jobs.empty() || s.jobs.size() >= depth)
+    if (s.retired || !s.executor)
       continue;
-    if (!best || s.jobs.size() < slots_[*best].jobs.size())
+    auto n = s.held();
+    if (n == 0 || n >= depth)
+      continue;
+    if (!best || n < fewest) {
       best = i;
+      fewest = n;
+    }
   }
   if (!best)
     return std::nullopt;
-  slots_[*best].jobs.push_back(h.j);
   slots_[*best].handoff.run(std::move(h), queue);
   return best;
 }
 
 bool executor_pool::room_behind(size_t depth) const {
   for (auto& s : slots_)
-    if (!s.retired && s.executor && !s.jobs.empty() && s.jobs.size() < depth)
-      return true;
+    if (!s.retired && s.executor) {
+      auto n = s.held();
+      if (n > 0 && n < depth)
+        return true;
+    }
   return false;
 }
 
 bool executor_pool::runs(size_t i, int64_t job_id) const {
-  return i < slots_.size() && !slots_[i].jobs.empty() &&
-         slots_[i].jobs.front().id == job_id;
+  return i < slots_.size() && slots_[i].executor &&
+         slots_[i].handoff.runs(job_id);
 }
 
 std::optional<job> executor_pool::finish(caf::event_based_actor* self, size_t i,
                                          int64_t job_id,
                                          const caf::actor_addr& from) {
-  if (!runs(i, job_id) || slots_[i].executor.address() != from)
+  if (i >= slots_.size() || !slots_[i].executor ||
+      slots_[i].executor.address() != from)
     return std::nullopt;
-  auto j = std::move(slots_[i].jobs.front());
-  slots_[i].jobs.pop_front();
-  emptied(self, i);
+  auto j = slots_[i].handoff.reported(job_id);
+  if (j)
+    emptied(self, i);
   return j;
 }
 
 job executor_pool::replace(caf::event_based_actor* self, size_t i) {
-  // Queues with timeouts hand executors one job at a time.
-  auto j = std::move(slots_[i].jobs.front());
-  slots_[i].jobs.clear();
+  // Queues with timeouts hand executors one job at a time: the running one
+  // is first.
+  auto j = std::move(slots_[i].handoff.take_all().front());
   auto old = slots_[i].executor;
   self->unlink_from(old);
   self->send_exit(old, caf::exit_reason::kill);
@@ -223,9 +219,7 @@ executor_pool::slot_of(const caf::actor_addr& addr) const {
 
 std::vector<job> executor_pool::on_exit(caf::event_based_actor* self, size_t i,
                                         bool restart) {
-  std::vector<job> j{std::make_move_iterator(slots_[i].jobs.begin()),
-                     std::make_move_iterator(slots_[i].jobs.end())};
-  slots_[i].jobs.clear();
+  auto j = slots_[i].handoff.take_all();
   idle_.erase(std::remove(idle_.begin(), idle_.end(), i), idle_.end());
   if (restart && !slots_[i].retired)
     spawn(self, i);
@@ -239,21 +233,24 @@ std::vector<job> executor_pool::on_exit(caf::event_based_actor* self, size_t i,
 std::vector<int64_t> executor_pool::held() const {
   std::vector<int64_t> ids;
   for (auto& s : slots_)
-    for (auto& j : s.jobs)
-      ids.push_back(j.id);
+    if (s.executor)
+      s.handoff.ids(ids);
   return ids;
 }
 
 std::vector<job> executor_pool::take_running() {
   std::vector<job> jobs;
-  for (size_t i = 0; i < slots_.size(); ++i)
-    if (!slots_[i].jobs.empty()) {
-      for (auto& j : slots_[i].jobs)
-        jobs.push_back(std::move(j));
-      slots_[i].jobs.clear();
-      if (!slots_[i].retired)
-        idle_.push_back(i);
-    }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i].executor)
+      continue;
+    auto xs = slots_[i].handoff.take_all();
+    if (xs.empty())
+      continue;
+    for (auto& j : xs)
+      jobs.push_back(std::move(j));
+    if (!slots_[i].retired)
+      idle_.push_back(i);
+  }
   return jobs;
 }
 

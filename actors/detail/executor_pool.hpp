@@ -15,8 +15,10 @@
 
 namespace bg_jobs::detail {
 
-/// A queue's executors: its slots, the idle ones, and the job each busy one
-/// runs. Replaces an executor that died or timed out at once. Resizing
+/// A queue's executors: its slots and the idle ones. The jobs handed to an
+/// executor are kept in its hand-off only (`executor_handoff`), until the
+/// queue has their results. Replaces an executor that died or timed out at
+/// once. Resizing
 /// starts executors at once; a shrink retires idle ones at once and busy
 /// ones when their job ends. Every executor is registered as
 /// `<queue>/executor/<slot>`.
@@ -45,6 +47,7 @@ public:
   bool request_cancel(int64_t job_id, const std::string& reason);
 
   /// Takes back `job_id` if an executor holds it and has not started it.
+  /// (Past the lease's half, the executor itself gives a job back.)
   std::optional<job> take_unstarted(caf::event_based_actor* self,
                                     int64_t job_id);
 
@@ -62,12 +65,12 @@ public:
   /// Whether a busy executor in service holds fewer than `depth` jobs.
   bool room_behind(size_t depth) const;
 
-  /// Whether slot `i` runs (or last ran and holds) job `job_id` first.
+  /// Whether slot `i` runs job `job_id` now.
   bool runs(size_t i, int64_t job_id) const;
 
   /// The result of `job_id` arrived from `from`: if that executor still
-  /// holds slot `i` for it, frees the slot (or retires it) and returns the
-  /// job.
+  /// holds slot `i` and kept the job, forgets it, frees the slot when it
+  /// holds no other (or retires it) and returns the job.
   std::optional<job> finish(caf::event_based_actor* self, size_t i,
                             int64_t job_id, const caf::actor_addr& from);
 
@@ -100,11 +103,10 @@ private:
   struct slot {
     caf::actor executor;
     executor_handoff handoff;
-    /// The jobs handed to it, in order: the first runs (or its result is
-    /// on its way).
-    std::deque<job> jobs;
     /// Out of service (scaled down): no executor once its job ended.
     bool retired = false;
+
+    size_t held() const { return handoff.size(); }
   };
 
   void spawn(caf::event_based_actor* self, size_t i);
