@@ -220,9 +220,9 @@ private:
 /// Reports the operator actions recorded in the store by processes without
 /// a node (the command line) as this node's events, and removes them: each
 /// is reported once, by the node that holds the upkeep (none is reported if
-/// that node dies between taking and emitting it). Looks a second after a
-/// round that found some, and otherwise ever less often, doubling up to
-/// `every`.
+/// that node dies between taking and emitting it). Looks at start, then
+/// after five seconds (or `every`, if shorter), a second after a round that
+/// found some, and otherwise ever less often, doubling up to `every`.
 class actions_service : public maintenance_service {
 public:
   struct config {
@@ -230,7 +230,8 @@ public:
     caf::error validate() const;
   };
 
-  explicit actions_service(config cfg) : cfg_(cfg) {}
+  explicit actions_service(config cfg)
+      : cfg_(cfg), next_(std::min(cfg.every, std::chrono::milliseconds{5000})) {}
   const char* name() const override { return "actions"; }
   bool store_wide() const override { return true; }
   std::chrono::milliseconds interval() const override { return next_; }
@@ -238,7 +239,7 @@ public:
 
 private:
   config cfg_;
-  std::chrono::milliseconds next_{1000};
+  std::chrono::milliseconds next_;
 };
 
 /// The services of a node, from its settings: the heartbeat, the leader's

@@ -1,6 +1,8 @@
 #include "bg_jobs/registry/detail/registry_actor.hpp"
 
+#include <atomic>
 #include <map>
+#include <memory>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -89,15 +91,30 @@ caf::behavior registry_actor(caf::stateful_actor<registry_state>* self,
   self->state.ctx = std::move(ctx);
   if (release_leftovers)
     self->state.release_leftovers();
-  // At a clean shutdown the node gives its name up for the next start.
-  self->attach_functor(
-      [connect = self->state.ctx.connect, node = self->state.ctx.node,
-       instance = self->state.ctx.instance](const caf::error& reason) {
-        if (reason && reason != caf::exit_reason::user_shutdown)
-          return;
-        if (auto db = connect())
-          (void)(*db)->release_node(node, instance);
-      });
+  // At a clean shutdown the node gives its name up for the next start:
+  // before this actor quits, so that the supervisor, and `shutdown()`
+  // after it, return only once a new start may take the name; and, should
+  // the actor end otherwise without an error, as it ends.
+  auto give_up = [connect = self->state.ctx.connect,
+                  node = self->state.ctx.node,
+                  instance = self->state.ctx.instance,
+                  done = std::make_shared<std::atomic<bool>>(false)] {
+    if (done->exchange(true))
+      return;
+    if (auto db = connect())
+      (void)(*db)->release_node(node, instance);
+  };
+  self->set_exit_handler([self, give_up](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // as CAF's default: a link that ended normally stops nothing
+    if (em.reason == caf::exit_reason::user_shutdown)
+      give_up();
+    self->quit(em.reason);
+  });
+  self->attach_functor([give_up](const caf::error& reason) {
+    if (!reason || reason == caf::exit_reason::user_shutdown)
+      give_up();
+  });
   self->set_down_handler(
       [self](caf::down_msg& dm) { self->state.on_down(dm, self->system()); });
   return {
