@@ -5,8 +5,11 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 echo "bg_jobs: checking the packages it needs (scripts/setup.sh)" >&2
 "$root/scripts/setup.sh"
+# -g1: line tables for backtraces, without the full debug information that
+# makes the build a quarter slower.
 echo "bg_jobs: configuring ./build" >&2
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
 if [ "$#" -gt 0 ]; then
   for target in "$@"; do
     echo "bg_jobs: building $target" >&2
