@@ -62,13 +62,6 @@ caf::expected<vacuum_report> db_adapter::vacuum_jobs(int64_t) {
   return vacuum_report{};
 }
 
-caf::error db_adapter::check_limit(int limit) {
-  if (limit > 0)
-    return caf::none;
-  return make_error(errc::invalid_argument,
-                    "limit must be positive, got " + std::to_string(limit));
-}
-
 caf::error db_adapter::check_reserve(const reserve_params& params) {
   if (params.limit <= 0)
     return make_error(errc::invalid_argument,

@@ -286,9 +286,6 @@ public:
   virtual caf::expected<std::vector<job>>
   reserve_jobs(const reserve_params& params) = 0;
 
-  /// Clears the reservation of one job; returns the job.
-  virtual caf::expected<job> release_reservation(int64_t job_id) = 0;
-
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) = 0;
@@ -445,28 +442,11 @@ public:
   /// Every stored pause, by kind and name.
   virtual caf::expected<std::vector<pause_record>> pauses() = 0;
 
-  /// Adds one to the attempts of a job in `jobs`; returns the job.
-  virtual caf::expected<job> increment_attempts(const job& j) = 0;
-
   // -- reads ---------------------------------------------------------------
-
-  /// Unreserved jobs with that name, whether available yet or not.
-  virtual caf::expected<std::vector<job>>
-  get_enqueued_jobs(const std::string& job_name) = 0;
-
-  /// All reserved jobs.
-  virtual caf::expected<std::vector<job>> get_running_jobs() = 0;
 
   /// Jobs reserved by `reserved_by`.
   virtual caf::expected<std::vector<job>>
   get_running_jobs_of_owner(const std::string& reserved_by) = 0;
-
-  /// Up to `limit` succeeded jobs, most recent first.
-  virtual caf::expected<std::vector<succeeded_job>>
-  get_succeeded_jobs(int limit) = 0;
-
-  /// Up to `limit` failed jobs, most recent first.
-  virtual caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) = 0;
 
   /// Counts of every state in one snapshot.
   virtual caf::expected<job_stats> stats() = 0;
@@ -488,11 +468,6 @@ public:
   /// The job with that id, wherever it is kept; `job_not_found` if none.
   virtual caf::expected<job_record> get_job(int64_t job_id) = 0;
 
-  /// The store's plan for the statement that `reserve_jobs(params)` runs,
-  /// as text (for tests and operators: it names the index it uses).
-  virtual caf::expected<std::string>
-  explain_reserve(const reserve_params& params) = 0;
-
   // -- wake-ups across processes ---------------------------------------------
 
   /// Waits up to `timeout` for other connections to enqueue; returns the job
@@ -507,8 +482,6 @@ protected:
   /// UTF-8 without control characters, at most 1000 bytes.
   static caf::error check_reason(const std::string& reason);
 
-  /// An `invalid_argument` error unless `limit` is positive.
-  static caf::error check_limit(int limit);
 
   /// An `invalid_argument` error unless the limit is positive and the owner
   /// named.

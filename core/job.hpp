@@ -37,39 +37,6 @@ struct job {
   bool operator==(const job&) const = default;
 };
 
-/// A job that completed successfully, as kept in `jobs_succeeded`.
-struct succeeded_job {
-  int64_t id = 0;
-  std::string name;
-  nlohmann::json payload;
-  int attempts = 0;
-  int priority = 0;
-  timestamp created_at;
-  timestamp available_at;
-  timestamp succeeded_at;
-
-  bool operator==(const succeeded_job&) const = default;
-};
-
-/// A job that failed for good or was cancelled, as kept in `jobs_failed`.
-struct failed_job {
-  int64_t id = 0;
-  std::string name;
-  nlohmann::json payload;
-  int attempts = 0;
-  /// The error text of the last attempt, or the reason of a cancellation.
-  std::string exception;
-  /// Cancelled (by a handler's `outcome::cancel` or by `cancel_job`)
-  /// rather than failed.
-  bool cancelled = false;
-  int priority = 0;
-  timestamp created_at;
-  timestamp available_at;
-  timestamp failed_at;
-
-  bool operator==(const failed_job&) const = default;
-};
-
 /// Where a job is in its life, as inspection reports it.
 enum class job_state {
   /// In `jobs`, unreserved and available now.

@@ -1,5 +1,7 @@
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 
+#include "bg_jobs/adapters/detail/prepared_job.hpp"
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -1018,25 +1020,20 @@ caf::expected<void> postgres_adapter::delete_job(int64_t job_id) {
 
 caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   auto now = impl_->options.clock->now();
-  auto text = request.validate(now);
-  if (!text)
-    return std::move(text.error());
-  job j;
-  j.name = request.name();
-  j.payload = request.payload();
-  j.created_at = now;
-  j.available_at = request.resolve_available_at(now);
-  j.priority = request.priority();
+  auto prepared = detail::prepare_job(request, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& [j, text] = *prepared;
   if (request.unique())
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
-          return insert_unique(tx, std::move(j), *text, request, now,
+          return insert_unique(tx, std::move(j), text, request, now,
                                impl_->channel);
         });
   auto id =
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
         return tx
-            .exec_prepared("bgj_enqueue", j.name, *text, to_unix_ms(now),
+            .exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
                            to_unix_ms(j.available_at), j.priority)[0][0]
             .as<int64_t>();
       });
@@ -1052,22 +1049,17 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   if (auto err = check_identifier("schema", schema, 50))
     return err;
   auto now = clock::system()->now();
-  auto text = request.validate(now);
-  if (!text)
-    return std::move(text.error());
-  job j;
-  j.name = request.name();
-  j.payload = request.payload();
-  j.created_at = now;
-  j.available_at = request.resolve_available_at(now);
-  j.priority = request.priority();
+  auto prepared = detail::prepare_job(request, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& [j, text] = *prepared;
   // In the caller's transaction the tables are named with their schema.
   auto insert =
       prefixed_sql(pg_enqueue_in, schema.empty() ? schema : schema + ".");
   auto channel = schema.empty() ? std::string{notify_channel}
                                 : std::string{notify_channel} + "." + schema;
   try {
-    j.id = tx.exec_params(insert, j.name, *text, to_unix_ms(now),
+    j.id = tx.exec_params(insert, j.name, text, to_unix_ms(now),
                           to_unix_ms(j.available_at), j.priority)[0][0]
                .as<int64_t>();
     tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
@@ -1080,16 +1072,10 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
 caf::expected<std::vector<int64_t>>
 postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   auto now = impl_->options.clock->now();
-  std::vector<std::string> texts;
-  texts.reserve(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    auto text = requests[i].validate(now);
-    if (!text)
-      return make_error(code_of(text.error()), "request " + std::to_string(i) +
-                                                   ": " +
-                                                   message_of(text.error()));
-    texts.push_back(std::move(*text));
-  }
+  auto prepared = detail::prepare_jobs(requests, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& jobs = *prepared;
   if (requests.empty())
     return std::vector<int64_t>{};
   if (std::any_of(requests.begin(), requests.end(),
@@ -1099,20 +1085,15 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
       std::vector<int64_t> ids;
       for (size_t i = 0; i < requests.size(); ++i) {
-        auto& r = requests[i];
-        job j;
-        j.name = r.name();
-        j.created_at = now;
-        j.available_at = r.resolve_available_at(now);
-        j.priority = r.priority();
-        if (r.unique()) {
-          ids.push_back(
-              insert_unique(tx, std::move(j), texts[i], r, now, impl_->channel)
-                  .id);
+        auto& [j, text] = jobs[i];
+        if (requests[i].unique()) {
+          ids.push_back(insert_unique(tx, std::move(j), text, requests[i], now,
+                                      impl_->channel)
+                            .id);
           continue;
         }
         ids.push_back(
-            tx.exec_prepared("bgj_enqueue", j.name, texts[i], to_unix_ms(now),
+            tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
                              to_unix_ms(j.available_at), j.priority)[0][0]
                 .as<int64_t>());
       }
@@ -1122,11 +1103,10 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   for (size_t i = 0; i < requests.size(); ++i) {
     if (i > 0)
       rows += ',';
-    nlohmann::json row = {
-        {"name", requests[i].name()},
-        {"payload", std::move(texts[i])},
-        {"at", to_unix_ms(requests[i].resolve_available_at(now))},
-        {"p", requests[i].priority()}};
+    nlohmann::json row = {{"name", jobs[i].j.name},
+                          {"payload", std::move(jobs[i].payload)},
+                          {"at", to_unix_ms(jobs[i].j.available_at)},
+                          {"p", jobs[i].j.priority}};
     rows += row.dump();
   }
   rows += ']';
@@ -1214,19 +1194,6 @@ postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
         tx.exec("RESET plan_cache_mode");
         return plans;
       });
-}
-
-caf::expected<job> postgres_adapter::release_reservation(int64_t job_id) {
-  auto jobs = impl_->in_statement(
-      "releasing a reservation", [&](pqxx::transaction_base& tx) {
-        return read_jobs(tx.exec_prepared("bgj_release_one", job_id));
-      });
-  if (!jobs)
-    return std::move(jobs.error());
-  if (jobs->empty())
-    return make_error(errc::job_not_found,
-                      "job " + std::to_string(job_id) + " is not in jobs");
-  return std::move(jobs->front());
 }
 
 caf::expected<std::vector<job>>
@@ -1670,30 +1637,8 @@ postgres_adapter::last_scheduled_run(const std::string& name) {
       });
 }
 
-caf::expected<job> postgres_adapter::increment_attempts(const job& j) {
-  auto jobs = impl_->in_statement(
-      "incrementing attempts", [&](pqxx::transaction_base& tx) {
-        return read_jobs(tx.exec_prepared("bgj_increment", j.id));
-      });
-  if (!jobs)
-    return std::move(jobs.error());
-  if (jobs->empty())
-    return make_error(errc::job_not_found,
-                      "job " + std::to_string(j.id) + " is not in jobs");
-  return std::move(jobs->front());
-}
-
 // -- reads
 // -----------------------------------------------------------------------
-
-caf::expected<std::vector<job>>
-postgres_adapter::get_enqueued_jobs(const std::string& job_name) {
-  return impl_->jobs_of("reading jobs", "bgj_enqueued", &job_name);
-}
-
-caf::expected<std::vector<job>> postgres_adapter::get_running_jobs() {
-  return impl_->jobs_of("reading jobs", "bgj_running", nullptr, false);
-}
 
 caf::expected<std::vector<job>>
 postgres_adapter::get_running_jobs_of_owner(const std::string& owner) {
@@ -1702,61 +1647,7 @@ postgres_adapter::get_running_jobs_of_owner(const std::string& owner) {
 
 namespace {
 
-succeeded_job read_succeeded(const pqxx::row& r) {
-  succeeded_job j;
-  j.id = r[0].as<int64_t>();
-  j.name = r[1].as<std::string>();
-  j.payload = parse_payload(r[2]);
-  j.attempts = r[3].as<int>();
-  j.created_at = field_time(r[4]);
-  j.available_at = field_time(r[5]);
-  j.succeeded_at = field_time(r[6]);
-  j.priority = r[7].as<int>();
-  return j;
-}
-
-failed_job read_failed(const pqxx::row& r) {
-  failed_job j;
-  j.id = r[0].as<int64_t>();
-  j.name = r[1].as<std::string>();
-  j.payload = parse_payload(r[2]);
-  j.attempts = r[3].as<int>();
-  j.exception = r[4].as<std::string>();
-  j.created_at = field_time(r[5]);
-  j.available_at = field_time(r[6]);
-  j.failed_at = field_time(r[7]);
-  j.priority = r[8].as<int>();
-  j.cancelled = r[9].as<bool>();
-  return j;
-}
-
 } // namespace
-
-caf::expected<std::vector<succeeded_job>>
-postgres_adapter::get_succeeded_jobs(int limit) {
-  if (auto err = check_limit(limit))
-    return err;
-  return impl_->in_statement(
-      "reading succeeded jobs", [&](pqxx::transaction_base& tx) {
-        std::vector<succeeded_job> result;
-        for (const auto& r : tx.exec_prepared("bgj_succeeded", limit))
-          result.emplace_back(read_succeeded(r));
-        return result;
-      });
-}
-
-caf::expected<std::vector<failed_job>>
-postgres_adapter::get_failed_jobs(int limit) {
-  if (auto err = check_limit(limit))
-    return err;
-  return impl_->in_statement(
-      "reading failed jobs", [&](pqxx::transaction_base& tx) {
-        std::vector<failed_job> result;
-        for (const auto& r : tx.exec_prepared("bgj_failed", limit))
-          result.emplace_back(read_failed(r));
-        return result;
-      });
-}
 
 namespace {
 

@@ -68,7 +68,6 @@ public:
   enqueue_jobs(const std::vector<job_request>& requests) override;
   caf::expected<std::vector<job>>
   reserve_jobs(const reserve_params& params) override;
-  caf::expected<job> release_reservation(int64_t job_id) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
@@ -108,7 +107,6 @@ public:
   enqueue_scheduled(const scheduled_params& params) override;
   caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) override;
-  caf::expected<job> increment_attempts(const job& j) override;
   caf::expected<void> delete_job(int64_t job_id) override;
   caf::expected<job_record> cancel_job(int64_t job_id,
                                        const std::string& reason) override;
@@ -119,13 +117,7 @@ public:
   caf::expected<std::vector<pause_record>> pauses() override;
 
   caf::expected<std::vector<job>>
-  get_enqueued_jobs(const std::string& job_name) override;
-  caf::expected<std::vector<job>> get_running_jobs() override;
-  caf::expected<std::vector<job>>
   get_running_jobs_of_owner(const std::string& reserved_by) override;
-  caf::expected<std::vector<succeeded_job>>
-  get_succeeded_jobs(int limit) override;
-  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
   caf::expected<std::vector<name_stats>> stats_by_name() override;
   caf::expected<job_page> list_jobs(const job_query& query) override;
@@ -133,8 +125,9 @@ public:
   finished_per_bucket(timestamp since,
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
-  caf::expected<std::string>
-  explain_reserve(const reserve_params& params) override;
+  /// The store's plan for the claim statement of `reserve_jobs(params)`, as
+  /// text (it names the index it uses).
+  caf::expected<std::string> explain_reserve(const reserve_params& params);
   /// The plans of the four claim statements (alone and with completions,
   /// each from the start of the index and from a floor), as this
   /// connection would run them now: `generic`, the plan made once for any

@@ -1,5 +1,7 @@
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 
+#include "bg_jobs/adapters/detail/prepared_job.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -174,10 +176,6 @@ const char sql_reserve[] = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
                            "       WHERE kind = 'queue' AND name = ?5)"
                            "   ORDER BY priority, available_at, id LIMIT ?4)"
                            " RETURNING " BG_JOBS_JOB_COLUMNS;
-
-const char sql_release_one[] =
-    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL WHERE id = ?1"
-    " RETURNING " BG_JOBS_JOB_COLUMNS;
 
 const char sql_release_by[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
@@ -357,29 +355,8 @@ const char sql_prune_failed_count[] =
     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
     " ORDER BY failed_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
 
-const char sql_increment[] =
-    "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?1"
-    " RETURNING " BG_JOBS_JOB_COLUMNS;
-
-const char sql_enqueued[] =
-    "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
-    " WHERE name = ?1 AND reserved_by IS NULL ORDER BY available_at, id";
-
-const char sql_running[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
-                           " WHERE reserved_by IS NOT NULL ORDER BY id";
-
 const char sql_running_by[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
                               " WHERE reserved_by = ?1 ORDER BY id";
-
-const char sql_succeeded[] =
-    "SELECT id, name, payload, attempts, created_at, available_at,"
-    " succeeded_at, priority FROM jobs_succeeded"
-    " ORDER BY succeeded_at DESC, id DESC LIMIT ?1";
-
-const char sql_failed[] =
-    "SELECT id, name, payload, attempts, exception, created_at,"
-    " available_at, failed_at, priority, cancelled FROM jobs_failed"
-    " ORDER BY failed_at DESC, id DESC LIMIT ?1";
 
 const char sql_stats[] =
     "SELECT"
@@ -656,6 +633,19 @@ private:
   sqlite_adapter& db_;
   bool active_ = false;
 };
+
+template <class F>
+auto sqlite_adapter::in_transaction(F&& body) -> decltype(body()) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto result = body();
+  if (!result)
+    return result;
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return result;
+}
 
 // -- connection
 // ----------------------------------------------------------------
@@ -1029,16 +1019,10 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
     return make_error(errc::invalid_argument,
                       "unique requests cannot be enqueued in the caller's "
                       "transaction on SQLite");
-  auto now = clock::system()->now();
-  auto text = request.validate(now);
-  if (!text)
-    return std::move(text.error());
-  job j;
-  j.name = request.name();
-  j.payload = request.payload();
-  j.created_at = now;
-  j.available_at = request.resolve_available_at(now);
-  j.priority = request.priority();
+  auto prepared = detail::prepare_job(request, clock::system()->now());
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& [j, text] = *prepared;
   sqlite3_stmt* raw = nullptr;
   auto insert = prefixed_sql(sql_enqueue, table_prefix);
   if (sqlite3_prepare_v2(db, insert.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
@@ -1051,7 +1035,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
                                                              sqlite3_finalize};
   sqlite3_bind_text(raw, 1, j.name.data(), static_cast<int>(j.name.size()),
                     SQLITE_STATIC);
-  sqlite3_bind_text(raw, 2, text->data(), static_cast<int>(text->size()),
+  sqlite3_bind_text(raw, 2, text.data(), static_cast<int>(text.size()),
                     SQLITE_STATIC);
   sqlite3_bind_int64(raw, 3, to_unix_ms(j.created_at));
   sqlite3_bind_int64(raw, 4, to_unix_ms(j.available_at));
@@ -1071,28 +1055,15 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
 
 caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto now = options_.clock->now();
-  auto text = request.validate(now);
-  if (!text)
-    return std::move(text.error());
-  job j;
-  j.name = request.name();
-  j.payload = request.payload();
-  j.created_at = now;
-  j.available_at = request.resolve_available_at(now);
-  j.priority = request.priority();
-  if (request.unique()) {
-    transaction tx{*this};
-    if (auto r = tx.begin(); !r)
-      return std::move(r.error());
-    auto stored = insert_unique(std::move(j), *text, request, now);
-    if (!stored)
-      return stored;
-    if (auto r = tx.commit(); !r)
-      return std::move(r.error());
-    return stored;
-  }
+  auto prepared = detail::prepare_job(request, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& [j, text] = *prepared;
+  if (request.unique())
+    return in_transaction(
+        [&] { return insert_unique(std::move(j), text, request, now); });
   // One INSERT is a transaction by itself.
-  auto id = insert_job(j, *text);
+  auto id = insert_job(j, text);
   if (!id)
     return std::move(id.error());
   j.id = *id;
@@ -1102,88 +1073,71 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
 caf::expected<std::vector<int64_t>>
 sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   auto now = options_.clock->now();
-  std::vector<std::string> texts;
-  texts.reserve(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    auto text = requests[i].validate(now);
-    if (!text)
-      return make_error(static_cast<errc>(text.error().code()),
-                        "request " + std::to_string(i) + ": " +
-                            message_of(text.error()));
-    texts.emplace_back(std::move(*text));
-  }
-  std::vector<int64_t> ids;
-  ids.reserve(requests.size());
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
-  auto any_unique = std::any_of(requests.begin(), requests.end(),
-                                [](auto& r) { return r.unique().has_value(); });
-  if (any_unique) {
-    // One at a time, each unique request checked against its key; still
-    // one transaction, all or none.
-    for (size_t i = 0; i < requests.size(); ++i) {
-      job j;
-      j.name = requests[i].name();
-      j.created_at = now;
-      j.available_at = requests[i].resolve_available_at(now);
-      j.priority = requests[i].priority();
-      caf::expected<int64_t> id = int64_t{0};
-      if (requests[i].unique()) {
-        auto stored = insert_unique(std::move(j), texts[i], requests[i], now);
-        if (!stored)
-          return std::move(stored.error());
-        id = stored->id;
-      } else {
-        id = insert_job(j, texts[i]);
+  auto prepared = detail::prepare_jobs(requests, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto& jobs = *prepared;
+  return in_transaction([&]() -> caf::expected<std::vector<int64_t>> {
+    std::vector<int64_t> ids;
+    ids.reserve(jobs.size());
+    if (std::any_of(requests.begin(), requests.end(),
+                    [](auto& r) { return r.unique().has_value(); })) {
+      // One at a time, each unique request checked against its key; still
+      // one transaction, all or none.
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        if (requests[i].unique()) {
+          auto stored = insert_unique(std::move(jobs[i].j), jobs[i].payload,
+                                      requests[i], now);
+          if (!stored)
+            return std::move(stored.error());
+          ids.push_back(stored->id);
+          continue;
+        }
+        auto id = insert_job(jobs[i].j, jobs[i].payload);
+        if (!id)
+          return std::move(id.error());
+        ids.push_back(*id);
       }
-      if (!id)
-        return std::move(id.error());
-      ids.push_back(*id);
+      return ids;
     }
-    if (auto r = tx.commit(); !r)
-      return std::move(r.error());
+    // Whole chunks go in multi-row statements; ids inside one write
+    // transaction are consecutive, ending at the last inserted rowid.
+    auto bind_row = [&](statement& q, int first, size_t i) {
+      q.bind(first, jobs[i].j.name).bind(first + 1, jobs[i].payload);
+      q.bind(first + 2, to_unix_ms(now));
+      q.bind(first + 3, to_unix_ms(jobs[i].j.available_at));
+      q.bind(first + 4, int64_t{jobs[i].j.priority});
+    };
+    size_t i = 0;
+    if (jobs.size() >= bulk_rows) {
+      auto bulk = prepare(sql_enqueue_bulk());
+      if (!bulk)
+        return std::move(bulk.error());
+      for (; i + bulk_rows <= jobs.size(); i += bulk_rows) {
+        statement q{*bulk};
+        for (size_t k = 0; k < bulk_rows; ++k)
+          bind_row(q, static_cast<int>(k * 5 + 1), i + k);
+        if (int rc = q.step(); rc != SQLITE_DONE)
+          return failure(rc, "enqueueing jobs");
+        auto last = sqlite3_last_insert_rowid(db_);
+        for (size_t k = 0; k < bulk_rows; ++k)
+          ids.push_back(last - static_cast<int64_t>(bulk_rows - 1 - k));
+      }
+    }
+    if (i < jobs.size()) {
+      auto single = prepare(sql_enqueue_plain);
+      if (!single)
+        return std::move(single.error());
+      for (; i < jobs.size(); ++i) {
+        statement q{*single};
+        bind_row(q, 1, i);
+        if (int rc = q.step(); rc != SQLITE_DONE)
+          return failure(rc, "enqueueing jobs");
+        ids.push_back(sqlite3_last_insert_rowid(db_));
+      }
+    }
     return ids;
-  }
-  // Whole chunks go in multi-row statements; ids inside one write
-  // transaction are consecutive, ending at the last inserted rowid.
-  auto bind_row = [&](statement& q, int first, size_t i) {
-    q.bind(first, requests[i].name()).bind(first + 1, texts[i]);
-    q.bind(first + 2, to_unix_ms(now));
-    q.bind(first + 3, to_unix_ms(requests[i].resolve_available_at(now)));
-    q.bind(first + 4, int64_t{requests[i].priority()});
-  };
-  size_t i = 0;
-  if (requests.size() >= bulk_rows) {
-    auto bulk = prepare(sql_enqueue_bulk());
-    if (!bulk)
-      return std::move(bulk.error());
-    for (; i + bulk_rows <= requests.size(); i += bulk_rows) {
-      statement q{*bulk};
-      for (size_t k = 0; k < bulk_rows; ++k)
-        bind_row(q, static_cast<int>(k * 5 + 1), i + k);
-      if (int rc = q.step(); rc != SQLITE_DONE)
-        return failure(rc, "enqueueing jobs");
-      auto last = sqlite3_last_insert_rowid(db_);
-      for (size_t k = 0; k < bulk_rows; ++k)
-        ids.push_back(last - static_cast<int64_t>(bulk_rows - 1 - k));
-    }
-  }
-  if (i < requests.size()) {
-    auto single = prepare(sql_enqueue_plain);
-    if (!single)
-      return std::move(single.error());
-    for (; i < requests.size(); ++i) {
-      statement q{*single};
-      bind_row(q, 1, i);
-      if (int rc = q.step(); rc != SQLITE_DONE)
-        return failure(rc, "enqueueing jobs");
-      ids.push_back(sqlite3_last_insert_rowid(db_));
-    }
-  }
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return ids;
+  });
 }
 
 caf::expected<std::vector<job>>
@@ -1233,15 +1187,7 @@ sqlite_adapter::reserve_jobs(const reserve_params& params) {
     return err;
   if (params.job_names.empty())
     return std::vector<job>{};
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
-  auto result = reserve_in_tx(params);
-  if (!result)
-    return result;
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return result;
+  return in_transaction([&] { return reserve_in_tx(params); });
 }
 
 caf::expected<complete_reserve_result>
@@ -1249,25 +1195,22 @@ sqlite_adapter::complete_and_reserve(const std::vector<completion>& completions,
                                      const reserve_params& params) {
   if (auto err = check_reserve(params))
     return err;
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
-  complete_reserve_result result;
-  auto applied = complete_in_tx(completions);
-  if (!applied)
-    return std::move(applied.error());
-  result.applied = std::move(*applied);
-  // A failed statement leaves no trace, so the completions can still
-  // commit without the reserve: as where the two are separate calls.
-  if (auto jobs = reserve_in_tx(params))
-    result.reserved = std::move(*jobs);
-  else if (completions.empty())
-    return std::move(jobs.error());
-  else
-    result.reserve_error = std::move(jobs.error());
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return result;
+  return in_transaction([&]() -> caf::expected<complete_reserve_result> {
+    complete_reserve_result result;
+    auto applied = complete_in_tx(completions);
+    if (!applied)
+      return std::move(applied.error());
+    result.applied = std::move(*applied);
+    // A failed statement leaves no trace, so the completions can still
+    // commit without the reserve: as where the two are separate calls.
+    if (auto jobs = reserve_in_tx(params))
+      result.reserved = std::move(*jobs);
+    else if (completions.empty())
+      return std::move(jobs.error());
+    else
+      result.reserve_error = std::move(jobs.error());
+    return result;
+  });
 }
 
 caf::expected<std::vector<job>>
@@ -1280,17 +1223,6 @@ sqlite_adapter::release_unheld(const std::string& reserved_by,
   if (jobs)
     sort_claim_order(*jobs);
   return jobs;
-}
-
-caf::expected<job> sqlite_adapter::release_reservation(int64_t job_id) {
-  auto jobs = query_jobs(
-      sql_release_one, [&](statement& q) { q.bind(1, job_id); }, true);
-  if (!jobs)
-    return std::move(jobs.error());
-  if (jobs->empty())
-    return make_error(errc::job_not_found,
-                      "job " + std::to_string(job_id) + " is not in jobs");
-  return std::move(jobs->front());
 }
 
 caf::expected<std::vector<job>>
@@ -1393,19 +1325,15 @@ sqlite_adapter::take_actions(int limit) {
 }
 
 caf::expected<void> sqlite_adapter::heartbeat(const std::string& node) {
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return r;
-  auto s = prepare(sql_heartbeat);
-  if (!s)
-    return std::move(s.error());
-  {
-    statement q{*s};
-    q.bind(1, node).bind(2, to_unix_ms(options_.clock->now()));
-    if (int rc = q.step(); rc != SQLITE_DONE)
-      return failure(rc, "recording a heartbeat");
-  }
-  return tx.commit();
+  auto r = execute(
+      sql_heartbeat,
+      [&](statement& q) {
+        q.bind(1, node).bind(2, to_unix_ms(options_.clock->now()));
+      },
+      "recording a heartbeat");
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
 }
 
 caf::expected<std::optional<node_holder>> sqlite_adapter::claim_node(
@@ -1632,15 +1560,7 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
 
 caf::expected<std::vector<bool>>
 sqlite_adapter::complete_jobs(const std::vector<completion>& completions) {
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
-  auto applied = complete_in_tx(completions);
-  if (!applied)
-    return applied;
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return applied;
+  return in_transaction([&] { return complete_in_tx(completions); });
 }
 
 caf::expected<std::optional<job>>
@@ -1733,17 +1653,6 @@ sqlite_adapter::last_scheduled_run(const std::string& name) {
   return std::optional<scheduled_run>{run};
 }
 
-caf::expected<job> sqlite_adapter::increment_attempts(const job& j) {
-  auto jobs = query_jobs(
-      sql_increment, [&](statement& q) { q.bind(1, j.id); }, true);
-  if (!jobs)
-    return std::move(jobs.error());
-  if (jobs->empty())
-    return make_error(errc::job_not_found,
-                      "job " + std::to_string(j.id) + " is not in jobs");
-  return std::move(jobs->front());
-}
-
 // -- reads
 // -----------------------------------------------------------------------
 
@@ -1773,17 +1682,6 @@ caf::expected<std::vector<job>> sqlite_adapter::query_jobs(
 }
 
 caf::expected<std::vector<job>>
-sqlite_adapter::get_enqueued_jobs(const std::string& job_name) {
-  return query_jobs(
-      sql_enqueued, [&](statement& q) { q.bind(1, job_name); }, false);
-}
-
-caf::expected<std::vector<job>> sqlite_adapter::get_running_jobs() {
-  return query_jobs(
-      sql_running, [](statement&) {}, false);
-}
-
-caf::expected<std::vector<job>>
 sqlite_adapter::get_running_jobs_of_owner(const std::string& owner) {
   return query_jobs(
       sql_running_by, [&](statement& q) { q.bind(1, owner); }, false);
@@ -1791,77 +1689,7 @@ sqlite_adapter::get_running_jobs_of_owner(const std::string& owner) {
 
 namespace {
 
-/// Reads up to `limit` history rows with `read`, one per result row.
-template <class T, class Read>
-caf::expected<std::vector<T>> read_history(sqlite3_stmt* st, int limit,
-                                           Read read, int& rc) {
-  std::vector<T> result;
-  sqlite3_bind_int64(st, 1, limit);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    result.emplace_back(read(st));
-  sqlite3_reset(st);
-  return result;
-}
-
-succeeded_job read_succeeded(sqlite3_stmt* st) {
-  succeeded_job j;
-  j.id = sqlite3_column_int64(st, 0);
-  j.name = column_text(st, 1);
-  j.payload =
-      parse_payload(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2));
-  j.attempts = sqlite3_column_int(st, 3);
-  j.created_at = column_time(st, 4);
-  j.available_at = column_time(st, 5);
-  j.succeeded_at = column_time(st, 6);
-  j.priority = sqlite3_column_int(st, 7);
-  return j;
-}
-
-failed_job read_failed(sqlite3_stmt* st) {
-  failed_job j;
-  j.id = sqlite3_column_int64(st, 0);
-  j.name = column_text(st, 1);
-  j.payload =
-      parse_payload(sqlite3_column_text(st, 2), sqlite3_column_bytes(st, 2));
-  j.attempts = sqlite3_column_int(st, 3);
-  j.exception = column_text(st, 4);
-  j.created_at = column_time(st, 5);
-  j.available_at = column_time(st, 6);
-  j.failed_at = column_time(st, 7);
-  j.priority = sqlite3_column_int(st, 8);
-  j.cancelled = sqlite3_column_int(st, 9) != 0;
-  return j;
-}
-
 } // namespace
-
-caf::expected<std::vector<succeeded_job>>
-sqlite_adapter::get_succeeded_jobs(int limit) {
-  if (auto err = check_limit(limit))
-    return err;
-  auto s = prepare(sql_succeeded);
-  if (!s)
-    return std::move(s.error());
-  int rc = SQLITE_DONE;
-  auto rows = read_history<succeeded_job>(*s, limit, read_succeeded, rc);
-  if (rc != SQLITE_DONE)
-    return failure(rc, "reading succeeded jobs");
-  return rows;
-}
-
-caf::expected<std::vector<failed_job>>
-sqlite_adapter::get_failed_jobs(int limit) {
-  if (auto err = check_limit(limit))
-    return err;
-  auto s = prepare(sql_failed);
-  if (!s)
-    return std::move(s.error());
-  int rc = SQLITE_DONE;
-  auto rows = read_history<failed_job>(*s, limit, read_failed, rc);
-  if (rc != SQLITE_DONE)
-    return failure(rc, "reading failed jobs");
-  return rows;
-}
 
 caf::expected<job_stats> sqlite_adapter::stats() {
   auto s = prepare(sql_stats);
@@ -2029,19 +1857,16 @@ caf::expected<int64_t> sqlite_adapter::retry_failed(const std::string& name) {
   if (auto why = name_problem(name); !why.empty())
     return make_error(errc::invalid_job_name,
                       "job name '" + printable(name) + "' " + why);
-  transaction tx{*this};
-  if (auto r = tx.begin(); !r)
-    return std::move(r.error());
   auto now = to_unix_ms(options_.clock->now());
-  auto moved = move_rows(
-      sql_retry_name, sql_retry_name_delete,
-      [&](statement& q) { q.bind(1, name).bind(2, now); },
-      [&](statement& q) { q.bind(1, name); }, "retrying failed jobs");
-  if (!moved)
-    return std::move(moved.error());
-  if (auto r = tx.commit(); !r)
-    return std::move(r.error());
-  return int64_t{*moved};
+  return in_transaction([&]() -> caf::expected<int64_t> {
+    auto moved = move_rows(
+        sql_retry_name, sql_retry_name_delete,
+        [&](statement& q) { q.bind(1, name).bind(2, now); },
+        [&](statement& q) { q.bind(1, name); }, "retrying failed jobs");
+    if (!moved)
+      return std::move(moved.error());
+    return int64_t{*moved};
+  });
 }
 
 caf::expected<void> sqlite_adapter::pause(pause_kind kind,

@@ -72,7 +72,6 @@ public:
   enqueue_jobs(const std::vector<job_request>& requests) override;
   caf::expected<std::vector<job>>
   reserve_jobs(const reserve_params& params) override;
-  caf::expected<job> release_reservation(int64_t job_id) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
@@ -109,7 +108,6 @@ public:
   caf::expected<std::vector<job>>
   release_unheld(const std::string& reserved_by,
                  const std::vector<int64_t>& held) override;
-  caf::expected<job> increment_attempts(const job& j) override;
   caf::expected<void> delete_job(int64_t job_id) override;
   caf::expected<job_record> cancel_job(int64_t job_id,
                                        const std::string& reason) override;
@@ -120,13 +118,7 @@ public:
   caf::expected<std::vector<pause_record>> pauses() override;
 
   caf::expected<std::vector<job>>
-  get_enqueued_jobs(const std::string& job_name) override;
-  caf::expected<std::vector<job>> get_running_jobs() override;
-  caf::expected<std::vector<job>>
   get_running_jobs_of_owner(const std::string& reserved_by) override;
-  caf::expected<std::vector<succeeded_job>>
-  get_succeeded_jobs(int limit) override;
-  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override;
   caf::expected<job_stats> stats() override;
   caf::expected<std::vector<name_stats>> stats_by_name() override;
   caf::expected<job_page> list_jobs(const job_query& query) override;
@@ -134,8 +126,9 @@ public:
   finished_per_bucket(timestamp since,
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
-  caf::expected<std::string>
-  explain_reserve(const reserve_params& params) override;
+  /// The store's plan for the claim statement of `reserve_jobs(params)`, as
+  /// text (it names the index it uses).
+  caf::expected<std::string> explain_reserve(const reserve_params& params);
 
   /// Waits for writes to the database's WAL file by any process (inotify
   /// on its directory); returns `{"*"}` (every job name may have new jobs)
@@ -149,6 +142,10 @@ private:
   class transaction;
 
   explicit sqlite_adapter(sqlite_options options);
+
+  /// Runs `body` (returning a `caf::expected`) in one write transaction:
+  /// committed when it returns a value, rolled back otherwise.
+  template <class F> auto in_transaction(F&& body) -> decltype(body());
 
   /// Returns the cached statement for `sql`, prepared on first use.
   caf::expected<sqlite3_stmt*> prepare(const char* sql);

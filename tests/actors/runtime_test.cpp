@@ -14,6 +14,7 @@
 #include "actors/runtime_fixture.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -61,7 +62,7 @@ TEST_SUITE("runtime") {
       std::lock_guard<std::mutex> guard{*mtx};
       CHECK(*out == std::vector<std::string>{"test message 1"});
     }
-    auto done = store()->get_succeeded_jobs(10);
+    auto done = test::succeeded(*store(), 10);
     REQUIRE(done);
     REQUIRE(done->size() == 1);
     CHECK(done->front().id == j->id);
@@ -105,11 +106,11 @@ TEST_SUITE("runtime") {
                                 }})));
     REQUIRE(bg.enqueue(job_request{"FAILING_JOB", {{"message", "Failing"}}}));
     REQUIRE(log.wait_for(event_kind::job_failed));
-    auto failed = store()->get_failed_jobs(10);
+    auto failed = test::failed(*store(), 10);
     REQUIRE(failed);
     REQUIRE(failed->size() == 1);
     CHECK(failed->front().attempts == 4);
-    CHECK(failed->front().exception == "I'm always failing (attempt 4)");
+    CHECK(failed->front().error == "I'm always failing (attempt 4)");
     std::lock_guard<std::mutex> guard{mtx};
     CHECK(attempts_seen == std::vector<int>{1, 2, 3, 4});
     CHECK(log.count(event_kind::job_exception) == 3);
@@ -129,7 +130,7 @@ TEST_SUITE("runtime") {
     REQUIRE(bg.enqueue(job_request{"queue_retries"}));
     REQUIRE(bg.enqueue(job_request{"own_retries"}));
     REQUIRE(log.wait_for(event_kind::job_failed, 2));
-    auto failed = store()->get_failed_jobs(10);
+    auto failed = test::failed(*store(), 10);
     REQUIRE(failed);
     REQUIRE(failed->size() == 2);
     std::map<std::string, int> attempts;
@@ -163,10 +164,10 @@ TEST_SUITE("runtime") {
     REQUIRE(bg.enqueue(job_request{"j"}));
     REQUIRE(log.wait_for(event_kind::job_exception));
     auto db = store(clk);
-    auto waiting = db->get_enqueued_jobs("j");
+    auto waiting = test::enqueued(*db, "j");
     REQUIRE(waiting);
     REQUIRE(waiting->size() == 1);
-    CHECK(waiting->front().last_error == "once");
+    CHECK(waiting->front().error == "once");
     CHECK_FALSE(waiting->front().reserved_by);
     CHECK(waiting->front().available_at == clk->now() + 300ms);
     // Just before its time, nobody can claim it.
@@ -194,9 +195,9 @@ TEST_SUITE("runtime") {
     REQUIRE(q);
     REQUIRE(bg.enqueue(job_request{"THROWS"}));
     REQUIRE(log.wait_for(event_kind::job_failed));
-    auto failed = store()->get_failed_jobs(1);
+    auto failed = test::failed(*store(), 1);
     REQUIRE(failed);
-    CHECK(failed->front().exception == "disk on fire");
+    CHECK(failed->front().error == "disk on fire");
     CHECK(failed->front().attempts == 2);
     REQUIRE(bg.enqueue(job_request{"OK"}));
     REQUIRE(log.wait_for(event_kind::job_succeeded));
@@ -309,7 +310,7 @@ TEST_SUITE("runtime") {
     auto released = log.of(event_kind::job_released);
     REQUIRE(released.size() == 1);
     CHECK(released.front().message.find("executor died") != std::string::npos);
-    auto done = store()->get_succeeded_jobs(1);
+    auto done = test::succeeded(*store(), 1);
     REQUIRE(done);
     CHECK(done->front().attempts == 2);
     CHECK(log.count(event_kind::job_started) == 2);
@@ -333,7 +334,7 @@ TEST_SUITE("runtime") {
     REQUIRE(log.wait_for(event_kind::job_started));
     auto old = bg.lookup("default");
     REQUIRE(old);
-    auto running = store()->get_running_jobs();
+    auto running = test::running(*store());
     REQUIRE(running);
     REQUIRE(running->size() == 1);
     auto old_owner = *running->front().reserved_by;
@@ -350,7 +351,7 @@ TEST_SUITE("runtime") {
     auto fresh = bg.lookup("default");
     CHECK(fresh);
     CHECK(fresh != old);
-    auto done = store()->get_succeeded_jobs(1);
+    auto done = test::succeeded(*store(), 1);
     REQUIRE(done);
     CHECK(done->front().attempts == 2);
   }
@@ -418,7 +419,7 @@ TEST_SUITE("runtime") {
     REQUIRE(bg.shutdown(30s));
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
     gate->open();
-    auto pending = store()->get_enqueued_jobs("stuck");
+    auto pending = test::enqueued(*store(), "stuck");
     REQUIRE(pending);
     REQUIRE(pending->size() == 1);
     CHECK_FALSE(pending->front().reserved_by);
@@ -508,11 +509,11 @@ TEST_SUITE("runtime") {
     auto bg = start(make_builder().with_queue(
         test_queue("default").with_worker(worker{"j", [](const job&) {}})));
     REQUIRE(log.wait_for(event_kind::job_succeeded));
-    auto done = db->get_succeeded_jobs(10);
+    auto done = test::succeeded(*db, 10);
     REQUIRE(done);
     REQUIRE(done->size() == 1);
     CHECK(done->front().id == mine->id);
-    auto running = db->get_running_jobs();
+    auto running = test::running(*db);
     REQUIRE(running);
     REQUIRE(running->size() == 1);
     CHECK(running->front().id == theirs->id);
@@ -604,10 +605,10 @@ TEST_SUITE("runtime") {
         bg.enqueue_many(std::vector<job_request>(40, job_request{"quick"})));
     REQUIRE(log.wait_for(event_kind::job_failed));
     REQUIRE(log.wait_for(event_kind::job_succeeded, 40));
-    auto failed = store()->get_failed_jobs(1);
+    auto failed = test::failed(*store(), 1);
     REQUIRE(failed);
     CHECK(failed->front().name == "hang");
-    CHECK(failed->front().exception == "timed out after 200 ms");
+    CHECK(failed->front().error == "timed out after 200 ms");
     CHECK(peak.load() == 2);
     gate->open();
     CHECK(test::eventually([&] { return saw_cancel->load(); }));
@@ -624,9 +625,9 @@ TEST_SUITE("runtime") {
     REQUIRE(log.wait_for(event_kind::job_failed));
     REQUIRE(bg.enqueue(job_request{"ok"}));
     REQUIRE(log.wait_for(event_kind::job_succeeded));
-    auto failed = store()->get_failed_jobs(1);
+    auto failed = test::failed(*store(), 1);
     REQUIRE(failed);
-    CHECK(failed->front().exception ==
+    CHECK(failed->front().error ==
           "handler threw a non-standard exception");
   }
 

@@ -17,6 +17,7 @@
 #include "adapters/stores.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "support/expect.hpp"
+#include "support/store_reads.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -38,7 +39,17 @@ std::vector<job> reserve(db_adapter& db, std::vector<std::string> names,
       db.reserve_jobs({std::move(names), limit, std::move(owner), ""}));
 }
 
-std::vector<int64_t> ids_of(const std::vector<job>& jobs) {
+/// Releases one job's reservation, as a rescue does.
+void release_one(db_adapter& db, int64_t id, const std::string& owner = "node/q/1") {
+  std::vector<int64_t> keep;
+  for (auto& j : value_of(db.get_running_jobs_of_owner(owner)))
+    if (j.id != id)
+      keep.push_back(j.id);
+  value_of(db.release_unheld(owner, keep));
+}
+
+template <class Jobs>
+std::vector<int64_t> ids_of(const Jobs& jobs) {
   std::vector<int64_t> ids;
   for (auto& j : jobs)
     ids.push_back(j.id);
@@ -62,9 +73,9 @@ TEST_SUITE("conformance") {
     CHECK(j.available_at == t0);
     CHECK_FALSE(j.reserved_at);
     CHECK_FALSE(j.reserved_by);
-    auto stored = value_of(db->get_enqueued_jobs("test-job"));
+    auto stored = value_of(test::enqueued(*db, "test-job"));
     REQUIRE(stored.size() == 1);
-    CHECK(stored[0] == j);
+    CHECK(test::as_job(stored[0]) == j);
   }
 
   TEST_CASE_TEMPLATE("ids are unique integers that grow", S,
@@ -107,9 +118,9 @@ TEST_SUITE("conformance") {
     CHECK(got[0].reserved_at == t0 + 5s);
     CHECK(got[0].reserved_by == "default_queue");
     CHECK(got[0].attempts == 1);
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     REQUIRE(running.size() == 1);
-    CHECK(running[0] == got[0]);
+    CHECK(test::as_job(running[0]) == got[0]);
   }
 
   TEST_CASE_TEMPLATE("reserve filters by job name", S,
@@ -123,7 +134,7 @@ TEST_SUITE("conformance") {
     CHECK(reserve(*db, {}, 3).empty());
     auto got = reserve(*db, {"b", "a"}, 10);
     CHECK(ids_of(got) == std::vector<int64_t>{a.id, b.id});
-    CHECK(value_of(db->get_enqueued_jobs("c")).size() == 1);
+    CHECK(value_of(test::enqueued(*db, "c")).size() == 1);
   }
 
   TEST_CASE_TEMPLATE("reserve on an empty table returns nothing", S,
@@ -148,7 +159,7 @@ TEST_SUITE("conformance") {
     auto got = reserve(*db, {"j"}, 10);
     CHECK(ids_of(got) ==
           std::vector<int64_t>{first.id, second.id, third.id, late.id});
-    auto pending = value_of(db->get_enqueued_jobs("j"));
+    auto pending = value_of(test::enqueued(*db, "j"));
     REQUIRE(pending.size() == 1);
     CHECK(pending[0].id == future.id);
   }
@@ -180,9 +191,9 @@ TEST_SUITE("conformance") {
     REQUIRE(r.size() == 1);
     clk->advance(1s);
     require_ok(db->move_job_to_succeeded(r[0]));
-    CHECK(value_of(db->get_enqueued_jobs("test-job")).empty());
-    CHECK(value_of(db->get_running_jobs()).empty());
-    auto done = value_of(db->get_succeeded_jobs(10));
+    CHECK(value_of(test::enqueued(*db, "test-job")).empty());
+    CHECK(value_of(test::running(*db)).empty());
+    auto done = value_of(test::succeeded(*db, 10));
     REQUIRE(done.size() == 1);
     CHECK(done[0].id == j.id);
     CHECK(done[0].name == "test-job");
@@ -190,7 +201,7 @@ TEST_SUITE("conformance") {
     CHECK(done[0].attempts == 1);
     CHECK(done[0].created_at == t0);
     CHECK(done[0].available_at == t0 + 2s);
-    CHECK(done[0].succeeded_at == t0 + 4s);
+    CHECK(done[0].finished_at == t0 + 4s);
   }
 
   TEST_CASE_TEMPLATE("moving to failed keeps every field and the exception", S,
@@ -206,15 +217,15 @@ TEST_SUITE("conformance") {
     clk->advance(1s);
     require_ok(db->move_job_to_failed(r[0], "test exception"));
     CHECK(value_of(db->stats()).pending() == 0);
-    auto failed = value_of(db->get_failed_jobs(10));
+    auto failed = value_of(test::failed(*db, 10));
     REQUIRE(failed.size() == 1);
     CHECK(failed[0].id == j.id);
     CHECK(failed[0].payload == "p");
     CHECK(failed[0].attempts == 1);
-    CHECK(failed[0].exception == "test exception");
+    CHECK(failed[0].error == "test exception");
     CHECK(failed[0].created_at == t0);
     CHECK(failed[0].available_at == t0 + 2s);
-    CHECK(failed[0].failed_at == t0 + 3s);
+    CHECK(failed[0].finished_at == t0 + 3s);
   }
 
   TEST_CASE_TEMPLATE("an unreserved job can be moved directly", S,
@@ -223,7 +234,7 @@ TEST_SUITE("conformance") {
     auto db = store.fresh();
     auto j = value_of(db->enqueue_job(job_request{"test-job"}));
     require_ok(db->move_job_to_succeeded(j));
-    CHECK(value_of(db->get_succeeded_jobs(1)).size() == 1);
+    CHECK(value_of(test::succeeded(*db, 1)).size() == 1);
   }
 
   TEST_CASE_TEMPLATE("history lists most recent first and honours the limit", S,
@@ -240,27 +251,13 @@ TEST_SUITE("conformance") {
       require_ok(db->move_job_to_failed(k, "err " + std::to_string(i)));
       ids.push_back(j.id);
     }
-    auto ok = value_of(db->get_succeeded_jobs(2));
+    auto ok = value_of(test::succeeded(*db, 2));
     REQUIRE(ok.size() == 2);
     CHECK(ok[0].id == ids[2]);
     CHECK(ok[1].id == ids[1]);
-    auto failed = value_of(db->get_failed_jobs(1));
+    auto failed = value_of(test::failed(*db, 1));
     REQUIRE(failed.size() == 1);
-    CHECK(failed[0].exception == "err 2");
-  }
-
-  TEST_CASE_TEMPLATE("increment_attempts counts one more attempt", S,
-                     BG_JOBS_CONFORMANCE_STORES) {
-    S store;
-    auto db = store.fresh();
-    auto j = value_of(db->enqueue_job(job_request{"test-job"}));
-    CHECK(value_of(db->increment_attempts(j)).attempts == 1);
-    CHECK(value_of(db->increment_attempts(j)).attempts == 2);
-    job missing = j;
-    missing.id = j.id + 1000;
-    auto r = db->increment_attempts(missing);
-    REQUIRE_FALSE(r);
-    CHECK(code_of(r.error()) == errc::job_not_found);
+    CHECK(failed[0].error == "err 2");
   }
 
   TEST_CASE_TEMPLATE("attempts count every reservation across retries", S,
@@ -283,10 +280,10 @@ TEST_SUITE("conformance") {
       CHECK(reserve(*db, {"j"}, 1).empty());
       clk->advance(10s);
     }
-    auto pending = value_of(db->get_enqueued_jobs("j"));
+    auto pending = value_of(test::enqueued(*db, "j"));
     REQUIRE(pending.size() == 1);
     CHECK(pending[0].attempts == 3);
-    CHECK(pending[0].last_error == "boom 3");
+    CHECK(pending[0].error == "boom 3");
     CHECK_FALSE(pending[0].reserved_by);
   }
 
@@ -303,7 +300,7 @@ TEST_SUITE("conformance") {
     c.reserved_by = r[0].reserved_by;
     c.available_at = clk->now() + 5s;
     CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{true});
-    auto pending = value_of(db->get_enqueued_jobs("j"));
+    auto pending = value_of(test::enqueued(*db, "j"));
     REQUIRE(pending.size() == 1);
     CHECK(pending[0].attempts == 0);
     CHECK(pending[0].available_at == t0 + 5s);
@@ -328,11 +325,11 @@ TEST_SUITE("conformance") {
     c.reserved_by = old[0].reserved_by;
     c.error = "late";
     CHECK(value_of(db->complete_jobs({c})) == std::vector<bool>{false});
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     REQUIRE(running.size() == 1);
     CHECK(running[0].reserved_by == "node-b/q/1");
-    CHECK(value_of(db->get_succeeded_jobs(10)).empty());
-    CHECK(value_of(db->get_failed_jobs(10)).empty());
+    CHECK(value_of(test::succeeded(*db, 10)).empty());
+    CHECK(value_of(test::failed(*db, 10)).empty());
     require_ok(db->move_job_to_succeeded(now_held[0]));
   }
 
@@ -367,24 +364,6 @@ TEST_SUITE("conformance") {
     CHECK(st.reserved == 1);
   }
 
-  TEST_CASE_TEMPLATE("release_reservation makes a job reservable again", S,
-                     BG_JOBS_CONFORMANCE_STORES) {
-    S store;
-    auto db = store.fresh();
-    value_of(db->enqueue_job(job_request{"test_job", "test"}));
-    auto r = reserve(*db, {"test_job"}, 1, "default_queue");
-    REQUIRE(r.size() == 1);
-    CHECK(reserve(*db, {"test_job"}, 1).empty());
-    auto released = value_of(db->release_reservation(r[0].id));
-    CHECK_FALSE(released.reserved_by);
-    CHECK_FALSE(released.reserved_at);
-    CHECK(released.attempts == 1);
-    CHECK(reserve(*db, {"test_job"}, 1, "default_queue").size() == 1);
-    auto missing = db->release_reservation(r[0].id + 99);
-    REQUIRE_FALSE(missing);
-    CHECK(code_of(missing.error()) == errc::job_not_found);
-  }
-
   TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
                      S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
@@ -399,7 +378,7 @@ TEST_SUITE("conformance") {
       CHECK_FALSE(j.reserved_by);
     auto still = value_of(db->get_running_jobs_of_owner("node/q/10"));
     CHECK(ids_of(still) == ids_of(theirs));
-    CHECK(value_of(db->get_enqueued_jobs("j")).size() == 4);
+    CHECK(value_of(test::enqueued(*db, "j")).size() == 4);
     CHECK(value_of(db->release_jobs_reserved_by("nobody")).empty());
   }
 
@@ -415,7 +394,7 @@ TEST_SUITE("conformance") {
     auto d = reserve(*db, {"j"}, 1, "node_%/q/1");
     auto released = value_of(db->release_jobs_of_node("node_1"));
     CHECK(ids_of(released) == std::vector<int64_t>{a[0].id, b[0].id});
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     CHECK(ids_of(running) == std::vector<int64_t>{c[0].id, d[0].id});
   }
 
@@ -433,7 +412,7 @@ TEST_SUITE("conformance") {
     CHECK(by[0] == r[0]);
     CHECK(by[0].reserved_at == t0);
     CHECK(value_of(db->get_running_jobs_of_owner("other")).empty());
-    CHECK(value_of(db->get_enqueued_jobs("process_order")).size() == 1);
+    CHECK(value_of(test::enqueued(*db, "process_order")).size() == 1);
   }
 
   TEST_CASE_TEMPLATE("enqueued jobs include future ones of that name only", S,
@@ -443,7 +422,7 @@ TEST_SUITE("conformance") {
     auto now = value_of(db->enqueue_job(job_request{"a"}));
     auto later = value_of(db->enqueue_job(job_request{"a"}.available_in(1h)));
     value_of(db->enqueue_job(job_request{"b"}));
-    CHECK(ids_of(value_of(db->get_enqueued_jobs("a"))) ==
+    CHECK(ids_of(value_of(test::enqueued(*db, "a"))) ==
           std::vector<int64_t>{now.id, later.id});
   }
 
@@ -464,12 +443,12 @@ TEST_SUITE("conformance") {
     require_ok(db->migrate_up());
     CHECK(value_of(db->schema_version()) == db_adapter::schema_version_current);
     require_ok(db->check_schema());
-    CHECK(value_of(db->get_enqueued_jobs("j")).size() == 1);
+    CHECK(value_of(test::enqueued(*db, "j")).size() == 1);
     require_ok(db->migrate_down());
     require_ok(db->migrate_down());
     CHECK(value_of(db->schema_version()) == 0);
     require_ok(db->migrate_up());
-    CHECK(value_of(db->get_enqueued_jobs("j")).empty());
+    CHECK(value_of(test::enqueued(*db, "j")).empty());
   }
 
   TEST_CASE_TEMPLATE("two connections reserving at once never share a job", S,
@@ -558,7 +537,7 @@ TEST_SUITE("conformance") {
     REQUIRE(ids.size() == 3);
     CHECK(ids[0] < ids[1]);
     CHECK(ids[1] < ids[2]);
-    CHECK(value_of(db->get_enqueued_jobs("b")).front().payload == 2);
+    CHECK(value_of(test::enqueued(*db, "b")).front().payload == 2);
     reqs.emplace_back("");
     auto bad = db->enqueue_jobs(reqs);
     REQUIRE_FALSE(bad);
@@ -577,7 +556,7 @@ TEST_SUITE("conformance") {
     auto ids = value_of(db->enqueue_jobs(reqs));
     REQUIRE(ids.size() == 150);
     std::map<int64_t, int> seq_of;
-    for (auto& j : value_of(db->get_enqueued_jobs("j")))
+    for (auto& j : value_of(test::enqueued(*db, "j")))
       seq_of[j.id] = static_cast<int>(j.payload["seq"]);
     REQUIRE(seq_of.size() == 150);
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -610,8 +589,8 @@ TEST_SUITE("conformance") {
       CHECK(r[0].payload == payload);
       require_ok(db->move_job_to_failed(r[0], name));
     }
-    for (auto& f : value_of(db->get_failed_jobs(100))) {
-      CHECK(f.name == f.exception);
+    for (auto& f : value_of(test::failed(*db, 100))) {
+      CHECK(f.error == f.name);
       CHECK(f.payload == payload);
     }
     CHECK(value_of(db->stats()).failed == static_cast<int64_t>(names.size()));
@@ -657,7 +636,10 @@ TEST_SUITE("conformance") {
           errc::invalid_argument);
     CHECK(code(db->reserve_jobs({{"j"}, -3, "o", ""})) ==
           errc::invalid_argument);
-    CHECK(code(db->get_succeeded_jobs(0)) == errc::invalid_argument);
+    job_query none;
+    none.state = job_state::succeeded;
+    none.limit = 0;
+    CHECK(code(db->list_jobs(none)) == errc::invalid_argument);
     CHECK(value_of(db->stats()).total() == 0);
   }
 
@@ -740,7 +722,7 @@ TEST_SUITE("conformance") {
     next.previous = t0 + 1min;
     auto second = value_of(db->enqueue_scheduled(next));
     REQUIRE(second);
-    CHECK(value_of(db->get_enqueued_jobs("tick")).size() == 2);
+    CHECK(value_of(test::enqueued(*db, "tick")).size() == 2);
     clk->advance(2min);
     auto r = reserve(*db, {"tick"}, 5);
     REQUIRE(r.size() == 2);
@@ -784,7 +766,7 @@ TEST_SUITE("conformance") {
     a.join();
     b.join();
     CHECK(errors == 0);
-    auto jobs = value_of(db->get_enqueued_jobs("tick"));
+    auto jobs = value_of(test::enqueued(*db, "tick"));
     CHECK(static_cast<int>(jobs.size()) == won.load());
     std::set<timestamp> times;
     for (auto& j : jobs)
@@ -954,7 +936,7 @@ TEST_SUITE("conformance") {
       REQUIRE(j.last_error);
       CHECK(j.last_error->find("rescued from") != std::string::npos);
     }
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     CHECK(ids_of(running) == std::vector<int64_t>{alive[0].id});
     // A late completion by the presumed-dead node does not apply.
     auto late = db->move_job_to_succeeded(dead[0]);
@@ -990,9 +972,9 @@ TEST_SUITE("conformance") {
     auto st = value_of(db->stats());
     CHECK(st.succeeded == 3);
     CHECK(st.failed == 2);
-    auto newest = value_of(db->get_failed_jobs(10));
+    auto newest = value_of(test::failed(*db, 10));
     REQUIRE(newest.size() == 2);
-    CHECK(newest[0].failed_at == t0 + 5h);
+    CHECK(newest[0].finished_at == t0 + 5h);
   }
 
   TEST_CASE_TEMPLATE("complete_and_reserve persists outcomes then claims", S,
@@ -1036,7 +1018,7 @@ TEST_SUITE("conformance") {
     // (A claim that comes up short: the next one scans from the start.)
     auto first = reserve(*db, {"j"}, 2, "node/q/1");
     REQUIRE(first.size() == 1);
-    value_of(db->release_reservation(j.id)); // as a rescue does
+    release_one(*db, j.id); // as a rescue does
     completion late;
     late.job_id = j.id;
     late.reserved_by = "node/q/1";
@@ -1072,7 +1054,7 @@ TEST_SUITE("conformance") {
     auto first = reserve(*db, {"j"}, 3);
     REQUIRE(first.size() == 3);
     auto urgent = value_of(db->enqueue_job(job_request{"j"}.with_priority(0)));
-    value_of(db->release_reservation(first[0].id));
+    release_one(*db, first[0].id);
     auto next = reserve(*db, {"j"}, 10);
     REQUIRE(next.size() == 5);
     CHECK(next[0].id == urgent.id);
@@ -1196,7 +1178,7 @@ TEST_SUITE("conformance") {
       CHECK_FALSE(j.reserved_by);
       CHECK(j.attempts == 0);
     }
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     std::set<int64_t> still;
     for (auto& j : running)
       still.insert(j.id);
@@ -1210,7 +1192,7 @@ TEST_SUITE("conformance") {
     auto db = store.fresh();
     value_of(
         db->enqueue_jobs(std::vector<job_request>(2000, job_request{"j"})));
-    auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1", ""}));
+    auto plan = test::explain_claim(*db, {{"j"}, 10, "node/q/1", ""});
     INFO(plan);
     CHECK(plan.find("jobs_claim_idx") != std::string::npos);
   }
@@ -1409,7 +1391,7 @@ TEST_SUITE("conformance") {
       CHECK(WEXITSTATUS(status) == 0);
     }
     CHECK(value_of(db->stats()).available == 1);
-    CHECK(value_of(db->get_enqueued_jobs("once")).size() == 1);
+    CHECK(value_of(test::enqueued(*db, "once")).size() == 1);
   }
 
   TEST_CASE_TEMPLATE("delete_job removes a waiting job or a history row", S,

@@ -7,6 +7,7 @@
 #include "adapters/stores.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "support/expect.hpp"
+#include "support/store_reads.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -92,7 +93,7 @@ TEST_SUITE("conformance") {
     value_of(db->enqueue_job(job_request{"j"}.with_priority(4)));
     auto got = reserve(*db, {"j"}, 1);
     require_ok(db->move_job_to_succeeded(got.at(0)));
-    CHECK(value_of(db->get_succeeded_jobs(1)).at(0).priority == 4);
+    CHECK(value_of(test::succeeded(*db, 1)).at(0).priority == 4);
     scheduled_params p{job_request{"tick"}.with_priority(7), t0, std::nullopt};
     auto occ = value_of(db->enqueue_scheduled(p));
     REQUIRE(occ);
@@ -108,7 +109,7 @@ TEST_SUITE("conformance") {
     for (int i = 0; i < 2000; ++i)
       many.push_back(job_request{"j"}.with_priority(i % 10));
     value_of(db->enqueue_jobs(many));
-    auto plan = value_of(db->explain_reserve({{"j"}, 10, "node/q/1", "q"}));
+    auto plan = test::explain_claim(*db, {{"j"}, 10, "node/q/1", "q"});
     INFO(plan);
     CHECK(plan.find("jobs_claim_idx") != std::string::npos);
   }
@@ -128,9 +129,9 @@ TEST_SUITE("conformance") {
     CHECK(st.cancelled == 1);
     CHECK(st.failed == 0);
     CHECK(st.total() == 1);
-    auto failed = value_of(db->get_failed_jobs(10));
+    auto failed = value_of(test::failed(*db, 10));
     REQUIRE(failed.size() == 1);
-    CHECK(failed[0].cancelled);
+    CHECK(failed[0].state == job_state::cancelled);
     // Cancelling it again is not a change.
     CHECK(error_of(db->cancel_job(j.id, "again")) == errc::invalid_state);
     CHECK(value_of(db->get_job(j.id)).error == "not needed");
@@ -150,7 +151,7 @@ TEST_SUITE("conformance") {
       CHECK(rec.state == job_state::running);
       CHECK(rec.cancel_reason == "stop " + std::to_string(j.id));
     }
-    auto running = value_of(db->get_running_jobs());
+    auto running = value_of(test::running(*db));
     REQUIRE(running.size() == 4);
     CHECK(running[0].cancel_reason == "stop " + std::to_string(got[0].id));
     // Success (alone: the batched path), then retry, snooze and failure.
@@ -179,7 +180,8 @@ TEST_SUITE("conformance") {
     value_of(db->enqueue_job(job_request{"j"}));
     auto got = reserve(*db, {"j"}, 1);
     value_of(db->cancel_job(got.at(0).id, "stop"));
-    value_of(db->release_reservation(got[0].id));
+    std::vector<int64_t> none;
+    value_of(db->release_unheld("node/q/1", none));
     auto stale = done(got[0], completion::kind::succeeded);
     CHECK(value_of(db->complete_jobs({stale})) == std::vector<bool>{false});
     CHECK(value_of(db->stats()).available == 1);

@@ -10,6 +10,7 @@
 #include "adapters/stores.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "support/expect.hpp"
+#include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -110,7 +111,7 @@ TEST_SUITE("postgres") {
       auto j =
           postgres_adapter::enqueue_in(tx, job_request{"kept", {{"n", 1}}});
       REQUIRE_MESSAGE(j, test::why(j));
-      CHECK(db->get_enqueued_jobs("kept")->empty());
+      CHECK(test::enqueued(*db, "kept")->empty());
       tx.commit();
     }
     {
@@ -118,11 +119,11 @@ TEST_SUITE("postgres") {
       REQUIRE(postgres_adapter::enqueue_in(tx, job_request{"dropped"}));
       tx.abort();
     }
-    auto kept = db->get_enqueued_jobs("kept");
+    auto kept = test::enqueued(*db, "kept");
     REQUIRE(kept);
     REQUIRE(kept->size() == 1);
     CHECK(kept->front().payload == nlohmann::json{{"n", 1}});
-    CHECK(db->get_enqueued_jobs("dropped")->empty());
+    CHECK(test::enqueued(*db, "dropped")->empty());
     pqxx::work tx{app};
     auto bad = postgres_adapter::enqueue_in(tx, job_request{""});
     REQUIRE_FALSE(bad);
@@ -235,7 +236,7 @@ TEST_SUITE("postgres") {
     // And the claim so planned takes the oldest jobs first.
     auto got = test::value_of(db->reserve_jobs(claim));
     REQUIRE(got.size() == 10);
-    auto first = test::value_of(db->get_running_jobs());
+    auto first = test::value_of(test::running(*db));
     CHECK(got.front().id == std::min_element(first.begin(), first.end(),
                                              [](auto& a, auto& b) {
                                                return a.id < b.id;

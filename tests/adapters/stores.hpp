@@ -15,6 +15,18 @@
 
 namespace bg_jobs::test {
 
+/// The plan of the claim statement (`explain_reserve` of the store's
+/// adapter), or an empty text for another adapter.
+inline std::string explain_claim(db_adapter& db, const reserve_params& p) {
+  caf::expected<std::string> plan{std::string{}};
+  if (auto* s = dynamic_cast<sqlite_adapter*>(&db))
+    plan = s->explain_reserve(p);
+  else if (auto* pg = dynamic_cast<postgres_adapter*>(&db))
+    plan = pg->explain_reserve(p);
+  REQUIRE_MESSAGE(plan, bg_jobs::test::why(plan));
+  return *plan;
+}
+
 /// One test's store: a fresh SQLite file or a fresh PostgreSQL schema.
 class test_store {
 public:

@@ -13,6 +13,7 @@
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "reliability/node_targets.hpp"
+#include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -53,7 +54,7 @@ int64_t drained(busy_pair& nodes, const postgres_target& target,
 /// The jobs `node` holds in the store (running or held ahead).
 std::vector<int64_t> held_by(db_adapter& db, const std::string& node) {
   std::vector<int64_t> ids;
-  auto running = db.get_running_jobs();
+  auto running = test::running(db);
   REQUIRE(running);
   for (auto& j : *running)
     if (j.reserved_by && j.reserved_by->rfind(node + "/", 0) == 0)

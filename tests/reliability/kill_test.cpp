@@ -14,6 +14,7 @@
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "reliability/node_targets.hpp"
+#include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -74,7 +75,7 @@ TEST_SUITE("reliability") {
     doomed->kill(SIGKILL);
     doomed->wait(10s);
     target.wait_until_gone("node-a");
-    auto held = db->get_running_jobs();
+    auto held = test::running(*db);
     REQUIRE(held);
     size_t held_by_dead = 0;
     for (auto& j : *held)

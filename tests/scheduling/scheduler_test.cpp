@@ -9,6 +9,7 @@
 #include "actors/runtime_fixture.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "support/pg.hpp"
+#include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
 using namespace bg_jobs;
@@ -120,7 +121,7 @@ TEST_SUITE("scheduler") {
       REQUIRE(log.wait_for(event_kind::job_enqueued));
       REQUIRE(bg.shutdown());
     }
-    auto pending = store()->get_enqueued_jobs("hourly");
+    auto pending = test::enqueued(*store(), "hourly");
     REQUIRE(pending);
     REQUIRE(pending->size() == 1);
     auto due = pending->front().available_at;
@@ -135,7 +136,7 @@ TEST_SUITE("scheduler") {
       bg.flush_events();
       REQUIRE(bg.shutdown());
     }
-    pending = store()->get_enqueued_jobs("hourly");
+    pending = test::enqueued(*store(), "hourly");
     REQUIRE(pending);
     REQUIRE(pending->size() == 1);
     CHECK(pending->front().available_at == due);
@@ -347,7 +348,7 @@ TEST_SUITE("scheduler") {
       return due.size();
     };
     auto waiting = [&] {
-      auto js = store()->get_enqueued_jobs("nightly");
+      auto js = test::enqueued(*store(), "nightly");
       REQUIRE(js);
       return js->size() == 1 ? to_iso8601(js->front().available_at)
                              : std::to_string(js->size()) + " jobs";
@@ -393,7 +394,7 @@ TEST_SUITE("scheduler") {
       {
         auto bg = start(make_builder(clk).with_scheduled_job(spec));
         REQUIRE(test::eventually(
-            [&] { return store()->get_enqueued_jobs("hourly")->size() == 1; }));
+            [&] { return test::enqueued(*store(), "hourly")->size() == 1; }));
         REQUIRE(bg.shutdown());
       }
       // The node was down from 09:59:59 to 12:30: 10:00, 11:00 and 12:00
@@ -401,7 +402,7 @@ TEST_SUITE("scheduler") {
       clk->set(*parse_iso8601("2026-05-04T12:30:00Z"));
       auto bg = start(make_builder(clk).with_scheduled_job(spec));
       REQUIRE(test::eventually([&] {
-        auto js = store()->get_enqueued_jobs("hourly");
+        auto js = test::enqueued(*store(), "hourly");
         return js->size() == 1 && to_iso8601(js->front().available_at) ==
                                       "2026-05-04T13:00:00.000Z";
       }));

@@ -112,9 +112,6 @@ public:
       return lost("reserving jobs");
     return r;
   }
-  caf::expected<job> release_reservation(int64_t id) override {
-    return inner_->release_reservation(id);
-  }
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {
     return inner_->release_jobs_reserved_by(owner);
@@ -233,31 +230,11 @@ public:
   caf::expected<void> delete_job(int64_t id) override {
     return inner_->delete_job(id);
   }
-  caf::expected<job> increment_attempts(const job& j) override {
-    return inner_->increment_attempts(j);
-  }
-  caf::expected<std::vector<job>>
-  get_enqueued_jobs(const std::string& name) override {
-    return inner_->get_enqueued_jobs(name);
-  }
-  caf::expected<std::vector<job>> get_running_jobs() override {
-    return inner_->get_running_jobs();
-  }
   caf::expected<std::vector<job>>
   get_running_jobs_of_owner(const std::string& owner) override {
     return inner_->get_running_jobs_of_owner(owner);
   }
-  caf::expected<std::vector<succeeded_job>>
-  get_succeeded_jobs(int limit) override {
-    return inner_->get_succeeded_jobs(limit);
-  }
-  caf::expected<std::vector<failed_job>> get_failed_jobs(int limit) override {
-    return inner_->get_failed_jobs(limit);
-  }
   caf::expected<job_stats> stats() override { return inner_->stats(); }
-  caf::expected<std::string> explain_reserve(const reserve_params& p) override {
-    return inner_->explain_reserve(p);
-  }
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,
                 int interrupt_fd = -1) override {

@@ -16,9 +16,10 @@ int main(int argc, char** argv) {
   auto r = (*db)->reserve_jobs({{"hello"}, 1, "consumer"});
   if (!j || !r || r->size() != 1 || !(*db)->move_job_to_succeeded(r->front()))
     return 1;
-  auto done = (*db)->get_succeeded_jobs(1);
-  if (!done || done->size() != 1 || done->front().payload["n"] != 1)
+  auto done = (*db)->get_job(j->id);
+  if (!done || done->state != bg_jobs::job_state::succeeded ||
+      done->payload["n"] != 1)
     return 1;
-  std::cout << "consumer ok: job " << done->front().id << " succeeded\n";
+  std::cout << "consumer ok: job " << done->id << " succeeded\n";
   return 0;
 }
