@@ -29,6 +29,10 @@ using result_atom = caf::atom_constant<caf::atom("result")>;
 /// and was not run; the queue gives it back.
 using stale_atom = caf::atom_constant<caf::atom("stale")>;
 
+/// `(job_timeout_atom, size_t slot, int64_t job_id)`, from a queue to
+/// itself: the attempt handed to that slot reached its timeout.
+using job_timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
+
 /// `(claim_atom, claim_call_ptr)` → `claim_call_ptr`: a queue asks its
 /// store worker to persist outcomes and reserve jobs.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;

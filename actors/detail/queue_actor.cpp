@@ -2,16 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
-#include <random>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "bg_jobs/actors/detail/executor_pool.hpp"
-#include "bg_jobs/actors/detail/job_rules.hpp"
+#include "bg_jobs/actors/detail/dispatcher.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
-#include "bg_jobs/actors/detail/store_worker.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
@@ -21,13 +17,9 @@ namespace {
 
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
-using timeout_atom = caf::atom_constant<caf::atom("jobtimeout")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 /// The outcomes kept for the next claim have waited long enough.
 using flush_due_atom = caf::atom_constant<caf::atom("flushdue")>;
-
-/// The work a queue keeps in hand beyond its free executors.
-constexpr double ahead_horizon_us = 10000;
 
 /// The longest an outcome waits for the next claim to carry it.
 constexpr std::chrono::milliseconds flush_delay{20};
@@ -38,35 +30,27 @@ constexpr std::chrono::seconds claim_timeout{60};
 /// How long a stopping queue waits for its last writes.
 constexpr std::chrono::seconds finish_timeout{30};
 
-/// Why a job held ahead goes back unstarted.
-constexpr const char* held_too_long =
-    "held ahead past half the lease (was the process paused?); not started";
-
 /// Distinguishes incarnations of a queue within this process.
 std::atomic<uint64_t> next_incarnation{1};
 
+/// A queue keeps its executors busy: it asks its store worker for jobs
+/// (sending the outcomes decided since with the request), hands them on
+/// through its dispatcher, and collects the executors' completions.
 struct queue_state {
   node_context ctx;
   queue_spec spec{""};
-  std::string owner;
-  /// Its workers, retry policies and timeouts, shared with its executors.
+  /// Its workers, retry policies, timeouts and owner name, shared with its
+  /// executors.
   std::shared_ptr<const job_rules> rules;
-  executor_pool pool;
+  dispatcher hand;
   /// Outcomes decided since the last message to the store worker.
   outcome_batch unsent;
-  std::minstd_rand rng{std::random_device{}()};
-  /// Jobs reserved ahead of free executors, in claim order.
-  std::deque<held_job> ahead;
-  /// A moving average of the handlers' run time in microseconds; negative
-  /// until the first job ends.
-  double run_us = -1;
-  /// The last reservation got all it asked for: more jobs may be waiting.
+  /// Makes every store call of this queue, on its one connection.
+  caf::actor store;
+  /// The last claim got all it asked for: more jobs may be waiting.
   bool backlog = false;
   /// A flush message is on its way for outcomes kept for the next claim.
   bool flush_pending = false;
-  /// Makes every store call of this queue, on its one connection, while
-  /// the queue keeps its executors busy.
-  caf::actor store;
   /// A claim is on its way (with the outcomes decided before it left);
   /// outcomes decided since wait for its answer.
   bool claiming = false;
@@ -78,15 +62,17 @@ struct queue_state {
   /// The last writes are on their way: the queue quits once they are done.
   bool finishing = false;
   /// A settle message is on its way: results that arrive before it are
-  /// persisted together, in one transaction, followed by one reservation.
+  /// written together, followed by one claim.
   bool settling = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
-  /// When the store worker was last asked for cancels of our running jobs
+  /// When the store worker last looked for cancels of our running jobs
   /// (a cancel on another node reaches us that way).
   std::chrono::steady_clock::time_point cancels_checked;
 
   static inline const char* name = "bg_jobs.queue";
+
+  const std::string& owner() const { return rules->owner(); }
 
   void emit(event_kind k, std::string message = {}) const {
     event e{k};
@@ -95,16 +81,22 @@ struct queue_state {
     ctx.emit(std::move(e));
   }
 
-  void announce(caf::event_based_actor* self) {
+  /// Makes itself known to the router and the registry (again, after
+  /// either restarted).
+  void announce(caf::event_based_actor* self, bool as_owner) {
     if (auto router = ctx.dir->get(actor_directory::router))
       self->send(router, route_atom::value, spec.name(),
                  caf::actor_cast<caf::actor>(self));
-    pool.register_all(self);
-    if (auto reg = ctx.dir->get(actor_directory::registry))
-      self->send(reg, register_atom::value, spec.name() + "/store", owner,
-                 store);
+    hand.pool().register_all(self);
+    auto reg = ctx.dir->get(actor_directory::registry);
+    if (!reg)
+      return;
+    self->send(reg, register_atom::value, spec.name() + "/store", owner(),
+               store);
+    if (as_owner)
+      self->send(reg, register_atom::value, spec.name(), owner(),
+                 caf::actor_cast<caf::actor>(self));
   }
-
 
   /// Has the outcomes decided so far written now, unless a claim is on its
   /// way (its answer settles them).
@@ -113,45 +105,18 @@ struct queue_state {
       self->send(store, write_outcomes_atom::value, std::exchange(unsent, {}));
   }
 
-
-  /// How many jobs to hold ahead: about 10 ms of work at the handlers'
-  /// recent pace, within the queue's prefetch.
-  size_t ahead_target() const {
-    if (spec.prefetch() == 0 || run_us < 0)
-      return 0;
-    auto n = ahead_horizon_us / std::max(run_us, 1.0) *
-             static_cast<double>(pool.size());
-    return static_cast<size_t>(std::min(n, double(spec.prefetch())));
-  }
-
-  /// Hands jobs held ahead to idle executors and, while jobs are quick,
-  /// a few to each busy one behind its job, so that an executor goes on to
-  /// its next job without waiting for the queue.
   void feed(caf::event_based_actor* self) {
-    auto depth = hand_depth();
-    while (!stopping && !ahead.empty() &&
-           (pool.idle() > 0 || (depth > 1 && pool.room_behind(depth)))) {
-      auto h = std::move(ahead.front());
-      ahead.pop_front();
-      dispatch(self, std::move(h), depth);
-    }
-  }
-
-  /// How many jobs an executor may hold: one, unless jobs take less than
-  /// 100 us and no timeout applies (a timeout runs from the hand-over).
-  size_t hand_depth() const {
-    return !rules->timeouts() && run_us >= 0 && run_us < 100 ? 8 : 1;
+    if (!stopping)
+      hand.feed(self, unsent);
   }
 
   /// A job ended in an executor (ran, or went back unstarted): the next
   /// one goes on at once; results that arrive before the settle message
-  /// are persisted together.
+  /// are written together.
   void ended(caf::event_based_actor* self) {
     feed(self);
-    if (!settling) {
-      settling = true;
+    if (!std::exchange(settling, true))
       self->send(self, settle_atom::value);
-    }
   }
 
   void poll(caf::event_based_actor* self) {
@@ -162,19 +127,17 @@ struct queue_state {
       poll_again = true;
       return;
     }
-    auto room = pool.idle() + ahead_target();
-    if (room <= ahead.size()) {
+    auto wanted = hand.wanted();
+    if (wanted == 0) {
       flush_outcomes(self);
       return;
     }
-    // Outcomes waiting to be persisted go first (retries become claimable
+    // Outcomes waiting to be written go first (retries become claimable
     // again), in the same transaction where the store makes that cheaper.
     auto call = std::make_shared<claim_call>();
     call->outcomes = std::exchange(unsent, {});
-    call->held = pool.held();
-    for (auto& h : ahead)
-      call->held.push_back(h.j.id);
-    call->params = {rules->job_names(), static_cast<int>(room - ahead.size()), owner,
+    call->held = hand.held();
+    call->params = {rules->job_names(), static_cast<int>(wanted), owner(),
                     spec.name()};
     claiming = true;
     self->request(store, claim_timeout, claim_atom::value, call)
@@ -191,17 +154,12 @@ struct queue_state {
   /// The store worker's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
     claiming = false;
-    if (c.error) {
-      backlog = false;
-    } else {
-      auto& jobs = c.reserved;
-      backlog = static_cast<int>(jobs.size()) == c.params.limit;
-      // Half the lease after the claim left, well before another node
-      // could rescue these jobs (their reservation is younger than that).
-      auto start_by = c.sent + ctx.plan->maintenance.lease / 2;
-      for (auto& j : jobs)
-        ahead.push_back(held_job{std::move(j), start_by});
-    }
+    backlog = !c.error && static_cast<int>(c.reserved.size()) == c.params.limit;
+    // Half the lease after the claim left, well before another node could
+    // rescue these jobs (their reservation is younger than that).
+    if (!c.error)
+      hand.hold(std::move(c.reserved),
+                c.sent + ctx.plan->maintenance.lease / 2);
     if (finish_after_claim) {
       finish(self);
       return;
@@ -215,35 +173,26 @@ struct queue_state {
   }
 
   /// After results arrived: claims more when few jobs are left in hand,
-  /// persists the outcomes when no claim is due soon, and otherwise keeps
+  /// writes the outcomes when no claim is due soon, and otherwise keeps
   /// them (at most `flush_delay`) for the claim to carry.
   void settle(caf::event_based_actor* self) {
     if (claiming)
       return; // its answer settles
-    if (stopping) {
-      flush_outcomes(self);
-      return;
-    }
     feed(self);
-    auto target = ahead_target();
-    if (backlog && ahead.size() <= target / 2) {
-      poll(self);
-      return;
-    }
-    if (ahead.empty() || unsent.size() >= std::max<size_t>(1, target / 2)) {
-      flush_outcomes(self);
-      return;
-    }
-    if (!flush_pending) {
-      flush_pending = true;
+    auto target = hand.ahead_target();
+    if (!stopping && backlog && hand.ahead() <= target / 2)
+      return poll(self);
+    if (stopping || hand.ahead() == 0 ||
+        unsent.size() >= std::max<size_t>(1, target / 2))
+      return flush_outcomes(self);
+    if (!std::exchange(flush_pending, true))
       self->delayed_send(self, flush_delay, flush_due_atom::value);
-    }
   }
 
   /// Looks for jobs again when a retry or snooze decided here comes due:
   /// the poll interval is only the fallback for what no wake-up reports.
-  void poll_when_due(caf::event_based_actor* self, const completion& c,
-                     const std::string& job_name) {
+  void poll_when_due(caf::event_based_actor* self, const pending_outcome& o) {
+    auto& c = o.change;
     if (c.what != completion::kind::retry && c.what != completion::kind::snooze)
       return;
     auto wait = std::max(std::chrono::milliseconds{0},
@@ -251,86 +200,32 @@ struct queue_state {
                              c.available_at - ctx.now()));
     if (wait < std::chrono::hours{1})
       self->delayed_send(self, wait + std::chrono::milliseconds{1},
-                         wake_atom::value, job_name);
-  }
-
-  /// Flags the handler of a running job that was asked to cancel; one
-  /// that did not start ends cancelled without running.
-  void cancel(caf::event_based_actor* self, int64_t job_id,
-              const std::string& reason) {
-    std::optional<job> unstarted;
-    auto held =
-        std::find_if(ahead.begin(), ahead.end(),
-                     [&](const held_job& h) { return h.j.id == job_id; });
-    if (held != ahead.end()) {
-      unstarted = std::move(held->j);
-      ahead.erase(held);
-    } else {
-      unstarted = pool.take_unstarted(self, job_id);
-    }
-    if (unstarted) {
-      unsent.push_back(rules->decide(*unstarted, outcome::cancel(reason),
-                                     ctx.now(), rng, {}));
-      flush_outcomes(self);
-      return;
-    }
-    pool.request_cancel(job_id, reason);
+                         wake_atom::value, o.report.job->name);
   }
 
   /// Has the store worker look, at most once a second while jobs run, for
   /// cancels of them asked for on another node.
   void check_cancels(caf::event_based_actor* self) {
     auto now = std::chrono::steady_clock::now();
-    if ((pool.busy() == 0 && ahead.empty()) ||
-        now - cancels_checked < std::chrono::seconds{1})
+    if (hand.empty() || now - cancels_checked < std::chrono::seconds{1})
       return;
     cancels_checked = now;
     self->send(store, check_cancels_atom::value);
   }
 
-  void dispatch(caf::event_based_actor* self, held_job h, size_t depth) {
-    auto& j = h.j;
-    if (std::chrono::steady_clock::now() > h.start_by) {
-      release(std::move(j), held_too_long, false);
-      return;
-    }
-    if (auto& policy = rules->policy(j); policy.exhausted(j)) {
-      unsent.push_back(pending_outcome::of(policy.on_exhausted(j, owner),
-                                           std::move(j), spec.name()));
-      return;
-    }
-    if (ctx.bus->active()) {
-      event e{event_kind::job_reserved};
-      e.queue = spec.name();
-      e.job = j;
-      ctx.emit(std::move(e));
-    }
-    auto limit = rules->timeout_of(j.name);
-    auto id = j.id;
-    auto i = pool.idle() > 0
-                 ? pool.run(std::move(h), self->address())
-                 : *pool.run_behind(std::move(h), self->address(), depth);
-    if (limit)
-      self->delayed_send(self, *limit, timeout_atom::value, i, id);
-  }
-
-  /// Abandons the attempt running in slot `i`: it counts as failed, and a
-  /// fresh executor takes the slot at once.
-  void time_out(caf::event_based_actor* self, size_t i) {
-    auto j = pool.replace(self, i);
-    auto limit =
-        rules->timeout_of(j.name).value_or(std::chrono::milliseconds{0});
-    auto o = outcome::failure("timed out after " +
-                              std::to_string(limit.count()) + " ms");
-    unsent.push_back(rules->decide(
-        j, o, ctx.now(), rng,
-        std::chrono::duration_cast<std::chrono::microseconds>(limit)));
-  }
-
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
-    unsent.push_back(
-        rules->release(std::move(j), why, count_attempt, ctx.now()));
+    unsent.push_back(hand.release(std::move(j), why, count_attempt));
+  }
+
+  /// After an executor's slot changed outside a result (a timeout, a
+  /// death): the outcomes go now, and the queue goes on or stops.
+  void resume_after_slot_change(caf::event_based_actor* self) {
+    flush_outcomes(self);
+    if (stopping)
+      stop_if_idle(self);
+    else
+      poll(self);
   }
 
   void finish(caf::event_based_actor* self) {
@@ -340,12 +235,11 @@ struct queue_state {
     }
     if (std::exchange(finishing, true))
       return;
-    for (auto& j : pool.take_running())
+    for (auto& j : hand.pool().take_running())
       release(std::move(j), "shutdown: grace period over", false);
-    for (auto& h : ahead)
-      release(std::move(h.j), "shutdown: reserved ahead, not started", false);
-    ahead.clear();
-    pool.stop_all(self);
+    for (auto& j : hand.take_ahead())
+      release(std::move(j), "shutdown: reserved ahead, not started", false);
+    hand.pool().stop_all(self);
     // The outcomes, then whatever the store still holds for us (a lost
     // reply, an outcome it refused) goes back to the table before we go.
     auto done = [this, self] {
@@ -358,7 +252,7 @@ struct queue_state {
   }
 
   void stop_if_idle(caf::event_based_actor* self) {
-    if (stopping && !finishing && pool.busy() == 0)
+    if (stopping && !finishing && hand.pool().busy() == 0)
       finish(self);
   }
 };
@@ -368,29 +262,24 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.spec = st.ctx.plan->queues[index];
-  st.owner = st.ctx.node + "/" + st.spec.name() + "/" +
-             std::to_string(next_incarnation++);
-  st.rules = std::make_shared<const job_rules>(st.spec, st.owner);
-  st.pool = executor_pool{st.ctx, st.rules};
-  st.pool.start(self, static_cast<size_t>(st.spec.max_concurrent_jobs()));
+  auto owner = st.ctx.node + "/" + st.spec.name() + "/" +
+               std::to_string(next_incarnation++);
+  st.rules = std::make_shared<const job_rules>(st.spec, std::move(owner));
+  st.hand = dispatcher{st.ctx, st.rules,
+                       static_cast<size_t>(st.spec.prefetch())};
+  st.hand.pool().start(self,
+                       static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
-    auto i = st.pool.slot_of(em.source);
-    if (!i) {
-      self->quit(em.reason);
-      return;
-    }
-    auto held = st.pool.on_exit(self, *i, !st.stopping);
+    auto i = st.hand.pool().slot_of(em.source);
+    if (!i)
+      return self->quit(em.reason);
+    auto held = st.hand.pool().on_exit(self, *i, !st.stopping);
     for (size_t k = 0; k < held.size(); ++k)
       // The first may have run: its attempt counts.
       st.release(std::move(held[k]),
                  "executor died: " + self->system().render(em.reason), k == 0);
-    if (!held.empty())
-      st.flush_outcomes(self);
-    if (st.stopping)
-      st.stop_if_idle(self);
-    else
-      st.poll(self);
+    st.resume_after_slot_change(self);
   });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& x)
                                 -> caf::result<caf::message> {
@@ -398,8 +287,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                                                   caf::to_string(x.content()));
     return caf::none;
   });
-  st.store = spawn_store_worker(self, st.ctx, st.spec.name(), st.owner);
-  st.announce(self);
+  st.store = spawn_store_worker(self, st.ctx, st.spec.name(), st.owner());
+  st.announce(self, false);
   // The registry must know this queue as the owner of its reservations
   // before it reserves: if it dies, the registry releases them.
   auto start_polling = [self] {
@@ -408,7 +297,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   };
   if (auto reg = st.ctx.dir->get(actor_directory::registry))
     self->request(reg, std::chrono::seconds{10}, register_atom::value,
-                  st.spec.name(), st.owner, caf::actor_cast<caf::actor>(self))
+                  st.spec.name(), st.owner(), caf::actor_cast<caf::actor>(self))
         .then([start_polling]() { start_polling(); },
               [start_polling](caf::error&) { start_polling(); });
   else
@@ -416,16 +305,16 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   st.emit(event_kind::queue_polling_started);
   return {
       [=](poll_atom) {
-        self->state.poll(self);
-        self->state.check_cancels(self);
-        if (!self->state.stopping)
-          self->delayed_send(self, self->state.spec.poll_interval(),
-                             poll_atom::value);
+        auto& st = self->state;
+        st.poll(self);
+        st.check_cancels(self);
+        if (!st.stopping)
+          self->delayed_send(self, st.spec.poll_interval(), poll_atom::value);
       },
       [=](wake_atom, const std::string& job_name) {
         // "*" is a hint that some process wrote to the store: a busy queue
         // polls after its next batch anyway, so only an idle one looks now.
-        if (job_name == "*" && self->state.pool.busy() > 0)
+        if (job_name == "*" && self->state.hand.pool().busy() > 0)
           return;
         self->state.poll(self);
       },
@@ -433,21 +322,19 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           int64_t duration_us, const caf::actor_addr& from) {
         auto& st = self->state;
         // Only from the executor that still holds the slot for the job.
-        if (!st.pool.finish(self, i, job_id, from))
+        if (!st.hand.pool().finish(self, i, job_id, from))
           return;
-        st.poll_when_due(self, done.change, done.report.job->name);
+        st.poll_when_due(self, done);
         st.unsent.push_back(std::move(done));
-        auto us = static_cast<double>(std::max<int64_t>(duration_us, 0));
-        st.run_us = st.run_us < 0 ? us : 0.8 * st.run_us + 0.2 * us;
+        st.hand.ran(duration_us);
         st.ended(self);
       },
       [=](stale_atom, size_t i, int64_t job_id, const caf::actor_addr& from) {
         auto& st = self->state;
-        auto j = st.pool.finish(self, i, job_id, from);
-        if (!j)
-          return;
-        st.release(std::move(*j), held_too_long, false);
-        st.ended(self);
+        if (auto j = st.hand.pool().finish(self, i, job_id, from)) {
+          st.release(std::move(*j), held_too_long, false);
+          st.ended(self);
+        }
       },
       [=](settle_atom) {
         auto& st = self->state;
@@ -456,12 +343,13 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.stop_if_idle(self);
       },
       [=](flush_due_atom) {
-        auto& st = self->state;
-        st.flush_pending = false;
-        st.flush_outcomes(self);
+        self->state.flush_pending = false;
+        self->state.flush_outcomes(self);
       },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
-        self->state.cancel(self, job_id, reason);
+        auto& st = self->state;
+        if (st.hand.cancel(self, job_id, reason, st.unsent))
+          st.flush_outcomes(self);
       },
       [=](scale_atom, int n) -> caf::result<void> {
         auto& st = self->state;
@@ -469,8 +357,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           return make_error(errc::invalid_argument,
                             "max_concurrent_jobs must be 1 to 1000, got " +
                                 std::to_string(n));
-        auto before = st.pool.size();
-        st.pool.resize(self, static_cast<size_t>(n));
+        auto before = st.hand.pool().size();
+        st.hand.pool().resize(self, static_cast<size_t>(n));
         st.emit(event_kind::queue_scaled, "max_concurrent_jobs " +
                                               std::to_string(before) + " -> " +
                                               std::to_string(n));
@@ -478,37 +366,26 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         return caf::unit;
       },
       [=](ready_atom) { return caf::unit; },
-      [=](reregister_atom) {
-        auto& st = self->state;
-        st.announce(self);
-        if (auto reg = st.ctx.dir->get(actor_directory::registry))
-          self->send(reg, register_atom::value, st.spec.name(), st.owner,
-                     caf::actor_cast<caf::actor>(self));
-      },
+      [=](reregister_atom) { self->state.announce(self, true); },
       [=](shutdown_atom, int64_t grace_ms) {
         auto& st = self->state;
-        if (st.stopping)
+        if (std::exchange(st.stopping, true))
           return;
-        st.stopping = true;
-        for (auto& j : st.pool.take_all_unstarted(self))
+        for (auto& j : st.hand.pool().take_all_unstarted(self))
           st.release(std::move(j), "shutdown: not started", false);
-        if (st.pool.busy() == 0)
+        if (st.hand.pool().busy() == 0)
           st.finish(self);
         else
           self->delayed_send(self, std::chrono::milliseconds{grace_ms},
                              deadline_atom::value);
       },
       [=](deadline_atom) { self->state.finish(self); },
-      [=](timeout_atom, size_t i, int64_t job_id) {
+      [=](job_timeout_atom, size_t i, int64_t job_id) {
         auto& st = self->state;
-        if (!st.pool.runs(i, job_id))
+        if (!st.hand.pool().runs(i, job_id))
           return;
-        st.time_out(self, i);
-        st.flush_outcomes(self);
-        if (st.stopping)
-          st.stop_if_idle(self);
-        else
-          st.poll(self);
+        st.hand.time_out(self, i, st.unsent);
+        st.resume_after_slot_change(self);
       },
   };
 }

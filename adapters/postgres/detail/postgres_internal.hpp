@@ -1,0 +1,508 @@
+#pragma once
+
+// What the files of the PostgreSQL adapter share: column and time
+// expressions, reading rows, errors, and the connection's state (`impl`).
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <libpq-fe.h>
+#include <pqxx/pqxx>
+
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
+
+// clang-format off
+#define BG_JOBS_MS(col) "(extract(epoch from " col ") * 1000)::bigint"
+#define BG_JOBS_TS(param)                                                      \
+  "(timestamptz 'epoch' + " param "::bigint * interval '1 millisecond')"
+#define BG_JOBS_PG_APPEND_ERROR(at, text)                                      \
+  "coalesce(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object("     \
+  "'attempt', attempts, 'at', " at "::bigint, 'error', " text "::text))"
+// clang-format off
+#define BG_JOBS_PG_JOB_COLUMNS                                                 \
+  "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
+  BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by,"   \
+  " last_error, priority, cancel_reason"
+// clang-format on
+
+// The claim: $1 now, $2 owner, $3 names (JSON), $4 limit, $5 queue; `after`
+// bounds the index scan from below.
+//
+// Its shape leaves the planner one sensible plan whatever the statistics
+// say: the ids to take are an InitPlan (`= ANY (ARRAY(...))`, run once) and
+// so are the names, so the update finds its rows by primary key. Written as
+// `id IN (SELECT ...)` it is a semi join, which after an ANALYZE that saw
+// a nearly empty table became a nested loop over every entry of the primary
+// key that ran the claim again for each: 10-50 s per claim on a table with
+// a million dead rows.
+#define BG_JOBS_PG_CLAIM(after)                                                \
+  "UPDATE jobs SET reserved_at = " BG_JOBS_TS(                                 \
+      "$1") ", reserved_by = $2,"                                              \
+            " attempts = attempts + 1"                                         \
+            " WHERE id = ANY (ARRAY(SELECT id FROM jobs"                       \
+            "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(    \
+                "$1") after                                                    \
+      "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))" \
+      "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                      \
+      "       WHERE kind = 'queue' AND name = $5)"                             \
+      "   ORDER BY priority, available_at, id LIMIT $4"                        \
+      "   FOR UPDATE SKIP LOCKED))"                                            \
+      " RETURNING " BG_JOBS_PG_JOB_COLUMNS
+#define BG_JOBS_PG_AFTER(p, at, id)                                            \
+  " AND (priority, available_at, id) > (" p                                    \
+  "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
+// Successes ($6 ids, $7 their owner) and the claim.
+#define BG_JOBS_PG_COMPLETE_CLAIM(after)                                                        \
+  "WITH m AS (DELETE FROM jobs WHERE id = ANY($6::bigint[])"                                    \
+  "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"                        \
+  "   RETURNING *),"                                                                            \
+  " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"                             \
+  "   created_at, available_at, succeeded_at, priority)"                                        \
+  "   SELECT id, name, payload, attempts, created_at, available_at, " BG_JOBS_TS(               \
+      "$1") ", priority FROM m RETURNING id),"                                                  \
+            " c AS (" BG_JOBS_PG_CLAIM(                                                         \
+                after) ")"                                                                      \
+                       " SELECT *, false FROM c UNION ALL"                                      \
+                       " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL," \
+                       "   0, NULL, true FROM s"
+
+// clang-format on
+
+namespace bg_jobs::detail::postgres {
+
+inline constexpr char notify_channel[] = "bg_jobs";
+
+struct statement_def {
+  const char* name;
+  const char* sql;
+};
+
+inline nlohmann::json parse_payload(const pqxx::field& f) {
+  auto text = f.c_str();
+  auto result =
+      exceeds_payload_depth(std::string_view{text, f.size()})
+          ? nlohmann::json(nlohmann::json::value_t::discarded)
+          : nlohmann::json::parse(text, text + f.size(), nullptr, false);
+  // Written outside bg_jobs (not JSON, or nested beyond the limit): keep the
+  // text as a string, so that the row can still be handled.
+  if (result.is_discarded())
+    return nlohmann::json(std::string{text, f.size()});
+  return result;
+}
+
+inline timestamp field_time(const pqxx::field& f) {
+  return from_unix_ms(f.as<int64_t>());
+}
+
+inline job read_job(const pqxx::row& r) {
+  job j;
+  j.id = r[0].as<int64_t>();
+  j.name = r[1].as<std::string>();
+  j.payload = parse_payload(r[2]);
+  j.attempts = r[3].as<int>();
+  j.created_at = field_time(r[4]);
+  j.available_at = field_time(r[5]);
+  if (!r[6].is_null())
+    j.reserved_at = field_time(r[6]);
+  if (!r[7].is_null())
+    j.reserved_by = r[7].as<std::string>();
+  if (!r[8].is_null())
+    j.last_error = r[8].as<std::string>();
+  j.priority = r[9].as<int>();
+  if (!r[10].is_null())
+    j.cancel_reason = r[10].as<std::string>();
+  return j;
+}
+
+/// Sorts by priority, available_at, then id: the order of a claim, which
+/// RETURNING does not keep.
+inline void sort_in_claim_order(std::vector<job>& jobs) {
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return std::tie(a.priority, a.available_at, a.id) <
+           std::tie(b.priority, b.available_at, b.id);
+  });
+}
+
+/// Reads job rows; `claim_order` sorts them by available_at, then id (the
+/// order of a claim, which RETURNING does not keep), else they stay in the
+/// statement's order.
+inline std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = true) {
+  std::vector<job> jobs;
+  jobs.reserve(res.size());
+  for (const auto& r : res)
+    jobs.emplace_back(read_job(r));
+  if (claim_order)
+    sort_in_claim_order(jobs);
+  return jobs;
+}
+
+inline const char* nullable(const std::optional<std::string>& x) {
+  return x ? x->c_str() : nullptr;
+}
+
+/// Validates a connection string with libpq and adds a connect timeout.
+inline caf::expected<std::string> prepare_url(const std::string& url) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  if (!opts) {
+    std::string msg = err ? err : "unknown error";
+    PQfreemem(err);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+      msg.pop_back();
+    return make_error(errc::invalid_argument,
+                      "malformed PostgreSQL connection string: " + msg);
+  }
+  bool has_timeout = false;
+  for (auto o = opts; o->keyword; ++o)
+    if (std::string{o->keyword} == "connect_timeout" && o->val)
+      has_timeout = true;
+  PQconninfoFree(opts);
+  if (has_timeout)
+    return url;
+  bool is_uri =
+      url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  if (!is_uri)
+    return url + " connect_timeout=10";
+  return url + (url.find('?') == std::string::npos ? "?" : "&") +
+         "connect_timeout=10";
+}
+
+/// Turns a libpqxx exception into an `errc` error.
+inline caf::error failure(const char* what) {
+  try {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    return make_error(errc::connection_lost,
+                      std::string{what} + ": connection lost: " + e.what());
+  } catch (const pqxx::sql_error& e) {
+    std::string msg = std::string{what} + ": " + e.what();
+    while (!msg.empty() && msg.back() == '\n')
+      msg.pop_back();
+    const auto& state = e.sqlstate();
+    if (state == "42P01")
+      return make_error(errc::schema_missing, msg + " (run migrate_up)");
+    if (state.rfind("57P", 0) == 0 || state.rfind("08", 0) == 0)
+      return make_error(errc::connection_lost, msg);
+    if (state == "40001" || state == "40P01" || state == "55P03")
+      return make_error(errc::database_locked, msg);
+    return make_error(errc::database_error, msg);
+  } catch (const pqxx::in_doubt_error& e) {
+    return make_error(errc::connection_lost,
+                      std::string{what} + ": outcome unknown: " + e.what());
+  } catch (const std::exception& e) {
+    return make_error(errc::database_error,
+                      std::string{what} + ": " + e.what());
+  }
+}
+
+/// Stores `j` for the unique `request` in `tx` unless an equal job counts;
+/// returns the stored job, or the one that counts with `conflict` set. The
+/// key's primary key makes concurrent enqueues wait for each other: the
+/// first one to commit stores its job, the others find it.
+inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& text,
+                  const job_request& request, timestamp now,
+                  const std::string& channel) {
+  auto key = request.unique_key();
+  auto& u = *request.unique();
+  auto now_ms = to_unix_ms(now);
+  // A key stops counting once it expired or its job left the states that
+  // count (waiting and running, and succeeded where asked).
+  tx.exec_params(
+      "DELETE FROM bg_jobs_unique WHERE unique_key = $1 AND ("
+      " (expires_at IS NOT NULL AND expires_at <= " BG_JOBS_TS(
+          "$2") ")"
+                " OR NOT (EXISTS (SELECT 1 FROM jobs WHERE id = job_id)"
+                "   OR (counts_succeeded"
+                "       AND EXISTS (SELECT 1 FROM jobs_succeeded WHERE id = job_id))))",
+      key, now_ms);
+  // -1: the key never expires.
+  int64_t expires = u.period ? to_unix_ms(now + *u.period) : -1;
+  auto claimed = tx.exec_params(
+      "INSERT INTO bg_jobs_unique (unique_key, job_id, expires_at,"
+      " counts_succeeded) VALUES ($1, 0, CASE WHEN $2::bigint < 0 THEN NULL"
+      " ELSE " BG_JOBS_TS(
+          "$2") " END, $3)"
+                " ON CONFLICT (unique_key) DO NOTHING RETURNING 1",
+      key, expires, u.include_succeeded);
+  if (claimed.empty()) {
+    auto found = tx.exec_params(
+        "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
+        " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
+        " UNION ALL SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(
+            "available_at") ", NULL, NULL, NULL, priority, NULL"
+                            " FROM jobs_succeeded WHERE id ="
+                            " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)",
+        key);
+    if (found.empty())
+      throw std::runtime_error("unique key '" + printable(key) +
+                               "' names a job that is gone");
+    auto existing = read_job(found[0]);
+    existing.conflict = true;
+    return existing;
+  }
+  j.id =
+      tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
+                     " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                         "$3") ", " BG_JOBS_TS("$4") ", $5) RETURNING id",
+                     j.name, text, now_ms, to_unix_ms(j.available_at),
+                     j.priority)[0][0]
+          .as<int64_t>();
+  tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
+                 key, j.id);
+  tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
+  return j;
+}
+
+
+/// Collects the job names of `bg_jobs` notifications.
+class wakeup_receiver : public pqxx::notification_receiver {
+public:
+  wakeup_receiver(pqxx::connection_base& c, const std::string& channel,
+                  std::vector<std::string>& out)
+      : pqxx::notification_receiver(c, channel), out_(out) {}
+
+  void operator()(const std::string& payload, int) override {
+    out_.push_back(payload);
+  }
+
+private:
+  std::vector<std::string>& out_;
+};
+
+/// The store's clock as seen from this process: the system clock plus the
+/// offset to the server's `clock_timestamp()`, measured when a connection
+/// opens and at every heartbeat. Shared by the connections of one factory
+/// and the node that uses them, so that leases, heartbeats, rescues and
+/// due times are compared on the server's clock whatever this host's says.
+class server_clock : public bg_jobs::clock {
+public:
+  timestamp now() const override {
+    return from_unix_ms(to_unix_ms(clock::system()->now()) + offset_ms_.load());
+  }
+
+  /// Measures the offset on `conn` (outside a transaction).
+  void measure(pqxx::connection& conn) {
+    auto before = to_unix_ms(clock::system()->now());
+    pqxx::nontransaction tx{conn};
+    auto server =
+        tx.exec("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            [0][0]
+            .as<int64_t>();
+    auto after = to_unix_ms(clock::system()->now());
+    offset_ms_ = server - (before + (after - before) / 2);
+  }
+
+private:
+  std::atomic<int64_t> offset_ms_{0};
+};
+
+} // namespace bg_jobs::detail::postgres
+
+namespace bg_jobs {
+
+using namespace detail::postgres;
+
+struct postgres_adapter::impl {
+  postgres_options options;
+  /// Set unless a test pinned the clock: then `options.clock` is used.
+  std::shared_ptr<server_clock> server_time;
+  std::unique_ptr<pqxx::connection> conn;
+  std::vector<std::string> wakeups;
+  std::unique_ptr<wakeup_receiver> receiver;
+  /// The notification channel: `bg_jobs`, or `bg_jobs.<schema>`.
+  std::string channel = notify_channel;
+
+  int64_t now_ms() const {
+    return to_unix_ms(server_time ? server_time->now() : options.clock->now());
+  }
+
+  /// Where this connection's next claim starts its index scan: after the
+  /// last job its previous claim took, while claims get all they ask for
+  /// (a backlog). The index entries of rows claimed since the last VACUUM
+  /// are dead and would be skipped one by one from the start of the index;
+  /// after the floor they lie behind the scan. A job that sorts before the
+  /// floor (a more urgent one enqueued since, or one released with its old
+  /// time) is found by a full scan: one runs at least every 100 ms, and
+  /// whenever a claim from the floor comes up short.
+  struct claim_floor {
+    std::string claimant;
+    int priority = 0;
+    int64_t at_ms = 0;
+    int64_t id = 0;
+    std::chrono::steady_clock::time_point full_scan_at;
+  };
+  std::optional<claim_floor> floor;
+
+  /// Where count-based pruning of one history table stops: the row beyond
+  /// the newest `kept` (none: the table held no more). Finding it walks
+  /// `kept` entries of an index, up to half a second at 100,000 on a busy
+  /// server, so a cutoff is used until its rows are gone (a round that
+  /// stops on its budget goes on with it). Newer rows only move the true
+  /// cutoff forward, so deleting up to an older one keeps more rows (rows
+  /// that leave the table otherwise, by a retry or a delete, meanwhile can
+  /// make it keep as many fewer).
+  struct prune_cutoff {
+    std::optional<std::pair<int64_t, int64_t>> row;
+    int64_t kept = 0;
+    bool exhausted = false;
+  };
+  std::map<std::string, prune_cutoff> cutoffs;
+
+  /// Deletes up to `batch` rows of `table` beyond the newest `keep`.
+  int64_t prune_beyond(pqxx::transaction_base& tx, const std::string& table,
+                       int64_t keep, int batch) {
+    auto found = cutoffs.find(table);
+    if (found == cutoffs.end() || found->second.kept != keep ||
+        found->second.exhausted) {
+      auto r = tx.exec_prepared("bgj_prune_" + table + "_cutoff", keep);
+      prune_cutoff c;
+      if (!r.empty())
+        c.row = std::make_pair(r[0][0].as<int64_t>(), r[0][1].as<int64_t>());
+      c.kept = keep;
+      c.exhausted = !c.row;
+      found = cutoffs.insert_or_assign(table, c).first;
+    }
+    auto& c = found->second;
+    if (!c.row)
+      return 0;
+    int64_t n = tx.exec_prepared("bgj_prune_" + table + "_upto", c.row->first,
+                                 c.row->second, batch)
+                    .affected_rows();
+    // Short of a batch: every row up to the cutoff is gone.
+    if (n < batch)
+      c.exhausted = true;
+    return n;
+  }
+
+  static std::string claimant_of(const reserve_params& p,
+                                 const std::string& names) {
+    return p.reserved_by + '\n' + p.queue + '\n' + names;
+  }
+
+  /// The floor to claim from, if any.
+  const claim_floor* floor_for(const reserve_params& p,
+                               const std::string& names) const {
+    if (!floor || floor->claimant != claimant_of(p, names) ||
+        std::chrono::steady_clock::now() - floor->full_scan_at >
+            std::chrono::milliseconds{100})
+      return nullptr;
+    return &*floor;
+  }
+
+  /// Notes a claim (`jobs` in claim order); `full_scan`: it started from
+  /// the beginning of the index.
+  void claimed(const reserve_params& p, const std::string& names,
+               const std::vector<job>& jobs, bool full_scan) {
+    if (static_cast<int>(jobs.size()) < p.limit || jobs.empty()) {
+      floor.reset();
+      return;
+    }
+    auto at =
+        full_scan ? std::chrono::steady_clock::now() : floor->full_scan_at;
+    auto& last = jobs.back();
+    floor = claim_floor{claimant_of(p, names), last.priority,
+                        to_unix_ms(last.available_at), last.id, at};
+  }
+
+  /// Completes a claim whose `jobs` came from the floor `f` (or from the
+  /// start of the index, without one): a claim from the floor that came
+  /// up short takes the rest from the start. Leaves `jobs` in claim order
+  /// and notes the next floor.
+  void finish_claim(pqxx::transaction_base& tx, const reserve_params& p,
+                    const std::string& names, const claim_floor* f,
+                    std::vector<job>& jobs) {
+    auto want = p.limit - static_cast<int>(jobs.size());
+    if (f && want > 0)
+      for (auto& j :
+           read_jobs(tx.exec_prepared("bgj_reserve", now_ms(), p.reserved_by,
+                                      names, want, p.queue),
+                     false))
+        jobs.push_back(std::move(j));
+    sort_in_claim_order(jobs);
+    claimed(p, names, jobs, f == nullptr || want > 0);
+  }
+
+  /// Whether this connection's planner settings serve the claim.
+  bool claim_plan_pinned = false;
+
+  /// Pins the plan of the claim on this connection (once; outside a
+  /// transaction block, so that it lasts as long as the connection). The
+  /// claim must walk `jobs_claim_idx` in order and stop after its limit:
+  /// that costs what it takes, whatever the table holds. After an ANALYZE
+  /// that saw a nearly empty `jobs` (right after a vacuum, in a queue
+  /// that keeps up), the planner otherwise prefers reading every waiting
+  /// row through a bitmap and sorting them, or scanning the table, which
+  /// costs the whole backlog, or the whole bloat, per claim until the next
+  /// ANALYZE. With these off, the ordered index scan is the only plan left
+  /// for the claim; on this connection the other statements (completions
+  /// and releases by primary key or owner) have an index to use as well.
+  void pin_claim_plan(pqxx::transaction_base& tx) {
+    if (claim_plan_pinned)
+      return;
+    tx.exec("SET enable_seqscan = off; SET enable_bitmapscan = off;"
+            " SET enable_sort = off");
+    claim_plan_pinned = true;
+  }
+
+  /// Prepares every statement of the adapter on this connection.
+  void prepare_all();
+
+  /// `sql` with its notifications on this store's channel.
+  std::string on_channel(const char* sql) const {
+    std::string text{sql};
+    const std::string from = "pg_notify('bg_jobs',";
+    const std::string to = "pg_notify('" + channel + "',";
+    for (auto at = text.find(from); at != std::string::npos;
+         at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+    return text;
+  }
+
+  /// Runs `f` in a transaction and commits; maps exceptions to errors.
+  template <class F>
+  auto in_transaction(const char* what, F f)
+      -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
+    try {
+      pqxx::work tx{*conn};
+      auto result = f(tx);
+      tx.commit();
+      return result;
+    } catch (...) {
+      return failure(what);
+    }
+  }
+
+  /// Runs `f`, a single statement, outside a transaction block: it is
+  /// atomic by itself, and BEGIN and COMMIT would cost two round trips.
+  template <class F>
+  auto in_statement(const char* what, F f)
+      -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
+    try {
+      pqxx::nontransaction tx{*conn};
+      return f(tx);
+    } catch (...) {
+      return failure(what);
+    }
+  }
+
+  caf::expected<std::vector<job>> jobs_of(const char* what, const char* stmt,
+                                          const std::string* arg,
+                                          bool claim_order = true) {
+    return in_statement(what, [&](pqxx::transaction_base& tx) {
+      return read_jobs(arg ? tx.exec_prepared(stmt, *arg)
+                           : tx.exec_prepared(stmt),
+                       claim_order);
+    });
+  }
+};
+
+
+} // namespace bg_jobs

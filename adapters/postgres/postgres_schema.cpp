@@ -1,0 +1,194 @@
+// The PostgreSQL schema: its migrations, applied in order, and the version
+// table that records them.
+
+#include "bg_jobs/adapters/postgres/detail/postgres_internal.hpp"
+
+namespace bg_jobs {
+
+using namespace detail::postgres;
+
+namespace {
+
+const char* const migrations[] = {
+    // version 1
+    "CREATE TABLE jobs ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  reserved_at TIMESTAMPTZ,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT);"
+    "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+    "  WHERE reserved_by IS NOT NULL;"
+    "CREATE TABLE jobs_succeeded ("
+    "  id BIGINT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  succeeded_at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+    "CREATE TABLE jobs_failed ("
+    "  id BIGINT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  exception TEXT NOT NULL,"
+    "  created_at TIMESTAMPTZ NOT NULL,"
+    "  available_at TIMESTAMPTZ NOT NULL,"
+    "  failed_at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+    // version 2: occurrences of scheduled jobs, one per name and time
+    "CREATE TABLE bg_jobs_schedule ("
+    "  name TEXT NOT NULL,"
+    "  scheduled_at TIMESTAMPTZ NOT NULL,"
+    "  job_id BIGINT NOT NULL,"
+    "  PRIMARY KEY (name, scheduled_at));",
+    // version 3: node heartbeats for leases
+    "CREATE TABLE bg_jobs_nodes ("
+    "  node TEXT PRIMARY KEY,"
+    "  heartbeat_at TIMESTAMPTZ NOT NULL);",
+    // version 4: unique jobs, one key per counting job
+    "CREATE TABLE bg_jobs_unique ("
+    "  unique_key TEXT PRIMARY KEY,"
+    "  job_id BIGINT NOT NULL,"
+    "  expires_at TIMESTAMPTZ,"
+    "  counts_succeeded BOOLEAN NOT NULL DEFAULT false);",
+    // version 5: priorities, cancellation, error history, pauses
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0,"
+    "  ADD COLUMN cancel_reason TEXT, ADD COLUMN errors JSONB;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN priority INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN priority INTEGER NOT NULL DEFAULT 0,"
+    "  ADD COLUMN cancelled BOOLEAN NOT NULL DEFAULT false,"
+    "  ADD COLUMN errors JSONB;"
+    // The claim takes priority first; the index keeps serving it.
+    "DROP INDEX jobs_claim_idx;"
+    "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_failed_name_idx ON jobs_failed (name);"
+    "CREATE TABLE bg_jobs_paused ("
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  paused_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (kind, name));",
+    // version 6: who holds each node name
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN instance TEXT, ADD COLUMN host TEXT,"
+    "  ADD COLUMN pid BIGINT, ADD COLUMN started_at TIMESTAMPTZ;",
+    // version 7: the queues each node runs
+    "CREATE TABLE bg_jobs_queues ("
+    "  queue TEXT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  concurrency INTEGER NOT NULL,"
+    "  announced_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (queue, job_name, node));",
+    // version 8: settings of the tables that churn. `jobs` holds few live
+    // rows and gains two dead ones per job run: it is vacuumed once a few
+    // thousand are dead rather than a fifth of the table, without the cost
+    // delay (it is small when kept so), and never truncated (the truncation
+    // takes an exclusive lock that stops every claim while it scans back).
+    // The pages it would give back are reused by the next inserts. The
+    // history tables are pruned in batches: the same, without the threshold.
+    "ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0,"
+    "  autovacuum_vacuum_threshold = 5000,"
+    "  autovacuum_vacuum_insert_scale_factor = 0,"
+    "  autovacuum_vacuum_insert_threshold = 5000,"
+    "  autovacuum_analyze_scale_factor = 0,"
+    "  autovacuum_analyze_threshold = 5000,"
+    "  autovacuum_vacuum_cost_delay = 0, vacuum_truncate = false);"
+    "ALTER TABLE jobs_succeeded SET (vacuum_truncate = false);"
+    "ALTER TABLE jobs_failed SET (vacuum_truncate = false);",
+    // version 9: leases, such as the one of the node that runs the
+    // store-wide upkeep
+    "CREATE TABLE bg_jobs_leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  expires_at TIMESTAMPTZ NOT NULL);",
+    // version 10: operator actions taken outside any node, for the upkeep's
+    // node to report as events
+    "CREATE TABLE bg_jobs_actions ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  at TIMESTAMPTZ NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  queue TEXT NOT NULL,"
+    "  job_id BIGINT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  message TEXT NOT NULL);",
+};
+
+constexpr int known_version = std::size(migrations);
+static_assert(known_version == db_adapter::schema_version_current);
+
+} // namespace
+
+caf::expected<int> postgres_adapter::schema_version() {
+  return impl_->in_transaction("reading the schema version", [](pqxx::work&
+                                                                    tx) {
+    auto r = tx.exec("SELECT to_regclass('bg_jobs_migrations') IS NOT NULL");
+    if (!r[0][0].as<bool>())
+      return 0;
+    return tx
+        .exec("SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")[0][0]
+        .as<int>();
+  });
+}
+
+caf::expected<void> postgres_adapter::migrate_up() {
+  auto r = impl_->in_transaction("migrating up", [&](pqxx::work& tx) {
+    // One migration at a time, even with several nodes starting at once.
+    tx.exec("SELECT pg_advisory_xact_lock(7220157)");
+    if (!impl_->options.schema.empty())
+      tx.exec("CREATE SCHEMA IF NOT EXISTS " + impl_->options.schema);
+    tx.exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
+            " version INTEGER PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+    auto current =
+        tx.exec(
+              "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations")[0][0]
+            .as<int>();
+    for (int v = current + 1; v <= known_version; ++v) {
+      tx.exec(migrations[v - 1]);
+      tx.exec_params("INSERT INTO bg_jobs_migrations (version) VALUES ($1)", v);
+    }
+    return current;
+  });
+  if (!r)
+    return std::move(r.error());
+  if (*r > known_version)
+    return make_error(errc::schema_too_new,
+                      "schema version " + std::to_string(*r) +
+                          " is newer than this bg_jobs understands");
+  try {
+    impl_->prepare_all();
+  } catch (...) {
+    // Already prepared on this connection.
+  }
+  return caf::unit;
+}
+
+caf::expected<void> postgres_adapter::migrate_down() {
+  auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
+    tx.exec("SELECT pg_advisory_xact_lock(7220157)");
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_actions, bg_jobs_leases,"
+            " bg_jobs_queues,"
+            " bg_jobs_paused,"
+            " bg_jobs_unique,"
+            " bg_jobs_nodes,"
+            " bg_jobs_schedule, jobs,"
+            " jobs_succeeded,"
+            " jobs_failed, bg_jobs_migrations");
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+} // namespace bg_jobs

@@ -1,0 +1,186 @@
+#pragma once
+
+// What the files of the SQLite adapter share: the columns of a job, the
+// statements more than one of them runs, reading rows, and the statement
+// and transaction guards.
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include <sqlite3.h>
+
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
+
+#define BG_JOBS_JOB_COLUMNS                                                    \
+  "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
+  "reserved_by, last_error, priority, cancel_reason"
+
+namespace bg_jobs::detail::sqlite {
+
+inline constexpr char sql_begin[] = "BEGIN IMMEDIATE";
+inline constexpr char sql_commit[] = "COMMIT";
+
+inline constexpr char sql_job_by_id[] =
+    "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs WHERE id = ?1"
+    " UNION ALL SELECT id, name, payload, attempts, created_at, available_at,"
+    " NULL, NULL, NULL, priority, NULL FROM jobs_succeeded WHERE id = ?1";
+
+inline constexpr char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
+
+inline constexpr char sql_is_paused[] =
+    "SELECT 1 FROM bg_jobs_paused WHERE kind = ?1 AND name = ?2";
+
+inline nlohmann::json parse_payload(const unsigned char* text, int size) {
+  auto first = reinterpret_cast<const char*>(text);
+  auto result =
+      exceeds_payload_depth(std::string_view{first, static_cast<size_t>(size)})
+          ? nlohmann::json(nlohmann::json::value_t::discarded)
+          : nlohmann::json::parse(first, first + size, nullptr, false);
+  // Written outside bg_jobs (not JSON, or nested beyond the limit): keep the
+  // text as a string, so that the row can still be handled.
+  if (result.is_discarded())
+    return nlohmann::json(std::string{first, static_cast<size_t>(size)});
+  return result;
+}
+
+inline std::string column_text(sqlite3_stmt* s, int i) {
+  auto p = sqlite3_column_text(s, i);
+  return p ? std::string{reinterpret_cast<const char*>(p),
+                         static_cast<size_t>(sqlite3_column_bytes(s, i))}
+           : std::string{};
+}
+
+inline timestamp column_time(sqlite3_stmt* s, int i) {
+  return from_unix_ms(sqlite3_column_int64(s, i));
+}
+
+inline std::optional<timestamp> column_time_or_null(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL)
+    return std::nullopt;
+  return column_time(s, i);
+}
+
+inline std::optional<std::string> column_text_or_null(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL)
+    return std::nullopt;
+  return column_text(s, i);
+}
+
+inline job read_job(sqlite3_stmt* s) {
+  job j;
+  j.id = sqlite3_column_int64(s, 0);
+  j.name = column_text(s, 1);
+  j.payload =
+      parse_payload(sqlite3_column_text(s, 2), sqlite3_column_bytes(s, 2));
+  j.attempts = sqlite3_column_int(s, 3);
+  j.created_at = column_time(s, 4);
+  j.available_at = column_time(s, 5);
+  j.reserved_at = column_time_or_null(s, 6);
+  j.reserved_by = column_text_or_null(s, 7);
+  j.last_error = column_text_or_null(s, 8);
+  j.priority = sqlite3_column_int(s, 9);
+  j.cancel_reason = column_text_or_null(s, 10);
+  return j;
+}
+
+inline void sort_claim_order(std::vector<job>& jobs) {
+  std::sort(jobs.begin(), jobs.end(), [](const job& a, const job& b) {
+    return std::tie(a.priority, a.available_at, a.id) <
+           std::tie(b.priority, b.available_at, b.id);
+  });
+}
+
+} // namespace bg_jobs::detail::sqlite
+
+namespace bg_jobs {
+
+/// Binds parameters to a cached statement and resets it when done.
+class sqlite_adapter::statement {
+public:
+  explicit statement(sqlite3_stmt* s) : s_(s) {}
+
+  ~statement() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+  statement& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+
+  statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_STATIC);
+    return *this;
+  }
+
+  statement& bind(int i, const std::optional<std::string>& v) {
+    if (v)
+      return bind(i, *v);
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+
+  int step() { return sqlite3_step(s_); }
+
+  sqlite3_stmt* get() const { return s_; }
+
+private:
+  sqlite3_stmt* s_;
+};
+
+/// `BEGIN IMMEDIATE` on construction; rolls back unless committed.
+class sqlite_adapter::transaction {
+public:
+  explicit transaction(sqlite_adapter& db) : db_(db) {}
+
+  // Both statements are prepared once per connection.
+  caf::expected<void> begin() {
+    auto r = db_.execute(
+        detail::sqlite::sql_begin, [](auto&) {}, "beginning a transaction");
+    if (!r)
+      return std::move(r.error());
+    active_ = true;
+    return caf::unit;
+  }
+
+  caf::expected<void> commit() {
+    auto r = db_.execute(
+        detail::sqlite::sql_commit, [](auto&) {}, "committing");
+    if (!r)
+      return std::move(r.error());
+    active_ = false;
+    return caf::unit;
+  }
+
+  ~transaction() {
+    if (active_)
+      sqlite3_exec(db_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+private:
+  sqlite_adapter& db_;
+  bool active_ = false;
+};
+
+template <class F>
+auto sqlite_adapter::in_transaction(F&& body) -> decltype(body()) {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  auto result = body();
+  if (!result)
+    return result;
+  if (auto r = tx.commit(); !r)
+    return std::move(r.error());
+  return result;
+}
+
+} // namespace bg_jobs

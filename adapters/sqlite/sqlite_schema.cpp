@@ -1,0 +1,210 @@
+// The SQLite schema: its migrations, applied in order, and the version
+// table that records them.
+
+#include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
+
+namespace bg_jobs {
+
+using namespace detail::sqlite;
+
+namespace {
+
+// Each entry upgrades the schema by one version; applied in order.
+const char* const migrations[] = {
+    // version 1
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  reserved_at INTEGER,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT);"
+    // Serves the claim query and holds only what can be claimed.
+    "CREATE INDEX jobs_claim_idx ON jobs (available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+    "  WHERE reserved_by IS NOT NULL;"
+    "CREATE TABLE jobs_succeeded ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  succeeded_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_succeeded_at_idx ON jobs_succeeded (succeeded_at);"
+    "CREATE TABLE jobs_failed ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  exception TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  failed_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_failed_at_idx ON jobs_failed (failed_at);",
+    // version 2: occurrences of scheduled jobs, one per name and time
+    "CREATE TABLE bg_jobs_schedule ("
+    "  name TEXT NOT NULL,"
+    "  scheduled_at INTEGER NOT NULL,"
+    "  job_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, scheduled_at));",
+    // version 3: node heartbeats for leases
+    "CREATE TABLE bg_jobs_nodes ("
+    "  node TEXT PRIMARY KEY,"
+    "  heartbeat_at INTEGER NOT NULL);",
+    // version 4: unique jobs, one key per counting job
+    "CREATE TABLE bg_jobs_unique ("
+    "  unique_key TEXT PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  counts_succeeded INTEGER NOT NULL DEFAULT 0);",
+    // version 5: priorities, cancellation, error history, pauses
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN cancel_reason TEXT;"
+    "ALTER TABLE jobs ADD COLUMN errors TEXT;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN priority INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs_failed ADD COLUMN errors TEXT;"
+    // The claim takes priority first; the index keeps serving it.
+    "DROP INDEX jobs_claim_idx;"
+    "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_failed_name_idx ON jobs_failed (name);"
+    "CREATE TABLE bg_jobs_paused ("
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  paused_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, name));",
+    // version 6: who holds each node name
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN instance TEXT;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN host TEXT;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN pid INTEGER;"
+    "ALTER TABLE bg_jobs_nodes ADD COLUMN started_at INTEGER;",
+    // version 7: the queues each node runs
+    "CREATE TABLE bg_jobs_queues ("
+    "  queue TEXT NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  node TEXT NOT NULL,"
+    "  concurrency INTEGER NOT NULL,"
+    "  announced_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (queue, job_name, node));",
+    // version 8: table settings for PostgreSQL's autovacuum; SQLite reuses
+    // the pages of deleted rows by itself.
+    "SELECT 1;",
+    // version 9: leases, such as the one of the node that runs the
+    // store-wide upkeep
+    "CREATE TABLE bg_jobs_leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  expires_at INTEGER NOT NULL);",
+    // version 10: operator actions taken outside any node, for the upkeep's
+    // node to report as events
+    "CREATE TABLE bg_jobs_actions ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  queue TEXT NOT NULL,"
+    "  job_id INTEGER NOT NULL,"
+    "  job_name TEXT NOT NULL,"
+    "  message TEXT NOT NULL);",
+};
+
+constexpr int known_version = std::size(migrations);
+static_assert(known_version == db_adapter::schema_version_current);
+
+const char sql_has_version_table[] =
+    "SELECT count(*) FROM sqlite_master"
+    " WHERE type = 'table' AND name = 'bg_jobs_migrations'";
+const char sql_version[] =
+    "SELECT coalesce(max(version), 0) FROM bg_jobs_migrations";
+const char sql_insert_version[] =
+    "INSERT INTO bg_jobs_migrations (version, applied_at) VALUES (?1, ?2)";
+
+} // namespace
+
+caf::expected<int> sqlite_adapter::schema_version() {
+  auto has = prepare(sql_has_version_table);
+  if (!has)
+    return std::move(has.error());
+  statement q{*has};
+  if (int rc = q.step(); rc != SQLITE_ROW)
+    return failure(rc, "reading the schema version");
+  if (sqlite3_column_int(q.get(), 0) == 0)
+    return 0;
+  // Not cached: the table comes and goes with the migrations.
+  sqlite3_stmt* s = nullptr;
+  auto version_sql = sql(sql_version);
+  if (int rc = sqlite3_prepare_v2(db_, version_sql.c_str(), -1, &s, nullptr);
+      rc != SQLITE_OK)
+    return failure(rc, "reading the schema version");
+  int rc = sqlite3_step(s);
+  int version = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+  sqlite3_finalize(s);
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading the schema version");
+  return version;
+}
+
+caf::expected<void> sqlite_adapter::migrate_up() {
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  if (auto r = exec("CREATE TABLE IF NOT EXISTS bg_jobs_migrations ("
+                    " version INTEGER PRIMARY KEY,"
+                    " applied_at INTEGER NOT NULL)");
+      !r)
+    return r;
+  auto current = schema_version();
+  if (!current)
+    return std::move(current.error());
+  if (*current > known_version)
+    return make_error(errc::schema_too_new,
+                      "schema version " + std::to_string(*current) +
+                          " is newer than this bg_jobs understands");
+  for (int v = *current + 1; v <= known_version; ++v) {
+    if (auto r = exec(migrations[v - 1]); !r)
+      return r;
+    sqlite3_stmt* s = nullptr;
+    auto insert = sql(sql_insert_version);
+    sqlite3_prepare_v2(db_, insert.c_str(), -1, &s, nullptr);
+    sqlite3_bind_int(s, 1, v);
+    sqlite3_bind_int64(s, 2, to_unix_ms(options_.clock->now()));
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+      return failure(rc, "recording the schema version");
+  }
+  return tx.commit();
+}
+
+caf::expected<void> sqlite_adapter::migrate_down() {
+  // Finalize first: a pending statement on a dropped table would hold locks.
+  for (auto& kvp : statements_)
+    sqlite3_finalize(kvp.second);
+  statements_.clear();
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return r;
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_actions;"
+                    "DROP TABLE IF EXISTS bg_jobs_leases;"
+                    "DROP TABLE IF EXISTS bg_jobs_queues;"
+                    "DROP TABLE IF EXISTS bg_jobs_paused;"
+                    "DROP TABLE IF EXISTS bg_jobs_unique;"
+                    "DROP TABLE IF EXISTS bg_jobs_nodes;"
+                    "DROP TABLE IF EXISTS bg_jobs_schedule;"
+                    "DROP TABLE IF EXISTS jobs;"
+                    "DROP TABLE IF EXISTS jobs_succeeded;"
+                    "DROP TABLE IF EXISTS jobs_failed;"
+                    "DROP TABLE IF EXISTS bg_jobs_migrations;");
+      !r)
+    return r;
+  return tx.commit();
+}
+
+} // namespace bg_jobs
