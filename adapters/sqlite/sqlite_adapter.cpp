@@ -4,6 +4,7 @@
 #include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <filesystem>
@@ -251,6 +252,60 @@ sqlite_adapter::~sqlite_adapter() {
 
 caf::expected<std::unique_ptr<sqlite_adapter>>
 sqlite_adapter::open(sqlite_options options) {
+  return open_shared(std::move(options), std::make_shared<own_writes>());
+}
+
+namespace {
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// How long a write that may be a node's own waits to be reported.
+constexpr std::chrono::milliseconds masked_wake_delay{50};
+
+/// How long after one of a node's commits a write may still be its own.
+constexpr int64_t own_write_ns = 5'000'000;
+
+} // namespace
+
+struct sqlite_adapter::own_writes {
+  std::atomic<int64_t> began_ns{0};
+  std::atomic<int64_t> ended_ns{0};
+
+  /// Before a commit is written (a commit hook).
+  static int began(void* self) {
+    static_cast<own_writes*>(self)->began_ns = steady_ns();
+    return 0;
+  }
+
+  /// Once it is in the WAL (a WAL hook, which replaces SQLite's own: so it
+  /// does what that one does too, a passive checkpoint at 1000 frames).
+  static int ended(void* self, sqlite3* db, const char* schema, int frames) {
+    static_cast<own_writes*>(self)->ended_ns = steady_ns();
+    if (frames >= 1000)
+      sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE,
+                                nullptr, nullptr);
+    return SQLITE_OK;
+  }
+
+  /// Whether a write seen now may be one of ours: one is being written, or
+  /// ended moments ago. (A commit that failed after it began counts for a
+  /// second at most.)
+  bool maybe_ours() const {
+    auto now = steady_ns();
+    auto began = began_ns.load();
+    auto ended = ended_ns.load();
+    return (began > ended && now - began < 1'000'000'000) ||
+           now - ended < own_write_ns;
+  }
+};
+
+caf::expected<std::unique_ptr<sqlite_adapter>>
+sqlite_adapter::open_shared(sqlite_options options,
+                            std::shared_ptr<own_writes> own) {
   if (options.path.empty() || options.path == ":memory:" ||
       options.path.rfind("file::memory:", 0) == 0)
     return make_error(errc::database_unavailable,
@@ -278,6 +333,9 @@ sqlite_adapter::open(sqlite_options options) {
                               : "PRAGMA synchronous = NORMAL");
       !r)
     return std::move(r.error());
+  self->own_ = std::move(own);
+  sqlite3_commit_hook(self->db_, own_writes::began, self->own_.get());
+  sqlite3_wal_hook(self->db_, own_writes::ended, self->own_.get());
   auto version = self->schema_version();
   if (!version)
     return std::move(version.error());
@@ -291,8 +349,11 @@ sqlite_adapter::open(sqlite_options options) {
 }
 
 adapter_factory sqlite_adapter::factory(sqlite_options options) {
-  return [options]() -> caf::expected<std::unique_ptr<db_adapter>> {
-    auto db = open(options);
+  // The connections of one factory (one node) note their commits
+  // together: `await_wakeups` tells their writes from others'.
+  auto own = std::make_shared<own_writes>();
+  return [options, own]() -> caf::expected<std::unique_ptr<db_adapter>> {
+    auto db = open_shared(options, own);
     if (!db)
       return std::move(db.error());
     return std::unique_ptr<db_adapter>{std::move(*db)};
@@ -320,23 +381,47 @@ sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout,
                         "cannot watch the directory of '" + options_.path +
                             "' for writes");
   }
+  using namespace std::chrono;
+  auto now = steady_clock::now();
+  // A write held back as possibly our own is reported once its delay is
+  // over, whatever comes meanwhile.
+  if (masked_until_)
+    timeout = std::min(timeout, std::max(milliseconds{0},
+                                         duration_cast<milliseconds>(
+                                             *masked_until_ - now)));
   pollfd pfd[2] = {{inotify_fd_, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
-  std::vector<std::string> result;
+  std::vector<std::string> wake{"*"};
+  auto due = [&] {
+    if (!masked_until_ || steady_clock::now() < *masked_until_)
+      return std::vector<std::string>{};
+    masked_until_.reset();
+    return wake;
+  };
   if (::poll(pfd, interrupt_fd < 0 ? 1 : 2,
              static_cast<int>(timeout.count())) <= 0 ||
       (pfd[0].revents & POLLIN) == 0)
-    return result;
+    return due();
+  bool written = false;
   alignas(inotify_event) char buf[4096];
   ssize_t n;
   while ((n = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
     for (char* p = buf; p < buf + n;) {
       auto ev = reinterpret_cast<inotify_event*>(p);
       if (ev->len > 0 && wal == ev->name)
-        result = {"*"};
+        written = true;
       p += sizeof(inotify_event) + ev->len;
     }
   }
-  return result;
+  if (!written)
+    return due();
+  if (!own_->maybe_ours()) {
+    // None of ours was committing: someone else wrote.
+    masked_until_.reset();
+    return wake;
+  }
+  if (!masked_until_)
+    masked_until_ = steady_clock::now() + masked_wake_delay;
+  return due();
 }
 
 caf::error sqlite_adapter::failure(int rc, const char* what) const {

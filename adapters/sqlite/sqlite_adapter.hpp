@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -130,9 +131,15 @@ public:
   /// text (it names the index it uses).
   caf::expected<std::string> explain_reserve(const reserve_params& params);
 
-  /// Waits for writes to the database's WAL file by any process (inotify
-  /// on its directory); returns `{"*"}` (every job name may have new jobs)
-  /// when one happened.
+  /// Waits for writes to the database's WAL file (inotify on its
+  /// directory); returns `{"*"}` (every job name may have new jobs) when
+  /// one came from outside this adapter's factory (another process, or
+  /// another node of this one). The factory's connections note when they
+  /// commit: a write while none of them was committing (or had within 5 ms)
+  /// is reported at once; one that may be their own is reported at most
+  /// every 50 ms (a write from elsewhere among them waits that long), so
+  /// that a node's own completions do not wake its idle queues into empty
+  /// claims.
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,
                 int interrupt_fd = -1) override;
@@ -207,6 +214,15 @@ private:
     return prefixed_sql(text, options_.table_prefix);
   }
   int inotify_fd_ = -1;
+  /// When the connections of this adapter's factory (a node's) last
+  /// began and finished writing a commit.
+  struct own_writes;
+  std::shared_ptr<own_writes> own_;
+  /// A write that may have been our own waits to be reported until then.
+  std::optional<std::chrono::steady_clock::time_point> masked_until_;
+
+  static caf::expected<std::unique_ptr<sqlite_adapter>>
+  open_shared(sqlite_options options, std::shared_ptr<own_writes> own);
 };
 
 } // namespace bg_jobs

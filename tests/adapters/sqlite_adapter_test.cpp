@@ -1,6 +1,8 @@
 // Cases only the SQLite adapter has: files, locks and pragmas.
 #include <csignal>
 #include <fstream>
+#include <thread>
+#include <atomic>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -114,6 +116,57 @@ TEST_SUITE("sqlite") {
     test::temp_dir dir;
     auto db = open_migrated(dir.file("jobs.db"));
     CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
+  }
+
+  TEST_CASE("a node's own writes wake at most every 50 ms, others' at once") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    open_migrated(path);
+    // Two connections of one factory, as a node has: one listens while the
+    // other writes.
+    auto node = sqlite_adapter::factory({path});
+    auto listener = node();
+    auto writer = node();
+    REQUIRE_MESSAGE(listener, bg_jobs::test::why(listener));
+    REQUIRE_MESSAGE(writer, bg_jobs::test::why(writer));
+    REQUIRE((*listener)->await_wakeups(0ms));
+    std::atomic<bool> done{false};
+    auto t0 = std::chrono::steady_clock::now();
+    std::thread write{[&] {
+      for (int i = 0; i < 300; ++i)
+        CHECK((*writer)->enqueue_job(job_request{"own"}));
+      done = true;
+    }};
+    int wakes = 0;
+    // Until the writes ended and the last one held back was reported.
+    auto quiet_since = std::chrono::steady_clock::now();
+    while (!done || std::chrono::steady_clock::now() - quiet_since < 300ms) {
+      auto names = (*listener)->await_wakeups(10ms);
+      REQUIRE_MESSAGE(names, bg_jobs::test::why(names));
+      if (!names->empty()) {
+        ++wakes;
+        quiet_since = std::chrono::steady_clock::now();
+      }
+      if (!done)
+        quiet_since = std::chrono::steady_clock::now();
+    }
+    write.join();
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    INFO("wakes " << wakes << " in "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         elapsed)
+                         .count()
+                  << " ms");
+    CHECK(wakes >= 1);
+    CHECK(wakes <= elapsed / 50ms + 2);
+    // A write from another process (a connection of another factory) is
+    // reported by the next wait, however long it is.
+    auto other = sqlite_adapter::open({path});
+    REQUIRE_MESSAGE(other, bg_jobs::test::why(other));
+    REQUIRE((*other)->enqueue_job(job_request{"theirs"}));
+    auto names = (*listener)->await_wakeups(30s);
+    REQUIRE_MESSAGE(names, bg_jobs::test::why(names));
+    CHECK(*names == std::vector<std::string>{"*"});
   }
 
   TEST_CASE("a schema newer than the code is refused") {
