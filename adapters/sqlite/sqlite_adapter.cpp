@@ -264,10 +264,10 @@ int64_t steady_ns() {
 }
 
 /// How long a write that may be a node's own waits to be reported.
-constexpr std::chrono::milliseconds masked_wake_delay{50};
+constexpr std::chrono::milliseconds masked_wake_delay{20};
 
 /// How long after one of a node's commits a write may still be its own.
-constexpr int64_t own_write_ns = 5'000'000;
+constexpr int64_t own_write_ns = 2'000'000;
 
 } // namespace
 

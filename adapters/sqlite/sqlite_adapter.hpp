@@ -135,9 +135,9 @@ public:
   /// directory); returns `{"*"}` (every job name may have new jobs) when
   /// one came from outside this adapter's factory (another process, or
   /// another node of this one). The factory's connections note when they
-  /// commit: a write while none of them was committing (or had within 5 ms)
+  /// commit: a write while none of them was committing (or had within 2 ms)
   /// is reported at once; one that may be their own is reported at most
-  /// every 50 ms (a write from elsewhere among them waits that long), so
+  /// every 20 ms (a write from elsewhere among them waits that long), so
   /// that a node's own completions do not wake its idle queues into empty
   /// claims.
   caf::expected<std::vector<std::string>>

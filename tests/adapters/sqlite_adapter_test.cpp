@@ -118,7 +118,7 @@ TEST_SUITE("sqlite") {
     CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
   }
 
-  TEST_CASE("a node's own writes wake at most every 50 ms, others' at once") {
+  TEST_CASE("a node's own writes wake at most every 20 ms, others' at once") {
     test::temp_dir dir;
     auto path = dir.file("jobs.db");
     open_migrated(path);
@@ -158,7 +158,7 @@ TEST_SUITE("sqlite") {
                          .count()
                   << " ms");
     CHECK(wakes >= 1);
-    CHECK(wakes <= elapsed / 50ms + 2);
+    CHECK(wakes <= elapsed / 20ms + 3);
     // A write from another process (a connection of another factory) is
     // reported by the next wait, however long it is.
     auto other = sqlite_adapter::open({path});
