@@ -251,7 +251,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 10;
+  static constexpr int schema_version_current = 11;
 
   virtual capabilities caps() const = 0;
 

@@ -90,17 +90,17 @@ const statement_def statements[] = {
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority)"
+   "   available_at, succeeded_at, priority, errors)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority FROM m"},
+   BG_JOBS_TS("$2") ", priority, errors FROM m"},
   {"bgj_succeed_many",
    "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority)"
+   "   available_at, succeeded_at, priority, errors)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority FROM m RETURNING id"},
+   BG_JOBS_TS("$2") ", priority, errors FROM m RETURNING id"},
   {"bgj_fail",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
@@ -325,7 +325,7 @@ int postgres_adapter::backend_pid() const {
 // ----------------------------------------------------------------------
 
 caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
-  auto now = impl_->options.clock->now();
+  auto now = from_unix_ms(impl_->now_ms()); // the clock claims compare with
   auto prepared = detail::prepare_job(request, now);
   if (!prepared)
     return std::move(prepared.error());
@@ -377,7 +377,7 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
 
 caf::expected<std::vector<int64_t>>
 postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
-  auto now = impl_->options.clock->now();
+  auto now = from_unix_ms(impl_->now_ms());
   auto prepared = detail::prepare_jobs(requests, now);
   if (!prepared)
     return std::move(prepared.error());

@@ -150,7 +150,7 @@ namespace {
 #define BG_JOBS_PG_RECORD_OF_SUCCEEDED                                         \
   "SELECT id, name, payload, priority, attempts, 3, "                          \
   BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", NULL::bigint,"   \
-  " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, NULL"                    \
+  " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, errors::text"            \
   " FROM jobs_succeeded"
 #define BG_JOBS_PG_RECORD_OF_FAILED                                            \
   "SELECT id, name, payload, priority, attempts,"                              \

@@ -121,6 +121,9 @@ const char* const migrations[] = {
     "  job_id BIGINT NOT NULL,"
     "  job_name TEXT NOT NULL,"
     "  message TEXT NOT NULL);",
+    // version 11: a job that succeeded keeps the errors of its failed
+    // attempts (rows from before have none)
+    "ALTER TABLE jobs_succeeded ADD COLUMN errors JSONB;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -98,9 +98,9 @@ const char sql_release_node[] =
 // was asked for; a job asked to cancel takes `sql_copy_cancelled` instead.
 const char sql_copy_succeeded[] =
     "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-    " available_at, succeeded_at, priority)"
+    " available_at, succeeded_at, priority, errors)"
     " SELECT id, name, payload, attempts, created_at, available_at, ?2,"
-    " priority FROM jobs"
+    " priority, errors FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
 #define BG_JOBS_APPEND_ERROR(at, text)                                         \

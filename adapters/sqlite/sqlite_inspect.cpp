@@ -29,7 +29,7 @@ const char sql_stats[] =
   " cancel_reason, errors FROM jobs"
 #define BG_JOBS_RECORD_OF_SUCCEEDED                                            \
   "SELECT id, name, payload, priority, attempts, 3, created_at,"               \
-  " available_at, NULL, NULL, succeeded_at, NULL, NULL, NULL"                  \
+  " available_at, NULL, NULL, succeeded_at, NULL, NULL, errors"                \
   " FROM jobs_succeeded"
 #define BG_JOBS_RECORD_OF_FAILED                                               \
   "SELECT id, name, payload, priority, attempts,"                              \

@@ -252,6 +252,55 @@ TEST_SUITE("conformance") {
     CHECK(error_of(db->retry_job(j.id)) == errc::invalid_state);
   }
 
+  TEST_CASE_TEMPLATE("a job that failed twice and then succeeded keeps both "
+                     "errors, whichever way its success is written",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 4; ++i)
+      ids.push_back(value_of(db->enqueue_job(job_request{"j"})).id);
+    for (auto attempt : {"first", "second"}) {
+      auto got = reserve(*db, {"j"}, 4);
+      REQUIRE(got.size() == 4);
+      std::vector<completion> retries;
+      for (auto& g : got)
+        retries.push_back(done(g, completion::kind::retry, attempt));
+      CHECK(value_of(db->complete_jobs(retries)) ==
+            std::vector<bool>(4, true));
+    }
+    auto got = reserve(*db, {"j"}, 4);
+    REQUIRE(got.size() == 4);
+    // One alone, two together, one carried by the next claim.
+    CHECK(value_of(db->complete_jobs(
+              {done(got[0], completion::kind::succeeded)})) ==
+          std::vector<bool>{true});
+    CHECK(value_of(db->complete_jobs(
+              {done(got[1], completion::kind::succeeded),
+               done(got[2], completion::kind::succeeded)})) ==
+          std::vector<bool>{true, true});
+    auto r = value_of(db->complete_and_reserve(
+        {done(got[3], completion::kind::succeeded)},
+        {{"j"}, 1, "node/q/1", ""}));
+    CHECK(r.applied == std::vector<bool>{true});
+    for (auto id : ids) {
+      auto rec = value_of(db->get_job(id));
+      CHECK(rec.state == job_state::succeeded);
+      REQUIRE(rec.errors.size() == 2);
+      CHECK(rec.errors[0]["error"] == "first");
+      CHECK(rec.errors[0]["attempt"] == 1);
+      CHECK(rec.errors[1]["error"] == "second");
+      CHECK(rec.errors[1]["attempt"] == 2);
+    }
+    job_query q;
+    q.state = job_state::succeeded;
+    auto page = value_of(db->list_jobs(q));
+    REQUIRE(page.jobs.size() == 4);
+    for (auto& rec : page.jobs)
+      CHECK(rec.errors.size() == 2);
+  }
+
   TEST_CASE_TEMPLATE("retry of a waiting job is refused, a cancelled one "
                      "runs again",
                      S, BG_JOBS_CONFORMANCE_STORES) {

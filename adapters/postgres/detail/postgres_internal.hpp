@@ -65,9 +65,9 @@
   "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"                        \
   "   RETURNING *),"                                                                            \
   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"                             \
-  "   created_at, available_at, succeeded_at, priority)"                                        \
+  "   created_at, available_at, succeeded_at, priority, errors)"                                \
   "   SELECT id, name, payload, attempts, created_at, available_at, " BG_JOBS_TS(               \
-      "$1") ", priority FROM m RETURNING id),"                                                  \
+      "$1") ", priority, errors FROM m RETURNING id),"                                          \
             " c AS (" BG_JOBS_PG_CLAIM(                                                         \
                 after) ")"                                                                      \
                        " SELECT *, false FROM c UNION ALL"                                      \
