@@ -14,6 +14,7 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/typed_job.hpp"
 
 namespace bg_jobs {
 
@@ -72,6 +73,15 @@ public:
   caf::expected<job>
   enqueue(const job_request& request,
           std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
+  /// Stores the typed job `args` (`request_of(args)`: the job name of its
+  /// type, its JSON as the payload), as `enqueue` does.
+  template <job_args Args>
+  caf::expected<job>
+  enqueue(const Args& args,
+          std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
+    return enqueue(request_of(args), timeout);
+  }
 
   /// Stores many jobs in one transaction; returns their ids.
   caf::expected<std::vector<int64_t>>

@@ -20,6 +20,15 @@ public:
     return backoff{kind::exponential, base, max, jitter};
   }
 
+  /// The queues' default: 15 s, 30 s, 1 min, ... doubling up to a day,
+  /// ±10 %. With the default 20 retries a job keeps trying for about eight
+  /// days (34 hours for the first 13, then daily), so that it outlives a
+  /// real outage of what it calls, as Oban's, River's and Sidekiq's
+  /// defaults do (20 to 25 attempts over about three weeks).
+  static backoff standard() {
+    return exponential(std::chrono::seconds{15}, std::chrono::hours{24}, 0.1);
+  }
+
   /// The same delay after every failure.
   static backoff constant(std::chrono::milliseconds delay) {
     return backoff{kind::constant, delay, delay, 0};

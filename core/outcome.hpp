@@ -17,6 +17,9 @@ public:
     snooze,
     /// Stop for good: the job moves to `jobs_failed` without retries.
     cancel,
+    /// Fail for good, without retries (no attempt could succeed: its
+    /// payload does not decode): the job moves to `jobs_failed` as failed.
+    discard,
   };
 
   static outcome success() { return outcome{kind::success, {}, {}}; }
@@ -33,10 +36,15 @@ public:
     return outcome{kind::cancel, std::move(reason), {}};
   }
 
+  static outcome discard(std::string message) {
+    return outcome{kind::discard, std::move(message), {}};
+  }
+
   kind what() const { return kind_; }
   bool ok() const { return kind_ == kind::success; }
 
-  /// The error text of a failure or the reason of a cancellation.
+  /// The error text of a failure or a discard, or the reason of a
+  /// cancellation.
   const std::string& message() const { return message_; }
 
   /// The delay of a snooze.

@@ -48,7 +48,8 @@ public:
     return *this;
   }
 
-  /// Retries after the first attempt (default 3: four attempts in all).
+  /// Retries after the first attempt (default 20: 21 attempts in all,
+  /// spread over about eight days by the default backoff).
   queue_spec& with_max_retries(int n) {
     max_retries_ = n;
     return *this;
@@ -69,7 +70,8 @@ public:
     return *this;
   }
 
-  /// The wait before a retry (default: exponential with jitter).
+  /// The wait before a retry (default: `backoff::standard()`, exponential
+  /// from 15 s up to a day, with jitter).
   queue_spec& with_backoff(backoff b) {
     backoff_ = b;
     return *this;
@@ -120,10 +122,10 @@ private:
   std::string name_;
   int max_concurrent_jobs_ = 10;
   std::chrono::milliseconds poll_interval_{1000};
-  int max_retries_ = 3;
+  int max_retries_ = 20;
   int prefetch_ = 500;
   std::chrono::milliseconds init_timeout_{1000};
-  bg_jobs::backoff backoff_ = backoff::exponential();
+  bg_jobs::backoff backoff_ = backoff::standard();
   std::optional<std::chrono::milliseconds> job_timeout_;
   std::vector<worker> workers_;
   std::vector<event_listener> listeners_;

@@ -77,9 +77,32 @@ public:
               const job_context& ctx = job_context{}) const noexcept;
 
 private:
+  template <class>
+  static constexpr bool always_false = false;
+
+  /// Whether `F`, called as a handler, returns `void` or an `outcome`.
+  template <class F>
+  static constexpr bool returns_outcome() {
+    using result = typename std::conditional_t<
+        std::is_invocable_v<F&, const job&, const job_context&>,
+        std::invoke_result<F&, const job&, const job_context&>,
+        std::invoke_result<F&, const job&>>::type;
+    return std::is_void_v<result> || std::is_convertible_v<result, outcome>;
+  }
+
   template <class F>
   static handler_type wrap(F f) {
-    if constexpr (std::is_invocable_v<F&, const job&, const job_context&>) {
+    if constexpr (!std::is_invocable_v<F&, const job&, const job_context&> &&
+                  !std::is_invocable_v<F&, const job&>) {
+      static_assert(always_false<F>, "a handler takes (const job&) or "
+                                     "(const job&, const job_context&)");
+      return {};
+    } else if constexpr (!returns_outcome<F>()) {
+      static_assert(always_false<F>,
+                    "a handler returns bg_jobs::outcome or void");
+      return {};
+    } else if constexpr (std::is_invocable_v<F&, const job&,
+                                             const job_context&>) {
       using result = std::invoke_result_t<F&, const job&, const job_context&>;
       if constexpr (std::is_void_v<result>)
         return [f = std::move(f)](const job& j, const job_context& c) mutable {
@@ -89,9 +112,6 @@ private:
       else
         return handler_type{std::move(f)};
     } else {
-      static_assert(std::is_invocable_v<F&, const job&>,
-                    "a handler takes (const job&) or "
-                    "(const job&, const job_context&)");
       using result = std::invoke_result_t<F&, const job&>;
       if constexpr (std::is_void_v<result>)
         return [f = std::move(f)](const job& j, const job_context&) mutable {

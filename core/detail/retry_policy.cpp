@@ -25,8 +25,10 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
   switch (o.what()) {
   case outcome::kind::success:
     return make(j, k::succeeded, event_kind::job_succeeded, owner);
-  case outcome::kind::failure: {
-    auto retry = j.attempts <= settings_.max_retries;
+  case outcome::kind::failure:
+  case outcome::kind::discard: {
+    auto retry = o.what() == outcome::kind::failure &&
+                 j.attempts <= settings_.max_retries;
     auto d =
         make(j, retry ? k::retry : k::failed,
              retry ? event_kind::job_exception : event_kind::job_failed, owner);

@@ -14,6 +14,7 @@
 #include "actors/runtime_fixture.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "support/expect.hpp"
 #include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
@@ -28,6 +29,7 @@ queue_spec test_queue(std::string name) {
   return queue_spec{std::move(name)}
       .with_poll_interval(20ms)
       .with_max_concurrent_jobs(4)
+      .with_max_retries(3)
       .with_backoff(backoff::immediate());
 }
 
@@ -45,9 +47,45 @@ caf::exit_reason crash() {
   return caf::exit_reason::unhandled_exception;
 }
 
+struct thumbnail {
+  static constexpr const char* job_name = "thumbnail";
+  std::string path;
+  int size = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(thumbnail, path, size)
+
 } // namespace
 
 TEST_SUITE("runtime") {
+
+  BG_JOBS_RUNTIME_CASE("a typed job runs with its decoded arguments, and one "
+                       "that does not decode fails at once, naming the field") {
+    auto seen = std::make_shared<std::vector<std::string>>();
+    auto mtx = std::make_shared<std::mutex>();
+    auto bg = start(make_builder().with_queue(
+        test_queue("default_queue")
+            .with_max_retries(20)
+            .with_worker(typed_worker<thumbnail>(
+                [seen, mtx](const thumbnail& t) {
+                  std::lock_guard<std::mutex> guard{*mtx};
+                  seen->push_back(t.path + "@" + std::to_string(t.size));
+                }))));
+    auto good = bg.enqueue(thumbnail{"cat.png", 128});
+    REQUIRE_MESSAGE(good, bg_jobs::test::why(good));
+    CHECK(good->name == "thumbnail");
+    auto bad = bg.enqueue(job_request{"thumbnail", {{"path", "dog.png"}}});
+    REQUIRE_MESSAGE(bad, bg_jobs::test::why(bad));
+    REQUIRE(log.wait_for(event_kind::job_succeeded));
+    REQUIRE(log.wait_for(event_kind::job_failed));
+    auto failed = test::value_of(store()->get_job(bad->id));
+    CHECK(failed.state == job_state::failed);
+    CHECK(failed.attempts == 1);
+    CHECK(failed.error ==
+          "payload does not decode as thumbnail arguments: field 'size' is "
+          "missing");
+    std::lock_guard<std::mutex> guard{*mtx};
+    CHECK(*seen == std::vector<std::string>{"cat.png@128"});
+  }
 
   BG_JOBS_RUNTIME_CASE("a job runs and moves to succeeded") {
     auto out = std::make_shared<std::vector<std::string>>();

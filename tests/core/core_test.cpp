@@ -9,12 +9,86 @@
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/typed_job.hpp"
 #include "bg_jobs/core/worker.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
 
+namespace {
+
+struct resize_image {
+  static constexpr const char* job_name = "resize_image";
+  std::string path;
+  int width = 0;
+  bool keep_ratio = true;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(resize_image, path, width, keep_ratio)
+
+bg_jobs::job job_with(nlohmann::json payload) {
+  bg_jobs::job j;
+  j.name = "resize_image";
+  j.payload = std::move(payload);
+  return j;
+}
+
+} // namespace
+
 TEST_SUITE("core") {
+
+  TEST_CASE("a typed job's request carries its type's name and its JSON") {
+    auto r = bg_jobs::request_of(resize_image{"a.png", 640, false})
+                 .with_priority(2);
+    CHECK(r.name() == "resize_image");
+    CHECK(r.payload() == nlohmann::json{{"path", "a.png"},
+                                        {"width", 640},
+                                        {"keep_ratio", false}});
+    CHECK(r.priority() == 2);
+  }
+
+  TEST_CASE("a typed worker hands its handler the decoded arguments") {
+    resize_image seen;
+    auto w = bg_jobs::typed_worker<resize_image>(
+        [&](const resize_image& a, const bg_jobs::job_context& ctx) {
+          CHECK_FALSE(ctx.cancelled());
+          seen = a;
+        });
+    CHECK(w.job_name() == "resize_image");
+    auto o = w.run(job_with({{"path", "b.png"}, {"width", 9}, {"keep_ratio", true}}));
+    CHECK(o.ok());
+    CHECK(seen.path == "b.png");
+    CHECK(seen.width == 9);
+    auto failing = bg_jobs::typed_worker<resize_image>(
+        [](const resize_image& a) {
+          return bg_jobs::outcome::failure("too wide: " + std::to_string(a.width));
+        });
+    auto f = failing.run(job_with({{"path", "b.png"}, {"width", 9}, {"keep_ratio", true}}));
+    CHECK(f.what() == bg_jobs::outcome::kind::failure);
+    CHECK(f.message() == "too wide: 9");
+  }
+
+  TEST_CASE("a payload that does not decode fails its job for good, naming "
+            "the field") {
+    bool ran = false;
+    auto w = bg_jobs::typed_worker<resize_image>(
+        [&](const resize_image&) { ran = true; });
+    auto wrong_type = w.run(job_with({{"path", 3}, {"width", 9}, {"keep_ratio", true}}));
+    CHECK(wrong_type.what() == bg_jobs::outcome::kind::discard);
+    CHECK(wrong_type.message() ==
+          "payload does not decode as resize_image arguments: field 'path' "
+          "should be string, got number");
+    auto missing = w.run(job_with({{"path", "a"}, {"keep_ratio", true}}));
+    CHECK(missing.what() == bg_jobs::outcome::kind::discard);
+    CHECK(missing.message() ==
+          "payload does not decode as resize_image arguments: field 'width' "
+          "is missing");
+    auto not_object = w.run(job_with(nlohmann::json::array({1, 2})));
+    CHECK(not_object.message() ==
+          "payload does not decode as resize_image arguments: expected an "
+          "object, got array");
+    CHECK_FALSE(ran);
+  }
+
 
   TEST_CASE("timestamps print and parse as ISO 8601 UTC with milliseconds") {
     auto t = parse_iso8601("2024-02-29T23:59:58.007Z");

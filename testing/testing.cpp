@@ -1,0 +1,119 @@
+#include "bg_jobs/testing/testing.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+
+#include "bg_jobs/actors/detail/job_rules.hpp"
+#include "bg_jobs/core/clock.hpp"
+
+namespace bg_jobs::testing {
+
+outcome perform_job(const worker& w, nlohmann::json payload, int attempt) {
+  job j;
+  j.name = w.job_name();
+  j.payload = std::move(payload);
+  j.attempts = attempt;
+  j.created_at = j.available_at = clock::system()->now();
+  return w.run(j);
+}
+
+caf::expected<std::vector<job_record>>
+enqueued(db_adapter& db, const std::string& name,
+         const nlohmann::json& subset) {
+  std::vector<job_record> out;
+  std::set<int64_t> seen;
+  // Scheduled first: a job may become due between the two reads, never the
+  // other way round.
+  for (auto state : {job_state::scheduled, job_state::waiting}) {
+    job_query q;
+    q.state = state;
+    q.names = {name};
+    q.newest_first = false;
+    q.limit = 1000;
+    for (;;) {
+      auto page = db.list_jobs(q);
+      if (!page)
+        return std::move(page.error());
+      for (auto& r : page->jobs) {
+        bool holds = subset.is_object() && r.payload.is_object();
+        if (holds)
+          for (auto& [key, value] : subset.items())
+            if (!r.payload.contains(key) || r.payload.at(key) != value) {
+              holds = false;
+              break;
+            }
+        if ((holds || subset.empty()) && seen.insert(r.id).second)
+          out.push_back(std::move(r));
+      }
+      if (page->next.empty())
+        break;
+      q.after = page->next;
+    }
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+    return a.created_at != b.created_at ? a.created_at < b.created_at
+                                        : a.id < b.id;
+  });
+  return out;
+}
+
+caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
+                                        int max_attempts) {
+  if (auto err = spec.validate())
+    return err;
+  detail::job_rules rules{spec, "testing/" + spec.name() + "/drain"};
+  auto clk = db.store_clock();
+  if (!clk)
+    clk = clock::system();
+  std::minstd_rand rng{std::random_device{}()};
+  drain_result result;
+  while (result.ran() < max_attempts) {
+    auto got =
+        db.reserve_jobs({rules.job_names(), 1, rules.owner(), spec.name()});
+    if (!got)
+      return std::move(got.error());
+    if (got->empty())
+      break;
+    auto& j = got->front();
+    auto& policy = rules.policy(j);
+    completion change;
+    if (policy.exhausted(j)) {
+      change = detail::pending_outcome::of(
+                   policy.on_exhausted(j, rules.owner()), j, spec.name())
+                   .change;
+    } else {
+      auto start = std::chrono::steady_clock::now();
+      auto o = rules.worker_of(j.name)->run(j, job_context{});
+      change = rules
+                   .decide(j, o, clk->now(), rng,
+                           std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - start))
+                   .change;
+    }
+    auto applied = db.complete_jobs({change});
+    if (!applied)
+      return std::move(applied.error());
+    switch (change.what) {
+    case completion::kind::succeeded:
+      ++result.succeeded;
+      break;
+    case completion::kind::failed:
+      ++result.failed;
+      break;
+    case completion::kind::retry:
+      ++result.retried;
+      break;
+    case completion::kind::snooze:
+      ++result.snoozed;
+      break;
+    case completion::kind::cancelled:
+      ++result.cancelled;
+      break;
+    }
+  }
+  return result;
+}
+
+} // namespace bg_jobs::testing
