@@ -34,3 +34,44 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build"
     "-DBG_JOBS_HEADERS=${PUBLIC_HEADERS}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" -j2)
 run("${WORK_DIR}/build/consumer" "${WORK_DIR}/jobs.db")
+
+# Without CMake: pkg-config's flags build the same program against the
+# shared library, which it then runs with.
+find_program(PKG_CONFIG pkg-config REQUIRED)
+set(ENV{PKG_CONFIG_PATH} "${WORK_DIR}/prefix/lib/pkgconfig")
+execute_process(COMMAND ${PKG_CONFIG} --cflags --libs bg_jobs
+  OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config does not know bg_jobs")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+run(c++ "${SOURCE_DIR}/main.cpp" -o "${WORK_DIR}/consumer_pc" ${flags})
+execute_process(COMMAND ldd "${WORK_DIR}/consumer_pc" OUTPUT_VARIABLE libs)
+if(NOT libs MATCHES "libbg_jobs\\.so")
+  message(FATAL_ERROR "the pkg-config build does not use libbg_jobs.so:\n${libs}")
+endif()
+set(ENV{LD_LIBRARY_PATH} "${WORK_DIR}/prefix/lib")
+run("${WORK_DIR}/consumer_pc" "${WORK_DIR}/jobs_pc.db")
+
+# The Debian package holds the libraries, the headers, the CMake and
+# pkg-config files and the command line.
+run(${CMAKE_COMMAND} -E chdir "${BUILD_DIR}"
+    cpack -G DEB -B "${WORK_DIR}/package")
+file(GLOB debs "${WORK_DIR}/package/*.deb")
+list(LENGTH debs n)
+if(NOT n EQUAL 1)
+  message(FATAL_ERROR "expected one .deb, got: ${debs}")
+endif()
+execute_process(COMMAND dpkg-deb --contents ${debs} OUTPUT_VARIABLE contents
+  RESULT_VARIABLE rc)
+execute_process(COMMAND dpkg-deb --field ${debs} Package Depends
+  OUTPUT_VARIABLE fields)
+foreach(want "lib/libbg_jobs.a" "lib/libbg_jobs.so" "lib/pkgconfig/bg_jobs.pc"
+        "lib/cmake/bg_jobs/bg_jobsConfig.cmake"
+        "include/bg_jobs/actors/builder.hpp" "bin/bg_jobs" "Package: libbg-jobs-dev"
+        "Depends: libcaf-dev")
+  if(NOT "${contents}${fields}" MATCHES "${want}")
+    message(FATAL_ERROR "the package lacks ${want}:\n${contents}\n${fields}")
+  endif()
+endforeach()
+message(STATUS "package: ${debs}")
