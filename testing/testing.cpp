@@ -2,21 +2,98 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <random>
 #include <set>
 
 #include "bg_jobs/actors/detail/job_rules.hpp"
-#include "bg_jobs/core/clock.hpp"
+#include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
+#include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
+#include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::testing {
 
-outcome perform_job(const worker& w, nlohmann::json payload, int attempt) {
+namespace {
+
+caf::expected<std::unique_ptr<db_adapter>> open_migrated(adapter_factory& f) {
+  auto db = f();
+  if (!db)
+    return std::move(db.error());
+  if (auto up = (*db)->migrate_up(); !up)
+    return std::move(up.error());
+  return std::move(*db);
+}
+
+} // namespace
+
+test_store::test_store(test_store&&) noexcept = default;
+test_store& test_store::operator=(test_store&&) noexcept = default;
+
+test_store::~test_store() {
+  db_.reset();
+  if (!dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+}
+
+caf::expected<test_store>
+test_store::sqlite(std::shared_ptr<bg_jobs::clock> clk) {
+  auto pattern =
+      (std::filesystem::temp_directory_path() / "bg_jobs-test-XXXXXX").string();
+  if (!mkdtemp(pattern.data()))
+    return make_error(errc::database_unavailable,
+                      "cannot make a temporary directory for a test store");
+  test_store s;
+  s.dir_ = pattern;
+  sqlite_options o;
+  o.path = (s.dir_ / "jobs.db").string();
+  if (clk)
+    o.clock = std::move(clk);
+  s.factory_ = sqlite_adapter::factory(o);
+  auto db = open_migrated(s.factory_);
+  if (!db)
+    return std::move(db.error());
+  s.db_ = std::move(*db);
+  return s;
+}
+
+caf::expected<test_store>
+test_store::postgres(const std::string& url, const std::string& schema,
+                     std::shared_ptr<bg_jobs::clock> clk) {
+  test_store s;
+  postgres_options o;
+  o.url = url;
+  o.schema = schema;
+  if (clk)
+    o.clock = std::move(clk);
+  s.factory_ = postgres_adapter::factory(o);
+  auto db = open_migrated(s.factory_);
+  if (!db)
+    return std::move(db.error());
+  s.db_ = std::move(*db);
+  return s;
+}
+
+completion perform_job(const worker& w, nlohmann::json payload, int attempt,
+                       const queue_spec& queue) {
+  auto spec = queue;
+  spec.with_worker(w);
+  detail::job_rules rules{spec, "testing"};
   job j;
   j.name = w.job_name();
   j.payload = std::move(payload);
   j.attempts = attempt;
   j.created_at = j.available_at = clock::system()->now();
-  return w.run(j);
+  j.reserved_by = rules.owner();
+  std::minstd_rand rng{std::random_device{}()};
+  auto start = std::chrono::steady_clock::now();
+  auto o = w.run(j);
+  return rules
+      .decide(j, o, clock::system()->now(), rng,
+              std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - start))
+      .change;
 }
 
 caf::expected<std::vector<job_record>>
@@ -37,14 +114,14 @@ enqueued(db_adapter& db, const std::string& name,
       if (!page)
         return std::move(page.error());
       for (auto& r : page->jobs) {
-        bool holds = subset.is_object() && r.payload.is_object();
-        if (holds)
+        bool holds = r.payload.is_object() || subset.empty();
+        if (r.payload.is_object())
           for (auto& [key, value] : subset.items())
             if (!r.payload.contains(key) || r.payload.at(key) != value) {
               holds = false;
               break;
             }
-        if ((holds || subset.empty()) && seen.insert(r.id).second)
+        if (holds && seen.insert(r.id).second)
           out.push_back(std::move(r));
       }
       if (page->next.empty())
@@ -60,11 +137,13 @@ enqueued(db_adapter& db, const std::string& name,
 }
 
 caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
+                                        std::shared_ptr<bg_jobs::clock> clk,
                                         int max_attempts) {
   if (auto err = spec.validate())
     return err;
   detail::job_rules rules{spec, "testing/" + spec.name() + "/drain"};
-  auto clk = db.store_clock();
+  if (!clk)
+    clk = db.store_clock();
   if (!clk)
     clk = clock::system();
   std::minstd_rand rng{std::random_device{}()};

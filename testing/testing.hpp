@@ -1,11 +1,14 @@
 #pragma once
 
 // Helpers for testing one's own workers, as Oban.Testing and River's
-// rivertest do: run a handler as a queue would, see what a piece of code
-// enqueued, and drain a queue's jobs on the test's thread against a real
-// store, without starting a node.
+// rivertest do: run a handler as a queue would and see what the library
+// would record, see what a piece of code enqueued, and drain a queue's jobs
+// on the test's thread against a real store, without starting a node.
+// Link `bg_jobs::testing`.
 
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,25 +16,60 @@
 #include <nlohmann/json.hpp>
 
 #include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/clock.hpp"
+#include "bg_jobs/core/completion.hpp"
 #include "bg_jobs/core/job.hpp"
-#include "bg_jobs/core/outcome.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/typed_job.hpp"
 #include "bg_jobs/core/worker.hpp"
 
 namespace bg_jobs::testing {
 
-/// What `w` reports for one attempt (number `attempt`) of a job with
-/// `payload`, run on the caller's thread as an executor runs it (an
-/// exception is a failure carrying its `what()`). No store, no actor.
-outcome perform_job(const worker& w,
-                    nlohmann::json payload = nlohmann::json::object(),
-                    int attempt = 1);
+/// A store for one test: a fresh SQLite file in a temporary directory
+/// (removed with the object), or a PostgreSQL database by URL; migrated.
+/// Its connections date rows by `clk` when given (a `manual_clock` moves
+/// delayed jobs and retries into view).
+class test_store {
+public:
+  static caf::expected<test_store>
+  sqlite(std::shared_ptr<bg_jobs::clock> clk = nullptr);
+  /// In `schema` (created if need be; empty: the URL's default).
+  static caf::expected<test_store>
+  postgres(const std::string& url, const std::string& schema = {},
+           std::shared_ptr<bg_jobs::clock> clk = nullptr);
+
+  test_store(test_store&&) noexcept;
+  test_store& operator=(test_store&&) noexcept;
+  ~test_store();
+
+  /// Opens connections to the store (for a node: `builder{store.factory()}`).
+  const adapter_factory& factory() const { return factory_; }
+  /// One connection, opened with the store.
+  db_adapter& db() const { return *db_; }
+
+private:
+  test_store() = default;
+  adapter_factory factory_;
+  std::unique_ptr<db_adapter> db_;
+  std::filesystem::path dir_;
+};
+
+/// What the library would record for one attempt (number `attempt`) of a
+/// job of `w` with `payload`: the handler runs on the caller's thread as an
+/// executor runs it (an exception is a failure), and the retry policy of
+/// `queue` (or the worker's own) decides: `succeeded`, `retry` (with the
+/// time its backoff gives), `failed`, `snooze` or `cancelled`, with the
+/// error. No store, no actor.
+completion perform_job(const worker& w,
+                       nlohmann::json payload = nlohmann::json::object(),
+                       int attempt = 1,
+                       const queue_spec& queue = queue_spec{"testing"});
 
 /// `perform_job` with a typed job's arguments.
 template <job_args Args>
-outcome perform_job(const worker& w, const Args& args, int attempt = 1) {
-  return perform_job(w, nlohmann::json(args), attempt);
+completion perform_job(const worker& w, const Args& args, int attempt = 1,
+                       const queue_spec& queue = queue_spec{"testing"}) {
+  return perform_job(w, nlohmann::json(args), attempt, queue);
 }
 
 /// The unreserved jobs named `name` in `db` (due now or later) whose
@@ -63,11 +101,16 @@ struct drain_result {
 
 /// Runs the jobs of `spec`'s workers that are due in `db`, one at a time on
 /// the caller's thread, as the queue would: its workers, its retry policy,
-/// the same reservation and completion in the store. A job whose retry (or
-/// snooze) falls due while draining runs again; one due later stays. Stops
-/// when no job is due, or after `max_attempts` attempts (a job that snoozes
-/// for ever). Jobs of other names are left alone.
-caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
-                                        int max_attempts = 10000);
+/// the same reservation and completion in the store. What is due is what
+/// the store's clock says (a test that opened the store with a
+/// `manual_clock` moves retries and delayed jobs into the drain by
+/// advancing it, and passes it here so that retries are dated by it too).
+/// A job whose retry falls due while draining runs again; one due later
+/// stays. Stops when no job is due, or after `max_attempts` attempts (a job
+/// that snoozes for ever). Jobs of other names are left alone.
+caf::expected<drain_result>
+drain_queue(db_adapter& db, const queue_spec& spec,
+            std::shared_ptr<bg_jobs::clock> clk = nullptr,
+            int max_attempts = 10000);
 
 } // namespace bg_jobs::testing

@@ -34,6 +34,15 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build"
     "-DBG_JOBS_HEADERS=${PUBLIC_HEADERS}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" -j2)
 run("${WORK_DIR}/build/consumer" "${WORK_DIR}/jobs.db")
+run("${WORK_DIR}/build/testing_consumer")
+execute_process(COMMAND ldd "${WORK_DIR}/build/consumer_shared"
+  OUTPUT_VARIABLE libs)
+if(NOT libs MATCHES "libbg_jobs\\.so")
+  message(FATAL_ERROR "bg_jobs::shared does not link libbg_jobs.so:\n${libs}")
+endif()
+set(ENV{LD_LIBRARY_PATH} "${WORK_DIR}/prefix/lib")
+run("${WORK_DIR}/build/consumer_shared" "${WORK_DIR}/jobs_shared.db")
+unset(ENV{LD_LIBRARY_PATH})
 
 # Without CMake: pkg-config's flags build the same program against the
 # shared library, which it then runs with.
@@ -74,4 +83,11 @@ foreach(want "lib/libbg_jobs.a" "lib/libbg_jobs.so" "lib/pkgconfig/bg_jobs.pc"
     message(FATAL_ERROR "the package lacks ${want}:\n${contents}\n${fields}")
   endif()
 endforeach()
+# A consumer builds against the package's files, unpacked.
+run(dpkg-deb -x ${debs} "${WORK_DIR}/unpacked")
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build_deb"
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/unpacked/usr -DCMAKE_BUILD_TYPE=Release
+    "-DBG_JOBS_HEADERS=${PUBLIC_HEADERS}")
+run(${CMAKE_COMMAND} --build "${WORK_DIR}/build_deb" -j2 --target consumer)
+run("${WORK_DIR}/build_deb/consumer" "${WORK_DIR}/jobs_deb.db")
 message(STATUS "package: ${debs}")

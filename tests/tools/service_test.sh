@@ -1,5 +1,5 @@
 #!/bin/bash
-# The service example as an operator runs it: two worker processes on one
+# The worker_service example as an operator runs it: two worker processes on one
 # SQLite store share the jobs the command line enqueues, and each stops
 # cleanly (exit 0) on SIGTERM.
 # usage: service_test.sh SERVICE BG_JOBS

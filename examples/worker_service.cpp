@@ -4,7 +4,7 @@
 // several on one store to share its jobs; enqueue from anywhere (the
 // command line, another process, `instance::enqueue`).
 //
-//   service NODE_NAME STORE        (a SQLite path or a PostgreSQL URL)
+//   worker_service NODE_NAME STORE        (a SQLite path or a PostgreSQL URL)
 //   bg_jobs --store STORE enqueue resize_image '{"path":"a.png","width":64}'
 #include <csignal>
 #include <cstdlib>
@@ -43,7 +43,7 @@ bool is_postgres(const std::string& store) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::cerr << "usage: service NODE_NAME STORE" << std::endl;
+    std::cerr << "usage: worker_service NODE_NAME STORE" << std::endl;
     return 2;
   }
   std::string node = argv[1];
