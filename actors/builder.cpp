@@ -375,6 +375,14 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
       live_instances::get().remove(me.instance);
       return std::move(r.error());
     }
+    // Limits are the store's, for every node's claims: the last node to
+    // start with a queue's limits sets them.
+    for (auto& q : queues)
+      if (q.limited())
+        if (auto r = (*db)->set_limits(q.name(), q.limits()); !r) {
+          live_instances::get().remove(me.instance);
+          return std::move(r.error());
+        }
   }
   detail::node_context ctx;
   // The HTTP server's metrics count this node's events.

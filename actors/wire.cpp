@@ -56,6 +56,8 @@ json to_json(const job& x) {
           {"reserved_by", maybe(x.reserved_by)},
           {"last_error", maybe(x.last_error)},
           {"cancel_reason", maybe(x.cancel_reason)},
+          {"concurrency_key", x.concurrency_key},
+          {"second_concurrency_key", x.second_concurrency_key},
           {"conflict", x.conflict}};
 }
 
@@ -72,6 +74,10 @@ void from_json(const json& j, job& x) {
   x.last_error = maybe_of<std::string>(j, "last_error");
   x.cancel_reason = maybe_of<std::string>(j, "cancel_reason");
   x.conflict = j.at("conflict").get<bool>();
+  x.concurrency_key =
+      maybe_of<std::string>(j, "concurrency_key").value_or("");
+  x.second_concurrency_key =
+      maybe_of<std::string>(j, "second_concurrency_key").value_or("");
 }
 
 json to_json(const job_request& x) {
@@ -81,6 +87,10 @@ json to_json(const job_request& x) {
     j["available_at"] = to_unix_ms(*t);
   else if (auto d = std::get_if<std::chrono::milliseconds>(&x.when()))
     j["available_in"] = d->count();
+  if (!x.concurrency_key().empty())
+    j["concurrency_key"] = x.concurrency_key();
+  if (!x.second_concurrency_key().empty())
+    j["second_concurrency_key"] = x.second_concurrency_key();
   if (auto& u = x.unique()) {
     json uj = {{"include_succeeded", u->include_succeeded}};
     if (u->key)
@@ -99,6 +109,10 @@ void from_json(const json& j, job_request& x) {
     x.available_at(*t);
   else if (auto d = maybe_of<int64_t>(j, "available_in"))
     x.available_in(std::chrono::milliseconds{*d});
+  auto key = maybe_of<std::string>(j, "concurrency_key");
+  auto second = maybe_of<std::string>(j, "second_concurrency_key");
+  if (key || second) // a second without a first fails validation
+    x.with_concurrency_key(key.value_or(""), second.value_or(""));
   if (auto i = j.find("unique"); i != j.end() && !i->is_null()) {
     unique_options u;
     u.key = maybe_of<std::string>(*i, "key");

@@ -35,6 +35,19 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
+caf::error check_limit_queue(const std::string& queue) {
+  if (auto why = name_problem(queue); !why.empty())
+    return make_error(errc::invalid_argument,
+                      "queue name '" + printable(queue) + "' " + why);
+  return caf::none;
+}
+
+int limited_scan(int limit) {
+  // Enough to pass over the jobs of keys that are full but for one slot,
+  // bounded so that a claim costs the same whatever the backlog.
+  return std::clamp(limit, 1, 250) * 4 + 32;
+}
+
 caf::expected<complete_reserve_result>
 db_adapter::complete_and_reserve(const std::vector<completion>& completions,
                                  const reserve_params& params) {
@@ -154,6 +167,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_queues",
       "bg_jobs_leases",
       "bg_jobs_actions",
+      "bg_jobs_limits",
   };
   std::string text{sql};
   if (prefix.empty())

@@ -17,6 +17,7 @@
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/limits.hpp"
 #include "bg_jobs/core/timestamp.hpp"
 
 namespace bg_jobs {
@@ -38,7 +39,18 @@ struct reserve_params {
   /// The queue reserving; while it is paused (`pause`), nothing is
   /// reserved. Empty: no pause applies.
   std::string queue{};
+  /// The queue has concurrency limits (`set_limits`): a job is reserved
+  /// only while each of its keys, and the queue's total, has room, counted
+  /// over every node's reservations of the queue's job names.
+  bool limited = false;
 };
+
+/// The problem with `queue` as the queue of a limit, or none.
+caf::error check_limit_queue(const std::string& queue);
+
+/// How many ready jobs the claim of a limited queue looks at to take up to
+/// `limit` of them.
+int limited_scan(int limit);
 
 /// What `db_adapter::complete_and_reserve` did.
 struct complete_reserve_result {
@@ -251,7 +263,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 11;
+  static constexpr int schema_version_current = 12;
 
   virtual capabilities caps() const = 0;
 
@@ -282,9 +294,31 @@ public:
   enqueue_jobs(const std::vector<job_request>& requests) = 0;
 
   /// Reserves up to `limit` available jobs with one of the names, oldest
-  /// `available_at` first, then lowest id; counts the attempt.
+  /// `available_at` first, then lowest id; counts the attempt. With
+  /// `limited`, the queue's concurrency limits bound it, exactly: claims of
+  /// one queue are serialized, and each counts the reservations of every
+  /// node; a saturated key is skipped (its jobs never block others'), and
+  /// among the jobs it looks at the first job of every key comes before
+  /// anyone's second.
   virtual caf::expected<std::vector<job>>
   reserve_jobs(const reserve_params& params) = 0;
+
+  /// Replaces the concurrency limits of `queue` by `limits` (none: the
+  /// queue is no longer limited), in one transaction; every node's next
+  /// claim of the queue honours them. Refused (`invalid_argument`, nothing
+  /// written) as `check_limits` says.
+  virtual caf::expected<void>
+  set_limits(const std::string& queue,
+             const std::vector<concurrency_limit>& limits) = 0;
+
+  /// Sets one limit of `queue` (adds it or changes its number), or with
+  /// `max_running` 0 removes it; the others stay.
+  virtual caf::expected<void> set_limit(const std::string& queue,
+                                        const concurrency_limit& limit) = 0;
+
+  /// The stored limits of `queue`, key limits by key after the others.
+  virtual caf::expected<std::vector<concurrency_limit>>
+  stored_limits(const std::string& queue) = 0;
 
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>

@@ -6,7 +6,10 @@
 // Parameters come from the environment: BENCH_N (20000), BENCH_CONCURRENCY
 // (10), BENCH_LAT_JOBS (500), BENCH_LAT_RATE (100 jobs/s), BENCH_LAT_IDLE_MS
 // (2000), BENCH_LAT_GRACE_MS (15000), BENCH_ENQ_JOBS (5000),
-// BENCH_TIMEOUT_MS (60000), and the store: BENCH_PG_URL (an empty
+// BENCH_TIMEOUT_MS (60000), BENCH_KEYS (0: the drain's jobs carry no
+// concurrency key; N: job i carries key i mod N, and the queue limits each
+// key to BENCH_KEY_LIMIT, by default the concurrency, which never binds),
+// and the store: BENCH_PG_URL (an empty
 // PostgreSQL database) or BENCH_SQLITE_PATH (a file in an empty directory).
 // Logs go to stderr; the last line on stdout is `RESULT {json}`.
 #include <algorithm>
@@ -72,6 +75,8 @@ struct settings {
   std::string url;
   std::string path;
   long concurrency = 10;
+  long keys = 0;
+  long key_limit = 10;
 
   bg_jobs::adapter_factory factory() const {
     if (postgres)
@@ -86,6 +91,8 @@ struct settings {
     auto q = bg_jobs::queue_spec{"bench"}
                  .with_max_concurrent_jobs(static_cast<int>(concurrency))
                  .with_worker(std::move(w));
+    if (keys > 0)
+      q.with_key_limit(static_cast<int>(key_limit));
     // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch); the
     // library's default poll (1 s) is the fallback in both profiles.
     return q;
@@ -96,6 +103,8 @@ struct settings {
         {"mode", fast ? "fast" : "default"},
         {"store", postgres ? "postgres" : "sqlite"},
         {"concurrency", concurrency},
+        {"keys", keys},
+        {"key_limit", keys > 0 ? json(key_limit) : json(nullptr)},
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
         {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
         {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
@@ -182,7 +191,12 @@ json drain(const settings& s) {
   for (long i = 0; i < n; i += batch) {
     std::vector<bg_jobs::job_request> reqs;
     for (long k = i; k < std::min(n, i + batch); ++k)
-      reqs.emplace_back("bench", json{{"seq", k}});
+      if (s.keys > 0)
+        reqs.push_back(std::move(
+            bg_jobs::job_request{"bench", json{{"seq", k}}}
+                .with_concurrency_key("k" + std::to_string(k % s.keys))));
+      else
+        reqs.emplace_back("bench", json{{"seq", k}});
     if (auto ids = db->enqueue_jobs(reqs); !ids) {
       std::cerr << "bench: " << bg_jobs::describe(ids.error()) << std::endl;
       std::exit(1);
@@ -753,6 +767,8 @@ int main(int argc, char** argv) {
   s.path = env_text("BENCH_SQLITE_PATH");
   s.postgres = !s.url.empty();
   s.concurrency = env("BENCH_CONCURRENCY", 10);
+  s.keys = env("BENCH_KEYS", 0);
+  s.key_limit = env("BENCH_KEY_LIMIT", s.concurrency);
   if (!s.postgres && s.path.empty()) {
     std::cerr << "bench: set BENCH_PG_URL or BENCH_SQLITE_PATH" << std::endl;
     return 2;

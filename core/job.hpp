@@ -30,6 +30,10 @@ struct job {
   /// Set once a cancel was asked for while the job runs
   /// (`db_adapter::cancel_job`).
   std::optional<std::string> cancel_reason;
+  /// Its concurrency keys (`job_request::with_concurrency_key`), empty
+  /// when none.
+  std::string concurrency_key;
+  std::string second_concurrency_key;
   /// Set on the job an enqueue returns when its request was unique and an
   /// equal job already counted: that job, and nothing new was stored.
   bool conflict = false;

@@ -121,6 +121,13 @@ std::string name_problem(std::string_view name) {
   return {};
 }
 
+std::string concurrency_key_problem(std::string_view key) {
+  if (key.size() > max_concurrency_key_length)
+    return "is " + std::to_string(key.size()) + " bytes long; the limit is " +
+           std::to_string(max_concurrency_key_length);
+  return name_problem(key);
+}
+
 bool exceeds_payload_depth(std::string_view text) {
   size_t depth = 0;
   bool in_string = false;
@@ -184,6 +191,20 @@ caf::expected<std::string> job_request::validate() const {
                       "priority " + std::to_string(priority_) +
                           " is out of range: " + std::to_string(min_priority) +
                           " (most urgent) to " + std::to_string(max_priority));
+  for (auto* k : {&concurrency_key_, &second_key_}) {
+    if (k->empty())
+      continue;
+    if (auto why = concurrency_key_problem(*k); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "concurrency key '" + printable(*k) + "' " + why);
+  }
+  if (concurrency_key_.empty() && !second_key_.empty())
+    return make_error(errc::invalid_argument,
+                      "a second concurrency key needs a first");
+  if (!concurrency_key_.empty() && concurrency_key_ == second_key_)
+    return make_error(errc::invalid_argument,
+                      "the two concurrency keys are the same ('" +
+                          printable(concurrency_key_) + "')");
   if (unique_) {
     if (unique_->key && unique_->key->empty())
       return make_error(errc::invalid_argument, "the unique key is empty");

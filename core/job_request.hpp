@@ -43,6 +43,12 @@ constexpr int min_priority = 0;
 /// The least urgent priority.
 constexpr int max_priority = 9;
 
+/// The longest concurrency key, in bytes.
+constexpr size_t max_concurrency_key_length = 255;
+
+/// Why `key` cannot be a concurrency key, or empty when it can.
+std::string concurrency_key_problem(std::string_view key);
+
 /// How a unique job keeps duplicates out (`job_request::with_unique`).
 struct unique_options {
   /// The key that makes two requests equal; by default the job name and
@@ -115,6 +121,24 @@ public:
 
   int priority() const { return priority_; }
 
+  /// Limits the job by the concurrency key `key` (e.g. `"tenant:42"`): in
+  /// a queue that declares key limits (`queue_spec::with_key_limit`), no
+  /// more of the key's jobs run at once, across every node, than its
+  /// limit. A second key (`second`, e.g. a shared partner's) must have room
+  /// too. Keys are 1 to `max_concurrency_key_length` bytes of UTF-8
+  /// without control characters; `invalid_argument` at enqueue otherwise.
+  job_request& with_concurrency_key(std::string key, std::string second = {}) {
+    concurrency_key_ = std::move(key);
+    second_key_ = std::move(second);
+    return *this;
+  }
+
+  /// The concurrency key, empty when none.
+  const std::string& concurrency_key() const { return concurrency_key_; }
+
+  /// The second concurrency key, empty when none.
+  const std::string& second_concurrency_key() const { return second_key_; }
+
   /// The key stored for a unique request (see `unique_options::key`).
   std::string unique_key() const;
 
@@ -140,6 +164,8 @@ private:
   availability availability_;
   std::optional<unique_options> unique_;
   int priority_ = min_priority;
+  std::string concurrency_key_;
+  std::string second_key_;
 };
 
 } // namespace bg_jobs

@@ -9,6 +9,7 @@
 
 #include "bg_jobs/core/backoff.hpp"
 #include "bg_jobs/core/event.hpp"
+#include "bg_jobs/core/limits.hpp"
 #include "bg_jobs/core/worker.hpp"
 
 namespace bg_jobs {
@@ -77,6 +78,41 @@ public:
     return *this;
   }
 
+  /// Runs at most `n` jobs of each concurrency key at once, across every
+  /// node (`job_request::with_concurrency_key`); jobs without a key are not
+  /// bounded by it. Makes the queue limited: see `with_key_limit(key, n)`.
+  queue_spec& with_key_limit(int n) {
+    return with_limit({limit_kind::per_key, "", n});
+  }
+
+  /// Runs at most `n` jobs of the key `key` at once, across every node,
+  /// whatever the per-key limit. A limited queue reserves only for its free
+  /// executors (no prefetch), and its claims take turns across nodes; a
+  /// key whose limit is reached blocks none of the others. Every node
+  /// starting the queue writes its limits to the store (the last one to
+  /// start wins); `instance::set_limit` and `bg_jobs limits set` change
+  /// them while it runs, and every node honours a change at its next claim.
+  queue_spec& with_key_limit(std::string key, int n) {
+    return with_limit({limit_kind::key, std::move(key), n});
+  }
+
+  /// Runs at most `n` jobs of this queue at once across every node (each
+  /// node also keeps to its own `max_concurrent_jobs`).
+  queue_spec& with_global_limit(int n) {
+    return with_limit({limit_kind::total, "", n});
+  }
+
+  /// Sets one limit (replacing one of the same kind and key).
+  queue_spec& with_limit(concurrency_limit l) {
+    for (auto& x : limits_)
+      if (x.kind == l.kind && x.key == l.key) {
+        x = std::move(l);
+        return *this;
+      }
+    limits_.push_back(std::move(l));
+    return *this;
+  }
+
   queue_spec& with_worker(worker w) {
     workers_.push_back(std::move(w));
     return *this;
@@ -111,6 +147,9 @@ public:
     return job_timeout_;
   }
   const std::vector<worker>& workers() const { return workers_; }
+  const std::vector<concurrency_limit>& limits() const { return limits_; }
+  /// Whether the queue declares concurrency limits.
+  bool limited() const { return !limits_.empty(); }
   const std::vector<event_listener>& event_listeners() const {
     return listeners_;
   }
@@ -129,6 +168,7 @@ private:
   std::optional<std::chrono::milliseconds> job_timeout_;
   std::vector<worker> workers_;
   std::vector<event_listener> listeners_;
+  std::vector<concurrency_limit> limits_;
 };
 
 } // namespace bg_jobs

@@ -408,6 +408,11 @@ int main(int argc, char** argv) {
   enqueue->add_option("--priority", enq_priority, "0 (most urgent) to 9");
   enqueue->add_option("--unique-key", enq_key,
                       "keep a duplicate out while this key counts");
+  std::string enq_ckey, enq_ckey2;
+  enqueue->add_option("--concurrency-key", enq_ckey,
+                      "the key its queue's concurrency limits count it under");
+  enqueue->add_option("--second-concurrency-key", enq_ckey2,
+                      "a second key that must have room too");
   auto retry = jobs->add_subcommand("retry", "run failed or cancelled jobs "
                                              "again");
   std::vector<std::string> retry_ids;
@@ -436,6 +441,26 @@ int main(int argc, char** argv) {
   std::string queue_name;
   q_pause->add_option("queue", queue_name, "the queue")->required();
   q_resume->add_option("queue", queue_name, "the queue")->required();
+
+  // -- limits --------------------------------------------------------------
+  auto limits = app.add_subcommand("limits", "list or change the concurrency "
+                                             "limits of queues");
+  limits->require_subcommand(1);
+  auto l_list = limits->add_subcommand("list", "every stored limit");
+  auto l_set = limits->add_subcommand(
+      "set", "set a limit of a limited queue; every node honours it at its "
+             "next claim");
+  auto l_remove = limits->add_subcommand("remove", "remove a limit");
+  std::string limit_queue, limit_n, limit_key;
+  bool limit_total = false;
+  for (auto* c : {l_set, l_remove}) {
+    c->add_option("queue", limit_queue, "the queue")->required();
+    auto key_opt =
+        c->add_option("--key", limit_key, "one key's limit (else per key)");
+    c->add_flag("--total", limit_total, "the queue's total across nodes")
+        ->excludes(key_opt);
+  }
+  l_set->add_option("max_running", limit_n, "1 to 1000000")->required();
 
   // -- prune ---------------------------------------------------------------
   auto prune = app.add_subcommand("prune", "delete old history (one batch)");
@@ -666,6 +691,8 @@ int main(int argc, char** argv) {
         u.key = enq_key;
         request.with_unique(u);
       }
+      if (!enq_ckey.empty() || !enq_ckey2.empty())
+        request.with_concurrency_key(enq_ckey, enq_ckey2);
       // The whole request is checked before the store is touched.
       if (auto ok = request.validate(bg_jobs::clock::system()->now()); !ok)
         throw usage_error{bg_jobs::describe(ok.error())};
@@ -788,6 +815,62 @@ int main(int argc, char** argv) {
                             : std::string{*q_pause ? "paused " : "resumed "} +
                                   shown(queue_name))
                 << '\n';
+    } else if (*l_list) {
+      auto db = store.open();
+      json out = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"QUEUE", "LIMIT", "KEY", "MAX RUNNING"}};
+      for (auto& q : value_of(db->known_queues()))
+        for (auto& l : value_of(db->stored_limits(q.queue))) {
+          out.push_back({{"queue", q.queue},
+                         {"kind", bg_jobs::to_string(l.kind)},
+                         {"key", l.key},
+                         {"max_running", l.max_running}});
+          rows.push_back({shown(q.queue), bg_jobs::to_string(l.kind),
+                          shown(l.key), std::to_string(l.max_running)});
+        }
+      if (as_json)
+        std::cout << json_text(out) << '\n';
+      else
+        table(rows);
+    } else if (*l_set || *l_remove) {
+      bg_jobs::concurrency_limit l;
+      l.kind = limit_total          ? bg_jobs::limit_kind::total
+               : !limit_key.empty() ? bg_jobs::limit_kind::key
+                                    : bg_jobs::limit_kind::per_key;
+      l.key = limit_key;
+      l.max_running =
+          *l_set ? static_cast<int>(arg_of(
+                       bg_jobs::parse_count("max_running", limit_n, 1, 1000000)))
+                 : 0;
+      if (auto err = bg_jobs::check_limits({{l.kind, l.key, 1}}))
+        throw usage_error{bg_jobs::describe(err)};
+      auto db = store.open();
+      bool known = false;
+      for (auto& q : value_of(db->known_queues()))
+        known = known || q.queue == limit_queue;
+      if (!known)
+        throw usage_error{"no node has announced a queue '" +
+                          shown(limit_queue) + "'"};
+      // Only a queue that its nodes run as limited: its configuration
+      // declares limits, which its nodes stored when they started.
+      if (value_of(db->stored_limits(limit_queue)).empty())
+        throw usage_error{"queue '" + shown(limit_queue) +
+                          "' has no concurrency limits; declare them in its "
+                          "configuration (queue_spec::with_key_limit) first"};
+      ok_or_fail(db->set_limit(limit_queue, l));
+      json out = {{"queue", limit_queue},
+                  {"kind", bg_jobs::to_string(l.kind)},
+                  {"key", l.key},
+                  {"max_running", l.max_running}};
+      if (as_json)
+        std::cout << json_text(out) << '\n';
+      else
+        std::cout << (*l_set ? "set " : "removed ") << bg_jobs::to_string(l.kind)
+                  << " limit" << (l.key.empty() ? "" : " of key " + shown(l.key))
+                  << " of " << shown(limit_queue)
+                  << (*l_set ? " to " + std::to_string(l.max_running) : "")
+                  << '\n';
     } else if (*prune) {
       bg_jobs::prune_params p;
       p.succeeded_max_age = arg_of(bg_jobs::parse_duration(prune_succeeded));

@@ -139,6 +139,7 @@ struct queue_state {
     call->held = hand.held();
     call->params = {rules->job_names(), static_cast<int>(wanted), owner(),
                     spec.name()};
+    call->params.limited = spec.limited();
     claiming = true;
     self->request(store, claim_timeout, claim_atom::value, call)
         .then([this, self](claim_call_ptr& c) { claimed(self, *c); },
@@ -265,8 +266,12 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   auto owner = st.ctx.node + "/" + st.spec.name() + "/" +
                std::to_string(next_incarnation++);
   st.rules = std::make_shared<const job_rules>(st.spec, std::move(owner));
+  // A limited queue holds no job ahead: a held job would take a slot of
+  // its key from the nodes that have an executor free.
   st.hand = dispatcher{st.ctx, st.rules,
-                       static_cast<size_t>(st.spec.prefetch())};
+                       st.spec.limited()
+                           ? size_t{0}
+                           : static_cast<size_t>(st.spec.prefetch())};
   st.hand.pool().start(self,
                        static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {

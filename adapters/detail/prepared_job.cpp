@@ -15,6 +15,8 @@ caf::expected<prepared_job> prepare_job(const job_request& request,
   p.j.created_at = now;
   p.j.available_at = request.resolve_available_at(now);
   p.j.priority = request.priority();
+  p.j.concurrency_key = request.concurrency_key();
+  p.j.second_concurrency_key = request.second_concurrency_key();
   p.payload = std::move(*text);
   return p;
 }

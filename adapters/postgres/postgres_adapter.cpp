@@ -25,8 +25,8 @@ namespace {
 // clang-format off
 const char pg_enqueue_in[] =
     "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
-    " priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4")
-    ", $5) RETURNING id";
+    " priority, concurrency_key, second_concurrency_key) VALUES ($1, $2, 0, "
+    BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7) RETURNING id";
 
 const char pg_node_holder[] =
     "SELECT coalesce(instance, ''), coalesce(host, ''), coalesce(pid, 0), "
@@ -46,19 +46,38 @@ const char pg_node_claim[] =
 const statement_def statements[] = {
   {"bgj_enqueue",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ", $5) RETURNING id)"
+   " available_at, priority, concurrency_key, second_concurrency_key)"
+   " VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6,"
+   " $7) RETURNING id)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
   {"bgj_enqueue_many",
    "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
-   "   AS x(name text, payload text, at bigint, p integer)),"
+   "   AS x(name text, payload text, at bigint, p integer, k1 text,"
+   "        k2 text)),"
    " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at, priority) SELECT name, payload, 0, " BG_JOBS_TS("$2")
-   ", " BG_JOBS_TS("at") ", p FROM r RETURNING id),"
+   "   available_at, priority, concurrency_key, second_concurrency_key)"
+   "   SELECT name, payload, 0, " BG_JOBS_TS("$2")
+   ", " BG_JOBS_TS("at") ", p, k1, k2 FROM r RETURNING id),"
    " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
   {"bgj_reserve", BG_JOBS_PG_CLAIM("")},
+  // The claim of a limited queue, $6 the jobs it looks at. Runs after an
+  // advisory lock of the queue, in its transaction: claims of one queue
+  // take turns, and each sees the reservations of the claims before it.
+  {"bgj_reserve_limited", BG_JOBS_PG_LIMITED_CLAIM},
+  {"bgj_limits_of",
+   "SELECT kind, key, max_running FROM bg_jobs_limits WHERE queue = $1"
+   " ORDER BY kind = 'key', key, kind"},
+  {"bgj_limits_clear", "DELETE FROM bg_jobs_limits WHERE queue = $1"},
+  {"bgj_limit_delete",
+   "DELETE FROM bg_jobs_limits WHERE queue = $1 AND kind = $2 AND key = $3"},
+  {"bgj_limit_put",
+   "INSERT INTO bg_jobs_limits (queue, kind, key, max_running, updated_at)"
+   " VALUES ($1, $2, $3, $4, " BG_JOBS_TS("$5") ")"
+   " ON CONFLICT (queue, kind, key) DO UPDATE"
+   " SET max_running = excluded.max_running,"
+   "   updated_at = excluded.updated_at"},
   // The same claim, its index scan starting after the last job this
   // connection claimed ($6..$8): see postgres_adapter::impl::floor.
   {"bgj_reserve_after", BG_JOBS_PG_CLAIM(BG_JOBS_PG_AFTER("$6", "$7", "$8"))},
@@ -106,18 +125,20 @@ const statement_def statements[] = {
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-   "   created_at, available_at, failed_at, priority, errors)"
+   "   created_at, available_at, failed_at, priority, errors,"
+   "   concurrency_key, second_concurrency_key)"
    " SELECT id, name, payload, attempts, $4, created_at, available_at, "
    BG_JOBS_TS("$2") ", priority, " BG_JOBS_PG_APPEND_ERROR("$2", "$4")
-   " FROM m"},
+   ", concurrency_key, second_concurrency_key FROM m"},
   {"bgj_cancel_reserved",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-   "   created_at, available_at, failed_at, priority, cancelled, errors)"
+   "   created_at, available_at, failed_at, priority, cancelled, errors,"
+   "   concurrency_key, second_concurrency_key)"
    " SELECT id, name, payload, attempts, coalesce(cancel_reason, $4),"
-   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
-   " FROM m"},
+   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
+   " concurrency_key, second_concurrency_key FROM m"},
   // The fallback of an outcome that did not apply: the job is recorded as
   // cancelled only if a cancel was asked for. (A job that is reserved by
   // the same owner again — rescued, then claimed anew, possibly by the very
@@ -127,10 +148,11 @@ const statement_def statements[] = {
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NOT NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-   "   created_at, available_at, failed_at, priority, cancelled, errors)"
+   "   created_at, available_at, failed_at, priority, cancelled, errors,"
+   "   concurrency_key, second_concurrency_key)"
    " SELECT id, name, payload, attempts, cancel_reason,"
-   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
-   " FROM m"},
+   " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
+   " concurrency_key, second_concurrency_key FROM m"},
   {"bgj_retry",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
    " available_at = " BG_JOBS_TS("$2") ", last_error = $4,"
@@ -149,8 +171,9 @@ const statement_def statements[] = {
    " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
   {"bgj_schedule_insert",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", "
-   BG_JOBS_TS("$4") ", $5) RETURNING id),"
+   "   available_at, priority, concurrency_key, second_concurrency_key)"
+   "   VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5,"
+   "   $6, $7) RETURNING id),"
    " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
    "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
@@ -340,7 +363,9 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
         return tx
             .exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
-                           to_unix_ms(j.available_at), j.priority)[0][0]
+                           to_unix_ms(j.available_at), j.priority,
+                           key_or_null(j.concurrency_key),
+                           key_or_null(j.second_concurrency_key))[0][0]
             .as<int64_t>();
       });
   if (!id)
@@ -366,7 +391,9 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
                                 : std::string{notify_channel} + "." + schema;
   try {
     j.id = tx.exec_params(insert, j.name, text, to_unix_ms(now),
-                          to_unix_ms(j.available_at), j.priority)[0][0]
+                          to_unix_ms(j.available_at), j.priority,
+                          key_or_null(j.concurrency_key),
+                          key_or_null(j.second_concurrency_key))[0][0]
                .as<int64_t>();
     tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
   } catch (...) {
@@ -400,7 +427,9 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         }
         ids.push_back(
             tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
-                             to_unix_ms(j.available_at), j.priority)[0][0]
+                             to_unix_ms(j.available_at), j.priority,
+                             key_or_null(j.concurrency_key),
+                             key_or_null(j.second_concurrency_key))[0][0]
                 .as<int64_t>());
       }
       return ids;
@@ -413,6 +442,10 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
                           {"payload", std::move(jobs[i].payload)},
                           {"at", to_unix_ms(jobs[i].j.available_at)},
                           {"p", jobs[i].j.priority}};
+    if (!jobs[i].j.concurrency_key.empty())
+      row["k1"] = jobs[i].j.concurrency_key;
+    if (!jobs[i].j.second_concurrency_key.empty())
+      row["k2"] = jobs[i].j.second_concurrency_key;
     rows += row.dump();
   }
   rows += ']';
@@ -434,6 +467,27 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   if (params.job_names.empty())
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
+  if (params.limited) {
+    if (!impl_->claim_plan_pinned) {
+      auto pinned = impl_->in_statement(
+          "reserving jobs", [&](pqxx::transaction_base& tx) {
+            impl_->pin_claim_plan(tx);
+            return true;
+          });
+      if (!pinned)
+        return std::move(pinned.error());
+    }
+    return impl_->in_transaction("reserving jobs", [&](pqxx::work& tx) {
+      // The limited claim ranks jobs, which takes sorts (of the few rows
+      // it looks at): allowed in this transaction. The lock makes claims
+      // of the queue take turns until commit.
+      tx.exec("SET LOCAL enable_sort = on; SELECT pg_advisory_xact_lock("
+              "7220159, hashtext(" + tx.quote(params.queue) + "))");
+      return read_jobs(tx.exec_prepared(
+          "bgj_reserve_limited", impl_->now_ms(), params.reserved_by, names,
+          params.limit, params.queue, limited_scan(params.limit)));
+    });
+  }
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
     impl_->pin_claim_plan(tx);
     auto now = impl_->now_ms();
@@ -448,6 +502,69 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
     impl_->finish_claim(tx, params, names, f, jobs);
     return jobs;
   });
+}
+
+caf::expected<void>
+postgres_adapter::set_limits(const std::string& queue,
+                             const std::vector<concurrency_limit>& limits) {
+  if (auto err = check_limit_queue(queue))
+    return err;
+  if (auto err = check_limits(limits))
+    return err;
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("setting limits", [&](pqxx::work& tx) {
+    tx.exec_prepared("bgj_limits_clear", queue);
+    for (const auto& l : limits)
+      tx.exec_prepared("bgj_limit_put", queue, to_string(l.kind), l.key,
+                       l.max_running, now);
+    return true;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<void>
+postgres_adapter::set_limit(const std::string& queue,
+                            const concurrency_limit& limit) {
+  if (auto err = check_limit_queue(queue))
+    return err;
+  auto checked = limit;
+  if (checked.max_running == 0)
+    checked.max_running = 1; // a removal: the key alone is checked
+  if (auto err = check_limits({checked}))
+    return err;
+  auto now = impl_->now_ms();
+  auto r = impl_->in_statement("setting a limit", [&](pqxx::transaction_base&
+                                                          tx) {
+    if (limit.max_running == 0)
+      tx.exec_prepared("bgj_limit_delete", queue, to_string(limit.kind),
+                       limit.key);
+    else
+      tx.exec_prepared("bgj_limit_put", queue, to_string(limit.kind),
+                       limit.key, limit.max_running, now);
+    return true;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<concurrency_limit>>
+postgres_adapter::stored_limits(const std::string& queue) {
+  return impl_->in_statement(
+      "reading limits", [&](pqxx::transaction_base& tx) {
+        std::vector<concurrency_limit> out;
+        for (const auto& row : tx.exec_prepared("bgj_limits_of", queue)) {
+          concurrency_limit l;
+          l.kind = parse_limit_kind(row[0].as<std::string>())
+                       .value_or(limit_kind::key);
+          l.key = row[1].as<std::string>();
+          l.max_running = row[2].as<int>();
+          out.push_back(std::move(l));
+        }
+        return out;
+      });
 }
 
 caf::expected<std::string>
@@ -799,7 +916,8 @@ std::vector<bool> successes_applied(pqxx::transaction_base& tx,
 
 caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
     const std::vector<completion>& completions, const reserve_params& params) {
-  if (!successes_of_one_owner(completions) || params.job_names.empty())
+  if (!successes_of_one_owner(completions) || params.job_names.empty() ||
+      params.limited)
     return db_adapter::complete_and_reserve(completions, params);
   if (auto err = check_reserve(params))
     return err;
@@ -821,7 +939,7 @@ caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
                                       params.reserved_by, names, params.limit,
                                       params.queue, ids, owner);
         for (const auto& row : r)
-          if (row[11].as<bool>())
+          if (row[13].as<bool>())
             moved.insert(row[0].as<int64_t>());
           else
             result.reserved.push_back(read_job(row));
@@ -917,8 +1035,12 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
         j.created_at = from_unix_ms(now);
         j.available_at = params.occurrence;
         j.priority = params.request.priority();
+        j.concurrency_key = params.request.concurrency_key();
+        j.second_concurrency_key = params.request.second_concurrency_key();
         j.id = tx.exec_prepared("bgj_schedule_insert", name, *text, now,
-                                to_unix_ms(params.occurrence), j.priority)[0][0]
+                                to_unix_ms(params.occurrence), j.priority,
+                                key_or_null(j.concurrency_key),
+                                key_or_null(j.second_concurrency_key))[0][0]
                    .as<int64_t>();
         tx.exec_prepared("bgj_schedule_prune", name);
         return j;

@@ -164,9 +164,9 @@ const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
 
 #define BG_JOBS_PG_RETRY_FROM(m)                                               \
   " INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"  \
-  " priority, errors, last_error)"                                             \
+  " priority, errors, last_error, concurrency_key, second_concurrency_key)"   \
   " SELECT id, name, payload, 0, created_at, " BG_JOBS_TS("$2") ", priority,"  \
-  " errors, exception FROM " m
+  " errors, exception, concurrency_key, second_concurrency_key FROM " m
 
 const char pg_stats_live_by_name[] =
     "SELECT name,"
@@ -185,10 +185,11 @@ const char pg_skip_paused_schedule[] =
     "   (ARRAY(SELECT job_id FROM bg_jobs_schedule WHERE name = $1))"
     "   RETURNING *)"
     " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-    "   created_at, available_at, failed_at, priority, cancelled, errors)"
+    "   created_at, available_at, failed_at, priority, cancelled, errors,"
+    "   concurrency_key, second_concurrency_key)"
     " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
-    "   created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors"
-    " FROM m";
+    "   created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
+    "   concurrency_key, second_concurrency_key FROM m";
 // clang-format on
 
 job_record read_record(const pqxx::row& r) {
@@ -310,10 +311,10 @@ postgres_adapter::cancel_job(int64_t job_id, const std::string& reason) {
               "   AND reserved_by IS NULL RETURNING *)"
               " INSERT INTO jobs_failed (id, name, payload, attempts,"
               "   exception, created_at, available_at, failed_at, priority,"
-              "   cancelled, errors)"
+              "   cancelled, errors, concurrency_key, second_concurrency_key)"
               " SELECT id, name, payload, attempts, $2, created_at,"
-              "   available_at, " BG_JOBS_TS("$3") ", priority, true, errors"
-                                                   " FROM m",
+              "   available_at, " BG_JOBS_TS("$3") ", priority, true, errors,"
+              "   concurrency_key, second_concurrency_key FROM m",
               job_id, why, now)
             .affected_rows() > 0;
     if (!out.changed)

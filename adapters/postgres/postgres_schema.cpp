@@ -124,6 +124,22 @@ const char* const migrations[] = {
     // version 11: a job that succeeded keeps the errors of its failed
     // attempts (rows from before have none)
     "ALTER TABLE jobs_succeeded ADD COLUMN errors JSONB;",
+    // version 12: concurrency keys and the limits on them. A job's keys
+    // go with it into `jobs_failed`, so that a retried job is limited as
+    // before. Limits: per queue, `kind` 'key' (one key's, `key` naming
+    // it), 'default' (every other key's) or 'total' (the queue's across
+    // nodes); `key` is '' but for 'key'.
+    "ALTER TABLE jobs ADD COLUMN concurrency_key TEXT,"
+    "  ADD COLUMN second_concurrency_key TEXT;"
+    "ALTER TABLE jobs_failed ADD COLUMN concurrency_key TEXT,"
+    "  ADD COLUMN second_concurrency_key TEXT;"
+    "CREATE TABLE bg_jobs_limits ("
+    "  queue TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  max_running INTEGER NOT NULL,"
+    "  updated_at TIMESTAMPTZ NOT NULL,"
+    "  PRIMARY KEY (queue, kind, key));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -179,7 +195,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_actions, bg_jobs_leases,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_limits, bg_jobs_actions,"
+            " bg_jobs_leases,"
             " bg_jobs_queues,"
             " bg_jobs_paused,"
             " bg_jobs_unique,"

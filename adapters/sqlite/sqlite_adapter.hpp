@@ -73,6 +73,13 @@ public:
   enqueue_jobs(const std::vector<job_request>& requests) override;
   caf::expected<std::vector<job>>
   reserve_jobs(const reserve_params& params) override;
+  caf::expected<void>
+  set_limits(const std::string& queue,
+             const std::vector<concurrency_limit>& limits) override;
+  caf::expected<void> set_limit(const std::string& queue,
+                                const concurrency_limit& limit) override;
+  caf::expected<std::vector<concurrency_limit>>
+  stored_limits(const std::string& queue) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>

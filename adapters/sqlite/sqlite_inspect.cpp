@@ -43,18 +43,20 @@ const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
 
 const char sql_cancel_waiting[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " created_at, available_at, failed_at, priority, cancelled, errors,"
+    " concurrency_key, second_concurrency_key)"
     " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
-    " priority, 1, errors FROM jobs WHERE id = ?1 AND reserved_by IS NULL";
+    " priority, 1, errors, concurrency_key, second_concurrency_key FROM jobs"
+    " WHERE id = ?1 AND reserved_by IS NULL";
 
 const char sql_cancel_running[] = "UPDATE jobs SET cancel_reason = ?2"
                                   " WHERE id = ?1 AND reserved_by IS NOT NULL";
 
 #define BG_JOBS_RETRY_FROM_FAILED                                              \
   "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"   \
-  " priority, errors, last_error)"                                             \
-  " SELECT id, name, payload, 0, created_at, ?2, priority, errors, exception"  \
-  " FROM jobs_failed"
+  " priority, errors, last_error, concurrency_key, second_concurrency_key)"   \
+  " SELECT id, name, payload, 0, created_at, ?2, priority, errors, exception," \
+  " concurrency_key, second_concurrency_key FROM jobs_failed"
 
 const char sql_retry_one[] = BG_JOBS_RETRY_FROM_FAILED " WHERE id = ?1";
 const char sql_retry_one_delete[] = "DELETE FROM jobs_failed WHERE id = ?1";
@@ -69,9 +71,11 @@ const char sql_pause[] =
 // A paused schedule's waiting occurrence is skipped (cancelled).
 const char sql_pause_schedule_skip[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
-    " created_at, available_at, failed_at, priority, cancelled, errors)"
+    " created_at, available_at, failed_at, priority, cancelled, errors,"
+    " concurrency_key, second_concurrency_key)"
     " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
-    " created_at, available_at, ?2, priority, 1, errors FROM jobs"
+    " created_at, available_at, ?2, priority, 1, errors, concurrency_key,"
+    " second_concurrency_key FROM jobs"
     " WHERE reserved_by IS NULL AND id IN (SELECT job_id FROM"
     "   bg_jobs_schedule WHERE name = ?1)";
 const char sql_pause_schedule_delete[] =

@@ -116,6 +116,19 @@ const char* const migrations[] = {
     // version 11: a job that succeeded keeps the errors of its failed
     // attempts (rows from before have none)
     "ALTER TABLE jobs_succeeded ADD COLUMN errors TEXT;",
+    // version 12: concurrency keys and the limits on them (as on
+    // PostgreSQL)
+    "ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;"
+    "ALTER TABLE jobs ADD COLUMN second_concurrency_key TEXT;"
+    "ALTER TABLE jobs_failed ADD COLUMN concurrency_key TEXT;"
+    "ALTER TABLE jobs_failed ADD COLUMN second_concurrency_key TEXT;"
+    "CREATE TABLE bg_jobs_limits ("
+    "  queue TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  max_running INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (queue, kind, key));",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -194,7 +207,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_actions;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_limits;"
+                    "DROP TABLE IF EXISTS bg_jobs_actions;"
                     "DROP TABLE IF EXISTS bg_jobs_leases;"
                     "DROP TABLE IF EXISTS bg_jobs_queues;"
                     "DROP TABLE IF EXISTS bg_jobs_paused;"

@@ -185,7 +185,8 @@ TEST_SUITE("sqlite") {
     auto db = open_migrated(path);
     CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
                            " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
-          "bg_jobs_actions|bg_jobs_leases|bg_jobs_migrations|bg_jobs_nodes|"
+          "bg_jobs_actions|bg_jobs_leases|bg_jobs_limits|bg_jobs_migrations|"
+          "bg_jobs_nodes|"
           "bg_jobs_paused|"
           "bg_jobs_queues|"
           "bg_jobs_schedule|"

@@ -112,6 +112,19 @@ public:
       return lost("reserving jobs");
     return r;
   }
+  caf::expected<void>
+  set_limits(const std::string& queue,
+             const std::vector<concurrency_limit>& limits) override {
+    return inner_->set_limits(queue, limits);
+  }
+  caf::expected<void> set_limit(const std::string& queue,
+                                const concurrency_limit& limit) override {
+    return inner_->set_limit(queue, limit);
+  }
+  caf::expected<std::vector<concurrency_limit>>
+  stored_limits(const std::string& queue) override {
+    return inner_->stored_limits(queue);
+  }
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {
     return inner_->release_jobs_reserved_by(owner);

@@ -18,6 +18,10 @@
 // writes "rescued <n>" (jobs this node rescued from dead nodes) to FILE.
 // --no-record turns an earlier --record off. --start-log FILE appends each job id to FILE as its handler starts (one
 // write, so that a test sees what started before a pause).
+// --key-limit N limits queue "work" to N running jobs per concurrency key
+// (across every node). --span-log FILE appends "S <job> <key> <us>" as a
+// handler starts and "E <job> <key> <us>" as it ends (wall-clock
+// microseconds; one write each).
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
 // application_name, so that a test can find (and kill) them.
@@ -92,6 +96,8 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds prune_every{60000};
   int start_log = -1;
   int enqueue_unique = 0;
+  int key_limit = 0;
+  int span_log = -1;
   bool default_name = false;
   std::chrono::milliseconds timeout{60000};
   for (int i = 1; i < argc; ++i) {
@@ -117,6 +123,10 @@ int main(int argc, char** argv) {
       record = false;
     else if (arg == "--start-log")
       start_log = ::open(next().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    else if (arg == "--key-limit")
+      key_limit = std::stoi(next());
+    else if (arg == "--span-log")
+      span_log = ::open(next().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     else if (arg == "--prune-ms")
       prune_every = std::chrono::milliseconds{std::stol(next())};
     else if (arg == "--default-name")
@@ -180,12 +190,32 @@ int main(int argc, char** argv) {
                                 0)
                               throw std::runtime_error("start log");
                           }
+                          auto span = [&](char what) {
+                            if (span_log < 0)
+                              return;
+                            auto us = std::chrono::duration_cast<
+                                          std::chrono::microseconds>(
+                                          std::chrono::system_clock::now()
+                                              .time_since_epoch())
+                                          .count();
+                            auto line = std::string(1, what) + " " +
+                                        std::to_string(j.id) + " " +
+                                        j.concurrency_key + " " +
+                                        std::to_string(us) + "\n";
+                            if (::write(span_log, line.data(), line.size()) <
+                                0)
+                              throw std::runtime_error("span log");
+                          };
+                          span('S');
                           if (sleep_ms > 0)
                             std::this_thread::sleep_for(
                                 std::chrono::milliseconds{sleep_ms});
+                          span('E');
                           if (record)
                             record_run(store, held, j.id);
                         }});
+    if (key_limit > 0)
+      spec.with_key_limit(key_limit);
     auto config = bg_jobs::builder{factory}
                       .with_node_lease(lease)
                       .with_retention(bg_jobs::prune_params{}, prune_every)

@@ -30,7 +30,8 @@
 #define BG_JOBS_PG_JOB_COLUMNS                                                 \
   "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by,"   \
-  " last_error, priority, cancel_reason"
+  " last_error, priority, cancel_reason, concurrency_key,"                    \
+  " second_concurrency_key"
 // clang-format on
 
 // The claim: $1 now, $2 owner, $3 names (JSON), $4 limit, $5 queue; `after`
@@ -56,6 +57,56 @@
       "   ORDER BY priority, available_at, id LIMIT $4"                        \
       "   FOR UPDATE SKIP LOCKED))"                                            \
       " RETURNING " BG_JOBS_PG_JOB_COLUMNS
+// The claim of a limited queue: $1 now, $2 owner, $3 names (JSON), $4
+// limit, $5 queue, $6 how many ready jobs it looks at. `held`: the queue's
+// reservations on every node; `busy`: their count per key, `room` what
+// each busy key has left. It looks at the first $6 ready jobs whose keys
+// have room (a saturated key's jobs are passed over, so they never block
+// others'), ranks each job within each of its keys, and takes a job only
+// if its rank fits the room of every key it carries; the first job of
+// every key goes before anyone's second. The queue's total caps the lot.
+#define BG_JOBS_PG_LIMITED_CLAIM                                               \
+  "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
+  "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
+  " held AS MATERIALIZED (SELECT concurrency_key AS k1,"                       \
+  "   second_concurrency_key AS k2 FROM jobs WHERE reserved_by IS NOT NULL"    \
+  "   AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))),"     \
+  " busy AS MATERIALIZED (SELECT k, count(*) AS n FROM (SELECT k1 AS k"        \
+  "   FROM held WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"            \
+  "   WHERE k2 IS NOT NULL) x GROUP BY k),"                                    \
+  " room AS MATERIALIZED (SELECT b.k, coalesce((SELECT max_running FROM lim"   \
+  "   WHERE kind = 'key' AND key = b.k), (SELECT max_running FROM lim"         \
+  "   WHERE kind = 'per_key')) - b.n AS free FROM busy b),"                    \
+  " cand AS MATERIALIZED (SELECT id, concurrency_key AS k1,"                   \
+  "   second_concurrency_key AS k2, priority, available_at FROM jobs"          \
+  "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
+  "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
+  "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
+  "       WHERE kind = 'queue' AND name = $5)"                                 \
+  "     AND (concurrency_key IS NULL OR concurrency_key <> ALL (ARRAY("        \
+  "       SELECT k FROM room WHERE free <= 0)))"                               \
+  "     AND (second_concurrency_key IS NULL OR second_concurrency_key <> ALL"  \
+  "       (ARRAY(SELECT k FROM room WHERE free <= 0)))"                        \
+  "   ORDER BY priority, available_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),"   \
+  " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
+  "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
+  "   FROM cand WHERE k2 IS NOT NULL),"                                        \
+  " ranked AS (SELECT id, k, row_number() OVER (PARTITION BY k"                \
+  "   ORDER BY priority, available_at, id) AS rn FROM pairs),"                 \
+  " verdict AS (SELECT r.id, max(r.rn) AS turn, min(CASE WHEN r.rn <= "        \
+  "   coalesce((SELECT free FROM room WHERE room.k = r.k),"                    \
+  "     (SELECT max_running FROM lim WHERE kind = 'key' AND key = r.k),"       \
+  "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"     \
+  "   THEN 1 ELSE 0 END) AS fits FROM ranked r GROUP BY r.id),"                \
+  " lined AS (SELECT c.id, row_number() OVER (ORDER BY coalesce(v.turn, 1),"   \
+  "   c.priority, c.available_at, c.id) AS pos FROM cand c"                    \
+  "   LEFT JOIN verdict v ON v.id = c.id WHERE coalesce(v.fits, 1) = 1)"       \
+  " UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"     \
+  "   attempts = attempts + 1"                                                 \
+  " WHERE id = ANY (ARRAY(SELECT id FROM lined WHERE pos <= least($4,"         \
+  "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"             \
+  "     - (SELECT count(*) FROM held), $4))))"                                 \
+  " RETURNING " BG_JOBS_PG_JOB_COLUMNS
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
@@ -72,7 +123,7 @@
                 after) ")"                                                                      \
                        " SELECT *, false FROM c UNION ALL"                                      \
                        " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL," \
-                       "   0, NULL, true FROM s"
+                       "   0, NULL, NULL, NULL, true FROM s"
 
 // clang-format on
 
@@ -119,6 +170,10 @@ inline job read_job(const pqxx::row& r) {
   j.priority = r[9].as<int>();
   if (!r[10].is_null())
     j.cancel_reason = r[10].as<std::string>();
+  if (!r[11].is_null())
+    j.concurrency_key = r[11].as<std::string>();
+  if (!r[12].is_null())
+    j.second_concurrency_key = r[12].as<std::string>();
   return j;
 }
 
@@ -146,6 +201,11 @@ inline std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = tr
 
 inline const char* nullable(const std::optional<std::string>& x) {
   return x ? x->c_str() : nullptr;
+}
+
+/// A concurrency key as stored: NULL when there is none.
+inline const char* key_or_null(const std::string& key) {
+  return key.empty() ? nullptr : key.c_str();
 }
 
 /// Validates a connection string with libpq and adds a connect timeout.
@@ -237,7 +297,7 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
         "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
         " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
         " UNION ALL SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(
-            "available_at") ", NULL, NULL, NULL, priority, NULL"
+            "available_at") ", NULL, NULL, NULL, priority, NULL, NULL, NULL"
                             " FROM jobs_succeeded WHERE id ="
                             " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)",
         key);
@@ -250,10 +310,12 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
   }
   j.id =
       tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
-                     " available_at, priority) VALUES ($1, $2, 0, " BG_JOBS_TS(
-                         "$3") ", " BG_JOBS_TS("$4") ", $5) RETURNING id",
+                     " available_at, priority, concurrency_key,"
+                     " second_concurrency_key) VALUES ($1, $2, 0, " BG_JOBS_TS(
+                         "$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7) RETURNING id",
                      j.name, text, now_ms, to_unix_ms(j.available_at),
-                     j.priority)[0][0]
+                     j.priority, key_or_null(j.concurrency_key),
+                     key_or_null(j.second_concurrency_key))[0][0]
           .as<int64_t>();
   tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
                  key, j.id);
@@ -444,11 +506,14 @@ struct postgres_adapter::impl {
   /// ANALYZE. With these off, the ordered index scan is the only plan left
   /// for the claim; on this connection the other statements (completions
   /// and releases by primary key or owner) have an index to use as well.
+  /// JIT compilation is off: the costs these settings add to any plan that
+  /// still sorts would otherwise make it compile such a plan (a second per
+  /// statement).
   void pin_claim_plan(pqxx::transaction_base& tx) {
     if (claim_plan_pinned)
       return;
     tx.exec("SET enable_seqscan = off; SET enable_bitmapscan = off;"
-            " SET enable_sort = off");
+            " SET enable_sort = off; SET jit = off");
     claim_plan_pinned = true;
   }
 

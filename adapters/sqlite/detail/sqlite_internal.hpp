@@ -19,7 +19,8 @@
 
 #define BG_JOBS_JOB_COLUMNS                                                    \
   "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
-  "reserved_by, last_error, priority, cancel_reason"
+  "reserved_by, last_error, priority, cancel_reason, concurrency_key, "        \
+  "second_concurrency_key"
 
 namespace bg_jobs::detail::sqlite {
 
@@ -29,7 +30,8 @@ inline constexpr char sql_commit[] = "COMMIT";
 inline constexpr char sql_job_by_id[] =
     "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs WHERE id = ?1"
     " UNION ALL SELECT id, name, payload, attempts, created_at, available_at,"
-    " NULL, NULL, NULL, priority, NULL FROM jobs_succeeded WHERE id = ?1";
+    " NULL, NULL, NULL, priority, NULL, NULL, NULL FROM jobs_succeeded"
+    " WHERE id = ?1";
 
 inline constexpr char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
@@ -86,6 +88,8 @@ inline job read_job(sqlite3_stmt* s) {
   j.last_error = column_text_or_null(s, 8);
   j.priority = sqlite3_column_int(s, 9);
   j.cancel_reason = column_text_or_null(s, 10);
+  j.concurrency_key = column_text_or_null(s, 11).value_or("");
+  j.second_concurrency_key = column_text_or_null(s, 12).value_or("");
   return j;
 }
 
@@ -119,6 +123,16 @@ public:
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
                       SQLITE_STATIC);
     return *this;
+  }
+
+  /// Binds a concurrency key: NULL when empty. `key` must outlive the
+  /// statement's run (it is not copied).
+  statement& bind_key(int i, const std::string& key) {
+    if (key.empty()) {
+      sqlite3_bind_null(s_, i);
+      return *this;
+    }
+    return bind(i, key);
   }
 
   statement& bind(int i, const std::optional<std::string>& v) {

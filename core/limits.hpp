@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+
+namespace bg_jobs {
+
+/// What a concurrency limit bounds (`concurrency_limit`).
+enum class limit_kind {
+  /// One key's running jobs.
+  key,
+  /// The running jobs of each key without a limit of its own.
+  per_key,
+  /// The queue's running jobs, across every node.
+  total,
+};
+
+/// `"key"`, `"per_key"` or `"total"`.
+const char* to_string(limit_kind k);
+
+/// The kind named `text` (as `to_string` spells it), if any.
+std::optional<limit_kind> parse_limit_kind(std::string_view text);
+
+/// A concurrency limit of a queue, as stored.
+struct concurrency_limit {
+  limit_kind kind = limit_kind::per_key;
+  /// The key, for `limit_kind::key`; empty otherwise.
+  std::string key;
+  /// At least 1.
+  int max_running = 1;
+
+  bool operator==(const concurrency_limit&) const = default;
+};
+
+
+/// The problem with `limits` (an `invalid_argument` error), or none: a
+/// limit below 1, a key limit without a valid key, another kind with one,
+/// or one limit given twice.
+caf::error check_limits(const std::vector<concurrency_limit>& limits);
+
+} // namespace bg_jobs

@@ -1,0 +1,397 @@
+// Concurrency limits per key, per queue total, on every store: what a
+// limited claim admits, that a saturated key blocks nothing else, and that
+// concurrent claimers on separate connections never exceed a limit.
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "adapters/stores.hpp"
+#include "bg_jobs/core/clock.hpp"
+#include "support/expect.hpp"
+#include "support/store_reads.hpp"
+
+using namespace bg_jobs;
+using namespace std::chrono_literals;
+
+namespace {
+
+using test::error_of;
+using test::require_ok;
+using test::value_of;
+
+const std::string queue = "q";
+
+std::vector<job> claim(db_adapter& db, int limit,
+                       std::string owner = "node/q/1") {
+  reserve_params p{{"work"}, limit, std::move(owner), queue};
+  p.limited = true;
+  return value_of(db.reserve_jobs(p));
+}
+
+job_request keyed(std::string key, std::string second = {}) {
+  return std::move(
+      job_request{"work"}.with_concurrency_key(std::move(key),
+                                               std::move(second)));
+}
+
+void enqueue(db_adapter& db, const job_request& r, int n = 1) {
+  for (int i = 0; i < n; ++i)
+    value_of(db.enqueue_job(r));
+}
+
+std::map<std::string, int> per_key(const std::vector<job>& jobs) {
+  std::map<std::string, int> out;
+  for (auto& j : jobs) {
+    if (!j.concurrency_key.empty())
+      ++out[j.concurrency_key];
+    if (!j.second_concurrency_key.empty())
+      ++out[j.second_concurrency_key];
+  }
+  return out;
+}
+
+void succeed(db_adapter& db, const job& j) {
+  completion c;
+  c.job_id = j.id;
+  c.reserved_by = j.reserved_by;
+  auto applied = value_of(db.complete_jobs({c}));
+  REQUIRE(applied == std::vector<bool>{true});
+}
+
+concurrency_limit per_key_limit(int n) {
+  return {limit_kind::per_key, "", n};
+}
+
+concurrency_limit key_limit(std::string key, int n) {
+  return {limit_kind::key, std::move(key), n};
+}
+
+} // namespace
+
+TEST_SUITE("limits") {
+
+  TEST_CASE_TEMPLATE("a per-key limit bounds every claim until a job ends", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(2)}));
+    enqueue(*db, keyed("a"), 5);
+    enqueue(*db, keyed("b"), 5);
+    auto first = claim(*db, 10);
+    CHECK(per_key(first) == std::map<std::string, int>{{"a", 2}, {"b", 2}});
+    CHECK(claim(*db, 10, "node/q/2").empty());
+    auto a = std::find_if(first.begin(), first.end(), [](const job& j) {
+      return j.concurrency_key == "a";
+    });
+    succeed(*db, *a);
+    auto next = claim(*db, 10, "node/q/2");
+    CHECK(per_key(next) == std::map<std::string, int>{{"a", 1}});
+  }
+
+  TEST_CASE_TEMPLATE("jobs without a key are not limited by the key limits", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(1)}));
+    enqueue(*db, job_request{"work"}, 4);
+    enqueue(*db, keyed("a"), 3);
+    auto got = claim(*db, 10);
+    CHECK(got.size() == 5);
+    CHECK(per_key(got) == std::map<std::string, int>{{"a", 1}});
+  }
+
+  TEST_CASE_TEMPLATE("a key's own limit overrides the per-key limit", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(1), key_limit("big", 3)}));
+    enqueue(*db, keyed("big"), 5);
+    enqueue(*db, keyed("small"), 5);
+    auto got = claim(*db, 10);
+    CHECK(per_key(got) ==
+          std::map<std::string, int>{{"big", 3}, {"small", 1}});
+  }
+
+  TEST_CASE_TEMPLATE("a saturated key does not hold back the keys behind it", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(2)}));
+    // The hot key's 500 jobs come first, more than a claim looks at.
+    std::vector<job_request> batch(500, keyed("hot"));
+    value_of(db->enqueue_jobs(batch));
+    for (int k = 0; k < 20; ++k)
+      enqueue(*db, keyed("k" + std::to_string(k)), 2);
+    std::vector<job> got;
+    for (int i = 0; i < 3; ++i)
+      for (auto& j : claim(*db, 30, "node/q/" + std::to_string(i)))
+        got.push_back(j);
+    auto counts = per_key(got);
+    CHECK(counts["hot"] == 2);
+    CHECK(got.size() == 42); // every other key's two jobs
+  }
+
+  TEST_CASE_TEMPLATE("a claim serves the first job of every key before "
+                     "anyone's second",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(5)}));
+    for (auto key : {"a", "b", "c"})
+      enqueue(*db, keyed(key), 4);
+    auto got = claim(*db, 3);
+    CHECK(per_key(got) ==
+          std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}});
+    got = claim(*db, 4);
+    CHECK(per_key(got) ==
+          std::map<std::string, int>{{"a", 2}, {"b", 1}, {"c", 1}});
+  }
+
+  TEST_CASE_TEMPLATE("a job with two keys runs only when both have room", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(
+        db->set_limits(queue, {per_key_limit(5), key_limit("shared", 1)}));
+    enqueue(*db, keyed("t1", "shared"));
+    enqueue(*db, keyed("t2", "shared"));
+    enqueue(*db, keyed("shared")); // the shared key as a first key
+    enqueue(*db, keyed("t3"));
+    auto got = claim(*db, 10);
+    CHECK(got.size() == 2);
+    CHECK(per_key(got) ==
+          std::map<std::string, int>{{"shared", 1}, {"t1", 1}, {"t3", 1}});
+    CHECK(claim(*db, 10, "node/q/2").empty());
+    succeed(*db, *std::find_if(got.begin(), got.end(), [](const job& j) {
+      return j.concurrency_key == "t1";
+    }));
+    auto next = claim(*db, 10, "node/q/2");
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].concurrency_key == "t2");
+  }
+
+  TEST_CASE_TEMPLATE("the queue's total caps claims of every owner", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {{limit_kind::total, "", 3}}));
+    enqueue(*db, job_request{"work"}, 10);
+    CHECK(claim(*db, 2, "a/q/1").size() == 2);
+    CHECK(claim(*db, 5, "b/q/1").size() == 1);
+    CHECK(claim(*db, 5, "c/q/1").empty());
+  }
+
+  TEST_CASE_TEMPLATE("a limit lowered below what runs admits nothing until "
+                     "the running jobs end",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(3)}));
+    enqueue(*db, keyed("a"), 6);
+    auto running = claim(*db, 10);
+    REQUIRE(running.size() == 3);
+    require_ok(db->set_limit(queue, per_key_limit(1)));
+    CHECK(claim(*db, 10).empty());
+    succeed(*db, running[0]);
+    CHECK(claim(*db, 10).empty());
+    succeed(*db, running[1]);
+    CHECK(claim(*db, 10).empty());
+    succeed(*db, running[2]);
+    CHECK(claim(*db, 10).size() == 1);
+  }
+
+  TEST_CASE_TEMPLATE("retries and delayed jobs hold no slot", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(
+        *parse_iso8601("2025-01-01T00:00:00Z"));
+    auto db = store.fresh(clk);
+    require_ok(db->set_limits(queue, {per_key_limit(1)}));
+    value_of(db->enqueue_job(keyed("a").available_in(1h)));
+    enqueue(*db, keyed("a"), 2);
+    auto first = claim(*db, 5);
+    REQUIRE(first.size() == 1);
+    completion retry;
+    retry.what = completion::kind::retry;
+    retry.job_id = first[0].id;
+    retry.reserved_by = first[0].reserved_by;
+    retry.error = "later";
+    retry.available_at = clk->now() + 10min;
+    REQUIRE(value_of(db->complete_jobs({retry})) == std::vector<bool>{true});
+    auto second = claim(*db, 5);
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].id != first[0].id);
+  }
+
+  TEST_CASE_TEMPLATE("a rescued job's late result frees no slot", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(1)}));
+    enqueue(*db, keyed("a"), 2);
+    auto first = claim(*db, 5, "dead/q/1");
+    REQUIRE(first.size() == 1);
+    // Its node is presumed dead: the job is released and claimed again.
+    REQUIRE(value_of(db->release_jobs_reserved_by("dead/q/1")).size() == 1);
+    auto again = claim(*db, 5, "live/q/1");
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].id == first[0].id);
+    // The first owner finishes late: nothing applies, nothing is freed.
+    completion late;
+    late.job_id = first[0].id;
+    late.reserved_by = first[0].reserved_by;
+    CHECK(value_of(db->complete_jobs({late})) == std::vector<bool>{false});
+    CHECK(claim(*db, 5, "other/q/1").empty());
+    succeed(*db, again[0]);
+    CHECK(claim(*db, 5, "other/q/1").size() == 1);
+  }
+
+  TEST_CASE_TEMPLATE("a failed job retried by hand keeps its keys", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(1)}));
+    enqueue(*db, keyed("a", "b"));
+    auto first = claim(*db, 5);
+    REQUIRE(first.size() == 1);
+    completion fail;
+    fail.what = completion::kind::failed;
+    fail.job_id = first[0].id;
+    fail.reserved_by = first[0].reserved_by;
+    fail.error = "boom";
+    REQUIRE(value_of(db->complete_jobs({fail})) == std::vector<bool>{true});
+    value_of(db->retry_job(first[0].id));
+    auto again = claim(*db, 5);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].concurrency_key == "a");
+    CHECK(again[0].second_concurrency_key == "b");
+  }
+
+  TEST_CASE_TEMPLATE("claimers on separate connections never exceed a key's "
+                     "limit",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto setup = store.fresh();
+    require_ok(setup->set_limits(queue, {per_key_limit(1)}));
+    std::vector<job_request> batch;
+    for (int i = 0; i < 300; ++i)
+      batch.push_back(keyed("k" + std::to_string(i % 6)));
+    value_of(setup->enqueue_jobs(batch));
+    std::mutex mtx;
+    std::map<std::string, int> holding;
+    int worst = 0;
+    std::atomic<int> done{0};
+    std::atomic<int> failures{0};
+    auto claimer = [&](int n) {
+      auto db = store.connect();
+      auto owner = "node" + std::to_string(n) + "/q/1";
+      auto deadline = std::chrono::steady_clock::now() + 120s;
+      while (done < 300 && std::chrono::steady_clock::now() < deadline) {
+        reserve_params p{{"work"}, 3, owner, queue};
+        p.limited = true;
+        auto got = db->reserve_jobs(p);
+        if (!got) {
+          // A lock timeout or a serialization failure: the claim is tried
+          // again, as a queue does.
+          ++failures;
+          continue;
+        }
+        if (got->empty()) {
+          std::this_thread::sleep_for(1ms); // nothing ready: poll again
+          continue;
+        }
+        {
+          std::lock_guard<std::mutex> guard{mtx};
+          for (auto& j : *got)
+            worst = std::max(worst, ++holding[j.concurrency_key]);
+        }
+        std::this_thread::sleep_for(1ms); // the work
+        std::vector<completion> cs;
+        {
+          std::lock_guard<std::mutex> guard{mtx};
+          for (auto& j : *got) {
+            --holding[j.concurrency_key];
+            completion c;
+            c.job_id = j.id;
+            c.reserved_by = j.reserved_by;
+            cs.push_back(c);
+          }
+        }
+        auto applied = db->complete_jobs(cs);
+        if (applied)
+          done += static_cast<int>(
+              std::count(applied->begin(), applied->end(), true));
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int n = 0; n < 4; ++n)
+      threads.emplace_back(claimer, n);
+    for (auto& t : threads)
+      t.join();
+    CHECK(worst == 1);
+    CHECK(done == 300);
+    CHECK(failures < 300);
+  }
+
+  TEST_CASE_TEMPLATE("limits are replaced, changed and removed as stored", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(
+        queue, {per_key_limit(2), key_limit("x", 4), {limit_kind::total, "", 9}}));
+    auto stored = value_of(db->stored_limits(queue));
+    CHECK(stored == std::vector<concurrency_limit>{
+                        per_key_limit(2), {limit_kind::total, "", 9},
+                        key_limit("x", 4)});
+    require_ok(db->set_limit(queue, key_limit("x", 5)));
+    require_ok(db->set_limit(queue, {limit_kind::total, "", 0}));
+    stored = value_of(db->stored_limits(queue));
+    CHECK(stored ==
+          std::vector<concurrency_limit>{per_key_limit(2), key_limit("x", 5)});
+    require_ok(db->set_limits(queue, {}));
+    CHECK(value_of(db->stored_limits(queue)).empty());
+    CHECK(value_of(db->stored_limits("other")).empty());
+  }
+
+  TEST_CASE_TEMPLATE("bad limits and bad keys are refused and change nothing",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(2)}));
+    const std::vector<std::vector<concurrency_limit>> bad = {
+        {per_key_limit(0)},
+        {per_key_limit(-3)},
+        {key_limit("", 1)},
+        {key_limit(std::string(256, 'k'), 1)},
+        {key_limit("bad\xff", 1)},
+        {key_limit("ctl\x01", 1)},
+        {{limit_kind::per_key, "x", 1}},
+        {per_key_limit(1), per_key_limit(2)},
+        {key_limit("a", 1), key_limit("a", 2)},
+    };
+    for (auto& limits : bad) {
+      CHECK(error_of(db->set_limits(queue, limits)) == errc::invalid_argument);
+      // One limit at a time; 0 asks set_limit to remove one.
+      if (limits.size() == 1 && limits.front().max_running != 0)
+        CHECK(error_of(db->set_limit(queue, limits.front())) ==
+              errc::invalid_argument);
+    }
+    CHECK(error_of(db->set_limits("", {per_key_limit(1)})) ==
+          errc::invalid_argument);
+    CHECK(value_of(db->stored_limits(queue)) ==
+          std::vector<concurrency_limit>{per_key_limit(2)});
+    for (auto& r : {keyed(std::string(256, 'k')), keyed("a\xc3"),
+                    keyed("a", "a"), keyed("", "b"), keyed("nl\n")}) {
+      CHECK(error_of(db->enqueue_job(r)) == errc::invalid_argument);
+      CHECK(error_of(db->enqueue_jobs({job_request{"work"}, r})) ==
+            errc::invalid_argument);
+    }
+    CHECK(value_of(test::all_in(*db, job_state::waiting)).empty());
+    // The longest key is fine.
+    value_of(db->enqueue_job(keyed(std::string(255, 'k'))));
+  }
+}
