@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   must(db->migrate_up());
   must(db->announce_queues(
       "seed-node", {{"mail", {"mail", "xss"}, 4}, {"reports", {"report"}, 2}}));
+  // "mail" is declared with a limit per concurrency key.
+  must(db->set_limits("mail", {{limit_kind::per_key, "", 2}}));
   nlohmann::json out = {{"waiting", nlohmann::json::array()},
                         {"scheduled", nlohmann::json::array()},
                         {"running", nlohmann::json::array()},

@@ -179,6 +179,35 @@ queues)
   run 1 "${db[@]}" queues pause nope
   contains "unknown queue" "$err" "unknown_queue"
   ;;
+limits)
+  seeded
+  run 0 "${db[@]}" limits list
+  contains "listed" "$out" "per_key"
+  run 0 "${db[@]}" limits set mail 5 --key tenant:big
+  contains "set" "$out" "set key limit of key tenant:big of mail to 5"
+  run 0 "${db[@]}" limits set mail 3 --total
+  run 0 "${db[@]}" --json limits list
+  expect "key limit" "$(jq '.[] | select(.key=="tenant:big") | .max_running' <<<"$out")" 5
+  expect "total" "$(jq '.[] | select(.kind=="total") | .max_running' <<<"$out")" 3
+  run 0 "${db[@]}" limits remove mail --total
+  run 0 "${db[@]}" --json limits list
+  expect "removed" "$(jq 'length' <<<"$out")" 2
+  # Refused, and nothing changes.
+  run 2 "${db[@]}" limits set mail 0
+  run 2 "${db[@]}" limits set mail -1
+  run 2 "${db[@]}" limits set mail 99999999999999999999
+  run 2 "${db[@]}" limits set mail 2 --key "$(printf 'bad\377')"
+  run 2 "${db[@]}" limits set mail 2 --key "$(head -c 256 /dev/zero | tr '\0' k)"
+  run 2 "${db[@]}" limits set nope 2
+  contains "unknown queue" "$err" "no node has announced a queue 'nope'"
+  run 2 "${db[@]}" limits set reports 2
+  contains "not limited" "$err" "has no concurrency limits"
+  run 0 "${db[@]}" --json limits list
+  expect "unchanged" "$(jq 'length' <<<"$out")" 2
+  run 0 "${db[@]}" jobs enqueue mail --concurrency-key tenant:7
+  run 2 "${db[@]}" jobs enqueue mail --concurrency-key "$(printf 'a\001')"
+  run 2 "${db[@]}" jobs enqueue mail --second-concurrency-key b
+  ;;
 prune)
   seeded
   run 0 "${db[@]}" prune --dry-run --succeeded-age 0s
