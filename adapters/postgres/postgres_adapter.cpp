@@ -468,24 +468,10 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
     return std::vector<job>{};
   auto names = nlohmann::json(params.job_names).dump();
   if (params.limited) {
-    if (!impl_->claim_plan_pinned) {
-      auto pinned = impl_->in_statement(
-          "reserving jobs", [&](pqxx::transaction_base& tx) {
-            impl_->pin_claim_plan(tx);
-            return true;
-          });
-      if (!pinned)
-        return std::move(pinned.error());
-    }
+    if (auto err = impl_->pin_outside())
+      return err;
     return impl_->in_transaction("reserving jobs", [&](pqxx::work& tx) {
-      // The limited claim ranks jobs, which takes sorts (of the few rows
-      // it looks at): allowed in this transaction. The lock makes claims
-      // of the queue take turns until commit.
-      tx.exec("SET LOCAL enable_sort = on; SELECT pg_advisory_xact_lock("
-              "7220159, hashtext(" + tx.quote(params.queue) + "))");
-      return read_jobs(tx.exec_prepared(
-          "bgj_reserve_limited", impl_->now_ms(), params.reserved_by, names,
-          params.limit, params.queue, limited_scan(params.limit)));
+      return impl_->limited_claim(tx, params, names);
     });
   }
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
@@ -916,9 +902,10 @@ std::vector<bool> successes_applied(pqxx::transaction_base& tx,
 
 caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
     const std::vector<completion>& completions, const reserve_params& params) {
-  if (!successes_of_one_owner(completions) || params.job_names.empty() ||
-      params.limited)
+  if (!successes_of_one_owner(completions) || params.job_names.empty())
     return db_adapter::complete_and_reserve(completions, params);
+  if (params.limited)
+    return complete_and_reserve_limited(completions, params);
   if (auto err = check_reserve(params))
     return err;
   auto now = impl_->now_ms();
@@ -950,6 +937,37 @@ caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
   // A claim that failed (a statement error, nothing lost) took the
   // completions with it: they are recorded on their own, then the claim
   // is tried alone, so that its error does not hold them back.
+  if (!both) {
+    auto code = code_of(both.error());
+    if (code != errc::connection_lost && code != errc::database_unavailable)
+      return db_adapter::complete_and_reserve(completions, params);
+  }
+  return both;
+}
+
+caf::expected<complete_reserve_result>
+postgres_adapter::complete_and_reserve_limited(
+    const std::vector<completion>& completions, const reserve_params& params) {
+  if (auto err = check_reserve(params))
+    return err;
+  if (auto err = impl_->pin_outside())
+    return err;
+  auto now = impl_->now_ms();
+  auto names = nlohmann::json(params.job_names).dump();
+  // The successes and the claim in one transaction: the claim counts the
+  // slots they gave back.
+  auto both = impl_->in_transaction(
+      "recording outcomes and reserving jobs", [&](pqxx::work& tx) {
+        complete_reserve_result result;
+        std::set<int64_t> moved;
+        for (const auto& r :
+             tx.exec_prepared("bgj_succeed_many", id_array(completions), now,
+                              nullable(completions.front().reserved_by)))
+          moved.insert(r[0].as<int64_t>());
+        result.applied = successes_applied(tx, completions, moved, now);
+        result.reserved = impl_->limited_claim(tx, params, names);
+        return result;
+      });
   if (!both) {
     auto code = code_of(both.error());
     if (code != errc::connection_lost && code != errc::database_unavailable)

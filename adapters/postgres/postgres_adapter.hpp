@@ -150,6 +150,10 @@ public:
   int backend_pid() const;
 
 private:
+  /// complete_and_reserve of successes by one owner in a limited queue.
+  caf::expected<complete_reserve_result>
+  complete_and_reserve_limited(const std::vector<completion>& completions,
+                               const reserve_params& params);
   struct impl;
 
   explicit postgres_adapter(std::unique_ptr<impl> p);

@@ -92,6 +92,30 @@ TEST_SUITE("limits") {
     CHECK(per_key(next) == std::map<std::string, int>{{"a", 1}});
   }
 
+  TEST_CASE_TEMPLATE("a completion frees its slot for the claim it comes "
+                     "with",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(1)}));
+    enqueue(*db, keyed("a"), 3);
+    auto first = claim(*db, 5);
+    REQUIRE(first.size() == 1);
+    completion done;
+    done.job_id = first[0].id;
+    done.reserved_by = first[0].reserved_by;
+    reserve_params p{{"work"}, 5, "node/q/1", queue};
+    p.limited = true;
+    auto both = value_of(db->complete_and_reserve({done}, p));
+    CHECK(both.applied == std::vector<bool>{true});
+    REQUIRE(both.reserved.size() == 1);
+    CHECK(both.reserved[0].id != first[0].id);
+    // A late success of the first job, rescued meanwhile, frees nothing.
+    auto again = value_of(db->complete_and_reserve({done}, p));
+    CHECK(again.applied == std::vector<bool>{false});
+    CHECK(again.reserved.empty());
+  }
+
   TEST_CASE_TEMPLATE("jobs without a key are not limited by the key limits", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

@@ -517,6 +517,34 @@ struct postgres_adapter::impl {
     claim_plan_pinned = true;
   }
 
+  /// `pin_claim_plan` outside any transaction; an error if that failed.
+  caf::error pin_outside() {
+    if (claim_plan_pinned)
+      return caf::none;
+    auto pinned = in_statement("pinning the claim's plan",
+                               [&](pqxx::transaction_base& tx) {
+                                 pin_claim_plan(tx);
+                                 return true;
+                               });
+    return pinned ? caf::none : std::move(pinned.error());
+  }
+
+  /// The claim of a limited queue, in `tx` (a transaction block): it
+  /// takes the queue's turn, held until `tx` ends.
+  std::vector<job> limited_claim(pqxx::transaction_base& tx,
+                                 const reserve_params& p,
+                                 const std::string& names) {
+    // The limited claim ranks jobs, which takes sorts (of the few rows it
+    // looks at): allowed in this transaction. The advisory lock makes
+    // claims of the queue take turns until commit; the claim's snapshot
+    // is taken after it, so it sees every earlier claim's reservations.
+    tx.exec("SET LOCAL enable_sort = on; SELECT pg_advisory_xact_lock("
+            "7220159, hashtext(" + tx.quote(p.queue) + "))");
+    return read_jobs(tx.exec_prepared("bgj_reserve_limited", now_ms(),
+                                      p.reserved_by, names, p.limit, p.queue,
+                                      limited_scan(p.limit)));
+  }
+
   /// Prepares every statement of the adapter on this connection.
   void prepare_all();
 
