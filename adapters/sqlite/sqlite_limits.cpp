@@ -1,0 +1,160 @@
+// The SQLite adapter's concurrency limits: the claim of a limited queue and
+// the stored limits.
+
+#include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
+
+namespace bg_jobs {
+
+using namespace detail::sqlite;
+
+namespace detail::sqlite {
+
+// The claim of a limited queue, as on PostgreSQL (see
+// BG_JOBS_PG_LIMITED_CLAIM); ?6 is how many ready jobs it looks at. Exact
+// as it stands: writes take turns.
+const char sql_reserve_limited[] =
+    "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"
+    "   WHERE queue = ?5),"
+    " held AS (SELECT concurrency_key AS k1, second_concurrency_key AS k2"
+    "   FROM jobs WHERE reserved_by IS NOT NULL"
+    "   AND name IN (SELECT value FROM json_each(?3))),"
+    " busy AS (SELECT k, count(*) AS n FROM (SELECT k1 AS k FROM held"
+    "   WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"
+    "   WHERE k2 IS NOT NULL) GROUP BY k),"
+    " room AS (SELECT b.k, coalesce((SELECT max_running FROM lim"
+    "   WHERE kind = 'key' AND key = b.k), (SELECT max_running FROM lim"
+    "   WHERE kind = 'per_key')) - b.n AS free FROM busy b),"
+    " cand AS (SELECT id, concurrency_key AS k1,"
+    "   second_concurrency_key AS k2, priority, available_at FROM jobs"
+    "   WHERE reserved_by IS NULL AND available_at <= ?1"
+    "     AND name IN (SELECT value FROM json_each(?3))"
+    "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
+    "       WHERE kind = 'queue' AND name = ?5)"
+    "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("
+    "       SELECT k FROM room WHERE free <= 0))"
+    "     AND (second_concurrency_key IS NULL OR second_concurrency_key"
+    "       NOT IN (SELECT k FROM room WHERE free <= 0))"
+    "   ORDER BY priority, available_at, id LIMIT ?6),"
+    " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"
+    "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"
+    "   FROM cand WHERE k2 IS NOT NULL),"
+    " ranked AS (SELECT id, k, row_number() OVER (PARTITION BY k"
+    "   ORDER BY priority, available_at, id) AS rn FROM pairs),"
+    " verdict AS (SELECT r.id, max(r.rn) AS turn, min(CASE WHEN r.rn <= "
+    "   coalesce((SELECT free FROM room WHERE room.k = r.k),"
+    "     (SELECT max_running FROM lim WHERE kind = 'key' AND key = r.k),"
+    "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"
+    "   THEN 1 ELSE 0 END) AS fits FROM ranked r GROUP BY r.id),"
+    " lined AS (SELECT c.id, row_number() OVER (ORDER BY coalesce(v.turn, 1),"
+    "   c.priority, c.available_at, c.id) AS pos FROM cand c"
+    "   LEFT JOIN verdict v ON v.id = c.id WHERE coalesce(v.fits, 1) = 1)"
+    " UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
+    "   attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"
+    "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"
+    "     - (SELECT count(*) FROM held), ?4)))"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+} // namespace detail::sqlite
+
+namespace {
+
+const char sql_limits_of[] =
+    "SELECT kind, key, max_running FROM bg_jobs_limits WHERE queue = ?1"
+    " ORDER BY kind = 'key', key, kind";
+const char sql_limits_clear[] = "DELETE FROM bg_jobs_limits WHERE queue = ?1";
+const char sql_limit_delete[] =
+    "DELETE FROM bg_jobs_limits WHERE queue = ?1 AND kind = ?2 AND key = ?3";
+const char sql_limit_put[] =
+    "INSERT INTO bg_jobs_limits (queue, kind, key, max_running, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (queue, kind, key) DO UPDATE"
+    " SET max_running = excluded.max_running, updated_at = excluded.updated_at";
+
+} // namespace
+
+caf::expected<void>
+sqlite_adapter::set_limits(const std::string& queue,
+                           const std::vector<concurrency_limit>& limits) {
+  if (auto err = check_limit_queue(queue))
+    return err;
+  if (auto err = check_limits(limits))
+    return err;
+  auto now = to_unix_ms(options_.clock->now());
+  auto r = in_transaction([&]() -> caf::expected<int> {
+    auto cleared = execute(
+        sql_limits_clear, [&](statement& q) { q.bind(1, queue); },
+        "setting limits");
+    if (!cleared)
+      return cleared;
+    for (const auto& l : limits) {
+      std::string kind = to_string(l.kind);
+      auto put = execute(
+          sql_limit_put,
+          [&](statement& q) {
+            q.bind(1, queue).bind(2, kind).bind(3, l.key);
+            q.bind(4, int64_t{l.max_running}).bind(5, now);
+          },
+          "setting limits");
+      if (!put)
+        return put;
+    }
+    return 0;
+  });
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<void>
+sqlite_adapter::set_limit(const std::string& queue,
+                          const concurrency_limit& limit) {
+  if (auto err = check_limit_queue(queue))
+    return err;
+  auto checked = limit;
+  if (checked.max_running == 0)
+    checked.max_running = 1; // a removal: the key alone is checked
+  if (auto err = check_limits({checked}))
+    return err;
+  std::string kind = to_string(limit.kind);
+  auto now = to_unix_ms(options_.clock->now());
+  auto r = limit.max_running == 0
+               ? execute(
+                     sql_limit_delete,
+                     [&](statement& q) {
+                       q.bind(1, queue).bind(2, kind).bind(3, limit.key);
+                     },
+                     "removing a limit")
+               : execute(
+                     sql_limit_put,
+                     [&](statement& q) {
+                       q.bind(1, queue).bind(2, kind).bind(3, limit.key);
+                       q.bind(4, int64_t{limit.max_running}).bind(5, now);
+                     },
+                     "setting a limit");
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
+}
+
+caf::expected<std::vector<concurrency_limit>>
+sqlite_adapter::stored_limits(const std::string& queue) {
+  auto s = prepare(sql_limits_of);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, queue);
+  std::vector<concurrency_limit> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    concurrency_limit l;
+    l.kind = parse_limit_kind(column_text(q.get(), 0)).value_or(limit_kind::key);
+    l.key = column_text(q.get(), 1);
+    l.max_running = sqlite3_column_int(q.get(), 2);
+    out.push_back(std::move(l));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading limits");
+  return out;
+}
+
+} // namespace bg_jobs
