@@ -44,6 +44,11 @@ std::optional<T> maybe_of(const json& j, const char* key) {
   return i->get<T>();
 }
 
+/// `s`, or null when empty.
+json text_or_null(const std::string& s) {
+  return s.empty() ? json(nullptr) : json(s);
+}
+
 json to_json(const job& x) {
   return {{"id", x.id},
           {"name", x.name},
@@ -137,7 +142,9 @@ json to_json(const job_record& x) {
           {"finished_at", time_of(x.finished_at)},
           {"error", maybe(x.error)},
           {"cancel_reason", maybe(x.cancel_reason)},
-          {"errors", x.errors}};
+          {"errors", x.errors},
+          {"concurrency_key", text_or_null(x.concurrency_key)},
+          {"second_concurrency_key", text_or_null(x.second_concurrency_key)}};
 }
 
 void from_json(const json& j, job_record& x) {
@@ -158,6 +165,10 @@ void from_json(const json& j, job_record& x) {
   x.error = maybe_of<std::string>(j, "error");
   x.cancel_reason = maybe_of<std::string>(j, "cancel_reason");
   x.errors = j.at("errors");
+  x.concurrency_key =
+      maybe_of<std::string>(j, "concurrency_key").value_or("");
+  x.second_concurrency_key =
+      maybe_of<std::string>(j, "second_concurrency_key").value_or("");
 }
 
 json to_json(const job_query& x) {

@@ -82,6 +82,9 @@ struct job_record {
   /// The errors of failed attempts, oldest first, kept across manual
   /// retries: objects `{"attempt": n, "at": unix_ms, "error": text}`.
   nlohmann::json errors = nlohmann::json::array();
+  /// Its concurrency keys, empty when none (a succeeded job shows none).
+  std::string concurrency_key;
+  std::string second_concurrency_key;
 };
 
 } // namespace bg_jobs

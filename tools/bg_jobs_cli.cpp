@@ -649,7 +649,14 @@ int main(int argc, char** argv) {
                {"reserved by", shown(r.reserved_by.value_or("-"))},
                {"finished", when(r.finished_at)},
                {"error", shown(r.error.value_or("-"))},
-               {"cancel asked", shown(r.cancel_reason.value_or("-"))}});
+               {"cancel asked", shown(r.cancel_reason.value_or("-"))},
+               {"concurrency keys",
+                r.concurrency_key.empty()
+                    ? std::string{"-"}
+                    : shown(r.concurrency_key) +
+                          (r.second_concurrency_key.empty()
+                               ? ""
+                               : ", " + shown(r.second_concurrency_key))}});
         // JSON escapes control characters; U+2028-style overrides are
         // escaped for the terminal.
         std::cout << "payload:\n"

@@ -146,17 +146,19 @@ namespace {
   "      WHEN available_at > " BG_JOBS_TS("$1") " THEN 1 ELSE 0 END, "         \
   BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", "                \
   BG_JOBS_MS("reserved_at") ", reserved_by, NULL::bigint, last_error,"         \
-  " cancel_reason, errors::text FROM jobs"
+  " cancel_reason, errors::text, concurrency_key, second_concurrency_key"     \
+  " FROM jobs"
 #define BG_JOBS_PG_RECORD_OF_SUCCEEDED                                         \
   "SELECT id, name, payload, priority, attempts, 3, "                          \
   BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", NULL::bigint,"   \
-  " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, errors::text"            \
-  " FROM jobs_succeeded"
+  " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, errors::text,"           \
+  " NULL, NULL FROM jobs_succeeded"
 #define BG_JOBS_PG_RECORD_OF_FAILED                                            \
   "SELECT id, name, payload, priority, attempts,"                              \
   " CASE WHEN cancelled THEN 5 ELSE 4 END, " BG_JOBS_MS("created_at") ", "     \
   BG_JOBS_MS("available_at") ", NULL::bigint, NULL, "                          \
-  BG_JOBS_MS("failed_at") ", exception, NULL, errors::text FROM jobs_failed"
+  BG_JOBS_MS("failed_at") ", exception, NULL, errors::text, concurrency_key,"  \
+  " second_concurrency_key FROM jobs_failed"
 const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
     " WHERE id = $2"
     " UNION ALL " BG_JOBS_PG_RECORD_OF_SUCCEEDED " WHERE id = $2"
@@ -217,6 +219,10 @@ job_record read_record(const pqxx::row& r) {
     if (errors.is_array())
       rec.errors = std::move(errors);
   }
+  if (!r[14].is_null())
+    rec.concurrency_key = r[14].as<std::string>();
+  if (!r[15].is_null())
+    rec.second_concurrency_key = r[15].as<std::string>();
   return rec;
 }
 

@@ -26,15 +26,16 @@ const char sql_stats[] =
   " CASE WHEN reserved_by IS NOT NULL THEN 2"                                  \
   "      WHEN available_at > ?1 THEN 1 ELSE 0 END,"                            \
   " created_at, available_at, reserved_at, reserved_by, NULL, last_error,"     \
-  " cancel_reason, errors FROM jobs"
+  " cancel_reason, errors, concurrency_key, second_concurrency_key FROM jobs"
 #define BG_JOBS_RECORD_OF_SUCCEEDED                                            \
   "SELECT id, name, payload, priority, attempts, 3, created_at,"               \
-  " available_at, NULL, NULL, succeeded_at, NULL, NULL, errors"                \
+  " available_at, NULL, NULL, succeeded_at, NULL, NULL, errors, NULL, NULL"    \
   " FROM jobs_succeeded"
 #define BG_JOBS_RECORD_OF_FAILED                                               \
   "SELECT id, name, payload, priority, attempts,"                              \
   " CASE WHEN cancelled = 1 THEN 5 ELSE 4 END, created_at, available_at,"      \
-  " NULL, NULL, failed_at, exception, NULL, errors FROM jobs_failed"
+  " NULL, NULL, failed_at, exception, NULL, errors, concurrency_key,"         \
+  " second_concurrency_key FROM jobs_failed"
 
 const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
     " WHERE id = ?2"
@@ -229,6 +230,8 @@ job_record read_record(sqlite3_stmt* s) {
     if (errors.is_array())
       r.errors = std::move(errors);
   }
+  r.concurrency_key = column_text_or_null(s, 14).value_or("");
+  r.second_concurrency_key = column_text_or_null(s, 15).value_or("");
   return r;
 }
 

@@ -288,6 +288,9 @@ TEST_SUITE("limits") {
     fail.reserved_by = first[0].reserved_by;
     fail.error = "boom";
     REQUIRE(value_of(db->complete_jobs({fail})) == std::vector<bool>{true});
+    auto failed = value_of(db->get_job(first[0].id));
+    CHECK(failed.concurrency_key == "a");
+    CHECK(failed.second_concurrency_key == "b");
     value_of(db->retry_job(first[0].id));
     auto again = claim(*db, 5);
     REQUIRE(again.size() == 1);

@@ -67,7 +67,7 @@ TEST_SUITE("reliability") {
                      "processes while one is killed",
                      T, sqlite_target, postgres_target) {
     constexpr int keys = 8;
-    constexpr int per_key = 12;
+    constexpr int per_key = 40;
     T target;
     prepare(target, 0);
     auto db = target.open();
@@ -79,11 +79,22 @@ TEST_SUITE("reliability") {
     test::temp_dir dir;
     std::vector<std::string> names{"node-a", "node-b", "node-c"};
     std::vector<std::unique_ptr<child_process>> nodes;
-    for (auto& name : names)
+    auto start = [&](const std::string& name) {
       nodes.push_back(start_node(target.store(), name, 4,
                                  {"--key-limit", "1", "--lease-ms", "3000",
                                   "--sleep-ms", "100", "--span-log",
                                   dir.file(name)}));
+    };
+    // Whether node-a's handlers are running a job now.
+    auto a_running = [&] {
+      for (auto& s : spans_in(dir.file(names[0]), 0))
+        if (s.end == 0)
+          return true;
+      return false;
+    };
+    // node-a starts first, so that it surely holds jobs when it is killed.
+    start(names[0]);
+    REQUIRE(test::eventually(a_running, 60s));
     // The store's side: reservations per key, sampled until the drain ends.
     std::atomic<bool> stop{false};
     std::atomic<int64_t> worst{0};
@@ -99,16 +110,27 @@ TEST_SUITE("reliability") {
         std::this_thread::sleep_for(2ms);
       }
     }};
-    // Killed mid-drain, while handlers of its run.
-    REQUIRE(test::eventually([&] { return succeeded(*db) >= keys; }, 60s));
+    // Joined however the test ends.
+    struct joiner {
+      std::atomic<bool>& stop;
+      std::thread& t;
+      ~joiner() {
+        stop = true;
+        if (t.joinable())
+          t.join();
+      }
+    } join_sampler{stop, sampler};
+    start(names[1]);
+    start(names[2]);
+    // Killed mid-drain, while handlers of its run: it holds up to four
+    // keys with forty jobs each of 100 ms, the other nodes have started.
     REQUIRE(test::eventually(
         [&] {
-          for (auto& s : spans_in(dir.file(names[0]), 0))
-            if (s.end == 0)
-              return true;
-          return false;
+          return target.query_int("SELECT count(DISTINCT node) FROM runs") >=
+                 2;
         },
         60s));
+    REQUIRE(test::eventually(a_running, 60s));
     nodes[0]->kill(SIGKILL);
     nodes[0]->wait(10s);
     target.wait_until_gone("node-a");

@@ -204,7 +204,14 @@ limits)
   contains "not limited" "$err" "has no concurrency limits"
   run 0 "${db[@]}" --json limits list
   expect "unchanged" "$(jq 'length' <<<"$out")" 2
-  run 0 "${db[@]}" jobs enqueue mail --concurrency-key tenant:7
+  run 0 "${db[@]}" --json jobs enqueue mail --concurrency-key tenant:7 \
+    --second-concurrency-key smtp
+  keyed=$(jq .id <<<"$out")
+  run 0 "${db[@]}" --json jobs show "$keyed"
+  expect "key shown" "$(jq -r .concurrency_key <<<"$out")" "tenant:7"
+  expect "second key shown" "$(jq -r .second_concurrency_key <<<"$out")" "smtp"
+  run 0 "${db[@]}" jobs show "$keyed"
+  contains "keys in the table" "$out" "tenant:7, smtp"
   run 2 "${db[@]}" jobs enqueue mail --concurrency-key "$(printf 'a\001')"
   run 2 "${db[@]}" jobs enqueue mail --second-concurrency-key b
   ;;
