@@ -35,11 +35,20 @@ caf::expected<void> db_adapter::check_schema() {
   return caf::unit;
 }
 
-caf::error check_limit_queue(const std::string& queue) {
+caf::error check_limits(const std::string& queue,
+                        const std::vector<concurrency_limit>& limits) {
   if (auto why = name_problem(queue); !why.empty())
     return make_error(errc::invalid_argument,
                       "queue name '" + printable(queue) + "' " + why);
-  return caf::none;
+  return check_limits(limits);
+}
+
+caf::error check_limit_change(const std::string& queue,
+                              const concurrency_limit& limit) {
+  auto checked = limit;
+  if (checked.max_running == 0)
+    checked.max_running = 1; // a removal: its kind and key are checked
+  return check_limits(queue, {checked});
 }
 
 int limited_scan(int limit) {

@@ -45,8 +45,15 @@ struct reserve_params {
   bool limited = false;
 };
 
-/// The problem with `queue` as the queue of a limit, or none.
-caf::error check_limit_queue(const std::string& queue);
+/// The problem with `limits` as the limits of `queue` (`set_limits`), or
+/// none.
+caf::error check_limits(const std::string& queue,
+                        const std::vector<concurrency_limit>& limits);
+
+/// The problem with `limit` as a change of one limit of `queue`
+/// (`set_limit`; a `max_running` of 0 removes it), or none.
+caf::error check_limit_change(const std::string& queue,
+                              const concurrency_limit& limit);
 
 /// How many ready jobs the claim of a limited queue looks at to take up to
 /// `limit` of them.

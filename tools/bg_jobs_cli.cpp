@@ -850,7 +850,7 @@ int main(int argc, char** argv) {
           *l_set ? static_cast<int>(arg_of(
                        bg_jobs::parse_count("max_running", limit_n, 1, 1000000)))
                  : 0;
-      if (auto err = bg_jobs::check_limits({{l.kind, l.key, 1}}))
+      if (auto err = bg_jobs::check_limit_change(limit_queue, l))
         throw usage_error{bg_jobs::describe(err)};
       auto db = store.open();
       bool known = false;

@@ -493,9 +493,7 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
 caf::expected<void>
 postgres_adapter::set_limits(const std::string& queue,
                              const std::vector<concurrency_limit>& limits) {
-  if (auto err = check_limit_queue(queue))
-    return err;
-  if (auto err = check_limits(limits))
+  if (auto err = check_limits(queue, limits))
     return err;
   auto now = impl_->now_ms();
   auto r = impl_->in_transaction("setting limits", [&](pqxx::work& tx) {
@@ -513,12 +511,7 @@ postgres_adapter::set_limits(const std::string& queue,
 caf::expected<void>
 postgres_adapter::set_limit(const std::string& queue,
                             const concurrency_limit& limit) {
-  if (auto err = check_limit_queue(queue))
-    return err;
-  auto checked = limit;
-  if (checked.max_running == 0)
-    checked.max_running = 1; // a removal: the key alone is checked
-  if (auto err = check_limits({checked}))
+  if (auto err = check_limit_change(queue, limit))
     return err;
   auto now = impl_->now_ms();
   auto r = impl_->in_statement("setting a limit", [&](pqxx::transaction_base&

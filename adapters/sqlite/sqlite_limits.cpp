@@ -38,16 +38,19 @@ const char sql_reserve_limited[] =
     " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"
     "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"
     "   FROM cand WHERE k2 IS NOT NULL),"
-    " ranked AS (SELECT id, k, row_number() OVER (PARTITION BY k"
-    "   ORDER BY priority, available_at, id) AS rn FROM pairs),"
-    " verdict AS (SELECT r.id, max(r.rn) AS turn, min(CASE WHEN r.rn <= "
+    " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"
+    "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn FROM pairs),"
+    " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn,"
+    "   min(CASE WHEN r.rn <= "
     "   coalesce((SELECT free FROM room WHERE room.k = r.k),"
     "     (SELECT max_running FROM lim WHERE kind = 'key' AND key = r.k),"
     "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"
-    "   THEN 1 ELSE 0 END) AS fits FROM ranked r GROUP BY r.id),"
-    " lined AS (SELECT c.id, row_number() OVER (ORDER BY coalesce(v.turn, 1),"
-    "   c.priority, c.available_at, c.id) AS pos FROM cand c"
-    "   LEFT JOIN verdict v ON v.id = c.id WHERE coalesce(v.fits, 1) = 1)"
+    "   THEN 1 ELSE 0 END) AS fits FROM ranked r"
+    "   GROUP BY r.id, r.priority, r.available_at),"
+    " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"
+    "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"
+    "   FROM verdict WHERE fits = 1 UNION ALL SELECT id, 1, priority,"
+    "   available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL))"
     " UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
     "   attempts = attempts + 1"
     " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"
@@ -75,9 +78,7 @@ const char sql_limit_put[] =
 caf::expected<void>
 sqlite_adapter::set_limits(const std::string& queue,
                            const std::vector<concurrency_limit>& limits) {
-  if (auto err = check_limit_queue(queue))
-    return err;
-  if (auto err = check_limits(limits))
+  if (auto err = check_limits(queue, limits))
     return err;
   auto now = to_unix_ms(options_.clock->now());
   auto r = in_transaction([&]() -> caf::expected<int> {
@@ -108,12 +109,7 @@ sqlite_adapter::set_limits(const std::string& queue,
 caf::expected<void>
 sqlite_adapter::set_limit(const std::string& queue,
                           const concurrency_limit& limit) {
-  if (auto err = check_limit_queue(queue))
-    return err;
-  auto checked = limit;
-  if (checked.max_running == 0)
-    checked.max_running = 1; // a removal: the key alone is checked
-  if (auto err = check_limits({checked}))
+  if (auto err = check_limit_change(queue, limit))
     return err;
   std::string kind = to_string(limit.kind);
   auto now = to_unix_ms(options_.clock->now());

@@ -64,7 +64,9 @@
 // have room (a saturated key's jobs are passed over, so they never block
 // others'), ranks each job within each of its keys, and takes a job only
 // if its rank fits the room of every key it carries; the first job of
-// every key goes before anyone's second. The queue's total caps the lot.
+// every key goes before anyone's second (keyless jobs count as firsts).
+// The queue's total caps the lot. No step joins candidates to each other,
+// so a claim costs in proportion to the jobs it looks at.
 #define BG_JOBS_PG_LIMITED_CLAIM                                               \
   "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
   "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
@@ -91,16 +93,19 @@
   " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
   "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
   "   FROM cand WHERE k2 IS NOT NULL),"                                        \
-  " ranked AS (SELECT id, k, row_number() OVER (PARTITION BY k"                \
-  "   ORDER BY priority, available_at, id) AS rn FROM pairs),"                 \
-  " verdict AS (SELECT r.id, max(r.rn) AS turn, min(CASE WHEN r.rn <= "        \
+  " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"       \
+  "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn FROM pairs)," \
+  " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn,"   \
+  "   min(CASE WHEN r.rn <= "                                                  \
   "   coalesce((SELECT free FROM room WHERE room.k = r.k),"                    \
   "     (SELECT max_running FROM lim WHERE kind = 'key' AND key = r.k),"       \
   "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"     \
-  "   THEN 1 ELSE 0 END) AS fits FROM ranked r GROUP BY r.id),"                \
-  " lined AS (SELECT c.id, row_number() OVER (ORDER BY coalesce(v.turn, 1),"   \
-  "   c.priority, c.available_at, c.id) AS pos FROM cand c"                    \
-  "   LEFT JOIN verdict v ON v.id = c.id WHERE coalesce(v.fits, 1) = 1)"       \
+  "   THEN 1 ELSE 0 END) AS fits FROM ranked r"                               \
+  "   GROUP BY r.id, r.priority, r.available_at),"                             \
+  " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"          \
+  "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"  \
+  "   FROM verdict WHERE fits = 1 UNION ALL SELECT id, 1, priority,"           \
+  "   available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL) x)"             \
   " UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"     \
   "   attempts = attempts + 1"                                                 \
   " WHERE id = ANY (ARRAY(SELECT id FROM lined WHERE pos <= least($4,"         \
