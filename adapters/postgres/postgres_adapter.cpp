@@ -664,7 +664,9 @@ caf::expected<std::optional<node_holder>> postgres_adapter::claim_node(
           h.who.pid = r[0][2].as<int64_t>();
           h.who.started_at = field_time(r[0][3]);
           h.heartbeat_at = field_time(r[0][4]);
-          if (h.who.instance != me.instance &&
+          // A row with no instance was left by a heartbeat that landed
+          // after its node gave the name up: it holds nothing.
+          if (!h.who.instance.empty() && h.who.instance != me.instance &&
               to_unix_ms(h.heartbeat_at) >= now - lease.count() && alive(h))
             return h;
         }

@@ -936,8 +936,10 @@ caf::expected<std::optional<node_holder>> sqlite_adapter::claim_node(
       h.who.pid = sqlite3_column_int64(q.get(), 2);
       h.who.started_at = column_time(q.get(), 3);
       h.heartbeat_at = column_time(q.get(), 4);
-      if (h.who.instance != me.instance && h.heartbeat_at >= now - lease &&
-          alive(h))
+      // A row with no instance was left by a heartbeat that landed after
+      // its node gave the name up: it holds nothing.
+      if (!h.who.instance.empty() && h.who.instance != me.instance &&
+          h.heartbeat_at >= now - lease && alive(h))
         return std::optional<node_holder>{std::move(h)};
     } else if (rc != SQLITE_DONE) {
       return failure(rc, "reading the holder of a node name");

@@ -511,6 +511,11 @@ TEST_SUITE("conformance") {
     CHECK(value_of(db->claim_node(b, 30s, alive)));
     require_ok(db->release_node("n", "aaaa"));
     CHECK_FALSE(value_of(db->claim_node(b, 30s, alive)));
+    // A heartbeat that lands after its node gave the name up leaves a row
+    // that holds nothing.
+    require_ok(db->release_node("n", "bbbb"));
+    require_ok(db->heartbeat("n"));
+    CHECK_FALSE(value_of(db->claim_node(a, 30s, alive)));
   }
 
 } // TEST_SUITE
