@@ -8,7 +8,9 @@
 // (2000), BENCH_LAT_GRACE_MS (15000), BENCH_ENQ_JOBS (5000),
 // BENCH_TIMEOUT_MS (60000), BENCH_KEYS (0: the drain's jobs carry no
 // concurrency key; N: job i carries key i mod N, and the queue limits each
-// key to BENCH_KEY_LIMIT, by default the concurrency, which never binds),
+// key to BENCH_KEY_LIMIT, by default the concurrency plus the queue's
+// prefetch, which never binds: a key's reserved jobs are those running and
+// those held ahead),
 // and the store: BENCH_PG_URL (an empty
 // PostgreSQL database) or BENCH_SQLITE_PATH (a file in an empty directory).
 // Logs go to stderr; the last line on stdout is `RESULT {json}`.
@@ -768,7 +770,8 @@ int main(int argc, char** argv) {
   s.postgres = !s.url.empty();
   s.concurrency = env("BENCH_CONCURRENCY", 10);
   s.keys = env("BENCH_KEYS", 0);
-  s.key_limit = env("BENCH_KEY_LIMIT", s.concurrency);
+  s.key_limit = env("BENCH_KEY_LIMIT",
+                    s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch());
   if (!s.postgres && s.path.empty()) {
     std::cerr << "bench: set BENCH_PG_URL or BENCH_SQLITE_PATH" << std::endl;
     return 2;

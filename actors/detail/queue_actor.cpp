@@ -155,6 +155,9 @@ struct queue_state {
   /// The store worker's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
     claiming = false;
+    // A limited queue also claims again after every result (which frees a
+    // slot of its keys), since a short claim may have passed over jobs whose
+    // keys were full.
     backlog = !c.error && static_cast<int>(c.reserved.size()) == c.params.limit;
     // Half the lease after the claim left, well before another node could
     // rescue these jobs (their reservation is younger than that).
@@ -266,12 +269,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   auto owner = st.ctx.node + "/" + st.spec.name() + "/" +
                std::to_string(next_incarnation++);
   st.rules = std::make_shared<const job_rules>(st.spec, std::move(owner));
-  // A limited queue holds no job ahead: a held job would take a slot of
-  // its key from the nodes that have an executor free.
   st.hand = dispatcher{st.ctx, st.rules,
-                       st.spec.limited()
-                           ? size_t{0}
-                           : static_cast<size_t>(st.spec.prefetch())};
+                       static_cast<size_t>(st.spec.prefetch())};
   st.hand.pool().start(self,
                        static_cast<size_t>(st.spec.max_concurrent_jobs()));
   self->set_exit_handler([self](caf::exit_msg& em) {
@@ -331,6 +330,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           return;
         st.poll_when_due(self, done);
         st.unsent.push_back(std::move(done));
+        if (st.spec.limited())
+          st.backlog = true; // a slot of its keys is free again
         st.hand.ran(duration_us);
         st.ended(self);
       },

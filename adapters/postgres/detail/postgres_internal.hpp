@@ -76,19 +76,19 @@
   " busy AS MATERIALIZED (SELECT k, count(*) AS n FROM (SELECT k1 AS k"        \
   "   FROM held WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"            \
   "   WHERE k2 IS NOT NULL) x GROUP BY k),"                                    \
-  " room AS MATERIALIZED (SELECT b.k, coalesce((SELECT max_running FROM lim"   \
-  "   WHERE kind = 'key' AND key = b.k), (SELECT max_running FROM lim"         \
-  "   WHERE kind = 'per_key')) - b.n AS free FROM busy b),"                    \
+  " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"                \
+  "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"     \
+  "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"      \
   " cand AS MATERIALIZED (SELECT id, concurrency_key AS k1,"                   \
   "   second_concurrency_key AS k2, priority, available_at FROM jobs"          \
   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
   "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
   "       WHERE kind = 'queue' AND name = $5)"                                 \
-  "     AND (concurrency_key IS NULL OR concurrency_key <> ALL (ARRAY("        \
-  "       SELECT k FROM room WHERE free <= 0)))"                               \
-  "     AND (second_concurrency_key IS NULL OR second_concurrency_key <> ALL"  \
-  "       (ARRAY(SELECT k FROM room WHERE free <= 0)))"                        \
+  "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("              \
+  "       SELECT k FROM room WHERE free <= 0))"                                \
+  "     AND (second_concurrency_key IS NULL OR second_concurrency_key"         \
+  "       NOT IN (SELECT k FROM room WHERE free <= 0))"                        \
   "   ORDER BY priority, available_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),"   \
   " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
   "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
@@ -96,11 +96,11 @@
   " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"       \
   "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn FROM pairs)," \
   " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn,"   \
-  "   min(CASE WHEN r.rn <= "                                                  \
-  "   coalesce((SELECT free FROM room WHERE room.k = r.k),"                    \
-  "     (SELECT max_running FROM lim WHERE kind = 'key' AND key = r.k),"       \
+  "   min(CASE WHEN r.rn <= coalesce(rm.free, kl.max_running,"                 \
   "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"     \
   "   THEN 1 ELSE 0 END) AS fits FROM ranked r"                               \
+  "   LEFT JOIN room rm ON rm.k = r.k"                                         \
+  "   LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = r.k"                    \
   "   GROUP BY r.id, r.priority, r.available_at),"                             \
   " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"          \
   "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"  \
