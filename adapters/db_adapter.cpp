@@ -54,7 +54,7 @@ caf::error check_limit_change(const std::string& queue,
 int limited_scan(int limit) {
   // Enough to pass over the jobs of keys that are full but for one slot,
   // bounded so that a claim costs the same whatever the backlog.
-  return std::clamp(limit, 1, 250) * 4 + 32;
+  return std::clamp(limit, 1, 250) * 2 + 32;
 }
 
 caf::expected<complete_reserve_result>

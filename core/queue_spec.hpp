@@ -86,9 +86,9 @@ public:
   }
 
   /// Runs at most `n` jobs of the key `key` at once, across every node,
-  /// whatever the per-key limit. A limited queue reserves only for its free
-  /// executors (no prefetch), and its claims take turns across nodes; a
-  /// key whose limit is reached blocks none of the others. Every node
+  /// whatever the per-key limit. Jobs held ahead (the prefetch) count
+  /// against their keys; claims of a limited queue take turns across nodes;
+  /// a key whose limit is reached blocks none of the others. Every node
   /// starting the queue writes its limits to the store (the last one to
   /// start wins); `instance::set_limit` and `bg_jobs limits set` change
   /// them while it runs, and every node honours a change at its next claim.
