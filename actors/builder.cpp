@@ -124,6 +124,9 @@ caf::behavior remote_gate(caf::event_based_actor* self, caf::actor root,
       [=](scale_atom a, const std::string& queue, int n) {
         return forward(a, queue, n);
       },
+      [=](limit_atom a, const std::string& queue, const std::string& kind,
+          const std::string& key,
+          int n) { return forward(a, queue, kind, key, n); },
       [=](get_atom a, int64_t id) { return forward(a, id); },
       [=](list_atom a, const job_query& q) { return forward(a, q); },
       [=](stats_atom a) { return forward(a); },

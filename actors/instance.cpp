@@ -172,6 +172,13 @@ caf::expected<void> instance::scale_queue(const std::string& queue,
                    max_concurrent_jobs);
 }
 
+caf::expected<void> instance::set_limit(const std::string& queue,
+                                        const concurrency_limit& limit) {
+  return ask<void>(*sys_, actor(), control_timeout, limit_atom::value, queue,
+                   std::string{to_string(limit.kind)}, limit.key,
+                   limit.max_running);
+}
+
 caf::expected<void> instance::pause_schedule(const std::string& job_name) {
   return ask<void>(*sys_, actor(), control_timeout, pause_atom::value,
                    pause_kind::schedule, job_name);

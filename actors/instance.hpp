@@ -117,6 +117,13 @@ public:
   caf::expected<void> scale_queue(const std::string& queue,
                                   int max_concurrent_jobs);
 
+  /// Sets one concurrency limit of a limited queue for every node (a
+  /// `max_running` of 0 removes it): each node honours it at its next
+  /// claim. The queue must have been started with limits
+  /// (`queue_spec::with_key_limit`); bad limits are `invalid_argument`.
+  caf::expected<void> set_limit(const std::string& queue,
+                                const concurrency_limit& limit);
+
   /// Pauses a scheduled job on every node: an occurrence that falls in the
   /// pause is skipped, not piled up.
   caf::expected<void> pause_schedule(const std::string& job_name);

@@ -69,6 +69,14 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 /// `caf::unit`: the queue's concurrency on this node, 1 to 1000.
 using scale_atom = caf::atom_constant<caf::atom("scale")>;
 
+/// `(limit_atom, std::string queue, std::string kind, std::string key,
+/// int max_running)` → `caf::unit`: sets one concurrency limit of a limited
+/// queue in the store (`kind` is "key", "per_key" or "total", as
+/// `to_string(limit_kind)` spells it; `key` only for "key"; a
+/// `max_running` of 0 removes the limit); every node honours it at its
+/// next claim.
+using limit_atom = caf::atom_constant<caf::atom("limit")>;
+
 /// `(get_atom, int64_t job_id)` → `job_record`.
 using get_atom = caf::atom_constant<caf::atom("get")>;
 
@@ -127,6 +135,7 @@ using bg_jobs_actor = caf::typed_actor<
     caf::reacts_to<pause_atom, pause_kind, std::string>,
     caf::reacts_to<resume_atom, pause_kind, std::string>,
     caf::reacts_to<scale_atom, std::string, int>,
+    caf::reacts_to<limit_atom, std::string, std::string, std::string, int>,
     caf::replies_to<get_atom, int64_t>::with<job_record>,
     caf::replies_to<list_atom, job_query>::with<job_page>,
     caf::replies_to<stats_atom>::with<stats_report>,

@@ -41,6 +41,9 @@ enum class event_kind {
   queue_resumed,
   /// A queue's concurrency changed on this node; `message` says to what.
   queue_scaled,
+  /// A concurrency limit of a queue was set or removed (for every node);
+  /// `message` says which and to what.
+  queue_limit_changed,
   schedule_paused,
   schedule_resumed,
   queue_error,

@@ -853,19 +853,9 @@ int main(int argc, char** argv) {
       if (auto err = bg_jobs::check_limit_change(limit_queue, l))
         throw usage_error{bg_jobs::describe(err)};
       auto db = store.open();
-      bool known = false;
-      for (auto& q : value_of(db->known_queues()))
-        known = known || q.queue == limit_queue;
-      if (!known)
-        throw usage_error{"no node has announced a queue '" +
-                          shown(limit_queue) + "'"};
-      // Only a queue that its nodes run as limited: its configuration
-      // declares limits, which its nodes stored when they started.
-      if (value_of(db->stored_limits(limit_queue)).empty())
-        throw usage_error{"queue '" + shown(limit_queue) +
-                          "' has no concurrency limits; declare them in its "
-                          "configuration (queue_spec::with_key_limit) first"};
-      ok_or_fail(db->set_limit(limit_queue, l));
+      bg_jobs::detail::control_plane cp{*db};
+      ok_or_fail(cp.set_limit(limit_queue, l));
+      journal(*db, cp);
       json out = {{"queue", limit_queue},
                   {"kind", bg_jobs::to_string(l.kind)},
                   {"key", l.key},

@@ -258,6 +258,22 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
         return self->delegate(st.ctx.dir->get(actor_directory::router), a,
                               queue, n);
       },
+      [=](limit_atom, const std::string& queue, const std::string& kind,
+          const std::string& key, int n) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto k = parse_limit_kind(kind);
+          if (!k)
+            return make_error(errc::invalid_argument,
+                              "a limit's kind is key, per_key or total");
+          auto r = self->state.act<void>(
+              "setting a limit", [&](control_plane& cp) {
+                return cp.set_limit(queue, concurrency_limit{*k, key, n});
+              });
+          if (!r)
+            return std::move(r.error());
+          return caf::unit;
+        });
+      },
       [=](get_atom, int64_t id) -> caf::result<job_record> {
         return guarded([&]() -> caf::result<job_record> {
           auto r = self->state.control<job_record>(

@@ -1,5 +1,7 @@
 #include "bg_jobs/control/detail/control_plane.hpp"
 
+#include <algorithm>
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
@@ -168,6 +170,44 @@ caf::expected<void> control_plane::set_paused(pause_kind k,
               : (paused ? event_kind::schedule_paused
                         : event_kind::schedule_resumed)};
   e.queue = name;
+  effects_.events.push_back(std::move(e));
+  return r;
+}
+
+caf::expected<void>
+control_plane::set_limit(const std::string& queue,
+                         const concurrency_limit& limit) {
+  if (auto err = check_limit_change(queue, limit))
+    return err;
+  auto queues = db_.known_queues();
+  if (!queues)
+    return std::move(queues.error());
+  if (std::none_of(queues->begin(), queues->end(),
+                   [&](const known_queue& q) { return q.queue == queue; }))
+    return make_error(errc::invalid_argument,
+                      "no node has announced a queue '" + queue + "'");
+  // Only a queue that its nodes run as limited: its configuration declares
+  // limits, which its nodes stored when they started.
+  auto stored = db_.stored_limits(queue);
+  if (!stored)
+    return std::move(stored.error());
+  if (stored->empty())
+    return make_error(errc::invalid_argument,
+                      "queue '" + queue +
+                          "' has no concurrency limits; declare them in its "
+                          "configuration (queue_spec::with_key_limit) first");
+  auto r = db_.set_limit(queue, limit);
+  if (!r)
+    return r;
+  // A raised limit admits jobs now.
+  effects_.wake.push_back("*");
+  event e{event_kind::queue_limit_changed};
+  e.queue = queue;
+  e.message = std::string{to_string(limit.kind)} + " limit" +
+              (limit.key.empty() ? "" : " of key '" + limit.key + "'") +
+              (limit.max_running > 0
+                   ? " set to " + std::to_string(limit.max_running)
+                   : " removed");
   effects_.events.push_back(std::move(e));
   return r;
 }

@@ -89,6 +89,11 @@ public:
   caf::expected<void> set_paused(pause_kind k, const std::string& name,
                                  bool paused);
 
+  /// Sets one concurrency limit of a limited queue (`max_running` 0
+  /// removes it); every node honours it at its next claim.
+  caf::expected<void> set_limit(const std::string& queue,
+                                const concurrency_limit& limit);
+
   /// What the calls so far mean for the nodes; taken by the caller.
   action_effects take_effects() { return std::exchange(effects_, {}); }
 

@@ -6,7 +6,11 @@
 #include <mutex>
 #include <thread>
 
+#include <caf/scoped_actor.hpp>
+
 #include "actors/runtime_fixture.hpp"
+#include "bg_jobs/actors/messages.hpp"
+#include "support/event_log.hpp"
 #include "support/expect.hpp"
 #include "support/wait.hpp"
 
@@ -15,6 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test::error_of;
 using test::require_ok;
 using test::value_of;
 
@@ -105,6 +110,69 @@ TEST_SUITE("limits") {
     // Every key did run two at once at some point: the limit, not the
     // claim, set the pace.
     CHECK(watch.most["hot"] == 2);
+  }
+
+  BG_JOBS_RUNTIME_CASE("a limit changed through the control plane is "
+                       "honoured at the next claim; a bad one changes "
+                       "nothing") {
+    key_watch watch;
+    test::gate hold;
+    auto w = worker{"j", [&](const job& j) {
+                      watch.begin(j.concurrency_key);
+                      hold.wait();
+                      watch.end(j.concurrency_key);
+                    }};
+    auto bg = start(make_builder()
+                        .with_queue(queue_spec{"q"}
+                                        .with_poll_interval(50ms)
+                                        .with_max_concurrent_jobs(5)
+                                        .with_key_limit(1)
+                                        .with_worker(w))
+                        .with_queue(queue_spec{"plain"}.with_worker(
+                            worker{"p", [](const job&) {}})));
+    std::vector<job_request> jobs;
+    for (int i = 0; i < 5; ++i)
+      jobs.push_back(job_request{"j"}.with_concurrency_key("k"));
+    value_of(bg.enqueue_many(jobs));
+    REQUIRE(log.wait_for(event_kind::job_started));
+    auto db = store();
+    auto before = value_of(db->stored_limits("q"));
+    // Bad changes: a clear error, the stored limits as they were.
+    CHECK(error_of(bg.set_limit("q", {limit_kind::per_key, "", -1})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_limit("q", {limit_kind::key, "", 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_limit(
+              "q", {limit_kind::key, std::string(256, 'x'), 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_limit("q", {limit_kind::key, "\xff", 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_limit("nope", {limit_kind::per_key, "", 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_limit("plain", {limit_kind::per_key, "", 2})) ==
+          errc::invalid_argument);
+    caf::scoped_actor self{*sys};
+    bool refused = false;
+    self->request(bg.actor(), 10s, limit_atom::value, std::string{"q"},
+                  std::string{"per_node"}, std::string{}, 2)
+        .receive([&]() {},
+                 [&](caf::error& err) {
+                   refused = code_of(err) == errc::invalid_argument;
+                 });
+    CHECK(refused);
+    CHECK(value_of(db->stored_limits("q")) == before);
+    CHECK(watch.most_at_once() == 1);
+    // Raised: two more of the key start, without waiting for a poll.
+    require_ok(bg.set_limit("q", {limit_kind::per_key, "", 3}));
+    REQUIRE(log.wait_for(event_kind::queue_limit_changed));
+    CHECK(test::eventually([&] {
+      std::lock_guard<std::mutex> guard{watch.mtx};
+      return watch.running["k"] == 3;
+    }));
+    hold.open();
+    CHECK(test::eventually([&] { return watch.finished("k") == 5; }));
+    CHECK(watch.most_at_once() == 3);
+    require_ok(bg.shutdown());
   }
 
 } // TEST_SUITE
