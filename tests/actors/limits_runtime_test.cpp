@@ -113,7 +113,7 @@ TEST_SUITE("limits") {
   }
 
   BG_JOBS_RUNTIME_CASE("a limit changed through the control plane is "
-                       "honoured at the next claim; a bad one changes "
+                       "honoured at the next claim, and a bad one changes "
                        "nothing") {
     key_watch watch;
     test::gate hold;
