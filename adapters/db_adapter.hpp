@@ -327,6 +327,13 @@ public:
   virtual caf::expected<std::vector<concurrency_limit>>
   stored_limits(const std::string& queue) = 0;
 
+  /// The concurrency keys of the jobs named `job_names` that have jobs
+  /// reserved or ready now, with their limits in `queue`, the most waiting
+  /// first, at most `max_keys` of them.
+  virtual caf::expected<std::vector<key_usage>>
+  keys_in_use(const std::string& queue,
+              const std::vector<std::string>& job_names, int max_keys) = 0;
+
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) = 0;

@@ -27,6 +27,18 @@ std::optional<limit_kind> parse_limit_kind(std::string_view text) {
   return std::nullopt;
 }
 
+int limit_of_key(const std::vector<concurrency_limit>& limits,
+                 const std::string& key) {
+  int per_key = 0;
+  for (const auto& l : limits) {
+    if (l.kind == limit_kind::key && l.key == key)
+      return l.max_running;
+    if (l.kind == limit_kind::per_key)
+      per_key = l.max_running;
+  }
+  return per_key;
+}
+
 caf::error check_limits(const std::vector<concurrency_limit>& limits) {
   std::set<std::pair<limit_kind, std::string>> seen;
   for (const auto& l : limits) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,24 @@ struct concurrency_limit {
   bool operator==(const concurrency_limit&) const = default;
 };
 
+/// How one concurrency key of a queue stands: its jobs reserved (running or
+/// held ahead, on every node) and those ready to run, against its limit.
+struct key_usage {
+  std::string key;
+  int64_t running = 0;
+  /// Ready to run now (not delayed, not reserved).
+  int64_t waiting = 0;
+  /// The limit that applies to it (its own, else the per-key one); 0: none.
+  int max_running = 0;
+
+  /// No more of its jobs are admitted until one ends.
+  bool full() const { return max_running > 0 && running >= max_running; }
+};
+
+/// The limit `limits` set for `key`: its own, else the per-key one; 0 when
+/// neither is set.
+int limit_of_key(const std::vector<concurrency_limit>& limits,
+                 const std::string& key);
 
 /// The problem with `limits` (an `invalid_argument` error), or none: a
 /// limit below 1, a key limit without a valid key, another kind with one,

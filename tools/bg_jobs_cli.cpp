@@ -461,6 +461,12 @@ int main(int argc, char** argv) {
         ->excludes(key_opt);
   }
   l_set->add_option("max_running", limit_n, "1 to 1000000")->required();
+  auto l_keys = limits->add_subcommand(
+      "keys", "the keys of a queue with jobs running or waiting, the most "
+              "waiting first, against their limits");
+  std::string keys_top = "20";
+  l_keys->add_option("queue", limit_queue, "the queue")->required();
+  l_keys->add_option("--top", keys_top, "how many keys, 1 to 10000 (20)");
 
   // -- prune ---------------------------------------------------------------
   auto prune = app.add_subcommand("prune", "delete old history (one batch)");
@@ -836,6 +842,41 @@ int main(int argc, char** argv) {
           rows.push_back({shown(q.queue), bg_jobs::to_string(l.kind),
                           shown(l.key), std::to_string(l.max_running)});
         }
+      if (as_json)
+        std::cout << json_text(out) << '\n';
+      else
+        table(rows);
+    } else if (*l_keys) {
+      auto top = static_cast<int>(
+          arg_of(bg_jobs::parse_count("--top", keys_top, 1, 10000)));
+      auto db = store.open();
+      std::vector<std::string> names;
+      bool known = false;
+      for (auto& q : value_of(db->known_queues()))
+        if (q.queue == limit_queue) {
+          known = true;
+          names = q.job_names;
+        }
+      if (!known)
+        throw usage_error{"no node has announced a queue '" +
+                          shown(limit_queue) + "'"};
+      json out = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"KEY", "RUNNING", "WAITING", "LIMIT", "FULL"}};
+      for (auto& k : value_of(db->keys_in_use(limit_queue, names, top))) {
+        out.push_back({{"key", k.key},
+                       {"running", k.running},
+                       {"waiting", k.waiting},
+                       {"max_running", k.max_running > 0
+                                           ? json(k.max_running)
+                                           : json(nullptr)},
+                       {"full", k.full()}});
+        rows.push_back({shown(k.key), std::to_string(k.running),
+                        std::to_string(k.waiting),
+                        k.max_running > 0 ? std::to_string(k.max_running)
+                                          : "none",
+                        k.full() ? "yes" : "no"});
+      }
       if (as_json)
         std::cout << json_text(out) << '\n';
       else

@@ -66,6 +66,19 @@ const statement_def statements[] = {
   // advisory lock of the queue, in its transaction: claims of one queue
   // take turns, and each sees the reservations of the claims before it.
   {"bgj_reserve_limited", BG_JOBS_PG_LIMITED_CLAIM},
+  // $1 names (JSON), $2 now, $3 how many keys.
+  {"bgj_keys_in_use",
+   "WITH k AS (SELECT concurrency_key AS k, reserved_by IS NOT NULL AS r,"
+   "   reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$2") " AS w"
+   "   FROM jobs WHERE concurrency_key IS NOT NULL"
+   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($1::json)))"
+   " UNION ALL SELECT second_concurrency_key, reserved_by IS NOT NULL,"
+   "   reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$2")
+   "   FROM jobs WHERE second_concurrency_key IS NOT NULL"
+   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($1::json))))"
+   " SELECT k, count(*) FILTER (WHERE r), count(*) FILTER (WHERE w) FROM k"
+   " GROUP BY k HAVING count(*) FILTER (WHERE r OR w) > 0"
+   " ORDER BY 3 DESC, 2 DESC, k LIMIT $3"},
   {"bgj_limits_of",
    "SELECT kind, key, max_running FROM bg_jobs_limits WHERE queue = $1"
    " ORDER BY kind = 'key', key, kind"},
@@ -541,6 +554,30 @@ postgres_adapter::stored_limits(const std::string& queue) {
           l.key = row[1].as<std::string>();
           l.max_running = row[2].as<int>();
           out.push_back(std::move(l));
+        }
+        return out;
+      });
+}
+
+caf::expected<std::vector<key_usage>>
+postgres_adapter::keys_in_use(const std::string& queue,
+                              const std::vector<std::string>& job_names,
+                              int max_keys) {
+  auto limits = stored_limits(queue);
+  if (!limits)
+    return std::move(limits.error());
+  auto names = nlohmann::json(job_names).dump();
+  return impl_->in_statement(
+      "reading the keys in use", [&](pqxx::transaction_base& tx) {
+        std::vector<key_usage> out;
+        for (const auto& row : tx.exec_prepared("bgj_keys_in_use", names,
+                                                impl_->now_ms(), max_keys)) {
+          key_usage u;
+          u.key = row[0].as<std::string>();
+          u.running = row[1].as<int64_t>();
+          u.waiting = row[2].as<int64_t>();
+          u.max_running = limit_of_key(*limits, u.key);
+          out.push_back(std::move(u));
         }
         return out;
       });

@@ -75,6 +75,10 @@ public:
                                 const concurrency_limit& limit) override;
   caf::expected<std::vector<concurrency_limit>>
   stored_limits(const std::string& queue) override;
+  caf::expected<std::vector<key_usage>>
+  keys_in_use(const std::string& queue,
+              const std::vector<std::string>& job_names,
+              int max_keys) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>

@@ -73,6 +73,18 @@ const char sql_limit_put[] =
     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (queue, kind, key) DO UPDATE"
     " SET max_running = excluded.max_running, updated_at = excluded.updated_at";
 
+const char sql_keys_in_use[] =
+    "WITH k AS (SELECT concurrency_key AS k, reserved_by IS NOT NULL AS r,"
+    "   reserved_by IS NULL AND available_at <= ?2 AS w"
+    "   FROM jobs WHERE concurrency_key IS NOT NULL"
+    "   AND name IN (SELECT value FROM json_each(?1))"
+    " UNION ALL SELECT second_concurrency_key, reserved_by IS NOT NULL,"
+    "   reserved_by IS NULL AND available_at <= ?2"
+    "   FROM jobs WHERE second_concurrency_key IS NOT NULL"
+    "   AND name IN (SELECT value FROM json_each(?1)))"
+    " SELECT k, sum(r), sum(w) FROM k GROUP BY k HAVING sum(r OR w) > 0"
+    " ORDER BY 3 DESC, 2 DESC, k LIMIT ?3";
+
 } // namespace
 
 caf::expected<void>
@@ -150,6 +162,35 @@ sqlite_adapter::stored_limits(const std::string& queue) {
   }
   if (rc != SQLITE_DONE)
     return failure(rc, "reading limits");
+  return out;
+}
+
+caf::expected<std::vector<key_usage>>
+sqlite_adapter::keys_in_use(const std::string& queue,
+                            const std::vector<std::string>& job_names,
+                            int max_keys) {
+  auto limits = stored_limits(queue);
+  if (!limits)
+    return std::move(limits.error());
+  auto s = prepare(sql_keys_in_use);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, nlohmann::json(job_names).dump())
+      .bind(2, to_unix_ms(options_.clock->now()))
+      .bind(3, int64_t{max_keys});
+  std::vector<key_usage> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    key_usage u;
+    u.key = column_text(q.get(), 0);
+    u.running = sqlite3_column_int64(q.get(), 1);
+    u.waiting = sqlite3_column_int64(q.get(), 2);
+    u.max_running = limit_of_key(*limits, u.key);
+    out.push_back(std::move(u));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading the keys in use");
   return out;
 }
 

@@ -421,4 +421,42 @@ TEST_SUITE("limits") {
     // The longest key is fine.
     value_of(db->enqueue_job(keyed(std::string(255, 'k'))));
   }
+  TEST_CASE_TEMPLATE("the keys in use show what runs and waits against "
+                     "each key's limit, the most waiting first",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(2), key_limit("vip", 5)}));
+    enqueue(*db, keyed("a"), 4);
+    enqueue(*db, keyed("vip", "shared"), 3);
+    enqueue(*db, keyed("b"), 1);
+    // Delayed: not waiting yet. Another name: not this queue's.
+    value_of(db->enqueue_job(keyed("c").available_in(1h)));
+    value_of(db->enqueue_job(job_request{"other"}.with_concurrency_key("d")));
+    auto taken = claim(*db, 3);
+    auto keys = value_of(db->keys_in_use(queue, {"work"}, 10));
+    std::map<std::string, key_usage> by_key;
+    for (auto& k : keys)
+      by_key[k.key] = k;
+    CHECK(by_key.count("c") == 0);
+    CHECK(by_key.count("d") == 0);
+    REQUIRE(by_key.size() == 4);
+    auto held = per_key(taken);
+    for (auto& [key, u] : by_key) {
+      INFO(key);
+      CHECK(u.running == held[key]);
+    }
+    CHECK(by_key["a"].running + by_key["a"].waiting == 4);
+    CHECK(by_key["a"].max_running == 2);
+    CHECK(by_key["vip"].max_running == 5);
+    CHECK(by_key["shared"].max_running == 2);
+    CHECK(by_key["vip"].running + by_key["vip"].waiting == 3);
+    CHECK(by_key["b"].running + by_key["b"].waiting == 1);
+    CHECK(by_key["a"].full() == (held["a"] == 2));
+    CHECK_FALSE(by_key["vip"].full());
+    for (size_t i = 1; i < keys.size(); ++i)
+      CHECK(keys[i - 1].waiting >= keys[i].waiting);
+    CHECK(value_of(db->keys_in_use(queue, {"work"}, 2)).size() == 2);
+    CHECK(value_of(db->keys_in_use(queue, {"nothing"}, 10)).empty());
+  }
 }

@@ -125,6 +125,12 @@ public:
   stored_limits(const std::string& queue) override {
     return inner_->stored_limits(queue);
   }
+  caf::expected<std::vector<key_usage>>
+  keys_in_use(const std::string& queue,
+              const std::vector<std::string>& job_names,
+              int max_keys) override {
+    return inner_->keys_in_use(queue, job_names, max_keys);
+  }
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {
     return inner_->release_jobs_reserved_by(owner);

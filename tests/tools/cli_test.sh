@@ -212,6 +212,16 @@ limits)
   expect "second key shown" "$(jq -r .second_concurrency_key <<<"$out")" "smtp"
   run 0 "${db[@]}" jobs show "$keyed"
   contains "keys in the table" "$out" "tenant:7, smtp"
+  run 0 "${db[@]}" --json limits keys mail
+  expect "key waiting" "$(jq '.[] | select(.key=="tenant:7") | .waiting' <<<"$out")" 1
+  expect "key running" "$(jq '.[] | select(.key=="tenant:7") | .running' <<<"$out")" 0
+  expect "key's limit" "$(jq '.[] | select(.key=="smtp") | .max_running' <<<"$out")" 2
+  expect "not full" "$(jq '.[] | select(.key=="smtp") | .full' <<<"$out")" false
+  run 0 "${db[@]}" limits keys mail --top 1
+  expect "one key" "$(wc -l <<<"$out")" 2
+  run 2 "${db[@]}" limits keys mail --top 0
+  run 2 "${db[@]}" limits keys mail --top 1x
+  run 2 "${db[@]}" limits keys nope
   run 2 "${db[@]}" jobs enqueue mail --concurrency-key "$(printf 'a\001')"
   run 2 "${db[@]}" jobs enqueue mail --second-concurrency-key b
   ;;
