@@ -108,6 +108,17 @@ struct queue_stats {
   std::vector<std::string> nodes;
   /// Its concurrency summed over those nodes.
   int concurrency = 0;
+  /// Its stored concurrency limits; none: the queue is not limited.
+  std::vector<concurrency_limit> limits;
+  /// Of a limited queue: the keys with the most jobs waiting (at most
+  /// `queue_stats::shown_keys`), with what runs of each.
+  std::vector<key_usage> keys;
+  /// Of a limited queue: how many keys are full, and how many jobs ready to
+  /// run wait because one of their keys is.
+  int64_t keys_full = 0;
+  int64_t waiting_on_limit = 0;
+
+  static constexpr int shown_keys = 20;
 };
 
 /// What `stats_atom` answers: per queue of this node, and per job name.

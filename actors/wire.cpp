@@ -238,18 +238,62 @@ void from_json(const json& j, job_stats& x) {
   x.history_estimated = j.value("history_estimated", false);
 }
 
+json limits_json(const queue_stats& q) {
+  json limits = json::array(), keys = json::array();
+  for (auto& l : q.limits)
+    limits.push_back({{"kind", to_string(l.kind)},
+                      {"key", l.key},
+                      {"max_running", l.max_running}});
+  for (auto& k : q.keys)
+    keys.push_back({{"key", k.key},
+                    {"running", k.running},
+                    {"waiting", k.waiting},
+                    {"max_running", k.max_running},
+                    {"full", k.full()}});
+  return {{"limits", limits},
+          {"keys", keys},
+          {"keys_full", q.keys_full},
+          {"waiting_on_limit", q.waiting_on_limit}};
+}
+
+void limits_from_json(const json& j, queue_stats& q) {
+  if (!j.contains("limits"))
+    return;
+  for (auto& l : j.at("limits")) {
+    concurrency_limit x;
+    x.kind = parse_limit_kind(l.at("kind").get<std::string>())
+                 .value_or(limit_kind::key);
+    x.key = l.at("key").get<std::string>();
+    x.max_running = l.at("max_running").get<int>();
+    q.limits.push_back(std::move(x));
+  }
+  for (auto& k : j.at("keys")) {
+    key_usage u;
+    u.key = k.at("key").get<std::string>();
+    u.running = k.at("running").get<int64_t>();
+    u.waiting = k.at("waiting").get<int64_t>();
+    u.max_running = k.at("max_running").get<int>();
+    q.keys.push_back(std::move(u));
+  }
+  q.keys_full = j.at("keys_full").get<int64_t>();
+  q.waiting_on_limit = j.at("waiting_on_limit").get<int64_t>();
+}
+
 json to_json(const stats_report& x) {
   json queues = json::array(), names = json::array();
-  for (auto& q : x.queues)
-    queues.push_back({{"queue", q.queue},
-                      {"job_names", q.job_names},
-                      {"counts", to_json(q.counts)},
-                      {"oldest_waiting", time_of(q.oldest_waiting)},
-                      {"lag_ms", q.lag.count()},
-                      {"paused", q.paused},
-                      {"max_concurrent_jobs", q.max_concurrent_jobs},
-                      {"nodes", q.nodes},
-                      {"concurrency", q.concurrency}});
+  for (auto& q : x.queues) {
+    json one = {{"queue", q.queue},
+                {"job_names", q.job_names},
+                {"counts", to_json(q.counts)},
+                {"oldest_waiting", time_of(q.oldest_waiting)},
+                {"lag_ms", q.lag.count()},
+                {"paused", q.paused},
+                {"max_concurrent_jobs", q.max_concurrent_jobs},
+                {"nodes", q.nodes},
+                {"concurrency", q.concurrency}};
+    one.update(limits_json(q));
+    queues.push_back(std::move(one));
+  }
   for (auto& n : x.names)
     names.push_back({{"name", n.name},
                      {"counts", to_json(n.counts)},
@@ -272,6 +316,7 @@ void from_json(const json& j, stats_report& x) {
     s.max_concurrent_jobs = q.at("max_concurrent_jobs").get<int>();
     s.nodes = q.value("nodes", std::vector<std::string>{});
     s.concurrency = q.value("concurrency", 0);
+    limits_from_json(q, s);
     x.queues.push_back(std::move(s));
   }
   for (auto& n : j.at("names")) {
@@ -339,6 +384,8 @@ json as_json(const job_record& x) {
 json as_json(const job_stats& x) {
   return to_json(x);
 }
+
+json limits_as_json(const queue_stats& x) { return limits_json(x); }
 
 std::string encode(const job& x) {
   return to_json(x).dump();

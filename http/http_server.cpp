@@ -99,6 +99,17 @@ struct metrics::impl {
           .Name("bg_jobs_jobs")
           .Help("Jobs in the store by queue, job name and state")
           .Register(*reg);
+  prometheus::Family<prometheus::Gauge>& keys_full =
+      BuildGauge()
+          .Name("bg_jobs_limit_keys_full")
+          .Help("Concurrency keys of a limited queue that are at their limit")
+          .Register(*reg);
+  prometheus::Family<prometheus::Gauge>& waiting_on_limit =
+      BuildGauge()
+          .Name("bg_jobs_jobs_waiting_on_limit")
+          .Help("Jobs ready to run that wait because a key of theirs is at "
+                "its limit")
+          .Register(*reg);
   prometheus::Family<prometheus::Gauge>& busy =
       BuildGauge()
           .Name("bg_jobs_executors_busy")
@@ -197,10 +208,28 @@ struct metrics::impl {
       return;
     }
     std::map<std::string, std::string> queue_of;
-    for (auto& q : *queues)
+    std::vector<queue_stats> limited;
+    for (auto& q : *queues) {
       for (auto& n : q.job_names)
         queue_of[n] = q.queue;
+      queue_stats qs;
+      qs.queue = q.queue;
+      qs.job_names = q.job_names;
+      if (auto err = detail::add_limits(db, qs)) {
+        std::lock_guard<std::mutex> guard{mtx};
+        db_errors.Add({}).Increment();
+        return;
+      }
+      if (!qs.limits.empty())
+        limited.push_back(std::move(qs));
+    }
     std::lock_guard<std::mutex> guard{mtx};
+    for (auto& qs : limited) {
+      keys_full.Add({{"queue", utf8_repaired(qs.queue)}})
+          .Set(static_cast<double>(qs.keys_full));
+      waiting_on_limit.Add({{"queue", utf8_repaired(qs.queue)}})
+          .Set(static_cast<double>(qs.waiting_on_limit));
+    }
     std::set<prometheus::Gauge*> seen;
     for (auto& n : *names) {
       auto q = queue_of.count(n.name) ? queue_of[n.name] : std::string{};
@@ -505,14 +534,17 @@ struct http_server::impl {
     out = {{"at", to_unix_ms(report->at)},
            {"queues", nlohmann::json::array()},
            {"names", nlohmann::json::array()}};
-    for (auto& q : report->queues)
-      out["queues"].push_back({{"queue", q.queue},
-                               {"job_names", q.job_names},
-                               {"nodes", q.nodes},
-                               {"concurrency", q.concurrency},
-                               {"paused", q.paused},
-                               {"counts", wire::as_json(q.counts)},
-                               {"lag_ms", q.lag.count()}});
+    for (auto& q : report->queues) {
+      nlohmann::json one = {{"queue", q.queue},
+                            {"job_names", q.job_names},
+                            {"nodes", q.nodes},
+                            {"concurrency", q.concurrency},
+                            {"paused", q.paused},
+                            {"counts", wire::as_json(q.counts)},
+                            {"lag_ms", q.lag.count()}};
+      one.update(wire::limits_as_json(q));
+      out["queues"].push_back(std::move(one));
+    }
     for (auto& n : report->names)
       out["names"].push_back(
           {{"name", n.name},

@@ -141,6 +141,15 @@ struct front_door_state {
           c != concurrency.end() ? c->second : q.max_concurrent_jobs();
       qs.nodes = {ctx.node};
       qs.concurrency = qs.max_concurrent_jobs;
+      if (q.limited()) {
+        auto added = control<bool>("reading limits", [&](db_adapter& db) {
+          if (auto err = add_limits(db, qs))
+            return caf::expected<bool>{std::move(err)};
+          return caf::expected<bool>{true};
+        });
+        if (!added)
+          return std::move(added.error());
+      }
       report.queues.push_back(std::move(qs));
     }
     report.names = std::move(*names);

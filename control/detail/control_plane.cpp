@@ -40,10 +40,34 @@ caf::expected<stats_report> store_stats(db_adapter& db, timestamp now) {
     auto qs = queue_stats_of(*names, *pauses, q.queue, q.job_names, now);
     qs.nodes = q.nodes;
     qs.concurrency = q.concurrency;
+    if (auto err = add_limits(db, qs))
+      return err;
     report.queues.push_back(std::move(qs));
   }
   report.names = std::move(*names);
   return report;
+}
+
+caf::error add_limits(db_adapter& db, queue_stats& qs) {
+  auto limits = db.stored_limits(qs.queue);
+  if (!limits)
+    return std::move(limits.error());
+  if (limits->empty())
+    return caf::none;
+  qs.limits = std::move(*limits);
+  // Every key in use (up to a bound) for the totals; the first few shown.
+  auto keys = db.keys_in_use(qs.queue, qs.job_names, 10000);
+  if (!keys)
+    return std::move(keys.error());
+  for (auto& k : *keys)
+    if (k.full()) {
+      ++qs.keys_full;
+      qs.waiting_on_limit += k.waiting;
+    }
+  if (keys->size() > static_cast<size_t>(queue_stats::shown_keys))
+    keys->resize(queue_stats::shown_keys);
+  qs.keys = std::move(*keys);
+  return caf::none;
 }
 
 caf::error record_in_journal(db_adapter& db, const action_effects& fx) {

@@ -49,6 +49,9 @@ queue_stats queue_stats_of(const std::vector<name_stats>& names,
 /// counts: what the dashboard and the command line show.
 caf::expected<stats_report> store_stats(db_adapter& db, timestamp now);
 
+/// Adds a limited queue's limits and keys to `qs` (nothing for another).
+caf::error add_limits(db_adapter& db, queue_stats& qs);
+
 /// Records `fx`'s events in the store's action journal; returns why not.
 caf::error record_in_journal(db_adapter& db, const action_effects& fx);
 

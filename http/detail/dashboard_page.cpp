@@ -34,6 +34,7 @@ pre { background: #f5f6f8; padding: 8px; overflow: auto; max-height: 300px; }
 .controls { display: flex; gap: 8px; margin-bottom: 8px; align-items: center; }
 #error { color: #a32020; }
 .muted { color: #69707d; }
+.full { background: #ffd7d5; }
 svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
 </style>
 </head>
@@ -43,6 +44,7 @@ svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
 <section><h2>Queues</h2>
 <table id="queues"><thead><tr><th>queue</th><th class="num">waiting</th><th class="num">scheduled</th><th class="num">running</th><th class="num">succeeded</th><th class="num">failed</th><th class="num">cancelled</th><th class="num">lag</th><th>state</th><th></th></tr></thead><tbody></tbody></table>
 </section>
+<section id="limits" hidden><h2>Concurrency limits</h2><div id="limit-queues"></div></section>
 <section><h2>Finished per minute, last hour</h2><svg id="chart" width="100%" height="80" viewBox="0 0 600 80" preserveAspectRatio="none"></svg>
 <div class="muted" id="chart-total"></div></section>
 <section><h2>Jobs</h2>
@@ -101,6 +103,25 @@ async function loadStats() {
     tr.append(td); body.append(tr);
   }
   $("updated").textContent = "updated " + when(s.at);
+  showLimits(s.queues.filter(q => q.limits && q.limits.length));
+}
+function showLimits(queues) {
+  const box = $("limit-queues"); box.replaceChildren();
+  $("limits").hidden = queues.length === 0;
+  for (const q of queues) {
+    const h = el("h2"); h.append(el("span", q.queue), " ",
+      el("span", q.limits.map(l => l.kind === "key" ? "key " + l.key + ": " + l.max_running : l.kind + ": " + l.max_running).join(", "), "muted"),
+      " ", el("span", q.keys_full + " keys full, " + q.waiting_on_limit + " jobs waiting on them", "badge" + (q.keys_full ? " full" : "")));
+    const t = el("table"); t.className = "limit-keys"; t.dataset.queue = q.queue;
+    const head = el("tr"); for (const c of ["key", "running", "waiting", "limit"]) head.append(el("th", c, c === "key" ? "" : "num"));
+    t.append(head);
+    for (const k of q.keys) {
+      const tr = el("tr"); if (k.full) tr.className = "full";
+      tr.append(el("td", k.key), el("td", k.running, "num"), el("td", k.waiting, "num"), el("td", k.max_running || "none", "num"));
+      t.append(tr);
+    }
+    box.append(h, t);
+  }
 }
 async function loadChart() {
   const t = await api("/api/throughput");

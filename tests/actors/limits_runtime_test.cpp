@@ -6,6 +6,9 @@
 #include <mutex>
 #include <thread>
 
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
 #include <caf/scoped_actor.hpp>
 
 #include "actors/runtime_fixture.hpp"
@@ -172,6 +175,56 @@ TEST_SUITE("limits") {
     hold.open();
     CHECK(test::eventually([&] { return watch.finished("k") == 5; }));
     CHECK(watch.most_at_once() == 3);
+    require_ok(bg.shutdown());
+  }
+
+  BG_JOBS_RUNTIME_CASE("a limited queue's keys show in stats, the HTTP API "
+                       "and the metrics") {
+    test::gate hold;
+    auto w = worker{"j", [&](const job&) { hold.wait(); }};
+    http_options o;
+    o.port = 0;
+    auto bg = start(make_builder().with_http(o).with_queue(
+        queue_spec{"q"}
+            .with_poll_interval(50ms)
+            .with_max_concurrent_jobs(5)
+            .with_key_limit(1)
+            .with_key_limit("wide", 5)
+            .with_worker(w)));
+    for (int i = 0; i < 3; ++i)
+      value_of(bg.enqueue(job_request{"j"}.with_concurrency_key("k")));
+    value_of(bg.enqueue(job_request{"j"}.with_concurrency_key("one")));
+    value_of(bg.enqueue(job_request{"j"}.with_concurrency_key("wide")));
+    REQUIRE(log.wait_for(event_kind::job_started, 3));
+    auto st = value_of(bg.stats());
+    REQUIRE(st.queues.size() == 1);
+    auto& q = st.queues[0];
+    CHECK(q.limits.size() == 2);
+    CHECK(q.keys_full == 2);
+    CHECK(q.waiting_on_limit == 2);
+    REQUIRE(!q.keys.empty());
+    CHECK(q.keys[0].key == "k");
+    CHECK(q.keys[0].running == 1);
+    CHECK(q.keys[0].waiting == 2);
+    CHECK(q.keys[0].max_running == 1);
+    CHECK(q.keys[0].full());
+    httplib::Client client{"127.0.0.1", bg.http_port()};
+    auto res = client.Get("/api/stats");
+    REQUIRE(res);
+    auto body = nlohmann::json::parse(res->body);
+    auto& shown = body["queues"][0];
+    CHECK(shown["keys_full"] == 2);
+    CHECK(shown["waiting_on_limit"] == 2);
+    CHECK(shown["keys"][0]["key"] == "k");
+    CHECK(shown["keys"][0]["full"] == true);
+    CHECK(shown["limits"].size() == 2);
+    auto metrics = client.Get("/metrics");
+    REQUIRE(metrics);
+    CHECK(metrics->body.find("bg_jobs_limit_keys_full{queue=\"q\"} 2") !=
+          std::string::npos);
+    CHECK(metrics->body.find("bg_jobs_jobs_waiting_on_limit{queue=\"q\"} 2") !=
+          std::string::npos);
+    hold.open();
     require_ok(bg.shutdown());
   }
 

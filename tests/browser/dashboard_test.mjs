@@ -108,6 +108,14 @@ try {
   const hostileRow = await page.$eval(`#jobs tr[data-id="${ids.hostile}"]`, e => e.textContent);
   check("an error that is not UTF-8 is listed, with U+FFFD", hostileRow.includes("\ufffd"), hostileRow);
 
+  // A limited queue's keys are listed, a key that is markup as text.
+  await page.waitForSelector('#limits:not([hidden]) table.limit-keys[data-queue="mail"]');
+  const keyCells = await page.$$eval('table.limit-keys[data-queue="mail"] td:first-child', c => c.map(x => x.textContent));
+  check("a concurrency key that is markup shows as text", keyCells.includes("<img src=x onerror=window.__xss=2>"), JSON.stringify(keyCells));
+  check("its markup made no element", await page.$$eval("#limits img", i => i.length === 0));
+  const limitsShown = await page.$eval("#limit-queues h2", e => e.textContent);
+  check("the queue's limit is shown", limitsShown.includes("per_key: 2"), limitsShown);
+
   // Retry a failed job.
   await clickOn(`#jobs tr[data-id="${failedId}"]`);
   await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, failedId);

@@ -5,7 +5,8 @@
 //
 //   seed_store --store <sqlite-path | postgres-url> [--prefix P] [--hostile 1]
 //
-// --hostile 1 adds a failed job whose stored error holds terminal escapes
+// --hostile 1 adds a waiting job whose concurrency key is markup, and a
+// failed job whose stored error holds terminal escapes
 // (ESC, OSC, BEL), a direction override and, on SQLite, bytes that are not
 // UTF-8 (as a handler or an older version could have stored them), printed
 // as "hostile": id.
@@ -128,6 +129,11 @@ int main(int argc, char** argv) {
     must(db->move_job_to_failed(reserve("hostile"), text));
     out["failed"].push_back(h.id);
     out["hostile"] = h.id;
+    // A concurrency key is text a page must show as text.
+    auto keyed = must(db->enqueue_job(
+        job_request{"mail", {{"to", "keyed"}}}.with_concurrency_key(
+            "<img src=x onerror=window.__xss=2>")));
+    out["waiting"].push_back(keyed.id);
   }
   std::cout << out.dump() << std::endl;
   return 0;
