@@ -72,6 +72,24 @@ public:
     return backoff_;
   }
 
+  /// Derives a job's concurrency key from its payload ("" for none).
+  using key_function = std::function<std::string(const nlohmann::json&)>;
+
+  /// Gives each job of this name the concurrency key `f` derives from its
+  /// payload (say, `p["tenant"]`), when it is enqueued through a node that
+  /// runs this worker (`instance::enqueue`, the bg_jobs actor, a remote
+  /// enqueue) without a key of its own. A key `f` returns that is not valid
+  /// (see `job_request::with_concurrency_key`), or an exception from `f`,
+  /// refuses the enqueue with `invalid_argument`. Enqueues that bypass the
+  /// nodes (the command line, an adapter) carry only the keys they give.
+  worker& with_concurrency_key(key_function f) {
+    key_of_ = std::move(f);
+    return *this;
+  }
+
+  /// The function set by `with_concurrency_key(key_function)`, if any.
+  const key_function& concurrency_key_of() const { return key_of_; }
+
   /// Runs the handler and turns every exception into a failure outcome.
   outcome run(const job& j,
               const job_context& ctx = job_context{}) const noexcept;
@@ -130,6 +148,7 @@ private:
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<int> max_retries_;
   std::optional<bg_jobs::backoff> backoff_;
+  key_function key_of_;
 };
 
 } // namespace bg_jobs

@@ -26,6 +26,34 @@ caf::error enqueuer::check_name(const job_request& r) {
                         "with_enqueued_job_names)");
 }
 
+bool enqueuer::derives_key(const job_request& r) const {
+  return r.concurrency_key().empty() && ctx_.plan->key_of_job.count(r.name());
+}
+
+caf::error enqueuer::derive_key(job_request& r) const {
+  if (!derives_key(r))
+    return caf::none;
+  auto fail = [&](const std::string& why) {
+    return make_error(errc::invalid_argument,
+                      "the concurrency key of a job '" + printable(r.name()) +
+                          "' " + why);
+  };
+  std::string key;
+  try {
+    key = ctx_.plan->key_of_job.at(r.name())(r.payload());
+  } catch (const std::exception& ex) {
+    return fail(std::string{"could not be derived: "} + ex.what());
+  } catch (...) {
+    return fail("could not be derived");
+  }
+  if (key.empty())
+    return caf::none;
+  if (auto problem = concurrency_key_problem(key); !problem.empty())
+    return fail("derived from its payload " + problem);
+  r.with_concurrency_key(std::move(key), r.second_concurrency_key());
+  return caf::none;
+}
+
 caf::expected<std::shared_ptr<db_adapter>> enqueuer::connection() {
   if (auto db = store_.get())
     return db;
@@ -78,9 +106,16 @@ void enqueuer::wake(const std::string& job_name,
     caf::delayed_anon_send(router, delay, wake_atom::value, job_name);
 }
 
-caf::expected<job> enqueuer::enqueue(const job_request& r) {
-  if (auto err = check_name(r))
+caf::expected<job> enqueuer::enqueue(const job_request& given) {
+  if (auto err = check_name(given))
     return err;
+  std::optional<job_request> keyed;
+  if (derives_key(given)) {
+    keyed = given;
+    if (auto err = derive_key(*keyed))
+      return err;
+  }
+  const job_request& r = keyed ? *keyed : given;
   auto db = connection();
   if (!db)
     return std::move(db.error());
@@ -106,7 +141,16 @@ caf::expected<job> enqueuer::enqueue(const job_request& r) {
 }
 
 caf::expected<std::vector<int64_t>>
-enqueuer::enqueue_many(const std::vector<job_request>& rs) {
+enqueuer::enqueue_many(const std::vector<job_request>& given) {
+  std::optional<std::vector<job_request>> keyed;
+  for (size_t i = 0; i < given.size(); ++i)
+    if (derives_key(given[i])) {
+      if (!keyed)
+        keyed = given;
+      if (auto err = derive_key((*keyed)[i]))
+        return err;
+    }
+  const std::vector<job_request>& rs = keyed ? *keyed : given;
   std::set<std::string> names;
   // The earliest delayed job of each name, to wake its queues when it is
   // due.

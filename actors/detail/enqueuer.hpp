@@ -54,6 +54,12 @@ private:
 
   caf::error check_name(const job_request& r);
 
+  /// Whether the worker of `r`'s name would give it a concurrency key.
+  bool derives_key(const job_request& r) const;
+
+  /// Gives `r` the concurrency key its worker derives, or says why not.
+  caf::error derive_key(job_request& r) const;
+
   node_context ctx_;
   store_connection store_;
 };

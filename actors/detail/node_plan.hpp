@@ -36,6 +36,8 @@ struct node_plan {
   std::vector<scheduled_job_spec> scheduled;
   /// The queue that runs each job name.
   std::map<std::string, std::string> queue_of_job;
+  /// The job names whose workers derive concurrency keys, with how.
+  std::map<std::string, worker::key_function> key_of_job;
   /// Names enqueued here for workers elsewhere.
   std::set<std::string> enqueued_for_others;
   /// Every valid name may be enqueued here.

@@ -73,8 +73,11 @@ node_plan node_plan::make(const builder& config, bool listen) {
       p.listeners.per_queue[q.name()] = q.event_listeners();
       p.any_listener = true;
     }
-    for (auto& w : q.workers())
+    for (auto& w : q.workers()) {
       p.queue_of_job.emplace(w.job_name(), q.name());
+      if (w.concurrency_key_of())
+        p.key_of_job.emplace(w.job_name(), w.concurrency_key_of());
+    }
   }
   p.listen = listen && !p.queues.empty();
   p.enqueued_for_others.insert(config.enqueued_job_names().begin(),

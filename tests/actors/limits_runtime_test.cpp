@@ -228,4 +228,45 @@ TEST_SUITE("limits") {
     require_ok(bg.shutdown());
   }
 
+  BG_JOBS_RUNTIME_CASE("a worker derives a job's concurrency key from its "
+                       "payload, and a bad derived key refuses the enqueue") {
+    test::gate hold;
+    auto w = worker{"j", [&](const job&) { hold.wait(); }}
+                 .with_concurrency_key([](const nlohmann::json& p) {
+                   return p.at("tenant").get<std::string>();
+                 });
+    auto bg = start(make_builder().with_queue(queue_spec{"q"}
+                                                  .with_poll_interval(50ms)
+                                                  .with_max_concurrent_jobs(4)
+                                                  .with_key_limit(1)
+                                                  .with_worker(w)));
+    auto a = value_of(bg.enqueue(job_request{"j", {{"tenant", "a"}}}));
+    CHECK(a.concurrency_key == "a");
+    auto many = value_of(bg.enqueue_many(
+        {job_request{"j", {{"tenant", "a"}}}, job_request{"j", {{"tenant", "b"}}},
+         job_request{"j", {{"tenant", "b"}}}.with_concurrency_key("own")}));
+    REQUIRE(many.size() == 3);
+    auto db = store();
+    CHECK(value_of(db->get_job(many[0])).concurrency_key == "a");
+    CHECK(value_of(db->get_job(many[1])).concurrency_key == "b");
+    CHECK(value_of(db->get_job(many[2])).concurrency_key == "own");
+    // Two of "a": one runs, the other waits its turn.
+    REQUIRE(log.wait_for(event_kind::job_started, 3));
+    CHECK(value_of(db->stats()).reserved == 3);
+    auto before = value_of(db->stats()).total();
+    CHECK(error_of(bg.enqueue(job_request{"j", {{"tenant", 7}}})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.enqueue(job_request{"j", {{"nobody", "x"}}})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.enqueue(
+              job_request{"j", {{"tenant", std::string(256, 't')}}})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.enqueue_many({job_request{"j", {{"tenant", "c"}}},
+                                    job_request{"j", {{"tenant", "bad\x01"}}}})) ==
+          errc::invalid_argument);
+    CHECK(value_of(db->stats()).total() == before);
+    hold.open();
+    require_ok(bg.shutdown());
+  }
+
 } // TEST_SUITE
