@@ -555,12 +555,14 @@ int main(int argc, char** argv) {
           {"QUEUE", "WAITING", "SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED",
            "CANCELLED", "OLDEST WAITING", "PAUSED", "NODES"}};
       for (auto& q : report.queues) {
-        out["queues"].push_back({{"queue", q.queue},
-                                 {"job_names", q.job_names},
-                                 {"counts", bg_jobs::wire::as_json(q.counts)},
-                                 {"oldest_waiting_age_ms", q.lag.count()},
-                                 {"paused", q.paused},
-                                 {"nodes", q.nodes}});
+        json one = {{"queue", q.queue},
+                    {"job_names", q.job_names},
+                    {"counts", bg_jobs::wire::as_json(q.counts)},
+                    {"oldest_waiting_age_ms", q.lag.count()},
+                    {"paused", q.paused},
+                    {"nodes", q.nodes}};
+        one.update(bg_jobs::wire::limits_as_json(q));
+        out["queues"].push_back(std::move(one));
         auto row = counts_cells(q.counts);
         row.insert(row.begin(), shown(q.queue));
         row.push_back(q.oldest_waiting ? age(q.lag) : "-");

@@ -217,6 +217,9 @@ limits)
   expect "key running" "$(jq '.[] | select(.key=="tenant:7") | .running' <<<"$out")" 0
   expect "key's limit" "$(jq '.[] | select(.key=="smtp") | .max_running' <<<"$out")" 2
   expect "not full" "$(jq '.[] | select(.key=="smtp") | .full' <<<"$out")" false
+  run 0 "${db[@]}" --json stats
+  expect "stats: the queue's limit" "$(jq -c '.queues[] | select(.queue=="mail") | .limits[0]' <<<"$out")" '{"key":"","kind":"per_key","max_running":2}'
+  expect "stats: its keys" "$(jq '.queues[] | select(.queue=="mail") | .keys | length' <<<"$out")" 2
   run 0 "${db[@]}" limits keys mail --top 1
   expect "one key" "$(wc -l <<<"$out")" 2
   run 2 "${db[@]}" limits keys mail --top 0
