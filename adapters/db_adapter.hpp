@@ -270,7 +270,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 12;
+  static constexpr int schema_version_current = 13;
 
   virtual capabilities caps() const = 0;
 
@@ -333,6 +333,18 @@ public:
   virtual caf::expected<std::vector<key_usage>>
   keys_in_use(const std::string& queue,
               const std::vector<std::string>& job_names, int max_keys) = 0;
+
+  /// The keys of a sequenced queue (`limit_kind::sequence`) held by a job
+  /// of `job_names` that failed for good, by key; none for another queue.
+  virtual caf::expected<std::vector<blocked_key>>
+  blocked_keys(const std::string& queue,
+               const std::vector<std::string>& job_names) = 0;
+
+  /// Lets the jobs of `key` behind its failed ones go: those failed jobs
+  /// (of `job_names`) stay failed but no longer hold it. Returns how many.
+  virtual caf::expected<int64_t>
+  unblock_key(const std::vector<std::string>& job_names,
+              const std::string& key) = 0;
 
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>

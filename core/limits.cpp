@@ -16,12 +16,17 @@ const char* to_string(limit_kind k) {
       return "per_key";
     case limit_kind::total:
       return "total";
+    case limit_kind::sequence:
+      return "sequence";
+    case limit_kind::sequence_skip_failed:
+      return "sequence_skip_failed";
   }
   return "?";
 }
 
 std::optional<limit_kind> parse_limit_kind(std::string_view text) {
-  for (auto k : {limit_kind::key, limit_kind::per_key, limit_kind::total})
+  for (auto k : {limit_kind::key, limit_kind::per_key, limit_kind::total,
+                 limit_kind::sequence, limit_kind::sequence_skip_failed})
     if (text == to_string(k))
       return k;
   return std::nullopt;
@@ -57,8 +62,19 @@ caf::error check_limits(const std::vector<concurrency_limit>& limits) {
       return make_error(errc::invalid_argument,
                         what + " takes no key, got '" + printable(l.key) + "'");
     }
-    if (!seen.emplace(l.kind, l.key).second)
-      return make_error(errc::invalid_argument, what + " is given twice");
+    bool seq = l.kind == limit_kind::sequence ||
+               l.kind == limit_kind::sequence_skip_failed;
+    if (seq && l.max_running != 1)
+      return make_error(errc::invalid_argument,
+                        "a sequence runs one job of a key at a time; its "
+                        "max_running is 1, got " +
+                            std::to_string(l.max_running));
+    // One sequence kind at most.
+    if (!seen.emplace(seq ? limit_kind::sequence : l.kind, l.key).second)
+      return make_error(errc::invalid_argument,
+                        seq ? std::string{"a queue's sequences are declared "
+                                          "once"}
+                            : what + " is given twice");
   }
   return caf::none;
 }

@@ -18,9 +18,25 @@ enum class limit_kind {
   per_key,
   /// The queue's running jobs, across every node.
   total,
+  /// Every key of the queue is a sequence: only the oldest unfinished job
+  /// of a key may run, and a failed job holds its key until it is retried
+  /// or deleted, or the key is unblocked. `max_running` is 1.
+  sequence,
+  /// As `sequence`, but a job that failed for good lets the next one go.
+  sequence_skip_failed,
 };
 
-/// `"key"`, `"per_key"` or `"total"`.
+/// What a failed job of a sequence does to the jobs behind it.
+enum class sequence_failure {
+  /// Holds its key (the key is blocked) until it is retried or deleted, or
+  /// the key is unblocked.
+  hold,
+  /// Lets the next job of the key go.
+  skip,
+};
+
+/// `"key"`, `"per_key"`, `"total"`, `"sequence"` or
+/// `"sequence_skip_failed"`.
 const char* to_string(limit_kind k);
 
 /// The kind named `text` (as `to_string` spells it), if any.
@@ -49,6 +65,15 @@ struct key_usage {
 
   /// No more of its jobs are admitted until one ends.
   bool full() const { return max_running > 0 && running >= max_running; }
+};
+
+/// A key of a sequenced queue held by a job that failed for good.
+struct blocked_key {
+  std::string key;
+  /// The oldest failed job that holds it.
+  int64_t failed_job = 0;
+  /// Jobs of the key waiting behind it (delayed ones included).
+  int64_t waiting = 0;
 };
 
 /// The limit `limits` set for `key`: its own, else the per-key one; 0 when

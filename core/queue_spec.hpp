@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -100,6 +101,28 @@ public:
   /// node also keeps to its own `max_concurrent_jobs`).
   queue_spec& with_global_limit(int n) {
     return with_limit({limit_kind::total, "", n});
+  }
+
+  /// Makes every concurrency key of this queue a sequence, across every
+  /// node: of a key's jobs only the oldest unfinished one (the lowest id in
+  /// the jobs table, delayed or retrying included) may run, so they run one
+  /// at a time in the order they were enqueued. A job that fails for good
+  /// holds its key (`sequence_failure::hold`: the key is blocked until the
+  /// job is retried or deleted, or the key is unblocked) or lets the next
+  /// one go (`skip`). Jobs without a key are not sequenced. Makes the queue
+  /// limited.
+  queue_spec& with_sequences(sequence_failure f = sequence_failure::hold) {
+    limits_.erase(std::remove_if(limits_.begin(), limits_.end(),
+                                 [](const concurrency_limit& x) {
+                                   return x.kind == limit_kind::sequence ||
+                                          x.kind ==
+                                              limit_kind::sequence_skip_failed;
+                                 }),
+                  limits_.end());
+    return with_limit({f == sequence_failure::hold
+                           ? limit_kind::sequence
+                           : limit_kind::sequence_skip_failed,
+                       "", 1});
   }
 
   /// Sets one limit (replacing one of the same kind and key).

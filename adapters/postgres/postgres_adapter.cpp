@@ -79,6 +79,22 @@ const statement_def statements[] = {
    " SELECT k, count(*) FILTER (WHERE r), count(*) FILTER (WHERE w) FROM k"
    " GROUP BY k HAVING count(*) FILTER (WHERE r OR w) > 0"
    " ORDER BY 3 DESC, 2 DESC, k LIMIT $3"},
+  // $1 queue, $2 names (JSON).
+  {"bgj_blocked_keys",
+   "SELECT f.concurrency_key, min(f.id), (SELECT count(*) FROM jobs j"
+   "   WHERE j.concurrency_key = f.concurrency_key"
+   "   AND j.name = ANY (ARRAY(SELECT json_array_elements_text($2::json))))"
+   " FROM jobs_failed f WHERE f.concurrency_key IS NOT NULL"
+   " AND NOT f.cancelled AND NOT f.unblocked"
+   " AND f.name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   " AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"
+   "   AND kind = 'sequence')"
+   " GROUP BY f.concurrency_key ORDER BY f.concurrency_key"},
+  // $1 names (JSON), $2 key.
+  {"bgj_unblock_key",
+   "UPDATE jobs_failed SET unblocked = true WHERE concurrency_key = $2"
+   " AND NOT cancelled AND NOT unblocked"
+   " AND name = ANY (ARRAY(SELECT json_array_elements_text($1::json)))"},
   {"bgj_limits_of",
    "SELECT kind, key, max_running FROM bg_jobs_limits WHERE queue = $1"
    " ORDER BY kind = 'key', key, kind"},
@@ -580,6 +596,32 @@ postgres_adapter::keys_in_use(const std::string& queue,
           out.push_back(std::move(u));
         }
         return out;
+      });
+}
+
+caf::expected<std::vector<blocked_key>>
+postgres_adapter::blocked_keys(const std::string& queue,
+                               const std::vector<std::string>& job_names) {
+  auto names = nlohmann::json(job_names).dump();
+  return impl_->in_statement(
+      "reading the blocked keys", [&](pqxx::transaction_base& tx) {
+        std::vector<blocked_key> out;
+        for (const auto& row :
+             tx.exec_prepared("bgj_blocked_keys", queue, names))
+          out.push_back({row[0].as<std::string>(), row[1].as<int64_t>(),
+                         row[2].as<int64_t>()});
+        return out;
+      });
+}
+
+caf::expected<int64_t>
+postgres_adapter::unblock_key(const std::vector<std::string>& job_names,
+                              const std::string& key) {
+  auto names = nlohmann::json(job_names).dump();
+  return impl_->in_statement(
+      "unblocking a key", [&](pqxx::transaction_base& tx) {
+        return static_cast<int64_t>(
+            tx.exec_prepared("bgj_unblock_key", names, key).affected_rows());
       });
 }
 

@@ -140,6 +140,14 @@ const char* const migrations[] = {
     "  max_running INTEGER NOT NULL,"
     "  updated_at TIMESTAMPTZ NOT NULL,"
     "  PRIMARY KEY (queue, kind, key));",
+    // version 13: sequences. A failed job an operator unblocked no longer
+    // holds its key; the claim finds a key's oldest job by its index.
+    "ALTER TABLE jobs_failed ADD COLUMN unblocked BOOLEAN NOT NULL"
+    "  DEFAULT false;"
+    "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
+    "  WHERE concurrency_key IS NOT NULL;"
+    "CREATE INDEX jobs_failed_key_idx ON jobs_failed (concurrency_key)"
+    "  WHERE concurrency_key IS NOT NULL;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -84,6 +84,11 @@ public:
   keys_in_use(const std::string& queue,
               const std::vector<std::string>& job_names,
               int max_keys) override;
+  caf::expected<std::vector<blocked_key>>
+  blocked_keys(const std::string& queue,
+               const std::vector<std::string>& job_names) override;
+  caf::expected<int64_t> unblock_key(const std::vector<std::string>& job_names,
+                                     const std::string& key) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>

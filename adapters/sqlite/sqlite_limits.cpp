@@ -25,7 +25,7 @@ const char sql_reserve_limited[] =
     "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"
     "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"
     " cand AS (SELECT id, concurrency_key AS k1,"
-    "   second_concurrency_key AS k2, priority, available_at FROM jobs"
+    "   second_concurrency_key AS k2, priority, available_at FROM jobs c"
     "   WHERE reserved_by IS NULL AND available_at <= ?1"
     "     AND name IN (SELECT value FROM json_each(?3))"
     "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
@@ -34,6 +34,19 @@ const char sql_reserve_limited[] =
     "       SELECT k FROM room WHERE free <= 0))"
     "     AND (second_concurrency_key IS NULL OR second_concurrency_key"
     "       NOT IN (SELECT k FROM room WHERE free <= 0))"
+    // In a sequenced queue only the oldest job of a key in `jobs` may go,
+    // and (unless failed jobs are skipped) none while a failed job holds
+    // the key.
+    "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"
+    "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"
+    "       OR (NOT EXISTS (SELECT 1 FROM jobs o"
+    "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"
+    "           AND o.name IN (SELECT value FROM json_each(?3)))"
+    "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"
+    "           WHERE f.concurrency_key = c.concurrency_key"
+    "           AND f.cancelled = 0 AND f.unblocked = 0"
+    "           AND EXISTS (SELECT 1 FROM lim WHERE kind = 'sequence')"
+    "           AND f.name IN (SELECT value FROM json_each(?3)))))"
     "   ORDER BY priority, available_at, id LIMIT ?6),"
     " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"
     "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"
@@ -84,6 +97,22 @@ const char sql_keys_in_use[] =
     "   AND name IN (SELECT value FROM json_each(?1)))"
     " SELECT k, sum(r), sum(w) FROM k GROUP BY k HAVING sum(r OR w) > 0"
     " ORDER BY 3 DESC, 2 DESC, k LIMIT ?3";
+
+const char sql_blocked_keys[] =
+    "SELECT f.concurrency_key, min(f.id), (SELECT count(*) FROM jobs j"
+    "   WHERE j.concurrency_key = f.concurrency_key"
+    "   AND j.name IN (SELECT value FROM json_each(?2)))"
+    " FROM jobs_failed f WHERE f.concurrency_key IS NOT NULL"
+    " AND f.cancelled = 0 AND f.unblocked = 0"
+    " AND f.name IN (SELECT value FROM json_each(?2))"
+    " AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = ?1"
+    "   AND kind = 'sequence')"
+    " GROUP BY f.concurrency_key ORDER BY f.concurrency_key";
+
+const char sql_unblock_key[] =
+    "UPDATE jobs_failed SET unblocked = 1 WHERE concurrency_key = ?2"
+    " AND cancelled = 0 AND unblocked = 0"
+    " AND name IN (SELECT value FROM json_each(?1))";
 
 } // namespace
 
@@ -192,6 +221,38 @@ sqlite_adapter::keys_in_use(const std::string& queue,
   if (rc != SQLITE_DONE)
     return failure(rc, "reading the keys in use");
   return out;
+}
+
+caf::expected<std::vector<blocked_key>>
+sqlite_adapter::blocked_keys(const std::string& queue,
+                             const std::vector<std::string>& job_names) {
+  auto s = prepare(sql_blocked_keys);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, queue).bind(2, nlohmann::json(job_names).dump());
+  std::vector<blocked_key> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    out.push_back({column_text(q.get(), 0), sqlite3_column_int64(q.get(), 1),
+                   sqlite3_column_int64(q.get(), 2)});
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading the blocked keys");
+  return out;
+}
+
+caf::expected<int64_t>
+sqlite_adapter::unblock_key(const std::vector<std::string>& job_names,
+                            const std::string& key) {
+  auto r = execute(
+      sql_unblock_key,
+      [&](statement& q) {
+        q.bind(1, nlohmann::json(job_names).dump()).bind(2, key);
+      },
+      "unblocking a key");
+  if (!r)
+    return std::move(r.error());
+  return int64_t{*r};
 }
 
 } // namespace bg_jobs

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -458,5 +459,127 @@ TEST_SUITE("limits") {
       CHECK(keys[i - 1].waiting >= keys[i].waiting);
     CHECK(value_of(db->keys_in_use(queue, {"work"}, 2)).size() == 2);
     CHECK(value_of(db->keys_in_use(queue, {"nothing"}, 10)).empty());
+  }
+  TEST_CASE_TEMPLATE("a sequence runs a key's jobs one at a time in the "
+                     "order they were enqueued",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {{limit_kind::sequence, "", 1}}));
+    std::vector<int64_t> a;
+    for (int i = 0; i < 3; ++i)
+      a.push_back(value_of(db->enqueue_job(keyed("a").with_priority(5))).id);
+    // Enqueued later with a better priority: it still waits its turn.
+    a.push_back(value_of(db->enqueue_job(keyed("a").with_priority(0))).id);
+    auto b = value_of(db->enqueue_job(keyed("b"))).id;
+    auto plain = value_of(db->enqueue_job(job_request{"work"})).id;
+    auto first = claim(*db, 10);
+    std::set<int64_t> got;
+    for (auto& j : first)
+      got.insert(j.id);
+    CHECK(got == std::set<int64_t>{a[0], b, plain});
+    CHECK(claim(*db, 10, "node/q/2").empty());
+    for (size_t i = 1; i < a.size(); ++i) {
+      auto head = std::find_if(first.begin(), first.end(), [](const job& j) {
+        return j.concurrency_key == "a";
+      });
+      REQUIRE(head != first.end());
+      succeed(*db, *head);
+      first = claim(*db, 10, "node/q/" + std::to_string(i + 2));
+      REQUIRE(first.size() == 1);
+      CHECK(first[0].id == a[i]);
+    }
+  }
+
+  TEST_CASE_TEMPLATE("a failed head blocks its key, and only its key, until "
+                     "it is retried, deleted or the key unblocked",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {{limit_kind::sequence, "", 1}}));
+    std::vector<int64_t> a;
+    for (int i = 0; i < 3; ++i)
+      a.push_back(value_of(db->enqueue_job(keyed("a"))).id);
+    auto b1 = value_of(db->enqueue_job(keyed("b"))).id;
+    auto b2 = value_of(db->enqueue_job(keyed("b"))).id;
+    auto first = claim(*db, 10);
+    REQUIRE(first.size() == 2);
+    auto head_of = [&](const std::string& k) {
+      return *std::find_if(first.begin(), first.end(),
+                           [&](const job& j) { return j.concurrency_key == k; });
+    };
+    require_ok(db->move_job_to_failed(head_of("a"), "broken"));
+    succeed(*db, head_of("b"));
+    // b goes on; a is held by its failed head.
+    auto next = claim(*db, 10);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == b2);
+    auto blocked = value_of(db->blocked_keys(queue, {"work"}));
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].key == "a");
+    CHECK(blocked[0].failed_job == a[0]);
+    CHECK(blocked[0].waiting == 2);
+    CHECK(value_of(db->blocked_keys("other", {"work"})).empty());
+    // Retried, the failed head runs again first.
+    value_of(db->retry_job(a[0]));
+    next = claim(*db, 10);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == a[0]);
+    // It fails again; an operator unblocks the key: the next one goes, and
+    // the failed job stays failed.
+    require_ok(db->move_job_to_failed(next[0], "broken again"));
+    CHECK(claim(*db, 10).empty());
+    CHECK(value_of(db->unblock_key({"work"}, "a")) == 1);
+    CHECK(value_of(db->blocked_keys(queue, {"work"})).empty());
+    CHECK(value_of(db->get_job(a[0])).state == job_state::failed);
+    next = claim(*db, 10);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == a[1]);
+    // Deleted: a failed head holds nothing either.
+    require_ok(db->move_job_to_failed(next[0], "broken"));
+    CHECK(claim(*db, 10).empty());
+    require_ok(db->delete_job(a[1]));
+    next = claim(*db, 10);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == a[2]);
+    (void)b1;
+  }
+
+  TEST_CASE_TEMPLATE("a sequence that skips failed jobs lets the next go, and "
+                     "a delayed head holds its key",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    require_ok(
+        db->set_limits(queue, {{limit_kind::sequence_skip_failed, "", 1}}));
+    auto a1 = value_of(db->enqueue_job(keyed("a"))).id;
+    auto a2 = value_of(db->enqueue_job(keyed("a"))).id;
+    auto later = value_of(db->enqueue_job(keyed("c").available_in(1h))).id;
+    auto c2 = value_of(db->enqueue_job(keyed("c"))).id;
+    auto first = claim(*db, 10);
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].id == a1);
+    require_ok(db->move_job_to_failed(first[0], "broken"));
+    CHECK(value_of(db->blocked_keys(queue, {"work"})).empty());
+    auto next = claim(*db, 10);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == a2);
+    (void)later;
+    (void)c2;
+  }
+
+  TEST_CASE_TEMPLATE("bad sequence declarations are refused", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    CHECK(error_of(db->set_limits(queue, {{limit_kind::sequence, "", 2}})) ==
+          errc::invalid_argument);
+    CHECK(error_of(db->set_limits(queue, {{limit_kind::sequence, "k", 1}})) ==
+          errc::invalid_argument);
+    CHECK(error_of(db->set_limits(
+              queue, {{limit_kind::sequence, "", 1},
+                      {limit_kind::sequence_skip_failed, "", 1}})) ==
+          errc::invalid_argument);
+    CHECK(value_of(db->stored_limits(queue)).empty());
   }
 }

@@ -131,6 +131,15 @@ public:
               int max_keys) override {
     return inner_->keys_in_use(queue, job_names, max_keys);
   }
+  caf::expected<std::vector<blocked_key>>
+  blocked_keys(const std::string& queue,
+               const std::vector<std::string>& job_names) override {
+    return inner_->blocked_keys(queue, job_names);
+  }
+  caf::expected<int64_t> unblock_key(const std::vector<std::string>& job_names,
+                                     const std::string& key) override {
+    return inner_->unblock_key(job_names, key);
+  }
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {
     return inner_->release_jobs_reserved_by(owner);

@@ -67,6 +67,21 @@
 // every key goes before anyone's second (keyless jobs count as firsts).
 // The queue's total caps the lot. No step joins candidates to each other,
 // so a claim costs in proportion to the jobs it looks at.
+// In a sequenced queue only the oldest job of a key in `jobs` may go, and
+// (unless failed jobs are skipped) none while a failed job holds the key.
+#define BG_JOBS_PG_SEQUENCE_HEAD                                               \
+  "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"       \
+  "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"                 \
+  "       OR (NOT EXISTS (SELECT 1 FROM jobs o"                                \
+  "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"     \
+  "           AND o.name = ANY (ARRAY(SELECT json_array_elements_text("        \
+  "             $3::json))))"                                                  \
+  "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"                       \
+  "           WHERE f.concurrency_key = c.concurrency_key AND NOT f.cancelled" \
+  "           AND NOT f.unblocked AND EXISTS (SELECT 1 FROM lim"               \
+  "             WHERE kind = 'sequence')"                                      \
+  "           AND f.name = ANY (ARRAY(SELECT json_array_elements_text("        \
+  "             $3::json))))))"
 #define BG_JOBS_PG_LIMITED_CLAIM                                               \
   "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
   "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
@@ -80,7 +95,7 @@
   "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"     \
   "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"      \
   " cand AS MATERIALIZED (SELECT id, concurrency_key AS k1,"                   \
-  "   second_concurrency_key AS k2, priority, available_at FROM jobs"          \
+  "   second_concurrency_key AS k2, priority, available_at FROM jobs c"        \
   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
   "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
@@ -89,6 +104,7 @@
   "       SELECT k FROM room WHERE free <= 0))"                                \
   "     AND (second_concurrency_key IS NULL OR second_concurrency_key"         \
   "       NOT IN (SELECT k FROM room WHERE free <= 0))"                        \
+  BG_JOBS_PG_SEQUENCE_HEAD                                                      \
   "   ORDER BY priority, available_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),"   \
   " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
   "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
