@@ -5,12 +5,14 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
 
 #include "reliability/node_targets.hpp"
+#include "support/expect.hpp"
 #include "support/store_reads.hpp"
 #include "support/wait.hpp"
 
@@ -166,5 +168,63 @@ TEST_SUITE("reliability") {
     CHECK(runs >= keys * per_key);
     CHECK(overlaps == 0);
     CHECK(cut > 0);
+  }
+
+  TEST_CASE_TEMPLATE("a sequence runs each key's jobs in order across three "
+                     "processes, and a failed head blocks its key only",
+                     T, sqlite_target, postgres_target) {
+    constexpr int keys = 6;
+    constexpr int per_key = 25;
+    constexpr int fails_at = 10; // the eleventh job of the last key fails
+    T target;
+    prepare(target, 0);
+    auto db = target.open();
+    require_ok(db->set_limits("work", {{limit_kind::sequence, "", 1}}));
+    std::vector<job_request> reqs;
+    for (int i = 0; i < per_key; ++i)
+      for (int k = 0; k < keys; ++k) {
+        nlohmann::json p = {{"n", i}};
+        if (k == keys - 1 && i == fails_at)
+          p["fail"] = true;
+        reqs.push_back(std::move(job_request{"work", p}.with_concurrency_key(
+            "k" + std::to_string(k))));
+      }
+    REQUIRE(db->enqueue_jobs(reqs));
+    constexpr int held_back = per_key - fails_at - 1;
+    test::temp_dir dir;
+    std::vector<std::string> names{"node-a", "node-b", "node-c"};
+    std::vector<std::unique_ptr<child_process>> nodes;
+    for (auto& name : names)
+      nodes.push_back(start_node(
+          target.store(), name, 4,
+          {"--sequence", "--sleep-ms", "5", "--until-left",
+           std::to_string(held_back), "--span-log", dir.file(name)}));
+    for (auto& n : nodes)
+      CHECK(n->wait(120s) == 0);
+    std::map<std::string, std::vector<span>> by_key;
+    std::set<std::string> nodes_used;
+    for (auto& name : names)
+      for (auto& s : spans_in(dir.file(name), -1)) {
+        by_key[s.key].push_back(s);
+        nodes_used.insert(name);
+      }
+    CHECK(nodes_used.size() >= 2);
+    REQUIRE(by_key.size() == keys);
+    for (auto& [key, spans] : by_key) {
+      INFO("key " << key);
+      std::sort(spans.begin(), spans.end(),
+                [](const span& a, const span& b) { return a.start < b.start; });
+      bool last = key == "k" + std::to_string(keys - 1);
+      CHECK(spans.size() == size_t(last ? fails_at + 1 : per_key));
+      for (size_t i = 1; i < spans.size(); ++i) {
+        CHECK(spans[i].job > spans[i - 1].job); // in enqueue order
+        CHECK(spans[i].start >= spans[i - 1].end); // one at a time
+      }
+    }
+    auto blocked = value_of(db->blocked_keys("work", {"work"}));
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].key == "k" + std::to_string(keys - 1));
+    CHECK(blocked[0].waiting == held_back);
+    CHECK(succeeded(*db) == (keys - 1) * per_key + fails_at);
   }
 }

@@ -22,6 +22,10 @@
 // (across every node). --span-log FILE appends "S <job> <key> <us>" as a
 // handler starts and "E <job> <key> <us>" as it ends (wall-clock
 // microseconds; one write each).
+// --sequence makes queue "work" sequenced (a failed job holds its key; no
+// retries), and a job whose payload has "fail": true fails after its span.
+// --until-left N: the node is done when N jobs are left pending (those a
+// blocked key holds back) and none is reserved.
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
 // application_name, so that a test can find (and kill) them.
@@ -99,6 +103,8 @@ int main(int argc, char** argv) {
   int key_limit = 0;
   int span_log = -1;
   bool default_name = false;
+  bool sequence = false;
+  int64_t until_left = 0;
   std::chrono::milliseconds timeout{60000};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -131,6 +137,10 @@ int main(int argc, char** argv) {
       prune_every = std::chrono::milliseconds{std::stol(next())};
     else if (arg == "--default-name")
       default_name = true;
+    else if (arg == "--sequence")
+      sequence = true;
+    else if (arg == "--until-left")
+      until_left = std::stol(next());
     else if (arg == "--enqueue-unique")
       enqueue_unique = std::stoi(next());
   }
@@ -213,9 +223,14 @@ int main(int argc, char** argv) {
                           span('E');
                           if (record)
                             record_run(store, held, j.id);
+                          if (j.payload.is_object() &&
+                              j.payload.value("fail", false))
+                            throw std::runtime_error("asked to fail");
                         }});
     if (key_limit > 0)
       spec.with_key_limit(key_limit);
+    if (sequence)
+      spec.with_sequences().with_max_retries(0);
     auto config = bg_jobs::builder{factory}
                       .with_node_lease(lease)
                       .with_retention(bg_jobs::prune_params{}, prune_every)
@@ -251,7 +266,8 @@ int main(int argc, char** argv) {
       if (!st)
         db.reset();
       idle_checks =
-          st && st->pending() + st->reserved == 0 ? idle_checks + 1 : 0;
+          st && st->pending() + st->reserved == until_left ? idle_checks + 1
+                                                           : 0;
     }
     bg->shutdown();
   }
