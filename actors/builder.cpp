@@ -127,6 +127,9 @@ caf::behavior remote_gate(caf::event_based_actor* self, caf::actor root,
       [=](limit_atom a, const std::string& queue, const std::string& kind,
           const std::string& key,
           int n) { return forward(a, queue, kind, key, n); },
+      [=](unblock_atom a, const std::string& queue, const std::string& key) {
+        return forward(a, queue, key);
+      },
       [=](get_atom a, int64_t id) { return forward(a, id); },
       [=](list_atom a, const job_query& q) { return forward(a, q); },
       [=](stats_atom a) { return forward(a); },

@@ -179,6 +179,12 @@ caf::expected<void> instance::set_limit(const std::string& queue,
                    limit.max_running);
 }
 
+caf::expected<int64_t> instance::unblock_key(const std::string& queue,
+                                             const std::string& key) {
+  return ask<int64_t>(*sys_, actor(), control_timeout, unblock_atom::value,
+                      queue, key);
+}
+
 caf::expected<void> instance::pause_schedule(const std::string& job_name) {
   return ask<void>(*sys_, actor(), control_timeout, pause_atom::value,
                    pause_kind::schedule, job_name);

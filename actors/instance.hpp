@@ -124,6 +124,11 @@ public:
   caf::expected<void> set_limit(const std::string& queue,
                                 const concurrency_limit& limit);
 
+  /// Lets the jobs of `key` in the sequenced queue `queue` go past its
+  /// failed ones, which stay failed; returns how many failed jobs held it.
+  caf::expected<int64_t> unblock_key(const std::string& queue,
+                                     const std::string& key);
+
   /// Pauses a scheduled job on every node: an occurrence that falls in the
   /// pause is skipped, not piled up.
   caf::expected<void> pause_schedule(const std::string& job_name);

@@ -77,6 +77,11 @@ using scale_atom = caf::atom_constant<caf::atom("scale")>;
 /// next claim.
 using limit_atom = caf::atom_constant<caf::atom("limit")>;
 
+/// `(unblock_atom, std::string queue, std::string key)` → `int64_t`: the
+/// jobs of `key` in the sequenced queue go past its failed ones (which stay
+/// failed); the number of failed jobs that held it comes back.
+using unblock_atom = caf::atom_constant<caf::atom("unblock")>;
+
 /// `(get_atom, int64_t job_id)` → `job_record`.
 using get_atom = caf::atom_constant<caf::atom("get")>;
 
@@ -117,6 +122,8 @@ struct queue_stats {
   /// run wait because one of their keys is.
   int64_t keys_full = 0;
   int64_t waiting_on_limit = 0;
+  /// Of a sequenced queue: the keys a failed job holds.
+  std::vector<blocked_key> blocked;
 
   static constexpr int shown_keys = 20;
 };
@@ -147,6 +154,7 @@ using bg_jobs_actor = caf::typed_actor<
     caf::reacts_to<resume_atom, pause_kind, std::string>,
     caf::reacts_to<scale_atom, std::string, int>,
     caf::reacts_to<limit_atom, std::string, std::string, std::string, int>,
+    caf::replies_to<unblock_atom, std::string, std::string>::with<int64_t>,
     caf::replies_to<get_atom, int64_t>::with<job_record>,
     caf::replies_to<list_atom, job_query>::with<job_page>,
     caf::replies_to<stats_atom>::with<stats_report>,

@@ -250,8 +250,14 @@ json limits_json(const queue_stats& q) {
                     {"waiting", k.waiting},
                     {"max_running", k.max_running},
                     {"full", k.full()}});
+  json blocked = json::array();
+  for (auto& b : q.blocked)
+    blocked.push_back({{"key", b.key},
+                       {"failed_job", b.failed_job},
+                       {"waiting", b.waiting}});
   return {{"limits", limits},
           {"keys", keys},
+          {"blocked", blocked},
           {"keys_full", q.keys_full},
           {"waiting_on_limit", q.waiting_on_limit}};
 }
@@ -275,6 +281,10 @@ void limits_from_json(const json& j, queue_stats& q) {
     u.max_running = k.at("max_running").get<int>();
     q.keys.push_back(std::move(u));
   }
+  for (auto& b : j.value("blocked", json::array()))
+    q.blocked.push_back({b.at("key").get<std::string>(),
+                         b.at("failed_job").get<int64_t>(),
+                         b.at("waiting").get<int64_t>()});
   q.keys_full = j.at("keys_full").get<int64_t>();
   q.waiting_on_limit = j.at("waiting_on_limit").get<int64_t>();
 }

@@ -35,7 +35,8 @@ nlohmann::json as_json(const job_record& x);
 /// `{"waiting", "scheduled", "running", "succeeded", "failed",
 /// "cancelled"}`.
 nlohmann::json as_json(const job_stats& x);
-/// A queue's `{"limits", "keys", "keys_full", "waiting_on_limit"}`.
+/// A queue's `{"limits", "keys", "blocked", "keys_full",
+/// "waiting_on_limit"}`.
 nlohmann::json limits_as_json(const queue_stats& x);
 
 std::string encode(const job& x);

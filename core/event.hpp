@@ -44,6 +44,8 @@ enum class event_kind {
   /// A concurrency limit of a queue was set or removed (for every node);
   /// `message` says which and to what.
   queue_limit_changed,
+  /// An operator unblocked a key of a sequenced queue; `message` names it.
+  key_unblocked,
   schedule_paused,
   schedule_resumed,
   queue_error,

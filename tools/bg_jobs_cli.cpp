@@ -467,6 +467,14 @@ int main(int argc, char** argv) {
   std::string keys_top = "20";
   l_keys->add_option("queue", limit_queue, "the queue")->required();
   l_keys->add_option("--top", keys_top, "how many keys, 1 to 10000 (20)");
+  auto l_blocked = limits->add_subcommand(
+      "blocked", "the keys of a sequenced queue that a failed job holds");
+  l_blocked->add_option("queue", limit_queue, "the queue")->required();
+  auto l_unblock = limits->add_subcommand(
+      "unblock", "let the jobs of a key go past its failed ones (which stay "
+                 "failed)");
+  l_unblock->add_option("queue", limit_queue, "the queue")->required();
+  l_unblock->add_option("key", limit_key, "the key")->required();
 
   // -- prune ---------------------------------------------------------------
   auto prune = app.add_subcommand("prune", "delete old history (one batch)");
@@ -848,6 +856,46 @@ int main(int argc, char** argv) {
         std::cout << json_text(out) << '\n';
       else
         table(rows);
+    } else if (*l_blocked) {
+      auto db = store.open();
+      std::vector<std::string> names;
+      bool known = false;
+      for (auto& q : value_of(db->known_queues()))
+        if (q.queue == limit_queue) {
+          known = true;
+          names = q.job_names;
+        }
+      if (!known)
+        throw usage_error{"no node has announced a queue '" +
+                          shown(limit_queue) + "'"};
+      json out = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"KEY", "FAILED JOB", "WAITING BEHIND"}};
+      for (auto& b : value_of(db->blocked_keys(limit_queue, names))) {
+        out.push_back({{"key", b.key},
+                       {"failed_job", b.failed_job},
+                       {"waiting", b.waiting}});
+        rows.push_back({shown(b.key), std::to_string(b.failed_job),
+                        std::to_string(b.waiting)});
+      }
+      if (as_json)
+        std::cout << json_text(out) << '\n';
+      else
+        table(rows);
+    } else if (*l_unblock) {
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      auto n = value_of(cp.unblock_key(limit_queue, limit_key));
+      journal(*db, cp);
+      if (as_json)
+        std::cout << json_text({{"queue", limit_queue},
+                                {"key", limit_key},
+                                {"released", n}})
+                  << '\n';
+      else
+        std::cout << "unblocked key " << shown(limit_key) << " of "
+                  << shown(limit_queue) << ": " << n
+                  << " failed jobs no longer hold it\n";
     } else if (*l_keys) {
       auto top = static_cast<int>(
           arg_of(bg_jobs::parse_count("--top", keys_top, 1, 10000)));

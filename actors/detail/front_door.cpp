@@ -283,6 +283,17 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
           return caf::unit;
         });
       },
+      [=](unblock_atom, const std::string& queue,
+          const std::string& key) -> caf::result<int64_t> {
+        return guarded([&]() -> caf::result<int64_t> {
+          auto n = self->state.act<int64_t>(
+              "unblocking a key",
+              [&](control_plane& cp) { return cp.unblock_key(queue, key); });
+          if (!n)
+            return std::move(n.error());
+          return *n;
+        });
+      },
       [=](get_atom, int64_t id) -> caf::result<job_record> {
         return guarded([&]() -> caf::result<job_record> {
           auto r = self->state.control<job_record>(

@@ -67,6 +67,10 @@ caf::error add_limits(db_adapter& db, queue_stats& qs) {
   if (keys->size() > static_cast<size_t>(queue_stats::shown_keys))
     keys->resize(queue_stats::shown_keys);
   qs.keys = std::move(*keys);
+  auto blocked = db.blocked_keys(qs.queue, qs.job_names);
+  if (!blocked)
+    return std::move(blocked.error());
+  qs.blocked = std::move(*blocked);
   return caf::none;
 }
 
@@ -198,16 +202,14 @@ caf::expected<void> control_plane::set_paused(pause_kind k,
   return r;
 }
 
-caf::expected<void>
-control_plane::set_limit(const std::string& queue,
-                         const concurrency_limit& limit) {
-  if (auto err = check_limit_change(queue, limit))
-    return err;
+caf::expected<std::vector<std::string>>
+control_plane::limited_queue(const std::string& queue) {
   auto queues = db_.known_queues();
   if (!queues)
     return std::move(queues.error());
-  if (std::none_of(queues->begin(), queues->end(),
-                   [&](const known_queue& q) { return q.queue == queue; }))
+  auto q = std::find_if(queues->begin(), queues->end(),
+                        [&](const known_queue& k) { return k.queue == queue; });
+  if (q == queues->end())
     return make_error(errc::invalid_argument,
                       "no node has announced a queue '" + queue + "'");
   // Only a queue that its nodes run as limited: its configuration declares
@@ -220,6 +222,37 @@ control_plane::set_limit(const std::string& queue,
                       "queue '" + queue +
                           "' has no concurrency limits; declare them in its "
                           "configuration (queue_spec::with_key_limit) first");
+  return q->job_names;
+}
+
+caf::expected<int64_t> control_plane::unblock_key(const std::string& queue,
+                                                  const std::string& key) {
+  if (auto why = concurrency_key_problem(key); !why.empty() || key.empty())
+    return make_error(errc::invalid_argument,
+                      "concurrency key '" + printable(key) + "' " +
+                          (key.empty() ? std::string{"is empty"} : why));
+  auto names = limited_queue(queue);
+  if (!names)
+    return std::move(names.error());
+  auto n = db_.unblock_key(*names, key);
+  if (!n)
+    return n;
+  effects_.wake.push_back("*");
+  event e{event_kind::key_unblocked};
+  e.queue = queue;
+  e.message = "key '" + key + "' unblocked: " + std::to_string(*n) +
+              " failed jobs no longer hold it";
+  effects_.events.push_back(std::move(e));
+  return n;
+}
+
+caf::expected<void>
+control_plane::set_limit(const std::string& queue,
+                         const concurrency_limit& limit) {
+  if (auto err = check_limit_change(queue, limit))
+    return err;
+  if (auto names = limited_queue(queue); !names)
+    return std::move(names.error());
   auto r = db_.set_limit(queue, limit);
   if (!r)
     return r;

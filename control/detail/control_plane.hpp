@@ -97,11 +97,19 @@ public:
   caf::expected<void> set_limit(const std::string& queue,
                                 const concurrency_limit& limit);
 
+  /// Lets the jobs of `key` in the sequenced queue `queue` go past its
+  /// failed ones (which stay failed); returns how many failed jobs held it.
+  caf::expected<int64_t> unblock_key(const std::string& queue,
+                                     const std::string& key);
+
   /// What the calls so far mean for the nodes; taken by the caller.
   action_effects take_effects() { return std::exchange(effects_, {}); }
 
 private:
   caf::error check_pausable(pause_kind k, const std::string& name);
+  /// The job names of `queue`, announced by some node and limited.
+  caf::expected<std::vector<std::string>>
+  limited_queue(const std::string& queue);
   std::string queue_of(const std::string& job_name);
   void report(event_kind k, const job_record& r, std::string message = {});
 

@@ -121,6 +121,18 @@ function showLimits(queues) {
       t.append(tr);
     }
     box.append(h, t);
+    if (q.blocked && q.blocked.length) {
+      const b = el("table"); b.className = "blocked-keys"; b.dataset.queue = q.queue;
+      const bh = el("tr"); for (const c of ["blocked key", "failed job", "waiting behind"]) bh.append(el("th", c, c === "blocked key" ? "" : "num"));
+      b.append(bh);
+      for (const k of q.blocked) {
+        const tr = el("tr", undefined, "full");
+        const id = el("td", k.failed_job, "num"); id.style.cursor = "pointer"; id.onclick = () => showJob(k.failed_job);
+        tr.append(el("td", k.key), id, el("td", k.waiting, "num"));
+        b.append(tr);
+      }
+      box.append(b);
+    }
   }
 }
 async function loadChart() {

@@ -269,4 +269,40 @@ TEST_SUITE("limits") {
     require_ok(bg.shutdown());
   }
 
+  BG_JOBS_RUNTIME_CASE("a failed head of a sequence shows as blocked in stats "
+                       "and an operator unblocks it") {
+    auto w = worker{"j", [](const job& j) {
+      if (j.payload.value("fail", false))
+        throw std::runtime_error("broken");
+    }};
+    auto bg = start(make_builder().with_queue(queue_spec{"q"}
+                                                  .with_poll_interval(50ms)
+                                                  .with_max_concurrent_jobs(4)
+                                                  .with_max_retries(0)
+                                                  .with_sequences()
+                                                  .with_worker(w)));
+    auto a1 = value_of(bg.enqueue(
+        job_request{"j", {{"fail", true}}}.with_concurrency_key("a")));
+    auto a2 = value_of(bg.enqueue(job_request{"j"}.with_concurrency_key("a")));
+    value_of(bg.enqueue(job_request{"j"}.with_concurrency_key("b")));
+    REQUIRE(log.wait_for(event_kind::job_failed));
+    REQUIRE(log.wait_for(event_kind::job_succeeded));
+    auto st = value_of(bg.stats());
+    REQUIRE(st.queues.at(0).blocked.size() == 1);
+    CHECK(st.queues[0].blocked[0].key == "a");
+    CHECK(st.queues[0].blocked[0].failed_job == a1.id);
+    CHECK(st.queues[0].blocked[0].waiting == 1);
+    auto db = store();
+    CHECK(value_of(db->get_job(a2.id)).state == job_state::waiting);
+    CHECK(error_of(bg.unblock_key("nope", "a")) == errc::invalid_argument);
+    CHECK(error_of(bg.unblock_key("q", "")) == errc::invalid_argument);
+    CHECK(value_of(bg.unblock_key("q", "a")) == 1);
+    REQUIRE(log.wait_for(event_kind::key_unblocked));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 2));
+    CHECK(value_of(db->get_job(a2.id)).state == job_state::succeeded);
+    CHECK(value_of(db->get_job(a1.id)).state == job_state::failed);
+    CHECK(value_of(bg.stats()).queues.at(0).blocked.empty());
+    require_ok(bg.shutdown());
+  }
+
 } // TEST_SUITE

@@ -225,6 +225,14 @@ limits)
   run 2 "${db[@]}" limits keys mail --top 0
   run 2 "${db[@]}" limits keys mail --top 1x
   run 2 "${db[@]}" limits keys nope
+  run 0 "${db[@]}" --json limits blocked mail
+  expect "nothing blocked" "$out" "[]"
+  run 0 "${db[@]}" --json limits unblock mail tenant:7
+  expect "nothing held it" "$(jq .released <<<"$out")" 0
+  run 2 "${db[@]}" limits unblock nope k
+  run 2 "${db[@]}" limits unblock reports k
+  run 2 "${db[@]}" limits unblock mail "$(printf 'a\001')"
+  run 2 "${db[@]}" limits blocked nope
   run 2 "${db[@]}" jobs enqueue mail --concurrency-key "$(printf 'a\001')"
   run 2 "${db[@]}" jobs enqueue mail --second-concurrency-key b
   ;;
