@@ -4,6 +4,8 @@ namespace bg_jobs {
 
 const char* to_string(event_kind k) {
   switch (k) {
+  case event_kind::job_absorbed:
+    return "bg_jobs.job.absorbed";
   case event_kind::job_enqueued:
     return "bg_jobs.job.enqueue";
   case event_kind::job_reserved:

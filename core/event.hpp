@@ -14,6 +14,9 @@ namespace bg_jobs {
 /// Every lifecycle point bg_jobs reports.
 enum class event_kind {
   job_enqueued,
+  /// A unique request was absorbed by the job that holds its key (kept,
+  /// or changed as its `unique_conflict` says): `job` is that job.
+  job_absorbed,
   job_reserved,
   job_started,
   job_succeeded,

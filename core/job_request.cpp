@@ -216,6 +216,19 @@ caf::expected<std::string> job_request::validate() const {
       return make_error(errc::invalid_argument,
                         "the unique period must be positive, got " +
                             std::to_string(unique_->period->count()) + " ms");
+    if (unique_->max_wait &&
+        unique_->on_conflict != unique_conflict::debounce)
+      return make_error(errc::invalid_argument,
+                        "a maximum wait bounds a debounce only");
+    if (unique_->max_wait && unique_->max_wait->count() <= 0)
+      return make_error(errc::invalid_argument,
+                        "the maximum wait must be positive, got " +
+                            std::to_string(unique_->max_wait->count()) +
+                            " ms");
+    if (unique_->on_conflict == unique_conflict::merge &&
+        !payload_.is_object())
+      return make_error(errc::invalid_argument,
+                        "a merged request's payload must be a JSON object");
   }
   if (auto err = check_payload(payload_))
     return err;

@@ -49,6 +49,22 @@ constexpr size_t max_concurrency_key_length = 255;
 /// Why `key` cannot be a concurrency key, or empty when it can.
 std::string concurrency_key_problem(std::string_view key);
 
+/// What an enqueue does to the waiting job that holds its unique key. A job
+/// that has started is never changed: the request is then stored as a new
+/// job, which takes the key over (the running one goes on).
+enum class unique_conflict {
+  /// Keeps the waiting job as it is; the request is dropped.
+  keep,
+  /// Debounce: the waiting job takes the request's payload and time (at
+  /// most `unique_options::max_wait` after the job was first enqueued).
+  debounce,
+  /// Throttle: the waiting job keeps its time and takes the payload.
+  throttle,
+  /// The request's payload is merged into the waiting job's (a JSON merge
+  /// patch, RFC 7396); its time is kept.
+  merge,
+};
+
 /// How a unique job keeps duplicates out (`job_request::with_unique`).
 struct unique_options {
   /// The key that makes two requests equal; by default the job name and
@@ -61,6 +77,11 @@ struct unique_options {
   /// Whether a succeeded job still counts (within the period); by default
   /// only waiting and running jobs do.
   bool include_succeeded = false;
+  /// What a request does to the waiting job that holds the key.
+  unique_conflict on_conflict = unique_conflict::keep;
+  /// With `debounce`: the latest a job may be pushed to, from its first
+  /// enqueue (none: no bound).
+  std::optional<std::chrono::milliseconds> max_wait;
 };
 
 /// What an application asks to run: a job name, a JSON payload and when the

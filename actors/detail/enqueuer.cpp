@@ -124,8 +124,20 @@ caf::expected<job> enqueuer::enqueue(const job_request& given) {
     store_.failed(j.error(), "enqueueing a job of '" + r.name() + "'");
     return j;
   }
-  if (j->conflict)
-    return j; // a duplicate: nothing new to run
+  if (j->conflict) {
+    // A duplicate: nothing new to run, but its job may have a new time.
+    if (runs_here(j->name))
+      if (auto later = due_in(j->available_at))
+        wake(j->name, *later);
+    if (ctx_.bus->active()) {
+      event e{event_kind::job_absorbed};
+      e.queue = queue_of(j->name);
+      e.job = *j;
+      e.message = "absorbed by job " + std::to_string(j->id);
+      ctx_.emit(std::move(e));
+    }
+    return j;
+  }
   if (runs_here(j->name)) {
     wake(j->name, std::chrono::milliseconds{0});
     if (auto later = due_in(j->available_at))

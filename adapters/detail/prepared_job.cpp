@@ -21,6 +21,38 @@ caf::expected<prepared_job> prepare_job(const job_request& request,
   return p;
 }
 
+caf::expected<std::optional<absorbed_job>>
+absorb(const job& held, const prepared_job& incoming,
+       const unique_options& u) {
+  switch (u.on_conflict) {
+    case unique_conflict::keep:
+      return std::optional<absorbed_job>{};
+    case unique_conflict::debounce: {
+      auto at = incoming.j.available_at;
+      if (u.max_wait)
+        at = std::min(at, held.created_at + *u.max_wait);
+      return std::optional<absorbed_job>{{incoming.payload, at}};
+    }
+    case unique_conflict::throttle:
+      return std::optional<absorbed_job>{
+          {incoming.payload, held.available_at}};
+    case unique_conflict::merge: {
+      auto merged = held.payload.is_object() ? held.payload
+                                             : nlohmann::json::object();
+      merged.merge_patch(incoming.j.payload);
+      auto text = merged.dump();
+      if (text.size() > max_payload_size)
+        return make_error(errc::invalid_payload,
+                          "the merged payload is " +
+                              std::to_string(text.size()) +
+                              " bytes; the limit is " +
+                              std::to_string(max_payload_size));
+      return std::optional<absorbed_job>{{std::move(text), held.available_at}};
+    }
+  }
+  return std::optional<absorbed_job>{};
+}
+
 caf::expected<std::vector<prepared_job>>
 prepare_jobs(const std::vector<job_request>& requests, timestamp now) {
   std::vector<prepared_job> out;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,19 @@ struct prepared_job {
 /// job: an `invalid_argument` error otherwise.
 caf::expected<prepared_job> prepare_job(const job_request& request,
                                         timestamp now);
+
+/// What a unique request makes of the waiting job that holds its key.
+struct absorbed_job {
+  /// The waiting job's new payload (JSON text) and time.
+  std::string payload;
+  timestamp available_at;
+};
+
+/// The change `incoming` (with `on_conflict` of `u`) makes to the waiting
+/// job `held`; none for `unique_conflict::keep`. A merge whose result is
+/// larger than a payload may be is an `invalid_payload` error.
+caf::expected<std::optional<absorbed_job>>
+absorb(const job& held, const prepared_job& incoming, const unique_options& u);
 
 /// `prepare_job` for each request; the first refusal names its index.
 caf::expected<std::vector<prepared_job>>

@@ -81,6 +81,10 @@ const char sql_unique_claim[] =
 const char sql_unique_holder[] =
     "SELECT job_id FROM bg_jobs_unique WHERE unique_key = ?1";
 
+const char sql_absorb[] =
+    "UPDATE jobs SET payload = ?2, available_at = ?3"
+    " WHERE id = ?1 AND reserved_by IS NULL";
+
 const char sql_unique_set[] =
     "UPDATE bg_jobs_unique SET job_id = ?2 WHERE unique_key = ?1";
 
@@ -557,7 +561,27 @@ caf::expected<job> sqlite_adapter::insert_unique(job j,
                             std::to_string(id) + ", which is gone");
     auto existing = std::move(found->front());
     existing.conflict = true;
-    return existing;
+    auto change = detail::absorb(existing, {j, payload}, u);
+    if (!change)
+      return std::move(change.error());
+    if (!*change)
+      return existing;
+    if (!existing.reserved_by) {
+      // Waiting: it takes the request (a succeeded holder changes nothing).
+      auto updated = step(sql_absorb, [&](statement& q) {
+        q.bind(1, id).bind(2, (*change)->payload);
+        q.bind(3, to_unix_ms((*change)->available_at));
+      });
+      if (!updated)
+        return std::move(updated.error());
+      if (*updated == 1) {
+        existing.payload = nlohmann::json::parse((*change)->payload);
+        existing.available_at = (*change)->available_at;
+      }
+      return existing;
+    }
+    // Started: never changed. The request is a new job, which takes the
+    // key over.
   }
   auto id = insert_job(j, payload);
   if (!id)

@@ -305,4 +305,47 @@ TEST_SUITE("limits") {
     require_ok(bg.shutdown());
   }
 
+  BG_JOBS_RUNTIME_CASE("1,000 debounced enqueues of one key produce one run "
+                       "with the last payload, within the maximum wait") {
+    std::mutex mtx;
+    std::vector<nlohmann::json> runs;
+    auto w = worker{"j", [&](const job& j) {
+                      std::lock_guard<std::mutex> guard{mtx};
+                      runs.push_back(j.payload);
+                    }};
+    auto bg = start(make_builder().with_queue(
+        queue_spec{"q"}.with_poll_interval(50ms).with_worker(w)));
+    unique_options u;
+    u.key = "report:7";
+    u.on_conflict = unique_conflict::debounce;
+    u.max_wait = 30s;
+    int64_t id = 0;
+    for (int i = 0; i < 1000; ++i) {
+      auto j = value_of(bg.enqueue(
+          job_request{"j", {{"n", i}}}.available_in(2s).with_unique(u)));
+      if (i == 0)
+        id = j.id;
+      CHECK(j.id == id);
+      std::this_thread::sleep_for(2ms);
+    }
+    auto db = store();
+    auto held = value_of(db->get_job(id));
+    CHECK(held.available_at <= held.created_at + 30s);
+    CHECK(test::eventually(
+        [&] {
+          std::lock_guard<std::mutex> guard{mtx};
+          return !runs.empty();
+        },
+        20s));
+    CHECK(test::eventually([&] { return value_of(db->stats()).pending() +
+                                            value_of(db->stats()).reserved ==
+                                        0; }));
+    CHECK(log.wait_for(event_kind::job_absorbed, 999));
+    require_ok(bg.shutdown());
+    CHECK(log.count(event_kind::job_absorbed) == 999);
+    std::lock_guard<std::mutex> guard{mtx};
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0] == nlohmann::json{{"n", 999}});
+  }
+
 } // TEST_SUITE

@@ -15,6 +15,8 @@
 #include <libpq-fe.h>
 #include <pqxx/pqxx>
 
+#include "bg_jobs/adapters/detail/prepared_job.hpp"
+
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/job_request.hpp"
@@ -256,10 +258,18 @@ inline caf::expected<std::string> prepare_url(const std::string& url) {
          "connect_timeout=10";
 }
 
+/// A unique request refused when its job was to absorb it (a merge too
+/// large): thrown out of `insert_unique`, so that its transaction rolls back.
+struct absorb_refused {
+  caf::error error;
+};
+
 /// Turns a libpqxx exception into an `errc` error.
 inline caf::error failure(const char* what) {
   try {
     throw;
+  } catch (const absorb_refused& e) {
+    return e.error;
   } catch (const pqxx::broken_connection& e) {
     return make_error(errc::connection_lost,
                       std::string{what} + ": connection lost: " + e.what());
@@ -327,7 +337,30 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
                                "' names a job that is gone");
     auto existing = read_job(found[0]);
     existing.conflict = true;
-    return existing;
+    auto change = absorb(existing, {j, text}, u);
+    if (!change)
+      throw absorb_refused{std::move(change.error())};
+    if (!*change)
+      return existing;
+    if (!existing.reserved_by) {
+      // Waiting: it takes the request, unless a claim reserved it meanwhile
+      // (the UPDATE checks again) or it succeeded (a succeeded holder).
+      auto updated = tx.exec_params(
+          "UPDATE jobs SET payload = $2, available_at = " BG_JOBS_TS("$3")
+          " WHERE id = $1 AND reserved_by IS NULL RETURNING id",
+          existing.id, (*change)->payload,
+          to_unix_ms((*change)->available_at));
+      if (!updated.empty()) {
+        existing.payload = nlohmann::json::parse((*change)->payload);
+        existing.available_at = (*change)->available_at;
+        return existing;
+      }
+      if (tx.exec_params("SELECT 1 FROM jobs WHERE id = $1", existing.id)
+              .empty())
+        return existing;
+    }
+    // Started: never changed. The request is a new job, which takes the
+    // key over.
   }
   j.id =
       tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
