@@ -1,6 +1,9 @@
 // Unique requests that change the waiting job holding their key, on every
 // store: debounce, throttle and merge, a started job never changed, and
 // bad requests refused with nothing written.
+#include <atomic>
+#include <thread>
+
 #include <doctest/doctest.h>
 
 #include "adapters/stores.hpp"
@@ -141,4 +144,36 @@ TEST_SUITE("flow control") {
     CHECK(value_of(db->get_job(first.id)).payload.size() == 1);
   }
 
+
+  TEST_CASE_TEMPLATE("concurrent merges of one key on separate connections "
+                     "lose no patch",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto setup = store.fresh();
+    auto first = value_of(setup->enqueue_job(
+        request({{"start", true}}, unique_conflict::merge, 1h)));
+    std::atomic<int> failures{0};
+    auto merger = [&](int t) {
+      auto db = store.connect();
+      for (int i = 0; i < 40; ++i) {
+        auto field = "t" + std::to_string(t) + "_" + std::to_string(i);
+        // A busy store may refuse a try (a lock timeout): tried again.
+        for (int attempt = 0; attempt < 50; ++attempt) {
+          auto r = db->enqueue_job(
+              request({{field, i}}, unique_conflict::merge, 1h));
+          if (r) {
+            CHECK(r->id == first.id);
+            break;
+          }
+          ++failures;
+        }
+      }
+    };
+    std::thread a{merger, 0}, b{merger, 1};
+    a.join();
+    b.join();
+    auto merged = value_of(setup->get_job(first.id)).payload;
+    CHECK(merged.size() == 81);
+    MESSAGE(failures.load() << " tries refused and tried again");
+  }
 } // TEST_SUITE

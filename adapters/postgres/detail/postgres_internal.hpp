@@ -324,6 +324,13 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
                 " ON CONFLICT (unique_key) DO NOTHING RETURNING 1",
       key, expires, u.include_succeeded);
   if (claimed.empty()) {
+    // A request that may change the holder takes the key's row first, so
+    // that requests of one key take turns: each reads what the one before
+    // it wrote (a merge loses no patch, a started holder gets one new job).
+    if (u.on_conflict != unique_conflict::keep)
+      tx.exec_params("SELECT 1 FROM bg_jobs_unique WHERE unique_key = $1"
+                     " FOR UPDATE",
+                     key);
     auto found = tx.exec_params(
         "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
         " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
