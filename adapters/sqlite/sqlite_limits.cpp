@@ -205,7 +205,8 @@ sqlite_adapter::keys_in_use(const std::string& queue,
   if (!s)
     return std::move(s.error());
   statement q{*s};
-  q.bind(1, nlohmann::json(job_names).dump())
+  auto names = nlohmann::json(job_names).dump();
+  q.bind(1, names)
       .bind(2, to_unix_ms(options_.clock->now()))
       .bind(3, int64_t{max_keys});
   std::vector<key_usage> out;
@@ -230,7 +231,8 @@ sqlite_adapter::blocked_keys(const std::string& queue,
   if (!s)
     return std::move(s.error());
   statement q{*s};
-  q.bind(1, queue).bind(2, nlohmann::json(job_names).dump());
+  auto names = nlohmann::json(job_names).dump();
+  q.bind(1, queue).bind(2, names);
   std::vector<blocked_key> out;
   int rc;
   while ((rc = q.step()) == SQLITE_ROW)
@@ -244,11 +246,9 @@ sqlite_adapter::blocked_keys(const std::string& queue,
 caf::expected<int64_t>
 sqlite_adapter::unblock_key(const std::vector<std::string>& job_names,
                             const std::string& key) {
+  auto names = nlohmann::json(job_names).dump();
   auto r = execute(
-      sql_unblock_key,
-      [&](statement& q) {
-        q.bind(1, nlohmann::json(job_names).dump()).bind(2, key);
-      },
+      sql_unblock_key, [&](statement& q) { q.bind(1, names).bind(2, key); },
       "unblocking a key");
   if (!r)
     return std::move(r.error());

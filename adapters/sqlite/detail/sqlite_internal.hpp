@@ -122,11 +122,14 @@ public:
     return *this;
   }
 
+  /// Binds `v` without a copy: it must outlive the statement's steps.
   statement& bind(int i, const std::string& v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
                       SQLITE_STATIC);
     return *this;
   }
+  /// A temporary would be gone before the statement runs.
+  statement& bind(int i, std::string&& v) = delete;
 
   /// Binds a concurrency key: NULL when empty. `key` must outlive the
   /// statement's run (it is not copied).
