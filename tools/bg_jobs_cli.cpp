@@ -299,12 +299,16 @@ std::vector<std::string> counts_cells(const bg_jobs::job_stats& c) {
           mark + std::to_string(c.failed),   mark + std::to_string(c.cancelled)};
 }
 
-/// The job names of `queue` as nodes announced them.
+/// The job names of `queue` as nodes announced them. An unknown queue is a
+/// failure (exit 1), or with `usage` a usage error (exit 2).
 std::vector<std::string> names_of_queue(bg_jobs::db_adapter& db,
-                                        const std::string& queue) {
+                                        const std::string& queue,
+                                        bool usage = false) {
   for (auto& q : value_of(db.known_queues()))
     if (q.queue == queue)
       return q.job_names;
+  if (usage)
+    throw usage_error{"no node has announced a queue '" + shown(queue) + "'"};
   throw failed{"bg_jobs.unknown_queue: no node has announced a queue '" +
                bg_jobs::printable(queue) + "'"};
 }
@@ -858,16 +862,7 @@ int main(int argc, char** argv) {
         table(rows);
     } else if (*l_blocked) {
       auto db = store.open();
-      std::vector<std::string> names;
-      bool known = false;
-      for (auto& q : value_of(db->known_queues()))
-        if (q.queue == limit_queue) {
-          known = true;
-          names = q.job_names;
-        }
-      if (!known)
-        throw usage_error{"no node has announced a queue '" +
-                          shown(limit_queue) + "'"};
+      auto names = names_of_queue(*db, limit_queue, true);
       json out = json::array();
       std::vector<std::vector<std::string>> rows = {
           {"KEY", "FAILED JOB", "WAITING BEHIND"}};
@@ -900,16 +895,7 @@ int main(int argc, char** argv) {
       auto top = static_cast<int>(
           arg_of(bg_jobs::parse_count("--top", keys_top, 1, 10000)));
       auto db = store.open();
-      std::vector<std::string> names;
-      bool known = false;
-      for (auto& q : value_of(db->known_queues()))
-        if (q.queue == limit_queue) {
-          known = true;
-          names = q.job_names;
-        }
-      if (!known)
-        throw usage_error{"no node has announced a queue '" +
-                          shown(limit_queue) + "'"};
+      auto names = names_of_queue(*db, limit_queue, true);
       json out = json::array();
       std::vector<std::vector<std::string>> rows = {
           {"KEY", "RUNNING", "WAITING", "LIMIT", "FULL"}};
