@@ -383,12 +383,18 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     }
     // Limits are the store's, for every node's claims: the last node to
     // start with a queue's limits sets them.
-    for (auto& q : queues)
+    for (auto& q : queues) {
       if (q.limited())
         if (auto r = (*db)->set_limits(q.name(), q.limits()); !r) {
           live_instances::get().remove(me.instance);
           return std::move(r.error());
         }
+      if (q.rate_limit())
+        if (auto r = (*db)->set_rate_limit(*q.rate_limit()); !r) {
+          live_instances::get().remove(me.instance);
+          return std::move(r.error());
+        }
+    }
   }
   detail::node_context ctx;
   // The HTTP server's metrics count this node's events.

@@ -96,12 +96,20 @@ json to_json(const job_request& x) {
     j["concurrency_key"] = x.concurrency_key();
   if (!x.second_concurrency_key().empty())
     j["second_concurrency_key"] = x.second_concurrency_key();
+  if (!x.rate_key().empty() || x.rate_cost() != 1) {
+    j["rate_key"] = x.rate_key();
+    j["rate_cost"] = x.rate_cost();
+  }
   if (auto& u = x.unique()) {
     json uj = {{"include_succeeded", u->include_succeeded}};
     if (u->key)
       uj["key"] = *u->key;
     if (u->period)
       uj["period_ms"] = u->period->count();
+    if (u->on_conflict != unique_conflict::keep)
+      uj["on_conflict"] = static_cast<int>(u->on_conflict);
+    if (u->max_wait)
+      uj["max_wait_ms"] = u->max_wait->count();
     j["unique"] = std::move(uj);
   }
   return j;
@@ -118,12 +126,23 @@ void from_json(const json& j, job_request& x) {
   auto second = maybe_of<std::string>(j, "second_concurrency_key");
   if (key || second) // a second without a first fails validation
     x.with_concurrency_key(key.value_or(""), second.value_or(""));
+  auto rate_key = maybe_of<std::string>(j, "rate_key");
+  auto rate_cost = maybe_of<int64_t>(j, "rate_cost");
+  if (rate_key || rate_cost) // checked by validation
+    x.with_rate(rate_key.value_or(""), rate_cost.value_or(1));
   if (auto i = j.find("unique"); i != j.end() && !i->is_null()) {
     unique_options u;
     u.key = maybe_of<std::string>(*i, "key");
     if (auto p = maybe_of<int64_t>(*i, "period_ms"))
       u.period = std::chrono::milliseconds{*p};
     u.include_succeeded = i->at("include_succeeded").get<bool>();
+    if (auto c = maybe_of<int>(*i, "on_conflict")) {
+      if (*c < 0 || *c > static_cast<int>(unique_conflict::merge))
+        throw std::invalid_argument("unknown unique conflict mode");
+      u.on_conflict = static_cast<unique_conflict>(*c);
+    }
+    if (auto w = maybe_of<int64_t>(*i, "max_wait_ms"))
+      u.max_wait = std::chrono::milliseconds{*w};
     x.with_unique(std::move(u));
   }
 }

@@ -179,6 +179,9 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_leases",
       "bg_jobs_actions",
       "bg_jobs_limits",
+      "bg_jobs_rate_limits",
+      "bg_jobs_rate_keys",
+      "bg_jobs_rate_of",
   };
   std::string text{sql};
   if (prefix.empty())

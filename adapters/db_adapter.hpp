@@ -43,6 +43,10 @@ struct reserve_params {
   /// only while each of its keys, and the queue's total, has room, counted
   /// over every node's reservations of the queue's job names.
   bool limited = false;
+  /// The queue's rate limit (with `limited`): a job is reserved only while
+  /// its rate key's bucket holds its cost, and the cost is taken by the
+  /// claim. Empty: none.
+  std::string rate_limit{};
 };
 
 /// The problem with `limits` as the limits of `queue` (`set_limits`), or
@@ -270,7 +274,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 13;
+  static constexpr int schema_version_current = 14;
 
   virtual capabilities caps() const = 0;
 
@@ -345,6 +349,41 @@ public:
   virtual caf::expected<int64_t>
   unblock_key(const std::vector<std::string>& job_names,
               const std::string& key) = 0;
+
+  /// Writes the rate limit `limit` (adds it, or changes its numbers: every
+  /// node's next claim honours them; the keys' state stays). Refused
+  /// (`invalid_argument`, nothing written) as `check_rate_limit` says.
+  virtual caf::expected<void> set_rate_limit(const rate_limit& limit) = 0;
+
+  /// The rate limit `name` with the state of its keys by the store's clock
+  /// (those that drew from it and have not refilled, or are blocked; at
+  /// most `max_keys`, the least available first), or none when no such
+  /// limit is stored.
+  virtual caf::expected<std::optional<bg_jobs::rate_limit_state>>
+  rate_state(const std::string& name, int max_keys) = 0;
+
+  /// Takes `cost` starts from the bucket of `key` of the rate limit `name`
+  /// if it has them now (by the store's clock), for work done outside jobs
+  /// that must count against the limit; else takes nothing and says how
+  /// long to wait. `invalid_argument` for an unknown limit, a bad key or a
+  /// cost outside 1 to the limit's burst. Exact across nodes: it takes the
+  /// same turn as claims.
+  virtual caf::expected<rate_decision>
+  consume_rate(const std::string& name, const std::string& key,
+               int64_t cost) = 0;
+
+  /// Blocks `key` of the rate limit `name` for `ms` from the store's now
+  /// (never shortening a block in force), as a handler's back-pressure
+  /// does. `invalid_argument` for an unknown limit or a bad key.
+  virtual caf::expected<void> block_rate_key(const std::string& name,
+                                             const std::string& key,
+                                             int64_t ms) = 0;
+
+  /// With `params.rate_limit` set: how long (ms, by the store's clock)
+  /// until the earliest ready job of the queue that its rate limit holds
+  /// back could start; none when no ready job is held back by it.
+  virtual caf::expected<std::optional<int64_t>>
+  rate_wait(const reserve_params& params) = 0;
 
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>

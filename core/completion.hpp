@@ -33,6 +33,11 @@ struct completion {
   std::optional<std::string> reserved_by;
   std::string error;
   timestamp available_at;
+  /// With `snooze`: the rate limit whose key of this job is blocked for
+  /// `block_ms` from the store's now (a handler's back-pressure); none when
+  /// empty.
+  std::string rate_limit;
+  int64_t block_ms = 0;
 };
 
 } // namespace bg_jobs

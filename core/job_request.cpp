@@ -1,4 +1,5 @@
 #include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/limits.hpp"
 
 #include "bg_jobs/core/parse.hpp"
 
@@ -198,6 +199,15 @@ caf::expected<std::string> job_request::validate() const {
       return make_error(errc::invalid_argument,
                         "concurrency key '" + printable(*k) + "' " + why);
   }
+  if (!rate_key_.empty())
+    if (auto why = concurrency_key_problem(rate_key_); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "rate key '" + printable(rate_key_) + "' " + why);
+  if (rate_cost_ < 1 || rate_cost_ > max_rate_cost)
+    return make_error(errc::invalid_argument,
+                      "the rate cost must be 1 to " +
+                          std::to_string(max_rate_cost) + ", got " +
+                          std::to_string(rate_cost_));
   if (concurrency_key_.empty() && !second_key_.empty())
     return make_error(errc::invalid_argument,
                       "a second concurrency key needs a first");

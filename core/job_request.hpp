@@ -160,6 +160,25 @@ public:
   /// The second concurrency key, empty when none.
   const std::string& second_concurrency_key() const { return second_key_; }
 
+  /// Admits the job against its queue's rate limit
+  /// (`queue_spec::with_rate_limit`) under the rate key `key` (a tenant, an
+  /// account; "" shares one bucket), costing `cost` starts (1 to
+  /// `max_rate_cost`). Keys are 0 to `max_concurrency_key_length` bytes of
+  /// UTF-8 without control characters; `invalid_argument` at enqueue
+  /// otherwise, and for a cost above the limit's burst when the enqueuing
+  /// node runs the queue.
+  job_request& with_rate(std::string key, int64_t cost = 1) {
+    rate_key_ = std::move(key);
+    rate_cost_ = cost;
+    return *this;
+  }
+
+  /// The rate key ("" by default).
+  const std::string& rate_key() const { return rate_key_; }
+
+  /// What a start of the job costs against its queue's rate limit (1).
+  int64_t rate_cost() const { return rate_cost_; }
+
   /// The key stored for a unique request (see `unique_options::key`).
   std::string unique_key() const;
 
@@ -187,6 +206,8 @@ private:
   int priority_ = min_priority;
   std::string concurrency_key_;
   std::string second_key_;
+  std::string rate_key_;
+  int64_t rate_cost_ = 1;
 };
 
 } // namespace bg_jobs

@@ -1,5 +1,6 @@
 #include "bg_jobs/core/limits.hpp"
 
+#include <cctype>
 #include <set>
 #include <utility>
 
@@ -76,6 +77,38 @@ caf::error check_limits(const std::vector<concurrency_limit>& limits) {
                                           "once"}
                             : what + " is given twice");
   }
+  return caf::none;
+}
+
+std::string rate_limit_name_problem(std::string_view name) {
+  if (name.empty())
+    return "is empty";
+  if (name.size() > 63)
+    return "is longer than 63 bytes";
+  for (unsigned char c : name)
+    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':'))
+      return "may hold only letters, digits, '_', '-', '.' and ':'";
+  return {};
+}
+
+caf::error check_rate_limit(const rate_limit& l) {
+  if (auto why = rate_limit_name_problem(l.name); !why.empty())
+    return make_error(errc::invalid_argument,
+                      "rate limit name '" + printable(l.name) + "' " + why);
+  auto what = "rate limit '" + l.name + "': ";
+  if (l.allowed < 1 || l.allowed > max_rate_cost)
+    return make_error(errc::invalid_argument,
+                      what + "allowed must be 1 to 1000000, got " +
+                          std::to_string(l.allowed));
+  if (l.period.count() < 1 || l.period > std::chrono::hours{24 * 30})
+    return make_error(errc::invalid_argument,
+                      what + "the period must be 1 ms to 30 days, got " +
+                          std::to_string(l.period.count()) + " ms");
+  if (l.burst < 0 || l.burst > max_rate_cost)
+    return make_error(errc::invalid_argument,
+                      what + "the burst must be 1 to 1000000 (0: allowed), "
+                             "got " +
+                          std::to_string(l.burst));
   return caf::none;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -74,6 +75,61 @@ struct blocked_key {
   int64_t failed_job = 0;
   /// Jobs of the key waiting behind it (delayed ones included).
   int64_t waiting = 0;
+};
+
+/// A rate limit: at most `allowed` starts per `period` for each key, with
+/// bursts of up to `burst` starts (a token bucket, kept as the generic cell
+/// rate algorithm). Named, and shared by every queue that declares the
+/// same name: their jobs of one rate key draw from one bucket.
+struct rate_limit {
+  /// 1 to 63 bytes of letters, digits, '_', '-', '.' and ':'.
+  std::string name;
+  /// At least 1.
+  int64_t allowed = 1;
+  /// 1 ms to 30 days.
+  std::chrono::milliseconds period{1000};
+  /// The most starts at once after an idle spell, 1 to 1,000,000; 0 means
+  /// `allowed`.
+  int64_t burst = 0;
+
+  /// The burst, `allowed` when left at 0.
+  int64_t bucket() const { return burst > 0 ? burst : allowed; }
+
+  bool operator==(const rate_limit&) const = default;
+};
+
+/// The most a job may cost against a rate limit (`job_request::with_rate`).
+constexpr int64_t max_rate_cost = 1'000'000;
+
+/// The problem with `limit` (an `invalid_argument` error), or none.
+caf::error check_rate_limit(const rate_limit& limit);
+
+/// The problem with `name` as a rate limit's name, or an empty text.
+std::string rate_limit_name_problem(std::string_view name);
+
+/// How one key of a rate limit stands, by the store's clock.
+struct rate_key_state {
+  std::string key;
+  /// Starts it may make now (0 while blocked or drained).
+  int64_t available = 0;
+  /// Milliseconds until a handler's back-pressure stops blocking it; 0: not
+  /// blocked.
+  int64_t blocked_ms = 0;
+};
+
+/// A rate limit as stored, with the keys that drew from it lately (those
+/// whose bucket is not full, or that are blocked).
+struct rate_limit_state {
+  rate_limit limit;
+  std::vector<rate_key_state> keys;
+};
+
+/// What `db_adapter::consume_rate` decided.
+struct rate_decision {
+  /// The cost was taken from the key's bucket.
+  bool admitted = false;
+  /// When not admitted: milliseconds until the same request would be.
+  int64_t wait_ms = 0;
 };
 
 /// The limit `limits` set for `key`: its own, else the per-key one; 0 when

@@ -20,6 +20,10 @@ public:
     /// Fail for good, without retries (no attempt could succeed: its
     /// payload does not decode): the job moves to `jobs_failed` as failed.
     discard,
+    /// Back-pressure from downstream (an HTTP 429 with a retry-after): the
+    /// job's rate key is blocked for `delay` on every node and the job goes
+    /// back to wait without using up an attempt.
+    rate_limited,
   };
 
   static outcome success() { return outcome{kind::success, {}, {}}; }
@@ -30,6 +34,14 @@ public:
 
   static outcome snooze(std::chrono::milliseconds delay) {
     return outcome{kind::snooze, {}, delay};
+  }
+
+  /// Downstream asked to back off for `retry_after`: no job of this job's
+  /// rate key starts on any node until then (in a queue with a rate limit;
+  /// elsewhere it is a snooze), and this one waits at least as long, its
+  /// attempt not counted.
+  static outcome rate_limited(std::chrono::milliseconds retry_after) {
+    return outcome{kind::rate_limited, {}, retry_after};
   }
 
   static outcome cancel(std::string reason) {
@@ -47,7 +59,7 @@ public:
   /// cancellation.
   const std::string& message() const { return message_; }
 
-  /// The delay of a snooze.
+  /// The delay of a snooze, the retry-after of a rate limit.
   std::chrono::milliseconds delay() const { return delay_; }
 
 private:

@@ -35,6 +35,9 @@ caf::error queue_spec::validate() const {
                 std::to_string(init_timeout_.count()) + " ms");
   if (auto err = check_limits(limits_))
     return fail(message_of(err));
+  if (rate_limit_)
+    if (auto err = check_rate_limit(*rate_limit_))
+      return fail(message_of(err));
   if (job_timeout_ && job_timeout_->count() <= 0)
     return fail("job_timeout must be positive, got " +
                 std::to_string(job_timeout_->count()) + " ms");

@@ -125,6 +125,23 @@ public:
                        "", 1});
   }
 
+  /// Admits this queue's jobs against the rate limit `limit`, across every
+  /// node: no more than its `burst` starts at once and `allowed` per
+  /// `period` over time, per rate key (`job_request::with_rate`; jobs
+  /// without one share the key ""), each start costing the job's cost.
+  /// Counted inside the claim, by the store's clock. Every node starting
+  /// the queue writes the limit to the store (the last one to start wins);
+  /// `instance::set_rate_limit` changes it while it runs. Makes the queue
+  /// limited.
+  queue_spec& with_rate_limit(bg_jobs::rate_limit limit) {
+    rate_limit_ = std::move(limit);
+    return *this;
+  }
+
+  const std::optional<bg_jobs::rate_limit>& rate_limit() const {
+    return rate_limit_;
+  }
+
   /// Sets one limit (replacing one of the same kind and key).
   queue_spec& with_limit(concurrency_limit l) {
     for (auto& x : limits_)
@@ -171,8 +188,8 @@ public:
   }
   const std::vector<worker>& workers() const { return workers_; }
   const std::vector<concurrency_limit>& limits() const { return limits_; }
-  /// Whether the queue declares concurrency limits.
-  bool limited() const { return !limits_.empty(); }
+  /// Whether the queue declares concurrency or rate limits.
+  bool limited() const { return !limits_.empty() || rate_limit_.has_value(); }
   const std::vector<event_listener>& event_listeners() const {
     return listeners_;
   }
@@ -192,6 +209,7 @@ private:
   std::vector<worker> workers_;
   std::vector<event_listener> listeners_;
   std::vector<concurrency_limit> limits_;
+  std::optional<bg_jobs::rate_limit> rate_limit_;
 };
 
 } // namespace bg_jobs

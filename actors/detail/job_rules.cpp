@@ -7,6 +7,8 @@ job_rules::job_rules(const queue_spec& spec, std::string owner)
       queue_policy_(retry_settings{spec.max_retries(), spec.retry_backoff()}),
       queue_timeout_(spec.job_timeout()) {
   timeouts_ = queue_timeout_.has_value();
+  if (spec.rate_limit())
+    rate_limit_ = spec.rate_limit()->name;
   for (auto& w : spec.workers()) {
     if (!workers_.emplace(w.job_name(), w).second)
       continue;
@@ -40,8 +42,10 @@ job_rules::timeout_of(const std::string& name) const {
 pending_outcome job_rules::decide(const job& j, const outcome& o,
                                   timestamp now, std::minstd_rand& rng,
                                   std::chrono::microseconds duration) const {
-  return pending_outcome::of(policy(j).on_outcome(j, o, owner_, now, rng), j,
-                             queue_, duration);
+  auto d = policy(j).on_outcome(j, o, owner_, now, rng);
+  if (d.change.block_ms > 0)
+    d.change.rate_limit = rate_limit_;
+  return pending_outcome::of(std::move(d), j, queue_, duration);
 }
 
 pending_outcome job_rules::release(job j, const std::string& why,

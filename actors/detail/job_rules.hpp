@@ -62,6 +62,8 @@ private:
   std::map<std::string, retry_policy> worker_policies_;
   std::optional<std::chrono::milliseconds> queue_timeout_;
   bool timeouts_ = false;
+  /// The name of the queue's rate limit, empty when none.
+  std::string rate_limit_;
 };
 
 } // namespace bg_jobs::detail

@@ -16,6 +16,7 @@ namespace bg_jobs::detail {
 namespace {
 
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
+using rate_due_atom = caf::atom_constant<caf::atom("ratedue")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
 /// The outcomes kept for the next claim have waited long enough.
@@ -56,6 +57,8 @@ struct queue_state {
   bool claiming = false;
   /// Something asked for a poll while a claim was on its way.
   bool poll_again = false;
+  /// When the rate limit's timer is due to have the queue look again.
+  std::optional<std::chrono::steady_clock::time_point> rate_look_at;
   /// The queue is to finish once the claim on its way returns.
   bool finish_after_claim = false;
   bool stopping = false;
@@ -140,6 +143,8 @@ struct queue_state {
     call->params = {rules->job_names(), static_cast<int>(wanted), owner(),
                     spec.name()};
     call->params.limited = spec.limited();
+    if (spec.rate_limit())
+      call->params.rate_limit = spec.rate_limit()->name;
     claiming = true;
     self->request(store, claim_timeout, claim_atom::value, call)
         .then([this, self](claim_call_ptr& c) { claimed(self, *c); },
@@ -164,6 +169,8 @@ struct queue_state {
     if (!c.error)
       hand.hold(std::move(c.reserved),
                 c.sent + ctx.plan->maintenance.lease / 2);
+    if (c.rate_wait)
+      look_when_rate_allows(self, std::chrono::milliseconds{*c.rate_wait});
     if (finish_after_claim) {
       finish(self);
       return;
@@ -205,6 +212,19 @@ struct queue_state {
     if (wait < std::chrono::hours{1})
       self->delayed_send(self, wait + std::chrono::milliseconds{1},
                          wake_atom::value, o.report.job->name);
+  }
+
+  /// Looks for jobs again when the rate limit lets the first one it held
+  /// back go (one timer at a time: the earliest asked for).
+  void look_when_rate_allows(caf::event_based_actor* self,
+                             std::chrono::milliseconds wait) {
+    auto at = std::chrono::steady_clock::now() + wait;
+    if (rate_look_at && *rate_look_at <= at &&
+        *rate_look_at > std::chrono::steady_clock::now())
+      return;
+    rate_look_at = at;
+    self->delayed_send(self, wait + std::chrono::milliseconds{1},
+                       rate_due_atom::value);
   }
 
   /// Has the store worker look, at most once a second while jobs run, for
@@ -347,6 +367,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.settling = false;
         st.settle(self);
         st.stop_if_idle(self);
+      },
+      [=](rate_due_atom) {
+        auto& st = self->state;
+        if (st.rate_look_at &&
+            *st.rate_look_at <= std::chrono::steady_clock::now())
+          st.rate_look_at.reset();
+        st.backlog = true;
+        st.poll(self);
       },
       [=](flush_due_atom) {
         self->state.flush_pending = false;

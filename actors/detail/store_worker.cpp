@@ -84,6 +84,16 @@ struct store_worker_state {
       return;
     }
     call.reserved = std::move(r->reserved);
+    // A short claim of a queue with a rate limit: when the rate lets the
+    // first job it held back go, so that the queue looks again then.
+    if (!call.params.rate_limit.empty() &&
+        static_cast<int>(call.reserved.size()) < call.params.limit) {
+      auto wait = db->rate_wait(call.params);
+      if (wait)
+        call.rate_wait = *wait;
+      else
+        failed(wait.error(), "reading when the rate limit lets jobs go");
+    }
   }
 
   /// Sends the queue a cancel for each of its running jobs asked to cancel.

@@ -29,6 +29,9 @@ struct claim_call {
   std::vector<job> reserved;
   /// Set when nothing was reserved because a store call failed.
   caf::error error;
+  /// After a short claim of a queue with a rate limit: milliseconds until
+  /// the rate lets the first job it held back go (none: it holds none).
+  std::optional<int64_t> rate_wait;
 };
 
 using claim_call_ptr = std::shared_ptr<claim_call>;

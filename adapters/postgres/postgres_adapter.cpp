@@ -66,6 +66,33 @@ const statement_def statements[] = {
   // advisory lock of the queue, in its transaction: claims of one queue
   // take turns, and each sees the reservations of the claims before it.
   {"bgj_reserve_limited", BG_JOBS_PG_LIMITED_CLAIM},
+  // The claim of a queue with a rate limit ($7), after the queue's and the
+  // rate limit's advisory locks.
+  {"bgj_reserve_rated", BG_JOBS_PG_RATED_CLAIM},
+  // Takes the costs (each at most the burst) of the jobs $2 from their
+  // keys' buckets of the rate limit $1.
+  {"bgj_rate_charge",
+   "WITH rl AS (SELECT burst, period_ms::float8 / allowed AS t, "
+   BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $1),"
+   " c AS (SELECT coalesce(ro.rate_key, '') AS k,"
+   "   sum(least(coalesce(ro.cost, 1), rl.burst)) AS units"
+   "   FROM unnest($2::bigint[]) AS j(id) LEFT JOIN bg_jobs_rate_of ro"
+   "   ON ro.job_id = j.id CROSS JOIN rl GROUP BY 1)"
+   " INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"
+   " SELECT $1, c.k, rl.now + c.units * rl.t FROM c, rl"
+   " ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"
+   "   (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl))"},
+  {"bgj_rate_note",
+   "INSERT INTO bg_jobs_rate_of (job_id, rate_key, cost) VALUES ($1, $2, $3)"
+   " ON CONFLICT (job_id) DO NOTHING"},
+  // A handler's back-pressure: blocks the key of job $2 (if it has none,
+  // the key '') of the rate limit $1 for $3 ms.
+  {"bgj_rate_block_job",
+   "INSERT INTO bg_jobs_rate_keys AS k (name, key, blocked_until)"
+   " SELECT $1, coalesce((SELECT rate_key FROM bg_jobs_rate_of"
+   "   WHERE job_id = $2), ''), " BG_JOBS_PG_NOW_MS " + $3"
+   " ON CONFLICT (name, key) DO UPDATE"
+   " SET blocked_until = greatest(k.blocked_until, excluded.blocked_until)"},
   // $1 names (JSON), $2 now, $3 how many keys.
   {"bgj_keys_in_use",
    "WITH k AS (SELECT concurrency_key AS k, reserved_by IS NOT NULL AS r,"
@@ -382,11 +409,27 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   if (!prepared)
     return std::move(prepared.error());
   auto& [j, text] = *prepared;
-  if (request.unique())
+  if (request.unique() || has_rate(request))
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
-          return insert_unique(tx, std::move(j), text, request, now,
-                               impl_->channel);
+          job stored;
+          if (request.unique()) {
+            stored = insert_unique(tx, std::move(j), text, request, now,
+                                   impl_->channel);
+          } else {
+            stored = std::move(j);
+            stored.id = tx.exec_prepared("bgj_enqueue", stored.name, text,
+                                         to_unix_ms(now),
+                                         to_unix_ms(stored.available_at),
+                                         stored.priority,
+                                         key_or_null(stored.concurrency_key),
+                                         key_or_null(
+                                             stored.second_concurrency_key))
+                            [0][0]
+                                .as<int64_t>();
+          }
+          note_rate(tx, stored.id, request);
+          return stored;
         });
   auto id =
       impl_->in_statement("enqueueing a job", [&](pqxx::transaction_base& tx) {
@@ -424,6 +467,11 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
                           key_or_null(j.concurrency_key),
                           key_or_null(j.second_concurrency_key))[0][0]
                .as<int64_t>();
+    if (has_rate(request))
+      tx.exec_params(prefixed_sql("INSERT INTO bg_jobs_rate_of (job_id,"
+                                  " rate_key, cost) VALUES ($1, $2, $3)",
+                                  schema.empty() ? schema : schema + "."),
+                     j.id, request.rate_key(), request.rate_cost());
     tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
   } catch (...) {
     return failure("enqueueing a job in the caller's transaction");
@@ -440,8 +488,9 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   auto& jobs = *prepared;
   if (requests.empty())
     return std::vector<int64_t>{};
-  if (std::any_of(requests.begin(), requests.end(),
-                  [](auto& r) { return r.unique().has_value(); }))
+  if (std::any_of(requests.begin(), requests.end(), [](auto& r) {
+        return r.unique().has_value() || has_rate(r);
+      }))
     // One at a time, each unique request checked against its key; still
     // one transaction, all or none.
     return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
@@ -452,14 +501,15 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
           ids.push_back(insert_unique(tx, std::move(j), text, requests[i], now,
                                       impl_->channel)
                             .id);
-          continue;
+        } else {
+          ids.push_back(
+              tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
+                               to_unix_ms(j.available_at), j.priority,
+                               key_or_null(j.concurrency_key),
+                               key_or_null(j.second_concurrency_key))[0][0]
+                  .as<int64_t>());
         }
-        ids.push_back(
-            tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
-                             to_unix_ms(j.available_at), j.priority,
-                             key_or_null(j.concurrency_key),
-                             key_or_null(j.second_concurrency_key))[0][0]
-                .as<int64_t>());
+        note_rate(tx, ids.back(), requests[i]);
       }
       return ids;
     });
@@ -1085,6 +1135,10 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
         break;
       case completion::kind::snooze:
         r = tx.exec_prepared("bgj_snooze", c.job_id, at, owner);
+        if (r.affected_rows() == 1 && c.block_ms > 0 && !c.rate_limit.empty())
+          tx.exec_prepared("bgj_rate_block_job", c.rate_limit, c.job_id,
+                           std::min<int64_t>(c.block_ms,
+                                             int64_t{30} * 24 * 3600 * 1000));
         break;
       case completion::kind::cancelled:
         r = tx.exec_prepared("bgj_cancel_reserved", c.job_id, now, owner,
@@ -1134,6 +1188,7 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
                                 key_or_null(j.concurrency_key),
                                 key_or_null(j.second_concurrency_key))[0][0]
                    .as<int64_t>();
+        note_rate(tx, j.id, params.request);
         tx.exec_prepared("bgj_schedule_prune", name);
         return j;
       });

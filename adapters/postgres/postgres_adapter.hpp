@@ -84,6 +84,17 @@ public:
                const std::vector<std::string>& job_names) override;
   caf::expected<int64_t> unblock_key(const std::vector<std::string>& job_names,
                                      const std::string& key) override;
+  caf::expected<void> set_rate_limit(const rate_limit& limit) override;
+  caf::expected<std::optional<bg_jobs::rate_limit_state>>
+  rate_state(const std::string& name, int max_keys) override;
+  caf::expected<rate_decision> consume_rate(const std::string& name,
+                                            const std::string& key,
+                                            int64_t cost) override;
+  caf::expected<void> block_rate_key(const std::string& name,
+                                     const std::string& key,
+                                     int64_t ms) override;
+  caf::expected<std::optional<int64_t>>
+  rate_wait(const reserve_params& params) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>

@@ -148,6 +148,28 @@ const char* const migrations[] = {
     "  WHERE concurrency_key IS NOT NULL;"
     "CREATE INDEX jobs_failed_key_idx ON jobs_failed (concurrency_key)"
     "  WHERE concurrency_key IS NOT NULL;",
+    // version 14: rate limits. `bg_jobs_rate_keys` keeps each key's
+    // theoretical arrival time (`tat`, the generic cell rate algorithm)
+    // and the end of a handler's back-pressure, in milliseconds since the
+    // epoch by the server's clock; `bg_jobs_rate_of` the rate key and
+    // cost of each job that has them (by id, which a job keeps wherever
+    // it moves).
+    "CREATE TABLE bg_jobs_rate_limits ("
+    "  name TEXT PRIMARY KEY,"
+    "  allowed BIGINT NOT NULL,"
+    "  period_ms BIGINT NOT NULL,"
+    "  burst BIGINT NOT NULL,"
+    "  updated_at TIMESTAMPTZ NOT NULL);"
+    "CREATE TABLE bg_jobs_rate_keys ("
+    "  name TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  tat DOUBLE PRECISION NOT NULL DEFAULT 0,"
+    "  blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (name, key));"
+    "CREATE TABLE bg_jobs_rate_of ("
+    "  job_id BIGINT PRIMARY KEY,"
+    "  rate_key TEXT NOT NULL,"
+    "  cost BIGINT NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -203,7 +225,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_limits, bg_jobs_actions,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_rate_of, bg_jobs_rate_keys,"
+            " bg_jobs_rate_limits, bg_jobs_limits, bg_jobs_actions,"
             " bg_jobs_leases,"
             " bg_jobs_queues,"
             " bg_jobs_paused,"

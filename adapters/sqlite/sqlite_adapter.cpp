@@ -609,6 +609,10 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
     return make_error(errc::invalid_argument,
                       "unique requests cannot be enqueued in the caller's "
                       "transaction on SQLite");
+  if (!request.rate_key().empty() || request.rate_cost() != 1)
+    return make_error(errc::invalid_argument,
+                      "requests with a rate key or cost cannot be enqueued "
+                      "in the caller's transaction on SQLite");
   auto prepared = detail::prepare_job(request, clock::system()->now());
   if (!prepared)
     return std::move(prepared.error());
@@ -657,9 +661,25 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   if (!prepared)
     return std::move(prepared.error());
   auto& [j, text] = *prepared;
-  if (request.unique())
-    return in_transaction(
-        [&] { return insert_unique(std::move(j), text, request, now); });
+  bool rated = !request.rate_key().empty() || request.rate_cost() != 1;
+  if (request.unique() || rated)
+    return in_transaction([&]() -> caf::expected<job> {
+      caf::expected<job> stored{caf::error{}};
+      if (request.unique()) {
+        stored = insert_unique(std::move(j), text, request, now);
+      } else {
+        auto id = insert_job(j, text);
+        if (!id)
+          return std::move(id.error());
+        j.id = *id;
+        stored = std::move(j);
+      }
+      if (!stored)
+        return stored;
+      if (auto noted = note_rate(stored->id, request); !noted)
+        return std::move(noted.error());
+      return stored;
+    });
   // One INSERT is a transaction by itself.
   auto id = insert_job(j, text);
   if (!id)
@@ -696,6 +716,9 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
           return std::move(id.error());
         ids.push_back(*id);
       }
+      for (size_t k = 0; k < requests.size(); ++k)
+        if (auto noted = note_rate(ids[k], requests[k]); !noted)
+          return std::move(noted.error());
       return ids;
     }
     // Whole chunks go in multi-row statements; ids inside one write
@@ -736,6 +759,9 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         ids.push_back(sqlite3_last_insert_rowid(db_));
       }
     }
+    for (size_t k = 0; k < requests.size(); ++k)
+      if (auto noted = note_rate(ids[k], requests[k]); !noted)
+        return std::move(noted.error());
     return ids;
   });
 }
@@ -746,19 +772,29 @@ sqlite_adapter::reserve_in_tx(const reserve_params& params) {
   if (params.job_names.empty())
     return result;
   auto names = nlohmann::json(params.job_names).dump();
-  auto s = prepare(params.limited ? sql_reserve_limited : sql_reserve);
+  bool rated = params.limited && !params.rate_limit.empty();
+  auto s = prepare(rated            ? sql_reserve_rated
+                   : params.limited ? sql_reserve_limited
+                                    : sql_reserve);
   if (!s)
     return std::move(s.error());
-  statement q{*s};
-  q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
-  q.bind(3, names).bind(4, int64_t{params.limit}).bind(5, params.queue);
-  if (params.limited)
-    q.bind(6, int64_t{limited_scan(params.limit)});
-  int rc;
-  while ((rc = q.step()) == SQLITE_ROW)
-    result.emplace_back(read_job(q.get()));
-  if (rc != SQLITE_DONE)
-    return failure(rc, "reserving jobs");
+  {
+    statement q{*s};
+    q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
+    q.bind(3, names).bind(4, int64_t{params.limit}).bind(5, params.queue);
+    if (params.limited)
+      q.bind(6, int64_t{limited_scan(params.limit)});
+    if (rated)
+      q.bind(7, params.rate_limit);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      result.emplace_back(read_job(q.get()));
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reserving jobs");
+  }
+  if (rated)
+    if (auto charged = charge_rates(params.rate_limit, result); !charged)
+      return std::move(charged.error());
   sort_claim_order(result);
   return result;
 }
@@ -1149,6 +1185,10 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
         return std::move(changed.error());
     }
     applied.push_back(*changed);
+    if (*changed && sql == sql_snooze && c.block_ms > 0 &&
+        !c.rate_limit.empty())
+      if (auto blocked = block_job_rate(c); !blocked)
+        return std::move(blocked.error());
     if (!*changed || sql == sql_retry || sql == sql_snooze)
       continue;
     auto del = prepare(sql_delete);
@@ -1219,6 +1259,8 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   if (!id)
     return std::move(id.error());
   j.id = *id;
+  if (auto noted = note_rate(j.id, params.request); !noted)
+    return std::move(noted.error());
   for (auto sql : {sql_schedule_insert, sql_schedule_prune}) {
     auto s = prepare(sql);
     if (!s)

@@ -89,6 +89,17 @@ public:
                const std::vector<std::string>& job_names) override;
   caf::expected<int64_t> unblock_key(const std::vector<std::string>& job_names,
                                      const std::string& key) override;
+  caf::expected<void> set_rate_limit(const rate_limit& limit) override;
+  caf::expected<std::optional<bg_jobs::rate_limit_state>>
+  rate_state(const std::string& name, int max_keys) override;
+  caf::expected<rate_decision> consume_rate(const std::string& name,
+                                            const std::string& key,
+                                            int64_t cost) override;
+  caf::expected<void> block_rate_key(const std::string& name,
+                                     const std::string& key,
+                                     int64_t ms) override;
+  caf::expected<std::optional<int64_t>>
+  rate_wait(const reserve_params& params) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
@@ -187,6 +198,15 @@ private:
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);
   caf::expected<std::vector<job>> reserve_in_tx(const reserve_params& params);
+  /// Records the rate key and cost of job `id` as `r` asks (nothing when it
+  /// asks for none), in the caller's transaction.
+  caf::expected<void> note_rate(int64_t id, const job_request& r);
+  /// Takes the costs of the jobs just reserved from their keys' buckets of
+  /// the rate limit `name`, in the claim's transaction.
+  caf::expected<void> charge_rates(const std::string& name,
+                                   const std::vector<job>& reserved);
+  /// Blocks the rate key of the job a rate-limited snooze `c` ends.
+  caf::expected<void> block_job_rate(const completion& c);
 
   /// Runs a cached statement without results; returns the rows changed.
   caf::expected<int> execute(const char* sql,

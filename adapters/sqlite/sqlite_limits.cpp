@@ -11,65 +11,110 @@ namespace detail::sqlite {
 
 // The claim of a limited queue, as on PostgreSQL (see
 // BG_JOBS_PG_LIMITED_CLAIM); ?6 is how many ready jobs it looks at. Exact
-// as it stands: writes take turns.
-const char sql_reserve_limited[] =
-    "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"
-    "   WHERE queue = ?5),"
-    " held AS (SELECT concurrency_key AS k1, second_concurrency_key AS k2"
-    "   FROM jobs WHERE reserved_by IS NOT NULL"
-    "   AND name IN (SELECT value FROM json_each(?3))),"
-    " busy AS (SELECT k, count(*) AS n FROM (SELECT k1 AS k FROM held"
-    "   WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"
-    "   WHERE k2 IS NOT NULL) GROUP BY k),"
-    " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"
-    "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"
-    "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"
-    " cand AS (SELECT id, concurrency_key AS k1,"
-    "   second_concurrency_key AS k2, priority, available_at FROM jobs c"
-    "   WHERE reserved_by IS NULL AND available_at <= ?1"
-    "     AND name IN (SELECT value FROM json_each(?3))"
-    "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
-    "       WHERE kind = 'queue' AND name = ?5)"
-    "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("
-    "       SELECT k FROM room WHERE free <= 0))"
-    "     AND (second_concurrency_key IS NULL OR second_concurrency_key"
-    "       NOT IN (SELECT k FROM room WHERE free <= 0))"
-    // In a sequenced queue only the oldest job of a key in `jobs` may go,
-    // and (unless failed jobs are skipped) none while a failed job holds
-    // the key.
-    "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"
-    "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"
-    "       OR (NOT EXISTS (SELECT 1 FROM jobs o"
-    "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"
-    "           AND o.name IN (SELECT value FROM json_each(?3)))"
-    "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"
-    "           WHERE f.concurrency_key = c.concurrency_key"
-    "           AND f.cancelled = 0 AND f.unblocked = 0"
-    "           AND EXISTS (SELECT 1 FROM lim WHERE kind = 'sequence')"
+// as it stands: writes take turns. The claim of a queue with a rate limit
+// (?7 its name) also passes over jobs whose rate key has no start left
+// (`rcap`, each key's starts by the generic cell rate algorithm: `tat` its
+// theoretical arrival time, `t` the time one start takes to come back,
+// `(burst - 1) * t` the most it may run ahead) and takes a key's jobs only
+// while their costs, added up in claim order, fit what it has.
+#define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
+#define BG_JOBS_SQLITE_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,   \
+                               rated, rated_ok)                                \
+    "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"           \
+    "   WHERE queue = ?5),"                                                    \
+    " held AS (SELECT concurrency_key AS k1, second_concurrency_key AS k2"     \
+    "   FROM jobs WHERE reserved_by IS NOT NULL"                               \
+    "   AND name IN (SELECT value FROM json_each(?3))),"                       \
+    " busy AS (SELECT k, count(*) AS n FROM (SELECT k1 AS k FROM held"         \
+    "   WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"                    \
+    "   WHERE k2 IS NOT NULL) GROUP BY k),"                                    \
+    " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"              \
+    "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"   \
+    "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"    \
+    rate_ctes                                                                  \
+    " cand AS (SELECT id, concurrency_key AS k1,"                              \
+    "   second_concurrency_key AS k2, priority, available_at" cand_cols        \
+    "   FROM jobs c" cand_join                                                 \
+    "   WHERE reserved_by IS NULL AND available_at <= ?1"                      \
+    "     AND name IN (SELECT value FROM json_each(?3))"                       \
+    "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                        \
+    "       WHERE kind = 'queue' AND name = ?5)"                               \
+    "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("            \
+    "       SELECT k FROM room WHERE free <= 0))"                              \
+    "     AND (second_concurrency_key IS NULL OR second_concurrency_key"       \
+    "       NOT IN (SELECT k FROM room WHERE free <= 0))" cand_filter          \
+    BG_JOBS_SQLITE_SEQUENCE_HEAD                                               \
+    "   ORDER BY priority, available_at, id LIMIT ?6),"                        \
+    rated                                                                      \
+    " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"          \
+    "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"  \
+    "   FROM cand WHERE k2 IS NOT NULL),"                                      \
+    " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"     \
+    "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn"            \
+    "   FROM pairs),"                                                          \
+    " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn," \
+    "   min(CASE WHEN r.rn <= coalesce(rm.free, kl.max_running,"               \
+    "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"   \
+    "   THEN 1 ELSE 0 END) AS fits FROM ranked r"                             \
+    "   LEFT JOIN room rm ON rm.k = r.k"                                       \
+    "   LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = r.k"                  \
+    "   GROUP BY r.id, r.priority, r.available_at),"                           \
+    " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"        \
+    "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"\
+    "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"       \
+    "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"      \
+    rated_ok "))"                                                              \
+    " UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"                     \
+    "   attempts = attempts + 1"                                               \
+    " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"                  \
+    "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"           \
+    "     - (SELECT count(*) FROM held), ?4)))"                                \
+    " RETURNING " BG_JOBS_JOB_COLUMNS
+
+// In a sequenced queue only the oldest job of a key in `jobs` may go, and
+// (unless failed jobs are skipped) none while a failed job holds the key.
+#define BG_JOBS_SQLITE_SEQUENCE_HEAD                                           \
+    "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"     \
+    "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"               \
+    "       OR (NOT EXISTS (SELECT 1 FROM jobs o"                              \
+    "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"   \
+    "           AND o.name IN (SELECT value FROM json_each(?3)))"              \
+    "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"                     \
+    "           WHERE f.concurrency_key = c.concurrency_key"                   \
+    "           AND f.cancelled = 0 AND f.unblocked = 0"                       \
+    "           AND EXISTS (SELECT 1 FROM lim WHERE kind = 'sequence')"        \
     "           AND f.name IN (SELECT value FROM json_each(?3)))))"
-    "   ORDER BY priority, available_at, id LIMIT ?6),"
-    " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"
-    "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"
-    "   FROM cand WHERE k2 IS NOT NULL),"
-    " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"
-    "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn FROM pairs),"
-    " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn,"
-    "   min(CASE WHEN r.rn <= coalesce(rm.free, kl.max_running,"
-    "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"
-    "   THEN 1 ELSE 0 END) AS fits FROM ranked r"
-    "   LEFT JOIN room rm ON rm.k = r.k"
-    "   LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = r.k"
-    "   GROUP BY r.id, r.priority, r.available_at),"
-    " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"
-    "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"
-    "   FROM verdict WHERE fits = 1 UNION ALL SELECT id, 1, priority,"
-    "   available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL))"
-    " UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
-    "   attempts = attempts + 1"
-    " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"
-    "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"
-    "     - (SELECT count(*) FROM held), ?4)))"
-    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+// A rate limit's numbers and the store's now: `t` the milliseconds one
+// start takes to come back.
+#define BG_JOBS_SQLITE_RATE_LIMIT(name)                                        \
+    " rl AS MATERIALIZED (SELECT burst, period_ms * 1.0 / allowed AS t, "      \
+    BG_JOBS_SQLITE_NOW_MS " AS now FROM bg_jobs_rate_limits"                   \
+    "   WHERE name = " name "),"
+// The starts each key of the rate limit has left now (keys without a row
+// have the whole burst).
+#define BG_JOBS_SQLITE_RATE_CAP(name)                                          \
+    " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                           \
+    "   WHEN k.blocked_until > rl.now THEN 0"                                  \
+    "   WHEN rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now) < 0 THEN 0"   \
+    "   ELSE CAST((rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now))"       \
+    "     / rl.t + 1e-9 AS INTEGER) + 1 END AS cap"                            \
+    "   FROM bg_jobs_rate_keys k, rl WHERE k.name = " name "),"
+
+const char sql_reserve_limited[] = BG_JOBS_SQLITE_LIMITED("", "", "", "", "",
+                                                          "");
+
+const char sql_reserve_rated[] = BG_JOBS_SQLITE_LIMITED(
+    BG_JOBS_SQLITE_RATE_LIMIT("?7") BG_JOBS_SQLITE_RATE_CAP("?7"),
+    ", coalesce(ro.rate_key, '') AS rk, coalesce(ro.cost, 1) AS rc",
+    " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id",
+    " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"
+    "   WHERE cap <= 0)",
+    " rated AS (SELECT c.id, rl.t IS NULL OR sum(min(c.rc, rl.burst)) OVER"
+    "   (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"
+    "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON 1"
+    "   LEFT JOIN rcap r ON r.k = c.rk),",
+    " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)");
 
 } // namespace detail::sqlite
 

@@ -136,6 +136,24 @@ const char* const migrations[] = {
     "  WHERE concurrency_key IS NOT NULL;"
     "CREATE INDEX jobs_failed_key_idx ON jobs_failed (concurrency_key)"
     "  WHERE concurrency_key IS NOT NULL;",
+    // version 14: rate limits (as on PostgreSQL). Times in milliseconds
+    // since the epoch by the store's clock, fractional.
+    "CREATE TABLE bg_jobs_rate_limits ("
+    "  name TEXT PRIMARY KEY,"
+    "  allowed INTEGER NOT NULL,"
+    "  period_ms INTEGER NOT NULL,"
+    "  burst INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE bg_jobs_rate_keys ("
+    "  name TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  tat REAL NOT NULL DEFAULT 0,"
+    "  blocked_until REAL NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (name, key)) WITHOUT ROWID;"
+    "CREATE TABLE bg_jobs_rate_of ("
+    "  job_id INTEGER PRIMARY KEY,"
+    "  rate_key TEXT NOT NULL,"
+    "  cost INTEGER NOT NULL);",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -214,7 +232,10 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_limits;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_rate_of;"
+                    "DROP TABLE IF EXISTS bg_jobs_rate_keys;"
+                    "DROP TABLE IF EXISTS bg_jobs_rate_limits;"
+                    "DROP TABLE IF EXISTS bg_jobs_limits;"
                     "DROP TABLE IF EXISTS bg_jobs_actions;"
                     "DROP TABLE IF EXISTS bg_jobs_leases;"
                     "DROP TABLE IF EXISTS bg_jobs_queues;"

@@ -2,6 +2,8 @@
 
 #include "bg_jobs/core/parse.hpp"
 
+#include <algorithm>
+
 namespace bg_jobs {
 
 namespace {
@@ -38,9 +40,15 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
       d.change.available_at = now + settings_.backoff.delay(j.attempts, rng);
     return d;
   }
-  case outcome::kind::snooze: {
+  case outcome::kind::snooze:
+  case outcome::kind::rate_limited: {
     auto d = make(j, k::snooze, event_kind::job_snoozed, owner);
-    d.change.available_at = now + o.delay();
+    auto delay = std::max(o.delay(), std::chrono::milliseconds{0});
+    d.change.available_at = now + delay;
+    if (o.what() == outcome::kind::rate_limited) {
+      d.change.block_ms = delay.count();
+      d.message = "rate limited for " + std::to_string(delay.count()) + " ms";
+    }
     return d;
   }
   case outcome::kind::cancel: {

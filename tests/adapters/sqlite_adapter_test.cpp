@@ -188,8 +188,8 @@ TEST_SUITE("sqlite") {
           "bg_jobs_actions|bg_jobs_leases|bg_jobs_limits|bg_jobs_migrations|"
           "bg_jobs_nodes|"
           "bg_jobs_paused|"
-          "bg_jobs_queues|"
-          "bg_jobs_schedule|"
+          "bg_jobs_queues|bg_jobs_rate_keys|bg_jobs_rate_limits|"
+          "bg_jobs_rate_of|bg_jobs_schedule|"
           "bg_jobs_unique|jobs|"
           "jobs_failed|jobs_succeeded|");
     REQUIRE(db->migrate_down());

@@ -139,7 +139,28 @@ public:
   caf::expected<int64_t> unblock_key(const std::vector<std::string>& job_names,
                                      const std::string& key) override {
     return inner_->unblock_key(job_names, key);
+  }  caf::expected<void> set_rate_limit(const rate_limit& limit) override {
+    return inner_->set_rate_limit(limit);
   }
+  caf::expected<std::optional<bg_jobs::rate_limit_state>>
+  rate_state(const std::string& name, int max_keys) override {
+    return inner_->rate_state(name, max_keys);
+  }
+  caf::expected<rate_decision> consume_rate(const std::string& name,
+                                            const std::string& key,
+                                            int64_t cost) override {
+    return inner_->consume_rate(name, key, cost);
+  }
+  caf::expected<void> block_rate_key(const std::string& name,
+                                     const std::string& key,
+                                     int64_t ms) override {
+    return inner_->block_rate_key(name, key, ms);
+  }
+  caf::expected<std::optional<int64_t>>
+  rate_wait(const reserve_params& p) override {
+    return inner_->rate_wait(p);
+  }
+
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {
     return inner_->release_jobs_reserved_by(owner);

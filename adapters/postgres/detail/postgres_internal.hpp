@@ -84,7 +84,8 @@
   "             WHERE kind = 'sequence')"                                      \
   "           AND f.name = ANY (ARRAY(SELECT json_array_elements_text("        \
   "             $3::json))))))"
-#define BG_JOBS_PG_LIMITED_CLAIM                                               \
+#define BG_JOBS_PG_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,       \
+                           rated, rated_ok)                                    \
   "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
   "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
   " held AS MATERIALIZED (SELECT concurrency_key AS k1,"                       \
@@ -96,8 +97,10 @@
   " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"                \
   "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"     \
   "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"      \
+  rate_ctes                                                                    \
   " cand AS MATERIALIZED (SELECT id, concurrency_key AS k1,"                   \
-  "   second_concurrency_key AS k2, priority, available_at FROM jobs c"        \
+  "   second_concurrency_key AS k2, priority, available_at" cand_cols          \
+  "   FROM jobs c" cand_join                                                   \
   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
   "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
@@ -105,9 +108,11 @@
   "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("              \
   "       SELECT k FROM room WHERE free <= 0))"                                \
   "     AND (second_concurrency_key IS NULL OR second_concurrency_key"         \
-  "       NOT IN (SELECT k FROM room WHERE free <= 0))"                        \
+  "       NOT IN (SELECT k FROM room WHERE free <= 0))" cand_filter            \
   BG_JOBS_PG_SEQUENCE_HEAD                                                      \
-  "   ORDER BY priority, available_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),"   \
+  "   ORDER BY priority, available_at, id LIMIT $6"                            \
+  "   FOR UPDATE OF c SKIP LOCKED),"                                           \
+  rated                                                                        \
   " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
   "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
   "   FROM cand WHERE k2 IS NOT NULL),"                                        \
@@ -122,14 +127,41 @@
   "   GROUP BY r.id, r.priority, r.available_at),"                             \
   " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"          \
   "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"  \
-  "   FROM verdict WHERE fits = 1 UNION ALL SELECT id, 1, priority,"           \
-  "   available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL) x)"             \
+  "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"         \
+  "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"        \
+  rated_ok ") x)"                                                              \
   " UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"     \
   "   attempts = attempts + 1"                                                 \
   " WHERE id = ANY (ARRAY(SELECT id FROM lined WHERE pos <= least($4,"         \
   "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"             \
   "     - (SELECT count(*) FROM held), $4))))"                                 \
   " RETURNING " BG_JOBS_PG_JOB_COLUMNS
+#define BG_JOBS_PG_LIMITED_CLAIM BG_JOBS_PG_LIMITED("", "", "", "", "", "")
+// The store's now in milliseconds since the epoch.
+#define BG_JOBS_PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)"
+// The claim of a queue with a rate limit ($7 its name), as on SQLite (see
+// BG_JOBS_SQLITE_LIMITED): it also passes over jobs whose rate key has no
+// start left, and takes a key's jobs only while their costs, added up in
+// claim order, fit what the key has.
+#define BG_JOBS_PG_RATED_CLAIM                                                 \
+  BG_JOBS_PG_LIMITED(                                                          \
+      " rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed AS t, "  \
+      BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $7),"   \
+      " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                         \
+      "   WHEN k.blocked_until > rl.now THEN 0"                                \
+      "   WHEN rl.now + (rl.burst - 1) * rl.t - greatest(k.tat, rl.now) < 0"   \
+      "   THEN 0 ELSE floor((rl.now + (rl.burst - 1) * rl.t"                   \
+      "     - greatest(k.tat, rl.now)) / rl.t + 1e-9)::bigint + 1 END AS cap"  \
+      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $7),",                   \
+      ", coalesce(ro.rate_key, '') AS rk, coalesce(ro.cost, 1) AS rc",         \
+      " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id",                     \
+      " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"              \
+      "   WHERE cap <= 0)",                                                    \
+      " rated AS (SELECT c.id, rl.t IS NULL OR sum(least(c.rc, rl.burst))"     \
+      "   OVER (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"  \
+      "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON true" \
+      "   LEFT JOIN rcap r ON r.k = c.rk),",                                   \
+      " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)")
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
@@ -292,6 +324,18 @@ inline caf::error failure(const char* what) {
     return make_error(errc::database_error,
                       std::string{what} + ": " + e.what());
   }
+}
+
+/// Whether `r` asks for a rate key or cost of its own.
+inline bool has_rate(const job_request& r) {
+  return !r.rate_key().empty() || r.rate_cost() != 1;
+}
+
+/// Records the rate key and cost of job `id` as `r` asks, in `tx`.
+inline void note_rate(pqxx::transaction_base& tx, int64_t id,
+                      const job_request& r) {
+  if (has_rate(r))
+    tx.exec_prepared("bgj_rate_note", id, r.rate_key(), r.rate_cost());
 }
 
 /// Stores `j` for the unique `request` in `tx` unless an equal job counts;
@@ -601,9 +645,26 @@ struct postgres_adapter::impl {
     // is taken after it, so it sees every earlier claim's reservations.
     tx.exec("SET LOCAL enable_sort = on; SELECT pg_advisory_xact_lock("
             "7220159, hashtext(" + tx.quote(p.queue) + "))");
-    return read_jobs(tx.exec_prepared("bgj_reserve_limited", now_ms(),
-                                      p.reserved_by, names, p.limit, p.queue,
-                                      limited_scan(p.limit)));
+    if (p.rate_limit.empty())
+      return read_jobs(tx.exec_prepared("bgj_reserve_limited", now_ms(),
+                                        p.reserved_by, names, p.limit,
+                                        p.queue, limited_scan(p.limit)));
+    // Claims of every queue drawing from the rate limit, and what code
+    // outside jobs takes from it, take turns too (always after the
+    // queue's lock).
+    tx.exec("SELECT pg_advisory_xact_lock(7220160, hashtext(" +
+            tx.quote(p.rate_limit) + "))");
+    auto jobs = read_jobs(tx.exec_prepared(
+        "bgj_reserve_rated", now_ms(), p.reserved_by, names, p.limit, p.queue,
+        limited_scan(p.limit), p.rate_limit));
+    if (!jobs.empty()) {
+      std::string ids = "{";
+      for (auto& j : jobs)
+        ids += (ids.size() > 1 ? "," : "") + std::to_string(j.id);
+      ids += "}";
+      tx.exec_prepared("bgj_rate_charge", p.rate_limit, ids);
+    }
+    return jobs;
   }
 
   /// Prepares every statement of the adapter on this connection.
