@@ -130,6 +130,11 @@ caf::behavior remote_gate(caf::event_based_actor* self, caf::actor root,
       [=](unblock_atom a, const std::string& queue, const std::string& key) {
         return forward(a, queue, key);
       },
+      [=](rate_atom a, const std::string& name, int64_t allowed,
+          int64_t period_ms,
+          int64_t burst) { return forward(a, name, allowed, period_ms, burst); },
+      [=](consume_atom a, const std::string& name, const std::string& key,
+          int64_t cost) { return forward(a, name, key, cost); },
       [=](get_atom a, int64_t id) { return forward(a, id); },
       [=](list_atom a, const job_query& q) { return forward(a, q); },
       [=](stats_atom a) { return forward(a); },
@@ -385,7 +390,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     // start with a queue's limits sets them.
     for (auto& q : queues) {
       if (q.limited())
-        if (auto r = (*db)->set_limits(q.name(), q.limits()); !r) {
+        if (auto r = (*db)->set_limits(q.name(), q.stored_limits()); !r) {
           live_instances::get().remove(me.instance);
           return std::move(r.error());
         }

@@ -185,6 +185,22 @@ caf::expected<int64_t> instance::unblock_key(const std::string& queue,
                       queue, key);
 }
 
+caf::expected<void> instance::set_rate_limit(const rate_limit& limit) {
+  return ask<void>(*sys_, actor(), control_timeout, rate_atom::value,
+                   limit.name, limit.allowed,
+                   static_cast<int64_t>(limit.period.count()), limit.burst);
+}
+
+caf::expected<rate_decision> instance::consume_rate(const std::string& name,
+                                                    const std::string& key,
+                                                    int64_t cost) {
+  auto wait = ask<int64_t>(*sys_, actor(), control_timeout,
+                           consume_atom::value, name, key, cost);
+  if (!wait)
+    return std::move(wait.error());
+  return rate_decision{*wait == 0, *wait};
+}
+
 caf::expected<void> instance::pause_schedule(const std::string& job_name) {
   return ask<void>(*sys_, actor(), control_timeout, pause_atom::value,
                    pause_kind::schedule, job_name);

@@ -129,6 +129,25 @@ public:
   caf::expected<int64_t> unblock_key(const std::string& queue,
                                      const std::string& key);
 
+  /// Changes the rate limit `limit.name` for every node (each honours it
+  /// at its next claim). The limit must have been declared by a queue
+  /// (`queue_spec::with_rate_limit`); an unknown name or bad numbers are
+  /// `invalid_argument`.
+  caf::expected<void> set_rate_limit(const rate_limit& limit);
+
+  /// Takes `cost` starts from `key`'s bucket of the rate limit `name` if it
+  /// has them now, for work done outside jobs that must count against the
+  /// limit (a call made from a request handler); else takes nothing and
+  /// says how long to wait. Exact across nodes, by the store's clock.
+  caf::expected<rate_decision> consume_rate(const std::string& name,
+                                            const std::string& key,
+                                            int64_t cost = 1);
+
+  /// The rate limit `name` and its keys that are not full or are blocked
+  /// (at most `max_keys`); `invalid_argument` for an unknown name.
+  caf::expected<rate_limit_state> rate_state(const std::string& name,
+                                             int max_keys = 20);
+
   /// Pauses a scheduled job on every node: an occurrence that falls in the
   /// pause is skipped, not piled up.
   caf::expected<void> pause_schedule(const std::string& job_name);

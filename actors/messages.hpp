@@ -82,6 +82,19 @@ using limit_atom = caf::atom_constant<caf::atom("limit")>;
 /// failed); the number of failed jobs that held it comes back.
 using unblock_atom = caf::atom_constant<caf::atom("unblock")>;
 
+/// `(rate_atom, std::string name, int64_t allowed, int64_t period_ms,
+/// int64_t burst)` → `caf::unit`: changes the stored rate limit `name`
+/// (declared by a queue, `queue_spec::with_rate_limit`); every node
+/// honours it at its next claim. An unknown name or bad numbers are
+/// `invalid_argument`.
+using rate_atom = caf::atom_constant<caf::atom("rate")>;
+
+/// `(consume_atom, std::string name, std::string key, int64_t cost)` →
+/// `int64_t`: takes `cost` starts from `key`'s bucket of the rate limit
+/// `name` if it has them now (0 comes back), else takes nothing and the
+/// milliseconds to wait come back.
+using consume_atom = caf::atom_constant<caf::atom("consume")>;
+
 /// `(get_atom, int64_t job_id)` → `job_record`.
 using get_atom = caf::atom_constant<caf::atom("get")>;
 
@@ -124,6 +137,9 @@ struct queue_stats {
   int64_t waiting_on_limit = 0;
   /// Of a sequenced queue: the keys a failed job holds.
   std::vector<blocked_key> blocked;
+  /// Of a queue with a rate limit: the limit, and its keys that are not
+  /// full or are blocked (at most `shown_keys`).
+  std::optional<rate_limit_state> rate;
 
   static constexpr int shown_keys = 20;
 };
@@ -155,6 +171,9 @@ using bg_jobs_actor = caf::typed_actor<
     caf::reacts_to<scale_atom, std::string, int>,
     caf::reacts_to<limit_atom, std::string, std::string, std::string, int>,
     caf::replies_to<unblock_atom, std::string, std::string>::with<int64_t>,
+    caf::reacts_to<rate_atom, std::string, int64_t, int64_t, int64_t>,
+    caf::replies_to<consume_atom, std::string, std::string,
+                    int64_t>::with<int64_t>,
     caf::replies_to<get_atom, int64_t>::with<job_record>,
     caf::replies_to<list_atom, job_query>::with<job_page>,
     caf::replies_to<stats_atom>::with<stats_report>,

@@ -274,11 +274,25 @@ json limits_json(const queue_stats& q) {
     blocked.push_back({{"key", b.key},
                        {"failed_job", b.failed_job},
                        {"waiting", b.waiting}});
-  return {{"limits", limits},
-          {"keys", keys},
-          {"blocked", blocked},
-          {"keys_full", q.keys_full},
-          {"waiting_on_limit", q.waiting_on_limit}};
+  json out = {{"limits", limits},
+              {"keys", keys},
+              {"blocked", blocked},
+              {"keys_full", q.keys_full},
+              {"waiting_on_limit", q.waiting_on_limit}};
+  if (q.rate) {
+    json rate_keys = json::array();
+    for (auto& k : q.rate->keys)
+      rate_keys.push_back({{"key", k.key},
+                           {"available", k.available},
+                           {"blocked_ms", k.blocked_ms}});
+    auto& l = q.rate->limit;
+    out["rate"] = {{"name", l.name},
+                   {"allowed", l.allowed},
+                   {"period_ms", l.period.count()},
+                   {"burst", l.bucket()},
+                   {"keys", rate_keys}};
+  }
+  return out;
 }
 
 void limits_from_json(const json& j, queue_stats& q) {
@@ -306,6 +320,18 @@ void limits_from_json(const json& j, queue_stats& q) {
                          b.at("waiting").get<int64_t>()});
   q.keys_full = j.at("keys_full").get<int64_t>();
   q.waiting_on_limit = j.at("waiting_on_limit").get<int64_t>();
+  if (auto r = j.find("rate"); r != j.end() && r->is_object()) {
+    rate_limit_state st;
+    st.limit.name = r->at("name").get<std::string>();
+    st.limit.allowed = r->at("allowed").get<int64_t>();
+    st.limit.period = std::chrono::milliseconds{r->at("period_ms").get<int64_t>()};
+    st.limit.burst = r->at("burst").get<int64_t>();
+    for (auto& k : r->at("keys"))
+      st.keys.push_back({k.at("key").get<std::string>(),
+                         k.at("available").get<int64_t>(),
+                         k.at("blocked_ms").get<int64_t>()});
+    q.rate = std::move(st);
+  }
 }
 
 json to_json(const stats_report& x) {

@@ -45,6 +45,11 @@ caf::error check_limits(const std::string& queue,
 
 caf::error check_limit_change(const std::string& queue,
                               const concurrency_limit& limit) {
+  if (limit.kind == limit_kind::rate)
+    return make_error(errc::invalid_argument,
+                      "a queue's rate limit is declared by the queue "
+                      "(queue_spec::with_rate_limit); its numbers change "
+                      "with set_rate_limit");
   auto checked = limit;
   if (checked.max_running == 0)
     checked.max_running = 1; // a removal: its kind and key are checked

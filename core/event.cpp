@@ -48,6 +48,8 @@ const char* to_string(event_kind k) {
     return "bg_jobs.queue.limit";
   case event_kind::key_unblocked:
     return "bg_jobs.queue.unblock";
+  case event_kind::rate_limit_changed:
+    return "bg_jobs.rate.limit";
   case event_kind::schedule_paused:
     return "bg_jobs.schedule.pause";
   case event_kind::schedule_resumed:

@@ -49,6 +49,9 @@ enum class event_kind {
   queue_limit_changed,
   /// An operator unblocked a key of a sequenced queue; `message` names it.
   key_unblocked,
+  /// A rate limit's numbers changed (for every node); `message` says to
+  /// what.
+  rate_limit_changed,
   schedule_paused,
   schedule_resumed,
   queue_error,

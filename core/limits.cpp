@@ -21,13 +21,16 @@ const char* to_string(limit_kind k) {
       return "sequence";
     case limit_kind::sequence_skip_failed:
       return "sequence_skip_failed";
+    case limit_kind::rate:
+      return "rate";
   }
   return "?";
 }
 
 std::optional<limit_kind> parse_limit_kind(std::string_view text) {
   for (auto k : {limit_kind::key, limit_kind::per_key, limit_kind::total,
-                 limit_kind::sequence, limit_kind::sequence_skip_failed})
+                 limit_kind::sequence, limit_kind::sequence_skip_failed,
+                 limit_kind::rate})
     if (text == to_string(k))
       return k;
   return std::nullopt;
@@ -55,7 +58,15 @@ caf::error check_limits(const std::vector<concurrency_limit>& limits) {
       return make_error(errc::invalid_argument,
                         what + " must be at least 1, got " +
                             std::to_string(l.max_running));
-    if (l.kind == limit_kind::key) {
+    if (l.kind == limit_kind::rate) {
+      if (auto why = rate_limit_name_problem(l.key); !why.empty())
+        return make_error(errc::invalid_argument,
+                          "rate limit name '" + printable(l.key) + "' " + why);
+      if (l.max_running != 1)
+        return make_error(errc::invalid_argument,
+                          "a rate limit's row has max_running 1, got " +
+                              std::to_string(l.max_running));
+    } else if (l.kind == limit_kind::key) {
       if (auto why = concurrency_key_problem(l.key); !why.empty())
         return make_error(errc::invalid_argument,
                           "concurrency key '" + printable(l.key) + "' " + why);
@@ -70,8 +81,10 @@ caf::error check_limits(const std::vector<concurrency_limit>& limits) {
                         "a sequence runs one job of a key at a time; its "
                         "max_running is 1, got " +
                             std::to_string(l.max_running));
-    // One sequence kind at most.
-    if (!seen.emplace(seq ? limit_kind::sequence : l.kind, l.key).second)
+    // One sequence kind and one rate limit at most.
+    if (!seen.emplace(seq ? limit_kind::sequence : l.kind,
+                      l.kind == limit_kind::rate ? "" : l.key)
+             .second)
       return make_error(errc::invalid_argument,
                         seq ? std::string{"a queue's sequences are declared "
                                           "once"}

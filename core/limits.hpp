@@ -25,6 +25,10 @@ enum class limit_kind {
   sequence,
   /// As `sequence`, but a job that failed for good lets the next one go.
   sequence_skip_failed,
+  /// The queue draws from the rate limit named `key` (`rate_limit`, whose
+  /// numbers are its own); `max_running` is 1. Written by the queue's start
+  /// from `queue_spec::with_rate_limit`; not changed through `set_limit`.
+  rate,
 };
 
 /// What a failed job of a sequence does to the jobs behind it.
@@ -36,8 +40,8 @@ enum class sequence_failure {
   skip,
 };
 
-/// `"key"`, `"per_key"`, `"total"`, `"sequence"` or
-/// `"sequence_skip_failed"`.
+/// `"key"`, `"per_key"`, `"total"`, `"sequence"`,
+/// `"sequence_skip_failed"` or `"rate"`.
 const char* to_string(limit_kind k);
 
 /// The kind named `text` (as `to_string` spells it), if any.

@@ -132,7 +132,8 @@ public:
   /// Counted inside the claim, by the store's clock. Every node starting
   /// the queue writes the limit to the store (the last one to start wins);
   /// `instance::set_rate_limit` changes it while it runs. Makes the queue
-  /// limited.
+  /// limited, and holds no job ahead (prefetch 0): a job's start is counted
+  /// when it is claimed, which is when it starts.
   queue_spec& with_rate_limit(bg_jobs::rate_limit limit) {
     rate_limit_ = std::move(limit);
     return *this;
@@ -180,7 +181,9 @@ public:
   int max_concurrent_jobs() const { return max_concurrent_jobs_; }
   std::chrono::milliseconds poll_interval() const { return poll_interval_; }
   int max_retries() const { return max_retries_; }
-  int prefetch() const { return prefetch_; }
+  /// Jobs held ahead: none in a queue with a rate limit, whose claim
+  /// counts starts.
+  int prefetch() const { return rate_limit_ ? 0 : prefetch_; }
   std::chrono::milliseconds init_timeout() const { return init_timeout_; }
   const bg_jobs::backoff& retry_backoff() const { return backoff_; }
   const std::optional<std::chrono::milliseconds>& job_timeout() const {
@@ -188,6 +191,14 @@ public:
   }
   const std::vector<worker>& workers() const { return workers_; }
   const std::vector<concurrency_limit>& limits() const { return limits_; }
+  /// The limits as stored: those of `limits()` and a `limit_kind::rate`
+  /// row naming the rate limit, if one is declared.
+  std::vector<concurrency_limit> stored_limits() const {
+    auto out = limits_;
+    if (rate_limit_)
+      out.push_back({limit_kind::rate, rate_limit_->name, 1});
+    return out;
+  }
   /// Whether the queue declares concurrency or rate limits.
   bool limited() const { return !limits_.empty() || rate_limit_.has_value(); }
   const std::vector<event_listener>& event_listeners() const {

@@ -110,6 +110,12 @@ struct metrics::impl {
           .Help("Jobs ready to run that wait because a key of theirs is at "
                 "its limit")
           .Register(*reg);
+  prometheus::Family<prometheus::Gauge>& rate_keys_held =
+      BuildGauge()
+          .Name("bg_jobs_rate_keys_held")
+          .Help("Keys of a rate limit with no start left now, or blocked by "
+                "a handler's back-pressure (of the keys shown in stats)")
+          .Register(*reg);
   prometheus::Family<prometheus::Gauge>& busy =
       BuildGauge()
           .Name("bg_jobs_executors_busy")
@@ -229,6 +235,13 @@ struct metrics::impl {
           .Set(static_cast<double>(qs.keys_full));
       waiting_on_limit.Add({{"queue", utf8_repaired(qs.queue)}})
           .Set(static_cast<double>(qs.waiting_on_limit));
+      if (qs.rate) {
+        auto held = std::count_if(
+            qs.rate->keys.begin(), qs.rate->keys.end(),
+            [](const rate_key_state& k) { return k.available == 0; });
+        rate_keys_held.Add({{"limit", utf8_repaired(qs.rate->limit.name)}})
+            .Set(static_cast<double>(held));
+      }
     }
     std::set<prometheus::Gauge*> seen;
     for (auto& n : *names) {

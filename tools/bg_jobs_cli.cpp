@@ -479,6 +479,23 @@ int main(int argc, char** argv) {
                  "failed)");
   l_unblock->add_option("queue", limit_queue, "the queue")->required();
   l_unblock->add_option("key", limit_key, "the key")->required();
+  auto l_rate = limits->add_subcommand(
+      "rate", "a rate limit: its numbers and the keys that drew from it "
+              "(starts left now, time blocked)");
+  std::string rate_name, rate_allowed, rate_period, rate_burst = "0";
+  l_rate->add_option("name", rate_name, "the rate limit")->required();
+  l_rate->add_option("--top", keys_top, "how many keys, 1 to 10000 (20)");
+  auto l_rate_set = limits->add_subcommand(
+      "rate-set", "change a rate limit a queue declared; every node honours "
+                  "it at its next claim");
+  l_rate_set->add_option("name", rate_name, "the rate limit")->required();
+  l_rate_set->add_option("allowed", rate_allowed, "starts per period, 1 to "
+                                                  "1000000")
+      ->required();
+  l_rate_set->add_option("period", rate_period, "the period (500ms, 1s, 1m)")
+      ->required();
+  l_rate_set->add_option("--burst", rate_burst,
+                         "starts at once, 1 to 1000000 (allowed)");
 
   // -- prune ---------------------------------------------------------------
   auto prune = app.add_subcommand("prune", "delete old history (one batch)");
@@ -891,6 +908,62 @@ int main(int argc, char** argv) {
         std::cout << "unblocked key " << shown(limit_key) << " of "
                   << shown(limit_queue) << ": " << n
                   << " failed jobs no longer hold it\n";
+    } else if (*l_rate) {
+      auto top = static_cast<int>(
+          arg_of(bg_jobs::parse_count("--top", keys_top, 1, 10000)));
+      if (auto why = bg_jobs::rate_limit_name_problem(rate_name); !why.empty())
+        throw usage_error{"rate limit name '" + shown(rate_name) + "' " + why};
+      auto db = store.open();
+      auto st = value_of(db->rate_state(rate_name, top));
+      if (!st)
+        throw usage_error{"no rate limit named '" + shown(rate_name) + "'"};
+      auto& l = st->limit;
+      json keys = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"KEY", "AVAILABLE", "BLOCKED_MS"}};
+      for (auto& k : st->keys) {
+        keys.push_back({{"key", k.key},
+                        {"available", k.available},
+                        {"blocked_ms", k.blocked_ms}});
+        rows.push_back({shown(k.key), std::to_string(k.available),
+                        std::to_string(k.blocked_ms)});
+      }
+      if (as_json) {
+        std::cout << json_text({{"name", l.name},
+                                {"allowed", l.allowed},
+                                {"period_ms", l.period.count()},
+                                {"burst", l.bucket()},
+                                {"keys", keys}})
+                  << '\n';
+      } else {
+        std::cout << "rate limit " << shown(l.name) << ": " << l.allowed
+                  << " per " << l.period.count() << " ms, burst "
+                  << l.bucket() << "\n";
+        table(rows);
+      }
+    } else if (*l_rate_set) {
+      bg_jobs::rate_limit l;
+      l.name = rate_name;
+      l.allowed = arg_of(bg_jobs::parse_count("allowed", rate_allowed, 1,
+                                              1000000));
+      l.period = arg_of(bg_jobs::parse_duration(rate_period));
+      l.burst = arg_of(bg_jobs::parse_count("--burst", rate_burst, 0, 1000000));
+      if (auto err = bg_jobs::check_rate_limit(l))
+        throw usage_error{bg_jobs::describe(err)};
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      ok_or_fail(cp.set_rate_limit(l));
+      journal(*db, cp);
+      if (as_json)
+        std::cout << json_text({{"name", l.name},
+                                {"allowed", l.allowed},
+                                {"period_ms", l.period.count()},
+                                {"burst", l.bucket()}})
+                  << '\n';
+      else
+        std::cout << "set rate limit " << shown(l.name) << " to "
+                  << l.allowed << " per " << l.period.count()
+                  << " ms, burst " << l.bucket() << '\n';
     } else if (*l_keys) {
       auto top = static_cast<int>(
           arg_of(bg_jobs::parse_count("--top", keys_top, 1, 10000)));

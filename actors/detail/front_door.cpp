@@ -294,6 +294,32 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
           return *n;
         });
       },
+      [=](rate_atom, const std::string& name, int64_t allowed,
+          int64_t period_ms, int64_t burst) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto r = self->state.act<void>(
+              "setting a rate limit", [&](control_plane& cp) {
+                return cp.set_rate_limit(rate_limit{
+                    name, allowed, std::chrono::milliseconds{period_ms},
+                    burst});
+              });
+          if (!r)
+            return std::move(r.error());
+          return caf::unit;
+        });
+      },
+      [=](consume_atom, const std::string& name, const std::string& key,
+          int64_t cost) -> caf::result<int64_t> {
+        return guarded([&]() -> caf::result<int64_t> {
+          auto d = self->state.control<rate_decision>(
+              "taking from a rate limit", [&](db_adapter& db) {
+                return db.consume_rate(name, key, cost);
+              });
+          if (!d)
+            return std::move(d.error());
+          return d->admitted ? int64_t{0} : std::max<int64_t>(1, d->wait_ms);
+        });
+      },
       [=](get_atom, int64_t id) -> caf::result<job_record> {
         return guarded([&]() -> caf::result<job_record> {
           auto r = self->state.control<job_record>(

@@ -16,10 +16,11 @@ namespace detail::sqlite {
 // (`rcap`, each key's starts by the generic cell rate algorithm: `tat` its
 // theoretical arrival time, `t` the time one start takes to come back,
 // `(burst - 1) * t` the most it may run ahead) and takes a key's jobs only
-// while their costs, added up in claim order, fit what it has.
+// while their costs, added up in claim order, fit what it has; its jobs'
+// `reserved_at` is the store's time of the claim.
 #define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
 #define BG_JOBS_SQLITE_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,   \
-                               rated, rated_ok)                                \
+                               rated, rated_ok, reserved_at)                   \
     "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"           \
     "   WHERE queue = ?5),"                                                    \
     " held AS (SELECT concurrency_key AS k1, second_concurrency_key AS k2"     \
@@ -64,7 +65,7 @@ namespace detail::sqlite {
     "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"       \
     "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"      \
     rated_ok "))"                                                              \
-    " UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"                     \
+    " UPDATE jobs SET reserved_at = " reserved_at ", reserved_by = ?2,"        \
     "   attempts = attempts + 1"                                               \
     " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"                  \
     "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"           \
@@ -102,7 +103,7 @@ namespace detail::sqlite {
     "   FROM bg_jobs_rate_keys k, rl WHERE k.name = " name "),"
 
 const char sql_reserve_limited[] = BG_JOBS_SQLITE_LIMITED("", "", "", "", "",
-                                                          "");
+                                                          "", "?1");
 
 const char sql_reserve_rated[] = BG_JOBS_SQLITE_LIMITED(
     BG_JOBS_SQLITE_RATE_LIMIT("?7") BG_JOBS_SQLITE_RATE_CAP("?7"),
@@ -114,7 +115,9 @@ const char sql_reserve_rated[] = BG_JOBS_SQLITE_LIMITED(
     "   (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"
     "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON 1"
     "   LEFT JOIN rcap r ON r.k = c.rk),",
-    " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)");
+    " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)",
+    // A start is stamped with the store's time the rate counted it at.
+    "coalesce(CAST((SELECT now FROM rl) AS INTEGER), ?1)");
 
 } // namespace detail::sqlite
 

@@ -71,6 +71,13 @@ caf::error add_limits(db_adapter& db, queue_stats& qs) {
   if (!blocked)
     return std::move(blocked.error());
   qs.blocked = std::move(*blocked);
+  for (auto& l : qs.limits)
+    if (l.kind == limit_kind::rate) {
+      auto rate = db.rate_state(l.key, queue_stats::shown_keys);
+      if (!rate)
+        return std::move(rate.error());
+      qs.rate = std::move(*rate);
+    }
   return caf::none;
 }
 
@@ -265,6 +272,31 @@ control_plane::set_limit(const std::string& queue,
               (limit.max_running > 0
                    ? " set to " + std::to_string(limit.max_running)
                    : " removed");
+  effects_.events.push_back(std::move(e));
+  return r;
+}
+
+caf::expected<void> control_plane::set_rate_limit(const rate_limit& limit) {
+  if (auto err = check_rate_limit(limit))
+    return err;
+  auto known = db_.rate_state(limit.name, 0);
+  if (!known)
+    return std::move(known.error());
+  if (!*known)
+    return make_error(errc::invalid_argument,
+                      "no rate limit named '" + printable(limit.name) +
+                          "' (a queue declares one with "
+                          "queue_spec::with_rate_limit)");
+  auto r = db_.set_rate_limit(limit);
+  if (!r)
+    return r;
+  // A raised rate admits jobs now.
+  effects_.wake.push_back("*");
+  event e{event_kind::rate_limit_changed};
+  e.message = "rate limit '" + limit.name + "' set to " +
+              std::to_string(limit.allowed) + " per " +
+              std::to_string(limit.period.count()) + " ms, burst " +
+              std::to_string(limit.bucket());
   effects_.events.push_back(std::move(e));
   return r;
 }

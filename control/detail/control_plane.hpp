@@ -97,6 +97,11 @@ public:
   caf::expected<void> set_limit(const std::string& queue,
                                 const concurrency_limit& limit);
 
+  /// Changes the numbers of the stored rate limit `limit.name` (one a
+  /// queue declared; an unknown name is `invalid_argument`); every node
+  /// honours them at its next claim.
+  caf::expected<void> set_rate_limit(const rate_limit& limit);
+
   /// Lets the jobs of `key` in the sequenced queue `queue` go past its
   /// failed ones (which stay failed); returns how many failed jobs held it.
   caf::expected<int64_t> unblock_key(const std::string& queue,

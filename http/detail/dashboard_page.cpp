@@ -110,7 +110,7 @@ function showLimits(queues) {
   $("limits").hidden = queues.length === 0;
   for (const q of queues) {
     const h = el("h2"); h.append(el("span", q.queue), " ",
-      el("span", q.limits.map(l => l.kind === "key" ? "key " + l.key + ": " + l.max_running : l.kind + ": " + l.max_running).join(", "), "muted"),
+      el("span", q.limits.map(l => l.kind === "key" ? "key " + l.key + ": " + l.max_running : l.kind === "rate" ? "rate: " + l.key : l.kind + ": " + l.max_running).join(", "), "muted"),
       " ", el("span", q.keys_full + " keys full, " + q.waiting_on_limit + " jobs waiting on them", "badge" + (q.keys_full ? " full" : "")));
     const t = el("table"); t.className = "limit-keys"; t.dataset.queue = q.queue;
     const head = el("tr"); for (const c of ["key", "running", "waiting", "limit"]) head.append(el("th", c, c === "key" ? "" : "num"));
@@ -132,6 +132,20 @@ function showLimits(queues) {
         b.append(tr);
       }
       box.append(b);
+    }
+    if (q.rate) {
+      const r = q.rate;
+      const rh = el("p"); rh.append(el("span", "rate limit " + r.name, "muted"), " ",
+        el("span", r.allowed + " per " + r.period_ms + " ms, burst " + r.burst, "badge"));
+      const rt = el("table"); rt.className = "rate-keys"; rt.dataset.queue = q.queue;
+      const rhd = el("tr"); for (const c of ["rate key", "starts available", "blocked for ms"]) rhd.append(el("th", c, c === "rate key" ? "" : "num"));
+      rt.append(rhd);
+      for (const k of r.keys) {
+        const tr = el("tr", undefined, k.blocked_ms > 0 || k.available === 0 ? "full" : "");
+        tr.append(el("td", k.key === "" ? "(no key)" : k.key), el("td", k.available, "num"), el("td", k.blocked_ms, "num"));
+        rt.append(tr);
+      }
+      box.append(rh, rt);
     }
   }
 }

@@ -22,10 +22,15 @@
 // (across every node). --span-log FILE appends "S <job> <key> <us>" as a
 // handler starts and "E <job> <key> <us>" as it ends (wall-clock
 // microseconds; one write each).
+// Then the job's reservation time, ms since the epoch.
 // --sequence makes queue "work" sequenced (a failed job holds its key; no
 // retries), and a job whose payload has "fail": true fails after its span.
 // --until-left N: the node is done when N jobs are left pending (those a
 // blocked key holds back) and none is reserved.
+// --rate A:P:B gives queue "work" the rate limit "api" (A starts per P ms,
+// bursts of B); a job whose payload has "back_off_ms": N and "once": PATH
+// reports back-pressure for N ms the first time any node runs it (PATH is
+// created then). --prefetch N sets how many jobs the queue holds ahead.
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
 // application_name, so that a test can find (and kill) them.
@@ -36,6 +41,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -105,6 +111,8 @@ int main(int argc, char** argv) {
   bool default_name = false;
   bool sequence = false;
   int64_t until_left = 0;
+  std::optional<bg_jobs::rate_limit> rate;
+  int prefetch = -1;
   std::chrono::milliseconds timeout{60000};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -141,6 +149,15 @@ int main(int argc, char** argv) {
       sequence = true;
     else if (arg == "--until-left")
       until_left = std::stol(next());
+    else if (arg == "--rate") {
+      auto v = next();
+      auto c1 = v.find(':'), c2 = v.rfind(':');
+      rate = bg_jobs::rate_limit{
+          "api", std::stol(v.substr(0, c1)),
+          std::chrono::milliseconds{std::stol(v.substr(c1 + 1, c2 - c1 - 1))},
+          std::stol(v.substr(c2 + 1))};
+    } else if (arg == "--prefetch")
+      prefetch = std::stoi(next());
     else if (arg == "--enqueue-unique")
       enqueue_unique = std::stoi(next());
   }
@@ -190,7 +207,8 @@ int main(int argc, char** argv) {
                     .with_max_concurrent_jobs(concurrency)
                     .with_poll_interval(50ms)
                     .with_worker(bg_jobs::worker{
-                        "work", [&](const bg_jobs::job& j) {
+                        "work",
+                        [&](const bg_jobs::job& j) -> bg_jobs::outcome {
                           // The owner's first part: the name held.
                           auto held = j.reserved_by->substr(
                               0, j.reserved_by->find('/'));
@@ -208,15 +226,34 @@ int main(int argc, char** argv) {
                                           std::chrono::system_clock::now()
                                               .time_since_epoch())
                                           .count();
+                            // Then when the claim counted it.
                             auto line = std::string(1, what) + " " +
                                         std::to_string(j.id) + " " +
                                         j.concurrency_key + " " +
-                                        std::to_string(us) + "\n";
+                                        std::to_string(us) + " " +
+                                        std::to_string(bg_jobs::to_unix_ms(
+                                            j.reserved_at.value_or(
+                                                bg_jobs::timestamp{}))) +
+                                        "\n";
                             if (::write(span_log, line.data(), line.size()) <
                                 0)
                               throw std::runtime_error("span log");
                           };
                           span('S');
+                          if (j.payload.is_object() &&
+                              j.payload.contains("back_off_ms")) {
+                            auto once = j.payload.at("once").get<std::string>();
+                            int fd = ::open(once.c_str(),
+                                            O_WRONLY | O_CREAT | O_EXCL, 0644);
+                            if (fd >= 0) {
+                              ::close(fd);
+                              span('B');
+                              return bg_jobs::outcome::rate_limited(
+                                  std::chrono::milliseconds{
+                                      j.payload.at("back_off_ms")
+                                          .get<int64_t>()});
+                            }
+                          }
                           if (sleep_ms > 0)
                             std::this_thread::sleep_for(
                                 std::chrono::milliseconds{sleep_ms});
@@ -226,11 +263,16 @@ int main(int argc, char** argv) {
                           if (j.payload.is_object() &&
                               j.payload.value("fail", false))
                             throw std::runtime_error("asked to fail");
+                          return bg_jobs::outcome::success();
                         }});
     if (key_limit > 0)
       spec.with_key_limit(key_limit);
     if (sequence)
       spec.with_sequences().with_max_retries(0);
+    if (rate)
+      spec.with_rate_limit(*rate);
+    if (prefetch >= 0)
+      spec.with_prefetch(prefetch);
     auto config = bg_jobs::builder{factory}
                       .with_node_lease(lease)
                       .with_retention(bg_jobs::prune_params{}, prune_every)

@@ -85,7 +85,7 @@
   "           AND f.name = ANY (ARRAY(SELECT json_array_elements_text("        \
   "             $3::json))))))"
 #define BG_JOBS_PG_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,       \
-                           rated, rated_ok)                                    \
+                           rated, rated_ok, reserved_at)                       \
   "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
   "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
   " held AS MATERIALIZED (SELECT concurrency_key AS k1,"                       \
@@ -130,19 +130,21 @@
   "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"         \
   "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"        \
   rated_ok ") x)"                                                              \
-  " UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"     \
+  " UPDATE jobs SET reserved_at = " reserved_at ", reserved_by = $2,"         \
   "   attempts = attempts + 1"                                                 \
   " WHERE id = ANY (ARRAY(SELECT id FROM lined WHERE pos <= least($4,"         \
   "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"             \
   "     - (SELECT count(*) FROM held), $4))))"                                 \
   " RETURNING " BG_JOBS_PG_JOB_COLUMNS
-#define BG_JOBS_PG_LIMITED_CLAIM BG_JOBS_PG_LIMITED("", "", "", "", "", "")
+#define BG_JOBS_PG_LIMITED_CLAIM                                               \
+  BG_JOBS_PG_LIMITED("", "", "", "", "", "", BG_JOBS_TS("$1"))
 // The store's now in milliseconds since the epoch.
 #define BG_JOBS_PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)"
 // The claim of a queue with a rate limit ($7 its name), as on SQLite (see
 // BG_JOBS_SQLITE_LIMITED): it also passes over jobs whose rate key has no
 // start left, and takes a key's jobs only while their costs, added up in
-// claim order, fit what the key has.
+// claim order, fit what the key has; its jobs' `reserved_at` is the
+// server's time of the claim.
 #define BG_JOBS_PG_RATED_CLAIM                                                 \
   BG_JOBS_PG_LIMITED(                                                          \
       " rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed AS t, "  \
@@ -161,7 +163,9 @@
       "   OVER (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"  \
       "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON true" \
       "   LEFT JOIN rcap r ON r.k = c.rk),",                                   \
-      " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)")
+      " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)",                   \
+      "coalesce(timestamptz 'epoch' + (SELECT floor(now) FROM rl)"             \
+      "   * interval '1 millisecond', " BG_JOBS_TS("$1") ")")
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
