@@ -96,6 +96,12 @@ json to_json(const job_request& x) {
     j["concurrency_key"] = x.concurrency_key();
   if (!x.second_concurrency_key().empty())
     j["second_concurrency_key"] = x.second_concurrency_key();
+  if (auto& e = x.expiry()) {
+    if (auto t = std::get_if<timestamp>(&*e))
+      j["expires_at"] = to_unix_ms(*t);
+    else
+      j["expires_in"] = std::get<std::chrono::milliseconds>(*e).count();
+  }
   if (!x.rate_key().empty() || x.rate_cost() != 1) {
     j["rate_key"] = x.rate_key();
     j["rate_cost"] = x.rate_cost();
@@ -126,6 +132,10 @@ void from_json(const json& j, job_request& x) {
   auto second = maybe_of<std::string>(j, "second_concurrency_key");
   if (key || second) // a second without a first fails validation
     x.with_concurrency_key(key.value_or(""), second.value_or(""));
+  if (auto t = maybe_time(j, "expires_at"))
+    x.expires_at(*t);
+  else if (auto d = maybe_of<int64_t>(j, "expires_in"))
+    x.expires_in(std::chrono::milliseconds{*d});
   auto rate_key = maybe_of<std::string>(j, "rate_key");
   auto rate_cost = maybe_of<int64_t>(j, "rate_cost");
   if (rate_key || rate_cost) // checked by validation

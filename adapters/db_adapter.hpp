@@ -385,6 +385,12 @@ public:
   virtual caf::expected<std::optional<int64_t>>
   rate_wait(const reserve_params& params) = 0;
 
+  /// Moves up to `limit` jobs whose expiry passed before any attempt of
+  /// them started (`job_request::expires_at`; unreserved) to `jobs_failed`
+  /// as cancelled with the reason "expired"; returns them. No claim takes an
+  /// expired job meanwhile.
+  virtual caf::expected<std::vector<job>> discard_expired(int limit) = 0;
+
   /// Clears every reservation held by `reserved_by`; returns those jobs.
   virtual caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) = 0;

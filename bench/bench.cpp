@@ -10,7 +10,10 @@
 // concurrency key; N: job i carries key i mod N, and the queue limits each
 // key to BENCH_KEY_LIMIT, by default the concurrency plus the queue's
 // prefetch, which never binds: a key's reserved jobs are those running and
-// those held ahead),
+// those held ahead), BENCH_RATE (0: no rate limit; N: the queue has the
+// rate limit "bench" of N starts a second with bursts of N, which never
+// binds for N large enough; the drain's jobs carry the rate key of their
+// concurrency key, or none),
 // and the store: BENCH_PG_URL (an empty
 // PostgreSQL database) or BENCH_SQLITE_PATH (a file in an empty directory).
 // Logs go to stderr; the last line on stdout is `RESULT {json}`.
@@ -79,6 +82,7 @@ struct settings {
   long concurrency = 10;
   long keys = 0;
   long key_limit = 10;
+  long rate = 0;
 
   bg_jobs::adapter_factory factory() const {
     if (postgres)
@@ -95,6 +99,8 @@ struct settings {
                  .with_worker(std::move(w));
     if (keys > 0)
       q.with_key_limit(static_cast<int>(key_limit));
+    if (rate > 0)
+      q.with_rate_limit({"bench", rate, std::chrono::seconds{1}, rate});
     // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch); the
     // library's default poll (1 s) is the fallback in both profiles.
     return q;
@@ -107,6 +113,7 @@ struct settings {
         {"concurrency", concurrency},
         {"keys", keys},
         {"key_limit", keys > 0 ? json(key_limit) : json(nullptr)},
+        {"rate", rate > 0 ? json(rate) : json(nullptr)},
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
         {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
         {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
@@ -192,13 +199,14 @@ json drain(const settings& s) {
   auto t0 = steady_clock::now();
   for (long i = 0; i < n; i += batch) {
     std::vector<bg_jobs::job_request> reqs;
-    for (long k = i; k < std::min(n, i + batch); ++k)
+    for (long k = i; k < std::min(n, i + batch); ++k) {
+      bg_jobs::job_request r{"bench", json{{"seq", k}}};
       if (s.keys > 0)
-        reqs.push_back(std::move(
-            bg_jobs::job_request{"bench", json{{"seq", k}}}
-                .with_concurrency_key("k" + std::to_string(k % s.keys))));
-      else
-        reqs.emplace_back("bench", json{{"seq", k}});
+        r.with_concurrency_key("k" + std::to_string(k % s.keys));
+      if (s.rate > 0 && s.keys > 0)
+        r.with_rate("k" + std::to_string(k % s.keys));
+      reqs.push_back(std::move(r));
+    }
     if (auto ids = db->enqueue_jobs(reqs); !ids) {
       std::cerr << "bench: " << bg_jobs::describe(ids.error()) << std::endl;
       std::exit(1);
@@ -770,6 +778,7 @@ int main(int argc, char** argv) {
   s.postgres = !s.url.empty();
   s.concurrency = env("BENCH_CONCURRENCY", 10);
   s.keys = env("BENCH_KEYS", 0);
+  s.rate = env("BENCH_RATE", 0);
   s.key_limit = env("BENCH_KEY_LIMIT",
                     s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch());
   if (!s.postgres && s.path.empty()) {

@@ -173,6 +173,14 @@ timestamp job_request::resolve_available_at(timestamp now) const {
   return now;
 }
 
+std::optional<timestamp> job_request::resolve_expires_at(timestamp now) const {
+  if (!expiry_)
+    return std::nullopt;
+  if (auto t = std::get_if<timestamp>(&*expiry_))
+    return *t;
+  return now + std::get<std::chrono::milliseconds>(*expiry_);
+}
+
 caf::expected<std::string> job_request::validate() const {
   if (auto why = name_problem(name_); !why.empty())
     return make_error(errc::invalid_job_name,
@@ -291,6 +299,20 @@ caf::expected<std::string> job_request::validate(timestamp now) const {
   if (text && resolve_available_at(now) > latest_available_at)
     return make_error(errc::invalid_argument,
                       "the job would become available after the year 9999");
+  if (text && expiry_) {
+    if (auto d = std::get_if<std::chrono::milliseconds>(&*expiry_);
+        d && (d->count() <= 0 || *d > std::chrono::hours{24 * 365 * 100}))
+      return make_error(errc::invalid_argument,
+                        "expires_in must be 1 ms to 100 years, got " +
+                            std::to_string(d->count()) + " ms");
+    auto at = *resolve_expires_at(now);
+    if (at > latest_available_at || at.time_since_epoch().count() < 0)
+      return make_error(errc::invalid_argument,
+                        "the expiry must lie between 1970 and 9999");
+    if (at <= resolve_available_at(now))
+      return make_error(errc::invalid_argument,
+                        "the job would expire before it becomes available");
+  }
   return text;
 }
 

@@ -173,6 +173,30 @@ public:
     return *this;
   }
 
+  /// Discards the job if no attempt of it has started by `at`: no claim
+  /// takes it after that, and the upkeep records it as cancelled ("expired").
+  /// Must lie after the time the job becomes available; `invalid_argument`
+  /// at enqueue otherwise.
+  job_request& expires_at(timestamp at) {
+    expiry_ = at;
+    return *this;
+  }
+
+  /// As `expires_at(now + d)` at enqueue; `d` must be positive.
+  job_request& expires_in(std::chrono::milliseconds d) {
+    expiry_ = d;
+    return *this;
+  }
+
+  /// The expiry as given: none, a time, or a delay from the enqueue.
+  const std::optional<std::variant<timestamp, std::chrono::milliseconds>>&
+  expiry() const {
+    return expiry_;
+  }
+
+  /// When a job enqueued at `now` expires, if it does.
+  std::optional<timestamp> resolve_expires_at(timestamp now) const;
+
   /// The rate key ("" by default).
   const std::string& rate_key() const { return rate_key_; }
 
@@ -208,6 +232,7 @@ private:
   std::string second_key_;
   std::string rate_key_;
   int64_t rate_cost_ = 1;
+  std::optional<std::variant<timestamp, std::chrono::milliseconds>> expiry_;
 };
 
 } // namespace bg_jobs

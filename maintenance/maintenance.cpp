@@ -100,6 +100,18 @@ maintenance_report rescue_service::run_once(db_adapter& db, timestamp) {
     report.rescued = std::move(*rescued);
   else
     report.errors.push_back(std::move(rescued.error()));
+  // Jobs whose expiry passed unstarted (no claim takes them): recorded as
+  // cancelled, a batch per round.
+  if (auto expired = db.discard_expired(1000); expired) {
+    for (auto& j : *expired) {
+      event e{event_kind::job_cancelled};
+      e.message = "expired before it started";
+      e.job = std::move(j);
+      report.events.push_back(std::move(e));
+    }
+  } else {
+    report.errors.push_back(std::move(expired.error()));
+  }
   return report;
 }
 

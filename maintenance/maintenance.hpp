@@ -121,7 +121,8 @@ private:
   config cfg_;
 };
 
-/// Releases the jobs of nodes whose heartbeat is older than the lease.
+/// Releases the jobs of nodes whose heartbeat is older than the lease, and
+/// records jobs that expired unstarted as cancelled ("expired").
 class rescue_service : public maintenance_service {
 public:
   struct config {

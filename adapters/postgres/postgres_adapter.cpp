@@ -82,6 +82,7 @@ const statement_def statements[] = {
    " SELECT $1, c.k, rl.now + c.units * rl.t FROM c, rl"
    " ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"
    "   (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl))"},
+  {"bgj_expiry_note", "UPDATE jobs SET expires_at = $2 WHERE id = $1"},
   {"bgj_rate_note",
    "INSERT INTO bg_jobs_rate_of (job_id, rate_key, cost) VALUES ($1, $2, $3)"
    " ON CONFLICT (job_id) DO NOTHING"},
@@ -409,7 +410,7 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   if (!prepared)
     return std::move(prepared.error());
   auto& [j, text] = *prepared;
-  if (request.unique() || has_rate(request))
+  if (request.unique() || has_extras(request))
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
           job stored;
@@ -428,7 +429,8 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
                             [0][0]
                                 .as<int64_t>();
           }
-          note_rate(tx, stored.id, request);
+          if (!stored.conflict)
+            note_extras(tx, stored.id, request, now);
           return stored;
         });
   auto id =
@@ -467,11 +469,16 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
                           key_or_null(j.concurrency_key),
                           key_or_null(j.second_concurrency_key))[0][0]
                .as<int64_t>();
-    if (has_rate(request))
-      tx.exec_params(prefixed_sql("INSERT INTO bg_jobs_rate_of (job_id,"
-                                  " rate_key, cost) VALUES ($1, $2, $3)",
-                                  schema.empty() ? schema : schema + "."),
+    auto in_schema = [&](const char* sql) {
+      return prefixed_sql(sql, schema.empty() ? schema : schema + ".");
+    };
+    if (!request.rate_key().empty() || request.rate_cost() != 1)
+      tx.exec_params(in_schema("INSERT INTO bg_jobs_rate_of (job_id,"
+                               " rate_key, cost) VALUES ($1, $2, $3)"),
                      j.id, request.rate_key(), request.rate_cost());
+    if (auto at = request.resolve_expires_at(now))
+      tx.exec_params(in_schema("UPDATE jobs SET expires_at = $2 WHERE id = $1"),
+                     j.id, to_unix_ms(*at));
     tx.exec_params("SELECT pg_notify($1, $2)", channel, j.name);
   } catch (...) {
     return failure("enqueueing a job in the caller's transaction");
@@ -489,7 +496,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
   if (requests.empty())
     return std::vector<int64_t>{};
   if (std::any_of(requests.begin(), requests.end(), [](auto& r) {
-        return r.unique().has_value() || has_rate(r);
+        return r.unique().has_value() || has_extras(r);
       }))
     // One at a time, each unique request checked against its key; still
     // one transaction, all or none.
@@ -498,9 +505,11 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       for (size_t i = 0; i < requests.size(); ++i) {
         auto& [j, text] = jobs[i];
         if (requests[i].unique()) {
-          ids.push_back(insert_unique(tx, std::move(j), text, requests[i], now,
-                                      impl_->channel)
-                            .id);
+          auto stored = insert_unique(tx, std::move(j), text, requests[i], now,
+                                      impl_->channel);
+          ids.push_back(stored.id);
+          if (stored.conflict)
+            continue; // a job that was there already keeps its own
         } else {
           ids.push_back(
               tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
@@ -509,7 +518,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
                                key_or_null(j.second_concurrency_key))[0][0]
                   .as<int64_t>());
         }
-        note_rate(tx, ids.back(), requests[i]);
+        note_extras(tx, ids.back(), requests[i], now);
       }
       return ids;
     });
@@ -938,6 +947,31 @@ postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
   });
 }
 
+caf::expected<std::vector<job>>
+postgres_adapter::discard_expired(int limit) {
+  auto now = impl_->now_ms();
+  return impl_->in_statement(
+      "discarding expired jobs", [&](pqxx::transaction_base& tx) {
+        auto jobs = read_jobs(tx.exec_params(
+            "WITH m AS (DELETE FROM jobs WHERE id = ANY (ARRAY("
+            "   SELECT id FROM jobs WHERE expires_at <= $1"
+            "   AND reserved_by IS NULL ORDER BY expires_at LIMIT $2"
+            "   FOR UPDATE SKIP LOCKED)) AND reserved_by IS NULL"
+            "   RETURNING *),"
+            " f AS (INSERT INTO jobs_failed (id, name, payload, attempts,"
+            "   exception, created_at, available_at, failed_at, priority,"
+            "   cancelled, errors, concurrency_key, second_concurrency_key)"
+            "   SELECT id, name, payload, attempts, 'expired', created_at,"
+            "   available_at, " BG_JOBS_TS("$1") ", priority, true, errors,"
+            "   concurrency_key, second_concurrency_key FROM m)"
+            " SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM m",
+            now, std::max(limit, 1)));
+        for (auto& j : jobs)
+          j.last_error = "expired";
+        return jobs;
+      });
+}
+
 caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
   auto now = impl_->now_ms();
   try {
@@ -951,6 +985,11 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
                    .affected_rows();
     deleted += impl_->prune_beyond(tx, "succeeded", p.max_succeeded, p.batch);
     deleted += impl_->prune_beyond(tx, "failed", p.max_failed, p.batch);
+    // The rate keys of jobs older than every job kept (ids only grow).
+    tx.exec("DELETE FROM bg_jobs_rate_of WHERE job_id < (SELECT min(m) FROM"
+            " (SELECT min(id) AS m FROM jobs UNION ALL SELECT min(id) FROM"
+            " jobs_succeeded UNION ALL SELECT min(id) FROM jobs_failed"
+            " UNION ALL SELECT max(job_id) + 1 FROM bg_jobs_rate_of) x)");
     // A dry run counts and rolls back.
     if (p.dry_run)
       tx.abort();
@@ -1188,7 +1227,7 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
                                 key_or_null(j.concurrency_key),
                                 key_or_null(j.second_concurrency_key))[0][0]
                    .as<int64_t>();
-        note_rate(tx, j.id, params.request);
+        note_extras(tx, j.id, params.request, params.occurrence);
         tx.exec_prepared("bgj_schedule_prune", name);
         return j;
       });

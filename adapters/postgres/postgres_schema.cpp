@@ -169,7 +169,12 @@ const char* const migrations[] = {
     "CREATE TABLE bg_jobs_rate_of ("
     "  job_id BIGINT PRIMARY KEY,"
     "  rate_key TEXT NOT NULL,"
-    "  cost BIGINT NOT NULL);",
+    "  cost BIGINT NOT NULL);"
+    // A job's expiry (ms since the epoch): no attempt starts at or after
+    // it.
+    "ALTER TABLE jobs ADD COLUMN expires_at BIGINT;"
+    "CREATE INDEX jobs_expiry_idx ON jobs (expires_at)"
+    "  WHERE expires_at IS NOT NULL;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -55,6 +55,7 @@ const char sql_reserve[] = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
                            " WHERE id IN (SELECT id FROM jobs"
                            "   WHERE reserved_by IS NULL AND available_at <= ?1"
                            "     AND name IN (SELECT value FROM json_each(?3))"
+                           "     AND (expires_at IS NULL OR expires_at > ?1)"
                            "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"
                            "       WHERE kind = 'queue' AND name = ?5)"
                            "   ORDER BY priority, available_at, id LIMIT ?4)"
@@ -609,10 +610,11 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
     return make_error(errc::invalid_argument,
                       "unique requests cannot be enqueued in the caller's "
                       "transaction on SQLite");
-  if (!request.rate_key().empty() || request.rate_cost() != 1)
+  if (!request.rate_key().empty() || request.rate_cost() != 1 ||
+      request.expiry())
     return make_error(errc::invalid_argument,
-                      "requests with a rate key or cost cannot be enqueued "
-                      "in the caller's transaction on SQLite");
+                      "requests with a rate key, a cost or an expiry cannot "
+                      "be enqueued in the caller's transaction on SQLite");
   auto prepared = detail::prepare_job(request, clock::system()->now());
   if (!prepared)
     return std::move(prepared.error());
@@ -661,8 +663,9 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   if (!prepared)
     return std::move(prepared.error());
   auto& [j, text] = *prepared;
-  bool rated = !request.rate_key().empty() || request.rate_cost() != 1;
-  if (request.unique() || rated)
+  bool extras = !request.rate_key().empty() || request.rate_cost() != 1 ||
+                request.expiry().has_value();
+  if (request.unique() || extras)
     return in_transaction([&]() -> caf::expected<job> {
       caf::expected<job> stored{caf::error{}};
       if (request.unique()) {
@@ -676,7 +679,10 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
       }
       if (!stored)
         return stored;
-      if (auto noted = note_rate(stored->id, request); !noted)
+      // A job that was there already keeps its own.
+      if (stored->conflict)
+        return stored;
+      if (auto noted = note_extras(stored->id, request, now); !noted)
         return std::move(noted.error());
       return stored;
     });
@@ -709,16 +715,18 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
           if (!stored)
             return std::move(stored.error());
           ids.push_back(stored->id);
+          if (!stored->conflict)
+            if (auto noted = note_extras(stored->id, requests[i], now); !noted)
+              return std::move(noted.error());
           continue;
         }
         auto id = insert_job(jobs[i].j, jobs[i].payload);
         if (!id)
           return std::move(id.error());
         ids.push_back(*id);
-      }
-      for (size_t k = 0; k < requests.size(); ++k)
-        if (auto noted = note_rate(ids[k], requests[k]); !noted)
+        if (auto noted = note_extras(*id, requests[i], now); !noted)
           return std::move(noted.error());
+      }
       return ids;
     }
     // Whole chunks go in multi-row statements; ids inside one write
@@ -760,7 +768,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       }
     }
     for (size_t k = 0; k < requests.size(); ++k)
-      if (auto noted = note_rate(ids[k], requests[k]); !noted)
+      if (auto noted = note_extras(ids[k], requests[k], now); !noted)
         return std::move(noted.error());
     return ids;
   });
@@ -1100,6 +1108,41 @@ sqlite_adapter::rescue_jobs(std::chrono::milliseconds lease) {
   return jobs;
 }
 
+caf::expected<std::vector<job>> sqlite_adapter::discard_expired(int limit) {
+  auto now = to_unix_ms(options_.clock->now());
+  return in_transaction([&]() -> caf::expected<std::vector<job>> {
+    std::vector<job> expired;
+    {
+      auto s = prepare("SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
+                       " WHERE expires_at <= ?1 AND reserved_by IS NULL"
+                       " ORDER BY expires_at LIMIT ?2");
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, now).bind(2, int64_t{std::max(limit, 1)});
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        expired.emplace_back(read_job(q.get()));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "reading expired jobs");
+    }
+    const std::string reason = "expired";
+    const std::optional<std::string> nobody;
+    for (auto& j : expired) {
+      auto moved = move_rows(
+          sql_copy_cancelled, sql_delete,
+          [&](statement& q) {
+            q.bind(1, j.id).bind(2, now).bind(3, nobody).bind(4, reason);
+          },
+          [&](statement& q) { q.bind(1, j.id); }, "discarding expired jobs");
+      if (!moved)
+        return std::move(moved.error());
+      j.last_error = reason;
+    }
+    return expired;
+  });
+}
+
 caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
   auto now = options_.clock->now();
   int64_t deleted = 0;
@@ -1126,6 +1169,14 @@ caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
       return failure(rc, "pruning history");
     deleted += sqlite3_changes(db_);
   }
+  // The rate keys of jobs older than every job kept (ids only grow).
+  if (auto r = exec("DELETE FROM bg_jobs_rate_of WHERE job_id < (SELECT"
+                    " min(m) FROM (SELECT min(id) AS m FROM jobs UNION ALL"
+                    " SELECT min(id) FROM jobs_succeeded UNION ALL SELECT"
+                    " min(id) FROM jobs_failed UNION ALL SELECT max(job_id)"
+                    " + 1 FROM bg_jobs_rate_of))");
+      !r)
+    return std::move(r.error());
   if (p.dry_run)
     return deleted; // the transaction rolls back
   if (auto r = tx.commit(); !r)
@@ -1259,7 +1310,7 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   if (!id)
     return std::move(id.error());
   j.id = *id;
-  if (auto noted = note_rate(j.id, params.request); !noted)
+  if (auto noted = note_extras(j.id, params.request, params.occurrence); !noted)
     return std::move(noted.error());
   for (auto sql : {sql_schedule_insert, sql_schedule_prune}) {
     auto s = prepare(sql);

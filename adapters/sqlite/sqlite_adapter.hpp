@@ -100,6 +100,7 @@ public:
                                      int64_t ms) override;
   caf::expected<std::optional<int64_t>>
   rate_wait(const reserve_params& params) override;
+  caf::expected<std::vector<job>> discard_expired(int limit) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;
   caf::expected<std::vector<job>>
@@ -198,9 +199,11 @@ private:
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);
   caf::expected<std::vector<job>> reserve_in_tx(const reserve_params& params);
-  /// Records the rate key and cost of job `id` as `r` asks (nothing when it
-  /// asks for none), in the caller's transaction.
-  caf::expected<void> note_rate(int64_t id, const job_request& r);
+  /// Records the rate key and cost and the expiry (from `now`) of job `id`
+  /// as `r` asks (nothing when it asks for none), in the caller's
+  /// transaction.
+  caf::expected<void> note_extras(int64_t id, const job_request& r,
+                                  timestamp now);
   /// Takes the costs of the jobs just reserved from their keys' buckets of
   /// the rate limit `name`, in the claim's transaction.
   caf::expected<void> charge_rates(const std::string& name,

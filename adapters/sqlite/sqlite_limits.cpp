@@ -38,6 +38,7 @@ namespace detail::sqlite {
     "   FROM jobs c" cand_join                                                 \
     "   WHERE reserved_by IS NULL AND available_at <= ?1"                      \
     "     AND name IN (SELECT value FROM json_each(?3))"                       \
+    "     AND (c.expires_at IS NULL OR c.expires_at > ?1)"                     \
     "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                        \
     "       WHERE kind = 'queue' AND name = ?5)"                               \
     "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("            \

@@ -96,8 +96,18 @@ const char sql_rate_wait[] =
 
 } // namespace
 
-caf::expected<void> sqlite_adapter::note_rate(int64_t id,
-                                              const job_request& r) {
+caf::expected<void> sqlite_adapter::note_extras(int64_t id,
+                                                const job_request& r,
+                                                timestamp now) {
+  if (auto at = r.resolve_expires_at(now)) {
+    auto ms = to_unix_ms(*at);
+    auto done = execute(
+        "UPDATE jobs SET expires_at = ?2 WHERE id = ?1",
+        [&](statement& q) { q.bind(1, id).bind(2, ms); },
+        "recording a job's expiry");
+    if (!done)
+      return std::move(done.error());
+  }
   if (r.rate_key().empty() && r.rate_cost() == 1)
     return caf::unit;
   auto& key = r.rate_key();

@@ -136,7 +136,7 @@ const char* const migrations[] = {
     "  WHERE concurrency_key IS NOT NULL;"
     "CREATE INDEX jobs_failed_key_idx ON jobs_failed (concurrency_key)"
     "  WHERE concurrency_key IS NOT NULL;",
-    // version 14: rate limits (as on PostgreSQL). Times in milliseconds
+    // version 14: rate limits and expiry (as on PostgreSQL). Times in milliseconds
     // since the epoch by the store's clock, fractional.
     "CREATE TABLE bg_jobs_rate_limits ("
     "  name TEXT PRIMARY KEY,"
@@ -153,7 +153,11 @@ const char* const migrations[] = {
     "CREATE TABLE bg_jobs_rate_of ("
     "  job_id INTEGER PRIMARY KEY,"
     "  rate_key TEXT NOT NULL,"
-    "  cost INTEGER NOT NULL);",
+    "  cost INTEGER NOT NULL);"
+    // and expiry: no attempt starts at or after `expires_at`
+    "ALTER TABLE jobs ADD COLUMN expires_at INTEGER;"
+    "CREATE INDEX jobs_expiry_idx ON jobs (expires_at)"
+    "  WHERE expires_at IS NOT NULL;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -348,4 +348,123 @@ TEST_SUITE("limits") {
     CHECK(runs[0] == nlohmann::json{{"n", 999}});
   }
 
+
+  BG_JOBS_RUNTIME_CASE("a rate-limited queue starts its burst, then sleeps "
+                       "until the rate lets the next job go, and shows its "
+                       "keys") {
+    std::mutex mtx;
+    std::vector<std::chrono::steady_clock::time_point> starts;
+    auto w = worker{"j", [&](const job&) {
+      std::lock_guard<std::mutex> guard{mtx};
+      starts.push_back(std::chrono::steady_clock::now());
+    }};
+    http_options o;
+    o.port = 0;
+    // 5 a second (one start per 200 ms) after a burst of 2; the poll comes
+    // every 30 s, so only the rate's own timer can start the rest.
+    auto bg = start(make_builder().with_http(o).with_queue(
+        queue_spec{"q"}
+            .with_poll_interval(30s)
+            .with_max_concurrent_jobs(4)
+            .with_rate_limit({"api", 5, 1000ms, 2})
+            .with_worker(w)));
+    for (int i = 0; i < 5; ++i)
+      value_of(bg.enqueue(job_request{"j", {{"i", i}}}.with_rate("k")));
+    REQUIRE(test::eventually(
+        [&] {
+          std::lock_guard<std::mutex> guard{mtx};
+          return starts.size() == 5;
+        },
+        15s));
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      std::sort(starts.begin(), starts.end());
+      // The third start waited for the bucket: at least one interval after
+      // the first (less a little for the two clocks' rounding).
+      for (size_t i = 2; i < starts.size(); ++i)
+        CHECK(starts[i] - starts[0] >= (i - 1) * 200ms - 30ms);
+    }
+    auto st = value_of(bg.stats());
+    REQUIRE(st.queues.size() == 1);
+    REQUIRE(st.queues[0].rate);
+    CHECK(st.queues[0].rate->limit.name == "api");
+    CHECK(st.queues[0].rate->limit.allowed == 5);
+    httplib::Client client{"127.0.0.1", bg.http_port()};
+    auto res = client.Get("/api/stats");
+    REQUIRE(res);
+    auto body = nlohmann::json::parse(res->body);
+    CHECK(body["queues"][0]["rate"]["name"] == "api");
+    CHECK(body["queues"][0]["rate"]["burst"] == 2);
+    auto metrics = client.Get("/metrics");
+    REQUIRE(metrics);
+    CHECK(metrics->body.find("bg_jobs_rate_keys_held{limit=\"api\"}") !=
+          std::string::npos);
+    // Changed at run time; bad changes and unknown names refused.
+    CHECK(error_of(bg.set_rate_limit({"nope", 5, 1000ms, 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_rate_limit({"api", 0, 1000ms, 2})) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.set_rate_limit({"api", 5, 0ms, 2})) ==
+          errc::invalid_argument);
+    require_ok(bg.set_rate_limit({"api", 1000, 1000ms, 50}));
+    REQUIRE(log.wait_for(event_kind::rate_limit_changed));
+    // Work outside jobs takes from the same buckets.
+    auto d = value_of(bg.consume_rate("api", "other", 50));
+    CHECK(d.admitted);
+    d = value_of(bg.consume_rate("api", "other", 50));
+    CHECK_FALSE(d.admitted);
+    CHECK(d.wait_ms > 0);
+    CHECK(error_of(bg.consume_rate("api", "other", 51)) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.consume_rate("nope", "other", 1)) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.consume_rate("api", "\xff", 1)) ==
+          errc::invalid_argument);
+    require_ok(bg.shutdown());
+  }
+
+  BG_JOBS_RUNTIME_CASE("a job that expires while it waits never runs, and "
+                       "the upkeep records it") {
+    test::gate hold;
+    std::mutex mtx;
+    std::vector<std::string> ran;
+    auto w = worker{"j", [&](const job& j) {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        ran.push_back(j.payload.value("n", std::string{}));
+      }
+      hold.wait();
+    }};
+    // One executor, busy with "first" until the gate opens; the upkeep
+    // looks every 100 ms.
+    auto bg = start(make_builder().with_node_lease(300ms).with_queue(
+        queue_spec{"q"}
+            .with_poll_interval(50ms)
+            .with_max_concurrent_jobs(1)
+            .with_prefetch(0)
+            .with_worker(w)));
+    value_of(bg.enqueue(job_request{"j", {{"n", "first"}}}));
+    REQUIRE(log.wait_for(event_kind::job_started));
+    auto late = value_of(bg.enqueue(
+        job_request{"j", {{"n", "late"}}}.expires_in(100ms)));
+    REQUIRE(log.wait(
+        [&](const std::vector<event>& es) {
+          return std::any_of(es.begin(), es.end(), [&](const event& e) {
+            return e.kind == event_kind::job_cancelled && e.job &&
+                   e.job->id == late.id;
+          });
+        },
+        15s));
+    hold.open();
+    value_of(bg.enqueue(job_request{"j", {{"n", "after"}}}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 2));
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      CHECK(ran == std::vector<std::string>{"first", "after"});
+    }
+    auto rec = value_of(store()->get_job(late.id));
+    CHECK(rec.state == job_state::cancelled);
+    CHECK(rec.attempts == 0);
+    require_ok(bg.shutdown());
+  }
 } // TEST_SUITE

@@ -1,7 +1,9 @@
 // Unique requests that change the waiting job holding their key, on every
 // store: debounce, throttle and merge, a started job never changed, and
 // bad requests refused with nothing written.
+#include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -175,5 +177,96 @@ TEST_SUITE("flow control") {
     auto merged = value_of(setup->get_job(first.id)).payload;
     CHECK(merged.size() == 81);
     MESSAGE(failures.load() << " tries refused and tried again");
+  }
+
+  TEST_CASE_TEMPLATE("a job not started by its expiry is never claimed, and "
+                     "is recorded as expired",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    auto a = value_of(db->enqueue_job(job_request{"work", {{"n", "a"}}}
+                                          .expires_in(10s)));
+    auto b = value_of(db->enqueue_job(job_request{"work", {{"n", "b"}}}
+                                          .expires_at(t0 + 5s)));
+    auto c = value_of(db->enqueue_job(job_request{"work", {{"n", "c"}}}));
+    // Nothing has expired yet: the upkeep finds nothing.
+    CHECK(value_of(db->discard_expired(100)).empty());
+    clk->advance(6s);
+    auto got = claim(*db);
+    std::set<int64_t> ids;
+    for (auto& j : got)
+      ids.insert(j.id);
+    CHECK(ids == std::set<int64_t>{a.id, c.id});
+    // The upkeep records b; a and c run (a running job is never discarded).
+    auto expired = value_of(db->discard_expired(100));
+    REQUIRE(expired.size() == 1);
+    CHECK(expired[0].id == b.id);
+    auto rec = value_of(db->get_job(b.id));
+    CHECK(rec.state == job_state::cancelled);
+    CHECK(rec.error == std::optional<std::string>{"expired"});
+    CHECK(rec.attempts == 0);
+    // a fails and is retried after its expiry: the retry never starts.
+    auto ja = *std::find_if(got.begin(), got.end(),
+                            [&](const job& j) { return j.id == a.id; });
+    completion retry;
+    retry.what = completion::kind::retry;
+    retry.job_id = a.id;
+    retry.reserved_by = ja.reserved_by;
+    retry.error = "boom";
+    retry.available_at = t0 + 8s;
+    CHECK(value_of(db->complete_jobs({retry})) == std::vector<bool>{true});
+    clk->advance(5s); // t0 + 11 s
+    CHECK(claim(*db).empty());
+    expired = value_of(db->discard_expired(100));
+    REQUIRE(expired.size() == 1);
+    CHECK(expired[0].id == a.id);
+    CHECK(value_of(db->get_job(a.id)).state == job_state::cancelled);
+    // c, running, is left alone and succeeds.
+    auto jc = *std::find_if(got.begin(), got.end(),
+                            [&](const job& j) { return j.id == c.id; });
+    completion done;
+    done.job_id = c.id;
+    done.reserved_by = jc.reserved_by;
+    CHECK(value_of(db->complete_jobs({done})) == std::vector<bool>{true});
+  }
+
+  TEST_CASE_TEMPLATE("the claim of a limited queue passes over expired jobs",
+                     S, BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    require_ok(db->set_limits("q", {{limit_kind::per_key, "", 5}}));
+    value_of(db->enqueue_job(job_request{"work", {{"n", 1}}}
+                                 .with_concurrency_key("k")
+                                 .expires_in(1s)));
+    auto kept = value_of(db->enqueue_job(
+        job_request{"work", {{"n", 2}}}.with_concurrency_key("k")));
+    clk->advance(2s);
+    reserve_params p{{"work"}, 10, "node/q/1", "q"};
+    p.limited = true;
+    auto got = value_of(db->reserve_jobs(p));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].id == kept.id);
+  }
+
+  TEST_CASE_TEMPLATE("a bad expiry is refused and writes nothing", S,
+                     BG_JOBS_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(t0);
+    auto db = store.fresh(clk);
+    for (auto bad :
+         {job_request{"work"}.expires_in(0ms),
+          job_request{"work"}.expires_in(-5s),
+          job_request{"work"}.expires_at(t0 - 1s),
+          job_request{"work"}.expires_at(t0),
+          job_request{"work"}.available_in(10s).expires_in(5s),
+          job_request{"work"}.available_at(t0 + 10s).expires_at(t0 + 10s),
+          job_request{"work"}.expires_at(from_unix_ms(-1000))}) {
+      CHECK(error_of(db->enqueue_job(bad)) == errc::invalid_argument);
+      CHECK(error_of(db->enqueue_jobs({job_request{"work"}, bad})) ==
+            errc::invalid_argument);
+    }
+    CHECK(value_of(db->stats()).pending() == 0);
   }
 } // TEST_SUITE

@@ -159,12 +159,13 @@ TEST_SUITE("rate limits") {
     CHECK(other.wait_ms > 0);
   }
 
-  TEST_CASE_TEMPLATE("a blocked key starts nothing until the block ends; the "
+  TEST_CASE_TEMPLATE("a blocked key starts nothing until the block ends, and the "
                      "others go on",
                      S, BG_JOBS_STORES) {
     S store;
     auto db = store.fresh();
-    require_ok(db->set_rate_limit(api(1000, 1000ms, 100)));
+    // 100 at once, then one start per 10 s.
+    require_ok(db->set_rate_limit(api(100, 1000s, 100)));
     enqueue_keyed(*db, "a", 3);
     enqueue_keyed(*db, "b", 3);
     require_ok(db->block_rate_key("api", "a", 60000));
@@ -177,7 +178,7 @@ TEST_SUITE("rate limits") {
     require_ok(db->block_rate_key("api", "a", 10));
     auto st = value_of(db->rate_state("api", 10));
     REQUIRE(st);
-    // Blocked first; b drew 3 of its 100 (it refills at one a ms).
+    // Blocked first; b drew 3 of its 100.
     REQUIRE(st->keys.size() == 2);
     CHECK(st->keys[0].key == "a");
     CHECK(st->keys[0].blocked_ms > 50000);

@@ -160,6 +160,9 @@ public:
   rate_wait(const reserve_params& p) override {
     return inner_->rate_wait(p);
   }
+  caf::expected<std::vector<job>> discard_expired(int limit) override {
+    return inner_->discard_expired(limit);
+  }
 
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& owner) override {

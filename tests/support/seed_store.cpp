@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
       "seed-node", {{"mail", {"mail", "xss"}, 4}, {"reports", {"report"}, 2}}));
   // "mail" is declared with a limit per concurrency key.
   must(db->set_limits("mail", {{limit_kind::per_key, "", 2}}));
+  // A rate limit "api" (10 a second, 5 at once), of which "acct:1" took 3.
+  must(db->set_rate_limit({"api", 10, std::chrono::seconds{1}, 5}));
+  must(db->consume_rate("api", "acct:1", 3));
   nlohmann::json out = {{"waiting", nlohmann::json::array()},
                         {"scheduled", nlohmann::json::array()},
                         {"running", nlohmann::json::array()},

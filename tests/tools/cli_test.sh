@@ -235,6 +235,25 @@ limits)
   run 2 "${db[@]}" limits blocked nope
   run 2 "${db[@]}" jobs enqueue mail --concurrency-key "$(printf 'a\001')"
   run 2 "${db[@]}" jobs enqueue mail --second-concurrency-key b
+  # Rate limits: shown, changed, bad input refused with nothing changed.
+  run 0 "${db[@]}" limits rate api
+  contains "rate shown" "$out" "rate limit api: 10 per 1000 ms, burst 5"
+  run 0 "${db[@]}" --json limits rate-set api 20 2s --burst 8
+  expect "rate set" "$(jq -c . <<<"$out")" '{"allowed":20,"burst":8,"name":"api","period_ms":2000}'
+  run 0 "${db[@]}" --json limits rate api
+  expect "rate stored" "$(jq .allowed <<<"$out")" 20
+  expect "rate burst" "$(jq .burst <<<"$out")" 8
+  run 2 "${db[@]}" limits rate-set api 0 1s
+  run 2 "${db[@]}" limits rate-set api 5 0s
+  run 2 "${db[@]}" limits rate-set api 5 1s --burst -1
+  run 2 "${db[@]}" limits rate-set api 99999999999999999999 1s
+  run 2 "${db[@]}" limits rate-set "bad name" 5 1s
+  run 2 "${db[@]}" limits rate-set nope 5 1s
+  contains "unknown rate limit" "$err" "no rate limit named 'nope'"
+  run 2 "${db[@]}" limits rate nope
+  run 2 "${db[@]}" limits rate "$(printf 'a\001')"
+  run 0 "${db[@]}" --json limits rate api
+  expect "rate unchanged" "$(jq .allowed <<<"$out")" 20
   ;;
 prune)
   seeded

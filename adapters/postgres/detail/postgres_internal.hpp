@@ -54,6 +54,7 @@
             "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(    \
                 "$1") after                                                    \
       "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))" \
+      "     AND (expires_at IS NULL OR expires_at > $1::bigint)"              \
       "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                      \
       "       WHERE kind = 'queue' AND name = $5)"                             \
       "   ORDER BY priority, available_at, id LIMIT $4"                        \
@@ -103,6 +104,7 @@
   "   FROM jobs c" cand_join                                                   \
   "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
   "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
+  "     AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"              \
   "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
   "       WHERE kind = 'queue' AND name = $5)"                                 \
   "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("              \
@@ -330,15 +332,18 @@ inline caf::error failure(const char* what) {
   }
 }
 
-/// Whether `r` asks for a rate key or cost of its own.
-inline bool has_rate(const job_request& r) {
-  return !r.rate_key().empty() || r.rate_cost() != 1;
+/// Whether `r` asks for a rate key or cost of its own, or an expiry.
+inline bool has_extras(const job_request& r) {
+  return !r.rate_key().empty() || r.rate_cost() != 1 || r.expiry();
 }
 
-/// Records the rate key and cost of job `id` as `r` asks, in `tx`.
-inline void note_rate(pqxx::transaction_base& tx, int64_t id,
-                      const job_request& r) {
-  if (has_rate(r))
+/// Records the rate key and cost and the expiry (from `now`) of job `id` as
+/// `r` asks, in `tx`.
+inline void note_extras(pqxx::transaction_base& tx, int64_t id,
+                        const job_request& r, timestamp now) {
+  if (auto at = r.resolve_expires_at(now))
+    tx.exec_prepared("bgj_expiry_note", id, to_unix_ms(*at));
+  if (!r.rate_key().empty() || r.rate_cost() != 1)
     tx.exec_prepared("bgj_rate_note", id, r.rate_key(), r.rate_cost());
 }
 
