@@ -15,8 +15,23 @@ enqueuer::enqueuer(node_context ctx, std::string who)
     : ctx_(ctx), store_(std::move(ctx), std::move(who), {}) {}
 
 caf::error enqueuer::check_name(const job_request& r) {
-  if (ctx_.plan->accepts(r.name()))
+  if (ctx_.plan->accepts(r.name())) {
+    // A cost its queue's rate limit could never admit, where this node
+    // runs the queue (elsewhere the claim charges it as the burst).
+    if (r.rate_cost() > 1)
+      if (auto q = ctx_.plan->queue_of_job.find(r.name());
+          q != ctx_.plan->queue_of_job.end())
+        for (auto& spec : ctx_.plan->queues)
+          if (spec.name() == q->second && spec.rate_limit() &&
+              r.rate_cost() > spec.rate_limit()->bucket())
+            return make_error(
+                errc::invalid_argument,
+                "the rate cost " + std::to_string(r.rate_cost()) +
+                    " is above the burst of rate limit '" +
+                    spec.rate_limit()->name + "' (" +
+                    std::to_string(spec.rate_limit()->bucket()) + ")");
     return caf::none;
+  }
   event e{event_kind::no_worker_for_job};
   e.message = "no worker for job '" + printable(r.name()) + "'";
   ctx_.emit(std::move(e));

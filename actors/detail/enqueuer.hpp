@@ -52,6 +52,8 @@ private:
   /// How long until `at` (plus a millisecond), if it is in the next hour.
   std::optional<std::chrono::milliseconds> due_in(timestamp at) const;
 
+  /// Refuses a request for a job name this node does not accept, or (when
+  /// it runs the job's queue) with a rate cost above the queue's burst.
   caf::error check_name(const job_request& r);
 
   /// Whether the worker of `r`'s name would give it a concurrency key.

@@ -558,9 +558,10 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   if (params.limited) {
     if (auto err = impl_->pin_outside())
       return err;
-    return impl_->in_transaction("reserving jobs", [&](pqxx::work& tx) {
-      return impl_->limited_claim(tx, params, names);
-    });
+    return impl_->in_limited_turn(
+        "reserving jobs", params, [&](pqxx::transaction_base& tx) {
+          return impl_->limited_claim(tx, params, names);
+        });
   }
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
     impl_->pin_claim_plan(tx);
@@ -1117,10 +1118,11 @@ postgres_adapter::complete_and_reserve_limited(
     return err;
   auto now = impl_->now_ms();
   auto names = nlohmann::json(params.job_names).dump();
-  // The successes and the claim in one transaction: the claim counts the
-  // slots they gave back.
-  auto both = impl_->in_transaction(
-      "recording outcomes and reserving jobs", [&](pqxx::work& tx) {
+  // The successes and the claim in one transaction, in the queue's turn:
+  // the claim counts the slots they gave back.
+  auto both = impl_->in_limited_turn(
+      "recording outcomes and reserving jobs", params,
+      [&](pqxx::transaction_base& tx) {
         complete_reserve_result result;
         std::set<int64_t> moved;
         for (const auto& r :

@@ -368,6 +368,12 @@ TEST_SUITE("limits") {
             .with_max_concurrent_jobs(4)
             .with_rate_limit({"api", 5, 1000ms, 2})
             .with_worker(w)));
+    // A cost the burst could never admit is refused here.
+    CHECK(error_of(bg.enqueue(job_request{"j"}.with_rate("k", 3))) ==
+          errc::invalid_argument);
+    CHECK(error_of(bg.enqueue_many({job_request{"j"},
+                                    job_request{"j"}.with_rate("k", 3)})) ==
+          errc::invalid_argument);
     for (int i = 0; i < 5; ++i)
       value_of(bg.enqueue(job_request{"j", {{"i", i}}}.with_rate("k")));
     REQUIRE(test::eventually(

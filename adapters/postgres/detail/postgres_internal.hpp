@@ -643,26 +643,53 @@ struct postgres_adapter::impl {
     return pinned ? caf::none : std::move(pinned.error());
   }
 
-  /// The claim of a limited queue, in `tx` (a transaction block): it
-  /// takes the queue's turn, held until `tx` ends.
+  /// Runs `f` in a transaction block that holds the turn of the limited
+  /// queue `p.queue` (and of its rate limit, if any) from its start to its
+  /// end, and commits. BEGIN, the settings and the locks go in one round
+  /// trip. The limited claim ranks jobs, which takes sorts (of the few rows
+  /// it looks at): allowed in this transaction. The advisory locks make
+  /// claims of the queue, and of every queue drawing from the rate limit
+  /// (and what code outside jobs takes from it), take turns until commit;
+  /// each later statement's snapshot is taken after them, so it sees every
+  /// earlier claim's reservations.
+  template <class F>
+  auto in_limited_turn(const char* what, const reserve_params& p, F f)
+      -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
+    try {
+      pqxx::nontransaction tx{*conn};
+      auto begin = "BEGIN; SET LOCAL enable_sort = on;"
+                   " SELECT pg_advisory_xact_lock(7220159, hashtext(" +
+                   tx.quote(p.queue) + "))";
+      if (!p.rate_limit.empty())
+        begin += "; SELECT pg_advisory_xact_lock(7220160, hashtext(" +
+                 tx.quote(p.rate_limit) + "))";
+      tx.exec(begin);
+      try {
+        auto result = f(tx);
+        tx.exec("COMMIT");
+        return result;
+      } catch (const pqxx::broken_connection&) {
+        throw;
+      } catch (...) {
+        try {
+          tx.exec("ROLLBACK");
+        } catch (...) {
+        }
+        throw;
+      }
+    } catch (...) {
+      return failure(what);
+    }
+  }
+
+  /// The claim of a limited queue, in `tx`, inside `in_limited_turn`.
   std::vector<job> limited_claim(pqxx::transaction_base& tx,
                                  const reserve_params& p,
                                  const std::string& names) {
-    // The limited claim ranks jobs, which takes sorts (of the few rows it
-    // looks at): allowed in this transaction. The advisory lock makes
-    // claims of the queue take turns until commit; the claim's snapshot
-    // is taken after it, so it sees every earlier claim's reservations.
-    tx.exec("SET LOCAL enable_sort = on; SELECT pg_advisory_xact_lock("
-            "7220159, hashtext(" + tx.quote(p.queue) + "))");
     if (p.rate_limit.empty())
       return read_jobs(tx.exec_prepared("bgj_reserve_limited", now_ms(),
                                         p.reserved_by, names, p.limit,
                                         p.queue, limited_scan(p.limit)));
-    // Claims of every queue drawing from the rate limit, and what code
-    // outside jobs takes from it, take turns too (always after the
-    // queue's lock).
-    tx.exec("SELECT pg_advisory_xact_lock(7220160, hashtext(" +
-            tx.quote(p.rate_limit) + "))");
     auto jobs = read_jobs(tx.exec_prepared(
         "bgj_reserve_rated", now_ms(), p.reserved_by, names, p.limit, p.queue,
         limited_scan(p.limit), p.rate_limit));
