@@ -132,8 +132,8 @@ public:
   /// Counted inside the claim, by the store's clock. Every node starting
   /// the queue writes the limit to the store (the last one to start wins);
   /// `instance::set_rate_limit` changes it while it runs. Makes the queue
-  /// limited, and holds no job ahead (prefetch 0): a job's start is counted
-  /// when it is claimed, which is when it starts.
+  /// limited. A start is counted when the job is claimed: a job held ahead
+  /// (the prefetch, about 10 ms of work) starts that much later.
   queue_spec& with_rate_limit(bg_jobs::rate_limit limit) {
     rate_limit_ = std::move(limit);
     return *this;
@@ -181,9 +181,7 @@ public:
   int max_concurrent_jobs() const { return max_concurrent_jobs_; }
   std::chrono::milliseconds poll_interval() const { return poll_interval_; }
   int max_retries() const { return max_retries_; }
-  /// Jobs held ahead: none in a queue with a rate limit, whose claim
-  /// counts starts.
-  int prefetch() const { return rate_limit_ ? 0 : prefetch_; }
+  int prefetch() const { return prefetch_; }
   std::chrono::milliseconds init_timeout() const { return init_timeout_; }
   const bg_jobs::backoff& retry_backoff() const { return backoff_; }
   const std::optional<std::chrono::milliseconds>& job_timeout() const {
