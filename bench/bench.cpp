@@ -10,7 +10,7 @@
 // concurrency key; N: job i carries key i mod N, and the queue limits each
 // key to BENCH_KEY_LIMIT, by default the concurrency plus the queue's
 // prefetch, which never binds: a key's reserved jobs are those running and
-// those held ahead), BENCH_RATE (0: no rate limit; N: the queue has the
+// those held ahead), BENCH_RATE_LIMIT (0: no rate limit; N: the queue has the
 // rate limit "bench" of N starts a second with bursts of N, which never
 // binds for N large enough; the drain's jobs carry the rate key of their
 // concurrency key, or none),
@@ -778,7 +778,7 @@ int main(int argc, char** argv) {
   s.postgres = !s.url.empty();
   s.concurrency = env("BENCH_CONCURRENCY", 10);
   s.keys = env("BENCH_KEYS", 0);
-  s.rate = env("BENCH_RATE", 0);
+  s.rate = env("BENCH_RATE_LIMIT", 0);
   s.key_limit = env("BENCH_KEY_LIMIT",
                     s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch());
   if (!s.postgres && s.path.empty()) {
