@@ -165,7 +165,23 @@ TEST_SUITE("postgres runtime") {
       for (std::string q : {"a", "b", "c"})
         REQUIRE(bg.enqueue(job_request{q + "_job"}));
       REQUIRE(log.wait_for(event_kind::job_succeeded, before + 3));
-      auto counts = std::make_pair(connections(), threads() - base_threads);
+      // Services open their connections as they first run (the listener,
+      // the upkeep, the scheduled jobs' queue): counted once the number
+      // has held for half a second (none closes meanwhile).
+      int seen = connections();
+      auto held_since = std::chrono::steady_clock::now();
+      REQUIRE(test::eventually(
+          [&] {
+            std::this_thread::sleep_for(50ms); // one look per 50 ms
+            auto now = connections();
+            if (now != seen) {
+              seen = now;
+              held_since = std::chrono::steady_clock::now();
+            }
+            return std::chrono::steady_clock::now() - held_since >= 500ms;
+          },
+          15s));
+      auto counts = std::make_pair(seen, threads() - base_threads);
       REQUIRE(bg.shutdown());
       MESSAGE(scheduled << " scheduled jobs: " << counts.first
                         << " connections, " << counts.second << " threads");
