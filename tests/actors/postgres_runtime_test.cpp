@@ -105,7 +105,7 @@ TEST_SUITE("postgres runtime") {
                     "once") {
     std::atomic<int64_t> started_us{0};
     auto bg = start(make_builder().with_queue(
-        pg_queue("q").with_poll_interval(10s).with_worker(worker{
+        pg_queue("q").with_poll_interval(60s).with_worker(worker{
             "j", [&](const job&) {
               started_us =
                   std::chrono::duration_cast<std::chrono::microseconds>(
@@ -121,11 +121,13 @@ TEST_SUITE("postgres runtime") {
                         std::chrono::steady_clock::now().time_since_epoch())
                         .count();
     REQUIRE(j);
-    REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 5s));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 45s));
     auto latency_us = started_us.load() - returned;
     MESSAGE("cross-connection enqueue-to-start latency: " << latency_us
                                                           << " us");
-    CHECK(latency_us < 2'000'000);
+    // Woken, not found by the poll (a minute after the first one): how
+    // fast is the benchmark's to measure, not this test's to assert.
+    CHECK(latency_us < 30'000'000);
   }
 
   TEST_CASE_FIXTURE(pg_fixture, "scheduled jobs add no connection and no "
