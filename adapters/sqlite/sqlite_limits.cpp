@@ -18,7 +18,6 @@ namespace detail::sqlite {
 // `(burst - 1) * t` the most it may run ahead) and takes a key's jobs only
 // while their costs, added up in claim order, fit what it has; its jobs'
 // `reserved_at` is the store's time of the claim.
-#define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
 #define BG_JOBS_SQLITE_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,   \
                                rated, rated_ok, reserved_at)                   \
     "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"           \

@@ -14,8 +14,6 @@ using namespace detail::sqlite;
 
 namespace {
 
-#define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
-
 const char sql_rate_put[] =
     "INSERT INTO bg_jobs_rate_limits (name, allowed, period_ms, burst,"
     " updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE"
@@ -179,6 +177,22 @@ struct stored_rate {
   }
 };
 
+/// Steps `sql_rate_get` (bound to `name`): the limit, if stored, goes to
+/// `out`. Returns the step's result code.
+int step_rate(sqlite3_stmt* s, const std::string& name,
+              std::optional<stored_rate>& out) {
+  int rc = sqlite3_step(s);
+  if (rc != SQLITE_ROW)
+    return rc;
+  out.emplace();
+  out->limit.name = name;
+  out->limit.allowed = sqlite3_column_int64(s, 0);
+  out->limit.period = std::chrono::milliseconds{sqlite3_column_int64(s, 1)};
+  out->limit.burst = sqlite3_column_int64(s, 2);
+  out->now = sqlite3_column_double(s, 3);
+  return rc;
+}
+
 
 } // namespace
 
@@ -193,18 +207,9 @@ sqlite_adapter::rate_state(const std::string& name, int max_keys) {
   {
     statement q{*s};
     q.bind(1, name);
-    int rc = q.step();
-    if (rc == SQLITE_ROW) {
-      found.emplace();
-      found->limit.name = name;
-      found->limit.allowed = sqlite3_column_int64(q.get(), 0);
-      found->limit.period =
-          std::chrono::milliseconds{sqlite3_column_int64(q.get(), 1)};
-      found->limit.burst = sqlite3_column_int64(q.get(), 2);
-      found->now = sqlite3_column_double(q.get(), 3);
-    } else if (rc != SQLITE_DONE) {
+    if (int rc = step_rate(q.get(), name, found);
+        rc != SQLITE_ROW && rc != SQLITE_DONE)
       return failure(rc, "reading a rate limit");
-    }
   }
   if (!found)
     return std::optional<rate_limit_state>{};
@@ -248,17 +253,9 @@ sqlite_adapter::consume_rate(const std::string& name, const std::string& key,
     {
       statement q{*s};
       q.bind(1, name);
-      int rc = q.step();
-      if (rc == SQLITE_ROW) {
-        found.emplace();
-        found->limit.allowed = sqlite3_column_int64(q.get(), 0);
-        found->limit.period =
-            std::chrono::milliseconds{sqlite3_column_int64(q.get(), 1)};
-        found->limit.burst = sqlite3_column_int64(q.get(), 2);
-        found->now = sqlite3_column_double(q.get(), 3);
-      } else if (rc != SQLITE_DONE) {
+      if (int rc = step_rate(q.get(), name, found);
+          rc != SQLITE_ROW && rc != SQLITE_DONE)
         return failure(rc, "reading a rate limit");
-      }
     }
     if (!found)
       return make_error(errc::invalid_argument,

@@ -22,6 +22,10 @@
   "reserved_by, last_error, priority, cancel_reason, concurrency_key, "        \
   "second_concurrency_key"
 
+// The store's now in milliseconds since the epoch (fractional), the clock
+// rate limits count by.
+#define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
+
 namespace bg_jobs::detail::sqlite {
 
 inline constexpr char sql_begin[] = "BEGIN IMMEDIATE";
