@@ -346,6 +346,10 @@ sqlite_adapter::open_shared(sqlite_options options,
                               : "PRAGMA synchronous = NORMAL");
       !r)
     return std::move(r.error());
+  // The claim of a limited queue materializes its counts and candidates:
+  // in a temporary file by default, which costs it most of its time.
+  if (auto r = self->exec("PRAGMA temp_store = MEMORY"); !r)
+    return std::move(r.error());
   self->own_ = std::move(own);
   sqlite3_commit_hook(self->db_, own_writes::began, self->own_.get());
   sqlite3_wal_hook(self->db_, own_writes::ended, self->own_.get());
