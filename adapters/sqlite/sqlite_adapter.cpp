@@ -784,27 +784,25 @@ sqlite_adapter::reserve_in_tx(const reserve_params& params) {
   if (params.job_names.empty())
     return result;
   auto names = nlohmann::json(params.job_names).dump();
-  bool rated = params.limited && !params.rate_limit.empty();
-  auto s = prepare(rated            ? sql_reserve_rated
-                   : params.limited ? sql_reserve_limited
-                                    : sql_reserve);
-  if (!s)
-    return std::move(s.error());
-  {
+  if (params.limited) {
+    auto limited = reserve_limited(params, names);
+    if (!limited)
+      return limited;
+    result = std::move(*limited);
+  } else {
+    auto s = prepare(sql_reserve);
+    if (!s)
+      return std::move(s.error());
     statement q{*s};
     q.bind(1, to_unix_ms(options_.clock->now())).bind(2, params.reserved_by);
     q.bind(3, names).bind(4, int64_t{params.limit}).bind(5, params.queue);
-    if (params.limited)
-      q.bind(6, int64_t{limited_scan(params.limit)});
-    if (rated)
-      q.bind(7, params.rate_limit);
     int rc;
     while ((rc = q.step()) == SQLITE_ROW)
       result.emplace_back(read_job(q.get()));
     if (rc != SQLITE_DONE)
       return failure(rc, "reserving jobs");
   }
-  if (rated)
+  if (params.limited && !params.rate_limit.empty())
     if (auto charged = charge_rates(params.rate_limit, result); !charged)
       return std::move(charged.error());
   sort_claim_order(result);

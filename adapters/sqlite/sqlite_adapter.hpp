@@ -199,6 +199,10 @@ private:
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);
   caf::expected<std::vector<job>> reserve_in_tx(const reserve_params& params);
+  /// The claim of a limited queue, inside reserve_in_tx (`names` the job
+  /// names as a JSON array).
+  caf::expected<std::vector<job>>
+  reserve_limited(const reserve_params& params, const std::string& names);
   /// Records the rate key and cost and the expiry (from `now`) of job `id`
   /// as `r` asks (nothing when it asks for none), in the caller's
   /// transaction.

@@ -1,125 +1,84 @@
 // The SQLite adapter's concurrency limits: the claim of a limited queue and
 // the stored limits.
 
+#include "bg_jobs/adapters/detail/admission.hpp"
 #include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
 
 namespace bg_jobs {
 
 using namespace detail::sqlite;
 
-namespace detail::sqlite {
+namespace {
 
-// The claim of a limited queue, as on PostgreSQL (see
-// BG_JOBS_PG_LIMITED_CLAIM); ?6 is how many ready jobs it looks at. Exact
-// as it stands: writes take turns. The claim of a queue with a rate limit
-// (?7 its name) also passes over jobs whose rate key has no start left
-// (`rcap`, each key's starts by the generic cell rate algorithm: `tat` its
-// theoretical arrival time, `t` the time one start takes to come back,
-// `(burst - 1) * t` the most it may run ahead) and takes a key's jobs only
-// while their costs, added up in claim order, fit what it has; its jobs'
-// `reserved_at` is the store's time of the claim.
-#define BG_JOBS_SQLITE_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,   \
-                               rated, rated_ok, reserved_at)                   \
-    "WITH lim AS (SELECT kind, key, max_running FROM bg_jobs_limits"           \
-    "   WHERE queue = ?5),"                                                    \
-    " held AS (SELECT concurrency_key AS k1, second_concurrency_key AS k2"     \
-    "   FROM jobs WHERE reserved_by IS NOT NULL"                               \
-    "   AND name IN (SELECT value FROM json_each(?3))),"                       \
-    " busy AS (SELECT k, count(*) AS n FROM (SELECT k1 AS k FROM held"         \
-    "   WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"                    \
-    "   WHERE k2 IS NOT NULL) GROUP BY k),"                                    \
-    " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"              \
-    "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"   \
-    "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"    \
-    rate_ctes                                                                  \
-    " cand AS (SELECT id, concurrency_key AS k1,"                              \
-    "   second_concurrency_key AS k2, priority, available_at" cand_cols        \
-    "   FROM jobs c" cand_join                                                 \
-    "   WHERE reserved_by IS NULL AND available_at <= ?1"                      \
-    "     AND name IN (SELECT value FROM json_each(?3))"                       \
-    "     AND (c.expires_at IS NULL OR c.expires_at > ?1)"                     \
-    "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                        \
-    "       WHERE kind = 'queue' AND name = ?5)"                               \
-    "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("            \
-    "       SELECT k FROM room WHERE free <= 0))"                              \
-    "     AND (second_concurrency_key IS NULL OR second_concurrency_key"       \
-    "       NOT IN (SELECT k FROM room WHERE free <= 0))" cand_filter          \
-    BG_JOBS_SQLITE_SEQUENCE_HEAD                                               \
-    "   ORDER BY priority, available_at, id LIMIT ?6),"                        \
-    rated                                                                      \
-    " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"          \
-    "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"  \
-    "   FROM cand WHERE k2 IS NOT NULL),"                                      \
-    " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"     \
-    "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn"            \
-    "   FROM pairs),"                                                          \
-    " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn," \
-    "   min(CASE WHEN r.rn <= coalesce(rm.free, kl.max_running,"               \
-    "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"   \
-    "   THEN 1 ELSE 0 END) AS fits FROM ranked r"                             \
-    "   LEFT JOIN room rm ON rm.k = r.k"                                       \
-    "   LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = r.k"                  \
-    "   GROUP BY r.id, r.priority, r.available_at),"                           \
-    " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"        \
-    "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"\
-    "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"       \
-    "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"      \
-    rated_ok "))"                                                              \
-    " UPDATE jobs SET reserved_at = " reserved_at ", reserved_by = ?2,"        \
-    "   attempts = attempts + 1"                                               \
-    " WHERE id IN (SELECT id FROM lined WHERE pos <= min(?4,"                  \
-    "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"           \
-    "     - (SELECT count(*) FROM held), ?4)))"                                \
-    " RETURNING " BG_JOBS_JOB_COLUMNS
+// The claim of a limited queue (see detail/admission.hpp), in its
+// transaction: writes take turns, so what it reads stays true until it
+// commits.
 
-// In a sequenced queue only the oldest job of a key in `jobs` may go, and
-// (unless failed jobs are skipped) none while a failed job holds the key.
-#define BG_JOBS_SQLITE_SEQUENCE_HEAD                                           \
-    "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"     \
-    "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"               \
-    "       OR (NOT EXISTS (SELECT 1 FROM jobs o"                              \
-    "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"   \
-    "           AND o.name IN (SELECT value FROM json_each(?3)))"              \
-    "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"                     \
-    "           WHERE f.concurrency_key = c.concurrency_key"                   \
-    "           AND f.cancelled = 0 AND f.unblocked = 0"                       \
-    "           AND EXISTS (SELECT 1 FROM lim WHERE kind = 'sequence')"        \
-    "           AND f.name IN (SELECT value FROM json_each(?3)))))"
+// The slots held by the jobs ?1 names, by their keys.
+const char sql_limited_held[] =
+    "SELECT concurrency_key, second_concurrency_key, count(*) FROM jobs"
+    " WHERE reserved_by IS NOT NULL"
+    " AND name IN (SELECT value FROM json_each(?1)) GROUP BY 1, 2";
 
-// A rate limit's numbers and the store's now: `t` the milliseconds one
-// start takes to come back.
-#define BG_JOBS_SQLITE_RATE_LIMIT(name)                                        \
-    " rl AS MATERIALIZED (SELECT burst, period_ms * 1.0 / allowed AS t, "      \
-    BG_JOBS_SQLITE_NOW_MS " AS now FROM bg_jobs_rate_limits"                   \
-    "   WHERE name = " name "),"
-// The starts each key of the rate limit has left now (keys without a row
-// have the whole burst).
-#define BG_JOBS_SQLITE_RATE_CAP(name)                                          \
-    " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                           \
-    "   WHEN k.blocked_until > rl.now THEN 0"                                  \
-    "   WHEN rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now) < 0 THEN 0"   \
-    "   ELSE CAST((rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now))"       \
-    "     / rl.t + 1e-9 AS INTEGER) + 1 END AS cap"                            \
-    "   FROM bg_jobs_rate_keys k, rl WHERE k.name = " name "),"
+// Up to ?4 ready jobs of the names ?2 in claim order, at ?1, unless the
+// queue ?3 is paused: not those of the full keys ?5 and, in a sequence
+// (?6), only the oldest job of each key, and none of a key a failed job
+// holds (?7). With a rate limit (?8): not those whose rate key has no
+// start left (`rcap`: each key's starts by the generic cell rate
+// algorithm, `tat` its theoretical arrival time, `t` the time one start
+// takes to come back, `(burst - 1) * t` the most it may run ahead), and
+// each with its rate key, its cost (at most the burst), its key's starts
+// and the store's now.
+#define BG_JOBS_SQLITE_CANDIDATES(rate_with, rate_cols, rate_join,             \
+                                  rate_filter)                                 \
+  rate_with "SELECT c.id, c.concurrency_key, c.second_concurrency_key"         \
+  rate_cols " FROM jobs c" rate_join                                           \
+  " WHERE c.reserved_by IS NULL AND c.available_at <= ?1"                      \
+  "   AND c.name IN (SELECT value FROM json_each(?2))"                         \
+  "   AND (c.expires_at IS NULL OR c.expires_at > ?1)"                         \
+  "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                            \
+  "     WHERE kind = 'queue' AND name = ?3)"                                   \
+  "   AND (c.concurrency_key IS NULL OR c.concurrency_key NOT IN"              \
+  "     (SELECT value FROM json_each(?5)))"                                    \
+  "   AND (c.second_concurrency_key IS NULL OR c.second_concurrency_key"       \
+  "     NOT IN (SELECT value FROM json_each(?5)))"                             \
+  "   AND (c.concurrency_key IS NULL OR ?6 = 0"                                \
+  "     OR (NOT EXISTS (SELECT 1 FROM jobs o"                                  \
+  "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
+  "         AND o.name IN (SELECT value FROM json_each(?2)))"                  \
+  "       AND (?7 = 0 OR NOT EXISTS (SELECT 1 FROM jobs_failed f"              \
+  "         WHERE f.concurrency_key = c.concurrency_key"                       \
+  "         AND f.cancelled = 0 AND f.unblocked = 0"                           \
+  "         AND f.name IN (SELECT value FROM json_each(?2))))))" rate_filter   \
+  " ORDER BY c.priority, c.available_at, c.id LIMIT ?4"
 
-const char sql_reserve_limited[] = BG_JOBS_SQLITE_LIMITED("", "", "", "", "",
-                                                          "", "?1");
+const char sql_limited_candidates[] = BG_JOBS_SQLITE_CANDIDATES("", "", "", "");
 
-const char sql_reserve_rated[] = BG_JOBS_SQLITE_LIMITED(
-    BG_JOBS_SQLITE_RATE_LIMIT("?7") BG_JOBS_SQLITE_RATE_CAP("?7"),
-    ", coalesce(ro.rate_key, '') AS rk, coalesce(ro.cost, 1) AS rc",
-    " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id",
-    " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"
-    "   WHERE cap <= 0)",
-    " rated AS (SELECT c.id, rl.t IS NULL OR sum(min(c.rc, rl.burst)) OVER"
-    "   (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"
-    "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON 1"
-    "   LEFT JOIN rcap r ON r.k = c.rk),",
-    " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)",
-    // A start is stamped with the store's time the rate counted it at.
-    "coalesce(CAST((SELECT now FROM rl) AS INTEGER), ?1)");
+const char sql_rated_candidates[] = BG_JOBS_SQLITE_CANDIDATES(
+    "WITH rl AS MATERIALIZED (SELECT burst, period_ms * 1.0 / allowed AS t, "
+    BG_JOBS_SQLITE_NOW_MS " AS now FROM bg_jobs_rate_limits"
+    "   WHERE name = ?8),"
+    " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"
+    "   WHEN k.blocked_until > rl.now THEN 0"
+    "   WHEN rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now) < 0 THEN 0"
+    "   ELSE CAST((rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now))"
+    "     / rl.t + 1e-9 AS INTEGER) + 1 END AS cap"
+    "   FROM bg_jobs_rate_keys k, rl WHERE k.name = ?8) ",
+    ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END,"
+    " min(coalesce(ro.cost, 1), rl.burst), coalesce(r.cap, rl.burst),"
+    " CAST(rl.now AS INTEGER)",
+    " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id LEFT JOIN rl ON 1"
+    " LEFT JOIN rcap r ON r.k = coalesce(ro.rate_key, '')",
+    " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap WHERE cap <= 0)");
 
-} // namespace detail::sqlite
+// Reserves the jobs ?3 (a JSON array of ids) still unreserved for ?2 at ?1.
+const char sql_limited_reserve[] =
+    "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
+    " attempts = attempts + 1"
+    " WHERE id IN (SELECT value FROM json_each(?3)) AND reserved_by IS NULL"
+    " RETURNING " BG_JOBS_JOB_COLUMNS;
+
+} // namespace
 
 namespace {
 
@@ -301,6 +260,84 @@ sqlite_adapter::unblock_key(const std::vector<std::string>& job_names,
   if (!r)
     return std::move(r.error());
   return int64_t{*r};
+}
+
+} // namespace bg_jobs
+
+namespace bg_jobs {
+
+caf::expected<std::vector<job>>
+sqlite_adapter::reserve_limited(const reserve_params& params,
+                                const std::string& names) {
+  std::vector<job> result;
+  auto stored = stored_limits(params.queue);
+  if (!stored)
+    return std::move(stored.error());
+  auto limits = detail::queue_limits::of(*stored);
+  detail::held_slots held;
+  if (limits.counts_slots()) {
+    auto s = prepare(sql_limited_held);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, names);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      held.add(column_text_or_null(q.get(), 0),
+               column_text_or_null(q.get(), 1),
+               sqlite3_column_int64(q.get(), 2));
+    if (rc != SQLITE_DONE)
+      return failure(rc, "counting held slots");
+  }
+  auto full = nlohmann::json(detail::full_keys(limits, held)).dump();
+  bool rated = !params.rate_limit.empty();
+  auto now = to_unix_ms(options_.clock->now());
+  auto reserved_at = now;
+  std::vector<detail::admission_candidate> candidates;
+  {
+    auto s = prepare(rated ? sql_rated_candidates : sql_limited_candidates);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, now).bind(2, names).bind(3, params.queue);
+    q.bind(4, int64_t{limited_scan(params.limit)}).bind(5, full);
+    q.bind(6, int64_t{limits.sequenced}).bind(7, int64_t{limits.failed_holds});
+    if (rated)
+      q.bind(8, params.rate_limit);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) {
+      auto* row = q.get();
+      detail::admission_candidate c;
+      c.id = sqlite3_column_int64(row, 0);
+      c.key = column_text_or_null(row, 1);
+      c.second_key = column_text_or_null(row, 2);
+      if (rated && sqlite3_column_type(row, 3) != SQLITE_NULL) {
+        c.rate_key = column_text(row, 3);
+        c.rate_units = sqlite3_column_int64(row, 4);
+        c.rate_room = sqlite3_column_int64(row, 5);
+        // A start is stamped with the store's time the rate counted it at.
+        reserved_at = sqlite3_column_int64(row, 6);
+      }
+      candidates.push_back(std::move(c));
+    }
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reading ready jobs");
+  }
+  auto ids = detail::admit(candidates, limits, held, params.limit);
+  if (ids.empty())
+    return result;
+  auto chosen = nlohmann::json(ids).dump();
+  auto s = prepare(sql_limited_reserve);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, reserved_at).bind(2, params.reserved_by).bind(3, chosen);
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    result.emplace_back(read_job(q.get()));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reserving jobs");
+  return result;
 }
 
 } // namespace bg_jobs

@@ -30,10 +30,6 @@ namespace bg_jobs::detail::sqlite {
 
 inline constexpr char sql_begin[] = "BEGIN IMMEDIATE";
 
-/// The claim of a limited queue (sqlite_limits.cpp).
-extern const char sql_reserve_limited[];
-/// The claim of a queue with a rate limit (sqlite_limits.cpp).
-extern const char sql_reserve_rated[];
 inline constexpr char sql_commit[] = "COMMIT";
 
 inline constexpr char sql_job_by_id[] =
