@@ -62,13 +62,43 @@ const statement_def statements[] = {
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
   {"bgj_reserve", BG_JOBS_PG_CLAIM("")},
-  // The claim of a limited queue, $6 the jobs it looks at. Runs after an
-  // advisory lock of the queue, in its transaction: claims of one queue
-  // take turns, and each sees the reservations of the claims before it.
-  {"bgj_reserve_limited", BG_JOBS_PG_LIMITED_CLAIM},
-  // The claim of a queue with a rate limit ($7), after the queue's and the
-  // rate limit's advisory locks.
-  {"bgj_reserve_rated", BG_JOBS_PG_RATED_CLAIM},
+  // The claim of a limited queue (BG_JOBS_PG_CANDIDATES). Its limits and
+  // the slots held by the jobs $2 names, by their keys; then the ready jobs
+  // it looks at; then the reservation of those that go ($3) for $2 at $1,
+  // each only if still unreserved (looked up by id: the candidates are not
+  // locked, the queue's turn keeps other claims of the queue out).
+  {"bgj_limited_state",
+   "SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"
+   " WHERE queue = $1"
+   " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
+   "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
+   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   "   GROUP BY 2, 3"},
+  // The same, after the successes $3 of owner $5 (at $4) that the claim
+  // comes with: rows 2 are the successes recorded, and the slots they held
+  // are not counted (the statement's snapshot still has their rows).
+  {"bgj_limited_succeed_state",
+   "WITH m AS (DELETE FROM jobs WHERE id = ANY($3::bigint[])"
+   "   AND reserved_by IS NOT DISTINCT FROM $5 AND cancel_reason IS NULL"
+   "   RETURNING *),"
+   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
+   "   created_at, available_at, succeeded_at, priority, errors)"
+   "   SELECT id, name, payload, attempts, created_at, available_at, "
+   BG_JOBS_TS("$4") ", priority, errors FROM m RETURNING id)"
+   " SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"
+   " WHERE queue = $1"
+   " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
+   "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
+   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   "   AND id NOT IN (SELECT id FROM s) GROUP BY 2, 3"
+   " UNION ALL SELECT 2, NULL, NULL, id FROM s"},
+  {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
+  {"bgj_rated_candidates", BG_JOBS_PG_RATED_CANDIDATES},
+  {"bgj_limited_reserve",
+   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
+   " attempts = attempts + 1 FROM unnest($3::bigint[]) AS chosen(job_id)"
+   " WHERE jobs.id = chosen.job_id AND jobs.reserved_by IS NULL"
+   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
   // Takes the costs (each at most the burst) of the jobs $2 from their
   // keys' buckets of the rate limit $1.
   {"bgj_rate_charge",
@@ -1124,13 +1154,12 @@ postgres_adapter::complete_and_reserve_limited(
       "recording outcomes and reserving jobs", params,
       [&](pqxx::transaction_base& tx) {
         complete_reserve_result result;
-        std::set<int64_t> moved;
-        for (const auto& r :
-             tx.exec_prepared("bgj_succeed_many", id_array(completions), now,
-                              nullable(completions.front().reserved_by)))
-          moved.insert(r[0].as<int64_t>());
-        result.applied = successes_applied(tx, completions, moved, now);
-        result.reserved = impl_->limited_claim(tx, params, names);
+        auto state = impl_->read_limited_state(tx.exec_prepared(
+            "bgj_limited_succeed_state", params.queue, names,
+            id_array(completions), now,
+            nullable(completions.front().reserved_by)));
+        result.applied = successes_applied(tx, completions, state.moved, now);
+        result.reserved = impl_->claim_admitted(tx, params, names, state);
         return result;
       });
   if (!both) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <libpq-fe.h>
 #include <pqxx/pqxx>
 
+#include "bg_jobs/adapters/detail/admission.hpp"
 #include "bg_jobs/adapters/detail/prepared_job.hpp"
 
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
@@ -60,114 +62,61 @@
       "   ORDER BY priority, available_at, id LIMIT $4"                        \
       "   FOR UPDATE SKIP LOCKED))"                                            \
       " RETURNING " BG_JOBS_PG_JOB_COLUMNS
-// The claim of a limited queue: $1 now, $2 owner, $3 names (JSON), $4
-// limit, $5 queue, $6 how many ready jobs it looks at. `held`: the queue's
-// reservations on every node; `busy`: their count per key, `room` what
-// each busy key has left. It looks at the first $6 ready jobs whose keys
-// have room (a saturated key's jobs are passed over, so they never block
-// others'), ranks each job within each of its keys, and takes a job only
-// if its rank fits the room of every key it carries; the first job of
-// every key goes before anyone's second (keyless jobs count as firsts).
-// The queue's total caps the lot. No step joins candidates to each other,
-// so a claim costs in proportion to the jobs it looks at.
-// In a sequenced queue only the oldest job of a key in `jobs` may go, and
-// (unless failed jobs are skipped) none while a failed job holds the key.
-#define BG_JOBS_PG_SEQUENCE_HEAD                                               \
-  "     AND (c.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM lim"       \
-  "       WHERE kind IN ('sequence', 'sequence_skip_failed'))"                 \
-  "       OR (NOT EXISTS (SELECT 1 FROM jobs o"                                \
-  "           WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"     \
-  "           AND o.name = ANY (ARRAY(SELECT json_array_elements_text("        \
-  "             $3::json))))"                                                  \
-  "         AND NOT EXISTS (SELECT 1 FROM jobs_failed f"                       \
-  "           WHERE f.concurrency_key = c.concurrency_key AND NOT f.cancelled" \
-  "           AND NOT f.unblocked AND EXISTS (SELECT 1 FROM lim"               \
-  "             WHERE kind = 'sequence')"                                      \
-  "           AND f.name = ANY (ARRAY(SELECT json_array_elements_text("        \
-  "             $3::json))))))"
-#define BG_JOBS_PG_LIMITED(rate_ctes, cand_cols, cand_join, cand_filter,       \
-                           rated, rated_ok, reserved_at)                       \
-  "WITH lim AS MATERIALIZED (SELECT kind, key, max_running"                    \
-  "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
-  " held AS MATERIALIZED (SELECT concurrency_key AS k1,"                       \
-  "   second_concurrency_key AS k2 FROM jobs WHERE reserved_by IS NOT NULL"    \
-  "   AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))),"     \
-  " busy AS MATERIALIZED (SELECT k, count(*) AS n FROM (SELECT k1 AS k"        \
-  "   FROM held WHERE k1 IS NOT NULL UNION ALL SELECT k2 FROM held"            \
-  "   WHERE k2 IS NOT NULL) x GROUP BY k),"                                    \
-  " room AS MATERIALIZED (SELECT b.k, coalesce(kl.max_running,"                \
-  "   (SELECT max_running FROM lim WHERE kind = 'per_key')) - b.n AS free"     \
-  "   FROM busy b LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = b.k),"      \
-  rate_ctes                                                                    \
-  " cand AS MATERIALIZED (SELECT id, concurrency_key AS k1,"                   \
-  "   second_concurrency_key AS k2, priority, available_at" cand_cols          \
-  "   FROM jobs c" cand_join                                                   \
-  "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS("$1")         \
-  "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
-  "     AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"              \
-  "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                          \
-  "       WHERE kind = 'queue' AND name = $5)"                                 \
-  "     AND (concurrency_key IS NULL OR concurrency_key NOT IN ("              \
-  "       SELECT k FROM room WHERE free <= 0))"                                \
-  "     AND (second_concurrency_key IS NULL OR second_concurrency_key"         \
-  "       NOT IN (SELECT k FROM room WHERE free <= 0))" cand_filter            \
-  BG_JOBS_PG_SEQUENCE_HEAD                                                      \
-  "   ORDER BY priority, available_at, id LIMIT $6"                            \
-  "   FOR UPDATE OF c SKIP LOCKED),"                                           \
-  rated                                                                        \
-  " pairs AS (SELECT id, k1 AS k, priority, available_at FROM cand"            \
-  "   WHERE k1 IS NOT NULL UNION ALL SELECT id, k2, priority, available_at"    \
-  "   FROM cand WHERE k2 IS NOT NULL),"                                        \
-  " ranked AS (SELECT id, k, priority, available_at, row_number() OVER"       \
-  "   (PARTITION BY k ORDER BY priority, available_at, id) AS rn FROM pairs)," \
-  " verdict AS (SELECT r.id, r.priority, r.available_at, max(r.rn) AS turn,"   \
-  "   min(CASE WHEN r.rn <= coalesce(rm.free, kl.max_running,"                 \
-  "     (SELECT max_running FROM lim WHERE kind = 'per_key'), 2147483647)"     \
-  "   THEN 1 ELSE 0 END) AS fits FROM ranked r"                               \
-  "   LEFT JOIN room rm ON rm.k = r.k"                                         \
-  "   LEFT JOIN lim kl ON kl.kind = 'key' AND kl.key = r.k"                    \
-  "   GROUP BY r.id, r.priority, r.available_at),"                             \
-  " lined AS (SELECT id, row_number() OVER (ORDER BY turn, priority,"          \
-  "   available_at, id) AS pos FROM (SELECT id, turn, priority, available_at"  \
-  "   FROM verdict WHERE fits = 1" rated_ok " UNION ALL SELECT id, 1,"         \
-  "   priority, available_at FROM cand WHERE k1 IS NULL AND k2 IS NULL"        \
-  rated_ok ") x)"                                                              \
-  " UPDATE jobs SET reserved_at = " reserved_at ", reserved_by = $2,"         \
-  "   attempts = attempts + 1"                                                 \
-  " WHERE id = ANY (ARRAY(SELECT id FROM lined WHERE pos <= least($4,"         \
-  "   coalesce((SELECT max_running FROM lim WHERE kind = 'total')"             \
-  "     - (SELECT count(*) FROM held), $4))))"                                 \
-  " RETURNING " BG_JOBS_PG_JOB_COLUMNS
-#define BG_JOBS_PG_LIMITED_CLAIM                                               \
-  BG_JOBS_PG_LIMITED("", "", "", "", "", "", BG_JOBS_TS("$1"))
+// The claim of a limited queue (see detail/admission.hpp) runs in the
+// queue's turn: after an advisory lock of the queue (and of its rate
+// limit), in one transaction, so claims of one queue take turns and each
+// sees the reservations of the claims before it.
+//
+// Up to $4 ready jobs of the names $2 in claim order, at $1, unless the
+// queue $3 is paused: not those of the full keys $5 (a JSON array) and,
+// in a sequence ($6), only the oldest job of each key, and none of a key a
+// failed job holds ($7). With a rate limit ($8): not those whose rate key
+// has no start left (`rcap`: each key's starts by the generic cell rate
+// algorithm, as on SQLite), and each with its rate key, its cost (at most
+// the burst), its key's starts and the server's now.
+#define BG_JOBS_PG_CANDIDATES(rate_with, rate_cols, rate_join, rate_filter)    \
+  rate_with "SELECT c.id, c.concurrency_key, c.second_concurrency_key"         \
+  rate_cols " FROM jobs c" rate_join                                           \
+  " WHERE c.reserved_by IS NULL AND c.available_at <= " BG_JOBS_TS("$1")       \
+  "   AND c.name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"     \
+  "   AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"                \
+  "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                            \
+  "     WHERE kind = 'queue' AND name = $3)"                                   \
+  "   AND (c.concurrency_key IS NULL OR c.concurrency_key NOT IN"              \
+  "     (SELECT json_array_elements_text($5::json)))"                          \
+  "   AND (c.second_concurrency_key IS NULL OR c.second_concurrency_key"       \
+  "     NOT IN (SELECT json_array_elements_text($5::json)))"                   \
+  "   AND (c.concurrency_key IS NULL OR NOT $6::boolean"                       \
+  "     OR (NOT EXISTS (SELECT 1 FROM jobs o"                                  \
+  "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
+  "         AND o.name = ANY (ARRAY(SELECT json_array_elements_text("         \
+  "           $2::json))))"                                                    \
+  "       AND (NOT $7::boolean OR NOT EXISTS (SELECT 1 FROM jobs_failed f"     \
+  "         WHERE f.concurrency_key = c.concurrency_key AND NOT f.cancelled"   \
+  "         AND NOT f.unblocked"                                               \
+  "         AND f.name = ANY (ARRAY(SELECT json_array_elements_text("         \
+  "           $2::json)))))))" rate_filter                                     \
+  " ORDER BY c.priority, c.available_at, c.id LIMIT $4"
 // The store's now in milliseconds since the epoch.
 #define BG_JOBS_PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)"
-// The claim of a queue with a rate limit ($7 its name), as on SQLite (see
-// BG_JOBS_SQLITE_LIMITED): it also passes over jobs whose rate key has no
-// start left, and takes a key's jobs only while their costs, added up in
-// claim order, fit what the key has; its jobs' `reserved_at` is the
-// server's time of the claim.
-#define BG_JOBS_PG_RATED_CLAIM                                                 \
-  BG_JOBS_PG_LIMITED(                                                          \
-      " rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed AS t, "  \
-      BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $7),"   \
+#define BG_JOBS_PG_RATED_CANDIDATES                                            \
+  BG_JOBS_PG_CANDIDATES(                                                       \
+      "WITH rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed"     \
+      "   AS t, " BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits"         \
+      "   WHERE name = $8),"                                                   \
       " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                         \
       "   WHEN k.blocked_until > rl.now THEN 0"                                \
       "   WHEN rl.now + (rl.burst - 1) * rl.t - greatest(k.tat, rl.now) < 0"   \
       "   THEN 0 ELSE floor((rl.now + (rl.burst - 1) * rl.t"                   \
       "     - greatest(k.tat, rl.now)) / rl.t + 1e-9)::bigint + 1 END AS cap"  \
-      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $7),",                   \
-      ", coalesce(ro.rate_key, '') AS rk, coalesce(ro.cost, 1) AS rc",         \
-      " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id",                     \
+      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $8) ",                   \
+      ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END,"       \
+      " least(coalesce(ro.cost, 1), rl.burst), coalesce(r.cap, rl.burst),"     \
+      " floor(rl.now)::bigint",                                                \
+      " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id LEFT JOIN rl ON true" \
+      " LEFT JOIN rcap r ON r.k = coalesce(ro.rate_key, '')",                  \
       " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"              \
-      "   WHERE cap <= 0)",                                                    \
-      " rated AS (SELECT c.id, rl.t IS NULL OR sum(least(c.rc, rl.burst))"     \
-      "   OVER (PARTITION BY c.rk ORDER BY c.priority, c.available_at, c.id)"  \
-      "   <= coalesce(r.cap, rl.burst) AS ok FROM cand c LEFT JOIN rl ON true" \
-      "   LEFT JOIN rcap r ON r.k = c.rk),",                                   \
-      " AND id NOT IN (SELECT id FROM rated WHERE NOT ok)",                   \
-      "coalesce(timestamptz 'epoch' + (SELECT floor(now) FROM rl)"             \
-      "   * interval '1 millisecond', " BG_JOBS_TS("$1") ")")
+      "   WHERE cap <= 0)")
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
@@ -682,24 +631,105 @@ struct postgres_adapter::impl {
     }
   }
 
+  /// What the claim of a limited queue starts from (`bgj_limited_state`).
+  struct limited_state {
+    detail::queue_limits limits;
+    detail::held_slots held;
+    /// The successes recorded with it (`bgj_limited_succeed_state`).
+    std::set<int64_t> moved;
+  };
+
+  static std::optional<std::string> text_or_null(const pqxx::field& f) {
+    return f.is_null() ? std::nullopt
+                       : std::optional<std::string>{f.as<std::string>()};
+  }
+
+  static limited_state read_limited_state(const pqxx::result& rows) {
+    limited_state out;
+    std::vector<concurrency_limit> stored;
+    for (const auto& row : rows) {
+      switch (row[0].as<int>()) {
+        case 0: {
+          concurrency_limit l;
+          l.kind = parse_limit_kind(row[1].as<std::string>())
+                       .value_or(limit_kind::key);
+          l.key = row[2].as<std::string>();
+          l.max_running = row[3].as<int>();
+          stored.push_back(std::move(l));
+          break;
+        }
+        case 1:
+          out.held.add(text_or_null(row[1]), text_or_null(row[2]),
+                       row[3].as<int64_t>());
+          break;
+        default:
+          out.moved.insert(row[3].as<int64_t>());
+      }
+    }
+    out.limits = detail::queue_limits::of(stored);
+    return out;
+  }
+
   /// The claim of a limited queue, in `tx`, inside `in_limited_turn`.
   std::vector<job> limited_claim(pqxx::transaction_base& tx,
                                  const reserve_params& p,
                                  const std::string& names) {
-    if (p.rate_limit.empty())
-      return read_jobs(tx.exec_prepared("bgj_reserve_limited", now_ms(),
-                                        p.reserved_by, names, p.limit,
-                                        p.queue, limited_scan(p.limit)));
-    auto jobs = read_jobs(tx.exec_prepared(
-        "bgj_reserve_rated", now_ms(), p.reserved_by, names, p.limit, p.queue,
-        limited_scan(p.limit), p.rate_limit));
-    if (!jobs.empty()) {
-      std::string ids = "{";
-      for (auto& j : jobs)
-        ids += (ids.size() > 1 ? "," : "") + std::to_string(j.id);
-      ids += "}";
-      tx.exec_prepared("bgj_rate_charge", p.rate_limit, ids);
+    return claim_admitted(
+        tx, p, names,
+        read_limited_state(tx.exec_prepared("bgj_limited_state", p.queue,
+                                            names)));
+  }
+
+  /// The rest of the claim, from `state`.
+  std::vector<job> claim_admitted(pqxx::transaction_base& tx,
+                                  const reserve_params& p,
+                                  const std::string& names,
+                                  const limited_state& state) {
+    const auto& limits = state.limits;
+    const auto& held = state.held;
+    auto full = nlohmann::json(detail::full_keys(limits, held)).dump();
+    bool rated = !p.rate_limit.empty();
+    auto now = now_ms();
+    auto reserved_at = now;
+    auto rows =
+        rated ? tx.exec_prepared("bgj_rated_candidates", now, names, p.queue,
+                                 limited_scan(p.limit), full, limits.sequenced,
+                                 limits.failed_holds, p.rate_limit)
+              : tx.exec_prepared("bgj_limited_candidates", now, names, p.queue,
+                                 limited_scan(p.limit), full, limits.sequenced,
+                                 limits.failed_holds);
+    std::vector<detail::admission_candidate> candidates;
+    candidates.reserve(rows.size());
+    for (const auto& row : rows) {
+      detail::admission_candidate c;
+      c.id = row[0].as<int64_t>();
+      c.key = text_or_null(row[1]);
+      c.second_key = text_or_null(row[2]);
+      if (rated && !row[3].is_null()) {
+        c.rate_key = row[3].as<std::string>();
+        c.rate_units = row[4].as<int64_t>();
+        c.rate_room = row[5].as<int64_t>();
+        // A start is stamped with the server's time the rate counted it at.
+        reserved_at = row[6].as<int64_t>();
+      }
+      candidates.push_back(std::move(c));
     }
+    auto ids = detail::admit(candidates, limits, held, p.limit);
+    if (ids.empty())
+      return {};
+    auto id_list = [](auto first, auto last, auto id_of) {
+      std::string out = "{";
+      for (; first != last; ++first)
+        out += (out.size() > 1 ? "," : "") + std::to_string(id_of(*first));
+      return out + "}";
+    };
+    auto jobs = read_jobs(tx.exec_prepared(
+        "bgj_limited_reserve", reserved_at, p.reserved_by,
+        id_list(ids.begin(), ids.end(), [](int64_t id) { return id; })));
+    if (rated && !jobs.empty())
+      tx.exec_prepared(
+          "bgj_rate_charge", p.rate_limit,
+          id_list(jobs.begin(), jobs.end(), [](const job& j) { return j.id; }));
     return jobs;
   }
 
