@@ -57,9 +57,10 @@ caf::error check_limit_change(const std::string& queue,
 }
 
 int limited_scan(int limit) {
-  // Enough to pass over the jobs of keys that are full but for one slot,
-  // bounded so that a claim costs the same whatever the backlog.
-  return std::clamp(limit, 1, 250) * 2 + 32;
+  // The jobs of full keys are passed over before they count, so the jobs
+  // wanted and a margin for keys with less room than ready jobs; bounded,
+  // so that a claim costs the same whatever the backlog.
+  return std::clamp(limit, 1, 500) + 32;
 }
 
 caf::expected<complete_reserve_result>
