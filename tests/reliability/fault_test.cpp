@@ -52,14 +52,10 @@ int64_t drained(busy_pair& nodes, const postgres_target& target,
 }
 
 /// The jobs `node` holds in the store (running or held ahead).
-std::vector<int64_t> held_by(db_adapter& db, const std::string& node) {
-  std::vector<int64_t> ids;
-  auto running = test::running(db);
-  REQUIRE(running);
-  for (auto& j : *running)
-    if (j.reserved_by && j.reserved_by->rfind(node + "/", 0) == 0)
-      ids.push_back(j.id);
-  return ids;
+std::vector<int64_t> held_now(db_adapter& db, const std::string& node) {
+  auto ids = held_by(db, node);
+  REQUIRE(ids);
+  return *ids;
 }
 
 /// The job ids in a node's start log, from line `skip` on.
@@ -163,7 +159,7 @@ TEST_SUITE("reliability") {
         [&] {
           REQUIRE(paused->stop());
           if (target.quiet("node-a")) {
-            held = held_by(*db, "node-a");
+            held = held_now(*db, "node-a");
             auto started = started_jobs(log);
             ahead.clear();
             for (auto id : held)
@@ -181,7 +177,7 @@ TEST_SUITE("reliability") {
     auto rescuer = start_node(target.store(), "node-b", 4,
                               {"--lease-ms", "1000", "--no-record",
                                "--start-log", dir.file("started-b")});
-    REQUIRE(eventually([&] { return held_by(*db, "node-a").empty(); }, 60s));
+    REQUIRE(eventually([&] { return held_now(*db, "node-a").empty(); }, 60s));
     std::this_thread::sleep_for(3s); // stopped for 4 s or more in all
     auto before_resume = started_jobs(log).size();
     paused->kill(SIGCONT);

@@ -119,4 +119,18 @@ inline caf::expected<std::vector<job_record>> failed(db_adapter& db,
   return out;
 }
 
+/// The ids of the jobs the node `node` holds in the store (running or held
+/// ahead).
+inline caf::expected<std::vector<int64_t>> held_by(db_adapter& db,
+                                                   const std::string& node) {
+  auto jobs = running(db);
+  if (!jobs)
+    return std::move(jobs.error());
+  std::vector<int64_t> ids;
+  for (auto& j : *jobs)
+    if (j.reserved_by && j.reserved_by->rfind(node + "/", 0) == 0)
+      ids.push_back(j.id);
+  return ids;
+}
+
 } // namespace bg_jobs::test
