@@ -448,8 +448,23 @@ public:
   announce_queues(const std::string& node,
                   const std::vector<queue_announcement>& queues) = 0;
 
-  /// Every announced queue, by name.
-  virtual caf::expected<std::vector<known_queue>> known_queues() = 0;
+  /// How long a node may go without a heartbeat and still count as running
+  /// the queues it announced: the default lease, after which its jobs are
+  /// rescued too.
+  static constexpr std::chrono::milliseconds node_silence_limit{30000};
+
+  /// Every announced queue, by name, with the nodes that run it: those that
+  /// announced it and whose heartbeat is younger than `silent_after`. A
+  /// node killed without a clean shutdown leaves its announcement behind;
+  /// once silent that long it no longer counts, and a queue none of whose
+  /// nodes counts stays known with none.
+  virtual caf::expected<std::vector<known_queue>>
+  known_queues(std::chrono::milliseconds silent_after) = 0;
+
+  /// `known_queues(node_silence_limit)`.
+  caf::expected<std::vector<known_queue>> known_queues() {
+    return known_queues(node_silence_limit);
+  }
 
   /// Gives the name up at a clean shutdown, if `instance` still holds it,
   /// with what the node announced.

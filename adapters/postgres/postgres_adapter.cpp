@@ -609,112 +609,6 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   });
 }
 
-caf::expected<void>
-postgres_adapter::set_limits(const std::string& queue,
-                             const std::vector<concurrency_limit>& limits) {
-  if (auto err = check_limits(queue, limits))
-    return err;
-  auto now = impl_->now_ms();
-  auto r = impl_->in_transaction("setting limits", [&](pqxx::work& tx) {
-    tx.exec_prepared("bgj_limits_clear", queue);
-    for (const auto& l : limits)
-      tx.exec_prepared("bgj_limit_put", queue, to_string(l.kind), l.key,
-                       l.max_running, now);
-    return true;
-  });
-  if (!r)
-    return std::move(r.error());
-  return caf::unit;
-}
-
-caf::expected<void>
-postgres_adapter::set_limit(const std::string& queue,
-                            const concurrency_limit& limit) {
-  if (auto err = check_limit_change(queue, limit))
-    return err;
-  auto now = impl_->now_ms();
-  auto r = impl_->in_statement("setting a limit", [&](pqxx::transaction_base&
-                                                          tx) {
-    if (limit.max_running == 0)
-      tx.exec_prepared("bgj_limit_delete", queue, to_string(limit.kind),
-                       limit.key);
-    else
-      tx.exec_prepared("bgj_limit_put", queue, to_string(limit.kind),
-                       limit.key, limit.max_running, now);
-    return true;
-  });
-  if (!r)
-    return std::move(r.error());
-  return caf::unit;
-}
-
-caf::expected<std::vector<concurrency_limit>>
-postgres_adapter::stored_limits(const std::string& queue) {
-  return impl_->in_statement(
-      "reading limits", [&](pqxx::transaction_base& tx) {
-        std::vector<concurrency_limit> out;
-        for (const auto& row : tx.exec_prepared("bgj_limits_of", queue)) {
-          concurrency_limit l;
-          l.kind = parse_limit_kind(row[0].as<std::string>())
-                       .value_or(limit_kind::key);
-          l.key = row[1].as<std::string>();
-          l.max_running = row[2].as<int>();
-          out.push_back(std::move(l));
-        }
-        return out;
-      });
-}
-
-caf::expected<std::vector<key_usage>>
-postgres_adapter::keys_in_use(const std::string& queue,
-                              const std::vector<std::string>& job_names,
-                              int max_keys) {
-  auto limits = stored_limits(queue);
-  if (!limits)
-    return std::move(limits.error());
-  auto names = nlohmann::json(job_names).dump();
-  return impl_->in_statement(
-      "reading the keys in use", [&](pqxx::transaction_base& tx) {
-        std::vector<key_usage> out;
-        for (const auto& row : tx.exec_prepared("bgj_keys_in_use", names,
-                                                impl_->now_ms(), max_keys)) {
-          key_usage u;
-          u.key = row[0].as<std::string>();
-          u.running = row[1].as<int64_t>();
-          u.waiting = row[2].as<int64_t>();
-          u.max_running = limit_of_key(*limits, u.key);
-          out.push_back(std::move(u));
-        }
-        return out;
-      });
-}
-
-caf::expected<std::vector<blocked_key>>
-postgres_adapter::blocked_keys(const std::string& queue,
-                               const std::vector<std::string>& job_names) {
-  auto names = nlohmann::json(job_names).dump();
-  return impl_->in_statement(
-      "reading the blocked keys", [&](pqxx::transaction_base& tx) {
-        std::vector<blocked_key> out;
-        for (const auto& row :
-             tx.exec_prepared("bgj_blocked_keys", queue, names))
-          out.push_back({row[0].as<std::string>(), row[1].as<int64_t>(),
-                         row[2].as<int64_t>()});
-        return out;
-      });
-}
-
-caf::expected<int64_t>
-postgres_adapter::unblock_key(const std::vector<std::string>& job_names,
-                              const std::string& key) {
-  auto names = nlohmann::json(job_names).dump();
-  return impl_->in_statement(
-      "unblocking a key", [&](pqxx::transaction_base& tx) {
-        return static_cast<int64_t>(
-            tx.exec_prepared("bgj_unblock_key", names, key).affected_rows());
-      });
-}
-
 caf::expected<std::string>
 postgres_adapter::explain_reserve(const reserve_params& params) {
   auto plans = explain_claims(params, false);
@@ -889,12 +783,19 @@ caf::expected<void> postgres_adapter::announce_queues(
   return caf::unit;
 }
 
-caf::expected<std::vector<known_queue>> postgres_adapter::known_queues() {
+caf::expected<std::vector<known_queue>>
+postgres_adapter::known_queues(std::chrono::milliseconds silent_after) {
+  auto cutoff = impl_->now_ms() - silent_after.count();
   return impl_->in_statement("reading queues", [&](pqxx::transaction_base& tx) {
     std::vector<std::tuple<std::string, std::string, std::string, int>> rows;
-    for (const auto& r :
-         tx.exec("SELECT queue, job_name, node, concurrency"
-                 " FROM bg_jobs_queues ORDER BY queue, job_name, node"))
+    // A node silent since the cutoff reads as '' (none).
+    for (const auto& r : tx.exec_params(
+             "SELECT q.queue, q.job_name, CASE WHEN n.heartbeat_at IS NULL"
+             "   OR n.heartbeat_at >= " BG_JOBS_TS("$1") " THEN q.node"
+             "   ELSE '' END, q.concurrency"
+             " FROM bg_jobs_queues q LEFT JOIN bg_jobs_nodes n"
+             "   ON n.node = q.node ORDER BY 1, 2, 3",
+             cutoff))
       rows.emplace_back(r[0].as<std::string>(), r[1].as<std::string>(),
                         r[2].as<std::string>(), r[3].as<int>());
     return merge_announcements(rows);

@@ -121,7 +121,9 @@ public:
   caf::expected<void>
   announce_queues(const std::string& node,
                   const std::vector<queue_announcement>& queues) override;
-  caf::expected<std::vector<known_queue>> known_queues() override;
+  using db_adapter::known_queues;
+  caf::expected<std::vector<known_queue>>
+  known_queues(std::chrono::milliseconds silent_after) override;
   caf::expected<std::vector<job>>
   rescue_jobs(std::chrono::milliseconds lease) override;
   caf::expected<int64_t> prune_jobs(const prune_params& params) override;

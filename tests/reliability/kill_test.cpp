@@ -56,6 +56,42 @@ TEST_SUITE("reliability") {
     CHECK(twice <= allowed);
   }
 
+  TEST_CASE_TEMPLATE("a killed node stops counting as a node of its queues "
+                     "once silent, and its queue stays known",
+                     T, sqlite_target, postgres_target) {
+    T target;
+    prepare(target, 200);
+    auto db = target.open();
+    // Jobs of a second: the node is busy (and alive) until it is killed.
+    auto node = start_node(target.store(), "node-a", 2,
+                           {"--lease-ms", "1000", "--sleep-ms", "1000"});
+    auto nodes_of_work = [&](std::chrono::milliseconds silent_after) {
+      auto queues = db->known_queues(silent_after);
+      REQUIRE(queues);
+      for (auto& q : *queues)
+        if (q.queue == "work")
+          return std::optional<std::vector<std::string>>{q.nodes};
+      return std::optional<std::vector<std::string>>{};
+    };
+    auto runs_work = [&](std::chrono::milliseconds silent_after) {
+      auto n = nodes_of_work(silent_after);
+      return n && *n == std::vector<std::string>{"node-a"};
+    };
+    REQUIRE(test::eventually([&] { return runs_work(2s); }, 60s));
+    node->kill(SIGKILL);
+    node->wait(10s);
+    // Silent for less than the default limit (30 s): it still counts.
+    CHECK(runs_work(db_adapter::node_silence_limit));
+    // Silent for 2 s: it no longer does, and the queue is still listed.
+    REQUIRE(test::eventually(
+        [&] {
+          auto n = nodes_of_work(2s);
+          REQUIRE(n);
+          return n->empty();
+        },
+        30s));
+  }
+
   TEST_CASE_TEMPLATE("a dead node's jobs are rescued by a live one", T,
                      sqlite_target, postgres_target) {
     constexpr int n = 1000;

@@ -243,8 +243,10 @@ public:
                   const std::vector<queue_announcement>& queues) override {
     return inner_->announce_queues(node, queues);
   }
-  caf::expected<std::vector<known_queue>> known_queues() override {
-    return inner_->known_queues();
+  using db_adapter::known_queues;
+  caf::expected<std::vector<known_queue>>
+  known_queues(std::chrono::milliseconds silent_after) override {
+    return inner_->known_queues(silent_after);
   }
   caf::expected<job_record> cancel_job(int64_t id,
                                        const std::string& reason) override {
