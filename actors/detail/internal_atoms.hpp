@@ -49,4 +49,12 @@ using check_cancels_atom = caf::atom_constant<caf::atom("qcancels")>;
 /// its store worker: write everything and release what is left.
 using finish_atom = caf::atom_constant<caf::atom("qfinish")>;
 
+/// `(flush_due_atom)`, a queue's timer: the outcomes kept for the next
+/// claim have waited long enough.
+using flush_due_atom = caf::atom_constant<caf::atom("flushdue")>;
+
+/// `(rate_due_atom)`, a queue's timer: its rate limit lets the first job it
+/// held back go.
+using rate_due_atom = caf::atom_constant<caf::atom("ratedue")>;
+
 } // namespace bg_jobs::detail

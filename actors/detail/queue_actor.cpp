@@ -6,6 +6,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "bg_jobs/actors/detail/claim_pacer.hpp"
 #include "bg_jobs/actors/detail/dispatcher.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/messages.hpp"
@@ -16,17 +17,8 @@ namespace bg_jobs::detail {
 namespace {
 
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
-using rate_due_atom = caf::atom_constant<caf::atom("ratedue")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
-/// The outcomes kept for the next claim have waited long enough.
-using flush_due_atom = caf::atom_constant<caf::atom("flushdue")>;
-
-/// The longest an outcome waits for the next claim to carry it.
-constexpr std::chrono::milliseconds flush_delay{20};
-
-/// A claim that takes longer means a hung store call: the queue restarts.
-constexpr std::chrono::seconds claim_timeout{60};
 
 /// How long a stopping queue waits for its last writes.
 constexpr std::chrono::seconds finish_timeout{30};
@@ -35,8 +27,9 @@ constexpr std::chrono::seconds finish_timeout{30};
 std::atomic<uint64_t> next_incarnation{1};
 
 /// A queue keeps its executors busy: it asks its store worker for jobs
-/// (sending the outcomes decided since with the request), hands them on
-/// through its dispatcher, and collects the executors' completions.
+/// (sending the outcomes decided since with the request; `claim_pacer`
+/// decides when), hands them on through its dispatcher, and collects the
+/// executors' completions.
 struct queue_state {
   node_context ctx;
   queue_spec spec{""};
@@ -44,21 +37,8 @@ struct queue_state {
   /// executors.
   std::shared_ptr<const job_rules> rules;
   dispatcher hand;
-  /// Outcomes decided since the last message to the store worker.
-  outcome_batch unsent;
-  /// Makes every store call of this queue, on its one connection.
-  caf::actor store;
-  /// The last claim got all it asked for: more jobs may be waiting.
-  bool backlog = false;
-  /// A flush message is on its way for outcomes kept for the next claim.
-  bool flush_pending = false;
-  /// A claim is on its way (with the outcomes decided before it left);
-  /// outcomes decided since wait for its answer.
-  bool claiming = false;
-  /// Something asked for a poll while a claim was on its way.
-  bool poll_again = false;
-  /// When the rate limit's timer is due to have the queue look again.
-  std::optional<std::chrono::steady_clock::time_point> rate_look_at;
+  /// Its claims and writes, through its store worker.
+  claim_pacer pace;
   /// The queue is to finish once the claim on its way returns.
   bool finish_after_claim = false;
   bool stopping = false;
@@ -69,9 +49,6 @@ struct queue_state {
   bool settling = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
-  /// When the store worker last looked for cancels of our running jobs
-  /// (a cancel on another node reaches us that way).
-  std::chrono::steady_clock::time_point cancels_checked;
 
   static inline const char* name = "bg_jobs.queue";
 
@@ -95,22 +72,15 @@ struct queue_state {
     if (!reg)
       return;
     self->send(reg, register_atom::value, spec.name() + "/store", owner(),
-               store);
+               pace.store());
     if (as_owner)
       self->send(reg, register_atom::value, spec.name(), owner(),
                  caf::actor_cast<caf::actor>(self));
   }
 
-  /// Has the outcomes decided so far written now, unless a claim is on its
-  /// way (its answer settles them).
-  void flush_outcomes(caf::event_based_actor* self) {
-    if (!claiming && !unsent.empty())
-      self->send(store, write_outcomes_atom::value, std::exchange(unsent, {}));
-  }
-
   void feed(caf::event_based_actor* self) {
     if (!stopping)
-      hand.feed(self, unsent);
+      hand.feed(self, pace.unsent);
   }
 
   /// A job ended in an executor (ran, or went back unstarted): the next
@@ -126,126 +96,43 @@ struct queue_state {
     if (stopping || !registered)
       return;
     feed(self);
-    if (claiming) {
-      poll_again = true;
-      return;
-    }
-    auto wanted = hand.wanted();
-    if (wanted == 0) {
-      flush_outcomes(self);
-      return;
-    }
-    // Outcomes waiting to be written go first (retries become claimable
-    // again), in the same transaction where the store makes that cheaper.
-    auto call = std::make_shared<claim_call>();
-    call->outcomes = std::exchange(unsent, {});
-    call->held = hand.held();
-    call->params = {rules->job_names(), static_cast<int>(wanted), owner(),
-                    spec.name()};
-    call->params.limited = spec.limited();
-    if (spec.rate_limit())
-      call->params.rate_limit = spec.rate_limit()->name;
-    claiming = true;
-    self->request(store, claim_timeout, claim_atom::value, call)
-        .then([this, self](claim_call_ptr& c) { claimed(self, *c); },
-              [this, self](caf::error& err) {
-                // A hung store call (or a dead worker): the registry
-                // releases what this queue and its worker hold.
-                emit(event_kind::queue_error,
-                     "claim failed: " + self->system().render(err));
-                self->quit(err);
-              });
+    pace.claim(self, hand, [this, self](claim_call& c) { claimed(self, c); });
   }
 
   /// The store worker's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
-    claiming = false;
-    // A limited queue also claims again after every result (which frees a
-    // slot of its keys), since a short claim may have passed over jobs whose
-    // keys were full.
-    backlog = !c.error && static_cast<int>(c.reserved.size()) == c.params.limit;
-    // Half the lease after the claim left, well before another node could
-    // rescue these jobs (their reservation is younger than that).
-    if (!c.error)
-      hand.hold(std::move(c.reserved),
-                c.sent + ctx.plan->maintenance.lease / 2);
-    if (c.rate_wait)
-      look_when_rate_allows(self, std::chrono::milliseconds{*c.rate_wait});
+    bool again = pace.take_answer(self, hand, c);
     if (finish_after_claim) {
       finish(self);
       return;
     }
     feed(self);
-    if (std::exchange(poll_again, false))
+    if (again)
       poll(self);
     else
       settle(self);
     stop_if_idle(self);
   }
 
-  /// After results arrived: claims more when few jobs are left in hand,
-  /// writes the outcomes when no claim is due soon, and otherwise keeps
-  /// them (at most `flush_delay`) for the claim to carry.
+  /// After results arrived: claims more, writes the outcomes or keeps them
+  /// for the next claim, as the pacer says.
   void settle(caf::event_based_actor* self) {
-    if (claiming)
+    if (pace.claiming())
       return; // its answer settles
     feed(self);
-    auto target = hand.ahead_target();
-    if (!stopping && backlog && hand.ahead() <= target / 2)
-      return poll(self);
-    if (stopping || hand.ahead() == 0 ||
-        unsent.size() >= std::max<size_t>(1, target / 2))
-      return flush_outcomes(self);
-    if (!std::exchange(flush_pending, true))
-      self->delayed_send(self, flush_delay, flush_due_atom::value);
-  }
-
-  /// Looks for jobs again when a retry or snooze decided here comes due:
-  /// the poll interval is only the fallback for what no wake-up reports.
-  void poll_when_due(caf::event_based_actor* self, const pending_outcome& o) {
-    auto& c = o.change;
-    if (c.what != completion::kind::retry && c.what != completion::kind::snooze)
-      return;
-    auto wait = std::max(std::chrono::milliseconds{0},
-                         std::chrono::duration_cast<std::chrono::milliseconds>(
-                             c.available_at - ctx.now()));
-    if (wait < std::chrono::hours{1})
-      self->delayed_send(self, wait + std::chrono::milliseconds{1},
-                         wake_atom::value, o.report.job->name);
-  }
-
-  /// Looks for jobs again when the rate limit lets the first one it held
-  /// back go (one timer at a time: the earliest asked for).
-  void look_when_rate_allows(caf::event_based_actor* self,
-                             std::chrono::milliseconds wait) {
-    auto at = std::chrono::steady_clock::now() + wait;
-    if (rate_look_at && *rate_look_at <= at &&
-        *rate_look_at > std::chrono::steady_clock::now())
-      return;
-    rate_look_at = at;
-    self->delayed_send(self, wait + std::chrono::milliseconds{1},
-                       rate_due_atom::value);
-  }
-
-  /// Has the store worker look, at most once a second while jobs run, for
-  /// cancels of them asked for on another node.
-  void check_cancels(caf::event_based_actor* self) {
-    auto now = std::chrono::steady_clock::now();
-    if (hand.empty() || now - cancels_checked < std::chrono::seconds{1})
-      return;
-    cancels_checked = now;
-    self->send(store, check_cancels_atom::value);
+    if (pace.settle(self, hand, stopping))
+      poll(self);
   }
 
   /// Gives a job back to the table at once.
   void release(job j, const std::string& why, bool count_attempt) {
-    unsent.push_back(hand.release(std::move(j), why, count_attempt));
+    pace.unsent.push_back(hand.release(std::move(j), why, count_attempt));
   }
 
   /// After an executor's slot changed outside a result (a timeout, a
   /// death): the outcomes go now, and the queue goes on or stops.
   void resume_after_slot_change(caf::event_based_actor* self) {
-    flush_outcomes(self);
+    pace.flush(self);
     if (stopping)
       stop_if_idle(self);
     else
@@ -253,7 +140,7 @@ struct queue_state {
   }
 
   void finish(caf::event_based_actor* self) {
-    if (claiming) {
+    if (pace.claiming()) {
       finish_after_claim = true;
       return;
     }
@@ -270,8 +157,8 @@ struct queue_state {
       emit(event_kind::queue_polling_stopped);
       self->quit();
     };
-    self->request(store, finish_timeout, finish_atom::value,
-                  std::exchange(unsent, {}))
+    self->request(pace.store(), finish_timeout, finish_atom::value,
+                  std::exchange(pace.unsent, {}))
         .then([done] { done(); }, [done](caf::error&) { done(); });
   }
 
@@ -311,7 +198,9 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
                                                   caf::to_string(x.content()));
     return caf::none;
   });
-  st.store = spawn_store_worker(self, st.ctx, st.spec.name(), st.owner());
+  st.pace = claim_pacer{st.ctx, st.spec, st.rules,
+                        spawn_store_worker(self, st.ctx, st.spec.name(),
+                                           st.owner())};
   st.announce(self, false);
   // The registry must know this queue as the owner of its reservations
   // before it reserves: if it dies, the registry releases them.
@@ -331,7 +220,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       [=](poll_atom) {
         auto& st = self->state;
         st.poll(self);
-        st.check_cancels(self);
+        st.pace.check_cancels(self, st.hand);
         if (!st.stopping)
           self->delayed_send(self, st.spec.poll_interval(), poll_atom::value);
       },
@@ -348,10 +237,10 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         // Only from the executor that still holds the slot for the job.
         if (!st.hand.pool().finish(self, i, job_id, from))
           return;
-        st.poll_when_due(self, done);
-        st.unsent.push_back(std::move(done));
+        st.pace.look_when_due(self, done);
+        st.pace.unsent.push_back(std::move(done));
         if (st.spec.limited())
-          st.backlog = true; // a slot of its keys is free again
+          st.pace.more_may_wait(); // a slot of its keys is free again
         st.hand.ran(duration_us);
         st.ended(self);
       },
@@ -369,21 +258,14 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         st.stop_if_idle(self);
       },
       [=](rate_due_atom) {
-        auto& st = self->state;
-        if (st.rate_look_at &&
-            *st.rate_look_at <= std::chrono::steady_clock::now())
-          st.rate_look_at.reset();
-        st.backlog = true;
-        st.poll(self);
+        self->state.pace.rate_due();
+        self->state.poll(self);
       },
-      [=](flush_due_atom) {
-        self->state.flush_pending = false;
-        self->state.flush_outcomes(self);
-      },
+      [=](flush_due_atom) { self->state.pace.flush_due(self); },
       [=](cancel_atom, int64_t job_id, const std::string& reason) {
         auto& st = self->state;
-        if (st.hand.cancel(self, job_id, reason, st.unsent))
-          st.flush_outcomes(self);
+        if (st.hand.cancel(self, job_id, reason, st.pace.unsent))
+          st.pace.flush(self);
       },
       [=](scale_atom, int n) -> caf::result<void> {
         auto& st = self->state;
@@ -418,7 +300,7 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
         auto& st = self->state;
         if (!st.hand.pool().runs(i, job_id))
           return;
-        st.hand.time_out(self, i, st.unsent);
+        st.hand.time_out(self, i, st.pace.unsent);
         st.resume_after_slot_change(self);
       },
   };
