@@ -966,11 +966,7 @@ bool successes_of_one_owner(const std::vector<completion>& cs) {
 
 /// The ids of `cs` as a PostgreSQL array literal.
 std::string id_array(const std::vector<completion>& cs) {
-  std::string ids = "{";
-  for (auto& c : cs)
-    ids += (ids.size() > 1 ? "," : "") + std::to_string(c.job_id);
-  ids += '}';
-  return ids;
+  return id_literal(cs, [](const completion& c) { return c.job_id; });
 }
 
 /// Which of the successes `cs` applied, given the ids a statement `moved`;

@@ -53,14 +53,8 @@ postgres_adapter::stored_limits(const std::string& queue) {
   return impl_->in_statement(
       "reading limits", [&](pqxx::transaction_base& tx) {
         std::vector<concurrency_limit> out;
-        for (const auto& row : tx.exec_prepared("bgj_limits_of", queue)) {
-          concurrency_limit l;
-          l.kind = parse_limit_kind(row[0].as<std::string>())
-                       .value_or(limit_kind::key);
-          l.key = row[1].as<std::string>();
-          l.max_running = row[2].as<int>();
-          out.push_back(std::move(l));
-        }
+        for (const auto& row : tx.exec_prepared("bgj_limits_of", queue))
+          out.push_back(limit_of_row(row, 0));
         return out;
       });
 }

@@ -209,6 +209,26 @@ inline std::vector<job> read_jobs(const pqxx::result& res, bool claim_order = tr
   return jobs;
 }
 
+/// Ids as a PostgreSQL array literal, `id_of` giving each element's.
+template <class Range, class F>
+std::string id_literal(const Range& items, F id_of) {
+  std::string out = "{";
+  for (const auto& x : items)
+    out += (out.size() > 1 ? "," : "") + std::to_string(id_of(x));
+  return out + "}";
+}
+
+/// A stored limit from the columns (kind, key, max_running) of `row`
+/// starting at `first`.
+inline concurrency_limit limit_of_row(const pqxx::row& row, int first) {
+  concurrency_limit l;
+  l.kind = parse_limit_kind(row[first].as<std::string>())
+               .value_or(limit_kind::key);
+  l.key = row[first + 1].as<std::string>();
+  l.max_running = row[first + 2].as<int>();
+  return l;
+}
+
 inline const char* nullable(const std::optional<std::string>& x) {
   return x ? x->c_str() : nullptr;
 }
@@ -649,15 +669,9 @@ struct postgres_adapter::impl {
     std::vector<concurrency_limit> stored;
     for (const auto& row : rows) {
       switch (row[0].as<int>()) {
-        case 0: {
-          concurrency_limit l;
-          l.kind = parse_limit_kind(row[1].as<std::string>())
-                       .value_or(limit_kind::key);
-          l.key = row[2].as<std::string>();
-          l.max_running = row[3].as<int>();
-          stored.push_back(std::move(l));
+        case 0:
+          stored.push_back(limit_of_row(row, 1));
           break;
-        }
         case 1:
           out.held.add(text_or_null(row[1]), text_or_null(row[2]),
                        row[3].as<int64_t>());
@@ -717,19 +731,13 @@ struct postgres_adapter::impl {
     auto ids = detail::admit(candidates, limits, held, p.limit);
     if (ids.empty())
       return {};
-    auto id_list = [](auto first, auto last, auto id_of) {
-      std::string out = "{";
-      for (; first != last; ++first)
-        out += (out.size() > 1 ? "," : "") + std::to_string(id_of(*first));
-      return out + "}";
-    };
     auto jobs = read_jobs(tx.exec_prepared(
         "bgj_limited_reserve", reserved_at, p.reserved_by,
-        id_list(ids.begin(), ids.end(), [](int64_t id) { return id; })));
+        id_literal(ids, [](int64_t id) { return id; })));
     if (rated && !jobs.empty())
       tx.exec_prepared(
           "bgj_rate_charge", p.rate_limit,
-          id_list(jobs.begin(), jobs.end(), [](const job& j) { return j.id; }));
+          id_literal(jobs, [](const job& j) { return j.id; }));
     return jobs;
   }
 
