@@ -8,6 +8,7 @@
 #include <pqxx/pqxx>
 
 #include "adapters/stores.hpp"
+#include "bg_jobs/adapters/postgres/detail/postgres_internal.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "support/expect.hpp"
 #include "support/store_reads.hpp"
@@ -150,6 +151,25 @@ TEST_SUITE("postgres") {
       return names.size() >= 3;
     }));
     CHECK(names == std::set<std::string>{"a", "b", "wake_me"});
+  }
+
+  TEST_CASE("the store's clock is read to within half a round trip") {
+    // Every process reads the store's time from its own measurement of the
+    // server's clock; they must agree closely enough that a job one
+    // enqueues for now is due for the claim another makes on its
+    // notification. The server runs on this host, on the same clock: the
+    // true offset is zero, and a measurement is off by at most half its
+    // quickest round trip (plus the microsecond of rounding). A loaded
+    // machine makes round trips slow: measure until one is quick.
+    pqxx::connection conn{test::pg_url()};
+    detail::postgres::server_clock time;
+    int64_t trip = 0;
+    for (int i = 0; i < 100; ++i)
+      if ((trip = time.measure(conn)) < 2'000)
+        break;
+    INFO("round trip " << trip << " us, offset " << time.offset_us()
+                       << " us");
+    CHECK(std::abs(time.offset_us()) <= trip / 2 + 1);
   }
 
   TEST_CASE("bulk enqueue stores thousands of jobs in one call") {
