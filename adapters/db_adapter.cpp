@@ -189,6 +189,10 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_rate_limits",
       "bg_jobs_rate_keys",
       "bg_jobs_rate_of",
+      "bg_jobs_wakes",
+      "jobs_failed_retry_wake",
+      "bg_jobs_paused_wake",
+      "jobs_failed_unblock_wake",
   };
   std::string text{sql};
   if (prefix.empty())

@@ -274,7 +274,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 14;
+  static constexpr int schema_version_current = 15;
 
   virtual capabilities caps() const = 0;
 

@@ -34,6 +34,15 @@ const char sql_enqueue_plain[] =
     " priority, concurrency_key, second_concurrency_key)"
     " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)";
 
+const char sql_wake_last[] =
+    "SELECT (SELECT coalesce(max(id), 0) FROM jobs),"
+    " (SELECT coalesce(max(seq), 0) FROM bg_jobs_wakes)";
+// The names with jobs inserted past id ?1 (column 3: 0), or woken past
+// sequence number ?2 (1); each with the greatest id or number.
+const char sql_wakes_since[] =
+    "SELECT name, max(id), 0 FROM jobs WHERE id > ?1 GROUP BY name"
+    " UNION ALL SELECT name, seq, 1 FROM bg_jobs_wakes WHERE seq > ?2";
+
 /// Rows per statement of a bulk enqueue.
 constexpr size_t bulk_rows = 64;
 
@@ -227,60 +236,6 @@ sqlite_adapter::~sqlite_adapter() {
 
 caf::expected<std::unique_ptr<sqlite_adapter>>
 sqlite_adapter::open(sqlite_options options) {
-  return open_shared(std::move(options), std::make_shared<own_writes>());
-}
-
-namespace {
-
-int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-/// How long a write that may be a node's own waits to be reported.
-constexpr std::chrono::milliseconds masked_wake_delay{20};
-
-/// How long after one of a node's commits a write may still be its own.
-constexpr int64_t own_write_ns = 2'000'000;
-
-} // namespace
-
-struct sqlite_adapter::own_writes {
-  std::atomic<int64_t> began_ns{0};
-  std::atomic<int64_t> ended_ns{0};
-
-  /// Before a commit is written (a commit hook).
-  static int began(void* self) {
-    static_cast<own_writes*>(self)->began_ns = steady_ns();
-    return 0;
-  }
-
-  /// Once it is in the WAL (a WAL hook, which replaces SQLite's own: so it
-  /// does what that one does too, a passive checkpoint at 1000 frames).
-  static int ended(void* self, sqlite3* db, const char* schema, int frames) {
-    static_cast<own_writes*>(self)->ended_ns = steady_ns();
-    if (frames >= 1000)
-      sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE,
-                                nullptr, nullptr);
-    return SQLITE_OK;
-  }
-
-  /// Whether a write seen now may be one of ours: one is being written, or
-  /// ended moments ago. (A commit that failed after it began counts for a
-  /// second at most.)
-  bool maybe_ours() const {
-    auto now = steady_ns();
-    auto began = began_ns.load();
-    auto ended = ended_ns.load();
-    return (began > ended && now - began < 1'000'000'000) ||
-           now - ended < own_write_ns;
-  }
-};
-
-caf::expected<std::unique_ptr<sqlite_adapter>>
-sqlite_adapter::open_shared(sqlite_options options,
-                            std::shared_ptr<own_writes> own) {
   if (options.path.empty() || options.path == ":memory:" ||
       options.path.rfind("file::memory:", 0) == 0)
     return make_error(errc::database_unavailable,
@@ -312,9 +267,6 @@ sqlite_adapter::open_shared(sqlite_options options,
   // in a temporary file by default, which costs it most of its time.
   if (auto r = self->exec("PRAGMA temp_store = MEMORY"); !r)
     return std::move(r.error());
-  self->own_ = std::move(own);
-  sqlite3_commit_hook(self->db_, own_writes::began, self->own_.get());
-  sqlite3_wal_hook(self->db_, own_writes::ended, self->own_.get());
   auto version = self->schema_version();
   if (!version)
     return std::move(version.error());
@@ -328,11 +280,8 @@ sqlite_adapter::open_shared(sqlite_options options,
 }
 
 adapter_factory sqlite_adapter::factory(sqlite_options options) {
-  // The connections of one factory (one node) note their commits
-  // together: `await_wakeups` tells their writes from others'.
-  auto own = std::make_shared<own_writes>();
-  return [options, own]() -> caf::expected<std::unique_ptr<db_adapter>> {
-    auto db = open_shared(options, own);
+  return [options]() -> caf::expected<std::unique_ptr<db_adapter>> {
+    auto db = open(options);
     if (!db)
       return std::move(db.error());
     return std::unique_ptr<db_adapter>{std::move(*db)};
@@ -349,6 +298,7 @@ caf::expected<std::vector<std::string>>
 sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout,
                               int interrupt_fd) {
   namespace fs = std::filesystem;
+  using namespace std::chrono;
   auto file = fs::absolute(options_.path);
   auto wal = file.filename().string() + "-wal";
   if (inotify_fd_ < 0) {
@@ -360,47 +310,80 @@ sqlite_adapter::await_wakeups(std::chrono::milliseconds timeout,
                         "cannot watch the directory of '" + options_.path +
                             "' for writes");
   }
-  using namespace std::chrono;
+  if (!woken_since_) {
+    // Writes from before the first call are not reported: the caller
+    // looks for work as it starts listening.
+    auto s = prepare(sql_wake_last);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    if (int rc = q.step(); rc != SQLITE_ROW)
+      return failure(rc, "reading where wake-ups stand");
+    woken_since_ = {sqlite3_column_int64(q.get(), 0),
+                    sqlite3_column_int64(q.get(), 1)};
+  }
   auto now = steady_clock::now();
-  // A write held back as possibly our own is reported once its delay is
-  // over, whatever comes meanwhile.
-  if (masked_until_)
+  if (recheck_at_)
     timeout = std::min(timeout, std::max(milliseconds{0},
                                          duration_cast<milliseconds>(
-                                             *masked_until_ - now)));
+                                             *recheck_at_ - now) +
+                                             milliseconds{1}));
   pollfd pfd[2] = {{inotify_fd_, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
-  std::vector<std::string> wake{"*"};
-  auto due = [&] {
-    if (!masked_until_ || steady_clock::now() < *masked_until_)
-      return std::vector<std::string>{};
-    masked_until_.reset();
-    return wake;
-  };
-  if (::poll(pfd, interrupt_fd < 0 ? 1 : 2,
-             static_cast<int>(timeout.count())) <= 0 ||
-      (pfd[0].revents & POLLIN) == 0)
-    return due();
+  int ready = ::poll(pfd, interrupt_fd < 0 ? 1 : 2,
+                     static_cast<int>(timeout.count()));
   bool written = false;
-  alignas(inotify_event) char buf[4096];
-  ssize_t n;
-  while ((n = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
-    for (char* p = buf; p < buf + n;) {
-      auto ev = reinterpret_cast<inotify_event*>(p);
-      if (ev->len > 0 && wal == ev->name)
-        written = true;
-      p += sizeof(inotify_event) + ev->len;
+  if (ready > 0 && (pfd[0].revents & POLLIN) != 0) {
+    alignas(inotify_event) char buf[4096];
+    ssize_t n;
+    while ((n = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
+      for (char* p = buf; p < buf + n;) {
+        auto ev = reinterpret_cast<inotify_event*>(p);
+        if (ev->len > 0 && wal == ev->name)
+          written = true;
+        p += sizeof(inotify_event) + ev->len;
+      }
     }
   }
-  if (!written)
-    return due();
-  if (!own_->maybe_ours()) {
-    // None of ours was committing: someone else wrote.
-    masked_until_.reset();
-    return wake;
+  now = steady_clock::now();
+  if (written) {
+    recheck_step_ = milliseconds{1};
+    recheck_at_ = now + recheck_step_;
+  } else if (recheck_at_ && now >= *recheck_at_) {
+    recheck_step_ *= 4;
+    if (recheck_step_ > milliseconds{64})
+      recheck_at_.reset();
+    else
+      recheck_at_ = now + recheck_step_;
+  } else {
+    return std::vector<std::string>{};
   }
-  if (!masked_until_)
-    masked_until_ = steady_clock::now() + masked_wake_delay;
-  return due();
+  return woken_names();
+}
+
+caf::expected<std::vector<std::string>> sqlite_adapter::woken_names() {
+  auto s = prepare(sql_wakes_since);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  auto& [id, seq] = *woken_since_;
+  q.bind(1, id).bind(2, seq);
+  std::vector<std::string> names;
+  int64_t last_id = id, last_seq = seq;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    std::string name{
+        reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 0))};
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      names.push_back(std::move(name));
+    auto& last = sqlite3_column_int64(q.get(), 2) == 0 ? last_id : last_seq;
+    last = std::max<int64_t>(last, sqlite3_column_int64(q.get(), 1));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading the wake-ups");
+  woken_since_ = {last_id, last_seq};
+  if (std::find(names.begin(), names.end(), "*") != names.end())
+    return std::vector<std::string>{"*"};
+  return names;
 }
 
 caf::error sqlite_adapter::failure(int rc, const char* what) const {

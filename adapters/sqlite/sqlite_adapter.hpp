@@ -1,11 +1,12 @@
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/clock.hpp"
@@ -162,14 +163,17 @@ public:
   caf::expected<std::string> explain_reserve(const reserve_params& params);
 
   /// Waits for writes to the database's WAL file (inotify on its
-  /// directory); returns `{"*"}` (every job name may have new jobs) when
-  /// one came from outside this adapter's factory (another process, or
-  /// another node of this one). The factory's connections note when they
-  /// commit: a write while none of them was committing (or had within 2 ms)
-  /// is reported at once; one that may be their own is reported at most
-  /// every 20 ms (a write from elsewhere among them waits that long), so
-  /// that a node's own completions do not wake its idle queues into empty
-  /// claims.
+  /// directory), then reads which job names have new jobs since the last
+  /// call: those of the jobs inserted past the greatest id it saw (ids only
+  /// grow), and those `bg_jobs_wakes` names past the sequence number it saw
+  /// (triggers write there when jobs become claimable without a new id: a
+  /// retry; `*` for a resumed pause or an unblocked key). Returns those
+  /// names (`{"*"}`: every one may have work), and nothing for writes that
+  /// made nothing claimable (claims, completions, heartbeats), so that
+  /// those wake no queue. A commit is visible a moment after its write to
+  /// the WAL file (after its fsync, with `synchronous_full`), and no
+  /// further event says when: after every write the names are read again
+  /// 1, 5, 21 and 85 ms later.
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,
                 int interrupt_fd = -1) override;
@@ -259,15 +263,14 @@ private:
     return prefixed_sql(text, options_.table_prefix);
   }
   int inotify_fd_ = -1;
-  /// When the connections of this adapter's factory (a node's) last
-  /// began and finished writing a commit.
-  struct own_writes;
-  std::shared_ptr<own_writes> own_;
-  /// A write that may have been our own waits to be reported until then.
-  std::optional<std::chrono::steady_clock::time_point> masked_until_;
-
-  static caf::expected<std::unique_ptr<sqlite_adapter>>
-  open_shared(sqlite_options options, std::shared_ptr<own_writes> own);
+  /// The greatest job id and `bg_jobs_wakes` sequence number seen; none
+  /// before the first `await_wakeups`.
+  std::optional<std::pair<int64_t, int64_t>> woken_since_;
+  /// When to read the names again after a write, and the step after that.
+  std::optional<std::chrono::steady_clock::time_point> recheck_at_;
+  std::chrono::milliseconds recheck_step_{1};
+  /// Names with new jobs since `woken_since_` (which it advances).
+  caf::expected<std::vector<std::string>> woken_names();
 };
 
 } // namespace bg_jobs

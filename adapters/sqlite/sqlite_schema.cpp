@@ -158,6 +158,32 @@ const char* const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN expires_at INTEGER;"
     "CREATE INDEX jobs_expiry_idx ON jobs (expires_at)"
     "  WHERE expires_at IS NOT NULL;",
+    // version 15: wake-ups (what PostgreSQL's notifications carry). A
+    // listener that sees the WAL written reads the jobs inserted past the
+    // last id it saw (ids only grow: AUTOINCREMENT), and the names here
+    // past the last sequence number it saw: jobs that became claimable
+    // without a new id (a retried one, `*` for a resumed pause or an
+    // unblocked key). Writes that made nothing claimable wake no queue.
+    "CREATE TABLE bg_jobs_wakes ("
+    "  name TEXT PRIMARY KEY,"
+    "  seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TRIGGER jobs_failed_retry_wake AFTER DELETE ON jobs_failed"
+    " WHEN EXISTS (SELECT 1 FROM jobs WHERE id = OLD.id) BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES (OLD.name,"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;"
+    "CREATE TRIGGER bg_jobs_paused_wake AFTER DELETE ON bg_jobs_paused BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES ('*',"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;"
+    "CREATE TRIGGER jobs_failed_unblock_wake AFTER UPDATE OF unblocked"
+    " ON jobs_failed BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES ('*',"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -236,7 +262,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_rate_of;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_wakes;"
+                    "DROP TABLE IF EXISTS bg_jobs_rate_of;"
                     "DROP TABLE IF EXISTS bg_jobs_rate_keys;"
                     "DROP TABLE IF EXISTS bg_jobs_rate_limits;"
                     "DROP TABLE IF EXISTS bg_jobs_limits;"

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <thread>
 #include <atomic>
+#include <set>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -118,55 +119,81 @@ TEST_SUITE("sqlite") {
     CHECK(query_text(dir.file("jobs.db"), "PRAGMA journal_mode") == "wal|");
   }
 
-  TEST_CASE("a node's own writes wake at most every 20 ms, others' at once") {
+  TEST_CASE("a listener wakes for new jobs by name, not for other writes") {
     test::temp_dir dir;
     auto path = dir.file("jobs.db");
     open_migrated(path);
-    // Two connections of one factory, as a node has: one listens while the
-    // other writes.
     auto node = sqlite_adapter::factory({path});
     auto listener = node();
     auto writer = node();
     REQUIRE_MESSAGE(listener, bg_jobs::test::why(listener));
     REQUIRE_MESSAGE(writer, bg_jobs::test::why(writer));
+    auto& w = **writer;
+    REQUIRE(w.enqueue_jobs({job_request{"a"}, job_request{"b"}}));
+    // The first call starts listening: earlier jobs are not reported.
     REQUIRE((*listener)->await_wakeups(0ms));
-    std::atomic<bool> done{false};
-    auto t0 = std::chrono::steady_clock::now();
-    std::thread write{[&] {
-      for (int i = 0; i < 300; ++i)
-        CHECK((*writer)->enqueue_job(job_request{"own"}));
-      done = true;
-    }};
-    int wakes = 0;
-    // Until the writes ended and the last one held back was reported.
-    auto quiet_since = std::chrono::steady_clock::now();
-    while (!done || std::chrono::steady_clock::now() - quiet_since < 300ms) {
-      auto names = (*listener)->await_wakeups(10ms);
-      REQUIRE_MESSAGE(names, bg_jobs::test::why(names));
-      if (!names->empty()) {
-        ++wakes;
-        quiet_since = std::chrono::steady_clock::now();
+    // Waits up to 30 s for the next names reported; none after `quiet`.
+    auto next = [&](std::chrono::milliseconds quiet = 30s) {
+      std::set<std::string> names;
+      auto until = std::chrono::steady_clock::now() + quiet;
+      while (names.empty() && std::chrono::steady_clock::now() < until) {
+        auto got = (*listener)->await_wakeups(100ms);
+        REQUIRE_MESSAGE(got, bg_jobs::test::why(got));
+        names.insert(got->begin(), got->end());
       }
-      if (!done)
-        quiet_since = std::chrono::steady_clock::now();
+      return names;
+    };
+    // Claims, completions and heartbeats make nothing claimable: no wake.
+    auto claimed = w.reserve_jobs({{"a", "b"}, 2, "w", ""});
+    REQUIRE(claimed);
+    REQUIRE(claimed->size() == 2);
+    std::vector<completion> done;
+    for (auto& j : *claimed) {
+      completion c;
+      c.what = completion::kind::succeeded;
+      c.job_id = j.id;
+      c.reserved_by = "w";
+      done.push_back(c);
     }
-    write.join();
-    auto elapsed = std::chrono::steady_clock::now() - t0;
-    INFO("wakes " << wakes << " in "
-                  << std::chrono::duration_cast<std::chrono::milliseconds>(
-                         elapsed)
-                         .count()
-                  << " ms");
-    CHECK(wakes >= 1);
-    CHECK(wakes <= elapsed / 20ms + 3);
-    // A write from another process (a connection of another factory) is
-    // reported by the next wait, however long it is.
+    REQUIRE(w.complete_jobs(done));
+    REQUIRE(w.heartbeat("n"));
+    CHECK(next(300ms).empty());
+    // An enqueue wakes its name; bulk ones each of theirs.
+    REQUIRE(w.enqueue_job(job_request{"c"}));
+    CHECK(next() == std::set<std::string>{"c"});
+    REQUIRE(w.enqueue_jobs(
+        {job_request{"d"}, job_request{"e"}, job_request{"d"}}));
+    std::set<std::string> bulk;
+    while (bulk.size() < 2) {
+      auto got = next();
+      REQUIRE_FALSE(got.empty());
+      bulk.insert(got.begin(), got.end());
+    }
+    CHECK(bulk == std::set<std::string>{"d", "e"});
+    // A retried job keeps its id: it wakes its name all the same.
+    REQUIRE(w.enqueue_job(job_request{"f"}));
+    CHECK(next() == std::set<std::string>{"f"});
+    auto failing = w.reserve_jobs({{"f"}, 1, "w", ""});
+    REQUIRE(failing);
+    REQUIRE(failing->size() == 1);
+    completion failed;
+    failed.what = completion::kind::failed;
+    failed.job_id = failing->front().id;
+    failed.reserved_by = "w";
+    failed.error = "boom";
+    REQUIRE(w.complete_jobs({failed}));
+    CHECK(next(300ms).empty());
+    REQUIRE(w.retry_job(failing->front().id));
+    CHECK(next() == std::set<std::string>{"f"});
+    // A resumed pause wakes every name.
+    REQUIRE(w.pause(pause_kind::queue, "q"));
+    REQUIRE(w.resume(pause_kind::queue, "q"));
+    CHECK(next() == std::set<std::string>{"*"});
+    // So does a write from another process (another factory's connection).
     auto other = sqlite_adapter::open({path});
     REQUIRE_MESSAGE(other, bg_jobs::test::why(other));
     REQUIRE((*other)->enqueue_job(job_request{"theirs"}));
-    auto names = (*listener)->await_wakeups(30s);
-    REQUIRE_MESSAGE(names, bg_jobs::test::why(names));
-    CHECK(*names == std::vector<std::string>{"*"});
+    CHECK(next() == std::set<std::string>{"theirs"});
   }
 
   TEST_CASE("a schema newer than the code is refused") {
@@ -190,7 +217,7 @@ TEST_SUITE("sqlite") {
           "bg_jobs_paused|"
           "bg_jobs_queues|bg_jobs_rate_keys|bg_jobs_rate_limits|"
           "bg_jobs_rate_of|bg_jobs_schedule|"
-          "bg_jobs_unique|jobs|"
+          "bg_jobs_unique|bg_jobs_wakes|jobs|"
           "jobs_failed|jobs_succeeded|");
     REQUIRE(db->migrate_down());
     CHECK(query_text(path, "SELECT name FROM sqlite_master"
