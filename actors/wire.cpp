@@ -49,8 +49,35 @@ json text_or_null(const std::string& s) {
   return s.empty() ? json(nullptr) : json(s);
 }
 
+/// Adds the metadata, tags and trace context a job or a record has (only
+/// those it has) to `j`.
+template <class Job>
+void put_attrs(json& j, const Job& x) {
+  if (!x.meta.empty())
+    j["meta"] = x.meta;
+  if (!x.tags.empty())
+    j["tags"] = x.tags;
+  if (!x.trace.traceparent.empty())
+    j["traceparent"] = x.trace.traceparent;
+  if (!x.trace.tracestate.empty())
+    j["tracestate"] = x.trace.tracestate;
+}
+
+template <class Job>
+void get_attrs(const json& j, Job& x) {
+  if (auto m = j.find("meta"); m != j.end() && !m->is_null()) {
+    if (!m->is_object())
+      throw std::invalid_argument("meta must be an object");
+    x.meta = *m;
+  }
+  if (auto t = j.find("tags"); t != j.end() && !t->is_null())
+    x.tags = t->get<std::vector<std::string>>();
+  x.trace.traceparent = maybe_of<std::string>(j, "traceparent").value_or("");
+  x.trace.tracestate = maybe_of<std::string>(j, "tracestate").value_or("");
+}
+
 json to_json(const job& x) {
-  return {{"id", x.id},
+  json j = {{"id", x.id},
           {"name", x.name},
           {"payload", x.payload},
           {"attempts", x.attempts},
@@ -64,6 +91,8 @@ json to_json(const job& x) {
           {"concurrency_key", x.concurrency_key},
           {"second_concurrency_key", x.second_concurrency_key},
           {"conflict", x.conflict}};
+  put_attrs(j, x);
+  return j;
 }
 
 void from_json(const json& j, job& x) {
@@ -83,6 +112,7 @@ void from_json(const json& j, job& x) {
       maybe_of<std::string>(j, "concurrency_key").value_or("");
   x.second_concurrency_key =
       maybe_of<std::string>(j, "second_concurrency_key").value_or("");
+  get_attrs(j, x);
 }
 
 json to_json(const job_request& x) {
@@ -105,6 +135,14 @@ json to_json(const job_request& x) {
   if (!x.rate_key().empty() || x.rate_cost() != 1) {
     j["rate_key"] = x.rate_key();
     j["rate_cost"] = x.rate_cost();
+  }
+  if (!x.meta().is_object() || !x.meta().empty())
+    j["meta"] = x.meta(); // not an object: refused by validation
+  if (!x.tags().empty())
+    j["tags"] = x.tags();
+  if (!x.trace().traceparent.empty() || !x.trace().tracestate.empty()) {
+    j["traceparent"] = x.trace().traceparent;
+    j["tracestate"] = x.trace().tracestate;
   }
   if (auto& u = x.unique()) {
     json uj = {{"include_succeeded", u->include_succeeded}};
@@ -140,6 +178,14 @@ void from_json(const json& j, job_request& x) {
   auto rate_cost = maybe_of<int64_t>(j, "rate_cost");
   if (rate_key || rate_cost) // checked by validation
     x.with_rate(rate_key.value_or(""), rate_cost.value_or(1));
+  if (auto m = j.find("meta"); m != j.end())
+    x.with_meta(*m); // checked by validation
+  if (auto t = j.find("tags"); t != j.end() && !t->is_null())
+    x.with_tags(t->get<std::vector<std::string>>());
+  auto traceparent = maybe_of<std::string>(j, "traceparent");
+  auto tracestate = maybe_of<std::string>(j, "tracestate");
+  if (traceparent || tracestate)
+    x.with_trace(traceparent.value_or(""), tracestate.value_or(""));
   if (auto i = j.find("unique"); i != j.end() && !i->is_null()) {
     unique_options u;
     u.key = maybe_of<std::string>(*i, "key");
@@ -158,7 +204,7 @@ void from_json(const json& j, job_request& x) {
 }
 
 json to_json(const job_record& x) {
-  return {{"id", x.id},
+  json j = {{"id", x.id},
           {"name", x.name},
           {"payload", x.payload},
           {"priority", x.priority},
@@ -174,6 +220,8 @@ json to_json(const job_record& x) {
           {"errors", x.errors},
           {"concurrency_key", text_or_null(x.concurrency_key)},
           {"second_concurrency_key", text_or_null(x.second_concurrency_key)}};
+  put_attrs(j, x);
+  return j;
 }
 
 void from_json(const json& j, job_record& x) {
@@ -198,12 +246,17 @@ void from_json(const json& j, job_record& x) {
       maybe_of<std::string>(j, "concurrency_key").value_or("");
   x.second_concurrency_key =
       maybe_of<std::string>(j, "second_concurrency_key").value_or("");
+  get_attrs(j, x);
 }
 
 json to_json(const job_query& x) {
-  return {
-      {"state", to_string(x.state)},    {"names", x.names}, {"queue", x.queue},
-      {"newest_first", x.newest_first}, {"after", x.after}, {"limit", x.limit}};
+  return {{"state", to_string(x.state)},
+          {"names", x.names},
+          {"queue", x.queue},
+          {"tag", x.tag},
+          {"newest_first", x.newest_first},
+          {"after", x.after},
+          {"limit", x.limit}};
 }
 
 void from_json(const json& j, job_query& x) {
@@ -213,6 +266,7 @@ void from_json(const json& j, job_query& x) {
   x.state = *state;
   x.names = j.at("names").get<std::vector<std::string>>();
   x.queue = j.at("queue").get<std::string>();
+  x.tag = maybe_of<std::string>(j, "tag").value_or("");
   x.newest_first = j.at("newest_first").get<bool>();
   x.after = j.at("after").get<std::string>();
   x.limit = j.at("limit").get<int>();

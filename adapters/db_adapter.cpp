@@ -114,6 +114,10 @@ caf::error db_adapter::check_query(const job_query& query) {
     if (auto why = name_problem(n); !why.empty())
       return make_error(errc::invalid_argument,
                         "job name '" + printable(n) + "' " + why);
+  if (!query.tag.empty())
+    if (auto why = tag_problem(query.tag); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "tag '" + printable(query.tag) + "' " + why);
   return caf::none;
 }
 

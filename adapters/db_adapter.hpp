@@ -170,6 +170,8 @@ struct job_query {
   /// to queues: the runtime (`instance::list_jobs`) turns it into `names`;
   /// adapters refuse it set.
   std::string queue{};
+  /// Only jobs carrying this tag (`job_request::with_tags`); empty: any.
+  std::string tag{};
   /// Newest first (by default), else oldest first. Waiting and scheduled
   /// jobs are ordered as claims take them (priority, availability, id)
   /// with "oldest" the next to run; running jobs by reservation time;
@@ -274,7 +276,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 15;
+  static constexpr int schema_version_current = 16;
 
   virtual capabilities caps() const = 0;
 

@@ -4,12 +4,23 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "bg_jobs/core/timestamp.hpp"
 
 namespace bg_jobs {
+
+/// The W3C trace context (`traceparent`, `tracestate`) of the request that
+/// enqueued a job; both empty when none was given.
+struct trace_context {
+  std::string traceparent;
+  std::string tracestate;
+
+  bool empty() const { return traceparent.empty(); }
+  bool operator==(const trace_context&) const = default;
+};
 
 /// A job waiting in the `jobs` table or running: pending while
 /// `reserved_by` is empty, reserved (running) otherwise.
@@ -34,6 +45,13 @@ struct job {
   /// when none.
   std::string concurrency_key;
   std::string second_concurrency_key;
+  /// Its metadata (`job_request::with_meta`): a JSON object, empty when
+  /// none.
+  nlohmann::json meta = nlohmann::json::object();
+  /// Its tags (`job_request::with_tags`), in the order given.
+  std::vector<std::string> tags;
+  /// The trace context it was enqueued with (`job_request::with_trace`).
+  trace_context trace;
   /// Set on the job an enqueue returns when its request was unique and an
   /// equal job already counted: that job, and nothing new was stored.
   bool conflict = false;
@@ -85,6 +103,10 @@ struct job_record {
   /// Its concurrency keys, empty when none (a succeeded job shows none).
   std::string concurrency_key;
   std::string second_concurrency_key;
+  /// Its metadata, tags and trace context, as `job` has them.
+  nlohmann::json meta = nlohmann::json::object();
+  std::vector<std::string> tags;
+  trace_context trace;
 };
 
 } // namespace bg_jobs

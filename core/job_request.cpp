@@ -3,6 +3,7 @@
 
 #include "bg_jobs/core/parse.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -129,6 +130,95 @@ std::string concurrency_key_problem(std::string_view key) {
   return name_problem(key);
 }
 
+std::string tag_problem(std::string_view tag) {
+  if (tag.size() > max_tag_length)
+    return "is " + std::to_string(tag.size()) + " bytes long; the limit is " +
+           std::to_string(max_tag_length);
+  if (tag.find(',') != std::string_view::npos)
+    return "holds a comma";
+  return name_problem(tag);
+}
+
+namespace {
+
+bool lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+bool all_zeros(std::string_view s) {
+  return s.find_first_not_of('0') == std::string_view::npos;
+}
+
+} // namespace
+
+std::string traceparent_problem(std::string_view tp) {
+  // version "-" trace-id "-" parent-id "-" trace-flags: 2+1+32+1+16+1+2.
+  constexpr size_t length = 55;
+  if (tp.size() < length || tp.size() > 512)
+    return "must be 55 characters (version-traceid-parentid-flags)";
+  if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+    return "must be version-traceid-parentid-flags, separated by '-'";
+  auto version = tp.substr(0, 2), trace_id = tp.substr(3, 32),
+       parent_id = tp.substr(36, 16), flags = tp.substr(53, 2);
+  for (auto part : {version, trace_id, parent_id, flags})
+    if (!lower_hex(part))
+      return "must be lowercase hexadecimal digits and '-'";
+  if (version == "ff")
+    return "has the invalid version ff";
+  if (version == "00" ? tp.size() != length : tp[length] != '-')
+    return "has more after its flags than its version allows";
+  if (all_zeros(trace_id))
+    return "has an all-zero trace id";
+  if (all_zeros(parent_id))
+    return "has an all-zero parent id";
+  return {};
+}
+
+std::string tracestate_problem(std::string_view ts) {
+  if (ts.size() > max_tracestate_length)
+    return "is " + std::to_string(ts.size()) + " bytes long; the limit is " +
+           std::to_string(max_tracestate_length);
+  size_t members = 0;
+  size_t start = 0;
+  while (start <= ts.size()) {
+    auto end = ts.find(',', start);
+    if (end == std::string_view::npos)
+      end = ts.size();
+    auto member = ts.substr(start, end - start);
+    // Optional spaces and tabs around a member; empty members are allowed.
+    while (!member.empty() && (member.front() == ' ' || member.front() == '\t'))
+      member.remove_prefix(1);
+    while (!member.empty() && (member.back() == ' ' || member.back() == '\t'))
+      member.remove_suffix(1);
+    if (!member.empty()) {
+      if (++members > 32)
+        return "has more than 32 members";
+      auto eq = member.find('=');
+      if (eq == std::string_view::npos || eq == 0 || eq + 1 == member.size())
+        return "must be comma-separated key=value members";
+      auto key = member.substr(0, eq), value = member.substr(eq + 1);
+      if (key.size() > 256 || !((key[0] >= 'a' && key[0] <= 'z') ||
+                                (key[0] >= '0' && key[0] <= '9')))
+        return "has a key that does not start with a lowercase letter or "
+               "digit";
+      for (char c : key)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '*' || c == '/' || c == '@'))
+          return "has a key with a character other than a-z 0-9 _ - * / @";
+      if (value.size() > 256)
+        return "has a value longer than 256 characters";
+      for (char c : value)
+        if (c < 0x20 || c > 0x7e || c == ',' || c == '=')
+          return "has a value with a character outside printable ASCII, or "
+                 "',' or '='";
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
 bool exceeds_payload_depth(std::string_view text) {
   size_t depth = 0;
   bool in_string = false;
@@ -247,6 +337,39 @@ caf::expected<std::string> job_request::validate() const {
         !payload_.is_object())
       return make_error(errc::invalid_argument,
                         "a merged request's payload must be a JSON object");
+  }
+  if (!meta_.is_object())
+    return make_error(errc::invalid_argument,
+                      "the metadata must be a JSON object");
+  if (auto err = check_payload(meta_))
+    return make_error(errc::invalid_argument,
+                      "the metadata: " + message_of(err));
+  if (auto size = meta_.dump().size(); size > max_meta_size)
+    return make_error(errc::invalid_argument,
+                      "the metadata is " + std::to_string(size) +
+                          " bytes; the limit is " +
+                          std::to_string(max_meta_size));
+  if (tags_.size() > max_tags)
+    return make_error(errc::invalid_argument,
+                      std::to_string(tags_.size()) +
+                          " tags; the limit is " + std::to_string(max_tags));
+  for (auto& t : tags_)
+    if (auto why = tag_problem(t); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "tag '" + printable(t) + "' " + why);
+  if (!trace_.traceparent.empty())
+    if (auto why = traceparent_problem(trace_.traceparent); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "traceparent '" + printable(trace_.traceparent) +
+                            "' " + why);
+  if (!trace_.tracestate.empty()) {
+    if (trace_.traceparent.empty())
+      return make_error(errc::invalid_argument,
+                        "a tracestate needs a traceparent");
+    if (auto why = tracestate_problem(trace_.tracestate); !why.empty())
+      return make_error(errc::invalid_argument,
+                        "tracestate '" + printable(trace_.tracestate) + "' " +
+                            why);
   }
   if (auto err = check_payload(payload_))
     return err;

@@ -6,11 +6,13 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/timestamp.hpp"
 
 namespace bg_jobs {
@@ -48,6 +50,33 @@ constexpr size_t max_concurrency_key_length = 255;
 
 /// Why `key` cannot be a concurrency key, or empty when it can.
 std::string concurrency_key_problem(std::string_view key);
+
+/// The largest metadata object accepted (`job_request::with_meta`), in
+/// bytes of serialized JSON.
+constexpr size_t max_meta_size = 4096;
+
+/// The most tags a job may carry, and the longest tag in bytes.
+constexpr size_t max_tags = 16;
+constexpr size_t max_tag_length = 64;
+
+/// The longest `tracestate` accepted, in bytes (the W3C limit is 512).
+constexpr size_t max_tracestate_length = 512;
+
+/// Why `tag` cannot be a tag, or empty when it can: 1 to `max_tag_length`
+/// bytes of UTF-8 without control characters or commas.
+std::string tag_problem(std::string_view tag);
+
+/// Why `traceparent` is not a W3C trace context `traceparent` header
+/// value, or empty when it is: `VV-TTTT...-PPPP...-FF`, lowercase hex, a
+/// version other than `ff` (a later version may carry more after the
+/// flags, after a `-`), a trace id of 32 and a parent id of 16 hex digits,
+/// neither all zeros.
+std::string traceparent_problem(std::string_view traceparent);
+
+/// Why `tracestate` is not a W3C `tracestate` value, or empty when it is:
+/// at most 32 comma-separated `key=value` members, `max_tracestate_length`
+/// bytes of printable ASCII in all.
+std::string tracestate_problem(std::string_view tracestate);
 
 /// What an enqueue does to the waiting job that holds its unique key. A job
 /// that has started is never changed: the request is then stored as a new
@@ -188,6 +217,41 @@ public:
     return *this;
   }
 
+  /// Attaches metadata: a JSON object of at most `max_meta_size` bytes,
+  /// stored with the job, shown by `get`, the CLI and the dashboard, and
+  /// handed to the handler (`job::meta`). Not an object, or too large, is
+  /// `invalid_argument` at enqueue.
+  job_request& with_meta(nlohmann::json meta) {
+    meta_ = std::move(meta);
+    return *this;
+  }
+
+  const nlohmann::json& meta() const { return meta_; }
+
+  /// Tags the job (at most `max_tags`, each as `tag_problem` allows; a
+  /// repeated tag is kept once). Listings filter by tag.
+  job_request& with_tags(std::vector<std::string> tags) {
+    tags_ = std::move(tags);
+    return *this;
+  }
+
+  const std::vector<std::string>& tags() const { return tags_; }
+
+  /// Carries the W3C trace context of the code that enqueues: stored with
+  /// the job, handed to its handler (`job::trace`) on every attempt, in
+  /// every event of the job and printed by the logger listener. A
+  /// malformed value (see `traceparent_problem`, `tracestate_problem`), or
+  /// a `tracestate` without a `traceparent`, is `invalid_argument` at
+  /// enqueue. Without one, a node's trace source gives it
+  /// (`builder::with_trace_source`).
+  job_request& with_trace(std::string traceparent,
+                          std::string tracestate = {}) {
+    trace_ = {std::move(traceparent), std::move(tracestate)};
+    return *this;
+  }
+
+  const trace_context& trace() const { return trace_; }
+
   /// The expiry as given: none, a time, or a delay from the enqueue.
   const std::optional<std::variant<timestamp, std::chrono::milliseconds>>&
   expiry() const {
@@ -233,6 +297,9 @@ private:
   std::string rate_key_;
   int64_t rate_cost_ = 1;
   std::optional<std::variant<timestamp, std::chrono::milliseconds>> expiry_;
+  nlohmann::json meta_ = nlohmann::json::object();
+  std::vector<std::string> tags_;
+  trace_context trace_;
 };
 
 } // namespace bg_jobs

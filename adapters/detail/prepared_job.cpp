@@ -1,5 +1,7 @@
 #include "bg_jobs/adapters/detail/prepared_job.hpp"
 
+#include <algorithm>
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
@@ -17,8 +19,51 @@ caf::expected<prepared_job> prepare_job(const job_request& request,
   p.j.priority = request.priority();
   p.j.concurrency_key = request.concurrency_key();
   p.j.second_concurrency_key = request.second_concurrency_key();
+  p.j.meta = request.meta();
+  for (auto& t : request.tags())
+    if (std::find(p.j.tags.begin(), p.j.tags.end(), t) == p.j.tags.end())
+      p.j.tags.push_back(t);
+  p.j.trace = request.trace();
   p.payload = std::move(*text);
+  p.attrs = attrs_text(p.j.meta, p.j.tags, p.j.trace);
   return p;
+}
+
+std::string attrs_text(const nlohmann::json& meta,
+                        const std::vector<std::string>& tags,
+                        const trace_context& trace) {
+  nlohmann::json j = nlohmann::json::object();
+  if (meta.is_object() && !meta.empty())
+    j["meta"] = meta;
+  if (!tags.empty())
+    j["tags"] = tags;
+  if (!trace.traceparent.empty())
+    j["traceparent"] = trace.traceparent;
+  if (!trace.tracestate.empty())
+    j["tracestate"] = trace.tracestate;
+  return j.empty() ? std::string{} : j.dump();
+}
+
+void read_attrs(std::string_view text, nlohmann::json& meta,
+                 std::vector<std::string>& tags, trace_context& trace) {
+  meta = nlohmann::json::object();
+  tags.clear();
+  trace = {};
+  if (text.empty() || exceeds_payload_depth(text))
+    return;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object())
+    return;
+  if (auto m = j.find("meta"); m != j.end() && m->is_object())
+    meta = *m;
+  if (auto t = j.find("tags"); t != j.end() && t->is_array())
+    for (auto& tag : *t)
+      if (tag.is_string())
+        tags.push_back(tag.get<std::string>());
+  if (auto tp = j.find("traceparent"); tp != j.end() && tp->is_string())
+    trace.traceparent = tp->get<std::string>();
+  if (auto ts = j.find("tracestate"); ts != j.end() && ts->is_string())
+    trace.tracestate = ts->get<std::string>();
 }
 
 caf::expected<std::optional<absorbed_job>>

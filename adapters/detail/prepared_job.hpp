@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -17,7 +18,28 @@ struct prepared_job {
   job j;
   /// The payload as stored (JSON text).
   std::string payload;
+  /// The metadata, tags and trace context as stored (`attrs_text`); empty
+  /// (NULL) when the request has none.
+  std::string attrs;
 };
+
+/// The stored text of a job's metadata, tags and trace context: a JSON
+/// object with only those it has (`meta`, `tags`, `traceparent`,
+/// `tracestate`), or "" when it has none.
+std::string attrs_text(const nlohmann::json& meta,
+                        const std::vector<std::string>& tags,
+                        const trace_context& trace);
+
+/// Reads stored attrs (`attrs_text`) into `meta`, `tags` and `trace`;
+/// empty text (NULL), or text written outside bg_jobs that is not such an
+/// object, gives none.
+void read_attrs(std::string_view text, nlohmann::json& meta,
+                 std::vector<std::string>& tags, trace_context& trace);
+
+template <class Job>
+void read_attrs(std::string_view text, Job& j) {
+  read_attrs(text, j.meta, j.tags, j.trace);
+}
 
 /// Validates `request` (at `now`, which also dates the job) and builds its
 /// job: an `invalid_argument` error otherwise.

@@ -25,8 +25,8 @@ namespace {
 // clang-format off
 const char pg_enqueue_in[] =
     "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
-    " priority, concurrency_key, second_concurrency_key) VALUES ($1, $2, 0, "
-    BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7) RETURNING id";
+    " priority, concurrency_key, second_concurrency_key, attrs) VALUES ($1, $2, 0, "
+    BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7, $8) RETURNING id";
 
 const char pg_node_holder[] =
     "SELECT coalesce(instance, ''), coalesce(host, ''), coalesce(pid, 0), "
@@ -46,18 +46,18 @@ const char pg_node_claim[] =
 const statement_def statements[] = {
   {"bgj_enqueue",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   " available_at, priority, concurrency_key, second_concurrency_key)"
+   " available_at, priority, concurrency_key, second_concurrency_key, attrs)"
    " VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6,"
-   " $7) RETURNING id)"
+   " $7, $8) RETURNING id)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
   {"bgj_enqueue_many",
    "WITH r AS (SELECT * FROM json_to_recordset($1::json)"
    "   AS x(name text, payload text, at bigint, p integer, k1 text,"
-   "        k2 text)),"
+   "        k2 text, a jsonb)),"
    " j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at, priority, concurrency_key, second_concurrency_key)"
+   "   available_at, priority, concurrency_key, second_concurrency_key, attrs)"
    "   SELECT name, payload, 0, " BG_JOBS_TS("$2")
-   ", " BG_JOBS_TS("at") ", p, k1, k2 FROM r RETURNING id),"
+   ", " BG_JOBS_TS("at") ", p, k1, k2, a FROM r RETURNING id),"
    " n AS (SELECT pg_notify('bg_jobs', name) FROM (SELECT DISTINCT name"
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
@@ -82,9 +82,9 @@ const statement_def statements[] = {
    "   AND reserved_by IS NOT DISTINCT FROM $5 AND cancel_reason IS NULL"
    "   RETURNING *),"
    " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
-   "   created_at, available_at, succeeded_at, priority, errors)"
+   "   created_at, available_at, succeeded_at, priority, errors, attrs)"
    "   SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$4") ", priority, errors FROM m RETURNING id)"
+   BG_JOBS_TS("$4") ", priority, errors, attrs FROM m RETURNING id)"
    " SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"
    " WHERE queue = $1"
    " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
@@ -196,36 +196,36 @@ const statement_def statements[] = {
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority, errors)"
+   "   available_at, succeeded_at, priority, errors, attrs)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority, errors FROM m"},
+   BG_JOBS_TS("$2") ", priority, errors, attrs FROM m"},
   {"bgj_succeed_many",
    "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority, errors)"
+   "   available_at, succeeded_at, priority, errors, attrs)"
    " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority, errors FROM m RETURNING id"},
+   BG_JOBS_TS("$2") ", priority, errors, attrs FROM m RETURNING id"},
   {"bgj_fail",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
    "   RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
    "   created_at, available_at, failed_at, priority, errors,"
-   "   concurrency_key, second_concurrency_key)"
+   "   concurrency_key, second_concurrency_key, attrs)"
    " SELECT id, name, payload, attempts, $4, created_at, available_at, "
    BG_JOBS_TS("$2") ", priority, " BG_JOBS_PG_APPEND_ERROR("$2", "$4")
-   ", concurrency_key, second_concurrency_key FROM m"},
+   ", concurrency_key, second_concurrency_key, attrs FROM m"},
   {"bgj_cancel_reserved",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
    "   created_at, available_at, failed_at, priority, cancelled, errors,"
-   "   concurrency_key, second_concurrency_key)"
+   "   concurrency_key, second_concurrency_key, attrs)"
    " SELECT id, name, payload, attempts, coalesce(cancel_reason, $4),"
    " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
-   " concurrency_key, second_concurrency_key FROM m"},
+   " concurrency_key, second_concurrency_key, attrs FROM m"},
   // The fallback of an outcome that did not apply: the job is recorded as
   // cancelled only if a cancel was asked for. (A job that is reserved by
   // the same owner again — rescued, then claimed anew, possibly by the very
@@ -236,10 +236,10 @@ const statement_def statements[] = {
    "   RETURNING *)"
    " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
    "   created_at, available_at, failed_at, priority, cancelled, errors,"
-   "   concurrency_key, second_concurrency_key)"
+   "   concurrency_key, second_concurrency_key, attrs)"
    " SELECT id, name, payload, attempts, cancel_reason,"
    " created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
-   " concurrency_key, second_concurrency_key FROM m"},
+   " concurrency_key, second_concurrency_key, attrs FROM m"},
   {"bgj_retry",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL,"
    " available_at = " BG_JOBS_TS("$2") ", last_error = $4,"
@@ -258,9 +258,9 @@ const statement_def statements[] = {
    " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
   {"bgj_schedule_insert",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
-   "   available_at, priority, concurrency_key, second_concurrency_key)"
+   "   available_at, priority, concurrency_key, second_concurrency_key, attrs)"
    "   VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5,"
-   "   $6, $7) RETURNING id),"
+   "   $6, $7, $8) RETURNING id),"
    " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
    "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
@@ -439,7 +439,7 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
   auto prepared = detail::prepare_job(request, now);
   if (!prepared)
     return std::move(prepared.error());
-  auto& [j, text] = *prepared;
+  auto& [j, text, attrs] = *prepared;
   if (request.unique() || has_extras(request))
     return impl_->in_transaction(
         "enqueueing a unique job", [&](pqxx::work& tx) {
@@ -455,8 +455,8 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
                                          stored.priority,
                                          key_or_null(stored.concurrency_key),
                                          key_or_null(
-                                             stored.second_concurrency_key))
-                            [0][0]
+                                             stored.second_concurrency_key),
+                                         key_or_null(attrs))[0][0]
                                 .as<int64_t>();
           }
           if (!stored.conflict)
@@ -469,7 +469,8 @@ caf::expected<job> postgres_adapter::enqueue_job(const job_request& request) {
             .exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
                            to_unix_ms(j.available_at), j.priority,
                            key_or_null(j.concurrency_key),
-                           key_or_null(j.second_concurrency_key))[0][0]
+                           key_or_null(j.second_concurrency_key),
+                           key_or_null(attrs))[0][0]
             .as<int64_t>();
       });
   if (!id)
@@ -487,7 +488,7 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
   auto prepared = detail::prepare_job(request, now);
   if (!prepared)
     return std::move(prepared.error());
-  auto& [j, text] = *prepared;
+  auto& [j, text, attrs] = *prepared;
   // In the caller's transaction the tables are named with their schema.
   auto insert =
       prefixed_sql(pg_enqueue_in, schema.empty() ? schema : schema + ".");
@@ -497,7 +498,8 @@ caf::expected<job> postgres_adapter::enqueue_in(pqxx::transaction_base& tx,
     j.id = tx.exec_params(insert, j.name, text, to_unix_ms(now),
                           to_unix_ms(j.available_at), j.priority,
                           key_or_null(j.concurrency_key),
-                          key_or_null(j.second_concurrency_key))[0][0]
+                          key_or_null(j.second_concurrency_key),
+                          key_or_null(attrs))[0][0]
                .as<int64_t>();
     auto in_schema = [&](const char* sql) {
       return prefixed_sql(sql, schema.empty() ? schema : schema + ".");
@@ -533,7 +535,7 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     return impl_->in_transaction("enqueueing jobs", [&](pqxx::work& tx) {
       std::vector<int64_t> ids;
       for (size_t i = 0; i < requests.size(); ++i) {
-        auto& [j, text] = jobs[i];
+        auto& [j, text, attrs] = jobs[i];
         if (requests[i].unique()) {
           auto stored = insert_unique(tx, std::move(j), text, requests[i], now,
                                       impl_->channel);
@@ -545,7 +547,8 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
               tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
                                to_unix_ms(j.available_at), j.priority,
                                key_or_null(j.concurrency_key),
-                               key_or_null(j.second_concurrency_key))[0][0]
+                               key_or_null(j.second_concurrency_key),
+                               key_or_null(attrs))[0][0]
                   .as<int64_t>());
         }
         note_extras(tx, ids.back(), requests[i], now);
@@ -564,6 +567,8 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       row["k1"] = jobs[i].j.concurrency_key;
     if (!jobs[i].j.second_concurrency_key.empty())
       row["k2"] = jobs[i].j.second_concurrency_key;
+    if (!jobs[i].attrs.empty())
+      row["a"] = nlohmann::json::parse(jobs[i].attrs);
     rows += row.dump();
   }
   rows += ']';
@@ -892,10 +897,10 @@ postgres_adapter::discard_expired(int limit) {
             "   RETURNING *),"
             " f AS (INSERT INTO jobs_failed (id, name, payload, attempts,"
             "   exception, created_at, available_at, failed_at, priority,"
-            "   cancelled, errors, concurrency_key, second_concurrency_key)"
+            "   cancelled, errors, concurrency_key, second_concurrency_key, attrs)"
             "   SELECT id, name, payload, attempts, 'expired', created_at,"
             "   available_at, " BG_JOBS_TS("$1") ", priority, true, errors,"
-            "   concurrency_key, second_concurrency_key FROM m)"
+            "   concurrency_key, second_concurrency_key, attrs FROM m)"
             " SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM m",
             now, std::max(limit, 1)));
         for (auto& j : jobs)
@@ -1017,7 +1022,7 @@ caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
                                       params.reserved_by, names, params.limit,
                                       params.queue, ids, owner);
         for (const auto& row : r)
-          if (row[13].as<bool>())
+          if (row[14].as<bool>())
             moved.insert(row[0].as<int64_t>());
           else
             result.reserved.push_back(read_job(row));
@@ -1150,10 +1155,15 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
         j.priority = params.request.priority();
         j.concurrency_key = params.request.concurrency_key();
         j.second_concurrency_key = params.request.second_concurrency_key();
+        j.meta = params.request.meta();
+        j.tags = params.request.tags();
+        j.trace = params.request.trace();
+        auto attrs = detail::attrs_text(j.meta, j.tags, j.trace);
         j.id = tx.exec_prepared("bgj_schedule_insert", name, *text, now,
                                 to_unix_ms(params.occurrence), j.priority,
                                 key_or_null(j.concurrency_key),
-                                key_or_null(j.second_concurrency_key))[0][0]
+                                key_or_null(j.second_concurrency_key),
+                                key_or_null(attrs))[0][0]
                    .as<int64_t>();
         note_extras(tx, j.id, params.request, params.occurrence);
         tx.exec_prepared("bgj_schedule_prune", name);

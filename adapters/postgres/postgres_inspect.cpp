@@ -138,7 +138,7 @@ caf::expected<job_stats> postgres_adapter::stats() {
 
 namespace {
 
-// Job records: the same 14 columns from each table ($1 is now in ms).
+// Job records: the same 17 columns from each table ($1 is now in ms).
 // clang-format off
 #define BG_JOBS_PG_RECORD_OF_JOBS                                              \
   "SELECT id, name, payload, priority, attempts,"                              \
@@ -146,19 +146,19 @@ namespace {
   "      WHEN available_at > " BG_JOBS_TS("$1") " THEN 1 ELSE 0 END, "         \
   BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", "                \
   BG_JOBS_MS("reserved_at") ", reserved_by, NULL::bigint, last_error,"         \
-  " cancel_reason, errors::text, concurrency_key, second_concurrency_key"     \
-  " FROM jobs"
+  " cancel_reason, errors::text, concurrency_key, second_concurrency_key,"    \
+  " attrs FROM jobs"
 #define BG_JOBS_PG_RECORD_OF_SUCCEEDED                                         \
   "SELECT id, name, payload, priority, attempts, 3, "                          \
   BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", NULL::bigint,"   \
   " NULL, " BG_JOBS_MS("succeeded_at") ", NULL, NULL, errors::text,"           \
-  " NULL, NULL FROM jobs_succeeded"
+  " NULL, NULL, attrs FROM jobs_succeeded"
 #define BG_JOBS_PG_RECORD_OF_FAILED                                            \
   "SELECT id, name, payload, priority, attempts,"                              \
   " CASE WHEN cancelled THEN 5 ELSE 4 END, " BG_JOBS_MS("created_at") ", "     \
   BG_JOBS_MS("available_at") ", NULL::bigint, NULL, "                          \
   BG_JOBS_MS("failed_at") ", exception, NULL, errors::text, concurrency_key,"  \
-  " second_concurrency_key FROM jobs_failed"
+  " second_concurrency_key, attrs FROM jobs_failed"
 const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
     " WHERE id = $2"
     " UNION ALL " BG_JOBS_PG_RECORD_OF_SUCCEEDED " WHERE id = $2"
@@ -166,9 +166,11 @@ const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
 
 #define BG_JOBS_PG_RETRY_FROM(m)                                               \
   " INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"  \
-  " priority, errors, last_error, concurrency_key, second_concurrency_key)"   \
+  " priority, errors, last_error, concurrency_key, second_concurrency_key,"   \
+  " attrs)"                                                                    \
   " SELECT id, name, payload, 0, created_at, " BG_JOBS_TS("$2") ", priority,"  \
-  " errors, exception, concurrency_key, second_concurrency_key FROM " m
+  " errors, exception, concurrency_key, second_concurrency_key, attrs"         \
+  " FROM " m
 
 const char pg_stats_live_by_name[] =
     "SELECT name,"
@@ -188,10 +190,10 @@ const char pg_skip_paused_schedule[] =
     "   RETURNING *)"
     " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     "   created_at, available_at, failed_at, priority, cancelled, errors,"
-    "   concurrency_key, second_concurrency_key)"
+    "   concurrency_key, second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
     "   created_at, available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
-    "   concurrency_key, second_concurrency_key FROM m";
+    "   concurrency_key, second_concurrency_key, attrs FROM m";
 // clang-format on
 
 job_record read_record(const pqxx::row& r) {
@@ -223,6 +225,8 @@ job_record read_record(const pqxx::row& r) {
     rec.concurrency_key = r[14].as<std::string>();
   if (!r[15].is_null())
     rec.second_concurrency_key = r[15].as<std::string>();
+  if (!r[16].is_null())
+    detail::read_attrs(std::string_view{r[16].c_str(), r[16].size()}, rec);
   return rec;
 }
 
@@ -254,7 +258,8 @@ caf::expected<job_record> settle(caf::expected<change_result> r, int64_t id,
 }
 
 /// The statement of one page of `list_jobs`: $1 now, $2 names (JSON) or
-/// NULL, $3 to $5 the key after which the page starts, $6 the row limit.
+/// NULL, $3 to $5 the key after which the page starts, $6 the row limit,
+/// $7 the tag or NULL.
 std::string pg_list(job_state state, bool desc, bool after) {
   std::string from, where, order, cmp;
   switch (state) {
@@ -292,7 +297,8 @@ std::string pg_list(job_state state, bool desc, bool after) {
   auto sql = from + " WHERE " + where +
              " AND ($1::bigint, $3::integer, $4::bigint, $5::bigint)"
              " IS NOT NULL AND ($2::json IS NULL OR name = ANY"
-             " (ARRAY(SELECT json_array_elements_text($2::json))))";
+             " (ARRAY(SELECT json_array_elements_text($2::json))))"
+             " AND ($7::text IS NULL OR attrs -> 'tags' ? $7::text)";
   if (after) {
     auto at = cmp.find("%s");
     cmp.replace(at, 2, desc ? "<" : ">");
@@ -317,10 +323,10 @@ postgres_adapter::cancel_job(int64_t job_id, const std::string& reason) {
               "   AND reserved_by IS NULL RETURNING *)"
               " INSERT INTO jobs_failed (id, name, payload, attempts,"
               "   exception, created_at, available_at, failed_at, priority,"
-              "   cancelled, errors, concurrency_key, second_concurrency_key)"
+              "   cancelled, errors, concurrency_key, second_concurrency_key, attrs)"
               " SELECT id, name, payload, attempts, $2, created_at,"
               "   available_at, " BG_JOBS_TS("$3") ", priority, true, errors,"
-              "   concurrency_key, second_concurrency_key FROM m",
+              "   concurrency_key, second_concurrency_key, attrs FROM m",
               job_id, why, now)
             .affected_rows() > 0;
     if (!out.changed)
@@ -500,7 +506,8 @@ caf::expected<job_page> postgres_adapter::list_jobs(const job_query& query) {
         job_page result;
         for (const auto& r :
              tx.exec_params(sql, impl_->now_ms(), names_arg, key.priority,
-                            key.at_ms, key.id, query.limit + 1))
+                            key.at_ms, key.id, query.limit + 1,
+                            query.tag.empty() ? nullptr : query.tag.c_str()))
           result.jobs.push_back(read_record(r));
         return result;
       });

@@ -179,6 +179,11 @@ const char* const migrations[] = {
     // which notifications make unneeded here; the stores keep one
     // numbering.
     "SELECT 1;",
+    // version 16: a job's metadata, tags and trace context (NULL when it
+    // has none), kept wherever it moves.
+    "ALTER TABLE jobs ADD COLUMN attrs JSONB;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN attrs JSONB;"
+    "ALTER TABLE jobs_failed ADD COLUMN attrs JSONB;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -26,13 +26,13 @@ namespace {
 
 const char sql_enqueue[] =
     "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
-    " priority, concurrency_key, second_concurrency_key)"
-    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7) RETURNING id";
+    " priority, concurrency_key, second_concurrency_key, attrs)"
+    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id";
 
 const char sql_enqueue_plain[] =
     "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
-    " priority, concurrency_key, second_concurrency_key)"
-    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)";
+    " priority, concurrency_key, second_concurrency_key, attrs)"
+    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const char sql_wake_last[] =
     "SELECT (SELECT coalesce(max(id), 0) FROM jobs),"
@@ -51,9 +51,10 @@ const char* sql_enqueue_bulk() {
   static const std::string sql = [] {
     std::string text = "INSERT INTO jobs (name, payload, attempts,"
                        " created_at, available_at, priority, concurrency_key,"
-                       " second_concurrency_key) VALUES ";
+                       " second_concurrency_key, attrs) VALUES ";
     for (size_t i = 0; i < bulk_rows; ++i)
-      text += i == 0 ? "(?, ?, 0, ?, ?, ?, ?, ?)" : ", (?, ?, 0, ?, ?, ?, ?, ?)";
+      text += i == 0 ? "(?, ?, 0, ?, ?, ?, ?, ?, ?)"
+                     : ", (?, ?, 0, ?, ?, ?, ?, ?, ?)";
     return text;
   }();
   return sql.c_str();
@@ -115,9 +116,9 @@ const char sql_release_node[] =
 // was asked for; a job asked to cancel takes `sql_copy_cancelled` instead.
 const char sql_copy_succeeded[] =
     "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-    " available_at, succeeded_at, priority, errors)"
+    " available_at, succeeded_at, priority, errors, attrs)"
     " SELECT id, name, payload, attempts, created_at, available_at, ?2,"
-    " priority, errors FROM jobs"
+    " priority, errors, attrs FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
 #define BG_JOBS_APPEND_ERROR(at, text)                                         \
@@ -127,20 +128,20 @@ const char sql_copy_succeeded[] =
 const char sql_copy_failed[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, errors, concurrency_key,"
-    " second_concurrency_key)"
+    " second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, ?4, created_at, available_at, ?2,"
     " priority, " BG_JOBS_APPEND_ERROR(
         "?2",
-        "?4") ", concurrency_key, second_concurrency_key FROM jobs"
+        "?4") ", concurrency_key, second_concurrency_key, attrs FROM jobs"
               " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
 const char sql_copy_cancelled[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, cancelled, errors,"
-    " concurrency_key, second_concurrency_key)"
+    " concurrency_key, second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, coalesce(cancel_reason, ?4),"
     " created_at, available_at, ?2, priority, 1, errors, concurrency_key,"
-    " second_concurrency_key FROM jobs"
+    " second_concurrency_key, attrs FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3";
 
 // The fallback of an outcome that did not apply: recorded as cancelled only
@@ -149,10 +150,10 @@ const char sql_copy_cancelled[] =
 const char sql_copy_cancel_asked[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, cancelled, errors,"
-    " concurrency_key, second_concurrency_key)"
+    " concurrency_key, second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, coalesce(cancel_reason, ?4),"
     " created_at, available_at, ?2, priority, 1, errors, concurrency_key,"
-    " second_concurrency_key FROM jobs"
+    " second_concurrency_key, attrs FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NOT NULL";
 
 const char sql_retry[] =
@@ -443,6 +444,7 @@ caf::expected<void> sqlite_adapter::exec(const char* sql) {
 
 caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
                                                   const std::string& payload) {
+  auto attrs = detail::attrs_text(j.meta, j.tags, j.trace);
   auto s = prepare(sql_enqueue);
   if (!s)
     return std::move(s.error());
@@ -451,6 +453,7 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
   q.bind(4, to_unix_ms(j.available_at)).bind(5, int64_t{j.priority});
   q.bind_key(6, j.concurrency_key);
   q.bind_key(7, j.second_concurrency_key);
+  q.bind_key(8, attrs);
   if (int rc = q.step(); rc != SQLITE_ROW)
     return failure(rc, "enqueueing a job");
   auto id = sqlite3_column_int64(q.get(), 0);
@@ -567,7 +570,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
   auto prepared = detail::prepare_job(request, clock::system()->now());
   if (!prepared)
     return std::move(prepared.error());
-  auto& [j, text] = *prepared;
+  auto& [j, text, attrs] = *prepared;
   sqlite3_stmt* raw = nullptr;
   auto insert = prefixed_sql(sql_enqueue, table_prefix);
   if (sqlite3_prepare_v2(db, insert.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
@@ -586,7 +589,8 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
   sqlite3_bind_int64(raw, 4, to_unix_ms(j.available_at));
   sqlite3_bind_int64(raw, 5, j.priority);
   for (auto [i, key] : {std::pair{6, &j.concurrency_key},
-                        std::pair{7, &j.second_concurrency_key}}) {
+                        std::pair{7, &j.second_concurrency_key},
+                        std::pair{8, &attrs}}) {
     if (key->empty())
       sqlite3_bind_null(raw, i);
     else
@@ -611,7 +615,7 @@ caf::expected<job> sqlite_adapter::enqueue_job(const job_request& request) {
   auto prepared = detail::prepare_job(request, now);
   if (!prepared)
     return std::move(prepared.error());
-  auto& [j, text] = *prepared;
+  auto& [j, text, attrs] = *prepared;
   bool extras = !request.rate_key().empty() || request.rate_cost() != 1 ||
                 request.expiry().has_value();
   if (request.unique() || extras)
@@ -687,6 +691,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       q.bind(first + 4, int64_t{jobs[i].j.priority});
       q.bind_key(first + 5, jobs[i].j.concurrency_key);
       q.bind_key(first + 6, jobs[i].j.second_concurrency_key);
+      q.bind_key(first + 7, jobs[i].attrs);
     };
     size_t i = 0;
     if (jobs.size() >= bulk_rows) {
@@ -696,7 +701,7 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       for (; i + bulk_rows <= jobs.size(); i += bulk_rows) {
         statement q{*bulk};
         for (size_t k = 0; k < bulk_rows; ++k)
-          bind_row(q, static_cast<int>(k * 7 + 1), i + k);
+          bind_row(q, static_cast<int>(k * 8 + 1), i + k);
         if (int rc = q.step(); rc != SQLITE_DONE)
           return failure(rc, "enqueueing jobs");
         auto last = sqlite3_last_insert_rowid(db_);
@@ -1042,6 +1047,9 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   j.priority = params.request.priority();
   j.concurrency_key = params.request.concurrency_key();
   j.second_concurrency_key = params.request.second_concurrency_key();
+  j.meta = params.request.meta();
+  j.tags = params.request.tags();
+  j.trace = params.request.trace();
   auto id = insert_job(j, *text);
   if (!id)
     return std::move(id.error());

@@ -20,22 +20,23 @@ const char sql_stats[] =
     " (SELECT count(*) FROM jobs_failed WHERE cancelled = 0),"
     " (SELECT count(*) FROM jobs_failed WHERE cancelled = 1)";
 
-// Job records: the same 14 columns from each table (?1 is now).
+// Job records: the same 17 columns from each table (?1 is now).
 #define BG_JOBS_RECORD_OF_JOBS                                                 \
   "SELECT id, name, payload, priority, attempts,"                              \
   " CASE WHEN reserved_by IS NOT NULL THEN 2"                                  \
   "      WHEN available_at > ?1 THEN 1 ELSE 0 END,"                            \
   " created_at, available_at, reserved_at, reserved_by, NULL, last_error,"     \
-  " cancel_reason, errors, concurrency_key, second_concurrency_key FROM jobs"
+  " cancel_reason, errors, concurrency_key, second_concurrency_key, attrs"     \
+  " FROM jobs"
 #define BG_JOBS_RECORD_OF_SUCCEEDED                                            \
   "SELECT id, name, payload, priority, attempts, 3, created_at,"               \
-  " available_at, NULL, NULL, succeeded_at, NULL, NULL, errors, NULL, NULL"    \
-  " FROM jobs_succeeded"
+  " available_at, NULL, NULL, succeeded_at, NULL, NULL, errors, NULL, NULL,"   \
+  " attrs FROM jobs_succeeded"
 #define BG_JOBS_RECORD_OF_FAILED                                               \
   "SELECT id, name, payload, priority, attempts,"                              \
   " CASE WHEN cancelled = 1 THEN 5 ELSE 4 END, created_at, available_at,"      \
   " NULL, NULL, failed_at, exception, NULL, errors, concurrency_key,"         \
-  " second_concurrency_key FROM jobs_failed"
+  " second_concurrency_key, attrs FROM jobs_failed"
 
 const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
     " WHERE id = ?2"
@@ -45,9 +46,10 @@ const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
 const char sql_cancel_waiting[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, cancelled, errors,"
-    " concurrency_key, second_concurrency_key)"
+    " concurrency_key, second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
-    " priority, 1, errors, concurrency_key, second_concurrency_key FROM jobs"
+    " priority, 1, errors, concurrency_key, second_concurrency_key, attrs"
+    " FROM jobs"
     " WHERE id = ?1 AND reserved_by IS NULL";
 
 const char sql_cancel_running[] = "UPDATE jobs SET cancel_reason = ?2"
@@ -55,9 +57,10 @@ const char sql_cancel_running[] = "UPDATE jobs SET cancel_reason = ?2"
 
 #define BG_JOBS_RETRY_FROM_FAILED                                              \
   "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"   \
-  " priority, errors, last_error, concurrency_key, second_concurrency_key)"   \
+  " priority, errors, last_error, concurrency_key, second_concurrency_key,"   \
+  " attrs)"                                                                   \
   " SELECT id, name, payload, 0, created_at, ?2, priority, errors, exception," \
-  " concurrency_key, second_concurrency_key FROM jobs_failed"
+  " concurrency_key, second_concurrency_key, attrs FROM jobs_failed"
 
 const char sql_retry_one[] = BG_JOBS_RETRY_FROM_FAILED " WHERE id = ?1";
 const char sql_retry_one_delete[] = "DELETE FROM jobs_failed WHERE id = ?1";
@@ -73,10 +76,10 @@ const char sql_pause[] =
 const char sql_pause_schedule_skip[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, cancelled, errors,"
-    " concurrency_key, second_concurrency_key)"
+    " concurrency_key, second_concurrency_key, attrs)"
     " SELECT id, name, payload, attempts, 'skipped: the schedule is paused',"
     " created_at, available_at, ?2, priority, 1, errors, concurrency_key,"
-    " second_concurrency_key FROM jobs"
+    " second_concurrency_key, attrs FROM jobs"
     " WHERE reserved_by IS NULL AND id IN (SELECT job_id FROM"
     "   bg_jobs_schedule WHERE name = ?1)";
 const char sql_pause_schedule_delete[] =
@@ -104,7 +107,8 @@ const char sql_stats_by_name[] =
     " GROUP BY name ORDER BY name";
 
 /// The statement of one page of `list_jobs`: ?1 now, ?2 names (JSON) or
-/// NULL, ?3 to ?5 the key after which the page starts, ?6 the row limit.
+/// NULL, ?3 to ?5 the key after which the page starts, ?6 the row limit,
+/// ?7 the tag or NULL.
 const char* sql_list(job_state state, bool newest_first, bool after) {
   static const std::vector<std::string> table = [] {
     std::vector<std::string> result;
@@ -139,7 +143,10 @@ const char* sql_list(job_state state, bool newest_first, bool after) {
           }
           auto sql = from + " WHERE " + where +
                      " AND (?2 IS NULL OR name IN"
-                     " (SELECT value FROM json_each(?2)))";
+                     " (SELECT value FROM json_each(?2)))"
+                     " AND (?7 IS NULL OR CASE WHEN json_valid(attrs) THEN"
+                     " EXISTS (SELECT 1 FROM json_each(attrs, '$.tags')"
+                     " WHERE value = ?7) ELSE 0 END)";
           bool three = key.rfind("priority", 0) == 0;
           if (aft)
             sql += std::string{" AND ("} + key + ") " + (desc ? "<" : ">") +
@@ -232,6 +239,8 @@ job_record read_record(sqlite3_stmt* s) {
   }
   r.concurrency_key = column_text_or_null(s, 14).value_or("");
   r.second_concurrency_key = column_text_or_null(s, 15).value_or("");
+  if (sqlite3_column_type(s, 16) != SQLITE_NULL)
+    detail::read_attrs(column_text(s, 16), r);
   return r;
 }
 
@@ -455,6 +464,8 @@ caf::expected<job_page> sqlite_adapter::list_jobs(const job_query& query) {
         .bind(4, after->at_ms)
         .bind(5, after->id);
   q.bind(6, int64_t{query.limit + 1});
+  if (!query.tag.empty())
+    q.bind(7, query.tag);
   job_page page;
   int rc;
   while ((rc = q.step()) == SQLITE_ROW)

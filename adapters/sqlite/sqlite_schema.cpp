@@ -184,6 +184,11 @@ const char* const migrations[] = {
     "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
     "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
     " END;",
+    // version 16: a job's metadata, tags and trace context (JSON text,
+    // NULL when it has none), kept wherever it moves.
+    "ALTER TABLE jobs ADD COLUMN attrs TEXT;"
+    "ALTER TABLE jobs_succeeded ADD COLUMN attrs TEXT;"
+    "ALTER TABLE jobs_failed ADD COLUMN attrs TEXT;",
 };
 
 constexpr int known_version = std::size(migrations);

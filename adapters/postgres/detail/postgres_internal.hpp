@@ -37,7 +37,7 @@
   "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by,"   \
   " last_error, priority, cancel_reason, concurrency_key,"                    \
-  " second_concurrency_key"
+  " second_concurrency_key, attrs"
 // clang-format on
 
 // The claim: $1 now, $2 owner, $3 names (JSON), $4 limit, $5 queue; `after`
@@ -128,14 +128,14 @@
   "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"                        \
   "   RETURNING *),"                                                                            \
   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"                             \
-  "   created_at, available_at, succeeded_at, priority, errors)"                                \
+  "   created_at, available_at, succeeded_at, priority, errors, attrs)"                         \
   "   SELECT id, name, payload, attempts, created_at, available_at, " BG_JOBS_TS(               \
-      "$1") ", priority, errors FROM m RETURNING id),"                                          \
+      "$1") ", priority, errors, attrs FROM m RETURNING id),"                                   \
             " c AS (" BG_JOBS_PG_CLAIM(                                                         \
                 after) ")"                                                                      \
                        " SELECT *, false FROM c UNION ALL"                                      \
                        " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL," \
-                       "   0, NULL, NULL, NULL, true FROM s"
+                       "   0, NULL, NULL, NULL, NULL, true FROM s"
 
 // clang-format on
 
@@ -186,6 +186,8 @@ inline job read_job(const pqxx::row& r) {
     j.concurrency_key = r[11].as<std::string>();
   if (!r[12].is_null())
     j.second_concurrency_key = r[12].as<std::string>();
+  if (!r[13].is_null())
+    detail::read_attrs(std::string_view{r[13].c_str(), r[13].size()}, j);
   return j;
 }
 
@@ -359,8 +361,8 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
         "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs WHERE id ="
         " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)"
         " UNION ALL SELECT id, name, payload, attempts, " BG_JOBS_MS("created_at") ", " BG_JOBS_MS(
-            "available_at") ", NULL, NULL, NULL, priority, NULL, NULL, NULL"
-                            " FROM jobs_succeeded WHERE id ="
+            "available_at") ", NULL, NULL, NULL, priority, NULL, NULL, NULL,"
+                            " attrs FROM jobs_succeeded WHERE id ="
                             " (SELECT job_id FROM bg_jobs_unique WHERE unique_key = $1)",
         key);
     if (found.empty())
@@ -396,11 +398,14 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
   j.id =
       tx.exec_params("INSERT INTO jobs (name, payload, attempts, created_at,"
                      " available_at, priority, concurrency_key,"
-                     " second_concurrency_key) VALUES ($1, $2, 0, " BG_JOBS_TS(
-                         "$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7) RETURNING id",
+                     " second_concurrency_key, attrs) VALUES ($1, $2, 0, "
+                     BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5, $6, $7,"
+                     " $8) RETURNING id",
                      j.name, text, now_ms, to_unix_ms(j.available_at),
                      j.priority, key_or_null(j.concurrency_key),
-                     key_or_null(j.second_concurrency_key))[0][0]
+                     key_or_null(j.second_concurrency_key),
+                     key_or_null(detail::attrs_text(j.meta, j.tags, j.trace)))
+              [0][0]
           .as<int64_t>();
   tx.exec_params("UPDATE bg_jobs_unique SET job_id = $2 WHERE unique_key = $1",
                  key, j.id);

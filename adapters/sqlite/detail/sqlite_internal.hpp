@@ -13,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include "bg_jobs/adapters/detail/prepared_job.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/job_request.hpp"
@@ -20,7 +21,7 @@
 #define BG_JOBS_JOB_COLUMNS                                                    \
   "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
   "reserved_by, last_error, priority, cancel_reason, concurrency_key, "        \
-  "second_concurrency_key"
+  "second_concurrency_key, attrs"
 
 // The store's now in milliseconds since the epoch (fractional), the clock
 // rate limits count by.
@@ -35,7 +36,7 @@ inline constexpr char sql_commit[] = "COMMIT";
 inline constexpr char sql_job_by_id[] =
     "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs WHERE id = ?1"
     " UNION ALL SELECT id, name, payload, attempts, created_at, available_at,"
-    " NULL, NULL, NULL, priority, NULL, NULL, NULL FROM jobs_succeeded"
+    " NULL, NULL, NULL, priority, NULL, NULL, NULL, attrs FROM jobs_succeeded"
     " WHERE id = ?1";
 
 inline constexpr char sql_delete[] = "DELETE FROM jobs WHERE id = ?1";
@@ -95,6 +96,8 @@ inline job read_job(sqlite3_stmt* s) {
   j.cancel_reason = column_text_or_null(s, 10);
   j.concurrency_key = column_text_or_null(s, 11).value_or("");
   j.second_concurrency_key = column_text_or_null(s, 12).value_or("");
+  if (sqlite3_column_type(s, 13) != SQLITE_NULL)
+    detail::read_attrs(column_text(s, 13), j);
   return j;
 }
 
