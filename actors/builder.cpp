@@ -264,6 +264,11 @@ builder& builder::with_poll_only(bool on) {
   return *this;
 }
 
+builder& builder::with_trace_source(trace_source source) {
+  trace_source_ = std::move(source);
+  return *this;
+}
+
 caf::error builder::validate() const {
   auto fail = [](std::string msg) {
     return make_error(errc::invalid_config, std::move(msg));
@@ -493,7 +498,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
                   port,
                   plain_publish_,
                   std::move(http),
-                  std::move(direct)};
+                  std::move(direct),
+                  trace_source_};
 }
 
 } // namespace bg_jobs

@@ -115,6 +115,15 @@ public:
   /// process that only enqueues, for any worker of the application.
   builder& with_any_job_name(bool on = true);
 
+  /// The trace context of the code that enqueues, for requests that carry
+  /// none (`job_request::with_trace`): `instance::enqueue` and
+  /// `enqueue_many` call `source` on the caller's thread (where a tracer
+  /// keeps its current span) and store what it returns with each job. What
+  /// it returns is validated like a request's own; a malformed context, or
+  /// an exception from `source`, fails the enqueue with `invalid_argument`.
+  /// Messages sent to the bg_jobs actor carry their requests' own.
+  builder& with_trace_source(trace_source source);
+
   /// The source of "now" for every actor of the tree (the system clock). A
   /// test that pins time passes the same clock to its adapter's options.
   builder& with_clock(std::shared_ptr<bg_jobs::clock> clk);
@@ -172,6 +181,7 @@ private:
   std::shared_ptr<bg_jobs::clock> clock_ = clock::system();
   std::vector<std::string> enqueued_names_;
   bool any_name_ = false;
+  trace_source trace_source_;
 };
 
 } // namespace bg_jobs

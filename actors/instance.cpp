@@ -1,5 +1,7 @@
 #include "bg_jobs/actors/instance.hpp"
 
+#include <algorithm>
+
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
@@ -18,12 +20,13 @@ instance::instance(caf::actor_system& sys, caf::actor root,
                    std::string node_name, std::string node_instance,
                    caf::actor remote_gate, uint16_t remote_port, bool unpublish,
                    std::shared_ptr<http_server> http,
-                   std::shared_ptr<detail::direct_enqueue> direct)
+                   std::shared_ptr<detail::direct_enqueue> direct,
+                   trace_source traces)
     : sys_(&sys), root_(std::move(root)), dir_(std::move(dir)),
       node_(std::move(node_name)), node_instance_(std::move(node_instance)),
       remote_gate_(std::move(remote_gate)), remote_port_(remote_port),
       unpublish_(unpublish), http_(std::move(http)),
-      direct_(std::move(direct)) {}
+      direct_(std::move(direct)), traces_(std::move(traces)) {}
 
 instance::instance(instance&& other) noexcept
     : sys_(other.sys_), root_(std::move(other.root_)),
@@ -31,7 +34,8 @@ instance::instance(instance&& other) noexcept
       node_instance_(std::move(other.node_instance_)),
       remote_gate_(std::move(other.remote_gate_)),
       remote_port_(other.remote_port_), unpublish_(other.unpublish_),
-      http_(std::move(other.http_)), direct_(std::move(other.direct_)) {
+      http_(std::move(other.http_)), direct_(std::move(other.direct_)),
+      traces_(std::move(other.traces_)) {
   other.root_ = nullptr;
 }
 
@@ -112,23 +116,65 @@ auto directly(detail::direct_enqueue& d, F f) -> decltype(f(d.door)) {
 
 } // namespace
 
+caf::expected<std::optional<trace_context>>
+instance::trace_now() const {
+  std::optional<trace_context> context;
+  try {
+    context = traces_();
+  } catch (const std::exception& ex) {
+    return make_error(errc::invalid_argument,
+                      std::string{"the trace source failed: "} + ex.what());
+  } catch (...) {
+    return make_error(errc::invalid_argument, "the trace source failed");
+  }
+  if (context && context->empty())
+    context.reset();
+  return context;
+}
+
 caf::expected<job> instance::enqueue(const job_request& request,
                                      std::chrono::milliseconds timeout) {
+  std::optional<job_request> copy;
+  if (traces_ && request.trace().empty()) {
+    auto context = trace_now();
+    if (!context)
+      return std::move(context.error());
+    if (*context) {
+      copy = request;
+      copy->with_trace((*context)->traceparent, (*context)->tracestate);
+    }
+  }
+  const auto& r = copy ? *copy : request;
   // A tree that is gone (or going) answers through the message path:
   // "not running".
   if (!root_ || !direct_ || !actor())
-    return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, request);
-  return directly(*direct_, [&](auto& door) { return door.enqueue(request); });
+    return ask<job>(*sys_, actor(), timeout, enqueue_atom::value, r);
+  return directly(*direct_, [&](auto& door) { return door.enqueue(r); });
 }
 
 caf::expected<std::vector<int64_t>>
 instance::enqueue_many(const std::vector<job_request>& requests,
                        std::chrono::milliseconds timeout) {
+  std::optional<std::vector<job_request>> copies;
+  if (traces_ && std::any_of(requests.begin(), requests.end(), [](auto& r) {
+        return r.trace().empty();
+      })) {
+    // One context for the call, as one enqueue's.
+    auto context = trace_now();
+    if (!context)
+      return std::move(context.error());
+    if (*context) {
+      copies = requests;
+      for (auto& r : *copies)
+        if (r.trace().empty())
+          r.with_trace((*context)->traceparent, (*context)->tracestate);
+    }
+  }
+  const auto& rs = copies ? *copies : requests;
   if (!root_ || !direct_ || !actor())
     return ask<std::vector<int64_t>>(*sys_, actor(), timeout,
-                                     enqueue_atom::value, requests);
-  return directly(*direct_,
-                  [&](auto& door) { return door.enqueue_many(requests); });
+                                     enqueue_atom::value, rs);
+  return directly(*direct_, [&](auto& door) { return door.enqueue_many(rs); });
 }
 
 namespace {

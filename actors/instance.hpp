@@ -37,7 +37,8 @@ class instance {
            std::string node_name = {}, std::string node_instance = {},
            caf::actor remote_gate = {}, uint16_t remote_port = 0,
            bool unpublish = false, std::shared_ptr<http_server> http = {},
-           std::shared_ptr<detail::direct_enqueue> direct = {});
+           std::shared_ptr<detail::direct_enqueue> direct = {},
+           trace_source traces = {});
 
 public:
   instance(instance&&) noexcept;
@@ -196,6 +197,11 @@ private:
   bool unpublish_ = false;
   std::shared_ptr<http_server> http_;
   std::shared_ptr<detail::direct_enqueue> direct_;
+  trace_source traces_;
+
+  /// What the trace source gives now (none when it gives an empty one),
+  /// or its failure as `invalid_argument`.
+  caf::expected<std::optional<trace_context>> trace_now() const;
 };
 
 /// Finds a bg_jobs actor by name through `sys.registry()`; an invalid

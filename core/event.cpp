@@ -181,6 +181,16 @@ std::string to_log_line(const event& e) {
     line += " job_id=" + std::to_string(e.job->id);
     line += " job_name=" + one_line(e.job->name);
     line += " attempt=" + std::to_string(e.job->attempts);
+    // Validated at enqueue (lowercase hex and '-'); printed as stored all
+    // the same, escaped like any text.
+    if (!e.job->trace.traceparent.empty())
+      line += " traceparent=" + one_line(e.job->trace.traceparent);
+    if (!e.job->tags.empty()) {
+      std::string tags;
+      for (auto& t : e.job->tags)
+        tags += (tags.empty() ? "" : ",") + one_line(t);
+      line += " tags=\"" + tags + '"';
+    }
   }
   if (e.duration.count() > 0)
     line += " duration_us=" + std::to_string(e.duration.count());

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,10 @@ struct trace_context {
   bool empty() const { return traceparent.empty(); }
   bool operator==(const trace_context&) const = default;
 };
+
+/// Gives the trace context of the code that enqueues, if it has one
+/// (`builder::with_trace_source`).
+using trace_source = std::function<std::optional<trace_context>()>;
 
 /// A job waiting in the `jobs` table or running: pending while
 /// `reserved_by` is empty, reserved (running) otherwise.

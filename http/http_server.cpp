@@ -673,6 +673,7 @@ struct http_server::impl {
         if (q.names.empty())
           q.names = std::move(*names);
       }
+      q.tag = param("tag");
       q.after = param("after");
       if (req.query.count("order"))
         q.newest_first = param("order") != "oldest";

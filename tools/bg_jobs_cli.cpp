@@ -380,6 +380,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> list_names;
   std::string list_limit = "50";
   bool list_oldest = false;
+  std::string list_tag;
   list->add_option("--state", list_state,
                    "waiting, scheduled, running, succeeded, failed or "
                    "cancelled")
@@ -391,6 +392,7 @@ int main(int argc, char** argv) {
   list->add_option("--after", list_after,
                    "the page after this position (printed as 'next:')");
   list->add_flag("--oldest", list_oldest, "oldest first");
+  list->add_option("--tag", list_tag, "only jobs carrying this tag");
   auto show = jobs->add_subcommand("show", "one job, wherever it is kept");
   std::string show_id;
   show->add_option("id", show_id, "the job id")->required();
@@ -417,6 +419,14 @@ int main(int argc, char** argv) {
                       "the key its queue's concurrency limits count it under");
   enqueue->add_option("--second-concurrency-key", enq_ckey2,
                       "a second key that must have room too");
+  std::vector<std::string> enq_tags;
+  std::string enq_meta, enq_traceparent, enq_tracestate;
+  enqueue->add_option("--tag", enq_tags, "a tag (repeatable)");
+  enqueue->add_option("--meta", enq_meta, "metadata: a JSON object");
+  enqueue->add_option("--traceparent", enq_traceparent,
+                      "the W3C traceparent of the enqueuing code");
+  enqueue->add_option("--tracestate", enq_tracestate,
+                      "the W3C tracestate, with --traceparent");
   auto retry = jobs->add_subcommand("retry", "run failed or cancelled jobs "
                                              "again");
   std::vector<std::string> retry_ids;
@@ -644,6 +654,7 @@ int main(int argc, char** argv) {
       q.limit =
           static_cast<int>(arg_of(bg_jobs::parse_count("--limit", list_limit, 1, 1000)));
       q.newest_first = !list_oldest;
+      q.tag = list_tag;
       auto page = value_of(db->list_jobs(q));
       if (as_json) {
         json out = {{"jobs", json::array()}, {"next", page.next}};
@@ -694,6 +705,24 @@ int main(int argc, char** argv) {
                           (r.second_concurrency_key.empty()
                                ? ""
                                : ", " + shown(r.second_concurrency_key))}});
+        if (!r.tags.empty()) {
+          std::string tags;
+          for (auto& t : r.tags)
+            tags += (tags.empty() ? "" : ", ") + shown(t);
+          std::cout << "tags: " << tags << '\n';
+        }
+        if (!r.trace.empty()) {
+          std::cout << "traceparent: " << shown(r.trace.traceparent) << '\n';
+          if (!r.trace.tracestate.empty())
+            std::cout << "tracestate: " << shown(r.trace.tracestate) << '\n';
+        }
+        if (!r.meta.empty())
+          std::cout << "meta:\n"
+                    << bg_jobs::terminal_text(
+                           r.meta.dump(2, ' ', false,
+                                       json::error_handler_t::replace),
+                           true)
+                    << '\n';
         // JSON escapes control characters; U+2028-style overrides are
         // escaped for the terminal.
         std::cout << "payload:\n"
@@ -737,6 +766,18 @@ int main(int argc, char** argv) {
       }
       if (!enq_ckey.empty() || !enq_ckey2.empty())
         request.with_concurrency_key(enq_ckey, enq_ckey2);
+      if (!enq_tags.empty())
+        request.with_tags(enq_tags);
+      if (!enq_meta.empty()) {
+        if (bg_jobs::exceeds_payload_depth(enq_meta))
+          throw usage_error{"--meta nests too deeply"};
+        auto meta = json::parse(enq_meta, nullptr, false);
+        if (meta.is_discarded())
+          throw usage_error{"--meta is not valid JSON"};
+        request.with_meta(std::move(meta));
+      }
+      if (!enq_traceparent.empty() || !enq_tracestate.empty())
+        request.with_trace(enq_traceparent, enq_tracestate);
       // The whole request is checked before the store is touched.
       if (auto ok = request.validate(bg_jobs::clock::system()->now()); !ok)
         throw usage_error{bg_jobs::describe(ok.error())};

@@ -50,7 +50,7 @@ svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
 <section><h2>Jobs</h2>
 <div class="controls">
 <select id="state"><option>waiting</option><option>scheduled</option><option>running</option><option>succeeded</option><option selected>failed</option><option>cancelled</option></select>
-<input id="name" placeholder="job name"><input id="find" placeholder="job id" size="8"><button id="go">show</button>
+<input id="name" placeholder="job name"><input id="tag" placeholder="tag"><input id="find" placeholder="job id" size="8"><button id="go">show</button>
 <button id="more">next page</button><span id="count" class="muted"></span>
 </div>
 <table id="jobs"><thead><tr><th class="num">id</th><th>name</th><th>state</th><th class="num">attempts</th><th class="num">priority</th><th>time</th><th>error</th></tr></thead><tbody></tbody></table>
@@ -170,6 +170,7 @@ async function loadChart() {
 async function loadJobs(append) {
   const q = new URLSearchParams({ state: $("state").value, limit: "25" });
   if ($("name").value) q.set("name", $("name").value);
+  if ($("tag").value) q.set("tag", $("tag").value);
   if (append && after) q.set("after", after);
   const page = await api("/api/jobs?" + q);
   const body = $("jobs").tBodies[0]; if (!append) body.replaceChildren();
@@ -188,7 +189,9 @@ async function showJob(id) {
     $("job").hidden = false; $("job-id").textContent = j.id;
     const f = $("job-fields"); f.replaceChildren();
     for (const [k, v] of [["name", j.name], ["state", j.state], ["attempts", j.attempts], ["priority", j.priority], ["created", when(j.created_at)], ["available", when(j.available_at)],
-      ["reserved", when(j.reserved_at)], ["reserved by", j.reserved_by || ""], ["finished", when(j.finished_at)], ["error", j.error || ""], ["cancel asked", j.cancel_reason || ""]]) {
+      ["reserved", when(j.reserved_at)], ["reserved by", j.reserved_by || ""], ["finished", when(j.finished_at)], ["error", j.error || ""], ["cancel asked", j.cancel_reason || ""],
+      ["tags", (j.tags || []).join(", ")], ["traceparent", j.traceparent || ""], ["tracestate", j.tracestate || ""],
+      ["meta", j.meta ? JSON.stringify(j.meta) : ""]]) {
       const tr = el("tr"); tr.append(el("th", k), el("td", v)); f.append(tr);
     }
     $("job-payload").textContent = JSON.stringify(j.payload, null, 2);
@@ -205,6 +208,7 @@ $("cancel").onclick = () => act("/api/jobs/" + selected + "/cancel");
 $("delete").onclick = async () => { await act("/api/jobs/" + selected + "/delete"); $("job").hidden = true; selected = null; };
 $("state").onchange = () => { after = ""; loadJobs(false).catch(e => showError(e.message)); };
 $("name").onchange = $("state").onchange;
+$("tag").onchange = $("state").onchange;
 $("go").onclick = () => { if ($("find").value) showJob($("find").value.trim()); };
 $("more").onclick = () => loadJobs(true).catch(e => showError(e.message));
 if (readOnly) $("mode").textContent = "read-only";

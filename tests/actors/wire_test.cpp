@@ -49,6 +49,10 @@ TEST_SUITE("wire") {
     j.reserved_by = "n/q/1";
     j.cancel_reason = "stop";
     j.conflict = true;
+    j.meta = {{"by", "ops"}};
+    j.tags = {"eu", "b"};
+    j.trace = {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+               "a=1"};
     CHECK(round_trip(sys, j) == j);
     unique_options u;
     u.key = "k";
@@ -57,7 +61,13 @@ TEST_SUITE("wire") {
     auto r = round_trip(sys, job_request{"mail", {{"x", "\u00e9\"'"}}}
                                  .available_in(90s)
                                  .with_priority(4)
-                                 .with_unique(u));
+                                 .with_unique(u)
+                                 .with_meta({{"m", 1}})
+                                 .with_tags({"t"})
+                                 .with_trace(j.trace.traceparent, "a=1"));
+    CHECK(r.meta() == nlohmann::json{{"m", 1}});
+    CHECK(r.tags() == std::vector<std::string>{"t"});
+    CHECK(r.trace() == j.trace);
     CHECK(r.name() == "mail");
     CHECK(r.payload() == nlohmann::json{{"x", "\u00e9\"'"}});
     CHECK(r.priority() == 4);
@@ -75,18 +85,24 @@ TEST_SUITE("wire") {
     rec.finished_at = t0;
     rec.error = "why";
     rec.errors = nlohmann::json::array({{{"attempt", 1}}});
+    rec.tags = {"eu"};
+    rec.trace.traceparent = j.trace.traceparent;
     job_page page{{rec}, "0.1.2"};
     auto back = round_trip(sys, page);
     REQUIRE(back.jobs.size() == 1);
     CHECK(back.jobs[0].state == job_state::cancelled);
     CHECK(back.jobs[0].finished_at == t0);
     CHECK(back.jobs[0].errors == rec.errors);
+    CHECK(back.jobs[0].tags == rec.tags);
+    CHECK(back.jobs[0].trace == rec.trace);
     CHECK(back.next == "0.1.2");
     job_query q;
     q.state = job_state::failed;
     q.names = {"a", "b"};
     q.after = "0.5.6";
+    q.tag = "eu";
     auto q2 = round_trip(sys, q);
+    CHECK(q2.tag == "eu");
     CHECK(q2.state == job_state::failed);
     CHECK(q2.names == q.names);
     CHECK(q2.after == "0.5.6");

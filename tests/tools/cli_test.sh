@@ -128,6 +128,37 @@ enqueue)
   run 2 "${db[@]}" jobs enqueue mail --priority 12
   run 2 "${db[@]}" jobs enqueue ""
   contains "empty name" "$err" "invalid_job_name"
+  # Tags, metadata and trace context: stored, shown, filtered on; bad ones
+  # refused with nothing written.
+  tp=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+  run 0 "${db[@]}" --json jobs enqueue mail --tag eu --tag "a b" \
+    --meta '{"by":"ops\u001b[31m"}' --traceparent "$tp" --tracestate a=1
+  tagged=$(jq .id <<<"$out")
+  run 0 "${db[@]}" --json jobs show "$tagged"
+  expect "tags" "$(jq -c .tags <<<"$out")" '["eu","a b"]'
+  expect "meta" "$(jq -c .meta <<<"$out")" '{"by":"ops\u001b[31m"}'
+  expect "traceparent" "$(jq -r .traceparent <<<"$out")" "$tp"
+  expect "tracestate" "$(jq -r .tracestate <<<"$out")" "a=1"
+  run 0 "${db[@]}" jobs show "$tagged"
+  contains "traceparent shown" "$out" "traceparent: $tp"
+  contains "tags shown" "$out" "tags: eu, a b"
+  case "$out" in *$'\033'*) fail "an escape sequence reached the terminal" ;; esac
+  run 0 "${db[@]}" --json jobs list --state scheduled --tag eu
+  expect "no scheduled job carries it" "$(jq '.jobs | length' <<<"$out")" 0
+  run 0 "${db[@]}" --json jobs list --state waiting --tag eu
+  expect "the tagged job" "$(jq '.jobs[].id' <<<"$out")" "$tagged"
+  run 2 "${db[@]}" jobs list --tag "a,b"
+  run 0 "${db[@]}" --json jobs list --state waiting
+  before=$(jq '.jobs | length' <<<"$out")
+  run 2 "${db[@]}" jobs enqueue mail --traceparent 00-zz
+  contains "bad traceparent" "$err" "traceparent"
+  run 2 "${db[@]}" jobs enqueue mail --tracestate a=1
+  run 2 "${db[@]}" jobs enqueue mail --meta '[1]'
+  run 2 "${db[@]}" jobs enqueue mail --meta '{bad'
+  run 2 "${db[@]}" jobs enqueue mail --tag "a,b"
+  run 2 "${db[@]}" jobs enqueue mail --tag "$(printf 'x\033[31m')"
+  run 0 "${db[@]}" --json jobs list --state waiting
+  expect "nothing written" "$(jq '.jobs | length' <<<"$out")" "$before"
   ;;
 retry)
   seeded
