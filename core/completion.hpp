@@ -38,6 +38,10 @@ struct completion {
   /// empty.
   std::string rate_limit;
   int64_t block_ms = 0;
+  /// With `succeeded`: the handler already recorded the success in its own
+  /// transaction (`outcome::committed`), so a change that finds the job
+  /// gone from `jobs` is reported as done, not as a lost reservation.
+  bool committed = false;
 };
 
 } // namespace bg_jobs

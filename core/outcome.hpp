@@ -24,9 +24,19 @@ public:
     /// job's rate key is blocked for `delay` on every node and the job goes
     /// back to wait without using up an attempt.
     rate_limited,
+    /// The handler recorded the job's success itself, in its own
+    /// transaction with its own writes (`postgres_adapter::complete_in`,
+    /// `sqlite_adapter::complete_in`), and that transaction committed.
+    committed,
   };
 
   static outcome success() { return outcome{kind::success, {}, {}}; }
+
+  /// The handler's own transaction, which holds its writes and the job's
+  /// completion (`complete_in`), committed: the job is done. (Should it
+  /// not have recorded the completion after all, the runtime records the
+  /// success as for `success()`.)
+  static outcome committed() { return outcome{kind::committed, {}, {}}; }
 
   static outcome failure(std::string message) {
     return outcome{kind::failure, std::move(message), {}};
@@ -53,7 +63,9 @@ public:
   }
 
   kind what() const { return kind_; }
-  bool ok() const { return kind_ == kind::success; }
+  bool ok() const {
+    return kind_ == kind::success || kind_ == kind::committed;
+  }
 
   /// The error text of a failure or a discard, or the reason of a
   /// cancellation.

@@ -44,7 +44,9 @@ std::vector<completion> outcome_buffer::changes() const {
 void outcome_buffer::report(const std::vector<bool>& applied) {
   auto n = std::min(applied.size(), pending_.size());
   for (size_t i = 0; i < n; ++i) {
-    if (applied[i]) {
+    // A success the handler committed in its own transaction has left
+    // `jobs` already: the change finds nothing to do.
+    if (applied[i] || pending_[i].change.committed) {
       ctx_.emit(std::move(pending_[i].report));
       continue;
     }

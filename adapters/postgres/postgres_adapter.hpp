@@ -55,6 +55,17 @@ public:
                                        const job_request& request,
                                        const std::string& schema = {});
 
+  /// Records the success of `j`, the job a handler runs, inside the
+  /// application's own transaction `tx`, beside the handler's writes: they
+  /// commit together or not at all. The handler then commits and returns
+  /// `outcome::committed()`. Only while `j` is still reserved as it was
+  /// claimed (not rescued, released or asked to cancel); otherwise
+  /// `reservation_lost`, and `tx` is aborted on the server, so that its
+  /// writes can never commit. `schema` must be the store's.
+  static caf::expected<void> complete_in(pqxx::transaction_base& tx,
+                                         const job& j,
+                                         const std::string& schema = {});
+
   ~postgres_adapter() override;
 
   capabilities caps() const override;

@@ -58,6 +58,18 @@ public:
   static caf::expected<job> enqueue_in(sqlite3* db, const job_request& request,
                                        const std::string& table_prefix = {});
 
+  /// Records the success of `j`, the job a handler runs, inside the
+  /// application's own transaction on its own connection `db` to the same
+  /// file, beside the handler's writes: they commit together or not at
+  /// all. The handler then returns `outcome::committed()`. Only while `j`
+  /// is still reserved as it was claimed (not rescued, released or asked
+  /// to cancel); otherwise `reservation_lost`, and the transaction is
+  /// rolled back here, the handler's writes with it (a later COMMIT fails).
+  /// `db` must be inside a write transaction (`BEGIN IMMEDIATE`);
+  /// `table_prefix` must be the store's.
+  static caf::expected<void> complete_in(sqlite3* db, const job& j,
+                                         const std::string& table_prefix = {});
+
   ~sqlite_adapter() override;
 
   sqlite_adapter(const sqlite_adapter&) = delete;

@@ -27,6 +27,11 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
   switch (o.what()) {
   case outcome::kind::success:
     return make(j, k::succeeded, event_kind::job_succeeded, owner);
+  case outcome::kind::committed: {
+    auto d = make(j, k::succeeded, event_kind::job_succeeded, owner);
+    d.change.committed = true;
+    return d;
+  }
   case outcome::kind::failure:
   case outcome::kind::discard: {
     auto retry = o.what() == outcome::kind::failure &&
