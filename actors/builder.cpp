@@ -264,6 +264,11 @@ builder& builder::with_poll_only(bool on) {
   return *this;
 }
 
+builder& builder::with_encryption(keyring keys) {
+  keys_ = std::make_shared<const keyring>(std::move(keys));
+  return *this;
+}
+
 builder& builder::with_trace_source(trace_source source) {
   trace_source_ = std::move(source);
   return *this;

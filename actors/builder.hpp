@@ -12,6 +12,7 @@
 
 #include "bg_jobs/actors/instance.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
+#include "bg_jobs/core/keyring.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/event.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
@@ -124,6 +125,14 @@ public:
   /// Messages sent to the bg_jobs actor carry their requests' own.
   builder& with_trace_source(trace_source source);
 
+  /// The keys this node encrypts and decrypts with: the payloads of
+  /// requests marked `job_request::encrypted` and the metadata added with
+  /// `with_secret_meta` are sealed with the current key before they reach
+  /// the store, and opened only to hand the job to its handler. A job
+  /// whose values were sealed with a key not in the ring fails its attempt
+  /// with `decryption_failed`, and can be retried once the key is there.
+  builder& with_encryption(keyring keys);
+
   /// The source of "now" for every actor of the tree (the system clock). A
   /// test that pins time passes the same clock to its adapter's options.
   builder& with_clock(std::shared_ptr<bg_jobs::clock> clk);
@@ -160,6 +169,7 @@ private:
     return enqueued_names_;
   }
   bool any_job_name() const { return any_name_; }
+  const std::shared_ptr<const keyring>& keys() const { return keys_; }
   const std::shared_ptr<bg_jobs::clock>& time_source() const { return clock_; }
 
   adapter_factory connect_;
@@ -182,6 +192,7 @@ private:
   std::vector<std::string> enqueued_names_;
   bool any_name_ = false;
   trace_source trace_source_;
+  std::shared_ptr<const keyring> keys_;
 };
 
 } // namespace bg_jobs

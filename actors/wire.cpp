@@ -140,6 +140,10 @@ json to_json(const job_request& x) {
     j["meta"] = x.meta(); // not an object: refused by validation
   if (!x.tags().empty())
     j["tags"] = x.tags();
+  if (x.is_encrypted())
+    j["encrypted"] = true;
+  if (!x.secret_meta().empty())
+    j["secret_meta"] = x.secret_meta();
   if (!x.trace().traceparent.empty() || !x.trace().tracestate.empty()) {
     j["traceparent"] = x.trace().traceparent;
     j["tracestate"] = x.trace().tracestate;
@@ -180,6 +184,13 @@ void from_json(const json& j, job_request& x) {
     x.with_rate(rate_key.value_or(""), rate_cost.value_or(1));
   if (auto m = j.find("meta"); m != j.end())
     x.with_meta(*m); // checked by validation
+  if (auto s = j.find("secret_meta"); s != j.end() && !s->is_null())
+    for (auto& key : s->get<std::vector<std::string>>())
+      x.with_secret_meta(key, x.meta().is_object() && x.meta().contains(key)
+                                  ? x.meta()[key]
+                                  : nlohmann::json());
+  if (maybe_of<bool>(j, "encrypted").value_or(false))
+    x.encrypted();
   if (auto t = j.find("tags"); t != j.end() && !t->is_null())
     x.with_tags(t->get<std::vector<std::string>>());
   auto traceparent = maybe_of<std::string>(j, "traceparent");

@@ -48,6 +48,8 @@ const char* to_string(errc x) {
     return "invalid_state";
   case errc::unknown_queue:
     return "unknown_queue";
+  case errc::decryption_failed:
+    return "decryption_failed";
   }
   return "unknown";
 }

@@ -54,6 +54,9 @@ enum class errc : uint8_t {
   invalid_state,
   /// No queue of that name is configured.
   unknown_queue,
+  /// An encrypted value does not open: its key is not configured, or it
+  /// was made with another key or altered.
+  decryption_failed,
 };
 
 /// The CAF error category of `errc` values.

@@ -349,6 +349,14 @@ caf::expected<std::string> job_request::validate() const {
                       "the metadata is " + std::to_string(size) +
                           " bytes; the limit is " +
                           std::to_string(max_meta_size));
+  for (auto& k : secret_meta_)
+    if (!meta_.contains(k))
+      return make_error(errc::invalid_argument,
+                        "the secret metadata '" + printable(k) +
+                            "' is not in the metadata");
+  if (encrypt_ && unique_ && unique_->on_conflict == unique_conflict::merge)
+    return make_error(errc::invalid_argument,
+                      "an encrypted payload cannot be merged");
   if (tags_.size() > max_tags)
     return make_error(errc::invalid_argument,
                       std::to_string(tags_.size()) +

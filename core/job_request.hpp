@@ -228,6 +228,39 @@ public:
 
   const nlohmann::json& meta() const { return meta_; }
 
+  /// Adds the metadata entry `key` (in `meta`) as a secret: with a
+  /// node's keys (`builder::with_encryption`) its value is encrypted
+  /// before it reaches the store and decrypted only for the handler; a
+  /// node without keys refuses the request.
+  job_request& with_secret_meta(const std::string& key, nlohmann::json value) {
+    if (!meta_.is_object())
+      meta_ = nlohmann::json::object();
+    meta_[key] = std::move(value);
+    secret_meta_.push_back(key);
+    return *this;
+  }
+
+  /// The metadata entries added as secrets.
+  const std::vector<std::string>& secret_meta() const { return secret_meta_; }
+
+  /// Encrypts the payload (with a node's keys, `builder::with_encryption`):
+  /// the store, the command line and the dashboard see an envelope; the
+  /// handler sees the payload. A node without keys refuses the request.
+  /// A unique request keeps its key from the plain payload; a merging one
+  /// (`unique_conflict::merge`) cannot be encrypted.
+  job_request& encrypted(bool on = true) {
+    encrypt_ = on;
+    return *this;
+  }
+
+  bool is_encrypted() const { return encrypt_; }
+
+  /// Replaces the payload (a node encrypting it does).
+  job_request& with_payload(nlohmann::json payload) {
+    payload_ = std::move(payload);
+    return *this;
+  }
+
   /// Tags the job (at most `max_tags`, each as `tag_problem` allows; a
   /// repeated tag is kept once). Listings filter by tag.
   job_request& with_tags(std::vector<std::string> tags) {
@@ -300,6 +333,8 @@ private:
   nlohmann::json meta_ = nlohmann::json::object();
   std::vector<std::string> tags_;
   trace_context trace_;
+  std::vector<std::string> secret_meta_;
+  bool encrypt_ = false;
 };
 
 } // namespace bg_jobs

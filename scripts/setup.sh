@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential cmake pkg-config libcaf-dev libpqxx-dev libpq-dev \
 libsqlite3-dev nlohmann-json3-dev doctest-dev postgresql-15 jq libcctz-dev \
-tzdata libcli11-dev libcpp-httplib-dev prometheus-cpp-dev curl faketime libboost-dev python3"
+tzdata libcli11-dev libcpp-httplib-dev prometheus-cpp-dev curl faketime libboost-dev python3 libsodium-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bg_jobs/actors/detail/sealing.hpp"
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
@@ -396,6 +397,9 @@ int main(int argc, char** argv) {
   auto show = jobs->add_subcommand("show", "one job, wherever it is kept");
   std::string show_id;
   show->add_option("id", show_id, "the job id")->required();
+  std::vector<std::string> show_keys;
+  show->add_option("--key", show_keys,
+                   "ID:HEX, a key to open encrypted values (repeatable)");
   auto enqueue = jobs->add_subcommand("enqueue", "store a job");
   std::string enq_name, enq_payload = "{}", enq_payload_file, enq_in, enq_at,
       enq_key;
@@ -683,6 +687,38 @@ int main(int argc, char** argv) {
       auto id = arg_of(bg_jobs::parse_job_id(show_id));
       auto db = store.open();
       auto r = value_of(db->get_job(id));
+      // Encrypted values show as such unless their key is given.
+      bg_jobs::keyring ring;
+      for (auto& k : show_keys) {
+        auto colon = k.find(':');
+        if (colon == std::string::npos)
+          throw usage_error{"--key takes ID:HEX"};
+        if (auto err = ring.add(k.substr(0, colon), k.substr(colon + 1)))
+          throw usage_error{bg_jobs::describe(err)};
+      }
+      {
+        bg_jobs::job opened;
+        opened.id = r.id;
+        opened.name = r.name;
+        opened.payload = r.payload;
+        opened.meta = r.meta;
+        if (!ring.empty()) {
+          if (auto err = bg_jobs::detail::open_job(opened, &ring))
+            std::cerr << "bg_jobs: " << shown(bg_jobs::describe(err)) << '\n';
+          r.payload = opened.payload;
+          r.meta = opened.meta;
+        }
+        auto hide = [](json& v) {
+          if (bg_jobs::keyring::sealed(v))
+            v = "(encrypted with key '" + bg_jobs::keyring::key_of(v) + "')";
+        };
+        if (!as_json) {
+          hide(r.payload);
+          if (r.meta.is_object())
+            for (auto& [k, v] : r.meta.items())
+              hide(v);
+        }
+      }
       if (as_json) {
         std::cout << json_text(bg_jobs::wire::as_json(r)) << '\n';
       } else {

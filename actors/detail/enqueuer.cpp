@@ -6,6 +6,7 @@
 
 #include <caf/send.hpp>
 
+#include "bg_jobs/actors/detail/sealing.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 
@@ -130,7 +131,11 @@ caf::expected<job> enqueuer::enqueue(const job_request& given) {
     if (auto err = derive_key(*keyed))
       return err;
   }
-  const job_request& r = keyed ? *keyed : given;
+  const job_request& plain = keyed ? *keyed : given;
+  auto sealed = sealed_request(plain, ctx_.plan->keys.get());
+  if (!sealed)
+    return std::move(sealed.error());
+  const job_request& r = *sealed ? **sealed : plain;
   auto db = connection();
   if (!db)
     return std::move(db.error());
@@ -139,6 +144,9 @@ caf::expected<job> enqueuer::enqueue(const job_request& given) {
     store_.failed(j.error(), "enqueueing a job of '" + r.name() + "'");
     return j;
   }
+  // The caller and the listeners see the values it gave, not the sealed.
+  if (*sealed)
+    open_job(*j, ctx_.plan->keys.get());
   if (j->conflict) {
     // A duplicate: nothing new to run, but its job may have a new time.
     if (runs_here(j->name))
@@ -177,7 +185,21 @@ enqueuer::enqueue_many(const std::vector<job_request>& given) {
       if (auto err = derive_key((*keyed)[i]))
         return err;
     }
-  const std::vector<job_request>& rs = keyed ? *keyed : given;
+  const std::vector<job_request>& plain = keyed ? *keyed : given;
+  std::optional<std::vector<job_request>> sealed;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    auto one = sealed_request(plain[i], ctx_.plan->keys.get());
+    if (!one)
+      return make_error(code_of(one.error()), "request " + std::to_string(i) +
+                                                  ": " +
+                                                  message_of(one.error()));
+    if (!*one)
+      continue;
+    if (!sealed)
+      sealed = plain;
+    (*sealed)[i] = std::move(**one);
+  }
+  const std::vector<job_request>& rs = sealed ? *sealed : plain;
   std::set<std::string> names;
   // The earliest delayed job of each name, to wake its queues when it is
   // due.
@@ -214,7 +236,7 @@ enqueuer::enqueue_many(const std::vector<job_request>& given) {
       job j;
       j.id = (*ids)[i];
       j.name = rs[i].name();
-      j.payload = rs[i].payload();
+      j.payload = plain[i].payload(); // not the sealed one
       e.job = std::move(j);
       ctx_.emit(std::move(e));
     }

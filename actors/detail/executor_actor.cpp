@@ -15,6 +15,7 @@
 
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/messages.hpp"
+#include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
 
@@ -173,9 +174,15 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     }
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
-    if (auto w = slot->rules->worker_of(j.name))
-      result =
-          w->run(j, job_context{&slot->cancelled, &slot->cancel_requested});
+    if (auto w = slot->rules->worker_of(j.name)) {
+      // An encrypted value that does not open fails the attempt; the
+      // handler never sees the sealed text.
+      if (auto sealed = slot->rules->open(j))
+        result = outcome::failure(describe(sealed));
+      else
+        result =
+            w->run(j, job_context{&slot->cancelled, &slot->cancel_requested});
+    }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started);
     if (slot->cancelled)

@@ -1,11 +1,15 @@
 #include "bg_jobs/actors/detail/job_rules.hpp"
 
+#include "bg_jobs/actors/detail/sealing.hpp"
+
 namespace bg_jobs::detail {
 
-job_rules::job_rules(const queue_spec& spec, std::string owner)
+job_rules::job_rules(const queue_spec& spec, std::string owner,
+                     std::shared_ptr<const keyring> keys)
     : queue_(spec.name()), owner_(std::move(owner)),
       queue_policy_(retry_settings{spec.max_retries(), spec.retry_backoff()}),
       queue_timeout_(spec.job_timeout()) {
+  keys_ = std::move(keys);
   timeouts_ = queue_timeout_.has_value();
   if (spec.rate_limit())
     rate_limit_ = spec.rate_limit()->name;
@@ -20,6 +24,10 @@ job_rules::job_rules(const queue_spec& spec, std::string owner)
           retry_policy{{*w.max_retries(),
                         w.retry_backoff().value_or(spec.retry_backoff())}});
   }
+}
+
+caf::error job_rules::open(job& j) const {
+  return open_job(j, keys_.get());
 }
 
 const worker* job_rules::worker_of(const std::string& name) const {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bg_jobs/actors/detail/outcome_buffer.hpp"
+#include "bg_jobs/core/keyring.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/detail/retry_policy.hpp"
 #include "bg_jobs/core/worker.hpp"
@@ -22,7 +23,8 @@ namespace bg_jobs::detail {
 /// attempt's completion themselves.
 class job_rules {
 public:
-  job_rules(const queue_spec& spec, std::string owner);
+  job_rules(const queue_spec& spec, std::string owner,
+            std::shared_ptr<const keyring> keys = nullptr);
 
   const std::string& queue() const { return queue_; }
   const std::string& owner() const { return owner_; }
@@ -49,6 +51,10 @@ public:
                          std::minstd_rand& rng,
                          std::chrono::microseconds duration) const;
 
+  /// Opens the encrypted values of `j` for its handler (see
+  /// `builder::with_encryption`); `decryption_failed` when one does not.
+  caf::error open(job& j) const;
+
   /// `j` goes back to the table unstarted (or its attempt counts).
   pending_outcome release(job j, const std::string& why, bool count_attempt,
                           timestamp now) const;
@@ -64,6 +70,7 @@ private:
   bool timeouts_ = false;
   /// The name of the queue's rate limit, empty when none.
   std::string rate_limit_;
+  std::shared_ptr<const keyring> keys_;
 };
 
 } // namespace bg_jobs::detail

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include <caf/expected.hpp>
 
 #include "bg_jobs/actors/detail/event_actor.hpp"
+#include "bg_jobs/core/keyring.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/maintenance/maintenance.hpp"
 #include "bg_jobs/scheduling/scheduled_job_spec.hpp"
@@ -42,6 +44,8 @@ struct node_plan {
   std::set<std::string> enqueued_for_others;
   /// Every valid name may be enqueued here.
   bool any_job_name = false;
+  /// The keys that seal and open what jobs carry; none when unset.
+  std::shared_ptr<const keyring> keys;
   listener_set listeners;
   /// Whether any listener is configured (events are built only then).
   bool any_listener = false;

@@ -83,6 +83,7 @@ node_plan node_plan::make(const builder& config, bool listen) {
   p.enqueued_for_others.insert(config.enqueued_job_names().begin(),
                                config.enqueued_job_names().end());
   p.any_job_name = config.any_job_name();
+  p.keys = config.keys();
   p.maintenance = config.maintenance();
   p.grace = config.shutdown_grace_period();
   p.max_restarts = config.supervisor_max_frequency();

@@ -175,7 +175,8 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
   st.spec = st.ctx.plan->queues[index];
   auto owner = st.ctx.node + "/" + st.spec.name() + "/" +
                std::to_string(next_incarnation++);
-  st.rules = std::make_shared<const job_rules>(st.spec, std::move(owner));
+  st.rules = std::make_shared<const job_rules>(st.spec, std::move(owner),
+                                               st.ctx.plan->keys);
   st.hand = dispatcher{st.ctx, st.rules,
                        static_cast<size_t>(st.spec.prefetch())};
   st.hand.pool().start(self,

@@ -183,6 +183,13 @@ async function loadJobs(append) {
   after = page.next; $("more").disabled = !after;
   $("count").textContent = body.rows.length + " shown" + (after ? ", more" : "");
 }
+// Encrypted values (see builder::with_encryption) show as such.
+function sealed(v) { return v !== null && typeof v === "object" && !Array.isArray(v) && v["$bg_jobs_sealed"] === 1 && typeof v.key === "string"; }
+function shownSealed(v) {
+  if (sealed(v)) return "(encrypted with key '" + v.key + "')";
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) { const o = {}; for (const k of Object.keys(v)) o[k] = sealed(v[k]) ? "(encrypted with key '" + v[k].key + "')" : v[k]; return o; }
+  return v;
+}
 async function showJob(id) {
   try {
     const j = await api("/api/jobs/" + encodeURIComponent(id)); selected = j.id;
@@ -191,10 +198,10 @@ async function showJob(id) {
     for (const [k, v] of [["name", j.name], ["state", j.state], ["attempts", j.attempts], ["priority", j.priority], ["created", when(j.created_at)], ["available", when(j.available_at)],
       ["reserved", when(j.reserved_at)], ["reserved by", j.reserved_by || ""], ["finished", when(j.finished_at)], ["error", j.error || ""], ["cancel asked", j.cancel_reason || ""],
       ["tags", (j.tags || []).join(", ")], ["traceparent", j.traceparent || ""], ["tracestate", j.tracestate || ""],
-      ["meta", j.meta ? JSON.stringify(j.meta) : ""]]) {
+      ["meta", j.meta ? JSON.stringify(shownSealed(j.meta)) : ""]]) {
       const tr = el("tr"); tr.append(el("th", k), el("td", v)); f.append(tr);
     }
-    $("job-payload").textContent = JSON.stringify(j.payload, null, 2);
+    $("job-payload").textContent = JSON.stringify(shownSealed(j.payload), null, 2);
     const e = $("job-errors").tBodies[0]; e.replaceChildren();
     for (const x of j.errors) { const tr = el("tr"); tr.append(el("td", "attempt " + x.attempt), el("td", when(x.at)), el("td", x.error)); e.append(tr); }
     $("retry").hidden = readOnly || !["failed", "cancelled"].includes(j.state);
