@@ -61,6 +61,7 @@ instance& instance::operator=(instance&& other) noexcept {
     unpublish_ = other.unpublish_;
     http_ = std::move(other.http_);
     direct_ = std::move(other.direct_);
+    traces_ = std::move(other.traces_);
     other.root_ = nullptr;
   }
   return *this;

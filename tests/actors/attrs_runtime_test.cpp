@@ -111,6 +111,13 @@ TEST_SUITE("job attributes") {
                         }));
     auto filled = value_of(bg.enqueue(job_request{"j"}));
     CHECK(filled.trace.traceparent == source_parent);
+    // Moved (constructed and assigned), an instance keeps its source.
+    instance moved{std::move(bg)};
+    CHECK(value_of(moved.enqueue(job_request{"j"})).trace.traceparent ==
+          source_parent);
+    bg = std::move(moved);
+    CHECK(value_of(bg.enqueue(job_request{"j"})).trace.traceparent ==
+          source_parent);
     // A request's own context wins.
     auto own = value_of(bg.enqueue(job_request{"j"}.with_trace(parent)));
     CHECK(own.trace.traceparent == parent);
