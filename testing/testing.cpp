@@ -138,10 +138,12 @@ enqueued(db_adapter& db, const std::string& name,
 
 caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
                                         std::shared_ptr<bg_jobs::clock> clk,
-                                        int max_attempts) {
+                                        int max_attempts,
+                                        std::shared_ptr<const keyring> keys) {
   if (auto err = spec.validate())
     return err;
-  detail::job_rules rules{spec, "testing/" + spec.name() + "/drain"};
+  detail::job_rules rules{spec, "testing/" + spec.name() + "/drain",
+                          std::move(keys)};
   if (!clk)
     clk = db.store_clock();
   if (!clk)
@@ -164,7 +166,11 @@ caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
                    .change;
     } else {
       auto start = std::chrono::steady_clock::now();
-      auto o = rules.worker_of(j.name)->run(j, job_context{});
+      auto o = outcome::success();
+      if (auto sealed = rules.open(j))
+        o = outcome::failure(describe(sealed));
+      else
+        o = rules.worker_of(j.name)->run(j, job_context{});
       change = rules
                    .decide(j, o, clk->now(), rng,
                            std::chrono::duration_cast<std::chrono::microseconds>(

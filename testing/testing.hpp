@@ -18,6 +18,7 @@
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/completion.hpp"
+#include "bg_jobs/core/keyring.hpp"
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/typed_job.hpp"
@@ -107,10 +108,14 @@ struct drain_result {
 /// advancing it, and passes it here so that retries are dated by it too).
 /// A job whose retry falls due while draining runs again; one due later
 /// stays. Stops when no job is due, or after `max_attempts` attempts (a job
-/// that snoozes for ever). Jobs of other names are left alone.
+/// that snoozes for ever). Jobs of other names are left alone. `keys`
+/// opens encrypted payloads and metadata as a node with those keys would
+/// (`builder::with_encryption`); a value that does not open fails the
+/// attempt.
 caf::expected<drain_result>
 drain_queue(db_adapter& db, const queue_spec& spec,
             std::shared_ptr<bg_jobs::clock> clk = nullptr,
-            int max_attempts = 10000);
+            int max_attempts = 10000,
+            std::shared_ptr<const keyring> keys = nullptr);
 
 } // namespace bg_jobs::testing

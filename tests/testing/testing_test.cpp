@@ -8,6 +8,7 @@
 #include "bg_jobs/testing/testing.hpp"
 #include "support/expect.hpp"
 #include "support/pg.hpp"
+#include "support/store_reads.hpp"
 
 using namespace bg_jobs;
 using namespace std::chrono_literals;
@@ -135,5 +136,30 @@ TEST_SUITE("testing") {
     CHECK(st.cancelled == 1);
     // Nothing left: a third drain runs nothing.
     CHECK(value_of(testing::drain_queue(*db, spec, clk)).ran() == 0);
+  }
+
+  TEST_CASE_TEMPLATE("drain_queue opens encrypted payloads with the keys it "
+                     "is given",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto keys = std::make_shared<keyring>();
+    REQUIRE_FALSE(keys->add("k1", std::string(64, 'e')));
+    // As a node with the keys seals a payload (sealing.cpp's context).
+    REQUIRE(db->enqueue_job(
+        job_request{"pay", keys->seal({{"card", "4111"}}, "pay/payload")}));
+    std::string seen;
+    auto spec = queue_spec{"billing"}.with_max_retries(0).with_worker(
+        worker{"pay", [&](const job& j) { seen = j.payload["card"]; }});
+    // Without the keys the attempt fails and the handler never runs.
+    auto r = value_of(testing::drain_queue(*db, spec));
+    CHECK(r.failed == 1);
+    CHECK(seen.empty());
+    auto failed = value_of(test::all_in(*db, job_state::failed));
+    REQUIRE(failed.size() == 1);
+    value_of(db->retry_job(failed[0].id));
+    r = value_of(testing::drain_queue(*db, spec, nullptr, 10000, keys));
+    CHECK(r.succeeded == 1);
+    CHECK(seen == "4111");
   }
 }
