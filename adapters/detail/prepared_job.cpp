@@ -29,9 +29,9 @@ caf::expected<prepared_job> prepare_job(const job_request& request,
   return p;
 }
 
-std::string attrs_text(const nlohmann::json& meta,
-                        const std::vector<std::string>& tags,
-                        const trace_context& trace) {
+nlohmann::json attrs_json(const nlohmann::json& meta,
+                          const std::vector<std::string>& tags,
+                          const trace_context& trace) {
   nlohmann::json j = nlohmann::json::object();
   if (meta.is_object() && !meta.empty())
     j["meta"] = meta;
@@ -41,7 +41,17 @@ std::string attrs_text(const nlohmann::json& meta,
     j["traceparent"] = trace.traceparent;
   if (!trace.tracestate.empty())
     j["tracestate"] = trace.tracestate;
-  return j.empty() ? std::string{} : j.dump();
+  return j;
+}
+
+std::string attrs_text(const nlohmann::json& meta,
+                       const std::vector<std::string>& tags,
+                       const trace_context& trace) {
+  // Most jobs carry none: no JSON is built for them.
+  if ((!meta.is_object() || meta.empty()) && tags.empty() &&
+      trace.traceparent.empty() && trace.tracestate.empty())
+    return {};
+  return attrs_json(meta, tags, trace).dump();
 }
 
 void read_attrs(std::string_view text, nlohmann::json& meta,

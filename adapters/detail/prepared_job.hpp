@@ -23,6 +23,12 @@ struct prepared_job {
   std::string attrs;
 };
 
+/// A job's metadata, tags and trace context as the object `attrs_text`
+/// stores (empty when it has none).
+nlohmann::json attrs_json(const nlohmann::json& meta,
+                          const std::vector<std::string>& tags,
+                          const trace_context& trace);
+
 /// The stored text of a job's metadata, tags and trace context: a JSON
 /// object with only those it has (`meta`, `tags`, `traceparent`,
 /// `tracestate`), or "" when it has none.

@@ -568,7 +568,8 @@ postgres_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
     if (!jobs[i].j.second_concurrency_key.empty())
       row["k2"] = jobs[i].j.second_concurrency_key;
     if (!jobs[i].attrs.empty())
-      row["a"] = nlohmann::json::parse(jobs[i].attrs);
+      row["a"] = detail::attrs_json(jobs[i].j.meta, jobs[i].j.tags,
+                                    jobs[i].j.trace);
     rows += row.dump();
   }
   rows += ']';
