@@ -6,8 +6,12 @@
 # leases, processes and the network much of the time).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+start=$(date +%s)
+phase() { echo "bg_jobs: $1 ($(($(date +%s) - start)) s in)" >&2; }
 "$root/scripts/setup_browser.sh"
+phase "set up"
 "$root/scripts/build.sh"
+phase "built"
 mkdir -p "$root/build-sanitized"
 san_log="$root/build-sanitized/build.log"
 nice -n 19 "$root/scripts/test_sanitized.sh" --build-only >"$san_log" 2>&1 &
@@ -16,6 +20,7 @@ trap 'kill $san 2>/dev/null || true' EXIT INT TERM
 status=0
 (cd "$root/build" && ctest -j2 --output-on-failure --timeout 300 "$@") ||
   status=$?
+phase "main suites run"
 san_status=0
 wait $san || san_status=$?
 trap - EXIT INT TERM
@@ -27,4 +32,6 @@ fi
 if [ $status -ne 0 ]; then
   exit $status
 fi
+phase "sanitizer build done"
 "$root/scripts/test_sanitized.sh" "$@"
+phase "sanitizer suites run"
