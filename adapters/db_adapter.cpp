@@ -197,6 +197,18 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "jobs_failed_retry_wake",
       "bg_jobs_paused_wake",
       "jobs_failed_unblock_wake",
+      "bg_jobs_workflows",
+      "bg_jobs_workflows_state_idx",
+      "bg_jobs_tasks",
+      "bg_jobs_tasks_doomed_idx",
+      "bg_jobs_deps",
+      "bg_jobs_deps_child_idx",
+      "bg_jobs_blocked",
+      "bg_jobs_outputs",
+      "bg_jobs_blocked_wake",
+      "bg_jobs_task_succeeded",
+      "bg_jobs_task_failed",
+      "bg_jobs_task_retried",
   };
   std::string text{sql};
   if (prefix.empty())

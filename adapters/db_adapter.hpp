@@ -19,6 +19,7 @@
 #include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/limits.hpp"
 #include "bg_jobs/core/timestamp.hpp"
+#include "bg_jobs/core/workflow.hpp"
 
 namespace bg_jobs {
 
@@ -276,7 +277,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 16;
+  static constexpr int schema_version_current = 17;
 
   virtual capabilities caps() const = 0;
 
@@ -563,6 +564,40 @@ public:
 
   /// Every stored pause, by kind and name.
   virtual caf::expected<std::vector<pause_record>> pauses() = 0;
+
+  // -- workflows -------------------------------------------------------------
+
+  /// Validates `w` (`check_workflow`, and each task's request as
+  /// `enqueue_job` does), then stores it in one transaction: every task a
+  /// job, those without parents available as their requests say, the
+  /// others blocked until their parents finish. A task becomes available
+  /// in the transaction that finishes its last unfinished parent, whichever
+  /// statement finishes it (guarded as completions are by the parent's
+  /// reservation), so two parents finishing at once on two nodes release it
+  /// once, and a late result of a rescued parent changes nothing.
+  virtual caf::expected<workflow_ids> enqueue_workflow(const workflow& w) = 0;
+
+  /// The workflow `id` with its tasks; `job_not_found` if none.
+  virtual caf::expected<workflow_info> get_workflow(int64_t id) = 0;
+
+  /// Workflows, newest first, without their tasks. A limit outside 1..1000
+  /// is `invalid_argument`.
+  virtual caf::expected<std::vector<workflow_info>>
+  list_workflows(const workflow_query& query) = 0;
+
+  /// Cancels every unfinished task of workflow `id` (a running one as
+  /// `cancel_job` does: recorded as cancelled when its attempt ends); the
+  /// workflow ends `cancelled` once all have finished. A finished workflow
+  /// is `invalid_state`. Returns it after the change.
+  virtual caf::expected<workflow_info>
+  cancel_workflow(int64_t id, const std::string& reason) = 0;
+
+  /// Runs the failed and cancelled tasks of workflow `id` again, and
+  /// releases the held ones, without running again what succeeded: each
+  /// goes back to `jobs` (attempts from zero, errors kept) if all its
+  /// parents succeeded, else waits for them again. `invalid_state` when
+  /// none failed, was cancelled or is held. Returns it after the change.
+  virtual caf::expected<workflow_info> retry_workflow(int64_t id) = 0;
 
   // -- reads ---------------------------------------------------------------
 

@@ -6,8 +6,9 @@ namespace bg_jobs {
 
 namespace {
 
-constexpr std::array<const char*, 6> state_names = {
-    "waiting", "scheduled", "running", "succeeded", "failed", "cancelled",
+constexpr std::array<const char*, 7> state_names = {
+    "waiting", "scheduled", "running", "succeeded",
+    "failed",  "cancelled", "blocked",
 };
 
 } // namespace

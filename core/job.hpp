@@ -75,6 +75,9 @@ enum class job_state {
   succeeded,
   failed,
   cancelled,
+  /// A workflow's task waiting for its parents (`db_adapter::
+  /// enqueue_workflow`).
+  blocked,
 };
 
 /// `"waiting"`, `"scheduled"`, ... .

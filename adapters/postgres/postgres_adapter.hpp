@@ -166,6 +166,13 @@ public:
   finished_per_bucket(timestamp since,
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
+  caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override;
+  caf::expected<workflow_info> get_workflow(int64_t id) override;
+  caf::expected<std::vector<workflow_info>>
+  list_workflows(const workflow_query& query) override;
+  caf::expected<workflow_info>
+  cancel_workflow(int64_t id, const std::string& reason) override;
+  caf::expected<workflow_info> retry_workflow(int64_t id) override;
   /// The store's plan for the claim statement of `reserve_jobs(params)`, as
   /// text (it names the index it uses).
   caf::expected<std::string> explain_reserve(const reserve_params& params);

@@ -8,7 +8,28 @@ namespace bg_jobs {
 using namespace detail::postgres;
 
 caf::expected<void> postgres_adapter::delete_job(int64_t job_id) {
+  auto now = impl_->now_ms();
   auto r = impl_->in_transaction("deleting a job", [&](pqxx::work& tx) {
+    // A workflow's task that has not run is cancelled first, so that the
+    // tasks after it see it end as their policy says.
+    if (!tx.exec_params("SELECT 1 FROM bg_jobs_tasks WHERE job_id = $1"
+                        " AND state IN ('blocked', 'held', 'ready')",
+                        job_id)
+             .empty()) {
+      if (tx.exec_params(
+                "WITH m AS (DELETE FROM jobs WHERE id = $1"
+                "   AND reserved_by IS NULL RETURNING *)"
+                " INSERT INTO jobs_failed (id, name, payload, attempts,"
+                "   exception, created_at, available_at, failed_at, priority,"
+                "   cancelled, errors, concurrency_key, second_concurrency_key,"
+                "   attrs)"
+                " SELECT id, name, payload, attempts, 'deleted', created_at,"
+                "   available_at, " BG_JOBS_TS("$2") ", priority, true, errors,"
+                "   concurrency_key, second_concurrency_key, attrs FROM m",
+                job_id, now)
+              .affected_rows() == 0)
+        cancel_blocked(tx, job_id, "deleted", now);
+    }
     for (auto sql : {"DELETE FROM jobs WHERE id = $1 AND reserved_by IS NULL",
                      "DELETE FROM jobs_succeeded WHERE id = $1",
                      "DELETE FROM jobs_failed WHERE id = $1"})
@@ -159,10 +180,16 @@ namespace {
   BG_JOBS_MS("available_at") ", NULL::bigint, NULL, "                          \
   BG_JOBS_MS("failed_at") ", exception, NULL, errors::text, concurrency_key,"  \
   " second_concurrency_key, attrs FROM jobs_failed"
+#define BG_JOBS_PG_RECORD_OF_BLOCKED                                           \
+  "SELECT id, name, payload, priority, attempts, 6, "                          \
+  BG_JOBS_MS("created_at") ", " BG_JOBS_MS("available_at") ", NULL::bigint,"   \
+  " NULL, NULL::bigint, last_error, NULL, errors::text, concurrency_key,"      \
+  " second_concurrency_key, attrs FROM bg_jobs_blocked"
 const char pg_record_by_id[] = BG_JOBS_PG_RECORD_OF_JOBS
     " WHERE id = $2"
     " UNION ALL " BG_JOBS_PG_RECORD_OF_SUCCEEDED " WHERE id = $2"
-    " UNION ALL " BG_JOBS_PG_RECORD_OF_FAILED " WHERE id = $2";
+    " UNION ALL " BG_JOBS_PG_RECORD_OF_FAILED " WHERE id = $2"
+    " UNION ALL " BG_JOBS_PG_RECORD_OF_BLOCKED " WHERE id = $2";
 
 #define BG_JOBS_PG_RETRY_FROM(m)                                               \
   " INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"  \
@@ -292,6 +319,13 @@ std::string pg_list(job_state state, bool desc, bool after) {
     order = "failed_at, id";
     cmp = "(failed_at, id) %s (" BG_JOBS_TS("$4") ", $5::bigint)";
     break;
+  case job_state::blocked:
+    from = BG_JOBS_PG_RECORD_OF_BLOCKED;
+    where = "true";
+    order = "priority, available_at, id";
+    cmp = "(priority, available_at, id) %s ($3::integer, " BG_JOBS_TS(
+        "$4") ", $5::bigint)";
+    break;
   }
   // Every parameter is typed even where the state leaves it unused.
   auto sql = from + " WHERE " + where +
@@ -334,6 +368,8 @@ postgres_adapter::cancel_job(int64_t job_id, const std::string& reason) {
                                    " WHERE id = $1 AND reserved_by IS NOT NULL",
                                    job_id, why)
                         .affected_rows() > 0;
+    if (!out.changed)
+      out.changed = cancel_blocked(tx, job_id, why, now);
     out.record = record_in(tx, now, job_id);
     return out;
   });

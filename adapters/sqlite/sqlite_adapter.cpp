@@ -514,7 +514,7 @@ caf::expected<job> sqlite_adapter::insert_unique(job j,
                             std::to_string(id) + ", which is gone");
     auto existing = std::move(found->front());
     existing.conflict = true;
-    auto change = detail::absorb(existing, {j, payload}, u);
+    auto change = detail::absorb(existing, {j, payload, {}}, u);
     if (!change)
       return std::move(change.error());
     if (!*change)
@@ -880,6 +880,9 @@ caf::expected<std::vector<job>> sqlite_adapter::discard_expired(int limit) {
         return std::move(moved.error());
       j.last_error = reason;
     }
+    if (!expired.empty())
+      if (auto settled = settle_tasks(now); !settled)
+        return std::move(settled.error());
     return expired;
   });
 }
@@ -930,6 +933,7 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
   std::vector<bool> applied;
   applied.reserve(completions.size());
   auto now = to_unix_ms(options_.clock->now());
+  bool to_history_failed = false;
   // Runs one completion statement; returns whether it changed the row.
   auto run = [&](const char* sql, const completion& c) -> caf::expected<bool> {
     auto s = prepare(sql);
@@ -977,6 +981,9 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
         return std::move(changed.error());
     }
     applied.push_back(*changed);
+    if (*changed && sql != sql_copy_succeeded && sql != sql_retry &&
+        sql != sql_snooze)
+      to_history_failed = true;
     if (*changed && sql == sql_snooze && c.block_ms > 0 &&
         !c.rate_limit.empty())
       if (auto blocked = block_job_rate(c); !blocked)
@@ -991,6 +998,10 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
     if (int rc = q.step(); rc != SQLITE_DONE)
       return failure(rc, "completing a job");
   }
+  // A workflow's task that failed may have doomed the tasks after it.
+  if (to_history_failed)
+    if (auto settled = settle_tasks(now); !settled)
+      return std::move(settled.error());
   return applied;
 }
 

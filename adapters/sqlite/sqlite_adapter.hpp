@@ -170,6 +170,13 @@ public:
   finished_per_bucket(timestamp since,
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
+  caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override;
+  caf::expected<workflow_info> get_workflow(int64_t id) override;
+  caf::expected<std::vector<workflow_info>>
+  list_workflows(const workflow_query& query) override;
+  caf::expected<workflow_info>
+  cancel_workflow(int64_t id, const std::string& reason) override;
+  caf::expected<workflow_info> retry_workflow(int64_t id) override;
   /// The store's plan for the claim statement of `reserve_jobs(params)`, as
   /// text (it names the index it uses).
   caf::expected<std::string> explain_reserve(const reserve_params& params);
@@ -232,6 +239,12 @@ private:
                                    const std::vector<job>& reserved);
   /// Blocks the rate key of the job a rate-limited snooze `c` ends.
   caf::expected<void> block_job_rate(const completion& c);
+
+  /// Moves the tasks a parent that did not succeed doomed (its `cancel`
+  /// policy) from `bg_jobs_blocked` to `jobs_failed` as cancelled at
+  /// `now_ms` (with `why` as the reason, or one that says so), and so on
+  /// down the workflow, in the caller's transaction.
+  caf::expected<void> settle_tasks(int64_t now_ms, const std::string& why = {});
 
   /// Runs a cached statement without results; returns the rows changed.
   caf::expected<int> execute(const char* sql,

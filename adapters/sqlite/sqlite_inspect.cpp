@@ -38,10 +38,16 @@ const char sql_stats[] =
   " NULL, NULL, failed_at, exception, NULL, errors, concurrency_key,"         \
   " second_concurrency_key, attrs FROM jobs_failed"
 
+#define BG_JOBS_RECORD_OF_BLOCKED                                              \
+  "SELECT id, name, payload, priority, attempts, 6, created_at,"               \
+  " available_at, NULL, NULL, NULL, last_error, NULL, errors,"                 \
+  " concurrency_key, second_concurrency_key, attrs FROM bg_jobs_blocked"
+
 const char sql_record_by_id[] = BG_JOBS_RECORD_OF_JOBS
     " WHERE id = ?2"
     " UNION ALL " BG_JOBS_RECORD_OF_SUCCEEDED " WHERE id = ?2"
-    " UNION ALL " BG_JOBS_RECORD_OF_FAILED " WHERE id = ?2";
+    " UNION ALL " BG_JOBS_RECORD_OF_FAILED " WHERE id = ?2"
+    " UNION ALL " BG_JOBS_RECORD_OF_BLOCKED " WHERE id = ?2";
 
 const char sql_cancel_waiting[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
@@ -51,6 +57,16 @@ const char sql_cancel_waiting[] =
     " priority, 1, errors, concurrency_key, second_concurrency_key, attrs"
     " FROM jobs"
     " WHERE id = ?1 AND reserved_by IS NULL";
+
+// A workflow's task still waiting for its parents.
+const char sql_cancel_blocked[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors,"
+    " concurrency_key, second_concurrency_key, attrs)"
+    " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
+    " priority, 1, errors, concurrency_key, second_concurrency_key, attrs"
+    " FROM bg_jobs_blocked WHERE id = ?1";
+const char sql_blocked_delete[] = "DELETE FROM bg_jobs_blocked WHERE id = ?1";
 
 const char sql_cancel_running[] = "UPDATE jobs SET cancel_reason = ?2"
                                   " WHERE id = ?1 AND reserved_by IS NOT NULL";
@@ -112,7 +128,7 @@ const char sql_stats_by_name[] =
 const char* sql_list(job_state state, bool newest_first, bool after) {
   static const std::vector<std::string> table = [] {
     std::vector<std::string> result;
-    for (int st = 0; st < 6; ++st)
+    for (int st = 0; st < 7; ++st)
       for (int desc = 0; desc < 2; ++desc)
         for (int aft = 0; aft < 2; ++aft) {
           std::string from, where, key;
@@ -139,6 +155,11 @@ const char* sql_list(job_state state, bool newest_first, bool after) {
             from = BG_JOBS_RECORD_OF_FAILED;
             where = st == 4 ? "cancelled = 0" : "cancelled = 1";
             key = "failed_at, id";
+            break;
+          case job_state::blocked:
+            from = BG_JOBS_RECORD_OF_BLOCKED;
+            where = "1";
+            key = "priority, available_at, id";
             break;
           }
           auto sql = from + " WHERE " + where +
@@ -167,6 +188,37 @@ caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
+  // A workflow's task that has not run is cancelled first, so that the
+  // tasks after it see it end as their policy says.
+  {
+    static const std::string reason = "deleted";
+    auto now = to_unix_ms(options_.clock->now());
+    auto by_id = [&](statement& q) { q.bind(1, job_id); };
+    auto cancel = [&](statement& q) {
+      q.bind(1, job_id).bind(2, reason).bind(3, now);
+    };
+    auto is_task = prepare("SELECT 1 FROM bg_jobs_tasks WHERE job_id = ?1"
+                           " AND state IN ('blocked', 'held', 'ready')");
+    if (!is_task)
+      return std::move(is_task.error());
+    bool task = false;
+    {
+      statement q{*is_task};
+      q.bind(1, job_id);
+      task = q.step() == SQLITE_ROW;
+    }
+    if (task) {
+      auto moved = move_rows(sql_cancel_waiting, sql_delete, cancel, by_id,
+                             "deleting a job");
+      if (moved && *moved == 0)
+        moved = move_rows(sql_cancel_blocked, sql_blocked_delete, cancel,
+                          by_id, "deleting a job");
+      if (!moved)
+        return std::move(moved.error());
+      if (auto settled = settle_tasks(now); !settled)
+        return std::move(settled.error());
+    }
+  }
   static const char* const deletes[] = {
       "DELETE FROM jobs WHERE id = ?1 AND reserved_by IS NULL",
       "DELETE FROM jobs_succeeded WHERE id = ?1",
@@ -323,6 +375,15 @@ sqlite_adapter::cancel_job(int64_t job_id, const std::string& reason) {
         sql_cancel_running,
         [&](statement& q) { q.bind(1, job_id).bind(2, why); },
         "cancelling a job");
+  if (changed && *changed == 0)
+    changed = move_rows(
+        sql_cancel_blocked, sql_blocked_delete,
+        [&](statement& q) { q.bind(1, job_id).bind(2, why).bind(3, now); },
+        by_id, "cancelling a job");
+  // A workflow's task cancelled may doom the tasks after it.
+  if (changed && *changed > 0)
+    if (auto settled = settle_tasks(now); !settled)
+      return std::move(settled.error());
   if (!changed)
     return std::move(changed.error());
   return changed_record(tx, job_id, *changed > 0,

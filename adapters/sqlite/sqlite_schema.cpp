@@ -9,6 +9,32 @@ using namespace detail::sqlite;
 
 namespace {
 
+// Moves the children of task `parent` that have no unfinished parent left
+// from `bg_jobs_blocked` into `jobs`, available no earlier than `at`.
+#define BG_JOBS_SQLITE_RELEASE(parent, at)                                     \
+  "  INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"                        \
+  "   SELECT id, name, payload, attempts, created_at,"                        \
+  "   max(available_at, " at "), reserved_at, reserved_by, last_error,"       \
+  "   priority, cancel_reason, errors, concurrency_key,"                      \
+  "   second_concurrency_key, expires_at, attrs FROM bg_jobs_blocked"         \
+  "   WHERE id IN (SELECT t.job_id FROM bg_jobs_deps d JOIN bg_jobs_tasks t"  \
+  "   ON t.job_id = d.child_id WHERE d.parent_id = " parent                   \
+  "   AND t.pending = 0 AND t.state IN ('blocked', 'held'));"                 \
+  "  UPDATE bg_jobs_tasks SET state = 'ready'"                                \
+  "   WHERE pending = 0 AND state IN ('blocked', 'held') AND job_id IN"       \
+  "   (SELECT child_id FROM bg_jobs_deps WHERE parent_id = " parent ");"      \
+  "  DELETE FROM bg_jobs_blocked WHERE id IN (SELECT t.job_id"                \
+  "   FROM bg_jobs_deps d JOIN bg_jobs_tasks t ON t.job_id = d.child_id"      \
+  "   WHERE d.parent_id = " parent " AND t.state = 'ready');"
+
+// Ends the workflow of task `task` at `at` once every task finished.
+#define BG_JOBS_SQLITE_FINISH(task, at)                                        \
+  "  UPDATE bg_jobs_workflows SET state = CASE WHEN cancel_requested <> 0"    \
+  "   THEN 'cancelled' WHEN failed + cancelled = 0 THEN 'succeeded'"          \
+  "   ELSE 'failed' END, finished_at = " at                                   \
+  "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = " task \
+  "   ) AND state = 'running' AND succeeded + failed + cancelled = total;"
+
 // Each entry upgrades the schema by one version; applied in order.
 const char* const migrations[] = {
     // version 1
@@ -189,6 +215,123 @@ const char* const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN attrs TEXT;"
     "ALTER TABLE jobs_succeeded ADD COLUMN attrs TEXT;"
     "ALTER TABLE jobs_failed ADD COLUMN attrs TEXT;",
+    // version 17: workflows. A task is a job; one waiting for parents is
+    // kept aside in `bg_jobs_blocked` (the columns of `jobs`) until they
+    // finish. Triggers on the history tables take each step in the
+    // transaction that finished a task, whichever statement did (a
+    // completion, a cancel, the handler's own transaction): the task's
+    // state and its workflow's counts, its children's count of unfinished
+    // parents, the move into `jobs` of those with none left, and the end of
+    // the workflow. A child a parent dooms (`cancel` policy) is marked
+    // 'doomed', and the adapter moves it to `jobs_failed` as cancelled in
+    // the same transaction, which takes the next step.
+    "CREATE TABLE bg_jobs_workflows ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  total INTEGER NOT NULL,"
+    "  succeeded INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  cancelled INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  finished_at INTEGER);"
+    "CREATE INDEX bg_jobs_workflows_state_idx ON bg_jobs_workflows"
+    "  (state, id);"
+    "CREATE TABLE bg_jobs_tasks ("
+    "  job_id INTEGER PRIMARY KEY,"
+    "  workflow_id INTEGER NOT NULL,"
+    "  task TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  pending INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  UNIQUE (workflow_id, task));"
+    "CREATE INDEX bg_jobs_tasks_doomed_idx ON bg_jobs_tasks (job_id)"
+    "  WHERE state = 'doomed';"
+    "CREATE TABLE bg_jobs_deps ("
+    "  parent_id INTEGER NOT NULL,"
+    "  child_id INTEGER NOT NULL,"
+    "  policy TEXT NOT NULL,"
+    "  PRIMARY KEY (parent_id, child_id)) WITHOUT ROWID;"
+    "CREATE INDEX bg_jobs_deps_child_idx ON bg_jobs_deps (child_id);"
+    "CREATE TABLE bg_jobs_blocked ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  reserved_at INTEGER,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_reason TEXT,"
+    "  errors TEXT,"
+    "  concurrency_key TEXT,"
+    "  second_concurrency_key TEXT,"
+    "  expires_at INTEGER,"
+    "  attrs TEXT);"
+    "CREATE TABLE bg_jobs_outputs ("
+    "  job_id INTEGER PRIMARY KEY,"
+    "  output TEXT NOT NULL);"
+    // A task released into `jobs` with an id below the newest wakes its
+    // name as a retried job does.
+    "CREATE TRIGGER bg_jobs_blocked_wake AFTER DELETE ON bg_jobs_blocked"
+    " WHEN EXISTS (SELECT 1 FROM jobs WHERE id = OLD.id) BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES (OLD.name,"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;"
+    "CREATE TRIGGER bg_jobs_task_succeeded AFTER INSERT ON jobs_succeeded"
+    " WHEN EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = NEW.id"
+    "   AND state NOT IN ('succeeded', 'failed', 'cancelled')) BEGIN"
+    "  UPDATE bg_jobs_tasks SET state = 'succeeded',"
+    "   finished_at = NEW.succeeded_at WHERE job_id = NEW.id;"
+    "  UPDATE bg_jobs_workflows SET succeeded = succeeded + 1"
+    "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
+    "   WHERE job_id = NEW.id);"
+    "  UPDATE bg_jobs_tasks SET pending = pending - 1"
+    "   WHERE state IN ('blocked', 'held') AND job_id IN (SELECT child_id"
+    "   FROM bg_jobs_deps WHERE parent_id = NEW.id);"
+    BG_JOBS_SQLITE_RELEASE("NEW.id", "NEW.succeeded_at")
+    BG_JOBS_SQLITE_FINISH("NEW.id", "NEW.succeeded_at")
+    " END;"
+    "CREATE TRIGGER bg_jobs_task_failed AFTER INSERT ON jobs_failed"
+    " WHEN EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = NEW.id"
+    "   AND state NOT IN ('succeeded', 'failed', 'cancelled')) BEGIN"
+    "  UPDATE bg_jobs_tasks SET state = CASE WHEN NEW.cancelled <> 0"
+    "   THEN 'cancelled' ELSE 'failed' END, finished_at = NEW.failed_at"
+    "   WHERE job_id = NEW.id;"
+    "  UPDATE bg_jobs_workflows SET failed = failed + (NEW.cancelled = 0),"
+    "   cancelled = cancelled + (NEW.cancelled <> 0)"
+    "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
+    "   WHERE job_id = NEW.id);"
+    "  UPDATE bg_jobs_tasks SET pending = pending - 1"
+    "   WHERE state IN ('blocked', 'held') AND job_id IN (SELECT child_id"
+    "   FROM bg_jobs_deps WHERE parent_id = NEW.id AND policy = 'ignore');"
+    "  UPDATE bg_jobs_tasks SET state = 'held'"
+    "   WHERE state = 'blocked' AND job_id IN (SELECT child_id"
+    "   FROM bg_jobs_deps WHERE parent_id = NEW.id AND policy = 'hold');"
+    "  UPDATE bg_jobs_tasks SET state = 'doomed'"
+    "   WHERE state IN ('blocked', 'held') AND job_id IN (SELECT child_id"
+    "   FROM bg_jobs_deps WHERE parent_id = NEW.id AND policy = 'cancel');"
+    BG_JOBS_SQLITE_RELEASE("NEW.id", "NEW.failed_at")
+    BG_JOBS_SQLITE_FINISH("NEW.id", "NEW.failed_at")
+    " END;"
+    // A failed or cancelled task retried (back in `jobs`) runs again: its
+    // workflow is running again.
+    "CREATE TRIGGER bg_jobs_task_retried AFTER DELETE ON jobs_failed"
+    " WHEN EXISTS (SELECT 1 FROM jobs WHERE id = OLD.id)"
+    "  AND EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = OLD.id"
+    "   AND state IN ('failed', 'cancelled')) BEGIN"
+    "  UPDATE bg_jobs_workflows SET failed = failed - (OLD.cancelled = 0),"
+    "   cancelled = cancelled - (OLD.cancelled <> 0), state = 'running',"
+    "   finished_at = NULL"
+    "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
+    "   WHERE job_id = OLD.id);"
+    "  UPDATE bg_jobs_tasks SET state = 'ready', finished_at = NULL"
+    "   WHERE job_id = OLD.id;"
+    " END;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -267,7 +410,12 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_wakes;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_outputs;"
+                    "DROP TABLE IF EXISTS bg_jobs_blocked;"
+                    "DROP TABLE IF EXISTS bg_jobs_deps;"
+                    "DROP TABLE IF EXISTS bg_jobs_tasks;"
+                    "DROP TABLE IF EXISTS bg_jobs_workflows;"
+                    "DROP TABLE IF EXISTS bg_jobs_wakes;"
                     "DROP TABLE IF EXISTS bg_jobs_rate_of;"
                     "DROP TABLE IF EXISTS bg_jobs_rate_keys;"
                     "DROP TABLE IF EXISTS bg_jobs_rate_limits;"

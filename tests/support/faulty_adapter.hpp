@@ -278,6 +278,23 @@ public:
   caf::expected<job_page> list_jobs(const job_query& q) override {
     return inner_->list_jobs(q);
   }
+  caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override {
+    return inner_->enqueue_workflow(w);
+  }
+  caf::expected<workflow_info> get_workflow(int64_t id) override {
+    return inner_->get_workflow(id);
+  }
+  caf::expected<std::vector<workflow_info>>
+  list_workflows(const workflow_query& q) override {
+    return inner_->list_workflows(q);
+  }
+  caf::expected<workflow_info>
+  cancel_workflow(int64_t id, const std::string& reason) override {
+    return inner_->cancel_workflow(id, reason);
+  }
+  caf::expected<workflow_info> retry_workflow(int64_t id) override {
+    return inner_->retry_workflow(id);
+  }
   caf::expected<job_record> get_job(int64_t id) override {
     return inner_->get_job(id);
   }

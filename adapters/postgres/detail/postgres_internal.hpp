@@ -370,7 +370,7 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
                                "' names a job that is gone");
     auto existing = read_job(found[0]);
     existing.conflict = true;
-    auto change = absorb(existing, {j, text}, u);
+    auto change = absorb(existing, {j, text, {}}, u);
     if (!change)
       throw absorb_refused{std::move(change.error())};
     if (!*change)
@@ -413,6 +413,24 @@ inline job insert_unique(pqxx::transaction_base& tx, job j, const std::string& t
   return j;
 }
 
+/// Cancels the workflow task `id` that waits for its parents with
+/// `reason` at `now_ms` (its trigger takes the step after it); false when
+/// no task waits under that id.
+inline bool cancel_blocked(pqxx::transaction_base& tx, int64_t id,
+                           const std::string& reason, int64_t now_ms) {
+  return tx.exec_params(
+               "WITH m AS (DELETE FROM bg_jobs_blocked WHERE id = $1"
+               "   RETURNING *)"
+               " INSERT INTO jobs_failed (id, name, payload, attempts,"
+               "   exception, created_at, available_at, failed_at, priority,"
+               "   cancelled, errors, concurrency_key, second_concurrency_key,"
+               "   attrs)"
+               " SELECT id, name, payload, attempts, $2, created_at,"
+               "   available_at, " BG_JOBS_TS("$3") ", priority, true, errors,"
+               "   concurrency_key, second_concurrency_key, attrs FROM m",
+               id, reason, now_ms)
+             .affected_rows() > 0;
+}
 
 /// Collects the job names of `bg_jobs` notifications.
 class wakeup_receiver : public pqxx::notification_receiver {

@@ -23,6 +23,13 @@
   "reserved_by, last_error, priority, cancel_reason, concurrency_key, "        \
   "second_concurrency_key, attrs"
 
+// Every column of `jobs`, which `bg_jobs_blocked` has too (a task waiting
+// for its parents is a job kept aside until they finish).
+#define BG_JOBS_SQLITE_ROW_COLUMNS                                             \
+  "id, name, payload, attempts, created_at, available_at, reserved_at, "       \
+  "reserved_by, last_error, priority, cancel_reason, errors, "                 \
+  "concurrency_key, second_concurrency_key, expires_at, attrs"
+
 // The store's now in milliseconds since the epoch (fractional), the clock
 // rate limits count by.
 #define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"

@@ -1,0 +1,507 @@
+// Workflows on SQLite: inserting one, reading, cancelling and retrying it.
+// The steps between tasks are taken by the triggers of schema version 17
+// (sqlite_schema.cpp), in the transaction that finishes a task.
+
+#include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
+
+#include <map>
+
+namespace bg_jobs {
+
+using namespace detail::sqlite;
+
+namespace {
+
+const char sql_workflow_insert[] =
+    "INSERT INTO bg_jobs_workflows (name, state, total, created_at)"
+    " VALUES (?1, 'running', ?2, ?3) RETURNING id";
+const char sql_task_insert[] =
+    "INSERT INTO bg_jobs_tasks (job_id, workflow_id, task, state, pending)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)";
+const char sql_dep_insert[] =
+    "INSERT INTO bg_jobs_deps (parent_id, child_id, policy)"
+    " VALUES (?1, ?2, ?3)";
+const char sql_block[] =
+    "INSERT INTO bg_jobs_blocked (" BG_JOBS_SQLITE_ROW_COLUMNS ")"
+    " SELECT " BG_JOBS_SQLITE_ROW_COLUMNS " FROM jobs WHERE id = ?1";
+const char sql_block_delete[] = "DELETE FROM jobs WHERE id = ?1";
+
+const char sql_workflow_row[] =
+    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
+    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
+    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
+    " w.created_at, w.finished_at FROM bg_jobs_workflows w";
+const char sql_workflow_by_id[] =
+    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
+    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
+    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
+    " w.created_at, w.finished_at FROM bg_jobs_workflows w WHERE w.id = ?1";
+const char sql_workflow_list[] =
+    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
+    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
+    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
+    " w.created_at, w.finished_at FROM bg_jobs_workflows w"
+    " WHERE (?1 IS NULL OR w.state = ?1) AND (?2 = 0 OR w.id < ?2)"
+    " ORDER BY w.id DESC LIMIT ?3";
+const char sql_workflow_tasks[] =
+    "SELECT t.task, t.job_id, t.state, t.finished_at,"
+    " coalesce((SELECT name FROM jobs WHERE id = t.job_id),"
+    "  (SELECT name FROM bg_jobs_blocked WHERE id = t.job_id),"
+    "  (SELECT name FROM jobs_succeeded WHERE id = t.job_id),"
+    "  (SELECT name FROM jobs_failed WHERE id = t.job_id), '')"
+    " FROM bg_jobs_tasks t WHERE t.workflow_id = ?1 ORDER BY t.job_id";
+const char sql_workflow_deps[] =
+    "SELECT d.child_id, p.task, d.policy FROM bg_jobs_tasks p"
+    " JOIN bg_jobs_deps d ON d.parent_id = p.job_id"
+    " WHERE p.workflow_id = ?1 ORDER BY d.child_id, p.job_id";
+
+// The doomed tasks, moved to `jobs_failed` as cancelled (the trigger takes
+// each one's step and may doom its children).
+const char sql_doomed[] =
+    "SELECT job_id FROM bg_jobs_tasks WHERE state = 'doomed'";
+const char sql_cancel_blocked[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors,"
+    " concurrency_key, second_concurrency_key, attrs)"
+    " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
+    " priority, 1, errors, concurrency_key, second_concurrency_key, attrs"
+    " FROM bg_jobs_blocked WHERE id = ?1";
+const char sql_blocked_delete[] = "DELETE FROM bg_jobs_blocked WHERE id = ?1";
+
+const char sql_workflow_state[] =
+    "SELECT state FROM bg_jobs_workflows WHERE id = ?1";
+const char sql_workflow_cancel_mark[] =
+    "UPDATE bg_jobs_workflows SET cancel_requested = 1 WHERE id = ?1";
+const char sql_workflow_doom[] =
+    "UPDATE bg_jobs_tasks SET state = 'doomed' WHERE workflow_id = ?1"
+    " AND state IN ('blocked', 'held')";
+const char sql_workflow_ready[] =
+    "SELECT job_id FROM bg_jobs_tasks WHERE workflow_id = ?1"
+    " AND state = 'ready' ORDER BY job_id";
+const char sql_cancel_waiting_task[] =
+    "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+    " created_at, available_at, failed_at, priority, cancelled, errors,"
+    " concurrency_key, second_concurrency_key, attrs)"
+    " SELECT id, name, payload, attempts, ?2, created_at, available_at, ?3,"
+    " priority, 1, errors, concurrency_key, second_concurrency_key, attrs"
+    " FROM jobs WHERE id = ?1 AND reserved_by IS NULL";
+const char sql_cancel_running_task[] =
+    "UPDATE jobs SET cancel_reason = coalesce(cancel_reason, ?2)"
+    " WHERE id = ?1 AND reserved_by IS NOT NULL";
+const char sql_job_delete[] = "DELETE FROM jobs WHERE id = ?1";
+
+// Retrying: each failed, cancelled or held task, with the number of its
+// parents that did not succeed.
+const char sql_workflow_retryable[] =
+    "SELECT t.job_id, t.state, (SELECT count(*) FROM bg_jobs_deps d"
+    "   JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
+    "   WHERE d.child_id = t.job_id AND p.state <> 'succeeded')"
+    " FROM bg_jobs_tasks t WHERE t.workflow_id = ?1"
+    " AND t.state IN ('failed', 'cancelled', 'held') ORDER BY t.job_id";
+const char sql_failed_to_blocked[] =
+    "INSERT INTO bg_jobs_blocked (id, name, payload, attempts, created_at,"
+    " available_at, priority, errors, last_error, concurrency_key,"
+    " second_concurrency_key, attrs) SELECT id, name, payload, 0, created_at,"
+    " ?2, priority, errors, exception, concurrency_key,"
+    " second_concurrency_key, attrs FROM jobs_failed WHERE id = ?1";
+const char sql_failed_delete[] = "DELETE FROM jobs_failed WHERE id = ?1";
+// ?1 the workflow, ?2 now.
+const char sql_retry_block[] =
+    "UPDATE bg_jobs_tasks SET state = 'blocked', finished_at = NULL"
+    " WHERE workflow_id = ?1 AND state IN ('failed', 'cancelled', 'held')"
+    " AND ?2 = ?2";
+const char sql_retry_pending[] =
+    "UPDATE bg_jobs_tasks SET pending = (SELECT count(*) FROM bg_jobs_deps d"
+    "   JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
+    "   WHERE d.child_id = bg_jobs_tasks.job_id AND p.state <> 'succeeded')"
+    " WHERE workflow_id = ?1 AND state = 'blocked' AND ?2 = ?2";
+const char sql_retry_release[] =
+    "INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"
+    " SELECT id, name, payload, attempts, created_at,"
+    " max(available_at, ?2), reserved_at, reserved_by, last_error, priority,"
+    " cancel_reason, errors, concurrency_key, second_concurrency_key,"
+    " expires_at, attrs FROM bg_jobs_blocked WHERE id IN (SELECT job_id"
+    " FROM bg_jobs_tasks WHERE workflow_id = ?1 AND state = 'blocked'"
+    " AND pending = 0)";
+const char sql_retry_ready[] =
+    "UPDATE bg_jobs_tasks SET state = 'ready' WHERE workflow_id = ?1"
+    " AND state = 'blocked' AND pending = 0 AND ?2 = ?2";
+const char sql_retry_released[] =
+    "DELETE FROM bg_jobs_blocked WHERE id IN (SELECT job_id"
+    " FROM bg_jobs_tasks WHERE workflow_id = ?1 AND state = 'ready')"
+    " AND ?2 = ?2";
+const char sql_task_reset[] =
+    "UPDATE bg_jobs_tasks SET state = ?2, pending = ?3, finished_at = NULL"
+    " WHERE job_id = ?1";
+const char sql_workflow_recount[] =
+    "UPDATE bg_jobs_workflows SET state = 'running', finished_at = NULL,"
+    " cancel_requested = 0,"
+    " succeeded = (SELECT count(*) FROM bg_jobs_tasks"
+    "   WHERE workflow_id = ?1 AND state = 'succeeded'),"
+    " failed = (SELECT count(*) FROM bg_jobs_tasks"
+    "   WHERE workflow_id = ?1 AND state = 'failed'),"
+    " cancelled = (SELECT count(*) FROM bg_jobs_tasks"
+    "   WHERE workflow_id = ?1 AND state = 'cancelled')"
+    " WHERE id = ?1 AND ?2 = ?2";
+
+workflow_info read_workflow(sqlite3_stmt* s) {
+  workflow_info w;
+  w.id = sqlite3_column_int64(s, 0);
+  w.name = column_text(s, 1);
+  w.state = parse_workflow_state(column_text(s, 2))
+                .value_or(workflow_state::running);
+  w.total = sqlite3_column_int64(s, 3);
+  w.succeeded = sqlite3_column_int64(s, 4);
+  w.failed = sqlite3_column_int64(s, 5);
+  w.cancelled = sqlite3_column_int64(s, 6);
+  w.held = sqlite3_column_int64(s, 7);
+  w.created_at = column_time(s, 8);
+  w.finished_at = column_time_or_null(s, 9);
+  return w;
+}
+
+caf::error no_workflow(int64_t id) {
+  return make_error(errc::job_not_found, "no workflow " + std::to_string(id));
+}
+
+} // namespace
+
+caf::expected<void> sqlite_adapter::settle_tasks(int64_t now_ms,
+                                                 const std::string& why) {
+  static const std::string doomed_reason =
+      "cancelled: a task it depends on did not succeed";
+  auto& reason = why.empty() ? doomed_reason : why;
+  for (;;) {
+    std::vector<int64_t> doomed;
+    {
+      auto s = prepare(sql_doomed);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        doomed.push_back(sqlite3_column_int64(q.get(), 0));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "reading doomed tasks");
+    }
+    if (doomed.empty())
+      return caf::unit;
+    for (auto id : doomed) {
+      auto moved = move_rows(
+          sql_cancel_blocked, sql_blocked_delete,
+          [&](statement& q) { q.bind(1, id).bind(2, reason).bind(3, now_ms); },
+          [&](statement& q) { q.bind(1, id); }, "cancelling a task");
+      if (!moved)
+        return std::move(moved.error());
+      if (*moved == 0) {
+        // Not kept aside (cannot happen through bg_jobs): no longer doomed.
+        static const std::string cancelled = "cancelled";
+        auto r = execute(
+            sql_task_reset,
+            [&](statement& q) {
+              q.bind(1, id).bind(2, cancelled).bind(3, int64_t{0});
+            },
+            "cancelling a task");
+        if (!r)
+          return std::move(r.error());
+      }
+    }
+  }
+}
+
+caf::expected<workflow_ids>
+sqlite_adapter::enqueue_workflow(const workflow& w) {
+  if (auto err = check_workflow(w))
+    return err;
+  auto now = options_.clock->now();
+  std::vector<job_request> requests;
+  requests.reserve(w.tasks().size());
+  for (auto& t : w.tasks())
+    requests.push_back(t.request);
+  auto prepared = detail::prepare_jobs(requests, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  auto order = workflow_order(w);
+  return in_transaction([&]() -> caf::expected<workflow_ids> {
+    workflow_ids ids;
+    {
+      auto s = prepare(sql_workflow_insert);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, w.name())
+          .bind(2, static_cast<int64_t>(w.tasks().size()))
+          .bind(3, to_unix_ms(now));
+      if (int rc = q.step(); rc != SQLITE_ROW)
+        return failure(rc, "inserting a workflow");
+      ids.workflow_id = sqlite3_column_int64(q.get(), 0);
+      if (int rc = q.step(); rc != SQLITE_DONE)
+        return failure(rc, "inserting a workflow");
+    }
+    auto& tasks = w.tasks();
+    std::vector<int64_t> job_ids(tasks.size());
+    for (auto i : order) {
+      auto id = insert_job((*prepared)[i].j, (*prepared)[i].payload);
+      if (!id)
+        return std::move(id.error());
+      if (auto noted = note_extras(*id, requests[i], now); !noted)
+        return std::move(noted.error());
+      job_ids[i] = *id;
+      ids.tasks.emplace(tasks[i].name, *id);
+    }
+    for (auto i : order) {
+      auto& t = tasks[i];
+      std::string state = t.after.empty() ? "ready" : "blocked";
+      auto r = execute(
+          sql_task_insert,
+          [&](statement& q) {
+            q.bind(1, job_ids[i])
+                .bind(2, ids.workflow_id)
+                .bind(3, t.name)
+                .bind(4, state)
+                .bind(5, static_cast<int64_t>(t.after.size()));
+          },
+          "inserting a task");
+      if (!r)
+        return std::move(r.error());
+      for (auto& d : t.after) {
+        std::string policy = to_string(d.on_failure);
+        auto parent = ids.tasks.at(d.parent);
+        auto e = execute(
+            sql_dep_insert,
+            [&](statement& q) {
+              q.bind(1, parent).bind(2, job_ids[i]).bind(3, policy);
+            },
+            "inserting a dependency");
+        if (!e)
+          return std::move(e.error());
+      }
+      if (!t.after.empty()) {
+        auto moved = move_rows(
+            sql_block, sql_block_delete,
+            [&](statement& q) { q.bind(1, job_ids[i]); },
+            [&](statement& q) { q.bind(1, job_ids[i]); }, "blocking a task");
+        if (!moved)
+          return std::move(moved.error());
+      }
+    }
+    return ids;
+  });
+}
+
+caf::expected<workflow_info> sqlite_adapter::get_workflow(int64_t id) {
+  workflow_info w;
+  {
+    auto s = prepare(sql_workflow_by_id);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, id);
+    int rc = q.step();
+    if (rc == SQLITE_DONE)
+      return no_workflow(id);
+    if (rc != SQLITE_ROW)
+      return failure(rc, "reading a workflow");
+    w = read_workflow(q.get());
+  }
+  std::map<int64_t, size_t> at;
+  {
+    auto s = prepare(sql_workflow_tasks);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, id);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) {
+      task_info t;
+      t.name = column_text(q.get(), 0);
+      t.job_id = sqlite3_column_int64(q.get(), 1);
+      t.state = parse_task_state(column_text(q.get(), 2))
+                    .value_or(task_state::blocked);
+      t.finished_at = column_time_or_null(q.get(), 3);
+      t.job_name = column_text(q.get(), 4);
+      at.emplace(t.job_id, w.tasks.size());
+      w.tasks.push_back(std::move(t));
+    }
+    if (rc != SQLITE_DONE)
+      return failure(rc, "reading a workflow's tasks");
+  }
+  auto s = prepare(sql_workflow_deps);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, id);
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    auto child = at.find(sqlite3_column_int64(q.get(), 0));
+    if (child == at.end())
+      continue;
+    w.tasks[child->second].after.push_back(
+        {column_text(q.get(), 1),
+         parse_parent_failure(column_text(q.get(), 2))
+             .value_or(parent_failure::cancel)});
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading a workflow's dependencies");
+  return w;
+}
+
+caf::expected<std::vector<workflow_info>>
+sqlite_adapter::list_workflows(const workflow_query& query) {
+  if (query.limit < 1 || query.limit > 1000)
+    return make_error(errc::invalid_argument,
+                      "page limit must be 1 to 1000, got " +
+                          std::to_string(query.limit));
+  auto s = prepare(sql_workflow_list);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  std::optional<std::string> state;
+  if (query.state)
+    state = to_string(*query.state);
+  q.bind(1, state).bind(2, query.before_id).bind(3, int64_t{query.limit});
+  std::vector<workflow_info> result;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    result.push_back(read_workflow(q.get()));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "listing workflows");
+  return result;
+}
+
+caf::expected<workflow_info>
+sqlite_adapter::cancel_workflow(int64_t id, const std::string& reason) {
+  if (auto err = check_reason(reason))
+    return err;
+  auto why = reason.empty() ? std::string{"cancelled"} : reason;
+  auto now = to_unix_ms(options_.clock->now());
+  auto done = in_transaction([&]() -> caf::expected<bool> {
+    {
+      auto s = prepare(sql_workflow_state);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc = q.step();
+      if (rc == SQLITE_DONE)
+        return no_workflow(id);
+      if (rc != SQLITE_ROW)
+        return failure(rc, "reading a workflow");
+      if (auto state = column_text(q.get(), 0); state != "running")
+        return make_error(errc::invalid_state,
+                          "workflow " + std::to_string(id) + " is " + state +
+                              "; only a running workflow can be cancelled");
+    }
+    auto marked = execute(
+        sql_workflow_cancel_mark, [&](statement& q) { q.bind(1, id); },
+        "cancelling a workflow");
+    if (!marked)
+      return std::move(marked.error());
+    // What waits for parents is doomed first, so that no cancellation
+    // below releases it (a child of an `ignore` dependency would be).
+    if (auto r = execute(
+            sql_workflow_doom, [&](statement& q) { q.bind(1, id); },
+            "cancelling a workflow");
+        !r)
+      return std::move(r.error());
+    std::vector<int64_t> ready;
+    {
+      auto s = prepare(sql_workflow_ready);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        ready.push_back(sqlite3_column_int64(q.get(), 0));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "reading a workflow's tasks");
+    }
+    for (auto job_id : ready) {
+      auto moved = move_rows(
+          sql_cancel_waiting_task, sql_job_delete,
+          [&](statement& q) { q.bind(1, job_id).bind(2, why).bind(3, now); },
+          [&](statement& q) { q.bind(1, job_id); }, "cancelling a task");
+      if (!moved)
+        return std::move(moved.error());
+      if (*moved == 0) {
+        auto r = execute(
+            sql_cancel_running_task,
+            [&](statement& q) { q.bind(1, job_id).bind(2, why); },
+            "cancelling a task");
+        if (!r)
+          return std::move(r.error());
+      }
+    }
+    if (auto settled = settle_tasks(now, why); !settled)
+      return std::move(settled.error());
+    return true;
+  });
+  if (!done)
+    return std::move(done.error());
+  return get_workflow(id);
+}
+
+caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
+  auto now = to_unix_ms(options_.clock->now());
+  auto done = in_transaction([&]() -> caf::expected<bool> {
+    {
+      auto s = prepare(sql_workflow_state);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc = q.step();
+      if (rc == SQLITE_DONE)
+        return no_workflow(id);
+      if (rc != SQLITE_ROW)
+        return failure(rc, "reading a workflow");
+    }
+    std::vector<int64_t> failed;
+    int64_t held = 0;
+    {
+      auto s = prepare(sql_workflow_retryable);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW) {
+        if (column_text(q.get(), 1) == "held")
+          ++held;
+        else
+          failed.push_back(sqlite3_column_int64(q.get(), 0));
+      }
+      if (rc != SQLITE_DONE)
+        return failure(rc, "reading a workflow's tasks");
+    }
+    if (failed.empty() && held == 0)
+      return make_error(errc::invalid_state,
+                        "workflow " + std::to_string(id) +
+                            " has no failed, cancelled or held task");
+    // Every failed or cancelled task waits again, for each parent that has
+    // not succeeded (those are retried too, or still unfinished); then
+    // those with none are released.
+    for (auto job_id : failed) {
+      auto moved = move_rows(
+          sql_failed_to_blocked, sql_failed_delete,
+          [&](statement& q) { q.bind(1, job_id).bind(2, now); },
+          [&](statement& q) { q.bind(1, job_id); }, "retrying a task");
+      if (!moved)
+        return std::move(moved.error());
+    }
+    for (auto sql : {sql_retry_block, sql_retry_pending, sql_retry_release,
+                     sql_retry_ready, sql_retry_released, sql_workflow_recount})
+      if (auto r = execute(
+              sql, [&](statement& q) { q.bind(1, id).bind(2, now); },
+              "retrying a workflow");
+          !r)
+        return std::move(r.error());
+    return true;
+  });
+  if (!done)
+    return std::move(done.error());
+  return get_workflow(id);
+}
+
+} // namespace bg_jobs

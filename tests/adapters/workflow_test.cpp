@@ -1,0 +1,397 @@
+// Workflows on every store: tasks released when their parents finish, the
+// policies of a parent that did not succeed, fan-in exactly once, late
+// results of rescued parents, cancelling and retrying a workflow, and bad
+// definitions refused with nothing written.
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <doctest/doctest.h>
+
+#include "adapters/stores.hpp"
+#include "bg_jobs/core/clock.hpp"
+#include "bg_jobs/core/workflow.hpp"
+#include "support/expect.hpp"
+
+using namespace bg_jobs;
+using namespace std::chrono_literals;
+
+namespace {
+
+using test::error_of;
+using test::require_ok;
+using test::value_of;
+
+std::vector<job> claim(db_adapter& db, const std::string& owner = "n/q/1",
+                       int limit = 100) {
+  return value_of(db.reserve_jobs({{"step"}, limit, owner, "q"}));
+}
+
+completion ends(const job& j, completion::kind k = completion::kind::succeeded,
+                std::string error = {}) {
+  completion c;
+  c.what = k;
+  c.job_id = j.id;
+  c.reserved_by = j.reserved_by;
+  c.error = std::move(error);
+  return c;
+}
+
+job_request step(const std::string& what) {
+  return job_request{"step", {{"task", what}}};
+}
+
+std::string task_of(const job& j) {
+  return j.payload.at("task").get<std::string>();
+}
+
+std::set<std::string> tasks_of(const std::vector<job>& jobs) {
+  std::set<std::string> out;
+  for (auto& j : jobs)
+    out.insert(task_of(j));
+  return out;
+}
+
+task_state state_of(const workflow_info& w, const std::string& task) {
+  for (auto& t : w.tasks)
+    if (t.name == task)
+      return t.state;
+  FAIL("no task " << task);
+  return task_state::blocked;
+}
+
+/// Runs every task available now (succeeding, or failing for good those
+/// named in `fail`), until none is; returns the tasks in the order run.
+std::vector<std::string> run_all(db_adapter& db,
+                                 const std::set<std::string>& fail = {}) {
+  std::vector<std::string> order;
+  for (;;) {
+    auto batch = claim(db);
+    if (batch.empty())
+      return order;
+    std::vector<completion> cs;
+    for (auto& j : batch) {
+      order.push_back(task_of(j));
+      cs.push_back(fail.count(task_of(j))
+                       ? ends(j, completion::kind::failed, "boom")
+                       : ends(j));
+    }
+    auto applied = value_of(db.complete_jobs(cs));
+    CHECK(std::all_of(applied.begin(), applied.end(), [](bool b) { return b; }));
+  }
+}
+
+workflow diamond(parent_failure policy) {
+  workflow w{"diamond"};
+  w.add("a", step("a"));
+  w.add("b", step("b"), {"a"});
+  w.add("c", step("c"), {"a"});
+  w.add("d", step("d"), {{"b", parent_failure::cancel}, {"c", policy}});
+  return w;
+}
+
+} // namespace
+
+TEST_SUITE("workflows") {
+
+  TEST_CASE_TEMPLATE("a task runs only after all its parents succeeded", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto ids = value_of(db->enqueue_workflow(diamond(parent_failure::cancel)));
+    REQUIRE(ids.tasks.size() == 4);
+    CHECK(value_of(db->get_job(ids.tasks["d"])).state == job_state::blocked);
+    auto first = claim(*db);
+    REQUIRE(tasks_of(first) == std::set<std::string>{"a"});
+    CHECK(claim(*db).empty());
+    value_of(db->complete_jobs({ends(first[0])}));
+    auto second = claim(*db);
+    CHECK(tasks_of(second) == std::set<std::string>{"b", "c"});
+    // One parent of d done: d still waits.
+    value_of(db->complete_jobs({ends(second[0])}));
+    CHECK(claim(*db).empty());
+    auto w = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(w.state == workflow_state::running);
+    CHECK(w.succeeded == 2);
+    CHECK(state_of(w, "d") == task_state::blocked);
+    value_of(db->complete_jobs({ends(second[1])}));
+    auto last = claim(*db);
+    REQUIRE(tasks_of(last) == std::set<std::string>{"d"});
+    CHECK(last[0].id == ids.tasks["d"]);
+    value_of(db->complete_jobs({ends(last[0])}));
+    w = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(w.state == workflow_state::succeeded);
+    CHECK(w.succeeded == 4);
+    CHECK(w.finished_at);
+    REQUIRE(w.tasks.size() == 4);
+    for (auto& t : w.tasks) {
+      CHECK(t.state == task_state::succeeded);
+      CHECK(t.job_name == "step");
+    }
+    auto d = std::find_if(w.tasks.begin(), w.tasks.end(),
+                          [](auto& t) { return t.name == "d"; });
+    REQUIRE(d->after.size() == 2);
+    auto listed = value_of(db->list_workflows({}));
+    REQUIRE(listed.size() == 1);
+    CHECK(listed[0].id == ids.workflow_id);
+    CHECK(listed[0].state == workflow_state::succeeded);
+  }
+
+  TEST_CASE_TEMPLATE("a failed parent cancels its child by default, which "
+                     "runs with ignore and is held with hold",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    SUBCASE("cancel") {
+      auto ids =
+          value_of(db->enqueue_workflow(diamond(parent_failure::cancel)));
+      auto ran = run_all(*db, {"c"});
+      CHECK(std::count(ran.begin(), ran.end(), "d") == 0);
+      auto w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::failed);
+      CHECK(w.failed == 1);
+      CHECK(w.cancelled == 1);
+      CHECK(state_of(w, "d") == task_state::cancelled);
+      auto d = value_of(db->get_job(ids.tasks["d"]));
+      CHECK(d.state == job_state::cancelled);
+      CHECK(d.error.value_or("").find("did not succeed") != std::string::npos);
+    }
+    SUBCASE("ignore") {
+      auto ids =
+          value_of(db->enqueue_workflow(diamond(parent_failure::ignore)));
+      auto ran = run_all(*db, {"c"});
+      CHECK(std::count(ran.begin(), ran.end(), "d") == 1);
+      auto w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::failed);
+      CHECK(w.failed == 1);
+      CHECK(w.succeeded == 3);
+    }
+    SUBCASE("hold, then the workflow retried") {
+      auto ids = value_of(db->enqueue_workflow(diamond(parent_failure::hold)));
+      auto ran = run_all(*db, {"c"});
+      CHECK(std::count(ran.begin(), ran.end(), "d") == 0);
+      auto w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::running);
+      CHECK(w.held == 1);
+      CHECK(w.stuck());
+      CHECK(state_of(w, "d") == task_state::held);
+      w = value_of(db->retry_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::running);
+      CHECK(state_of(w, "c") == task_state::ready);
+      CHECK(state_of(w, "d") == task_state::blocked);
+      CHECK(w.succeeded == 2);
+      ran = run_all(*db);
+      CHECK(ran == std::vector<std::string>{"c", "d"});
+      w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::succeeded);
+      CHECK(w.succeeded == 4);
+    }
+  }
+
+  TEST_CASE_TEMPLATE("a retried workflow runs again only what did not "
+                     "succeed, cancelled descendants included",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"chain"};
+    w.add("a", step("a"));
+    w.add("b", step("b"), {"a"});
+    w.add("c", step("c"), {"b"});
+    w.add("d", step("d"), {"c"});
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto ran = run_all(*db, {"b"});
+    CHECK(ran == std::vector<std::string>{"a", "b"});
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::failed);
+    CHECK(info.cancelled == 2);
+    CHECK(error_of(db->retry_workflow(ids.workflow_id + 1000)) ==
+          errc::job_not_found);
+    info = value_of(db->retry_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::running);
+    CHECK(info.failed == 0);
+    CHECK(info.cancelled == 0);
+    ran = run_all(*db);
+    CHECK(ran == std::vector<std::string>{"b", "c", "d"});
+    info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::succeeded);
+    CHECK(error_of(db->retry_workflow(ids.workflow_id)) ==
+          errc::invalid_state);
+  }
+
+  TEST_CASE_TEMPLATE("fifty parents finished in one batch release their "
+                     "child once",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"fan-in"};
+    std::vector<std::string> parents;
+    for (int i = 0; i < 50; ++i) {
+      parents.push_back("p" + std::to_string(i));
+      w.add(parents.back(), step(parents.back()));
+    }
+    w.add("join", step("join"), parents);
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto batch = claim(*db);
+    REQUIRE(batch.size() == 50);
+    // Half in one transaction, half in the next.
+    std::vector<completion> first, second;
+    for (size_t i = 0; i < batch.size(); ++i)
+      (i % 2 ? first : second).push_back(ends(batch[i]));
+    value_of(db->complete_jobs(first));
+    CHECK(claim(*db).empty());
+    value_of(db->complete_jobs(second));
+    auto join = claim(*db);
+    REQUIRE(join.size() == 1);
+    CHECK(join[0].id == ids.tasks["join"]);
+    value_of(db->complete_jobs({ends(join[0])}));
+    CHECK(value_of(db->get_workflow(ids.workflow_id)).state ==
+          workflow_state::succeeded);
+  }
+
+  TEST_CASE_TEMPLATE("a rescued parent's late result releases nothing",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"late"};
+    w.add("a", step("a"));
+    w.add("b", step("b"), {"a"});
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto old = claim(*db, "node-a/q/1");
+    REQUIRE(old.size() == 1);
+    value_of(db->release_jobs_reserved_by("node-a/q/1"));
+    auto now_held = claim(*db, "node-b/q/1");
+    REQUIRE(now_held.size() == 1);
+    // The first holder's late success and failure apply to nothing.
+    CHECK(value_of(db->complete_jobs({ends(old[0])})) ==
+          std::vector<bool>{false});
+    CHECK(value_of(db->complete_jobs({ends(
+              old[0], completion::kind::failed, "late")})) ==
+          std::vector<bool>{false});
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(state_of(info, "a") == task_state::ready);
+    CHECK(state_of(info, "b") == task_state::blocked);
+    CHECK(claim(*db, "node-b/q/1").empty());
+    value_of(db->complete_jobs({ends(now_held[0])}));
+    auto b = claim(*db, "node-b/q/1");
+    REQUIRE(b.size() == 1);
+    CHECK(b[0].id == ids.tasks["b"]);
+  }
+
+  TEST_CASE_TEMPLATE("a cancelled workflow cancels what has not run and "
+                     "ends when its running task does",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"cancel me"};
+    w.add("a", step("a"));
+    w.add("a2", step("a2"));
+    w.add("b", step("b"), {"a"});
+    w.add("c", step("c"), {"b"}, parent_failure::ignore);
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto running = claim(*db, "n/q/1", 1);
+    REQUIRE(running.size() == 1);
+    REQUIRE(task_of(running[0]) == "a");
+    auto info = value_of(db->cancel_workflow(ids.workflow_id, "operator"));
+    CHECK(info.state == workflow_state::running);
+    CHECK(state_of(info, "a2") == task_state::cancelled);
+    CHECK(state_of(info, "b") == task_state::cancelled);
+    CHECK(state_of(info, "c") == task_state::cancelled);
+    CHECK(value_of(db->get_job(ids.tasks["b"])).error == "operator");
+    CHECK(claim(*db).empty());
+    // The running task ends cancelled whatever it reports.
+    value_of(db->complete_jobs({ends(running[0])}));
+    info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::cancelled);
+    CHECK(info.cancelled == 4);
+    CHECK(error_of(db->cancel_workflow(ids.workflow_id, "")) ==
+          errc::invalid_state);
+    CHECK(error_of(db->cancel_workflow(ids.workflow_id + 99, "")) ==
+          errc::job_not_found);
+  }
+
+  TEST_CASE_TEMPLATE("a deleted or cancelled task ends its children as "
+                     "their policy says",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"deletions"};
+    w.add("a", step("a"));
+    w.add("b", step("b"), {"a"});
+    w.add("c", step("c"), {"b"}, parent_failure::ignore);
+    w.add("d", step("d"), {"a"});
+    auto ids = value_of(db->enqueue_workflow(w));
+    // b is blocked: cancelling it lets c go (ignore) once a is done.
+    auto cancelled = value_of(db->cancel_job(ids.tasks["b"], "not needed"));
+    CHECK(cancelled.state == job_state::cancelled);
+    // a waits: deleting it cancels d (cancel policy).
+    require_ok(db->delete_job(ids.tasks["a"]));
+    CHECK(error_of(db->get_job(ids.tasks["a"])) == errc::job_not_found);
+    auto ran = run_all(*db);
+    CHECK(ran == std::vector<std::string>{"c"});
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(state_of(info, "d") == task_state::cancelled);
+    CHECK(info.state == workflow_state::failed);
+  }
+
+  TEST_CASE_TEMPLATE("bad workflows are refused and nothing is written", S,
+                     BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto refused = [&](const workflow& w, const char* says,
+                       errc code = errc::invalid_argument) {
+      auto r = db->enqueue_workflow(w);
+      REQUIRE_FALSE(r);
+      CHECK(code_of(r.error()) == code);
+      auto text = test::why(r);
+      CHECK_MESSAGE(text.find(says) != std::string::npos, text);
+    };
+    {
+      workflow w{"cycle"};
+      w.add("a", step("a"), {"c"});
+      w.add("b", step("b"), {"a"});
+      w.add("c", step("c"), {"b"});
+      w.add("d", step("d"));
+      refused(w, "cycle: ");
+    }
+    {
+      workflow w{"unknown"};
+      w.add("a", step("a"), {"ghost"});
+      refused(w, "unknown task 'ghost'");
+    }
+    {
+      workflow w{"twice"};
+      w.add("a", step("a"));
+      w.add("a", step("a"));
+      refused(w, "used twice");
+    }
+    {
+      workflow w{"self"};
+      w.add("a", step("a"), {"a"});
+      refused(w, "depends on itself");
+    }
+    refused(workflow{"empty"}, "at least one task");
+    {
+      workflow w{"bad name"};
+      w.add(std::string{"t\x01"}, step("a"));
+      refused(w, "task name");
+    }
+    {
+      workflow w{"bad request"};
+      w.add("a", step("a"));
+      w.add("b", job_request{""});
+      refused(w, "", errc::invalid_job_name);
+    }
+    {
+      workflow w{"unique"};
+      unique_options u;
+      u.key = "k";
+      w.add("a", std::move(step("a").with_unique(u)));
+      refused(w, "unique");
+    }
+    CHECK(value_of(db->list_workflows({})).empty());
+    CHECK(value_of(db->stats()).total() == 0);
+    workflow_query q;
+    q.limit = 0;
+    CHECK(error_of(db->list_workflows(q)) == errc::invalid_argument);
+  }
+}
