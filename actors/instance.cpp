@@ -268,6 +268,38 @@ caf::expected<job_record> instance::get_job(int64_t job_id) {
                          job_id);
 }
 
+caf::expected<workflow_ids>
+instance::enqueue_workflow(const workflow& w,
+                           std::chrono::milliseconds timeout) {
+  if (!root_ || !direct_ || !actor())
+    return ask<workflow_ids>(*sys_, actor(), timeout, workflow_atom::value, w);
+  return directly(*direct_,
+                  [&](auto& door) { return door.enqueue_workflow(w); });
+}
+
+caf::expected<workflow_info> instance::get_workflow(int64_t id) {
+  return ask<workflow_info>(*sys_, actor(), control_timeout,
+                            workflow_atom::value, id);
+}
+
+caf::expected<std::vector<workflow_info>>
+instance::list_workflows(const workflow_query& query) {
+  return ask<std::vector<workflow_info>>(*sys_, actor(), control_timeout,
+                                         workflow_atom::value, query);
+}
+
+caf::expected<workflow_info> instance::cancel_workflow(int64_t id,
+                                                       std::string reason) {
+  return ask<workflow_info>(*sys_, actor(), control_timeout,
+                            cancel_atom::value, workflow_atom::value, id,
+                            std::move(reason));
+}
+
+caf::expected<workflow_info> instance::retry_workflow(int64_t id) {
+  return ask<workflow_info>(*sys_, actor(), control_timeout, retry_atom::value,
+                            workflow_atom::value, id);
+}
+
 caf::expected<job_page> instance::list_jobs(const job_query& query) {
   return ask<job_page>(*sys_, actor(), control_timeout, list_atom::value,
                        query);

@@ -160,6 +160,29 @@ public:
   /// One job, wherever it is kept.
   caf::expected<job_record> get_job(int64_t job_id);
 
+  /// Stores a workflow (`db_adapter::enqueue_workflow`): its tasks' job
+  /// names must be ones this node accepts; keys are derived and values
+  /// sealed as for `enqueue`.
+  caf::expected<workflow_ids>
+  enqueue_workflow(const workflow& w,
+                   std::chrono::milliseconds timeout = std::chrono::seconds{30});
+
+  /// The workflow `id` with its tasks.
+  caf::expected<workflow_info> get_workflow(int64_t id);
+
+  /// Workflows, newest first, without their tasks.
+  caf::expected<std::vector<workflow_info>>
+  list_workflows(const workflow_query& query = {});
+
+  /// Cancels what has not finished of workflow `id`; its running tasks are
+  /// asked to stop and end cancelled.
+  caf::expected<workflow_info> cancel_workflow(int64_t id,
+                                               std::string reason = {});
+
+  /// Runs the failed, cancelled and held tasks of workflow `id` again,
+  /// not what succeeded.
+  caf::expected<workflow_info> retry_workflow(int64_t id);
+
   /// One page of jobs in one state (by name, or by `queue` of this node).
   caf::expected<job_page> list_jobs(const job_query& query);
 

@@ -104,6 +104,14 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 /// `(stats_atom)` → `stats_report`.
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
+/// `(workflow_atom, workflow)` → `workflow_ids`: stores a workflow (its
+/// tasks' job names must be ones this node accepts);
+/// `(workflow_atom, int64_t id)` → `workflow_info` with its tasks;
+/// `(workflow_atom, workflow_query)` → `std::vector<workflow_info>`;
+/// `(cancel_atom, workflow_atom, int64_t id, std::string reason)` and
+/// `(retry_atom, workflow_atom, int64_t id)` → `workflow_info`.
+using workflow_atom = caf::atom_constant<caf::atom("workflow")>;
+
 /// `(pauses_atom)` → `std::vector<pause_record>`.
 using pauses_atom = caf::atom_constant<caf::atom("pauses")>;
 
@@ -178,6 +186,13 @@ using bg_jobs_actor = caf::typed_actor<
     caf::replies_to<list_atom, job_query>::with<job_page>,
     caf::replies_to<stats_atom>::with<stats_report>,
     caf::replies_to<pauses_atom>::with<std::vector<pause_record>>,
+    caf::replies_to<workflow_atom, workflow>::with<workflow_ids>,
+    caf::replies_to<workflow_atom, int64_t>::with<workflow_info>,
+    caf::replies_to<workflow_atom, workflow_query>::with<
+        std::vector<workflow_info>>,
+    caf::replies_to<cancel_atom, workflow_atom, int64_t,
+                    std::string>::with<workflow_info>,
+    caf::replies_to<retry_atom, workflow_atom, int64_t>::with<workflow_info>,
     caf::replies_to<lookup_atom, std::string>::with<caf::actor>,
     caf::replies_to<names_atom>::with<std::vector<std::string>>,
     caf::reacts_to<flush_atom>>;

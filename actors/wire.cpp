@@ -232,6 +232,8 @@ json to_json(const job_record& x) {
           {"concurrency_key", text_or_null(x.concurrency_key)},
           {"second_concurrency_key", text_or_null(x.second_concurrency_key)}};
   put_attrs(j, x);
+  if (!x.output.is_null())
+    j["output"] = x.output;
   return j;
 }
 
@@ -258,6 +260,7 @@ void from_json(const json& j, job_record& x) {
   x.second_concurrency_key =
       maybe_of<std::string>(j, "second_concurrency_key").value_or("");
   get_attrs(j, x);
+  x.output = j.value("output", json());
 }
 
 json to_json(const job_query& x) {
@@ -280,6 +283,130 @@ void from_json(const json& j, job_query& x) {
   x.tag = maybe_of<std::string>(j, "tag").value_or("");
   x.newest_first = j.at("newest_first").get<bool>();
   x.after = j.at("after").get<std::string>();
+  x.limit = j.at("limit").get<int>();
+}
+
+json to_json(const workflow& x) {
+  json tasks = json::array();
+  for (auto& t : x.tasks()) {
+    json after = json::array();
+    for (auto& d : t.after)
+      after.push_back({{"parent", d.parent},
+                       {"on_failure", to_string(d.on_failure)}});
+    tasks.push_back({{"name", t.name},
+                     {"request", to_json(t.request)},
+                     {"after", std::move(after)}});
+  }
+  return {{"name", x.name()}, {"tasks", std::move(tasks)}};
+}
+
+void from_json(const json& j, workflow& x) {
+  x = workflow{j.at("name").get<std::string>()};
+  for (auto& t : j.at("tasks")) {
+    std::vector<task_dependency> after;
+    for (auto& d : t.at("after")) {
+      auto policy =
+          parse_parent_failure(d.value("on_failure", std::string{"cancel"}));
+      if (!policy)
+        throw std::invalid_argument("unknown on_failure policy");
+      after.push_back({d.at("parent").get<std::string>(), *policy});
+    }
+    job_request r{""};
+    from_json(t.at("request"), r);
+    x.add(t.at("name").get<std::string>(), std::move(r), std::move(after));
+  }
+}
+
+json to_json(const workflow_ids& x) {
+  return {{"workflow_id", x.workflow_id}, {"tasks", x.tasks}};
+}
+
+void from_json(const json& j, workflow_ids& x) {
+  x.workflow_id = j.at("workflow_id").get<int64_t>();
+  x.tasks = j.at("tasks").get<std::map<std::string, int64_t>>();
+}
+
+json to_json(const workflow_info& x) {
+  json tasks = json::array();
+  for (auto& t : x.tasks) {
+    json after = json::array();
+    for (auto& d : t.after)
+      after.push_back({{"parent", d.parent},
+                       {"on_failure", to_string(d.on_failure)}});
+    json tj = {{"name", t.name},
+               {"job_id", t.job_id},
+               {"job_name", t.job_name},
+               {"state", to_string(t.state)},
+               {"after", std::move(after)},
+               {"finished_at", time_of(t.finished_at)}};
+    if (!t.output.is_null())
+      tj["output"] = t.output;
+    tasks.push_back(std::move(tj));
+  }
+  return {{"id", x.id},
+          {"name", x.name},
+          {"state", to_string(x.state)},
+          {"stuck", x.stuck()},
+          {"total", x.total},
+          {"succeeded", x.succeeded},
+          {"failed", x.failed},
+          {"cancelled", x.cancelled},
+          {"held", x.held},
+          {"created_at", time_of(x.created_at)},
+          {"finished_at", time_of(x.finished_at)},
+          {"tasks", std::move(tasks)}};
+}
+
+void from_json(const json& j, workflow_info& x) {
+  x.id = j.at("id").get<int64_t>();
+  x.name = j.at("name").get<std::string>();
+  auto state = parse_workflow_state(j.at("state").get<std::string>());
+  if (!state)
+    throw std::invalid_argument("unknown workflow state");
+  x.state = *state;
+  x.total = j.at("total").get<int64_t>();
+  x.succeeded = j.at("succeeded").get<int64_t>();
+  x.failed = j.at("failed").get<int64_t>();
+  x.cancelled = j.at("cancelled").get<int64_t>();
+  x.held = j.at("held").get<int64_t>();
+  x.created_at = time_at(j, "created_at");
+  x.finished_at = maybe_time(j, "finished_at");
+  x.tasks.clear();
+  for (auto& tj : j.at("tasks")) {
+    task_info t;
+    t.name = tj.at("name").get<std::string>();
+    t.job_id = tj.at("job_id").get<int64_t>();
+    t.job_name = tj.at("job_name").get<std::string>();
+    auto ts = parse_task_state(tj.at("state").get<std::string>());
+    if (!ts)
+      throw std::invalid_argument("unknown task state");
+    t.state = *ts;
+    for (auto& d : tj.at("after")) {
+      auto policy = parse_parent_failure(d.at("on_failure").get<std::string>());
+      if (!policy)
+        throw std::invalid_argument("unknown on_failure policy");
+      t.after.push_back({d.at("parent").get<std::string>(), *policy});
+    }
+    t.finished_at = maybe_time(tj, "finished_at");
+    t.output = tj.value("output", json());
+    x.tasks.push_back(std::move(t));
+  }
+}
+
+json to_json(const workflow_query& x) {
+  return {{"state", x.state ? json(to_string(*x.state)) : json()},
+          {"before_id", x.before_id},
+          {"limit", x.limit}};
+}
+
+void from_json(const json& j, workflow_query& x) {
+  x.state.reset();
+  if (auto s = maybe_of<std::string>(j, "state")) {
+    x.state = parse_workflow_state(*s);
+    if (!x.state)
+      throw std::invalid_argument("unknown workflow state");
+  }
+  x.before_id = j.at("before_id").get<int64_t>();
   x.limit = j.at("limit").get<int>();
 }
 
@@ -561,6 +688,35 @@ caf::error decode(const std::string& text, stats_report& x) {
   return decode_as(text, x, "stats report");
 }
 
+std::string encode(const workflow& x) {
+  return to_json(x).dump();
+}
+std::string encode(const workflow_ids& x) {
+  return to_json(x).dump();
+}
+std::string encode(const workflow_info& x) {
+  return to_json(x).dump();
+}
+std::string encode(const workflow_query& x) {
+  return to_json(x).dump();
+}
+caf::error decode(const std::string& text, workflow& x) {
+  return decode_as(text, x, "workflow");
+}
+caf::error decode(const std::string& text, workflow_ids& x) {
+  return decode_as(text, x, "workflow's ids");
+}
+caf::error decode(const std::string& text, workflow_info& x) {
+  return decode_as(text, x, "workflow");
+}
+caf::error decode(const std::string& text, workflow_query& x) {
+  return decode_as(text, x, "workflow query");
+}
+
+json as_json(const workflow_info& x) {
+  return to_json(x);
+}
+
 } // namespace bg_jobs::wire
 
 namespace bg_jobs {
@@ -575,6 +731,10 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<pause_kind>("bg_jobs::pause_kind");
   cfg.add_message_type<pause_record>("bg_jobs::pause_record");
   cfg.add_message_type<stats_report>("bg_jobs::stats_report");
+  cfg.add_message_type<workflow>("bg_jobs::workflow");
+  cfg.add_message_type<workflow_ids>("bg_jobs::workflow_ids");
+  cfg.add_message_type<workflow_info>("bg_jobs::workflow_info");
+  cfg.add_message_type<workflow_query>("bg_jobs::workflow_query");
   // The ids a bulk enqueue answers with.
   cfg.add_message_type<std::vector<int64_t>>("std::vector<int64_t>");
 }

@@ -25,6 +25,10 @@ struct pause_record;
 struct stats_report;
 struct job_stats;
 struct queue_stats;
+class workflow;
+struct workflow_ids;
+struct workflow_info;
+struct workflow_query;
 
 namespace wire {
 
@@ -38,6 +42,11 @@ nlohmann::json as_json(const job_stats& x);
 /// A queue's `{"limits", "keys", "blocked", "keys_full",
 /// "waiting_on_limit"}`.
 nlohmann::json limits_as_json(const queue_stats& x);
+/// A workflow with its tasks (`{"id", "name", "state", "stuck", "total",
+/// "succeeded", "failed", "cancelled", "held", "created_at",
+/// "finished_at", "tasks": [{"name", "job_id", "job_name", "state",
+/// "after", "finished_at", "output"?}]}`).
+nlohmann::json as_json(const workflow_info& x);
 
 std::string encode(const job& x);
 std::string encode(const job_request& x);
@@ -46,6 +55,10 @@ std::string encode(const job_query& x);
 std::string encode(const job_page& x);
 std::string encode(const pause_record& x);
 std::string encode(const stats_report& x);
+std::string encode(const workflow& x);
+std::string encode(const workflow_ids& x);
+std::string encode(const workflow_info& x);
+std::string encode(const workflow_query& x);
 
 caf::error decode(const std::string& text, job& x);
 caf::error decode(const std::string& text, job_request& x);
@@ -54,6 +67,10 @@ caf::error decode(const std::string& text, job_query& x);
 caf::error decode(const std::string& text, job_page& x);
 caf::error decode(const std::string& text, pause_record& x);
 caf::error decode(const std::string& text, stats_report& x);
+caf::error decode(const std::string& text, workflow& x);
+caf::error decode(const std::string& text, workflow_ids& x);
+caf::error decode(const std::string& text, workflow_info& x);
+caf::error decode(const std::string& text, workflow_query& x);
 
 /// Inspects `x` as its JSON text under the type name `name`.
 template <class Inspector, class T>
@@ -102,6 +119,26 @@ typename Inspector::result_type inspect(Inspector& f, pause_record& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stats_report& x) {
   return wire::inspect_as_text(f, x, "bg_jobs::stats_report");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, workflow& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::workflow");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, workflow_ids& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::workflow_ids");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, workflow_info& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::workflow_info");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, workflow_query& x) {
+  return wire::inspect_as_text(f, x, "bg_jobs::workflow_query");
 }
 
 /// Announces every bg_jobs message type (and the `bg_jobs` error category)

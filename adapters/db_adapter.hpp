@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -598,6 +599,12 @@ public:
   /// parents succeeded, else waits for them again. `invalid_state` when
   /// none failed, was cancelled or is held. Returns it after the change.
   virtual caf::expected<workflow_info> retry_workflow(int64_t id) = 0;
+
+  /// The outputs (`outcome::success(output)`) of the parents of the task
+  /// whose job is `job_id`, by task name: those that succeeded with one.
+  /// Empty for a job that is not a task.
+  virtual caf::expected<std::map<std::string, nlohmann::json>>
+  parent_outputs(int64_t job_id) = 0;
 
   // -- reads ---------------------------------------------------------------
 

@@ -42,6 +42,9 @@ struct completion {
   /// transaction (`outcome::committed`), so a change that finds the job
   /// gone from `jobs` is reported as done, not as a lost reservation.
   bool committed = false;
+  /// With `succeeded`: the handler's output as JSON text, stored with the
+  /// job in the same transaction; empty when none.
+  std::string output;
 };
 
 } // namespace bg_jobs

@@ -76,12 +76,18 @@ const char* to_string(event_kind k) {
     return "bg_jobs.shutdown.stop";
   case event_kind::maintenance_leader:
     return "bg_jobs.maintenance.leader";
+  case event_kind::workflow_started:
+    return "bg_jobs.workflow.start";
+  case event_kind::workflow_cancelled:
+    return "bg_jobs.workflow.cancel";
+  case event_kind::workflow_retried:
+    return "bg_jobs.workflow.retry";
   }
   return "bg_jobs.unknown";
 }
 
 std::optional<event_kind> event_kind_named(std::string_view name) {
-  for (int k = 0; k <= static_cast<int>(event_kind::maintenance_leader); ++k)
+  for (int k = 0; k <= static_cast<int>(event_kind::workflow_retried); ++k)
     if (name == to_string(static_cast<event_kind>(k)))
       return static_cast<event_kind>(k);
   return std::nullopt;

@@ -69,6 +69,12 @@ enum class event_kind {
   /// This node took or lost the lease of the store-wide upkeep (rescue,
   /// pruning, vacuum); `message` says which.
   maintenance_leader,
+  /// A workflow was stored; `message` names it and its size.
+  workflow_started,
+  /// An operator cancelled a workflow; `message` names it.
+  workflow_cancelled,
+  /// An operator retried a workflow's failed, cancelled and held tasks.
+  workflow_retried,
   /// The earlier name of `job_exception`.
   job_retry [[deprecated("renamed job_exception")]] = job_exception,
 };

@@ -115,6 +115,8 @@ struct job_record {
   nlohmann::json meta = nlohmann::json::object();
   std::vector<std::string> tags;
   trace_context trace;
+  /// Its output (`outcome::success(output)`), null when none.
+  nlohmann::json output;
 };
 
 } // namespace bg_jobs

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace bg_jobs {
 
 /// What a handler reports about one attempt of a job.
@@ -31,6 +33,17 @@ public:
   };
 
   static outcome success() { return outcome{kind::success, {}, {}}; }
+
+  /// Success with an output (a JSON value, at most `max_output_size`
+  /// bytes serialized): stored with the job in the transaction that
+  /// records its success, read by `instance::get_job` and by the tasks
+  /// that depend on it (`job_context::parent_outputs`). An output over
+  /// the limit fails the attempt instead, saying so.
+  static outcome success(nlohmann::json output) {
+    outcome o{kind::success, {}, {}};
+    o.output_ = std::move(output);
+    return o;
+  }
 
   /// The handler's own transaction, which holds its writes and the job's
   /// completion (`complete_in`), committed: the job is done. (Should it
@@ -74,6 +87,9 @@ public:
   /// The delay of a snooze, the retry-after of a rate limit.
   std::chrono::milliseconds delay() const { return delay_; }
 
+  /// The output of a success; null when it has none.
+  const nlohmann::json& output() const { return output_; }
+
 private:
   outcome(kind k, std::string message, std::chrono::milliseconds delay)
       : kind_(k), message_(std::move(message)), delay_(delay) {}
@@ -81,6 +97,10 @@ private:
   kind kind_;
   std::string message_;
   std::chrono::milliseconds delay_;
+  nlohmann::json output_;
 };
+
+/// The largest output a handler may return, in bytes of serialized JSON.
+constexpr size_t max_output_size = 256 * 1024;
 
 } // namespace bg_jobs

@@ -3,9 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
+
+#include <caf/expected.hpp>
 
 #include "bg_jobs/core/backoff.hpp"
 #include "bg_jobs/core/job.hpp"
@@ -14,12 +17,29 @@
 namespace bg_jobs {
 
 /// What a handler sees of its run besides the job: whether it should stop,
-/// so that a long handler can return early.
+/// so that a long handler can return early, and, for a workflow's task, the
+/// outputs of the tasks it depends on.
 class job_context {
 public:
+  /// Reads the outputs of the parents of the job that runs.
+  using inputs_reader =
+      std::function<caf::expected<std::map<std::string, nlohmann::json>>()>;
+
   explicit job_context(const std::atomic<bool>* abandoned = nullptr,
-                       const std::atomic<bool>* cancel_requested = nullptr)
-      : abandoned_(abandoned), cancel_requested_(cancel_requested) {}
+                       const std::atomic<bool>* cancel_requested = nullptr,
+                       inputs_reader inputs = nullptr)
+      : abandoned_(abandoned), cancel_requested_(cancel_requested),
+        inputs_(std::move(inputs)) {}
+
+  /// The outputs of the tasks this one depends on that succeeded with one
+  /// (`outcome::success(output)`), by task name, read from the store; empty
+  /// for a job that is not a workflow's task, or where no store is at hand
+  /// (`testing::run_job` without one).
+  caf::expected<std::map<std::string, nlohmann::json>> parent_outputs() const {
+    if (!inputs_)
+      return std::map<std::string, nlohmann::json>{};
+    return inputs_();
+  }
 
   /// True once the job was cancelled (`instance::cancel`: the job is
   /// recorded as cancelled whatever the handler returns) or the attempt
@@ -32,6 +52,7 @@ public:
 private:
   const std::atomic<bool>* abandoned_;
   const std::atomic<bool>* cancel_requested_;
+  inputs_reader inputs_;
 };
 
 /// Runs jobs of one name. A handler returns an `outcome`; a handler that

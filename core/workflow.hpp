@@ -131,6 +131,8 @@ struct task_info {
   task_state state = task_state::blocked;
   std::vector<task_dependency> after;
   std::optional<timestamp> finished_at;
+  /// Its output, null when none.
+  nlohmann::json output;
 };
 
 /// A workflow as stored, with its tasks.

@@ -243,4 +243,59 @@ enqueuer::enqueue_many(const std::vector<job_request>& given) {
   return ids;
 }
 
+caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given) {
+  workflow w{given.name()};
+  auto now = ctx_.now();
+  std::map<std::string, std::chrono::milliseconds> delayed;
+  std::set<std::string> roots;
+  for (auto& t : given.tasks()) {
+    auto refuse = [&](const caf::error& err) {
+      return make_error(code_of(err), "task '" + printable(t.name) + "': " +
+                                          message_of(err));
+    };
+    job_request r = t.request;
+    if (auto err = check_name(r))
+      return refuse(err);
+    if (derives_key(r))
+      if (auto err = derive_key(r))
+        return refuse(err);
+    auto sealed = sealed_request(r, ctx_.plan->keys.get());
+    if (!sealed)
+      return refuse(sealed.error());
+    if (*sealed)
+      r = std::move(**sealed);
+    if (t.after.empty()) {
+      roots.insert(r.name());
+      if (auto later = due_in(r.resolve_available_at(now))) {
+        auto [i, fresh] = delayed.emplace(r.name(), *later);
+        if (!fresh)
+          i->second = std::min(i->second, *later);
+      }
+    }
+    w.add(t.name, std::move(r), t.after);
+  }
+  auto db = connection();
+  if (!db)
+    return std::move(db.error());
+  auto ids = (*db)->enqueue_workflow(w);
+  if (!ids) {
+    store_.failed(ids.error(), "inserting a workflow");
+    return ids;
+  }
+  for (auto& n : roots)
+    if (runs_here(n))
+      wake(n, std::chrono::milliseconds{0});
+  for (auto& [n, later] : delayed)
+    if (runs_here(n))
+      wake(n, later);
+  if (ctx_.bus->active()) {
+    event e{event_kind::workflow_started};
+    e.message = "workflow " + std::to_string(ids->workflow_id) + " '" +
+                printable(w.name()) + "' with " +
+                std::to_string(w.tasks().size()) + " tasks";
+    ctx_.emit(std::move(e));
+  }
+  return ids;
+}
+
 } // namespace bg_jobs::detail

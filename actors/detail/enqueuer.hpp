@@ -31,6 +31,10 @@ public:
   caf::expected<std::vector<int64_t>>
   enqueue_many(const std::vector<job_request>& rs);
 
+  /// Stores `w` (its tasks' names checked, keys derived and values sealed
+  /// as single enqueues are) and wakes the queues of its first tasks.
+  caf::expected<workflow_ids> enqueue_workflow(const workflow& w);
+
   /// Wakes this node's queues of `job_name` ("*": every idle one) after
   /// `delay` (0: at once), through the router.
   void wake(const std::string& job_name,

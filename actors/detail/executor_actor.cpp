@@ -13,6 +13,7 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
@@ -45,6 +46,7 @@ struct handler_slot {
   std::string queue_name;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<bg_jobs::clock> clock;
+  std::shared_ptr<direct_enqueue> shared;
 };
 
 void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
@@ -180,8 +182,19 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
       if (auto sealed = slot->rules->open(j))
         result = outcome::failure(describe(sealed));
       else
-        result =
-            w->run(j, job_context{&slot->cancelled, &slot->cancel_requested});
+        result = w->run(
+            j, job_context{&slot->cancelled, &slot->cancel_requested,
+                           [shared = slot->shared, id = j.id]()
+                               -> caf::expected<
+                                   std::map<std::string, nlohmann::json>> {
+                             if (!shared)
+                               return std::map<std::string, nlohmann::json>{};
+                             std::lock_guard<std::mutex> guard{shared->mtx};
+                             auto db = shared->door.connection();
+                             if (!db)
+                               return std::move(db.error());
+                             return (*db)->parent_outputs(id);
+                           }});
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started);
@@ -242,6 +255,7 @@ spawned_executor spawn_executor(caf::event_based_actor* queue,
   slot->queue_name = std::move(args.queue_name);
   slot->bus = std::move(args.bus);
   slot->clock = std::move(args.clock);
+  slot->shared = std::move(args.shared);
   auto actor = queue->spawn<caf::linked>(executor_actor, slot);
   return {std::move(actor), executor_handoff{std::move(slot)}};
 }

@@ -12,6 +12,7 @@
 
 #include "bg_jobs/actors/detail/event_bus.hpp"
 #include "bg_jobs/actors/detail/job_rules.hpp"
+#include "bg_jobs/actors/detail/node_context.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/worker.hpp"
 
@@ -26,6 +27,9 @@ struct executor_args {
   std::shared_ptr<const job_rules> rules;
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<bg_jobs::clock> clock;
+  /// The node's shared connection, for a handler's reads (the outputs a
+  /// task depends on).
+  std::shared_ptr<direct_enqueue> shared;
 };
 
 /// A reserved job that has not started, with the latest time it may still

@@ -366,6 +366,57 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
           return std::move(*r);
         });
       },
+      [=](workflow_atom, const workflow& w) -> caf::result<workflow_ids> {
+        return guarded([&]() -> caf::result<workflow_ids> {
+          auto ids = self->state.door.enqueue_workflow(w);
+          if (!ids)
+            return std::move(ids.error());
+          return std::move(*ids);
+        });
+      },
+      [=](workflow_atom, int64_t id) -> caf::result<workflow_info> {
+        return guarded([&]() -> caf::result<workflow_info> {
+          auto r = self->state.control<workflow_info>(
+              "reading a workflow",
+              [&](db_adapter& db) { return db.get_workflow(id); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](workflow_atom,
+          const workflow_query& q) -> caf::result<std::vector<workflow_info>> {
+        return guarded([&]() -> caf::result<std::vector<workflow_info>> {
+          auto r = self->state.control<std::vector<workflow_info>>(
+              "listing workflows",
+              [&](db_adapter& db) { return db.list_workflows(q); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](cancel_atom, workflow_atom, int64_t id,
+          const std::string& reason) -> caf::result<workflow_info> {
+        return guarded([&]() -> caf::result<workflow_info> {
+          auto r = self->state.act<workflow_info>(
+              "cancelling a workflow", [&](control_plane& cp) {
+                return cp.cancel_workflow(id, reason);
+              });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](retry_atom, workflow_atom, int64_t id) -> caf::result<workflow_info> {
+        return guarded([&]() -> caf::result<workflow_info> {
+          auto r = self->state.act<workflow_info>(
+              "retrying a workflow",
+              [&](control_plane& cp) { return cp.retry_workflow(id); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
       [=](pauses_atom) -> caf::result<std::vector<pause_record>> {
         return guarded([&]() -> caf::result<std::vector<pause_record>> {
           auto r = self->state.control<std::vector<pause_record>>(

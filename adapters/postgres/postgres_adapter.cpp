@@ -966,7 +966,7 @@ bool successes_of_one_owner(const std::vector<completion>& cs) {
   bool same = !cs.empty();
   for (auto& c : cs)
     same = same && c.what == completion::kind::succeeded &&
-           c.reserved_by == cs.front().reserved_by;
+           c.output.empty() && c.reserved_by == cs.front().reserved_by;
   return same;
 }
 
@@ -1098,6 +1098,15 @@ postgres_adapter::complete_jobs(const std::vector<completion>& completions) {
       auto at = to_unix_ms(c.available_at);
       switch (c.what) {
       case completion::kind::succeeded:
+        // The output first, kept only while the success will apply.
+        if (!c.output.empty())
+          tx.exec_params(
+              "INSERT INTO bg_jobs_outputs (job_id, output)"
+              " SELECT id, $2::jsonb FROM jobs WHERE id = $1"
+              " AND reserved_by IS NOT DISTINCT FROM $3"
+              " AND cancel_reason IS NULL ON CONFLICT (job_id)"
+              " DO UPDATE SET output = excluded.output",
+              c.job_id, c.output, owner);
         r = tx.exec_prepared("bgj_succeed", c.job_id, now, owner);
         break;
       case completion::kind::failed:

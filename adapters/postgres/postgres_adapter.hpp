@@ -173,6 +173,8 @@ public:
   caf::expected<workflow_info>
   cancel_workflow(int64_t id, const std::string& reason) override;
   caf::expected<workflow_info> retry_workflow(int64_t id) override;
+  caf::expected<std::map<std::string, nlohmann::json>>
+  parent_outputs(int64_t job_id) override;
   /// The store's plan for the claim statement of `reserve_jobs(params)`, as
   /// text (it names the index it uses).
   caf::expected<std::string> explain_reserve(const reserve_params& params);

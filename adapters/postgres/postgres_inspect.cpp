@@ -588,6 +588,13 @@ caf::expected<job_record> postgres_adapter::get_job(int64_t job_id) {
         change_result out;
         out.record = record_in(tx, now, job_id);
         out.changed = true;
+        if (out.record) {
+          auto o = tx.exec_params("SELECT output::text FROM bg_jobs_outputs"
+                                  " WHERE job_id = $1",
+                                  job_id);
+          if (!o.empty())
+            out.record->output = parse_payload(o[0][0]);
+        }
         return out;
       });
   return settle(std::move(r), job_id, "");

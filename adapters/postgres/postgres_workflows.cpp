@@ -149,7 +149,9 @@ caf::expected<workflow_info> postgres_adapter::get_workflow(int64_t id) {
         std::map<int64_t, size_t> at;
         for (const auto& t : tx.exec_params(
                  "SELECT t.task, t.job_id, t.state, " BG_JOBS_MS(
-                     "t.finished_at") ","
+                     "t.finished_at") ", (SELECT output::text"
+                                      " FROM bg_jobs_outputs o"
+                                      " WHERE o.job_id = t.job_id),"
                                       " coalesce((SELECT name FROM jobs"
                                       "  WHERE id = t.job_id),"
                                       " (SELECT name FROM bg_jobs_blocked"
@@ -169,7 +171,9 @@ caf::expected<workflow_info> postgres_adapter::get_workflow(int64_t id) {
                          .value_or(task_state::blocked);
           if (!t[3].is_null())
             ti.finished_at = from_unix_ms(t[3].as<int64_t>());
-          ti.job_name = t[4].as<std::string>();
+          if (!t[4].is_null())
+            ti.output = parse_payload(t[4]);
+          ti.job_name = t[5].as<std::string>();
           at.emplace(ti.job_id, w.tasks.size());
           w.tasks.push_back(std::move(ti));
         }
@@ -366,6 +370,22 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
                       "workflow " + std::to_string(id) +
                           " has no failed, cancelled or held task");
   return get_workflow(id);
+}
+
+caf::expected<std::map<std::string, nlohmann::json>>
+postgres_adapter::parent_outputs(int64_t job_id) {
+  return impl_->in_statement(
+      "reading a task's inputs", [&](pqxx::transaction_base& tx) {
+        std::map<std::string, nlohmann::json> out;
+        for (const auto& row : tx.exec_params(
+                 "SELECT p.task, o.output::text FROM bg_jobs_deps d"
+                 " JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
+                 " JOIN bg_jobs_outputs o ON o.job_id = d.parent_id"
+                 " WHERE d.child_id = $1",
+                 job_id))
+          out.emplace(row[0].as<std::string>(), parse_payload(row[1]));
+        return out;
+      });
 }
 
 } // namespace bg_jobs

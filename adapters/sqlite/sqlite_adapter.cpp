@@ -970,6 +970,19 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
       sql = sql_copy_cancelled;
       break;
     }
+    // The output first, kept only while the success below will apply.
+    if (sql == sql_copy_succeeded && !c.output.empty())
+      if (auto kept = execute(
+              "INSERT INTO bg_jobs_outputs (job_id, output)"
+              " SELECT id, ?2 FROM jobs WHERE id = ?1 AND reserved_by IS ?3"
+              " AND cancel_reason IS NULL"
+              " ON CONFLICT (job_id) DO UPDATE SET output = excluded.output",
+              [&](statement& q) {
+                q.bind(1, c.job_id).bind(2, c.output).bind(3, c.reserved_by);
+              },
+              "keeping a job's output");
+          !kept)
+        return std::move(kept.error());
     auto changed = run(sql, c);
     if (!changed)
       return std::move(changed.error());

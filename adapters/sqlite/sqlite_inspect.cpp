@@ -568,6 +568,15 @@ caf::expected<job_record> sqlite_adapter::get_job(int64_t job_id) {
     return std::move(rec.error());
   if (!*rec)
     return no_job(job_id);
+  auto s = prepare("SELECT output FROM bg_jobs_outputs WHERE job_id = ?1");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, job_id);
+  if (q.step() == SQLITE_ROW)
+    (*rec)->output =
+        parse_payload(sqlite3_column_text(q.get(), 0),
+                      sqlite3_column_bytes(q.get(), 0));
   return std::move(**rec);
 }
 

@@ -45,6 +45,7 @@ const char sql_workflow_list[] =
     " ORDER BY w.id DESC LIMIT ?3";
 const char sql_workflow_tasks[] =
     "SELECT t.task, t.job_id, t.state, t.finished_at,"
+    " (SELECT output FROM bg_jobs_outputs o WHERE o.job_id = t.job_id),"
     " coalesce((SELECT name FROM jobs WHERE id = t.job_id),"
     "  (SELECT name FROM bg_jobs_blocked WHERE id = t.job_id),"
     "  (SELECT name FROM jobs_succeeded WHERE id = t.job_id),"
@@ -319,7 +320,10 @@ caf::expected<workflow_info> sqlite_adapter::get_workflow(int64_t id) {
       t.state = parse_task_state(column_text(q.get(), 2))
                     .value_or(task_state::blocked);
       t.finished_at = column_time_or_null(q.get(), 3);
-      t.job_name = column_text(q.get(), 4);
+      if (sqlite3_column_type(q.get(), 4) != SQLITE_NULL)
+        t.output = parse_payload(sqlite3_column_text(q.get(), 4),
+                                 sqlite3_column_bytes(q.get(), 4));
+      t.job_name = column_text(q.get(), 5);
       at.emplace(t.job_id, w.tasks.size());
       w.tasks.push_back(std::move(t));
     }
@@ -502,6 +506,27 @@ caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
   if (!done)
     return std::move(done.error());
   return get_workflow(id);
+}
+
+caf::expected<std::map<std::string, nlohmann::json>>
+sqlite_adapter::parent_outputs(int64_t job_id) {
+  auto s = prepare("SELECT p.task, o.output FROM bg_jobs_deps d"
+                   " JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
+                   " JOIN bg_jobs_outputs o ON o.job_id = d.parent_id"
+                   " WHERE d.child_id = ?1");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, job_id);
+  std::map<std::string, nlohmann::json> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    out.emplace(column_text(q.get(), 0),
+                parse_payload(sqlite3_column_text(q.get(), 1),
+                              sqlite3_column_bytes(q.get(), 1)));
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading a task's inputs");
+  return out;
 }
 
 } // namespace bg_jobs

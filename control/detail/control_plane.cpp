@@ -151,6 +151,36 @@ caf::expected<job_record> control_plane::retry(int64_t id) {
   return r;
 }
 
+caf::expected<workflow_info>
+control_plane::cancel_workflow(int64_t id, const std::string& reason) {
+  auto w = db_.cancel_workflow(id, reason);
+  if (!w)
+    return w;
+  auto why = reason.empty() ? std::string{"cancelled"} : reason;
+  // What is still in `jobs` after the cancel runs: it stops as a cancelled
+  // job does.
+  for (auto& t : w->tasks)
+    if (t.state == task_state::ready)
+      effects_.cancels.push_back(cancel_notice{t.job_id, why, t.job_name});
+  event e{event_kind::workflow_cancelled};
+  e.message = "workflow " + std::to_string(id) + ": " + why;
+  effects_.events.push_back(std::move(e));
+  return w;
+}
+
+caf::expected<workflow_info> control_plane::retry_workflow(int64_t id) {
+  auto w = db_.retry_workflow(id);
+  if (!w)
+    return w;
+  for (auto& t : w->tasks)
+    if (t.state == task_state::ready)
+      effects_.wake.push_back(t.job_name);
+  event e{event_kind::workflow_retried};
+  e.message = "workflow " + std::to_string(id);
+  effects_.events.push_back(std::move(e));
+  return w;
+}
+
 caf::expected<int64_t> control_plane::retry_failed(const std::string& name) {
   auto n = db_.retry_failed(name);
   if (!n || *n == 0)

@@ -82,6 +82,14 @@ public:
   /// Puts a failed or cancelled job back to run.
   caf::expected<job_record> retry(int64_t id);
 
+  /// Cancels what has not finished of workflow `id`; asks its running
+  /// tasks to stop.
+  caf::expected<workflow_info> cancel_workflow(int64_t id,
+                                               const std::string& reason);
+
+  /// Runs workflow `id`'s failed, cancelled and held tasks again.
+  caf::expected<workflow_info> retry_workflow(int64_t id);
+
   /// Puts every failed job of `name` back; returns how many.
   caf::expected<int64_t> retry_failed(const std::string& name);
 

@@ -1,5 +1,6 @@
 #include "bg_jobs/core/detail/retry_policy.hpp"
 
+#include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/parse.hpp"
 
 #include <algorithm>
@@ -26,6 +27,23 @@ decision retry_policy::on_outcome(const job& j, const outcome& o,
   using k = completion::kind;
   switch (o.what()) {
   case outcome::kind::success:
+    if (!o.output().is_null()) {
+      auto text = o.output().dump(-1, ' ', false,
+                                  nlohmann::json::error_handler_t::replace);
+      if (text.size() > max_output_size || exceeds_payload_depth(text))
+        return on_outcome(
+            j,
+            outcome::failure("the output is " + std::to_string(text.size()) +
+                             " bytes of JSON; at most " +
+                             std::to_string(max_output_size) +
+                             " bytes nested at most " +
+                             std::to_string(max_payload_depth) +
+                             " deep are kept"),
+            owner, now, rng);
+      auto d = make(j, k::succeeded, event_kind::job_succeeded, owner);
+      d.change.output = std::move(text);
+      return d;
+    }
     return make(j, k::succeeded, event_kind::job_succeeded, owner);
   case outcome::kind::committed: {
     auto d = make(j, k::succeeded, event_kind::job_succeeded, owner);

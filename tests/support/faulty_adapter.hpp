@@ -295,6 +295,10 @@ public:
   caf::expected<workflow_info> retry_workflow(int64_t id) override {
     return inner_->retry_workflow(id);
   }
+  caf::expected<std::map<std::string, nlohmann::json>>
+  parent_outputs(int64_t id) override {
+    return inner_->parent_outputs(id);
+  }
   caf::expected<job_record> get_job(int64_t id) override {
     return inner_->get_job(id);
   }
