@@ -209,6 +209,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_task_succeeded",
       "bg_jobs_task_failed",
       "bg_jobs_task_retried",
+      "bg_jobs_output_pruned",
   };
   std::string text{sql};
   if (prefix.empty())

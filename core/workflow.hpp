@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -64,6 +65,14 @@ public:
   workflow& add(std::string task, job_request request,
                 std::vector<std::string> after = {},
                 parent_failure on_failure = parent_failure::cancel);
+
+  /// The same, for a braced list of parents (`{"a", "b"}`).
+  workflow& add(std::string task, job_request request,
+                std::initializer_list<std::string> after,
+                parent_failure on_failure = parent_failure::cancel) {
+    return add(std::move(task), std::move(request),
+               std::vector<std::string>(after), on_failure);
+  }
 
   /// Adds `task` with a policy per dependency.
   workflow& add(std::string task, job_request request,

@@ -297,13 +297,34 @@ const statement_def statements[] = {
    "     WHERE n.node = split_part(jobs.reserved_by, '/', 1)"
    "       AND n.heartbeat_at >= " BG_JOBS_TS("$1") ")"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
+  // A workflow's tasks are pruned only with their workflow, once it
+  // finished (bgj_prune_workflows).
   {"bgj_prune_succeeded_age",
-   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id FROM jobs_succeeded"
+   "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id FROM jobs_succeeded s"
    " WHERE succeeded_at < " BG_JOBS_TS("$1")
+   " AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks t WHERE t.job_id = s.id)"
    " ORDER BY succeeded_at LIMIT $2))"},
   {"bgj_prune_failed_age",
-   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed"
-   " WHERE failed_at < " BG_JOBS_TS("$1") " ORDER BY failed_at LIMIT $2))"},
+   "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id FROM jobs_failed f"
+   " WHERE failed_at < " BG_JOBS_TS("$1")
+   " AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks t WHERE t.job_id = f.id)"
+   " ORDER BY failed_at LIMIT $2))"},
+  // Finished workflows past the age of their kind of history ($1
+  // succeeded, $2 failed or cancelled), at most $3, each as a unit: its
+  // tasks' history rows, its tasks, their dependencies and itself.
+  {"bgj_prune_workflows",
+   "WITH w AS (DELETE FROM bg_jobs_workflows WHERE id = ANY (ARRAY(SELECT id"
+   "   FROM bg_jobs_workflows WHERE state <> 'running' AND finished_at <"
+   "   CASE WHEN state = 'succeeded' THEN " BG_JOBS_TS("$1") " ELSE "
+   BG_JOBS_TS("$2") " END ORDER BY finished_at LIMIT $3)) RETURNING id),"
+   " t AS (DELETE FROM bg_jobs_tasks WHERE workflow_id IN (SELECT id FROM w)"
+   "   RETURNING job_id),"
+   " d AS (DELETE FROM bg_jobs_deps WHERE child_id IN (SELECT job_id FROM t)),"
+   " s AS (DELETE FROM jobs_succeeded WHERE id IN (SELECT job_id FROM t)"
+   "   RETURNING id),"
+   " f AS (DELETE FROM jobs_failed WHERE id IN (SELECT job_id FROM t)"
+   "   RETURNING id)"
+   " SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM f)"},
   // Count-based pruning: the newest rows beyond the count kept ($1) end
   // at a cutoff row; batches then delete from the oldest end up to it.
   {"bgj_prune_succeeded_cutoff",
@@ -311,15 +332,17 @@ const statement_def statements[] = {
    " ORDER BY succeeded_at DESC, id DESC OFFSET $1 LIMIT 1"},
   {"bgj_prune_succeeded_upto",
    "DELETE FROM jobs_succeeded WHERE id = ANY (ARRAY(SELECT id"
-   " FROM jobs_succeeded WHERE (succeeded_at, id) <= (" BG_JOBS_TS("$1")
-   ", $2::bigint) ORDER BY succeeded_at LIMIT $3))"},
+   " FROM jobs_succeeded s WHERE (succeeded_at, id) <= (" BG_JOBS_TS("$1")
+   ", $2::bigint) AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks t"
+   " WHERE t.job_id = s.id) ORDER BY succeeded_at LIMIT $3))"},
   {"bgj_prune_failed_cutoff",
    "SELECT " BG_JOBS_MS("failed_at") ", id FROM jobs_failed"
    " ORDER BY failed_at DESC, id DESC OFFSET $1 LIMIT 1"},
   {"bgj_prune_failed_upto",
    "DELETE FROM jobs_failed WHERE id = ANY (ARRAY(SELECT id"
-   " FROM jobs_failed WHERE (failed_at, id) <= (" BG_JOBS_TS("$1")
-   ", $2::bigint) ORDER BY failed_at LIMIT $3))"},
+   " FROM jobs_failed f WHERE (failed_at, id) <= (" BG_JOBS_TS("$1")
+   ", $2::bigint) AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks t"
+   " WHERE t.job_id = f.id) ORDER BY failed_at LIMIT $3))"},
   {"bgj_running_by",
    "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
    " WHERE reserved_by = $1 ORDER BY id"},
@@ -923,10 +946,16 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
                    .affected_rows();
     deleted += impl_->prune_beyond(tx, "succeeded", p.max_succeeded, p.batch);
     deleted += impl_->prune_beyond(tx, "failed", p.max_failed, p.batch);
+    deleted += tx.exec_prepared("bgj_prune_workflows",
+                                now - p.succeeded_max_age.count(),
+                                now - p.failed_max_age.count(),
+                                std::max(1, p.batch / 100))[0][0]
+                   .as<int64_t>();
     // The rate keys of jobs older than every job kept (ids only grow).
     tx.exec("DELETE FROM bg_jobs_rate_of WHERE job_id < (SELECT min(m) FROM"
             " (SELECT min(id) AS m FROM jobs UNION ALL SELECT min(id) FROM"
             " jobs_succeeded UNION ALL SELECT min(id) FROM jobs_failed"
+            " UNION ALL SELECT min(id) FROM bg_jobs_blocked"
             " UNION ALL SELECT max(job_id) + 1 FROM bg_jobs_rate_of) x)");
     // A dry run counts and rolls back.
     if (p.dry_run)

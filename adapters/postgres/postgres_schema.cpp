@@ -363,7 +363,18 @@ const char* const migrations[] = {
     " END $f$;"
     "CREATE TRIGGER bg_jobs_task_retried AFTER DELETE ON jobs_failed"
     "  REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT"
-    "  EXECUTE FUNCTION bg_jobs_on_failed_removed();",
+    "  EXECUTE FUNCTION bg_jobs_on_failed_removed();"
+    // A job's output goes with its history row.
+    "CREATE FUNCTION bg_jobs_on_succeeded_removed() RETURNS trigger"
+    "  LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$"
+    " BEGIN"
+    "  DELETE FROM bg_jobs_outputs o USING removed_rows r"
+    "   WHERE o.job_id = r.id;"
+    "  RETURN NULL;"
+    " END $f$;"
+    "CREATE TRIGGER bg_jobs_output_pruned AFTER DELETE ON jobs_succeeded"
+    "  REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT"
+    "  EXECUTE FUNCTION bg_jobs_on_succeeded_removed();",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -423,7 +434,8 @@ caf::expected<void> postgres_adapter::migrate_down() {
     tx.exec("DROP TABLE IF EXISTS bg_jobs_outputs, bg_jobs_blocked,"
             " bg_jobs_deps, bg_jobs_tasks, bg_jobs_workflows CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_on_succeeded,"
-            " bg_jobs_on_failed, bg_jobs_on_failed_removed CASCADE");
+            " bg_jobs_on_failed, bg_jobs_on_failed_removed,"
+            " bg_jobs_on_succeeded_removed CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_settle");
     tx.exec("DROP TABLE IF EXISTS bg_jobs_rate_of, bg_jobs_rate_keys,"
             " bg_jobs_rate_limits, bg_jobs_limits, bg_jobs_actions,"

@@ -200,18 +200,41 @@ const char sql_rescue[] =
     "       AND n.heartbeat_at >= ?1)"
     " RETURNING " BG_JOBS_JOB_COLUMNS;
 
+// A workflow's tasks are pruned only with their workflow, once it finished
+// (sql_prune_workflows).
 const char sql_prune_succeeded_age[] =
     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
-    " WHERE succeeded_at < ?1 ORDER BY succeeded_at LIMIT ?2)";
+    " WHERE succeeded_at < ?1 AND id NOT IN (SELECT job_id FROM bg_jobs_tasks)"
+    " ORDER BY succeeded_at LIMIT ?2)";
 const char sql_prune_failed_age[] =
     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
-    " WHERE failed_at < ?1 ORDER BY failed_at LIMIT ?2)";
+    " WHERE failed_at < ?1 AND id NOT IN (SELECT job_id FROM bg_jobs_tasks)"
+    " ORDER BY failed_at LIMIT ?2)";
 const char sql_prune_succeeded_count[] =
     "DELETE FROM jobs_succeeded WHERE id IN (SELECT id FROM jobs_succeeded"
+    " WHERE id NOT IN (SELECT job_id FROM bg_jobs_tasks)"
     " ORDER BY succeeded_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
 const char sql_prune_failed_count[] =
     "DELETE FROM jobs_failed WHERE id IN (SELECT id FROM jobs_failed"
+    " WHERE id NOT IN (SELECT job_id FROM bg_jobs_tasks)"
     " ORDER BY failed_at DESC, id DESC LIMIT ?2 OFFSET ?1)";
+// Finished workflows past the age of their kind of history (?1 succeeded,
+// ?2 failed or cancelled), at most ?3, each as a unit: its tasks' history
+// rows, its tasks, their dependencies and itself.
+const char sql_prune_workflows_pick[] =
+    "SELECT id FROM bg_jobs_workflows WHERE state <> 'running'"
+    " AND finished_at < CASE WHEN state = 'succeeded' THEN ?1 ELSE ?2 END"
+    " ORDER BY finished_at LIMIT ?3";
+const char* const sql_prune_workflow[] = {
+    "DELETE FROM jobs_succeeded WHERE id IN (SELECT job_id FROM bg_jobs_tasks"
+    " WHERE workflow_id = ?1)",
+    "DELETE FROM jobs_failed WHERE id IN (SELECT job_id FROM bg_jobs_tasks"
+    " WHERE workflow_id = ?1)",
+    "DELETE FROM bg_jobs_deps WHERE child_id IN (SELECT job_id"
+    " FROM bg_jobs_tasks WHERE workflow_id = ?1)",
+    "DELETE FROM bg_jobs_tasks WHERE workflow_id = ?1",
+    "DELETE FROM bg_jobs_workflows WHERE id = ?1",
+};
 
 const char sql_running_by[] = "SELECT " BG_JOBS_JOB_COLUMNS " FROM jobs"
                               " WHERE reserved_by = ?1 ORDER BY id";
@@ -913,11 +936,36 @@ caf::expected<int64_t> sqlite_adapter::prune_jobs(const prune_params& p) {
       return failure(rc, "pruning history");
     deleted += sqlite3_changes(db_);
   }
+  std::vector<int64_t> workflows;
+  {
+    auto s = prepare(sql_prune_workflows_pick);
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, to_unix_ms(now - p.succeeded_max_age))
+        .bind(2, to_unix_ms(now - p.failed_max_age))
+        .bind(3, int64_t{std::max(1, p.batch / 100)});
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      workflows.push_back(sqlite3_column_int64(q.get(), 0));
+    if (rc != SQLITE_DONE)
+      return failure(rc, "pruning workflows");
+  }
+  for (auto id : workflows)
+    for (auto sql : sql_prune_workflow) {
+      auto n = execute(
+          sql, [&](statement& q) { q.bind(1, id); }, "pruning a workflow");
+      if (!n)
+        return std::move(n.error());
+      if (sql == sql_prune_workflow[0] || sql == sql_prune_workflow[1])
+        deleted += *n;
+    }
   // The rate keys of jobs older than every job kept (ids only grow).
   if (auto r = exec("DELETE FROM bg_jobs_rate_of WHERE job_id < (SELECT"
                     " min(m) FROM (SELECT min(id) AS m FROM jobs UNION ALL"
                     " SELECT min(id) FROM jobs_succeeded UNION ALL SELECT"
-                    " min(id) FROM jobs_failed UNION ALL SELECT max(job_id)"
+                    " min(id) FROM jobs_failed UNION ALL SELECT min(id) FROM"
+                    " bg_jobs_blocked UNION ALL SELECT max(job_id)"
                     " + 1 FROM bg_jobs_rate_of))");
       !r)
     return std::move(r.error());

@@ -274,6 +274,9 @@ const char* const migrations[] = {
     "CREATE TABLE bg_jobs_outputs ("
     "  job_id INTEGER PRIMARY KEY,"
     "  output TEXT NOT NULL);"
+    // A job's output goes with its history row.
+    "CREATE TRIGGER bg_jobs_output_pruned AFTER DELETE ON jobs_succeeded"
+    " BEGIN DELETE FROM bg_jobs_outputs WHERE job_id = OLD.id; END;"
     // A task released into `jobs` with an id below the newest wakes its
     // name as a retried job does.
     "CREATE TRIGGER bg_jobs_blocked_wake AFTER DELETE ON bg_jobs_blocked"

@@ -333,6 +333,60 @@ TEST_SUITE("workflows") {
     CHECK(info.state == workflow_state::failed);
   }
 
+  TEST_CASE_TEMPLATE("pruning keeps an unfinished workflow whole and removes "
+                     "a finished one as a unit, outputs included",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(from_unix_ms(1'800'000'000'000));
+    auto db = store.fresh(clk);
+    workflow w{"keep"};
+    w.add("a", step("a"));
+    w.add("b", step("b"), {"a"});
+    auto open_one = value_of(db->enqueue_workflow(w));
+    workflow done{"done"};
+    done.add("x", step("x"));
+    auto closed = value_of(db->enqueue_workflow(done));
+    value_of(db->enqueue_job(step("plain")));
+    // a, x and the plain job succeed, with outputs.
+    auto batch = claim(*db);
+    REQUIRE(batch.size() == 3);
+    std::vector<completion> cs;
+    for (auto& j : batch) {
+      cs.push_back(ends(j));
+      cs.back().output = "{\"of\":\"" + task_of(j) + "\"}";
+    }
+    value_of(db->complete_jobs(cs));
+    CHECK(value_of(db->get_job(open_one.tasks["a"])).output ==
+          nlohmann::json{{"of", "a"}});
+    clk->advance(std::chrono::hours{24 * 30});
+    prune_params p;
+    p.succeeded_max_age = 1h;
+    p.failed_max_age = 1h;
+    int64_t pruned = 0;
+    for (int i = 0; i < 5; ++i)
+      pruned += value_of(db->prune_jobs(p));
+    CHECK(pruned == 2); // x (with its workflow) and the plain job
+    CHECK(value_of(db->get_job(open_one.tasks["a"])).output ==
+          nlohmann::json{{"of", "a"}});
+    CHECK(error_of(db->get_workflow(closed.workflow_id)) ==
+          errc::job_not_found);
+    CHECK(error_of(db->get_job(closed.tasks["x"])) == errc::job_not_found);
+    // The unfinished workflow still runs to its end, reading a's output.
+    auto b = claim(*db);
+    REQUIRE(b.size() == 1);
+    CHECK(value_of(db->parent_outputs(b[0].id)) ==
+          std::map<std::string, nlohmann::json>{{"a", {{"of", "a"}}}});
+    value_of(db->complete_jobs({ends(b[0])}));
+    CHECK(value_of(db->get_workflow(open_one.workflow_id)).state ==
+          workflow_state::succeeded);
+    clk->advance(2h);
+    for (int i = 0; i < 5; ++i)
+      value_of(db->prune_jobs(p));
+    CHECK(error_of(db->get_workflow(open_one.workflow_id)) ==
+          errc::job_not_found);
+    CHECK(value_of(db->stats()).total() == 0);
+  }
+
   TEST_CASE_TEMPLATE("bad workflows are refused and nothing is written", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;
