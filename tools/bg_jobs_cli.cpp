@@ -240,23 +240,30 @@ std::string shown(const std::string& text) {
   return bg_jobs::terminal_text(text);
 }
 
-/// A payload from `--payload-file` (`-`: standard input), at most 1 MiB.
-std::string read_payload(const std::string& file) {
-  constexpr size_t limit = 1024 * 1024;
+/// The text of `file` (`-`: standard input), at most `limit` bytes;
+/// `what` names it in errors.
+std::string read_text(const std::string& file, size_t limit,
+                      const std::string& what) {
   std::ifstream f;
   std::istream* in = &std::cin;
   if (file != "-") {
     f.open(file, std::ios::binary);
     if (!f)
-      throw usage_error{"cannot read --payload-file '" + shown(file) + "'"};
+      throw usage_error{"cannot read " + what + " '" + shown(file) + "'"};
     in = &f;
   }
   std::string text(limit + 1, '\0');
   in->read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in->gcount()));
   if (text.size() > limit)
-    throw usage_error{"the payload is larger than 1 MiB"};
+    throw usage_error{"the " + what + " is larger than " +
+                      std::to_string(limit / 1024) + " KiB"};
   return text;
+}
+
+/// A payload from `--payload-file` (`-`: standard input), at most 1 MiB.
+std::string read_payload(const std::string& file) {
+  return read_text(file, 1024 * 1024, "--payload-file");
 }
 
 std::string when(const std::optional<bg_jobs::timestamp>& t) {
@@ -383,10 +390,10 @@ int main(int argc, char** argv) {
   bool list_oldest = false;
   std::string list_tag;
   list->add_option("--state", list_state,
-                   "waiting, scheduled, running, succeeded, failed or "
-                   "cancelled")
+                   "waiting, scheduled, running, succeeded, failed, cancelled or "
+                   "blocked (a workflow's task waiting for its parents)")
       ->check(CLI::IsMember({"waiting", "scheduled", "running", "succeeded",
-                             "failed", "cancelled"}));
+                             "failed", "cancelled", "blocked"}));
   list->add_option("--name", list_names, "only jobs of these names");
   list->add_option("--queue", list_queue, "only jobs of this queue");
   list->add_option("--limit", list_limit, "jobs per page (1-1000)");
@@ -448,6 +455,35 @@ int main(int argc, char** argv) {
   auto del = jobs->add_subcommand("delete", "delete waiting or finished jobs");
   std::vector<std::string> delete_ids;
   del->add_option("ids", delete_ids, "job ids")->required();
+
+  // -- workflows -----------------------------------------------------------
+  auto workflows = app.add_subcommand(
+      "workflows", "list, show, cancel or retry workflows");
+  workflows->require_subcommand(1);
+  auto w_list = workflows->add_subcommand("list", "workflows, newest first");
+  std::string w_state;
+  std::string w_before = "0";
+  std::string w_limit = "50";
+  w_list->add_option("--state", w_state,
+                     "running, succeeded, failed or cancelled");
+  w_list->add_option("--before", w_before, "only ids below this one");
+  w_list->add_option("--limit", w_limit, "1 to 1000 (default 50)");
+  auto w_show = workflows->add_subcommand("show", "one workflow and its tasks");
+  auto w_enqueue = workflows->add_subcommand(
+      "enqueue", "store a workflow given as JSON ({\"name\", \"tasks\": [{\"name\", "
+                 "\"request\", \"after\"}]}, as the wire carries it)");
+  std::string w_file;
+  w_enqueue->add_option("file", w_file, "the JSON file, or - for stdin")
+      ->required();
+  auto w_cancel = workflows->add_subcommand(
+      "cancel", "cancel what has not finished; running tasks are asked to stop");
+  auto w_retry = workflows->add_subcommand(
+      "retry", "run failed, cancelled and held tasks again");
+  std::string w_id;
+  std::string w_reason = "cancelled from the command line";
+  for (auto* c : {w_show, w_cancel, w_retry})
+    c->add_option("id", w_id, "the workflow id")->required();
+  w_cancel->add_option("--reason", w_reason, "kept with its tasks");
 
   // -- queues --------------------------------------------------------------
   auto queues = app.add_subcommand("queues", "list, pause or resume queues");
@@ -860,6 +896,94 @@ int main(int argc, char** argv) {
                                 : "retried job " + std::to_string(id))
                     << '\n';
         }
+      }
+    } else if (*w_list) {
+      bg_jobs::workflow_query q;
+      if (!w_state.empty()) {
+        q.state = bg_jobs::parse_workflow_state(w_state);
+        if (!q.state)
+          throw usage_error{"--state must be running, succeeded, failed or "
+                            "cancelled, not '" +
+                            shown(w_state) + "'"};
+      }
+      q.before_id = w_before == "0" ? 0 : arg_of(bg_jobs::parse_job_id(w_before));
+      q.limit = static_cast<int>(
+          arg_of(bg_jobs::parse_count("--limit", w_limit, 1, 1000)));
+      auto db = store.open();
+      auto found = value_of(db->list_workflows(q));
+      if (as_json) {
+        json out = json::array();
+        for (auto& w : found)
+          out.push_back(bg_jobs::wire::as_json(w));
+        std::cout << json_text(out) << '\n';
+      } else {
+        std::vector<std::vector<std::string>> rows = {
+            {"ID", "NAME", "STATE", "TASKS", "SUCCEEDED", "FAILED", "CANCELLED",
+             "HELD", "CREATED", "FINISHED"}};
+        for (auto& w : found)
+          rows.push_back(
+              {std::to_string(w.id), shown(w.name),
+               std::string{to_string(w.state)} + (w.stuck() ? " (stuck)" : ""),
+               std::to_string(w.total), std::to_string(w.succeeded),
+               std::to_string(w.failed), std::to_string(w.cancelled),
+               std::to_string(w.held), when(w.created_at),
+               when(w.finished_at)});
+        table(rows);
+      }
+    } else if (*w_enqueue) {
+      auto text = read_text(w_file, 1024 * 1024, "workflow file");
+      bg_jobs::workflow w;
+      if (auto err = bg_jobs::wire::decode(text, w))
+        throw usage_error{bg_jobs::describe(err)};
+      if (auto err = bg_jobs::check_workflow(w))
+        throw usage_error{bg_jobs::describe(err)};
+      auto db = store.open();
+      auto ids = value_of(db->enqueue_workflow(w));
+      if (as_json) {
+        std::cout << json_text({{"workflow_id", ids.workflow_id},
+                                {"tasks", ids.tasks}})
+                  << '\n';
+      } else {
+        std::cout << "enqueued workflow " << ids.workflow_id << " with "
+                  << ids.tasks.size() << " tasks\n";
+      }
+    } else if (*w_show || *w_cancel || *w_retry) {
+      auto id = arg_of(bg_jobs::parse_job_id(w_id));
+      if (*w_cancel)
+        if (auto why = bg_jobs::text_problem(w_reason, 1000); !why.empty())
+          throw usage_error{"--reason " + why};
+      auto db = store.open();
+      bg_jobs::workflow_info w;
+      if (*w_show) {
+        w = value_of(db->get_workflow(id));
+      } else {
+        bg_jobs::detail::control_plane cp{*db};
+        w = value_of(*w_cancel ? cp.cancel_workflow(id, w_reason)
+                               : cp.retry_workflow(id));
+        journal(*db, cp);
+      }
+      if (as_json) {
+        std::cout << json_text(bg_jobs::wire::as_json(w)) << '\n';
+      } else {
+        std::cout << "workflow " << w.id << " '" << shown(w.name) << "': "
+                  << to_string(w.state) << (w.stuck() ? " (stuck)" : "")
+                  << ", " << w.succeeded << " of " << w.total
+                  << " succeeded, " << w.failed << " failed, " << w.cancelled
+                  << " cancelled, " << w.held << " held\n";
+        std::vector<std::vector<std::string>> rows = {
+            {"TASK", "JOB", "JOB NAME", "STATE", "AFTER", "FINISHED"}};
+        for (auto& t : w.tasks) {
+          std::string after;
+          for (auto& d : t.after)
+            after += (after.empty() ? "" : ", ") + shown(d.parent) +
+                     (d.on_failure == bg_jobs::parent_failure::cancel
+                          ? ""
+                          : std::string{" ("} + to_string(d.on_failure) + ")");
+          rows.push_back({shown(t.name), std::to_string(t.job_id),
+                          shown(t.job_name), to_string(t.state),
+                          after.empty() ? "-" : after, when(t.finished_at)});
+        }
+        table(rows);
       }
     } else if (*cancel) {
       if (auto why = bg_jobs::text_problem(cancel_reason, 1000); !why.empty())

@@ -106,6 +106,63 @@ show)
   contains "unknown id" "$err" "job_not_found"
   run 2 "${db[@]}" jobs show abc
   ;;
+workflows)
+  run 0 "${db[@]}" migrate up
+  cat >"$work/wf.json" <<'JSON'
+{"name": "nightly", "tasks": [
+  {"name": "extract", "request": {"name": "etl", "payload": {"step": 1}, "priority": 0}, "after": []},
+  {"name": "load", "request": {"name": "etl", "payload": {"step": 2}, "priority": 0},
+   "after": [{"parent": "extract", "on_failure": "hold"}]}]}
+JSON
+  run 0 "${db[@]}" --json workflows enqueue "$work/wf.json"
+  wf=$(jq .workflow_id <<<"$out")
+  load=$(jq .tasks.load <<<"$out")
+  run 0 "${db[@]}" --json workflows show "$wf"
+  expect "state" "$(jq -r .state <<<"$out")" running
+  expect "load blocked" "$(jq -r '.tasks[] | select(.name=="load") | .state' <<<"$out")" blocked
+  expect "policy" "$(jq -r '.tasks[] | select(.name=="load") | .after[0].on_failure' <<<"$out")" hold
+  run 0 "${db[@]}" --json jobs show "$load"
+  expect "job blocked" "$(jq -r .state <<<"$out")" blocked
+  run 0 "${db[@]}" --json jobs list --state blocked
+  expect "listed blocked" "$(jq '.jobs[].id' <<<"$out")" "$load"
+  run 0 "${db[@]}" workflows show "$wf"
+  contains "table" "$out" "extract"
+  contains "policy shown" "$out" "extract (hold)"
+  run 0 "${db[@]}" --json workflows list --state running
+  expect "listed" "$(jq '.[].id' <<<"$out")" "$wf"
+  run 0 "${db[@]}" --json workflows list --state succeeded
+  expect "none succeeded" "$(jq 'length' <<<"$out")" 0
+  run 0 "${db[@]}" workflows cancel "$wf" --reason "not tonight"
+  contains "cancelled" "$out" "cancelled"
+  run 0 "${db[@]}" --json workflows show "$wf"
+  expect "cancelled state" "$(jq -r .state <<<"$out")" cancelled
+  run 0 "${db[@]}" --json jobs show "$load"
+  expect "reason kept" "$(jq -r .error <<<"$out")" "not tonight"
+  run 1 "${db[@]}" workflows cancel "$wf"
+  contains "finished" "$err" "invalid_state"
+  run 0 "${db[@]}" --json workflows retry "$wf"
+  expect "running again" "$(jq -r .state <<<"$out")" running
+  # Bad input: a clear error, nothing stored.
+  run 0 "${db[@]}" --json workflows list
+  before=$(jq 'length' <<<"$out")
+  echo '{"name":"loop","tasks":[{"name":"a","request":{"name":"etl","payload":{},"priority":0},"after":[{"parent":"b"}]},{"name":"b","request":{"name":"etl","payload":{},"priority":0},"after":[{"parent":"a"}]}]}' >"$work/cycle.json"
+  run 2 "${db[@]}" workflows enqueue "$work/cycle.json"
+  contains "cycle" "$err" "cycle"
+  echo '{"name":"x","tasks":[{"name":"a","request":{"name":"etl","payload":{},"priority":0},"after":[{"parent":"ghost"}]}]}' >"$work/ghost.json"
+  run 2 "${db[@]}" workflows enqueue - <"$work/ghost.json"
+  contains "unknown parent" "$err" "unknown task 'ghost'"
+  echo '{"name":' >"$work/bad.json"
+  run 2 "${db[@]}" workflows enqueue "$work/bad.json"
+  contains "malformed" "$err" "invalid_payload"
+  run 2 "${db[@]}" workflows enqueue "$work/missing.json"
+  run 2 "${db[@]}" workflows show abc
+  run 1 "${db[@]}" workflows show 987654
+  contains "unknown" "$err" "job_not_found"
+  run 2 "${db[@]}" workflows list --state exploded
+  run 2 "${db[@]}" workflows list --limit 0
+  run 0 "${db[@]}" --json workflows list
+  expect "nothing stored" "$(jq 'length' <<<"$out")" "$before"
+  ;;
 enqueue)
   run 0 "${db[@]}" migrate up
   run 0 "${db[@]}" --json jobs enqueue mail --payload '{"to":"ada"}' --in 5m --priority 3
