@@ -510,6 +510,145 @@ double percentile(std::vector<double> v, double p) {
 
 double median_of(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
+// -- workflows ----------------------------------------------------------------
+
+/// Two-step chains and one fan-out / fan-in, through `enqueue_workflow` and
+/// a node: jobs per second, and how long a child starts after its parent's
+/// handler returned (the parent's completion is recorded in between).
+json workflows(const settings& s) {
+  long chains = env("BENCH_CHAINS", 10000);
+  long width = env("BENCH_FANOUT", 1000);
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 120000)};
+  auto db = connect(s);
+  if (!db->migrate_up()) {
+    std::cerr << "bench: migration failed" << std::endl;
+    std::exit(1);
+  }
+  std::mutex mtx;
+  std::map<int64_t, std::pair<int64_t, int64_t>> times; // id: start, end
+  auto record = [&](const bg_jobs::job& j) {
+    auto start = now_us();
+    std::lock_guard<std::mutex> guard{mtx};
+    times[j.id] = {start, now_us()};
+  };
+  auto ran = [&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    return static_cast<long>(times.size());
+  };
+  // Runs a node until `jobs` handlers have run; returns the milliseconds.
+  auto drain_until = [&](long jobs) {
+    caf::actor_system sys{system_config()};
+    auto started = steady_clock::now();
+    auto bg = bg_jobs::builder{s.factory()}
+                  .with_node_name("bench")
+                  .with_queue(s.queue(bg_jobs::worker{"bench", record}))
+                  .build(sys);
+    if (!bg) {
+      std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
+      std::exit(1);
+    }
+    while (ran() < jobs && steady_clock::now() < started + timeout)
+      std::this_thread::sleep_for(milliseconds{2});
+    auto ms = duration<double, std::milli>(steady_clock::now() - started)
+                  .count();
+    bg->shutdown();
+    return ms;
+  };
+  auto ms_of = [](int64_t us) { return static_cast<double>(us) / 1000.0; };
+  auto summary = [&](std::vector<double> v) {
+    if (v.empty())
+      return json{{"p50", nullptr}, {"p99", nullptr}};
+    return json{{"p50", percentile(v, 0.50)}, {"p99", percentile(v, 0.99)}};
+  };
+  // Chains: a then b.
+  auto t0 = steady_clock::now();
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  pairs.reserve(static_cast<size_t>(chains));
+  for (long k = 0; k < chains; ++k) {
+    bg_jobs::workflow w{"chain"};
+    w.add("a", bg_jobs::job_request{"bench", json{{"chain", k}}});
+    w.add("b", bg_jobs::job_request{"bench", json{{"chain", k}}}, {"a"});
+    auto ids = db->enqueue_workflow(w);
+    if (!ids) {
+      std::cerr << "bench: " << bg_jobs::describe(ids.error()) << std::endl;
+      std::exit(1);
+    }
+    pairs.emplace_back(ids->tasks.at("a"), ids->tasks.at("b"));
+  }
+  double chain_insert_ms =
+      duration<double, std::milli>(steady_clock::now() - t0).count();
+  double chain_ms = drain_until(2 * chains);
+  long chain_done = ran();
+  std::vector<double> chain_lat;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    for (auto& [a, b] : pairs) {
+      auto pa = times.find(a), pb = times.find(b);
+      if (pa != times.end() && pb != times.end())
+        chain_lat.push_back(ms_of(pb->second.first - pa->second.second));
+    }
+    times.clear();
+  }
+  std::cerr << "chains: " << chain_done << " jobs in " << chain_ms << " ms"
+            << std::endl;
+  // Fan-out / fan-in: root, `width` leaves, join.
+  bg_jobs::workflow w{"fan"};
+  w.add("root", bg_jobs::job_request{"bench", json{{"fan", "root"}}});
+  std::vector<std::string> leaves;
+  for (long i = 0; i < width; ++i) {
+    leaves.push_back("leaf" + std::to_string(i));
+    w.add(leaves.back(), bg_jobs::job_request{"bench", json{{"leaf", i}}},
+          {"root"});
+  }
+  w.add("join", bg_jobs::job_request{"bench", json{{"fan", "join"}}}, leaves);
+  t0 = steady_clock::now();
+  auto fan = db->enqueue_workflow(w);
+  if (!fan) {
+    std::cerr << "bench: " << bg_jobs::describe(fan.error()) << std::endl;
+    std::exit(1);
+  }
+  double fan_insert_ms =
+      duration<double, std::milli>(steady_clock::now() - t0).count();
+  double fan_ms = drain_until(width + 2);
+  long fan_done = ran();
+  std::vector<double> out_lat;
+  double in_lat = -1;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    auto root = times.find(fan->tasks.at("root"));
+    auto join = times.find(fan->tasks.at("join"));
+    int64_t last_leaf_end = 0;
+    for (auto& name : leaves) {
+      auto leaf = times.find(fan->tasks.at(name));
+      if (leaf == times.end())
+        continue;
+      last_leaf_end = std::max(last_leaf_end, leaf->second.second);
+      if (root != times.end())
+        out_lat.push_back(ms_of(leaf->second.first - root->second.second));
+    }
+    if (join != times.end() && last_leaf_end > 0)
+      in_lat = ms_of(join->second.first - last_leaf_end);
+  }
+  return {{"chains",
+           {{"chains", chains},
+            {"jobs", 2 * chains},
+            {"completed", chain_done},
+            {"insert_ms", chain_insert_ms},
+            {"insert_rate", chains / (chain_insert_ms / 1000.0)},
+            {"ms", chain_ms},
+            {"rate", chain_done / (chain_ms / 1000.0)},
+            {"parent_to_child_ms", summary(chain_lat)}}},
+          {"fan",
+           {{"width", width},
+            {"jobs", width + 2},
+            {"completed", fan_done},
+            {"insert_ms", fan_insert_ms},
+            {"ms", fan_ms},
+            {"rate", fan_done / (fan_ms / 1000.0)},
+            {"root_to_leaf_start_ms", summary(out_lat)},
+            {"last_leaf_to_join_ms", in_lat}}}};
+}
+
 json table_state(const std::string& url) {
   pqxx::connection c{url};
   pqxx::nontransaction tx{c};
@@ -760,7 +899,7 @@ int main(int argc, char** argv) {
   }
   if (argc != 3) {
     std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue|backlog|"
-                 "steady-readers|steady-held> <default|fast>"
+                 "steady-readers|steady-held|workflows> <default|fast>"
               << "\n       bg_jobs_bench cron-next" << std::endl;
     return 2;
   }
@@ -794,6 +933,8 @@ int main(int argc, char** argv) {
     result = latency(s, argv[0], argv[2]);
   else if (workload == "enqueue")
     result = enqueue(s);
+  else if (workload == "workflows")
+    result = workflows(s);
   else if (workload == "backlog" || workload == "steady-readers" ||
            workload == "steady-held")
     result = sustained(s, workload);
