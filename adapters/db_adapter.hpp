@@ -578,6 +578,22 @@ public:
   /// once, and a late result of a rescued parent changes nothing.
   virtual caf::expected<workflow_ids> enqueue_workflow(const workflow& w) = 0;
 
+  /// Adds the tasks of `more` (its name and callbacks are ignored) to the
+  /// running workflow `id`, in one transaction: a new task may depend on
+  /// tasks already there (by name) that have not failed or been cancelled,
+  /// and on other new ones; it waits for those that have not succeeded.
+  /// The workflow's total grows. A finished workflow is `invalid_state`;
+  /// a bad definition (`check_workflow` against the names there) is
+  /// `invalid_argument`, and nothing is written. Returns the new tasks' ids.
+  virtual caf::expected<workflow_ids> add_tasks(int64_t id,
+                                                const workflow& more) = 0;
+
+  /// Closes the open workflow `id` (`workflow::keep_open`): it finishes,
+  /// and calls back, once every task has finished (at once if they have).
+  /// Closing a closed workflow is harmless; an unknown one is
+  /// `job_not_found`.
+  virtual caf::expected<workflow_info> close_workflow(int64_t id) = 0;
+
   /// The workflow `id` with its tasks; `job_not_found` if none.
   virtual caf::expected<workflow_info> get_workflow(int64_t id) = 0;
 

@@ -72,13 +72,23 @@ workflow& workflow::add(std::string task, job_request request,
   return *this;
 }
 
+const char* callback_task_name(size_t role) {
+  static const char* const names[] = {"@on_success", "@on_finish",
+                                      "@on_failure"};
+  return names[role];
+}
+
 caf::error check_workflow(const workflow& w,
                           const std::vector<std::string>& existing) {
   if (auto problem = name_problem(w.name()); !problem.empty())
     return refuse("workflow name: " + problem);
   auto& tasks = w.tasks();
-  if (tasks.empty())
-    return refuse("a workflow needs at least one task");
+  if (tasks.empty() && !w.open() && existing.empty())
+    return refuse("a workflow needs at least one task (or to be kept open)");
+  for (size_t role = 0; role < 3; ++role)
+    if (auto& c = w.callback(role); c && c->unique())
+      return refuse(std::string{callback_task_name(role)} +
+                    ": a callback cannot be a unique job");
   if (tasks.size() > max_workflow_tasks)
     return refuse("a workflow may insert at most " +
                   std::to_string(max_workflow_tasks) + " tasks, not " +
@@ -88,6 +98,9 @@ caf::error check_workflow(const workflow& w,
     auto& t = tasks[i];
     if (auto problem = name_problem(t.name); !problem.empty())
       return refuse("task name: " + problem);
+    if (t.name.front() == '@')
+      return refuse("task name '" + printable(t.name) +
+                    "': names starting with @ are the callbacks'");
     if (!index.emplace(t.name, i).second ||
         std::find(existing.begin(), existing.end(), t.name) != existing.end())
       return refuse("the task name '" + printable(t.name) +
@@ -136,6 +149,8 @@ caf::error check_workflow(const workflow& w,
         ready.push_back(c);
   }
   if (ordered == tasks.size())
+    return caf::none;
+  if (tasks.empty())
     return caf::none;
   // Walk parents among the unordered tasks until one repeats: a cycle.
   size_t at = 0;

@@ -78,16 +78,58 @@ public:
   workflow& add(std::string task, job_request request,
                 std::vector<task_dependency> after);
 
+  /// A job enqueued exactly once, by the transaction that finishes the
+  /// last task, if every task succeeded (a batch's "success").
+  workflow& on_success(job_request r) {
+    callbacks_[0] = std::move(r);
+    return *this;
+  }
+
+  /// A job enqueued exactly once, by the transaction that finishes the
+  /// last task, however they ended ("finish").
+  workflow& on_finish(job_request r) {
+    callbacks_[1] = std::move(r);
+    return *this;
+  }
+
+  /// A job enqueued exactly once, by the transaction in which the first
+  /// task fails for good ("failure"; a cancelled task is not a failure).
+  workflow& on_failure(job_request r) {
+    callbacks_[2] = std::move(r);
+    return *this;
+  }
+
+  /// Keeps the workflow open: more tasks can be added
+  /// (`db_adapter::add_tasks`) and it does not finish, nor call back, until
+  /// it is closed (`db_adapter::close_workflow`). A batch that grows.
+  workflow& keep_open(bool open = true) {
+    open_ = open;
+    return *this;
+  }
+
   const std::string& name() const { return name_; }
   const std::vector<task_spec>& tasks() const { return tasks_; }
+
+  /// The callbacks by role: 0 success, 1 finish, 2 failure.
+  const std::optional<job_request>& callback(size_t role) const {
+    return callbacks_[role];
+  }
+  bool open() const { return open_; }
 
 private:
   std::string name_;
   std::vector<task_spec> tasks_;
+  std::optional<job_request> callbacks_[3];
+  bool open_ = false;
 };
 
+/// The names a workflow's callbacks have among its tasks (task names cannot
+/// start with `@`): `@on_success`, `@on_finish`, `@on_failure`.
+const char* callback_task_name(size_t role);
+
 /// The problem with `w` as a new workflow, or none: its name and every
-/// task name valid (`name_problem`), task names unique, at least one and
+/// task name valid (`name_problem`) and not starting with `@`, task names
+/// unique, no callback unique, at least one (none, for an open workflow) and
 /// at most `max_workflow_tasks` tasks, every parent a task of `w` (or,
 /// with `existing`, one of those names), no task its own parent, no cycle,
 /// no unique request. A cycle is named by the tasks on it.
@@ -155,6 +197,8 @@ struct workflow_info {
   int64_t cancelled = 0;
   /// Tasks held by a parent that did not succeed.
   int64_t held = 0;
+  /// More tasks can be added until it is closed.
+  bool open = false;
   timestamp created_at;
   std::optional<timestamp> finished_at;
   /// By name (empty in a listing).

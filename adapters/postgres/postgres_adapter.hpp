@@ -167,6 +167,9 @@ public:
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
   caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override;
+  caf::expected<workflow_ids> add_tasks(int64_t id,
+                                        const workflow& more) override;
+  caf::expected<workflow_info> close_workflow(int64_t id) override;
   caf::expected<workflow_info> get_workflow(int64_t id) override;
   caf::expected<std::vector<workflow_info>>
   list_workflows(const workflow_query& query) override;

@@ -25,7 +25,7 @@ namespace {
   "w.id, w.name, w.state, w.total, w.succeeded, w.failed, w.cancelled,"        \
   " (SELECT count(*) FROM bg_jobs_tasks t WHERE t.workflow_id = w.id"          \
   "   AND t.state = 'held'), " BG_JOBS_MS("w.created_at") ", "                 \
-  BG_JOBS_MS("w.finished_at")
+  BG_JOBS_MS("w.finished_at") ", w.open"
 // clang-format on
 
 workflow_info read_workflow(const pqxx::row& r) {
@@ -42,6 +42,7 @@ workflow_info read_workflow(const pqxx::row& r) {
   w.created_at = from_unix_ms(r[8].as<int64_t>());
   if (!r[9].is_null())
     w.finished_at = from_unix_ms(r[9].as<int64_t>());
+  w.open = r[10].as<bool>();
   return w;
 }
 
@@ -58,83 +59,248 @@ struct change_outcome {
 
 } // namespace
 
+namespace {
+
+/// Inserts the tasks (and callbacks) of `w` into workflow `workflow_id` in
+/// `tx`; `existing` maps the names of tasks already there to their job ids.
+/// Throws `std::invalid_argument` for a parent already failed or
+/// cancelled.
+workflow_ids insert_tasks(pqxx::transaction_base& tx, int64_t workflow_id,
+                          const workflow& w,
+                          std::vector<detail::prepared_job>& prepared,
+                          const std::vector<job_request>& requests,
+                          const std::vector<size_t>& roles,
+                          const std::map<std::string, int64_t>& existing,
+                          timestamp now) {
+  static const char* const role_names[] = {"on_success", "on_finish",
+                                           "on_failure"};
+  auto& tasks = w.tasks();
+  workflow_ids ids;
+  ids.workflow_id = workflow_id;
+  std::vector<int64_t> job_ids(requests.size());
+  auto order = workflow_order(w);
+  for (size_t k = 0; k < roles.size(); ++k)
+    order.push_back(tasks.size() + k);
+  auto name_of = [&](size_t i) {
+    return i < tasks.size() ? tasks[i].name
+                            : std::string{callback_task_name(
+                                  roles[i - tasks.size()])};
+  };
+  for (auto i : order) {
+    auto& [j, text, attrs] = prepared[i];
+    job_ids[i] =
+        tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
+                         to_unix_ms(j.available_at), j.priority,
+                         key_or_null(j.concurrency_key),
+                         key_or_null(j.second_concurrency_key),
+                         key_or_null(attrs))[0][0]
+            .as<int64_t>();
+    note_extras(tx, job_ids[i], requests[i], now);
+    ids.tasks.emplace(name_of(i), job_ids[i]);
+  }
+  // The states of the parents already there.
+  std::map<std::string, std::string> old_state;
+  if (!existing.empty())
+    for (const auto& row :
+         tx.exec_params("SELECT task, state FROM bg_jobs_tasks"
+                        " WHERE workflow_id = $1 AND role = 'task'",
+                        workflow_id))
+      old_state.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+  auto task_rows = nlohmann::json::array();
+  auto dep_rows = nlohmann::json::array();
+  std::vector<int64_t> blocked;
+  for (auto i : order) {
+    bool callback = i >= tasks.size();
+    int64_t pending = 0;
+    if (!callback)
+      for (auto& d : tasks[i].after) {
+        auto parent = ids.tasks.count(d.parent) ? ids.tasks.at(d.parent)
+                                                : existing.at(d.parent);
+        dep_rows.push_back({{"p", parent},
+                            {"c", job_ids[i]},
+                            {"policy", to_string(d.on_failure)}});
+        if (ids.tasks.count(d.parent)) {
+          ++pending;
+          continue;
+        }
+        auto& state = old_state[d.parent];
+        if (state == "failed" || state == "cancelled")
+          throw std::invalid_argument("task '" + printable(d.parent) +
+                                      "' is " + state +
+                                      "; no task can be added after it");
+        if (state != "succeeded")
+          ++pending;
+      }
+    bool waits = callback || pending > 0;
+    task_rows.push_back(
+        {{"id", job_ids[i]},
+         {"task", name_of(i)},
+         {"state", waits ? "blocked" : "ready"},
+         {"pending", pending},
+         {"role", callback ? role_names[roles[i - tasks.size()]] : "task"}});
+    if (waits)
+      blocked.push_back(job_ids[i]);
+  }
+  tx.exec_params("INSERT INTO bg_jobs_tasks (job_id, workflow_id, task,"
+                 " state, pending, role) SELECT id, $2, task, state, pending,"
+                 " role FROM json_to_recordset($1::json) AS x(id bigint,"
+                 " task text, state text, pending integer, role text)",
+                 task_rows.dump(), workflow_id);
+  if (!dep_rows.empty())
+    tx.exec_params("INSERT INTO bg_jobs_deps (parent_id, child_id, policy)"
+                   " SELECT p, c, policy FROM json_to_recordset($1::json)"
+                   " AS x(p bigint, c bigint, policy text)",
+                   dep_rows.dump());
+  if (!blocked.empty())
+    tx.exec_params(
+        "WITH m AS (DELETE FROM jobs WHERE id = ANY ($1::bigint[])"
+        "   RETURNING *)"
+        " INSERT INTO bg_jobs_blocked (id, name, payload, attempts,"
+        "   created_at, available_at, reserved_at, reserved_by, last_error,"
+        "   priority, cancel_reason, errors, concurrency_key,"
+        "   second_concurrency_key, expires_at, attrs)"
+        " SELECT id, name, payload, attempts, created_at, available_at,"
+        "   reserved_at, reserved_by, last_error, priority, cancel_reason,"
+        "   errors, concurrency_key, second_concurrency_key, expires_at,"
+        "   attrs FROM m",
+        id_literal(blocked, [](int64_t id) { return id; }));
+  return ids;
+}
+
+/// The requests of `w`'s tasks, then of its callbacks (their roles in
+/// `roles`).
+std::vector<job_request> requests_of(const workflow& w,
+                                     std::vector<size_t>& roles) {
+  std::vector<job_request> requests;
+  for (auto& t : w.tasks())
+    requests.push_back(t.request);
+  for (size_t role = 0; role < 3; ++role)
+    if (auto& c = w.callback(role)) {
+      requests.push_back(*c);
+      roles.push_back(role);
+    }
+  return requests;
+}
+
+} // namespace
+
 caf::expected<workflow_ids>
 postgres_adapter::enqueue_workflow(const workflow& w) {
   if (auto err = check_workflow(w))
     return err;
   auto now = from_unix_ms(impl_->now_ms());
-  std::vector<job_request> requests;
-  requests.reserve(w.tasks().size());
-  for (auto& t : w.tasks())
-    requests.push_back(t.request);
+  std::vector<size_t> roles;
+  auto requests = requests_of(w, roles);
   auto prepared = detail::prepare_jobs(requests, now);
   if (!prepared)
     return std::move(prepared.error());
-  auto order = workflow_order(w);
-  auto& tasks = w.tasks();
   return impl_->in_transaction("inserting a workflow", [&](pqxx::work& tx) {
-    workflow_ids ids;
-    ids.workflow_id =
+    auto id =
         tx.exec_params("INSERT INTO bg_jobs_workflows (name, state, total,"
-                       " created_at) VALUES ($1, 'running', $2, " BG_JOBS_TS(
-                           "$3") ") RETURNING id",
-                       w.name(), static_cast<int64_t>(tasks.size()),
-                       to_unix_ms(now))[0][0]
+                       " created_at, open) VALUES ($1, 'running', $2, " BG_JOBS_TS(
+                           "$3") ", $4) RETURNING id",
+                       w.name(), static_cast<int64_t>(w.tasks().size()),
+                       to_unix_ms(now), w.open())[0][0]
             .as<int64_t>();
-    std::vector<int64_t> job_ids(tasks.size());
-    for (auto i : order) {
-      auto& [j, text, attrs] = (*prepared)[i];
-      job_ids[i] =
-          tx.exec_prepared("bgj_enqueue", j.name, text, to_unix_ms(now),
-                           to_unix_ms(j.available_at), j.priority,
-                           key_or_null(j.concurrency_key),
-                           key_or_null(j.second_concurrency_key),
-                           key_or_null(attrs))[0][0]
-              .as<int64_t>();
-      note_extras(tx, job_ids[i], requests[i], now);
-      ids.tasks.emplace(tasks[i].name, job_ids[i]);
-    }
-    auto task_rows = nlohmann::json::array();
-    auto dep_rows = nlohmann::json::array();
-    std::vector<int64_t> blocked;
-    for (auto i : order) {
-      auto& t = tasks[i];
-      task_rows.push_back({{"id", job_ids[i]},
-                           {"task", t.name},
-                           {"state", t.after.empty() ? "ready" : "blocked"},
-                           {"pending", t.after.size()}});
-      for (auto& d : t.after)
-        dep_rows.push_back({{"p", ids.tasks.at(d.parent)},
-                            {"c", job_ids[i]},
-                            {"policy", to_string(d.on_failure)}});
-      if (!t.after.empty())
-        blocked.push_back(job_ids[i]);
-    }
-    tx.exec_params("INSERT INTO bg_jobs_tasks (job_id, workflow_id, task,"
-                   " state, pending) SELECT id, $2, task, state, pending"
-                   " FROM json_to_recordset($1::json) AS x(id bigint,"
-                   " task text, state text, pending integer)",
-                   task_rows.dump(), ids.workflow_id);
-    if (!dep_rows.empty())
-      tx.exec_params("INSERT INTO bg_jobs_deps (parent_id, child_id, policy)"
-                     " SELECT p, c, policy FROM json_to_recordset($1::json)"
-                     " AS x(p bigint, c bigint, policy text)",
-                     dep_rows.dump());
-    if (!blocked.empty())
-      tx.exec_params(
-          "WITH m AS (DELETE FROM jobs WHERE id = ANY ($1::bigint[])"
-          "   RETURNING *)"
-          " INSERT INTO bg_jobs_blocked (id, name, payload, attempts,"
-          "   created_at, available_at, reserved_at, reserved_by, last_error,"
-          "   priority, cancel_reason, errors, concurrency_key,"
-          "   second_concurrency_key, expires_at, attrs)"
-          " SELECT id, name, payload, attempts, created_at, available_at,"
-          "   reserved_at, reserved_by, last_error, priority, cancel_reason,"
-          "   errors, concurrency_key, second_concurrency_key, expires_at,"
-          "   attrs FROM m",
-          id_literal(blocked, [](int64_t id) { return id; }));
-    return ids;
+    return insert_tasks(tx, id, w, *prepared, requests, roles, {}, now);
   });
+}
+
+caf::expected<workflow_ids> postgres_adapter::add_tasks(int64_t id,
+                                                        const workflow& more) {
+  workflow tasks_only{"added"};
+  for (auto& t : more.tasks())
+    tasks_only.add(t.name, t.request, t.after);
+  auto now = from_unix_ms(impl_->now_ms());
+  std::vector<size_t> roles;
+  auto requests = requests_of(tasks_only, roles);
+  auto prepared = detail::prepare_jobs(requests, now);
+  if (!prepared)
+    return std::move(prepared.error());
+  struct added {
+    int code = 0; // 1 no workflow, 2 finished, 3 bad definition
+    std::string why;
+    workflow_ids ids;
+  };
+  auto r = impl_->in_transaction("adding tasks", [&](pqxx::work& tx) {
+    added out;
+    auto row = tx.exec_params(
+        "SELECT state FROM bg_jobs_workflows WHERE id = $1 FOR UPDATE", id);
+    if (row.empty()) {
+      out.code = 1;
+      return out;
+    }
+    if (auto state = row[0][0].as<std::string>(); state != "running") {
+      out.code = 2;
+      out.why = "workflow " + std::to_string(id) + " is " + state +
+                "; tasks are added only to a running one";
+      return out;
+    }
+    std::map<std::string, int64_t> existing;
+    std::vector<std::string> names;
+    for (const auto& t :
+         tx.exec_params("SELECT task, job_id FROM bg_jobs_tasks"
+                        " WHERE workflow_id = $1 AND role = 'task'",
+                        id)) {
+      existing.emplace(t[0].as<std::string>(), t[1].as<int64_t>());
+      names.push_back(t[0].as<std::string>());
+    }
+    if (auto err = check_workflow(tasks_only, names)) {
+      out.code = 3;
+      out.why = describe(err);
+      return out;
+    }
+    try {
+      out.ids = insert_tasks(tx, id, tasks_only, *prepared, requests, roles,
+                             existing, now);
+    } catch (const std::invalid_argument& e) {
+      out.code = 2;
+      out.why = e.what();
+      tx.abort();
+      return out;
+    }
+    tx.exec_params(
+        "UPDATE bg_jobs_workflows SET total = total + $2 WHERE id = $1", id,
+        static_cast<int64_t>(more.tasks().size()));
+    return out;
+  });
+  if (!r)
+    return std::move(r.error());
+  if (r->code == 1)
+    return no_workflow(id);
+  if (r->code == 2)
+    return make_error(errc::invalid_state, r->why);
+  if (r->code == 3)
+    return make_error(errc::invalid_argument, r->why);
+  return std::move(r->ids);
+}
+
+caf::expected<workflow_info> postgres_adapter::close_workflow(int64_t id) {
+  auto now = impl_->now_ms();
+  auto r = impl_->in_transaction("closing a workflow", [&](pqxx::work& tx) {
+    if (tx.exec_params("UPDATE bg_jobs_workflows SET open = false"
+                       " WHERE id = $1",
+                       id)
+            .affected_rows() == 0)
+      return false;
+    // Every task may have finished already: the end and the callbacks now.
+    tx.exec_params(
+        "UPDATE bg_jobs_workflows SET state = CASE WHEN cancel_requested"
+        " THEN 'cancelled' WHEN failed + cancelled = 0 THEN 'succeeded'"
+        " ELSE 'failed' END, finished_at = " BG_JOBS_TS("$2")
+        " WHERE id = $1 AND state = 'running'"
+        " AND succeeded + failed + cancelled = total",
+        id, now);
+    tx.exec_params("SELECT bg_jobs_callbacks(ARRAY[$1::bigint], " BG_JOBS_TS(
+                       "$2") ")",
+                   id, now);
+    return true;
+  });
+  if (!r)
+    return std::move(r.error());
+  if (!*r)
+    return no_workflow(id);
+  return get_workflow(id);
 }
 
 caf::expected<workflow_info> postgres_adapter::get_workflow(int64_t id) {
@@ -253,7 +419,7 @@ postgres_adapter::cancel_workflow(int64_t id, const std::string& reason) {
     auto doomed =
         tx.exec_params("UPDATE bg_jobs_tasks SET state = 'doomed'"
                        " WHERE workflow_id = $1 AND state IN ('blocked', 'held')"
-                       " RETURNING job_id",
+                       " AND role = 'task' RETURNING job_id",
                        id);
     std::vector<int64_t> ids;
     for (const auto& row : doomed)
@@ -263,7 +429,7 @@ postgres_adapter::cancel_workflow(int64_t id, const std::string& reason) {
     tx.exec_params(
         "WITH m AS (DELETE FROM jobs WHERE reserved_by IS NULL AND id IN"
         "   (SELECT job_id FROM bg_jobs_tasks WHERE workflow_id = $1"
-        "   AND state = 'ready') RETURNING *)"
+        "   AND state = 'ready' AND role = 'task') RETURNING *)"
         " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
         "   created_at, available_at, failed_at, priority, cancelled, errors,"
         "   concurrency_key, second_concurrency_key, attrs)"
@@ -274,7 +440,8 @@ postgres_adapter::cancel_workflow(int64_t id, const std::string& reason) {
     tx.exec_params(
         "UPDATE jobs SET cancel_reason = coalesce(cancel_reason, $2)"
         " WHERE reserved_by IS NOT NULL AND id IN (SELECT job_id"
-        " FROM bg_jobs_tasks WHERE workflow_id = $1 AND state = 'ready')",
+        " FROM bg_jobs_tasks WHERE workflow_id = $1 AND state = 'ready'"
+        " AND role = 'task')",
         id, why);
     if (!ids.empty())
       tx.exec_params("SELECT bg_jobs_settle($1::bigint[], 'cancelled', " BG_JOBS_TS(
@@ -305,7 +472,8 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
     }
     auto failed =
         tx.exec_params("SELECT job_id FROM bg_jobs_tasks WHERE workflow_id = $1"
-                       " AND state IN ('failed', 'cancelled', 'held')",
+                       " AND state IN ('failed', 'cancelled', 'held')"
+                       " AND role = 'task'",
                        id);
     if (failed.empty()) {
       out.code = 2;
@@ -333,12 +501,13 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
         "UPDATE bg_jobs_tasks t SET pending = (SELECT count(*)"
         "   FROM bg_jobs_deps d JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
         "   WHERE d.child_id = t.job_id AND p.state <> 'succeeded')"
-        " WHERE t.workflow_id = $1 AND t.state = 'blocked'",
+        " WHERE t.workflow_id = $1 AND t.state = 'blocked'"
+        " AND t.role = 'task'",
         id);
     tx.exec_params(
         "WITH r AS (UPDATE bg_jobs_tasks SET state = 'ready'"
         "   WHERE workflow_id = $1 AND state = 'blocked' AND pending = 0"
-        "   RETURNING job_id),"
+        "   AND role = 'task' RETURNING job_id),"
         " m AS (DELETE FROM bg_jobs_blocked b USING r WHERE b.id = r.job_id"
         "   RETURNING b.*),"
         " i AS (INSERT INTO jobs (id, name, payload, attempts, created_at,"
@@ -356,7 +525,8 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
         "UPDATE bg_jobs_workflows w SET state = 'running', finished_at = NULL,"
         " cancel_requested = false,"
         " succeeded = (SELECT count(*) FROM bg_jobs_tasks"
-        "   WHERE workflow_id = w.id AND state = 'succeeded'),"
+        "   WHERE workflow_id = w.id AND state = 'succeeded'"
+        "   AND role = 'task'),"
         " failed = 0, cancelled = 0 WHERE id = $1",
         id);
     return out;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -171,6 +172,9 @@ public:
                       std::chrono::milliseconds bucket) override;
   caf::expected<job_record> get_job(int64_t job_id) override;
   caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override;
+  caf::expected<workflow_ids> add_tasks(int64_t id,
+                                        const workflow& more) override;
+  caf::expected<workflow_info> close_workflow(int64_t id) override;
   caf::expected<workflow_info> get_workflow(int64_t id) override;
   caf::expected<std::vector<workflow_info>>
   list_workflows(const workflow_query& query) override;
@@ -242,6 +246,13 @@ private:
   /// Blocks the rate key of the job a rate-limited snooze `c` ends.
   caf::expected<void> block_job_rate(const completion& c);
 
+  /// Inserts the tasks (and callbacks) of `w` into workflow `workflow_id`
+  /// inside the caller's transaction; `existing` maps the names of tasks
+  /// already there to their job ids.
+  caf::expected<workflow_ids>
+  insert_tasks(int64_t workflow_id, const workflow& w,
+               const std::map<std::string, int64_t>& existing, timestamp now);
+
   /// Moves the tasks a parent that did not succeed doomed (its `cancel`
   /// policy) from `bg_jobs_blocked` to `jobs_failed` as cancelled at
   /// `now_ms` (with `why` as the reason, or one that says so), and so on
@@ -272,6 +283,9 @@ private:
 
   /// Runs SQL without results (pragmas, DDL, transaction control).
   caf::expected<void> exec(const char* sql);
+
+  /// Runs every statement of `script` with ?1 bound to `p1` and ?2 to `p2`.
+  caf::expected<void> exec_with(const char* script, int64_t p1, int64_t p2);
 
   /// Turns the connection's last error into an `errc` error.
   caf::error failure(int rc, const char* what) const;

@@ -9,32 +9,6 @@ using namespace detail::sqlite;
 
 namespace {
 
-// Moves the children of task `parent` that have no unfinished parent left
-// from `bg_jobs_blocked` into `jobs`, available no earlier than `at`.
-#define BG_JOBS_SQLITE_RELEASE(parent, at)                                     \
-  "  INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"                        \
-  "   SELECT id, name, payload, attempts, created_at,"                        \
-  "   max(available_at, " at "), reserved_at, reserved_by, last_error,"       \
-  "   priority, cancel_reason, errors, concurrency_key,"                      \
-  "   second_concurrency_key, expires_at, attrs FROM bg_jobs_blocked"         \
-  "   WHERE id IN (SELECT t.job_id FROM bg_jobs_deps d JOIN bg_jobs_tasks t"  \
-  "   ON t.job_id = d.child_id WHERE d.parent_id = " parent                   \
-  "   AND t.pending = 0 AND t.state IN ('blocked', 'held'));"                 \
-  "  UPDATE bg_jobs_tasks SET state = 'ready'"                                \
-  "   WHERE pending = 0 AND state IN ('blocked', 'held') AND job_id IN"       \
-  "   (SELECT child_id FROM bg_jobs_deps WHERE parent_id = " parent ");"      \
-  "  DELETE FROM bg_jobs_blocked WHERE id IN (SELECT t.job_id"                \
-  "   FROM bg_jobs_deps d JOIN bg_jobs_tasks t ON t.job_id = d.child_id"      \
-  "   WHERE d.parent_id = " parent " AND t.state = 'ready');"
-
-// Ends the workflow of task `task` at `at` once every task finished.
-#define BG_JOBS_SQLITE_FINISH(task, at)                                        \
-  "  UPDATE bg_jobs_workflows SET state = CASE WHEN cancel_requested <> 0"    \
-  "   THEN 'cancelled' WHEN failed + cancelled = 0 THEN 'succeeded'"          \
-  "   ELSE 'failed' END, finished_at = " at                                   \
-  "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = " task \
-  "   ) AND state = 'running' AND succeeded + failed + cancelled = total;"
-
 // Each entry upgrades the schema by one version; applied in order.
 const char* const migrations[] = {
     // version 1
@@ -234,6 +208,7 @@ const char* const migrations[] = {
     "  failed INTEGER NOT NULL DEFAULT 0,"
     "  cancelled INTEGER NOT NULL DEFAULT 0,"
     "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    "  open INTEGER NOT NULL DEFAULT 0,"
     "  created_at INTEGER NOT NULL,"
     "  finished_at INTEGER);"
     "CREATE INDEX bg_jobs_workflows_state_idx ON bg_jobs_workflows"
@@ -245,6 +220,7 @@ const char* const migrations[] = {
     "  state TEXT NOT NULL,"
     "  pending INTEGER NOT NULL,"
     "  finished_at INTEGER,"
+    "  role TEXT NOT NULL DEFAULT 'task',"
     "  UNIQUE (workflow_id, task));"
     "CREATE INDEX bg_jobs_tasks_doomed_idx ON bg_jobs_tasks (job_id)"
     "  WHERE state = 'doomed';"
@@ -292,12 +268,13 @@ const char* const migrations[] = {
     "   finished_at = NEW.succeeded_at WHERE job_id = NEW.id;"
     "  UPDATE bg_jobs_workflows SET succeeded = succeeded + 1"
     "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
-    "   WHERE job_id = NEW.id);"
+    "   WHERE job_id = NEW.id AND role = 'task');"
     "  UPDATE bg_jobs_tasks SET pending = pending - 1"
     "   WHERE state IN ('blocked', 'held') AND job_id IN (SELECT child_id"
     "   FROM bg_jobs_deps WHERE parent_id = NEW.id);"
     BG_JOBS_SQLITE_RELEASE("NEW.id", "NEW.succeeded_at")
     BG_JOBS_SQLITE_FINISH("NEW.id", "NEW.succeeded_at")
+    BG_JOBS_SQLITE_CALLBACKS("NEW.id", "NEW.succeeded_at")
     " END;"
     "CREATE TRIGGER bg_jobs_task_failed AFTER INSERT ON jobs_failed"
     " WHEN EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = NEW.id"
@@ -308,7 +285,7 @@ const char* const migrations[] = {
     "  UPDATE bg_jobs_workflows SET failed = failed + (NEW.cancelled = 0),"
     "   cancelled = cancelled + (NEW.cancelled <> 0)"
     "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
-    "   WHERE job_id = NEW.id);"
+    "   WHERE job_id = NEW.id AND role = 'task');"
     "  UPDATE bg_jobs_tasks SET pending = pending - 1"
     "   WHERE state IN ('blocked', 'held') AND job_id IN (SELECT child_id"
     "   FROM bg_jobs_deps WHERE parent_id = NEW.id AND policy = 'ignore');"
@@ -320,6 +297,7 @@ const char* const migrations[] = {
     "   FROM bg_jobs_deps WHERE parent_id = NEW.id AND policy = 'cancel');"
     BG_JOBS_SQLITE_RELEASE("NEW.id", "NEW.failed_at")
     BG_JOBS_SQLITE_FINISH("NEW.id", "NEW.failed_at")
+    BG_JOBS_SQLITE_CALLBACKS("NEW.id", "NEW.failed_at")
     " END;"
     // A failed or cancelled task retried (back in `jobs`) runs again: its
     // workflow is running again.
@@ -331,7 +309,7 @@ const char* const migrations[] = {
     "   cancelled = cancelled - (OLD.cancelled <> 0), state = 'running',"
     "   finished_at = NULL"
     "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks"
-    "   WHERE job_id = OLD.id);"
+    "   WHERE job_id = OLD.id AND role = 'task');"
     "  UPDATE bg_jobs_tasks SET state = 'ready', finished_at = NULL"
     "   WHERE job_id = OLD.id;"
     " END;",

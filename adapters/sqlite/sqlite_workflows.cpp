@@ -13,11 +13,20 @@ using namespace detail::sqlite;
 namespace {
 
 const char sql_workflow_insert[] =
-    "INSERT INTO bg_jobs_workflows (name, state, total, created_at)"
-    " VALUES (?1, 'running', ?2, ?3) RETURNING id";
+    "INSERT INTO bg_jobs_workflows (name, state, total, created_at, open)"
+    " VALUES (?1, 'running', ?2, ?3, ?4) RETURNING id";
 const char sql_task_insert[] =
-    "INSERT INTO bg_jobs_tasks (job_id, workflow_id, task, state, pending)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO bg_jobs_tasks (job_id, workflow_id, task, state, pending,"
+    " role) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+// Closing: the workflow (?1) finishes at ?2 if every task has, and calls
+// back (the triggers' steps, for a workflow rather than a task).
+#define BG_JOBS_ANY_TASK_OF_WF                                                 \
+  "(SELECT min(job_id) FROM bg_jobs_tasks WHERE workflow_id = ?1)"
+const char sql_close_finish[] =
+    BG_JOBS_SQLITE_FINISH(BG_JOBS_ANY_TASK_OF_WF, "?2");
+const char sql_close_callbacks[] =
+    BG_JOBS_SQLITE_CALLBACKS(BG_JOBS_ANY_TASK_OF_WF, "?2");
 const char sql_dep_insert[] =
     "INSERT INTO bg_jobs_deps (parent_id, child_id, policy)"
     " VALUES (?1, ?2, ?3)";
@@ -26,21 +35,17 @@ const char sql_block[] =
     " SELECT " BG_JOBS_SQLITE_ROW_COLUMNS " FROM jobs WHERE id = ?1";
 const char sql_block_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
-const char sql_workflow_row[] =
-    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
-    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
-    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-    " w.created_at, w.finished_at FROM bg_jobs_workflows w";
 const char sql_workflow_by_id[] =
     "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
     " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
     "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-    " w.created_at, w.finished_at FROM bg_jobs_workflows w WHERE w.id = ?1";
+    " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w"
+    " WHERE w.id = ?1";
 const char sql_workflow_list[] =
     "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
     " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
     "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-    " w.created_at, w.finished_at FROM bg_jobs_workflows w"
+    " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w"
     " WHERE (?1 IS NULL OR w.state = ?1) AND (?2 = 0 OR w.id < ?2)"
     " ORDER BY w.id DESC LIMIT ?3";
 const char sql_workflow_tasks[] =
@@ -75,10 +80,10 @@ const char sql_workflow_cancel_mark[] =
     "UPDATE bg_jobs_workflows SET cancel_requested = 1 WHERE id = ?1";
 const char sql_workflow_doom[] =
     "UPDATE bg_jobs_tasks SET state = 'doomed' WHERE workflow_id = ?1"
-    " AND state IN ('blocked', 'held')";
+    " AND state IN ('blocked', 'held') AND role = 'task'";
 const char sql_workflow_ready[] =
     "SELECT job_id FROM bg_jobs_tasks WHERE workflow_id = ?1"
-    " AND state = 'ready' ORDER BY job_id";
+    " AND state = 'ready' AND role = 'task' ORDER BY job_id";
 const char sql_cancel_waiting_task[] =
     "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
     " created_at, available_at, failed_at, priority, cancelled, errors,"
@@ -94,9 +99,7 @@ const char sql_job_delete[] = "DELETE FROM jobs WHERE id = ?1";
 // Retrying: each failed, cancelled or held task, with the number of its
 // parents that did not succeed.
 const char sql_workflow_retryable[] =
-    "SELECT t.job_id, t.state, (SELECT count(*) FROM bg_jobs_deps d"
-    "   JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
-    "   WHERE d.child_id = t.job_id AND p.state <> 'succeeded')"
+    "SELECT t.job_id, t.state, t.role"
     " FROM bg_jobs_tasks t WHERE t.workflow_id = ?1"
     " AND t.state IN ('failed', 'cancelled', 'held') ORDER BY t.job_id";
 const char sql_failed_to_blocked[] =
@@ -115,7 +118,8 @@ const char sql_retry_pending[] =
     "UPDATE bg_jobs_tasks SET pending = (SELECT count(*) FROM bg_jobs_deps d"
     "   JOIN bg_jobs_tasks p ON p.job_id = d.parent_id"
     "   WHERE d.child_id = bg_jobs_tasks.job_id AND p.state <> 'succeeded')"
-    " WHERE workflow_id = ?1 AND state = 'blocked' AND ?2 = ?2";
+    " WHERE workflow_id = ?1 AND state = 'blocked' AND role = 'task'"
+    " AND ?2 = ?2";
 const char sql_retry_release[] =
     "INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"
     " SELECT id, name, payload, attempts, created_at,"
@@ -123,10 +127,10 @@ const char sql_retry_release[] =
     " cancel_reason, errors, concurrency_key, second_concurrency_key,"
     " expires_at, attrs FROM bg_jobs_blocked WHERE id IN (SELECT job_id"
     " FROM bg_jobs_tasks WHERE workflow_id = ?1 AND state = 'blocked'"
-    " AND pending = 0)";
+    " AND pending = 0 AND role = 'task')";
 const char sql_retry_ready[] =
     "UPDATE bg_jobs_tasks SET state = 'ready' WHERE workflow_id = ?1"
-    " AND state = 'blocked' AND pending = 0 AND ?2 = ?2";
+    " AND state = 'blocked' AND pending = 0 AND role = 'task' AND ?2 = ?2";
 const char sql_retry_released[] =
     "DELETE FROM bg_jobs_blocked WHERE id IN (SELECT job_id"
     " FROM bg_jobs_tasks WHERE workflow_id = ?1 AND state = 'ready')"
@@ -138,11 +142,11 @@ const char sql_workflow_recount[] =
     "UPDATE bg_jobs_workflows SET state = 'running', finished_at = NULL,"
     " cancel_requested = 0,"
     " succeeded = (SELECT count(*) FROM bg_jobs_tasks"
-    "   WHERE workflow_id = ?1 AND state = 'succeeded'),"
+    "   WHERE workflow_id = ?1 AND state = 'succeeded' AND role = 'task'),"
     " failed = (SELECT count(*) FROM bg_jobs_tasks"
-    "   WHERE workflow_id = ?1 AND state = 'failed'),"
+    "   WHERE workflow_id = ?1 AND state = 'failed' AND role = 'task'),"
     " cancelled = (SELECT count(*) FROM bg_jobs_tasks"
-    "   WHERE workflow_id = ?1 AND state = 'cancelled')"
+    "   WHERE workflow_id = ?1 AND state = 'cancelled' AND role = 'task')"
     " WHERE id = ?1 AND ?2 = ?2";
 
 workflow_info read_workflow(sqlite3_stmt* s) {
@@ -158,6 +162,7 @@ workflow_info read_workflow(sqlite3_stmt* s) {
   w.held = sqlite3_column_int64(s, 7);
   w.created_at = column_time(s, 8);
   w.finished_at = column_time_or_null(s, 9);
+  w.open = sqlite3_column_int(s, 10) != 0;
   return w;
 }
 
@@ -166,6 +171,29 @@ caf::error no_workflow(int64_t id) {
 }
 
 } // namespace
+
+caf::expected<void> sqlite_adapter::exec_with(const char* script, int64_t p1,
+                                              int64_t p2) {
+  auto text = sql(script);
+  const char* at = text.c_str();
+  while (*at) {
+    sqlite3_stmt* s = nullptr;
+    const char* tail = nullptr;
+    if (int rc = sqlite3_prepare_v2(db_, at, -1, &s, &tail); rc != SQLITE_OK)
+      return failure(rc, "preparing a statement");
+    at = tail;
+    if (!s)
+      continue; // white space or a comment
+    sqlite3_bind_int64(s, 1, p1);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+      sqlite3_bind_int64(s, 2, p2);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      return failure(rc, "closing a workflow");
+  }
+  return caf::unit;
+}
 
 caf::expected<void> sqlite_adapter::settle_tasks(int64_t now_ms,
                                                  const std::string& why) {
@@ -211,63 +239,57 @@ caf::expected<void> sqlite_adapter::settle_tasks(int64_t now_ms,
 }
 
 caf::expected<workflow_ids>
-sqlite_adapter::enqueue_workflow(const workflow& w) {
-  if (auto err = check_workflow(w))
-    return err;
-  auto now = options_.clock->now();
+sqlite_adapter::insert_tasks(int64_t workflow_id, const workflow& w,
+                             const std::map<std::string, int64_t>& existing,
+                             timestamp now) {
+  auto& tasks = w.tasks();
   std::vector<job_request> requests;
-  requests.reserve(w.tasks().size());
-  for (auto& t : w.tasks())
+  requests.reserve(tasks.size() + 3);
+  for (auto& t : tasks)
     requests.push_back(t.request);
+  std::vector<size_t> roles;
+  for (size_t role = 0; role < 3; ++role)
+    if (auto& c = w.callback(role)) {
+      requests.push_back(*c);
+      roles.push_back(role);
+    }
   auto prepared = detail::prepare_jobs(requests, now);
   if (!prepared)
     return std::move(prepared.error());
+  workflow_ids ids;
+  ids.workflow_id = workflow_id;
+  std::vector<int64_t> job_ids(requests.size());
   auto order = workflow_order(w);
-  return in_transaction([&]() -> caf::expected<workflow_ids> {
-    workflow_ids ids;
-    {
-      auto s = prepare(sql_workflow_insert);
-      if (!s)
-        return std::move(s.error());
-      statement q{*s};
-      q.bind(1, w.name())
-          .bind(2, static_cast<int64_t>(w.tasks().size()))
-          .bind(3, to_unix_ms(now));
-      if (int rc = q.step(); rc != SQLITE_ROW)
-        return failure(rc, "inserting a workflow");
-      ids.workflow_id = sqlite3_column_int64(q.get(), 0);
-      if (int rc = q.step(); rc != SQLITE_DONE)
-        return failure(rc, "inserting a workflow");
-    }
-    auto& tasks = w.tasks();
-    std::vector<int64_t> job_ids(tasks.size());
-    for (auto i : order) {
-      auto id = insert_job((*prepared)[i].j, (*prepared)[i].payload);
-      if (!id)
-        return std::move(id.error());
-      if (auto noted = note_extras(*id, requests[i], now); !noted)
-        return std::move(noted.error());
-      job_ids[i] = *id;
-      ids.tasks.emplace(tasks[i].name, *id);
-    }
-    for (auto i : order) {
-      auto& t = tasks[i];
-      std::string state = t.after.empty() ? "ready" : "blocked";
-      auto r = execute(
-          sql_task_insert,
-          [&](statement& q) {
-            q.bind(1, job_ids[i])
-                .bind(2, ids.workflow_id)
-                .bind(3, t.name)
-                .bind(4, state)
-                .bind(5, static_cast<int64_t>(t.after.size()));
-          },
-          "inserting a task");
-      if (!r)
-        return std::move(r.error());
-      for (auto& d : t.after) {
+  for (size_t k = 0; k < roles.size(); ++k)
+    order.push_back(tasks.size() + k);
+  for (auto i : order) {
+    auto id = insert_job((*prepared)[i].j, (*prepared)[i].payload);
+    if (!id)
+      return std::move(id.error());
+    if (auto noted = note_extras(*id, requests[i], now); !noted)
+      return std::move(noted.error());
+    job_ids[i] = *id;
+    ids.tasks.emplace(i < tasks.size()
+                          ? tasks[i].name
+                          : std::string{callback_task_name(
+                                roles[i - tasks.size()])},
+                      *id);
+  }
+  static const char* const role_names[] = {"on_success", "on_finish",
+                                           "on_failure"};
+  for (auto i : order) {
+    bool callback = i >= tasks.size();
+    std::string name = callback ? std::string{callback_task_name(
+                                      roles[i - tasks.size()])}
+                                : tasks[i].name;
+    std::string role =
+        callback ? role_names[roles[i - tasks.size()]] : std::string{"task"};
+    int64_t pending = 0;
+    if (!callback)
+      for (auto& d : tasks[i].after) {
+        auto parent = ids.tasks.count(d.parent) ? ids.tasks.at(d.parent)
+                                                : existing.at(d.parent);
         std::string policy = to_string(d.on_failure);
-        auto parent = ids.tasks.at(d.parent);
         auto e = execute(
             sql_dep_insert,
             [&](statement& q) {
@@ -277,17 +299,160 @@ sqlite_adapter::enqueue_workflow(const workflow& w) {
         if (!e)
           return std::move(e.error());
       }
-      if (!t.after.empty()) {
-        auto moved = move_rows(
-            sql_block, sql_block_delete,
-            [&](statement& q) { q.bind(1, job_ids[i]); },
-            [&](statement& q) { q.bind(1, job_ids[i]); }, "blocking a task");
-        if (!moved)
-          return std::move(moved.error());
+    if (!callback) {
+      // Parents already there wait only while they have not succeeded.
+      for (auto& d : tasks[i].after) {
+        if (ids.tasks.count(d.parent)) {
+          ++pending;
+          continue;
+        }
+        auto s = prepare("SELECT state FROM bg_jobs_tasks WHERE job_id = ?1");
+        if (!s)
+          return std::move(s.error());
+        statement q{*s};
+        q.bind(1, existing.at(d.parent));
+        if (int rc = q.step(); rc != SQLITE_ROW)
+          return failure(rc, "reading a task");
+        auto state = column_text(q.get(), 0);
+        if (state == "failed" || state == "cancelled")
+          return make_error(errc::invalid_state,
+                            "task '" + printable(d.parent) + "' is " + state +
+                                "; no task can be added after it");
+        if (state != "succeeded")
+          ++pending;
       }
     }
+    std::string state = !callback && pending == 0 ? "ready" : "blocked";
+    auto r = execute(
+        sql_task_insert,
+        [&](statement& q) {
+          q.bind(1, job_ids[i])
+              .bind(2, workflow_id)
+              .bind(3, name)
+              .bind(4, state)
+              .bind(5, pending)
+              .bind(6, role);
+        },
+        "inserting a task");
+    if (!r)
+      return std::move(r.error());
+    if (state == "blocked") {
+      auto moved = move_rows(
+          sql_block, sql_block_delete,
+          [&](statement& q) { q.bind(1, job_ids[i]); },
+          [&](statement& q) { q.bind(1, job_ids[i]); }, "blocking a task");
+      if (!moved)
+        return std::move(moved.error());
+    }
+  }
+  return ids;
+}
+
+caf::expected<workflow_ids>
+sqlite_adapter::enqueue_workflow(const workflow& w) {
+  if (auto err = check_workflow(w))
+    return err;
+  auto now = options_.clock->now();
+  return in_transaction([&]() -> caf::expected<workflow_ids> {
+    int64_t workflow_id = 0;
+    {
+      auto s = prepare(sql_workflow_insert);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, w.name())
+          .bind(2, static_cast<int64_t>(w.tasks().size()))
+          .bind(3, to_unix_ms(now))
+          .bind(4, int64_t{w.open() ? 1 : 0});
+      if (int rc = q.step(); rc != SQLITE_ROW)
+        return failure(rc, "inserting a workflow");
+      workflow_id = sqlite3_column_int64(q.get(), 0);
+      if (int rc = q.step(); rc != SQLITE_DONE)
+        return failure(rc, "inserting a workflow");
+    }
+    return insert_tasks(workflow_id, w, {}, now);
+  });
+}
+
+caf::expected<workflow_ids> sqlite_adapter::add_tasks(int64_t id,
+                                                      const workflow& more) {
+  auto now = options_.clock->now();
+  return in_transaction([&]() -> caf::expected<workflow_ids> {
+    {
+      auto s = prepare(sql_workflow_state);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc = q.step();
+      if (rc == SQLITE_DONE)
+        return no_workflow(id);
+      if (rc != SQLITE_ROW)
+        return failure(rc, "reading a workflow");
+      if (auto state = column_text(q.get(), 0); state != "running")
+        return make_error(errc::invalid_state,
+                          "workflow " + std::to_string(id) + " is " + state +
+                              "; tasks are added only to a running one");
+    }
+    std::map<std::string, int64_t> existing;
+    {
+      auto s = prepare("SELECT task, job_id FROM bg_jobs_tasks"
+                       " WHERE workflow_id = ?1 AND role = 'task'");
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, id);
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        existing.emplace(column_text(q.get(), 0),
+                         sqlite3_column_int64(q.get(), 1));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "reading a workflow's tasks");
+    }
+    workflow tasks_only{"added"};
+    for (auto& t : more.tasks())
+      tasks_only.add(t.name, t.request, t.after);
+    std::vector<std::string> names;
+    for (auto& [name, job_id] : existing)
+      names.push_back(name);
+    if (auto err = check_workflow(tasks_only, names))
+      return err;
+    auto ids = insert_tasks(id, tasks_only, existing, now);
+    if (!ids)
+      return ids;
+    auto grown = execute(
+        "UPDATE bg_jobs_workflows SET total = total + ?2 WHERE id = ?1",
+        [&](statement& q) {
+          q.bind(1, id).bind(2, static_cast<int64_t>(more.tasks().size()));
+        },
+        "adding tasks");
+    if (!grown)
+      return std::move(grown.error());
     return ids;
   });
+}
+
+caf::expected<workflow_info> sqlite_adapter::close_workflow(int64_t id) {
+  auto now = to_unix_ms(options_.clock->now());
+  auto done = in_transaction([&]() -> caf::expected<bool> {
+    auto closed = execute(
+        "UPDATE bg_jobs_workflows SET open = 0 WHERE id = ?1",
+        [&](statement& q) { q.bind(1, id); }, "closing a workflow");
+    if (!closed)
+      return std::move(closed.error());
+    if (*closed == 0)
+      return no_workflow(id);
+    // Every task may have finished already: the end and the callbacks now.
+    for (auto sql : {sql_close_finish, sql_close_callbacks}) {
+      auto r = exec_with(sql, id, now);
+      if (!r)
+        return std::move(r.error());
+    }
+    return true;
+  });
+  if (!done)
+    return std::move(done.error());
+  return get_workflow(id);
 }
 
 caf::expected<workflow_info> sqlite_adapter::get_workflow(int64_t id) {
@@ -462,7 +627,7 @@ caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
         return failure(rc, "reading a workflow");
     }
     std::vector<int64_t> failed;
-    int64_t held = 0;
+    int64_t tasks = 0;
     {
       auto s = prepare(sql_workflow_retryable);
       if (!s)
@@ -471,15 +636,18 @@ caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
       q.bind(1, id);
       int rc;
       while ((rc = q.step()) == SQLITE_ROW) {
-        if (column_text(q.get(), 1) == "held")
-          ++held;
-        else
+        if (column_text(q.get(), 2) == "task")
+          ++tasks;
+        // A held task waits in `bg_jobs_blocked` already.
+        if (column_text(q.get(), 1) != "held")
           failed.push_back(sqlite3_column_int64(q.get(), 0));
       }
       if (rc != SQLITE_DONE)
         return failure(rc, "reading a workflow's tasks");
     }
-    if (failed.empty() && held == 0)
+    // Callbacks that were not called are armed again, but only with tasks
+    // to run.
+    if (tasks == 0)
       return make_error(errc::invalid_state,
                         "workflow " + std::to_string(id) +
                             " has no failed, cancelled or held task");

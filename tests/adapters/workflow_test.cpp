@@ -333,6 +333,143 @@ TEST_SUITE("workflows") {
     CHECK(info.state == workflow_state::failed);
   }
 
+  TEST_CASE_TEMPLATE("a batch calls back once: success when all succeeded, "
+                     "finish when all ended, failure at the first failure",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    auto batch = [](int jobs) {
+      workflow w{"batch"};
+      for (int i = 0; i < jobs; ++i)
+        w.add("j" + std::to_string(i), step("j" + std::to_string(i)));
+      w.on_success(step("success"))
+          .on_finish(step("finish"))
+          .on_failure(step("failure"));
+      return w;
+    };
+    SUBCASE("all succeed") {
+      auto ids = value_of(db->enqueue_workflow(batch(5)));
+      CHECK(ids.tasks.count("@on_success") == 1);
+      auto ran = run_all(*db);
+      CHECK(std::count(ran.begin(), ran.end(), "success") == 1);
+      CHECK(std::count(ran.begin(), ran.end(), "finish") == 1);
+      CHECK(std::count(ran.begin(), ran.end(), "failure") == 0);
+      auto w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::succeeded);
+      CHECK(w.total == 5);
+      CHECK(w.succeeded == 5);
+      CHECK(state_of(w, "@on_failure") == task_state::cancelled);
+      CHECK(state_of(w, "@on_success") == task_state::succeeded);
+      CHECK(value_of(db->get_job(ids.tasks["@on_failure"])).state ==
+            job_state::cancelled);
+    }
+    SUBCASE("two fail") {
+      auto ids = value_of(db->enqueue_workflow(batch(5)));
+      auto ran = run_all(*db, {"j1", "j3"});
+      CHECK(std::count(ran.begin(), ran.end(), "success") == 0);
+      CHECK(std::count(ran.begin(), ran.end(), "finish") == 1);
+      CHECK(std::count(ran.begin(), ran.end(), "failure") == 1);
+      auto w = value_of(db->get_workflow(ids.workflow_id));
+      CHECK(w.state == workflow_state::failed);
+      CHECK(state_of(w, "@on_success") == task_state::cancelled);
+    }
+    SUBCASE("a job that failed an attempt and was retried, then succeeded") {
+      auto ids = value_of(db->enqueue_workflow(batch(2)));
+      auto first = claim(*db);
+      REQUIRE(first.size() == 2);
+      auto again = ends(first[0], completion::kind::retry, "try again");
+      again.available_at = first[0].available_at;
+      value_of(db->complete_jobs({again, ends(first[1])}));
+      auto ran = run_all(*db);
+      CHECK(std::count(ran.begin(), ran.end(), "success") == 1);
+      CHECK(std::count(ran.begin(), ran.end(), "failure") == 0);
+      CHECK(value_of(db->get_workflow(ids.workflow_id)).state ==
+            workflow_state::succeeded);
+    }
+  }
+
+  TEST_CASE_TEMPLATE("an open batch grows until closed, then finishes and "
+                     "calls back once",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"open"};
+    w.add("first", step("first"));
+    w.on_finish(step("finish")).keep_open();
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto ran = run_all(*db);
+    CHECK(ran == std::vector<std::string>{"first"});
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::running);
+    CHECK(info.open);
+    workflow more{"more"};
+    more.add("second", step("second"));
+    more.add("third", step("third"), {"second", "first"});
+    auto added = value_of(db->add_tasks(ids.workflow_id, more));
+    CHECK(added.tasks.size() == 2);
+    ran = run_all(*db);
+    CHECK(ran == std::vector<std::string>{"second", "third"});
+    CHECK(value_of(db->get_workflow(ids.workflow_id)).state ==
+          workflow_state::running);
+    info = value_of(db->close_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::succeeded);
+    CHECK(info.total == 3);
+    ran = run_all(*db);
+    CHECK(ran == std::vector<std::string>{"finish"});
+    // Closed and finished: nothing more is added; bad additions refused.
+    CHECK(error_of(db->add_tasks(ids.workflow_id, more)) ==
+          errc::invalid_state);
+    CHECK(error_of(db->close_workflow(ids.workflow_id + 99)) ==
+          errc::job_not_found);
+    workflow other{"other"};
+    other.add("x", step("x"));
+    other.keep_open();
+    auto open_ids = value_of(db->enqueue_workflow(other));
+    workflow dup{"dup"};
+    dup.add("x", step("x"));
+    CHECK(error_of(db->add_tasks(open_ids.workflow_id, dup)) ==
+          errc::invalid_argument);
+    workflow ghost{"ghost"};
+    ghost.add("y", step("y"), {"nobody"});
+    CHECK(error_of(db->add_tasks(open_ids.workflow_id, ghost)) ==
+          errc::invalid_argument);
+    CHECK(value_of(db->get_workflow(open_ids.workflow_id)).total == 1);
+  }
+
+  TEST_CASE_TEMPLATE("a running task adds tasks to its own workflow, two "
+                     "levels deep, and they run before what waits for them",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto db = store.fresh();
+    workflow w{"fan-out"};
+    w.add("split", step("split"));
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto split = claim(*db);
+    REQUIRE(split.size() == 1);
+    // While it runs, split adds two parts and a join after them.
+    workflow parts{"parts"};
+    parts.add("part1", step("part1"), {"split"});
+    parts.add("part2", step("part2"), {"split"});
+    parts.add("join", step("join"), {"part1", "part2"});
+    value_of(db->add_tasks(ids.workflow_id, parts));
+    value_of(db->complete_jobs({ends(split[0])}));
+    auto level1 = claim(*db);
+    REQUIRE(tasks_of(level1) == std::set<std::string>{"part1", "part2"});
+    // part1, running, adds a sub-part that join must also wait for: it is
+    // added with join's other parents as a new join.
+    workflow sub{"sub"};
+    sub.add("part1a", step("part1a"), {"part1"});
+    sub.add("join2", step("join2"), {"join", "part1a"});
+    value_of(db->add_tasks(ids.workflow_id, sub));
+    value_of(db->complete_jobs({ends(level1[0]), ends(level1[1])}));
+    auto ran = run_all(*db);
+    CHECK(std::find(ran.begin(), ran.end(), "join2") - ran.begin() >
+          std::find(ran.begin(), ran.end(), "part1a") - ran.begin());
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::succeeded);
+    CHECK(info.total == 6);
+  }
+
   TEST_CASE_TEMPLATE("pruning keeps an unfinished workflow whole and removes "
                      "a finished one as a unit, outputs included",
                      S, BG_JOBS_CONFORMANCE_STORES) {

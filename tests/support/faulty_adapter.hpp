@@ -281,6 +281,13 @@ public:
   caf::expected<workflow_ids> enqueue_workflow(const workflow& w) override {
     return inner_->enqueue_workflow(w);
   }
+  caf::expected<workflow_ids> add_tasks(int64_t id,
+                                        const workflow& more) override {
+    return inner_->add_tasks(id, more);
+  }
+  caf::expected<workflow_info> close_workflow(int64_t id) override {
+    return inner_->close_workflow(id);
+  }
   caf::expected<workflow_info> get_workflow(int64_t id) override {
     return inner_->get_workflow(id);
   }

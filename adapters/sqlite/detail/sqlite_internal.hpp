@@ -30,6 +30,77 @@
   "reserved_by, last_error, priority, cancel_reason, errors, "                 \
   "concurrency_key, second_concurrency_key, expires_at, attrs"
 
+// Moves the children of task `parent` that have no unfinished parent left
+// from `bg_jobs_blocked` into `jobs`, available no earlier than `at`.
+#define BG_JOBS_SQLITE_RELEASE(parent, at)                                     \
+  "  INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"                        \
+  "   SELECT id, name, payload, attempts, created_at,"                        \
+  "   max(available_at, " at "), reserved_at, reserved_by, last_error,"       \
+  "   priority, cancel_reason, errors, concurrency_key,"                      \
+  "   second_concurrency_key, expires_at, attrs FROM bg_jobs_blocked"         \
+  "   WHERE id IN (SELECT t.job_id FROM bg_jobs_deps d JOIN bg_jobs_tasks t"  \
+  "   ON t.job_id = d.child_id WHERE d.parent_id = " parent                   \
+  "   AND t.pending = 0 AND t.state IN ('blocked', 'held'));"                 \
+  "  UPDATE bg_jobs_tasks SET state = 'ready'"                                \
+  "   WHERE pending = 0 AND state IN ('blocked', 'held') AND job_id IN"       \
+  "   (SELECT child_id FROM bg_jobs_deps WHERE parent_id = " parent ");"      \
+  "  DELETE FROM bg_jobs_blocked WHERE id IN (SELECT t.job_id"                \
+  "   FROM bg_jobs_deps d JOIN bg_jobs_tasks t ON t.job_id = d.child_id"      \
+  "   WHERE d.parent_id = " parent " AND t.state = 'ready');"
+
+// Ends the workflow of task `task` at `at` once every task finished.
+#define BG_JOBS_SQLITE_FINISH(task, at)                                        \
+  "  UPDATE bg_jobs_workflows SET state = CASE WHEN cancel_requested <> 0"    \
+  "   THEN 'cancelled' WHEN failed + cancelled = 0 THEN 'succeeded'"          \
+  "   ELSE 'failed' END, finished_at = " at                                   \
+  "   WHERE id = (SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = " task \
+  "   ) AND state = 'running' AND open = 0"                                   \
+  "   AND succeeded + failed + cancelled = total;"
+
+// The workflow of task `task`.
+#define BG_JOBS_SQLITE_WF(task)                                                \
+  "(SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = " task ")"
+
+// The callbacks of the workflow of task `task` at `at`: the failure one
+// once a task failed for good, the finish one once it finished, the
+// success one once it succeeded (each moved into `jobs` once: only from
+// 'blocked'); those that can no longer be called, once it finished, are
+// cancelled.
+#define BG_JOBS_SQLITE_CALLBACKS(task, at)                                     \
+  "  UPDATE bg_jobs_tasks SET state = 'ready' WHERE workflow_id = "           \
+  BG_JOBS_SQLITE_WF(task) " AND role <> 'task' AND state = 'blocked' AND"     \
+  "   EXISTS (SELECT 1 FROM bg_jobs_workflows w WHERE w.id ="                 \
+  "   bg_jobs_tasks.workflow_id AND ((bg_jobs_tasks.role = 'on_failure'"      \
+  "   AND w.failed > 0) OR (bg_jobs_tasks.role = 'on_finish'"                 \
+  "   AND w.state <> 'running') OR (bg_jobs_tasks.role = 'on_success'"        \
+  "   AND w.state = 'succeeded')));"                                          \
+  "  INSERT INTO jobs (" BG_JOBS_SQLITE_ROW_COLUMNS ")"                       \
+  "   SELECT id, name, payload, attempts, created_at,"                        \
+  "   max(available_at, " at "), reserved_at, reserved_by, last_error,"       \
+  "   priority, cancel_reason, errors, concurrency_key,"                      \
+  "   second_concurrency_key, expires_at, attrs FROM bg_jobs_blocked"         \
+  "   WHERE id IN (SELECT job_id FROM bg_jobs_tasks WHERE workflow_id = "     \
+  BG_JOBS_SQLITE_WF(task) " AND role <> 'task' AND state = 'ready');"         \
+  "  DELETE FROM bg_jobs_blocked WHERE id IN (SELECT job_id"                  \
+  "   FROM bg_jobs_tasks WHERE workflow_id = " BG_JOBS_SQLITE_WF(task)        \
+  "   AND role <> 'task' AND state = 'ready');"                               \
+  "  UPDATE bg_jobs_tasks SET state = 'cancelled', finished_at = " at         \
+  "   WHERE workflow_id = " BG_JOBS_SQLITE_WF(task) " AND role <> 'task'"     \
+  "   AND state = 'blocked' AND (SELECT state FROM bg_jobs_workflows"         \
+  "   WHERE id = bg_jobs_tasks.workflow_id) <> 'running';"                    \
+  "  INSERT INTO jobs_failed (id, name, payload, attempts, exception,"        \
+  "   created_at, available_at, failed_at, priority, cancelled, errors,"      \
+  "   concurrency_key, second_concurrency_key, attrs)"                        \
+  "   SELECT id, name, payload, attempts,"                                    \
+  "   'not called: the workflow ended otherwise', created_at, available_at, " \
+  at ", priority, 1, errors, concurrency_key, second_concurrency_key, attrs"  \
+  "   FROM bg_jobs_blocked WHERE id IN (SELECT job_id FROM bg_jobs_tasks"     \
+  "   WHERE workflow_id = " BG_JOBS_SQLITE_WF(task) " AND role <> 'task'"     \
+  "   AND state = 'cancelled');"                                              \
+  "  DELETE FROM bg_jobs_blocked WHERE id IN (SELECT job_id"                  \
+  "   FROM bg_jobs_tasks WHERE workflow_id = " BG_JOBS_SQLITE_WF(task)        \
+  "   AND role <> 'task' AND state = 'cancelled');"
+
 // The store's now in milliseconds since the epoch (fractional), the clock
 // rate limits count by.
 #define BG_JOBS_SQLITE_NOW_MS "((julianday('now') - 2440587.5) * 86400000.0)"
