@@ -277,6 +277,48 @@ instance::enqueue_workflow(const workflow& w,
                   [&](auto& door) { return door.enqueue_workflow(w); });
 }
 
+caf::expected<workflow_ids> instance::add_tasks(int64_t id,
+                                                const workflow& more) {
+  if (!root_ || !direct_ || !actor())
+    return make_error(errc::shutting_down, "the node is not running");
+  return directly(*direct_,
+                  [&](auto& door) { return door.add_tasks(id, more); });
+}
+
+caf::expected<workflow_ids> instance::add_tasks(const job& running,
+                                                const workflow& more) {
+  if (!root_ || !direct_ || !actor())
+    return make_error(errc::shutting_down, "the node is not running");
+  return directly(*direct_, [&](auto& door) -> caf::expected<workflow_ids> {
+    auto db = door.connection();
+    if (!db)
+      return std::move(db.error());
+    auto id = (*db)->workflow_of(running.id);
+    if (!id)
+      return std::move(id.error());
+    if (!*id)
+      return make_error(errc::invalid_argument,
+                        "job " + std::to_string(running.id) +
+                            " is not a workflow's task");
+    return door.add_tasks(**id, more);
+  });
+}
+
+caf::expected<workflow_info> instance::close_workflow(int64_t id) {
+  if (!root_ || !direct_ || !actor())
+    return make_error(errc::shutting_down, "the node is not running");
+  return directly(*direct_, [&](auto& door) -> caf::expected<workflow_info> {
+    auto db = door.connection();
+    if (!db)
+      return std::move(db.error());
+    auto w = (*db)->close_workflow(id);
+    // Its callbacks may be due now.
+    if (w)
+      door.wake("*");
+    return w;
+  });
+}
+
 caf::expected<workflow_info> instance::get_workflow(int64_t id) {
   return ask<workflow_info>(*sys_, actor(), control_timeout,
                             workflow_atom::value, id);

@@ -167,6 +167,19 @@ public:
   enqueue_workflow(const workflow& w,
                    std::chrono::milliseconds timeout = std::chrono::seconds{30});
 
+  /// Adds tasks to the running workflow `id` (`db_adapter::add_tasks`):
+  /// what a handler calls to fan out from the task it runs.
+  caf::expected<workflow_ids> add_tasks(int64_t id, const workflow& more);
+
+  /// Adds tasks to the workflow of the task `running` (the job a handler
+  /// runs): they may depend on it by its task name. `invalid_argument`
+  /// when the job is not a workflow's task.
+  caf::expected<workflow_ids> add_tasks(const job& running,
+                                        const workflow& more);
+
+  /// Closes the open workflow `id` (`db_adapter::close_workflow`).
+  caf::expected<workflow_info> close_workflow(int64_t id);
+
   /// The workflow `id` with its tasks.
   caf::expected<workflow_info> get_workflow(int64_t id);
 

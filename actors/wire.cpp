@@ -297,7 +297,15 @@ json to_json(const workflow& x) {
                      {"request", to_json(t.request)},
                      {"after", std::move(after)}});
   }
-  return {{"name", x.name()}, {"tasks", std::move(tasks)}};
+  json j = {{"name", x.name()}, {"tasks", std::move(tasks)}};
+  static const char* const roles[] = {"on_success", "on_finish",
+                                      "on_failure"};
+  for (size_t role = 0; role < 3; ++role)
+    if (auto& c = x.callback(role))
+      j[roles[role]] = to_json(*c);
+  if (x.open())
+    j["open"] = true;
+  return j;
 }
 
 void from_json(const json& j, workflow& x) {
@@ -315,6 +323,22 @@ void from_json(const json& j, workflow& x) {
     from_json(t.at("request"), r);
     x.add(t.at("name").get<std::string>(), std::move(r), std::move(after));
   }
+  if (j.contains("on_success")) {
+    job_request r{""};
+    from_json(j.at("on_success"), r);
+    x.on_success(std::move(r));
+  }
+  if (j.contains("on_finish")) {
+    job_request r{""};
+    from_json(j.at("on_finish"), r);
+    x.on_finish(std::move(r));
+  }
+  if (j.contains("on_failure")) {
+    job_request r{""};
+    from_json(j.at("on_failure"), r);
+    x.on_failure(std::move(r));
+  }
+  x.keep_open(j.value("open", false));
 }
 
 json to_json(const workflow_ids& x) {
@@ -352,6 +376,7 @@ json to_json(const workflow_info& x) {
           {"failed", x.failed},
           {"cancelled", x.cancelled},
           {"held", x.held},
+          {"open", x.open},
           {"created_at", time_of(x.created_at)},
           {"finished_at", time_of(x.finished_at)},
           {"tasks", std::move(tasks)}};
@@ -369,6 +394,7 @@ void from_json(const json& j, workflow_info& x) {
   x.failed = j.at("failed").get<int64_t>();
   x.cancelled = j.at("cancelled").get<int64_t>();
   x.held = j.at("held").get<int64_t>();
+  x.open = j.value("open", false);
   x.created_at = time_at(j, "created_at");
   x.finished_at = maybe_time(j, "finished_at");
   x.tasks.clear();

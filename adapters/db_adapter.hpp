@@ -588,6 +588,9 @@ public:
   virtual caf::expected<workflow_ids> add_tasks(int64_t id,
                                                 const workflow& more) = 0;
 
+  /// The workflow whose task is job `job_id`, if it is one.
+  virtual caf::expected<std::optional<int64_t>> workflow_of(int64_t job_id) = 0;
+
   /// Closes the open workflow `id` (`workflow::keep_open`): it finishes,
   /// and calls back, once every task has finished (at once if they have).
   /// Closing a closed workflow is harmless; an unknown one is

@@ -243,7 +243,13 @@ enqueuer::enqueue_many(const std::vector<job_request>& given) {
   return ids;
 }
 
-caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given) {
+caf::expected<workflow_ids> enqueuer::add_tasks(int64_t id,
+                                                const workflow& more) {
+  return enqueue_workflow(more, id);
+}
+
+caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given,
+                                                       int64_t into) {
   workflow w{given.name()};
   auto now = ctx_.now();
   std::map<std::string, std::chrono::milliseconds> delayed;
@@ -274,10 +280,31 @@ caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given) {
     }
     w.add(t.name, std::move(r), t.after);
   }
+  for (size_t role = 0; role < 3; ++role)
+    if (auto& c = given.callback(role)) {
+      job_request r = *c;
+      if (auto err = check_name(r))
+        return err;
+      if (derives_key(r))
+        if (auto err = derive_key(r))
+          return err;
+      auto sealed = sealed_request(r, ctx_.plan->keys.get());
+      if (!sealed)
+        return std::move(sealed.error());
+      if (*sealed)
+        r = std::move(**sealed);
+      if (role == 0)
+        w.on_success(std::move(r));
+      else if (role == 1)
+        w.on_finish(std::move(r));
+      else
+        w.on_failure(std::move(r));
+    }
+  w.keep_open(given.open());
   auto db = connection();
   if (!db)
     return std::move(db.error());
-  auto ids = (*db)->enqueue_workflow(w);
+  auto ids = into > 0 ? (*db)->add_tasks(into, w) : (*db)->enqueue_workflow(w);
   if (!ids) {
     store_.failed(ids.error(), "inserting a workflow");
     return ids;
@@ -288,7 +315,10 @@ caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given) {
   for (auto& [n, later] : delayed)
     if (runs_here(n))
       wake(n, later);
-  if (ctx_.bus->active()) {
+  // A task added after a finished parent may be ready at once.
+  if (into > 0)
+    wake("*", std::chrono::milliseconds{0});
+  if (into == 0 && ctx_.bus->active()) {
     event e{event_kind::workflow_started};
     e.message = "workflow " + std::to_string(ids->workflow_id) + " '" +
                 printable(w.name()) + "' with " +

@@ -33,7 +33,12 @@ public:
 
   /// Stores `w` (its tasks' names checked, keys derived and values sealed
   /// as single enqueues are) and wakes the queues of its first tasks.
-  caf::expected<workflow_ids> enqueue_workflow(const workflow& w);
+  caf::expected<workflow_ids> enqueue_workflow(const workflow& w,
+                                               int64_t into = 0);
+
+  /// Adds `more`'s tasks to workflow `id` (checked, keyed and sealed as
+  /// `enqueue_workflow`'s) and wakes this node's queues.
+  caf::expected<workflow_ids> add_tasks(int64_t id, const workflow& more);
 
   /// Wakes this node's queues of `job_name` ("*": every idle one) after
   /// `delay` (0: at once), through the router.

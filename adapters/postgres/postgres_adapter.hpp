@@ -170,6 +170,7 @@ public:
   caf::expected<workflow_ids> add_tasks(int64_t id,
                                         const workflow& more) override;
   caf::expected<workflow_info> close_workflow(int64_t id) override;
+  caf::expected<std::optional<int64_t>> workflow_of(int64_t job_id) override;
   caf::expected<workflow_info> get_workflow(int64_t id) override;
   caf::expected<std::vector<workflow_info>>
   list_workflows(const workflow_query& query) override;

@@ -542,6 +542,17 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
   return get_workflow(id);
 }
 
+caf::expected<std::optional<int64_t>>
+postgres_adapter::workflow_of(int64_t job_id) {
+  return impl_->in_statement(
+      "reading a task", [&](pqxx::transaction_base& tx) {
+        auto r = tx.exec_params(
+            "SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = $1", job_id);
+        return r.empty() ? std::optional<int64_t>{}
+                         : std::optional<int64_t>{r[0][0].as<int64_t>()};
+      });
+}
+
 caf::expected<std::map<std::string, nlohmann::json>>
 postgres_adapter::parent_outputs(int64_t job_id) {
   return impl_->in_statement(

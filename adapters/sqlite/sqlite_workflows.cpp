@@ -676,6 +676,21 @@ caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
   return get_workflow(id);
 }
 
+caf::expected<std::optional<int64_t>>
+sqlite_adapter::workflow_of(int64_t job_id) {
+  auto s = prepare("SELECT workflow_id FROM bg_jobs_tasks WHERE job_id = ?1");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, job_id);
+  int rc = q.step();
+  if (rc == SQLITE_DONE)
+    return std::optional<int64_t>{};
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading a task");
+  return std::optional<int64_t>{sqlite3_column_int64(q.get(), 0)};
+}
+
 caf::expected<std::map<std::string, nlohmann::json>>
 sqlite_adapter::parent_outputs(int64_t job_id) {
   auto s = prepare("SELECT p.task, o.output FROM bg_jobs_deps d"

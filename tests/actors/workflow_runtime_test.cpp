@@ -96,6 +96,70 @@ TEST_SUITE("workflows") {
     CHECK(log.wait_for(event_kind::workflow_started));
   }
 
+  BG_JOBS_RUNTIME_CASE("a handler fans out from its task, two levels deep, "
+                       "and the workflow calls back once when all are done") {
+    instance* node = nullptr;
+    std::mutex mtx;
+    std::vector<std::string> ran;
+    auto split = worker{"split", [&](const job& j) -> outcome {
+                          auto level = j.payload.at("level").get<int>();
+                          auto me = j.payload.at("task").get<std::string>();
+                          {
+                            std::lock_guard<std::mutex> guard{mtx};
+                            ran.push_back(me);
+                          }
+                          if (level == 2)
+                            return outcome::success(1);
+                          workflow more{"parts"};
+                          for (int i = 0; i < 3; ++i) {
+                            auto name = me + "." + std::to_string(i);
+                            more.add(name,
+                                     job_request{"split",
+                                                 {{"task", name},
+                                                  {"level", level + 1}}},
+                                     {me});
+                          }
+                          auto added = node->add_tasks(j, more);
+                          if (!added)
+                            return outcome::failure(to_string(added.error()));
+                          return outcome::success();
+                        }};
+    std::atomic<int> callbacks{0};
+    auto done = worker{"done", [&](const job&) {
+                         ++callbacks;
+                         return outcome::success();
+                       }};
+    auto bg = start(make_builder().with_queue(queue_of({split, done})));
+    node = &bg;
+    workflow w{"tree"};
+    w.add("root", job_request{"split", {{"task", "root"}, {"level", 0}}});
+    w.on_success(job_request{"done"}).keep_open();
+    auto ids = value_of(bg.enqueue_workflow(w));
+    // 1 + 3 + 9 tasks; then the workflow is closed and calls back.
+    REQUIRE(eventually(
+        [&] {
+          std::lock_guard<std::mutex> guard{mtx};
+          return ran.size() == 13;
+        },
+        20s));
+    REQUIRE(eventually(
+        [&] {
+          auto info = bg.get_workflow(ids.workflow_id);
+          return info && info->succeeded == 13;
+        },
+        20s));
+    CHECK(callbacks.load() == 0);
+    auto closed = value_of(bg.close_workflow(ids.workflow_id));
+    CHECK(closed.state == workflow_state::succeeded);
+    REQUIRE(eventually([&] { return callbacks.load() == 1; }, 20s));
+    CHECK(value_of(bg.get_workflow(ids.workflow_id)).total == 13);
+    auto plain = value_of(bg.enqueue(job_request{"done"}));
+    job not_a_task;
+    not_a_task.id = plain.id;
+    CHECK(error_of(bg.add_tasks(not_a_task, workflow{"x"})) ==
+          errc::invalid_argument);
+  }
+
   BG_JOBS_RUNTIME_CASE("an output over the limit fails the attempt and "
                        "keeps nothing") {
     auto big = worker{"big", [](const job&) {

@@ -75,6 +75,35 @@ TEST_SUITE("reliability") {
     CHECK(target.node_names().size() == 3);
   }
 
+  TEST_CASE_TEMPLATE("a batch of a thousand jobs on three processes calls "
+                     "each callback exactly once",
+                     T, sqlite_target, postgres_target) {
+    T target;
+    prepare(target, 0);
+    auto db = target.open();
+    workflow w{"batch"};
+    for (int i = 0; i < 1000; ++i)
+      w.add("j" + std::to_string(i), job_request{"work", {{"i", i}}});
+    w.on_success(job_request{"work", {{"callback", "success"}}})
+        .on_finish(job_request{"work", {{"callback", "finish"}}})
+        .on_failure(job_request{"work", {{"callback", "failure"}}});
+    auto ids = value_of(db->enqueue_workflow(w));
+    std::vector<std::unique_ptr<child_process>> nodes;
+    for (auto name : {"node-a", "node-b", "node-c"})
+      nodes.push_back(start_node(target.store(), name, 8));
+    for (auto& n : nodes)
+      CHECK(n->wait(120s) == 0);
+    auto info = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(info.state == workflow_state::succeeded);
+    CHECK(info.succeeded == 1000);
+    CHECK(runs_of(target, ids.tasks.at("@on_success")) == 1);
+    CHECK(runs_of(target, ids.tasks.at("@on_finish")) == 1);
+    CHECK(runs_of(target, ids.tasks.at("@on_failure")) == 0);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == 1002);
+    CHECK(total == distinct);
+  }
+
   TEST_CASE_TEMPLATE("a node killed mid-workflow strands no task and runs "
                      "again only what it held",
                      T, sqlite_target, postgres_target) {

@@ -285,6 +285,9 @@ public:
                                         const workflow& more) override {
     return inner_->add_tasks(id, more);
   }
+  caf::expected<std::optional<int64_t>> workflow_of(int64_t id) override {
+    return inner_->workflow_of(id);
+  }
   caf::expected<workflow_info> close_workflow(int64_t id) override {
     return inner_->close_workflow(id);
   }
