@@ -125,6 +125,7 @@ TEST_SUITE("scheduler") {
     REQUIRE(pending);
     REQUIRE(pending->size() == 1);
     auto due = pending->front().available_at;
+    auto first_id = pending->front().id;
     {
       auto bg = start(make_builder().with_scheduled_job(spec));
       // The scheduler has looked at the store once its queue polled.
@@ -138,6 +139,18 @@ TEST_SUITE("scheduler") {
     }
     pending = test::enqueued(*store(), "hourly");
     REQUIRE(pending);
+    if (pending->size() != 1) {
+      // Where the occurrence went, for the failure below.
+      auto where = store()->get_job(first_id);
+      MESSAGE("job " << first_id << ": "
+                     << (where ? std::string{to_string(where->state)} + " by " +
+                                     where->reserved_by.value_or("-") +
+                                     ", error " + where->error.value_or("-")
+                               : test::why(where)));
+      for (auto& e : log.events())
+        if (e.job && e.job->id == first_id)
+          MESSAGE(e.name() << " " << e.message);
+    }
     REQUIRE(pending->size() == 1);
     CHECK(pending->front().available_at == due);
     CHECK(log.count(event_kind::job_enqueued) == 1);
