@@ -250,15 +250,23 @@ caf::expected<workflow_ids> postgres_adapter::add_tasks(int64_t id,
       out.why = describe(err);
       return out;
     }
-    try {
-      out.ids = insert_tasks(tx, id, tasks_only, *prepared, requests, roles,
-                             existing, now);
-    } catch (const std::invalid_argument& e) {
-      out.code = 2;
-      out.why = e.what();
-      tx.abort();
-      return out;
-    }
+    // A parent that ended badly refuses the addition before anything is
+    // written.
+    for (auto& t : tasks_only.tasks())
+      for (auto& d : t.after)
+        if (auto at = existing.find(d.parent); at != existing.end()) {
+          auto state = tx.exec_params(
+              "SELECT state FROM bg_jobs_tasks WHERE job_id = $1",
+              at->second)[0][0].as<std::string>();
+          if (state == "failed" || state == "cancelled") {
+            out.code = 2;
+            out.why = "task '" + printable(d.parent) + "' is " + state +
+                      "; no task can be added after it";
+            return out;
+          }
+        }
+    out.ids = insert_tasks(tx, id, tasks_only, *prepared, requests, roles,
+                           existing, now);
     tx.exec_params(
         "UPDATE bg_jobs_workflows SET total = total + $2 WHERE id = $1", id,
         static_cast<int64_t>(more.tasks().size()));

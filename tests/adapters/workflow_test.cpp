@@ -433,7 +433,16 @@ TEST_SUITE("workflows") {
     ghost.add("y", step("y"), {"nobody"});
     CHECK(error_of(db->add_tasks(open_ids.workflow_id, ghost)) ==
           errc::invalid_argument);
+    // Nothing can follow a task that failed; nothing is written.
+    auto x = claim(*db);
+    REQUIRE(x.size() == 1);
+    value_of(db->complete_jobs({ends(x[0], completion::kind::failed, "no")}));
+    workflow after_failed{"after"};
+    after_failed.add("z", step("z"), {"x"});
+    CHECK(error_of(db->add_tasks(open_ids.workflow_id, after_failed)) ==
+          errc::invalid_state);
     CHECK(value_of(db->get_workflow(open_ids.workflow_id)).total == 1);
+    CHECK(claim(*db).empty());
   }
 
   TEST_CASE_TEMPLATE("a running task adds tasks to its own workflow, two "
