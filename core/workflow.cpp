@@ -30,6 +30,40 @@ caf::error refuse(std::string what) {
   return make_error(errc::invalid_argument, std::move(what));
 }
 
+/// The indices of `w`'s tasks in an order with parents first (Kahn's
+/// algorithm over the dependencies among them); `pending` ends with the
+/// number of unordered parents of each task (non-zero: on or behind a
+/// cycle).
+std::vector<size_t>
+topological(const workflow& w,
+            const std::unordered_map<std::string_view, size_t>& index,
+            std::vector<int>& pending) {
+  auto& tasks = w.tasks();
+  pending.assign(tasks.size(), 0);
+  std::vector<std::vector<size_t>> children(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i)
+    for (auto& d : tasks[i].after)
+      if (auto it = index.find(d.parent); it != index.end()) {
+        ++pending[i];
+        children[it->second].push_back(i);
+      }
+  std::vector<size_t> order;
+  order.reserve(tasks.size());
+  std::deque<size_t> ready;
+  for (size_t i = 0; i < tasks.size(); ++i)
+    if (pending[i] == 0)
+      ready.push_back(i);
+  while (!ready.empty()) {
+    auto i = ready.front();
+    ready.pop_front();
+    order.push_back(i);
+    for (auto c : children[i])
+      if (--pending[c] == 0)
+        ready.push_back(c);
+  }
+  return order;
+}
+
 } // namespace
 
 const char* to_string(parent_failure p) {
@@ -125,32 +159,10 @@ caf::error check_workflow(const workflow& w,
                       "'");
     }
   }
-  // Kahn's algorithm over the new tasks (existing ones are finished or
-  // already ordered); what it cannot order lies on or behind a cycle.
-  std::vector<int> pending(tasks.size(), 0);
-  std::vector<std::vector<size_t>> children(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i)
-    for (auto& d : tasks[i].after)
-      if (auto it = index.find(d.parent); it != index.end()) {
-        ++pending[i];
-        children[it->second].push_back(i);
-      }
-  std::deque<size_t> ready;
-  for (size_t i = 0; i < tasks.size(); ++i)
-    if (pending[i] == 0)
-      ready.push_back(i);
-  size_t ordered = 0;
-  while (!ready.empty()) {
-    auto i = ready.front();
-    ready.pop_front();
-    ++ordered;
-    for (auto c : children[i])
-      if (--pending[c] == 0)
-        ready.push_back(c);
-  }
-  if (ordered == tasks.size())
-    return caf::none;
-  if (tasks.empty())
+  // Existing tasks are finished or already ordered; what cannot be ordered
+  // among the new ones lies on or behind a cycle.
+  std::vector<int> pending;
+  if (topological(w, index, pending).size() == tasks.size())
     return caf::none;
   // Walk parents among the unordered tasks until one repeats: a cycle.
   size_t at = 0;
@@ -177,33 +189,11 @@ caf::error check_workflow(const workflow& w,
 }
 
 std::vector<size_t> workflow_order(const workflow& w) {
-  auto& tasks = w.tasks();
   std::unordered_map<std::string_view, size_t> index;
-  for (size_t i = 0; i < tasks.size(); ++i)
-    index.emplace(tasks[i].name, i);
-  std::vector<int> pending(tasks.size(), 0);
-  std::vector<std::vector<size_t>> children(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i)
-    for (auto& d : tasks[i].after)
-      if (auto it = index.find(d.parent); it != index.end()) {
-        ++pending[i];
-        children[it->second].push_back(i);
-      }
-  std::vector<size_t> order;
-  order.reserve(tasks.size());
-  std::deque<size_t> ready;
-  for (size_t i = 0; i < tasks.size(); ++i)
-    if (pending[i] == 0)
-      ready.push_back(i);
-  while (!ready.empty()) {
-    auto i = ready.front();
-    ready.pop_front();
-    order.push_back(i);
-    for (auto c : children[i])
-      if (--pending[c] == 0)
-        ready.push_back(c);
-  }
-  return order;
+  for (size_t i = 0; i < w.tasks().size(); ++i)
+    index.emplace(w.tasks()[i].name, i);
+  std::vector<int> pending;
+  return topological(w, index, pending);
 }
 
 } // namespace bg_jobs
