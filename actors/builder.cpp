@@ -188,6 +188,11 @@ builder& builder::with_shutdown_grace_period(std::chrono::milliseconds d) {
   return *this;
 }
 
+builder& builder::with_progress_interval(std::chrono::milliseconds d) {
+  progress_interval_ = d;
+  return *this;
+}
+
 builder& builder::with_migrations(bool on) {
   migrate_ = on;
   return *this;
@@ -291,6 +296,10 @@ caf::error builder::validate() const {
                 std::to_string(frequency_period_.count()) + " ms");
   if (grace_.count() < 0)
     return fail("shutdown grace period may not be negative");
+  if (progress_interval_.count() < 0 ||
+      progress_interval_ > std::chrono::hours{1})
+    return fail("the progress interval is from 0 to 1 hour, got " +
+                std::to_string(progress_interval_.count()) + " ms");
   if (!clock_)
     return fail("the clock is empty");
   for (auto& n : enqueued_names_)

@@ -62,6 +62,11 @@ public:
   /// How long shutdown waits for running jobs before releasing them (5 s).
   builder& with_shutdown_grace_period(std::chrono::milliseconds d);
 
+  /// How often a running job's progress reports
+  /// (`job_context::report_progress`) are stored and given to listeners,
+  /// at most (1 s); 0 takes every report. From 0 to 1 hour.
+  builder& with_progress_interval(std::chrono::milliseconds d);
+
   /// How long a node may go without a heartbeat before live nodes rescue
   /// its jobs (30 s); heartbeats come every third of it.
   builder& with_node_lease(std::chrono::milliseconds d);
@@ -162,6 +167,9 @@ private:
   }
   const std::string& node_name() const { return node_; }
   std::chrono::milliseconds shutdown_grace_period() const { return grace_; }
+  std::chrono::milliseconds progress_interval() const {
+    return progress_interval_;
+  }
   bool migrations() const { return migrate_; }
   bool poll_only() const { return poll_only_; }
   const maintenance_config& maintenance() const { return maintenance_; }
@@ -181,6 +189,7 @@ private:
   std::string node_;
   bool node_given_ = false;
   std::chrono::milliseconds grace_{5000};
+  std::chrono::milliseconds progress_interval_{1000};
   bool migrate_ = false;
   bool poll_only_ = false;
   remote_publisher publish_;

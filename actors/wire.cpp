@@ -234,6 +234,11 @@ json to_json(const job_record& x) {
   put_attrs(j, x);
   if (!x.output.is_null())
     j["output"] = x.output;
+  if (x.progress)
+    j["progress"] = {{"fraction", x.progress->fraction},
+                     {"text", x.progress->text},
+                     {"attempt", x.progress->attempt},
+                     {"at", time_of(x.progress->at)}};
   return j;
 }
 
@@ -261,6 +266,14 @@ void from_json(const json& j, job_record& x) {
       maybe_of<std::string>(j, "second_concurrency_key").value_or("");
   get_attrs(j, x);
   x.output = j.value("output", json());
+  if (auto p = j.find("progress"); p != j.end() && !p->is_null()) {
+    job_progress g;
+    g.fraction = p->at("fraction").get<double>();
+    g.text = p->at("text").get<std::string>();
+    g.attempt = p->at("attempt").get<int>();
+    g.at = time_at(*p, "at");
+    x.progress = std::move(g);
+  }
 }
 
 json to_json(const job_query& x) {

@@ -210,6 +210,11 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_task_failed",
       "bg_jobs_task_retried",
       "bg_jobs_output_pruned",
+      "bg_jobs_progress",
+      "bg_jobs_progress_pruned",
+      "bg_jobs_progress_pruned_failed",
+      "bg_jobs_workflows_unreported_idx",
+      "bg_jobs_tasks_held_idx",
   };
   std::string text{sql};
   if (prefix.empty())

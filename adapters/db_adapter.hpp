@@ -278,7 +278,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 17;
+  static constexpr int schema_version_current = 18;
 
   virtual capabilities caps() const = 0;
 
@@ -624,6 +624,21 @@ public:
   /// Empty for a job that is not a task.
   virtual caf::expected<std::map<std::string, nlohmann::json>>
   parent_outputs(int64_t job_id) = 0;
+
+  /// For the events of the upkeep: takes the finishes of workflows that no
+  /// call took before (oldest first, at most `limit`; each finish is taken
+  /// once, a workflow retried and finished again once more), and reads the
+  /// running workflows with a held task (at most `limit`).
+  virtual caf::expected<workflow_watch> watch_workflows(int limit) = 0;
+
+  /// Stores the progress a running attempt reports (replacing the last
+  /// one), with the store's clock, if the job is still reserved by
+  /// `reserved_by` for its `attempt`-th attempt; false, storing nothing,
+  /// when it is not (a rescued attempt's late report). The report is kept
+  /// while the job is (it goes with its history row).
+  virtual caf::expected<bool>
+  record_progress(int64_t job_id, const std::string& reserved_by, int attempt,
+                  double fraction, const std::string& text) = 0;
 
   // -- reads ---------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 #include "bg_jobs/core/event.hpp"
 
+#include <cstdio>
+
 namespace bg_jobs {
 
 const char* to_string(event_kind k) {
@@ -82,12 +84,18 @@ const char* to_string(event_kind k) {
     return "bg_jobs.workflow.cancel";
   case event_kind::workflow_retried:
     return "bg_jobs.workflow.retry";
+  case event_kind::job_progress:
+    return "bg_jobs.job.progress";
+  case event_kind::workflow_finished:
+    return "bg_jobs.workflow.stop";
+  case event_kind::workflow_stuck:
+    return "bg_jobs.workflow.stuck";
   }
   return "bg_jobs.unknown";
 }
 
 std::optional<event_kind> event_kind_named(std::string_view name) {
-  for (int k = 0; k <= static_cast<int>(event_kind::workflow_retried); ++k)
+  for (int k = 0; k <= static_cast<int>(event_kind::workflow_stuck); ++k)
     if (name == to_string(static_cast<event_kind>(k)))
       return static_cast<event_kind>(k);
   return std::nullopt;
@@ -116,6 +124,7 @@ log_level event::level() const {
   case event_kind::job_reserved:
   case event_kind::job_started:
   case event_kind::job_snoozed:
+  case event_kind::job_progress:
     return log_level::debug;
   case event_kind::job_exception:
   case event_kind::job_released:
@@ -124,6 +133,7 @@ log_level event::level() const {
   case event_kind::actor_down:
   case event_kind::supervisor_restart:
   case event_kind::listener_error:
+  case event_kind::workflow_stuck:
     return log_level::warning;
   case event_kind::job_failed:
   case event_kind::no_worker_for_job:
@@ -197,6 +207,15 @@ std::string to_log_line(const event& e) {
         tags += (tags.empty() ? "" : ",") + one_line(t);
       line += " tags=\"" + tags + '"';
     }
+  }
+  if (e.workflow_id != 0)
+    line += " workflow_id=" + std::to_string(e.workflow_id);
+  if (e.progress) {
+    char fraction[32];
+    std::snprintf(fraction, sizeof fraction, "%.3f", e.progress->fraction);
+    line += std::string{" progress="} + fraction;
+    if (!e.progress->text.empty())
+      line += " progress_text=\"" + one_line(e.progress->text) + '"';
   }
   if (e.duration.count() > 0)
     line += " duration_us=" + std::to_string(e.duration.count());

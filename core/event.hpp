@@ -75,6 +75,17 @@ enum class event_kind {
   workflow_cancelled,
   /// An operator retried a workflow's failed, cancelled and held tasks.
   workflow_retried,
+  /// A running handler reported its progress (`job_context::
+  /// report_progress`): `progress` holds it, `job` the job.
+  job_progress,
+  /// A workflow reached a final state (succeeded, failed or cancelled),
+  /// reported by the node whose completion finished it: `workflow_id`,
+  /// and `message` names its state.
+  workflow_finished,
+  /// A task of a workflow is held by a parent that did not succeed: the
+  /// workflow cannot finish without an operator (`retry_workflow`,
+  /// `cancel_workflow`). Reported by the node whose completion held it.
+  workflow_stuck,
   /// The earlier name of `job_exception`.
   job_retry [[deprecated("renamed job_exception")]] = job_exception,
 };
@@ -99,6 +110,13 @@ struct event {
   std::chrono::microseconds duration{0};
   /// How long the job waited between becoming available and starting.
   std::chrono::milliseconds queue_time{0};
+  /// The progress reported (`job_progress`).
+  std::optional<job_progress> progress;
+  /// The workflow it is about (the `workflow_*` kinds), 0 otherwise.
+  int64_t workflow_id = 0;
+  /// The state a workflow reached (`workflow_finished`): `succeeded`,
+  /// `failed` or `cancelled`.
+  std::string state;
 
   /// The telemetry name, e.g. `"bg_jobs.job.start"`.
   const char* name() const;

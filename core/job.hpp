@@ -87,6 +87,24 @@ const char* to_string(job_state s);
 std::optional<job_state> parse_job_state(std::string_view text);
 
 /// One job wherever it is kept, as the operator's tools show it.
+/// What a running handler last reported of its progress
+/// (`job_context::report_progress`), as stored.
+struct job_progress {
+  /// 0 to 1.
+  double fraction = 0;
+  /// At most `max_progress_text` bytes; may be empty.
+  std::string text;
+  /// The attempt that reported it.
+  int attempt = 0;
+  /// When it was stored, by the store's clock.
+  timestamp at;
+
+  bool operator==(const job_progress&) const = default;
+};
+
+/// The longest progress text, in bytes.
+inline constexpr size_t max_progress_text = 200;
+
 struct job_record {
   int64_t id = 0;
   std::string name;
@@ -117,6 +135,9 @@ struct job_record {
   trace_context trace;
   /// Its output (`outcome::success(output)`), null when none.
   nlohmann::json output;
+  /// The progress its handler last reported, if any; kept with the job
+  /// (it shows the last report of a job that ended).
+  std::optional<job_progress> progress;
 };
 
 } // namespace bg_jobs

@@ -25,11 +25,29 @@ public:
   using inputs_reader =
       std::function<caf::expected<std::map<std::string, nlohmann::json>>()>;
 
+  /// Takes a progress report that passed `check_progress`.
+  using progress_sink = std::function<caf::error(double, std::string)>;
+
   explicit job_context(const std::atomic<bool>* abandoned = nullptr,
                        const std::atomic<bool>* cancel_requested = nullptr,
-                       inputs_reader inputs = nullptr)
+                       inputs_reader inputs = nullptr,
+                       progress_sink progress = nullptr)
       : abandoned_(abandoned), cancel_requested_(cancel_requested),
-        inputs_(std::move(inputs)) {}
+        inputs_(std::move(inputs)), progress_(std::move(progress)) {}
+
+  /// Reports how far the handler has come: `fraction` from 0 to 1 and a
+  /// short text (valid UTF-8 without control characters, at most
+  /// `max_progress_text` bytes). Listeners receive it as a `job_progress`
+  /// event and it is stored with the job (`instance::get_job`, the command
+  /// line, the dashboard), both at most once per progress interval
+  /// (`builder::with_progress_interval`, 1 s by default); a report inside
+  /// the interval replaces the one waiting, and the last one is delivered
+  /// when the handler returns. Stored only while the attempt still holds
+  /// its reservation: a rescued attempt's reports change nothing.
+  /// `invalid_argument` for a fraction outside 0 to 1 (or not a number)
+  /// or a text that is not allowed; nothing is reported then. An error of
+  /// the store is returned too; the report stays waiting.
+  caf::error report_progress(double fraction, std::string text = {}) const;
 
   /// The outputs of the tasks this one depends on that succeeded with one
   /// (`outcome::success(output)`), by task name, read from the store; empty
@@ -53,7 +71,12 @@ private:
   const std::atomic<bool>* abandoned_;
   const std::atomic<bool>* cancel_requested_;
   inputs_reader inputs_;
+  progress_sink progress_;
 };
+
+/// Why a progress report cannot be taken (`job_context::report_progress`),
+/// or empty.
+std::string progress_problem(double fraction, std::string_view text);
 
 /// Runs jobs of one name. A handler returns an `outcome`; a handler that
 /// returns `void` succeeds unless it throws; an exception is a failure that

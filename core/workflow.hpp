@@ -215,6 +215,15 @@ struct workflow_ids {
   std::map<std::string, int64_t> tasks;
 };
 
+/// What `db_adapter::watch_workflows` found.
+struct workflow_watch {
+  /// Workflows whose finish no call took before, oldest first (without
+  /// their tasks).
+  std::vector<workflow_info> finished;
+  /// Running workflows with a held task now, by id (without their tasks).
+  std::vector<workflow_info> stuck;
+};
+
 /// Which workflows `db_adapter::list_workflows` returns, newest first.
 struct workflow_query {
   /// Only workflows in this state; none: any.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <set>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "bg_jobs/actors/wire.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/parse.hpp"
+#include "bg_jobs/core/workflow.hpp"
 #include "bg_jobs/http/detail/bounded_server.hpp"
 #include "bg_jobs/http/detail/dashboard_page.hpp"
 #include "bg_jobs/http/detail/http_access.hpp"
@@ -83,6 +85,28 @@ struct metrics::impl {
       BuildCounter()
           .Name("bg_jobs_db_errors_total")
           .Help("Failed store calls")
+          .Register(*reg);
+  prometheus::Family<prometheus::Counter>& workflows_started =
+      BuildCounter()
+          .Name("bg_jobs_workflows_started_total")
+          .Help("Workflows stored through this process")
+          .Register(*reg);
+  prometheus::Family<prometheus::Counter>& workflows_finished =
+      BuildCounter()
+          .Name("bg_jobs_workflows_finished_total")
+          .Help("Workflows that finished, by state, as reported by the node "
+                "that holds the upkeep")
+          .Register(*reg);
+  prometheus::Family<prometheus::Counter>& workflows_stuck =
+      BuildCounter()
+          .Name("bg_jobs_workflows_stuck_total")
+          .Help("Workflows seen stuck (a task held by a parent that did not "
+                "succeed), as reported by the node that holds the upkeep")
+          .Register(*reg);
+  prometheus::Family<prometheus::Histogram>& workflow_time =
+      BuildHistogram()
+          .Name("bg_jobs_workflow_run_seconds")
+          .Help("How long workflows took from start to end")
           .Register(*reg);
   prometheus::Family<prometheus::Histogram>& run_time =
       BuildHistogram()
@@ -186,6 +210,16 @@ struct metrics::impl {
       break;
     case event_kind::db_error:
       db_errors.Add({}).Increment();
+      break;
+    case event_kind::workflow_started:
+      workflows_started.Add({}).Increment();
+      break;
+    case event_kind::workflow_finished:
+      workflows_finished.Add({{"state", e.state}}).Increment();
+      workflow_time.Add({}, seconds_buckets()).Observe(seconds(e.duration));
+      break;
+    case event_kind::workflow_stuck:
+      workflows_stuck.Add({}).Increment();
       break;
     case event_kind::queue_scaled:
       if (auto at = e.message.rfind("-> "); at != std::string::npos)
@@ -581,6 +615,9 @@ struct http_server::impl {
     static const std::regex job_path{R"(/api/jobs/([^/]+))"};
     static const std::regex job_action{R"(/api/jobs/([^/]+)/(retry|cancel|delete))"};
     static const std::regex queue_action{R"(/api/queues/([^/]+)/(pause|resume))"};
+    static const std::regex workflow_path{R"(/api/workflows/([^/]+))"};
+    static const std::regex workflow_action{
+        R"(/api/workflows/([^/]+)/(retry|cancel))"};
     std::smatch m;
     auto& path = req.path;
     if (req.method == "GET") {
@@ -615,9 +652,24 @@ struct http_server::impl {
           reply(res, 200, wire::as_json(*r));
           return caf::none;
         });
+      if (path == "/api/workflows")
+        return list_workflows(req, res);
+      if (std::regex_match(path, m, workflow_path))
+        return with_db(res, [&](db_adapter& db) -> caf::error {
+          auto id = parse_job_id(m[1].str());
+          if (!id)
+            return std::move(id.error());
+          auto w = db.get_workflow(*id);
+          if (!w)
+            return std::move(w.error());
+          reply(res, 200, wire::as_json(*w));
+          return caf::none;
+        });
     } else if (req.method == "POST") {
       if (std::regex_match(path, m, job_action))
         return job_act(req, res, m[1].str(), m[2].str());
+      if (std::regex_match(path, m, workflow_action))
+        return workflow_act(req, res, m[1].str(), m[2].str());
       if (std::regex_match(path, m, queue_action))
         return queue_act(req, res, m[1].str(), m[2].str() == "pause");
     }
@@ -731,6 +783,66 @@ struct http_server::impl {
         return std::move(r.error());
       report(db, cp);
       reply(res, 200, wire::as_json(*r));
+      return caf::none;
+    });
+  }
+
+  void list_workflows(const http_request& req, http_response& res) {
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      auto param = [&](const char* key) {
+        auto i = req.query.find(key);
+        return i == req.query.end() ? std::string{} : i->second;
+      };
+      workflow_query q;
+      if (auto state = param("state"); !state.empty()) {
+        auto s = parse_workflow_state(state);
+        if (!s)
+          return make_error(errc::invalid_argument, "unknown workflow state");
+        q.state = *s;
+      }
+      if (req.query.count("before")) {
+        auto n = parse_count("before", param("before"), 1,
+                             std::numeric_limits<int64_t>::max());
+        if (!n)
+          return std::move(n.error());
+        q.before_id = *n;
+      }
+      if (req.query.count("limit")) {
+        auto n = parse_count("limit", param("limit"), 1, 1000);
+        if (!n)
+          return std::move(n.error());
+        q.limit = static_cast<int>(*n);
+      }
+      auto page = db.list_workflows(q);
+      if (!page)
+        return std::move(page.error());
+      auto out = nlohmann::json::array();
+      for (auto& w : *page) {
+        auto one = wire::as_json(w);
+        one.erase("tasks");
+        out.push_back(std::move(one));
+      }
+      reply(res, 200, {{"workflows", out}});
+      return caf::none;
+    });
+  }
+
+  void workflow_act(const http_request& req, http_response& res,
+                    const std::string& id_text, const std::string& op) {
+    if (!may_act(req, res))
+      return;
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      auto id = parse_job_id(id_text);
+      if (!id)
+        return std::move(id.error());
+      detail::control_plane cp{db};
+      auto w = op == "retry"
+                   ? cp.retry_workflow(*id)
+                   : cp.cancel_workflow(*id, "cancelled from the dashboard");
+      if (!w)
+        return std::move(w.error());
+      report(db, cp);
+      reply(res, 200, wire::as_json(*w));
       return caf::none;
     });
   }

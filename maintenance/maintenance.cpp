@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/job_request.hpp"
+#include "bg_jobs/core/workflow.hpp"
 
 namespace bg_jobs {
 
@@ -20,6 +22,8 @@ caf::error maintenance_config::validate() const {
   if (auto err = leader_service::config{"n", lease}.validate())
     return err;
   if (auto err = prune_service::config{retention, prune_every}.validate())
+    return err;
+  if (auto err = workflow_watch_service::config{workflow_watch_every}.validate())
     return err;
   return vacuum_service::config{vacuum_dead_rows, vacuum_every}.validate();
 }
@@ -231,6 +235,54 @@ maintenance_report actions_service::run_once(db_adapter& db, timestamp) {
   return report;
 }
 
+caf::error workflow_watch_service::config::validate() const {
+  if (every.count() <= 0)
+    return fail("the workflow watch's interval must be positive");
+  return caf::none;
+}
+
+maintenance_report workflow_watch_service::run_once(db_adapter& db,
+                                                    timestamp now) {
+  maintenance_report report;
+  constexpr int limit = 1000;
+  auto seen = db.watch_workflows(limit);
+  if (!seen) {
+    report.errors.push_back(std::move(seen.error()));
+    return report;
+  }
+  for (auto& w : seen->finished) {
+    auto at = w.finished_at.value_or(now);
+    event e{event_kind::workflow_finished};
+    e.workflow_id = w.id;
+    e.state = to_string(w.state);
+    e.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::max(at - w.created_at, timestamp::duration{0}));
+    e.message = "workflow " + std::to_string(w.id) + " '" + printable(w.name) +
+                "' " + to_string(w.state) + ": " +
+                std::to_string(w.succeeded) + " succeeded, " +
+                std::to_string(w.failed) + " failed, " +
+                std::to_string(w.cancelled) + " cancelled";
+    report.events.push_back(std::move(e));
+  }
+  std::set<int64_t> stuck;
+  for (auto& w : seen->stuck) {
+    stuck.insert(w.id);
+    if (stuck_.count(w.id) > 0)
+      continue;
+    event e{event_kind::workflow_stuck};
+    e.workflow_id = w.id;
+    e.message = "workflow " + std::to_string(w.id) + " '" + printable(w.name) +
+                "': " + std::to_string(w.held) +
+                " tasks held by a parent that did not succeed";
+    report.events.push_back(std::move(e));
+  }
+  stuck_ = std::move(stuck);
+  // A full page: the rest at once.
+  next_ = seen->finished.size() == limit ? std::chrono::milliseconds{1}
+                                         : cfg_.every;
+  return report;
+}
+
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
@@ -244,6 +296,8 @@ maintenance_services(const std::string& node, const maintenance_config& cfg) {
       prune_service::config{cfg.retention, cfg.prune_every}));
   xs.push_back(
       std::make_shared<actions_service>(actions_service::config{cfg.interval()}));
+  xs.push_back(std::make_shared<workflow_watch_service>(
+      workflow_watch_service::config{cfg.workflow_watch_every}));
   if (cfg.vacuum_dead_rows > 0)
     xs.push_back(std::make_shared<vacuum_service>(
         vacuum_service::config{cfg.vacuum_dead_rows, cfg.vacuum_every}));

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct maintenance_config {
   int64_t vacuum_dead_rows = 20000;
   /// How often to look (1 s).
   std::chrono::milliseconds vacuum_every{1000};
+  /// How often the node that holds the upkeep looks for workflows that
+  /// finished or became stuck, to report them as events (1 s).
+  std::chrono::milliseconds workflow_watch_every{1000};
 
   std::chrono::milliseconds interval() const {
     return std::max(lease / 3, std::chrono::milliseconds{10});
@@ -241,6 +245,36 @@ public:
 private:
   config cfg_;
   std::chrono::milliseconds next_;
+};
+
+/// Reports, as the node that holds the upkeep, the workflows that finished
+/// (`workflow_finished`, with the time from start to end as `duration`)
+/// and those that became stuck (`workflow_stuck`: running with a task held
+/// by a parent that did not succeed), reading the store every `every`.
+/// Each finish is taken from the store once (`db_adapter::
+/// watch_workflows`), so it is reported once whichever node holds the
+/// upkeep (none is reported if that node dies between taking and emitting
+/// it). A stuck workflow is reported when this node first sees it so, and
+/// again after it was not (a node that takes the upkeep over reports those
+/// stuck then).
+class workflow_watch_service : public maintenance_service {
+public:
+  struct config {
+    std::chrono::milliseconds every{1000};
+    caf::error validate() const;
+  };
+
+  explicit workflow_watch_service(config cfg) : cfg_(cfg), next_(cfg.every) {}
+  const char* name() const override { return "workflows"; }
+  bool store_wide() const override { return true; }
+  std::chrono::milliseconds interval() const override { return next_; }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+  std::chrono::milliseconds next_;
+  /// The workflows stuck at the last round.
+  std::set<int64_t> stuck_;
 };
 
 /// The services of a node, from its settings: the heartbeat, the leader's

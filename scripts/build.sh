@@ -8,8 +8,11 @@ echo "bg_jobs: checking the packages it needs (scripts/setup.sh)" >&2
 # -g1: line tables for backtraces, without the full debug information that
 # makes the build a quarter slower.
 echo "bg_jobs: configuring ./build" >&2
+# The suites of the stores, the runtime and the faults are built and run
+# in the sanitizer build (scripts/test_sanitized.sh) only.
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+  -DBG_JOBS_STORE_SUITES=OFF >/dev/null
 if [ "$#" -gt 0 ]; then
   for target in "$@"; do
     echo "bg_jobs: building $target" >&2

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Sets up, builds and runs every test through ctest; then the suites again,
-# built with AddressSanitizer and UndefinedBehaviorSanitizer. The sanitizer
-# build compiles while the main suites run, at the lowest priority, so that
-# it takes only the processor time the tests leave idle (they wait on
-# leases, processes and the network much of the time).
+# Sets up, builds and runs every test through ctest: the core, command-line,
+# example, browser and install tests in ./build; the suites of the stores,
+# the runtime and the faults built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (./build-sanitized). The sanitizer build
+# compiles while the main tests run, at the lowest priority, so that it
+# takes only the processor time they leave idle.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 start=$(date +%s)

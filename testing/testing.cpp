@@ -170,7 +170,20 @@ caf::expected<drain_result> drain_queue(db_adapter& db, const queue_spec& spec,
       if (auto sealed = rules.open(j))
         o = outcome::failure(describe(sealed));
       else
-        o = rules.worker_of(j.name)->run(j, job_context{});
+        o = rules.worker_of(j.name)->run(
+            j, job_context{nullptr, nullptr,
+                           [&db, id = j.id] { return db.parent_outputs(id); },
+                           // Every report is stored, none held back.
+                           [&db, id = j.id, owner = j.reserved_by.value_or(""),
+                            attempt = j.attempts](double fraction,
+                                                  std::string text)
+                               -> caf::error {
+                             auto r = db.record_progress(id, owner, attempt,
+                                                         fraction, text);
+                             if (!r)
+                               return std::move(r.error());
+                             return caf::none;
+                           }});
       change = rules
                    .decide(j, o, clk->now(), rng,
                            std::chrono::duration_cast<std::chrono::microseconds>(

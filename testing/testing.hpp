@@ -60,7 +60,7 @@ private:
 /// executor runs it (an exception is a failure), and the retry policy of
 /// `queue` (or the worker's own) decides: `succeeded`, `retry` (with the
 /// time its backoff gives), `failed`, `snooze` or `cancelled`, with the
-/// error. No store, no actor.
+/// error. No store, no actor: progress reports are checked, then dropped.
 completion perform_job(const worker& w,
                        nlohmann::json payload = nlohmann::json::object(),
                        int attempt = 1,
@@ -111,7 +111,9 @@ struct drain_result {
 /// that snoozes for ever). Jobs of other names are left alone. `keys`
 /// opens encrypted payloads and metadata as a node with those keys would
 /// (`builder::with_encryption`); a value that does not open fails the
-/// attempt.
+/// attempt. A handler reads its parents' outputs
+/// (`job_context::parent_outputs`), and each progress report it makes is
+/// stored (none held back: `db.get_job` shows the last).
 caf::expected<drain_result>
 drain_queue(db_adapter& db, const queue_spec& spec,
             std::shared_ptr<bg_jobs::clock> clk = nullptr,

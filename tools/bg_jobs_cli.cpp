@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <cstdlib>
@@ -777,6 +778,18 @@ int main(int argc, char** argv) {
                           (r.second_concurrency_key.empty()
                                ? ""
                                : ", " + shown(r.second_concurrency_key))}});
+        if (r.progress) {
+          char percent[16];
+          std::snprintf(percent, sizeof percent, "%.1f%%",
+                        r.progress->fraction * 100);
+          std::cout << "progress: " << percent << " (attempt "
+                    << r.progress->attempt << ", "
+                    << bg_jobs::to_iso8601(r.progress->at) << ")"
+                    << (r.progress->text.empty()
+                            ? std::string{}
+                            : ": " + shown(r.progress->text))
+                    << '\n';
+        }
         if (!r.tags.empty()) {
           std::string tags;
           for (auto& t : r.tags)
@@ -803,6 +816,13 @@ int main(int argc, char** argv) {
                                         json::error_handler_t::replace),
                          true)
                   << '\n';
+        if (!r.output.is_null())
+          std::cout << "output:\n"
+                    << bg_jobs::terminal_text(
+                           r.output.dump(2, ' ', false,
+                                         json::error_handler_t::replace),
+                           true)
+                    << '\n';
         for (auto& e : r.errors) {
           auto text = e.contains("error") && e["error"].is_string()
                           ? e["error"].get<std::string>()

@@ -320,6 +320,7 @@ caf::expected<workflow_ids> enqueuer::enqueue_workflow(const workflow& given,
     wake("*", std::chrono::milliseconds{0});
   if (into == 0 && ctx_.bus->active()) {
     event e{event_kind::workflow_started};
+    e.workflow_id = ids->workflow_id;
     e.message = "workflow " + std::to_string(ids->workflow_id) + " '" +
                 printable(w.name()) + "' with " +
                 std::to_string(w.tasks().size()) + " tasks";

@@ -47,6 +47,7 @@ struct handler_slot {
   std::shared_ptr<event_bus> bus;
   std::shared_ptr<bg_jobs::clock> clock;
   std::shared_ptr<direct_enqueue> shared;
+  std::chrono::milliseconds progress_interval{1000};
 };
 
 void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
@@ -138,6 +139,76 @@ void executor_handoff::ids(std::vector<int64_t>& out) const {
 
 namespace {
 
+/// One attempt's progress reports on their way to the store and the
+/// listeners: at most one per interval; a report inside the interval waits,
+/// replaced by the next, until the interval ends with a later report or
+/// the handler returns (`flush`). The handler may report from any thread.
+class progress_gate {
+public:
+  progress_gate(std::shared_ptr<handler_slot> slot, job j)
+      : slot_(std::move(slot)), job_(std::move(j)) {}
+
+  caf::error report(double fraction, std::string text) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto now = std::chrono::steady_clock::now();
+    if (last_ && now - *last_ < slot_->progress_interval) {
+      waiting_ = {fraction, std::move(text)};
+      return caf::none;
+    }
+    waiting_.reset();
+    return deliver(now, fraction, std::move(text));
+  }
+
+  /// Delivers the report still waiting, if any.
+  void flush() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!waiting_)
+      return;
+    auto [fraction, text] = std::move(*waiting_);
+    waiting_.reset();
+    deliver(std::chrono::steady_clock::now(), fraction, std::move(text));
+  }
+
+private:
+  caf::error deliver(std::chrono::steady_clock::time_point now,
+                     double fraction, std::string text) {
+    bool held = true;
+    if (slot_->shared && job_.reserved_by) {
+      std::lock_guard<std::mutex> guard{slot_->shared->mtx};
+      auto db = slot_->shared->door.connection();
+      if (!db) {
+        waiting_ = {fraction, std::move(text)};
+        return std::move(db.error());
+      }
+      auto stored = (*db)->record_progress(job_.id, *job_.reserved_by,
+                                           job_.attempts, fraction, text);
+      if (!stored) {
+        waiting_ = {fraction, std::move(text)};
+        return std::move(stored.error());
+      }
+      held = *stored;
+    }
+    last_ = now;
+    // A rescued attempt's report is not the job's: no listener hears it.
+    if (held && slot_->bus->active()) {
+      event e{event_kind::job_progress};
+      e.queue = slot_->queue_name;
+      e.job = job_;
+      e.progress =
+          job_progress{fraction, std::move(text), job_.attempts,
+                       slot_->clock->now()};
+      slot_->bus->emit(std::move(e));
+    }
+    return caf::none;
+  }
+
+  std::shared_ptr<handler_slot> slot_;
+  job job_;
+  std::mutex mtx_;
+  std::optional<std::chrono::steady_clock::time_point> last_;
+  std::optional<std::pair<double, std::string>> waiting_;
+};
+
 void handler_loop(std::shared_ptr<handler_slot> slot) {
   std::minstd_rand rng{std::random_device{}()};
   for (;;) {
@@ -176,6 +247,8 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     }
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
+    // Shared with the handler's context, which a handler might keep.
+    auto progress = std::make_shared<progress_gate>(slot, j);
     if (auto w = slot->rules->worker_of(j.name)) {
       // An encrypted value that does not open fails the attempt; the
       // handler never sees the sealed text.
@@ -194,12 +267,18 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
                              if (!db)
                                return std::move(db.error());
                              return (*db)->parent_outputs(id);
+                           },
+                           [progress](double fraction, std::string text) {
+                             return progress->report(fraction,
+                                                     std::move(text));
                            }});
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started);
     if (slot->cancelled)
       return;
+    // The last report, while the reservation is still this attempt's.
+    progress->flush();
     {
       std::lock_guard<std::mutex> guard{slot->mtx};
       // A cancelled job ends cancelled, whatever its handler returned.
@@ -256,6 +335,7 @@ spawned_executor spawn_executor(caf::event_based_actor* queue,
   slot->bus = std::move(args.bus);
   slot->clock = std::move(args.clock);
   slot->shared = std::move(args.shared);
+  slot->progress_interval = args.progress_interval;
   auto actor = queue->spawn<caf::linked>(executor_actor, slot);
   return {std::move(actor), executor_handoff{std::move(slot)}};
 }

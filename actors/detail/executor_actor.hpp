@@ -30,6 +30,8 @@ struct executor_args {
   /// The node's shared connection, for a handler's reads (the outputs a
   /// task depends on).
   std::shared_ptr<direct_enqueue> shared;
+  /// How often the handler's progress is stored and reported, at most.
+  std::chrono::milliseconds progress_interval{1000};
 };
 
 /// A reserved job that has not started, with the latest time it may still

@@ -116,7 +116,9 @@ executor_pool::take_all_unstarted(caf::event_based_actor* self) {
 }
 
 void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
-  executor_args args{queue_, i, rules_, ctx_.bus, ctx_.clock, ctx_.shared};
+  executor_args args{queue_,    i,          rules_,
+                     ctx_.bus,  ctx_.clock, ctx_.shared,
+                     ctx_.plan->progress_interval};
   auto e = spawn_executor(self, std::move(args));
   slots_[i].executor = std::move(e.actor);
   slots_[i].handoff = std::move(e.handoff);

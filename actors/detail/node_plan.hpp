@@ -53,6 +53,8 @@ struct node_plan {
   bool listen = false;
   maintenance_config maintenance;
   std::chrono::milliseconds grace{5000};
+  /// How often a job's progress is stored and reported, at most.
+  std::chrono::milliseconds progress_interval{1000};
   int max_restarts = 5;
   std::chrono::milliseconds restart_period{1000};
 

@@ -86,6 +86,7 @@ node_plan node_plan::make(const builder& config, bool listen) {
   p.keys = config.keys();
   p.maintenance = config.maintenance();
   p.grace = config.shutdown_grace_period();
+  p.progress_interval = config.progress_interval();
   p.max_restarts = config.supervisor_max_frequency();
   p.restart_period = config.supervisor_frequency_period();
   return p;

@@ -179,6 +179,11 @@ public:
   caf::expected<workflow_info> retry_workflow(int64_t id) override;
   caf::expected<std::map<std::string, nlohmann::json>>
   parent_outputs(int64_t job_id) override;
+  caf::expected<workflow_watch> watch_workflows(int limit) override;
+  caf::expected<bool> record_progress(int64_t job_id,
+                                      const std::string& reserved_by,
+                                      int attempt, double fraction,
+                                      const std::string& text) override;
   /// The store's plan for the claim statement of `reserve_jobs(params)`, as
   /// text (it names the index it uses).
   caf::expected<std::string> explain_reserve(const reserve_params& params);

@@ -33,8 +33,13 @@ caf::expected<void> postgres_adapter::delete_job(int64_t job_id) {
     for (auto sql : {"DELETE FROM jobs WHERE id = $1 AND reserved_by IS NULL",
                      "DELETE FROM jobs_succeeded WHERE id = $1",
                      "DELETE FROM jobs_failed WHERE id = $1"})
-      if (tx.exec_params(sql, job_id).affected_rows() > 0)
+      if (tx.exec_params(sql, job_id).affected_rows() > 0) {
+        // A waiting job (one retried after it reported) has no history
+        // row whose removal takes its progress along.
+        tx.exec_params("DELETE FROM bg_jobs_progress WHERE job_id = $1",
+                       job_id);
         return 0;
+      }
     return tx.exec_params("SELECT 1 FROM jobs WHERE id = $1", job_id).empty()
                ? 2
                : 1;
@@ -594,6 +599,18 @@ caf::expected<job_record> postgres_adapter::get_job(int64_t job_id) {
                                   job_id);
           if (!o.empty())
             out.record->output = parse_payload(o[0][0]);
+          auto p = tx.exec_params(
+              "SELECT attempt, fraction, text, " BG_JOBS_MS("updated_at")
+              " FROM bg_jobs_progress WHERE job_id = $1",
+              job_id);
+          if (!p.empty()) {
+            job_progress x;
+            x.attempt = p[0][0].as<int>();
+            x.fraction = p[0][1].as<double>();
+            x.text = p[0][2].as<std::string>();
+            x.at = from_unix_ms(p[0][3].as<int64_t>());
+            out.record->progress = std::move(x);
+          }
         }
         return out;
       });

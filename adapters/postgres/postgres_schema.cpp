@@ -440,6 +440,45 @@ const char* const migrations[] = {
     "CREATE TRIGGER bg_jobs_output_pruned AFTER DELETE ON jobs_succeeded"
     "  REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT"
     "  EXECUTE FUNCTION bg_jobs_on_succeeded_removed();",
+    // version 18: the progress a running handler last reported, one row per
+    // job, kept while the job is: it goes with the job's history row (a
+    // failed job retried keeps it).
+    "CREATE TABLE bg_jobs_progress ("
+    "  job_id BIGINT PRIMARY KEY,"
+    "  attempt INTEGER NOT NULL,"
+    "  fraction DOUBLE PRECISION NOT NULL,"
+    "  text TEXT NOT NULL,"
+    "  updated_at TIMESTAMPTZ NOT NULL);"
+    "CREATE OR REPLACE FUNCTION bg_jobs_on_succeeded_removed() RETURNS trigger"
+    "  LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$"
+    " BEGIN"
+    "  DELETE FROM bg_jobs_outputs o USING removed_rows r"
+    "   WHERE o.job_id = r.id;"
+    "  DELETE FROM bg_jobs_progress p USING removed_rows r"
+    "   WHERE p.job_id = r.id;"
+    "  RETURN NULL;"
+    " END $f$;"
+    "CREATE FUNCTION bg_jobs_on_failed_pruned() RETURNS trigger"
+    "  LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$"
+    " BEGIN"
+    "  DELETE FROM bg_jobs_progress p USING removed_rows r"
+    "   WHERE p.job_id = r.id"
+    "   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = r.id);"
+    "  RETURN NULL;"
+    " END $f$;"
+    "CREATE TRIGGER bg_jobs_progress_pruned AFTER DELETE ON jobs_failed"
+    "  REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT"
+    "  EXECUTE FUNCTION bg_jobs_on_failed_pruned();"
+    // What the upkeep reports: each finish of a workflow once (the one it
+    // took last is `reported_at`; those before this version count as
+    // reported), and the workflows a held task keeps running.
+    "ALTER TABLE bg_jobs_workflows ADD COLUMN reported_at TIMESTAMPTZ;"
+    "UPDATE bg_jobs_workflows SET reported_at = finished_at;"
+    "CREATE INDEX bg_jobs_workflows_unreported_idx ON bg_jobs_workflows"
+    "  (finished_at) WHERE finished_at IS NOT NULL"
+    "  AND (reported_at IS NULL OR reported_at <> finished_at);"
+    "CREATE INDEX bg_jobs_tasks_held_idx ON bg_jobs_tasks (workflow_id)"
+    "  WHERE state = 'held';",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -496,11 +535,12 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_outputs, bg_jobs_blocked,"
-            " bg_jobs_deps, bg_jobs_tasks, bg_jobs_workflows CASCADE");
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_progress, bg_jobs_outputs,"
+            " bg_jobs_blocked, bg_jobs_deps, bg_jobs_tasks, bg_jobs_workflows"
+            " CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_on_succeeded,"
             " bg_jobs_on_failed, bg_jobs_on_failed_removed,"
-            " bg_jobs_on_succeeded_removed CASCADE");
+            " bg_jobs_on_succeeded_removed, bg_jobs_on_failed_pruned CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_settle, bg_jobs_callbacks");
     tx.exec("DROP TABLE IF EXISTS bg_jobs_rate_of, bg_jobs_rate_keys,"
             " bg_jobs_rate_limits, bg_jobs_limits, bg_jobs_actions,"

@@ -577,4 +577,61 @@ postgres_adapter::parent_outputs(int64_t job_id) {
       });
 }
 
+caf::expected<workflow_watch>
+postgres_adapter::watch_workflows(int limit) {
+  return impl_->in_statement(
+      "looking at workflows", [&](pqxx::transaction_base& tx) {
+        workflow_watch out;
+        // Taken in one statement (the predicate is that of
+        // bg_jobs_workflows_unreported_idx); a finish two callers see at
+        // once goes to one of them.
+        for (const auto& row : tx.exec_params(
+                 "WITH t AS (SELECT id FROM bg_jobs_workflows"
+                 "  WHERE finished_at IS NOT NULL AND (reported_at IS NULL"
+                 "   OR reported_at <> finished_at)"
+                 "  ORDER BY finished_at, id LIMIT $1"
+                 "  FOR UPDATE SKIP LOCKED),"
+                 " u AS (UPDATE bg_jobs_workflows x"
+                 "  SET reported_at = x.finished_at FROM t WHERE x.id = t.id"
+                 "  RETURNING x.id)"
+                 " SELECT " BG_JOBS_PG_WORKFLOW_COLUMNS
+                 " FROM bg_jobs_workflows w JOIN u ON u.id = w.id"
+                 " ORDER BY w.finished_at, w.id",
+                 limit))
+          out.finished.push_back(read_workflow(row));
+        for (const auto& row : tx.exec_params(
+                 "SELECT " BG_JOBS_PG_WORKFLOW_COLUMNS
+                 " FROM bg_jobs_workflows w"
+                 " WHERE w.id IN (SELECT workflow_id FROM bg_jobs_tasks"
+                 "  WHERE state = 'held') AND w.state = 'running'"
+                 " ORDER BY w.id LIMIT $1",
+                 limit))
+          out.stuck.push_back(read_workflow(row));
+        return out;
+      });
+}
+
+caf::expected<bool>
+postgres_adapter::record_progress(int64_t job_id,
+                                  const std::string& reserved_by, int attempt,
+                                  double fraction, const std::string& text) {
+  auto now = impl_->now_ms();
+  return impl_->in_statement(
+      "storing a job's progress", [&](pqxx::transaction_base& tx) {
+        return tx
+                   .exec_params(
+                       "INSERT INTO bg_jobs_progress (job_id, attempt,"
+                       " fraction, text, updated_at)"
+                       " SELECT id, attempts, $4, $5, " BG_JOBS_TS("$6")
+                       " FROM jobs WHERE id = $1 AND reserved_by = $2"
+                       " AND attempts = $3"
+                       " ON CONFLICT (job_id) DO UPDATE SET"
+                       " attempt = excluded.attempt,"
+                       " fraction = excluded.fraction, text = excluded.text,"
+                       " updated_at = excluded.updated_at",
+                       job_id, reserved_by, attempt, fraction, text, now)
+                   .affected_rows() > 0;
+      });
+}
+
 } // namespace bg_jobs

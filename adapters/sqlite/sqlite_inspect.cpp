@@ -232,8 +232,18 @@ caf::expected<void> sqlite_adapter::delete_job(int64_t job_id) {
     q.bind(1, job_id);
     if (int rc = q.step(); rc != SQLITE_DONE)
       return failure(rc, "deleting a job");
-    if (sqlite3_changes(db_) > 0)
+    if (sqlite3_changes(db_) > 0) {
+      // A waiting job (one retried after it reported) has no history row
+      // whose removal takes its progress along.
+      auto gone = prepare("DELETE FROM bg_jobs_progress WHERE job_id = ?1");
+      if (!gone)
+        return std::move(gone.error());
+      statement g{*gone};
+      g.bind(1, job_id);
+      if (int rc = g.step(); rc != SQLITE_DONE)
+        return failure(rc, "deleting a job");
       return tx.commit();
+    }
   }
   auto running = query_jobs(
       sql_job_by_id, [&](statement& q) { q.bind(1, job_id); }, false);
@@ -577,6 +587,20 @@ caf::expected<job_record> sqlite_adapter::get_job(int64_t job_id) {
     (*rec)->output =
         parse_payload(sqlite3_column_text(q.get(), 0),
                       sqlite3_column_bytes(q.get(), 0));
+  auto p = prepare("SELECT attempt, fraction, text, updated_at"
+                   " FROM bg_jobs_progress WHERE job_id = ?1");
+  if (!p)
+    return std::move(p.error());
+  statement pq{*p};
+  pq.bind(1, job_id);
+  if (pq.step() == SQLITE_ROW) {
+    job_progress x;
+    x.attempt = sqlite3_column_int(pq.get(), 0);
+    x.fraction = sqlite3_column_double(pq.get(), 1);
+    x.text = column_text(pq.get(), 2);
+    x.at = from_unix_ms(sqlite3_column_int64(pq.get(), 3));
+    (*rec)->progress = std::move(x);
+  }
   return std::move(**rec);
 }
 

@@ -313,6 +313,30 @@ const char* const migrations[] = {
     "  UPDATE bg_jobs_tasks SET state = 'ready', finished_at = NULL"
     "   WHERE job_id = OLD.id;"
     " END;",
+    // version 18: the progress a running handler last reported, one row per
+    // job, kept while the job is: it goes with the job's history row (a
+    // failed job retried keeps it).
+    "CREATE TABLE bg_jobs_progress ("
+    "  job_id INTEGER PRIMARY KEY,"
+    "  attempt INTEGER NOT NULL,"
+    "  fraction REAL NOT NULL,"
+    "  text TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TRIGGER bg_jobs_progress_pruned AFTER DELETE ON jobs_succeeded"
+    " BEGIN DELETE FROM bg_jobs_progress WHERE job_id = OLD.id; END;"
+    "CREATE TRIGGER bg_jobs_progress_pruned_failed AFTER DELETE ON jobs_failed"
+    " WHEN NOT EXISTS (SELECT 1 FROM jobs WHERE id = OLD.id)"
+    " BEGIN DELETE FROM bg_jobs_progress WHERE job_id = OLD.id; END;"
+    // What the upkeep reports: each finish of a workflow once (the one it
+    // took last is `reported_at`; those before this version count as
+    // reported), and the workflows a held task keeps running.
+    "ALTER TABLE bg_jobs_workflows ADD COLUMN reported_at INTEGER;"
+    "UPDATE bg_jobs_workflows SET reported_at = finished_at;"
+    "CREATE INDEX bg_jobs_workflows_unreported_idx ON bg_jobs_workflows"
+    "  (finished_at) WHERE finished_at IS NOT NULL"
+    "  AND (reported_at IS NULL OR reported_at <> finished_at);"
+    "CREATE INDEX bg_jobs_tasks_held_idx ON bg_jobs_tasks (workflow_id)"
+    "  WHERE state = 'held';",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -391,7 +415,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_outputs;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_progress;"
+                    "DROP TABLE IF EXISTS bg_jobs_outputs;"
                     "DROP TABLE IF EXISTS bg_jobs_blocked;"
                     "DROP TABLE IF EXISTS bg_jobs_deps;"
                     "DROP TABLE IF EXISTS bg_jobs_tasks;"

@@ -712,4 +712,73 @@ sqlite_adapter::parent_outputs(int64_t job_id) {
   return out;
 }
 
+caf::expected<workflow_watch> sqlite_adapter::watch_workflows(int limit) {
+  static constexpr const char* columns =
+      "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
+      " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
+      "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
+      " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w";
+  // The predicate of bg_jobs_workflows_unreported_idx.
+  static const std::string finished =
+      std::string{columns} +
+      " WHERE w.finished_at IS NOT NULL AND (w.reported_at IS NULL"
+      "  OR w.reported_at <> w.finished_at)"
+      " ORDER BY w.finished_at, w.id LIMIT ?1";
+  static const std::string stuck =
+      std::string{columns} +
+      " WHERE w.id IN (SELECT workflow_id FROM bg_jobs_tasks"
+      "  WHERE state = 'held') AND w.state = 'running'"
+      " ORDER BY w.id LIMIT ?1";
+  return in_transaction([&]() -> caf::expected<workflow_watch> {
+    workflow_watch out;
+    for (auto [sql, into] : {std::pair{&finished, &out.finished},
+                             std::pair{&stuck, &out.stuck}}) {
+      auto s = prepare(sql->c_str());
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      q.bind(1, int64_t{limit});
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        into->push_back(read_workflow(q.get()));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "looking at workflows");
+    }
+    for (auto& w : out.finished) {
+      auto taken = execute(
+          "UPDATE bg_jobs_workflows SET reported_at = finished_at"
+          " WHERE id = ?1",
+          [&](statement& q) { q.bind(1, w.id); }, "taking a workflow's end");
+      if (!taken)
+        return std::move(taken.error());
+    }
+    return out;
+  });
+}
+
+caf::expected<bool>
+sqlite_adapter::record_progress(int64_t job_id, const std::string& reserved_by,
+                                int attempt, double fraction,
+                                const std::string& text) {
+  auto s = prepare(
+      "INSERT INTO bg_jobs_progress (job_id, attempt, fraction, text,"
+      " updated_at) SELECT id, attempts, ?4, ?5, ?6 FROM jobs"
+      " WHERE id = ?1 AND reserved_by = ?2 AND attempts = ?3"
+      " ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt,"
+      " fraction = excluded.fraction, text = excluded.text,"
+      " updated_at = excluded.updated_at");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  q.bind(1, job_id)
+      .bind(2, reserved_by)
+      .bind(3, int64_t{attempt})
+      .bind_real(4, fraction)
+      .bind(5, text)
+      .bind(6, to_unix_ms(options_.clock->now()));
+  if (int rc = q.step(); rc != SQLITE_DONE)
+    return failure(rc, "storing a job's progress");
+  return sqlite3_changes(db_) > 0;
+}
+
 } // namespace bg_jobs

@@ -163,6 +163,7 @@ control_plane::cancel_workflow(int64_t id, const std::string& reason) {
     if (t.state == task_state::ready)
       effects_.cancels.push_back(cancel_notice{t.job_id, why, t.job_name});
   event e{event_kind::workflow_cancelled};
+  e.workflow_id = id;
   e.message = "workflow " + std::to_string(id) + ": " + why;
   effects_.events.push_back(std::move(e));
   return w;
@@ -176,6 +177,7 @@ caf::expected<workflow_info> control_plane::retry_workflow(int64_t id) {
     if (t.state == task_state::ready)
       effects_.wake.push_back(t.job_name);
   event e{event_kind::workflow_retried};
+  e.workflow_id = id;
   e.message = "workflow " + std::to_string(id);
   effects_.events.push_back(std::move(e));
   return w;

@@ -36,6 +36,14 @@ pre { background: #f5f6f8; padding: 8px; overflow: auto; max-height: 300px; }
 .muted { color: #69707d; }
 .full { background: #ffd7d5; }
 svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
+#wf-graph rect { stroke: #1d2330; stroke-width: 1; rx: 4; }
+#wf-graph rect.task-succeeded { fill: #b7e4c7; } #wf-graph rect.task-failed { fill: #ffb3b3; }
+#wf-graph rect.task-cancelled { fill: #d8dbe0; } #wf-graph rect.task-ready { fill: #b3d4ff; }
+#wf-graph rect.task-blocked { fill: #ffffff; } #wf-graph rect.task-held { fill: #ffd591; }
+#wf-graph rect.task-doomed { fill: #d8dbe0; } #wf-graph rect.callback { stroke-dasharray: 4 2; }
+#wf-graph path { fill: none; stroke: #69707d; stroke-width: 1.2; }
+#wf-graph text { font: 12px system-ui, sans-serif; pointer-events: none; }
+#wf-graph g { cursor: pointer; }
 </style>
 </head>
 <body>
@@ -55,10 +63,20 @@ svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
 </div>
 <table id="jobs"><thead><tr><th class="num">id</th><th>name</th><th>state</th><th class="num">attempts</th><th class="num">priority</th><th>time</th><th>error</th></tr></thead><tbody></tbody></table>
 </section>
+<section><h2>Workflows</h2>
+<div class="controls"><select id="wf-state"><option value="">any state</option><option>running</option><option>succeeded</option><option>failed</option><option>cancelled</option></select></div>
+<table id="workflows"><thead><tr><th class="num">id</th><th>name</th><th>state</th><th class="num">tasks</th><th class="num">succeeded</th><th class="num">failed</th><th class="num">cancelled</th><th class="num">held</th><th>started</th><th class="num">elapsed</th></tr></thead><tbody></tbody></table>
+</section>
+<section id="workflow" hidden><h2>Workflow <span id="wf-id"></span> <span id="wf-name" class="muted"></span> <span id="wf-badge" class="badge"></span></h2>
+<div class="controls"><button id="wf-retry">retry</button><button id="wf-cancel">cancel</button><span id="wf-note" class="muted"></span></div>
+<svg id="wf-graph" width="0" height="0"></svg>
+</section>
 <section id="job" hidden><h2>Job <span id="job-id"></span></h2>
 <div class="controls"><button id="retry">retry</button><button id="cancel">cancel</button><button id="delete">delete</button></div>
 <table id="job-fields"></table>
+<div id="job-progress" hidden><progress max="1"></progress> <span></span></div>
 <h2>Payload</h2><pre id="job-payload"></pre>
+<div id="job-output-box" hidden><h2>Output</h2><pre id="job-output"></pre></div>
 <h2>Errors</h2><table id="job-errors"><tbody></tbody></table>
 </section>
 </main>
@@ -201,7 +219,14 @@ async function showJob(id) {
       ["meta", j.meta ? JSON.stringify(shownSealed(j.meta)) : ""]]) {
       const tr = el("tr"); tr.append(el("th", k), el("td", v)); f.append(tr);
     }
+    const p = $("job-progress"); p.hidden = !j.progress;
+    if (j.progress) {
+      p.querySelector("progress").value = j.progress.fraction;
+      p.querySelector("span").textContent = (j.progress.fraction * 100).toFixed(1) + "% (attempt " + j.progress.attempt + ", " + when(j.progress.at) + ")" + (j.progress.text ? ": " + j.progress.text : "");
+    }
     $("job-payload").textContent = JSON.stringify(shownSealed(j.payload), null, 2);
+    $("job-output-box").hidden = j.output === undefined || j.output === null;
+    $("job-output").textContent = j.output === undefined || j.output === null ? "" : JSON.stringify(j.output, null, 2);
     const e = $("job-errors").tBodies[0]; e.replaceChildren();
     for (const x of j.errors) { const tr = el("tr"); tr.append(el("td", "attempt " + x.attempt), el("td", when(x.at)), el("td", x.error)); e.append(tr); }
     $("retry").hidden = readOnly || !["failed", "cancelled"].includes(j.state);
@@ -210,6 +235,83 @@ async function showJob(id) {
     showError("");
   } catch (err) { showError(err.message); }
 }
+function elapsed(w) { const end = w.finished_at != null ? w.finished_at : Date.now(); return ((end - w.created_at) / 1000).toFixed(1) + " s"; }
+async function loadWorkflows() {
+  const q = new URLSearchParams({ limit: "25" });
+  if ($("wf-state").value) q.set("state", $("wf-state").value);
+  const page = await api("/api/workflows?" + q);
+  const body = $("workflows").tBodies[0]; body.replaceChildren();
+  for (const w of page.workflows) {
+    const tr = el("tr"); tr.dataset.id = w.id; tr.dataset.workflow = w.id;
+    const st = el("td"); st.append(el("span", w.state, "state-" + w.state));
+    if (w.stuck) { const b = el("span", "stuck", "badge paused"); b.title = "a task is held by a parent that did not succeed"; st.append(" ", b); }
+    tr.append(el("td", w.id, "num"), el("td", w.name), st, el("td", w.total, "num"), el("td", w.succeeded, "num"), el("td", w.failed, "num"),
+      el("td", w.cancelled, "num"), el("td", w.held, "num"), el("td", when(w.created_at)), el("td", elapsed(w), "num"));
+    tr.onclick = () => showWorkflow(w.id); body.append(tr);
+  }
+}
+let selectedWorkflow = null;
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs) { const e = document.createElementNS(SVG, tag); for (const k of Object.keys(attrs || {})) e.setAttribute(k, attrs[k]); return e; }
+// Tasks in columns by depth (a task one column right of its deepest
+// parent), callbacks in a column of their own after the last.
+function drawWorkflow(w) {
+  const svg = $("wf-graph"); svg.replaceChildren();
+  const limit = 300, tasks = w.tasks.slice(0, limit);
+  $("wf-note").textContent = w.tasks.length > limit ? "the first " + limit + " of " + w.tasks.length + " tasks are drawn" : "";
+  const byName = new Map(tasks.map(t => [t.name, t]));
+  const depth = new Map();
+  const depthOf = (t, seen) => {
+    if (depth.has(t.name)) return depth.get(t.name);
+    if (seen.has(t.name)) return 0;
+    seen.add(t.name);
+    let d = 0;
+    for (const a of t.after) { const p = byName.get(a.parent); if (p) d = Math.max(d, depthOf(p, seen) + 1); }
+    depth.set(t.name, d); return d;
+  };
+  let last = 0;
+  for (const t of tasks) if (!t.name.startsWith("@")) last = Math.max(last, depthOf(t, new Set()));
+  for (const t of tasks) if (t.name.startsWith("@")) depth.set(t.name, last + 1);
+  const rows = new Map(), at = new Map(), W = 140, H = 28, DX = 180, DY = 40;
+  for (const t of tasks) { const d = depth.get(t.name); const r = rows.get(d) || 0; rows.set(d, r + 1); at.set(t.name, { x: 10 + d * DX, y: 10 + r * DY }); }
+  let maxRows = 0; for (const r of rows.values()) maxRows = Math.max(maxRows, r);
+  const width = 20 + (Math.max(...depth.values(), 0) + 1) * DX, height = 20 + maxRows * DY;
+  svg.setAttribute("width", width); svg.setAttribute("height", height); svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+  for (const t of tasks) for (const a of t.after) {
+    const from = at.get(a.parent), to = at.get(t.name); if (!from) continue;
+    const p = svgEl("path", { d: "M" + (from.x + W) + "," + (from.y + H / 2) + " C" + (from.x + W + 20) + "," + (from.y + H / 2) + " " + (to.x - 20) + "," + (to.y + H / 2) + " " + to.x + "," + (to.y + H / 2) });
+    p.dataset.from = a.parent; p.dataset.to = t.name; p.dataset.policy = a.on_failure;
+    const tip = svgEl("title"); tip.textContent = a.parent + " \u2192 " + t.name + " (if it does not succeed: " + a.on_failure + ")"; p.append(tip);
+    svg.append(p);
+  }
+  for (const t of tasks) {
+    const pos = at.get(t.name), g = svgEl("g");
+    g.dataset.task = t.name; g.dataset.state = t.state; g.dataset.job = t.job_id;
+    const r = svgEl("rect", { x: pos.x, y: pos.y, width: W, height: H, class: "task-" + t.state + (t.name.startsWith("@") ? " callback" : "") });
+    const label = svgEl("text", { x: pos.x + 8, y: pos.y + 18 });
+    label.textContent = t.name.length > 18 ? t.name.slice(0, 17) + "\u2026" : t.name;
+    const tip = svgEl("title"); tip.textContent = t.name + ": " + t.state + " (job " + t.job_id + ")";
+    g.append(r, label, tip); g.onclick = () => showJob(t.job_id); svg.append(g);
+  }
+}
+async function showWorkflow(id) {
+  try {
+    const w = await api("/api/workflows/" + encodeURIComponent(id)); selectedWorkflow = w.id;
+    $("workflow").hidden = false; $("wf-id").textContent = w.id; $("wf-name").textContent = w.name;
+    $("wf-badge").textContent = w.stuck ? "stuck" : w.state; $("wf-badge").className = "badge state-" + w.state + (w.stuck ? " paused" : "");
+    $("wf-retry").hidden = readOnly || !(w.failed > 0 || w.cancelled > 0 || w.held > 0);
+    $("wf-cancel").hidden = readOnly || w.state !== "running";
+    drawWorkflow(w); showError("");
+  } catch (err) { showError(err.message); }
+}
+async function actWorkflow(op) {
+  try { await api("/api/workflows/" + selectedWorkflow + "/" + op, { method: "POST", headers: { "X-CSRF-Token": csrf } }); showError(""); }
+  catch (e) { showError(e.message); }
+  await refresh(); await showWorkflow(selectedWorkflow);
+}
+$("wf-retry").onclick = () => actWorkflow("retry");
+$("wf-cancel").onclick = () => actWorkflow("cancel");
+$("wf-state").onchange = () => loadWorkflows().catch(e => showError(e.message));
 $("retry").onclick = () => act("/api/jobs/" + selected + "/retry");
 $("cancel").onclick = () => act("/api/jobs/" + selected + "/cancel");
 $("delete").onclick = async () => { await act("/api/jobs/" + selected + "/delete"); $("job").hidden = true; selected = null; };
@@ -220,7 +322,7 @@ $("go").onclick = () => { if ($("find").value) showJob($("find").value.trim()); 
 $("more").onclick = () => loadJobs(true).catch(e => showError(e.message));
 if (readOnly) $("mode").textContent = "read-only";
 async function refresh() {
-  try { await Promise.all([loadStats(), loadChart()]); if (!after || $("jobs").tBodies[0].rows.length <= 25) { after = ""; await loadJobs(false); } }
+  try { await Promise.all([loadStats(), loadChart(), loadWorkflows()]); if (selectedWorkflow) await showWorkflow(selectedWorkflow); if (!after || $("jobs").tBodies[0].rows.length <= 25) { after = ""; await loadJobs(false); } }
   catch (e) { showError(e.message); }
 }
 refresh(); setInterval(refresh, 2000);

@@ -4,6 +4,8 @@
 // the bg_jobs actor.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/runtime_fixture.hpp"
+#include "bg_jobs/core/errc.hpp"
 #include "support/expect.hpp"
 #include "support/wait.hpp"
 
@@ -96,6 +99,131 @@ TEST_SUITE("workflows") {
     CHECK(log.wait_for(event_kind::workflow_started));
   }
 
+  BG_JOBS_RUNTIME_CASE("a handler's progress shows in get and reaches "
+                       "listeners, at most once per interval, the last one "
+                       "when it returns") {
+    std::mutex mtx;
+    std::condition_variable cv;
+    bool go_on = false;
+    std::vector<std::string> refused;
+    auto long_one = worker{
+        "long", [&](const job&, const job_context& ctx) -> outcome {
+          auto check = [&](caf::error err) {
+            if (err) {
+              std::lock_guard<std::mutex> guard{mtx};
+              refused.push_back(to_string(err));
+            }
+          };
+          check(ctx.report_progress(0.1, "started"));
+          {
+            std::unique_lock<std::mutex> guard{mtx};
+            cv.wait_for(guard, 30s, [&] { return go_on; });
+          }
+          // Inside the interval: each waits, replacing the one before.
+          check(ctx.report_progress(0.5, "half"));
+          check(ctx.report_progress(0.9, "almost"));
+          // Refused, nothing reported.
+          for (double bad : {-0.1, 1.5, std::nan("")})
+            if (!ctx.report_progress(bad, "x"))
+              check(make_error(errc::invalid_state, "a bad report was taken"));
+          if (!ctx.report_progress(0.95, "tab\tok, bell\a not"))
+            check(make_error(errc::invalid_state, "a bad report was taken"));
+          if (!ctx.report_progress(0.95, std::string(201, 'x')))
+            check(make_error(errc::invalid_state, "a bad report was taken"));
+          return outcome::success();
+        }};
+    auto bg = start(make_builder()
+                        .with_progress_interval(1h)
+                        .with_queue(queue_of({long_one})));
+    auto id = value_of(bg.enqueue(job_request{"long"})).id;
+    REQUIRE(eventually([&] {
+      auto r = bg.get_job(id);
+      return r && r->progress && r->state == job_state::running;
+    }));
+    auto running = value_of(bg.get_job(id));
+    CHECK(running.progress->fraction == 0.1);
+    CHECK(running.progress->text == "started");
+    CHECK(running.progress->attempt == 1);
+    REQUIRE(log.wait_for(event_kind::job_progress));
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      go_on = true;
+    }
+    cv.notify_all();
+    REQUIRE(eventually([&] {
+      auto r = bg.get_job(id);
+      return r && r->state == job_state::succeeded;
+    }));
+    auto done = value_of(bg.get_job(id));
+    REQUIRE(done.progress);
+    CHECK(done.progress->fraction == 0.9);
+    CHECK(done.progress->text == "almost");
+    REQUIRE(log.wait_for(event_kind::job_progress, 2));
+    bg.flush_events();
+    std::vector<std::string> heard;
+    for (auto& e : log.events())
+      if (e.kind == event_kind::job_progress) {
+        REQUIRE(e.progress);
+        REQUIRE(e.job);
+        CHECK(e.job->id == id);
+        heard.push_back(e.progress->text);
+      }
+    CHECK(heard == std::vector<std::string>{"started", "almost"});
+    std::lock_guard<std::mutex> guard{mtx};
+    CHECK(refused.empty());
+  }
+
+  BG_JOBS_RUNTIME_CASE("the node that holds the upkeep reports workflows "
+                       "that became stuck and that finished, once each") {
+    std::atomic<bool> c_fails{true};
+    auto step = worker{"step", [&](const job& j) -> outcome {
+                         if (j.payload.at("task") == "c" && c_fails)
+                           return outcome::discard("c fails");
+                         return outcome::success();
+                       }};
+    auto bg = start(make_builder().with_queue(queue_of({step})));
+    auto task = [](const char* t) {
+      return job_request{"step", {{"task", t}}};
+    };
+    workflow w{"diamond"};
+    w.add("a", task("a"));
+    w.add("b", task("b"), {"a"});
+    w.add("c", task("c"), {"a"});
+    w.add("d", task("d"), {{"b", parent_failure::cancel},
+                           {"c", parent_failure::hold}});
+    auto held = value_of(bg.enqueue_workflow(w)).workflow_id;
+    workflow plain{"plain"};
+    plain.add("x", task("x"));
+    auto quick = value_of(bg.enqueue_workflow(plain)).workflow_id;
+    REQUIRE(log.wait_for(event_kind::workflow_stuck, 1, 20s));
+    REQUIRE(log.wait_for(event_kind::workflow_finished, 1, 20s));
+    auto stuck = log.of(event_kind::workflow_stuck);
+    CHECK(stuck[0].workflow_id == held);
+    CHECK(stuck[0].message.find("1 tasks held") != std::string::npos);
+    auto ended = log.of(event_kind::workflow_finished);
+    CHECK(ended[0].workflow_id == quick);
+    CHECK(ended[0].state == "succeeded");
+    // Retried, c succeeds and so does the workflow: one more finish.
+    c_fails = false;
+    value_of(bg.retry_workflow(held));
+    REQUIRE(log.wait_for(event_kind::workflow_finished, 2, 20s));
+    ended = log.of(event_kind::workflow_finished);
+    CHECK(ended[1].workflow_id == held);
+    CHECK(ended[1].state == "succeeded");
+    CHECK(ended[1].duration.count() > 0);
+    // Later rounds report neither again.
+    auto rounds = log.count(event_kind::workflow_finished);
+    workflow last{"last"};
+    last.add("y", task("y"));
+    auto third = value_of(bg.enqueue_workflow(last)).workflow_id;
+    REQUIRE(log.wait_for(event_kind::workflow_finished, rounds + 1, 20s));
+    ended = log.of(event_kind::workflow_finished);
+    CHECK(ended.size() == 3);
+    CHECK(ended.back().workflow_id == third);
+    CHECK(log.count(event_kind::workflow_stuck) == 1);
+    CHECK(log.count(event_kind::workflow_started) == 3);
+  }
+
   BG_JOBS_RUNTIME_CASE("a handler fans out from its task, two levels deep, "
                        "and the workflow calls back once when all are done") {
     instance* node = nullptr;
@@ -158,6 +286,34 @@ TEST_SUITE("workflows") {
     not_a_task.id = plain.id;
     CHECK(error_of(bg.add_tasks(not_a_task, workflow{"x"})) ==
           errc::invalid_argument);
+  }
+
+  BG_JOBS_RUNTIME_CASE("a workflow whose task or callback names a job no "
+                       "worker runs is refused, nothing written") {
+    auto step = worker{"step", [](const job&) { return outcome::success(); }};
+    auto bg = start(make_builder().with_queue(queue_of({step})));
+    workflow bad_callback{"batch"};
+    bad_callback.add("a", job_request{"step"});
+    bad_callback.on_success(job_request{"step"})
+        .on_failure(job_request{"pager_nobody_runs"});
+    auto refused = bg.enqueue_workflow(bad_callback);
+    REQUIRE_FALSE(refused);
+    CHECK(error_of(refused) == errc::no_worker_for_job);
+    CHECK(message_of(refused.error()).find("'pager_nobody_runs'") !=
+          std::string::npos);
+    workflow bad_task{"batch"};
+    bad_task.add("a", job_request{"step"});
+    bad_task.add("b", job_request{"ghost_job"}, {"a"});
+    refused = bg.enqueue_workflow(bad_task);
+    REQUIRE_FALSE(refused);
+    CHECK(error_of(refused) == errc::no_worker_for_job);
+    CHECK(message_of(refused.error()).find("task 'b'") != std::string::npos);
+    workflow bad_name{"batch"};
+    bad_name.add("a", job_request{"step"});
+    bad_name.on_finish(job_request{"bad\x01name"});
+    CHECK_FALSE(bg.enqueue_workflow(bad_name));
+    CHECK(value_of(bg.list_workflows()).empty());
+    CHECK(value_of(store()->stats()).total() == 0);
   }
 
   BG_JOBS_RUNTIME_CASE("an output over the limit fails the attempt and "

@@ -533,6 +533,119 @@ TEST_SUITE("workflows") {
     CHECK(value_of(db->stats()).total() == 0);
   }
 
+  TEST_CASE_TEMPLATE("progress is stored while the attempt holds its "
+                     "reservation, kept with the job and pruned with it",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(from_unix_ms(1'800'000'000'000));
+    auto db = store.fresh(clk);
+    auto x = value_of(db->enqueue_job(step("x")));
+    auto y = value_of(db->enqueue_job(step("y")));
+    auto first = claim(*db);
+    REQUIRE(first.size() == 2);
+    REQUIRE(first[0].id == x.id);
+    auto owner = *first[0].reserved_by;
+    CHECK(value_of(db->record_progress(x.id, owner, 1, 0.25, "a quarter")));
+    clk->advance(1s);
+    CHECK(value_of(db->record_progress(x.id, owner, 1, 0.5, "half")));
+    auto p = value_of(db->get_job(x.id)).progress;
+    REQUIRE(p);
+    CHECK(*p == job_progress{0.5, "half", 1, clk->now()});
+    // Not the reservation's: another holder, another attempt, nothing here.
+    CHECK_FALSE(value_of(db->record_progress(x.id, "other/q/1", 1, 0.9, "")));
+    CHECK_FALSE(value_of(db->record_progress(x.id, owner, 2, 0.9, "")));
+    CHECK_FALSE(value_of(db->record_progress(999999, owner, 1, 0.9, "")));
+    CHECK(value_of(db->get_job(x.id)).progress->fraction == 0.5);
+    CHECK(value_of(db->get_job(y.id)).progress == std::nullopt);
+    // Released (its node died): the late report changes nothing; the last
+    // one shows while it waits, and the next attempt's replaces it.
+    value_of(db->release_jobs_reserved_by(owner));
+    CHECK_FALSE(value_of(db->record_progress(x.id, owner, 1, 0.75, "late")));
+    CHECK(value_of(db->get_job(x.id)).progress->text == "half");
+    auto again = claim(*db);
+    REQUIRE(again.size() == 2);
+    REQUIRE(again[0].id == x.id);
+    CHECK(value_of(
+        db->record_progress(x.id, *again[0].reserved_by, 2, 1.0, "done")));
+    CHECK(value_of(db->record_progress(y.id, *again[1].reserved_by,
+                                       again[1].attempts, 0.1, "")));
+    // Kept with the history row.
+    value_of(db->complete_jobs(
+        {ends(again[0]), ends(again[1], completion::kind::failed, "boom")}));
+    CHECK(*value_of(db->get_job(x.id)).progress ==
+          job_progress{1.0, "done", 2, clk->now()});
+    CHECK(value_of(db->get_job(y.id)).progress->fraction == 0.1);
+    CHECK(store.count_rows("bg_jobs_progress") == 2);
+    // A failed job retried keeps its last report; deleted, it is gone.
+    value_of(db->retry_job(y.id));
+    CHECK(value_of(db->get_job(y.id)).progress->fraction == 0.1);
+    require_ok(db->delete_job(y.id));
+    CHECK(store.count_rows("bg_jobs_progress") == 1);
+    auto z = value_of(db->enqueue_job(step("z")));
+    auto zs = claim(*db);
+    REQUIRE(zs.size() == 1);
+    CHECK(value_of(db->record_progress(z.id, *zs[0].reserved_by, 1, 0.3, "")));
+    value_of(db->complete_jobs({ends(zs[0], completion::kind::failed, "no")}));
+    CHECK(store.count_rows("bg_jobs_progress") == 2);
+    // Pruned with its history row, succeeded or failed.
+    clk->advance(std::chrono::hours{24 * 30});
+    prune_params pp;
+    pp.succeeded_max_age = 1h;
+    pp.failed_max_age = 1h;
+    for (int i = 0; i < 3; ++i)
+      value_of(db->prune_jobs(pp));
+    CHECK(error_of(db->get_job(x.id)) == errc::job_not_found);
+    CHECK(error_of(db->get_job(z.id)) == errc::job_not_found);
+    CHECK(store.count_rows("bg_jobs_progress") == 0);
+  }
+
+  TEST_CASE_TEMPLATE("each finish of a workflow is taken once by one of "
+                     "two connections and stuck ones are listed",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = std::make_shared<manual_clock>(from_unix_ms(1'800'000'000'000));
+    auto db = store.fresh(clk);
+    auto other = store.connect(clk);
+    auto held = value_of(db->enqueue_workflow(diamond(parent_failure::hold)));
+    std::vector<int64_t> plain;
+    for (int i = 0; i < 5; ++i) {
+      workflow w{"plain"};
+      w.add("x", step("x"));
+      plain.push_back(value_of(db->enqueue_workflow(w)).workflow_id);
+    }
+    auto empty = value_of(db->watch_workflows(100));
+    CHECK(empty.finished.empty());
+    CHECK(empty.stuck.empty());
+    clk->advance(1s);
+    run_all(*db, {"c"}); // c fails for good: d is held
+    auto first = value_of(db->watch_workflows(3));
+    auto second = value_of(other->watch_workflows(100));
+    std::vector<int64_t> taken;
+    for (auto* w : {&first, &second})
+      for (auto& f : w->finished) {
+        taken.push_back(f.id);
+        CHECK(f.state == workflow_state::succeeded);
+        CHECK(f.finished_at == clk->now());
+      }
+    std::sort(taken.begin(), taken.end());
+    CHECK(taken == plain);
+    CHECK(first.finished.size() == 3);
+    REQUIRE(second.stuck.size() == 1);
+    CHECK(second.stuck[0].id == held.workflow_id);
+    CHECK(second.stuck[0].held == 1);
+    CHECK(value_of(db->watch_workflows(100)).finished.empty());
+    // Retried and finished again: taken again, once.
+    value_of(db->retry_workflow(held.workflow_id));
+    CHECK(value_of(db->watch_workflows(100)).stuck.empty());
+    clk->advance(1s);
+    run_all(*db);
+    auto again = value_of(db->watch_workflows(100));
+    REQUIRE(again.finished.size() == 1);
+    CHECK(again.finished[0].id == held.workflow_id);
+    CHECK(again.finished[0].state == workflow_state::succeeded);
+    CHECK(value_of(other->watch_workflows(100)).finished.empty());
+  }
+
   TEST_CASE_TEMPLATE("bad workflows are refused and nothing is written", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

@@ -16,7 +16,7 @@ rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 const db = join(workDir, "jobs.db");
 const token = "t0ken-" + Math.random().toString(16).slice(2);
-const ids = JSON.parse(execFileSync(seedStore, ["--store", db, "--hostile", "1"]).toString());
+const ids = JSON.parse(execFileSync(seedStore, ["--store", db, "--hostile", "1", "--workflow", "1"]).toString());
 const cli = (...args) => JSON.parse(execFileSync(bgJobs, ["--db", db, "--json", ...args]).toString());
 let failures = 0;
 const check = (what, ok, detail = "") => {
@@ -70,7 +70,8 @@ try {
       const clicked = await page.evaluate(sel => {
         const e = document.querySelector(sel);
         if (!e) return false;
-        e.click();
+        // An SVG element has no click(): a click event serves both kinds.
+        e.dispatchEvent(new MouseEvent("click", { bubbles: true }));
         return true;
       }, selector);
       if (clicked) return;
@@ -116,7 +117,51 @@ try {
   const limitsShown = await page.$eval("#limit-queues h2", e => e.textContent);
   check("the queue's limit is shown", limitsShown.includes("per_key: 2"), limitsShown);
 
+  // A running job's progress, its text as text.
+  await page.select("#state", "running");
+  await page.waitForSelector(`#jobs tr[data-id="${ids.progress}"]`);
+  await clickOn(`#jobs tr[data-id="${ids.progress}"]`);
+  await page.waitForSelector("#job-progress:not([hidden])");
+  const progressText = await page.$eval("#job-progress span", e => e.textContent);
+  check("the running job's progress shows", progressText.startsWith("42.0% (attempt 1"), progressText);
+  check("its text shows as text", progressText.endsWith(": page 42 of 100 <b>bold</b>"), progressText);
+  check("its markup made no element", await page.$$eval("#job-progress b", b => b.length === 0));
+  check("the bar is at 0.42", (await page.$eval("#job-progress progress", e => e.value)) === 0.42);
+
+  // The workflow: listed as stuck, drawn as a graph coloured by state.
+  const wf = ids.workflow;
+  await page.waitForSelector(`#workflows tr[data-workflow="${wf.id}"]`);
+  const wfRow = await page.$eval(`#workflows tr[data-workflow="${wf.id}"]`, e => e.textContent);
+  check("the workflow is listed as stuck, its name as text", wfRow.includes("nightly <script>") && wfRow.includes("stuck"), wfRow);
+  await clickOn(`#workflows tr[data-workflow="${wf.id}"]`);
+  await page.waitForSelector('#wf-graph g[data-task="d"]');
+  const nodes = await page.$$eval("#wf-graph g", gs => gs.map(g => ({ task: g.dataset.task, state: g.dataset.state, job: Number(g.dataset.job),
+    fill: getComputedStyle(g.querySelector("rect")).fill, x: Number(g.querySelector("rect").getAttribute("x")) })));
+  const byTask = Object.fromEntries(nodes.map(n => [n.task, n]));
+  check("every task is drawn", nodes.length === 5, JSON.stringify(nodes));
+  const states = { a: "succeeded", b: "succeeded", c: "failed", d: "held" };
+  for (const [task, state] of Object.entries(states))
+    check(`task ${task} is drawn ${state}`, byTask[task] && byTask[task].state === state && byTask[task].job === wf.tasks[task], JSON.stringify(byTask[task]));
+  check("the colours follow the states",
+    byTask.a.fill === "rgb(183, 228, 199)" && byTask.c.fill === "rgb(255, 179, 179)" && byTask.d.fill === "rgb(255, 213, 145)",
+    JSON.stringify(nodes.map(n => n.fill)));
+  check("a child is drawn right of its parents", byTask.a.x < byTask.b.x && byTask.b.x < byTask.d.x && byTask.c.x < byTask.d.x,
+    JSON.stringify(nodes.map(n => [n.task, n.x])));
+  const edges = await page.$$eval("#wf-graph path", ps => ps.map(p => p.dataset.from + ">" + p.dataset.to + ":" + p.dataset.policy).sort());
+  const markup = "<img src=x onerror=window.__xss=3>";
+  check("every dependency is drawn, with its policy",
+    JSON.stringify(edges) === JSON.stringify(["a>b:cancel", "a>c:cancel", "b>d:cancel", "c>d:hold", "a>" + markup + ":cancel"].sort()),
+    JSON.stringify(edges));
+  check("a task named as markup is drawn as text", nodes.some(n => n.task === markup) &&
+    await page.$$eval("#wf-graph img, #workflows img", i => i.length === 0) && await page.evaluate(() => window.__xss === undefined));
+  check("the workflow's name shows as text", (await page.$eval("#wf-name", e => e.textContent)) === "nightly <script>");
+  await clickOn('#wf-graph g[data-task="c"]');
+  await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, wf.tasks.c);
+  check("a task opens its job", true);
+
   // Retry a failed job.
+  await page.select("#state", "failed");
+  await page.waitForSelector(`#jobs tr[data-id="${failedId}"]`);
   await clickOn(`#jobs tr[data-id="${failedId}"]`);
   await page.waitForFunction(id => document.getElementById("job-id").textContent === String(id), {}, failedId);
   const errorsShown = await page.$$eval("#job-errors tr", r => r.length);
@@ -124,6 +169,16 @@ try {
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   await clickOn("#retry");
   await until("retry makes the failed job waiting", () => cli("jobs", "show", String(failedId)).state === "waiting");
+
+  // Retry the stuck workflow: c waits again, d waits for it.
+  await clickOn("#wf-retry");
+  await until("retrying the workflow makes c ready and d blocked", () => {
+    const w = cli("workflows", "show", String(wf.id));
+    const st = Object.fromEntries(w.tasks.map(t => [t.name, t.state]));
+    return st.c === "ready" && st.d === "blocked" && w.stuck === false;
+  });
+  await page.waitForFunction(() => { const g = document.querySelector('#wf-graph g[data-task="c"]'); return g && g.dataset.state === "ready"; });
+  check("the graph shows c ready again", true);
 
   // Pause a queue.
   await clickOn('#queues tr[data-queue="mail"] button.pause');

@@ -144,8 +144,13 @@ TEST_SUITE("maintenance") {
     CHECK_FALSE(prune_service::config{prune_params{}, 1s}.validate());
     CHECK(vacuum_service::config{-1, 1s}.validate());
     CHECK(vacuum_service::config{1000, 0s}.validate());
+    CHECK(workflow_watch_service::config{0s}.validate());
+    CHECK_FALSE(workflow_watch_service::config{1s}.validate());
+    maintenance_config no_watch;
+    no_watch.workflow_watch_every = 0s;
+    CHECK(no_watch.validate());
     auto all = maintenance_services("n", maintenance_config{});
-    REQUIRE(all.size() == 6);
+    REQUIRE(all.size() == 7);
     // Only the node's own heartbeat and lease run on every node.
     CHECK_FALSE(all[0]->store_wide());
     CHECK_FALSE(all[1]->store_wide());
@@ -153,7 +158,7 @@ TEST_SUITE("maintenance") {
       CHECK(all[i]->store_wide());
     maintenance_config no_vacuum;
     no_vacuum.vacuum_dead_rows = 0;
-    CHECK(maintenance_services("n", no_vacuum).size() == 5);
+    CHECK(maintenance_services("n", no_vacuum).size() == 6);
   }
 
 } // TEST_SUITE

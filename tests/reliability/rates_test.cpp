@@ -61,9 +61,6 @@ size_t most_in_window(const std::vector<int64_t>& times, int64_t width) {
 
 TEST_SUITE("reliability") {
 
-// 20 s of each store; its code runs under the sanitizers in the other
-// tests of rate limits.
-#if !defined(BG_JOBS_SANITIZED_SUITE)
   TEST_CASE_TEMPLATE("a rate of 50 a second holds across two processes for "
                      "20 s while one is killed",
                      T, sqlite_target, postgres_target) {
@@ -119,7 +116,6 @@ TEST_SUITE("reliability") {
     // Nothing ran faster than the rate over the whole drain.
     CHECK(span_ms >= (jobs - burst) * 1000 / allowed - 20);
   }
-#endif
 
   TEST_CASE_TEMPLATE("a handler's back-pressure holds its key on every "
                      "process, and uses no attempt",

@@ -56,10 +56,21 @@ TEST_SUITE("reliability") {
     // 51 slots over three nodes: the fifty parents of one workflow run at
     // once, spread over the processes, and end together.
     auto flows = fan_ins(*db, 20, 50);
+    // Held until every node is up, so that each takes part however slowly
+    // the machine starts processes.
+    REQUIRE(db->pause(pause_kind::queue, "work"));
     std::vector<std::unique_ptr<child_process>> nodes;
     for (auto name : {"node-a", "node-b", "node-c"})
       nodes.push_back(start_node(target.store(), name, 17,
                                  {"--sleep-ms", "20", "--prefetch", "0"}));
+    REQUIRE(test::eventually(
+        [&] {
+          return target.query_int("SELECT count(*) FROM bg_jobs_nodes WHERE"
+                                  " node IN ('node-a', 'node-b', 'node-c')") ==
+                 3;
+        },
+        60s));
+    REQUIRE(db->resume(pause_kind::queue, "work"));
     for (auto& n : nodes)
       CHECK(n->wait(120s) == 0);
     for (auto& f : flows) {

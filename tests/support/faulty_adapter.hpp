@@ -309,6 +309,15 @@ public:
   parent_outputs(int64_t id) override {
     return inner_->parent_outputs(id);
   }
+  caf::expected<workflow_watch> watch_workflows(int limit) override {
+    return inner_->watch_workflows(limit);
+  }
+  caf::expected<bool> record_progress(int64_t id,
+                                      const std::string& reserved_by,
+                                      int attempt, double fraction,
+                                      const std::string& text) override {
+    return inner_->record_progress(id, reserved_by, attempt, fraction, text);
+  }
   caf::expected<job_record> get_job(int64_t id) override {
     return inner_->get_job(id);
   }

@@ -10,12 +10,19 @@
 // (ESC, OSC, BEL), a direction override and, on SQLite, bytes that are not
 // UTF-8 (as a handler or an older version could have stored them), printed
 // as "hostile": id.
+//
+// --workflow 1 adds a workflow whose task "c" failed, holding "d" (it is
+// stuck; a and b have the output {"rows": 7}), with a task named as
+// markup, printed as "workflow": {"id": id,
+// "tasks": {name: job id}}; and a progress report on the running job,
+// printed as "progress": id.
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "bg_jobs/adapters/detail/store_spec.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/core/workflow.hpp"
 
 using namespace bg_jobs;
 
@@ -41,7 +48,7 @@ void must(caf::expected<void> x) {
 
 int main(int argc, char** argv) {
   std::string store, prefix;
-  bool hostile = false;
+  bool hostile = false, with_workflow = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string arg = argv[i];
     if (arg == "--store")
@@ -50,6 +57,8 @@ int main(int argc, char** argv) {
       prefix = argv[i + 1];
     else if (arg == "--hostile")
       hostile = std::string{argv[i + 1]} == "1";
+    else if (arg == "--workflow")
+      with_workflow = std::string{argv[i + 1]} == "1";
   }
   if (store.empty()) {
     std::cerr << "usage: seed_store --store <path|url> [--prefix P]\n";
@@ -105,8 +114,55 @@ int main(int argc, char** argv) {
   }
   {
     auto j = must(db->enqueue_job(job_request{"report", {{"day", 1}}}));
-    reserve("report");
+    auto held = reserve("report");
     out["running"].push_back(j.id);
+    if (with_workflow) {
+      if (!must(db->record_progress(held.id, *held.reserved_by, held.attempts,
+                                    0.42, "page 42 of 100 <b>bold</b>"))) {
+        std::cerr << "seed_store: the progress was not stored" << std::endl;
+        return 1;
+      }
+      out["progress"] = j.id;
+    }
+  }
+  if (with_workflow) {
+    // a -> b, a -> c, b and c -> d (held if c does not succeed), a -> the
+    // task named as markup; a and b succeed, c fails for good.
+    workflow w{"nightly <script>"};
+    w.add("a", job_request{"wf", {{"task", "a"}}});
+    w.add("b", job_request{"wf", {{"task", "b"}}}, {"a"});
+    w.add("c", job_request{"wf", {{"task", "c"}}}, {"a"});
+    w.add("d", job_request{"wf", {{"task", "d"}}},
+          {{"b", parent_failure::cancel}, {"c", parent_failure::hold}});
+    w.add("<img src=x onerror=window.__xss=3>",
+          job_request{"wf", {{"task", "x"}}}, {"a"});
+    auto ids = must(db->enqueue_workflow(w));
+    auto run = [&](const std::string& task, bool ok) {
+      for (;;) {
+        auto got = must(db->reserve_jobs({{"wf"}, 10, "seed-node/q/2", ""}));
+        for (auto& j : got) {
+          if (j.id == ids.tasks[task]) {
+            if (ok) {
+              completion c;
+              c.what = completion::kind::succeeded;
+              c.job_id = j.id;
+              c.reserved_by = j.reserved_by;
+              c.output = "{\"rows\":7}";
+              must(db->complete_jobs({c}));
+            } else
+              must(db->move_job_to_failed(j, "c broke"));
+          } else {
+            must(db->release_jobs_reserved_by(*j.reserved_by));
+          }
+        }
+        if (!got.empty())
+          return;
+      }
+    };
+    run("a", true);
+    run("b", true);
+    run("c", false);
+    out["workflow"] = {{"id", ids.workflow_id}, {"tasks", ids.tasks}};
   }
   for (int i = 0; i < 2; ++i)
     out["waiting"].push_back(

@@ -32,4 +32,28 @@ void postgres_store::fail_reserves() const {
   tx.commit();
 }
 
+int64_t sqlite_store::count_rows(const std::string& table) const {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(dir_.file("jobs.db").c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 10000);
+  auto sql = "SELECT count(*) FROM " + prefix_ + table;
+  sqlite3_stmt* q = nullptr;
+  auto rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr);
+  int64_t n = -1;
+  if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+    n = sqlite3_column_int64(q, 0);
+  auto msg = std::string{sqlite3_errmsg(db)};
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(n >= 0, msg);
+  return n;
+}
+
+int64_t postgres_store::count_rows(const std::string& table) const {
+  pqxx::connection c{schema_.url()};
+  pqxx::work tx{c};
+  return tx.exec1("SELECT count(*) FROM " + tx.quote_name(table))[0]
+      .as<int64_t>();
+}
+
 } // namespace bg_jobs::test

@@ -162,6 +162,21 @@ JSON
   run 2 "${db[@]}" workflows list --limit 0
   run 0 "${db[@]}" --json workflows list
   expect "nothing stored" "$(jq 'length' <<<"$out")" "$before"
+  # A running job's progress; a stuck workflow's held task.
+  seed_args+=(--workflow 1)
+  seeded
+  running=$(jq .progress <<<"$ids")
+  run 0 "${db[@]}" jobs show "$running"
+  contains "progress shown" "$out" "progress: 42.0% (attempt 1, "
+  contains "progress text" "$out" "): page 42 of 100 <b>bold</b>"
+  run 0 "${db[@]}" --json jobs show "$running"
+  expect "progress in JSON" "$(jq -c '[.progress.fraction, .progress.text, .progress.attempt]' <<<"$out")" '[0.42,"page 42 of 100 <b>bold</b>",1]'
+  seeded_wf=$(jq .workflow.id <<<"$ids")
+  run 0 "${db[@]}" --json workflows show "$seeded_wf"
+  expect "stuck" "$(jq .stuck <<<"$out")" true
+  expect "held" "$(jq -r '.tasks[] | select(.name=="d") | .state' <<<"$out")" held
+  run 0 "${db[@]}" jobs show "$(jq .workflow.tasks.a <<<"$ids")"
+  contains "output shown" "$out" $'output:\n{\n  "rows": 7\n}'
   ;;
 enqueue)
   run 0 "${db[@]}" migrate up
