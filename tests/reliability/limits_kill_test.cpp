@@ -313,11 +313,13 @@ TEST_SUITE("reliability") {
     test::temp_dir dir;
     std::vector<std::string> names{"node-a", "node-b", "node-c"};
     std::vector<std::unique_ptr<child_process>> nodes;
-    for (auto& name : names)
-      nodes.push_back(start_node(
-          target.store(), name, 4,
-          {"--sequence", "--sleep-ms", "5", "--until-left",
-           std::to_string(held_back), "--span-log", dir.file(name)}));
+    start_together(target, *db, names, [&] {
+      for (auto& name : names)
+        nodes.push_back(start_node(
+            target.store(), name, 4,
+            {"--sequence", "--sleep-ms", "5", "--until-left",
+             std::to_string(held_back), "--span-log", dir.file(name)}));
+    });
     for (auto& n : nodes)
       CHECK(n->wait(120s) == 0);
     std::map<std::string, std::vector<span>> by_key;

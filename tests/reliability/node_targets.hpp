@@ -22,6 +22,7 @@
 #include "support/pg.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/wait.hpp"
 #include "support/why.hpp"
 
 namespace bg_jobs::test {
@@ -281,6 +282,27 @@ inline int rescued_in(const std::string& report) {
 inline int64_t succeeded(db_adapter& db) {
   auto st = db.stats();
   return st ? st->succeeded : -1;
+}
+
+/// Holds queue "work" (paused) while `start()` starts the nodes `names`,
+/// until each has registered in the store, then lets it run: every node
+/// takes part however slowly the machine starts processes.
+template <class Target, class Start>
+void start_together(const Target& target, db_adapter& db,
+                    const std::vector<std::string>& names, Start start) {
+  REQUIRE(db.pause(pause_kind::queue, "work"));
+  start();
+  std::string list;
+  for (auto& n : names)
+    list += (list.empty() ? "'" : ", '") + n + "'";
+  REQUIRE(eventually(
+      [&] {
+        return target.query_int("SELECT count(*) FROM bg_jobs_nodes"
+                                " WHERE node IN (" + list + ")") ==
+               static_cast<int64_t>(names.size());
+      },
+      std::chrono::seconds{60}));
+  REQUIRE(db.resume(pause_kind::queue, "work"));
 }
 
 } // namespace bg_jobs::test
