@@ -48,6 +48,16 @@ struct handler_slot {
   std::shared_ptr<bg_jobs::clock> clock;
   std::shared_ptr<direct_enqueue> shared;
   std::chrono::milliseconds progress_interval{1000};
+  /// The progress reports of the attempt that runs (`progress_gate`).
+  struct progress_state {
+    std::mutex mtx;
+    /// The job the handler runs, while it runs (the handler thread's own
+    /// copy); null between jobs, so that a report through a context kept
+    /// past its run goes nowhere.
+    const job* current = nullptr;
+    std::optional<std::chrono::steady_clock::time_point> last;
+    std::optional<std::pair<double, std::string>> waiting;
+  } progress;
 };
 
 void executor_handoff::run(held_job h, const caf::actor_addr& queue) const {
@@ -139,74 +149,95 @@ void executor_handoff::ids(std::vector<int64_t>& out) const {
 
 namespace {
 
-/// One attempt's progress reports on their way to the store and the
+/// A running attempt's progress reports on their way to the store and the
 /// listeners: at most one per interval; a report inside the interval waits,
 /// replaced by the next, until the interval ends with a later report or
-/// the handler returns (`flush`). The handler may report from any thread.
+/// the handler returns (`flush`). The handler may report from any thread;
+/// the state is the slot's, reset for each job.
 class progress_gate {
 public:
-  progress_gate(std::shared_ptr<handler_slot> slot, job j)
-      : slot_(std::move(slot)), job_(std::move(j)) {}
+  using state = handler_slot::progress_state;
 
-  caf::error report(double fraction, std::string text) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    auto now = std::chrono::steady_clock::now();
-    if (last_ && now - *last_ < slot_->progress_interval) {
-      waiting_ = {fraction, std::move(text)};
-      return caf::none;
-    }
-    waiting_.reset();
-    return deliver(now, fraction, std::move(text));
+  /// Starts the reports of `j`, which lives until `end`.
+  static void begin(handler_slot& slot, const job& j) {
+    std::lock_guard<std::mutex> guard{slot.progress.mtx};
+    slot.progress.current = &j;
+    slot.progress.last.reset();
+    slot.progress.waiting.reset();
   }
 
-  /// Delivers the report still waiting, if any.
-  void flush() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (!waiting_)
-      return;
-    auto [fraction, text] = std::move(*waiting_);
-    waiting_.reset();
-    deliver(std::chrono::steady_clock::now(), fraction, std::move(text));
+  /// Delivers the report still waiting, if any; later reports go nowhere.
+  static void end(handler_slot& slot) {
+    std::lock_guard<std::mutex> guard{slot.progress.mtx};
+    auto& st = slot.progress;
+    if (st.current && st.waiting) {
+      auto [fraction, text] = std::move(*st.waiting);
+      st.waiting.reset();
+      deliver(slot, std::chrono::steady_clock::now(), fraction,
+              std::move(text));
+    }
+    st.current = nullptr;
+  }
+
+  /// Ends the reports of an abandoned attempt: the waiting one goes.
+  static void drop(handler_slot& slot) {
+    std::lock_guard<std::mutex> guard{slot.progress.mtx};
+    slot.progress.current = nullptr;
+    slot.progress.waiting.reset();
+  }
+
+  /// A report of attempt `attempt` of job `id`; one of a job that no longer
+  /// runs here is dropped.
+  static caf::error report(handler_slot& slot, int64_t id, int attempt,
+                           double fraction, std::string text) {
+    std::lock_guard<std::mutex> guard{slot.progress.mtx};
+    auto& st = slot.progress;
+    if (!st.current || st.current->id != id || st.current->attempts != attempt)
+      return caf::none;
+    auto now = std::chrono::steady_clock::now();
+    if (st.last && now - *st.last < slot.progress_interval) {
+      st.waiting = {fraction, std::move(text)};
+      return caf::none;
+    }
+    st.waiting.reset();
+    return deliver(slot, now, fraction, std::move(text));
   }
 
 private:
-  caf::error deliver(std::chrono::steady_clock::time_point now,
-                     double fraction, std::string text) {
+  /// With `slot.progress.mtx` held and a current job.
+  static caf::error deliver(handler_slot& slot,
+                            std::chrono::steady_clock::time_point now,
+                            double fraction, std::string text) {
+    auto& st = slot.progress;
+    const job& j = *st.current;
     bool held = true;
-    if (slot_->shared && job_.reserved_by) {
-      std::lock_guard<std::mutex> guard{slot_->shared->mtx};
-      auto db = slot_->shared->door.connection();
+    if (slot.shared && j.reserved_by) {
+      std::lock_guard<std::mutex> guard{slot.shared->mtx};
+      auto db = slot.shared->door.connection();
       if (!db) {
-        waiting_ = {fraction, std::move(text)};
+        st.waiting = {fraction, std::move(text)};
         return std::move(db.error());
       }
-      auto stored = (*db)->record_progress(job_.id, *job_.reserved_by,
-                                           job_.attempts, fraction, text);
+      auto stored = (*db)->record_progress(j.id, *j.reserved_by, j.attempts,
+                                           fraction, text);
       if (!stored) {
-        waiting_ = {fraction, std::move(text)};
+        st.waiting = {fraction, std::move(text)};
         return std::move(stored.error());
       }
       held = *stored;
     }
-    last_ = now;
+    st.last = now;
     // A rescued attempt's report is not the job's: no listener hears it.
-    if (held && slot_->bus->active()) {
+    if (held && slot.bus->active()) {
       event e{event_kind::job_progress};
-      e.queue = slot_->queue_name;
-      e.job = job_;
-      e.progress =
-          job_progress{fraction, std::move(text), job_.attempts,
-                       slot_->clock->now()};
-      slot_->bus->emit(std::move(e));
+      e.queue = slot.queue_name;
+      e.job = j;
+      e.progress = job_progress{fraction, std::move(text), j.attempts,
+                                slot.clock->now()};
+      slot.bus->emit(std::move(e));
     }
     return caf::none;
   }
-
-  std::shared_ptr<handler_slot> slot_;
-  job job_;
-  std::mutex mtx_;
-  std::optional<std::chrono::steady_clock::time_point> last_;
-  std::optional<std::pair<double, std::string>> waiting_;
 };
 
 void handler_loop(std::shared_ptr<handler_slot> slot) {
@@ -247,8 +278,7 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
     }
     auto started = std::chrono::steady_clock::now();
     outcome result = outcome::failure("no worker for job '" + j.name + "'");
-    // Shared with the handler's context, which a handler might keep.
-    auto progress = std::make_shared<progress_gate>(slot, j);
+    progress_gate::begin(*slot, j);
     if (auto w = slot->rules->worker_of(j.name)) {
       // An encrypted value that does not open fails the attempt; the
       // handler never sees the sealed text.
@@ -268,17 +298,21 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
                                return std::move(db.error());
                              return (*db)->parent_outputs(id);
                            },
-                           [progress](double fraction, std::string text) {
-                             return progress->report(fraction,
-                                                     std::move(text));
+                           [slot, id = j.id, attempt = j.attempts](
+                               double fraction, std::string text) {
+                             return progress_gate::report(*slot, id, attempt,
+                                                          fraction,
+                                                          std::move(text));
                            }});
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started);
-    if (slot->cancelled)
+    if (slot->cancelled) {
+      progress_gate::drop(*slot);
       return;
+    }
     // The last report, while the reservation is still this attempt's.
-    progress->flush();
+    progress_gate::end(*slot);
     {
       std::lock_guard<std::mutex> guard{slot->mtx};
       // A cancelled job ends cancelled, whatever its handler returned.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,8 +107,13 @@ TEST_SUITE("workflows") {
     std::condition_variable cv;
     bool go_on = false;
     std::vector<std::string> refused;
+    std::optional<job_context> kept;
     auto long_one = worker{
         "long", [&](const job&, const job_context& ctx) -> outcome {
+          {
+            std::lock_guard<std::mutex> guard{mtx};
+            kept = ctx; // used after the run below
+          }
           auto check = [&](caf::error err) {
             if (err) {
               std::lock_guard<std::mutex> guard{mtx};
@@ -171,6 +177,12 @@ TEST_SUITE("workflows") {
     CHECK(heard == std::vector<std::string>{"started", "almost"});
     std::lock_guard<std::mutex> guard{mtx};
     CHECK(refused.empty());
+    // A context kept past its run reports nothing.
+    REQUIRE(kept);
+    CHECK_FALSE(kept->report_progress(0.1, "late"));
+    CHECK(value_of(bg.get_job(id)).progress->text == "almost");
+    bg.flush_events();
+    CHECK(log.count(event_kind::job_progress) == 2);
   }
 
   BG_JOBS_RUNTIME_CASE("the node that holds the upkeep reports workflows "
