@@ -215,6 +215,7 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_progress_pruned_failed",
       "bg_jobs_workflows_unreported_idx",
       "bg_jobs_tasks_held_idx",
+      "bg_jobs_tasks_callbacks_idx",
   };
   std::string text{sql};
   if (prefix.empty())
