@@ -404,6 +404,12 @@ int status_of(const caf::error& err) {
   }
 }
 
+/// The query parameter `key` of `req`; empty when absent.
+std::string query_param(const http_request& req, const char* key) {
+  auto i = req.query.find(key);
+  return i == req.query.end() ? std::string{} : i->second;
+}
+
 /// JSON text; stored text that is not UTF-8 shows with U+FFFD instead of
 /// failing the whole answer.
 std::string json_text(const nlohmann::json& body) {
@@ -705,10 +711,7 @@ struct http_server::impl {
 
   void list_jobs(const http_request& req, http_response& res) {
     with_db(res, [&](db_adapter& db) -> caf::error {
-      auto param = [&](const char* key) {
-        auto i = req.query.find(key);
-        return i == req.query.end() ? std::string{} : i->second;
-      };
+      auto param = [&](const char* key) { return query_param(req, key); };
       job_query q;
       if (auto state = param("state"); !state.empty()) {
         auto s = parse_job_state(state);
@@ -789,10 +792,7 @@ struct http_server::impl {
 
   void list_workflows(const http_request& req, http_response& res) {
     with_db(res, [&](db_adapter& db) -> caf::error {
-      auto param = [&](const char* key) {
-        auto i = req.query.find(key);
-        return i == req.query.end() ? std::string{} : i->second;
-      };
+      auto param = [&](const char* key) { return query_param(req, key); };
       workflow_query q;
       if (auto state = param("state"); !state.empty()) {
         auto s = parse_workflow_state(state);

@@ -35,19 +35,28 @@ const char sql_block[] =
     " SELECT " BG_JOBS_SQLITE_ROW_COLUMNS " FROM jobs WHERE id = ?1";
 const char sql_block_delete[] = "DELETE FROM jobs WHERE id = ?1";
 
-const char sql_workflow_by_id[] =
-    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
-    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
-    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-    " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w"
+// What `read_workflow` reads, from `bg_jobs_workflows w`.
+#define BG_JOBS_SQLITE_WORKFLOW_SELECT                                         \
+  "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"             \
+  " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"                       \
+  "   WHERE t.workflow_id = w.id AND t.state = 'held'),"                      \
+  " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w"
+
+const char sql_workflow_by_id[] = BG_JOBS_SQLITE_WORKFLOW_SELECT
     " WHERE w.id = ?1";
-const char sql_workflow_list[] =
-    "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
-    " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
-    "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-    " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w"
+const char sql_workflow_list[] = BG_JOBS_SQLITE_WORKFLOW_SELECT
     " WHERE (?1 IS NULL OR w.state = ?1) AND (?2 = 0 OR w.id < ?2)"
     " ORDER BY w.id DESC LIMIT ?3";
+// The finishes no call took yet (the predicate of
+// bg_jobs_workflows_unreported_idx), and the workflows a held task stops.
+const char sql_workflow_unreported[] = BG_JOBS_SQLITE_WORKFLOW_SELECT
+    " WHERE w.finished_at IS NOT NULL AND (w.reported_at IS NULL"
+    "  OR w.reported_at <> w.finished_at)"
+    " ORDER BY w.finished_at, w.id LIMIT ?1";
+const char sql_workflow_stuck[] = BG_JOBS_SQLITE_WORKFLOW_SELECT
+    " WHERE w.id IN (SELECT workflow_id FROM bg_jobs_tasks"
+    "  WHERE state = 'held') AND w.state = 'running'"
+    " ORDER BY w.id LIMIT ?1";
 const char sql_workflow_tasks[] =
     "SELECT t.task, t.job_id, t.state, t.finished_at,"
     " (SELECT output FROM bg_jobs_outputs o WHERE o.job_id = t.job_id),"
@@ -713,27 +722,12 @@ sqlite_adapter::parent_outputs(int64_t job_id) {
 }
 
 caf::expected<workflow_watch> sqlite_adapter::watch_workflows(int limit) {
-  static constexpr const char* columns =
-      "SELECT w.id, w.name, w.state, w.total, w.succeeded, w.failed,"
-      " w.cancelled, (SELECT count(*) FROM bg_jobs_tasks t"
-      "   WHERE t.workflow_id = w.id AND t.state = 'held'),"
-      " w.created_at, w.finished_at, w.open FROM bg_jobs_workflows w";
-  // The predicate of bg_jobs_workflows_unreported_idx.
-  static const std::string finished =
-      std::string{columns} +
-      " WHERE w.finished_at IS NOT NULL AND (w.reported_at IS NULL"
-      "  OR w.reported_at <> w.finished_at)"
-      " ORDER BY w.finished_at, w.id LIMIT ?1";
-  static const std::string stuck =
-      std::string{columns} +
-      " WHERE w.id IN (SELECT workflow_id FROM bg_jobs_tasks"
-      "  WHERE state = 'held') AND w.state = 'running'"
-      " ORDER BY w.id LIMIT ?1";
   return in_transaction([&]() -> caf::expected<workflow_watch> {
     workflow_watch out;
-    for (auto [sql, into] : {std::pair{&finished, &out.finished},
-                             std::pair{&stuck, &out.stuck}}) {
-      auto s = prepare(sql->c_str());
+    for (auto [sql, into] :
+         {std::pair{sql_workflow_unreported, &out.finished},
+          std::pair{sql_workflow_stuck, &out.stuck}}) {
+      auto s = prepare(sql);
       if (!s)
         return std::move(s.error());
       statement q{*s};
