@@ -136,6 +136,14 @@ caf::behavior remote_gate(caf::event_based_actor* self, caf::actor root,
       [=](consume_atom a, const std::string& name, const std::string& key,
           int64_t cost) { return forward(a, name, key, cost); },
       [=](get_atom a, int64_t id) { return forward(a, id); },
+      [=](schedule_atom a, const std::string& definition) {
+        return forward(a, definition);
+      },
+      [=](unschedule_atom a, const std::string& name) {
+        return forward(a, name);
+      },
+      [=](trigger_atom a, const std::string& name) { return forward(a, name); },
+      [=](schedules_atom a) { return forward(a); },
       [=](list_atom a, const job_query& q) { return forward(a, q); },
       [=](stats_atom a) { return forward(a); },
       [=](pauses_atom a) { return forward(a); },
@@ -200,6 +208,11 @@ builder& builder::with_migrations(bool on) {
 
 builder& builder::with_node_lease(std::chrono::milliseconds d) {
   maintenance_.lease = d;
+  return *this;
+}
+
+builder& builder::with_schedule_stale_after(std::chrono::milliseconds d) {
+  maintenance_.schedule_stale_after = d;
   return *this;
 }
 

@@ -71,6 +71,10 @@ public:
   /// its jobs (30 s); heartbeats come every third of it.
   builder& with_node_lease(std::chrono::milliseconds d);
 
+  /// How long a schedule declared in code may go undeclared by every node
+  /// before it stops (60 s; `maintenance_config::schedule_stale_after`).
+  builder& with_schedule_stale_after(std::chrono::milliseconds d);
+
   /// What history of succeeded and failed jobs to keep, and how often to
   /// prune it.
   builder& with_retention(

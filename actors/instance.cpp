@@ -258,6 +258,40 @@ caf::expected<void> instance::resume_schedule(const std::string& job_name) {
                    pause_kind::schedule, job_name);
 }
 
+caf::expected<bool> instance::put_schedule(const schedule_definition& d) {
+  if (auto err = d.validate())
+    return err;
+  return ask<bool>(*sys_, actor(), control_timeout, schedule_atom::value,
+                   d.to_json().dump());
+}
+
+caf::expected<void> instance::remove_schedule(const std::string& name) {
+  return ask<void>(*sys_, actor(), control_timeout, unschedule_atom::value,
+                   name);
+}
+
+caf::expected<job> instance::trigger_schedule(const std::string& name) {
+  return ask<job>(*sys_, actor(), control_timeout, trigger_atom::value, name);
+}
+
+caf::expected<std::vector<schedule_info>> instance::schedules() {
+  auto text = ask<std::string>(*sys_, actor(), control_timeout,
+                               schedules_atom::value);
+  if (!text)
+    return std::move(text.error());
+  auto json = nlohmann::json::parse(*text, nullptr, false);
+  if (!json.is_array())
+    return make_error(errc::invalid_argument, "an unreadable schedule list");
+  std::vector<schedule_info> result;
+  for (auto& x : json) {
+    auto info = schedule_info::from_json(x);
+    if (!info)
+      return std::move(info.error());
+    result.push_back(std::move(*info));
+  }
+  return result;
+}
+
 caf::expected<std::vector<pause_record>> instance::pauses() {
   return ask<std::vector<pause_record>>(*sys_, actor(), control_timeout,
                                         pauses_atom::value);

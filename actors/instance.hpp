@@ -15,6 +15,7 @@
 #include "bg_jobs/core/job.hpp"
 #include "bg_jobs/core/job_request.hpp"
 #include "bg_jobs/core/typed_job.hpp"
+#include "bg_jobs/scheduling/schedule_definition.hpp"
 
 namespace bg_jobs {
 
@@ -153,6 +154,29 @@ public:
   /// pause is skipped, not piled up.
   caf::expected<void> pause_schedule(const std::string& job_name);
   caf::expected<void> resume_schedule(const std::string& job_name);
+
+  /// Adds the schedule `d`, or changes the one of its name, for every node
+  /// (each node that runs `d.job` schedules it; every occurrence is
+  /// enqueued once). Returns whether it was added. A name declared in a
+  /// node's code is `invalid_state`; a bad definition is
+  /// `invalid_argument` or `invalid_schedule`, and nothing is written.
+  caf::expected<bool> put_schedule(const schedule_definition& d);
+
+  /// Removes a schedule added at run time: its waiting occurrence is
+  /// cancelled (a running one finishes). A declared one is `invalid_state`
+  /// (it stops once no node declares it); an unknown one
+  /// `invalid_argument`.
+  caf::expected<void> remove_schedule(const std::string& name);
+
+  /// Enqueues a run of the schedule `name` now: it replaces the occurrence
+  /// that waits, and the schedule's next time follows this run. While a
+  /// run is in progress it is `invalid_state`, unless the schedule's
+  /// overlap policy is `allow`. It runs even while the schedule is paused.
+  caf::expected<job> trigger_schedule(const std::string& name);
+
+  /// Every stored schedule (declared in code or added at run time) with
+  /// its pause and latest occurrence.
+  caf::expected<std::vector<schedule_info>> schedules();
 
   /// Every stored pause.
   caf::expected<std::vector<pause_record>> pauses();

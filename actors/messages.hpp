@@ -95,6 +95,22 @@ using rate_atom = caf::atom_constant<caf::atom("rate")>;
 /// milliseconds to wait come back.
 using consume_atom = caf::atom_constant<caf::atom("consume")>;
 
+/// `(schedule_atom, std::string definition)` → `bool`: adds or changes a
+/// schedule for every node (`definition` is `schedule_definition::to_json`
+/// as text); `true` when it was added.
+using schedule_atom = caf::atom_constant<caf::atom("schedule")>;
+
+/// `(unschedule_atom, std::string name)` → `caf::unit`: removes a schedule
+/// added at run time and cancels its waiting occurrence.
+using unschedule_atom = caf::atom_constant<caf::atom("unschedule")>;
+
+/// `(trigger_atom, std::string name)` → `job`: a run of the schedule now.
+using trigger_atom = caf::atom_constant<caf::atom("trigger")>;
+
+/// `(schedules_atom)` → `std::string`: every stored schedule, a JSON array
+/// of `schedule_info::to_json`.
+using schedules_atom = caf::atom_constant<caf::atom("schedules")>;
+
 /// `(get_atom, int64_t job_id)` → `job_record`.
 using get_atom = caf::atom_constant<caf::atom("get")>;
 
@@ -183,6 +199,10 @@ using bg_jobs_actor = caf::typed_actor<
     caf::replies_to<consume_atom, std::string, std::string,
                     int64_t>::with<int64_t>,
     caf::replies_to<get_atom, int64_t>::with<job_record>,
+    caf::replies_to<schedule_atom, std::string>::with<bool>,
+    caf::reacts_to<unschedule_atom, std::string>,
+    caf::replies_to<trigger_atom, std::string>::with<job>,
+    caf::replies_to<schedules_atom>::with<std::string>,
     caf::replies_to<list_atom, job_query>::with<job_page>,
     caf::replies_to<stats_atom>::with<stats_report>,
     caf::replies_to<pauses_atom>::with<std::vector<pause_record>>,

@@ -84,10 +84,29 @@ struct scheduled_params {
   job_request request{""};
   /// The time this occurrence is due.
   timestamp occurrence;
-  /// The latest occurrence the caller saw for this job name (none: it saw
+  /// The latest occurrence the caller saw for this schedule (none: it saw
   /// none). The job is enqueued only if that is still the latest, so that
   /// nodes racing to schedule the same job enqueue it once.
   std::optional<timestamp> previous;
+  /// The schedule's name, under which its occurrences are recorded and
+  /// paused; empty: the job's name (a schedule declared in code).
+  std::string schedule{};
+  /// Recorded with the occurrence: how many missed runs of a catch-up
+  /// still follow it, and the last missed time the catch-up passes over.
+  int catch_up_left = 0;
+  std::optional<timestamp> skip_until{};
+  /// A run asked for now by an operator: `previous` and a pause are not
+  /// checked; a waiting occurrence is replaced by this one; a running one
+  /// makes it `invalid_state` unless `allow_running`.
+  bool trigger = false;
+  bool allow_running = false;
+  /// Enqueue only while the store keeps a schedule of this name (one
+  /// added at run time may have been removed by another node).
+  bool require_stored = false;
+
+  const std::string& schedule_name() const {
+    return schedule.empty() ? request.name() : schedule;
+  }
 };
 
 /// The latest occurrence of a scheduled job.
@@ -96,8 +115,34 @@ struct scheduled_run {
   int64_t job_id = 0;
   /// The job is still in `jobs` (waiting or running).
   bool pending = false;
+  /// The job is running (reserved).
+  bool running = false;
+  /// When the pending job was enqueued.
+  std::optional<timestamp> enqueued_at;
   /// When the job succeeded or failed for good, if it did and is still kept.
   std::optional<timestamp> finished_at;
+  /// As recorded by `scheduled_params`.
+  int catch_up_left = 0;
+  std::optional<timestamp> skip_until;
+};
+
+/// A schedule kept in the store: one declared in a node's code (kept while
+/// some node declares it) or one added at run time.
+struct stored_schedule {
+  std::string name;
+  /// Its definition as JSON text (`schedule_definition::to_json`).
+  std::string definition;
+  bool declared = false;
+  /// When a node last declared it, or when it was added or changed.
+  timestamp seen_at;
+  timestamp updated_at;
+};
+
+/// What `db_adapter::remove_schedule` did.
+struct schedule_removal {
+  bool removed = false;
+  /// The occurrence that was waiting, now cancelled.
+  std::optional<int64_t> cancelled_job;
 };
 
 /// How much history `db_adapter::prune_jobs` keeps.
@@ -278,7 +323,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 18;
+  static constexpr int schema_version_current = 19;
 
   virtual capabilities caps() const = 0;
 
@@ -531,6 +576,34 @@ public:
   /// The latest occurrence of the scheduled job `name`, if any.
   virtual caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) = 0;
+
+  /// Records on the occurrence `(name, scheduled_at)`, while its job still
+  /// waits, that a catch-up of `catch_up_left` more missed runs follows it,
+  /// passing over the times up to `skip_until`; returns whether it did.
+  virtual caf::expected<bool>
+  mark_scheduled_run(const std::string& name, timestamp scheduled_at,
+                     int catch_up_left,
+                     std::optional<timestamp> skip_until) = 0;
+
+  /// Adds or replaces the stored schedule `s.name`; returns whether it was
+  /// added. One added at run time (`declared` false) is refused
+  /// (`invalid_state`) when a node declares a schedule of that name; a
+  /// declared one replaces any, marked seen now. Changing a schedule keeps
+  /// its occurrences.
+  virtual caf::expected<bool> put_schedule(const stored_schedule& s) = 0;
+
+  /// Every stored schedule, by name.
+  virtual caf::expected<std::vector<stored_schedule>> list_schedules() = 0;
+
+  /// Removes the schedule `name`: its row, its waiting occurrence
+  /// (cancelled: "the schedule was removed"; a running one finishes), the
+  /// record of its occurrences (so that one added again later starts
+  /// afresh) and its pause. With `unseen_since`, only a declared schedule
+  /// no node has declared since then; without, only one added at run time
+  /// (a declared one is `invalid_state`). An unknown name removes nothing.
+  virtual caf::expected<schedule_removal>
+  remove_schedule(const std::string& name,
+                  std::optional<timestamp> unseen_since = std::nullopt) = 0;
 
   /// Deletes a waiting job, or a job kept in history (succeeded or failed).
   /// A reserved (running) job is an `invalid_argument` error and stays; an

@@ -90,12 +90,16 @@ const char* to_string(event_kind k) {
     return "bg_jobs.workflow.stop";
   case event_kind::workflow_stuck:
     return "bg_jobs.workflow.stuck";
+  case event_kind::schedule_changed:
+    return "bg_jobs.schedule.change";
+  case event_kind::schedule_removed:
+    return "bg_jobs.schedule.remove";
   }
   return "bg_jobs.unknown";
 }
 
 std::optional<event_kind> event_kind_named(std::string_view name) {
-  for (int k = 0; k <= static_cast<int>(event_kind::workflow_stuck); ++k)
+  for (int k = 0; k <= static_cast<int>(event_kind::schedule_removed); ++k)
     if (name == to_string(static_cast<event_kind>(k)))
       return static_cast<event_kind>(k);
   return std::nullopt;

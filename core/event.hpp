@@ -86,6 +86,12 @@ enum class event_kind {
   /// workflow cannot finish without an operator (`retry_workflow`,
   /// `cancel_workflow`). Reported by the node whose completion held it.
   workflow_stuck,
+  /// A schedule was added or changed at run time, for every node: `queue`
+  /// names it, `message` says which and its definition.
+  schedule_changed,
+  /// A schedule was removed: by an operator, or by the upkeep once no node
+  /// declared it any more; `queue` names it.
+  schedule_removed,
   /// The earlier name of `job_exception`.
   job_retry [[deprecated("renamed job_exception")]] = job_exception,
 };

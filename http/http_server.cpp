@@ -621,6 +621,8 @@ struct http_server::impl {
     static const std::regex job_path{R"(/api/jobs/([^/]+))"};
     static const std::regex job_action{R"(/api/jobs/([^/]+)/(retry|cancel|delete))"};
     static const std::regex queue_action{R"(/api/queues/([^/]+)/(pause|resume))"};
+    static const std::regex schedule_action{
+        R"(/api/schedules/([^/]+)/(pause|resume|trigger))"};
     static const std::regex workflow_path{R"(/api/workflows/([^/]+))"};
     static const std::regex workflow_action{
         R"(/api/workflows/([^/]+)/(retry|cancel))"};
@@ -660,6 +662,18 @@ struct http_server::impl {
         });
       if (path == "/api/workflows")
         return list_workflows(req, res);
+      if (path == "/api/schedules")
+        return with_db(res, [&](db_adapter& db) -> caf::error {
+          detail::control_plane cp{db};
+          auto all = cp.schedules();
+          if (!all)
+            return std::move(all.error());
+          auto out = nlohmann::json::array();
+          for (auto& x : *all)
+            out.push_back(x.to_json());
+          reply(res, 200, out);
+          return caf::none;
+        });
       if (std::regex_match(path, m, workflow_path))
         return with_db(res, [&](db_adapter& db) -> caf::error {
           auto id = parse_job_id(m[1].str());
@@ -678,6 +692,8 @@ struct http_server::impl {
         return workflow_act(req, res, m[1].str(), m[2].str());
       if (std::regex_match(path, m, queue_action))
         return queue_act(req, res, m[1].str(), m[2].str() == "pause");
+      if (std::regex_match(path, m, schedule_action))
+        return schedule_act(req, res, m[1].str(), m[2].str());
     }
     reply(res, 404, {{"error", "not_found"}, {"message", "no such resource"}});
   }
@@ -858,6 +874,30 @@ struct http_server::impl {
         return std::move(r.error());
       report(db, cp);
       reply(res, 200, {{"queue", queue}, {"paused", pause}});
+      return caf::none;
+    });
+  }
+
+  void schedule_act(const http_request& req, http_response& res,
+                    const std::string& name, const std::string& action) {
+    if (!may_act(req, res))
+      return;
+    with_db(res, [&](db_adapter& db) -> caf::error {
+      detail::control_plane cp{db};
+      nlohmann::json out{{"name", name}};
+      if (action == "trigger") {
+        auto j = cp.trigger_schedule(name);
+        if (!j)
+          return std::move(j.error());
+        out["job_id"] = j->id;
+      } else {
+        bool pause = action == "pause";
+        if (auto r = cp.set_paused(pause_kind::schedule, name, pause); !r)
+          return std::move(r.error());
+        out["paused"] = pause;
+      }
+      report(db, cp);
+      reply(res, 200, out);
       return caf::none;
     });
   }

@@ -25,6 +25,8 @@ caf::error maintenance_config::validate() const {
     return err;
   if (auto err = workflow_watch_service::config{workflow_watch_every}.validate())
     return err;
+  if (auto err = schedule_sweep_service::config{schedule_stale_after}.validate())
+    return err;
   return vacuum_service::config{vacuum_dead_rows, vacuum_every}.validate();
 }
 
@@ -283,8 +285,57 @@ maintenance_report workflow_watch_service::run_once(db_adapter& db,
   return report;
 }
 
+caf::error schedule_sweep_service::config::validate() const {
+  if (stale_after.count() <= 0)
+    return fail("the time after which an undeclared schedule stops must be "
+                "positive");
+  return caf::none;
+}
+
+maintenance_report schedule_sweep_service::run_once(db_adapter& db,
+                                                    timestamp now) {
+  maintenance_report report;
+  auto rows = db.list_schedules();
+  if (!rows) {
+    report.errors.push_back(std::move(rows.error()));
+    return report;
+  }
+  auto cutoff = now - cfg_.stale_after;
+  auto steady_now = std::chrono::steady_clock::now();
+  std::map<std::string, std::chrono::steady_clock::time_point> still;
+  for (auto& row : *rows) {
+    if (!row.declared || row.seen_at >= cutoff || cfg_.own.count(row.name))
+      continue;
+    auto first = stale_since_.find(row.name);
+    auto since = first == stale_since_.end() ? steady_now : first->second;
+    if (steady_now - since < cfg_.stale_after / 2) {
+      still.emplace(row.name, since);
+      continue;
+    }
+    auto gone = db.remove_schedule(row.name, cutoff);
+    if (!gone) {
+      report.errors.push_back(std::move(gone.error()));
+      continue;
+    }
+    if (!gone->removed)
+      continue;
+    event e{event_kind::schedule_removed};
+    e.queue = row.name;
+    e.message = "schedule '" + printable(row.name) +
+                "' stopped: no node has declared it since " +
+                to_iso8601(row.seen_at);
+    if (gone->cancelled_job)
+      e.message += "; its waiting occurrence (job " +
+                   std::to_string(*gone->cancelled_job) + ") was cancelled";
+    report.events.push_back(std::move(e));
+  }
+  stale_since_ = std::move(still);
+  return report;
+}
+
 std::vector<std::shared_ptr<maintenance_service>>
-maintenance_services(const std::string& node, const maintenance_config& cfg) {
+maintenance_services(const std::string& node, const maintenance_config& cfg,
+                     std::set<std::string> declared_schedules) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
   xs.push_back(std::make_shared<heartbeat_service>(
       heartbeat_service::config{node, cfg.interval()}));
@@ -298,6 +349,9 @@ maintenance_services(const std::string& node, const maintenance_config& cfg) {
       std::make_shared<actions_service>(actions_service::config{cfg.interval()}));
   xs.push_back(std::make_shared<workflow_watch_service>(
       workflow_watch_service::config{cfg.workflow_watch_every}));
+  xs.push_back(std::make_shared<schedule_sweep_service>(
+      schedule_sweep_service::config{cfg.schedule_stale_after,
+                                     std::move(declared_schedules)}));
   if (cfg.vacuum_dead_rows > 0)
     xs.push_back(std::make_shared<vacuum_service>(
         vacuum_service::config{cfg.vacuum_dead_rows, cfg.vacuum_every}));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -39,6 +40,11 @@ struct maintenance_config {
   /// How often the node that holds the upkeep looks for workflows that
   /// finished or became stuck, to report them as events (1 s).
   std::chrono::milliseconds workflow_watch_every{1000};
+  /// A schedule declared in code that no node has declared for this long
+  /// stops: the node that holds the upkeep removes it from the store and
+  /// cancels its waiting occurrence (60 s). Each node declares its
+  /// schedules again every quarter of it.
+  std::chrono::milliseconds schedule_stale_after{60000};
 
   std::chrono::milliseconds interval() const {
     return std::max(lease / 3, std::chrono::milliseconds{10});
@@ -277,9 +283,41 @@ private:
   std::set<int64_t> stuck_;
 };
 
+/// Removes, as the node that holds the upkeep, the schedules declared in
+/// code that no node has declared for `stale_after` (a node declares its
+/// own every quarter of it): each goes with its waiting occurrence
+/// (cancelled) and is reported as `schedule_removed`.
+///
+/// A jump of the clock cannot stop a schedule at once: one is removed only
+/// after this service has also seen it unseen for half of `stale_after` of
+/// its own steady time, and never one this node declares itself.
+class schedule_sweep_service : public maintenance_service {
+public:
+  struct config {
+    std::chrono::milliseconds stale_after{60000};
+    /// The schedules this node declares.
+    std::set<std::string> own;
+    caf::error validate() const;
+  };
+
+  explicit schedule_sweep_service(config cfg) : cfg_(std::move(cfg)) {}
+  const char* name() const override { return "schedules"; }
+  bool store_wide() const override { return true; }
+  std::chrono::milliseconds interval() const override {
+    return std::max(cfg_.stale_after / 4, std::chrono::milliseconds{10});
+  }
+  maintenance_report run_once(db_adapter& db, timestamp now) override;
+
+private:
+  config cfg_;
+  /// When this service first saw each stale schedule so (steady time).
+  std::map<std::string, std::chrono::steady_clock::time_point> stale_since_;
+};
+
 /// The services of a node, from its settings: the heartbeat, the leader's
 /// lease, then the store-wide ones.
 std::vector<std::shared_ptr<maintenance_service>>
-maintenance_services(const std::string& node, const maintenance_config& cfg);
+maintenance_services(const std::string& node, const maintenance_config& cfg,
+                     std::set<std::string> declared_schedules = {});
 
 } // namespace bg_jobs

@@ -12,26 +12,19 @@
 #include "bg_jobs/core/queue_spec.hpp"
 #include "bg_jobs/core/worker.hpp"
 #include "bg_jobs/scheduling/schedule.hpp"
+#include "bg_jobs/scheduling/schedule_definition.hpp"
 
 namespace bg_jobs {
 
-/// What a cron-scheduled job does about runs it missed (the node was down,
-/// or the previous run was still going): an occurrence still waiting
-/// `late_after` past its time is missed.
-enum class missed_runs {
-  /// One run for all that were missed: the waiting occurrence is replaced
-  /// by the latest one that fell due, which runs at once (the default).
-  run_latest_once,
-  /// None: the waiting occurrence is dropped, and the schedule resumes with
-  /// its next time.
-  skip,
-};
-
 /// A job that runs on a schedule: its worker, when it runs, and how. A
 /// node's one scheduler enqueues every occurrence once, even with several
-/// nodes, and only once the previous occurrence has finished (so two never
-/// run at once); the occurrences run in the queue the job names, or else in
-/// the node's shared queue `default_queue`.
+/// nodes; by default only once the previous occurrence has finished (so
+/// two never run at once: see `with_overlap`). The occurrences run in the
+/// queue the job names, or else in the node's shared queue
+/// `default_queue`. The schedule is kept in the store under its job's name
+/// while some node declares it; once none has for
+/// `maintenance_config::schedule_stale_after`, it stops and its waiting
+/// occurrence is cancelled.
 class scheduled_job_spec {
 public:
   /// The queue of scheduled jobs that name none: created when one needs it,
@@ -89,6 +82,27 @@ public:
     return *this;
   }
 
+  /// What happens to times that fall due while the previous run waits or
+  /// runs (default `overlap_policy::one_waiting`).
+  scheduled_job_spec& with_overlap(overlap_policy o) {
+    overlap_ = o;
+    return *this;
+  }
+
+  /// Runs missed times of a cron schedule one after another, the oldest
+  /// first: at most `max_runs` (1 to 1000), none older than `window`
+  /// before now; the rest are skipped.
+  scheduled_job_spec& with_catch_up(
+      int max_runs,
+      std::chrono::milliseconds window = std::chrono::hours{24},
+      std::chrono::milliseconds late_after = std::chrono::minutes{1}) {
+    missed_ = missed_runs::catch_up;
+    catch_up_max_ = max_runs;
+    catch_up_window_ = window;
+    late_after_ = late_after;
+    return *this;
+  }
+
   /// The priority of every occurrence (default 0, the most urgent; see
   /// `job_request::with_priority`).
   scheduled_job_spec& with_priority(int p) {
@@ -127,6 +141,11 @@ public:
   bg_jobs::missed_runs missed_runs() const { return missed_; }
   std::chrono::milliseconds late_after() const { return late_after_; }
 
+  overlap_policy overlap() const { return overlap_; }
+
+  /// The schedule as data, named after its job (what the store keeps).
+  schedule_definition definition() const;
+
   /// The schedule, or an `invalid_schedule` error naming the job.
   caf::expected<schedule> build_schedule() const;
 
@@ -154,6 +173,9 @@ private:
   std::vector<event_listener> listeners_;
   bg_jobs::missed_runs missed_ = missed_runs::run_latest_once;
   std::chrono::milliseconds late_after_{std::chrono::minutes{1}};
+  overlap_policy overlap_ = overlap_policy::one_waiting;
+  int catch_up_max_ = 10;
+  std::chrono::milliseconds catch_up_window_{std::chrono::hours{24}};
 };
 
 } // namespace bg_jobs

@@ -548,6 +548,57 @@ int main(int argc, char** argv) {
   l_rate_set->add_option("--burst", rate_burst,
                          "starts at once, 1 to 1000000 (allowed)");
 
+  // -- schedules -----------------------------------------------------------
+  auto schedules = app.add_subcommand(
+      "schedules", "list, add, change, pause, trigger or remove schedules");
+  schedules->require_subcommand(1);
+  auto s_list = schedules->add_subcommand(
+      "list", "every stored schedule, declared in code or added at run time");
+  auto s_set = schedules->add_subcommand(
+      "set", "add a schedule, or change one added at run time; every node "
+             "that runs its job schedules it");
+  auto s_remove = schedules->add_subcommand(
+      "remove", "remove a schedule added at run time (its waiting run is "
+                "cancelled)");
+  auto s_pause = schedules->add_subcommand(
+      "pause", "enqueue nothing for it, on every node (its waiting run is "
+               "skipped)");
+  auto s_resume = schedules->add_subcommand("resume", "schedule it again");
+  auto s_trigger = schedules->add_subcommand(
+      "trigger", "a run now, in place of the one that waits");
+  std::string sched_name, sched_job, sched_cron, sched_every, sched_tz,
+      sched_payload = "{}", sched_priority = "0", sched_overlap = "one_waiting",
+      sched_missed = "run_latest_once", sched_late = "1m",
+      sched_catch_max = "10", sched_catch_window = "24h";
+  for (auto* c : {s_set, s_remove, s_pause, s_resume, s_trigger})
+    c->add_option("name", sched_name, "the schedule")->required();
+  s_set->add_option("--job", sched_job, "the job each run enqueues")
+      ->required();
+  auto cron_opt =
+      s_set->add_option("--cron", sched_cron, "a cron expression (5 or 6 "
+                                              "fields, or an alias)");
+  s_set->add_option("--every", sched_every,
+                    "an interval from the end of each run (30s, 5m, 1h)")
+      ->excludes(cron_opt);
+  s_set->add_option("--tz", sched_tz, "the zone whose wall clock the cron "
+                                      "expression matches (UTC)");
+  s_set->add_option("--payload", sched_payload, "each run's payload (JSON)");
+  s_set->add_option("--priority", sched_priority, "0 (first) to 9");
+  s_set->add_option("--overlap", sched_overlap,
+                    "times due while a run waits or runs: one_waiting "
+                    "(default), skip or allow");
+  s_set->add_option("--missed", sched_missed,
+                    "runs missed while no node scheduled: run_latest_once "
+                    "(default), skip or catch_up");
+  s_set->add_option("--late-after", sched_late,
+                    "how late a run may start before it counts as missed "
+                    "(1m)");
+  s_set->add_option("--catch-up-max", sched_catch_max,
+                    "catch_up: at most this many missed runs, 1 to 1000 "
+                    "(10)");
+  s_set->add_option("--catch-up-window", sched_catch_window,
+                    "catch_up: none older than this (24h)");
+
   // -- prune ---------------------------------------------------------------
   auto prune = app.add_subcommand("prune", "delete old history (one batch)");
   bool prune_dry = false;
@@ -1239,6 +1290,105 @@ int main(int argc, char** argv) {
                   << " of " << shown(limit_queue)
                   << (*l_set ? " to " + std::to_string(l.max_running) : "")
                   << '\n';
+    } else if (*s_list) {
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      auto all = value_of(cp.schedules());
+      json out = json::array();
+      std::vector<std::vector<std::string>> rows = {
+          {"NAME", "JOB", "WHEN", "OVERLAP", "MISSED", "FROM", "PAUSED",
+           "LAST RUN", "STATE"}};
+      for (auto& x : all) {
+        out.push_back(x.to_json());
+        auto& d = x.definition;
+        std::string when =
+            !x.problem.empty() ? "unreadable: " + x.problem
+            : d.cron.empty()   ? "every " + std::to_string(d.every.count()) +
+                                   " ms"
+                               : d.cron + (d.time_zone.empty()
+                                               ? std::string{}
+                                               : " in " + d.time_zone);
+        rows.push_back({shown(d.name), shown(d.job), shown(when),
+                        bg_jobs::to_string(d.overlap),
+                        bg_jobs::to_string(d.missed),
+                        x.declared ? "code" : "run time",
+                        x.paused ? "yes" : "no",
+                        x.last_at ? bg_jobs::to_iso8601(*x.last_at) : "-",
+                        x.last_at ? x.last_state : "-"});
+      }
+      if (as_json)
+        std::cout << json_text(out) << '\n';
+      else
+        table(rows);
+    } else if (*s_set) {
+      bg_jobs::schedule_definition d;
+      d.name = sched_name;
+      d.job = sched_job;
+      if (bg_jobs::exceeds_payload_depth(sched_payload))
+        throw usage_error{"--payload nests too deeply"};
+      d.payload = json::parse(sched_payload, nullptr, false);
+      if (d.payload.is_discarded())
+        throw usage_error{"--payload is not valid JSON"};
+      d.cron = sched_cron;
+      d.time_zone = sched_tz;
+      if (!sched_every.empty())
+        d.every = arg_of(bg_jobs::parse_duration(sched_every));
+      if (sched_cron.empty() && sched_every.empty())
+        throw usage_error{"give --cron or --every"};
+      d.priority = static_cast<int>(
+          arg_of(bg_jobs::parse_count("--priority", sched_priority, 0, 9)));
+      auto overlap = bg_jobs::overlap_policy_named(sched_overlap);
+      if (!overlap)
+        throw usage_error{"--overlap is skip, one_waiting or allow"};
+      d.overlap = *overlap;
+      auto missed = bg_jobs::missed_runs_named(sched_missed);
+      if (!missed)
+        throw usage_error{"--missed is run_latest_once, skip or catch_up"};
+      d.missed = *missed;
+      d.late_after = arg_of(bg_jobs::parse_duration(sched_late));
+      d.catch_up_max = static_cast<int>(arg_of(bg_jobs::parse_count(
+          "--catch-up-max", sched_catch_max, 1,
+          bg_jobs::schedule_definition::max_catch_up)));
+      d.catch_up_window = arg_of(bg_jobs::parse_duration(sched_catch_window));
+      if (auto err = d.validate())
+        throw usage_error{bg_jobs::describe(err)};
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      bool added = value_of(cp.put_schedule(d));
+      journal(*db, cp);
+      std::cout << (as_json ? json_text({{"name", d.name}, {"added", added}})
+                            : std::string{added ? "added " : "changed "} +
+                                  "schedule " + shown(d.name))
+                << '\n';
+    } else if (*s_remove) {
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      ok_or_fail(cp.remove_schedule(sched_name));
+      journal(*db, cp);
+      std::cout << (as_json ? json_text({{"name", sched_name},
+                                         {"removed", true}})
+                            : "removed schedule " + shown(sched_name))
+                << '\n';
+    } else if (*s_pause || *s_resume) {
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      ok_or_fail(cp.set_paused(bg_jobs::pause_kind::schedule, sched_name,
+                               bool(*s_pause)));
+      journal(*db, cp);
+      std::cout << (as_json ? json_text({{"name", sched_name},
+                                         {"paused", bool(*s_pause)}})
+                            : std::string{*s_pause ? "paused " : "resumed "} +
+                                  "schedule " + shown(sched_name))
+                << '\n';
+    } else if (*s_trigger) {
+      auto db = store.open();
+      bg_jobs::detail::control_plane cp{*db};
+      auto j = value_of(cp.trigger_schedule(sched_name));
+      journal(*db, cp);
+      std::cout << (as_json ? json_text({{"name", sched_name}, {"job_id", j.id}})
+                            : "triggered schedule " + shown(sched_name) +
+                                  ": job " + std::to_string(j.id))
+                << '\n';
     } else if (*prune) {
       bg_jobs::prune_params p;
       p.succeeded_max_age = arg_of(bg_jobs::parse_duration(prune_succeeded));

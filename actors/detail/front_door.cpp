@@ -417,6 +417,54 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
           return std::move(*r);
         });
       },
+      [=](schedule_atom,
+          const std::string& definition) -> caf::result<bool> {
+        return guarded([&]() -> caf::result<bool> {
+          auto json = nlohmann::json::parse(definition, nullptr, false);
+          auto def = schedule_definition::from_json(json);
+          if (!def)
+            return std::move(def.error());
+          auto r = self->state.act<bool>(
+              "storing a schedule",
+              [&](control_plane& cp) { return cp.put_schedule(*def); });
+          if (!r)
+            return std::move(r.error());
+          return *r;
+        });
+      },
+      [=](unschedule_atom, const std::string& name) -> caf::result<void> {
+        return guarded([&]() -> caf::result<void> {
+          auto r = self->state.act<void>(
+              "removing a schedule",
+              [&](control_plane& cp) { return cp.remove_schedule(name); });
+          if (!r)
+            return std::move(r.error());
+          return caf::unit;
+        });
+      },
+      [=](trigger_atom, const std::string& name) -> caf::result<job> {
+        return guarded([&]() -> caf::result<job> {
+          auto r = self->state.act<job>(
+              "triggering a schedule",
+              [&](control_plane& cp) { return cp.trigger_schedule(name); });
+          if (!r)
+            return std::move(r.error());
+          return std::move(*r);
+        });
+      },
+      [=](schedules_atom) -> caf::result<std::string> {
+        return guarded([&]() -> caf::result<std::string> {
+          auto r = self->state.act<std::vector<schedule_info>>(
+              "reading schedules",
+              [&](control_plane& cp) { return cp.schedules(); });
+          if (!r)
+            return std::move(r.error());
+          auto out = nlohmann::json::array();
+          for (auto& x : *r)
+            out.push_back(x.to_json());
+          return out.dump();
+        });
+      },
       [=](pauses_atom) -> caf::result<std::vector<pause_record>> {
         return guarded([&]() -> caf::result<std::vector<pause_record>> {
           auto r = self->state.control<std::vector<pause_record>>(

@@ -94,6 +94,15 @@ node_plan node_plan::make(const builder& config, bool listen) {
 
 namespace {
 
+/// The names of the schedules `plan` declares.
+std::set<std::string> declared_schedules(const node_plan& plan) {
+  std::set<std::string> names;
+  for (auto& s : plan.scheduled)
+    names.insert(s.job_name());
+  return names;
+}
+
+
 enum tier { events_tier, registry_tier, services_tier, queues_tier };
 
 using sup_ptr = caf::event_based_actor*;
@@ -169,7 +178,9 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   });
   add("maintenance", services_tier, [ctx](sup_ptr sup) {
     return spawn_periodic(
-        sup, ctx, maintenance_services(ctx.node, ctx.plan->maintenance));
+        sup, ctx,
+        maintenance_services(ctx.node, ctx.plan->maintenance,
+                             declared_schedules(*ctx.plan)));
   });
   if (plan.listen) {
     auto& l = add("listener", services_tier, [ctx, listening](sup_ptr sup) {
@@ -190,7 +201,9 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
   // before a queue could run them. Queues and the scheduler register
   // themselves before they answer ready, so that every name can be looked
   // up once the tree has started.
-  if (!plan.scheduled.empty())
+  // Every node that runs a queue has one: schedules added at run time run
+  // on the nodes that run their job.
+  if (!plan.scheduled.empty() || !plan.queues.empty())
     add("scheduler", queues_tier,
         [ctx](sup_ptr sup) { return spawn_scheduler(sup, ctx); })
         .barrier = true;

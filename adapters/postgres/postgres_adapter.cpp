@@ -22,6 +22,18 @@ using namespace detail::postgres;
 
 namespace {
 
+/// A result that may itself be an error, as one.
+template <class T>
+caf::expected<T> flatten(caf::expected<caf::expected<T>> r) {
+  if (!r)
+    return std::move(r.error());
+  return std::move(*r);
+}
+
+} // namespace
+
+namespace {
+
 // clang-format off
 const char pg_enqueue_in[] =
     "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
@@ -254,15 +266,17 @@ const statement_def statements[] = {
   {"bgj_schedule_lock",
    "SELECT pg_advisory_xact_lock(7220158, hashtext($1))"},
   {"bgj_schedule_latest",
-   "SELECT " BG_JOBS_MS("scheduled_at") " FROM bg_jobs_schedule"
+   "SELECT " BG_JOBS_MS("scheduled_at") ", job_id FROM bg_jobs_schedule"
    " WHERE name = $1 ORDER BY scheduled_at DESC LIMIT 1"},
   {"bgj_schedule_insert",
    "WITH j AS (INSERT INTO jobs (name, payload, attempts, created_at,"
    "   available_at, priority, concurrency_key, second_concurrency_key, attrs)"
    "   VALUES ($1, $2, 0, " BG_JOBS_TS("$3") ", " BG_JOBS_TS("$4") ", $5,"
    "   $6, $7, $8) RETURNING id),"
-   " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
-   "   SELECT $1, " BG_JOBS_TS("$4") ", id FROM j)"
+   " s AS (INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id,"
+   "   catch_up_left, skip_until)"
+   "   SELECT $9, " BG_JOBS_TS("$4") ", id, $10, " BG_JOBS_TS("$11")
+   "   FROM j)"
    " SELECT id, pg_notify('bg_jobs', $1) FROM j"},
   {"bgj_schedule_prune",
    "DELETE FROM bg_jobs_schedule WHERE name = $1 AND scheduled_at <"
@@ -270,12 +284,14 @@ const statement_def statements[] = {
    "  ORDER BY scheduled_at DESC LIMIT 1 OFFSET 100)"},
   {"bgj_schedule_state",
    "SELECT " BG_JOBS_MS("s.scheduled_at") ", s.job_id,"
-   " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
+   " j.id IS NOT NULL,"
    " " BG_JOBS_MS("coalesce((SELECT succeeded_at FROM jobs_succeeded"
    "   WHERE id = s.job_id), (SELECT failed_at FROM jobs_failed"
-   "   WHERE id = s.job_id))")
-   " FROM bg_jobs_schedule s WHERE s.name = $1"
-   " ORDER BY s.scheduled_at DESC LIMIT 1"},
+   "   WHERE id = s.job_id))") ","
+   " coalesce(j.reserved_by IS NOT NULL, false), s.catch_up_left,"
+   " " BG_JOBS_MS("s.skip_until") ", " BG_JOBS_MS("j.created_at")
+   " FROM bg_jobs_schedule s LEFT JOIN jobs j ON j.id = s.job_id"
+   " WHERE s.name = $1 ORDER BY s.scheduled_at DESC LIMIT 1"},
   {"bgj_heartbeat",
    "INSERT INTO bg_jobs_nodes (node, heartbeat_at) VALUES ($1, "
    BG_JOBS_TS("$2") ") ON CONFLICT (node) DO UPDATE"
@@ -1170,27 +1186,59 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
   if (!text)
     return std::move(text.error());
   auto now = impl_->now_ms();
-  auto& name = params.request.name();
-  return impl_->in_transaction(
-      "enqueueing a scheduled job", [&](pqxx::work& tx) -> std::optional<job> {
+  auto& name = params.schedule_name();
+  return flatten(impl_->in_transaction(
+      "enqueueing a scheduled job",
+      [&](pqxx::work& tx) -> caf::expected<std::optional<job>> {
         // Serializes nodes scheduling the same job; released on commit.
         tx.exec_prepared("bgj_schedule_lock", name);
         auto latest = tx.exec_prepared("bgj_schedule_latest", name);
-        bool as_seen = latest.empty() != params.previous.has_value() &&
-                       (latest.empty() || latest[0][0].as<int64_t>() ==
-                                              to_unix_ms(*params.previous));
-        if (!as_seen)
-          return std::nullopt;
-        if (!tx.exec_params("SELECT 1 FROM bg_jobs_paused"
-                            " WHERE kind = 'schedule' AND name = $1",
-                            name)
-                 .empty())
-          return std::nullopt; // paused: nothing is enqueued
+        if (params.trigger) {
+          if (!latest.empty()) {
+            // The latest occurrence: replaced while it waits; running, it
+            // stays.
+            auto job_id = latest[0][1].as<int64_t>();
+            auto r = tx.exec_params(
+                "SELECT reserved_by IS NOT NULL FROM jobs WHERE id = $1",
+                job_id);
+            if (!r.empty() && r[0][0].as<bool>() && !params.allow_running)
+              return make_error(errc::invalid_state,
+                                "schedule '" + printable(name) +
+                                    "' has a run in progress; its overlap "
+                                    "policy allows no other");
+            if (!r.empty() && !r[0][0].as<bool>()) {
+              tx.exec_params(
+                  "DELETE FROM jobs WHERE id = $1 AND reserved_by IS NULL",
+                  job_id);
+              tx.exec_params("DELETE FROM bg_jobs_schedule WHERE job_id = $1",
+                             job_id);
+            }
+          }
+        } else {
+          bool as_seen = latest.empty() != params.previous.has_value() &&
+                         (latest.empty() || latest[0][0].as<int64_t>() ==
+                                                to_unix_ms(*params.previous));
+          if (!as_seen)
+            return std::optional<job>{};
+          if (!tx.exec_params("SELECT 1 FROM bg_jobs_paused"
+                              " WHERE kind = 'schedule' AND name = $1",
+                              name)
+                   .empty())
+            return std::optional<job>{}; // paused: nothing is enqueued
+          if (params.require_stored &&
+              tx.exec_params("SELECT 1 FROM bg_jobs_schedules WHERE name = $1",
+                             name)
+                  .empty())
+            return std::optional<job>{}; // removed meanwhile
+        }
         job j;
-        j.name = name;
+        j.name = params.request.name();
         j.payload = params.request.payload();
         j.created_at = from_unix_ms(now);
-        j.available_at = params.occurrence;
+        // A triggered run is due now, by the store's clock.
+        auto occurrence =
+            params.trigger ? from_unix_ms(now) : params.occurrence;
+        j.available_at = occurrence;
         j.priority = params.request.priority();
         j.concurrency_key = params.request.concurrency_key();
         j.second_concurrency_key = params.request.second_concurrency_key();
@@ -1198,16 +1246,21 @@ postgres_adapter::enqueue_scheduled(const scheduled_params& params) {
         j.tags = params.request.tags();
         j.trace = params.request.trace();
         auto attrs = detail::attrs_text(j.meta, j.tags, j.trace);
-        j.id = tx.exec_prepared("bgj_schedule_insert", name, *text, now,
-                                to_unix_ms(params.occurrence), j.priority,
+        std::string skip_text;
+        if (params.skip_until)
+          skip_text = std::to_string(to_unix_ms(*params.skip_until));
+        j.id = tx.exec_prepared("bgj_schedule_insert", j.name, *text, now,
+                                to_unix_ms(occurrence), j.priority,
                                 key_or_null(j.concurrency_key),
                                 key_or_null(j.second_concurrency_key),
-                                key_or_null(attrs))[0][0]
+                                key_or_null(attrs), name,
+                                params.catch_up_left,
+                                key_or_null(skip_text))[0][0]
                    .as<int64_t>();
-        note_extras(tx, j.id, params.request, params.occurrence);
+        note_extras(tx, j.id, params.request, occurrence);
         tx.exec_prepared("bgj_schedule_prune", name);
-        return j;
-      });
+        return std::optional<job>{std::move(j)};
+      }));
 }
 
 caf::expected<std::optional<scheduled_run>>
@@ -1224,8 +1277,134 @@ postgres_adapter::last_scheduled_run(const std::string& name) {
         run.pending = r[0][2].as<bool>();
         if (!r[0][3].is_null())
           run.finished_at = field_time(r[0][3]);
+        run.running = r[0][4].as<bool>();
+        run.catch_up_left = r[0][5].as<int>();
+        if (!r[0][6].is_null())
+          run.skip_until = field_time(r[0][6]);
+        if (!r[0][7].is_null())
+          run.enqueued_at = field_time(r[0][7]);
         return run;
       });
+}
+
+caf::expected<bool>
+postgres_adapter::mark_scheduled_run(const std::string& name,
+                                     timestamp scheduled_at, int catch_up_left,
+                                     std::optional<timestamp> skip_until) {
+  std::string skip_text;
+  if (skip_until)
+    skip_text = std::to_string(to_unix_ms(*skip_until));
+  return impl_->in_statement(
+      "recording a catch-up", [&](pqxx::transaction_base& tx) {
+        return tx
+                   .exec_params(
+                       "UPDATE bg_jobs_schedule SET catch_up_left = $3,"
+                       " skip_until = " BG_JOBS_TS("$4") " WHERE name = $1"
+                       " AND scheduled_at = " BG_JOBS_TS("$2")
+                       " AND job_id IN (SELECT id FROM jobs"
+                       "   WHERE reserved_by IS NULL)",
+                       name, to_unix_ms(scheduled_at), catch_up_left,
+                       key_or_null(skip_text))
+                   .affected_rows() > 0;
+      });
+}
+
+caf::expected<bool> postgres_adapter::put_schedule(const stored_schedule& sc) {
+  if (auto why = name_problem(sc.name); !why.empty())
+    return make_error(errc::invalid_argument,
+                      "schedule name '" + printable(sc.name) + "' " + why);
+  auto now = impl_->now_ms();
+  return flatten(impl_->in_transaction(
+      "storing a schedule", [&](pqxx::work& tx) -> caf::expected<bool> {
+        tx.exec_prepared("bgj_schedule_lock", sc.name);
+        auto row = tx.exec_params(
+            "SELECT declared FROM bg_jobs_schedules WHERE name = $1", sc.name);
+        if (!sc.declared && !row.empty() && row[0][0].as<bool>())
+          return make_error(errc::invalid_state,
+                            "schedule '" + printable(sc.name) +
+                                "' is declared in a node's code; change it "
+                                "there");
+        tx.exec_params(
+            "INSERT INTO bg_jobs_schedules (name, definition, declared,"
+            " seen_at, updated_at) VALUES ($1, $2, $3, " BG_JOBS_TS("$4") ", "
+            BG_JOBS_TS("$4") ") ON CONFLICT (name) DO UPDATE"
+            " SET definition = excluded.definition,"
+            " declared = excluded.declared, seen_at = excluded.seen_at,"
+            " updated_at = CASE WHEN bg_jobs_schedules.definition ="
+            " excluded.definition AND bg_jobs_schedules.declared ="
+            " excluded.declared THEN bg_jobs_schedules.updated_at"
+            " ELSE excluded.updated_at END",
+            sc.name, sc.definition, sc.declared, now);
+        return row.empty();
+      }));
+}
+
+caf::expected<std::vector<stored_schedule>> postgres_adapter::list_schedules() {
+  return impl_->in_statement(
+      "reading schedules", [&](pqxx::transaction_base& tx) {
+        std::vector<stored_schedule> result;
+        for (const auto& r : tx.exec(
+                 "SELECT name, definition, declared, " BG_JOBS_MS(
+                     "seen_at") ", " BG_JOBS_MS("updated_at")
+                                " FROM bg_jobs_schedules ORDER BY name")) {
+          stored_schedule sc;
+          sc.name = r[0].as<std::string>();
+          sc.definition = r[1].as<std::string>();
+          sc.declared = r[2].as<bool>();
+          sc.seen_at = field_time(r[3]);
+          sc.updated_at = field_time(r[4]);
+          result.push_back(std::move(sc));
+        }
+        return result;
+      });
+}
+
+caf::expected<schedule_removal>
+postgres_adapter::remove_schedule(const std::string& name,
+                                  std::optional<timestamp> unseen_since) {
+  auto now = impl_->now_ms();
+  return flatten(impl_->in_transaction(
+      "removing a schedule",
+      [&](pqxx::work& tx) -> caf::expected<schedule_removal> {
+        tx.exec_prepared("bgj_schedule_lock", name);
+        schedule_removal result;
+        auto row = tx.exec_params("SELECT declared, " BG_JOBS_MS(
+                                      "seen_at") " FROM bg_jobs_schedules"
+                                                 " WHERE name = $1",
+                                  name);
+        if (row.empty())
+          return result;
+        bool declared = row[0][0].as<bool>();
+        if (!unseen_since && declared)
+          return make_error(errc::invalid_state,
+                            "schedule '" + printable(name) +
+                                "' is declared in a node's code; it stops "
+                                "when no node declares it");
+        if (unseen_since && (!declared || row[0][1].as<int64_t>() >=
+                                              to_unix_ms(*unseen_since)))
+          return result;
+        auto moved = tx.exec_params(
+            "WITH m AS (DELETE FROM jobs WHERE reserved_by IS NULL AND id ="
+            "   ANY (ARRAY(SELECT job_id FROM bg_jobs_schedule"
+            "   WHERE name = $1)) RETURNING *)"
+            " INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+            "   created_at, available_at, failed_at, priority, cancelled,"
+            "   errors, concurrency_key, second_concurrency_key, attrs)"
+            " SELECT id, name, payload, attempts, 'the schedule was removed',"
+            "   created_at, available_at, " BG_JOBS_TS("$2") ", priority,"
+            "   true, errors, concurrency_key, second_concurrency_key, attrs"
+            " FROM m RETURNING id",
+            name, now);
+        if (!moved.empty())
+          result.cancelled_job = moved[0][0].as<int64_t>();
+        tx.exec_params("DELETE FROM bg_jobs_schedule WHERE name = $1", name);
+        tx.exec_params("DELETE FROM bg_jobs_paused WHERE kind = 'schedule'"
+                       " AND name = $1",
+                       name);
+        tx.exec_params("DELETE FROM bg_jobs_schedules WHERE name = $1", name);
+        result.removed = true;
+        return result;
+      }));
 }
 
 // -- reads

@@ -148,6 +148,15 @@ public:
   enqueue_scheduled(const scheduled_params& params) override;
   caf::expected<std::optional<scheduled_run>>
   last_scheduled_run(const std::string& name) override;
+  caf::expected<bool>
+  mark_scheduled_run(const std::string& name, timestamp scheduled_at,
+                     int catch_up_left,
+                     std::optional<timestamp> skip_until) override;
+  caf::expected<bool> put_schedule(const stored_schedule& s) override;
+  caf::expected<std::vector<stored_schedule>> list_schedules() override;
+  caf::expected<schedule_removal>
+  remove_schedule(const std::string& name,
+                  std::optional<timestamp> unseen_since) override;
   caf::expected<void> delete_job(int64_t job_id) override;
   caf::expected<job_record> cancel_job(int64_t job_id,
                                        const std::string& reason) override;

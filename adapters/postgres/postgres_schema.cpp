@@ -479,6 +479,16 @@ const char* const migrations[] = {
     "  AND (reported_at IS NULL OR reported_at <> finished_at);"
     "CREATE INDEX bg_jobs_tasks_held_idx ON bg_jobs_tasks (workflow_id)"
     "  WHERE state = 'held';",
+    // version 19: schedules kept as data (declared in code, or added at run
+    // time); an occurrence records the catch-up it belongs to.
+    "CREATE TABLE bg_jobs_schedules ("
+    "  name TEXT PRIMARY KEY,"
+    "  definition TEXT NOT NULL,"
+    "  declared BOOLEAN NOT NULL,"
+    "  seen_at TIMESTAMPTZ NOT NULL,"
+    "  updated_at TIMESTAMPTZ NOT NULL);"
+    "ALTER TABLE bg_jobs_schedule ADD COLUMN catch_up_left INTEGER NOT NULL"
+    "  DEFAULT 0, ADD COLUMN skip_until TIMESTAMPTZ;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -535,7 +545,8 @@ caf::expected<void> postgres_adapter::migrate_up() {
 caf::expected<void> postgres_adapter::migrate_down() {
   auto r = impl_->in_transaction("migrating down", [](pqxx::work& tx) {
     tx.exec("SELECT pg_advisory_xact_lock(7220157)");
-    tx.exec("DROP TABLE IF EXISTS bg_jobs_progress, bg_jobs_outputs,"
+    tx.exec("DROP TABLE IF EXISTS bg_jobs_schedules, bg_jobs_progress,"
+            " bg_jobs_outputs,"
             " bg_jobs_blocked, bg_jobs_deps, bg_jobs_tasks, bg_jobs_workflows"
             " CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_on_succeeded,"

@@ -173,8 +173,8 @@ const char sql_schedule_latest[] =
     " ORDER BY scheduled_at DESC LIMIT 1";
 
 const char sql_schedule_insert[] =
-    "INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id)"
-    " VALUES (?1, ?2, ?3)";
+    "INSERT INTO bg_jobs_schedule (name, scheduled_at, job_id, catch_up_left,"
+    " skip_until) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 // Keeps the newest 100 occurrences per name; uniqueness matters only there.
 const char sql_schedule_prune[] =
@@ -186,7 +186,10 @@ const char sql_schedule_state[] =
     "SELECT s.scheduled_at, s.job_id,"
     " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id),"
     " coalesce((SELECT succeeded_at FROM jobs_succeeded WHERE id = s.job_id),"
-    "          (SELECT failed_at FROM jobs_failed WHERE id = s.job_id))"
+    "          (SELECT failed_at FROM jobs_failed WHERE id = s.job_id)),"
+    " EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id"
+    "   AND reserved_by IS NOT NULL), s.catch_up_left, s.skip_until,"
+    " (SELECT created_at FROM jobs WHERE id = s.job_id)"
     " FROM bg_jobs_schedule s WHERE s.name = ?1"
     " ORDER BY s.scheduled_at DESC LIMIT 1";
 
@@ -1080,8 +1083,9 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
-  auto& name = params.request.name();
+  auto& name = params.schedule_name();
   std::optional<int64_t> latest;
+  int64_t latest_job = 0;
   {
     auto s = prepare(sql_schedule_latest);
     if (!s)
@@ -1089,16 +1093,50 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
     statement q{*s};
     q.bind(1, name);
     int rc = q.step();
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
       latest = sqlite3_column_int64(q.get(), 0);
-    else if (rc != SQLITE_DONE)
+      latest_job = sqlite3_column_int64(q.get(), 1);
+    } else if (rc != SQLITE_DONE)
       return failure(rc, "reading the schedule");
   }
-  bool as_seen = latest.has_value() == params.previous.has_value() &&
-                 (!latest || *latest == to_unix_ms(*params.previous));
-  if (!as_seen)
-    return std::optional<job>{};
-  {
+  if (params.trigger) {
+    if (latest) {
+      // The latest occurrence: replaced while it waits; running, it stays.
+      auto s = prepare("SELECT reserved_by IS NOT NULL FROM jobs WHERE id = ?1");
+      if (!s)
+        return std::move(s.error());
+      std::optional<bool> running;
+      {
+        statement q{*s};
+        q.bind(1, latest_job);
+        int rc = q.step();
+        if (rc == SQLITE_ROW)
+          running = sqlite3_column_int(q.get(), 0) != 0;
+        else if (rc != SQLITE_DONE)
+          return failure(rc, "reading the schedule");
+      }
+      if (running && *running && !params.allow_running)
+        return make_error(errc::invalid_state,
+                          "schedule '" + printable(name) +
+                              "' has a run in progress; its overlap policy "
+                              "allows no other");
+      if (running && !*running) {
+        for (auto sql :
+             {"DELETE FROM jobs WHERE id = ?1 AND reserved_by IS NULL",
+              "DELETE FROM bg_jobs_schedule WHERE job_id = ?1"}) {
+          auto r = execute(
+              sql, [&](statement& q) { q.bind(1, latest_job); },
+              "replacing a waiting occurrence");
+          if (!r)
+            return std::move(r.error());
+        }
+      }
+    }
+  } else {
+    bool as_seen = latest.has_value() == params.previous.has_value() &&
+                   (!latest || *latest == to_unix_ms(*params.previous));
+    if (!as_seen)
+      return std::optional<job>{};
     auto s = prepare(sql_is_paused);
     if (!s)
       return std::move(s.error());
@@ -1111,11 +1149,25 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
     if (rc != SQLITE_DONE)
       return failure(rc, "reading pauses");
   }
+  if (params.require_stored) {
+    auto s = prepare("SELECT 1 FROM bg_jobs_schedules WHERE name = ?1");
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, name);
+    int rc = q.step();
+    if (rc == SQLITE_DONE)
+      return std::optional<job>{}; // removed meanwhile
+    if (rc != SQLITE_ROW)
+      return failure(rc, "reading schedules");
+  }
   job j;
-  j.name = name;
+  j.name = params.request.name();
   j.payload = params.request.payload();
   j.created_at = now;
-  j.available_at = params.occurrence;
+  // A triggered run is due now, by the store's clock.
+  auto occurrence = params.trigger ? now : params.occurrence;
+  j.available_at = occurrence;
   j.priority = params.request.priority();
   j.concurrency_key = params.request.concurrency_key();
   j.second_concurrency_key = params.request.second_concurrency_key();
@@ -1126,7 +1178,7 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
   if (!id)
     return std::move(id.error());
   j.id = *id;
-  if (auto noted = note_extras(j.id, params.request, params.occurrence); !noted)
+  if (auto noted = note_extras(j.id, params.request, occurrence); !noted)
     return std::move(noted.error());
   for (auto sql : {sql_schedule_insert, sql_schedule_prune}) {
     auto s = prepare(sql);
@@ -1134,8 +1186,13 @@ sqlite_adapter::enqueue_scheduled(const scheduled_params& params) {
       return std::move(s.error());
     statement q{*s};
     q.bind(1, name);
-    if (sql == sql_schedule_insert)
-      q.bind(2, to_unix_ms(params.occurrence)).bind(3, j.id);
+    if (sql == sql_schedule_insert) {
+      q.bind(2, to_unix_ms(occurrence))
+          .bind(3, j.id)
+          .bind(4, static_cast<int64_t>(params.catch_up_left));
+      if (params.skip_until)
+        q.bind(5, to_unix_ms(*params.skip_until));
+    }
     int rc = q.step();
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
       return std::optional<job>{};
@@ -1165,7 +1222,173 @@ sqlite_adapter::last_scheduled_run(const std::string& name) {
   run.pending = sqlite3_column_int(q.get(), 2) != 0;
   if (sqlite3_column_type(q.get(), 3) != SQLITE_NULL)
     run.finished_at = column_time(q.get(), 3);
+  run.running = sqlite3_column_int(q.get(), 4) != 0;
+  run.catch_up_left = sqlite3_column_int(q.get(), 5);
+  run.skip_until = column_time_or_null(q.get(), 6);
+  run.enqueued_at = column_time_or_null(q.get(), 7);
   return std::optional<scheduled_run>{run};
+}
+
+caf::expected<bool>
+sqlite_adapter::mark_scheduled_run(const std::string& name,
+                                   timestamp scheduled_at, int catch_up_left,
+                                   std::optional<timestamp> skip_until) {
+  auto r = execute(
+      "UPDATE bg_jobs_schedule SET catch_up_left = ?3, skip_until = ?4"
+      " WHERE name = ?1 AND scheduled_at = ?2 AND job_id IN"
+      " (SELECT id FROM jobs WHERE reserved_by IS NULL)",
+      [&](statement& q) {
+        q.bind(1, name)
+            .bind(2, to_unix_ms(scheduled_at))
+            .bind(3, static_cast<int64_t>(catch_up_left));
+        if (skip_until)
+          q.bind(4, to_unix_ms(*skip_until));
+      },
+      "recording a catch-up");
+  if (!r)
+    return std::move(r.error());
+  return *r > 0;
+}
+
+caf::expected<bool> sqlite_adapter::put_schedule(const stored_schedule& sc) {
+  if (auto why = name_problem(sc.name); !why.empty())
+    return make_error(errc::invalid_argument,
+                      "schedule name '" + printable(sc.name) + "' " + why);
+  auto now = to_unix_ms(options_.clock->now());
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  std::optional<bool> declared;
+  {
+    auto s = prepare("SELECT declared FROM bg_jobs_schedules WHERE name = ?1");
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, sc.name);
+    int rc = q.step();
+    if (rc == SQLITE_ROW)
+      declared = sqlite3_column_int(q.get(), 0) != 0;
+    else if (rc != SQLITE_DONE)
+      return failure(rc, "reading schedules");
+  }
+  if (!sc.declared && declared && *declared)
+    return make_error(errc::invalid_state,
+                      "schedule '" + printable(sc.name) +
+                          "' is declared in a node's code; change it there");
+  auto r = execute(
+      "INSERT INTO bg_jobs_schedules (name, definition, declared, seen_at,"
+      " updated_at) VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (name) DO UPDATE"
+      " SET definition = excluded.definition, declared = excluded.declared,"
+      " seen_at = excluded.seen_at, updated_at = CASE WHEN definition ="
+      " excluded.definition AND declared = excluded.declared THEN updated_at"
+      " ELSE excluded.updated_at END",
+      [&](statement& q) {
+        q.bind(1, sc.name)
+            .bind(2, sc.definition)
+            .bind(3, int64_t{sc.declared ? 1 : 0})
+            .bind(4, now);
+      },
+      "storing a schedule");
+  if (!r)
+    return std::move(r.error());
+  if (auto c = tx.commit(); !c)
+    return std::move(c.error());
+  return !declared.has_value();
+}
+
+caf::expected<std::vector<stored_schedule>> sqlite_adapter::list_schedules() {
+  auto s = prepare("SELECT name, definition, declared, seen_at, updated_at"
+                   " FROM bg_jobs_schedules ORDER BY name");
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  std::vector<stored_schedule> result;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    stored_schedule sc;
+    sc.name = column_text(q.get(), 0);
+    sc.definition = column_text(q.get(), 1);
+    sc.declared = sqlite3_column_int(q.get(), 2) != 0;
+    sc.seen_at = column_time(q.get(), 3);
+    sc.updated_at = column_time(q.get(), 4);
+    result.push_back(std::move(sc));
+  }
+  if (rc != SQLITE_DONE)
+    return failure(rc, "reading schedules");
+  return result;
+}
+
+caf::expected<schedule_removal>
+sqlite_adapter::remove_schedule(const std::string& name,
+                                std::optional<timestamp> unseen_since) {
+  auto now = to_unix_ms(options_.clock->now());
+  transaction tx{*this};
+  if (auto r = tx.begin(); !r)
+    return std::move(r.error());
+  schedule_removal result;
+  {
+    auto s = prepare("SELECT declared, seen_at FROM bg_jobs_schedules"
+                     " WHERE name = ?1");
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, name);
+    int rc = q.step();
+    if (rc == SQLITE_DONE)
+      return result;
+    if (rc != SQLITE_ROW)
+      return failure(rc, "reading schedules");
+    bool declared = sqlite3_column_int(q.get(), 0) != 0;
+    auto seen = sqlite3_column_int64(q.get(), 1);
+    if (!unseen_since && declared)
+      return make_error(errc::invalid_state,
+                        "schedule '" + printable(name) +
+                            "' is declared in a node's code; it stops when "
+                            "no node declares it");
+    if (unseen_since && (!declared || seen >= to_unix_ms(*unseen_since)))
+      return result;
+  }
+  {
+    auto s = prepare("SELECT j.id FROM jobs j JOIN bg_jobs_schedule s"
+                     " ON s.job_id = j.id WHERE s.name = ?1"
+                     " AND j.reserved_by IS NULL");
+    if (!s)
+      return std::move(s.error());
+    statement q{*s};
+    q.bind(1, name);
+    int rc = q.step();
+    if (rc == SQLITE_ROW)
+      result.cancelled_job = sqlite3_column_int64(q.get(), 0);
+    else if (rc != SQLITE_DONE)
+      return failure(rc, "reading schedules");
+  }
+  static const char* const steps[] = {
+      "INSERT INTO jobs_failed (id, name, payload, attempts, exception,"
+      " created_at, available_at, failed_at, priority, cancelled, errors,"
+      " concurrency_key, second_concurrency_key, attrs)"
+      " SELECT id, name, payload, attempts, 'the schedule was removed',"
+      " created_at, available_at, ?2, priority, 1, errors, concurrency_key,"
+      " second_concurrency_key, attrs FROM jobs"
+      " WHERE reserved_by IS NULL AND id IN (SELECT job_id FROM"
+      "   bg_jobs_schedule WHERE name = ?1)",
+      "DELETE FROM jobs WHERE reserved_by IS NULL AND id IN"
+      " (SELECT job_id FROM bg_jobs_schedule WHERE name = ?1)",
+      "DELETE FROM bg_jobs_schedule WHERE name = ?1 AND ?2 = ?2",
+      "DELETE FROM bg_jobs_paused WHERE kind = 'schedule' AND name = ?1"
+      " AND ?2 = ?2",
+      "DELETE FROM bg_jobs_schedules WHERE name = ?1 AND ?2 = ?2",
+  };
+  for (auto sql : steps) {
+    auto r = execute(
+        sql, [&](statement& q) { q.bind(1, name).bind(2, now); },
+        "removing a schedule");
+    if (!r)
+      return std::move(r.error());
+  }
+  if (auto c = tx.commit(); !c)
+    return std::move(c.error());
+  result.removed = true;
+  return result;
 }
 
 // -- reads

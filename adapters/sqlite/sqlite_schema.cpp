@@ -342,6 +342,17 @@ const char* const migrations[] = {
     // workflow's ends took time in its width).
     "CREATE INDEX bg_jobs_tasks_callbacks_idx ON bg_jobs_tasks (workflow_id)"
     "  WHERE role <> 'task';",
+    // version 19: schedules kept as data (declared in code, or added at run
+    // time); an occurrence records the catch-up it belongs to.
+    "CREATE TABLE bg_jobs_schedules ("
+    "  name TEXT PRIMARY KEY,"
+    "  definition TEXT NOT NULL,"
+    "  declared INTEGER NOT NULL,"
+    "  seen_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "ALTER TABLE bg_jobs_schedule ADD COLUMN catch_up_left INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE bg_jobs_schedule ADD COLUMN skip_until INTEGER;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -420,7 +431,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_progress;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_schedules;"
+                    "DROP TABLE IF EXISTS bg_jobs_progress;"
                     "DROP TABLE IF EXISTS bg_jobs_outputs;"
                     "DROP TABLE IF EXISTS bg_jobs_blocked;"
                     "DROP TABLE IF EXISTS bg_jobs_deps;"

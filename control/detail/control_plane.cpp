@@ -208,6 +208,15 @@ caf::expected<void> control_plane::remove(int64_t id) {
 
 caf::error control_plane::check_pausable(pause_kind k,
                                          const std::string& name) {
+  if (k == pause_kind::schedule) {
+    // A stored schedule, wherever it was declared or added.
+    auto rows = db_.list_schedules();
+    if (!rows)
+      return std::move(rows.error());
+    for (auto& r : *rows)
+      if (r.name == name)
+        return caf::none;
+  }
   if (pausable_)
     return pausable_(k, name);
   if (k != pause_kind::queue)
@@ -331,6 +340,121 @@ caf::expected<void> control_plane::set_rate_limit(const rate_limit& limit) {
               std::to_string(limit.bucket());
   effects_.events.push_back(std::move(e));
   return r;
+}
+
+caf::expected<bool>
+control_plane::put_schedule(const schedule_definition& d) {
+  if (auto err = d.validate())
+    return err;
+  stored_schedule row;
+  row.name = d.name;
+  row.definition = d.to_json().dump();
+  auto added = db_.put_schedule(row);
+  if (!added)
+    return added;
+  event e{event_kind::schedule_changed};
+  e.queue = d.name;
+  e.message = std::string{*added ? "added" : "changed"} + " schedule '" +
+              printable(d.name) + "': " + row.definition;
+  effects_.events.push_back(std::move(e));
+  return added;
+}
+
+caf::expected<void> control_plane::remove_schedule(const std::string& name) {
+  auto gone = db_.remove_schedule(name);
+  if (!gone)
+    return std::move(gone.error());
+  if (!gone->removed)
+    return make_error(errc::invalid_argument,
+                      "no schedule '" + printable(name) + "'");
+  event e{event_kind::schedule_removed};
+  e.queue = name;
+  e.message = "removed schedule '" + printable(name) + "'";
+  if (gone->cancelled_job)
+    e.message += "; its waiting occurrence (job " +
+                 std::to_string(*gone->cancelled_job) + ") was cancelled";
+  effects_.events.push_back(std::move(e));
+  return caf::unit;
+}
+
+namespace {
+
+/// The definition stored as `row`, or why it cannot be read.
+caf::expected<schedule_definition> definition_of(const stored_schedule& row) {
+  auto json = nlohmann::json::parse(row.definition, nullptr, false);
+  return schedule_definition::from_json(json);
+}
+
+} // namespace
+
+caf::expected<job> control_plane::trigger_schedule(const std::string& name) {
+  auto rows = db_.list_schedules();
+  if (!rows)
+    return std::move(rows.error());
+  auto row = std::find_if(rows->begin(), rows->end(),
+                          [&](auto& r) { return r.name == name; });
+  if (row == rows->end())
+    return make_error(errc::invalid_argument,
+                      "no schedule '" + printable(name) + "'");
+  auto def = definition_of(*row);
+  if (!def)
+    return std::move(def.error());
+  scheduled_params p;
+  p.request = def->request();
+  p.schedule = name;
+  p.trigger = true;
+  p.allow_running = def->overlap == overlap_policy::allow;
+  auto j = db_.enqueue_scheduled(p);
+  if (!j)
+    return std::move(j.error());
+  if (!*j)
+    return make_error(errc::invalid_state,
+                      "schedule '" + printable(name) +
+                          "' changed meanwhile; try again");
+  event e{event_kind::job_enqueued};
+  e.job = **j;
+  e.queue = queue_of(def->job);
+  e.message = "triggered schedule '" + printable(name) + "'";
+  effects_.events.push_back(std::move(e));
+  effects_.wake.push_back(def->job);
+  return std::move(**j);
+}
+
+caf::expected<std::vector<schedule_info>> control_plane::schedules() {
+  auto rows = db_.list_schedules();
+  if (!rows)
+    return std::move(rows.error());
+  auto pauses = db_.pauses();
+  if (!pauses)
+    return std::move(pauses.error());
+  std::vector<schedule_info> result;
+  for (auto& row : *rows) {
+    schedule_info x;
+    x.declared = row.declared;
+    x.seen_at = row.seen_at;
+    x.updated_at = row.updated_at;
+    if (auto def = definition_of(row))
+      x.definition = std::move(*def);
+    else {
+      x.definition.name = row.name;
+      x.problem = message_of(def.error());
+    }
+    for (auto& p : *pauses)
+      if (p.kind == pause_kind::schedule && p.name == row.name)
+        x.paused = true;
+    auto last = db_.last_scheduled_run(row.name);
+    if (!last)
+      return std::move(last.error());
+    if (*last) {
+      x.last_at = (*last)->scheduled_at;
+      x.last_job = (*last)->job_id;
+      x.last_state = (*last)->running   ? "running"
+                     : (*last)->pending ? "waiting"
+                                        : "finished";
+    }
+    result.push_back(std::move(x));
+  }
+  return result;
 }
 
 } // namespace bg_jobs::detail

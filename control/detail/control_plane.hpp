@@ -12,6 +12,7 @@
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/adapters/db_adapter.hpp"
 #include "bg_jobs/core/event.hpp"
+#include "bg_jobs/scheduling/schedule_definition.hpp"
 
 namespace bg_jobs::detail {
 
@@ -114,6 +115,26 @@ public:
   /// failed ones (which stay failed); returns how many failed jobs held it.
   caf::expected<int64_t> unblock_key(const std::string& queue,
                                      const std::string& key);
+
+  /// Adds the schedule `d` (or changes the one of its name) for every
+  /// node; returns whether it was added. A name a node declares in code
+  /// is `invalid_state`; a bad definition `invalid_argument` or
+  /// `invalid_schedule`; nothing is written then.
+  caf::expected<bool> put_schedule(const schedule_definition& d);
+
+  /// Removes a schedule added at run time, cancelling its waiting
+  /// occurrence; `invalid_argument` for an unknown name, `invalid_state`
+  /// for one declared in code.
+  caf::expected<void> remove_schedule(const std::string& name);
+
+  /// Enqueues a run of the schedule `name` now (declared or added): it
+  /// replaces the occurrence that waits, and the schedule goes on from it.
+  /// A run in progress makes it `invalid_state` unless the overlap policy
+  /// is `allow`. Runs while the schedule is paused too.
+  caf::expected<job> trigger_schedule(const std::string& name);
+
+  /// Every stored schedule, with its pause and latest occurrence.
+  caf::expected<std::vector<schedule_info>> schedules();
 
   /// What the calls so far mean for the nodes; taken by the caller.
   action_effects take_effects() { return std::exchange(effects_, {}); }

@@ -53,6 +53,9 @@ svg rect.ok { fill: #2da44e; } svg rect.bad { fill: #cf222e; }
 <table id="queues"><thead><tr><th>queue</th><th class="num">waiting</th><th class="num">scheduled</th><th class="num">running</th><th class="num">succeeded</th><th class="num">failed</th><th class="num">cancelled</th><th class="num">lag</th><th>state</th><th></th></tr></thead><tbody></tbody></table>
 </section>
 <section id="limits" hidden><h2>Concurrency limits</h2><div id="limit-queues"></div></section>
+<section><h2>Schedules</h2>
+<table id="schedules"><thead><tr><th>schedule</th><th>job</th><th>when</th><th>overlap</th><th>missed</th><th>from</th><th>last run</th><th>state</th><th></th></tr></thead><tbody></tbody></table>
+</section>
 <section><h2>Finished per minute, last hour</h2><svg id="chart" width="100%" height="80" viewBox="0 0 600 80" preserveAspectRatio="none"></svg>
 <div class="muted" id="chart-total"></div></section>
 <section><h2>Jobs</h2>
@@ -235,6 +238,27 @@ async function showJob(id) {
     showError("");
   } catch (err) { showError(err.message); }
 }
+async function loadSchedules() {
+  const all = await api("/api/schedules");
+  const body = $("schedules").tBodies[0]; body.replaceChildren();
+  for (const x of all) {
+    const d = x.definition, tr = el("tr"); tr.dataset.schedule = x.name;
+    const spec = x.problem ? "unreadable: " + x.problem : d.cron ? d.cron + (d.time_zone ? " in " + d.time_zone : "") : "every " + d.every_ms + " ms";
+    const last = el("td");
+    if (x.last) { const a = el("span", when(Date.parse(x.last.at)) + " (" + x.last.state + ")"); a.style.cursor = "pointer"; a.onclick = () => showJob(x.last.job_id); last.append(a); } else last.append("-");
+    const st = el("td"); st.append(el("span", x.paused ? "paused" : "active", "badge state " + (x.paused ? "paused" : "")));
+    tr.append(el("td", x.name), el("td", d.job || ""), el("td", spec), el("td", d.overlap || ""), el("td", d.missed || ""),
+      el("td", x.declared ? "code" : "run time"), last, st);
+    const td = el("td");
+    if (!readOnly && !x.problem) {
+      const base = "/api/schedules/" + encodeURIComponent(x.name) + "/";
+      const run = el("button", "run now", "trigger"); run.onclick = () => act(base + "trigger");
+      const p = el("button", x.paused ? "resume" : "pause", x.paused ? "resume" : "pause"); p.onclick = () => act(base + (x.paused ? "resume" : "pause"));
+      td.append(run, " ", p);
+    }
+    tr.append(td); body.append(tr);
+  }
+}
 function elapsed(w) { const end = w.finished_at != null ? w.finished_at : Date.now(); return ((end - w.created_at) / 1000).toFixed(1) + " s"; }
 async function loadWorkflows() {
   const q = new URLSearchParams({ limit: "25" });
@@ -322,7 +346,7 @@ $("go").onclick = () => { if ($("find").value) showJob($("find").value.trim()); 
 $("more").onclick = () => loadJobs(true).catch(e => showError(e.message));
 if (readOnly) $("mode").textContent = "read-only";
 async function refresh() {
-  try { await Promise.all([loadStats(), loadChart(), loadWorkflows()]); if (selectedWorkflow) await showWorkflow(selectedWorkflow); if (!after || $("jobs").tBodies[0].rows.length <= 25) { after = ""; await loadJobs(false); } }
+  try { await Promise.all([loadStats(), loadChart(), loadWorkflows(), loadSchedules()]); if (selectedWorkflow) await showWorkflow(selectedWorkflow); if (!after || $("jobs").tBodies[0].rows.length <= 25) { after = ""; await loadJobs(false); } }
   catch (e) { showError(e.message); }
 }
 refresh(); setInterval(refresh, 2000);

@@ -3,10 +3,11 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/detail/enqueuer.hpp"
+#include "bg_jobs/actors/detail/internal_atoms.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "bg_jobs/scheduling/detail/occurrences.hpp"
 
 namespace bg_jobs::detail {
 
@@ -15,76 +16,67 @@ namespace {
 using tick_atom = caf::atom_constant<caf::atom("schedtick")>;
 
 using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
 
-/// One scheduled job as the scheduler keeps it.
+/// How often the scheduler reads the schedules added at run time.
+constexpr milliseconds sync_every{1000};
+
+/// One schedule as the scheduler keeps it: declared in this node's code,
+/// or added at run time (and read from the store).
 struct scheduled_entry {
-  scheduled_job_spec spec;
+  /// The schedule's name: its occurrences and pause are kept under it.
+  std::string name;
+  job_request request{""};
+  /// The queue that runs its job here, for events.
+  std::string queue;
   schedule plan;
-  /// How often to look at the store for this job.
+  occurrence_rules rules;
+  /// How often to look at the store for this schedule.
   milliseconds check{1000};
+  bool declared = true;
+  /// The definition as stored (added at run time) or as declared.
+  std::string definition;
   /// The occurrence its queue was last woken for.
   std::optional<timestamp> woken_for;
   /// When its next round is due.
-  std::chrono::steady_clock::time_point due;
-
-  /// The occurrence to enqueue after `last`, if one is due to be enqueued:
-  /// none while `last` has not finished (waiting or running), so that two
-  /// occurrences of one job never run at once in a queue of several
-  /// executors.
-  std::optional<timestamp>
-  next_occurrence(const std::optional<scheduled_run>& last,
-                  timestamp now) const {
-    if (last && last->pending)
-      return std::nullopt;
-    if (!plan.is_interval()) {
-      if (!last)
-        return plan.next_after(now);
-      auto next = plan.next_after(last->scheduled_at);
-      if (!next || *next > now || *next + spec.late_after() >= now)
-        return next; // on time, or late by less than the tolerance
-      // Missed while the previous ran or no node was up.
-      if (spec.missed_runs() == missed_runs::skip)
-        return plan.next_after(now);
-      auto latest = next;
-      for (auto t = plan.next_after(*next); t && *t <= now;
-           t = plan.next_after(*t))
-        latest = t;
-      return latest;
-    }
-    auto every = plan.interval();
-    if (!last) {
-      // Aligned to multiples of the interval, so that nodes starting in the
-      // same window pick the same first occurrence.
-      auto n = (to_unix_ms(now) / every.count() + 1) * every.count();
-      return from_unix_ms(n);
-    }
-    auto end = last->finished_at.value_or(now);
-    return std::max(end + every, last->scheduled_at + milliseconds{1});
-  }
+  steady::time_point due;
 };
 
 struct scheduler_state {
+  /// The declared schedules, then those added at run time.
   std::vector<scheduled_entry> entries;
   node_context ctx;
+  steady::time_point next_sync;
+  steady::time_point next_declare;
 
   /// The node's shared connection; used only while `run` holds its lock.
   store_connection& store() { return ctx.shared->door.store(); }
 
   static inline const char* name = "bg_jobs.scheduler";
 
-  /// Applies the missed-runs policy to a cron occurrence still waiting well
-  /// past its time; returns whether it changed the schedule.
+  /// Applies the missed-runs policy to a cron occurrence that has waited
+  /// more than `late_after` past its time (or past when it was enqueued,
+  /// if later): no executor took it. Returns whether it changed the
+  /// schedule.
   bool handle_missed(db_adapter& db, const scheduled_entry& s,
                      const scheduled_run& last, timestamp now) {
-    if (s.plan.is_interval() || !last.pending ||
-        last.scheduled_at + s.spec.late_after() >= now)
+    if (s.plan.is_interval() || !last.pending || last.running)
       return false;
+    auto since = std::max(last.scheduled_at,
+                          last.enqueued_at.value_or(last.scheduled_at));
+    if (since + s.rules.late_after >= now)
+      return false;
+    if (s.rules.missed == missed_runs::catch_up) {
+      if (last.catch_up_left > 0 || last.skip_until)
+        return false; // a catch-up goes on
+      if (last.scheduled_at + s.rules.catch_up_window >= now)
+        return start_catch_up(db, s, last, now);
+      // Older than the window: dropped; the catch-up starts inside it.
+    }
     std::optional<timestamp> latest;
-    if (s.spec.missed_runs() == missed_runs::run_latest_once) {
-      // The latest occurrence that fell due; none later: it runs as is.
-      for (auto t = s.plan.next_after(last.scheduled_at); t && *t <= now;
-           t = s.plan.next_after(*t))
-        latest = t;
+    if (s.rules.missed == missed_runs::run_latest_once) {
+      // The latest time that fell due; none later: it runs as is.
+      latest = latest_at_or_before(s.plan, now, last.scheduled_at);
       if (!latest)
         return false;
     }
@@ -97,10 +89,10 @@ struct scheduler_state {
     }
     // The occurrence is gone from the store (not kept as cancelled).
     event e{event_kind::job_deleted};
-    e.queue = s.spec.queue();
+    e.queue = s.queue;
     job gone_job;
     gone_job.id = last.job_id;
-    gone_job.name = s.spec.job_name();
+    gone_job.name = s.request.name();
     e.job = std::move(gone_job);
     e.message = "missed its time " + to_iso8601(last.scheduled_at) +
                 (latest ? "; the latest missed run, " + to_iso8601(*latest) +
@@ -109,22 +101,52 @@ struct scheduler_state {
     ctx.emit(std::move(e));
     if (!latest)
       return false;
-    scheduled_params p{s.spec.request(), *latest, last.scheduled_at};
+    scheduled_params p;
+    p.request = s.request;
+    p.schedule = s.name;
+    p.occurrence = *latest;
+    p.previous = last.scheduled_at;
     if (auto j = db.enqueue_scheduled(p); !j)
       store().failed(j.error(), "enqueueing the latest missed occurrence");
     return true;
+  }
+
+  /// Makes the late occurrence `last` the first run of a catch-up: at
+  /// most `catch_up_max` runs from it, one after another, the times past
+  /// the last of them passed over. Returns false (the schedule itself goes
+  /// on as it was).
+  bool start_catch_up(db_adapter& db, const scheduled_entry& s,
+                      const scheduled_run& last, timestamp now) {
+    auto t = last.scheduled_at;
+    int count = 1;
+    while (count < s.rules.catch_up_max) {
+      auto n = s.plan.next_after(t);
+      if (!n || *n > now)
+        break;
+      t = *n;
+      ++count;
+    }
+    std::optional<timestamp> skip_until;
+    if (auto n = s.plan.next_after(t); n && *n <= now)
+      skip_until = latest_at_or_before(s.plan, now, t);
+    if (count == 1 && !skip_until)
+      return false; // only this one was missed: it runs
+    auto marked =
+        db.mark_scheduled_run(s.name, last.scheduled_at, count - 1, skip_until);
+    if (!marked)
+      store().failed(marked.error(), "recording a catch-up");
+    return false;
   }
 
   /// Runs one round of `s`; returns when to run its next.
   milliseconds run_once(caf::event_based_actor* self, db_adapter& db,
                         const std::vector<pause_record>& pauses,
                         scheduled_entry& s) {
-    auto& name = s.spec.job_name();
     // While paused nothing is enqueued; the pause skipped what waited.
     for (auto& p : pauses)
-      if (p.kind == pause_kind::schedule && p.name == name)
+      if (p.kind == pause_kind::schedule && p.name == s.name)
         return s.check;
-    auto last = db.last_scheduled_run(name);
+    auto last = db.last_scheduled_run(s.name);
     if (!last) {
       store().failed(last.error(), "reading the schedule");
       return store().backoff();
@@ -135,31 +157,45 @@ struct scheduler_state {
     std::optional<timestamp> upcoming;
     if (*last && (*last)->pending)
       upcoming = (*last)->scheduled_at;
-    if (auto occ = s.next_occurrence(*last, now)) {
-      std::optional<timestamp> previous;
+    if (auto occ = next_occurrence_after(s.plan, s.rules, *last, now)) {
+      scheduled_params p;
+      p.request = s.request;
+      p.schedule = s.name;
+      p.occurrence = occ->at;
       if (*last)
-        previous = (*last)->scheduled_at;
-      scheduled_params p{s.spec.request(), *occ, previous};
+        p.previous = (*last)->scheduled_at;
+      p.catch_up_left = occ->catch_up_left;
+      p.skip_until = occ->skip_until;
+      p.require_stored = !s.declared;
       auto j = db.enqueue_scheduled(p);
       if (!j) {
         store().failed(j.error(), "enqueueing the next occurrence");
         return store().backoff();
       }
-      if (!*j)
-        return milliseconds{1}; // another node scheduled it: look again
+      if (!*j) {
+        // Another node scheduled it (look again), or it was removed (read
+        // the schedules first).
+        if (!s.declared)
+          next_sync = steady::now();
+        return milliseconds{1};
+      }
       if (ctx.bus->active()) {
         event e{event_kind::job_enqueued};
-        e.queue = s.spec.queue();
+        e.queue = s.queue;
         e.job = **j;
         e.message = "scheduled " + s.plan.to_string();
+        if (!s.declared)
+          e.message += " (schedule '" + s.name + "')";
+        if (occ->catch_up_left > 0 || occ->at + s.rules.late_after < now)
+          e.message += "; late, by the missed-runs policy";
         ctx.emit(std::move(e));
       }
-      upcoming = *occ;
+      upcoming = occ->at;
     }
     if (upcoming && *upcoming <= now && s.woken_for != upcoming) {
       s.woken_for = upcoming;
       if (auto router = ctx.dir->get(actor_directory::router))
-        self->send(router, wake_atom::value, name);
+        self->send(router, wake_atom::value, s.request.name());
     }
     if (upcoming && *upcoming > now)
       return std::clamp(
@@ -168,20 +204,99 @@ struct scheduler_state {
     return s.check;
   }
 
+  /// Stores the declared schedules as seen now.
+  void declare(db_adapter& db) {
+    for (auto& s : entries) {
+      if (!s.declared)
+        continue;
+      stored_schedule row;
+      row.name = s.name;
+      row.definition = s.definition;
+      row.declared = true;
+      if (auto r = db.put_schedule(row); !r) {
+        store().failed(r.error(), "declaring schedule '" + s.name + "'");
+        return;
+      }
+    }
+  }
+
+  /// Replaces the schedules added at run time by those stored now whose
+  /// job this node runs (keeping the state of those unchanged).
+  void sync(db_adapter& db) {
+    auto rows = db.list_schedules();
+    if (!rows) {
+      store().failed(rows.error(), "reading schedules");
+      return;
+    }
+    std::vector<scheduled_entry> next;
+    std::set<std::string> declared_here;
+    for (auto& s : entries)
+      if (s.declared) {
+        declared_here.insert(s.name);
+        next.push_back(std::move(s));
+      }
+    auto now = steady::now();
+    for (auto& row : *rows) {
+      if (row.declared || declared_here.count(row.name) > 0)
+        continue;
+      auto old = std::find_if(entries.begin(), entries.end(), [&](auto& s) {
+        return !s.declared && s.name == row.name &&
+               s.definition == row.definition;
+      });
+      if (old != entries.end()) {
+        next.push_back(std::move(*old));
+        continue;
+      }
+      auto json = nlohmann::json::parse(row.definition, nullptr, false);
+      auto def = schedule_definition::from_json(json);
+      if (!def || !ctx.plan->runs(def->job))
+        continue;
+      auto plan = def->build();
+      if (!plan)
+        continue;
+      scheduled_entry e{def->name,
+                        def->request(),
+                        ctx.plan->queue_of_job.at(def->job),
+                        std::move(*plan),
+                        occurrence_rules::of(*def),
+                        sync_every,
+                        false,
+                        row.definition,
+                        {},
+                        now};
+      if (e.plan.is_interval())
+        e.check = std::min(e.check, e.plan.interval());
+      next.push_back(std::move(e));
+    }
+    entries = std::move(next);
+  }
+
   /// Runs the rounds that are due; returns when the next is.
   milliseconds run(caf::event_based_actor* self) {
-    using clock = std::chrono::steady_clock;
     std::lock_guard<std::mutex> guard{ctx.shared->mtx};
     auto db = store().get();
     if (!db)
       return std::max(store().backoff(), milliseconds{1});
+    auto now = steady::now();
+    if (next_declare <= now) {
+      declare(*db);
+      next_declare =
+          now + std::max(ctx.plan->maintenance.schedule_stale_after / 4,
+                         milliseconds{10});
+    }
+    if (next_sync <= now) {
+      sync(*db);
+      next_sync = now + sync_every;
+    }
+    auto next = next_sync;
+    if (entries.empty())
+      return std::max(std::chrono::duration_cast<milliseconds>(next - now),
+                      milliseconds{1});
     auto pauses = db->pauses();
     if (!pauses) {
       store().failed(pauses.error(), "reading pauses");
       return store().backoff();
     }
-    auto now = clock::now();
-    auto next = now + std::chrono::hours{1};
     for (auto& s : entries) {
       if (s.due <= now)
         s.due = now + run_once(self, *db, *pauses, s);
@@ -196,6 +311,7 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
                               node_context ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
+  auto now = steady::now();
   for (auto& spec : st.ctx.plan->scheduled) {
     auto plan = spec.build_schedule();
     if (!plan) {
@@ -205,9 +321,14 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
     auto check = spec.poll_interval();
     if (plan->is_interval())
       check = std::min(check, plan->interval());
-    st.entries.push_back(scheduled_entry{spec, std::move(*plan), check, {},
-                                         std::chrono::steady_clock::now()});
+    auto def = spec.definition();
+    st.entries.push_back(scheduled_entry{def.name, spec.request(), spec.queue(),
+                                         std::move(*plan),
+                                         occurrence_rules::of(def), check, true,
+                                         def.to_json().dump(), {}, now});
   }
+  st.next_sync = now;
+  st.next_declare = now;
   auto announce = [self] {
     auto& st = self->state;
     auto reg = st.ctx.dir->get(actor_directory::registry);
@@ -217,8 +338,9 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
     self->send(reg, register_atom::value, std::string{"scheduler"},
                std::string{}, me);
     for (auto& s : st.entries)
-      self->send(reg, register_atom::value, s.spec.job_name() + "/scheduler",
-                 std::string{}, me);
+      if (s.declared)
+        self->send(reg, register_atom::value, s.name + "/scheduler",
+                   std::string{}, me);
   };
   announce();
   // The first round before anything else (the supervisor waits for it).

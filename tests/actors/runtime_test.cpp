@@ -476,9 +476,11 @@ TEST_SUITE("runtime") {
                     worker{"b", [](const job&) {}})));
     auto names = bg.registered_names();
     std::set<std::string> got(names.begin(), names.end());
+    // The scheduler too: every node running a queue has one (for the
+    // schedules added at run time).
     std::set<std::string> want{
         "first",  "first/store",  "first/executor/0", "first/executor/1",
-        "second", "second/store", "second/executor/0"};
+        "second", "second/store", "second/executor/0", "scheduler"};
     CHECK(test::eventually([&] {
       auto ns = bg.registered_names();
       return std::set<std::string>(ns.begin(), ns.end()) == want;

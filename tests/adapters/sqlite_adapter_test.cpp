@@ -216,7 +216,7 @@ TEST_SUITE("sqlite") {
           "bg_jobs_limits|bg_jobs_migrations|bg_jobs_nodes|bg_jobs_outputs|"
           "bg_jobs_paused|bg_jobs_progress|"
           "bg_jobs_queues|bg_jobs_rate_keys|bg_jobs_rate_limits|"
-          "bg_jobs_rate_of|bg_jobs_schedule|bg_jobs_tasks|"
+          "bg_jobs_rate_of|bg_jobs_schedule|bg_jobs_schedules|bg_jobs_tasks|"
           "bg_jobs_unique|bg_jobs_wakes|bg_jobs_workflows|jobs|"
           "jobs_failed|jobs_succeeded|");
     REQUIRE(db->migrate_down());

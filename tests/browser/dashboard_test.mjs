@@ -180,6 +180,20 @@ try {
   await page.waitForFunction(() => { const g = document.querySelector('#wf-graph g[data-task="c"]'); return g && g.dataset.state === "ready"; });
   check("the graph shows c ready again", true);
 
+  // The schedule: listed, run now, paused.
+  await page.waitForSelector('#schedules tr[data-schedule="digest"]');
+  const schedRow = await page.$eval('#schedules tr[data-schedule="digest"]', e => e.textContent);
+  check("the schedule is listed with its time and zone", schedRow.includes("0 30 2 * * * in Europe/Berlin") && schedRow.includes("run time"), schedRow);
+  await clickOn('#schedules tr[data-schedule="digest"] button.trigger');
+  await until("run now enqueues a run of the schedule", () => {
+    const s = cli("schedules", "list").find(x => x.name === "digest");
+    return s.last && s.last.state === "waiting" && cli("jobs", "show", String(s.last.job_id)).payload.to === "ops";
+  });
+  await clickOn('#schedules tr[data-schedule="digest"] button.pause');
+  await until("pausing shows the schedule paused in the store", () => cli("schedules", "list").find(x => x.name === "digest").paused === true);
+  await page.waitForSelector('#schedules tr[data-schedule="digest"] button.resume');
+  check("the page shows the schedule paused", (await page.$eval('#schedules tr[data-schedule="digest"] .state', e => e.textContent)) === "paused");
+
   // Pause a queue.
   await clickOn('#queues tr[data-queue="mail"] button.pause');
   await until("pausing shows the queue paused in the store",

@@ -149,8 +149,13 @@ TEST_SUITE("maintenance") {
     maintenance_config no_watch;
     no_watch.workflow_watch_every = 0s;
     CHECK(no_watch.validate());
+    CHECK(schedule_sweep_service::config{0s}.validate());
+    CHECK_FALSE(schedule_sweep_service::config{1s}.validate());
+    maintenance_config no_sweep;
+    no_sweep.schedule_stale_after = 0s;
+    CHECK(no_sweep.validate());
     auto all = maintenance_services("n", maintenance_config{});
-    REQUIRE(all.size() == 7);
+    REQUIRE(all.size() == 8);
     // Only the node's own heartbeat and lease run on every node.
     CHECK_FALSE(all[0]->store_wide());
     CHECK_FALSE(all[1]->store_wide());
@@ -158,7 +163,7 @@ TEST_SUITE("maintenance") {
       CHECK(all[i]->store_wide());
     maintenance_config no_vacuum;
     no_vacuum.vacuum_dead_rows = 0;
-    CHECK(maintenance_services("n", no_vacuum).size() == 6);
+    CHECK(maintenance_services("n", no_vacuum).size() == 7);
   }
 
 } // TEST_SUITE

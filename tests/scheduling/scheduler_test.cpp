@@ -445,4 +445,218 @@ TEST_SUITE("scheduler") {
     }
   }
 
+  BG_JOBS_RUNTIME_CASE("a schedule added at run time on one node runs on "
+                       "another, changes, pauses and stops when removed") {
+    // Node A runs no worker for "tick"; node B does.
+    run_log runs;
+    caf::actor_system_config cfg_b;
+    cfg_b.set("scheduler.max-threads", 2);
+    caf::actor_system sys_b{cfg_b};
+    auto a = start(make_builder().with_queue(
+        queue_spec{"other"}.with_worker(worker{"other", [](const job&) {}})));
+    auto b_built = builder{the_store->factory()}
+                       .with_node_name("node-b")
+                       .with_queue(queue_spec{"ticks"}
+                                       .with_poll_interval(50ms)
+                                       .with_worker(runs.make("tick")))
+                       .build(sys_b);
+    REQUIRE_MESSAGE(b_built, test::why(b_built));
+    auto& b = *b_built;
+    schedule_definition d;
+    d.name = "tick-fast";
+    d.job = "tick";
+    d.every = 100ms;
+    d.payload = {{"v", 1}};
+    auto added = a.put_schedule(d);
+    REQUIRE_MESSAGE(added, test::why(added));
+    CHECK(*added);
+    REQUIRE(log.wait_for(event_kind::schedule_changed));
+    REQUIRE(test::eventually([&] { return runs.size() >= 3; }));
+    // Changed: the next runs carry the new payload.
+    d.payload = {{"v", 2}};
+    auto changed = a.put_schedule(d);
+    REQUIRE(changed);
+    CHECK_FALSE(*changed);
+    REQUIRE(test::eventually([&] {
+      std::lock_guard<std::mutex> guard{runs.mtx};
+      return runs.jobs.back().payload == nlohmann::json{{"v", 2}};
+    }));
+    auto listed = a.schedules();
+    REQUIRE_MESSAGE(listed, test::why(listed));
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->front().definition.name == "tick-fast");
+    CHECK_FALSE(listed->front().declared);
+    CHECK(listed->front().last_at);
+    // Paused on A: B enqueues nothing more.
+    REQUIRE(a.pause_schedule("tick-fast"));
+    auto ran = runs.size();
+    auto settled = [&] {
+      auto js = test::enqueued(*store(), "tick");
+      auto running = test::running(*store());
+      return js && running && js->empty() && running->empty();
+    };
+    REQUIRE(test::eventually(settled));
+    ran = runs.size();
+    auto quiet = [&](std::chrono::milliseconds for_) {
+      // Nothing may appear for a while: absence has no event to await.
+      auto until = std::chrono::steady_clock::now() + for_;
+      while (std::chrono::steady_clock::now() < until) {
+        auto js = test::enqueued(*store(), "tick");
+        REQUIRE(js);
+        if (!js->empty())
+          return false;
+        std::this_thread::sleep_for(50ms);
+      }
+      return true;
+    };
+    CHECK(quiet(1500ms));
+    REQUIRE(a.resume_schedule("tick-fast"));
+    REQUIRE(test::eventually([&] { return runs.size() >= ran + 2; }));
+    // Removed on A: its waiting run is cancelled and B schedules no more.
+    REQUIRE(a.remove_schedule("tick-fast"));
+    REQUIRE(log.wait_for(event_kind::schedule_removed));
+    REQUIRE(test::eventually([&] { return test::running(*store())->empty(); }));
+    ran = runs.size();
+    CHECK(quiet(1500ms));
+    CHECK(runs.size() == ran);
+    CHECK(a.schedules()->empty());
+    CHECK(code_of(a.remove_schedule("tick-fast").error()) ==
+          errc::invalid_argument);
+    REQUIRE(a.shutdown());
+    REQUIRE(b.shutdown());
+    // Every run was a distinct occurrence.
+    auto [total, occurrences] = runs_and_occurrences({&runs});
+    CHECK(occurrences == total);
+  }
+
+  BG_JOBS_RUNTIME_CASE("overlap skip never has two runs of a schedule at "
+                       "once on two nodes; allow has") {
+    for (auto overlap : {overlap_policy::skip, overlap_policy::allow}) {
+      CAPTURE(to_string(overlap));
+      std::atomic<int> now_running{0}, most{0}, started{0};
+      auto slow = worker{"slow", [&](const job&) {
+                           int n = ++now_running;
+                           for (int m = most; n > m;)
+                             most.compare_exchange_weak(m, n);
+                           ++started;
+                           std::this_thread::sleep_for(1500ms);
+                           --now_running;
+                         }};
+      auto node = [&](const char* name, caf::actor_system& in) {
+        auto b = builder{the_store->factory()}
+                     .with_node_name(name)
+                     .with_queue(queue_spec{"slow"}
+                                     .with_max_concurrent_jobs(3)
+                                     .with_poll_interval(50ms)
+                                     .with_worker(slow))
+                     .build(in);
+        REQUIRE_MESSAGE(b, test::why(b));
+        return std::move(*b);
+      };
+      caf::actor_system_config cfg_b;
+      cfg_b.set("scheduler.max-threads", 2);
+      caf::actor_system sys_b{cfg_b};
+      auto a = node("node-a", *sys);
+      auto b = node("node-b", sys_b);
+      schedule_definition d;
+      d.name = std::string{"every-second-"} + to_string(overlap);
+      d.job = "slow";
+      d.cron = "* * * * * *";
+      d.overlap = overlap;
+      REQUIRE(a.put_schedule(d));
+      if (overlap == overlap_policy::skip) {
+        REQUIRE(test::eventually([&] { return started >= 3; }, 30s));
+        CHECK(most == 1);
+      } else {
+        REQUIRE(test::eventually([&] { return most >= 2; }, 30s));
+      }
+      REQUIRE(a.remove_schedule(d.name));
+      REQUIRE(a.shutdown());
+      REQUIRE(b.shutdown());
+      if (overlap == overlap_policy::skip)
+        CHECK(most == 1);
+    }
+  }
+
+  BG_JOBS_RUNTIME_CASE("a catch-up of 100 missed runs with a cap of 10 runs "
+                       "10, the oldest first") {
+    auto clk = std::make_shared<manual_clock>(
+        *parse_iso8601("2026-01-01T08:00:30Z"));
+    std::mutex mtx;
+    std::vector<timestamp> due;
+    auto spec = scheduled_job_spec{worker{"minutely",
+                                          [&](const job& j) {
+                                            std::lock_guard<std::mutex> guard{
+                                                mtx};
+                                            due.push_back(j.available_at);
+                                          }},
+                                   std::string{"0 * * * * *"}}
+                    .with_poll_interval(20ms)
+                    .with_catch_up(10, std::chrono::hours{24});
+    auto runs = [&] {
+      std::lock_guard<std::mutex> guard{mtx};
+      return due.size();
+    };
+    auto latest_is = [&](const char* iso) {
+      auto run = store()->last_scheduled_run("minutely");
+      return run && *run && to_iso8601((*run)->scheduled_at) == iso;
+    };
+    {
+      auto bg = start(make_builder(clk).with_scheduled_job(spec));
+      REQUIRE(test::eventually(
+          [&] { return latest_is("2026-01-01T08:01:00.000Z"); }));
+      clk->set(*parse_iso8601("2026-01-01T08:01:00Z"));
+      REQUIRE(test::eventually([&] { return runs() == 1; }));
+      REQUIRE(test::eventually(
+          [&] { return latest_is("2026-01-01T08:02:00.000Z"); }));
+      REQUIRE(bg.shutdown());
+    }
+    // Down for 100 minutes: 08:02 to 09:41 were missed.
+    clk->set(*parse_iso8601("2026-01-01T09:41:30Z"));
+    auto bg = start(make_builder(clk).with_scheduled_job(spec));
+    REQUIRE(test::eventually(
+        [&] { return latest_is("2026-01-01T09:42:00.000Z"); }, 60s));
+    REQUIRE(bg.shutdown());
+    std::lock_guard<std::mutex> guard{mtx};
+    REQUIRE(due.size() == 11);
+    for (size_t i = 1; i < due.size(); ++i) {
+      CAPTURE(i);
+      CHECK(due[i] == *parse_iso8601("2026-01-01T08:01:00Z") +
+                          std::chrono::minutes{i});
+    }
+    // The next waits for its time.
+    auto js = test::enqueued(*store(), "minutely");
+    REQUIRE(js);
+    REQUIRE(js->size() == 1);
+    CHECK(to_iso8601(js->front().available_at) == "2026-01-01T09:42:00.000Z");
+  }
+
+  BG_JOBS_RUNTIME_CASE("a schedule no node declares any more stops") {
+    run_log runs;
+    auto spec = scheduled_job_spec{runs.make("retired"), new_interval_hours(1)};
+    {
+      auto bg = start(make_builder().with_scheduled_job(spec));
+      REQUIRE(test::eventually(
+          [&] { return test::enqueued(*store(), "retired")->size() == 1; }));
+      REQUIRE(bg.shutdown());
+    }
+    auto listed = store()->list_schedules();
+    REQUIRE(listed);
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->front().declared);
+    // The next version of the code no longer declares it.
+    auto bg = start(make_builder()
+                        .with_schedule_stale_after(300ms)
+                        .with_queue(queue_spec{"q"}.with_worker(
+                            worker{"other", [](const job&) {}})));
+    REQUIRE(log.wait_for(event_kind::schedule_removed, 1, 20s));
+    auto removed = log.of(event_kind::schedule_removed).front();
+    CHECK(removed.queue == "retired");
+    CHECK(removed.message.find("was cancelled") != std::string::npos);
+    CHECK(store()->list_schedules()->empty());
+    CHECK(test::enqueued(*store(), "retired")->empty());
+    REQUIRE(bg.shutdown());
+    CHECK(runs.size() == 0);
+  }
+
 } // TEST_SUITE

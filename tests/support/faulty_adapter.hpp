@@ -229,6 +229,24 @@ public:
   last_scheduled_run(const std::string& name) override {
     return inner_->last_scheduled_run(name);
   }
+  caf::expected<bool>
+  mark_scheduled_run(const std::string& name, timestamp scheduled_at,
+                     int catch_up_left,
+                     std::optional<timestamp> skip_until) override {
+    return inner_->mark_scheduled_run(name, scheduled_at, catch_up_left,
+                                      skip_until);
+  }
+  caf::expected<bool> put_schedule(const stored_schedule& s) override {
+    return inner_->put_schedule(s);
+  }
+  caf::expected<std::vector<stored_schedule>> list_schedules() override {
+    return inner_->list_schedules();
+  }
+  caf::expected<schedule_removal>
+  remove_schedule(const std::string& name,
+                  std::optional<timestamp> unseen_since) override {
+    return inner_->remove_schedule(name, unseen_since);
+  }
   caf::expected<std::optional<node_holder>>
   claim_node(const node_identity& me, std::chrono::milliseconds lease,
              const std::function<bool(const node_holder&)>& alive) override {

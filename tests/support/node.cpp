@@ -31,6 +31,7 @@
 // bursts of B); a job whose payload has "back_off_ms": N and "once": PATH
 // reports back-pressure for N ms the first time any node runs it (PATH is
 // created then). --prefetch N sets how many jobs the queue holds ahead.
+// --run-ms N runs for N ms, whatever the store holds, then shuts down.
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
 // application_name, so that a test can find (and kill) them.
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
   bool default_name = false;
   bool sequence = false;
   int64_t until_left = 0;
+  int64_t run_ms = -1;
   std::optional<bg_jobs::rate_limit> rate;
   int prefetch = -1;
   std::chrono::milliseconds timeout{60000};
@@ -149,6 +151,8 @@ int main(int argc, char** argv) {
       sequence = true;
     else if (arg == "--until-left")
       until_left = std::stol(next());
+    else if (arg == "--run-ms")
+      run_ms = std::stol(next());
     else if (arg == "--rate") {
       auto v = next();
       auto c1 = v.find(':'), c2 = v.rfind(':');
@@ -293,6 +297,10 @@ int main(int argc, char** argv) {
     std::unique_ptr<bg_jobs::db_adapter> db;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     int idle_checks = 0;
+    if (run_ms >= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{run_ms});
+      idle_checks = 2;
+    }
     while (idle_checks < 2) {
       if (std::chrono::steady_clock::now() > deadline) {
         rc = 3;

@@ -11,7 +11,8 @@
 // UTF-8 (as a handler or an older version could have stored them), printed
 // as "hostile": id.
 //
-// --workflow 1 adds a workflow whose task "c" failed, holding "d" (it is
+// --workflow 1 adds the schedule "digest" (mail, 02:30 in Berlin), and a
+// workflow whose task "c" failed, holding "d" (it is
 // stuck; a and b have the output {"rows": 7}), with a task named as
 // markup, printed as "workflow": {"id": id,
 // "tasks": {name: job id}}; and a progress report on the running job,
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bg_jobs/adapters/detail/store_spec.hpp"
+#include "bg_jobs/control/detail/control_plane.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/core/workflow.hpp"
 
@@ -163,6 +165,16 @@ int main(int argc, char** argv) {
     run("b", true);
     run("c", false);
     out["workflow"] = {{"id", ids.workflow_id}, {"tasks", ids.tasks}};
+    // A schedule added at run time.
+    detail::control_plane cp{*db};
+    schedule_definition d;
+    d.name = "digest";
+    d.job = "mail";
+    d.cron = "0 30 2 * * *";
+    d.time_zone = "Europe/Berlin";
+    d.payload = {{"to", "ops"}};
+    must(cp.put_schedule(d));
+    out["schedule"] = d.name;
   }
   for (int i = 0; i < 2; ++i)
     out["waiting"].push_back(

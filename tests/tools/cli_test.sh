@@ -106,6 +106,61 @@ show)
   contains "unknown id" "$err" "job_not_found"
   run 2 "${db[@]}" jobs show abc
   ;;
+schedules)
+  run 0 "${db[@]}" migrate up
+  run 0 "${db[@]}" schedules set digest --job mail --cron "0 30 7 * * 1-5" \
+    --tz Europe/Berlin --payload '{"to":"ops"}' --overlap skip \
+    --missed catch_up --catch-up-max 3
+  contains "added" "$out" "added schedule digest"
+  run 0 "${db[@]}" --json schedules set digest --job mail --every 5m
+  expect "changed" "$(jq .added <<<"$out")" false
+  run 0 "${db[@]}" --json schedules list
+  expect "one" "$(jq length <<<"$out")" 1
+  expect "every" "$(jq .[0].definition.every_ms <<<"$out")" 300000
+  expect "from run time" "$(jq .[0].declared <<<"$out")" false
+  run 0 "${db[@]}" schedules set digest --job mail --cron "0 30 7 * * 1-5" \
+    --tz Europe/Berlin --payload '{"to":"ops"}'
+  run 0 "${db[@]}" schedules list
+  contains "table" "$out" "0 30 7 * * 1-5 in Europe/Berlin"
+  contains "policies" "$out" "one_waiting"
+  run 0 "${db[@]}" --json schedules trigger digest
+  job=$(jq .job_id <<<"$out")
+  run 0 "${db[@]}" --json jobs show "$job"
+  expect "triggered payload" "$(jq -c .payload <<<"$out")" '{"to":"ops"}'
+  expect "triggered waits" "$(jq -r .state <<<"$out")" waiting
+  run 0 "${db[@]}" --json schedules list
+  expect "last run" "$(jq .[0].last.job_id <<<"$out")" "$job"
+  run 0 "${db[@]}" schedules pause digest
+  run 0 "${db[@]}" --json schedules list
+  expect "paused" "$(jq .[0].paused <<<"$out")" true
+  run 0 "${db[@]}" --json jobs show "$job"
+  expect "skipped by the pause" "$(jq -r .state <<<"$out")" cancelled
+  run 0 "${db[@]}" schedules resume digest
+  run 0 "${db[@]}" --json schedules trigger digest
+  job=$(jq .job_id <<<"$out")
+  # Bad input: a clear error, nothing changed.
+  run 2 "${db[@]}" schedules set bad --job mail
+  contains "no time" "$err" "--cron or --every"
+  run 2 "${db[@]}" schedules set bad --job mail --cron "0 0 30 2 *"
+  run 2 "${db[@]}" schedules set bad --job mail --cron "* * * * *" --tz Mars/Olympus
+  run 2 "${db[@]}" schedules set bad --job mail --every 5m --missed catch_up
+  contains "catch_up" "$err" "catch_up applies to cron schedules"
+  run 2 "${db[@]}" schedules set bad --job mail --every -5m
+  run 2 "${db[@]}" schedules set bad --job mail --every 5m --catch-up-max 1001
+  run 2 "${db[@]}" schedules set bad --job mail --every 5m --overlap sometimes
+  run 2 "${db[@]}" schedules set bad --job mail --every 5m --payload '{"a":'
+  run 2 "${db[@]}" schedules set "$(printf 'bad\001')" --job mail --every 5m
+  run 2 "${db[@]}" schedules set bad --job "" --every 5m
+  run 2 "${db[@]}" schedules remove ghost
+  run 2 "${db[@]}" schedules trigger ghost
+  run 0 "${db[@]}" --json schedules list
+  expect "nothing added" "$(jq length <<<"$out")" 1
+  run 0 "${db[@]}" schedules remove digest
+  run 0 "${db[@]}" --json jobs show "$job"
+  expect "removal cancels the waiting run" "$(jq -r .error <<<"$out")" "the schedule was removed"
+  run 0 "${db[@]}" --json schedules list
+  expect "removed" "$(jq length <<<"$out")" 0
+  ;;
 workflows)
   run 0 "${db[@]}" migrate up
   cat >"$work/wf.json" <<'JSON'
