@@ -126,6 +126,11 @@ struct scheduled_run {
   std::optional<timestamp> skip_until;
 };
 
+/// The wake-up name a change of the stored schedules is announced under
+/// (to other processes' listeners, as job names are): no job name holds a
+/// control character, so none is mistaken for it.
+constexpr const char* schedules_changed = "\x01schedules";
+
 /// A schedule kept in the store: one declared in a node's code (kept while
 /// some node declares it) or one added at run time.
 struct stored_schedule {

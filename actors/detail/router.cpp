@@ -34,6 +34,11 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self,
             self->send(kvp.second, a, job_name);
           return;
         }
+        if (job_name == schedules_changed) {
+          if (auto s = st.ctx.dir->get(actor_directory::scheduler))
+            self->send(s, a, job_name);
+          return;
+        }
         auto& plan = st.ctx.plan->queue_of_job;
         auto i = plan.find(job_name);
         if (i == plan.end())

@@ -1318,7 +1318,9 @@ caf::expected<bool> postgres_adapter::put_schedule(const stored_schedule& sc) {
       "storing a schedule", [&](pqxx::work& tx) -> caf::expected<bool> {
         tx.exec_prepared("bgj_schedule_lock", sc.name);
         auto row = tx.exec_params(
-            "SELECT declared FROM bg_jobs_schedules WHERE name = $1", sc.name);
+            "SELECT declared, definition FROM bg_jobs_schedules"
+            " WHERE name = $1",
+            sc.name);
         if (!sc.declared && !row.empty() && row[0][0].as<bool>())
           return make_error(errc::invalid_state,
                             "schedule '" + printable(sc.name) +
@@ -1335,6 +1337,10 @@ caf::expected<bool> postgres_adapter::put_schedule(const stored_schedule& sc) {
             " excluded.declared THEN bg_jobs_schedules.updated_at"
             " ELSE excluded.updated_at END",
             sc.name, sc.definition, sc.declared, now);
+        if (row.empty() || row[0][0].as<bool>() != sc.declared ||
+            row[0][1].as<std::string>() != sc.definition)
+          tx.exec_params("SELECT pg_notify($1, $2)", impl_->channel,
+                         std::string{schedules_changed});
         return row.empty();
       }));
 }
@@ -1402,6 +1408,8 @@ postgres_adapter::remove_schedule(const std::string& name,
                        " AND name = $1",
                        name);
         tx.exec_params("DELETE FROM bg_jobs_schedules WHERE name = $1", name);
+        tx.exec_params("SELECT pg_notify($1, $2)", impl_->channel,
+                       std::string{schedules_changed});
         result.removed = true;
         return result;
       }));

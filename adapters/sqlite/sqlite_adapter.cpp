@@ -1259,16 +1259,20 @@ caf::expected<bool> sqlite_adapter::put_schedule(const stored_schedule& sc) {
   if (auto r = tx.begin(); !r)
     return std::move(r.error());
   std::optional<bool> declared;
+  bool changed = true;
   {
-    auto s = prepare("SELECT declared FROM bg_jobs_schedules WHERE name = ?1");
+    auto s = prepare("SELECT declared, definition FROM bg_jobs_schedules"
+                     " WHERE name = ?1");
     if (!s)
       return std::move(s.error());
     statement q{*s};
     q.bind(1, sc.name);
     int rc = q.step();
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
       declared = sqlite3_column_int(q.get(), 0) != 0;
-    else if (rc != SQLITE_DONE)
+      changed = *declared != sc.declared ||
+                column_text(q.get(), 1) != sc.definition;
+    } else if (rc != SQLITE_DONE)
       return failure(rc, "reading schedules");
   }
   if (!sc.declared && declared && *declared)
@@ -1291,9 +1295,24 @@ caf::expected<bool> sqlite_adapter::put_schedule(const stored_schedule& sc) {
       "storing a schedule");
   if (!r)
     return std::move(r.error());
+  if (changed)
+    if (auto w = wake_schedulers(); !w)
+      return std::move(w.error());
   if (auto c = tx.commit(); !c)
     return std::move(c.error());
   return !declared.has_value();
+}
+
+caf::expected<void> sqlite_adapter::wake_schedulers() {
+  static const std::string name = schedules_changed;
+  auto r = execute(
+      "INSERT INTO bg_jobs_wakes (name, seq) VALUES (?1,"
+      " (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+      " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+      [&](statement& q) { q.bind(1, name); }, "announcing a schedule");
+  if (!r)
+    return std::move(r.error());
+  return caf::unit;
 }
 
 caf::expected<std::vector<stored_schedule>> sqlite_adapter::list_schedules() {
@@ -1385,6 +1404,8 @@ sqlite_adapter::remove_schedule(const std::string& name,
     if (!r)
       return std::move(r.error());
   }
+  if (auto w = wake_schedulers(); !w)
+    return std::move(w.error());
   if (auto c = tx.commit(); !c)
     return std::move(c.error());
   result.removed = true;

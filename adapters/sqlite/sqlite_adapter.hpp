@@ -274,6 +274,10 @@ private:
   /// down the workflow, in the caller's transaction.
   caf::expected<void> settle_tasks(int64_t now_ms, const std::string& why = {});
 
+  /// Announces a change of the stored schedules to every node's listener,
+  /// inside the caller's transaction.
+  caf::expected<void> wake_schedulers();
+
   /// Runs a cached statement without results; returns the rows changed.
   caf::expected<int> execute(const char* sql,
                              const std::function<void(statement&)>& bind,

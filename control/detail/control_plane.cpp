@@ -357,6 +357,7 @@ control_plane::put_schedule(const schedule_definition& d) {
   e.message = std::string{*added ? "added" : "changed"} + " schedule '" +
               printable(d.name) + "': " + row.definition;
   effects_.events.push_back(std::move(e));
+  effects_.wake.push_back(schedules_changed);
   return added;
 }
 
@@ -374,6 +375,7 @@ caf::expected<void> control_plane::remove_schedule(const std::string& name) {
     e.message += "; its waiting occurrence (job " +
                  std::to_string(*gone->cancelled_job) + ") was cancelled";
   effects_.events.push_back(std::move(e));
+  effects_.wake.push_back(schedules_changed);
   return caf::unit;
 }
 

@@ -18,8 +18,13 @@ using tick_atom = caf::atom_constant<caf::atom("schedtick")>;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-/// How often the scheduler reads the schedules added at run time.
-constexpr milliseconds sync_every{1000};
+/// How often the scheduler reads the schedules added at run time: once a
+/// change is announced (the listener hears other processes'), and at least
+/// this often (without a listener: once a second).
+constexpr milliseconds sync_every_listening{10000};
+constexpr milliseconds sync_every_polling{1000};
+/// How often a schedule added at run time is looked at, at most.
+constexpr milliseconds runtime_check{1000};
 
 /// One schedule as the scheduler keeps it: declared in this node's code,
 /// or added at run time (and read from the store).
@@ -48,6 +53,12 @@ struct scheduler_state {
   node_context ctx;
   steady::time_point next_sync;
   steady::time_point next_declare;
+  /// The timer that counts: an announced change starts a new one.
+  uint64_t tick = 0;
+
+  milliseconds sync_every() const {
+    return ctx.plan->listen ? sync_every_listening : sync_every_polling;
+  }
 
   /// The node's shared connection; used only while `run` holds its lock.
   store_connection& store() { return ctx.shared->door.store(); }
@@ -259,7 +270,7 @@ struct scheduler_state {
                         ctx.plan->queue_of_job.at(def->job),
                         std::move(*plan),
                         occurrence_rules::of(*def),
-                        sync_every,
+                        runtime_check,
                         false,
                         row.definition,
                         {},
@@ -286,7 +297,7 @@ struct scheduler_state {
     }
     if (next_sync <= now) {
       sync(*db);
-      next_sync = now + sync_every;
+      next_sync = now + sync_every();
     }
     auto next = next_sync;
     if (entries.empty())
@@ -343,12 +354,25 @@ caf::behavior scheduler_actor(caf::stateful_actor<scheduler_state>* self,
                    std::string{}, me);
   };
   announce();
+  st.ctx.dir->set(actor_directory::scheduler,
+                  caf::actor_cast<caf::actor>(self));
   // The first round before anything else (the supervisor waits for it).
-  self->delayed_send(self, self->state.run(self), tick_atom::value);
+  self->delayed_send(self, self->state.run(self), tick_atom::value,
+                     self->state.tick);
   return {
       [=](reregister_atom) { announce(); },
-      [=](tick_atom) {
-        self->delayed_send(self, self->state.run(self), tick_atom::value);
+      [=](tick_atom, uint64_t n) {
+        auto& st = self->state;
+        if (n != st.tick)
+          return; // a timer an announced change replaced
+        self->delayed_send(self, st.run(self), tick_atom::value, n);
+      },
+      [=](wake_atom, const std::string&) {
+        // The stored schedules changed: read them now.
+        auto& st = self->state;
+        st.next_sync = steady::now();
+        ++st.tick;
+        self->delayed_send(self, st.run(self), tick_atom::value, st.tick);
       },
       [=](ready_atom) { return caf::unit; },
   };

@@ -1,6 +1,8 @@
 // Schedules kept as data on every store: stored, listed, declared or added
 // at run time, removed with their waiting run, triggered now, and the
 // catch-up an occurrence records. Bad input changes nothing.
+#include <set>
+
 #include <doctest/doctest.h>
 
 #include "adapters/stores.hpp"
@@ -314,5 +316,33 @@ TEST_SUITE("schedules") {
     auto back = schedule_info::from_json(all[0].to_json());
     REQUIRE(back);
     CHECK(back->to_json() == all[0].to_json());
+  }
+
+  TEST_CASE_TEMPLATE("a change of the schedules wakes other processes' "
+                     "listeners; a declaration unchanged does not",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto listener = store.fresh();
+    REQUIRE(listener->caps().supports_listen_notify);
+    value_of(listener->await_wakeups(0ms)); // starts listening
+    auto other = store.connect();
+    // What the listener hears within `wait`.
+    auto heard = [&](std::chrono::milliseconds wait) {
+      std::set<std::string> names;
+      auto until = std::chrono::steady_clock::now() + wait;
+      while (std::chrono::steady_clock::now() < until &&
+             names.count(schedules_changed) == 0)
+        for (auto& n : value_of(listener->await_wakeups(50ms)))
+          names.insert(n);
+      return names.count(schedules_changed) > 0;
+    };
+    (void) value_of(other->put_schedule(row("declared", true)));
+    CHECK(heard(5s));
+    (void) value_of(other->put_schedule(row("declared", true)));
+    CHECK_FALSE(heard(300ms));
+    (void) value_of(other->put_schedule(row("added", false)));
+    CHECK(heard(5s));
+    CHECK(value_of(other->remove_schedule("added")).removed);
+    CHECK(heard(5s));
   }
 }
