@@ -296,7 +296,7 @@ public:
   struct config {
     std::chrono::milliseconds stale_after{60000};
     /// The schedules this node declares.
-    std::set<std::string> own;
+    std::set<std::string> own{};
     caf::error validate() const;
   };
 

@@ -224,6 +224,22 @@ schedule_definition::from_json(const nlohmann::json& j) {
   return d;
 }
 
+caf::expected<schedule_definition>
+schedule_definition::parse(const std::string& text) {
+  if (text.size() > max_payload_size + 64 * 1024)
+    return make_error(errc::invalid_argument,
+                      "a schedule's definition is " +
+                          std::to_string(text.size()) + " bytes long");
+  if (exceeds_payload_depth(text))
+    return make_error(errc::invalid_argument,
+                      "a schedule's definition nests too deeply");
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded())
+    return make_error(errc::invalid_argument,
+                      "a schedule's definition is not JSON");
+  return from_json(json);
+}
+
 nlohmann::json schedule_info::to_json() const {
   nlohmann::json j{{"name", definition.name},
                    {"definition", definition.to_json()},

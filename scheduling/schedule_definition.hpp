@@ -90,6 +90,11 @@ struct schedule_definition {
   /// Reads what `to_json` wrote; any other key, a wrong type or a value
   /// out of range is `invalid_argument`, then `validate` applies.
   static caf::expected<schedule_definition> from_json(const nlohmann::json& j);
+
+  /// The same from JSON text (a message from another process): text
+  /// longer than a payload may be plus 64 KiB, nested deeper than a
+  /// payload may be, or not JSON is `invalid_argument`.
+  static caf::expected<schedule_definition> parse(const std::string& text);
 };
 
 /// A stored schedule as operators see it (`instance::schedules`, the

@@ -420,8 +420,7 @@ caf::behavior front_door_actor(caf::stateful_actor<front_door_state>* self,
       [=](schedule_atom,
           const std::string& definition) -> caf::result<bool> {
         return guarded([&]() -> caf::result<bool> {
-          auto json = nlohmann::json::parse(definition, nullptr, false);
-          auto def = schedule_definition::from_json(json);
+          auto def = schedule_definition::parse(definition);
           if (!def)
             return std::move(def.error());
           auto r = self->state.act<bool>(

@@ -27,7 +27,7 @@ struct occurrence_rules {
 struct next_occurrence {
   timestamp at;
   int catch_up_left = 0;
-  std::optional<timestamp> skip_until;
+  std::optional<timestamp> skip_until{};
 };
 
 /// The latest time of `plan` at or before `t` and after `floor`, found by

@@ -319,7 +319,7 @@ TEST_SUITE("schedules") {
   }
 
   TEST_CASE_TEMPLATE("a change of the schedules wakes other processes' "
-                     "listeners; a declaration unchanged does not",
+                     "listeners, and a declaration unchanged does not",
                      S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
     auto listener = store.fresh();

@@ -78,7 +78,7 @@ TEST_SUITE("occurrences") {
     CHECK(next->catch_up_left == 0);
   }
 
-  TEST_CASE("nothing while the previous run waits; with allow, the next "
+  TEST_CASE("nothing while the previous run waits, and with allow the next "
             "once it runs") {
     auto plan = cron("0 * * * * *");
     scheduled_run waiting;
@@ -219,7 +219,7 @@ TEST_SUITE("occurrences") {
     CHECK(*next->skip_until == at("2026-01-01T00:00:00Z"));
   }
 
-  TEST_CASE("intervals count from the end of a run; with allow, from its "
+  TEST_CASE("intervals count from the end of a run, and with allow from its "
             "time") {
     auto plan = schedule::every(10s);
     REQUIRE(plan);
@@ -351,5 +351,23 @@ TEST_SUITE("schedule definitions") {
     j["missed"] = 3;
     refused(j, "must be a string");
     refused(nlohmann::json::array(), "JSON object");
+  }
+
+  TEST_CASE("definitions as text: too long, too deep or not JSON are "
+            "refused") {
+    auto ok = schedule_definition::parse(valid().to_json().dump());
+    REQUIRE_MESSAGE(ok, (ok ? "" : describe(ok.error())));
+    auto refused = [](const std::string& text, const char* part) {
+      auto d = schedule_definition::parse(text);
+      REQUIRE_FALSE(d);
+      CHECK(code_of(d.error()) == errc::invalid_argument);
+      CHECK_MESSAGE(message_of(d.error()).find(part) != std::string::npos,
+                    message_of(d.error()));
+    };
+    refused(std::string(200000, '[') + std::string(200000, ']'),
+            "nests too deeply");
+    refused(std::string(2 * 1024 * 1024, ' '), "bytes long");
+    refused("{\"name\": ", "not JSON");
+    refused("[]", "JSON object");
   }
 }

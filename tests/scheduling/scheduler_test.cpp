@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include <caf/scoped_actor.hpp>
 #include <pqxx/pqxx>
 
 #include "actors/runtime_fixture.hpp"
@@ -530,7 +531,7 @@ TEST_SUITE("scheduler") {
   }
 
   BG_JOBS_RUNTIME_CASE("overlap skip never has two runs of a schedule at "
-                       "once on two nodes; allow has") {
+                       "once on two nodes, and allow has") {
     for (auto overlap : {overlap_policy::skip, overlap_policy::allow}) {
       CAPTURE(to_string(overlap));
       std::atomic<int> now_running{0}, most{0}, started{0};
@@ -657,6 +658,46 @@ TEST_SUITE("scheduler") {
     CHECK(test::enqueued(*store(), "retired")->empty());
     REQUIRE(bg.shutdown());
     CHECK(runs.size() == 0);
+  }
+
+  BG_JOBS_RUNTIME_CASE("hostile schedule messages from another process "
+                       "change nothing") {
+    auto bg = start(make_builder().with_queue(
+        queue_spec{"q"}.with_worker(worker{"tick", [](const job&) {}})));
+    caf::scoped_actor self{*sys};
+    // Each refusal is an invalid_argument error, not a reply.
+    auto check = [&](std::optional<caf::error> err) {
+      REQUIRE(err);
+      CAPTURE(describe(*err));
+      CHECK(code_of(*err) == errc::invalid_argument);
+    };
+    auto put = [&](std::string definition) {
+      std::optional<caf::error> err;
+      self->request(bg.actor(), 10s, schedule_atom::value, definition)
+          .receive([&](bool) { err = caf::error{}; },
+                   [&](caf::error& e) { err = std::move(e); });
+      check(err);
+    };
+    put(std::string(100000, '{'));
+    put("not json");
+    put(R"({"name":"x","job":"tick","every_ms":-1})");
+    put(R"({"name":"x","job":"tick","cron":"* * * * *","shell":"rm -rf /"})");
+    put("{\"name\":\"x\\u0007\",\"job\":\"tick\",\"every_ms\":1000}");
+    std::optional<caf::error> err;
+    self->request(bg.actor(), 10s, unschedule_atom::value, std::string{"ghost"})
+        .receive([&] { err = caf::error{}; },
+                 [&](caf::error& e) { err = std::move(e); });
+    check(err);
+    err.reset();
+    self->request(bg.actor(), 10s, trigger_atom::value, std::string{"ghost"})
+        .receive([&](const job&) { err = caf::error{}; },
+                 [&](caf::error& e) { err = std::move(e); });
+    check(err);
+    auto listed = bg.schedules();
+    REQUIRE(listed);
+    CHECK(listed->empty());
+    CHECK(store()->list_schedules()->empty());
+    REQUIRE(bg.shutdown());
   }
 
 } // TEST_SUITE
