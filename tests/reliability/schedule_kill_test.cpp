@@ -85,11 +85,12 @@ TEST_SUITE("reliability") {
     test::temp_dir dir;
     std::vector<std::string> names{"node-a", "node-b", "node-c"};
     std::vector<std::unique_ptr<child_process>> nodes;
+    auto stop = dir.file("stop");
     for (auto& name : names)
       nodes.push_back(start_node(target.store(), name, 3,
                                  {"--lease-ms", "2000", "--sleep-ms", "1200",
-                                  "--span-log", dir.file(name), "--run-ms",
-                                  "14000"}));
+                                  "--span-log", dir.file(name), "--stop-file",
+                                  stop}));
     // The node running the schedule now.
     auto running = [&]() -> int {
       for (size_t i = 0; i < names.size(); ++i)
@@ -104,6 +105,18 @@ TEST_SUITE("reliability") {
     nodes[victim]->wait(10s);
     auto killed_at = now_us();
     target.wait_until_gone(names[victim]);
+    // The nodes left run until the killed run was run again and two more
+    // runs started after it, however slow the machine.
+    auto finished_after_kill = [&] {
+      int n = 0;
+      for (size_t i = 0; i < names.size(); ++i)
+        if (static_cast<int>(i) != victim)
+          for (auto& s : runs_in(dir.file(names[i]), names[i], -1))
+            n += s.start > killed_at && s.end > 0 ? 1 : 0;
+      return n;
+    };
+    CHECK(test::eventually([&] { return finished_after_kill() >= 3; }, 90s));
+    std::ofstream{stop} << "stop\n";
     for (size_t i = 0; i < nodes.size(); ++i)
       if (static_cast<int>(i) != victim)
         CHECK(nodes[i]->wait(120s) == 0);

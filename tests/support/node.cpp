@@ -31,7 +31,8 @@
 // bursts of B); a job whose payload has "back_off_ms": N and "once": PATH
 // reports back-pressure for N ms the first time any node runs it (PATH is
 // created then). --prefetch N sets how many jobs the queue holds ahead.
-// --run-ms N runs for N ms, whatever the store holds, then shuts down.
+// --run-ms N runs for N ms, whatever the store holds, then shuts down;
+// --stop-file PATH runs until PATH exists (or the timeout), then shuts down.
 // --prune-ms N prunes history every N ms (so that every periodic service
 // is busy). On PostgreSQL the node's connections carry its name as their
 // application_name, so that a test can find (and kill) them.
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
   bool sequence = false;
   int64_t until_left = 0;
   int64_t run_ms = -1;
+  std::string stop_file;
   std::optional<bg_jobs::rate_limit> rate;
   int prefetch = -1;
   std::chrono::milliseconds timeout{60000};
@@ -153,6 +155,8 @@ int main(int argc, char** argv) {
       until_left = std::stol(next());
     else if (arg == "--run-ms")
       run_ms = std::stol(next());
+    else if (arg == "--stop-file")
+      stop_file = next();
     else if (arg == "--rate") {
       auto v = next();
       auto c1 = v.find(':'), c2 = v.rfind(':');
@@ -299,6 +303,16 @@ int main(int argc, char** argv) {
     int idle_checks = 0;
     if (run_ms >= 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds{run_ms});
+      idle_checks = 2;
+    }
+    if (!stop_file.empty()) {
+      while (::access(stop_file.c_str(), F_OK) != 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          rc = 3;
+          break;
+        }
+        std::this_thread::sleep_for(50ms);
+      }
       idle_checks = 2;
     }
     while (idle_checks < 2) {
