@@ -46,7 +46,19 @@ done
 # Every job runs once, on one of the two.
 deadline=$((SECONDS + 60))
 until [ "$(cat "$work"/worker-*.log | grep -c ' resized ')" -ge $jobs ]; do
-  [ $SECONDS -ge $deadline ] && { fail "not every job ran"; break; }
+  if [ $SECONDS -ge $deadline ]; then
+    fail "not every job ran"
+    # Where the others are, for the failure.
+    for state in waiting scheduled running; do
+      echo "jobs $state: $("$bin" --db "sqlite:$store" --json jobs list \
+        --state $state | jq -c '[.jobs[] | {id, payload, reserved_by}]')" >&2
+    done
+    for n in 1 2; do
+      echo "worker-$n's log:" >&2
+      grep -v ' resized \|job.stop' "$work/worker-$n.log" >&2
+    done
+    break
+  fi
   sleep 0.1
 done
 for n in 1 2; do
