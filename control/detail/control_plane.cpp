@@ -379,16 +379,6 @@ caf::expected<void> control_plane::remove_schedule(const std::string& name) {
   return caf::unit;
 }
 
-namespace {
-
-/// The definition stored as `row`, or why it cannot be read.
-caf::expected<schedule_definition> definition_of(const stored_schedule& row) {
-  auto json = nlohmann::json::parse(row.definition, nullptr, false);
-  return schedule_definition::from_json(json);
-}
-
-} // namespace
-
 caf::expected<job> control_plane::trigger_schedule(const std::string& name) {
   auto rows = db_.list_schedules();
   if (!rows)
@@ -398,7 +388,7 @@ caf::expected<job> control_plane::trigger_schedule(const std::string& name) {
   if (row == rows->end())
     return make_error(errc::invalid_argument,
                       "no schedule '" + printable(name) + "'");
-  auto def = definition_of(*row);
+  auto def = schedule_definition::parse(row->definition);
   if (!def)
     return std::move(def.error());
   scheduled_params p;
@@ -435,7 +425,7 @@ caf::expected<std::vector<schedule_info>> control_plane::schedules() {
     x.declared = row.declared;
     x.seen_at = row.seen_at;
     x.updated_at = row.updated_at;
-    if (auto def = definition_of(row))
+    if (auto def = schedule_definition::parse(row.definition))
       x.definition = std::move(*def);
     else {
       x.definition.name = row.name;

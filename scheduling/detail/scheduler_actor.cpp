@@ -258,8 +258,7 @@ struct scheduler_state {
         next.push_back(std::move(*old));
         continue;
       }
-      auto json = nlohmann::json::parse(row.definition, nullptr, false);
-      auto def = schedule_definition::from_json(json);
+      auto def = schedule_definition::parse(row.definition);
       if (!def || !ctx.plan->runs(def->job))
         continue;
       auto plan = def->build();
