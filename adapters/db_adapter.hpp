@@ -328,7 +328,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 19;
+  static constexpr int schema_version_current = 20;
 
   virtual capabilities caps() const = 0;
 

@@ -41,8 +41,10 @@ std::optional<int64_t> queue_limits::limit_of(const std::string& key) const {
 void held_slots::add(const std::optional<std::string>& key,
                      const std::optional<std::string>& second, int64_t n) {
   total += n;
-  if (key)
+  if (key) {
     per_key[*key] += n;
+    first[*key] += n;
+  }
   if (second)
     per_key[*second] += n;
 }
@@ -52,6 +54,18 @@ std::vector<std::string> full_keys(const queue_limits& limits,
   std::vector<std::string> out;
   for (const auto& [key, n] : held.per_key)
     if (auto limit = limits.limit_of(key); limit && *limit - n <= 0)
+      out.push_back(key);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> busy_heads(const queue_limits& limits,
+                                    const held_slots& held) {
+  std::vector<std::string> out;
+  if (!limits.sequenced)
+    return out;
+  for (const auto& [key, n] : held.first)
+    if (n > 0)
       out.push_back(key);
   std::sort(out.begin(), out.end());
   return out;

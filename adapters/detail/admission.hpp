@@ -38,7 +38,7 @@ struct queue_limits {
 
   /// Whether anything counts reservations (a key, default or total limit).
   bool counts_slots() const {
-    return per_key || total || !by_key.empty();
+    return per_key || total || !by_key.empty() || sequenced;
   }
 
   /// The most jobs of `key` that may hold a reservation; none: no limit.
@@ -49,6 +49,8 @@ struct queue_limits {
 /// keys holds a slot of each.
 struct held_slots {
   std::unordered_map<std::string, int64_t> per_key;
+  /// By the first key only (the key a sequence orders).
+  std::unordered_map<std::string, int64_t> first;
   int64_t total = 0;
 
   /// Counts `n` reserved jobs with the keys `key` and `second`.
@@ -60,6 +62,14 @@ struct held_slots {
 /// counts how many it looks at, so a full key blocks no other.
 std::vector<std::string> full_keys(const queue_limits& limits,
                                    const held_slots& held);
+
+/// In a sequence, the keys whose jobs hold a reservation (as their first
+/// key): a key runs one job at a time, so nothing else of it may go. The
+/// claim then needs to look only at unreserved jobs for an older one of
+/// the same key (the index of keys holds only those: a claim does not
+/// add to it). None when the queue has no sequence.
+std::vector<std::string> busy_heads(const queue_limits& limits,
+                                    const held_slots& held);
 
 /// A ready job the claim looks at.
 struct admission_candidate {

@@ -152,7 +152,7 @@ const statement_def statements[] = {
   // $1 queue, $2 names (JSON).
   {"bgj_blocked_keys",
    "SELECT f.concurrency_key, min(f.id), (SELECT count(*) FROM jobs j"
-   "   WHERE j.concurrency_key = f.concurrency_key"
+   "   WHERE j.concurrency_key = f.concurrency_key AND j.reserved_by IS NULL"
    "   AND j.name = ANY (ARRAY(SELECT json_array_elements_text($2::json))))"
    " FROM jobs_failed f WHERE f.concurrency_key IS NOT NULL"
    " AND NOT f.cancelled AND NOT f.unblocked"

@@ -489,6 +489,13 @@ const char* const migrations[] = {
     "  updated_at TIMESTAMPTZ NOT NULL);"
     "ALTER TABLE bg_jobs_schedule ADD COLUMN catch_up_left INTEGER NOT NULL"
     "  DEFAULT 0, ADD COLUMN skip_until TIMESTAMPTZ;",
+    // version 20: the index of keys holds only unreserved jobs, so that a
+    // claim (which reserves) does not add to it. A sequence looks in it for
+    // an older waiting job of a key; a key with a reserved job is passed
+    // over by the claim's count of held slots.
+    "DROP INDEX jobs_key_idx;"
+    "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
+    "  WHERE concurrency_key IS NOT NULL AND reserved_by IS NULL;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -22,8 +22,10 @@ const char sql_limited_held[] =
 
 // Up to ?4 ready jobs of the names ?2 in claim order, at ?1, unless the
 // queue ?3 is paused: not those of the full keys ?5 and, in a sequence
-// (?6), only the oldest job of each key, and none of a key a failed job
-// holds (?7). With a rate limit (?8): not those whose rate key has no
+// (?6), only the oldest job of each key: none of a key one of whose jobs
+// holds a reservation (?8), none behind an older unreserved job of its
+// key, and none of a key a failed job holds (?7). With a rate limit (?9):
+// not those whose rate key has no
 // start left (`rcap`: each key's starts by the generic cell rate
 // algorithm, `tat` its theoretical arrival time, `t` the time one start
 // takes to come back, `(burst - 1) * t` the most it may run ahead), and
@@ -43,8 +45,10 @@ const char sql_limited_held[] =
   "   AND (c.second_concurrency_key IS NULL OR c.second_concurrency_key"       \
   "     NOT IN (SELECT value FROM json_each(?5)))"                             \
   "   AND (c.concurrency_key IS NULL OR ?6 = 0"                                \
-  "     OR (NOT EXISTS (SELECT 1 FROM jobs o"                                  \
+  "     OR (c.concurrency_key NOT IN (SELECT value FROM json_each(?8))"        \
+  "       AND NOT EXISTS (SELECT 1 FROM jobs o"                                \
   "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
+  "         AND o.reserved_by IS NULL"                                         \
   "         AND o.name IN (SELECT value FROM json_each(?2)))"                  \
   "       AND (?7 = 0 OR NOT EXISTS (SELECT 1 FROM jobs_failed f"              \
   "         WHERE f.concurrency_key = c.concurrency_key"                       \
@@ -57,13 +61,13 @@ const char sql_limited_candidates[] = BG_JOBS_SQLITE_CANDIDATES("", "", "", "");
 const char sql_rated_candidates[] = BG_JOBS_SQLITE_CANDIDATES(
     "WITH rl AS MATERIALIZED (SELECT burst, period_ms * 1.0 / allowed AS t, "
     BG_JOBS_SQLITE_NOW_MS " AS now FROM bg_jobs_rate_limits"
-    "   WHERE name = ?8),"
+    "   WHERE name = ?9),"
     " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"
     "   WHEN k.blocked_until > rl.now THEN 0"
     "   WHEN rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now) < 0 THEN 0"
     "   ELSE CAST((rl.now + (rl.burst - 1) * rl.t - max(k.tat, rl.now))"
     "     / rl.t + 1e-9 AS INTEGER) + 1 END AS cap"
-    "   FROM bg_jobs_rate_keys k, rl WHERE k.name = ?8) ",
+    "   FROM bg_jobs_rate_keys k, rl WHERE k.name = ?9) ",
     ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END,"
     " min(coalesce(ro.cost, 1), rl.burst), coalesce(r.cap, rl.burst),"
     " CAST(rl.now AS INTEGER)",
@@ -107,7 +111,7 @@ const char sql_keys_in_use[] =
 
 const char sql_blocked_keys[] =
     "SELECT f.concurrency_key, min(f.id), (SELECT count(*) FROM jobs j"
-    "   WHERE j.concurrency_key = f.concurrency_key"
+    "   WHERE j.concurrency_key = f.concurrency_key AND j.reserved_by IS NULL"
     "   AND j.name IN (SELECT value FROM json_each(?2)))"
     " FROM jobs_failed f WHERE f.concurrency_key IS NOT NULL"
     " AND f.cancelled = 0 AND f.unblocked = 0"
@@ -290,6 +294,7 @@ sqlite_adapter::reserve_limited(const reserve_params& params,
       return failure(rc, "counting held slots");
   }
   auto full = nlohmann::json(detail::full_keys(limits, held)).dump();
+  auto busy = nlohmann::json(detail::busy_heads(limits, held)).dump();
   bool rated = !params.rate_limit.empty();
   auto now = to_unix_ms(options_.clock->now());
   auto reserved_at = now;
@@ -302,8 +307,9 @@ sqlite_adapter::reserve_limited(const reserve_params& params,
     q.bind(1, now).bind(2, names).bind(3, params.queue);
     q.bind(4, int64_t{limited_scan(params.limit)}).bind(5, full);
     q.bind(6, int64_t{limits.sequenced}).bind(7, int64_t{limits.failed_holds});
+    q.bind(8, busy);
     if (rated)
-      q.bind(8, params.rate_limit);
+      q.bind(9, params.rate_limit);
     int rc;
     while ((rc = q.step()) == SQLITE_ROW) {
       auto* row = q.get();

@@ -105,7 +105,24 @@ TEST_CASE("sequences and limits are read from the stored limits") {
   auto skip = queue_limits::of({{limit_kind::sequence_skip_failed, "", 1}});
   CHECK(skip.sequenced);
   CHECK_FALSE(skip.failed_holds);
-  CHECK_FALSE(skip.counts_slots());
+  // A sequence counts the reservations of its keys: a key with one admits
+  // nothing else.
+  CHECK(skip.counts_slots());
+  CHECK_FALSE(queue_limits::of({}).counts_slots());
+}
+
+TEST_CASE("in a sequence a key whose job holds a reservation is busy, by "
+          "its first key only") {
+  auto seq = queue_limits::of({{limit_kind::sequence, "", 1}});
+  held_slots held;
+  held.add(std::string{"acct:1"}, std::string{"shared"}, 1);
+  held.add(std::string{"acct:2"}, std::nullopt, 0);
+  CHECK(detail::busy_heads(seq, held) == std::vector<std::string>{"acct:1"});
+  // The second key counts towards limits, not towards the sequence.
+  CHECK(held.per_key.at("shared") == 1);
+  CHECK(held.first.count("shared") == 0);
+  // No sequence: nothing is busy on that account.
+  CHECK(detail::busy_heads(per_key(2), held).empty());
 }
 
 } // TEST_SUITE

@@ -71,8 +71,10 @@
 //
 // Up to $4 ready jobs of the names $2 in claim order, at $1, unless the
 // queue $3 is paused: not those of the full keys $5 (a JSON array) and,
-// in a sequence ($6), only the oldest job of each key, and none of a key a
-// failed job holds ($7). With a rate limit ($8): not those whose rate key
+// in a sequence ($6), only the oldest job of each key: none of a key one of
+// whose jobs holds a reservation ($8, a JSON array), none behind an older
+// unreserved job of its key, and none of a key a failed job holds ($7).
+// With a rate limit ($9): not those whose rate key
 // has no start left (`rcap`: each key's starts by the generic cell rate
 // algorithm, as on SQLite), and each with its rate key, its cost (at most
 // the burst), its key's starts and the server's now.
@@ -89,8 +91,11 @@
   "   AND (c.second_concurrency_key IS NULL OR c.second_concurrency_key"       \
   "     NOT IN (SELECT json_array_elements_text($5::json)))"                   \
   "   AND (c.concurrency_key IS NULL OR NOT $6::boolean"                       \
-  "     OR (NOT EXISTS (SELECT 1 FROM jobs o"                                  \
+  "     OR (c.concurrency_key NOT IN"                                          \
+  "         (SELECT json_array_elements_text($8::json))"                       \
+  "       AND NOT EXISTS (SELECT 1 FROM jobs o"                                \
   "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
+  "         AND o.reserved_by IS NULL"                                         \
   "         AND o.name = ANY (ARRAY(SELECT json_array_elements_text("         \
   "           $2::json))))"                                                    \
   "       AND (NOT $7::boolean OR NOT EXISTS (SELECT 1 FROM jobs_failed f"     \
@@ -105,13 +110,13 @@
   BG_JOBS_PG_CANDIDATES(                                                       \
       "WITH rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed"     \
       "   AS t, " BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits"         \
-      "   WHERE name = $8),"                                                   \
+      "   WHERE name = $9),"                                                   \
       " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                         \
       "   WHEN k.blocked_until > rl.now THEN 0"                                \
       "   WHEN rl.now + (rl.burst - 1) * rl.t - greatest(k.tat, rl.now) < 0"   \
       "   THEN 0 ELSE floor((rl.now + (rl.burst - 1) * rl.t"                   \
       "     - greatest(k.tat, rl.now)) / rl.t + 1e-9)::bigint + 1 END AS cap"  \
-      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $8) ",                   \
+      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $9) ",                   \
       ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END,"       \
       " least(coalesce(ro.cost, 1), rl.burst), coalesce(r.cap, rl.burst),"     \
       " floor(rl.now)::bigint",                                                \
@@ -754,16 +759,17 @@ struct postgres_adapter::impl {
     const auto& limits = state.limits;
     const auto& held = state.held;
     auto full = nlohmann::json(detail::full_keys(limits, held)).dump();
+    auto busy = nlohmann::json(detail::busy_heads(limits, held)).dump();
     bool rated = !p.rate_limit.empty();
     auto now = now_ms();
     auto reserved_at = now;
     auto rows =
         rated ? tx.exec_prepared("bgj_rated_candidates", now, names, p.queue,
                                  limited_scan(p.limit), full, limits.sequenced,
-                                 limits.failed_holds, p.rate_limit)
+                                 limits.failed_holds, busy, p.rate_limit)
               : tx.exec_prepared("bgj_limited_candidates", now, names, p.queue,
                                  limited_scan(p.limit), full, limits.sequenced,
-                                 limits.failed_holds);
+                                 limits.failed_holds, busy);
     std::vector<detail::admission_candidate> candidates;
     candidates.reserve(rows.size());
     for (const auto& row : rows) {
