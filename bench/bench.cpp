@@ -2,6 +2,7 @@
 //
 //   bg_jobs_bench <drain|latency|enqueue> <default|fast>
 //   bg_jobs_bench <backlog|steady-readers|steady-held> <default|fast>
+//   bg_jobs_bench <workflows|nodes> <default|fast>
 //
 // Parameters come from the environment: BENCH_N (20000), BENCH_CONCURRENCY
 // (10), BENCH_LAT_JOBS (500), BENCH_LAT_RATE (100 jobs/s), BENCH_LAT_IDLE_MS
@@ -30,7 +31,10 @@
 #include <thread>
 #include <unordered_set>
 
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
@@ -865,6 +869,206 @@ json sustained(const settings& s, const std::string& kind) {
             {"windows", windows}}}};
 }
 
+// -- nodes ------------------------------------------------------------------
+
+/// `url` with the connection's application name set to `name`, so that the
+/// parent can count each worker process's connections.
+std::string with_application_name(const std::string& url,
+                                  const std::string& name) {
+  if (url.find("://") != std::string::npos)
+    return url + (url.find('?') == std::string::npos ? "?" : "&") +
+           "application_name=" + name;
+  return url + " application_name=" + name;
+}
+
+/// A worker process of the nodes workload: one node named BENCH_NODE_NAME
+/// runs the queue until a line "STOP" on stdin, then reports how many jobs
+/// its handlers ran.
+int nodes_worker(settings s) {
+  auto name = env_text("BENCH_NODE_NAME");
+  if (s.postgres)
+    s.url = with_application_name(s.url, name);
+  std::atomic<long> ran{0};
+  caf::actor_system sys{system_config()};
+  auto bg = bg_jobs::builder{s.factory()}
+                .with_node_name(name)
+                .with_queue(s.queue(bg_jobs::worker{
+                    "bench", [&](const bg_jobs::job&) { ++ran; }}))
+                .build(sys);
+  if (!bg) {
+    std::cerr << "bench node: " << bg_jobs::describe(bg.error()) << std::endl;
+    return 1;
+  }
+  std::cout << "READY" << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line) && line != "STOP") {
+  }
+  bg->shutdown();
+  std::cout << "DONE " << ran.load() << std::endl;
+  return 0;
+}
+
+/// A child process with a pipe to its stdin and one from its stdout.
+struct child {
+  pid_t pid = -1;
+  FILE* in = nullptr;  // its stdin
+  FILE* out = nullptr; // its stdout
+
+  static child spawn(const char* self, const char* mode,
+                     const std::string& name) {
+    int to[2], from[2];
+    if (pipe(to) != 0 || pipe(from) != 0)
+      std::exit(1);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, from[1], 1);
+    posix_spawn_file_actions_addclose(&fa, to[1]);
+    posix_spawn_file_actions_addclose(&fa, from[0]);
+    setenv("BENCH_NODE_NAME", name.c_str(), 1);
+    std::string arg0 = self, arg1 = "nodes-worker", arg2 = mode;
+    char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
+    child c;
+    if (posix_spawn(&c.pid, self, &fa, nullptr, argv, environ) != 0)
+      std::exit(1);
+    posix_spawn_file_actions_destroy(&fa);
+    close(to[0]);
+    close(from[1]);
+    c.in = fdopen(to[1], "w");
+    c.out = fdopen(from[0], "r");
+    return c;
+  }
+
+  /// The next line of its stdout that starts with `prefix` (empty at end).
+  std::string line_starting(const std::string& prefix) {
+    char buf[256];
+    while (std::fgets(buf, sizeof(buf), out))
+      if (std::string l{buf}; l.rfind(prefix, 0) == 0)
+        return l;
+    return {};
+  }
+
+  /// Asks it to stop; its count of jobs run (-1: none reported) and status.
+  std::pair<long, int> stop() {
+    std::fputs("STOP\n", in);
+    std::fflush(in);
+    auto done = line_starting("DONE ");
+    std::fclose(in);
+    std::fclose(out);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    long ran = done.empty() ? -1 : std::atol(done.c_str() + 5);
+    return {ran, WIFEXITED(status) ? WEXITSTATUS(status) : 128};
+  }
+};
+
+/// Rounds of BENCH_NODES_N (40,000) jobs drained by 1, 2 and 4 worker
+/// processes (BENCH_NODES) on one store: each round enqueues the jobs with
+/// the queue paused, starts the processes, resumes the queue and times the
+/// drain; each process reports how many jobs its handlers ran. On
+/// PostgreSQL the connections each process holds are sampled during the
+/// drain (by application name).
+json nodes(const settings& s, const char* self, const char* mode) {
+  long n = env("BENCH_NODES_N", 40000);
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  std::vector<long> counts;
+  {
+    std::stringstream list{env_text("BENCH_NODES").empty()
+                               ? std::string{"1,2,4"}
+                               : env_text("BENCH_NODES")};
+    for (std::string item; std::getline(list, item, ',');) {
+      long k = std::atol(item.c_str());
+      if (k < 1 || k > 16 || std::to_string(k) != item) {
+        std::cerr << "bench: BENCH_NODES takes 1 to 16 processes, "
+                     "comma-separated" << std::endl;
+        std::exit(2);
+      }
+      counts.push_back(k);
+    }
+  }
+  auto db = connect(s);
+  if (!db->migrate_up())
+    std::exit(1);
+  std::unique_ptr<pqxx::connection> pg;
+  if (s.postgres)
+    pg = std::make_unique<pqxx::connection>(s.url);
+  json rounds = json::array();
+  for (long k : counts) {
+    if (!db->pause(bg_jobs::pause_kind::queue, "bench"))
+      std::exit(1);
+    for (long i = 0; i < n; i += 10000) {
+      std::vector<bg_jobs::job_request> reqs;
+      for (long j = i; j < std::min(n, i + 10000); ++j)
+        reqs.emplace_back("bench", json{{"seq", j}});
+      if (!db->enqueue_jobs(reqs))
+        std::exit(1);
+    }
+    std::vector<child> procs;
+    std::vector<std::string> names;
+    for (long i = 0; i < k; ++i) {
+      names.push_back("bench_node_" + std::to_string(k) + "_" +
+                      std::to_string(i));
+      procs.push_back(child::spawn(self, mode, names.back()));
+    }
+    bool ready = true;
+    for (auto& p : procs)
+      ready = ready && !p.line_starting("READY").empty();
+    std::map<std::string, long> conns;
+    auto started = steady_clock::now();
+    if (!ready || !db->resume(bg_jobs::pause_kind::queue, "bench"))
+      std::exit(1);
+    remaining_probe probe{s};
+    bool partial = true;
+    int samples = 0;
+    for (;;) {
+      if (!probe.any_left()) {
+        partial = false;
+        break;
+      }
+      if (steady_clock::now() > started + timeout)
+        break;
+      if (pg && samples++ % 10 == 0) {
+        pqxx::nontransaction tx{*pg};
+        for (const auto& r :
+             tx.exec("SELECT application_name, count(*) FROM pg_stat_activity"
+                     " WHERE application_name LIKE 'bench_node_%'"
+                     " GROUP BY 1")) {
+          auto& c = conns[r[0].as<std::string>()];
+          c = std::max(c, r[1].as<long>());
+        }
+      }
+      std::this_thread::sleep_for(milliseconds{5});
+    }
+    double ms =
+        duration<double, std::milli>(steady_clock::now() - started).count();
+    json per = json::array();
+    long least = n;
+    bool clean = true;
+    for (size_t i = 0; i < procs.size(); ++i) {
+      auto [ran, status] = procs[i].stop();
+      clean = clean && status == 0;
+      least = std::min(least, ran);
+      per.push_back({{"node", names[i]},
+                     {"jobs", ran},
+                     {"exit", status},
+                     {"connections",
+                      pg ? json(conns[names[i]]) : json(nullptr)}});
+    }
+    double fair = static_cast<double>(n) / k;
+    rounds.push_back({{"processes", k},
+                      {"jobs", n},
+                      {"partial", partial},
+                      {"ms", ms},
+                      {"rate", n / (ms / 1000.0)},
+                      {"least_share", least / fair},
+                      {"clean_exit", clean},
+                      {"per_process", per}});
+    std::cerr << k << " processes: " << n / (ms / 1000.0)
+              << " jobs/s, least share " << least / fair << std::endl;
+  }
+  return {{"nodes", rounds}};
+}
+
 /// Microseconds per `next_after` of a cron schedule in a zone, for a run
 /// about a year away (the store plays no part).
 json cron_next() {
@@ -899,7 +1103,7 @@ int main(int argc, char** argv) {
   }
   if (argc != 3) {
     std::cerr << "usage: bg_jobs_bench <drain|latency|enqueue|backlog|"
-                 "steady-readers|steady-held|workflows> <default|fast>"
+                 "steady-readers|steady-held|workflows|nodes> <default|fast>"
               << "\n       bg_jobs_bench cron-next" << std::endl;
     return 2;
   }
@@ -926,6 +1130,8 @@ int main(int argc, char** argv) {
   }
   if (workload == "latency-worker")
     return latency_worker(s);
+  if (workload == "nodes-worker")
+    return nodes_worker(s);
   json result;
   if (workload == "drain")
     result = drain(s);
@@ -935,6 +1141,8 @@ int main(int argc, char** argv) {
     result = enqueue(s);
   else if (workload == "workflows")
     result = workflows(s);
+  else if (workload == "nodes")
+    result = nodes(s, argv[0], argv[2]);
   else if (workload == "backlog" || workload == "steady-readers" ||
            workload == "steady-held")
     result = sustained(s, workload);

@@ -75,7 +75,9 @@ const statement_def statements[] = {
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
   {"bgj_reserve", BG_JOBS_PG_CLAIM("")},
   // The claim of a limited queue (BG_JOBS_PG_CANDIDATES). Its limits and
-  // the slots held by the jobs $2 names, by their keys; then the ready jobs
+  // the slots held by the jobs $2 names, by their keys (counted only if it
+  // has a concurrency limit or a sequence: not for a rate limit alone);
+  // then the ready jobs
   // it looks at; then the reservation of those that go ($3) for $2 at $1,
   // each only if still unreserved (looked up by id: the candidates are not
   // locked, the queue's turn keeps other claims of the queue out).
@@ -85,6 +87,7 @@ const statement_def statements[] = {
    " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
    "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
    "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1)"
    "   GROUP BY 2, 3"},
   // The same, after the successes $3 of owner $5 (at $4) that the claim
   // comes with: rows 2 are the successes recorded, and the slots they held
@@ -102,6 +105,7 @@ const statement_def statements[] = {
    " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
    "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
    "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1)"
    "   AND id NOT IN (SELECT id FROM s) GROUP BY 2, 3"
    " UNION ALL SELECT 2, NULL, NULL, id FROM s"},
   {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
@@ -111,19 +115,26 @@ const statement_def statements[] = {
    " attempts = attempts + 1 FROM unnest($3::bigint[]) AS chosen(job_id)"
    " WHERE jobs.id = chosen.job_id AND jobs.reserved_by IS NULL"
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  // Takes the costs (each at most the burst) of the jobs $2 from their
-  // keys' buckets of the rate limit $1.
-  {"bgj_rate_charge",
-   "WITH rl AS (SELECT burst, period_ms::float8 / allowed AS t, "
-   BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $1),"
+  // The same reservation under a rate limit: it also takes the costs (each
+  // at most the burst) of the jobs it reserved from their keys' buckets of
+  // the rate limit $4, in the same statement.
+  {"bgj_rated_reserve",
+   "WITH r AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ","
+   "   reserved_by = $2, attempts = attempts + 1"
+   "   FROM unnest($3::bigint[]) AS chosen(job_id)"
+   "   WHERE jobs.id = chosen.job_id AND jobs.reserved_by IS NULL"
+   "   RETURNING " BG_JOBS_PG_JOB_COLUMNS "),"
+   " rl AS (SELECT burst, period_ms::float8 / allowed AS t, "
+   BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $4),"
    " c AS (SELECT coalesce(ro.rate_key, '') AS k,"
    "   sum(least(coalesce(ro.cost, 1), rl.burst)) AS units"
-   "   FROM unnest($2::bigint[]) AS j(id) LEFT JOIN bg_jobs_rate_of ro"
-   "   ON ro.job_id = j.id CROSS JOIN rl GROUP BY 1)"
-   " INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"
-   " SELECT $1, c.k, rl.now + c.units * rl.t FROM c, rl"
-   " ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"
-   "   (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl))"},
+   "   FROM r LEFT JOIN bg_jobs_rate_of ro"
+   "   ON ro.job_id = r.id CROSS JOIN rl GROUP BY 1),"
+   " charged AS (INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"
+   "   SELECT $4, c.k, rl.now + c.units * rl.t FROM c, rl"
+   "   ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"
+   "     (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl)))"
+   " SELECT * FROM r"},
   {"bgj_expiry_note", "UPDATE jobs SET expires_at = $2 WHERE id = $1"},
   {"bgj_rate_note",
    "INSERT INTO bg_jobs_rate_of (job_id, rate_key, cost) VALUES ($1, $2, $3)"

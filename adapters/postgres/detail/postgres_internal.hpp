@@ -789,14 +789,13 @@ struct postgres_adapter::impl {
     auto ids = detail::admit(candidates, limits, held, p.limit);
     if (ids.empty())
       return {};
-    auto jobs = read_jobs(tx.exec_prepared(
-        "bgj_limited_reserve", reserved_at, p.reserved_by,
-        id_literal(ids, [](int64_t id) { return id; })));
-    if (rated && !jobs.empty())
-      tx.exec_prepared(
-          "bgj_rate_charge", p.rate_limit,
-          id_literal(jobs, [](const job& j) { return j.id; }));
-    return jobs;
+    auto chosen = id_literal(ids, [](int64_t id) { return id; });
+    return read_jobs(rated ? tx.exec_prepared("bgj_rated_reserve", reserved_at,
+                                              p.reserved_by, chosen,
+                                              p.rate_limit)
+                           : tx.exec_prepared("bgj_limited_reserve",
+                                              reserved_at, p.reserved_by,
+                                              chosen));
   }
 
   /// Prepares every statement of the adapter on this connection.
