@@ -87,7 +87,8 @@ const statement_def statements[] = {
    " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
    "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
    "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
-   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1)"
+   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"
+   "     AND kind <> 'rate')"
    "   GROUP BY 2, 3"},
   // The same, after the successes $3 of owner $5 (at $4) that the claim
   // comes with: rows 2 are the successes recorded, and the slots they held
@@ -105,7 +106,8 @@ const statement_def statements[] = {
    " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
    "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
    "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
-   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1)"
+   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"
+   "     AND kind <> 'rate')"
    "   AND id NOT IN (SELECT id FROM s) GROUP BY 2, 3"
    " UNION ALL SELECT 2, NULL, NULL, id FROM s"},
   {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
