@@ -12,6 +12,7 @@
 
 #include "adapters/stores.hpp"
 #include "bg_jobs/core/clock.hpp"
+#include "bg_jobs/core/workflow.hpp"
 #include "support/expect.hpp"
 #include "support/store_reads.hpp"
 
@@ -489,6 +490,39 @@ TEST_SUITE("limits") {
       REQUIRE(first.size() == 1);
       CHECK(first[0].id == a[i]);
     }
+  }
+
+  TEST_CASE_TEMPLATE("in a sequence an older job that arrives while a newer "
+                     "one of its key runs waits for it",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    // A workflow's task keeps the id it was given when the workflow was
+    // enqueued, and arrives in the jobs table only when its parent is done:
+    // here after a newer job of its key has started.
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {{limit_kind::sequence, "", 1}}));
+    workflow w{"late"};
+    w.add("parent", job_request{"work"});
+    w.add("older", keyed("k"), {"parent"});
+    auto ids = value_of(db->enqueue_workflow(w));
+    auto newer = value_of(db->enqueue_job(keyed("k"))).id;
+    REQUIRE(ids.tasks.at("older") < newer);
+    auto first = claim(*db, 10);
+    REQUIRE(first.size() == 2);
+    auto running = *std::find_if(first.begin(), first.end(),
+                                 [&](const job& j) { return j.id == newer; });
+    auto parent = *std::find_if(first.begin(), first.end(),
+                                [&](const job& j) { return j.id != newer; });
+    succeed(*db, parent);
+    CHECK(value_of(db->get_job(ids.tasks.at("older"))).state ==
+          job_state::waiting);
+    // The older task is the key's oldest job now, but the newer one runs:
+    // nothing else of the key goes until it ends.
+    CHECK(claim(*db, 10, "node/q/2").empty());
+    succeed(*db, running);
+    auto next = claim(*db, 10, "node/q/3");
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == ids.tasks.at("older"));
   }
 
   TEST_CASE_TEMPLATE("a failed head blocks its key, and only its key, until "
