@@ -191,16 +191,10 @@ caf::actor_system_config& system_config() {
 
 // -- drain ------------------------------------------------------------------
 
-json drain(const settings& s) {
-  long n = env("BENCH_N", 20000);
-  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
-  auto db = connect(s);
-  if (!db->migrate_up()) {
-    std::cerr << "bench: migration failed" << std::endl;
-    std::exit(1);
-  }
+/// Enqueues `n` jobs "bench" in transactions of 10,000: job i carries key
+/// i mod BENCH_KEYS (if set), and that rate key under a rate limit.
+void insert_jobs(const settings& s, bg_jobs::db_adapter& db, long n) {
   constexpr long batch = 10000;
-  auto t0 = steady_clock::now();
   for (long i = 0; i < n; i += batch) {
     std::vector<bg_jobs::job_request> reqs;
     for (long k = i; k < std::min(n, i + batch); ++k) {
@@ -211,11 +205,23 @@ json drain(const settings& s) {
         r.with_rate("k" + std::to_string(k % s.keys));
       reqs.push_back(std::move(r));
     }
-    if (auto ids = db->enqueue_jobs(reqs); !ids) {
+    if (auto ids = db.enqueue_jobs(reqs); !ids) {
       std::cerr << "bench: " << bg_jobs::describe(ids.error()) << std::endl;
       std::exit(1);
     }
   }
+}
+
+json drain(const settings& s) {
+  long n = env("BENCH_N", 20000);
+  auto timeout = milliseconds{env("BENCH_TIMEOUT_MS", 60000)};
+  auto db = connect(s);
+  if (!db->migrate_up()) {
+    std::cerr << "bench: migration failed" << std::endl;
+    std::exit(1);
+  }
+  auto t0 = steady_clock::now();
+  insert_jobs(s, *db, n);
   double insert_ms =
       duration<double, std::milli>(steady_clock::now() - t0).count();
   std::cerr << "inserted " << n << " jobs in " << insert_ms << " ms"
@@ -996,13 +1002,7 @@ json nodes(const settings& s, const char* self, const char* mode) {
   for (long k : counts) {
     if (!db->pause(bg_jobs::pause_kind::queue, "bench"))
       std::exit(1);
-    for (long i = 0; i < n; i += 10000) {
-      std::vector<bg_jobs::job_request> reqs;
-      for (long j = i; j < std::min(n, i + 10000); ++j)
-        reqs.emplace_back("bench", json{{"seq", j}});
-      if (!db->enqueue_jobs(reqs))
-        std::exit(1);
-    }
+    insert_jobs(s, *db, n);
     std::vector<child> procs;
     std::vector<std::string> names;
     for (long i = 0; i < k; ++i) {

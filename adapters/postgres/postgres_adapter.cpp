@@ -81,15 +81,7 @@ const statement_def statements[] = {
   // it looks at; then the reservation of those that go ($3) for $2 at $1,
   // each only if still unreserved (looked up by id: the candidates are not
   // locked, the queue's turn keeps other claims of the queue out).
-  {"bgj_limited_state",
-   "SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"
-   " WHERE queue = $1"
-   " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
-   "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
-   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
-   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"
-   "     AND kind <> 'rate')"
-   "   GROUP BY 2, 3"},
+  {"bgj_limited_state", BG_JOBS_PG_LIMITED_STATE("")},
   // The same, after the successes $3 of owner $5 (at $4) that the claim
   // comes with: rows 2 are the successes recorded, and the slots they held
   // are not counted (the statement's snapshot still has their rows).
@@ -100,15 +92,8 @@ const statement_def statements[] = {
    " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
    "   created_at, available_at, succeeded_at, priority, errors, attrs)"
    "   SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$4") ", priority, errors, attrs FROM m RETURNING id)"
-   " SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"
-   " WHERE queue = $1"
-   " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"
-   "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"
-   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
-   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"
-   "     AND kind <> 'rate')"
-   "   AND id NOT IN (SELECT id FROM s) GROUP BY 2, 3"
+   BG_JOBS_TS("$4") ", priority, errors, attrs FROM m RETURNING id) "
+   BG_JOBS_PG_LIMITED_STATE(" AND id NOT IN (SELECT id FROM s)")
    " UNION ALL SELECT 2, NULL, NULL, id FROM s"},
   {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
   {"bgj_rated_candidates", BG_JOBS_PG_RATED_CANDIDATES},

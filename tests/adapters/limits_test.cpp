@@ -509,11 +509,11 @@ TEST_SUITE("limits") {
     REQUIRE(ids.tasks.at("older") < newer);
     auto first = claim(*db, 10);
     REQUIRE(first.size() == 2);
-    auto running = *std::find_if(first.begin(), first.end(),
-                                 [&](const job& j) { return j.id == newer; });
-    auto parent = *std::find_if(first.begin(), first.end(),
-                                [&](const job& j) { return j.id != newer; });
-    succeed(*db, parent);
+    auto is_newer = [&](const job& j) { return j.id == newer; };
+    auto running_at = std::find_if(first.begin(), first.end(), is_newer);
+    REQUIRE(running_at != first.end());
+    auto running = *running_at;
+    succeed(*db, *std::find_if_not(first.begin(), first.end(), is_newer));
     CHECK(value_of(db->get_job(ids.tasks.at("older"))).state ==
           job_state::waiting);
     // The older task is the key's oldest job now, but the newer one runs:

@@ -69,6 +69,19 @@
 // limit), in one transaction, so claims of one queue take turns and each
 // sees the reservations of the claims before it.
 //
+// What a limited claim starts from: rows 0, the limits of the queue $1;
+// rows 1, the slots held by the jobs $2 names (those `held_filter` leaves),
+// by their keys, counted only if the queue has a concurrency limit or a
+// sequence (not for a rate limit alone).
+#define BG_JOBS_PG_LIMITED_STATE(held_filter)                                  \
+  "SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"               \
+  " WHERE queue = $1"                                                          \
+  " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"              \
+  "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"                        \
+  "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"       \
+  "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"               \
+  "     AND kind <> 'rate')" held_filter " GROUP BY 2, 3"
+//
 // Up to $4 ready jobs of the names $2 in claim order, at $1, unless the
 // queue $3 is paused: not those of the full keys $5 (a JSON array) and,
 // in a sequence ($6), only the oldest job of each key: none of a key one of
