@@ -14,7 +14,9 @@
 // those held ahead), BENCH_RATE_LIMIT (0: no rate limit; N: the queue has the
 // rate limit "bench" of N starts a second with bursts of N, which never
 // binds for N large enough; the drain's jobs carry the rate key of their
-// concurrency key, or none),
+// concurrency key, or none), BENCH_SUCCEEDED_HISTORY (1: succeeded jobs are
+// kept in history, the default; 0: they are deleted, the adapters' option
+// `succeeded_history`),
 // and the store: BENCH_PG_URL (an empty
 // PostgreSQL database) or BENCH_SQLITE_PATH (a file in an empty directory).
 // Logs go to stderr; the last line on stdout is `RESULT {json}`.
@@ -87,11 +89,16 @@ struct settings {
   long keys = 0;
   long key_limit = 10;
   long rate = 0;
+  bool succeeded_history = true;
 
   bg_jobs::adapter_factory factory() const {
-    if (postgres)
-      return bg_jobs::postgres_adapter::factory({url});
+    if (postgres) {
+      bg_jobs::postgres_options opts{url};
+      opts.succeeded_history = succeeded_history;
+      return bg_jobs::postgres_adapter::factory(opts);
+    }
     bg_jobs::sqlite_options opts{path};
+    opts.succeeded_history = succeeded_history;
     // Durable across process crashes; FULL adds an fsync per commit.
     opts.synchronous_full = !fast;
     return bg_jobs::sqlite_adapter::factory(opts);
@@ -118,6 +125,7 @@ struct settings {
         {"keys", keys},
         {"key_limit", keys > 0 ? json(key_limit) : json(nullptr)},
         {"rate", rate > 0 ? json(rate) : json(nullptr)},
+        {"succeeded_history", succeeded_history},
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
         {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
         {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
@@ -1122,6 +1130,7 @@ int main(int argc, char** argv) {
   s.concurrency = env("BENCH_CONCURRENCY", 10);
   s.keys = env("BENCH_KEYS", 0);
   s.rate = env("BENCH_RATE_LIMIT", 0);
+  s.succeeded_history = env("BENCH_SUCCEEDED_HISTORY", 1) != 0;
   s.key_limit = env("BENCH_KEY_LIMIT",
                     s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch());
   if (!s.postgres && s.path.empty()) {

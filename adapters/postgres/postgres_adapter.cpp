@@ -86,15 +86,7 @@ const statement_def statements[] = {
   // comes with: rows 2 are the successes recorded, and the slots they held
   // are not counted (the statement's snapshot still has their rows).
   {"bgj_limited_succeed_state",
-   "WITH m AS (DELETE FROM jobs WHERE id = ANY($3::bigint[])"
-   "   AND reserved_by IS NOT DISTINCT FROM $5 AND cancel_reason IS NULL"
-   "   RETURNING *),"
-   " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"
-   "   created_at, available_at, succeeded_at, priority, errors, attrs)"
-   "   SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$4") ", priority, errors, attrs FROM m RETURNING id) "
-   BG_JOBS_PG_LIMITED_STATE(" AND id NOT IN (SELECT id FROM s)")
-   " UNION ALL SELECT 2, NULL, NULL, id FROM s"},
+   BG_JOBS_PG_LIMITED_SUCCEED_STATE(BG_JOBS_PG_KEEP_SUCCEEDED("$4"))},
   {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
   {"bgj_rated_candidates", BG_JOBS_PG_RATED_CANDIDATES},
   {"bgj_limited_reserve",
@@ -181,9 +173,11 @@ const statement_def statements[] = {
   // Successes of one owner and the next claim in one statement (one round
   // trip, one commit). The claim cannot take the rows being completed:
   // they are reserved. Rows flagged true are the completed ids.
-  {"bgj_complete_reserve", BG_JOBS_PG_COMPLETE_CLAIM("")},
+  {"bgj_complete_reserve",
+   BG_JOBS_PG_COMPLETE_CLAIM("", BG_JOBS_PG_KEEP_SUCCEEDED("$1"))},
   {"bgj_complete_reserve_after",
-   BG_JOBS_PG_COMPLETE_CLAIM(BG_JOBS_PG_AFTER("$8", "$9", "$10"))},
+   BG_JOBS_PG_COMPLETE_CLAIM(BG_JOBS_PG_AFTER("$8", "$9", "$10"),
+                             BG_JOBS_PG_KEEP_SUCCEEDED("$1"))},
   {"bgj_release_by",
    "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
    " WHERE reserved_by = $1 RETURNING " BG_JOBS_PG_JOB_COLUMNS},
@@ -201,22 +195,10 @@ const statement_def statements[] = {
    " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
   // Completions apply while the reservation is the caller's and no cancel
   // was asked for; a job asked to cancel takes bgj_cancel_reserved.
-  {"bgj_succeed",
-   "WITH m AS (DELETE FROM jobs WHERE id = $1"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
-   "   RETURNING *)"
-   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority, errors, attrs)"
-   " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority, errors, attrs FROM m"},
+  // Rows: the ids completed.
+  {"bgj_succeed", BG_JOBS_PG_SUCCEED(BG_JOBS_PG_KEEP_SUCCEEDED("$2"))},
   {"bgj_succeed_many",
-   "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"
-   "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
-   "   RETURNING *)"
-   " INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
-   "   available_at, succeeded_at, priority, errors, attrs)"
-   " SELECT id, name, payload, attempts, created_at, available_at, "
-   BG_JOBS_TS("$2") ", priority, errors, attrs FROM m RETURNING id"},
+   BG_JOBS_PG_SUCCEED_MANY(BG_JOBS_PG_KEEP_SUCCEEDED("$2"))},
   {"bgj_fail",
    "WITH m AS (DELETE FROM jobs WHERE id = $1"
    "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"
@@ -368,13 +350,40 @@ const statement_def statements[] = {
    "   WHERE reserved_by IS NULL AND available_at > " BG_JOBS_TS("$1") "),"
    " (SELECT count(*) FROM jobs WHERE reserved_by IS NOT NULL)"},
 };
+
+// The statements that record successes, as prepared instead of those
+// above when succeeded history is not kept.
+const statement_def without_succeeded_history[] = {
+  {"bgj_limited_succeed_state",
+   BG_JOBS_PG_LIMITED_SUCCEED_STATE(BG_JOBS_PG_DROP_SUCCEEDED("$4"))},
+  {"bgj_complete_reserve",
+   BG_JOBS_PG_COMPLETE_CLAIM("", BG_JOBS_PG_DROP_SUCCEEDED("$1"))},
+  {"bgj_complete_reserve_after",
+   BG_JOBS_PG_COMPLETE_CLAIM(BG_JOBS_PG_AFTER("$8", "$9", "$10"),
+                             BG_JOBS_PG_DROP_SUCCEEDED("$1"))},
+  {"bgj_succeed",
+   BG_JOBS_PG_SUCCEED(BG_JOBS_PG_DROP_SUCCEEDED_WITH_OUTPUT("$2"))},
+  {"bgj_succeed_many",
+   BG_JOBS_PG_SUCCEED_MANY(BG_JOBS_PG_DROP_SUCCEEDED("$2"))},
+};
 // clang-format on
 
 } // namespace
 
 void postgres_adapter::impl::prepare_all() {
   for (auto& s : statements)
-    conn->prepare(s.name, on_channel(s.sql));
+    conn->prepare(s.name, on_channel(statement_sql(s.name)));
+}
+
+const char* postgres_adapter::impl::statement_sql(std::string_view name) const {
+  if (!options.succeeded_history)
+    for (auto& s : without_succeeded_history)
+      if (name == s.name)
+        return s.sql;
+  for (auto& s : statements)
+    if (name == s.name)
+      return s.sql;
+  return nullptr;
 }
 
 // -- connection
@@ -685,10 +694,7 @@ postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
             {"bgj_complete_reserve_after",
              claim_args + ", " + completed + ", " + floor}};
         for (auto& [name, args] : runs) {
-          const char* sql = nullptr;
-          for (auto& def : statements)
-            if (std::string_view{def.name} == name)
-              sql = def.sql;
+          const char* sql = impl_->statement_sql(name);
           // The statement's own text, prepared under a name of its own:
           // EXPLAIN takes no bound parameters.
           tx.exec(std::string{"PREPARE bgj_explain AS "} + sql);
@@ -971,6 +977,16 @@ caf::expected<int64_t> postgres_adapter::prune_jobs(const prune_params& p) {
             " jobs_succeeded UNION ALL SELECT min(id) FROM jobs_failed"
             " UNION ALL SELECT min(id) FROM bg_jobs_blocked"
             " UNION ALL SELECT max(job_id) + 1 FROM bg_jobs_rate_of) x)");
+    // Without succeeded history, the last progress report of a job that
+    // succeeded in a batch (BG_JOBS_PG_DROP_SUCCEEDED) is left behind:
+    // those whose job is nowhere go now.
+    if (!impl_->options.succeeded_history)
+      tx.exec("DELETE FROM bg_jobs_progress p WHERE NOT EXISTS (SELECT 1"
+              " FROM jobs j WHERE j.id = p.job_id) AND NOT EXISTS (SELECT 1"
+              " FROM jobs_succeeded s WHERE s.id = p.job_id) AND NOT EXISTS"
+              " (SELECT 1 FROM jobs_failed f WHERE f.id = p.job_id)"
+              " AND NOT EXISTS (SELECT 1 FROM bg_jobs_blocked b"
+              " WHERE b.id = p.job_id)");
     // A dry run counts and rolls back.
     if (p.dry_run)
       tx.abort();

@@ -32,6 +32,15 @@ struct postgres_options {
   /// default): the connection's `search_path`. `[a-z_][a-z0-9_]*`, at most
   /// 50 bytes.
   std::string schema{};
+  /// Whether a job that succeeds is kept in `jobs_succeeded` (until the
+  /// retention prunes it). False: it is deleted with its output and
+  /// progress in the statement that records its success, and no history
+  /// row is written, except for a workflow's or batch's task (its workflow
+  /// reads the row). `get` then finds no such job, a unique key that
+  /// counts succeeded jobs no longer sees it, and `stats` counts none; the
+  /// succeeded event and metrics are as before. It applies to the
+  /// successes this connection records (`complete_in` always keeps one).
+  bool succeeded_history = true;
 };
 
 /// The PostgreSQL adapter on libpqxx 6: one connection; claims in one

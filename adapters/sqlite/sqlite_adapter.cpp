@@ -121,6 +121,14 @@ const char sql_copy_succeeded[] =
     " priority, errors, attrs FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
+// Without succeeded history (`sqlite_options::succeeded_history` false): a
+// success of a job outside workflows deletes it; a workflow's task, which
+// its workflow reads, takes `sql_copy_succeeded` still.
+const char sql_drop_succeeded[] =
+    "DELETE FROM jobs WHERE id = ?1 AND reserved_by IS ?2"
+    " AND cancel_reason IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = ?1)";
+
 #define BG_JOBS_APPEND_ERROR(at, text)                                         \
   "json_insert(coalesce(errors, '[]'), '$[#]', json_object('attempt',"         \
   " attempts, 'at', " at ", 'error', " text "))"
@@ -1002,7 +1010,22 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
       return failure(rc, "completing a job");
     return sqlite3_changes(db_) == 1;
   };
+  // The jobs deleted without history, whose progress goes with them.
+  nlohmann::json dropped = nlohmann::json::array();
   for (auto& c : completions) {
+    if (c.what == completion::kind::succeeded && !options_.succeeded_history) {
+      auto n = execute(
+          sql_drop_succeeded,
+          [&](statement& q) { q.bind(1, c.job_id).bind(2, c.reserved_by); },
+          "completing a job");
+      if (!n)
+        return std::move(n.error());
+      if (*n == 1) {
+        dropped.push_back(c.job_id);
+        applied.push_back(true);
+        continue;
+      }
+    }
     const char* sql = nullptr;
     switch (c.what) {
     case completion::kind::succeeded:
@@ -1062,6 +1085,16 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
     if (int rc = q.step(); rc != SQLITE_DONE)
       return failure(rc, "completing a job");
   }
+  if (auto ids = dropped.dump(); !dropped.empty())
+    for (auto sql : {"DELETE FROM bg_jobs_progress WHERE job_id IN"
+                     " (SELECT value FROM json_each(?1))",
+                     "DELETE FROM bg_jobs_outputs WHERE job_id IN"
+                     " (SELECT value FROM json_each(?1))"})
+      if (auto n = execute(
+              sql, [&](statement& q) { q.bind(1, ids); },
+              "completing jobs");
+          !n)
+        return std::move(n.error());
   // A workflow's task that failed may have doomed the tasks after it.
   if (to_history_failed)
     if (auto settled = settle_tasks(now); !settled)

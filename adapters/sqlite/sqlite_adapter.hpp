@@ -32,6 +32,15 @@ struct sqlite_options {
   /// `FULL` (default) makes every commit durable across power loss;
   /// `NORMAL` is durable across process crashes only, and faster.
   bool synchronous_full = true;
+  /// Whether a job that succeeds is kept in `jobs_succeeded` (until the
+  /// retention prunes it). False: it is deleted with its output and
+  /// progress in the transaction that records its success, and no history
+  /// row is written, except for a workflow's or batch's task (its workflow
+  /// reads the row). `get` then finds no such job, a unique key that
+  /// counts succeeded jobs no longer sees it, and `stats` counts none; the
+  /// succeeded event and metrics are as before. It applies to the
+  /// successes this connection records (`complete_in` always keeps one).
+  bool succeeded_history = true;
   /// The source of "now"; the system clock unless a test pins it.
   std::shared_ptr<bg_jobs::clock> clock = clock::system();
 };

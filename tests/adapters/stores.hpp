@@ -34,6 +34,10 @@ public:
 
   virtual const char* store_name() const = 0;
 
+  /// Whether connections opened from now on keep succeeded jobs in
+  /// history (the adapters' option `succeeded_history`).
+  bool succeeded_history = true;
+
   /// What a separate process opens: the SQLite path or the PostgreSQL URL.
   virtual std::string location() const = 0;
 
@@ -83,6 +87,7 @@ public:
     opts.path = dir_.file("jobs.db");
     opts.table_prefix = prefix_;
     opts.synchronous_full = false;
+    opts.succeeded_history = succeeded_history;
     if (clk)
       opts.clock = std::move(clk);
     return opts;
@@ -128,6 +133,7 @@ public:
     if (by_option_)
       opts.schema = schema_.name();
     opts.application_name = "bg_jobs_" + schema_.name();
+    opts.succeeded_history = succeeded_history;
     if (clk)
       opts.clock = std::move(clk);
     return opts;

@@ -94,6 +94,56 @@ workflow diamond(parent_failure policy) {
 
 TEST_SUITE("workflows") {
 
+  TEST_CASE_TEMPLATE("without succeeded history a success leaves no row "
+                     "except a workflow task's, and its workflow goes on",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    store.succeeded_history = false;
+    auto db = store.fresh();
+    // Plain jobs, through every path that records a success: a batch, one
+    // with an output and progress, and one that comes with the next claim.
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(step("plain")));
+    auto held = claim(*db, "n/q/1", 3);
+    REQUIRE(held.size() == 3);
+    for (auto& j : held)
+      REQUIRE(value_of(db->record_progress(j.id, "n/q/1", 1, 0.5, "half")));
+    CHECK(store.count_rows("bg_jobs_progress") == 3);
+    auto with_output = ends(held[1]);
+    with_output.output = R"({"sum": 3})";
+    CHECK(value_of(db->complete_jobs({ends(held[0])})) ==
+          std::vector<bool>{true});
+    CHECK(value_of(db->complete_jobs({with_output})) == std::vector<bool>{true});
+    auto next = value_of(
+        db->complete_and_reserve({ends(held[2])}, {{"step"}, 10, "n/q/1", "q"}));
+    CHECK(next.applied == std::vector<bool>{true});
+    REQUIRE(next.reserved.size() == 1);
+    // A late success of a job whose reservation is gone changes nothing.
+    auto late = ends(next.reserved[0]);
+    late.reserved_by = "n/q/gone";
+    CHECK(value_of(db->complete_jobs({late})) == std::vector<bool>{false});
+    CHECK(value_of(db->get_job(next.reserved[0].id)).state ==
+          job_state::running);
+    for (auto& j : held)
+      CHECK(error_of(db->get_job(j.id)) == errc::job_not_found);
+    CHECK(store.count_rows("jobs_succeeded") == 0);
+    CHECK(store.count_rows("bg_jobs_outputs") == 0);
+    // The progress of those recorded in a batch goes at the next prune
+    // at the latest (at once on SQLite).
+    value_of(db->prune_jobs(prune_params{}));
+    CHECK(store.count_rows("bg_jobs_progress") == 0);
+    CHECK(value_of(db->stats()).succeeded == 0);
+    value_of(db->complete_jobs({ends(next.reserved[0])}));
+    // A workflow's tasks keep their rows: each success releases the next.
+    auto ids = value_of(db->enqueue_workflow(diamond(parent_failure::cancel)));
+    CHECK(run_all(*db).size() == 4);
+    auto w = value_of(db->get_workflow(ids.workflow_id));
+    CHECK(w.state == workflow_state::succeeded);
+    CHECK(w.succeeded == 4);
+    CHECK(store.count_rows("jobs_succeeded") == 4);
+    CHECK(store.count_rows("jobs") == 0);
+  }
+
   TEST_CASE_TEMPLATE("a task runs only after all its parents succeeded", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

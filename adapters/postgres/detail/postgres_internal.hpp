@@ -81,6 +81,16 @@
   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"       \
   "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"               \
   "     AND kind <> 'rate')" held_filter " GROUP BY 2, 3"
+// The same, after the successes $3 of owner $5 (at $4) that the claim
+// comes with (`history`: BG_JOBS_PG_KEEP_SUCCEEDED or _DROP_): rows 2 are
+// the successes recorded, and the slots they held are not counted (the
+// statement's snapshot still has their rows).
+#define BG_JOBS_PG_LIMITED_SUCCEED_STATE(history)                              \
+  "WITH m AS (DELETE FROM jobs WHERE id = ANY($3::bigint[])"                   \
+  "   AND reserved_by IS NOT DISTINCT FROM $5 AND cancel_reason IS NULL"       \
+  "   RETURNING *)" history " "                                                \
+  BG_JOBS_PG_LIMITED_STATE(" AND id NOT IN (SELECT id FROM m)")                \
+  " UNION ALL SELECT 2, NULL, NULL, id FROM m"
 //
 // Up to $4 ready jobs of the names $2 in claim order, at $1, unless the
 // queue $3 is paused: not those of the full keys $5 (a JSON array) and,
@@ -140,20 +150,55 @@
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
-// Successes ($6 ids, $7 their owner) and the claim.
-#define BG_JOBS_PG_COMPLETE_CLAIM(after)                                                        \
+
+// The succeeded history of the rows a CTE `m` deleted, at `at`, as CTEs
+// that follow it (each after a comma). With the history kept, every row
+// moves to `jobs_succeeded` (`s`). Without it (`postgres_options::
+// succeeded_history` false), only a workflow's task does (its workflow
+// reads it, through the triggers on that table). The others leave no row
+// (BG_JOBS_PG_DROP_SUCCEEDED, for successes without an output) or none
+// but their progress (_WITH_OUTPUT takes that and their output too: the
+// two more statements cost the batched paths a tenth of their rate), which
+// the next prune takes (postgres_adapter::prune_jobs).
+#define BG_JOBS_PG_TO_SUCCEEDED(at, only)                                      \
+  ", s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"           \
+  "   created_at, available_at, succeeded_at, priority, errors, attrs)"        \
+  "   SELECT id, name, payload, attempts, created_at, available_at, "          \
+  BG_JOBS_TS(at) ", priority, errors, attrs FROM m" only " RETURNING id)"
+#define BG_JOBS_PG_KEEP_SUCCEEDED(at) BG_JOBS_PG_TO_SUCCEEDED(at, "")
+#define BG_JOBS_PG_DROP_SUCCEEDED(at)                                          \
+  BG_JOBS_PG_TO_SUCCEEDED(at, " WHERE EXISTS (SELECT 1 FROM bg_jobs_tasks t"   \
+                              "   WHERE t.job_id = m.id)")
+#define BG_JOBS_PG_DROP_SUCCEEDED_WITH_OUTPUT(at)                              \
+  BG_JOBS_PG_DROP_SUCCEEDED(at)                                                \
+  ", o AS (DELETE FROM bg_jobs_outputs WHERE job_id IN (SELECT id FROM m)"     \
+  "   AND job_id NOT IN (SELECT id FROM s))"                                   \
+  ", p AS (DELETE FROM bg_jobs_progress WHERE job_id IN (SELECT id FROM m)"    \
+  "   AND job_id NOT IN (SELECT id FROM s))"
+
+// The successes $1 (one id, or an array for the second) of owner $3 at $2;
+// rows: the ids completed.
+#define BG_JOBS_PG_SUCCEED(history)                                            \
+  "WITH m AS (DELETE FROM jobs WHERE id = $1"                                  \
+  "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"       \
+  "   RETURNING *)" history " SELECT id FROM m"
+#define BG_JOBS_PG_SUCCEED_MANY(history)                                       \
+  "WITH m AS (DELETE FROM jobs WHERE id = ANY($1::bigint[])"                   \
+  "   AND reserved_by IS NOT DISTINCT FROM $3 AND cancel_reason IS NULL"       \
+  "   RETURNING *)" history " SELECT id FROM m"
+
+// The successes $6 of owner $7 (at $1) and the next claim in one
+// statement; `history` is one of the two above. Rows flagged true are the
+// completed ids.
+#define BG_JOBS_PG_COMPLETE_CLAIM(after, history)                                               \
   "WITH m AS (DELETE FROM jobs WHERE id = ANY($6::bigint[])"                                    \
   "   AND reserved_by IS NOT DISTINCT FROM $7 AND cancel_reason IS NULL"                        \
-  "   RETURNING *),"                                                                            \
-  " s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"                             \
-  "   created_at, available_at, succeeded_at, priority, errors, attrs)"                         \
-  "   SELECT id, name, payload, attempts, created_at, available_at, " BG_JOBS_TS(               \
-      "$1") ", priority, errors, attrs FROM m RETURNING id),"                                   \
-            " c AS (" BG_JOBS_PG_CLAIM(                                                         \
+  "   RETURNING *)" history                                                                     \
+            ", c AS (" BG_JOBS_PG_CLAIM(                                                         \
                 after) ")"                                                                      \
                        " SELECT *, false FROM c UNION ALL"                                      \
                        " SELECT id, '', '', 0, 0::bigint, 0::bigint, NULL::bigint, NULL, NULL," \
-                       "   0, NULL, NULL, NULL, NULL, true FROM s"
+                       "   0, NULL, NULL, NULL, NULL, true FROM m"
 
 // clang-format on
 
@@ -813,6 +858,10 @@ struct postgres_adapter::impl {
 
   /// Prepares every statement of the adapter on this connection.
   void prepare_all();
+
+  /// The text of the statement `name` as this adapter prepares it (some
+  /// depend on its options); null for a name it does not prepare.
+  const char* statement_sql(std::string_view name) const;
 
   /// `sql` with its notifications on this store's channel.
   std::string on_channel(const char* sql) const {
