@@ -216,6 +216,11 @@ builder& builder::with_schedule_stale_after(std::chrono::milliseconds d) {
   return *this;
 }
 
+builder& builder::with_workflow_watch(std::chrono::milliseconds every) {
+  maintenance_.workflow_watch_every = every;
+  return *this;
+}
+
 builder& builder::with_retention(prune_params retention,
                                  std::chrono::milliseconds prune_every) {
   maintenance_.retention = retention;

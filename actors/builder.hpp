@@ -75,6 +75,13 @@ public:
   /// before it stops (60 s; `maintenance_config::schedule_stale_after`).
   builder& with_schedule_stale_after(std::chrono::milliseconds d);
 
+  /// How often the node that holds the upkeep looks for workflows that
+  /// finished or became stuck when the store has announced none (30 s;
+  /// at most 1 s with `with_poll_only`): the store announces each finish
+  /// and each held task, and that node looks then
+  /// (`maintenance_config::workflow_watch_every`). Must be positive.
+  builder& with_workflow_watch(std::chrono::milliseconds every);
+
   /// What history of succeeded and failed jobs to keep, and how often to
   /// prune it.
   builder& with_retention(

@@ -217,6 +217,8 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_workflows_unreported_idx",
       "bg_jobs_tasks_held_idx",
       "bg_jobs_tasks_callbacks_idx",
+      "bg_jobs_workflow_finished",
+      "bg_jobs_task_held",
   };
   std::string text{sql};
   if (prefix.empty())

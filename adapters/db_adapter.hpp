@@ -131,6 +131,11 @@ struct scheduled_run {
 /// control character, so none is mistaken for it.
 constexpr const char* schedules_changed = "\x01schedules";
 
+/// The wake-up name under which the store announces a workflow that
+/// finished or a task that became held (by triggers, schema 21), for the
+/// node that holds the upkeep to report them (`workflow_watch_service`).
+constexpr const char* workflows_changed = "\x01workflows";
+
 /// A schedule kept in the store: one declared in a node's code (kept while
 /// some node declares it) or one added at run time.
 struct stored_schedule {
@@ -328,7 +333,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 20;
+  static constexpr int schema_version_current = 21;
 
   virtual capabilities caps() const = 0;
 

@@ -335,7 +335,7 @@ maintenance_report schedule_sweep_service::run_once(db_adapter& db,
 
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg,
-                     std::set<std::string> declared_schedules) {
+                     std::set<std::string> declared_schedules, bool announced) {
   std::vector<std::shared_ptr<maintenance_service>> xs;
   xs.push_back(std::make_shared<heartbeat_service>(
       heartbeat_service::config{node, cfg.interval()}));
@@ -347,8 +347,11 @@ maintenance_services(const std::string& node, const maintenance_config& cfg,
       prune_service::config{cfg.retention, cfg.prune_every}));
   xs.push_back(
       std::make_shared<actions_service>(actions_service::config{cfg.interval()}));
+  auto watch_every = cfg.workflow_watch_every;
+  if (!announced)
+    watch_every = std::min(watch_every, std::chrono::milliseconds{1000});
   xs.push_back(std::make_shared<workflow_watch_service>(
-      workflow_watch_service::config{cfg.workflow_watch_every}));
+      workflow_watch_service::config{watch_every}));
   xs.push_back(std::make_shared<schedule_sweep_service>(
       schedule_sweep_service::config{cfg.schedule_stale_after,
                                      std::move(declared_schedules)}));

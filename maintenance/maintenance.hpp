@@ -38,8 +38,12 @@ struct maintenance_config {
   /// How often to look (1 s).
   std::chrono::milliseconds vacuum_every{1000};
   /// How often the node that holds the upkeep looks for workflows that
-  /// finished or became stuck, to report them as events (1 s).
-  std::chrono::milliseconds workflow_watch_every{1000};
+  /// finished or became stuck, to report them as events, when the store
+  /// has not announced one (30 s; 1 s at most on a node that does not
+  /// listen, `builder::with_poll_only`). The store announces each finish
+  /// and each task that becomes held, and the node looks then (at most
+  /// every 100 ms).
+  std::chrono::milliseconds workflow_watch_every{30000};
   /// A schedule declared in code that no node has declared for this long
   /// stops: the node that holds the upkeep removes it from the store and
   /// cancels its waiting occurrence (60 s). Each node declares its
@@ -84,6 +88,11 @@ public:
 
   /// The time between two rounds.
   virtual std::chrono::milliseconds interval() const = 0;
+
+  /// The store's announcement (a wake-up name, such as
+  /// `workflows_changed`) that makes a round due at once, however long the
+  /// interval; none by default.
+  virtual const char* woken_by() const { return nullptr; }
 
   /// Runs one round at `now`. The store dates rows with its own clock.
   virtual maintenance_report run_once(db_adapter& db, timestamp now) = 0;
@@ -273,6 +282,7 @@ public:
   explicit workflow_watch_service(config cfg) : cfg_(cfg), next_(cfg.every) {}
   const char* name() const override { return "workflows"; }
   bool store_wide() const override { return true; }
+  const char* woken_by() const override { return workflows_changed; }
   std::chrono::milliseconds interval() const override { return next_; }
   maintenance_report run_once(db_adapter& db, timestamp now) override;
 
@@ -315,9 +325,12 @@ private:
 };
 
 /// The services of a node, from its settings: the heartbeat, the leader's
-/// lease, then the store-wide ones.
+/// lease, then the store-wide ones. `announced`: the node hears the
+/// store's announcements (it listens), so the workflow watch can wait
+/// `workflow_watch_every`; otherwise it looks at least once a second.
 std::vector<std::shared_ptr<maintenance_service>>
 maintenance_services(const std::string& node, const maintenance_config& cfg,
-                     std::set<std::string> declared_schedules = {});
+                     std::set<std::string> declared_schedules = {},
+                     bool announced = true);
 
 } // namespace bg_jobs

@@ -20,7 +20,15 @@ namespace bg_jobs::detail {
 /// weak addresses, so that it never keeps an actor alive.
 class actor_directory {
 public:
-  enum role { registry, router, front_door, events, scheduler, role_count };
+  enum role {
+    registry,
+    router,
+    front_door,
+    events,
+    scheduler,
+    maintenance,
+    role_count
+  };
 
   void set(role r, const caf::actor& a) {
     std::lock_guard<std::mutex> guard{mtx_};

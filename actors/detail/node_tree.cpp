@@ -177,10 +177,12 @@ caf::actor spawn_node(caf::actor_system& sys, node_context ctx) {
     return a;
   });
   add("maintenance", services_tier, [ctx](sup_ptr sup) {
-    return spawn_periodic(
+    auto a = spawn_periodic(
         sup, ctx,
         maintenance_services(ctx.node, ctx.plan->maintenance,
-                             declared_schedules(*ctx.plan)));
+                             declared_schedules(*ctx.plan), ctx.plan->listen));
+    ctx.dir->set(actor_directory::maintenance, a);
+    return a;
   });
   if (plan.listen) {
     auto& l = add("listener", services_tier, [ctx, listening](sup_ptr sup) {

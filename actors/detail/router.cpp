@@ -32,6 +32,14 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self,
         if (job_name == "*") {
           for (auto& kvp : st.queues)
             self->send(kvp.second, a, job_name);
+          // (It may stand for announcements that were not told apart.)
+          if (auto m = st.ctx.dir->get(actor_directory::maintenance))
+            self->send(m, a, job_name);
+          return;
+        }
+        if (job_name == workflows_changed) {
+          if (auto m = st.ctx.dir->get(actor_directory::maintenance))
+            self->send(m, a, job_name);
           return;
         }
         if (job_name == schedules_changed) {

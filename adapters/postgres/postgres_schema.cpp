@@ -496,6 +496,22 @@ const char* const migrations[] = {
     "DROP INDEX jobs_key_idx;"
     "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
     "  WHERE concurrency_key IS NOT NULL AND reserved_by IS NULL;",
+    // version 21: a workflow that finishes and a task that becomes held are
+    // announced (`workflows_changed`, on commit), so that the node that
+    // holds the upkeep reports them at once instead of polling for them.
+    "CREATE FUNCTION bg_jobs_announce_workflows() RETURNS trigger"
+    "  LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$"
+    " BEGIN"
+    "  PERFORM pg_notify('bg_jobs', chr(1) || 'workflows');"
+    "  RETURN NULL;"
+    " END $f$;"
+    "CREATE TRIGGER bg_jobs_workflow_finished AFTER UPDATE OF finished_at"
+    "  ON bg_jobs_workflows FOR EACH ROW WHEN (NEW.finished_at IS NOT NULL"
+    "  AND NEW.finished_at IS DISTINCT FROM OLD.finished_at)"
+    "  EXECUTE FUNCTION bg_jobs_announce_workflows();"
+    "CREATE TRIGGER bg_jobs_task_held AFTER UPDATE OF state ON bg_jobs_tasks"
+    "  FOR EACH ROW WHEN (NEW.state = 'held' AND OLD.state <> 'held')"
+    "  EXECUTE FUNCTION bg_jobs_announce_workflows();",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -558,7 +574,8 @@ caf::expected<void> postgres_adapter::migrate_down() {
             " CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_on_succeeded,"
             " bg_jobs_on_failed, bg_jobs_on_failed_removed,"
-            " bg_jobs_on_succeeded_removed, bg_jobs_on_failed_pruned CASCADE");
+            " bg_jobs_on_succeeded_removed, bg_jobs_on_failed_pruned,"
+            " bg_jobs_announce_workflows CASCADE");
     tx.exec("DROP FUNCTION IF EXISTS bg_jobs_settle, bg_jobs_callbacks");
     tx.exec("DROP TABLE IF EXISTS bg_jobs_rate_of, bg_jobs_rate_keys,"
             " bg_jobs_rate_limits, bg_jobs_limits, bg_jobs_actions,"

@@ -360,6 +360,22 @@ const char* const migrations[] = {
     "DROP INDEX jobs_key_idx;"
     "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
     "  WHERE concurrency_key IS NOT NULL AND reserved_by IS NULL;",
+    // version 21: a workflow that finishes and a task that becomes held are
+    // announced (`workflows_changed`), so that the node that holds the
+    // upkeep reports them at once instead of polling for them.
+    "CREATE TRIGGER bg_jobs_workflow_finished AFTER UPDATE OF finished_at"
+    " ON bg_jobs_workflows WHEN NEW.finished_at IS NOT NULL"
+    "  AND NEW.finished_at IS NOT OLD.finished_at BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES (char(1) || 'workflows',"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;"
+    "CREATE TRIGGER bg_jobs_task_held AFTER UPDATE OF state ON bg_jobs_tasks"
+    " WHEN NEW.state = 'held' AND OLD.state <> 'held' BEGIN"
+    "  INSERT INTO bg_jobs_wakes (name, seq) VALUES (char(1) || 'workflows',"
+    "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
+    "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
+    " END;",
 };
 
 constexpr int known_version = std::size(migrations);

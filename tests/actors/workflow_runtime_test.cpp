@@ -186,14 +186,19 @@ TEST_SUITE("workflows") {
   }
 
   BG_JOBS_RUNTIME_CASE("the node that holds the upkeep reports workflows "
-                       "that became stuck and that finished, once each") {
+                       "that became stuck and that finished, once each, "
+                       "when the store announces them") {
     std::atomic<bool> c_fails{true};
     auto step = worker{"step", [&](const job& j) -> outcome {
                          if (j.payload.at("task") == "c" && c_fails)
                            return outcome::discard("c fails");
                          return outcome::success();
                        }};
-    auto bg = start(make_builder().with_queue(queue_of({step})));
+    // It looks on its own only at start: every report below follows an
+    // announcement.
+    auto bg = start(make_builder()
+                        .with_workflow_watch(std::chrono::hours{1})
+                        .with_queue(queue_of({step})));
     auto task = [](const char* t) {
       return job_request{"step", {{"task", t}}};
     };
@@ -234,6 +239,20 @@ TEST_SUITE("workflows") {
     CHECK(ended.back().workflow_id == third);
     CHECK(log.count(event_kind::workflow_stuck) == 1);
     CHECK(log.count(event_kind::workflow_started) == 3);
+  }
+
+  BG_JOBS_RUNTIME_CASE("a node that does not listen reports a finished "
+                       "workflow by looking every second") {
+    auto step = worker{"step", [](const job&) { return outcome::success(); }};
+    auto bg = start(make_builder()
+                        .with_poll_only()
+                        .with_workflow_watch(std::chrono::hours{1})
+                        .with_queue(queue_of({step})));
+    workflow w{"plain"};
+    w.add("x", job_request{"step", {{"task", "x"}}});
+    auto id = value_of(bg.enqueue_workflow(w)).workflow_id;
+    REQUIRE(log.wait_for(event_kind::workflow_finished, 1, 20s));
+    CHECK(log.of(event_kind::workflow_finished)[0].workflow_id == id);
   }
 
   BG_JOBS_RUNTIME_CASE("a handler fans out from its task, two levels deep, "
