@@ -56,6 +56,49 @@ TEST_SUITE("reliability") {
     CHECK(twice <= allowed);
   }
 
+  TEST_CASE_TEMPLATE("without succeeded history SIGKILL mid-drain twice "
+                     "loses no job and leaves no row",
+                     T, sqlite_target, postgres_target) {
+    constexpr int n = 3000;
+    constexpr int concurrency = 8;
+    T target;
+    prepare(target, n);
+    auto db = target.open();
+    auto left = [&] {
+      auto st = db->stats();
+      return st ? st->pending() + st->reserved : int64_t{-1};
+    };
+    int kills = 0;
+    for (int k = 1; k <= 2; ++k) {
+      auto node = start_node(target.store(), "worker", concurrency,
+                             {"--no-history"});
+      REQUIRE(test::eventually(
+          [&] {
+            auto l = left();
+            return l >= 0 && l <= n - k * n / 3;
+          },
+          60s));
+      node->kill(SIGKILL);
+      node->wait(10s);
+      ++kills;
+    }
+    auto last =
+        start_node(target.store(), "worker", concurrency, {"--no-history"});
+    CHECK(last->wait(120s) == 0);
+    auto st = db->stats();
+    REQUIRE(st);
+    CHECK(st->pending() + st->reserved == 0);
+    CHECK(st->succeeded == 0);
+    CHECK(target.query_int("SELECT count(*) FROM jobs_succeeded") == 0);
+    auto [total, distinct] = target.runs();
+    CHECK(distinct == n);
+    auto allowed = kills * (concurrency + queue_spec{"q"}.prefetch() / 2);
+    MESSAGE(n << " jobs, " << kills << " kills: " << total << " runs, "
+              << total - distinct << " duplicated (at most " << allowed
+              << " allowed)");
+    CHECK(total - distinct <= allowed);
+  }
+
   TEST_CASE_TEMPLATE("a killed node stops counting as a node of its queues "
                      "once silent, and its queue stays known",
                      T, sqlite_target, postgres_target) {

@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds lease{30000};
   int concurrency = 10, sleep_ms = 0;
   bool record = false;
+  bool succeeded_history = true;
   std::chrono::milliseconds prune_every{60000};
   int start_log = -1;
   int enqueue_unique = 0;
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
       record = true;
     else if (arg == "--no-record")
       record = false;
+    else if (arg == "--no-history")
+      succeeded_history = false;
     else if (arg == "--start-log")
       start_log = ::open(next().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     else if (arg == "--key-limit")
@@ -176,7 +179,7 @@ int main(int argc, char** argv) {
   }
   // libpq names this process's connections after the node.
   setenv("PGAPPNAME", node.c_str(), 1);
-  auto factory = bg_jobs::factory_for(store);
+  auto factory = bg_jobs::factory_for(store, {}, "bg_jobs", succeeded_history);
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
   int rc = 0;
