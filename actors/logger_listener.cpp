@@ -14,9 +14,10 @@ event_listener logger_listener(std::ostream& out, log_level min_level) {
   return [&out, min_level, mtx](const event& e) {
     if (e.level() < min_level)
       return;
-    auto line = to_log_line(e);
+    // One write per line: a handler may print to the same stream.
+    auto line = to_log_line(e) + '\n';
     std::lock_guard<std::mutex> guard{*mtx};
-    out << line << '\n';
+    out << line;
   };
 }
 

@@ -71,8 +71,12 @@ int main(int argc, char** argv) {
                           .with_worker(bg_jobs::typed_worker<resize_image>(
                               [&](const resize_image& r) {
                                 ++ran;
-                                std::cout << node << " resized " << r.path
-                                          << " to " << r.width << std::endl;
+                                // One write per line: handlers run on
+                                // several threads.
+                                std::cout << node + " resized " + r.path +
+                                                 " to " +
+                                                 std::to_string(r.width) + "\n"
+                                          << std::flush;
                               })))
           .build(sys);
   if (!bg) {
