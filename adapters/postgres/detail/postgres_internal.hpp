@@ -157,9 +157,9 @@
 // succeeded_history` false), only a workflow's task does (its workflow
 // reads it, through the triggers on that table). The others leave no row
 // (BG_JOBS_PG_DROP_SUCCEEDED, for successes without an output) or none
-// but their progress (_WITH_OUTPUT takes that and their output too: the
-// two more statements cost the batched paths a tenth of their rate), which
-// the next prune takes (postgres_adapter::prune_jobs).
+// but their progress (_WITH_OUTPUT takes that and their output too; the
+// batched paths leave them out, as the two more deletes slowed those
+// down), which the next prune takes (postgres_adapter::prune_jobs).
 #define BG_JOBS_PG_TO_SUCCEEDED(at, only)                                      \
   ", s AS (INSERT INTO jobs_succeeded (id, name, payload, attempts,"           \
   "   created_at, available_at, succeeded_at, priority, errors, attrs)"        \
