@@ -444,6 +444,16 @@ public:
   virtual caf::expected<std::optional<int64_t>>
   rate_wait(const reserve_params& params) = 0;
 
+  /// How long (ms, by this adapter's clock, at least 1) until the earliest
+  /// unreserved job named in `params.job_names` that becomes available
+  /// later than `after` (a delayed job, a retry, a snooze) is available;
+  /// none when there is no such job. A queue whose claim at `after` found
+  /// no more ready jobs looks again then, so that a delayed job enqueued by
+  /// another process starts on time without a fast poll; one that came due
+  /// since `after` is due at once.
+  virtual caf::expected<std::optional<int64_t>>
+  next_due(const reserve_params& params, timestamp after) = 0;
+
   /// Moves up to `limit` jobs whose expiry passed before any attempt of
   /// them started (`job_request::expires_at`; unreserved) to `jobs_failed`
   /// as cancelled with the reason "expired"; returns them. No claim takes an

@@ -112,8 +112,9 @@ struct settings {
       q.with_key_limit(static_cast<int>(key_limit));
     if (rate > 0)
       q.with_rate_limit({"bench", rate, std::chrono::seconds{1}, rate});
-    // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch); the
-    // library's default poll (1 s) is the fallback in both profiles.
+    // Queues are woken by enqueues (LISTEN/NOTIFY or the WAL watch) and
+    // when their next waiting job comes due; the library's default poll
+    // for a node that listens (5 s) is the fallback in both profiles.
     return q;
   }
 
@@ -127,7 +128,8 @@ struct settings {
         {"rate", rate > 0 ? json(rate) : json(nullptr)},
         {"succeeded_history", succeeded_history},
         {"sqlite_synchronous", postgres ? "n/a" : (fast ? "NORMAL" : "FULL")},
-        {"poll_interval_ms", bg_jobs::queue_spec{"q"}.poll_interval().count()},
+        {"poll_interval_ms",
+         bg_jobs::queue_spec{"q"}.poll_interval(true).count()},
         {"prefetch", bg_jobs::queue_spec{"q"}.prefetch()},
         {"actor_system", "bg_jobs::configure, 2 scheduler threads"}};
   }

@@ -22,9 +22,9 @@ caf::error queue_spec::validate() const {
     return fail("max_concurrent_jobs must be 1 to " +
                 std::to_string(max_concurrency) + ", got " +
                 std::to_string(max_concurrent_jobs_));
-  if (poll_interval_.count() <= 0)
+  if (poll_interval_ && poll_interval_->count() <= 0)
     return fail("poll_interval must be positive, got " +
-                std::to_string(poll_interval_.count()) + " ms");
+                std::to_string(poll_interval_->count()) + " ms");
   if (prefetch_ < 0 || prefetch_ > 1000)
     return fail("prefetch must be 0 to 1000, got " + std::to_string(prefetch_));
   if (max_retries_ < 0)

@@ -18,6 +18,11 @@ namespace bg_jobs {
 /// The configuration of one queue, in the original's vocabulary.
 class queue_spec {
 public:
+  /// The poll interval of a queue on a node that does not listen.
+  static constexpr std::chrono::milliseconds default_poll_interval{1000};
+  /// The poll interval of a queue on a node that listens.
+  static constexpr std::chrono::milliseconds listening_poll_interval{5000};
+
   explicit queue_spec(std::string name) : name_(std::move(name)) {}
 
   /// The most executors a queue may have on one node (also through
@@ -30,10 +35,16 @@ public:
     return *this;
   }
 
-  /// How often the queue looks for jobs when nothing wakes it (1 s).
-  /// Enqueues on any node wake it at once (PostgreSQL NOTIFY, the SQLite
-  /// WAL watch), and so do its own retries when they come due; the poll
-  /// finds delayed jobs that came due and whatever a wake-up missed.
+  /// How often the queue looks for jobs when nothing wakes it. Enqueues on
+  /// any node wake it at once (PostgreSQL NOTIFY, the SQLite WAL watch);
+  /// a queue that finds no more ready jobs asks the store when its next
+  /// waiting job (delayed, retried, snoozed, scheduled) comes due and looks
+  /// again then. So the poll only finds what a wake-up missed. By default
+  /// it is `listening_poll_interval` (5 s) on a node that listens and
+  /// `default_poll_interval` (1 s) on one that does not
+  /// (`builder::with_poll_only`). A queue with limits, and one with jobs
+  /// in hand, looks at least once a second whatever is set (a slot freed on
+  /// another node, a cancel asked for there, announce nothing).
   queue_spec& with_poll_interval(std::chrono::milliseconds d) {
     poll_interval_ = d;
     return *this;
@@ -179,7 +190,16 @@ public:
 
   const std::string& name() const { return name_; }
   int max_concurrent_jobs() const { return max_concurrent_jobs_; }
-  std::chrono::milliseconds poll_interval() const { return poll_interval_; }
+  /// The poll interval set, or the default on a node that does not listen.
+  std::chrono::milliseconds poll_interval() const {
+    return poll_interval_.value_or(default_poll_interval);
+  }
+  /// The poll interval set, or the default for a node that listens
+  /// (`listening`) or does not.
+  std::chrono::milliseconds poll_interval(bool listening) const {
+    return poll_interval_.value_or(listening ? listening_poll_interval
+                                             : default_poll_interval);
+  }
   int max_retries() const { return max_retries_; }
   int prefetch() const { return prefetch_; }
   std::chrono::milliseconds init_timeout() const { return init_timeout_; }
@@ -209,7 +229,7 @@ public:
 private:
   std::string name_;
   int max_concurrent_jobs_ = 10;
-  std::chrono::milliseconds poll_interval_{1000};
+  std::optional<std::chrono::milliseconds> poll_interval_;
   int max_retries_ = 20;
   int prefetch_ = 500;
   std::chrono::milliseconds init_timeout_{1000};

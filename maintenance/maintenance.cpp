@@ -181,10 +181,12 @@ std::chrono::milliseconds vacuum_service::pace(int64_t dead, int64_t left_dead,
                                                int64_t bar,
                                                clock::time_point now) {
   auto next = 10 * cfg_.every;
-  // The first look has no rate yet; one that finds fewer rows than the last
-  // (a vacuum ran elsewhere) counts those it finds as new.
+  // The first look has no rate yet: the second comes after one interval
+  // if it found a quarter of the bar dead already (a node that starts
+  // under load), after five otherwise. One that finds fewer rows than the
+  // last (a vacuum ran elsewhere) counts those it finds as new.
   if (seen_dead_ < 0) {
-    next = cfg_.every;
+    next = left_dead >= bar / 4 ? cfg_.every : 5 * cfg_.every;
   } else {
     auto grown = dead >= seen_dead_ ? dead - seen_dead_ : dead;
     auto elapsed = std::max(std::chrono::duration<double>(now - seen_at_),

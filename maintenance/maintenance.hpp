@@ -203,7 +203,8 @@ private:
 /// within a few intervals, and up to ten times less often while they do not
 /// (an idle node, or a store that needs no vacuum): the next look comes
 /// when half the distance to the bar would be covered at the rate last
-/// seen.
+/// seen. The look after the first comes after one interval if the first
+/// found a quarter of the bar dead already, and after five otherwise.
 class vacuum_service : public maintenance_service {
 public:
   struct config {

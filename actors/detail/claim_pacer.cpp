@@ -106,9 +106,16 @@ void claim_pacer::look_when_due(caf::event_based_actor* self,
   auto wait = std::max(std::chrono::milliseconds{0},
                        std::chrono::duration_cast<std::chrono::milliseconds>(
                            c.available_at - ctx_.now()));
-  if (wait < std::chrono::hours{1})
+  if (wait < poll_every())
     self->delayed_send(self, wait + std::chrono::milliseconds{1},
                        wake_atom::value, o.report.job->name);
+}
+
+std::chrono::milliseconds claim_pacer::poll_every() const {
+  auto every = spec_.poll_interval(ctx_.plan->listen);
+  if (spec_.limited())
+    every = std::min(every, std::chrono::milliseconds{1000});
+  return every;
 }
 
 void claim_pacer::look_when_rate_allows(caf::event_based_actor* self,
@@ -122,13 +129,23 @@ void claim_pacer::look_when_rate_allows(caf::event_based_actor* self,
                      rate_due_atom::value);
 }
 
+void claim_pacer::look_when_available(caf::event_based_actor* self,
+                                      std::chrono::milliseconds wait) {
+  if (wait >= poll_every())
+    return;
+  auto now = std::chrono::steady_clock::now();
+  auto at = now + wait;
+  if (due_look_at_ && *due_look_at_ <= at && *due_look_at_ > now)
+    return;
+  due_look_at_ = at;
+  self->delayed_send(self, wait + std::chrono::milliseconds{1},
+                     wake_atom::value, std::string{});
+}
+
 void claim_pacer::check_cancels(caf::event_based_actor* self,
                                 const dispatcher& hand) {
-  auto now = std::chrono::steady_clock::now();
-  if (hand.empty() || now - cancels_checked_ < std::chrono::seconds{1})
-    return;
-  cancels_checked_ = now;
-  self->send(store_, check_cancels_atom::value);
+  if (!hand.empty())
+    self->send(store_, check_cancels_atom::value);
 }
 
 } // namespace bg_jobs::detail

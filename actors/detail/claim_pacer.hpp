@@ -26,7 +26,8 @@ namespace bg_jobs::detail {
 /// queue itself as a timer:
 /// - `(flush_due_atom)`: call `flush_due`;
 /// - `(rate_due_atom)`: call `rate_due`, then poll;
-/// - `(wake_atom, job_name)`: poll.
+/// - `(wake_atom, job_name)`: poll (`job_name` empty: a waiting job came
+///   due).
 class claim_pacer {
 public:
   /// The longest an outcome waits for the next claim to carry it.
@@ -81,12 +82,26 @@ public:
   /// The rate limit's timer is due: the next claim may find jobs.
   void rate_due();
 
-  /// Looks for jobs again when the retry or snooze `o` comes due: the
-  /// poll interval is only the fallback for what no wake-up reports.
+  /// Looks for jobs again when the retry or snooze `o` comes due, unless
+  /// the next poll comes first (whose claim reads when it is due).
   void look_when_due(caf::event_based_actor* self, const pending_outcome& o);
 
-  /// Has the store worker look, at most once a second while jobs run, for
-  /// cancels of them asked for on another node.
+  /// How long from one poll to the next: the poll interval (by default
+  /// longer on a node that listens), at most a second for a queue with
+  /// limits, since a slot freed on another node announces nothing.
+  std::chrono::milliseconds poll_every() const;
+
+  /// The store worker says the queue's next waiting job comes due in
+  /// `wait`: looks for jobs again then (one timer at a time: the earliest
+  /// asked for), unless the next poll comes first. (A timer holds the
+  /// queue's thread until it fires, even after the queue quit: none is
+  /// longer than a poll.)
+  void look_when_available(caf::event_based_actor* self,
+                           std::chrono::milliseconds wait);
+
+  /// Has the store worker look for cancels, asked for on another node, of
+  /// the jobs in `hand` (none: nothing to do). The queue calls it once a
+  /// second while it holds jobs.
   void check_cancels(caf::event_based_actor* self, const dispatcher& hand);
 
 private:
@@ -108,8 +123,8 @@ private:
   bool flush_pending_ = false;
   /// When the rate limit's timer is due to have the queue look again.
   std::optional<std::chrono::steady_clock::time_point> rate_look_at_;
-  /// When the store worker last looked for cancels of our running jobs.
-  std::chrono::steady_clock::time_point cancels_checked_;
+  /// When the timer for the next waiting job is due to have the queue look.
+  std::optional<std::chrono::steady_clock::time_point> due_look_at_;
 };
 
 } // namespace bg_jobs::detail

@@ -42,7 +42,8 @@ using claim_atom = caf::atom_constant<caf::atom("claim")>;
 using write_outcomes_atom = caf::atom_constant<caf::atom("qwrite")>;
 
 /// `(check_cancels_atom)`, from a queue to its store worker: look for
-/// cancels of the queue's running jobs asked for on other nodes.
+/// cancels of the queue's running jobs asked for on other nodes; as a
+/// queue's timer: time to ask for that.
 using check_cancels_atom = caf::atom_constant<caf::atom("qcancels")>;
 
 /// `(finish_atom, outcome_batch)` → `caf::unit`, from a stopping queue to
@@ -56,5 +57,11 @@ using flush_due_atom = caf::atom_constant<caf::atom("flushdue")>;
 /// `(rate_due_atom)`, a queue's timer: its rate limit lets the first job it
 /// held back go.
 using rate_due_atom = caf::atom_constant<caf::atom("ratedue")>;
+
+/// `(next_due_atom)`, from a store worker to itself after a short claim:
+/// read when the queue's next waiting job comes due. `(next_due_atom,
+/// int64_t ms)`, from the store worker to its queue: that job comes due in
+/// `ms` (by the store's clock), so the queue looks again then.
+using next_due_atom = caf::atom_constant<caf::atom("nextdue")>;
 
 } // namespace bg_jobs::detail

@@ -49,6 +49,8 @@ struct queue_state {
   bool settling = false;
   /// Polling waits for the registry to know us as the owner.
   bool registered = false;
+  /// A `check_cancels_atom` timer is on its way.
+  bool cancel_check_armed = false;
 
   static inline const char* name = "bg_jobs.queue";
 
@@ -99,9 +101,20 @@ struct queue_state {
     pace.claim(self, hand, [this, self](claim_call& c) { claimed(self, c); });
   }
 
+  /// While the queue holds jobs, its store worker looks once a second for
+  /// cancels of them asked for on another node.
+  void arm_cancel_check(caf::event_based_actor* self) {
+    if (cancel_check_armed || stopping || hand.empty())
+      return;
+    cancel_check_armed = true;
+    self->delayed_send(self, std::chrono::seconds{1},
+                       check_cancels_atom::value);
+  }
+
   /// The store worker's answer.
   void claimed(caf::event_based_actor* self, claim_call& c) {
     bool again = pace.take_answer(self, hand, c);
+    arm_cancel_check(self);
     if (finish_after_claim) {
       finish(self);
       return;
@@ -221,9 +234,18 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
       [=](poll_atom) {
         auto& st = self->state;
         st.poll(self);
-        st.pace.check_cancels(self, st.hand);
         if (!st.stopping)
-          self->delayed_send(self, st.spec.poll_interval(), poll_atom::value);
+          self->delayed_send(self, st.pace.poll_every(), poll_atom::value);
+      },
+      [=](next_due_atom, int64_t ms) {
+        self->state.pace.look_when_available(self,
+                                             std::chrono::milliseconds{ms});
+      },
+      [=](check_cancels_atom) {
+        auto& st = self->state;
+        st.cancel_check_armed = false;
+        st.pace.check_cancels(self, st.hand);
+        st.arm_cancel_check(self);
       },
       [=](wake_atom, const std::string& job_name) {
         // "*" is a hint that some process wrote to the store: a busy queue

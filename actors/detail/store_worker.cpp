@@ -1,5 +1,7 @@
 #include "bg_jobs/actors/detail/store_worker.hpp"
 
+#include <utility>
+
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -12,6 +14,10 @@ namespace bg_jobs::detail {
 
 namespace {
 
+/// How long after a short claim its store worker reads when the next
+/// waiting job comes due.
+constexpr std::chrono::milliseconds next_due_delay{10};
+
 struct store_worker_state {
   node_context ctx;
   std::string queue;
@@ -21,6 +27,13 @@ struct store_worker_state {
   /// A call's reply went missing: the store may hold reservations of ours
   /// that the queue does not know of. Released before the next claim.
   bool reconcile = false;
+  /// The reservation of the last short claim, when it started, and the
+  /// queue that made it: whose next waiting job `next_due` reads.
+  reserve_params due_params;
+  timestamp due_after;
+  caf::actor_addr due_to;
+  /// A `next_due_atom` is on its way to this worker.
+  bool due_asked = false;
 
   static inline const char* name = "bg_jobs.store_worker";
 
@@ -96,6 +109,23 @@ struct store_worker_state {
     }
   }
 
+  /// After a short claim: tells the queue when its next waiting job comes
+  /// due, so that it looks again then rather than at its next poll.
+  void next_due(caf::event_based_actor* self) {
+    due_asked = false;
+    auto db = store.get();
+    if (!db)
+      return;
+    auto due = db->next_due(due_params, due_after);
+    if (!due) {
+      failed(due.error(), "reading when the next waiting job is due");
+      return;
+    }
+    if (*due)
+      if (auto q = caf::actor_cast<caf::actor>(due_to))
+        self->send(q, next_due_atom::value, **due);
+  }
+
   /// Sends the queue a cancel for each of its running jobs asked to cancel.
   void check_cancels(caf::event_based_actor* self) {
     auto db = store.get();
@@ -151,12 +181,25 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self,
   });
   return {
       [=](claim_atom, claim_call_ptr& call) {
+        auto& st = self->state;
+        auto started = st.ctx.now();
         try {
-          self->state.claim(*call);
+          st.claim(*call);
         } catch (const std::exception& ex) {
           call->error = make_error(errc::database_error,
                                    std::string{"reserving jobs: "} +
                                        ex.what());
+        }
+        // A short claim: when the next waiting job comes due, read a
+        // moment after the answer left (the short claims of a steady
+        // trickle of jobs share one read, off their path).
+        if (!call->error &&
+            static_cast<int>(call->reserved.size()) < call->params.limit) {
+          st.due_params = call->params;
+          st.due_after = started;
+          st.due_to = caf::actor_cast<caf::actor_addr>(self->current_sender());
+          if (!std::exchange(st.due_asked, true))
+            self->delayed_send(self, next_due_delay, next_due_atom::value);
         }
         return call;
       },
@@ -164,6 +207,10 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self,
         auto& st = self->state;
         st.outcomes.append(std::move(xs));
         st.guarded("recording job outcomes", [&] { st.write(); });
+      },
+      [=](next_due_atom) {
+        self->state.guarded("reading when the next job is due",
+                            [&] { self->state.next_due(self); });
       },
       [=](check_cancels_atom) {
         self->state.guarded("reading cancels",

@@ -74,6 +74,17 @@ const statement_def statements[] = {
    "   FROM r) d)"
    " SELECT id FROM j, (SELECT count(*) FROM n) c ORDER BY id"},
   {"bgj_reserve", BG_JOBS_PG_CLAIM("")},
+  // The earliest time past $3 at which an unreserved job of the names $2
+  // becomes available, less $1 (now): one probe of the claim index per
+  // priority (0 to 9), each reading the first entry past $3.
+  {"bgj_next_due",
+   "SELECT " BG_JOBS_MS("min(a)") " - $1::bigint"
+   " FROM generate_series(0, 9) AS p(p),"
+   " LATERAL (SELECT available_at AS a FROM jobs"
+   "   WHERE reserved_by IS NULL AND priority = p.p"
+   "   AND available_at > " BG_JOBS_TS("$3")
+   "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
+   "   ORDER BY available_at LIMIT 1) x"},
   // The claim of a limited queue (BG_JOBS_PG_CANDIDATES). Its limits and
   // the slots held by the jobs $2 names, by their keys (counted only if it
   // has a concurrency limit or a sequence: not for a rate limit alone);
@@ -1055,6 +1066,24 @@ std::vector<bool> successes_applied(pqxx::transaction_base& tx,
 }
 
 } // namespace
+
+caf::expected<std::optional<int64_t>>
+postgres_adapter::next_due(const reserve_params& params, timestamp after) {
+  static_assert(min_priority == 0 && max_priority == 9,
+                "bgj_next_due probes priorities 0 to 9");
+  if (params.job_names.empty())
+    return std::optional<int64_t>{};
+  auto names = nlohmann::json(params.job_names).dump();
+  return impl_->in_statement(
+      "reading when the next delayed job is due",
+      [&](pqxx::transaction_base& tx) -> std::optional<int64_t> {
+        auto r = tx.exec_prepared("bgj_next_due", impl_->now_ms(), names,
+                                  to_unix_ms(after));
+        if (r.empty() || r[0][0].is_null())
+          return std::nullopt;
+        return std::max<int64_t>(1, r[0][0].as<int64_t>());
+      });
+}
 
 caf::expected<complete_reserve_result> postgres_adapter::complete_and_reserve(
     const std::vector<completion>& completions, const reserve_params& params) {

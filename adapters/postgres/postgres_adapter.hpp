@@ -115,6 +115,8 @@ public:
                                      int64_t ms) override;
   caf::expected<std::optional<int64_t>>
   rate_wait(const reserve_params& params) override;
+  caf::expected<std::optional<int64_t>>
+  next_due(const reserve_params& params, timestamp after) override;
   caf::expected<std::vector<job>> discard_expired(int limit) override;
   caf::expected<std::vector<job>>
   release_jobs_reserved_by(const std::string& reserved_by) override;

@@ -71,6 +71,17 @@ const char sql_reserve[] = "UPDATE jobs SET reserved_at = ?1, reserved_by = ?2,"
                            "   ORDER BY priority, available_at, id LIMIT ?4)"
                            " RETURNING " BG_JOBS_JOB_COLUMNS;
 
+// The earliest time past ?3 at which an unreserved job of the names ?2
+// becomes available, less ?1 (now): one probe of the claim index per
+// priority (0 to 9), each reading the first entry past ?3.
+const char sql_next_due[] =
+    "SELECT min((SELECT available_at FROM jobs"
+    "   WHERE reserved_by IS NULL AND priority = p.value"
+    "   AND available_at > ?3"
+    "   AND name IN (SELECT value FROM json_each(?2))"
+    "   ORDER BY available_at LIMIT 1)) - ?1"
+    " FROM json_each('[0,1,2,3,4,5,6,7,8,9]') p";
+
 const char sql_release_by[] =
     "UPDATE jobs SET reserved_at = NULL, reserved_by = NULL"
     " WHERE reserved_by = ?1 RETURNING " BG_JOBS_JOB_COLUMNS;
@@ -820,6 +831,29 @@ sqlite_adapter::reserve_jobs(const reserve_params& params) {
   if (params.job_names.empty())
     return std::vector<job>{};
   return in_transaction([&] { return reserve_in_tx(params); });
+}
+
+caf::expected<std::optional<int64_t>>
+sqlite_adapter::next_due(const reserve_params& params, timestamp after) {
+  static_assert(min_priority == 0 && max_priority == 9,
+                "sql_next_due probes priorities 0 to 9");
+  if (params.job_names.empty())
+    return std::optional<int64_t>{};
+  auto s = prepare(sql_next_due);
+  if (!s)
+    return std::move(s.error());
+  statement q{*s};
+  auto names = nlohmann::json(params.job_names).dump();
+  q.bind(1, to_unix_ms(options_.clock->now()))
+      .bind(2, names)
+      .bind(3, to_unix_ms(after));
+  int rc = q.step();
+  if (rc != SQLITE_ROW)
+    return failure(rc, "reading when the next delayed job is due");
+  if (sqlite3_column_type(q.get(), 0) == SQLITE_NULL)
+    return std::optional<int64_t>{};
+  return std::optional<int64_t>{
+      std::max<int64_t>(1, sqlite3_column_int64(q.get(), 0))};
 }
 
 caf::expected<complete_reserve_result>

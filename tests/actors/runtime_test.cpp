@@ -699,6 +699,13 @@ TEST_SUITE("runtime") {
     CHECK(code(make_builder().with_queue(
               test_queue("q").with_worker(w).with_poll_interval(0ms))) ==
           errc::invalid_config);
+    // The poll's default depends on whether the node listens; one set is
+    // kept either way.
+    CHECK(queue_spec{"q"}.poll_interval(true) == 5s);
+    CHECK(queue_spec{"q"}.poll_interval(false) == 1s);
+    CHECK(queue_spec{"q"}.poll_interval() == 1s);
+    CHECK(queue_spec{"q"}.with_poll_interval(30s).poll_interval(true) == 30s);
+    CHECK(queue_spec{"q"}.with_poll_interval(30s).poll_interval(false) == 30s);
     CHECK(code(make_builder().with_queue(
               test_queue("q").with_worker(w).with_max_retries(-1))) ==
           errc::invalid_config);
@@ -938,6 +945,27 @@ TEST_SUITE("runtime") {
                                    job_request{"j"}.available_in(250ms)};
     REQUIRE(bg.enqueue_many(later));
     REQUIRE(log.wait_for(event_kind::job_succeeded, 4, 10s));
+  }
+
+  BG_JOBS_RUNTIME_CASE("a delayed job enqueued elsewhere runs when due, not "
+                       "at the next poll") {
+    // The poll would come in an hour, and the job is enqueued through a
+    // connection of the test's own, as by another process: the store's
+    // announcement wakes the queue, which finds nothing ready, reads when
+    // the job comes due and looks again then.
+    std::atomic<int64_t> started_ms{0};
+    auto w = worker{"j", [&](const job&) {
+                      started_ms = to_unix_ms(clock::system()->now());
+                    }};
+    auto bg = start(make_builder().with_queue(
+        queue_spec{"q"}.with_poll_interval(std::chrono::hours{1}).with_worker(
+            w)));
+    auto other = store();
+    auto j = test::value_of(
+        other->enqueue_job(job_request{"j"}.available_in(1500ms)));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 1, 30s));
+    // Not early (the store's clock and this one may differ by a little).
+    CHECK(started_ms.load() >= to_unix_ms(j.available_at) - 100);
   }
 
   BG_JOBS_RUNTIME_CASE("shutdown keeps to its timeout when the tree does "

@@ -179,6 +179,45 @@ TEST_SUITE("conformance") {
     CHECK(ids_of(reserve(*db, {"test_job"}, 1)) == std::vector<int64_t>{j.id});
   }
 
+  TEST_CASE_TEMPLATE("next_due says when the earliest waiting job of the "
+                     "names comes due", S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    reserve_params q{{"a", "b"}, 10, "node/q/1", ""};
+    auto due = [&] { return value_of(db->next_due(q, clk->now())); };
+    CHECK(due() == std::nullopt);
+    // Ready jobs and jobs of other names do not count.
+    value_of(db->enqueue_job(job_request{"a"}));
+    value_of(db->enqueue_job(job_request{"c"}.available_in(1s)));
+    CHECK(due() == std::nullopt);
+    // The earliest over every priority: a less urgent job due sooner.
+    value_of(db->enqueue_job(job_request{"a"}.available_in(9s)));
+    CHECK(due() == std::optional<int64_t>{9000});
+    auto soon = value_of(db->enqueue_job(
+        job_request{"b"}.available_in(4s).with_priority(max_priority)));
+    CHECK(due() == std::optional<int64_t>{4000});
+    clk->advance(1500ms);
+    CHECK(due() == std::optional<int64_t>{2500});
+    // A reserved job does not count; once due, neither does it.
+    clk->advance(2500ms);
+    CHECK(due() == std::optional<int64_t>{5000});
+    auto got = ids_of(reserve(*db, {"a", "b"}, 10));
+    CHECK(std::count(got.begin(), got.end(), soon.id) == 1);
+    CHECK(due() == std::optional<int64_t>{5000});
+    clk->advance(5000ms);
+    CHECK(due() == std::nullopt);
+    // One that came due since the claim looked is due at once.
+    auto looked = clk->now();
+    value_of(db->enqueue_job(job_request{"b"}.available_in(10ms)));
+    clk->advance(20ms);
+    CHECK(value_of(db->next_due(q, looked)) == std::optional<int64_t>{1});
+    CHECK(due() == std::nullopt);
+    // No names: none.
+    CHECK(value_of(db->next_due({{}, 10, "node/q/1", ""}, looked)) ==
+          std::nullopt);
+  }
+
   TEST_CASE_TEMPLATE("moving to succeeded keeps every field and leaves jobs", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

@@ -127,10 +127,16 @@ TEST_SUITE("maintenance") {
     // A bar no rate seen here can come near within ten intervals.
     vacuum_service vacuum{{1000000000, 1s}};
     CHECK(vacuum.interval() == 1s);
+    // The first look found less than a quarter of the bar: an idle start.
     CHECK_FALSE(vacuum.run_once(*db, utc_now()).vacuumed);
-    CHECK(vacuum.interval() == 1s);
+    CHECK(vacuum.interval() == 5s);
     CHECK_FALSE(vacuum.run_once(*db, utc_now()).vacuumed);
     CHECK(vacuum.interval() == 10s);
+    // A quarter of a bar of 3 is no row: the first look found that many,
+    // so the next comes after one interval, to see the rate.
+    vacuum_service busy{{3, 1s}};
+    busy.run_once(*db, utc_now());
+    CHECK(busy.interval() == 1s);
   }
 
   TEST_CASE("maintenance settings are validated") {

@@ -160,6 +160,10 @@ public:
   rate_wait(const reserve_params& p) override {
     return inner_->rate_wait(p);
   }
+  caf::expected<std::optional<int64_t>>
+  next_due(const reserve_params& p, timestamp after) override {
+    return inner_->next_due(p, after);
+  }
   caf::expected<std::vector<job>> discard_expired(int limit) override {
     return inner_->discard_expired(limit);
   }
