@@ -14,9 +14,10 @@ namespace bg_jobs::detail {
 
 namespace {
 
-/// How long after a short claim its store worker reads when the next
-/// waiting job comes due.
-constexpr std::chrono::milliseconds next_due_delay{10};
+/// How long after a short claim that reserved some jobs its store worker
+/// reads when the next waiting job comes due (after one that reserved
+/// none, at once).
+constexpr std::chrono::milliseconds next_due_delay{50};
 
 struct store_worker_state {
   node_context ctx;
@@ -32,7 +33,7 @@ struct store_worker_state {
   reserve_params due_params;
   timestamp due_after;
   caf::actor_addr due_to;
-  /// A `next_due_atom` is on its way to this worker.
+  /// A delayed `next_due_atom` is on its way to this worker.
   bool due_asked = false;
 
   static inline const char* name = "bg_jobs.store_worker";
@@ -190,15 +191,18 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self,
                                    std::string{"reserving jobs: "} +
                                        ex.what());
         }
-        // A short claim: when the next waiting job comes due, read a
-        // moment after the answer left (the short claims of a steady
-        // trickle of jobs share one read, off their path).
+        // A short claim: when the next waiting job comes due, read once
+        // the answer left; after a claim that reserved some, a moment
+        // later, so that the claims of a steady trickle of jobs share one
+        // read, off their path.
         if (!call->error &&
             static_cast<int>(call->reserved.size()) < call->params.limit) {
           st.due_params = call->params;
           st.due_after = started;
           st.due_to = caf::actor_cast<caf::actor_addr>(self->current_sender());
-          if (!std::exchange(st.due_asked, true))
+          if (call->reserved.empty())
+            self->send(self, next_due_atom::value);
+          else if (!std::exchange(st.due_asked, true))
             self->delayed_send(self, next_due_delay, next_due_atom::value);
         }
         return call;
