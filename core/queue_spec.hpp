@@ -42,9 +42,10 @@ public:
   /// again then. So the poll only finds what a wake-up missed. By default
   /// it is `listening_poll_interval` (5 s) on a node that listens and
   /// `default_poll_interval` (1 s) on one that does not
-  /// (`builder::with_poll_only`). A queue with limits, and one with jobs
-  /// in hand, looks at least once a second whatever is set (a slot freed on
-  /// another node, a cancel asked for there, announce nothing).
+  /// (`builder::with_poll_only`). A queue with limits looks at least once
+  /// a second whatever is set (a slot freed on another node announces
+  /// nothing); one with jobs in hand looks once a second for cancels of
+  /// them asked for on another node.
   queue_spec& with_poll_interval(std::chrono::milliseconds d) {
     poll_interval_ = d;
     return *this;
