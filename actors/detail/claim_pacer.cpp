@@ -118,28 +118,29 @@ std::chrono::milliseconds claim_pacer::poll_every() const {
   return every;
 }
 
-void claim_pacer::look_when_rate_allows(caf::event_based_actor* self,
-                                        std::chrono::milliseconds wait) {
+bool claim_pacer::earliest(
+    std::optional<std::chrono::steady_clock::time_point>& armed,
+    std::chrono::milliseconds wait) {
   auto now = std::chrono::steady_clock::now();
   auto at = now + wait;
-  if (rate_look_at_ && *rate_look_at_ <= at && *rate_look_at_ > now)
-    return;
-  rate_look_at_ = at;
-  self->delayed_send(self, wait + std::chrono::milliseconds{1},
-                     rate_due_atom::value);
+  if (armed && *armed <= at && *armed > now)
+    return false;
+  armed = at;
+  return true;
+}
+
+void claim_pacer::look_when_rate_allows(caf::event_based_actor* self,
+                                        std::chrono::milliseconds wait) {
+  if (earliest(rate_look_at_, wait))
+    self->delayed_send(self, wait + std::chrono::milliseconds{1},
+                       rate_due_atom::value);
 }
 
 void claim_pacer::look_when_available(caf::event_based_actor* self,
                                       std::chrono::milliseconds wait) {
-  if (wait >= poll_every())
-    return;
-  auto now = std::chrono::steady_clock::now();
-  auto at = now + wait;
-  if (due_look_at_ && *due_look_at_ <= at && *due_look_at_ > now)
-    return;
-  due_look_at_ = at;
-  self->delayed_send(self, wait + std::chrono::milliseconds{1},
-                     wake_atom::value, std::string{});
+  if (wait < poll_every() && earliest(due_look_at_, wait))
+    self->delayed_send(self, wait + std::chrono::milliseconds{1},
+                       wake_atom::value, std::string{});
 }
 
 void claim_pacer::check_cancels(caf::event_based_actor* self,

@@ -121,6 +121,12 @@ private:
   bool claim_again_ = false;
   /// A flush message is on its way for outcomes kept for the next claim.
   bool flush_pending_ = false;
+  /// Arms `armed` for `wait` from now unless it is armed for earlier and
+  /// not yet past: true if the caller is to send the timer's message.
+  static bool
+  earliest(std::optional<std::chrono::steady_clock::time_point>& armed,
+           std::chrono::milliseconds wait);
+
   /// When the rate limit's timer is due to have the queue look again.
   std::optional<std::chrono::steady_clock::time_point> rate_look_at_;
   /// When the timer for the next waiting job is due to have the queue look.
