@@ -22,7 +22,9 @@ namespace bg_jobs::detail {
 ///  3. `admit` decides which of them go;
 ///  4. reserve those, each only if still unreserved.
 ///
-/// Steps 1 and 3 are here, the same for every store.
+/// Steps 1 and 3 are here, for SQLite. PostgreSQL runs all four in one
+/// statement (BG_JOBS_PG_LIMITED_CLAIM in postgres_internal.hpp), with the
+/// same rules written in SQL; the conformance suite holds both to them.
 
 /// The concurrency limits of a queue, as stored.
 struct queue_limits {

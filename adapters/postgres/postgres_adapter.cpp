@@ -85,46 +85,9 @@ const statement_def statements[] = {
    "   AND available_at > " BG_JOBS_TS("$3")
    "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"
    "   ORDER BY available_at LIMIT 1) x"},
-  // The claim of a limited queue (BG_JOBS_PG_CANDIDATES). Its limits and
-  // the slots held by the jobs $2 names, by their keys (counted only if it
-  // has a concurrency limit or a sequence: not for a rate limit alone);
-  // then the ready jobs
-  // it looks at; then the reservation of those that go ($3) for $2 at $1,
-  // each only if still unreserved (looked up by id: the candidates are not
-  // locked, the queue's turn keeps other claims of the queue out).
-  {"bgj_limited_state", BG_JOBS_PG_LIMITED_STATE("")},
-  // The same, after the successes $3 of owner $5 (at $4) that the claim
-  // comes with: rows 2 are the successes recorded, and the slots they held
-  // are not counted (the statement's snapshot still has their rows).
-  {"bgj_limited_succeed_state",
-   BG_JOBS_PG_LIMITED_SUCCEED_STATE(BG_JOBS_PG_KEEP_SUCCEEDED("$4"))},
-  {"bgj_limited_candidates", BG_JOBS_PG_CANDIDATES("", "", "", "")},
-  {"bgj_rated_candidates", BG_JOBS_PG_RATED_CANDIDATES},
-  {"bgj_limited_reserve",
-   "UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ", reserved_by = $2,"
-   " attempts = attempts + 1 FROM unnest($3::bigint[]) AS chosen(job_id)"
-   " WHERE jobs.id = chosen.job_id AND jobs.reserved_by IS NULL"
-   " RETURNING " BG_JOBS_PG_JOB_COLUMNS},
-  // The same reservation under a rate limit: it also takes the costs (each
-  // at most the burst) of the jobs it reserved from their keys' buckets of
-  // the rate limit $4, in the same statement.
-  {"bgj_rated_reserve",
-   "WITH r AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS("$1") ","
-   "   reserved_by = $2, attempts = attempts + 1"
-   "   FROM unnest($3::bigint[]) AS chosen(job_id)"
-   "   WHERE jobs.id = chosen.job_id AND jobs.reserved_by IS NULL"
-   "   RETURNING " BG_JOBS_PG_JOB_COLUMNS "),"
-   " rl AS (SELECT burst, period_ms::float8 / allowed AS t, "
-   BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits WHERE name = $4),"
-   " c AS (SELECT coalesce(ro.rate_key, '') AS k,"
-   "   sum(least(coalesce(ro.cost, 1), rl.burst)) AS units"
-   "   FROM r LEFT JOIN bg_jobs_rate_of ro"
-   "   ON ro.job_id = r.id CROSS JOIN rl GROUP BY 1),"
-   " charged AS (INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"
-   "   SELECT $4, c.k, rl.now + c.units * rl.t FROM c, rl"
-   "   ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"
-   "     (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl)))"
-   " SELECT * FROM r"},
+  // The claim of a limited queue, in its turn (BG_JOBS_PG_LIMITED_CLAIM).
+  {"bgj_limited_claim", BG_JOBS_PG_LIMITED_CLAIM_UNRATED},
+  {"bgj_rated_claim", BG_JOBS_PG_LIMITED_CLAIM_RATED},
   {"bgj_expiry_note", "UPDATE jobs SET expires_at = $2 WHERE id = $1"},
   {"bgj_rate_note",
    "INSERT INTO bg_jobs_rate_of (job_id, rate_key, cost) VALUES ($1, $2, $3)"
@@ -365,8 +328,6 @@ const statement_def statements[] = {
 // The statements that record successes, as prepared instead of those
 // above when succeeded history is not kept.
 const statement_def without_succeeded_history[] = {
-  {"bgj_limited_succeed_state",
-   BG_JOBS_PG_LIMITED_SUCCEED_STATE(BG_JOBS_PG_DROP_SUCCEEDED("$4"))},
   {"bgj_complete_reserve",
    BG_JOBS_PG_COMPLETE_CLAIM("", BG_JOBS_PG_DROP_SUCCEEDED("$1"))},
   {"bgj_complete_reserve_after",
@@ -651,9 +612,11 @@ postgres_adapter::reserve_jobs(const reserve_params& params) {
   if (params.limited) {
     if (auto err = impl_->pin_outside())
       return err;
-    return impl_->in_limited_turn(
-        "reserving jobs", params, [&](pqxx::transaction_base& tx) {
-          return impl_->limited_claim(tx, params, names);
+    return impl_->in_statement(
+        "reserving jobs", [&](pqxx::transaction_base& tx) {
+          return impl_->limited_claim(tx, params, names, nullptr, nullptr,
+                                      impl_->now_ms())
+              .reserved;
         });
   }
   return impl_->in_statement("reserving jobs", [&](pqxx::transaction_base& tx) {
@@ -1141,16 +1104,16 @@ postgres_adapter::complete_and_reserve_limited(
   auto names = nlohmann::json(params.job_names).dump();
   // The successes and the claim in one transaction, in the queue's turn:
   // the claim counts the slots they gave back.
-  auto both = impl_->in_limited_turn(
-      "recording outcomes and reserving jobs", params,
+  auto ids = id_array(completions);
+  auto both = impl_->in_statement(
+      "recording outcomes and reserving jobs",
       [&](pqxx::transaction_base& tx) {
+        auto round = impl_->limited_claim(
+            tx, params, names, &ids,
+            nullable(completions.front().reserved_by), now);
         complete_reserve_result result;
-        auto state = impl_->read_limited_state(tx.exec_prepared(
-            "bgj_limited_succeed_state", params.queue, names,
-            id_array(completions), now,
-            nullable(completions.front().reserved_by)));
-        result.applied = successes_applied(tx, completions, state.moved, now);
-        result.reserved = impl_->claim_admitted(tx, params, names, state);
+        result.applied = successes_applied(tx, completions, round.moved, now);
+        result.reserved = std::move(round.reserved);
         return result;
       });
   if (!both) {

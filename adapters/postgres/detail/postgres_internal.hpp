@@ -18,7 +18,6 @@
 #include <libpq-fe.h>
 #include <pqxx/pqxx>
 
-#include "bg_jobs/adapters/detail/admission.hpp"
 #include "bg_jobs/adapters/detail/prepared_job.hpp"
 
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
@@ -67,86 +66,153 @@
 // The claim of a limited queue (see detail/admission.hpp) runs in the
 // queue's turn: after an advisory lock of the queue (and of its rate
 // limit), in one transaction, so claims of one queue take turns and each
-// sees the reservations of the claims before it.
-//
-// What a limited claim starts from: rows 0, the limits of the queue $1;
-// rows 1, the slots held by the jobs $2 names (those `held_filter` leaves),
-// by their keys, counted only if the queue has a concurrency limit or a
-// sequence (not for a rate limit alone).
-#define BG_JOBS_PG_LIMITED_STATE(held_filter)                                  \
-  "SELECT 0, kind, key, max_running::bigint FROM bg_jobs_limits"               \
-  " WHERE queue = $1"                                                          \
-  " UNION ALL SELECT 1, concurrency_key, second_concurrency_key,"              \
-  "   count(*) FROM jobs WHERE reserved_by IS NOT NULL"                        \
-  "   AND name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"       \
-  "   AND EXISTS (SELECT 1 FROM bg_jobs_limits WHERE queue = $1"               \
-  "     AND kind <> 'rate')" held_filter " GROUP BY 2, 3"
-// The same, after the successes $3 of owner $5 (at $4) that the claim
-// comes with (`history`: BG_JOBS_PG_KEEP_SUCCEEDED or _DROP_): rows 2 are
-// the successes recorded, and the slots they held are not counted (the
-// statement's snapshot still has their rows).
-#define BG_JOBS_PG_LIMITED_SUCCEED_STATE(history)                              \
-  "WITH m AS (DELETE FROM jobs WHERE id = ANY($3::bigint[])"                   \
-  "   AND reserved_by IS NOT DISTINCT FROM $5 AND cancel_reason IS NULL"       \
-  "   RETURNING *)" history " "                                                \
-  BG_JOBS_PG_LIMITED_STATE(" AND id NOT IN (SELECT id FROM m)")                \
-  " UNION ALL SELECT 2, NULL, NULL, id FROM m"
-//
-// Up to $4 ready jobs of the names $2 in claim order, at $1, unless the
-// queue $3 is paused: not those of the full keys $5 (a JSON array) and,
-// in a sequence ($6), only the oldest job of each key: none of a key one of
-// whose jobs holds a reservation ($8, a JSON array), none behind an older
-// unreserved job of its key, and none of a key a failed job holds ($7).
-// With a rate limit ($9): not those whose rate key
-// has no start left (`rcap`: each key's starts by the generic cell rate
-// algorithm, as on SQLite), and each with its rate key, its cost (at most
-// the burst), its key's starts and the server's now.
-#define BG_JOBS_PG_CANDIDATES(rate_with, rate_cols, rate_join, rate_filter)    \
-  rate_with "SELECT c.id, c.concurrency_key, c.second_concurrency_key"         \
-  rate_cols " FROM jobs c" rate_join                                           \
-  " WHERE c.reserved_by IS NULL AND c.available_at <= " BG_JOBS_TS("$1")       \
-  "   AND c.name = ANY (ARRAY(SELECT json_array_elements_text($2::json)))"     \
+// sees the reservations of the claims before it. It is one statement:
+// $1 now, $2 owner, $3 names (JSON), $4 how many ready jobs it looks at
+// (`limited_scan`), $5 queue, $6 how many it wants, $7 the rate limit
+// (rated only). Its CTEs, in order:
+// - `lim`, `f`: the queue's limits (a key's own, the default per key, the
+//   total, whether keys are sequences and whether a failed job holds its
+//   key);
+// - `hj`, `held`: the slots held by the jobs $3 names, by their two keys,
+//   counted only if the queue has a concurrency limit or a sequence (not
+//   for a rate limit alone); `fullk`, the keys with no room left; `busy`,
+//   in a sequence, the (first) keys whose jobs hold a reservation;
+// - `cand`: up to $4 ready jobs in claim order, `ord`, passing over jobs
+//   of full keys and, in a sequence, every job but the oldest unreserved
+//   one of a key that is not busy and that no failed job holds;
+// - `m`: the limits of keys that have their own, and the held slots, by
+//   key, as two JSON objects: looked up per candidate, where a join's
+//   plan would depend on estimates of `cand`;
+// - `ranked`: each candidate once per key (once if it has none); the n-th
+//   candidate of a key fits if n is at most the key's room (its limit less
+//   its held slots);
+// - `picks`: the candidates all of whose keys fit (and whose rate fits),
+//   every key's first before any key's second (a candidate's turn is its
+//   highest n), within a turn in claim order, at most $6 (and no more
+//   than the total less the slots held);
+// - `r`: their reservation, each only if still unreserved (the candidates
+//   are not locked; the queue's turn keeps other claims of the queue out).
+//   They are looked up by primary key, whatever the statistics say: the
+//   ids are an InitPlan, and the test of `reserved_by` is written so that
+//   it does not match the claim index's predicate (with it, after an
+//   ANALYZE that saw an empty table, the planner read that whole index).
+// `detail::admit` is the same admission in C++, which SQLite runs.
+#define BG_JOBS_PG_LIMITED_CLAIM(rate_with, rate_cols, rate_join,             \
+                                 rate_filter, rate_fits, at, rate_charge)      \
+  "WITH lim AS MATERIALIZED (SELECT kind, key, max_running::bigint AS n"       \
+  "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
+  " f AS MATERIALIZED (SELECT"                                                 \
+  "   (SELECT n FROM lim WHERE kind = 'per_key') AS per_key,"                  \
+  "   (SELECT n FROM lim WHERE kind = 'total') AS total,"                      \
+  "   EXISTS (SELECT 1 FROM lim"                                               \
+  "     WHERE kind IN ('sequence', 'sequence_skip_failed')) AS seq,"           \
+  "   EXISTS (SELECT 1 FROM lim WHERE kind = 'sequence') AS failed_holds),"    \
+  " hj AS MATERIALIZED (SELECT concurrency_key AS k1,"                         \
+  "   second_concurrency_key AS k2, count(*) AS n FROM jobs"                   \
+  "   WHERE reserved_by IS NOT NULL"                                           \
+  "   AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"       \
+  "   AND EXISTS (SELECT 1 FROM lim WHERE kind <> 'rate') GROUP BY 1, 2),"     \
+  " held AS MATERIALIZED (SELECT k, sum(n) AS n FROM"                          \
+  "   (SELECT k1 AS k, n FROM hj WHERE k1 IS NOT NULL"                         \
+  "    UNION ALL SELECT k2, n FROM hj WHERE k2 IS NOT NULL) x GROUP BY k),"    \
+  " m AS MATERIALIZED (SELECT"                                                 \
+  "   (SELECT jsonb_object_agg(key, n) FROM lim WHERE kind = 'key') AS lim,"   \
+  "   (SELECT jsonb_object_agg(k, n) FROM held) AS held),"                     \
+  " fullk AS MATERIALIZED (SELECT h.k FROM held h, f, m"                       \
+  "   WHERE coalesce((m.lim ->> h.k)::bigint, f.per_key) - h.n <= 0),"         \
+  " busy AS MATERIALIZED (SELECT DISTINCT k1 AS k FROM hj, f"                  \
+  "   WHERE f.seq AND k1 IS NOT NULL)" rate_with ","                           \
+  " cand AS MATERIALIZED (SELECT c.*, row_number() OVER"                       \
+  "   (ORDER BY c.priority, c.available_at, c.id) AS ord,"                     \
+  "   " rate_fits " AS rate_fits FROM"                                         \
+  "   (SELECT c.id, c.priority, c.available_at, c.concurrency_key AS k1,"      \
+  "     c.second_concurrency_key AS k2" rate_cols " FROM jobs c" rate_join     \
+  "   WHERE c.reserved_by IS NULL AND c.available_at <= " BG_JOBS_TS("$1")     \
+  "   AND c.name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
   "   AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"                \
   "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                            \
-  "     WHERE kind = 'queue' AND name = $3)"                                   \
-  "   AND (c.concurrency_key IS NULL OR c.concurrency_key NOT IN"              \
-  "     (SELECT json_array_elements_text($5::json)))"                          \
-  "   AND (c.second_concurrency_key IS NULL OR c.second_concurrency_key"       \
-  "     NOT IN (SELECT json_array_elements_text($5::json)))"                   \
-  "   AND (c.concurrency_key IS NULL OR NOT $6::boolean"                       \
-  "     OR (c.concurrency_key NOT IN"                                          \
-  "         (SELECT json_array_elements_text($8::json))"                       \
+  "     WHERE kind = 'queue' AND name = $5)"                                   \
+  "   AND (c.concurrency_key IS NULL"                                          \
+  "     OR c.concurrency_key NOT IN (SELECT k FROM fullk))"                    \
+  "   AND (c.second_concurrency_key IS NULL"                                   \
+  "     OR c.second_concurrency_key NOT IN (SELECT k FROM fullk))"             \
+  "   AND (c.concurrency_key IS NULL OR NOT (SELECT seq FROM f)"               \
+  "     OR (c.concurrency_key NOT IN (SELECT k FROM busy)"                     \
   "       AND NOT EXISTS (SELECT 1 FROM jobs o"                                \
   "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
   "         AND o.reserved_by IS NULL"                                         \
   "         AND o.name = ANY (ARRAY(SELECT json_array_elements_text("         \
-  "           $2::json))))"                                                    \
-  "       AND (NOT $7::boolean OR NOT EXISTS (SELECT 1 FROM jobs_failed f"     \
-  "         WHERE f.concurrency_key = c.concurrency_key AND NOT f.cancelled"   \
-  "         AND NOT f.unblocked"                                               \
-  "         AND f.name = ANY (ARRAY(SELECT json_array_elements_text("         \
-  "           $2::json)))))))" rate_filter                                     \
-  " ORDER BY c.priority, c.available_at, c.id LIMIT $4"
-// The store's now in milliseconds since the epoch.
-#define BG_JOBS_PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)"
-#define BG_JOBS_PG_RATED_CANDIDATES                                            \
-  BG_JOBS_PG_CANDIDATES(                                                       \
-      "WITH rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed"     \
+  "           $3::json))))"                                                    \
+  "       AND (NOT (SELECT failed_holds FROM f)"                               \
+  "         OR NOT EXISTS (SELECT 1 FROM jobs_failed x"                        \
+  "         WHERE x.concurrency_key = c.concurrency_key AND NOT x.cancelled"   \
+  "         AND NOT x.unblocked"                                               \
+  "         AND x.name = ANY (ARRAY(SELECT json_array_elements_text("         \
+  "           $3::json)))))))" rate_filter                                     \
+  "   ORDER BY c.priority, c.available_at, c.id LIMIT $4) c),"                 \
+  " ranked AS (SELECT p.ord, p.id, p.rate_fits, CASE WHEN p.k IS NULL"       \
+  "   THEN 1 ELSE row_number() OVER (PARTITION BY p.k ORDER BY p.ord) END"     \
+  "   AS n, CASE WHEN p.k IS NOT NULL"                                         \
+  "   THEN coalesce((m.lim ->> p.k)::bigint, f.per_key)"                       \
+  "     - coalesce((m.held ->> p.k)::bigint, 0) END AS room"                   \
+  "   FROM (SELECT c.ord, c.id, c.rate_fits, x.k FROM cand c"                  \
+  "     CROSS JOIN LATERAL (VALUES (1, c.k1), (2, c.k2)) AS x(i, k)"           \
+  "     WHERE x.k IS NOT NULL OR (x.i = 1 AND c.k2 IS NULL)) p, f, m),"        \
+  " picks AS (SELECT id FROM ranked GROUP BY ord, id"                          \
+  "   HAVING bool_and(room IS NULL OR n <= room) AND bool_and(rate_fits)"      \
+  "   ORDER BY max(n), ord"                                                    \
+  "   LIMIT greatest(0, least($6::bigint, coalesce((SELECT total FROM f)"      \
+  "     - (SELECT coalesce(sum(n), 0) FROM hj), $6::bigint)))),"               \
+  " r AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS(at) ","                   \
+  "   reserved_by = $2, attempts = attempts + 1"                               \
+  "   WHERE id = ANY (ARRAY(SELECT id FROM picks))"                            \
+  "   AND num_nonnulls(reserved_by) = 0"                                       \
+  "   RETURNING " BG_JOBS_PG_JOB_COLUMNS ")" rate_charge                       \
+  " SELECT * FROM r"
+#define BG_JOBS_PG_LIMITED_CLAIM_UNRATED                                       \
+  BG_JOBS_PG_LIMITED_CLAIM("", "", "", "", "true", "$1", "")
+// The same under the rate limit $7: not the jobs whose rate key has no
+// start left (`rcap`: each key's starts by the generic cell rate
+// algorithm, as on SQLite; `rm`, the same as a JSON object); a job fits
+// only while the costs (each at most the burst) of its rate key's
+// candidates, added up in claim order, fit its key's starts
+// (`rate_fits`). The reservation is stamped with the server's
+// time the rate counted it at, and takes the costs of the jobs it reserved
+// from their keys' buckets (`charged`).
+#define BG_JOBS_PG_LIMITED_CLAIM_RATED                                         \
+  BG_JOBS_PG_LIMITED_CLAIM(                                                    \
+      ", rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed"        \
       "   AS t, " BG_JOBS_PG_NOW_MS " AS now FROM bg_jobs_rate_limits"         \
-      "   WHERE name = $9),"                                                   \
+      "   WHERE name = $7),"                                                   \
       " rcap AS MATERIALIZED (SELECT k.key AS k, CASE"                         \
       "   WHEN k.blocked_until > rl.now THEN 0"                                \
       "   WHEN rl.now + (rl.burst - 1) * rl.t - greatest(k.tat, rl.now) < 0"   \
       "   THEN 0 ELSE floor((rl.now + (rl.burst - 1) * rl.t"                   \
       "     - greatest(k.tat, rl.now)) / rl.t + 1e-9)::bigint + 1 END AS cap"  \
-      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $9) ",                   \
-      ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END,"       \
-      " least(coalesce(ro.cost, 1), rl.burst), coalesce(r.cap, rl.burst),"     \
-      " floor(rl.now)::bigint",                                                \
+      "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $7),"                    \
+      " rm AS MATERIALIZED (SELECT jsonb_object_agg(k, cap) AS caps FROM rcap)", \
+      ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END"        \
+      "   AS rate_key,"                                                        \
+      " least(coalesce(ro.cost, 1), rl.burst) AS units,"                       \
+      " coalesce((rm.caps ->> coalesce(ro.rate_key, ''))::bigint, rl.burst)"   \
+      "   AS rate_room",                                                       \
       " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id LEFT JOIN rl ON true" \
-      " LEFT JOIN rcap r ON r.k = coalesce(ro.rate_key, '')",                  \
+      " LEFT JOIN rm ON true",                                                 \
       " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"              \
-      "   WHERE cap <= 0)")
+      "   WHERE cap <= 0)",                                                    \
+      "c.rate_key IS NULL OR sum(c.units) OVER (PARTITION BY c.rate_key"       \
+      "   ORDER BY c.priority, c.available_at, c.id) <= c.rate_room",          \
+      "coalesce((SELECT floor(now)::bigint FROM rl), $1::bigint)",             \
+      ", rc AS (SELECT coalesce(ro.rate_key, '') AS k,"                        \
+      "   sum(least(coalesce(ro.cost, 1), rl.burst)) AS units"                 \
+      "   FROM r LEFT JOIN bg_jobs_rate_of ro"                                 \
+      "   ON ro.job_id = r.id CROSS JOIN rl GROUP BY 1),"                      \
+      " charged AS (INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"       \
+      "   SELECT $7, rc.k, rl.now + rc.units * rl.t FROM rc, rl"               \
+      "   ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"         \
+      "     (SELECT now FROM rl)) + (excluded.tat - (SELECT now FROM rl)))")
+// The store's now in milliseconds since the epoch.
+#define BG_JOBS_PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)"
 #define BG_JOBS_PG_AFTER(p, at, id)                                            \
   " AND (priority, available_at, id) > (" p                                    \
   "::integer, " BG_JOBS_TS(at) ", " id "::bigint)"
@@ -727,133 +793,85 @@ struct postgres_adapter::impl {
     return pinned ? caf::none : std::move(pinned.error());
   }
 
-  /// Runs `f` in a transaction block that holds the turn of the limited
-  /// queue `p.queue` (and of its rate limit, if any) from its start to its
-  /// end, and commits. BEGIN, the settings and the locks go in one round
-  /// trip. The limited claim ranks jobs, which takes sorts (of the few rows
-  /// it looks at): allowed in this transaction. The advisory locks make
-  /// claims of the queue, and of every queue drawing from the rate limit
-  /// (and what code outside jobs takes from it), take turns until commit;
-  /// each later statement's snapshot is taken after them, so it sees every
-  /// earlier claim's reservations.
-  template <class F>
-  auto in_limited_turn(const char* what, const reserve_params& p, F f)
-      -> caf::expected<decltype(f(std::declval<pqxx::transaction_base&>()))> {
-    try {
-      pqxx::nontransaction tx{*conn};
-      auto begin = "BEGIN; SET LOCAL enable_sort = on;"
-                   " SELECT pg_advisory_xact_lock(7220159, hashtext(" +
-                   tx.quote(p.queue) + "))";
-      if (!p.rate_limit.empty())
-        begin += "; SELECT pg_advisory_xact_lock(7220160, hashtext(" +
-                 tx.quote(p.rate_limit) + "))";
-      tx.exec(begin);
-      try {
-        auto result = f(tx);
-        tx.exec("COMMIT");
-        return result;
-      } catch (const pqxx::broken_connection&) {
-        throw;
-      } catch (...) {
-        try {
-          tx.exec("ROLLBACK");
-        } catch (...) {
-        }
-        throw;
-      }
-    } catch (...) {
-      return failure(what);
-    }
-  }
-
-  /// What the claim of a limited queue starts from (`bgj_limited_state`).
-  struct limited_state {
-    detail::queue_limits limits;
-    detail::held_slots held;
-    /// The successes recorded with it (`bgj_limited_succeed_state`).
+  /// What the claim of a limited queue did (`limited_claim`): the ids of
+  /// the successes it recorded first, and the jobs it reserved.
+  struct limited_round {
     std::set<int64_t> moved;
+    std::vector<job> reserved;
   };
 
-  static std::optional<std::string> text_or_null(const pqxx::field& f) {
-    return f.is_null() ? std::nullopt
-                       : std::optional<std::string>{f.as<std::string>()};
-  }
-
-  static limited_state read_limited_state(const pqxx::result& rows) {
-    limited_state out;
-    std::vector<concurrency_limit> stored;
-    for (const auto& row : rows) {
-      switch (row[0].as<int>()) {
-        case 0:
-          stored.push_back(limit_of_row(row, 1));
-          break;
-        case 1:
-          out.held.add(text_or_null(row[1]), text_or_null(row[2]),
-                       row[3].as<int64_t>());
-          break;
-        default:
-          out.moved.insert(row[3].as<int64_t>());
-      }
-    }
-    out.limits = detail::queue_limits::of(stored);
-    return out;
-  }
-
-  /// The claim of a limited queue, in `tx`, inside `in_limited_turn`.
-  std::vector<job> limited_claim(pqxx::transaction_base& tx,
-                                 const reserve_params& p,
-                                 const std::string& names) {
-    return claim_admitted(
-        tx, p, names,
-        read_limited_state(tx.exec_prepared("bgj_limited_state", p.queue,
-                                            names)));
-  }
-
-  /// The rest of the claim, from `state`.
-  std::vector<job> claim_admitted(pqxx::transaction_base& tx,
-                                  const reserve_params& p,
-                                  const std::string& names,
-                                  const limited_state& state) {
-    const auto& limits = state.limits;
-    const auto& held = state.held;
-    auto full = nlohmann::json(detail::full_keys(limits, held)).dump();
-    auto busy = nlohmann::json(detail::busy_heads(limits, held)).dump();
+  /// The claim of a limited queue (`bgj_limited_claim`, or
+  /// `bgj_rated_claim` under a rate limit), after the successes `ids` (a
+  /// PostgreSQL array literal) of `owner` if there are any, at `now`, in
+  /// the queue's turn, in one round trip: BEGIN, the advisory locks of the
+  /// queue (and of its rate limit), the successes, the claim and COMMIT go
+  /// as one string of statements (`pqxx::pipeline`). The locks make
+  /// claims of the queue, and of every queue drawing from the rate limit
+  /// (and what code outside jobs takes from it), take turns until commit;
+  /// each later statement takes its snapshot after them, so the claim sees
+  /// every earlier claim's reservations and the slots the successes gave
+  /// back. The claim ranks jobs, which takes sorts (of the few rows it
+  /// looks at): allowed in this transaction. After an error the statements
+  /// behind it do not run, and the transaction is rolled back.
+  limited_round limited_claim(pqxx::transaction_base& tx,
+                              const reserve_params& p,
+                              const std::string& names,
+                              const std::string* ids, const char* owner,
+                              int64_t now) {
     bool rated = !p.rate_limit.empty();
-    auto now = now_ms();
-    auto reserved_at = now;
-    auto rows =
-        rated ? tx.exec_prepared("bgj_rated_candidates", now, names, p.queue,
-                                 limited_scan(p.limit), full, limits.sequenced,
-                                 limits.failed_holds, busy, p.rate_limit)
-              : tx.exec_prepared("bgj_limited_candidates", now, names, p.queue,
-                                 limited_scan(p.limit), full, limits.sequenced,
-                                 limits.failed_holds, busy);
-    std::vector<detail::admission_candidate> candidates;
-    candidates.reserve(rows.size());
-    for (const auto& row : rows) {
-      detail::admission_candidate c;
-      c.id = row[0].as<int64_t>();
-      c.key = text_or_null(row[1]);
-      c.second_key = text_or_null(row[2]);
-      if (rated && !row[3].is_null()) {
-        c.rate_key = row[3].as<std::string>();
-        c.rate_units = row[4].as<int64_t>();
-        c.rate_room = row[5].as<int64_t>();
-        // A start is stamped with the server's time the rate counted it at.
-        reserved_at = row[6].as<int64_t>();
+    auto claim = std::string{rated ? "EXECUTE bgj_rated_claim("
+                                   : "EXECUTE bgj_limited_claim("} +
+                 std::to_string(now) + ", " + tx.quote(p.reserved_by) + ", " +
+                 tx.quote(names) + ", " +
+                 std::to_string(limited_scan(p.limit)) + ", " +
+                 tx.quote(p.queue) + ", " + std::to_string(p.limit);
+    if (rated)
+      claim += ", " + tx.quote(p.rate_limit);
+    claim += ")";
+    limited_round out;
+    // Prepared on first use, which EXECUTE in a string does not do.
+    conn->prepare_now(rated ? "bgj_rated_claim" : "bgj_limited_claim");
+    if (ids)
+      conn->prepare_now("bgj_succeed_many");
+    try {
+      pqxx::pipeline pipe{tx};
+      pipe.retain(8);
+      std::vector<pqxx::pipeline::query_id> steps;
+      steps.push_back(pipe.insert("BEGIN"));
+      steps.push_back(pipe.insert("SET LOCAL enable_sort = on"));
+      steps.push_back(pipe.insert("SELECT pg_advisory_xact_lock(7220159,"
+                                  " hashtext(" + tx.quote(p.queue) + "))"));
+      if (rated)
+        steps.push_back(pipe.insert("SELECT pg_advisory_xact_lock(7220160,"
+                                    " hashtext(" + tx.quote(p.rate_limit) +
+                                    "))"));
+      std::optional<pqxx::pipeline::query_id> succeeded;
+      if (ids)
+        succeeded = pipe.insert("EXECUTE bgj_succeed_many(" + tx.quote(*ids) +
+                                ", " + std::to_string(now) + ", " +
+                                (owner ? tx.quote(owner) : "NULL") + ")");
+      auto claimed = pipe.insert(claim);
+      auto commit = pipe.insert("COMMIT");
+      // In order, so that an error is reported by the statement that
+      // raised it.
+      for (auto step : steps)
+        pipe.retrieve(step);
+      if (succeeded)
+        for (const auto& row : pipe.retrieve(*succeeded))
+          out.moved.insert(row[0].as<int64_t>());
+      out.reserved = read_jobs(pipe.retrieve(claimed));
+      pipe.retrieve(commit);
+      pipe.complete();
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (...) {
+      try {
+        tx.exec("ROLLBACK");
+      } catch (...) {
       }
-      candidates.push_back(std::move(c));
+      throw;
     }
-    auto ids = detail::admit(candidates, limits, held, p.limit);
-    if (ids.empty())
-      return {};
-    auto chosen = id_literal(ids, [](int64_t id) { return id; });
-    return read_jobs(rated ? tx.exec_prepared("bgj_rated_reserve", reserved_at,
-                                              p.reserved_by, chosen,
-                                              p.rate_limit)
-                           : tx.exec_prepared("bgj_limited_reserve",
-                                              reserved_at, p.reserved_by,
-                                              chosen));
+    return out;
   }
 
   /// Prepares every statement of the adapter on this connection.
