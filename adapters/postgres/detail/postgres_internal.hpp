@@ -83,9 +83,10 @@
 // - `m`: the limits of keys that have their own, and the held slots, by
 //   key, as two JSON objects: looked up per candidate, where a join's
 //   plan would depend on estimates of `cand`;
-// - `ranked`: each candidate once per key (once if it has none); the n-th
-//   candidate of a key fits if n is at most the key's room (its limit less
-//   its held slots);
+// - `keyed`: each candidate once per key (once if it has none), with the
+//   key's room (its limit less its held slots), looked up before `ranked`
+//   sorts them, so that the sort does not carry the JSON objects;
+// - `ranked`: the n-th candidate of a key fits if n is at most its room;
 // - `picks`: the candidates all of whose keys fit (and whose rate fits),
 //   every key's first before any key's second (a candidate's turn is its
 //   highest n), within a turn in claim order, at most $6 (and no more
@@ -150,14 +151,16 @@
   "         AND x.name = ANY (ARRAY(SELECT json_array_elements_text("         \
   "           $3::json)))))))" rate_filter                                     \
   "   ORDER BY c.priority, c.available_at, c.id LIMIT $4) c),"                 \
-  " ranked AS (SELECT p.ord, p.id, p.rate_fits, CASE WHEN p.k IS NULL"       \
-  "   THEN 1 ELSE row_number() OVER (PARTITION BY p.k ORDER BY p.ord) END"     \
-  "   AS n, CASE WHEN p.k IS NOT NULL"                                         \
+  " keyed AS MATERIALIZED (SELECT p.ord, p.id, p.rate_fits, p.k,"             \
+  "   CASE WHEN p.k IS NOT NULL"                                               \
   "   THEN coalesce((m.lim ->> p.k)::bigint, f.per_key)"                       \
   "     - coalesce((m.held ->> p.k)::bigint, 0) END AS room"                   \
   "   FROM (SELECT c.ord, c.id, c.rate_fits, x.k FROM cand c"                  \
   "     CROSS JOIN LATERAL (VALUES (1, c.k1), (2, c.k2)) AS x(i, k)"           \
   "     WHERE x.k IS NOT NULL OR (x.i = 1 AND c.k2 IS NULL)) p, f, m),"        \
+  " ranked AS (SELECT ord, id, rate_fits, room, CASE WHEN k IS NULL"           \
+  "   THEN 1 ELSE row_number() OVER (PARTITION BY k ORDER BY ord) END AS n"    \
+  "   FROM keyed),"                                                            \
   " picks AS (SELECT id FROM ranked GROUP BY ord, id"                          \
   "   HAVING bool_and(room IS NULL OR n <= room) AND bool_and(rate_fits)"      \
   "   ORDER BY max(n), ord"                                                    \
