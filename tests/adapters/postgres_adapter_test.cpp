@@ -208,6 +208,50 @@ TEST_SUITE("postgres") {
     CHECK(got->size() == 1);
   }
 
+  TEST_CASE("a limited claim whose statement fails is rolled back whole, its "
+            "successes are then recorded on their own, and the connection "
+            "serves the next claim") {
+    test::pg_schema s;
+    auto db = open_migrated(s);
+    REQUIRE(db->set_limits("q", {{limit_kind::per_key, "", 2}}));
+    for (int i = 0; i < 4; ++i)
+      REQUIRE(db->enqueue_job(std::move(
+          job_request{"work"}.with_concurrency_key("k" + std::to_string(i % 2)))));
+    reserve_params p{{"work"}, 2, "node/q/1", "q"};
+    p.limited = true;
+    auto first = db->reserve_jobs(p);
+    REQUIRE_MESSAGE(first, test::why(first));
+    REQUIRE(first->size() == 2);
+    // Every reservation from now on raises an error inside the claim's
+    // statement, after the successes that came with it were deleted.
+    sql_runner sql{s.url()};
+    sql("CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'claims refused'; END $$");
+    sql("CREATE TRIGGER refuse_claims BEFORE UPDATE ON jobs FOR EACH ROW"
+        " WHEN (OLD.reserved_by IS NULL AND NEW.reserved_by IS NOT NULL)"
+        " EXECUTE FUNCTION refuse_claims()");
+    completion done;
+    done.job_id = (*first)[0].id;
+    done.reserved_by = "node/q/1";
+    auto r = db->complete_and_reserve({done}, p);
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK(r->applied == std::vector<bool>{true});
+    REQUIRE(r->reserve_error);
+    CHECK(describe(r->reserve_error).find("claims refused") !=
+          std::string::npos);
+    CHECK(r->reserved.empty());
+    auto st = db->stats();
+    REQUIRE(st);
+    CHECK(st->succeeded == 1);
+    CHECK(st->reserved == 1);
+    CHECK(st->available == 2);
+    sql("DROP TRIGGER refuse_claims ON jobs");
+    // The same connection: no transaction was left open, no lock held.
+    auto next = db->reserve_jobs(p);
+    REQUIRE_MESSAGE(next, test::why(next));
+    CHECK(next->size() == 2);
+  }
+
   TEST_CASE("the claim walks the claim index, with the plan made for its "
             "parameters or the generic one, on an empty, a full and a "
             "bloated table") {
