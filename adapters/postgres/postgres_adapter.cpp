@@ -684,6 +684,38 @@ postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
       });
 }
 
+caf::expected<std::vector<std::string>>
+postgres_adapter::explain_limited_claims(const reserve_params& params,
+                                         const std::string& rate_limit) {
+  auto names = nlohmann::json(params.job_names).dump();
+  return impl_->in_transaction(
+      "explaining the limited claim", [&](pqxx::work& tx) {
+        impl_->pin_claim_plan(tx);
+        for (auto setting : impl::limited_claim_settings)
+          tx.exec(setting);
+        std::vector<std::string> plans;
+        auto args = std::to_string(impl_->now_ms()) + ", " +
+                    tx.quote(params.reserved_by) + ", " + tx.quote(names) +
+                    ", " + std::to_string(limited_scan(params.limit)) + ", " +
+                    tx.quote(params.queue) + ", " +
+                    std::to_string(params.limit);
+        const std::pair<const char*, std::string> runs[] = {
+          {"bgj_limited_claim", args},
+          {"bgj_rated_claim", args + ", " + tx.quote(rate_limit)}};
+        for (auto& [name, run_args] : runs) {
+          tx.exec(std::string{"PREPARE bgj_explain AS "} +
+                  impl_->statement_sql(name));
+          std::string plan;
+          for (const auto& row :
+               tx.exec("EXPLAIN EXECUTE bgj_explain(" + run_args + ")"))
+            plan += row[0].as<std::string>() + "\n";
+          tx.exec("DEALLOCATE bgj_explain");
+          plans.push_back(std::move(plan));
+        }
+        return plans;
+      });
+}
+
 caf::expected<std::vector<job>>
 postgres_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
   return impl_->jobs_of("releasing reservations", "bgj_release_by",

@@ -213,6 +213,12 @@ public:
   /// parameters, else the one made for these.
   caf::expected<std::vector<std::string>>
   explain_claims(const reserve_params& params, bool generic);
+  /// The plans of the claim of a limited queue, without a rate limit and
+  /// with the rate limit `rate_limit`, as this connection would run them
+  /// now (their generic plans, under the claim's settings).
+  caf::expected<std::vector<std::string>>
+  explain_limited_claims(const reserve_params& params,
+                         const std::string& rate_limit);
 
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,

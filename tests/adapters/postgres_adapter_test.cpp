@@ -254,17 +254,37 @@ TEST_SUITE("postgres") {
 
   TEST_CASE("the claim walks the claim index, with the plan made for its "
             "parameters or the generic one, on an empty, a full and a "
-            "bloated table") {
+            "bloated table; so does a limited queue's claim") {
     test::pg_schema s;
     auto db = open_migrated(s);
     sql_runner sql{s.url()};
     reserve_params claim{{"j"}, 10, "node/q/1", "q"};
+    auto check_limited_plans = [&](const char* table) {
+      auto plans = test::value_of(db->explain_limited_claims(claim, "api"));
+      REQUIRE(plans.size() == 2);
+      for (auto& plan : plans) {
+        INFO(std::string{table} << ", limited claim, generic plan:\n" << plan);
+        // The candidates in index order, stopping after the scan's limit
+        // (the ranking sorts only them); the held slots from the index of
+        // reservations; the reservation by id.
+        CHECK(plan.find("Index Scan using jobs_claim_idx on jobs c") !=
+              std::string::npos);
+        CHECK(plan.find("Sort Key: c.priority") == std::string::npos);
+        CHECK(plan.find("using jobs_reserved_by_idx") != std::string::npos);
+        CHECK(plan.find("Bitmap") == std::string::npos);
+        CHECK(plan.find("Seq Scan") == std::string::npos);
+        CHECK(plan.find("Hash Join") == std::string::npos);
+        CHECK(plan.find("Merge Join") == std::string::npos);
+        CHECK(plan.find("Index Cond: (id = ANY") != std::string::npos);
+      }
+    };
     auto check_plans = [&](const char* table) {
+      check_limited_plans(table);
       for (bool generic : {false, true}) {
         auto plans = test::value_of(db->explain_claims(claim, generic));
         REQUIRE(plans.size() == 4);
         for (auto& plan : plans) {
-          INFO(table << (generic ? ", generic plan:\n" : ", custom plan:\n")
+          INFO(std::string{table} << (generic ? ", generic plan:\n" : ", custom plan:\n")
                      << plan);
           // In order, stopping after the limit: no sort of every waiting
           // row, no bitmap or sequential scan of the table, and the

@@ -83,14 +83,21 @@
 // - `m`: the limits of keys that have their own, and the held slots, by
 //   key, as two JSON objects: looked up per candidate, where a join's
 //   plan would depend on estimates of `cand`;
+// - `w`: how many it may take ($6, and no more than the total less the
+//   slots held), whether no candidate has a key (`keyless`), and whether
+//   every candidate's rate fits (`all_fit`, `true` without a rate limit);
+// - `fits`: the candidates with whether their rate fits (`rate_fits`,
+//   computed only when not `all_fit`);
 // - `keyed`: each candidate once per key (once if it has none), with the
 //   key's room (its limit less its held slots), looked up before `ranked`
 //   sorts them, so that the sort does not carry the JSON objects;
 // - `ranked`: the n-th candidate of a key fits if n is at most its room;
 // - `picks`: the candidates all of whose keys fit (and whose rate fits),
 //   every key's first before any key's second (a candidate's turn is its
-//   highest n), within a turn in claim order, at most $6 (and no more
-//   than the total less the slots held);
+//   highest n), within a turn in claim order, at most `w.most`. Without
+//   keys among the candidates, that is claim order, and `keyed` and
+//   `ranked` (a sort and an aggregation) do not run: the branches of
+//   `fits` and `picks` are chosen by one-time filters;
 // - `r`: their reservation, each only if still unreserved (the candidates
 //   are not locked; the queue's turn keeps other claims of the queue out).
 //   They are looked up by primary key, whatever the statistics say: the
@@ -99,7 +106,8 @@
 //   ANALYZE that saw an empty table, the planner read that whole index).
 // `detail::admit` is the same admission in C++, which SQLite runs.
 #define BG_JOBS_PG_LIMITED_CLAIM(rate_with, rate_cols, rate_join,             \
-                                 rate_filter, rate_fits, at, rate_charge)      \
+                                 rate_filter, rate_fits, all_fit, at,          \
+                                 rate_charge)                                  \
   "WITH lim AS MATERIALIZED (SELECT kind, key, max_running::bigint AS n"       \
   "   FROM bg_jobs_limits WHERE queue = $5),"                                  \
   " f AS MATERIALIZED (SELECT"                                                 \
@@ -123,11 +131,10 @@
   "   WHERE coalesce((m.lim ->> h.k)::bigint, f.per_key) - h.n <= 0),"         \
   " busy AS MATERIALIZED (SELECT DISTINCT k1 AS k FROM hj, f"                  \
   "   WHERE f.seq AND k1 IS NOT NULL)" rate_with ","                           \
-  " cand AS MATERIALIZED (SELECT c.*, row_number() OVER"                       \
-  "   (ORDER BY c.priority, c.available_at, c.id) AS ord,"                     \
-  "   " rate_fits " AS rate_fits FROM"                                         \
-  "   (SELECT c.id, c.priority, c.available_at, c.concurrency_key AS k1,"      \
-  "     c.second_concurrency_key AS k2" rate_cols " FROM jobs c" rate_join     \
+  " cand AS MATERIALIZED (SELECT c.id, c.concurrency_key AS k1,"              \
+  "   c.second_concurrency_key AS k2, row_number() OVER"                       \
+  "   (ORDER BY c.priority, c.available_at, c.id) AS ord" rate_cols            \
+  "   FROM jobs c" rate_join                                                   \
   "   WHERE c.reserved_by IS NULL AND c.available_at <= " BG_JOBS_TS("$1")     \
   "   AND c.name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
   "   AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"                \
@@ -150,22 +157,32 @@
   "         AND NOT x.unblocked"                                               \
   "         AND x.name = ANY (ARRAY(SELECT json_array_elements_text("         \
   "           $3::json)))))))" rate_filter                                     \
-  "   ORDER BY c.priority, c.available_at, c.id LIMIT $4) c),"                 \
+  "   ORDER BY c.priority, c.available_at, c.id LIMIT $4),"                    \
+  " w AS MATERIALIZED (SELECT greatest(0, least($6::bigint,"                  \
+  "   coalesce((SELECT total FROM f) - (SELECT coalesce(sum(n), 0) FROM hj),"  \
+  "   $6::bigint))) AS most,"                                                  \
+  "   NOT EXISTS (SELECT 1 FROM cand WHERE num_nonnulls(k1, k2) > 0)"          \
+  "   AS keyless, " all_fit " AS all_fit),"                                    \
+  " fits AS (SELECT id, k1, k2, ord, true AS rate_fits FROM cand"              \
+  "   WHERE (SELECT all_fit FROM w)"                                           \
+  "   UNION ALL SELECT id, k1, k2, ord, " rate_fits " FROM cand"               \
+  "   WHERE NOT (SELECT all_fit FROM w)),"                                     \
   " keyed AS MATERIALIZED (SELECT p.ord, p.id, p.rate_fits, p.k,"             \
   "   CASE WHEN p.k IS NOT NULL"                                               \
   "   THEN coalesce((m.lim ->> p.k)::bigint, f.per_key)"                       \
   "     - coalesce((m.held ->> p.k)::bigint, 0) END AS room"                   \
-  "   FROM (SELECT c.ord, c.id, c.rate_fits, x.k FROM cand c"                  \
+  "   FROM (SELECT c.ord, c.id, c.rate_fits, x.k FROM fits c"                  \
   "     CROSS JOIN LATERAL (VALUES (1, c.k1), (2, c.k2)) AS x(i, k)"           \
   "     WHERE x.k IS NOT NULL OR (x.i = 1 AND c.k2 IS NULL)) p, f, m),"        \
   " ranked AS (SELECT ord, id, rate_fits, room, CASE WHEN k IS NULL"           \
   "   THEN 1 ELSE row_number() OVER (PARTITION BY k ORDER BY ord) END AS n"    \
   "   FROM keyed),"                                                            \
-  " picks AS (SELECT id FROM ranked GROUP BY ord, id"                          \
+  " picks AS ((SELECT id FROM fits WHERE (SELECT keyless FROM w)"             \
+  "   AND rate_fits ORDER BY ord LIMIT (SELECT most FROM w))"                  \
+  "   UNION ALL (SELECT id FROM ranked WHERE NOT (SELECT keyless FROM w)"      \
+  "   GROUP BY ord, id"                                                        \
   "   HAVING bool_and(room IS NULL OR n <= room) AND bool_and(rate_fits)"      \
-  "   ORDER BY max(n), ord"                                                    \
-  "   LIMIT greatest(0, least($6::bigint, coalesce((SELECT total FROM f)"      \
-  "     - (SELECT coalesce(sum(n), 0) FROM hj), $6::bigint)))),"               \
+  "   ORDER BY max(n), ord LIMIT (SELECT most FROM w))),"                      \
   " r AS (UPDATE jobs SET reserved_at = " BG_JOBS_TS(at) ","                   \
   "   reserved_by = $2, attempts = attempts + 1"                               \
   "   WHERE id = ANY (ARRAY(SELECT id FROM picks))"                            \
@@ -173,15 +190,18 @@
   "   RETURNING " BG_JOBS_PG_JOB_COLUMNS ")" rate_charge                       \
   " SELECT * FROM r"
 #define BG_JOBS_PG_LIMITED_CLAIM_UNRATED                                       \
-  BG_JOBS_PG_LIMITED_CLAIM("", "", "", "", "true", "$1", "")
+  BG_JOBS_PG_LIMITED_CLAIM("", "", "", "", "true", "true", "$1", "")
 // The same under the rate limit $7: not the jobs whose rate key has no
 // start left (`rcap`: each key's starts by the generic cell rate
 // algorithm, as on SQLite; `rm`, the same as a JSON object); a job fits
 // only while the costs (each at most the burst) of its rate key's
 // candidates, added up in claim order, fit its key's starts
-// (`rate_fits`). The reservation is stamped with the server's
-// time the rate counted it at, and takes the costs of the jobs it reserved
-// from their keys' buckets (`charged`).
+// (`rate_fits`; when all the candidates' costs together fit the smallest
+// room of their keys, every job fits and nothing is added up). A job's
+// rate key and cost are looked up only while some job has its own
+// (`rof`); those without are the key '' at cost 1. The reservation is
+// stamped with the server's time the rate counted it at, and takes the
+// costs of the jobs it reserved from their keys' buckets (`charged`).
 #define BG_JOBS_PG_LIMITED_CLAIM_RATED                                         \
   BG_JOBS_PG_LIMITED_CLAIM(                                                    \
       ", rl AS MATERIALIZED (SELECT burst, period_ms::float8 / allowed"        \
@@ -193,23 +213,31 @@
       "   THEN 0 ELSE floor((rl.now + (rl.burst - 1) * rl.t"                   \
       "     - greatest(k.tat, rl.now)) / rl.t + 1e-9)::bigint + 1 END AS cap"  \
       "   FROM bg_jobs_rate_keys k, rl WHERE k.name = $7),"                    \
-      " rm AS MATERIALIZED (SELECT jsonb_object_agg(k, cap) AS caps FROM rcap)", \
-      ", CASE WHEN rl.t IS NOT NULL THEN coalesce(ro.rate_key, '') END"        \
-      "   AS rate_key,"                                                        \
-      " least(coalesce(ro.cost, 1), rl.burst) AS units,"                       \
-      " coalesce((rm.caps ->> coalesce(ro.rate_key, ''))::bigint, rl.burst)"   \
-      "   AS rate_room",                                                       \
-      " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id LEFT JOIN rl ON true" \
-      " LEFT JOIN rm ON true",                                                 \
+      " rm AS MATERIALIZED (SELECT jsonb_object_agg(k, cap) AS caps FROM rcap),"\
+      " rof AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM bg_jobs_rate_of)"    \
+      "   AS yes)",                                                            \
+      ", CASE WHEN (SELECT t FROM rl) IS NOT NULL"                             \
+      "   THEN coalesce(ro.rate_key, '') END AS rate_key,"                     \
+      " least(coalesce(ro.cost, 1), (SELECT burst FROM rl)) AS units,"         \
+      " coalesce(((SELECT caps FROM rm) ->> coalesce(ro.rate_key, ''))"        \
+      "   ::bigint, (SELECT burst FROM rl)) AS rate_room,"                     \
+      " ro.job_id IS NOT NULL AS own_rate",                                    \
+      " LEFT JOIN (SELECT * FROM bg_jobs_rate_of"                              \
+      "   WHERE (SELECT yes FROM rof)) ro ON ro.job_id = c.id",                \
       " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"              \
       "   WHERE cap <= 0)",                                                    \
-      "c.rate_key IS NULL OR sum(c.units) OVER (PARTITION BY c.rate_key"       \
-      "   ORDER BY c.priority, c.available_at, c.id) <= c.rate_room",          \
+      "rate_key IS NULL OR sum(units) OVER (PARTITION BY rate_key"             \
+      "   ORDER BY ord) <= rate_room",                                         \
+      "(SELECT coalesce(sum(units), 0) <= coalesce(min(rate_room), 0)"         \
+      "   FROM cand WHERE rate_key IS NOT NULL)",                              \
       "coalesce((SELECT floor(now)::bigint FROM rl), $1::bigint)",             \
-      ", rc AS (SELECT coalesce(ro.rate_key, '') AS k,"                        \
-      "   sum(least(coalesce(ro.cost, 1), rl.burst)) AS units"                 \
-      "   FROM r LEFT JOIN bg_jobs_rate_of ro"                                 \
-      "   ON ro.job_id = r.id CROSS JOIN rl GROUP BY 1),"                      \
+      ", rc AS (SELECT '' AS k, count(*) * least(1, rl.burst) AS units"        \
+      "   FROM r, rl WHERE NOT EXISTS (SELECT 1 FROM cand WHERE own_rate)"     \
+      "   GROUP BY rl.burst"                                                   \
+      "   UNION ALL SELECT coalesce(ro.rate_key, ''),"                         \
+      "   sum(least(coalesce(ro.cost, 1), rl.burst)) FROM r"                   \
+      "   LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = r.id CROSS JOIN rl"      \
+      "   WHERE EXISTS (SELECT 1 FROM cand WHERE own_rate) GROUP BY 1),"       \
       " charged AS (INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"       \
       "   SELECT $7, rc.k, rl.now + rc.units * rl.t FROM rc, rl"               \
       "   ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"         \
@@ -803,6 +831,18 @@ struct postgres_adapter::impl {
     std::vector<job> reserved;
   };
 
+  /// What the claim of a limited queue runs under, in its transaction:
+  /// the ranking's sorts are allowed, and the statement runs its generic
+  /// plan, made once per connection. The plan made for each call's
+  /// parameters (which PostgreSQL keeps choosing for this statement) took
+  /// longer to make than the statement took to run. The statement is
+  /// written so that its plan does not depend on the parameters; the
+  /// adapter tests check the generic plan on an empty, a full and a
+  /// bloated table (`explain_limited_claims`).
+  static constexpr const char* limited_claim_settings[] = {
+      "SET LOCAL enable_sort = on",
+      "SET LOCAL plan_cache_mode = force_generic_plan"};
+
   /// The claim of a limited queue (`bgj_limited_claim`, or
   /// `bgj_rated_claim` under a rate limit), after the successes `ids` (a
   /// PostgreSQL array literal) of `owner` if there are any, at `now`, in
@@ -814,8 +854,9 @@ struct postgres_adapter::impl {
   /// each later statement takes its snapshot after them, so the claim sees
   /// every earlier claim's reservations and the slots the successes gave
   /// back. The claim ranks jobs, which takes sorts (of the few rows it
-  /// looks at): allowed in this transaction. After an error the statements
-  /// behind it do not run, and the transaction is rolled back.
+  /// looks at): allowed in this transaction (`limited_claim_settings`).
+  /// After an error the statements behind it do not run, and the
+  /// transaction is rolled back.
   limited_round limited_claim(pqxx::transaction_base& tx,
                               const reserve_params& p,
                               const std::string& names,
@@ -841,7 +882,8 @@ struct postgres_adapter::impl {
       pipe.retain(8);
       std::vector<pqxx::pipeline::query_id> steps;
       steps.push_back(pipe.insert("BEGIN"));
-      steps.push_back(pipe.insert("SET LOCAL enable_sort = on"));
+      for (auto setting : limited_claim_settings)
+        steps.push_back(pipe.insert(setting));
       steps.push_back(pipe.insert("SELECT pg_advisory_xact_lock(7220159,"
                                   " hashtext(" + tx.quote(p.queue) + "))"));
       if (rated)
