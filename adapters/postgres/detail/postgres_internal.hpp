@@ -35,7 +35,7 @@
 #define BG_JOBS_PG_JOB_COLUMNS                                                 \
   "id, name, payload, attempts, " BG_JOBS_MS("created_at") ", "                \
   BG_JOBS_MS("available_at") ", " BG_JOBS_MS("reserved_at") ", reserved_by,"   \
-  " last_error, priority, cancel_reason, concurrency_key,"                    \
+  " last_error, priority, cancel_reason, concurrency_key,"                     \
   " second_concurrency_key, attrs"
 // clang-format on
 
@@ -57,7 +57,7 @@
             "   WHERE reserved_by IS NULL AND available_at <= " BG_JOBS_TS(    \
                 "$1") after                                                    \
       "     AND name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))" \
-      "     AND (expires_at IS NULL OR expires_at > $1::bigint)"              \
+      "     AND (expires_at IS NULL OR expires_at > $1::bigint)"               \
       "     AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                      \
       "       WHERE kind = 'queue' AND name = $5)"                             \
       "   ORDER BY priority, available_at, id LIMIT $4"                        \
@@ -84,8 +84,9 @@
 //   key, as two JSON objects: looked up per candidate, where a join's
 //   plan would depend on estimates of `cand`;
 // - `w`: how many it may take ($6, and no more than the total less the
-//   slots held), whether no candidate has a key (`keyless`), and whether
-//   every candidate's rate fits (`all_fit`, `true` without a rate limit);
+//   slots held), whether candidates have keys (`keys`: 0 none, 1 only
+//   first keys, 2 second keys too), and whether every candidate's rate
+//   fits (`all_fit`, `true` without a rate limit);
 // - `fits`: the candidates with whether their rate fits (`rate_fits`,
 //   computed only when not `all_fit`);
 // - `keyed`: each candidate once per key (once if it has none), with the
@@ -95,9 +96,11 @@
 // - `picks`: the candidates all of whose keys fit (and whose rate fits),
 //   every key's first before any key's second (a candidate's turn is its
 //   highest n), within a turn in claim order, at most `w.most`. Without
-//   keys among the candidates, that is claim order, and `keyed` and
-//   `ranked` (a sort and an aggregation) do not run: the branches of
-//   `fits` and `picks` are chosen by one-time filters;
+//   keys among the candidates, that is claim order; with first keys only,
+//   a candidate's turn is its rank within its key (one window, no
+//   aggregation). Only with second keys do `keyed` and `ranked` (a sort,
+//   an aggregation and another sort) run. The branches of `fits` and
+//   `picks` are chosen by one-time filters;
 // - `r`: their reservation, each only if still unreserved (the candidates
 //   are not locked; the queue's turn keeps other claims of the queue out).
 //   They are looked up by primary key, whatever the statistics say: the
@@ -131,13 +134,13 @@
   "   WHERE coalesce((m.lim ->> h.k)::bigint, f.per_key) - h.n <= 0),"         \
   " busy AS MATERIALIZED (SELECT DISTINCT k1 AS k FROM hj, f"                  \
   "   WHERE f.seq AND k1 IS NOT NULL)" rate_with ","                           \
-  " cand AS MATERIALIZED (SELECT c.id, c.concurrency_key AS k1,"              \
+  " cand AS MATERIALIZED (SELECT c.id, c.concurrency_key AS k1,"               \
   "   c.second_concurrency_key AS k2, row_number() OVER"                       \
   "   (ORDER BY c.priority, c.available_at, c.id) AS ord" rate_cols            \
   "   FROM jobs c" rate_join                                                   \
   "   WHERE c.reserved_by IS NULL AND c.available_at <= " BG_JOBS_TS("$1")     \
   "   AND c.name = ANY (ARRAY(SELECT json_array_elements_text($3::json)))"     \
-  "   AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"                \
+  "   AND (c.expires_at IS NULL OR c.expires_at > $1::bigint)"                 \
   "   AND NOT EXISTS (SELECT 1 FROM bg_jobs_paused"                            \
   "     WHERE kind = 'queue' AND name = $5)"                                   \
   "   AND (c.concurrency_key IS NULL"                                          \
@@ -149,25 +152,26 @@
   "       AND NOT EXISTS (SELECT 1 FROM jobs o"                                \
   "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
   "         AND o.reserved_by IS NULL"                                         \
-  "         AND o.name = ANY (ARRAY(SELECT json_array_elements_text("         \
+  "         AND o.name = ANY (ARRAY(SELECT json_array_elements_text("          \
   "           $3::json))))"                                                    \
   "       AND (NOT (SELECT failed_holds FROM f)"                               \
   "         OR NOT EXISTS (SELECT 1 FROM jobs_failed x"                        \
   "         WHERE x.concurrency_key = c.concurrency_key AND NOT x.cancelled"   \
   "         AND NOT x.unblocked"                                               \
-  "         AND x.name = ANY (ARRAY(SELECT json_array_elements_text("         \
+  "         AND x.name = ANY (ARRAY(SELECT json_array_elements_text("          \
   "           $3::json)))))))" rate_filter                                     \
   "   ORDER BY c.priority, c.available_at, c.id LIMIT $4),"                    \
-  " w AS MATERIALIZED (SELECT greatest(0, least($6::bigint,"                  \
+  " w AS MATERIALIZED (SELECT greatest(0, least($6::bigint,"                   \
   "   coalesce((SELECT total FROM f) - (SELECT coalesce(sum(n), 0) FROM hj),"  \
   "   $6::bigint))) AS most,"                                                  \
-  "   NOT EXISTS (SELECT 1 FROM cand WHERE num_nonnulls(k1, k2) > 0)"          \
-  "   AS keyless, " all_fit " AS all_fit),"                                    \
+  "   CASE WHEN EXISTS (SELECT 1 FROM cand WHERE k2 IS NOT NULL) THEN 2"       \
+  "   WHEN EXISTS (SELECT 1 FROM cand WHERE k1 IS NOT NULL) THEN 1"            \
+  "   ELSE 0 END AS keys, " all_fit " AS all_fit),"                            \
   " fits AS (SELECT id, k1, k2, ord, true AS rate_fits FROM cand"              \
   "   WHERE (SELECT all_fit FROM w)"                                           \
   "   UNION ALL SELECT id, k1, k2, ord, " rate_fits " FROM cand"               \
   "   WHERE NOT (SELECT all_fit FROM w)),"                                     \
-  " keyed AS MATERIALIZED (SELECT p.ord, p.id, p.rate_fits, p.k,"             \
+  " keyed AS MATERIALIZED (SELECT p.ord, p.id, p.rate_fits, p.k,"              \
   "   CASE WHEN p.k IS NOT NULL"                                               \
   "   THEN coalesce((m.lim ->> p.k)::bigint, f.per_key)"                       \
   "     - coalesce((m.held ->> p.k)::bigint, 0) END AS room"                   \
@@ -177,9 +181,18 @@
   " ranked AS (SELECT ord, id, rate_fits, room, CASE WHEN k IS NULL"           \
   "   THEN 1 ELSE row_number() OVER (PARTITION BY k ORDER BY ord) END AS n"    \
   "   FROM keyed),"                                                            \
-  " picks AS ((SELECT id FROM fits WHERE (SELECT keyless FROM w)"             \
+  " picks AS ((SELECT id FROM fits WHERE (SELECT keys FROM w) = 0"             \
   "   AND rate_fits ORDER BY ord LIMIT (SELECT most FROM w))"                  \
-  "   UNION ALL (SELECT id FROM ranked WHERE NOT (SELECT keyless FROM w)"      \
+  "   UNION ALL (SELECT x.id FROM (SELECT id, ord, k1, rate_fits,"             \
+  "     row_number() OVER (PARTITION BY k1 ORDER BY ord) AS n FROM fits"       \
+  "     WHERE (SELECT keys FROM w) = 1) x, f, m"                               \
+  "   WHERE x.rate_fits AND (x.k1 IS NULL"                                     \
+  "     OR coalesce((m.lim ->> x.k1)::bigint, f.per_key) IS NULL"              \
+  "     OR x.n <= coalesce((m.lim ->> x.k1)::bigint, f.per_key)"               \
+  "       - coalesce((m.held ->> x.k1)::bigint, 0))"                           \
+  "   ORDER BY CASE WHEN x.k1 IS NULL THEN 1 ELSE x.n END, x.ord"              \
+  "   LIMIT (SELECT most FROM w))"                                             \
+  "   UNION ALL (SELECT id FROM ranked WHERE (SELECT keys FROM w) = 2"         \
   "   GROUP BY ord, id"                                                        \
   "   HAVING bool_and(room IS NULL OR n <= room) AND bool_and(rate_fits)"      \
   "   ORDER BY max(n), ord LIMIT (SELECT most FROM w))),"                      \
