@@ -254,7 +254,7 @@ TEST_SUITE("postgres") {
 
   TEST_CASE("the claim walks the claim index, with the plan made for its "
             "parameters or the generic one, on an empty, a full and a "
-            "bloated table; so does a limited queue's claim") {
+            "bloated table, and so does a limited queue's claim") {
     test::pg_schema s;
     auto db = open_migrated(s);
     sql_runner sql{s.url()};
