@@ -219,6 +219,9 @@ std::string db_adapter::prefixed_sql(const char* sql,
       "bg_jobs_tasks_callbacks_idx",
       "bg_jobs_workflow_finished",
       "bg_jobs_task_held",
+      "bg_jobs_ids",
+      "jobs_v22",
+      "jobs_id_hwm",
   };
   std::string text{sql};
   if (prefix.empty())

@@ -512,6 +512,9 @@ const char* const migrations[] = {
     "CREATE TRIGGER bg_jobs_task_held AFTER UPDATE OF state ON bg_jobs_tasks"
     "  FOR EACH ROW WHEN (NEW.state = 'held' AND OLD.state <> 'held')"
     "  EXECUTE FUNCTION bg_jobs_announce_workflows();",
+    // version 22: SQLite's job ids without AUTOINCREMENT; nothing changes
+    // here (a sequence gives ids).
+    "SELECT 1;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -25,14 +25,17 @@ using namespace detail::sqlite;
 namespace {
 
 const char sql_enqueue[] =
-    "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
+    "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"
     " priority, concurrency_key, second_concurrency_key, attrs)"
-    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id";
+    " VALUES (" BG_JOBS_SQLITE_NEXT_ID ", ?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)"
+    " RETURNING id";
+
+const char sql_next_id[] = "SELECT " BG_JOBS_SQLITE_NEXT_ID;
 
 const char sql_enqueue_plain[] =
-    "INSERT INTO jobs (name, payload, attempts, created_at, available_at,"
+    "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"
     " priority, concurrency_key, second_concurrency_key, attrs)"
-    " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)";
+    " VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 const char sql_wake_last[] =
     "SELECT (SELECT coalesce(max(id), 0) FROM jobs),"
@@ -46,15 +49,16 @@ const char sql_wakes_since[] =
 /// Rows per statement of a bulk enqueue.
 constexpr size_t bulk_rows = 64;
 
-/// `INSERT ... VALUES (?,?,0,?,?,?), ...` with `bulk_rows` rows.
+/// `INSERT ... VALUES (?,?,?,0,?,?,?,?,?,?), ...` with `bulk_rows` rows,
+/// each with its id first.
 const char* sql_enqueue_bulk() {
   static const std::string sql = [] {
-    std::string text = "INSERT INTO jobs (name, payload, attempts,"
+    std::string text = "INSERT INTO jobs (id, name, payload, attempts,"
                        " created_at, available_at, priority, concurrency_key,"
                        " second_concurrency_key, attrs) VALUES ";
     for (size_t i = 0; i < bulk_rows; ++i)
-      text += i == 0 ? "(?, ?, 0, ?, ?, ?, ?, ?, ?)"
-                     : ", (?, ?, 0, ?, ?, ?, ?, ?, ?)";
+      text += i == 0 ? "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?)"
+                     : ", (?, ?, ?, 0, ?, ?, ?, ?, ?, ?)";
     return text;
   }();
   return sql.c_str();
@@ -727,16 +731,28 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       }
       return ids;
     }
-    // Whole chunks go in multi-row statements; ids inside one write
-    // transaction are consecutive, ending at the last inserted rowid.
+    // The ids, consecutive from the next one (this write transaction is
+    // the only one); whole chunks go in multi-row statements.
+    int64_t next = 0;
+    {
+      auto s = prepare(sql_next_id);
+      if (!s)
+        return std::move(s.error());
+      statement q{*s};
+      if (int rc = q.step(); rc != SQLITE_ROW)
+        return failure(rc, "enqueueing jobs");
+      next = sqlite3_column_int64(q.get(), 0);
+    }
     auto bind_row = [&](statement& q, int first, size_t i) {
-      q.bind(first, jobs[i].j.name).bind(first + 1, jobs[i].payload);
-      q.bind(first + 2, to_unix_ms(now));
-      q.bind(first + 3, to_unix_ms(jobs[i].j.available_at));
-      q.bind(first + 4, int64_t{jobs[i].j.priority});
-      q.bind_key(first + 5, jobs[i].j.concurrency_key);
-      q.bind_key(first + 6, jobs[i].j.second_concurrency_key);
-      q.bind_key(first + 7, jobs[i].attrs);
+      q.bind(first, next + static_cast<int64_t>(i));
+      q.bind(first + 1, jobs[i].j.name).bind(first + 2, jobs[i].payload);
+      q.bind(first + 3, to_unix_ms(now));
+      q.bind(first + 4, to_unix_ms(jobs[i].j.available_at));
+      q.bind(first + 5, int64_t{jobs[i].j.priority});
+      q.bind_key(first + 6, jobs[i].j.concurrency_key);
+      q.bind_key(first + 7, jobs[i].j.second_concurrency_key);
+      q.bind_key(first + 8, jobs[i].attrs);
+      ids.push_back(next + static_cast<int64_t>(i));
     };
     size_t i = 0;
     if (jobs.size() >= bulk_rows) {
@@ -746,12 +762,9 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       for (; i + bulk_rows <= jobs.size(); i += bulk_rows) {
         statement q{*bulk};
         for (size_t k = 0; k < bulk_rows; ++k)
-          bind_row(q, static_cast<int>(k * 8 + 1), i + k);
+          bind_row(q, static_cast<int>(k * 9 + 1), i + k);
         if (int rc = q.step(); rc != SQLITE_DONE)
           return failure(rc, "enqueueing jobs");
-        auto last = sqlite3_last_insert_rowid(db_);
-        for (size_t k = 0; k < bulk_rows; ++k)
-          ids.push_back(last - static_cast<int64_t>(bulk_rows - 1 - k));
       }
     }
     if (i < jobs.size()) {
@@ -763,7 +776,6 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         bind_row(q, 1, i);
         if (int rc = q.step(); rc != SQLITE_DONE)
           return failure(rc, "enqueueing jobs");
-        ids.push_back(sqlite3_last_insert_rowid(db_));
       }
     }
     for (size_t k = 0; k < requests.size(); ++k)

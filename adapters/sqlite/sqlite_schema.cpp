@@ -160,7 +160,7 @@ const char* const migrations[] = {
     "  WHERE expires_at IS NOT NULL;",
     // version 15: wake-ups (what PostgreSQL's notifications carry). A
     // listener that sees the WAL written reads the jobs inserted past the
-    // last id it saw (ids only grow: AUTOINCREMENT), and the names here
+    // last id it saw (ids only grow: see version 22), and the names here
     // past the last sequence number it saw: jobs that became claimable
     // without a new id (a retried one, `*` for a resumed pause or an
     // unblocked key). Writes that made nothing claimable wake no queue.
@@ -376,6 +376,58 @@ const char* const migrations[] = {
     "   (SELECT coalesce(max(seq), 0) + 1 FROM bg_jobs_wakes))"
     "  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq;"
     " END;",
+    // version 22: a job's id without AUTOINCREMENT, which wrote the page of
+    // `sqlite_sequence` in every enqueue's transaction (a third of the
+    // pages such a transaction wrote). Ids still only grow, and none is
+    // used twice: an insert takes one past the greatest of the ids in
+    // `jobs` and `bg_jobs_ids.hwm` (BG_JOBS_SQLITE_NEXT_ID), and whatever
+    // deletes the job with the greatest id (a completion, a move into a
+    // workflow's blocked tasks, a delete) records it there first, by the
+    // trigger. `jobs` is rebuilt (SQLite cannot drop AUTOINCREMENT), its
+    // rows and ids kept; `legacy_alter_table` lets the rename through the
+    // triggers of other tables that name `jobs`.
+    "PRAGMA legacy_alter_table = ON;"
+    "CREATE TABLE bg_jobs_ids (hwm INTEGER NOT NULL);"
+    "INSERT INTO bg_jobs_ids (hwm) SELECT max("
+    "  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
+    "  coalesce((SELECT max(id) FROM jobs), 0),"
+    "  coalesce((SELECT max(id) FROM jobs_succeeded), 0),"
+    "  coalesce((SELECT max(id) FROM jobs_failed), 0),"
+    "  coalesce((SELECT max(id) FROM bg_jobs_blocked), 0));"
+    "CREATE TABLE jobs_v22 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  available_at INTEGER NOT NULL,"
+    "  reserved_at INTEGER,"
+    "  reserved_by TEXT,"
+    "  last_error TEXT,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_reason TEXT,"
+    "  errors TEXT,"
+    "  concurrency_key TEXT,"
+    "  second_concurrency_key TEXT,"
+    "  expires_at INTEGER,"
+    "  attrs TEXT);"
+    "INSERT INTO jobs_v22 (" BG_JOBS_SQLITE_ROW_COLUMNS ")"
+    "  SELECT " BG_JOBS_SQLITE_ROW_COLUMNS " FROM jobs;"
+    "DROP TABLE jobs;"
+    "ALTER TABLE jobs_v22 RENAME TO jobs;"
+    "PRAGMA legacy_alter_table = OFF;"
+    "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+    "  WHERE reserved_by IS NOT NULL;"
+    "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+    "  WHERE reserved_by IS NULL;"
+    "CREATE INDEX jobs_expiry_idx ON jobs (expires_at)"
+    "  WHERE expires_at IS NOT NULL;"
+    "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
+    "  WHERE concurrency_key IS NOT NULL AND reserved_by IS NULL;"
+    "CREATE TRIGGER jobs_id_hwm AFTER DELETE ON jobs"
+    " WHEN OLD.id > coalesce((SELECT max(id) FROM jobs), 0) BEGIN"
+    "  UPDATE bg_jobs_ids SET hwm = max(hwm, OLD.id);"
+    " END;",
 };
 
 constexpr int known_version = std::size(migrations);
@@ -454,7 +506,8 @@ caf::expected<void> sqlite_adapter::migrate_down() {
   transaction tx{*this};
   if (auto r = tx.begin(); !r)
     return r;
-  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_schedules;"
+  if (auto r = exec("DROP TABLE IF EXISTS bg_jobs_ids;"
+                    "DROP TABLE IF EXISTS bg_jobs_schedules;"
                     "DROP TABLE IF EXISTS bg_jobs_progress;"
                     "DROP TABLE IF EXISTS bg_jobs_outputs;"
                     "DROP TABLE IF EXISTS bg_jobs_blocked;"

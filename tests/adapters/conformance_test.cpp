@@ -88,6 +88,22 @@ TEST_SUITE("conformance") {
     require_ok(db->move_job_to_succeeded(b));
     auto c = value_of(db->enqueue_job(job_request{"a"}));
     CHECK(c.id > b.id);
+    // With every job gone (the greatest id last), single and bulk enqueues
+    // (past 64 jobs, multi-row statements) still take new ids.
+    require_ok(db->move_job_to_succeeded(a));
+    require_ok(db->move_job_to_failed(c, "x"));
+    std::vector<job_request> many(100, job_request{"a"});
+    auto ids = value_of(db->enqueue_jobs(many));
+    REQUIRE(ids.size() == 100);
+    CHECK(ids.front() > c.id);
+    CHECK(std::adjacent_find(ids.begin(), ids.end(), [](auto x, auto y) {
+            return y <= x;
+          }) == ids.end());
+    auto stored = value_of(test::enqueued(*db, "a"));
+    CHECK(stored.size() == 100);
+    CHECK(ids_of(stored) == ids);
+    auto d = value_of(db->enqueue_job(job_request{"a"}));
+    CHECK(d.id > ids.back());
   }
 
   TEST_CASE_TEMPLATE("reserve respects the limit", S,

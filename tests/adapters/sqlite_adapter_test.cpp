@@ -12,6 +12,7 @@
 
 #include "bg_jobs/adapters/sqlite/sqlite_adapter.hpp"
 #include "bg_jobs/core/errc.hpp"
+#include "support/expect.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 #include "support/why.hpp"
@@ -39,6 +40,18 @@ std::string query_text(const std::string& path, const char* sql) {
   sqlite3_finalize(s);
   sqlite3_close(db);
   return result;
+}
+
+/// Runs `sql` (statements separated by semicolons) on the file at `path`.
+void exec_script(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, why);
 }
 
 std::unique_ptr<sqlite_adapter> open_migrated(const std::string& path) {
@@ -212,8 +225,9 @@ TEST_SUITE("sqlite") {
     auto db = open_migrated(path);
     CHECK(query_text(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
                            " AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
-          "bg_jobs_actions|bg_jobs_blocked|bg_jobs_deps|bg_jobs_leases|"
-          "bg_jobs_limits|bg_jobs_migrations|bg_jobs_nodes|bg_jobs_outputs|"
+          "bg_jobs_actions|bg_jobs_blocked|bg_jobs_deps|bg_jobs_ids|"
+          "bg_jobs_leases|bg_jobs_limits|bg_jobs_migrations|bg_jobs_nodes|"
+          "bg_jobs_outputs|"
           "bg_jobs_paused|bg_jobs_progress|"
           "bg_jobs_queues|bg_jobs_rate_keys|bg_jobs_rate_limits|"
           "bg_jobs_rate_of|bg_jobs_schedule|bg_jobs_schedules|bg_jobs_tasks|"
@@ -222,6 +236,72 @@ TEST_SUITE("sqlite") {
     REQUIRE(db->migrate_down());
     CHECK(query_text(path, "SELECT name FROM sqlite_master"
                            " WHERE name NOT LIKE 'sqlite_%'") == "");
+  }
+
+  TEST_CASE("the upgrade to schema 22 keeps every job and its id, and "
+            "ids go on past the greatest ever used") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    {
+      auto db = open_migrated(path);
+      REQUIRE(db->enqueue_jobs({job_request{"a"}, job_request{"b"}}));
+    }
+    // The store as schema 21 left it: `jobs` with AUTOINCREMENT, whose
+    // sequence says ids up to 500 were used (their jobs since gone).
+    exec_script(
+        path,
+        "PRAGMA legacy_alter_table = ON;"
+        "DROP TRIGGER jobs_id_hwm; DROP TABLE bg_jobs_ids;"
+        "CREATE TABLE jobs_old (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " name TEXT NOT NULL, payload TEXT NOT NULL,"
+        " attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+        " available_at INTEGER NOT NULL, reserved_at INTEGER,"
+        " reserved_by TEXT, last_error TEXT,"
+        " priority INTEGER NOT NULL DEFAULT 0, cancel_reason TEXT,"
+        " errors TEXT, concurrency_key TEXT, second_concurrency_key TEXT,"
+        " expires_at INTEGER, attrs TEXT);"
+        "INSERT INTO jobs_old SELECT * FROM jobs;"
+        "DROP TABLE jobs; ALTER TABLE jobs_old RENAME TO jobs;"
+        "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
+        " WHERE reserved_by IS NULL;"
+        "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
+        " WHERE reserved_by IS NOT NULL;"
+        "UPDATE sqlite_sequence SET seq = 500 WHERE name = 'jobs';"
+        "DELETE FROM bg_jobs_migrations WHERE version = 22;");
+    REQUIRE(query_text(path, "SELECT seq FROM sqlite_sequence"
+                             " WHERE name = 'jobs'") == "500|");
+    auto db = open_migrated(path);
+    CHECK(test::value_of(db->schema_version()) == 22);
+    CHECK(query_text(path, "SELECT id, name FROM jobs ORDER BY id") ==
+          "1|a|2|b|");
+    CHECK(query_text(path, "SELECT sql LIKE '%AUTOINCREMENT%' FROM"
+                           " sqlite_master WHERE name = 'jobs'") == "0|");
+    auto c = test::value_of(db->enqueue_job(job_request{"c"}));
+    CHECK(c.id == 501);
+  }
+
+  TEST_CASE("an enqueue writes no id sequence: it takes one past the "
+            "greatest id ever used") {
+    test::temp_dir dir;
+    auto path = dir.file("jobs.db");
+    auto db = open_migrated(path);
+    auto a = test::value_of(db->enqueue_job(job_request{"a"}));
+    auto b = test::value_of(db->enqueue_job(job_request{"a"}));
+    CHECK(query_text(path, "SELECT count(*) FROM sqlite_sequence"
+                           " WHERE name = 'jobs'") == "0|");
+    CHECK(query_text(path, "SELECT hwm FROM bg_jobs_ids") == "0|");
+    // Leaving, the job with the greatest id records it; one below it does
+    // not.
+    REQUIRE(db->move_job_to_succeeded(a));
+    CHECK(query_text(path, "SELECT hwm FROM bg_jobs_ids") == "0|");
+    REQUIRE(db->move_job_to_failed(b, "x"));
+    CHECK(query_text(path, "SELECT hwm FROM bg_jobs_ids") ==
+          std::to_string(b.id) + "|");
+    // With `jobs` empty, and history pruned away, the next id is still
+    // past b's.
+    exec_script(path, "DELETE FROM jobs_succeeded; DELETE FROM jobs_failed;");
+    auto c = test::value_of(db->enqueue_job(job_request{"a"}));
+    CHECK(c.id == b.id + 1);
   }
 
   TEST_CASE(

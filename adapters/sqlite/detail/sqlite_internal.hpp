@@ -30,6 +30,13 @@
   "reserved_by, last_error, priority, cancel_reason, errors, "                 \
   "concurrency_key, second_concurrency_key, expires_at, attrs"
 
+// The id of the next job inserted: one past the greatest ever used (the
+// greatest in `jobs`, or the one recorded when the job that had it left;
+// schema version 22).
+#define BG_JOBS_SQLITE_NEXT_ID                                                 \
+  "(SELECT max(coalesce((SELECT max(id) FROM jobs), 0),"                      \
+  " coalesce((SELECT hwm FROM bg_jobs_ids), 0)) + 1)"
+
 // Moves the children of task `parent` that have no unfinished parent left
 // from `bg_jobs_blocked` into `jobs`, available no earlier than `at`.
 #define BG_JOBS_SQLITE_RELEASE(parent, at)                                     \
