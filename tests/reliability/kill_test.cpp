@@ -57,13 +57,14 @@ TEST_SUITE("reliability") {
   }
 
   TEST_CASE_TEMPLATE("without succeeded history SIGKILL mid-drain twice "
-                     "loses no job and leaves no row",
+                     "loses no job, leaves no row and uses no id twice",
                      T, sqlite_target, postgres_target) {
     constexpr int n = 3000;
     constexpr int concurrency = 8;
     T target;
     prepare(target, n);
     auto db = target.open();
+    auto greatest = target.query_int("SELECT max(id) FROM jobs");
     auto left = [&] {
       auto st = db->stats();
       return st ? st->pending() + st->reserved : int64_t{-1};
@@ -90,6 +91,10 @@ TEST_SUITE("reliability") {
     CHECK(st->pending() + st->reserved == 0);
     CHECK(st->succeeded == 0);
     CHECK(target.query_int("SELECT count(*) FROM jobs_succeeded") == 0);
+    // No table holds a job any more, yet no id is used twice.
+    auto next = db->enqueue_job(job_request{"after"});
+    REQUIRE(next);
+    CHECK(next->id > greatest);
     auto [total, distinct] = target.runs();
     CHECK(distinct == n);
     auto allowed = kills * (concurrency + queue_spec{"q"}.prefetch() / 2);
