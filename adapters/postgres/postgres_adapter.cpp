@@ -643,6 +643,20 @@ postgres_adapter::explain_reserve(const reserve_params& params) {
   return plans->front();
 }
 
+std::string postgres_adapter::explain_statement(pqxx::transaction_base& tx,
+                                                const char* name,
+                                                const std::string& args) {
+  // The statement's own text, prepared under a name of its own: EXPLAIN
+  // takes no bound parameters.
+  tx.exec(std::string{"PREPARE bgj_explain AS "} +
+          impl_->statement_sql(name));
+  std::string plan;
+  for (const auto& row : tx.exec("EXPLAIN EXECUTE bgj_explain(" + args + ")"))
+    plan += row[0].as<std::string>() + "\n";
+  tx.exec("DEALLOCATE bgj_explain");
+  return plan;
+}
+
 caf::expected<std::vector<std::string>>
 postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
   auto names = nlohmann::json(params.job_names).dump();
@@ -667,18 +681,8 @@ postgres_adapter::explain_claims(const reserve_params& params, bool generic) {
             {"bgj_complete_reserve", claim_args + ", " + completed},
             {"bgj_complete_reserve_after",
              claim_args + ", " + completed + ", " + floor}};
-        for (auto& [name, args] : runs) {
-          const char* sql = impl_->statement_sql(name);
-          // The statement's own text, prepared under a name of its own:
-          // EXPLAIN takes no bound parameters.
-          tx.exec(std::string{"PREPARE bgj_explain AS "} + sql);
-          std::string plan;
-          for (const auto& row :
-               tx.exec("EXPLAIN EXECUTE bgj_explain(" + args + ")"))
-            plan += row[0].as<std::string>() + "\n";
-          tx.exec("DEALLOCATE bgj_explain");
-          plans.push_back(std::move(plan));
-        }
+        for (auto& [name, args] : runs)
+          plans.push_back(explain_statement(tx, name, args));
         tx.exec("RESET plan_cache_mode");
         return plans;
       });
@@ -702,16 +706,8 @@ postgres_adapter::explain_limited_claims(const reserve_params& params,
         const std::pair<const char*, std::string> runs[] = {
           {"bgj_limited_claim", args},
           {"bgj_rated_claim", args + ", " + tx.quote(rate_limit)}};
-        for (auto& [name, run_args] : runs) {
-          tx.exec(std::string{"PREPARE bgj_explain AS "} +
-                  impl_->statement_sql(name));
-          std::string plan;
-          for (const auto& row :
-               tx.exec("EXPLAIN EXECUTE bgj_explain(" + run_args + ")"))
-            plan += row[0].as<std::string>() + "\n";
-          tx.exec("DEALLOCATE bgj_explain");
-          plans.push_back(std::move(plan));
-        }
+        for (auto& [name, run_args] : runs)
+          plans.push_back(explain_statement(tx, name, run_args));
         return plans;
       });
 }

@@ -232,6 +232,10 @@ private:
   caf::expected<complete_reserve_result>
   complete_and_reserve_limited(const std::vector<completion>& completions,
                                const reserve_params& params);
+  /// The plan of the prepared statement `name` run with `args` (SQL
+  /// literals), as `tx` would run it now.
+  std::string explain_statement(pqxx::transaction_base& tx, const char* name,
+                                const std::string& args);
   struct impl;
 
   explicit postgres_adapter(std::unique_ptr<impl> p);

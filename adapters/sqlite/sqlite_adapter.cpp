@@ -743,8 +743,10 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
         return failure(rc, "enqueueing jobs");
       next = sqlite3_column_int64(q.get(), 0);
     }
+    for (size_t k = 0; k < jobs.size(); ++k)
+      ids.push_back(next + static_cast<int64_t>(k));
     auto bind_row = [&](statement& q, int first, size_t i) {
-      q.bind(first, next + static_cast<int64_t>(i));
+      q.bind(first, ids[i]);
       q.bind(first + 1, jobs[i].j.name).bind(first + 2, jobs[i].payload);
       q.bind(first + 3, to_unix_ms(now));
       q.bind(first + 4, to_unix_ms(jobs[i].j.available_at));
@@ -752,7 +754,6 @@ sqlite_adapter::enqueue_jobs(const std::vector<job_request>& requests) {
       q.bind_key(first + 6, jobs[i].j.concurrency_key);
       q.bind_key(first + 7, jobs[i].j.second_concurrency_key);
       q.bind_key(first + 8, jobs[i].attrs);
-      ids.push_back(next + static_cast<int64_t>(i));
     };
     size_t i = 0;
     if (jobs.size() >= bulk_rows) {

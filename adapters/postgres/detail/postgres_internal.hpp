@@ -233,8 +233,7 @@
       "   THEN coalesce(ro.rate_key, '') END AS rate_key,"                     \
       " least(coalesce(ro.cost, 1), (SELECT burst FROM rl)) AS units,"         \
       " coalesce(((SELECT caps FROM rm) ->> coalesce(ro.rate_key, ''))"        \
-      "   ::bigint, (SELECT burst FROM rl)) AS rate_room,"                     \
-      " ro.job_id IS NOT NULL AS own_rate",                                    \
+      "   ::bigint, (SELECT burst FROM rl)) AS rate_room",                     \
       " LEFT JOIN (SELECT * FROM bg_jobs_rate_of"                              \
       "   WHERE (SELECT yes FROM rof)) ro ON ro.job_id = c.id",                \
       " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap"              \
@@ -245,12 +244,11 @@
       "   FROM cand WHERE rate_key IS NOT NULL)",                              \
       "coalesce((SELECT floor(now)::bigint FROM rl), $1::bigint)",             \
       ", rc AS (SELECT '' AS k, count(*) * least(1, rl.burst) AS units"        \
-      "   FROM r, rl WHERE NOT EXISTS (SELECT 1 FROM cand WHERE own_rate)"     \
-      "   GROUP BY rl.burst"                                                   \
+      "   FROM r, rl WHERE NOT (SELECT yes FROM rof) GROUP BY rl.burst"        \
       "   UNION ALL SELECT coalesce(ro.rate_key, ''),"                         \
       "   sum(least(coalesce(ro.cost, 1), rl.burst)) FROM r"                   \
       "   LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = r.id CROSS JOIN rl"      \
-      "   WHERE EXISTS (SELECT 1 FROM cand WHERE own_rate) GROUP BY 1),"       \
+      "   WHERE (SELECT yes FROM rof) GROUP BY 1),"                            \
       " charged AS (INSERT INTO bg_jobs_rate_keys AS k (name, key, tat)"       \
       "   SELECT $7, rc.k, rl.now + rc.units * rl.t FROM rc, rl"               \
       "   ON CONFLICT (name, key) DO UPDATE SET tat = greatest(k.tat,"         \
