@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include <filesystem>
+#include <map>
+#include <unordered_set>
 
 #include <poll.h>
 #include <sqlite3.h>
@@ -136,6 +138,15 @@ const char sql_copy_succeeded[] =
     " priority, errors, attrs FROM jobs"
     " WHERE id = ?1 AND reserved_by IS ?3 AND cancel_reason IS NULL";
 
+// The same for the jobs of the JSON array ?1; rows: the ids moved.
+const char sql_copy_succeeded_many[] =
+    "INSERT INTO jobs_succeeded (id, name, payload, attempts, created_at,"
+    " available_at, succeeded_at, priority, errors, attrs)"
+    " SELECT id, name, payload, attempts, created_at, available_at, ?2,"
+    " priority, errors, attrs FROM jobs"
+    " WHERE id IN (SELECT value FROM json_each(?1)) AND reserved_by IS ?3"
+    " AND cancel_reason IS NULL RETURNING id";
+
 // Without succeeded history (`sqlite_options::succeeded_history` false): a
 // success of a job outside workflows deletes it; a workflow's task, which
 // its workflow reads, takes `sql_copy_succeeded` still.
@@ -143,6 +154,14 @@ const char sql_drop_succeeded[] =
     "DELETE FROM jobs WHERE id = ?1 AND reserved_by IS ?2"
     " AND cancel_reason IS NULL"
     " AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks WHERE job_id = ?1)";
+// The same for the jobs of the JSON array ?1 of owner ?3 (the parameters
+// of `sql_copy_succeeded_many`, which has a time ?2 too); rows: the ids
+// deleted.
+const char sql_drop_succeeded_many[] =
+    "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))"
+    " AND reserved_by IS ?3 AND cancel_reason IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM bg_jobs_tasks t WHERE t.job_id = jobs.id)"
+    " RETURNING id";
 
 #define BG_JOBS_APPEND_ERROR(at, text)                                         \
   "json_insert(coalesce(errors, '[]'), '$[#]', json_object('attempt',"         \
@@ -1059,7 +1078,18 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
   };
   // The jobs deleted without history, whose progress goes with them.
   nlohmann::json dropped = nlohmann::json::array();
-  for (auto& c : completions) {
+  // Most successes take a statement or two for all of one owner's
+  // (`move_succeeded`); what did not apply there takes the statements of
+  // one job below.
+  std::vector<bool> moved(completions.size(), false);
+  if (auto r = move_succeeded(completions, now, moved, dropped); !r)
+    return std::move(r.error());
+  for (size_t i = 0; i < completions.size(); ++i) {
+    auto& c = completions[i];
+    if (moved[i]) {
+      applied.push_back(true);
+      continue;
+    }
     if (c.what == completion::kind::succeeded && !options_.succeeded_history) {
       auto n = execute(
           sql_drop_succeeded,
@@ -1147,6 +1177,61 @@ sqlite_adapter::complete_in_tx(const std::vector<completion>& completions) {
     if (auto settled = settle_tasks(now); !settled)
       return std::move(settled.error());
   return applied;
+}
+
+caf::expected<void>
+sqlite_adapter::move_succeeded(const std::vector<completion>& completions,
+                               int64_t now, std::vector<bool>& moved,
+                               nlohmann::json& dropped) {
+  bool history = options_.succeeded_history;
+  // The candidates by owner, each id once.
+  std::map<std::optional<std::string>, std::vector<size_t>> by_owner;
+  std::unordered_set<int64_t> seen;
+  for (size_t i = 0; i < completions.size(); ++i) {
+    auto& c = completions[i];
+    // With history, an output is kept first, one job at a time.
+    if (c.what == completion::kind::succeeded &&
+        (!history || c.output.empty()) && seen.insert(c.job_id).second)
+      by_owner[c.reserved_by].push_back(i);
+  }
+  for (auto& [owner, at] : by_owner) {
+    if (at.size() < 2)
+      continue; // the statements of one job are as quick
+    nlohmann::json ids = nlohmann::json::array();
+    for (auto i : at)
+      ids.push_back(completions[i].job_id);
+    auto text = ids.dump();
+    auto s = prepare(history ? sql_copy_succeeded_many : sql_drop_succeeded_many);
+    if (!s)
+      return std::move(s.error());
+    std::unordered_set<int64_t> done;
+    {
+      statement q{*s};
+      q.bind(1, text).bind(2, now).bind(3, owner);
+      int rc;
+      while ((rc = q.step()) == SQLITE_ROW)
+        done.insert(sqlite3_column_int64(*s, 0));
+      if (rc != SQLITE_DONE)
+        return failure(rc, "completing jobs");
+    }
+    if (done.empty())
+      continue;
+    nlohmann::json gone = nlohmann::json::array();
+    for (auto i : at)
+      if (done.count(completions[i].job_id)) {
+        moved[i] = true;
+        (history ? gone : dropped).push_back(completions[i].job_id);
+      }
+    if (!history)
+      continue;
+    auto gone_text = gone.dump();
+    if (auto n = execute(
+            "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
+            [&](statement& q) { q.bind(1, gone_text); }, "completing jobs");
+        !n)
+      return std::move(n.error());
+  }
+  return {};
 }
 
 caf::expected<std::vector<bool>>

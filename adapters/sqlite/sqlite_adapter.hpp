@@ -256,6 +256,14 @@ private:
   caf::expected<std::vector<bool>>
   complete_in_tx(const std::vector<completion>& completions);
   caf::expected<std::vector<job>> reserve_in_tx(const reserve_params& params);
+  /// The successes among `completions`, a statement or two for all those
+  /// of one owner: moved to `jobs_succeeded` at `now` (with history, those
+  /// without an output), or deleted (without history; their ids added to
+  /// `dropped`). Sets `moved[i]` for each that applied. Inside
+  /// complete_in_tx.
+  caf::expected<void> move_succeeded(const std::vector<completion>& completions,
+                                     int64_t now, std::vector<bool>& moved,
+                                     nlohmann::json& dropped);
   /// The claim of a limited queue, inside reserve_in_tx (`names` the job
   /// names as a JSON array).
   caf::expected<std::vector<job>>

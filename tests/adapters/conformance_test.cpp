@@ -419,6 +419,47 @@ TEST_SUITE("conformance") {
     CHECK(st.reserved == 1);
   }
 
+  TEST_CASE_TEMPLATE("a batch of successes applies each that holds its "
+                     "reservation, once, with history and without",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    for (bool history : {true, false}) {
+      CAPTURE(history);
+      S store;
+      store.succeeded_history = history;
+      auto clk = pinned();
+      auto db = store.fresh(clk);
+      for (int i = 0; i < 6; ++i)
+        value_of(db->enqueue_job(job_request{"j", {{"i", i}}}));
+      auto r = reserve(*db, {"j"}, 6);
+      REQUIRE(r.size() == 6);
+      // Job 3 is asked to cancel while it runs: its success ends cancelled.
+      value_of(db->cancel_job(r[3].id, "stop"));
+      std::vector<completion> cs;
+      for (size_t i : {0, 1, 2, 3, 0, 4, 5}) {
+        completion c;
+        c.job_id = r[i].id;
+        c.reserved_by = r[i].reserved_by;
+        c.available_at = clk->now();
+        cs.push_back(c);
+      }
+      cs[2].reserved_by = "someone else";
+      cs[5].output = R"({"x":1})";
+      CHECK(value_of(db->complete_jobs(cs)) ==
+            std::vector<bool>{true, true, false, true, false, true, true});
+      for (size_t i : {0, 1, 4, 5})
+        if (history)
+          CHECK(value_of(db->get_job(r[i].id)).state == job_state::succeeded);
+        else
+          CHECK(test::error_of(db->get_job(r[i].id)) == errc::job_not_found);
+      CHECK(value_of(db->get_job(r[2].id)).state == job_state::running);
+      CHECK(value_of(db->get_job(r[3].id)).state == job_state::cancelled);
+      auto st = value_of(db->stats());
+      CHECK(st.succeeded == (history ? 4 : 0));
+      CHECK(st.reserved == 1);
+      CHECK(st.available == 0);
+    }
+  }
+
   TEST_CASE_TEMPLATE("release_jobs_reserved_by releases only that owner's jobs",
                      S, BG_JOBS_CONFORMANCE_STORES) {
     S store;
