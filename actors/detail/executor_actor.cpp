@@ -37,8 +37,10 @@ struct handler_slot {
   std::atomic<bool> cancel_requested{false};
   /// Why (guarded by `mtx`).
   std::string cancel_reason;
-  /// Where results go: the queue, which checks that `executor` still
-  /// holds the slot (a replaced executor's late result is dropped).
+  /// Where results go: the queue's inbox, and the queue, which checks that
+  /// `executor` still holds the slot (a replaced executor's late result is
+  /// dropped).
+  std::shared_ptr<report_inbox> inbox;
   caf::actor_addr queue;
   caf::actor_addr executor;
   size_t index = 0;
@@ -240,6 +242,14 @@ private:
   }
 };
 
+/// Puts `r` in the queue's inbox, and tells the queue when it was empty.
+void report(handler_slot& slot, const caf::actor_addr& queue,
+            attempt_report r) {
+  if (slot.inbox->add(std::move(r)))
+    if (auto hdl = caf::actor_cast<caf::actor>(queue))
+      caf::anon_send(hdl, reports_atom::value);
+}
+
 void handler_loop(std::shared_ptr<handler_slot> slot) {
   std::minstd_rand rng{std::random_device{}()};
   for (;;) {
@@ -253,13 +263,15 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
       auto h = std::move(slot->next.front());
       slot->next.pop_front();
       if (std::chrono::steady_clock::now() > h.start_by) {
-        auto id = h.j.id;
+        attempt_report r;
+        r.slot = slot->index;
+        r.from = slot->executor;
+        r.job_id = h.j.id;
+        r.stale = true;
         slot->sent.push_back(std::move(h.j));
         queue = slot->queue;
         guard.unlock();
-        if (auto hdl = caf::actor_cast<caf::actor>(queue))
-          caf::anon_send(hdl, stale_atom::value, slot->index, id,
-                         slot->executor);
+        report(*slot, queue, std::move(r));
         continue;
       }
       // The handler runs a copy: the queue may take the kept one back
@@ -324,11 +336,13 @@ void handler_loop(std::shared_ptr<handler_slot> slot) {
       }
       queue = slot->queue;
     }
-    auto done = slot->rules->decide(j, result, slot->clock->now(), rng, us);
-    if (auto hdl = caf::actor_cast<caf::actor>(queue))
-      caf::anon_send(hdl, result_atom::value, slot->index, j.id,
-                     std::move(done), static_cast<int64_t>(us.count()),
-                     slot->executor);
+    attempt_report r;
+    r.slot = slot->index;
+    r.from = slot->executor;
+    r.job_id = j.id;
+    r.done = slot->rules->decide(j, result, slot->clock->now(), rng, us);
+    r.duration_us = static_cast<int64_t>(us.count());
+    report(*slot, queue, std::move(r));
   }
 }
 
@@ -370,6 +384,7 @@ spawned_executor spawn_executor(caf::event_based_actor* queue,
   slot->clock = std::move(args.clock);
   slot->shared = std::move(args.shared);
   slot->progress_interval = args.progress_interval;
+  slot->inbox = std::move(args.inbox);
   auto actor = queue->spawn<caf::linked>(executor_actor, slot);
   return {std::move(actor), executor_handoff{std::move(slot)}};
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,10 +14,53 @@
 #include "bg_jobs/actors/detail/event_bus.hpp"
 #include "bg_jobs/actors/detail/job_rules.hpp"
 #include "bg_jobs/actors/detail/node_context.hpp"
+#include "bg_jobs/actors/detail/outcome_buffer.hpp"
 #include "bg_jobs/core/clock.hpp"
 #include "bg_jobs/core/worker.hpp"
 
 namespace bg_jobs::detail {
+
+/// What a handler thread reports to its queue of one job it was handed.
+struct attempt_report {
+  /// The executor's slot, and the executor (the queue drops the report of
+  /// one that no longer holds the slot).
+  size_t slot = 0;
+  caf::actor_addr from;
+  int64_t job_id = 0;
+  /// Not started: the job reached its start deadline (`held_job`) first.
+  bool stale = false;
+  /// The completion decided by the queue's rules, when it ran.
+  pending_outcome done;
+  int64_t duration_us = 0;
+};
+
+/// The reports of a queue's handler threads on their way to it. A thread
+/// adds its report and, when the inbox was empty, sends the queue one
+/// `reports_atom`; the queue takes every report kept at once. A busy queue
+/// so gets one message for many attempts, not one each. Every report is
+/// taken: one added to a non-empty inbox is taken by the message sent for
+/// the report that made it non-empty, which is handled after it.
+class report_inbox {
+public:
+  /// Adds `r`; true when the inbox was empty, and the queue must be told.
+  bool add(attempt_report r) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    reports_.push_back(std::move(r));
+    return reports_.size() == 1;
+  }
+
+  /// Takes every report kept, in the order added.
+  std::vector<attempt_report> take() {
+    std::vector<attempt_report> out;
+    std::lock_guard<std::mutex> guard{mtx_};
+    out.swap(reports_);
+    return out;
+  }
+
+private:
+  std::mutex mtx_;
+  std::vector<attempt_report> reports_;
+};
 
 /// What an executor needs besides its queue.
 struct executor_args {
@@ -32,6 +76,8 @@ struct executor_args {
   std::shared_ptr<direct_enqueue> shared;
   /// How often the handler's progress is stored and reported, at most.
   std::chrono::milliseconds progress_interval{1000};
+  /// Where its thread's reports go (`report_inbox`).
+  std::shared_ptr<report_inbox> inbox;
 };
 
 /// A reserved job that has not started, with the latest time it may still
@@ -58,10 +104,10 @@ public:
 
   /// Gives `j` to the handler thread, after the jobs it was given before;
   /// the thread emits `job_started` as it starts it, decides the attempt's
-  /// completion by the queue's rules, and sends it to `queue` as a
-  /// `result_atom` message.
-  /// A job past its `start_by` is not started: the thread reports it with
-  /// a `stale_atom` message instead.
+  /// completion by the queue's rules, and reports it to `queue` through
+  /// the queue's `report_inbox`.
+  /// A job past its `start_by` is not started: the thread reports it as
+  /// stale instead.
   void run(held_job h, const caf::actor_addr& queue) const;
 
   /// The jobs kept here.

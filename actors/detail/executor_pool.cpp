@@ -118,7 +118,7 @@ executor_pool::take_all_unstarted(caf::event_based_actor* self) {
 void executor_pool::spawn(caf::event_based_actor* self, size_t i) {
   executor_args args{queue_,    i,          rules_,
                      ctx_.bus,  ctx_.clock, ctx_.shared,
-                     ctx_.plan->progress_interval};
+                     ctx_.plan->progress_interval, inbox_};
   auto e = spawn_executor(self, std::move(args));
   slots_[i].executor = std::move(e.actor);
   slots_[i].handoff = std::move(e.handoff);

@@ -65,6 +65,9 @@ public:
   /// Whether a busy executor in service holds fewer than `depth` jobs.
   bool room_behind(size_t depth) const;
 
+  /// Takes the reports the executors' threads left for the queue.
+  std::vector<attempt_report> take_reports() { return inbox_->take(); }
+
   /// Whether slot `i` runs job `job_id` now.
   bool runs(size_t i, int64_t job_id) const;
 
@@ -120,6 +123,8 @@ private:
   std::shared_ptr<const job_rules> rules_;
   std::vector<slot> slots_;
   std::vector<size_t> idle_;
+  /// Where every executor's thread reports.
+  std::shared_ptr<report_inbox> inbox_ = std::make_shared<report_inbox>();
   size_t active_ = 0;
 };
 

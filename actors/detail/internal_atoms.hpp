@@ -17,17 +17,10 @@ using reregister_atom = caf::atom_constant<caf::atom("reregister")>;
 /// of that name is now this actor.
 using route_atom = caf::atom_constant<caf::atom("route")>;
 
-/// `(result_atom, size_t slot, int64_t job_id, pending_outcome,
-/// int64_t duration_us, caf::actor_addr executor)`: an executor's handler
-/// thread reports the completion it decided for one attempt straight to its
-/// queue.
-using result_atom = caf::atom_constant<caf::atom("result")>;
-
-/// `(stale_atom, size_t slot, int64_t job_id, caf::actor_addr executor)`,
-/// from an executor's thread to its queue: the job it was handed reached
-/// its start deadline unstarted (the process was paused past the lease?)
-/// and was not run; the queue gives it back.
-using stale_atom = caf::atom_constant<caf::atom("stale")>;
+/// `(reports_atom)`, from an executor's handler thread to its queue: the
+/// queue's `report_inbox` holds reports (results of attempts, and jobs not
+/// started as they reached their start deadline).
+using reports_atom = caf::atom_constant<caf::atom("reports")>;
 
 /// `(job_timeout_atom, size_t slot, int64_t job_id)`, from a queue to
 /// itself: the attempt handed to that slot reached its timeout.

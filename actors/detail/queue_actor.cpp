@@ -254,25 +254,27 @@ caf::behavior queue_actor(caf::stateful_actor<queue_state>* self,
           return;
         self->state.poll(self);
       },
-      [=](result_atom, size_t i, int64_t job_id, pending_outcome& done,
-          int64_t duration_us, const caf::actor_addr& from) {
+      [=](reports_atom) {
         auto& st = self->state;
-        // Only from the executor that still holds the slot for the job.
-        if (!st.hand.pool().finish(self, i, job_id, from))
-          return;
-        st.pace.look_when_due(self, done);
-        st.pace.unsent.push_back(std::move(done));
-        if (st.spec.limited())
-          st.pace.more_may_wait(); // a slot of its keys is free again
-        st.hand.ran(duration_us);
-        st.ended(self);
-      },
-      [=](stale_atom, size_t i, int64_t job_id, const caf::actor_addr& from) {
-        auto& st = self->state;
-        if (auto j = st.hand.pool().finish(self, i, job_id, from)) {
-          st.release(std::move(*j), held_too_long, false);
-          st.ended(self);
+        bool ended = false;
+        for (auto& r : st.hand.pool().take_reports()) {
+          // Only from the executor that still holds the slot for the job.
+          auto j = st.hand.pool().finish(self, r.slot, r.job_id, r.from);
+          if (!j)
+            continue;
+          ended = true;
+          if (r.stale) {
+            st.release(std::move(*j), held_too_long, false);
+            continue;
+          }
+          st.pace.look_when_due(self, r.done);
+          st.pace.unsent.push_back(std::move(r.done));
+          if (st.spec.limited())
+            st.pace.more_may_wait(); // a slot of its keys is free again
+          st.hand.ran(r.duration_us);
         }
+        if (ended)
+          st.ended(self);
       },
       [=](settle_atom) {
         auto& st = self->state;
