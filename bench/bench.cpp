@@ -9,9 +9,10 @@
 // (2000), BENCH_LAT_GRACE_MS (15000), BENCH_ENQ_JOBS (5000),
 // BENCH_TIMEOUT_MS (60000), BENCH_KEYS (0: the drain's jobs carry no
 // concurrency key; N: job i carries key i mod N, and the queue limits each
-// key to BENCH_KEY_LIMIT, by default the concurrency plus the queue's
-// prefetch, which never binds: a key's reserved jobs are those running and
-// those held ahead), BENCH_RATE_LIMIT (0: no rate limit; N: the queue has the
+// key to BENCH_KEY_LIMIT, by default twice the concurrency plus the
+// queue's prefetch, which never binds: a key's reserved jobs are those
+// running, those held ahead, and those finished whose outcomes go with the
+// next claim, at most as many again), BENCH_RATE_LIMIT (0: no rate limit; N: the queue has the
 // rate limit "bench" of N starts a second with bursts of N, which never
 // binds for N large enough; the drain's jobs carry the rate key of their
 // concurrency key, or none), BENCH_SUCCEEDED_HISTORY (1: succeeded jobs are
@@ -1134,7 +1135,7 @@ int main(int argc, char** argv) {
   s.rate = env("BENCH_RATE_LIMIT", 0);
   s.succeeded_history = env("BENCH_SUCCEEDED_HISTORY", 1) != 0;
   s.key_limit = env("BENCH_KEY_LIMIT",
-                    s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch());
+                    2 * (s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch()));
   if (!s.postgres && s.path.empty()) {
     std::cerr << "bench: set BENCH_PG_URL or BENCH_SQLITE_PATH" << std::endl;
     return 2;
