@@ -29,8 +29,7 @@ namespace {
 const char sql_enqueue[] =
     "INSERT INTO jobs (id, name, payload, attempts, created_at, available_at,"
     " priority, concurrency_key, second_concurrency_key, attrs)"
-    " VALUES (" BG_JOBS_SQLITE_NEXT_ID ", ?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)"
-    " RETURNING id";
+    " VALUES (" BG_JOBS_SQLITE_NEXT_ID ", ?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 const char sql_next_id[] = "SELECT " BG_JOBS_SQLITE_NEXT_ID;
 
@@ -522,13 +521,12 @@ caf::expected<int64_t> sqlite_adapter::insert_job(const job& j,
   q.bind_key(6, j.concurrency_key);
   q.bind_key(7, j.second_concurrency_key);
   q.bind_key(8, attrs);
-  if (int rc = q.step(); rc != SQLITE_ROW)
-    return failure(rc, "enqueueing a job");
-  auto id = sqlite3_column_int64(q.get(), 0);
-  // Outside a transaction the statement commits as it finishes.
+  // Outside a transaction the statement commits as it finishes. The id is
+  // the row's rowid, which the connection keeps: a RETURNING clause would
+  // gather its rows in a table of its own before handing them back.
   if (int rc = q.step(); rc != SQLITE_DONE)
     return failure(rc, "enqueueing a job");
-  return id;
+  return int64_t{sqlite3_last_insert_rowid(db_)};
 }
 
 caf::expected<job> sqlite_adapter::insert_unique(job j,
@@ -665,7 +663,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
       sqlite3_bind_text(raw, i, key->data(), static_cast<int>(key->size()),
                         SQLITE_STATIC);
   }
-  if (sqlite3_step(raw) != SQLITE_ROW) {
+  if (sqlite3_step(raw) != SQLITE_DONE) {
     auto code = sqlite3_errcode(db);
     return make_error(code == SQLITE_BUSY || code == SQLITE_LOCKED
                           ? errc::database_locked
@@ -674,7 +672,7 @@ caf::expected<job> sqlite_adapter::enqueue_in(sqlite3* db,
                                   "transaction: "} +
                           sqlite3_errmsg(db));
   }
-  j.id = sqlite3_column_int64(raw, 0);
+  j.id = sqlite3_last_insert_rowid(db);
   return j;
 }
 
