@@ -12,10 +12,11 @@
 // key to BENCH_KEY_LIMIT, by default twice the concurrency plus the
 // queue's prefetch, which never binds: a key's reserved jobs are those
 // running, those held ahead, and those finished whose outcomes go with the
-// next claim, at most as many again), BENCH_RATE_LIMIT (0: no rate limit; N: the queue has the
-// rate limit "bench" of N starts a second with bursts of N, which never
-// binds for N large enough; the drain's jobs carry the rate key of their
-// concurrency key, or none), BENCH_SUCCEEDED_HISTORY (1: succeeded jobs are
+// next claim, at most as many again), BENCH_RATE_LIMIT (0: no rate limit;
+// N: the queue has the rate limit "bench" of N starts a second with
+// bursts of N, which never binds for N large enough; the drain's jobs
+// carry the rate key of their concurrency key, or none),
+// BENCH_SUCCEEDED_HISTORY (1: succeeded jobs are
 // kept in history, the default; 0: they are deleted, the adapters' option
 // `succeeded_history`),
 // and the store: BENCH_PG_URL (an empty
@@ -1134,8 +1135,9 @@ int main(int argc, char** argv) {
   s.keys = env("BENCH_KEYS", 0);
   s.rate = env("BENCH_RATE_LIMIT", 0);
   s.succeeded_history = env("BENCH_SUCCEEDED_HISTORY", 1) != 0;
-  s.key_limit = env("BENCH_KEY_LIMIT",
-                    2 * (s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch()));
+  s.key_limit =
+      env("BENCH_KEY_LIMIT",
+          2 * (s.concurrency + bg_jobs::queue_spec{"bench"}.prefetch()));
   if (!s.postgres && s.path.empty()) {
     std::cerr << "bench: set BENCH_PG_URL or BENCH_SQLITE_PATH" << std::endl;
     return 2;

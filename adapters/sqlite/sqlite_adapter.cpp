@@ -1199,7 +1199,8 @@ sqlite_adapter::move_succeeded(const std::vector<completion>& completions,
     for (auto i : at)
       ids.push_back(completions[i].job_id);
     auto text = ids.dump();
-    auto s = prepare(history ? sql_copy_succeeded_many : sql_drop_succeeded_many);
+    auto s =
+        prepare(history ? sql_copy_succeeded_many : sql_drop_succeeded_many);
     if (!s)
       return std::move(s.error());
     std::unordered_set<int64_t> done;
