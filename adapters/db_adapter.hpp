@@ -333,7 +333,7 @@ public:
   virtual ~db_adapter() = default;
 
   /// The schema version this code writes and understands.
-  static constexpr int schema_version_current = 22;
+  static constexpr int schema_version_current = 23;
 
   virtual capabilities caps() const = 0;
 

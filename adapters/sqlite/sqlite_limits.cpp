@@ -48,7 +48,7 @@ const char sql_limited_held[] =
   "     OR (c.concurrency_key NOT IN (SELECT value FROM json_each(?8))"        \
   "       AND NOT EXISTS (SELECT 1 FROM jobs o"                                \
   "         WHERE o.concurrency_key = c.concurrency_key AND o.id < c.id"       \
-  "         AND o.reserved_by IS NULL"                                         \
+  "         AND o.seq = 1 AND o.reserved_by IS NULL"                           \
   "         AND o.name IN (SELECT value FROM json_each(?2)))"                  \
   "       AND (?7 = 0 OR NOT EXISTS (SELECT 1 FROM jobs_failed f"              \
   "         WHERE f.concurrency_key = c.concurrency_key"                       \
@@ -74,6 +74,13 @@ const char sql_rated_candidates[] = BG_JOBS_SQLITE_CANDIDATES(
     " LEFT JOIN bg_jobs_rate_of ro ON ro.job_id = c.id LEFT JOIN rl ON 1"
     " LEFT JOIN rcap r ON r.k = coalesce(ro.rate_key, '')",
     " AND coalesce(ro.rate_key, '') NOT IN (SELECT k FROM rcap WHERE cap <= 0)");
+
+// Marks the keyed jobs ?1 names as in a sequence (`seq`), which puts
+// those not reserved in the index of keys: a sequenced queue's claim runs
+// it first, so that every keyed job of its names is there.
+const char sql_mark_sequenced[] =
+    "UPDATE jobs SET seq = 1 WHERE seq = 0 AND concurrency_key IS NOT NULL"
+    " AND name IN (SELECT value FROM json_each(?1))";
 
 // Reserves the jobs ?3 (a JSON array of ids) still unreserved for ?2 at ?1.
 const char sql_limited_reserve[] =
@@ -109,9 +116,17 @@ const char sql_keys_in_use[] =
     " SELECT k, sum(r), sum(w) FROM k GROUP BY k HAVING sum(r OR w) > 0"
     " ORDER BY 3 DESC, 2 DESC, k LIMIT ?3";
 
+// A blocked key's waiting jobs: those marked as in a sequence, by the
+// index of keys, and those enqueued or retried since its queue's last
+// claim, not marked yet.
 const char sql_blocked_keys[] =
     "SELECT f.concurrency_key, min(f.id), (SELECT count(*) FROM jobs j"
-    "   WHERE j.concurrency_key = f.concurrency_key AND j.reserved_by IS NULL"
+    "   WHERE j.concurrency_key = f.concurrency_key AND j.seq = 1"
+    "   AND j.reserved_by IS NULL"
+    "   AND j.name IN (SELECT value FROM json_each(?2)))"
+    " + (SELECT count(*) FROM jobs j WHERE j.seq = 0"
+    "   AND j.concurrency_key IS NOT NULL"
+    "   AND j.concurrency_key = f.concurrency_key AND j.reserved_by IS NULL"
     "   AND j.name IN (SELECT value FROM json_each(?2)))"
     " FROM jobs_failed f WHERE f.concurrency_key IS NOT NULL"
     " AND f.cancelled = 0 AND f.unblocked = 0"
@@ -278,6 +293,13 @@ sqlite_adapter::reserve_limited(const reserve_params& params,
   if (!stored)
     return std::move(stored.error());
   auto limits = detail::queue_limits::of(*stored);
+  if (limits.sequenced) {
+    auto marked = execute(
+        sql_mark_sequenced, [&](statement& q) { q.bind(1, names); },
+        "marking the jobs of a sequence");
+    if (!marked)
+      return std::move(marked.error());
+  }
   detail::held_slots held;
   if (limits.counts_slots()) {
     auto s = prepare(sql_limited_held);

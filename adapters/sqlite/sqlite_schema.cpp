@@ -428,6 +428,20 @@ const char* const migrations[] = {
     " WHEN OLD.id > coalesce((SELECT max(id) FROM jobs), 0) BEGIN"
     "  UPDATE bg_jobs_ids SET hwm = max(hwm, OLD.id);"
     " END;",
+    // version 23: the index of keys holds only the jobs of sequenced
+    // queues. Keeping an entry for every keyed job cost each claim a page
+    // of that index per key among its jobs (a commit of a claim over 100
+    // keys wrote most of it), and only a sequence reads it. A sequenced
+    // queue's claim marks its names' keyed jobs (`seq` = 1) in its write
+    // transaction before it looks for a key's oldest job, finding the
+    // unmarked ones by `jobs_unsequenced_idx`, whose entries follow ids,
+    // so that jobs claimed and completed together share its pages.
+    "ALTER TABLE jobs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+    "DROP INDEX jobs_key_idx;"
+    "CREATE INDEX jobs_key_idx ON jobs (concurrency_key, id)"
+    "  WHERE seq = 1 AND reserved_by IS NULL;"
+    "CREATE INDEX jobs_unsequenced_idx ON jobs (name, id)"
+    "  WHERE seq = 0 AND concurrency_key IS NOT NULL;",
 };
 
 constexpr int known_version = std::size(migrations);

@@ -579,6 +579,54 @@ TEST_SUITE("limits") {
     (void)b1;
   }
 
+  TEST_CASE_TEMPLATE("a queue made a sequence after its jobs were enqueued "
+                     "and claimed runs them in order, and a blocked key "
+                     "counts every waiting job",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    // SQLite indexes a key's jobs only once a sequence's claim has seen
+    // them: jobs from before the sequence, and those enqueued or retried
+    // since its last claim, are held to it all the same.
+    S store;
+    auto db = store.fresh();
+    require_ok(db->set_limits(queue, {per_key_limit(10)}));
+    auto b = value_of(db->enqueue_job(keyed("b").with_priority(5))).id;
+    std::vector<int64_t> a;
+    for (int i = 0; i < 3; ++i)
+      a.push_back(value_of(db->enqueue_job(keyed("a").with_priority(5))).id);
+    // The newest of its key, and first in claim order.
+    auto a_urgent =
+        value_of(db->enqueue_job(keyed("a").with_priority(0))).id;
+    auto before = claim(*db, 1);
+    REQUIRE(before.size() == 1);
+    CHECK(before[0].id == a_urgent);
+    REQUIRE(value_of(db->release_jobs_reserved_by("node/q/1"))
+                .size() == 1);
+    require_ok(db->set_limits(queue, {{limit_kind::sequence, "", 1}}));
+    auto first = claim(*db, 10, "node/q/2");
+    std::set<int64_t> got;
+    for (auto& j : first)
+      got.insert(j.id);
+    CHECK(got == std::set<int64_t>{a[0], b});
+    auto head = std::find_if(first.begin(), first.end(),
+                             [&](const job& j) { return j.id == a[0]; });
+    REQUIRE(head != first.end());
+    require_ok(db->move_job_to_failed(*head, "broken"));
+    // Enqueued after the sequence's last claim.
+    value_of(db->enqueue_job(keyed("a")));
+    auto blocked = value_of(db->blocked_keys(queue, {"work"}));
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].key == "a");
+    CHECK(blocked[0].waiting == 4);
+    CHECK(claim(*db, 10, "node/q/3").empty());
+    blocked = value_of(db->blocked_keys(queue, {"work"}));
+    REQUIRE(blocked.size() == 1);
+    CHECK(blocked[0].waiting == 4);
+    CHECK(value_of(db->unblock_key({"work"}, "a")) == 1);
+    auto next = claim(*db, 10, "node/q/4");
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == a[1]);
+  }
+
   TEST_CASE_TEMPLATE("a sequence that skips failed jobs lets the next go, and "
                      "a delayed head holds its key",
                      S, BG_JOBS_CONFORMANCE_STORES) {

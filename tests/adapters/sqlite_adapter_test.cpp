@@ -260,18 +260,22 @@ TEST_SUITE("sqlite") {
         " priority INTEGER NOT NULL DEFAULT 0, cancel_reason TEXT,"
         " errors TEXT, concurrency_key TEXT, second_concurrency_key TEXT,"
         " expires_at INTEGER, attrs TEXT);"
-        "INSERT INTO jobs_old SELECT * FROM jobs;"
+        "INSERT INTO jobs_old SELECT id, name, payload, attempts,"
+        " created_at, available_at, reserved_at, reserved_by, last_error,"
+        " priority, cancel_reason, errors, concurrency_key,"
+        " second_concurrency_key, expires_at, attrs FROM jobs;"
         "DROP TABLE jobs; ALTER TABLE jobs_old RENAME TO jobs;"
         "CREATE INDEX jobs_claim_idx ON jobs (priority, available_at, id)"
         " WHERE reserved_by IS NULL;"
         "CREATE INDEX jobs_reserved_by_idx ON jobs (reserved_by)"
         " WHERE reserved_by IS NOT NULL;"
         "UPDATE sqlite_sequence SET seq = 500 WHERE name = 'jobs';"
-        "DELETE FROM bg_jobs_migrations WHERE version = 22;");
+        "DELETE FROM bg_jobs_migrations WHERE version >= 22;");
     REQUIRE(query_text(path, "SELECT seq FROM sqlite_sequence"
                              " WHERE name = 'jobs'") == "500|");
     auto db = open_migrated(path);
-    CHECK(test::value_of(db->schema_version()) == 22);
+    CHECK(test::value_of(db->schema_version()) ==
+          db_adapter::schema_version_current);
     CHECK(query_text(path, "SELECT id, name FROM jobs ORDER BY id") ==
           "1|a|2|b|");
     CHECK(query_text(path, "SELECT sql LIKE '%AUTOINCREMENT%' FROM"
