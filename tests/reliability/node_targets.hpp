@@ -1,8 +1,8 @@
 #pragma once
 
 // Stores and node processes for the multi-process reliability tests: a
-// SQLite file or a PostgreSQL schema that `test_node` processes share, with
-// a table `runs` where they record each run of a job.
+// SQLite file or a PostgreSQL database that `test_node` processes share,
+// with a table `runs` where they record each run of a job.
 
 #include <chrono>
 #include <fstream>
@@ -146,25 +146,27 @@ struct sqlite_target {
 };
 
 struct postgres_target {
-  pg_schema schema;
+  /// A database of its own: the backends of its nodes, found by their
+  /// names, are told apart from those of tests running beside it.
+  pg_database database;
 
-  std::string store() const { return schema.url(); }
+  std::string store() const { return database.url(); }
 
   std::unique_ptr<db_adapter> open() const {
-    auto db = postgres_adapter::open({schema.url()});
+    auto db = postgres_adapter::open({database.url()});
     REQUIRE_MESSAGE(db, why(db));
     return std::move(*db);
   }
 
   void create_runs() const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{database.url()};
     pqxx::work tx{c};
     tx.exec("CREATE TABLE runs (seq BIGSERIAL, job_id BIGINT, node TEXT)");
     tx.commit();
   }
 
   std::set<std::string> node_names() const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{database.url()};
     pqxx::work tx{c};
     std::set<std::string> names;
     for (const auto& r : tx.exec("SELECT DISTINCT node FROM runs"))
@@ -173,13 +175,13 @@ struct postgres_target {
   }
 
   int64_t query_int(const std::string& sql) const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{database.url()};
     pqxx::work tx{c};
     return tx.exec(sql)[0][0].as<int64_t>();
   }
 
   std::string query_text(const std::string& sql) const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{database.url()};
     pqxx::work tx{c};
     auto r = tx.exec(sql);
     return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
@@ -201,14 +203,14 @@ struct postgres_target {
   int64_t backends_of(const std::string& node) const {
     return query_int("SELECT count(*) FROM pg_stat_activity WHERE "
                      "application_name = '" +
-                     node + "'");
+                     node + "' AND datname = '" + database.name() + "'");
   }
 
   /// Ends every backend of `node`'s process; returns how many.
   int64_t kill_backends(const std::string& node) const {
     return query_int("SELECT count(pg_terminate_backend(pid)) FROM "
                      "pg_stat_activity WHERE application_name = '" +
-                     node + "'");
+                     node + "' AND datname = '" + database.name() + "'");
   }
 
   /// Whether every backend of `node` is idle, outside a transaction: a
@@ -216,7 +218,8 @@ struct postgres_target {
   bool quiet(const std::string& node) const {
     return query_int("SELECT count(*) FROM pg_stat_activity WHERE "
                      "application_name = '" +
-                     node + "' AND state <> 'idle'") == 0;
+                     node + "' AND datname = '" + database.name() +
+                     "' AND state <> 'idle'") == 0;
   }
 
   /// Waits until the killed process `node` has no backend left: a
@@ -230,7 +233,7 @@ struct postgres_target {
   }
 
   std::pair<int64_t, int64_t> runs() const {
-    pqxx::connection c{schema.url()};
+    pqxx::connection c{database.url()};
     pqxx::work tx{c};
     auto r = tx.exec("SELECT count(*), count(DISTINCT job_id) FROM runs")[0];
     return {r[0].as<int64_t>(), r[1].as<int64_t>()};

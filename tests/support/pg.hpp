@@ -138,6 +138,8 @@ public:
 
   std::string url() const { return with_database(base_, name_); }
 
+  const std::string& name() const { return name_; }
+
 private:
   std::string name_;
   std::string base_;
