@@ -12,7 +12,7 @@ echo "bg_jobs: configuring ./build" >&2
 # in the sanitizer build (scripts/test_sanitized.sh) only.
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-  -DBG_JOBS_STORE_SUITES=OFF >/dev/null
+  -DBG_JOBS_STORE_SUITES=OFF -DBG_JOBS_UNITY_BUILD=ON >/dev/null
 if [ "$#" -gt 0 ]; then
   for target in "$@"; do
     echo "bg_jobs: building $target" >&2

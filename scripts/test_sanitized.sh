@@ -27,7 +27,7 @@ echo "bg_jobs: configuring the sanitizer build ($build)" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-Og -g1" \
   -DBG_JOBS_SANITIZE=ON -DBG_JOBS_BUILD_EXAMPLES=OFF \
-  -DBG_JOBS_SHARED_LIBRARY=OFF \
+  -DBG_JOBS_SHARED_LIBRARY=OFF -DBG_JOBS_UNITY_BUILD=ON \
   -DBG_JOBS_CLI_PATH="$root/build/tools/bg_jobs" >/dev/null
 cmake --build "$build" -j2
 if $build_only; then

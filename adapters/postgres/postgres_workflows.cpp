@@ -6,6 +6,7 @@
 #include "bg_jobs/adapters/postgres/postgres_adapter.hpp"
 
 #include "bg_jobs/adapters/detail/prepared_job.hpp"
+#include "bg_jobs/adapters/detail/workflow_errors.hpp"
 #include "bg_jobs/adapters/postgres/detail/postgres_internal.hpp"
 
 #include <map>
@@ -44,10 +45,6 @@ workflow_info read_workflow(const pqxx::row& r) {
     w.finished_at = from_unix_ms(r[9].as<int64_t>());
   w.open = r[10].as<bool>();
   return w;
-}
-
-caf::error no_workflow(int64_t id) {
-  return make_error(errc::job_not_found, "no workflow " + std::to_string(id));
 }
 
 /// What a change of a workflow found: 0 done, 1 no such workflow, 2 the
@@ -275,7 +272,7 @@ caf::expected<workflow_ids> postgres_adapter::add_tasks(int64_t id,
   if (!r)
     return std::move(r.error());
   if (r->code == 1)
-    return no_workflow(id);
+    return detail::no_workflow(id);
   if (r->code == 2)
     return make_error(errc::invalid_state, r->why);
   if (r->code == 3)
@@ -307,7 +304,7 @@ caf::expected<workflow_info> postgres_adapter::close_workflow(int64_t id) {
   if (!r)
     return std::move(r.error());
   if (!*r)
-    return no_workflow(id);
+    return detail::no_workflow(id);
   return get_workflow(id);
 }
 
@@ -369,7 +366,7 @@ caf::expected<workflow_info> postgres_adapter::get_workflow(int64_t id) {
   if (!r)
     return std::move(r.error());
   if (!*r)
-    return no_workflow(id);
+    return detail::no_workflow(id);
   return std::move(**r);
 }
 
@@ -460,7 +457,7 @@ postgres_adapter::cancel_workflow(int64_t id, const std::string& reason) {
   if (!r)
     return std::move(r.error());
   if (r->code == 1)
-    return no_workflow(id);
+    return detail::no_workflow(id);
   if (r->code == 2)
     return make_error(errc::invalid_state,
                       "workflow " + std::to_string(id) + " is " + r->state +
@@ -542,7 +539,7 @@ caf::expected<workflow_info> postgres_adapter::retry_workflow(int64_t id) {
   if (!r)
     return std::move(r.error());
   if (r->code == 1)
-    return no_workflow(id);
+    return detail::no_workflow(id);
   if (r->code == 2)
     return make_error(errc::invalid_state,
                       "workflow " + std::to_string(id) +

@@ -3,6 +3,7 @@
 // (sqlite_schema.cpp), in the transaction that finishes a task.
 
 #include "bg_jobs/adapters/sqlite/detail/sqlite_internal.hpp"
+#include "bg_jobs/adapters/detail/workflow_errors.hpp"
 
 #include <map>
 
@@ -173,10 +174,6 @@ workflow_info read_workflow(sqlite3_stmt* s) {
   w.finished_at = column_time_or_null(s, 9);
   w.open = sqlite3_column_int(s, 10) != 0;
   return w;
-}
-
-caf::error no_workflow(int64_t id) {
-  return make_error(errc::job_not_found, "no workflow " + std::to_string(id));
 }
 
 } // namespace
@@ -395,7 +392,7 @@ caf::expected<workflow_ids> sqlite_adapter::add_tasks(int64_t id,
       q.bind(1, id);
       int rc = q.step();
       if (rc == SQLITE_DONE)
-        return no_workflow(id);
+        return detail::no_workflow(id);
       if (rc != SQLITE_ROW)
         return failure(rc, "reading a workflow");
       if (auto state = column_text(q.get(), 0); state != "running")
@@ -450,7 +447,7 @@ caf::expected<workflow_info> sqlite_adapter::close_workflow(int64_t id) {
     if (!closed)
       return std::move(closed.error());
     if (*closed == 0)
-      return no_workflow(id);
+      return detail::no_workflow(id);
     // Every task may have finished already: the end and the callbacks now.
     for (auto sql : {sql_close_finish, sql_close_callbacks}) {
       auto r = exec_with(sql, id, now);
@@ -474,7 +471,7 @@ caf::expected<workflow_info> sqlite_adapter::get_workflow(int64_t id) {
     q.bind(1, id);
     int rc = q.step();
     if (rc == SQLITE_DONE)
-      return no_workflow(id);
+      return detail::no_workflow(id);
     if (rc != SQLITE_ROW)
       return failure(rc, "reading a workflow");
     w = read_workflow(q.get());
@@ -562,7 +559,7 @@ sqlite_adapter::cancel_workflow(int64_t id, const std::string& reason) {
       q.bind(1, id);
       int rc = q.step();
       if (rc == SQLITE_DONE)
-        return no_workflow(id);
+        return detail::no_workflow(id);
       if (rc != SQLITE_ROW)
         return failure(rc, "reading a workflow");
       if (auto state = column_text(q.get(), 0); state != "running")
@@ -631,7 +628,7 @@ caf::expected<workflow_info> sqlite_adapter::retry_workflow(int64_t id) {
       q.bind(1, id);
       int rc = q.step();
       if (rc == SQLITE_DONE)
-        return no_workflow(id);
+        return detail::no_workflow(id);
       if (rc != SQLITE_ROW)
         return failure(rc, "reading a workflow");
     }
