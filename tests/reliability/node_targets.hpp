@@ -198,28 +198,32 @@ struct postgres_target {
                      "' AND job_id IN (" + id_list(ids) + ")");
   }
 
-  /// The server backends of the node process `node` (its connections
-  /// carry its name).
+  /// The condition on `pg_stat_activity` that picks the server backends
+  /// of the node process `node` (its connections carry its name) in this
+  /// target's database.
+  std::string backends_of_node(const std::string& node) const {
+    return "application_name = '" + node + "' AND datname = '" +
+           database.name() + "'";
+  }
+
+  /// How many server backends the node process `node` has.
   int64_t backends_of(const std::string& node) const {
-    return query_int("SELECT count(*) FROM pg_stat_activity WHERE "
-                     "application_name = '" +
-                     node + "' AND datname = '" + database.name() + "'");
+    return query_int("SELECT count(*) FROM pg_stat_activity WHERE " +
+                     backends_of_node(node));
   }
 
   /// Ends every backend of `node`'s process; returns how many.
   int64_t kill_backends(const std::string& node) const {
     return query_int("SELECT count(pg_terminate_backend(pid)) FROM "
-                     "pg_stat_activity WHERE application_name = '" +
-                     node + "' AND datname = '" + database.name() + "'");
+                     "pg_stat_activity WHERE " +
+                     backends_of_node(node));
   }
 
   /// Whether every backend of `node` is idle, outside a transaction: a
   /// process stopped inside one holds row locks that a rescue waits for.
   bool quiet(const std::string& node) const {
-    return query_int("SELECT count(*) FROM pg_stat_activity WHERE "
-                     "application_name = '" +
-                     node + "' AND datname = '" + database.name() +
-                     "' AND state <> 'idle'") == 0;
+    return query_int("SELECT count(*) FROM pg_stat_activity WHERE " +
+                     backends_of_node(node) + " AND state <> 'idle'") == 0;
   }
 
   /// Waits until the killed process `node` has no backend left: a
