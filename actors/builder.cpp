@@ -17,6 +17,7 @@
 #include "bg_jobs/actors/detail/enqueuer.hpp"
 #include "bg_jobs/actors/detail/node_plan.hpp"
 #include "bg_jobs/actors/detail/node_tree.hpp"
+#include "bg_jobs/actors/detail/spare_connections.hpp"
 #include "bg_jobs/actors/messages.hpp"
 #include "bg_jobs/core/errc.hpp"
 #include "bg_jobs/http/detail/http_access.hpp"
@@ -363,6 +364,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   bool listen = false;
   node_identity me;
   auto time = clock_;
+  auto spares = std::make_shared<detail::spare_connections>();
   {
     auto db = connect_();
     if (!db)
@@ -371,6 +373,19 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     if (clock_ == clock::system())
       if (auto c = (*db)->store_clock())
         time = std::move(c);
+    listen = (*db)->caps().supports_listen_notify && !poll_only_;
+    // The queues' connections are opened side by side, beside the
+    // registration below: at once when the schema is current, otherwise
+    // once the migrations ran (a connection may prepare its statements as
+    // it opens). The shared connection is this one, once the node is
+    // registered; the others (the listener's, the maintenance's) are not
+    // on the way to the first claim and open as their actors start.
+    bool opening = false;
+    if (auto v = (*db)->schema_version();
+        v && *v == db_adapter::schema_version_current) {
+      spares->open("queue", connect_, queues.size());
+      opening = true;
+    }
     if (migrate_) {
       if (auto up = (*db)->migrate_up(); !up)
         return std::move(up.error());
@@ -385,7 +400,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
     }
     if (auto ok = (*db)->check_schema(); !ok)
       return std::move(ok.error());
-    listen = (*db)->caps().supports_listen_notify && !poll_only_;
+    if (!opening)
+      spares->open("queue", connect_, queues.size());
     me.instance = random_instance();
     me.host = host_name();
     me.pid = static_cast<int64_t>(getpid());
@@ -437,6 +453,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
           return std::move(r.error());
         }
     }
+    spares->add("node", std::move(*db));
   }
   detail::node_context ctx;
   // The HTTP server's metrics count this node's events.
@@ -451,6 +468,7 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
   ctx.plan = std::make_shared<const detail::node_plan>(
       detail::node_plan::make(config, listen));
   ctx.connect = connect_;
+  ctx.spares = spares;
   ctx.node = me.node;
   ctx.instance = me.instance;
   ctx.clock = time;
@@ -482,6 +500,8 @@ caf::expected<instance> builder::build(caf::actor_system& sys) const {
                     caf::after(std::chrono::seconds{30}) >> [] {});
     }
   }
+  // Started (or not): whatever start-up did not take is closed.
+  spares->close();
   caf::actor gate;
   uint16_t port = 0;
   if (!failure && publish_) {

@@ -828,7 +828,9 @@ protected:
 };
 
 /// Opens a new connection each time it is called; the runtime gives every
-/// actor that talks to the store its own connection.
+/// actor that talks to the store its own connection. It may be called from
+/// several threads at once: a starting node opens its queues' connections
+/// side by side.
 using adapter_factory =
     std::function<caf::expected<std::unique_ptr<db_adapter>>()>;
 

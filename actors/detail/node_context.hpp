@@ -54,6 +54,7 @@ private:
 /// What every actor of one bg_jobs tree shares: the plan it was built from,
 /// the store, the clock, where events go and where the other actors are.
 struct direct_enqueue;
+class spare_connections;
 
 /// Marks the node instance `id` of this process as gone, so that a later
 /// node may take its name over (done when its tree is seen to exit).
@@ -63,6 +64,9 @@ struct node_context {
   std::shared_ptr<const node_plan> plan;
   /// Opens a connection for an actor that talks to the store.
   adapter_factory connect;
+  /// Connections opened ahead for start-up, by the name of the
+  /// `store_connection` that takes them (may be null).
+  std::shared_ptr<spare_connections> spares;
   /// This process's node name, the first part of every reservation owner.
   std::string node;
   /// This start's claim on the name (`db_adapter::claim_node`).

@@ -1,5 +1,7 @@
 #include "bg_jobs/actors/detail/store_connection.hpp"
 
+#include "bg_jobs/actors/detail/spare_connections.hpp"
+
 #include "bg_jobs/core/errc.hpp"
 
 namespace bg_jobs::detail {
@@ -10,6 +12,11 @@ std::shared_ptr<db_adapter> store_connection::get() {
   auto now = std::chrono::steady_clock::now();
   if (now < next_attempt_)
     return nullptr;
+  if (ctx_.spares)
+    if (auto spare = ctx_.spares->take(who_)) {
+      db_ = std::move(spare);
+      return db_;
+    }
   auto conn = ctx_.connect();
   if (!conn) {
     report(who_ + " cannot connect: " + describe(conn.error()) +

@@ -50,6 +50,36 @@ public:
     return runtime_fixture::make_builder().with_node_name("pg-node");
   }
 
+  /// How many connections this test's bg_jobs runtime holds.
+  int connections() const {
+    pqxx::connection c{test::pg_url()};
+    pqxx::work tx{c};
+    return tx
+        .exec_params("SELECT count(*) FROM pg_stat_activity"
+                     " WHERE application_name = $1",
+                     options().application_name)[0][0]
+        .as<int>();
+  }
+
+  /// `connections()` once the number has held for half a second (services
+  /// open theirs as they first run; none closes meanwhile).
+  int held_connections() const {
+    int seen = connections();
+    auto held_since = std::chrono::steady_clock::now();
+    REQUIRE(test::eventually(
+        [&] {
+          std::this_thread::sleep_for(50ms); // one look per 50 ms
+          auto now = connections();
+          if (now != seen) {
+            seen = now;
+            held_since = std::chrono::steady_clock::now();
+          }
+          return std::chrono::steady_clock::now() - held_since >= 500ms;
+        },
+        15s));
+    return seen;
+  }
+
   /// Terminates every connection of this test's bg_jobs runtime.
   int terminate_backends() const {
     pqxx::connection c{test::pg_url()};
@@ -139,15 +169,6 @@ TEST_SUITE("postgres runtime") {
         ++n;
       return n;
     };
-    auto connections = [&] {
-      pqxx::connection c{test::pg_url()};
-      pqxx::work tx{c};
-      return tx
-          .exec_params("SELECT count(*) FROM pg_stat_activity"
-                       " WHERE application_name = $1",
-                       options().application_name)[0][0]
-          .as<int>();
-    };
     auto base_threads = threads();
     // 3 queues of 10 executors, and `scheduled` jobs every hour.
     auto measure = [&](int scheduled) {
@@ -168,22 +189,9 @@ TEST_SUITE("postgres runtime") {
         REQUIRE(bg.enqueue(job_request{q + "_job"}));
       REQUIRE(log.wait_for(event_kind::job_succeeded, before + 3));
       // Services open their connections as they first run (the listener,
-      // the upkeep, the scheduled jobs' queue): counted once the number
-      // has held for half a second (none closes meanwhile).
-      int seen = connections();
-      auto held_since = std::chrono::steady_clock::now();
-      REQUIRE(test::eventually(
-          [&] {
-            std::this_thread::sleep_for(50ms); // one look per 50 ms
-            auto now = connections();
-            if (now != seen) {
-              seen = now;
-              held_since = std::chrono::steady_clock::now();
-            }
-            return std::chrono::steady_clock::now() - held_since >= 500ms;
-          },
-          15s));
-      auto counts = std::make_pair(seen, threads() - base_threads);
+      // the upkeep, the scheduled jobs' queue).
+      auto counts =
+          std::make_pair(held_connections(), threads() - base_threads);
       REQUIRE(bg.shutdown());
       MESSAGE(scheduled << " scheduled jobs: " << counts.first
                         << " connections, " << counts.second << " threads");
@@ -203,6 +211,33 @@ TEST_SUITE("postgres runtime") {
     // one, the listener's, the upkeep's, the front door's once used).
     CHECK(twenty.first <= 8);
     CHECK(twenty.second <= 50);
+  }
+
+  TEST_CASE_FIXTURE(pg_fixture,
+                    "a node keeps every connection it opens as it starts: "
+                    "the one it registers on becomes the shared one, and "
+                    "each queue takes one opened beside the registration") {
+    auto opened = std::make_shared<std::atomic<int>>(0);
+    auto real = the_store->factory(nullptr);
+    auto b = builder{[real, opened] {
+               ++*opened;
+               return real();
+             }}.with_node_name("pg-node")
+                 .with_event_listener(log.listener());
+    for (std::string q : {"a", "b"})
+      b.with_queue(
+          pg_queue(q).with_worker(worker{q + "_job", [](const job&) {}}));
+    auto bg = start(b);
+    for (std::string q : {"a", "b"})
+      REQUIRE(bg.enqueue(job_request{q + "_job"}));
+    REQUIRE(log.wait_for(event_kind::job_succeeded, 2));
+    // The build's own, the queues' two, the listener's and the upkeep's:
+    // none opened and closed again (the build's used to be).
+    auto held = held_connections();
+    MESSAGE("opened " << opened->load() << ", held " << held);
+    CHECK(held == 5);
+    CHECK(opened->load() == held);
+    REQUIRE(bg.shutdown());
   }
 
   TEST_CASE_FIXTURE(pg_fixture, "in poll-only mode queues still find jobs") {
