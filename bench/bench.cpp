@@ -242,19 +242,24 @@ json drain(const settings& s) {
   bool partial = true;
   double drain_ms = 0;
   double first_job_ms = -1;
+  double handlers_done_ms = -1;
   {
     caf::actor_system sys{system_config()};
     remaining_probe probe{s};
     std::atomic<long> calls{0};
     std::atomic<int64_t> first_us{0};
+    std::atomic<int64_t> last_us{0};
     auto started = steady_clock::now();
     auto bg = bg_jobs::builder{s.factory()}
                   .with_node_name("bench")
-                  .with_queue(s.queue(bg_jobs::worker{
-                      "bench", [&](const bg_jobs::job&) {
-                        if (calls++ == 0)
-                          first_us = now_us();
-                      }}))
+                  .with_queue(s.queue(bg_jobs::worker{"bench",
+                                                      [&](const bg_jobs::job&) {
+                                                        auto k = calls++;
+                                                        if (k == 0)
+                                                          first_us = now_us();
+                                                        if (k + 1 == n)
+                                                          last_us = now_us();
+                                                      }}))
                   .build(sys);
     if (!bg) {
       std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
@@ -286,11 +291,15 @@ json drain(const settings& s) {
     }
     drain_ms =
         duration<double, std::milli>(steady_clock::now() - started).count();
-    if (first_us.load() != 0)
-      first_job_ms =
-          (first_us.load() -
-           duration_cast<microseconds>(started.time_since_epoch()).count()) /
-          1000.0;
+    auto since_start = [&](int64_t us) {
+      return us == 0
+                 ? -1.0
+                 : (us - duration_cast<microseconds>(started.time_since_epoch())
+                             .count()) /
+                       1000.0;
+    };
+    first_job_ms = since_start(first_us.load());
+    handlers_done_ms = since_start(last_us.load());
     // Done means out of `jobs`: pruning may already have removed some
     // succeeded rows of a long drain.
     if (auto st = db->stats())
@@ -313,8 +322,10 @@ json drain(const settings& s) {
             {"partial", partial},
             {"ms", drain_ms},
             {"rate", done / (drain_ms / 1000.0)},
-            // From the start of the node to the first handler's call.
-            {"first_job_ms", first_job_ms}}}};
+            // From the start of the node to the first handler's call, and
+            // to the last one's (the rest is the last outcomes' writing).
+            {"first_job_ms", first_job_ms},
+            {"handlers_done_ms", handlers_done_ms}}}};
 }
 
 // -- latency ------------------------------------------------------------------
@@ -557,7 +568,9 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(idx, v.size() - 1)];
 }
 
-double median_of(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+double median_of(std::vector<double> v) {
+  return percentile(std::move(v), 0.5);
+}
 
 // -- workflows ----------------------------------------------------------------
 
@@ -598,8 +611,8 @@ json workflows(const settings& s) {
     }
     while (ran() < jobs && steady_clock::now() < started + timeout)
       std::this_thread::sleep_for(milliseconds{2});
-    auto ms = duration<double, std::milli>(steady_clock::now() - started)
-                  .count();
+    auto ms =
+        duration<double, std::milli>(steady_clock::now() - started).count();
     bg->shutdown();
     return ms;
   };
@@ -701,21 +714,19 @@ json workflows(const settings& s) {
 json table_state(const std::string& url) {
   pqxx::connection c{url};
   pqxx::nontransaction tx{c};
-  auto r = tx.exec(
-      "SELECT n_live_tup, n_dead_tup, pg_total_relation_size(relid),"
-      " coalesce(autovacuum_count, 0) + coalesce(vacuum_count, 0),"
-      " coalesce(autoanalyze_count, 0) + coalesce(analyze_count, 0),"
-      " n_tup_hot_upd, n_tup_upd"
-      " FROM pg_stat_user_tables WHERE relname = 'jobs'");
+  auto r =
+      tx.exec("SELECT n_live_tup, n_dead_tup, pg_total_relation_size(relid),"
+              " coalesce(autovacuum_count, 0) + coalesce(vacuum_count, 0),"
+              " coalesce(autoanalyze_count, 0) + coalesce(analyze_count, 0),"
+              " n_tup_hot_upd, n_tup_upd"
+              " FROM pg_stat_user_tables WHERE relname = 'jobs'");
   if (r.empty())
     return {};
-  return {{"live_tuples", r[0][0].as<long>()},
-          {"dead_tuples", r[0][1].as<long>()},
-          {"total_bytes", r[0][2].as<long>()},
-          {"vacuums", r[0][3].as<long>()},
-          {"analyzes", r[0][4].as<long>()},
-          {"hot_updates", r[0][5].as<long>()},
-          {"updates", r[0][6].as<long>()}};
+  return {
+      {"live_tuples", r[0][0].as<long>()}, {"dead_tuples", r[0][1].as<long>()},
+      {"total_bytes", r[0][2].as<long>()}, {"vacuums", r[0][3].as<long>()},
+      {"analyzes", r[0][4].as<long>()},    {"hot_updates", r[0][5].as<long>()},
+      {"updates", r[0][6].as<long>()}};
 }
 
 json sustained(const settings& s, const std::string& kind) {
@@ -745,28 +756,28 @@ json sustained(const settings& s, const std::string& kind) {
   auto start = steady_clock::now();
   load_recorder rec{start};
   caf::actor_system sys{system_config()};
-  auto bg =
-      bg_jobs::builder{s.factory()}
-          .with_node_name("bench-load")
-          .with_queue(s.queue(bg_jobs::worker{
-              "bench",
-              [&](const bg_jobs::job& j) {
-                auto t = now_us();
-                // Latency from when the job was stored or became due,
-                // whichever is later (a held backlog's jobs wait their turn
-                // behind it: there the time stored is its depth / rate).
-                auto stored = j.payload.value("t", int64_t{0});
-                rec.started((t - stored) / 1000.0);
-                {
-                  std::lock_guard<std::mutex> guard{seen_mtx};
-                  if (!seen.insert(j.id).second)
-                    ++reruns;
-                }
-                std::this_thread::sleep_for(milliseconds{1});
-                completed.fetch_add(1);
-                rec.completed();
-              }}))
-          .build(sys);
+  auto bg = bg_jobs::builder{s.factory()}
+                .with_node_name("bench-load")
+                .with_queue(s.queue(bg_jobs::worker{
+                    "bench",
+                    [&](const bg_jobs::job& j) {
+                      auto t = now_us();
+                      // Latency from when the job was stored or became due,
+                      // whichever is later (a held backlog's jobs wait their
+                      // turn behind it: there the time stored is its depth /
+                      // rate).
+                      auto stored = j.payload.value("t", int64_t{0});
+                      rec.started((t - stored) / 1000.0);
+                      {
+                        std::lock_guard<std::mutex> guard{seen_mtx};
+                        if (!seen.insert(j.id).second)
+                          ++reruns;
+                      }
+                      std::this_thread::sleep_for(milliseconds{1});
+                      completed.fetch_add(1);
+                      rec.completed();
+                    }}))
+                .build(sys);
   if (!bg) {
     std::cerr << "bench: " << bg_jobs::describe(bg.error()) << std::endl;
     std::exit(1);
@@ -852,8 +863,9 @@ json sustained(const settings& s, const std::string& kind) {
     auto ws = rec.windows();
     for (; shown + 1 < ws.size(); ++shown) {
       auto& w = ws[shown];
-      std::cerr << kind << " t=" << shown * 5 << "s completed/s="
-                << w.completed / 5.0 << " depth<=" << w.max_depth
+      std::cerr << kind << " t=" << shown * 5
+                << "s completed/s=" << w.completed / 5.0
+                << " depth<=" << w.max_depth
                 << " claim_p99_ms=" << percentile(w.latency_ms, 0.99)
                 << std::endl;
     }
@@ -908,8 +920,9 @@ json sustained(const settings& s, const std::string& kind) {
             {"worst_window_claim_p99_ms", worst_p99},
             {"zero_windows_while_waiting", zero_waiting},
             {"reader_queries", reads.load()},
-            {"stats_ms", {{"p50", percentile(stats_ms, 0.5)},
-                          {"max", percentile(stats_ms, 1.0)}}},
+            {"stats_ms",
+             {{"p50", percentile(stats_ms, 0.5)},
+              {"max", percentile(stats_ms, 1.0)}}},
             {"jobs_table_at_end", state},
             {"windows", windows}}}};
 }
@@ -1050,7 +1063,8 @@ json nodes(const settings& s, const char* self, const char* mode) {
       long k = std::atol(item.c_str());
       if (k < 1 || k > 16 || std::to_string(k) != item) {
         std::cerr << "bench: BENCH_NODES takes 1 to 16 processes, "
-                     "comma-separated" << std::endl;
+                     "comma-separated"
+                  << std::endl;
         std::exit(2);
       }
       counts.push_back(k);
@@ -1113,11 +1127,11 @@ json nodes(const settings& s, const char* self, const char* mode) {
       auto [ran, status] = procs[i].stop();
       clean = clean && status == 0;
       least = std::min(least, ran);
-      per.push_back({{"node", names[i]},
-                     {"jobs", ran},
-                     {"exit", status},
-                     {"connections",
-                      pg ? json(conns[names[i]]) : json(nullptr)}});
+      per.push_back(
+          {{"node", names[i]},
+           {"jobs", ran},
+           {"exit", status},
+           {"connections", pg ? json(conns[names[i]]) : json(nullptr)}});
     }
     double fair = static_cast<double>(n) / k;
     rounds.push_back({{"processes", k},
