@@ -86,6 +86,21 @@ db_adapter::complete_and_reserve(const std::vector<completion>& completions,
   return result;
 }
 
+caf::expected<std::vector<std::pair<int64_t, std::string>>>
+db_adapter::cancels_asked(const std::string& reserved_by,
+                          const std::vector<int64_t>& ids) {
+  auto running = get_running_jobs_of_owner(reserved_by);
+  if (!running)
+    return std::move(running.error());
+  std::set<int64_t> wanted(ids.begin(), ids.end());
+  std::vector<std::pair<int64_t, std::string>> asked;
+  for (auto& j : *running)
+    if (j.cancel_reason && wanted.count(j.id) > 0)
+      asked.emplace_back(j.id, *j.cancel_reason);
+  std::sort(asked.begin(), asked.end());
+  return asked;
+}
+
 caf::expected<vacuum_report> db_adapter::vacuum_jobs(int64_t) {
   return vacuum_report{};
 }

@@ -146,7 +146,7 @@ void claim_pacer::look_when_available(caf::event_based_actor* self,
 void claim_pacer::check_cancels(caf::event_based_actor* self,
                                 const dispatcher& hand) {
   if (!hand.empty())
-    self->send(store_, check_cancels_atom::value);
+    self->send(store_, check_cancels_atom::value, hand.held());
 }
 
 } // namespace bg_jobs::detail

@@ -34,9 +34,10 @@ using claim_atom = caf::atom_constant<caf::atom("claim")>;
 /// write the outcomes now. Not the public `flush`.
 using write_outcomes_atom = caf::atom_constant<caf::atom("qwrite")>;
 
-/// `(check_cancels_atom)`, from a queue to its store worker: look for
-/// cancels of the queue's running jobs asked for on other nodes; as a
-/// queue's timer: time to ask for that.
+/// `(check_cancels_atom, std::vector<int64_t>)`, from a queue to its store
+/// worker: look for cancels of those jobs (the ones the queue holds) asked
+/// for on other nodes; `(check_cancels_atom)`, as a queue's timer: time to
+/// ask for that.
 using check_cancels_atom = caf::atom_constant<caf::atom("qcancels")>;
 
 /// `(finish_atom, outcome_batch)` → `caf::unit`, from a stopping queue to

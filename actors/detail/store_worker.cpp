@@ -127,20 +127,21 @@ struct store_worker_state {
         self->send(q, next_due_atom::value, **due);
   }
 
-  /// Sends the queue a cancel for each of its running jobs asked to cancel.
-  void check_cancels(caf::event_based_actor* self) {
+  /// Sends the queue a cancel for each of the jobs it holds (`ids`) asked
+  /// to cancel.
+  void check_cancels(caf::event_based_actor* self,
+                     const std::vector<int64_t>& ids) {
     auto db = store.get();
     if (!db)
       return;
-    auto running = db->get_running_jobs_of_owner(owner);
-    if (!running) {
-      failed(running.error(), "reading cancels of running jobs");
+    auto asked = db->cancels_asked(owner, ids);
+    if (!asked) {
+      failed(asked.error(), "reading cancels of running jobs");
       return;
     }
-    for (auto& j : *running)
-      if (j.cancel_reason)
-        self->send(caf::actor_cast<caf::actor>(self->current_sender()),
-                   cancel_atom::value, j.id, *j.cancel_reason);
+    for (auto& [id, reason] : *asked)
+      self->send(caf::actor_cast<caf::actor>(self->current_sender()),
+                 cancel_atom::value, id, reason);
   }
 
   /// Whatever an adapter throws is reported, never fatal, so that one bad
@@ -216,9 +217,9 @@ caf::behavior store_worker(caf::stateful_actor<store_worker_state>* self,
         self->state.guarded("reading when the next job is due",
                             [&] { self->state.next_due(self); });
       },
-      [=](check_cancels_atom) {
+      [=](check_cancels_atom, const std::vector<int64_t>& ids) {
         self->state.guarded("reading cancels",
-                            [&] { self->state.check_cancels(self); });
+                            [&] { self->state.check_cancels(self, ids); });
       },
       [=](finish_atom, outcome_batch& xs) {
         auto& st = self->state;

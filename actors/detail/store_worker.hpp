@@ -51,8 +51,9 @@ using outcome_batch = std::vector<pending_outcome>;
 /// - `(claim_atom, claim_call_ptr)` → `claim_call_ptr`: writes the
 ///   outcomes it keeps (and those the call carries) and reserves.
 /// - `(write_outcomes_atom, outcome_batch)`: writes what it keeps now.
-/// - `(check_cancels_atom)`: sends `(cancel_atom, id, reason)` to the
-///   queue for each running job of its owner asked to cancel.
+/// - `(check_cancels_atom, std::vector<int64_t>)`: sends `(cancel_atom,
+///   id, reason)` to the queue for each of those jobs (the ones it holds)
+///   still reserved by its owner and asked to cancel.
 /// - `(finish_atom, outcome_batch)` → `caf::unit`: writes what it keeps
 ///   (reconnecting at once if need be) and releases every reservation of
 ///   the owner left in the store.

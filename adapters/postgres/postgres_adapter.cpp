@@ -316,6 +316,14 @@ const statement_def statements[] = {
   {"bgj_running_by",
    "SELECT " BG_JOBS_PG_JOB_COLUMNS " FROM jobs"
    " WHERE reserved_by = $1 ORDER BY id"},
+  // By primary key whatever the statistics say (the ids are an InitPlan,
+  // and the test of `reserved_by` does not match an index's), so that it
+  // never walks the index of reservations.
+  {"bgj_cancels_asked",
+   "SELECT id, cancel_reason FROM jobs"
+   " WHERE id = ANY (ARRAY(SELECT unnest($2::bigint[])))"
+   "   AND reserved_by IS NOT DISTINCT FROM $1 AND cancel_reason IS NOT NULL"
+   " ORDER BY id"},
   {"bgj_stats_live",
    "SELECT"
    " (SELECT count(*) FROM jobs"
@@ -721,8 +729,10 @@ postgres_adapter::release_jobs_reserved_by(const std::string& reserved_by) {
 caf::expected<std::vector<job>>
 postgres_adapter::release_jobs_of_node(const std::string& node) {
   auto prefix = node + "/";
-  return impl_->jobs_of("releasing a node's reservations", "bgj_release_node",
-                        &prefix);
+  return impl_->by_reservations(
+      "releasing a node's reservations", [&](pqxx::transaction_base& tx) {
+        return read_jobs(tx.exec_prepared("bgj_release_node", prefix));
+      });
 }
 
 caf::expected<std::vector<job>>
@@ -925,9 +935,10 @@ caf::expected<void> postgres_adapter::release_lease(const std::string& name,
 caf::expected<std::vector<job>>
 postgres_adapter::rescue_jobs(std::chrono::milliseconds lease) {
   auto cutoff = impl_->now_ms() - lease.count();
-  return impl_->in_statement("rescuing jobs", [&](pqxx::transaction_base& tx) {
-    return read_jobs(tx.exec_prepared("bgj_rescue", cutoff));
-  });
+  return impl_->by_reservations(
+      "rescuing jobs", [&](pqxx::transaction_base& tx) {
+        return read_jobs(tx.exec_prepared("bgj_rescue", cutoff));
+      });
 }
 
 caf::expected<std::vector<job>>
@@ -1455,6 +1466,23 @@ postgres_adapter::remove_schedule(const std::string& name,
 caf::expected<std::vector<job>>
 postgres_adapter::get_running_jobs_of_owner(const std::string& owner) {
   return impl_->jobs_of("reading jobs", "bgj_running_by", &owner, false);
+}
+
+caf::expected<std::vector<std::pair<int64_t, std::string>>>
+postgres_adapter::cancels_asked(const std::string& owner,
+                                const std::vector<int64_t>& ids) {
+  using asked = std::vector<std::pair<int64_t, std::string>>;
+  if (ids.empty())
+    return asked{};
+  return impl_->in_statement(
+      "reading cancels asked for", [&](pqxx::transaction_base& tx) {
+        asked result;
+        for (const auto& r : tx.exec_prepared(
+                 "bgj_cancels_asked", owner,
+                 id_literal(ids, [](int64_t id) { return id; })))
+          result.emplace_back(r[0].as<int64_t>(), r[1].as<std::string>());
+        return result;
+      });
 }
 
 // -- wake-ups

@@ -179,6 +179,9 @@ public:
 
   caf::expected<std::vector<job>>
   get_running_jobs_of_owner(const std::string& reserved_by) override;
+  caf::expected<std::vector<std::pair<int64_t, std::string>>>
+  cancels_asked(const std::string& reserved_by,
+                const std::vector<int64_t>& ids) override;
   caf::expected<job_stats> stats() override;
   caf::expected<std::vector<name_stats>> stats_by_name() override;
   caf::expected<job_page> list_jobs(const job_query& query) override;

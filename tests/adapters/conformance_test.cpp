@@ -511,6 +511,37 @@ TEST_SUITE("conformance") {
     CHECK(value_of(test::enqueued(*db, "process_order")).size() == 1);
   }
 
+  TEST_CASE_TEMPLATE("the cancels asked for are read by id, for the owner "
+                     "that holds the jobs",
+                     S, BG_JOBS_CONFORMANCE_STORES) {
+    S store;
+    auto clk = pinned();
+    auto db = store.fresh(clk);
+    for (int i = 0; i < 4; ++i)
+      value_of(db->enqueue_job(job_request{"j"}));
+    auto held = reserve(*db, {"j"}, 3, "node/q/1");
+    REQUIRE(held.size() == 3);
+    value_of(db->cancel_job(held[2].id, "and this"));
+    value_of(db->cancel_job(held[0].id, "stop it"));
+    std::vector<int64_t> ids{held[2].id, held[1].id, held[0].id};
+    auto asked = value_of(db->cancels_asked("node/q/1", ids));
+    REQUIRE(asked.size() == 2);
+    CHECK(asked[0] == std::make_pair(held[0].id, std::string{"stop it"}));
+    CHECK(asked[1] == std::make_pair(held[2].id, std::string{"and this"}));
+    // Only the ids asked about, and only while their owner holds them.
+    CHECK(value_of(db->cancels_asked("node/q/1", {held[1].id})).empty());
+    CHECK(value_of(db->cancels_asked("node/q/1", {held[2].id})).size() == 1);
+    CHECK(value_of(db->cancels_asked("node/q/2", ids)).empty());
+    CHECK(value_of(db->cancels_asked("node/q/1", {})).empty());
+    release_one(*db, held[0].id);
+    asked = value_of(db->cancels_asked("node/q/1", ids));
+    REQUIRE(asked.size() == 1);
+    CHECK(asked[0].first == held[2].id);
+    // An id of no job, or of one not reserved, is passed over.
+    CHECK(
+        value_of(db->cancels_asked("node/q/1", {held[0].id, 1 << 30})).empty());
+  }
+
   TEST_CASE_TEMPLATE("enqueued jobs include future ones of that name only", S,
                      BG_JOBS_CONFORMANCE_STORES) {
     S store;

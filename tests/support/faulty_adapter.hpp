@@ -350,6 +350,11 @@ public:
   get_running_jobs_of_owner(const std::string& owner) override {
     return inner_->get_running_jobs_of_owner(owner);
   }
+  caf::expected<std::vector<std::pair<int64_t, std::string>>>
+  cancels_asked(const std::string& owner,
+                const std::vector<int64_t>& ids) override {
+    return inner_->cancels_asked(owner, ids);
+  }
   caf::expected<job_stats> stats() override { return inner_->stats(); }
   caf::expected<std::vector<std::string>>
   await_wakeups(std::chrono::milliseconds timeout,
