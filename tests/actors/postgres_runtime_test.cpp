@@ -232,7 +232,9 @@ TEST_SUITE("postgres runtime") {
       REQUIRE(bg.enqueue(job_request{q + "_job"}));
     REQUIRE(log.wait_for(event_kind::job_succeeded, 2));
     // The build's own, the queues' two, the listener's and the upkeep's:
-    // none opened and closed again (the build's used to be).
+    // none opened and closed again (the build's used to be). On a loaded
+    // machine the upkeep may open its own after the jobs ran.
+    REQUIRE(test::eventually([&] { return connections() >= 5; }, 15s));
     auto held = held_connections();
     MESSAGE("opened " << opened->load() << ", held " << held);
     CHECK(held == 5);
